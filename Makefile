@@ -1,0 +1,125 @@
+# gomaster: make [LUA=5.4|luajit|5.1|5.3] [WERROR=1] [SANITIZE=address,undefined|thread]
+#   make            build the Lua module and the C library for LUA (5.4)
+#   make test       install what is missing (as root), start the servers, run every test
+#   make demo       install what is missing, build, run a three-node election with a failover
+#   make install    PREFIX=/usr/local DESTDIR=
+
+LUA        ?= 5.4
+PREFIX     ?= /usr/local
+DESTDIR    ?=
+CC         ?= cc
+PKG_CONFIG ?= pkg-config
+
+ifeq ($(LUA),luajit)
+  LUA_PC   ?= luajit
+  LUA_BIN  ?= luajit
+  LUA_VER  ?= 5.1
+else
+  LUA_PC   ?= lua$(LUA)
+  LUA_BIN  ?= lua$(LUA)
+  LUA_VER  ?= $(LUA)
+endif
+LUA_INCDIR ?= $(shell $(PKG_CONFIG) --variable=includedir $(LUA_PC) 2>/dev/null)$(if $(filter luajit,$(LUA)),/luajit-2.1,/lua$(LUA))
+LUA_LIBDIR ?= $(PREFIX)/lib/lua/$(LUA_VER)
+LUA_SHAREDIR ?= $(PREFIX)/share/lua/$(LUA_VER)
+BINDIR     ?= $(PREFIX)/bin
+
+BUILD      := build/$(LUA)
+CSTD       := -std=c11 -D_GNU_SOURCE
+WARN       := -Wall -Wextra -Wshadow -Wstrict-prototypes
+ifeq ($(WERROR),1)
+  WARN += -Werror
+endif
+OPT        ?= -O2 -g
+SAN_FLAGS  := $(if $(SANITIZE),-fsanitize=$(SANITIZE) -fno-omit-frame-pointer,)
+CFLAGS_ALL := $(CSTD) $(WARN) $(OPT) -fPIC -pthread $(SAN_FLAGS) $(CFLAGS)
+
+# Backends: SQLite is required; MySQL/MariaDB and MongoDB when found.
+SQLITE_CFLAGS := $(shell $(PKG_CONFIG) --cflags sqlite3 2>/dev/null)
+SQLITE_LIBS   := $(shell $(PKG_CONFIG) --libs sqlite3 2>/dev/null || echo -lsqlite3)
+MYSQL_PC      := $(firstword $(foreach p,libmariadb mysqlclient,$(if $(shell $(PKG_CONFIG) --exists $(p) && echo y),$(p))))
+MONGO_PC      := $(if $(shell $(PKG_CONFIG) --exists libmongoc-1.0 && echo y),libmongoc-1.0)
+WITH_MYSQL    ?= $(if $(MYSQL_PC),1,0)
+WITH_MONGO    ?= $(if $(MONGO_PC),1,0)
+
+BACKEND_SRC := backends/sqlite.c
+BACKEND_CFLAGS := $(SQLITE_CFLAGS)
+BACKEND_LIBS := $(SQLITE_LIBS)
+ifeq ($(WITH_MYSQL),1)
+  BACKEND_SRC += backends/mysql.c
+  BACKEND_CFLAGS += -DGM_WITH_MYSQL $(shell $(PKG_CONFIG) --cflags $(MYSQL_PC))
+  BACKEND_LIBS += $(shell $(PKG_CONFIG) --libs $(MYSQL_PC))
+endif
+ifeq ($(WITH_MONGO),1)
+  BACKEND_SRC += backends/mongo.c
+  BACKEND_CFLAGS += -DGM_WITH_MONGO $(shell $(PKG_CONFIG) --cflags libmongoc-1.0)
+  BACKEND_LIBS += $(shell $(PKG_CONFIG) --libs libmongoc-1.0)
+endif
+
+CORE_SRC := src/elector.c src/registry.c src/url.c src/util.c $(BACKEND_SRC)
+CORE_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(CORE_SRC))
+LUA_OBJ  := $(BUILD)/obj/src/lgomaster.o
+HEADERS  := $(wildcard src/*.h)
+
+MODULE   := $(BUILD)/gomaster/core.so
+CORELIB  := $(BUILD)/libgomaster.a
+
+CTESTS   := $(patsubst tests/c/%.c,$(BUILD)/tests/%,$(wildcard tests/c/test_*.c))
+
+.PHONY: all lib module ctests test test-c test-lua demo install uninstall clean deps bench
+
+all: module lib
+
+module: $(MODULE)
+lib: $(CORELIB)
+
+$(BUILD)/obj/%.o: %.c $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) $(BACKEND_CFLAGS) -Isrc -c $< -o $@
+
+$(LUA_OBJ): src/lgomaster.c $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -I$(LUA_INCDIR) -Isrc -c $< -o $@
+
+# -z nodelete: the module stays mapped after lua_close, so a background thread
+# that is still winding down never runs unmapped code.
+$(MODULE): $(CORE_OBJ) $(LUA_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) -shared -pthread $(SAN_FLAGS) -Wl,-z,nodelete -o $@ $^ $(BACKEND_LIBS) $(LDFLAGS)
+
+$(CORELIB): $(CORE_OBJ)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+$(BUILD)/tests/%: tests/c/%.c tests/c/scripted.h $(CORELIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -Isrc -Itests/c -o $@ $< $(CORELIB) $(BACKEND_LIBS) -lm $(LDFLAGS)
+
+ctests: $(CTESTS)
+
+deps:
+	@sh scripts/deps.sh
+
+# The whole suite: C unit tests, then the specs under Lua 5.4 and LuaJIT
+# against SQLite and the database servers that tests/servers.sh starts.
+test: deps
+	@sh tests/run.sh
+
+demo: deps
+	@$(MAKE) -s LUA=5.4 all
+	@lua5.4 examples/demo.lua
+
+bench: deps
+	@sh bench/run.sh
+
+install: $(MODULE)
+	install -d $(DESTDIR)$(LUA_LIBDIR)/gomaster $(DESTDIR)$(LUA_SHAREDIR)/gomaster $(DESTDIR)$(BINDIR)
+	install -m 0755 $(MODULE) $(DESTDIR)$(LUA_LIBDIR)/gomaster/core.so
+	install -m 0644 lua/gomaster.lua $(DESTDIR)$(LUA_SHAREDIR)/gomaster.lua
+	for f in lua/gomaster/*.lua; do [ -e "$$f" ] && install -m 0644 "$$f" $(DESTDIR)$(LUA_SHAREDIR)/gomaster/ || true; done
+
+uninstall:
+	rm -rf $(DESTDIR)$(LUA_LIBDIR)/gomaster $(DESTDIR)$(LUA_SHAREDIR)/gomaster $(DESTDIR)$(LUA_SHAREDIR)/gomaster.lua
+
+clean:
+	rm -rf build

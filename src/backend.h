@@ -1,0 +1,120 @@
+/*
+ * backend.h: the contract between the election core and a database backend.
+ *
+ * A backend is one file in backends/ that fills a gm_backend_ops and adds one
+ * line to the table in src/registry.c. Appended fields go under a new ABI
+ * number, as SQLite's VFS does.
+ *
+ * Threads: parse/free_cfg run on the caller's thread; every other function
+ * runs on one background thread per connection, which owns the connection.
+ * Functions may block, but never longer than the timeouts the backend sets on
+ * its connection (keep them well under the renew deadline).
+ *
+ * Clocks: every time a backend reports is in microseconds on the database's
+ * own clock (MySQL UTC_TIMESTAMP(6), MongoDB $$NOW, SQLite the host's
+ * CLOCK_BOOTTIME). No client clock is ever written or compared there.
+ *
+ * Return codes:
+ *   GM_OK   the call took effect (for acquire/renew/release: the one
+ *           conditional write changed the row); *out is filled.
+ *   GM_NOT  the conditional write did not take effect (someone else holds the
+ *           lock, the token moved on). Not an error; *out may be unfilled.
+ *   GM_ERR  a failure; err is filled (never with a password). The core then
+ *           closes the connection and opens a new one later, with backoff.
+ */
+#ifndef GOMASTER_BACKEND_H
+#define GOMASTER_BACKEND_H
+
+#include "gomaster.h"
+
+#define GM_BACKEND_ABI 1
+
+/* One lock's row/document as read or written, plus the database's now. */
+typedef struct gm_row {
+  int exists;               /* 0: no row for this lock */
+  char owner[GM_ID_MAX];    /* "" when released */
+  char version[GM_ID_MAX];
+  uint64_t token;
+  int64_t acquired_at;      /* µs, database clock */
+  int64_t renewed_at;
+  int64_t expires_at;
+  int64_t now;              /* µs, database clock, read by the same call */
+} gm_row;
+
+/* A request to take a lock. The write is conditional on what the core saw:
+ *   expect_exists == 0: create the row only if there is none
+ *                       (a racing insert that loses is GM_NOT);
+ *   expect_exists == 1: update only if the row's token == expect_token and
+ *                       (owner == '' or expires_at <= database now).
+ * The new token is max(row token, min_token) + 1 (min_token + 1 on insert),
+ * so tokens grow by one per grant and stay above every token the node saw. */
+typedef struct gm_acquire_req {
+  const char *name;
+  const char *owner;
+  const char *version;
+  int64_t lease_us;
+  int expect_exists;
+  uint64_t expect_token;
+  uint64_t min_token;
+} gm_acquire_req;
+
+typedef struct gm_backend_ops {
+  int abi;                  /* GM_BACKEND_ABI */
+  const char *name;         /* the URL scheme: "sqlite", "mysql", "mongodb" */
+  /* 0: the core splits URLs into user, password, host, port, database (or
+   * path for "scheme://path") and the query's keys, percent-decoded, plus
+   * "url". 1: the backend gets only "url" and the query's keys. */
+  int url_raw;
+
+  /* Validates options (keys and values as strings) into a private config.
+   * Unknown keys are refused naming the key. Key "url" holds the whole URL
+   * when the backend was made from one. No I/O. */
+  int (*parse)(const gm_kv *opts, size_t n, void **cfg, gm_error *err);
+  void (*free_cfg)(void *cfg);
+  /* Writes a description without secrets into buf. */
+  void (*describe)(const void *cfg, char *buf, size_t len);
+
+  /* Connects, sets timeouts, creates the table if missing. */
+  int (*open)(const void *cfg, void **conn, gm_error *err);
+  void (*close)(void *conn);
+
+  /* Reads the row of lock `name` and the database's now. GM_OK always
+   * fills out->now; out->exists says whether the row is there. */
+  int (*observe)(void *conn, const char *name, gm_row *out, gm_error *err);
+
+  /* One conditional write each; see gm_acquire_req. On GM_OK *out is the
+   * row as written (new token and times) with out->now. */
+  int (*acquire)(void *conn, const gm_acquire_req *req, gm_row *out,
+                 gm_error *err);
+
+  /* Extends the lease to database now + lease_us where owner and token are
+   * ours (whether or not it expired meanwhile: nobody else took it). */
+  int (*renew)(void *conn, const char *name, const char *owner, uint64_t token,
+               int64_t lease_us, gm_row *out, gm_error *err);
+
+  /* Where owner and token are ours: owner = '', expires_at = now. The row
+   * stays, so the token keeps growing. */
+  int (*release)(void *conn, const char *name, const char *owner,
+                 uint64_t token, gm_error *err);
+} gm_backend_ops;
+
+/* Registered backends (src/registry.c). */
+const gm_backend_ops *gm_backend_find(const char *name);
+
+/* Helpers for backends (src/util.c). */
+void gm_seterr(gm_error *err, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Looks up key in opts; NULL if absent. */
+const char *gm_kv_get(const gm_kv *opts, size_t n, const char *key);
+/* GM_ERR naming the first key of opts not in the NULL-terminated list. */
+int gm_kv_check_keys(const gm_kv *opts, size_t n, const char *const *allowed,
+                     const char *backend, gm_error *err);
+/* Parses a duration in seconds ("2", "0.5") into µs; GM_ERR names key. */
+int gm_kv_seconds(const gm_kv *opts, size_t n, const char *key,
+                  int64_t dflt_us, int64_t *out_us, gm_error *err);
+/* Table/collection names: [A-Za-z_][A-Za-z0-9_]{0,63}. GM_ERR names field. */
+int gm_check_identifier(const char *field, const char *value, gm_error *err);
+/* Copies src into dst of size n, always terminated; GM_ERR if it did not fit. */
+int gm_strlcpy(char *dst, const char *src, size_t n);
+
+#endif

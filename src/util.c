@@ -1,0 +1,90 @@
+/* util.c: errors, option lookup and validation shared by the backends. */
+#include <ctype.h>
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend.h"
+
+void gm_seterr(gm_error *err, int code, const char *fmt, ...) {
+  if (!err) return;
+  va_list ap;
+  va_start(ap, fmt);
+  err->code = code;
+  vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+  va_end(ap);
+}
+
+int gm_strlcpy(char *dst, const char *src, size_t n) {
+  size_t len = strlen(src);
+  if (n == 0) return GM_ERR;
+  if (len >= n) {
+    memcpy(dst, src, n - 1);
+    dst[n - 1] = '\0';
+    return GM_ERR;
+  }
+  memcpy(dst, src, len + 1);
+  return GM_OK;
+}
+
+const char *gm_kv_get(const gm_kv *opts, size_t n, const char *key) {
+  for (size_t i = 0; i < n; i++)
+    if (strcmp(opts[i].key, key) == 0) return opts[i].value;
+  return NULL;
+}
+
+int gm_kv_check_keys(const gm_kv *opts, size_t n, const char *const *allowed,
+                     const char *backend, gm_error *err) {
+  for (size_t i = 0; i < n; i++) {
+    int ok = 0;
+    for (const char *const *a = allowed; *a && !ok; a++)
+      ok = strcmp(*a, opts[i].key) == 0;
+    if (!ok) {
+      gm_seterr(err, GM_E_ARG, "%s backend: unknown option '%.64s'", backend,
+                opts[i].key);
+      return GM_ERR;
+    }
+  }
+  return GM_OK;
+}
+
+int gm_kv_seconds(const gm_kv *opts, size_t n, const char *key,
+                  int64_t dflt_us, int64_t *out_us, gm_error *err) {
+  const char *v = gm_kv_get(opts, n, key);
+  if (!v) {
+    *out_us = dflt_us;
+    return GM_OK;
+  }
+  char *end;
+  errno = 0;
+  double s = strtod(v, &end);
+  if (end == v || *end != '\0' || errno || !isfinite(s) || s <= 0 ||
+      s > 86400) {
+    gm_seterr(err, GM_E_ARG,
+              "option '%.64s': expected seconds > 0 and <= 86400, got '%.32s'",
+              key, v);
+    return GM_ERR;
+  }
+  *out_us = (int64_t)(s * 1e6);
+  if (*out_us < 1) *out_us = 1;
+  return GM_OK;
+}
+
+int gm_check_identifier(const char *field, const char *value, gm_error *err) {
+  size_t len = strlen(value);
+  int ok = len > 0 && len <= 64 &&
+           (isalpha((unsigned char)value[0]) || value[0] == '_');
+  for (size_t i = 1; ok && i < len; i++)
+    ok = isalnum((unsigned char)value[i]) || value[i] == '_';
+  if (!ok) {
+    gm_seterr(err, GM_E_ARG,
+              "option '%s': not a valid name (letters, digits and '_', "
+              "1 to 64, not starting with a digit)",
+              field);
+    return GM_ERR;
+  }
+  return GM_OK;
+}
