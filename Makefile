@@ -19,7 +19,8 @@ else
   LUA_BIN  ?= lua$(LUA)
   LUA_VER  ?= $(LUA)
 endif
-LUA_INCDIR ?= $(shell $(PKG_CONFIG) --variable=includedir $(LUA_PC) 2>/dev/null)$(if $(filter luajit,$(LUA)),/luajit-2.1,/lua$(LUA))
+LUA_INCDIR ?=
+LUA_CFLAGS := $(if $(LUA_INCDIR),-I$(LUA_INCDIR),$(shell $(PKG_CONFIG) --cflags $(LUA_PC) 2>/dev/null))
 LUA_LIBDIR ?= $(PREFIX)/lib/lua/$(LUA_VER)
 LUA_SHAREDIR ?= $(PREFIX)/share/lua/$(LUA_VER)
 BINDIR     ?= $(PREFIX)/bin
@@ -39,8 +40,8 @@ SQLITE_CFLAGS := $(shell $(PKG_CONFIG) --cflags sqlite3 2>/dev/null)
 SQLITE_LIBS   := $(shell $(PKG_CONFIG) --libs sqlite3 2>/dev/null || echo -lsqlite3)
 MYSQL_PC      := $(firstword $(foreach p,libmariadb mysqlclient,$(if $(shell $(PKG_CONFIG) --exists $(p) && echo y),$(p))))
 MONGO_PC      := $(if $(shell $(PKG_CONFIG) --exists libmongoc-1.0 && echo y),libmongoc-1.0)
-WITH_MYSQL    ?= $(if $(MYSQL_PC),1,0)
-WITH_MONGO    ?= $(if $(MONGO_PC),1,0)
+WITH_MYSQL    ?= $(if $(and $(MYSQL_PC),$(wildcard backends/mysql.c)),1,0)
+WITH_MONGO    ?= $(if $(and $(MONGO_PC),$(wildcard backends/mongo.c)),1,0)
 
 BACKEND_SRC := backends/sqlite.c
 BACKEND_CFLAGS := $(SQLITE_CFLAGS)
@@ -79,7 +80,7 @@ $(BUILD)/obj/%.o: %.c $(HEADERS)
 
 $(LUA_OBJ): src/lgomaster.c $(HEADERS)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_ALL) -I$(LUA_INCDIR) -Isrc -c $< -o $@
+	$(CC) $(CFLAGS_ALL) $(LUA_CFLAGS) -Isrc -c $< -o $@
 
 # -z nodelete: the module stays mapped after lua_close, so a background thread
 # that is still winding down never runs unmapped code.

@@ -109,7 +109,11 @@ int gm_elector_start(gm_elector *e, gm_error *err);
  * stop("stopped"). Idempotent. */
 void gm_elector_stop(gm_elector *e);
 
-/* Stops as gm_elector_stop with reason "closed" and frees the elector. */
+/* Stops as gm_elector_stop but with reason "closed". */
+void gm_elector_close(gm_elector *e);
+
+/* Stops as gm_elector_close and frees the elector; queued events are
+ * dropped. */
 void gm_elector_free(gm_elector *e);
 
 /* True only inside [grant, send time of the last successful renewal + renew

@@ -1,0 +1,713 @@
+/*
+ * mysql.c: the MySQL/MariaDB backend, on the MySQL C API (MariaDB
+ * Connector/C on Debian).
+ *
+ * One row per lock in a table (default gomaster_locks, created if missing):
+ *
+ *   name VARBINARY(191) PRIMARY KEY, owner VARBINARY(127), token BIGINT
+ *   UNSIGNED, version VARBINARY(127), acquired_at, renewed_at, expires_at
+ *   DATETIME(6) holding UTC_TIMESTAMP(6) of the server.
+ *
+ * Binary strings compare byte for byte: no collation folds case, pads spaces
+ * or mangles quotes, backslashes or UTF-8 in lock names.
+ *
+ * Every acquire, renew and release is one prepared statement whose own result
+ * decides: affected rows (the connection sets CLIENT_FOUND_ROWS, so a row
+ * matched with the same values still counts, and two renewals within one
+ * second both succeed) or a duplicate key. The statement's time comes back
+ * in the same reply: the column it stores UTC_TIMESTAMP(6) in is written as
+ * epoch + LAST_INSERT_ID(now in µs), and the server returns that argument as
+ * the statement's insert id. So the master runs one statement per heartbeat
+ * and no client clock is written or compared anywhere. Times reach the core
+ * as µs since 1970 computed by TIMESTAMPDIFF, which ignores the session
+ * time zone (UNIX_TIMESTAMP would not).
+ */
+#include <ctype.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <errmsg.h>
+#include <mysql.h>
+#include <mysqld_error.h>
+
+#include "backend.h"
+
+#define LOCK_NAME_LEN (GM_NAME_MAX - 1) /* bytes of a lock name */
+#define LOCK_ID_LEN (GM_ID_MAX - 1)     /* bytes of an owner or a version */
+
+#define DEFAULT_TABLE "gomaster_locks"
+#define DEFAULT_HOST "localhost"
+#define DEFAULT_PORT 3306
+#define DEFAULT_TIMEOUT_US 2000000 /* connect, read, write: under D = 3 s */
+
+/* ---- configuration ----------------------------------------------------- */
+
+enum ssl_mode {
+  SSL_UNSET,     /* ssl_ca given: verify_ca; otherwise the library's default */
+  SSL_DISABLED,
+  SSL_PREFERRED, /* TLS when the server offers it */
+  SSL_REQUIRED,  /* TLS or no connection, certificate not checked */
+  SSL_VERIFY_CA, /* TLS, certificate checked against ssl_ca */
+  SSL_VERIFY_IDENTITY
+};
+
+static const struct {
+  const char *name;
+  enum ssl_mode mode;
+} ssl_modes[] = {{"disabled", SSL_DISABLED},
+                 {"preferred", SSL_PREFERRED},
+                 {"required", SSL_REQUIRED},
+                 {"verify_ca", SSL_VERIFY_CA},
+                 {"verify_identity", SSL_VERIFY_IDENTITY}};
+
+/* Made by my_parse, freed by my_free_cfg. */
+typedef struct mycfg {
+  char *user, *password, *host, *database, *table, *ssl_ca;
+  unsigned port;
+  unsigned connect_timeout, read_timeout, write_timeout; /* whole seconds */
+  enum ssl_mode ssl;
+} mycfg;
+
+static const char *const known_keys[] = {
+    "user",         "password",      "host",          "port",
+    "database",     "url",           "table",         "connect_timeout",
+    "read_timeout", "write_timeout", "ssl_mode",      "ssl_ca",
+    NULL};
+
+static void my_free_cfg(void *p) {
+  mycfg *c = p;
+  if (!c) return;
+  free(c->user);
+  if (c->password) { /* do not leave it in freed memory */
+    memset(c->password, 0, strlen(c->password));
+    free(c->password);
+  }
+  free(c->host);
+  free(c->database);
+  free(c->table);
+  free(c->ssl_ca);
+  free(c);
+}
+
+/* Copies opts[key] (or dflt) into *dst; dflt NULL and key absent leaves NULL. */
+static int dup_opt(const gm_kv *opts, size_t n, const char *key,
+                   const char *dflt, char **dst, gm_error *err) {
+  const char *v = gm_kv_get(opts, n, key);
+  if (!v) v = dflt;
+  if (!v) return GM_OK;
+  *dst = strdup(v);
+  if (!*dst) {
+    gm_seterr(err, GM_E_NOMEM, "out of memory");
+    return GM_ERR;
+  }
+  return GM_OK;
+}
+
+/* The client library takes whole seconds: round up, so that "0.5" still
+ * means a bound and never "no timeout". */
+static int opt_timeout(const gm_kv *opts, size_t n, const char *key,
+                       unsigned *out, gm_error *err) {
+  int64_t us;
+  if (gm_kv_seconds(opts, n, key, DEFAULT_TIMEOUT_US, &us, err)) return GM_ERR;
+  *out = (unsigned)((us + 999999) / 1000000);
+  return GM_OK;
+}
+
+static int opt_port(const gm_kv *opts, size_t n, unsigned *port,
+                    gm_error *err) {
+  const char *v = gm_kv_get(opts, n, "port");
+  *port = DEFAULT_PORT;
+  if (!v) return GM_OK;
+  char *end;
+  long p = strtol(v, &end, 10);
+  if (end == v || *end || p < 1 || p > 65535 || !isdigit((unsigned char)*v)) {
+    gm_seterr(err, GM_E_ARG,
+              "mysql backend: option 'port': expected 1-65535, got '%.32s'",
+              v);
+    return GM_ERR;
+  }
+  *port = (unsigned)p;
+  return GM_OK;
+}
+
+static int opt_ssl_mode(const gm_kv *opts, size_t n, enum ssl_mode *mode,
+                        gm_error *err) {
+  const char *v = gm_kv_get(opts, n, "ssl_mode");
+  *mode = SSL_UNSET;
+  if (!v) return GM_OK;
+  for (size_t i = 0; i < sizeof ssl_modes / sizeof ssl_modes[0]; i++)
+    if (strcasecmp(v, ssl_modes[i].name) == 0) {
+      *mode = ssl_modes[i].mode;
+      return GM_OK;
+    }
+  gm_seterr(err, GM_E_ARG,
+            "mysql backend: option 'ssl_mode': expected disabled, preferred, "
+            "required, verify_ca or verify_identity, got '%.32s'",
+            v);
+  return GM_ERR;
+}
+
+static int my_parse(const gm_kv *opts, size_t n, void **out, gm_error *err) {
+  *out = NULL;
+  if (gm_kv_check_keys(opts, n, known_keys, "mysql", err)) return GM_ERR;
+  mycfg *c = calloc(1, sizeof *c);
+  if (!c) {
+    gm_seterr(err, GM_E_NOMEM, "out of memory");
+    return GM_ERR;
+  }
+  if (dup_opt(opts, n, "user", NULL, &c->user, err) ||
+      dup_opt(opts, n, "password", NULL, &c->password, err) ||
+      dup_opt(opts, n, "host", DEFAULT_HOST, &c->host, err) ||
+      dup_opt(opts, n, "database", NULL, &c->database, err) ||
+      dup_opt(opts, n, "table", DEFAULT_TABLE, &c->table, err) ||
+      dup_opt(opts, n, "ssl_ca", NULL, &c->ssl_ca, err) ||
+      opt_port(opts, n, &c->port, err) ||
+      opt_timeout(opts, n, "connect_timeout", &c->connect_timeout, err) ||
+      opt_timeout(opts, n, "read_timeout", &c->read_timeout, err) ||
+      opt_timeout(opts, n, "write_timeout", &c->write_timeout, err) ||
+      opt_ssl_mode(opts, n, &c->ssl, err))
+    goto fail;
+  if (!c->database) {
+    gm_seterr(err, GM_E_ARG,
+              "mysql backend: option 'database' is required, as in "
+              "mysql://user:password@host:3306/database");
+    goto fail;
+  }
+  if (gm_check_identifier("database", c->database, err) ||
+      gm_check_identifier("table", c->table, err))
+    goto fail;
+  if (!*c->host) {
+    gm_seterr(err, GM_E_ARG, "mysql backend: option 'host' is empty");
+    goto fail;
+  }
+  if (c->ssl == SSL_UNSET && c->ssl_ca) c->ssl = SSL_VERIFY_CA;
+  *out = c;
+  return GM_OK;
+fail:
+  my_free_cfg(c);
+  return GM_ERR;
+}
+
+static void my_describe(const void *p, char *buf, size_t len) {
+  const mycfg *c = p;
+  int v6 = strchr(c->host, ':') != NULL;
+  snprintf(buf, len, "mysql://%s%s%s%s%s:%u/%s?table=%s",
+           c->user ? c->user : "", c->user ? "@" : "", v6 ? "[" : "", c->host,
+           v6 ? "]" : "", c->port, c->database, c->table);
+}
+
+/* ---- connection -------------------------------------------------------- */
+
+enum { S_OBSERVE, S_INSERT, S_TAKE, S_RENEW, S_RELEASE, NSTMT };
+
+/* A lock this connection acquired: renew reports acquired_at from here, since
+ * its one statement returns only the server's now. */
+#define HELD_MAX 16
+typedef struct held {
+  char name[GM_NAME_MAX]; /* "" when the slot is free */
+  char version[GM_ID_MAX];
+  uint64_t token;
+  int64_t acquired_at;
+} held;
+
+/* Made by my_open, freed by my_close, used by one thread at a time. The
+ * config outlives its connections (the core frees it last). */
+typedef struct myconn {
+  const mycfg *cfg;
+  MYSQL *db;
+  MYSQL_STMT *st[NSTMT];
+  held held[HELD_MAX];
+  unsigned next_held;
+  int thread_inited;
+} myconn;
+
+/* Microseconds since 1970 of a DATETIME(6) holding UTC; exact. */
+#define US(x) "TIMESTAMPDIFF(MICROSECOND, '1970-01-01', " x ")"
+#define NOW "UTC_TIMESTAMP(6)"
+/* NOW, and the server's reply to this statement carries it (insert id). */
+#define NOW_REPORTED                                                          \
+  "(TIMESTAMP'1970-01-01 00:00:00' + INTERVAL LAST_INSERT_ID(" US(NOW)        \
+  ") MICROSECOND)"
+
+/* %s is the table name, validated and quoted. */
+static const char *const sql[NSTMT] = {
+    [S_OBSERVE] = "SELECT " US(NOW) ", l.owner, l.version, l.token, " US(
+        "l.acquired_at") ", " US("l.renewed_at") ", " US("l.expires_at")
+        " FROM (SELECT 1) AS d LEFT JOIN `%s` AS l ON l.name = ?",
+    /* name, owner, version, min_token, lease_us */
+    [S_INSERT] = "INSERT INTO `%s` (name, owner, version, token, acquired_at, "
+                 "renewed_at, expires_at) VALUES (?, ?, ?, ? + 1, " NOW_REPORTED
+                 ", " NOW ", " NOW " + INTERVAL ? MICROSECOND)",
+    /* owner, version, min_token, lease_us, name, expect_token */
+    [S_TAKE] = "UPDATE `%s` SET owner = ?, version = ?, "
+               "token = GREATEST(token, ?) + 1, acquired_at = " NOW_REPORTED
+               ", renewed_at = " NOW ", expires_at = " NOW
+               " + INTERVAL ? MICROSECOND WHERE name = ? AND token = ? AND "
+               "(owner = '' OR expires_at <= " NOW ")",
+    /* lease_us, name, owner, token */
+    [S_RENEW] = "UPDATE `%s` SET renewed_at = " NOW_REPORTED
+                ", expires_at = " NOW " + INTERVAL ? MICROSECOND "
+                "WHERE name = ? AND owner = ? AND token = ?",
+    /* name, owner, token */
+    [S_RELEASE] = "UPDATE `%s` SET owner = '', expires_at = LEAST(expires_at, "
+                  NOW ") WHERE name = ? AND owner = ? AND token = ?",
+};
+
+static const char create_sql[] =
+    "CREATE TABLE IF NOT EXISTS `%s` ("
+    " name VARBINARY(%d) NOT NULL PRIMARY KEY,"
+    " owner VARBINARY(%d) NOT NULL DEFAULT '',"
+    " token BIGINT UNSIGNED NOT NULL,"
+    " version VARBINARY(%d) NOT NULL DEFAULT '',"
+    " acquired_at DATETIME(6) NOT NULL,"
+    " renewed_at DATETIME(6) NOT NULL,"
+    " expires_at DATETIME(6) NOT NULL"
+    ") ENGINE=InnoDB";
+
+/* Copies a client or server message into dst, each occurrence of the
+ * password replaced by "***". Servers do not echo passwords; this makes
+ * sure no future message can carry one into a log. */
+static void scrub(char *dst, size_t len, const char *msg, const char *pw) {
+  size_t pl = pw ? strlen(pw) : 0, o = 0;
+  while (*msg && o + 1 < len) {
+    if (pl >= 3 && strncmp(msg, pw, pl) == 0) {
+      for (const char *r = "***"; *r && o + 1 < len; r++) dst[o++] = *r;
+      msg += pl;
+    } else {
+      dst[o++] = *msg++;
+    }
+  }
+  dst[o] = '\0';
+}
+
+static int lost_connection(unsigned e) {
+  return e == CR_SERVER_GONE_ERROR || e == CR_SERVER_LOST ||
+         e == CR_SERVER_LOST_EXTENDED || e == CR_CONNECTION_ERROR ||
+         e == CR_CONN_HOST_ERROR;
+}
+
+/* err for a failed call on the connection or one statement of it. */
+static int fail(myconn *c, MYSQL_STMT *st, const char *what, gm_error *err) {
+  unsigned e = st ? mysql_stmt_errno(st) : mysql_errno(c->db);
+  char msg[GM_ERRMSG_MAX];
+  scrub(msg, sizeof msg, st ? mysql_stmt_error(st) : mysql_error(c->db),
+        c->cfg->password);
+  gm_seterr(err, lost_connection(e) ? GM_E_CONNECT : GM_E_DB,
+            "mysql: %s failed on %s:%u: %s (%u)", what, c->cfg->host,
+            c->cfg->port, msg, e);
+  return GM_ERR;
+}
+
+static int connect_error(myconn *c, gm_error *err) {
+  const mycfg *cfg = c->cfg;
+  const char *user = cfg->user ? cfg->user : "";
+  unsigned e = mysql_errno(c->db);
+  char msg[GM_ERRMSG_MAX];
+  scrub(msg, sizeof msg, mysql_error(c->db), cfg->password);
+  switch (e) {
+  case ER_ACCESS_DENIED_ERROR:
+  case ER_ACCESS_DENIED_NO_PASSWORD_ERROR:
+    gm_seterr(err, GM_E_AUTH, "mysql: access denied for user '%.64s' on %s:%u",
+              user, cfg->host, cfg->port);
+    break;
+  case ER_DBACCESS_DENIED_ERROR:
+    gm_seterr(err, GM_E_AUTH,
+              "mysql: access denied for user '%.64s' to database '%s' on %s:%u",
+              user, cfg->database, cfg->host, cfg->port);
+    break;
+  case ER_BAD_DB_ERROR:
+    gm_seterr(err, GM_E_CONNECT, "mysql: unknown database '%s' on %s:%u",
+              cfg->database, cfg->host, cfg->port);
+    break;
+  default:
+    gm_seterr(err, GM_E_CONNECT, "mysql: cannot connect to %s:%u: %s (%u)",
+              cfg->host, cfg->port, msg, e);
+  }
+  return GM_ERR;
+}
+
+static pthread_once_t library_once = PTHREAD_ONCE_INIT;
+static int library_failed;
+static void library_init(void) { library_failed = mysql_library_init(0, 0, 0); }
+
+static void my_close(void *p) {
+  myconn *c = p;
+  if (!c) return;
+  for (int i = 0; i < NSTMT; i++)
+    if (c->st[i]) mysql_stmt_close(c->st[i]);
+  if (c->db) mysql_close(c->db);
+  if (c->thread_inited) mysql_thread_end();
+  free(c);
+}
+
+static int set_options(myconn *c, gm_error *err) {
+  const mycfg *cfg = c->cfg;
+  my_bool off = 0, on = 1;
+  int rc = mysql_optionsv(c->db, MYSQL_OPT_CONNECT_TIMEOUT,
+                          &cfg->connect_timeout) ||
+           mysql_optionsv(c->db, MYSQL_OPT_READ_TIMEOUT, &cfg->read_timeout) ||
+           mysql_optionsv(c->db, MYSQL_OPT_WRITE_TIMEOUT,
+                          &cfg->write_timeout) ||
+           /* the core reopens after any failure: a silent reconnect would
+            * lose the session's setup and hide the failure from it */
+           mysql_optionsv(c->db, MYSQL_OPT_RECONNECT, &off) ||
+           mysql_optionsv(c->db, MYSQL_SET_CHARSET_NAME, "utf8mb4");
+  if (!rc && cfg->ssl_ca && cfg->ssl != SSL_DISABLED)
+    rc = mysql_optionsv(c->db, MYSQL_OPT_SSL_CA, cfg->ssl_ca);
+  switch (cfg->ssl) {
+  case SSL_UNSET:
+    break;
+  case SSL_DISABLED:
+    rc = rc || mysql_optionsv(c->db, MYSQL_OPT_SSL_ENFORCE, &off) ||
+         mysql_optionsv(c->db, MYSQL_OPT_SSL_VERIFY_SERVER_CERT, &off);
+    break;
+  case SSL_PREFERRED: /* asks for TLS without insisting on it */
+    if (!rc) mysql_ssl_set(c->db, NULL, NULL, cfg->ssl_ca, NULL, NULL);
+    break;
+  case SSL_REQUIRED:
+    rc = rc || mysql_optionsv(c->db, MYSQL_OPT_SSL_ENFORCE, &on);
+    break;
+  case SSL_VERIFY_CA: /* Connector/C checks the host name as well */
+  case SSL_VERIFY_IDENTITY:
+    rc = rc || mysql_optionsv(c->db, MYSQL_OPT_SSL_ENFORCE, &on) ||
+         mysql_optionsv(c->db, MYSQL_OPT_SSL_VERIFY_SERVER_CERT, &on);
+    break;
+  }
+  if (rc) {
+    gm_seterr(err, GM_E_CONNECT,
+              "mysql: the client library refused a connection option");
+    return GM_ERR;
+  }
+  return GM_OK;
+}
+
+/* Everything a fresh connection needs, so that a reconnect after a server
+ * restart is the same as the first connect. */
+static int setup_session(myconn *c, gm_error *err) {
+  char q[1024];
+  if (mysql_autocommit(c->db, 1)) return fail(c, NULL, "autocommit", err);
+  /* a row lock never outwaits the read timeout on the server side */
+  snprintf(q, sizeof q, "SET SESSION innodb_lock_wait_timeout = %u",
+           c->cfg->read_timeout);
+  if (mysql_query(c->db, q)) return fail(c, NULL, "session setup", err);
+  snprintf(q, sizeof q, create_sql, c->cfg->table, LOCK_NAME_LEN, LOCK_ID_LEN, LOCK_ID_LEN);
+  /* A user without CREATE may still use a table that exists: if the
+   * statements below prepare, the table is there. */
+  int create_failed = mysql_query(c->db, q) != 0;
+  gm_error create_err;
+  if (create_failed) fail(c, NULL, "create table", &create_err);
+  for (int i = 0; i < NSTMT; i++) {
+    c->st[i] = mysql_stmt_init(c->db);
+    if (!c->st[i]) return fail(c, NULL, "statement init", err);
+    snprintf(q, sizeof q, sql[i], c->cfg->table);
+    if (mysql_stmt_prepare(c->st[i], q, strlen(q))) {
+      if (create_failed) {
+        *err = create_err;
+        return GM_ERR;
+      }
+      return fail(c, c->st[i], "prepare", err);
+    }
+  }
+  return GM_OK;
+}
+
+static int my_open(const void *cfgp, void **out, gm_error *err) {
+  const mycfg *cfg = cfgp;
+  *out = NULL;
+  pthread_once(&library_once, library_init);
+  if (library_failed) {
+    gm_seterr(err, GM_E_CONNECT, "mysql: the client library did not start");
+    return GM_ERR;
+  }
+  myconn *c = calloc(1, sizeof *c);
+  if (!c) {
+    gm_seterr(err, GM_E_NOMEM, "out of memory");
+    return GM_ERR;
+  }
+  c->cfg = cfg;
+  c->thread_inited = mysql_thread_init() == 0;
+  c->db = mysql_init(NULL);
+  if (!c->db) {
+    gm_seterr(err, GM_E_NOMEM, "out of memory");
+    goto fail;
+  }
+  if (set_options(c, err)) goto fail;
+  if (!mysql_real_connect(c->db, cfg->host, cfg->user, cfg->password,
+                          cfg->database, cfg->port, NULL, CLIENT_FOUND_ROWS)) {
+    connect_error(c, err);
+    goto fail;
+  }
+  if (setup_session(c, err)) goto fail;
+  *out = c;
+  return GM_OK;
+fail:
+  my_close(c);
+  return GM_ERR;
+}
+
+/* ---- statements -------------------------------------------------------- */
+
+#define MAX_PARAMS 6
+typedef struct params {
+  MYSQL_BIND b[MAX_PARAMS];
+  unsigned long len[MAX_PARAMS];
+  int n;
+} params;
+
+static void p_str(params *p, const char *s) {
+  MYSQL_BIND *b = &p->b[p->n];
+  p->len[p->n] = (unsigned long)strlen(s);
+  b->buffer_type = MYSQL_TYPE_STRING;
+  b->buffer = (void *)s; /* the library only reads parameters */
+  b->buffer_length = p->len[p->n];
+  b->length = &p->len[p->n];
+  p->n++;
+}
+
+static void p_u64(params *p, const uint64_t *v) {
+  MYSQL_BIND *b = &p->b[p->n++];
+  b->buffer_type = MYSQL_TYPE_LONGLONG;
+  b->buffer = (void *)v;
+  b->is_unsigned = 1;
+}
+
+static void p_i64(params *p, const int64_t *v) {
+  MYSQL_BIND *b = &p->b[p->n++];
+  b->buffer_type = MYSQL_TYPE_LONGLONG;
+  b->buffer = (void *)v;
+}
+
+/* Runs a prepared write. GM_OK with *affected and, unless now is NULL, the
+ * statement's time (the insert id, see NOW_REPORTED); GM_NOT for a duplicate
+ * key; GM_ERR. */
+static int run_write(myconn *c, int which, params *p, const char *what,
+                     uint64_t *affected, int64_t *now, gm_error *err) {
+  MYSQL_STMT *st = c->st[which];
+  if (mysql_stmt_bind_param(st, p->b) || mysql_stmt_execute(st)) {
+    if (mysql_stmt_errno(st) == ER_DUP_ENTRY) return GM_NOT;
+    return fail(c, st, what, err);
+  }
+  *affected = (uint64_t)mysql_stmt_affected_rows(st);
+  if (!now) return GM_OK;
+  *now = (int64_t)mysql_stmt_insert_id(st);
+  if (*affected == 1 && *now <= 0) {
+    gm_seterr(err, GM_E_DB, "mysql: %s: the server did not report its time",
+              what);
+    return GM_ERR;
+  }
+  return GM_OK;
+}
+
+/* Lengths the columns hold; longer values would be cut or refused. */
+static int check_len(const char *what, const char *s, size_t max,
+                     gm_error *err) {
+  if (strlen(s) <= max) return GM_OK;
+  gm_seterr(err, GM_E_ARG, "mysql: %s longer than %zu bytes", what, max);
+  return GM_ERR;
+}
+
+static int my_observe(void *p, const char *name, gm_row *out, gm_error *err) {
+  myconn *c = p;
+  MYSQL_STMT *st = c->st[S_OBSERVE];
+  params in = {0};
+  int64_t t[4]; /* now, acquired, renewed, expires */
+  uint64_t token = 0;
+  char owner[GM_ID_MAX], version[GM_ID_MAX];
+  MYSQL_BIND r[7];
+  unsigned long olen = 0, vlen = 0;
+  my_bool nul[7];
+
+  if (check_len("lock name", name, LOCK_NAME_LEN, err)) return GM_ERR;
+  p_str(&in, name);
+  memset(r, 0, sizeof r);
+  void *bufs[7] = {&t[0], owner, version, &token, &t[1], &t[2], &t[3]};
+  for (int i = 0; i < 7; i++) {
+    r[i].buffer = bufs[i];
+    r[i].is_null = &nul[i];
+    r[i].buffer_type = MYSQL_TYPE_LONGLONG;
+  }
+  r[3].is_unsigned = 1;
+  r[1].buffer_type = r[2].buffer_type = MYSQL_TYPE_STRING;
+  r[1].buffer_length = r[2].buffer_length = GM_ID_MAX - 1;
+  r[1].length = &olen;
+  r[2].length = &vlen;
+
+  if (mysql_stmt_bind_param(st, in.b) || mysql_stmt_execute(st) ||
+      mysql_stmt_bind_result(st, r) || mysql_stmt_store_result(st))
+    return fail(c, st, "observe", err);
+  int rc = mysql_stmt_fetch(st);
+  if (rc == 1) {
+    fail(c, st, "observe", err);
+    mysql_stmt_free_result(st);
+    return GM_ERR;
+  }
+  mysql_stmt_free_result(st);
+  if (rc == MYSQL_NO_DATA || nul[0]) {
+    gm_seterr(err, GM_E_DB, "mysql: observe: the server returned no row");
+    return GM_ERR;
+  }
+  if (rc == MYSQL_DATA_TRUNCATED) {
+    gm_seterr(err, GM_E_DB,
+              "mysql: observe: table '%s' has a row with a field longer than "
+              "this library writes",
+              c->cfg->table);
+    return GM_ERR;
+  }
+  memset(out, 0, sizeof *out);
+  out->now = t[0];
+  out->exists = !nul[1];
+  if (!out->exists) return GM_OK;
+  memcpy(out->owner, owner, olen);
+  out->owner[olen] = '\0';
+  if (!nul[2]) {
+    memcpy(out->version, version, vlen);
+    out->version[vlen] = '\0';
+  }
+  out->token = token;
+  out->acquired_at = t[1];
+  out->renewed_at = t[2];
+  out->expires_at = t[3];
+  return GM_OK;
+}
+
+static held *held_find(myconn *c, const char *name) {
+  for (int i = 0; i < HELD_MAX; i++)
+    if (c->held[i].name[0] && strcmp(c->held[i].name, name) == 0)
+      return &c->held[i];
+  return NULL;
+}
+
+static void held_put(myconn *c, const char *name, const char *version,
+                     uint64_t token, int64_t acquired_at) {
+  held *h = held_find(c, name);
+  if (!h) h = &c->held[c->next_held++ % HELD_MAX];
+  gm_strlcpy(h->name, name, sizeof h->name);
+  gm_strlcpy(h->version, version, sizeof h->version);
+  h->token = token;
+  h->acquired_at = acquired_at;
+}
+
+/* The row as a successful write of this connection left it. */
+static void written(gm_row *out, const char *owner, const char *version,
+                   uint64_t token, int64_t acquired_at, int64_t now,
+                   int64_t lease_us) {
+  memset(out, 0, sizeof *out);
+  out->exists = 1;
+  gm_strlcpy(out->owner, owner, sizeof out->owner);
+  gm_strlcpy(out->version, version, sizeof out->version);
+  out->token = token;
+  out->acquired_at = acquired_at;
+  out->renewed_at = now;
+  out->expires_at = now + lease_us;
+  out->now = now;
+}
+
+static int my_acquire(void *p, const gm_acquire_req *req, gm_row *out,
+                      gm_error *err) {
+  myconn *c = p;
+  const char *version = req->version ? req->version : "";
+  params in = {0};
+  uint64_t affected, token;
+  int64_t now;
+  int rc;
+
+  if (check_len("lock name", req->name, LOCK_NAME_LEN, err) ||
+      check_len("node id", req->owner, LOCK_ID_LEN, err) ||
+      check_len("version", version, LOCK_ID_LEN, err))
+    return GM_ERR;
+  if (!req->expect_exists) {
+    token = req->min_token + 1;
+    p_str(&in, req->name);
+    p_str(&in, req->owner);
+    p_str(&in, version);
+    p_u64(&in, &req->min_token);
+    p_i64(&in, &req->lease_us);
+    rc = run_write(c, S_INSERT, &in, "acquire", &affected, &now, err);
+  } else {
+    /* the row's token is expect_token, or nothing changes */
+    token = (req->expect_token > req->min_token ? req->expect_token
+                                                : req->min_token) + 1;
+    p_str(&in, req->owner);
+    p_str(&in, version);
+    p_u64(&in, &req->min_token);
+    p_i64(&in, &req->lease_us);
+    p_str(&in, req->name);
+    p_u64(&in, &req->expect_token);
+    rc = run_write(c, S_TAKE, &in, "acquire", &affected, &now, err);
+  }
+  if (rc != GM_OK) return rc;
+  if (affected != 1) return GM_NOT;
+  written(out, req->owner, version, token, now, now, req->lease_us);
+  held_put(c, req->name, version, token, now);
+  return GM_OK;
+}
+
+static int my_renew(void *p, const char *name, const char *owner,
+                    uint64_t token, int64_t lease_us, gm_row *out,
+                    gm_error *err) {
+  myconn *c = p;
+  params in = {0};
+  uint64_t affected;
+  int64_t now;
+
+  if (check_len("lock name", name, LOCK_NAME_LEN, err)) return GM_ERR;
+  p_i64(&in, &lease_us);
+  p_str(&in, name);
+  p_str(&in, owner);
+  p_u64(&in, &token);
+  int rc = run_write(c, S_RENEW, &in, "renew", &affected, &now, err);
+  if (rc != GM_OK) return rc;
+  if (affected != 1) return GM_NOT;
+
+  /* Known unless this connection did not make the grant (a reconnect since):
+   * then read it once; the lease is ours, so the row is as we wrote it. */
+  held *h = held_find(c, name);
+  if (!h || h->token != token) {
+    gm_row row;
+    if (my_observe(c, name, &row, err)) return GM_ERR;
+    if (row.exists && row.token == token && strcmp(row.owner, owner) == 0)
+      held_put(c, name, row.version, token, row.acquired_at);
+    h = held_find(c, name);
+  }
+  if (h && h->token == token)
+    written(out, owner, h->version, token, h->acquired_at, now, lease_us);
+  else /* taken over between the two statements: a lease shorter than a
+        * round trip; the next renew reports the loss */
+    written(out, owner, "", token, 0, now, lease_us);
+  return GM_OK;
+}
+
+static int my_release(void *p, const char *name, const char *owner,
+                      uint64_t token, gm_error *err) {
+  myconn *c = p;
+  params in = {0};
+  uint64_t affected;
+
+  if (check_len("lock name", name, LOCK_NAME_LEN, err)) return GM_ERR;
+  p_str(&in, name);
+  p_str(&in, owner);
+  p_u64(&in, &token);
+  int rc = run_write(c, S_RELEASE, &in, "release", &affected, NULL, err);
+  if (rc != GM_OK) return rc;
+  held *h = held_find(c, name);
+  if (h) h->name[0] = '\0';
+  return affected == 1 ? GM_OK : GM_NOT;
+}
+
+const gm_backend_ops gm_mysql_ops = {
+    .abi = GM_BACKEND_ABI,
+    .name = "mysql",
+    .url_raw = 0,
+    .parse = my_parse,
+    .free_cfg = my_free_cfg,
+    .describe = my_describe,
+    .open = my_open,
+    .close = my_close,
+    .observe = my_observe,
+    .acquire = my_acquire,
+    .renew = my_renew,
+    .release = my_release,
+};

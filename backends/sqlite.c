@@ -1,0 +1,331 @@
+/*
+ * sqlite.c: the embedded default backend, for processes on one host that
+ * share one database file.
+ *
+ * The database clock is the host's CLOCK_BOOTTIME (µs): every process on the
+ * host reads the same clock, and no wall-clock step moves it. Each row keeps
+ * the boot id of the clock its times are on; a row written before a reboot is
+ * treated as expired long ago. The clock is read just before each statement
+ * runs; if the statement then waits for the write lock, the time it stored is
+ * a little early, which only shortens the lease it grants.
+ *
+ * WAL lets followers read while the master writes; synchronous=FULL keeps a
+ * granted token on disk, so tokens never repeat after a crash.
+ */
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "backend.h"
+
+typedef struct {
+  char *path;
+  char table[72];
+  int busy_ms;
+} sq_cfg;
+
+typedef struct {
+  sqlite3 *db;
+  sqlite3_stmt *observe, *insert, *take, *renew, *release;
+  char boot_id[40];
+} sq_conn;
+
+static const char *const sq_keys[] = {"url", "path", "table", "busy_timeout",
+                                      NULL};
+
+static int sq_parse(const gm_kv *kv, size_t n, void **out, gm_error *err) {
+  if (gm_kv_check_keys(kv, n, sq_keys, "sqlite", err)) return GM_ERR;
+  const char *path = gm_kv_get(kv, n, "path");
+  if (!path || !*path) {
+    gm_seterr(err, GM_E_ARG, "sqlite backend: option 'path' is required");
+    return GM_ERR;
+  }
+  const char *table = gm_kv_get(kv, n, "table");
+  if (!table) table = "gomaster_locks";
+  if (gm_check_identifier("table", table, err)) return GM_ERR;
+  int64_t busy_us;
+  if (gm_kv_seconds(kv, n, "busy_timeout", 1000000, &busy_us, err))
+    return GM_ERR;
+  sq_cfg *c = calloc(1, sizeof *c);
+  if (!c || !(c->path = strdup(path))) {
+    free(c);
+    gm_seterr(err, GM_E_NOMEM, "out of memory");
+    return GM_ERR;
+  }
+  snprintf(c->table, sizeof c->table, "%s", table);
+  c->busy_ms = (int)(busy_us / 1000);
+  *out = c;
+  return GM_OK;
+}
+
+static void sq_free_cfg(void *p) {
+  sq_cfg *c = p;
+  if (c) free(c->path);
+  free(c);
+}
+
+static void sq_describe(const void *p, char *buf, size_t len) {
+  const sq_cfg *c = p;
+  snprintf(buf, len, "sqlite://%s?table=%s", c->path, c->table);
+}
+
+static int64_t boot_us(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_BOOTTIME, &ts);
+  return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static void read_boot_id(char *buf, size_t len) {
+  FILE *f = fopen("/proc/sys/kernel/random/boot_id", "r");
+  buf[0] = '\0';
+  if (f) {
+    if (!fgets(buf, (int)len, f)) buf[0] = '\0';
+    fclose(f);
+  }
+  buf[strcspn(buf, "\n")] = '\0';
+  if (!buf[0]) snprintf(buf, len, "unknown");
+}
+
+static int db_err(sq_conn *s, const char *what, gm_error *err) {
+  gm_seterr(err, GM_E_DB, "sqlite: %s: %s", what, sqlite3_errmsg(s->db));
+  return GM_ERR;
+}
+
+static void sq_close(void *p) {
+  sq_conn *s = p;
+  if (!s) return;
+  sqlite3_finalize(s->observe);
+  sqlite3_finalize(s->insert);
+  sqlite3_finalize(s->take);
+  sqlite3_finalize(s->renew);
+  sqlite3_finalize(s->release);
+  sqlite3_close_v2(s->db);
+  free(s);
+}
+
+static int prep(sq_conn *s, const char *table, const char *fmt,
+                sqlite3_stmt **st, gm_error *err) {
+  char sql[768];
+  snprintf(sql, sizeof sql, fmt, table);
+  if (sqlite3_prepare_v3(s->db, sql, -1, SQLITE_PREPARE_PERSISTENT, st,
+                         NULL) != SQLITE_OK)
+    return db_err(s, "prepare", err);
+  return GM_OK;
+}
+
+static int exec(sq_conn *s, const char *sql, gm_error *err) {
+  char *msg = NULL;
+  if (sqlite3_exec(s->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
+    gm_seterr(err, GM_E_DB, "sqlite: %s", msg ? msg : "exec failed");
+    sqlite3_free(msg);
+    return GM_ERR;
+  }
+  return GM_OK;
+}
+
+static int sq_open(const void *p, void **out, gm_error *err) {
+  const sq_cfg *c = p;
+  sq_conn *s = calloc(1, sizeof *s);
+  if (!s) {
+    gm_seterr(err, GM_E_NOMEM, "out of memory");
+    return GM_ERR;
+  }
+  read_boot_id(s->boot_id, sizeof s->boot_id);
+  int rc = sqlite3_open_v2(c->path, &s->db,
+                           SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
+                               SQLITE_OPEN_NOMUTEX,
+                           NULL);
+  if (rc != SQLITE_OK) {
+    gm_seterr(err, GM_E_CONNECT, "sqlite: cannot open '%s': %s", c->path,
+              s->db ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc));
+    sq_close(s);
+    return GM_ERR;
+  }
+  sqlite3_busy_timeout(s->db, c->busy_ms);
+  char sql[640];
+  snprintf(sql, sizeof sql,
+           "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
+           "CREATE TABLE IF NOT EXISTS %s ("
+           " name TEXT PRIMARY KEY,"
+           " owner TEXT NOT NULL DEFAULT '',"
+           " token INTEGER NOT NULL,"
+           " version TEXT NOT NULL DEFAULT '',"
+           " acquired_at INTEGER NOT NULL," /* µs, CLOCK_BOOTTIME */
+           " renewed_at INTEGER NOT NULL,"
+           " expires_at INTEGER NOT NULL,"
+           " boot_id TEXT NOT NULL)",
+           c->table);
+  if (exec(s, sql, err) != GM_OK) {
+    char msg[GM_ERRMSG_MAX];
+    snprintf(msg, sizeof msg, "%s", err->msg);
+    gm_seterr(err, GM_E_CONNECT, "%s (database '%s')", msg, c->path);
+    sq_close(s);
+    return GM_ERR;
+  }
+  if (prep(s, c->table,
+           "SELECT owner, token, version, acquired_at, renewed_at,"
+           " expires_at, boot_id FROM %s WHERE name = ?1",
+           &s->observe, err) ||
+      prep(s, c->table,
+           "INSERT INTO %s (name, owner, token, version, acquired_at,"
+           " renewed_at, expires_at, boot_id)"
+           " VALUES (?1, ?2, ?3 + 1, ?4, ?5, ?5, ?5 + ?6, ?7)"
+           " ON CONFLICT (name) DO NOTHING",
+           &s->insert, err) ||
+      prep(s, c->table,
+           "UPDATE %s SET owner = ?2, token = MAX(token, ?3) + 1,"
+           " version = ?4, acquired_at = ?5, renewed_at = ?5,"
+           " expires_at = ?5 + ?6, boot_id = ?7"
+           " WHERE name = ?1 AND token = ?8"
+           " AND (owner = '' OR expires_at <= ?5 OR boot_id <> ?7)",
+           &s->take, err) ||
+      prep(s, c->table,
+           "UPDATE %s SET renewed_at = ?1, expires_at = ?1 + ?2"
+           " WHERE name = ?3 AND owner = ?4 AND token = ?5 AND boot_id = ?6"
+           " RETURNING version, acquired_at",
+           &s->renew, err) ||
+      prep(s, c->table,
+           "UPDATE %s SET owner = '', expires_at = ?1"
+           " WHERE name = ?2 AND owner = ?3 AND token = ?4",
+           &s->release, err)) {
+    sq_close(s);
+    return GM_ERR;
+  }
+  *out = s;
+  return GM_OK;
+}
+
+static void text(sqlite3_stmt *st, int col, char *dst, size_t len) {
+  const unsigned char *t = sqlite3_column_text(st, col);
+  snprintf(dst, len, "%s", t ? (const char *)t : "");
+}
+
+static void bind_text(sqlite3_stmt *st, int i, const char *v) {
+  sqlite3_bind_text(st, i, v, -1, SQLITE_STATIC);
+}
+
+/* Runs a write; GM_OK when it changed a row, GM_NOT when none. */
+static int run_write(sq_conn *s, sqlite3_stmt *st, const char *what,
+                     gm_error *err) {
+  int rc = sqlite3_step(st);
+  while (rc == SQLITE_ROW) rc = sqlite3_step(st);
+  int changed = sqlite3_changes(s->db);
+  sqlite3_reset(st);
+  sqlite3_clear_bindings(st);
+  if (rc != SQLITE_DONE) return db_err(s, what, err);
+  return changed == 1 ? GM_OK : GM_NOT;
+}
+
+static int sq_observe(void *p, const char *name, gm_row *out, gm_error *err) {
+  sq_conn *s = p;
+  sqlite3_stmt *st = s->observe;
+  memset(out, 0, sizeof *out);
+  bind_text(st, 1, name);
+  int rc = sqlite3_step(st);
+  out->now = boot_us();
+  if (rc == SQLITE_ROW) {
+    char boot[40];
+    out->exists = 1;
+    text(st, 0, out->owner, sizeof out->owner);
+    out->token = (uint64_t)sqlite3_column_int64(st, 1);
+    text(st, 2, out->version, sizeof out->version);
+    out->acquired_at = sqlite3_column_int64(st, 3);
+    out->renewed_at = sqlite3_column_int64(st, 4);
+    out->expires_at = sqlite3_column_int64(st, 5);
+    text(st, 6, boot, sizeof boot);
+    if (strcmp(boot, s->boot_id) != 0) /* times from before a reboot */
+      out->acquired_at = out->renewed_at = out->expires_at = 0;
+    rc = sqlite3_step(st);
+  }
+  sqlite3_reset(st);
+  sqlite3_clear_bindings(st);
+  if (rc != SQLITE_DONE) return db_err(s, "read", err);
+  return GM_OK;
+}
+
+static int sq_acquire(void *p, const gm_acquire_req *q, gm_row *out,
+                      gm_error *err) {
+  sq_conn *s = p;
+  sqlite3_stmt *st = q->expect_exists ? s->take : s->insert;
+  int64_t now = boot_us();
+  uint64_t base = q->min_token;
+  if (q->expect_exists && q->expect_token > base) base = q->expect_token;
+  bind_text(st, 1, q->name);
+  bind_text(st, 2, q->owner);
+  sqlite3_bind_int64(st, 3, (sqlite3_int64)q->min_token);
+  bind_text(st, 4, q->version);
+  sqlite3_bind_int64(st, 5, now);
+  sqlite3_bind_int64(st, 6, q->lease_us);
+  bind_text(st, 7, s->boot_id);
+  if (q->expect_exists) sqlite3_bind_int64(st, 8, (sqlite3_int64)q->expect_token);
+  int rc = run_write(s, st, "acquire", err);
+  if (rc != GM_OK) return rc;
+  memset(out, 0, sizeof *out);
+  out->exists = 1;
+  snprintf(out->owner, sizeof out->owner, "%s", q->owner);
+  snprintf(out->version, sizeof out->version, "%s", q->version);
+  out->token = base + 1; /* the row's token was expect_token (or none) */
+  out->acquired_at = out->renewed_at = out->now = now;
+  out->expires_at = now + q->lease_us;
+  return GM_OK;
+}
+
+static int sq_renew(void *p, const char *name, const char *owner,
+                    uint64_t token, int64_t lease_us, gm_row *out,
+                    gm_error *err) {
+  sq_conn *s = p;
+  sqlite3_stmt *st = s->renew;
+  int64_t now = boot_us();
+  memset(out, 0, sizeof *out);
+  sqlite3_bind_int64(st, 1, now);
+  sqlite3_bind_int64(st, 2, lease_us);
+  bind_text(st, 3, name);
+  bind_text(st, 4, owner);
+  sqlite3_bind_int64(st, 5, (sqlite3_int64)token);
+  bind_text(st, 6, s->boot_id);
+  int rc = sqlite3_step(st), found = 0;
+  if (rc == SQLITE_ROW) {
+    found = 1;
+    text(st, 0, out->version, sizeof out->version);
+    out->acquired_at = sqlite3_column_int64(st, 1);
+    rc = sqlite3_step(st);
+  }
+  sqlite3_reset(st);
+  sqlite3_clear_bindings(st);
+  if (rc != SQLITE_DONE) return db_err(s, "renew", err);
+  if (!found) return GM_NOT;
+  out->exists = 1;
+  snprintf(out->owner, sizeof out->owner, "%s", owner);
+  out->token = token;
+  out->renewed_at = out->now = now;
+  out->expires_at = now + lease_us;
+  return GM_OK;
+}
+
+static int sq_release(void *p, const char *name, const char *owner,
+                      uint64_t token, gm_error *err) {
+  sq_conn *s = p;
+  sqlite3_stmt *st = s->release;
+  sqlite3_bind_int64(st, 1, boot_us());
+  bind_text(st, 2, name);
+  bind_text(st, 3, owner);
+  sqlite3_bind_int64(st, 4, (sqlite3_int64)token);
+  return run_write(s, st, "release", err);
+}
+
+const gm_backend_ops gm_sqlite_ops = {
+    .abi = GM_BACKEND_ABI,
+    .name = "sqlite",
+    .url_raw = 0,
+    .parse = sq_parse,
+    .free_cfg = sq_free_cfg,
+    .describe = sq_describe,
+    .open = sq_open,
+    .close = sq_close,
+    .observe = sq_observe,
+    .acquire = sq_acquire,
+    .renew = sq_renew,
+    .release = sq_release,
+};

@@ -1,0 +1,32 @@
+/* compat.h: one source for Lua 5.1/LuaJIT 2.1 and Lua 5.3/5.4. */
+#ifndef GOMASTER_COMPAT_H
+#define GOMASTER_COMPAT_H
+
+#include <lauxlib.h>
+#include <lua.h>
+
+#if LUA_VERSION_NUM >= 504
+#define gm_newuserdata(L, sz) lua_newuserdatauv((L), (sz), 1)
+#define gm_setuservalue(L, idx) lua_setiuservalue((L), (idx), 1)
+#define gm_getuservalue(L, idx) lua_getiuservalue((L), (idx), 1)
+#define gm_rawlen(L, idx) lua_rawlen((L), (idx))
+#elif LUA_VERSION_NUM == 503
+#define gm_newuserdata(L, sz) lua_newuserdata((L), (sz))
+#define gm_setuservalue(L, idx) lua_setuservalue((L), (idx))
+#define gm_getuservalue(L, idx) lua_getuservalue((L), (idx))
+#define gm_rawlen(L, idx) lua_rawlen((L), (idx))
+#else /* 5.1, LuaJIT: a userdata's environment table holds its values */
+#define gm_newuserdata(L, sz) lua_newuserdata((L), (sz))
+#define gm_setuservalue(L, idx) lua_setfenv((L), (idx))
+#define gm_getuservalue(L, idx) lua_getfenv((L), (idx))
+#define gm_rawlen(L, idx) lua_objlen((L), (idx))
+#endif
+
+#if LUA_VERSION_NUM >= 503
+#define gm_pushtoken(L, t) lua_pushinteger((L), (lua_Integer)(t))
+#else
+/* LuaJIT numbers hold tokens exactly up to 2^53. */
+#define gm_pushtoken(L, t) lua_pushnumber((L), (lua_Number)(t))
+#endif
+
+#endif

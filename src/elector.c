@@ -1,0 +1,1010 @@
+/*
+ * elector.c: the election core. One background thread per backend object runs
+ * the state machine of every elector (lock) made on it; it never calls Lua.
+ *
+ * Locking. Each backend has one mutex, b->mu. It guards the fields marked
+ * (mu) below, in the backend and in each of its electors, and the pieces of
+ * elector state that the API and the thread share: the event queue, the
+ * counters, the last leader seen. Two fields are atomics read without the
+ * lock: e->master_until and e->token (written under mu, so writers agree).
+ * Fields marked (thread) belong to the backend's thread alone: the
+ * connection and the per-lock election state. No database call is ever made
+ * with mu held.
+ *
+ * Time. Local times are CLOCK_MONOTONIC nanoseconds ("mono"); database times
+ * are microseconds on the database's clock ("db"). The two are only ever
+ * compared through differences measured on each.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "backend.h"
+#include "url.h"
+
+#define NS 1000000000LL
+#define US_PER_NS 1000LL
+/* Slack allowed between the database clock and ours over one span, on top of
+ * half the round trips of the two reads compared. */
+#define STEP_TOL_US 20000LL
+/* Reconnect backoff bounds. */
+#define BACKOFF_MIN_NS (50 * 1000000LL)
+#define BACKOFF_MAX_NS (1 * NS)
+
+typedef struct ev_node {
+  struct ev_node *next;
+  gm_event ev;
+} ev_node;
+
+enum { ROLE_FOLLOWER = 0, ROLE_MASTER = 1 };
+
+struct gm_elector {
+  gm_backend *b;
+  struct gm_elector *next; /* (mu) in b->active */
+  char name[GM_NAME_MAX];
+  char id[GM_ID_MAX];
+  char version[GM_ID_MAX];
+  int64_t lease_ns, hb_ns, dl_ns, retry_ns;
+
+  _Atomic int64_t master_until; /* mono ns; 0: not master (written under mu) */
+  _Atomic uint64_t token;       /* token of the current grant (under mu) */
+
+  /* (mu) */
+  int want;           /* campaigning; 0 once stop was asked */
+  int active;         /* in b->active: the thread works for it */
+  int reported;       /* a START was queued with no STOP after it */
+  gm_stop_reason stop_reason;
+  ev_node *q_head, *q_tail;
+  int efd;
+  pid_t efd_pid;
+  gm_leader leader;   /* last holder seen */
+  char last_error[GM_ERRMSG_MAX];
+  uint64_t n_acquires, n_renewals, n_observes, n_releases, n_errors, n_grants,
+      n_losses;
+
+  /* (thread) */
+  int role;
+  int64_t next_at;        /* mono ns of the next step */
+  uint64_t my_token;      /* token of our grant while role == MASTER */
+  int64_t master_until_t; /* the thread's copy of master_until */
+  int seen_row;           /* the row was seen at least once */
+  uint64_t max_token;     /* largest token seen */
+  int64_t absent_since;   /* mono ns the row was first seen missing */
+  /* the version (owner, token, renewed_at) being watched */
+  char v_owner[GM_ID_MAX];
+  uint64_t v_token;
+  int64_t v_renewed_at;
+  int64_t v_first_t1;     /* mono ns: end of the read that first showed it */
+  int64_t v_prev_t0;      /* mono ns: start of the read before that one */
+  int64_t v_prev_db;      /* db µs: the database's now at that read */
+  /* the last read, and the anchor of the database clock's steadiness */
+  int have_last;
+  int64_t last_t0, last_db;
+  int have_anchor;
+  int64_t anchor_mid, anchor_db, anchor_rtt;
+  uint64_t reported_leader_token;
+  char reported_leader_owner[GM_ID_MAX];
+  int reported_leader_valid;
+};
+
+struct gm_backend {
+  const gm_backend_ops *ops;
+  void *cfg;
+  char desc[256];
+  atomic_int refs;
+  struct gm_backend *g_next; /* (g_mu) in the process-wide list */
+
+  pthread_mutex_t mu;
+  pthread_cond_t wake; /* the thread waits here for work */
+  pthread_cond_t done; /* stop() waits here for the thread */
+  /* (mu) */
+  int thread_running;
+  int quit;
+  pthread_t thread;
+  gm_elector *active;
+  unsigned kicks;
+
+  /* (thread) */
+  void *conn;
+  int64_t reconnect_at;
+  int64_t backoff_ns;
+  uint64_t rng;
+};
+
+/* ---- process-wide: fork safety ------------------------------------------ */
+
+static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
+static gm_backend *g_backends; /* (g_mu) */
+static pthread_once_t g_once = PTHREAD_ONCE_INIT;
+
+static void free_queue(gm_elector *e) {
+  ev_node *n = e->q_head;
+  while (n) {
+    ev_node *next = n->next;
+    free(n);
+    n = next;
+  }
+  e->q_head = e->q_tail = NULL;
+}
+
+static void atfork_prepare(void) {
+  pthread_mutex_lock(&g_mu);
+  for (gm_backend *b = g_backends; b; b = b->g_next) pthread_mutex_lock(&b->mu);
+}
+
+static void atfork_parent(void) {
+  for (gm_backend *b = g_backends; b; b = b->g_next)
+    pthread_mutex_unlock(&b->mu);
+  pthread_mutex_unlock(&g_mu);
+}
+
+/* The child has no election thread: every elector the parent ran is stopped
+ * here, its queue dropped, and the connection (the parent's) left alone. */
+static void atfork_child(void) {
+  for (gm_backend *b = g_backends; b; b = b->g_next) {
+    for (gm_elector *e = b->active; e; e = e->next) {
+      atomic_store(&e->master_until, 0);
+      atomic_store(&e->token, 0);
+      e->want = e->active = e->reported = 0;
+      e->role = ROLE_FOLLOWER;
+      free_queue(e);
+    }
+    b->active = NULL;
+    b->thread_running = 0;
+    b->quit = 0;
+    b->conn = NULL;
+    pthread_mutex_unlock(&b->mu);
+  }
+  pthread_mutex_unlock(&g_mu);
+}
+
+static void register_atfork(void) {
+  pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
+}
+
+/* ---- small helpers ------------------------------------------------------ */
+
+static int64_t mono_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * NS + ts.tv_nsec;
+}
+
+static uint64_t rng_next(uint64_t *s) {
+  /* xorshift64*: jitter only, not security */
+  uint64_t x = *s;
+  x ^= x >> 12;
+  x ^= x << 25;
+  x ^= x >> 27;
+  *s = x;
+  return x * 0x2545F4914F6CDD1DULL;
+}
+
+static uint64_t seed64(void) {
+  uint64_t s = 0;
+  if (getrandom(&s, sizeof s, GRND_NONBLOCK) != (ssize_t)sizeof s)
+    s = (uint64_t)mono_ns() ^ ((uint64_t)getpid() << 32);
+  return s ? s : 0x9E3779B97F4A7C15ULL;
+}
+
+static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+static int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
+
+const char *gm_stop_reason_name(gm_stop_reason r) {
+  switch (r) {
+  case GM_STOP_LOST: return "lost";
+  case GM_STOP_DEADLINE: return "deadline";
+  case GM_STOP_STOPPED: return "stopped";
+  case GM_STOP_CLOSED: return "closed";
+  }
+  return "unknown";
+}
+
+/* ---- events (mu held) --------------------------------------------------- */
+
+static void wake_fd(gm_elector *e) {
+  if (e->efd >= 0 && e->efd_pid == getpid()) {
+    uint64_t one = 1;
+    ssize_t r = write(e->efd, &one, sizeof one);
+    (void)r; /* a full counter is still readable: nothing to do */
+  }
+}
+
+static void push_event(gm_elector *e, const gm_event *ev) {
+  ev_node *n = malloc(sizeof *n);
+  if (!n) return; /* an event lost to OOM; the state (is_master) stays right */
+  n->ev = *ev;
+  n->next = NULL;
+  if (e->q_tail)
+    e->q_tail->next = n;
+  else
+    e->q_head = n;
+  e->q_tail = n;
+  wake_fd(e);
+}
+
+static void push_stop(gm_elector *e, gm_stop_reason why) {
+  if (!e->reported) return;
+  gm_event ev = {.type = GM_EV_STOP, .reason = why};
+  e->reported = 0;
+  push_event(e, &ev);
+}
+
+static void push_error(gm_elector *e, const gm_error *err) {
+  gm_event ev = {.type = GM_EV_ERROR};
+  snprintf(ev.message, sizeof ev.message, "%s", err->msg);
+  snprintf(e->last_error, sizeof e->last_error, "%s", err->msg);
+  e->n_errors++;
+  push_event(e, &ev);
+}
+
+/* ---- config ------------------------------------------------------------- */
+
+int gm_config_resolve(gm_config *c, gm_error *err) {
+  struct {
+    const char *field;
+    double v;
+  } f[] = {{"lease", c->lease},
+           {"heartbeat", c->heartbeat},
+           {"renew_deadline", c->renew_deadline},
+           {"retry", c->retry}};
+  for (size_t i = 0; i < 4; i++)
+    if (!(f[i].v >= 0) || f[i].v > 86400) { /* also catches NaN */
+      gm_seterr(err, GM_E_ARG, "%s: must be a number of seconds > 0 (got %g)",
+                f[i].field, f[i].v);
+      return GM_ERR;
+    }
+  if (c->lease == 0) c->lease = 5;
+  if (c->heartbeat == 0) c->heartbeat = c->lease / 5;
+  if (c->renew_deadline == 0) c->renew_deadline = c->lease * 3 / 5;
+  if (c->retry == 0) c->retry = c->lease / 5;
+  if (!(c->heartbeat < c->renew_deadline)) {
+    gm_seterr(err, GM_E_ARG,
+              "heartbeat (%g s) must be less than renew_deadline (%g s)",
+              c->heartbeat, c->renew_deadline);
+    return GM_ERR;
+  }
+  if (!(c->renew_deadline < c->lease)) {
+    gm_seterr(err, GM_E_ARG,
+              "renew_deadline (%g s) must be less than lease (%g s)",
+              c->renew_deadline, c->lease);
+    return GM_ERR;
+  }
+  if (c->heartbeat < 0.001) {
+    gm_seterr(err, GM_E_ARG, "heartbeat: must be at least 0.001 s");
+    return GM_ERR;
+  }
+  if (c->retry < 0.001) {
+    gm_seterr(err, GM_E_ARG, "retry: must be at least 0.001 s");
+    return GM_ERR;
+  }
+  return GM_OK;
+}
+
+/* ---- backends ----------------------------------------------------------- */
+
+static gm_backend *backend_alloc(const gm_backend_ops *ops, const gm_kv *kv,
+                                 size_t n, gm_error *err) {
+  if (ops->abi != GM_BACKEND_ABI) {
+    gm_seterr(err, GM_E_BACKEND, "backend '%s' has ABI %d, expected %d",
+              ops->name, ops->abi, GM_BACKEND_ABI);
+    return NULL;
+  }
+  gm_backend *b = calloc(1, sizeof *b);
+  if (!b) {
+    gm_seterr(err, GM_E_NOMEM, "out of memory");
+    return NULL;
+  }
+  b->ops = ops;
+  if (ops->parse(kv, n, &b->cfg, err) != GM_OK) {
+    free(b);
+    return NULL;
+  }
+  ops->describe(b->cfg, b->desc, sizeof b->desc);
+  atomic_init(&b->refs, 1);
+  pthread_mutex_init(&b->mu, NULL);
+  pthread_condattr_t ca;
+  pthread_condattr_init(&ca);
+  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+  pthread_cond_init(&b->wake, &ca);
+  pthread_cond_init(&b->done, &ca);
+  pthread_condattr_destroy(&ca);
+  b->rng = seed64();
+  pthread_once(&g_once, register_atfork);
+  pthread_mutex_lock(&g_mu);
+  b->g_next = g_backends;
+  g_backends = b;
+  pthread_mutex_unlock(&g_mu);
+  return b;
+}
+
+gm_backend *gm_backend_new(const char *type, const gm_kv *opts, size_t n,
+                           gm_error *err) {
+  const gm_backend_ops *ops = type ? gm_backend_find(type) : NULL;
+  if (!ops) {
+    gm_seterr(err, GM_E_BACKEND,
+              "unknown backend '%.32s' (this build has: %s%s%s)",
+              type ? type : "(none)", "sqlite",
+#ifdef GM_WITH_MYSQL
+              ", mysql",
+#else
+              "",
+#endif
+#ifdef GM_WITH_MONGO
+              ", mongodb"
+#else
+              ""
+#endif
+    );
+    return NULL;
+  }
+  return backend_alloc(ops, opts, n, err);
+}
+
+gm_backend *gm_backend_new_url(const char *url, gm_error *err) {
+  gm_url u;
+  if (!url) {
+    gm_seterr(err, GM_E_URL, "bad URL: none given");
+    return NULL;
+  }
+  /* The scheme decides whether the backend splits the URL itself. */
+  const char *sep = strstr(url, "://");
+  char scheme[32] = "";
+  if (sep && (size_t)(sep - url) < sizeof scheme) {
+    memcpy(scheme, url, (size_t)(sep - url));
+    scheme[sep - url] = '\0';
+    for (char *p = scheme; *p; p++)
+      if (*p >= 'A' && *p <= 'Z') *p = (char)(*p - 'A' + 'a');
+  }
+  const gm_backend_ops *ops = sep ? gm_backend_find(scheme) : NULL;
+  if (gm_url_parse(url, ops ? ops->url_raw : 0, &u, err) != GM_OK)
+    return NULL;
+  gm_backend *b = gm_backend_new(u.scheme, u.kv, u.n, err);
+  gm_url_free(&u);
+  return b;
+}
+
+const char *gm_backend_describe(const gm_backend *b) { return b->desc; }
+
+int gm_backend_check(gm_backend *b, gm_error *err) {
+  void *conn = NULL;
+  if (b->ops->open(b->cfg, &conn, err) != GM_OK) return GM_ERR;
+  b->ops->close(conn);
+  return GM_OK;
+}
+
+void gm_backend_ref(gm_backend *b) { atomic_fetch_add(&b->refs, 1); }
+
+void gm_backend_unref(gm_backend *b) {
+  if (!b || atomic_fetch_sub(&b->refs, 1) != 1) return;
+  pthread_mutex_lock(&g_mu);
+  for (gm_backend **p = &g_backends; *p; p = &(*p)->g_next)
+    if (*p == b) {
+      *p = b->g_next;
+      break;
+    }
+  pthread_mutex_unlock(&g_mu);
+  pthread_mutex_lock(&b->mu);
+  int joinable = b->thread_running;
+  b->quit = 1;
+  pthread_cond_broadcast(&b->wake);
+  pthread_mutex_unlock(&b->mu);
+  if (joinable) pthread_join(b->thread, NULL);
+  if (b->conn) b->ops->close(b->conn);
+  b->ops->free_cfg(b->cfg);
+  pthread_mutex_destroy(&b->mu);
+  pthread_cond_destroy(&b->wake);
+  pthread_cond_destroy(&b->done);
+  free(b);
+}
+
+/* ---- the election thread ------------------------------------------------ */
+
+static void close_conn(gm_backend *b) {
+  if (b->conn) b->ops->close(b->conn);
+  b->conn = NULL;
+}
+
+/* Records a backend failure: the connection is dropped and reopened later. */
+static void fail(gm_backend *b, gm_elector *e, const gm_error *err) {
+  close_conn(b);
+  int64_t now = mono_ns();
+  b->backoff_ns = b->backoff_ns ? min64(b->backoff_ns * 2, BACKOFF_MAX_NS)
+                                : BACKOFF_MIN_NS;
+  b->reconnect_at = now + b->backoff_ns;
+  pthread_mutex_lock(&b->mu);
+  push_error(e, err);
+  pthread_mutex_unlock(&b->mu);
+}
+
+static int ensure_conn(gm_backend *b, gm_elector *e) {
+  if (b->conn) return GM_OK;
+  if (mono_ns() < b->reconnect_at) return GM_ERR;
+  gm_error err = {0};
+  if (b->ops->open(b->cfg, &b->conn, &err) != GM_OK) {
+    b->conn = NULL;
+    fail(b, e, &err);
+    return GM_ERR;
+  }
+  b->backoff_ns = 0;
+  return GM_OK;
+}
+
+static void fill_leader(gm_leader *l, const gm_row *r) {
+  memset(l, 0, sizeof *l);
+  l->held = r->exists && r->owner[0] && r->expires_at > r->now;
+  snprintf(l->id, sizeof l->id, "%s", r->owner);
+  snprintf(l->version, sizeof l->version, "%s", r->version);
+  l->token = r->token;
+  l->acquired_at = (double)r->acquired_at / 1e6;
+  l->renewed_at = (double)r->renewed_at / 1e6;
+  l->expires_at = (double)r->expires_at / 1e6;
+  l->expires_in = r->exists ? (double)(r->expires_at - r->now) / 1e6 : 0;
+  if (l->expires_in < 0) l->expires_in = 0;
+}
+
+/* Keeps the last holder seen and queues leader(info) when another node took
+ * the lock or it became free. */
+static void note_leader(gm_elector *e, const gm_row *r) {
+  gm_leader l;
+  fill_leader(&l, r);
+  const char *owner = l.held ? r->owner : "";
+  pthread_mutex_lock(&e->b->mu);
+  e->leader = l;
+  int changed = !e->reported_leader_valid ||
+                strcmp(owner, e->reported_leader_owner) != 0 ||
+                (l.held && r->token != e->reported_leader_token);
+  if (changed && strcmp(owner, e->id) != 0) {
+    gm_event ev = {.type = GM_EV_LEADER, .leader = l};
+    push_event(e, &ev);
+  }
+  if (changed) {
+    snprintf(e->reported_leader_owner, sizeof e->reported_leader_owner, "%s",
+             owner);
+    e->reported_leader_token = r->token;
+    e->reported_leader_valid = 1;
+  }
+  pthread_mutex_unlock(&e->b->mu);
+}
+
+static void step_down(gm_elector *e, gm_stop_reason why) {
+  pthread_mutex_lock(&e->b->mu);
+  atomic_store(&e->master_until, 0);
+  atomic_store(&e->token, 0);
+  if (why == GM_STOP_LOST) e->n_losses++;
+  push_stop(e, why);
+  pthread_mutex_unlock(&e->b->mu);
+  e->role = ROLE_FOLLOWER;
+  e->master_until_t = 0;
+}
+
+static int64_t jitter(gm_backend *b, int64_t span_ns) {
+  return span_ns > 0 ? (int64_t)(rng_next(&b->rng) % (uint64_t)span_ns) : 0;
+}
+
+/* Tracks how the database clock runs against ours. A read whose database
+ * time drifted from the anchor by more than the tolerance (a step of the
+ * database clock) starts a new anchor. */
+static void track_clock(gm_elector *e, int64_t t0, int64_t t1,
+                        const gm_row *r) {
+  int64_t mid = t0 + (t1 - t0) / 2, rtt = t1 - t0;
+  if (e->have_anchor) {
+    int64_t local_us = (mid - e->anchor_mid) / US_PER_NS;
+    int64_t db_us = r->now - e->anchor_db;
+    int64_t tol = STEP_TOL_US + (e->anchor_rtt + rtt) / 2 / US_PER_NS;
+    int64_t drift = db_us - local_us;
+    if (drift > tol || drift < -tol) e->have_anchor = 0;
+  }
+  if (!e->have_anchor) {
+    e->have_anchor = 1;
+    e->anchor_mid = mid;
+    e->anchor_db = r->now;
+    e->anchor_rtt = rtt;
+  }
+}
+
+/* Starts watching a new version of the row when (owner, token, renewed_at)
+ * changed since the last read. */
+static void track_version(gm_elector *e, int64_t t1, const gm_row *r) {
+  if (strcmp(e->v_owner, r->owner) == 0 && e->v_token == r->token &&
+      e->v_renewed_at == r->renewed_at && e->v_first_t1)
+    return;
+  snprintf(e->v_owner, sizeof e->v_owner, "%s", r->owner);
+  e->v_token = r->token;
+  e->v_renewed_at = r->renewed_at;
+  e->v_first_t1 = t1;
+  e->v_prev_t0 = e->have_last ? e->last_t0 : 0;
+  e->v_prev_db = e->have_last ? e->last_db : 0;
+}
+
+/* The design's guarantee, point 2: the database says the lease has ended;
+ * may we believe it? Yes when we watched this version unchanged for a whole
+ * lease, or when the database clock ran in step with ours from before the
+ * renewal until now, the renewal's time is plausible (not before our read
+ * of the previous version) and that read came soon enough before the one
+ * showing the renewal that a clock step in between could not hide more
+ * than the margin L - D. Returns 0 when yes, else ns to wait. */
+static int64_t takeover_wait(gm_elector *e, int64_t t1, const gm_row *r) {
+  int64_t watched = t1 - e->v_first_t1;
+  if (watched >= e->lease_ns) return 0;
+  int64_t wait = e->lease_ns - watched;
+  int64_t margin_ns = e->lease_ns - e->dl_ns;
+  int instep = e->have_anchor && e->v_prev_t0 && e->anchor_db <= e->v_prev_db &&
+               r->renewed_at >= e->v_prev_db - STEP_TOL_US &&
+               (e->v_first_t1 - e->v_prev_t0) + STEP_TOL_US * US_PER_NS <
+                   margin_ns;
+  if (!instep) return wait;
+  int64_t past_us = r->now - r->expires_at;
+  if (past_us >= STEP_TOL_US) return 0;
+  return min64(wait, (STEP_TOL_US - past_us) * US_PER_NS);
+}
+
+static void become_master(gm_backend *b, gm_elector *e, int64_t t_send,
+                          const gm_row *r) {
+  pthread_mutex_lock(&b->mu);
+  if (!e->want) { /* stop() came while we were acquiring: hand it back */
+    pthread_mutex_unlock(&b->mu);
+    gm_error err = {0};
+    if (b->ops->release(b->conn, e->name, e->id, r->token, &err) == GM_ERR)
+      fail(b, e, &err);
+    return;
+  }
+  e->n_grants++;
+  fill_leader(&e->leader, r);
+  atomic_store(&e->token, r->token);
+  atomic_store(&e->master_until, t_send + e->dl_ns);
+  e->reported = 1;
+  gm_event ev = {.type = GM_EV_START, .token = r->token};
+  push_event(e, &ev);
+  snprintf(e->reported_leader_owner, sizeof e->reported_leader_owner, "%s",
+           e->id);
+  e->reported_leader_token = r->token;
+  e->reported_leader_valid = 1;
+  pthread_mutex_unlock(&b->mu);
+  e->role = ROLE_MASTER;
+  e->my_token = r->token;
+  e->master_until_t = t_send + e->dl_ns;
+  if (r->token > e->max_token) e->max_token = r->token;
+  e->next_at = t_send + e->hb_ns;
+}
+
+static void try_acquire(gm_backend *b, gm_elector *e, const gm_row *seen) {
+  gm_acquire_req req = {.name = e->name,
+                        .owner = e->id,
+                        .version = e->version,
+                        .lease_us = e->lease_ns / US_PER_NS,
+                        .expect_exists = seen->exists,
+                        .expect_token = seen->token,
+                        .min_token = e->max_token};
+  gm_row r = {0};
+  gm_error err = {0};
+  int64_t t0 = mono_ns();
+  int rc = b->ops->acquire(b->conn, &req, &r, &err);
+  pthread_mutex_lock(&b->mu);
+  e->n_acquires++;
+  pthread_mutex_unlock(&b->mu);
+  if (rc == GM_OK) {
+    become_master(b, e, t0, &r);
+  } else if (rc == GM_NOT) {
+    /* someone was faster: read again soon to learn who */
+    e->next_at = mono_ns() + jitter(b, min64(e->retry_ns, 50 * 1000000LL));
+  } else {
+    fail(b, e, &err);
+    e->next_at = b->reconnect_at;
+  }
+}
+
+static void follower_step(gm_backend *b, gm_elector *e) {
+  gm_row r = {0};
+  gm_error err = {0};
+  int64_t t0 = mono_ns();
+  int rc = b->ops->observe(b->conn, e->name, &r, &err);
+  int64_t t1 = mono_ns();
+  if (rc != GM_OK) {
+    fail(b, e, &err);
+    e->next_at = b->reconnect_at;
+    return;
+  }
+  pthread_mutex_lock(&b->mu);
+  e->n_observes++;
+  pthread_mutex_unlock(&b->mu);
+  track_clock(e, t0, t1, &r);
+  int64_t jit = jitter(b, min64(e->retry_ns, e->lease_ns) / 20);
+
+  if (!r.exists) {
+    note_leader(e, &r);
+    /* point 7: a row that vanished is held until watched absent for L */
+    if (e->seen_row) {
+      if (!e->absent_since) e->absent_since = t1;
+      int64_t left = e->absent_since + e->lease_ns - t1;
+      if (left > 0) {
+        e->next_at = t1 + min64(e->retry_ns, left + jit);
+        goto done;
+      }
+    }
+    try_acquire(b, e, &r);
+    goto done;
+  }
+  e->seen_row = 1;
+  e->absent_since = 0;
+  if (r.token > e->max_token) e->max_token = r.token;
+  track_version(e, t1, &r);
+  note_leader(e, &r);
+
+  if (strcmp(r.owner, e->id) == 0) {
+    /* Ours from a grant we gave up (deadline): free it, then campaign. */
+    if (b->ops->release(b->conn, e->name, e->id, r.token, &err) == GM_ERR) {
+      fail(b, e, &err);
+      e->next_at = b->reconnect_at;
+    } else {
+      e->next_at = mono_ns();
+    }
+    goto done;
+  }
+  if (r.owner[0] == '\0') { /* released: free at once */
+    try_acquire(b, e, &r);
+    goto done;
+  }
+  if (r.expires_at > r.now) { /* live: sleep until it ends, or one retry */
+    int64_t left = (r.expires_at - r.now) * US_PER_NS + STEP_TOL_US * US_PER_NS;
+    e->next_at = t1 + min64(e->retry_ns, left + jit);
+    goto done;
+  }
+  int64_t wait = takeover_wait(e, t1, &r);
+  if (wait == 0)
+    try_acquire(b, e, &r);
+  else
+    e->next_at = t1 + min64(e->retry_ns, wait + jit);
+done:
+  e->have_last = 1;
+  e->last_t0 = t0;
+  e->last_db = r.now;
+}
+
+static void master_step(gm_backend *b, gm_elector *e) {
+  gm_row r = {0};
+  gm_error err = {0};
+  int64_t t0 = mono_ns();
+  if (t0 >= e->master_until_t) {
+    step_down(e, GM_STOP_DEADLINE);
+    e->next_at = t0;
+    return;
+  }
+  int rc = b->ops->renew(b->conn, e->name, e->id, e->my_token,
+                         e->lease_ns / US_PER_NS, &r, &err);
+  int64_t t1 = mono_ns();
+  pthread_mutex_lock(&b->mu);
+  e->n_renewals++;
+  pthread_mutex_unlock(&b->mu);
+  if (rc == GM_OK) {
+    pthread_mutex_lock(&b->mu);
+    /* !reported: next_event already told the user the deadline passed */
+    int late = t1 >= e->master_until_t || !e->reported;
+    if (!late) {
+      e->master_until_t = t0 + e->dl_ns;
+      if (e->want) /* stop() zeroed it and must find it zero */
+        atomic_store(&e->master_until, e->master_until_t);
+      fill_leader(&e->leader, &r);
+    }
+    pthread_mutex_unlock(&b->mu);
+    if (late) {
+      /* The renewal came back after our deadline: that grant is over.
+       * Step down and release, so the lock is not left held. */
+      step_down(e, GM_STOP_DEADLINE);
+      if (b->ops->release(b->conn, e->name, e->id, e->my_token, &err) ==
+          GM_ERR)
+        fail(b, e, &err);
+      e->next_at = mono_ns();
+      return;
+    }
+    e->next_at = t0 + e->hb_ns;
+    return;
+  }
+  if (rc == GM_NOT) {
+    step_down(e, GM_STOP_LOST);
+    e->next_at = t1;
+    return;
+  }
+  fail(b, e, &err);
+  /* retry the renewal soon, while the deadline allows */
+  e->next_at = min64(max64(b->reconnect_at, t1 + e->hb_ns / 4),
+                     e->master_until_t);
+}
+
+/* Runs the stop that the API asked for: release if master, queue the stop. */
+static void stop_step(gm_backend *b, gm_elector *e, gm_stop_reason why) {
+  if (e->role == ROLE_MASTER) {
+    gm_error err = {0};
+    if (ensure_conn(b, e) == GM_OK &&
+        b->ops->release(b->conn, e->name, e->id, e->my_token, &err) !=
+            GM_ERR) {
+      pthread_mutex_lock(&b->mu);
+      e->n_releases++;
+      pthread_mutex_unlock(&b->mu);
+    } else if (err.msg[0]) {
+      fail(b, e, &err);
+    }
+    e->role = ROLE_FOLLOWER;
+  }
+  pthread_mutex_lock(&b->mu);
+  push_stop(e, why);
+  for (gm_elector **p = &b->active; *p; p = &(*p)->next)
+    if (*p == e) {
+      *p = e->next;
+      break;
+    }
+  e->active = 0;
+  pthread_cond_broadcast(&b->done);
+  pthread_mutex_unlock(&b->mu);
+}
+
+static void run_step(gm_backend *b, gm_elector *e) {
+  if (ensure_conn(b, e) != GM_OK) {
+    if (e->role == ROLE_MASTER && mono_ns() >= e->master_until_t)
+      step_down(e, GM_STOP_DEADLINE);
+    e->next_at = e->role == ROLE_MASTER
+                     ? min64(b->reconnect_at, e->master_until_t)
+                     : b->reconnect_at;
+    return;
+  }
+  if (e->role == ROLE_MASTER)
+    master_step(b, e);
+  else
+    follower_step(b, e);
+}
+
+static void timed_wait(gm_backend *b, int64_t until) {
+  struct timespec ts = {.tv_sec = until / NS, .tv_nsec = until % NS};
+  pthread_cond_timedwait(&b->wake, &b->mu, &ts);
+}
+
+static void *thread_main(void *arg) {
+  gm_backend *b = arg;
+  pthread_mutex_lock(&b->mu);
+  while (!b->quit) {
+    int64_t now = mono_ns(), next = INT64_MAX;
+    gm_elector *due = NULL;
+    for (gm_elector *e = b->active; e; e = e->next) {
+      if (!e->want || e->next_at <= now) {
+        due = e;
+        break;
+      }
+      next = min64(next, e->next_at);
+    }
+    if (!due) {
+      if (!b->active && b->conn) { /* idle: give the connection back */
+        void *c = b->conn;
+        b->conn = NULL;
+        pthread_mutex_unlock(&b->mu);
+        b->ops->close(c);
+        pthread_mutex_lock(&b->mu);
+        continue;
+      }
+      unsigned k = b->kicks;
+      if (next == INT64_MAX) {
+        while (!b->quit && k == b->kicks) pthread_cond_wait(&b->wake, &b->mu);
+      } else {
+        timed_wait(b, next);
+      }
+      continue;
+    }
+    int want = due->want;
+    gm_stop_reason why = due->stop_reason;
+    pthread_mutex_unlock(&b->mu);
+    if (want)
+      run_step(b, due);
+    else
+      stop_step(b, due, why);
+    pthread_mutex_lock(&b->mu);
+  }
+  pthread_mutex_unlock(&b->mu);
+  close_conn(b);
+  return NULL;
+}
+
+/* ---- electors: API ------------------------------------------------------ */
+
+static void default_id(char *buf, size_t len) {
+  char host[64] = "host";
+  gethostname(host, sizeof host - 1);
+  host[sizeof host - 1] = '\0';
+  snprintf(buf, len, "%s:%ld:%08x", host, (long)getpid(),
+           (unsigned)(seed64() & 0xffffffffu));
+}
+
+static int check_text(const char *field, const char *v, size_t max,
+                      int allow_empty, gm_error *err) {
+  size_t len = strlen(v);
+  if ((!allow_empty && len == 0) || len >= max) {
+    gm_seterr(err, GM_E_ARG, "%s: must be %s%zu bytes at most", field,
+              allow_empty ? "" : "1 to ", max - 1);
+    return GM_ERR;
+  }
+  return GM_OK;
+}
+
+gm_elector *gm_elector_new(gm_backend *b, const gm_config *cfg_in,
+                           gm_error *err) {
+  gm_config c = *cfg_in;
+  if (!b) {
+    gm_seterr(err, GM_E_ARG, "backend: none given");
+    return NULL;
+  }
+  if (gm_config_resolve(&c, err) != GM_OK) return NULL;
+  const char *name = c.name ? c.name : "default";
+  if (check_text("name", name, GM_NAME_MAX, 0, err) ||
+      (c.id && check_text("id", c.id, GM_ID_MAX, 0, err)) ||
+      (c.version && check_text("version", c.version, GM_ID_MAX, 1, err)))
+    return NULL;
+  gm_elector *e = calloc(1, sizeof *e);
+  if (!e) {
+    gm_seterr(err, GM_E_NOMEM, "out of memory");
+    return NULL;
+  }
+  gm_strlcpy(e->name, name, sizeof e->name);
+  if (c.id)
+    gm_strlcpy(e->id, c.id, sizeof e->id);
+  else
+    default_id(e->id, sizeof e->id);
+  gm_strlcpy(e->version, c.version ? c.version : "", sizeof e->version);
+  e->lease_ns = (int64_t)(c.lease * NS);
+  e->hb_ns = (int64_t)(c.heartbeat * NS);
+  e->dl_ns = (int64_t)(c.renew_deadline * NS);
+  e->retry_ns = (int64_t)(c.retry * NS);
+  atomic_init(&e->master_until, 0);
+  atomic_init(&e->token, 0);
+  e->efd = -1;
+  e->b = b;
+  gm_backend_ref(b);
+  return e;
+}
+
+int gm_elector_start(gm_elector *e, gm_error *err) {
+  gm_backend *b = e->b;
+  pthread_mutex_lock(&b->mu);
+  if (e->active) { /* already campaigning (or a stop is pending) */
+    e->want = 1;
+    pthread_mutex_unlock(&b->mu);
+    return GM_OK;
+  }
+  if (!b->thread_running) {
+    b->quit = 0;
+    int rc = pthread_create(&b->thread, NULL, thread_main, b);
+    if (rc != 0) {
+      pthread_mutex_unlock(&b->mu);
+      gm_seterr(err, GM_E_STATE, "cannot start the election thread: %s",
+                strerror(rc));
+      return GM_ERR;
+    }
+    b->thread_running = 1;
+  }
+  e->want = 1;
+  e->active = 1;
+  e->role = ROLE_FOLLOWER;
+  e->next_at = 0;
+  e->next = b->active;
+  b->active = e;
+  b->kicks++;
+  pthread_cond_broadcast(&b->wake);
+  pthread_mutex_unlock(&b->mu);
+  return GM_OK;
+}
+
+static void stop_as(gm_elector *e, gm_stop_reason why) {
+  gm_backend *b = e->b;
+  pthread_mutex_lock(&b->mu);
+  atomic_store(&e->master_until, 0); /* is_master is false from here on */
+  atomic_store(&e->token, 0);
+  if (e->active) {
+    e->want = 0;
+    e->stop_reason = why;
+    b->kicks++;
+    pthread_cond_broadcast(&b->wake);
+    while (e->active) pthread_cond_wait(&b->done, &b->mu);
+  }
+  pthread_mutex_unlock(&b->mu);
+}
+
+void gm_elector_stop(gm_elector *e) { stop_as(e, GM_STOP_STOPPED); }
+
+void gm_elector_close(gm_elector *e) { stop_as(e, GM_STOP_CLOSED); }
+
+void gm_elector_free(gm_elector *e) {
+  if (!e) return;
+  stop_as(e, GM_STOP_CLOSED);
+  pthread_mutex_lock(&e->b->mu);
+  free_queue(e);
+  if (e->efd >= 0 && e->efd_pid == getpid()) close(e->efd);
+  pthread_mutex_unlock(&e->b->mu);
+  gm_backend_unref(e->b);
+  free(e);
+}
+
+int gm_elector_is_master(const gm_elector *e) {
+  int64_t until = atomic_load_explicit(&e->master_until, memory_order_acquire);
+  return until != 0 && mono_ns() < until;
+}
+
+uint64_t gm_elector_token(const gm_elector *e) {
+  return gm_elector_is_master(e) ? atomic_load(&e->token) : 0;
+}
+
+int64_t gm_elector_deadline(const gm_elector *e) {
+  return atomic_load(&e->master_until);
+}
+
+const char *gm_elector_id(const gm_elector *e) { return e->id; }
+const char *gm_elector_name(const gm_elector *e) { return e->name; }
+
+int gm_elector_fd(gm_elector *e, gm_error *err) {
+  pthread_mutex_lock(&e->b->mu);
+  pid_t me = getpid();
+  if (e->efd >= 0 && e->efd_pid != me) { /* the parent's: not ours to use */
+    close(e->efd);
+    e->efd = -1;
+  }
+  if (e->efd < 0) {
+    e->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (e->efd < 0) {
+      int saved = errno;
+      pthread_mutex_unlock(&e->b->mu);
+      gm_seterr(err, GM_E_STATE, "eventfd: %s", strerror(saved));
+      return -1;
+    }
+    e->efd_pid = me;
+    if (e->q_head) wake_fd(e);
+  }
+  int fd = e->efd;
+  pthread_mutex_unlock(&e->b->mu);
+  return fd;
+}
+
+int gm_elector_next_event(gm_elector *e, gm_event *ev) {
+  gm_backend *b = e->b;
+  pthread_mutex_lock(&b->mu);
+  /* The thread may hang in a call past our deadline: say so ourselves. */
+  int64_t until = atomic_load(&e->master_until);
+  if (e->reported && until && mono_ns() >= until) push_stop(e, GM_STOP_DEADLINE);
+  ev_node *n = e->q_head;
+  if (n) {
+    e->q_head = n->next;
+    if (!e->q_head) e->q_tail = NULL;
+  }
+  if (!e->q_head && e->efd >= 0 && e->efd_pid == getpid()) {
+    uint64_t v;
+    ssize_t r = read(e->efd, &v, sizeof v); /* drain: nothing left */
+    (void)r;
+  }
+  pthread_mutex_unlock(&b->mu);
+  if (!n) return GM_NOT;
+  *ev = n->ev;
+  free(n);
+  return GM_OK;
+}
+
+void gm_elector_status(gm_elector *e, gm_status *st) {
+  memset(st, 0, sizeof *st);
+  st->is_master = gm_elector_is_master(e);
+  st->token = st->is_master ? atomic_load(&e->token) : 0;
+  pthread_mutex_lock(&e->b->mu);
+  st->running = e->active && e->want;
+  st->leader = e->leader;
+  snprintf(st->last_error, sizeof st->last_error, "%s", e->last_error);
+  st->acquires = e->n_acquires;
+  st->renewals = e->n_renewals;
+  st->observes = e->n_observes;
+  st->releases = e->n_releases;
+  st->errors = e->n_errors;
+  st->grants = e->n_grants;
+  st->losses = e->n_losses;
+  pthread_mutex_unlock(&e->b->mu);
+}

@@ -1,0 +1,470 @@
+/*
+ * lgomaster.c: gomaster.core, the Lua binding of the election core.
+ *
+ * Two userdata types: a backend (gm_backend *) and an elector (gm_elector *).
+ * Each holds one reference on its C object and drops it in __gc, so closing
+ * the lua_State stops and joins every election thread before the state goes
+ * (the module is also linked with -z nodelete, so its code stays mapped).
+ * The C core never calls Lua: events wait in a queue until Lua asks.
+ *
+ * An elector's uservalue is a table: its hooks and options, kept by
+ * lua/gomaster.lua. Wrong argument types raise; database failures return
+ * nil, message.
+ */
+#include <errno.h>
+#include <math.h>
+#include <poll.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "compat.h"
+#include "gomaster.h"
+
+#define BACKEND_MT "gomaster.backend"
+#define ELECTOR_MT "gomaster.elector"
+#define ELECTOR_MAGIC 0x676d656cu
+
+typedef struct {
+  gm_backend *b;
+} lbackend;
+
+typedef struct {
+  unsigned magic;
+  gm_elector *e; /* NULL once closed */
+} lelector;
+
+static int fail(lua_State *L, const gm_error *err) {
+  lua_pushnil(L);
+  lua_pushstring(L, err->msg);
+  return 2;
+}
+
+/* ---- backends ----------------------------------------------------------- */
+
+static lbackend *check_backend(lua_State *L, int i) {
+  lbackend *lb = luaL_checkudata(L, i, BACKEND_MT);
+  if (!lb->b) luaL_argerror(L, i, "backend is closed");
+  return lb;
+}
+
+static void push_backend(lua_State *L, gm_backend *b) {
+  lbackend *lb = gm_newuserdata(L, sizeof *lb);
+  lb->b = b;
+  luaL_getmetatable(L, BACKEND_MT);
+  lua_setmetatable(L, -2);
+}
+
+/* core.backend(url) or core.backend{type = "mysql", host = ..., ...} */
+static int l_backend(lua_State *L) {
+  gm_error err = {0};
+  gm_backend *b;
+  if (lua_type(L, 1) == LUA_TSTRING) {
+    b = gm_backend_new_url(lua_tostring(L, 1), &err);
+  } else {
+    luaL_checktype(L, 1, LUA_TTABLE);
+    gm_kv kv[32];
+    size_t n = 0;
+    const char *type = NULL;
+    lua_pushnil(L);
+    while (lua_next(L, 1)) {
+      luaL_checkstack(L, 4, "too many backend options");
+      if (lua_type(L, -2) != LUA_TSTRING) {
+        lua_pop(L, 2);
+        lua_pushnil(L);
+        lua_pushstring(L, "backend: option names must be strings");
+        return 2;
+      }
+      const char *k = lua_tostring(L, -2);
+      int t = lua_type(L, -1);
+      if (t == LUA_TBOOLEAN) {
+        lua_pushstring(L, lua_toboolean(L, -1) ? "true" : "false");
+        lua_replace(L, -2);
+      } else if (t != LUA_TSTRING && t != LUA_TNUMBER) {
+        lua_pushnil(L);
+        lua_pushfstring(L, "backend option '%s': expected a string or a "
+                           "number, got %s",
+                        k, lua_typename(L, t));
+        return 2;
+      }
+      if (strcmp(k, "type") == 0) {
+        type = lua_tostring(L, -1);
+      } else {
+        if (n == sizeof kv / sizeof kv[0]) {
+          lua_pushnil(L);
+          lua_pushstring(L, "backend: too many options");
+          return 2;
+        }
+        kv[n].key = k;
+        kv[n].value = lua_tostring(L, -1); /* converts numbers in place */
+        n++;
+      }
+      /* keep the value on the stack: kv points into it (the table keeps
+       * the key); it is popped after the call below */
+      lua_pushvalue(L, -2);
+    }
+    if (!type) {
+      lua_pushnil(L);
+      lua_pushstring(L, "backend option 'type': required (sqlite, mysql or "
+                        "mongodb)");
+      return 2;
+    }
+    b = gm_backend_new(type, kv, n, &err);
+  }
+  if (!b) return fail(L, &err);
+  push_backend(L, b);
+  return 1;
+}
+
+static int l_backend_check(lua_State *L) {
+  lbackend *lb = check_backend(L, 1);
+  gm_error err = {0};
+  if (gm_backend_check(lb->b, &err) != GM_OK) return fail(L, &err);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int l_backend_gc(lua_State *L) {
+  lbackend *lb = luaL_checkudata(L, 1, BACKEND_MT);
+  if (lb->b) gm_backend_unref(lb->b);
+  lb->b = NULL;
+  return 0;
+}
+
+static int l_backend_tostring(lua_State *L) {
+  lbackend *lb = luaL_checkudata(L, 1, BACKEND_MT);
+  lua_pushfstring(L, "gomaster.backend (%s)",
+                  lb->b ? gm_backend_describe(lb->b) : "closed");
+  return 1;
+}
+
+static int l_backends(lua_State *L) {
+  const char *const *names = gm_backend_names();
+  lua_newtable(L);
+  for (int i = 0; names[i]; i++) {
+    lua_pushstring(L, names[i]);
+    lua_rawseti(L, -2, i + 1);
+  }
+  return 1;
+}
+
+/* ---- electors ----------------------------------------------------------- */
+
+static lelector *check_elector(lua_State *L, int i) {
+  lelector *le = luaL_checkudata(L, i, ELECTOR_MT);
+  if (!le->e) luaL_argerror(L, i, "elector is closed");
+  return le;
+}
+
+static double opt_seconds(lua_State *L, int t, const char *field) {
+  lua_getfield(L, t, field);
+  double v = 0;
+  if (!lua_isnil(L, -1)) {
+    if (lua_type(L, -1) != LUA_TNUMBER)
+      luaL_error(L, "%s: expected a number of seconds", field);
+    v = lua_tonumber(L, -1);
+    if (!(v > 0) || !isfinite(v)) v = -1; /* refused by gm_config_resolve */
+    if (v < 0) v = -1;
+  }
+  lua_pop(L, 1);
+  return v;
+}
+
+static const char *opt_string(lua_State *L, int t, const char *field) {
+  lua_getfield(L, t, field);
+  const char *s = NULL;
+  if (!lua_isnil(L, -1)) {
+    if (lua_type(L, -1) != LUA_TSTRING)
+      luaL_error(L, "%s: expected a string", field);
+    s = lua_tostring(L, -1);
+  }
+  lua_pop(L, 1); /* the table keeps the string alive */
+  return s;
+}
+
+/* core.new(backend, {name=, id=, version=, lease=, ...}, uservalue) */
+static int l_new(lua_State *L) {
+  lbackend *lb = check_backend(L, 1);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  luaL_checktype(L, 3, LUA_TTABLE);
+  gm_config c = {0};
+  c.name = opt_string(L, 2, "name");
+  c.id = opt_string(L, 2, "id");
+  c.version = opt_string(L, 2, "version");
+  c.lease = opt_seconds(L, 2, "lease");
+  c.heartbeat = opt_seconds(L, 2, "heartbeat");
+  c.renew_deadline = opt_seconds(L, 2, "renew_deadline");
+  c.retry = opt_seconds(L, 2, "retry");
+  lelector *le = gm_newuserdata(L, sizeof *le);
+  le->magic = ELECTOR_MAGIC;
+  le->e = NULL;
+  luaL_getmetatable(L, ELECTOR_MT);
+  lua_setmetatable(L, -2);
+  lua_pushvalue(L, 3);
+  gm_setuservalue(L, -2);
+  gm_error err = {0};
+  le->e = gm_elector_new(lb->b, &c, &err);
+  if (!le->e) return fail(L, &err);
+  return 1;
+}
+
+static int l_start(lua_State *L) {
+  lelector *le = check_elector(L, 1);
+  gm_error err = {0};
+  if (gm_elector_start(le->e, &err) != GM_OK) return fail(L, &err);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int l_stop(lua_State *L) {
+  lelector *le = check_elector(L, 1);
+  gm_elector_stop(le->e);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* Stops with reason "closed"; the events queued stay readable until _free. */
+static int l_close(lua_State *L) {
+  lelector *le = luaL_checkudata(L, 1, ELECTOR_MT);
+  if (le->e) gm_elector_close(le->e);
+  return 0;
+}
+
+static int l_free(lua_State *L) {
+  lelector *le = luaL_checkudata(L, 1, ELECTOR_MT);
+  if (le->e) gm_elector_free(le->e);
+  le->e = NULL;
+  return 0;
+}
+
+/* The hot path: one type check without a registry lookup, one atomic load
+ * and one clock read. */
+static int l_is_master(lua_State *L) {
+  lelector *le = lua_touserdata(L, 1);
+  if (!le || gm_rawlen(L, 1) != sizeof *le || le->magic != ELECTOR_MAGIC)
+    le = luaL_checkudata(L, 1, ELECTOR_MT);
+  lua_pushboolean(L, le->e && gm_elector_is_master(le->e));
+  return 1;
+}
+
+static int l_token(lua_State *L) {
+  lelector *le = check_elector(L, 1);
+  uint64_t t = gm_elector_token(le->e);
+  if (t)
+    gm_pushtoken(L, t);
+  else
+    lua_pushnil(L);
+  return 1;
+}
+
+static int l_id(lua_State *L) {
+  lua_pushstring(L, gm_elector_id(check_elector(L, 1)->e));
+  return 1;
+}
+
+static int l_name(lua_State *L) {
+  lua_pushstring(L, gm_elector_name(check_elector(L, 1)->e));
+  return 1;
+}
+
+static int l_fd(lua_State *L) {
+  lelector *le = check_elector(L, 1);
+  gm_error err = {0};
+  int fd = gm_elector_fd(le->e, &err);
+  if (fd < 0) return fail(L, &err);
+  lua_pushinteger(L, fd);
+  return 1;
+}
+
+static int l_hooks(lua_State *L) {
+  luaL_checkudata(L, 1, ELECTOR_MT);
+  gm_getuservalue(L, 1);
+  return 1;
+}
+
+static void push_leader(lua_State *L, const gm_leader *l) {
+  lua_createtable(L, 0, 8);
+  lua_pushboolean(L, l->held);
+  lua_setfield(L, -2, "held");
+  if (l->held) {
+    lua_pushstring(L, l->id);
+    lua_setfield(L, -2, "id");
+    lua_pushstring(L, l->version);
+    lua_setfield(L, -2, "version");
+  }
+  gm_pushtoken(L, l->token);
+  lua_setfield(L, -2, "token");
+  lua_pushnumber(L, l->acquired_at);
+  lua_setfield(L, -2, "acquired_at");
+  lua_pushnumber(L, l->renewed_at);
+  lua_setfield(L, -2, "renewed_at");
+  lua_pushnumber(L, l->expires_at);
+  lua_setfield(L, -2, "expires_at");
+  lua_pushnumber(L, l->expires_in);
+  lua_setfield(L, -2, "expires_in");
+}
+
+/* m:_next() -> kind, value | nil: the oldest event. */
+static int l_next(lua_State *L) {
+  lelector *le = luaL_checkudata(L, 1, ELECTOR_MT);
+  gm_event ev;
+  if (!le->e || gm_elector_next_event(le->e, &ev) != GM_OK) return 0;
+  switch (ev.type) {
+  case GM_EV_START:
+    lua_pushliteral(L, "start");
+    gm_pushtoken(L, ev.token);
+    break;
+  case GM_EV_STOP:
+    lua_pushliteral(L, "stop");
+    lua_pushstring(L, gm_stop_reason_name(ev.reason));
+    break;
+  case GM_EV_LEADER:
+    lua_pushliteral(L, "leader");
+    push_leader(L, &ev.leader);
+    break;
+  case GM_EV_ERROR:
+    lua_pushliteral(L, "error");
+    lua_pushstring(L, ev.message);
+    break;
+  default:
+    return 0;
+  }
+  return 2;
+}
+
+static int64_t mono_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+/* m:_poll(timeout) -> true when events may be waiting. Waits on the event fd
+ * no longer than timeout (nil: forever) and no later than the deadline, so a
+ * master hanging in a database call still hears its stop("deadline"). */
+static int l_poll(lua_State *L) {
+  lelector *le = check_elector(L, 1);
+  double timeout = luaL_optnumber(L, 2, -1);
+  gm_error err = {0};
+  int fd = gm_elector_fd(le->e, &err);
+  if (fd < 0) return fail(L, &err);
+  int64_t now = mono_ns();
+  int64_t until = timeout < 0 ? INT64_MAX : now + (int64_t)(timeout * 1e9);
+  int64_t deadline = gm_elector_deadline(le->e);
+  if (deadline && deadline < until) until = deadline + 1000000; /* +1 ms */
+  for (;;) {
+    int64_t left = until == INT64_MAX ? -1 : (until - mono_ns()) / 1000000;
+    if (until != INT64_MAX && left < 0) left = 0;
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    int r = poll(&p, 1, left > 2000000000 ? 2000000000 : (int)left);
+    if (r >= 0 || errno != EINTR) {
+      lua_pushboolean(L, r > 0);
+      return 1;
+    }
+  }
+}
+
+static int l_status(lua_State *L) {
+  lelector *le = check_elector(L, 1);
+  gm_status st;
+  gm_elector_status(le->e, &st);
+  lua_createtable(L, 0, 12);
+  lua_pushboolean(L, st.is_master);
+  lua_setfield(L, -2, "is_master");
+  lua_pushboolean(L, st.running);
+  lua_setfield(L, -2, "running");
+  lua_pushstring(L, gm_elector_id(le->e));
+  lua_setfield(L, -2, "id");
+  lua_pushstring(L, gm_elector_name(le->e));
+  lua_setfield(L, -2, "name");
+  if (st.token) {
+    gm_pushtoken(L, st.token);
+    lua_setfield(L, -2, "token");
+  }
+  push_leader(L, &st.leader);
+  lua_setfield(L, -2, "leader");
+  if (st.last_error[0]) {
+    lua_pushstring(L, st.last_error);
+    lua_setfield(L, -2, "last_error");
+  }
+  lua_createtable(L, 0, 7);
+  const struct {
+    const char *k;
+    uint64_t v;
+  } c[] = {{"acquires", st.acquires}, {"renewals", st.renewals},
+           {"observes", st.observes}, {"releases", st.releases},
+           {"errors", st.errors},     {"grants", st.grants},
+           {"losses", st.losses}};
+  for (size_t i = 0; i < sizeof c / sizeof c[0]; i++) {
+    gm_pushtoken(L, c[i].v);
+    lua_setfield(L, -2, c[i].k);
+  }
+  lua_setfield(L, -2, "counters");
+  return 1;
+}
+
+static int l_elector_tostring(lua_State *L) {
+  lelector *le = luaL_checkudata(L, 1, ELECTOR_MT);
+  if (!le->e)
+    lua_pushliteral(L, "gomaster.elector (closed)");
+  else
+    lua_pushfstring(L, "gomaster.elector (%s, lock '%s', %s)",
+                    gm_elector_id(le->e), gm_elector_name(le->e),
+                    gm_elector_is_master(le->e) ? "master" : "follower");
+  return 1;
+}
+
+static const luaL_Reg elector_methods[] = {
+    {"start", l_start},   {"stop", l_stop},        {"is_master", l_is_master},
+    {"token", l_token},   {"id", l_id},            {"name", l_name},
+    {"fd", l_fd},         {"status", l_status},    {"_next", l_next},
+    {"_poll", l_poll},    {"_close", l_close},     {"_free", l_free},
+    {"_hooks", l_hooks},  {NULL, NULL}};
+
+static const luaL_Reg backend_methods[] = {{"check", l_backend_check},
+                                           {NULL, NULL}};
+
+static const luaL_Reg funcs[] = {{"backend", l_backend},
+                                 {"backends", l_backends},
+                                 {"new", l_new},
+                                 {NULL, NULL}};
+
+int luaopen_gomaster_core(lua_State *L) {
+#if LUA_VERSION_NUM >= 502
+  luaL_checkversion(L);
+#endif
+  /* backend metatable */
+  luaL_newmetatable(L, BACKEND_MT);
+  lua_newtable(L);
+  luaL_setfuncs(L, backend_methods, 0);
+  lua_setfield(L, -2, "__index");
+  lua_pushcfunction(L, l_backend_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_pushcfunction(L, l_backend_tostring);
+  lua_setfield(L, -2, "__tostring");
+  lua_pop(L, 1);
+
+  /* elector metatable: __index is the method table itself (fast lookup);
+   * lua/gomaster.lua adds dispatch, wait, close and __gc/__close to it. */
+  luaL_newmetatable(L, ELECTOR_MT);
+  lua_newtable(L);
+  luaL_setfuncs(L, elector_methods, 0);
+  lua_pushvalue(L, -1);
+  lua_setfield(L, -3, "__index");
+  lua_pushcfunction(L, l_free);
+  lua_setfield(L, -3, "__gc");
+  lua_pushcfunction(L, l_elector_tostring);
+  lua_setfield(L, -3, "__tostring");
+
+  lua_newtable(L);
+  luaL_setfuncs(L, funcs, 0);
+  lua_insert(L, -2);
+  lua_setfield(L, -2, "methods");
+  lua_insert(L, -2);
+  lua_setfield(L, -2, "metatable");
+  lua_pushliteral(L, GM_VERSION);
+  lua_setfield(L, -2, "_VERSION");
+  lua_pushinteger(L, LUA_VERSION_NUM);
+  lua_setfield(L, -2, "lua_version_num");
+  return 1;
+}
