@@ -35,6 +35,10 @@
 
 #include "backend.h"
 
+#ifndef MARIADB_PACKAGE_VERSION
+#error "backends/mysql.c needs MariaDB Connector/C (mysql_optionsv, TLS)"
+#endif
+
 #define LOCK_NAME_LEN (GM_NAME_MAX - 1) /* bytes of a lock name */
 #define LOCK_ID_LEN (GM_ID_MAX - 1)     /* bytes of an owner or a version */
 
@@ -92,7 +96,7 @@ static void my_free_cfg(void *p) {
   free(c);
 }
 
-/* Copies opts[key] (or dflt) into *dst; dflt NULL and key absent leaves NULL. */
+/* Copies opts[key] (or dflt) into *dst; no key and no dflt leaves NULL. */
 static int dup_opt(const gm_kv *opts, size_t n, const char *key,
                    const char *dflt, char **dst, gm_error *err) {
   const char *v = gm_kv_get(opts, n, key);
@@ -367,7 +371,7 @@ static int set_options(myconn *c, gm_error *err) {
   case SSL_PREFERRED: /* asks for TLS without insisting on it */
     if (!rc) mysql_ssl_set(c->db, NULL, NULL, cfg->ssl_ca, NULL, NULL);
     break;
-  case SSL_REQUIRED:
+  case SSL_REQUIRED: /* Connector/C 3.3 may still fall back: see my_open */
     rc = rc || mysql_optionsv(c->db, MYSQL_OPT_SSL_ENFORCE, &on);
     break;
   case SSL_VERIFY_CA: /* Connector/C checks the host name as well */
@@ -393,7 +397,8 @@ static int setup_session(myconn *c, gm_error *err) {
   snprintf(q, sizeof q, "SET SESSION innodb_lock_wait_timeout = %u",
            c->cfg->read_timeout);
   if (mysql_query(c->db, q)) return fail(c, NULL, "session setup", err);
-  snprintf(q, sizeof q, create_sql, c->cfg->table, LOCK_NAME_LEN, LOCK_ID_LEN, LOCK_ID_LEN);
+  snprintf(q, sizeof q, create_sql, c->cfg->table, LOCK_NAME_LEN, LOCK_ID_LEN,
+           LOCK_ID_LEN);
   /* A user without CREATE may still use a table that exists: if the
    * statements below prepare, the table is there. */
   int create_failed = mysql_query(c->db, q) != 0;
@@ -438,6 +443,13 @@ static int my_open(const void *cfgp, void **out, gm_error *err) {
   if (!mysql_real_connect(c->db, cfg->host, cfg->user, cfg->password,
                           cfg->database, cfg->port, NULL, CLIENT_FOUND_ROWS)) {
     connect_error(c, err);
+    goto fail;
+  }
+  if (cfg->ssl >= SSL_REQUIRED && !mysql_get_ssl_cipher(c->db)) {
+    gm_seterr(err, GM_E_CONNECT,
+              "mysql: cannot connect to %s:%u: ssl_mode requires TLS and the "
+              "server did not encrypt the connection",
+              cfg->host, cfg->port);
     goto fail;
   }
   if (setup_session(c, err)) goto fail;

@@ -131,13 +131,15 @@ do_start() {
   [ $rc = 0 ] || die "mariadbd did not start (see $M/error.log)"
 
   # The password needs percent-encoding in a URL: the tests check decoding.
+  # Rights on gomaster* databases, so that a missing one is "unknown
+  # database" rather than "access denied".
   local hex pw enc
   hex=$(random_hex 8)
   pw="gm:p@ss/%$hex"
   enc="gm%3Ap%40ss%2F%25$hex"
   root_sql "CREATE DATABASE IF NOT EXISTS gomaster_test;
-    CREATE USER 'gomaster'@'%' IDENTIFIED BY '$pw';
-    GRANT ALL ON gomaster_test.* TO 'gomaster'@'%';" ||
+    CREATE OR REPLACE USER 'gomaster'@'%' IDENTIFIED BY '$pw';
+    GRANT ALL ON \`gomaster%\`.* TO 'gomaster'@'%';" ||
     { do_stop; die "could not create the test database and user"; }
   printf "export GOMASTER_TEST_MYSQL_URL='mysql://gomaster:%s@127.0.0.1:%s/gomaster_test'\n" \
     "$enc" "$port" >"$M/env"
