@@ -364,6 +364,12 @@ static int l_poll(lua_State *L) {
   }
 }
 
+/* core.now() -> CLOCK_MONOTONIC seconds: the clock is_master() runs on. */
+static int l_now(lua_State *L) {
+  lua_pushnumber(L, (lua_Number)mono_ns() / 1e9);
+  return 1;
+}
+
 static int l_status(lua_State *L) {
   lelector *le = check_elector(L, 1);
   gm_status st;
@@ -427,6 +433,7 @@ static const luaL_Reg backend_methods[] = {{"check", l_backend_check},
 static const luaL_Reg funcs[] = {{"backend", l_backend},
                                  {"backends", l_backends},
                                  {"new", l_new},
+                                 {"now", l_now},
                                  {NULL, NULL}};
 
 int luaopen_gomaster_core(lua_State *L) {
