@@ -1,0 +1,749 @@
+/*
+ * mongo.c: the MongoDB backend (libmongoc 1.23, MongoDB 4.2 and later).
+ *
+ * One document per lock in a collection (gomaster_locks by default):
+ *   {_id: name, owner, token (int64), version, acquired_at, renewed_at,
+ *    expires_at (BSON dates)}
+ *
+ * Every time comes from the server: acquire, renew and release are one
+ * findAndModify each whose update is an aggregation pipeline reading $$NOW,
+ * so the server computes and compares expiry inside the write that changes
+ * the document, and whether it took effect is read from the document that
+ * write returns. A racing insert that loses fails with duplicate key (11000),
+ * which is GM_NOT. A release keeps the document, so tokens keep growing.
+ *
+ * The URL is a standard connection string handed to libmongoc as written,
+ * minus the options that are ours (database, collection, write_concern,
+ * read_concern, timeout). Error messages never contain the password nor the
+ * TLS key password: every message from libmongoc is scrubbed of them.
+ */
+#include <ctype.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <mongoc/mongoc.h>
+
+#include "backend.h"
+
+#define DEFAULT_DATABASE "gomaster"
+#define DEFAULT_COLLECTION "gomaster_locks"
+#define DEFAULT_TIMEOUT_US 2000000 /* well under the default renew deadline */
+#define NOW_FIELD "gomaster_server_now"
+#define NSECRETS 4
+
+typedef struct mongo_cfg {
+  mongoc_uri_t *uri;     /* our options removed, timeouts and appname set */
+  char *database;
+  char *collection;
+  bson_t *write_concern; /* {writeConcern: ...}, NULL: the URI's own */
+  bson_t *read_concern;  /* {readConcern: ...}, NULL: the URI's own */
+  char *secrets[NSECRETS]; /* strings no message may show */
+  char describe[256];
+} mongo_cfg;
+
+typedef struct mongo_conn {
+  const mongo_cfg *cfg; /* the backend's config outlives its connections */
+  mongoc_client_t *client;
+  mongoc_collection_t *coll;
+} mongo_conn;
+
+static pthread_once_t init_once = PTHREAD_ONCE_INIT;
+
+/* libmongoc's default handler prints debug lines (a failed authentication on
+ * every reconnect) to stdout, where a command line's output goes. Warnings
+ * and errors still reach the default handler (stderr). */
+static void log_handler(mongoc_log_level_t level, const char *domain,
+                        const char *message, void *data) {
+  if (level <= MONGOC_LOG_LEVEL_WARNING)
+    mongoc_log_default_handler(level, domain, message, data);
+}
+
+/* libmongoc wants mongoc_init once per process, before any client. It is
+ * never undone: the application may use libmongoc itself (and may set its
+ * own log handler after this). */
+static void init_mongoc(void) {
+  mongoc_log_set_handler(log_handler, NULL);
+  mongoc_init();
+}
+
+static const char *const our_keys[] = {"database", "collection",
+                                       "write_concern", "read_concern",
+                                       "timeout", NULL};
+
+/* ---- messages without secrets ------------------------------------------ */
+
+/* Replaces every occurrence of each secret in msg by "****". */
+static void scrub(const mongo_cfg *cfg, char *msg, size_t size) {
+  char tmp[512];
+  if (!cfg || !msg || size == 0) return;
+  if (size > sizeof tmp) size = sizeof tmp;
+  for (int i = 0; i < NSECRETS; i++) {
+    const char *s = cfg->secrets[i];
+    size_t slen = s ? strlen(s) : 0, o = 0;
+    if (!slen || !strstr(msg, s)) continue;
+    for (const char *p = msg; *p && o + 1 < size;) {
+      if (strncmp(p, s, slen) == 0) {
+        for (const char *m = "****"; *m && o + 1 < size; m++) tmp[o++] = *m;
+        p += slen;
+      } else {
+        tmp[o++] = *p++;
+      }
+    }
+    tmp[o] = '\0';
+    memcpy(msg, tmp, o + 1);
+  }
+}
+
+/* Which gm error code a libmongoc failure is. */
+static int classify(const bson_error_t *e) {
+  if (e->domain == MONGOC_ERROR_SERVER_SELECTION ||
+      e->domain == MONGOC_ERROR_STREAM)
+    return GM_E_CONNECT;
+  if (e->domain == MONGOC_ERROR_CLIENT &&
+      e->code == MONGOC_ERROR_CLIENT_AUTHENTICATE)
+    return GM_E_AUTH;
+  if (e->domain == MONGOC_ERROR_SERVER &&
+      (e->code == 18 /* AuthenticationFailed */ || e->code == 13))
+    return GM_E_AUTH;
+  return GM_E_DB;
+}
+
+static int fail(const mongo_cfg *cfg, gm_error *err, const char *what,
+                const bson_error_t *e) {
+  gm_seterr(err, classify(e), "mongodb backend: %s failed: %s", what,
+            e->message);
+  if (err) scrub(cfg, err->msg, sizeof err->msg);
+  return GM_ERR;
+}
+
+/* ---- parse ------------------------------------------------------------- */
+
+static int hexval(int c) {
+  return isdigit(c) ? c - '0' : isxdigit(c) ? (tolower(c) - 'a' + 10) : -1;
+}
+
+/* A percent-decoded copy of s[0..len); NULL on a bad escape. */
+static char *decode(const char *s, size_t len) {
+  char *out = malloc(len + 1), *o = out;
+  if (!out) return NULL;
+  for (size_t i = 0; i < len; i++) {
+    if (s[i] != '%') {
+      *o++ = s[i];
+      continue;
+    }
+    int h = i + 2 < len ? hexval((unsigned char)s[i + 1]) : -1;
+    int l = h >= 0 ? hexval((unsigned char)s[i + 2]) : -1;
+    if (l < 0 || (h == 0 && l == 0)) {
+      free(out);
+      return NULL;
+    }
+    *o++ = (char)(h * 16 + l);
+    i += 2;
+  }
+  *o = '\0';
+  return out;
+}
+
+static int is_ours(const char *key) {
+  for (const char *const *k = our_keys; *k; k++)
+    if (strcmp(*k, key) == 0) return 1;
+  return 0;
+}
+
+/* A connection-string option libmongoc knows (names are case-insensitive). */
+static int is_mongo_option(const char *key) {
+  static const char *const special[] = {
+      "w", "readPreferenceTags", "authMechanismProperties", "authSource",
+      "authMechanism", "gssapiServiceName", "readConcernLevel",
+      "compressors", NULL};
+  if (mongoc_uri_option_is_int32(key) || mongoc_uri_option_is_int64(key) ||
+      mongoc_uri_option_is_bool(key) || mongoc_uri_option_is_utf8(key))
+    return 1;
+  for (const char *const *k = special; *k; k++)
+    if (strcasecmp(*k, key) == 0) return 1;
+  return 0;
+}
+
+/* Our options, as found in the URL's query or the option table. */
+typedef struct ours {
+  char *val[5]; /* indexed as our_keys */
+} ours;
+
+static int set_ours(ours *o, const char *key, const char *val, gm_error *err) {
+  for (int i = 0; our_keys[i]; i++) {
+    if (strcmp(our_keys[i], key) != 0) continue;
+    if (o->val[i]) {
+      if (strcmp(o->val[i], val) == 0) return GM_OK;
+      gm_seterr(err, GM_E_ARG, "mongodb backend: option '%s' given twice",
+                key);
+      return GM_ERR;
+    }
+    if (!(o->val[i] = strdup(val))) {
+      gm_seterr(err, GM_E_NOMEM, "out of memory");
+      return GM_ERR;
+    }
+    return GM_OK;
+  }
+  return GM_ERR;
+}
+
+/* Copies url into out without our options, collecting them into o, and
+ * refusing query keys that are neither ours nor libmongoc's. The TLS key
+ * password, as written, joins the secrets. */
+static int split_url(mongo_cfg *cfg, const char *url, char *out, ours *o,
+                     gm_error *err) {
+  const char *q = strchr(url, '?');
+  size_t base = q ? (size_t)(q - url) : strlen(url);
+  memcpy(out, url, base);
+  out[base] = '\0';
+  if (!q) return GM_OK;
+  char *w = out + base;
+  int first = 1;
+  for (const char *p = q + 1; *p;) {
+    size_t len = strcspn(p, "&");
+    const char *eq = memchr(p, '=', len);
+    if (len) {
+      size_t klen = eq ? (size_t)(eq - p) : len;
+      char *key = decode(p, klen);
+      char *val = eq ? decode(eq + 1, len - klen - 1) : NULL;
+      int rc = GM_OK;
+      if (!key || (eq && !val)) {
+        gm_seterr(err, GM_E_URL, "mongodb backend: bad URL: invalid "
+                                 "percent-encoding in the query");
+        rc = GM_ERR;
+      } else if (is_ours(key)) {
+        rc = eq ? set_ours(o, key, val, err) : GM_ERR;
+        if (!eq)
+          gm_seterr(err, GM_E_URL, "mongodb backend: bad URL: option '%.64s' "
+                                   "needs a value", key);
+      } else if (is_mongo_option(key)) {
+        if (eq && !cfg->secrets[3] &&
+            (!strcasecmp(key, MONGOC_URI_TLSCERTIFICATEKEYFILEPASSWORD) ||
+             !strcasecmp(key, MONGOC_URI_SSLCLIENTCERTIFICATEKEYPASSWORD)))
+          cfg->secrets[3] = strndup(eq + 1, len - klen - 1);
+        *w++ = first ? '?' : '&';
+        memcpy(w, p, len);
+        w += len;
+        *w = '\0';
+        first = 0;
+      } else {
+        gm_seterr(err, GM_E_ARG, "mongodb backend: unknown option '%.64s'",
+                  key);
+        rc = GM_ERR;
+      }
+      free(key);
+      free(val);
+      if (rc) return GM_ERR;
+    }
+    p += len;
+    if (*p == '&') p++;
+  }
+  return GM_OK;
+}
+
+/* Whether the URL's query has key (percent-decoded). */
+static int in_query(const char *url, const char *key) {
+  const char *q = strchr(url, '?');
+  int found = 0;
+  for (const char *p = q ? q + 1 : ""; *p && !found;) {
+    size_t len = strcspn(p, "&"), klen = strcspn(p, "&=");
+    char *k = decode(p, klen);
+    found = k && strcmp(k, key) == 0;
+    free(k);
+    p += len;
+    if (*p == '&') p++;
+  }
+  return found;
+}
+
+/* MongoDB database names: no "/\. \"$*<>:|?", under 64 bytes. */
+static int check_database(const char *db, gm_error *err) {
+  size_t len = strlen(db);
+  if (len == 0 || len > 63 || strpbrk(db, "/\\. \"$*<>:|?")) {
+    gm_seterr(err, GM_E_ARG, "option 'database': not a valid MongoDB "
+                             "database name");
+    return GM_ERR;
+  }
+  return GM_OK;
+}
+
+static int parse_write_concern(mongo_cfg *cfg, const char *v, gm_error *err) {
+  char *end;
+  long w = 0;
+  if (strcmp(v, "majority") != 0) {
+    w = strtol(v, &end, 10);
+    if (end == v || *end || w < 1 || w > 50) {
+      gm_seterr(err, GM_E_ARG, "option 'write_concern': expected 'majority' "
+                               "or a number of members 1-50");
+      return GM_ERR;
+    }
+  }
+  cfg->write_concern = bson_new();
+  bson_t wc;
+  BSON_APPEND_DOCUMENT_BEGIN(cfg->write_concern, "writeConcern", &wc);
+  if (w)
+    BSON_APPEND_INT32(&wc, "w", (int32_t)w);
+  else
+    BSON_APPEND_UTF8(&wc, "w", "majority");
+  bson_append_document_end(cfg->write_concern, &wc);
+  return GM_OK;
+}
+
+static int parse_read_concern(mongo_cfg *cfg, const char *v, gm_error *err) {
+  if (strcmp(v, "majority") && strcmp(v, "local") &&
+      strcmp(v, "linearizable")) {
+    gm_seterr(err, GM_E_ARG, "option 'read_concern': expected 'majority', "
+                             "'local' or 'linearizable'");
+    return GM_ERR;
+  }
+  cfg->read_concern = BCON_NEW("readConcern", "{", "level", BCON_UTF8(v), "}");
+  return GM_OK;
+}
+
+/* The authority of url ("user:password@host1,host2"): returns its start
+ * (NULL without "://"), sets *hosts to where the hosts begin (after the last
+ * '@') and *end to where it ends. */
+static const char *authority(const char *url, const char **hosts,
+                             const char **end) {
+  const char *a = strstr(url, "://");
+  if (!a) return NULL;
+  a += 3;
+  *end = a + strcspn(a, "/?");
+  *hosts = a;
+  for (const char *p = *end; p > a; p--)
+    if (p[-1] == '@') {
+      *hosts = p;
+      break;
+    }
+  return a;
+}
+
+/* The password as written in the URL, so that even an undecoded form is
+ * never shown. */
+static char *raw_password(const char *url) {
+  const char *hosts, *end, *a = authority(url, &hosts, &end);
+  if (!a || hosts == a) return NULL;
+  const char *at = hosts - 1, *colon = memchr(a, ':', (size_t)(at - a));
+  return colon ? strndup(colon + 1, (size_t)(at - colon - 1)) : NULL;
+}
+
+static void mongo_free_cfg(void *p) {
+  mongo_cfg *cfg = p;
+  if (!cfg) return;
+  if (cfg->uri) mongoc_uri_destroy(cfg->uri);
+  if (cfg->write_concern) bson_destroy(cfg->write_concern);
+  if (cfg->read_concern) bson_destroy(cfg->read_concern);
+  for (int i = 0; i < NSECRETS; i++) free(cfg->secrets[i]);
+  free(cfg->database);
+  free(cfg->collection);
+  free(cfg);
+}
+
+static void set_describe(mongo_cfg *cfg, const char *url) {
+  const char *hosts, *end, *a = authority(url, &hosts, &end);
+  const char *user = mongoc_uri_get_username(cfg->uri);
+  snprintf(cfg->describe, sizeof cfg->describe, "%.*s%s%s%.*s/%s.%s",
+           (int)(a - url), url, user ? user : "", user ? "@" : "",
+           (int)(end - hosts), hosts, cfg->database, cfg->collection);
+  scrub(cfg, cfg->describe, sizeof cfg->describe);
+}
+
+static int mongo_parse(const gm_kv *opts, size_t n, void **out,
+                       gm_error *err) {
+  const char *url = gm_kv_get(opts, n, "url");
+  ours o = {{0}};
+  char *stripped = NULL;
+  bson_error_t e;
+  mongo_cfg *cfg = calloc(1, sizeof *cfg);
+  if (!cfg) goto nomem;
+  pthread_once(&init_once, init_mongoc);
+  if (!url) {
+    gm_seterr(err, GM_E_ARG, "mongodb backend: option 'url' is required "
+                             "(mongodb://host[:port]/[database][?options])");
+    goto fail;
+  }
+  cfg->secrets[0] = raw_password(url);
+  if (cfg->secrets[0]) cfg->secrets[1] = decode(cfg->secrets[0],
+                                                strlen(cfg->secrets[0]));
+  if (!(stripped = malloc(strlen(url) + 1))) goto nomem;
+  if (split_url(cfg, url, stripped, &o, err)) goto fail;
+  /* Table keys: the URL's query keys come again here; others must be ours. */
+  for (size_t i = 0; i < n; i++) {
+    const char *k = opts[i].key;
+    if (strcmp(k, "url") == 0) continue;
+    if (is_ours(k)) {
+      if (set_ours(&o, k, opts[i].value, err)) goto fail;
+    } else if (!is_mongo_option(k) || !in_query(url, k)) {
+      gm_seterr(err, GM_E_ARG, "mongodb backend: unknown option '%.64s'%s", k,
+                is_mongo_option(k) ? " (put MongoDB options in the url)" : "");
+      goto fail;
+    }
+  }
+  cfg->uri = mongoc_uri_new_with_error(stripped, &e);
+  if (!cfg->uri) {
+    gm_seterr(err, GM_E_URL, "mongodb backend: bad URL: %s", e.message);
+    if (err) scrub(cfg, err->msg, sizeof err->msg);
+    goto fail;
+  }
+  const char *kp = mongoc_uri_get_option_as_utf8(
+      cfg->uri, MONGOC_URI_TLSCERTIFICATEKEYFILEPASSWORD, NULL);
+  if (kp && !(cfg->secrets[2] = strdup(kp))) goto nomem;
+
+  const char *db = o.val[0]   ? o.val[0]
+                   : mongoc_uri_get_database(cfg->uri)
+                       ? mongoc_uri_get_database(cfg->uri)
+                       : DEFAULT_DATABASE;
+  if (check_database(db, err)) goto fail;
+  const char *coll = o.val[1] ? o.val[1] : DEFAULT_COLLECTION;
+  if (gm_check_identifier("collection", coll, err)) goto fail;
+  if (!(cfg->database = strdup(db)) || !(cfg->collection = strdup(coll)))
+    goto nomem;
+
+  if (o.val[2] ? parse_write_concern(cfg, o.val[2], err)
+               : mongoc_write_concern_is_default(
+                     mongoc_uri_get_write_concern(cfg->uri)) &&
+                     parse_write_concern(cfg, "majority", err))
+    goto fail;
+  if (o.val[3] ? parse_read_concern(cfg, o.val[3], err)
+               : mongoc_read_concern_is_default(
+                     mongoc_uri_get_read_concern(cfg->uri)) &&
+                     parse_read_concern(cfg, "majority", err))
+    goto fail;
+
+  int64_t timeout_us;
+  gm_kv t = {"timeout", o.val[4]};
+  if (gm_kv_seconds(&t, o.val[4] ? 1 : 0, "timeout", DEFAULT_TIMEOUT_US,
+                    &timeout_us, err))
+    goto fail;
+  int32_t ms = timeout_us / 1000 > INT32_MAX ? INT32_MAX
+               : timeout_us < 1000         ? 1
+                                           : (int32_t)(timeout_us / 1000);
+  const char *tkeys[] = {MONGOC_URI_CONNECTTIMEOUTMS,
+                         MONGOC_URI_SERVERSELECTIONTIMEOUTMS,
+                         MONGOC_URI_SOCKETTIMEOUTMS};
+  for (int i = 0; i < 3; i++)
+    if (!mongoc_uri_has_option(cfg->uri, tkeys[i]))
+      mongoc_uri_set_option_as_int32(cfg->uri, tkeys[i], ms);
+  if (!mongoc_uri_get_appname(cfg->uri))
+    mongoc_uri_set_appname(cfg->uri, "gomaster");
+
+  set_describe(cfg, url);
+  for (int i = 0; i < 5; i++) free(o.val[i]);
+  free(stripped);
+  *out = cfg;
+  return GM_OK;
+nomem:
+  gm_seterr(err, GM_E_NOMEM, "out of memory");
+fail:
+  for (int i = 0; i < 5; i++) free(o.val[i]);
+  free(stripped);
+  mongo_free_cfg(cfg);
+  return GM_ERR;
+}
+
+static void mongo_describe(const void *p, char *buf, size_t len) {
+  const mongo_cfg *cfg = p;
+  snprintf(buf, len, "%s", cfg->describe);
+}
+
+/* ---- connection -------------------------------------------------------- */
+
+static void mongo_close(void *p) {
+  mongo_conn *c = p;
+  if (!c) return;
+  if (c->coll) mongoc_collection_destroy(c->coll);
+  if (c->client) mongoc_client_destroy(c->client);
+  free(c);
+}
+
+static int mongo_open(const void *p, void **out, gm_error *err) {
+  const mongo_cfg *cfg = p;
+  bson_error_t e;
+  bson_t reply;
+  pthread_once(&init_once, init_mongoc);
+  mongo_conn *c = calloc(1, sizeof *c);
+  if (!c) {
+    gm_seterr(err, GM_E_NOMEM, "out of memory");
+    return GM_ERR;
+  }
+  c->cfg = cfg;
+  c->client = mongoc_client_new_from_uri_with_error(cfg->uri, &e);
+  if (!c->client) {
+    fail(cfg, err, "connecting", &e);
+    goto fail;
+  }
+  mongoc_client_set_error_api(c->client, MONGOC_ERROR_API_VERSION_2);
+  c->coll = mongoc_client_get_collection(c->client, cfg->database,
+                                         cfg->collection);
+  /* Selects the primary, connects and authenticates now, so that open
+   * reports what is wrong. MongoDB creates the collection on first write. */
+  bson_t *ping = BCON_NEW("ping", BCON_INT32(1));
+  bool ok = mongoc_client_command_simple(c->client, cfg->database, ping, NULL,
+                                         &reply, &e);
+  bson_destroy(ping);
+  bson_destroy(&reply);
+  if (!ok) {
+    char what[sizeof cfg->describe + 32];
+    snprintf(what, sizeof what, "connecting to %s", cfg->describe);
+    fail(cfg, err, what, &e);
+    goto fail;
+  }
+  *out = c;
+  return GM_OK;
+fail:
+  mongo_close(c);
+  return GM_ERR;
+}
+
+/* ---- documents --------------------------------------------------------- */
+
+static int64_t date_us(const bson_t *doc, const char *key) {
+  bson_iter_t it;
+  if (bson_iter_init_find(&it, doc, key) && BSON_ITER_HOLDS_DATE_TIME(&it))
+    return bson_iter_date_time(&it) * 1000;
+  return 0;
+}
+
+static void copy_utf8(const bson_t *doc, const char *key, char *dst,
+                      size_t n) {
+  bson_iter_t it;
+  dst[0] = '\0';
+  if (bson_iter_init_find(&it, doc, key) && BSON_ITER_HOLDS_UTF8(&it))
+    gm_strlcpy(dst, bson_iter_utf8(&it, NULL), n);
+}
+
+static void read_row(const bson_t *doc, gm_row *out) {
+  bson_iter_t it;
+  memset(out, 0, sizeof *out);
+  out->exists = 1;
+  copy_utf8(doc, "owner", out->owner, sizeof out->owner);
+  copy_utf8(doc, "version", out->version, sizeof out->version);
+  if (bson_iter_init_find(&it, doc, "token") && BSON_ITER_HOLDS_NUMBER(&it))
+    out->token = (uint64_t)bson_iter_as_int64(&it);
+  out->acquired_at = date_us(doc, "acquired_at");
+  out->renewed_at = date_us(doc, "renewed_at");
+  out->expires_at = date_us(doc, "expires_at");
+}
+
+/* Runs findAndModify(query, pipeline) returning the new document. GM_OK with
+ * *found set when a document came back (copied into row), GM_NOT on a
+ * duplicate key error, GM_ERR on failure. Takes query and pipeline. */
+static int find_and_modify(mongo_conn *c, const char *what, bson_t *query,
+                           bson_t *pipeline, int upsert, int *found,
+                           gm_row *row, gm_error *err) {
+  bson_error_t e;
+  bson_t reply;
+  bson_iter_t it;
+  mongoc_find_and_modify_opts_t *opts = mongoc_find_and_modify_opts_new();
+  mongoc_find_and_modify_opts_set_update(opts, pipeline);
+  mongoc_find_and_modify_opts_set_flags(
+      opts, MONGOC_FIND_AND_MODIFY_RETURN_NEW |
+                (upsert ? MONGOC_FIND_AND_MODIFY_UPSERT : 0));
+  if (c->cfg->write_concern)
+    mongoc_find_and_modify_opts_append(opts, c->cfg->write_concern);
+  bool ok = mongoc_collection_find_and_modify_with_opts(c->coll, query, opts,
+                                                        &reply, &e);
+  mongoc_find_and_modify_opts_destroy(opts);
+  bson_destroy(query);
+  bson_destroy(pipeline);
+  int rc = GM_OK;
+  *found = 0;
+  if (!ok) {
+    rc = e.code == 11000 ? GM_NOT : fail(c->cfg, err, what, &e);
+  } else if (bson_iter_init_find(&it, &reply, "value") &&
+             BSON_ITER_HOLDS_DOCUMENT(&it)) {
+    const uint8_t *data;
+    uint32_t len;
+    bson_t doc;
+    bson_iter_document(&it, &len, &data);
+    if (bson_init_static(&doc, data, len)) {
+      read_row(&doc, row);
+      *found = 1;
+    }
+  }
+  bson_destroy(&reply);
+  return rc;
+}
+
+/* Server-side milliseconds, rounded up: a lease never comes out shorter. */
+static int64_t lease_ms(int64_t lease_us) { return (lease_us + 999) / 1000; }
+
+/* The fields of a new grant, each from the server's $$NOW. */
+static void append_grant(bson_t *doc, const gm_acquire_req *r,
+                         uint64_t token) {
+  bson_t lit, add, args;
+  BSON_APPEND_DOCUMENT_BEGIN(doc, "owner", &lit);
+  BSON_APPEND_UTF8(&lit, "$literal", r->owner);
+  bson_append_document_end(doc, &lit);
+  BSON_APPEND_INT64(doc, "token", (int64_t)token);
+  BSON_APPEND_DOCUMENT_BEGIN(doc, "version", &lit);
+  BSON_APPEND_UTF8(&lit, "$literal", r->version ? r->version : "");
+  bson_append_document_end(doc, &lit);
+  BSON_APPEND_UTF8(doc, "acquired_at", "$$NOW");
+  BSON_APPEND_UTF8(doc, "renewed_at", "$$NOW");
+  BSON_APPEND_DOCUMENT_BEGIN(doc, "expires_at", &add);
+  BSON_APPEND_ARRAY_BEGIN(&add, "$add", &args);
+  BSON_APPEND_UTF8(&args, "0", "$$NOW");
+  BSON_APPEND_INT64(&args, "1", lease_ms(r->lease_us));
+  bson_append_array_end(&add, &args);
+  bson_append_document_end(doc, &add);
+}
+
+static int mongo_acquire(void *p, const gm_acquire_req *r, gm_row *out,
+                         gm_error *err) {
+  mongo_conn *c = p;
+  uint64_t base = r->expect_exists && r->expect_token > r->min_token
+                      ? r->expect_token
+                      : r->min_token;
+  uint64_t token = base + 1;
+  bson_t *query = BCON_NEW("_id", BCON_UTF8(r->name));
+  bson_t *pipeline = bson_new();
+  bson_t stage, body, root, cond, then;
+  BSON_APPEND_DOCUMENT_BEGIN(pipeline, "0", &stage);
+  if (!r->expect_exists) {
+    /* Only a document with no token (the upsert's new one) gets the
+     * grant; when one exists the upsert collides on _id: GM_NOT. */
+    BCON_APPEND(query, "token", "{", "$exists", BCON_BOOL(false), "}");
+    BSON_APPEND_DOCUMENT_BEGIN(&stage, "$set", &body);
+    append_grant(&body, r, token);
+    bson_append_document_end(&stage, &body);
+  } else {
+    /* Granted only where released or expired on the server's clock. */
+    BSON_APPEND_INT64(query, "token", (int64_t)r->expect_token);
+    BSON_APPEND_DOCUMENT_BEGIN(&stage, "$replaceRoot", &body);
+    BSON_APPEND_DOCUMENT_BEGIN(&body, "newRoot", &root);
+    BSON_APPEND_DOCUMENT_BEGIN(&root, "$cond", &cond);
+    bson_t *test = BCON_NEW("$or", "[",
+                            "{", "$eq", "[", BCON_UTF8("$owner"), BCON_UTF8(""),
+                            "]", "}", "{", "$lte", "[", BCON_UTF8("$expires_at"),
+                            BCON_UTF8("$$NOW"), "]", "}",
+                            "]");
+    BSON_APPEND_DOCUMENT(&cond, "if", test);
+    bson_destroy(test);
+    BSON_APPEND_DOCUMENT_BEGIN(&cond, "then", &then);
+    BSON_APPEND_UTF8(&then, "_id", "$_id");
+    append_grant(&then, r, token);
+    bson_append_document_end(&cond, &then);
+    BSON_APPEND_UTF8(&cond, "else", "$$ROOT");
+    bson_append_document_end(&root, &cond);
+    bson_append_document_end(&body, &root);
+    bson_append_document_end(&stage, &body);
+  }
+  bson_append_document_end(pipeline, &stage);
+
+  int found;
+  gm_row row;
+  int rc = find_and_modify(c, "acquire", query, pipeline, !r->expect_exists,
+                           &found, &row, err);
+  if (rc != GM_OK) return rc;
+  if (!found) return GM_NOT;
+  row.now = row.renewed_at;
+  *out = row;
+  if (row.token != token || strcmp(row.owner, r->owner) != 0) {
+    out->now = 0; /* not ours: the server's now is not known */
+    return GM_NOT;
+  }
+  return GM_OK;
+}
+
+/* Query {_id: name, owner, token}: the document is ours. */
+static bson_t *ours_query(const char *name, const char *owner,
+                          uint64_t token) {
+  return BCON_NEW("_id", BCON_UTF8(name), "owner", BCON_UTF8(owner), "token",
+                  BCON_INT64((int64_t)token));
+}
+
+static int mongo_renew(void *p, const char *name, const char *owner,
+                       uint64_t token, int64_t lease_us, gm_row *out,
+                       gm_error *err) {
+  mongo_conn *c = p;
+  bson_t *pipeline = BCON_NEW(
+      "0", "{", "$set", "{", "renewed_at", BCON_UTF8("$$NOW"), "expires_at",
+      "{", "$add", "[", BCON_UTF8("$$NOW"), BCON_INT64(lease_ms(lease_us)),
+      "]", "}", "}", "}");
+  int found;
+  gm_row row;
+  int rc = find_and_modify(c, "renew", ours_query(name, owner, token),
+                           pipeline, 0, &found, &row, err);
+  if (rc != GM_OK) return rc;
+  if (!found) return GM_NOT;
+  row.now = row.renewed_at;
+  *out = row;
+  return GM_OK;
+}
+
+static int mongo_release(void *p, const char *name, const char *owner,
+                         uint64_t token, gm_error *err) {
+  mongo_conn *c = p;
+  bson_t *pipeline =
+      BCON_NEW("0", "{", "$set", "{", "owner", BCON_UTF8(""), "expires_at",
+               BCON_UTF8("$$NOW"), "}", "}");
+  int found;
+  gm_row row;
+  int rc = find_and_modify(c, "release", ours_query(name, owner, token),
+                           pipeline, 0, &found, &row, err);
+  if (rc != GM_OK) return rc;
+  return found ? GM_OK : GM_NOT;
+}
+
+/* The server's clock from isMaster's localTime (for a lock with no
+ * document; MongoDB 4.2 has no "hello"). */
+static int server_now(mongo_conn *c, int64_t *now, gm_error *err) {
+  bson_error_t e;
+  bson_t reply;
+  bson_t *cmd = BCON_NEW("isMaster", BCON_INT32(1));
+  bool ok = mongoc_client_command_simple(c->client, "admin", cmd, NULL,
+                                         &reply, &e);
+  bson_destroy(cmd);
+  int rc = GM_OK;
+  if (!ok) {
+    rc = fail(c->cfg, err, "observe (isMaster)", &e);
+  } else if (!(*now = date_us(&reply, "localTime"))) {
+    gm_seterr(err, GM_E_DB, "mongodb backend: observe: the server's "
+                            "isMaster reply has no localTime");
+    rc = GM_ERR;
+  }
+  bson_destroy(&reply);
+  return rc;
+}
+
+static int mongo_observe(void *p, const char *name, gm_row *out,
+                         gm_error *err) {
+  mongo_conn *c = p;
+  bson_error_t e;
+  const bson_t *doc;
+  /* One round trip: the document with $$NOW beside it. */
+  bson_t *pipeline = BCON_NEW("0", "{", "$match", "{", "_id", BCON_UTF8(name),
+                              "}", "}", "1", "{", "$set", "{", NOW_FIELD,
+                              BCON_UTF8("$$NOW"), "}", "}");
+  mongoc_cursor_t *cur = mongoc_collection_aggregate(
+      c->coll, MONGOC_QUERY_NONE, pipeline, c->cfg->read_concern, NULL);
+  bson_destroy(pipeline);
+  memset(out, 0, sizeof *out);
+  if (mongoc_cursor_next(cur, &doc)) {
+    read_row(doc, out);
+    out->now = date_us(doc, NOW_FIELD);
+  }
+  int rc = GM_OK;
+  if (mongoc_cursor_error(cur, &e)) rc = fail(c->cfg, err, "observe", &e);
+  mongoc_cursor_destroy(cur);
+  if (rc == GM_OK && !out->exists) rc = server_now(c, &out->now, err);
+  return rc;
+}
+
+const gm_backend_ops gm_mongo_ops = {
+    .abi = GM_BACKEND_ABI,
+    .name = "mongodb",
+    .url_raw = 1,
+    .parse = mongo_parse,
+    .free_cfg = mongo_free_cfg,
+    .describe = mongo_describe,
+    .open = mongo_open,
+    .close = mongo_close,
+    .observe = mongo_observe,
+    .acquire = mongo_acquire,
+    .renew = mongo_renew,
+    .release = mongo_release,
+};

@@ -1,0 +1,524 @@
+/*
+ * test_mongo_backend.c: drives the MongoDB backend's vtable directly against
+ * the server in GOMASTER_TEST_MONGO_URL (tests/servers/mongo.sh starts the
+ * stand-in and prints it). One line per check, then "N passed, N failed".
+ * Checks that need the stand-in's test-only commands (stepping its clock,
+ * counting commands) are skipped on a real MongoDB.
+ */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "backend.h"
+#include "url.h"
+
+#define PASSWORD "s3cr3t%2Fpw"
+#define PASSWORD_DECODED "s3cr3t/pw"
+
+static int passed, failed;
+
+static void check(int ok, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  printf("%s - ", ok ? "ok" : "FAIL");
+  vprintf(fmt, ap);
+  printf("\n");
+  va_end(ap);
+  if (ok)
+    passed++;
+  else
+    failed++;
+  fflush(stdout);
+}
+
+static const gm_backend_ops *ops;
+static char base_url[1024];
+
+/* Options from a URL, as the core hands them to a url_raw backend. */
+static int parse_url(const char *url, void **cfg, gm_error *err) {
+  gm_url u;
+  memset(err, 0, sizeof *err);
+  if (gm_url_parse(url, 1, &u, err)) return GM_ERR;
+  int rc = ops->parse(u.kv, u.n, cfg, err);
+  gm_url_free(&u);
+  return rc;
+}
+
+/* base_url plus "sep" options. */
+static const char *url_with(const char *opts) {
+  static char buf[2048];
+  snprintf(buf, sizeof buf, "%s%s%s", base_url,
+           strchr(base_url, '?') ? "&" : "?", opts);
+  return buf;
+}
+
+/* Where base_url's hosts begin (after any "user:password@"); *rest is
+ * where its authority begins. */
+static const char *hosts_of(const char **rest) {
+  const char *a = strstr(base_url, "://") + 3, *end = a + strcspn(a, "/?");
+  *rest = a;
+  for (const char *p = end; p > a; p--)
+    if (p[-1] == '@') return p;
+  return a;
+}
+
+/* base_url with user:password in place of any credentials it has. */
+static const char *url_with_user(const char *user, const char *pass) {
+  static char buf[2048];
+  const char *rest, *hosts = hosts_of(&rest);
+  snprintf(buf, sizeof buf, "%.*s%s:%s@%s", (int)(rest - base_url), base_url,
+           user, pass, hosts);
+  return buf;
+}
+
+static int no_secret(const char *s) {
+  return !strstr(s, "s3cr3t") && !strstr(s, "k3ypw");
+}
+
+static double mono(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static void sleep_us(int64_t us) {
+  struct timespec ts = {us / 1000000, (us % 1000000) * 1000};
+  while (nanosleep(&ts, &ts) != 0) {
+  }
+}
+
+/* A loopback port nothing listens on (bound, then released). */
+static int closed_port(void) {
+  struct sockaddr_in a = {.sin_family = AF_INET};
+  socklen_t len = sizeof a;
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  bind(fd, (struct sockaddr *)&a, sizeof a);
+  getsockname(fd, (struct sockaddr *)&a, &len);
+  close(fd);
+  return ntohs(a.sin_port);
+}
+
+/* ---- the stand-in's test-only commands, over a raw OP_MSG ---------------- */
+
+static const char *server_host_port(int *port) {
+  static char host[256];
+  const char *rest, *h = hosts_of(&rest);
+  size_t hlen = strcspn(h, ",/?:");
+  snprintf(host, sizeof host, "%.*s", (int)hlen, h);
+  *port = h[hlen] == ':' ? atoi(h + hlen + 1) : 27017;
+  return host;
+}
+
+static void put32(uint8_t *p, int32_t v) {
+  uint32_t u = (uint32_t)v;
+  for (int i = 0; i < 4; i++) p[i] = (uint8_t)(u >> (8 * i));
+}
+
+static int32_t get32(const uint8_t *p) {
+  return (int32_t)((uint32_t)p[0] | (uint32_t)p[1] << 8 |
+                   (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24);
+}
+
+/* Sends {name: value (double), $db: "admin"}; the reply document goes into
+ * reply (up to size bytes). Returns its length, or -1. */
+static int standin_command(const char *name, double value, uint8_t *reply,
+                           int size) {
+  uint8_t doc[256], msg[300];
+  int n = 4;
+  doc[n++] = 0x01;
+  n += sprintf((char *)doc + n, "%s", name) + 1;
+  memcpy(doc + n, &value, 8);
+  n += 8;
+  doc[n++] = 0x02;
+  n += sprintf((char *)doc + n, "$db") + 1;
+  put32(doc + n, 6);
+  n += 4;
+  memcpy(doc + n, "admin", 6);
+  n += 6;
+  doc[n++] = 0;
+  put32(doc, n);
+  int len = 16 + 4 + 1 + n;
+  put32(msg, len);
+  put32(msg + 4, 1);
+  put32(msg + 8, 0);
+  put32(msg + 12, 2013); /* OP_MSG */
+  put32(msg + 16, 0);
+  msg[20] = 0;
+  memcpy(msg + 21, doc, (size_t)n);
+
+  int port, fd = socket(AF_INET, SOCK_STREAM, 0);
+  struct sockaddr_in a = {.sin_family = AF_INET};
+  a.sin_addr.s_addr = inet_addr(server_host_port(&port));
+  a.sin_port = htons((uint16_t)port);
+  if (connect(fd, (struct sockaddr *)&a, sizeof a) ||
+      write(fd, msg, (size_t)len) != len) {
+    close(fd);
+    return -1;
+  }
+  uint8_t buf[4096];
+  int got = 0, want = 16;
+  while (got < want) {
+    ssize_t r = read(fd, buf + got, sizeof buf - (size_t)got);
+    if (r <= 0) break;
+    got += (int)r;
+    if (got >= 4) want = get32(buf);
+    if (want > (int)sizeof buf) break;
+  }
+  close(fd);
+  if (got < want || want < 26 || want - 21 > size) return -1;
+  memcpy(reply, buf + 21, (size_t)(want - 21));
+  return want - 21;
+}
+
+/* The value of key in a BSON document: its type byte, and *val. */
+static int bson_get(const uint8_t *doc, const char *key, const uint8_t **val) {
+  int len = get32(doc), i = 4;
+  while (i < len - 1) {
+    int type = doc[i++];
+    const char *k = (const char *)doc + i;
+    i += (int)strlen(k) + 1;
+    const uint8_t *v = doc + i;
+    int vlen;
+    switch (type) {
+      case 0x01: case 0x09: case 0x11: case 0x12: vlen = 8; break;
+      case 0x02: vlen = 4 + get32(v); break;
+      case 0x03: case 0x04: vlen = get32(v); break;
+      case 0x08: vlen = 1; break;
+      case 0x0A: vlen = 0; break;
+      case 0x10: vlen = 4; break;
+      default: return 0;
+    }
+    if (strcmp(k, key) == 0) {
+      *val = v;
+      return type;
+    }
+    i += vlen;
+  }
+  return 0;
+}
+
+/* How many commands of that name the stand-in served; -1 if not known. */
+static int standin_count(const char *name) {
+  uint8_t reply[4096];
+  const uint8_t *counts, *v;
+  if (standin_command("gomasterCounts", 1, reply, sizeof reply) < 0 ||
+      bson_get(reply, "counts", &counts) != 0x03)
+    return -1;
+  int t = bson_get(counts, name, &v);
+  return t == 0x10 ? get32(v) : t == 0 ? 0 : -1;
+}
+
+static int standin_step_clock(double seconds) {
+  uint8_t reply[4096];
+  const uint8_t *v;
+  return standin_command("gomasterStepClock", seconds, reply, sizeof reply) >
+             0 &&
+         bson_get(reply, "offsetMillis", &v) != 0;
+}
+
+/* ---- the checks ----------------------------------------------------------- */
+
+static void test_parse_errors(void) {
+  void *cfg = NULL;
+  gm_error err = {0};
+  char buf[256];
+
+  int rc = parse_url("mongodb://u:" PASSWORD "@127.0.0.1:1/db", &cfg, &err);
+  check(rc == GM_OK, "a URL with credentials parses (%s)", err.msg);
+  if (rc == GM_OK) {
+    ops->describe(cfg, buf, sizeof buf);
+    check(no_secret(buf) && strstr(buf, "127.0.0.1:1"),
+          "describe names the server, not the password: %s", buf);
+    ops->free_cfg(cfg);
+  }
+
+  rc = parse_url("mongodb://u:" PASSWORD "@127.0.0.1:1/db?nosuchoption=1",
+                 &cfg, &err);
+  check(rc == GM_ERR && strstr(err.msg, "'nosuchoption'") &&
+            no_secret(err.msg),
+        "an unknown option is refused naming it: %s", err.msg);
+
+  rc = parse_url("mongodb://u:" PASSWORD "@127.0.0.1:1/db?replicaSet=rs&"
+                 "authSource=admin&tls=false&collection=locks2",
+                 &cfg, &err);
+  check(rc == GM_OK, "MongoDB's own options pass through (%s)", err.msg);
+  if (rc == GM_OK) ops->free_cfg(cfg);
+
+  rc = parse_url("mongodb://u:" PASSWORD "@/db", &cfg, &err);
+  check(rc == GM_ERR && err.code == GM_E_URL && no_secret(err.msg),
+        "a URL without host is a URL error without the password: %s",
+        err.msg);
+
+  rc = parse_url("mongodb://u:" PASSWORD "@127.0.0.1:1/db?connectTimeoutMS="
+                 PASSWORD, &cfg, &err);
+  check(rc == GM_ERR && no_secret(err.msg),
+        "a bad MongoDB option value is refused, no password: %s", err.msg);
+
+  rc = parse_url("mongodb://127.0.0.1:1/db?tls=true&"
+                 "tlsCertificateKeyFilePassword=k3ypw&connectTimeoutMS=k3ypw",
+                 &cfg, &err);
+  check(rc == GM_ERR && no_secret(err.msg),
+        "the TLS key password is not shown either: %s", err.msg);
+
+  rc = parse_url("mongodb://127.0.0.1:1/db?write_concern=0", &cfg, &err);
+  check(rc == GM_ERR && strstr(err.msg, "write_concern"),
+        "write_concern=0 is refused naming it: %s", err.msg);
+  rc = parse_url("mongodb://127.0.0.1:1/db?read_concern=snapshot", &cfg, &err);
+  check(rc == GM_ERR && strstr(err.msg, "read_concern"),
+        "read_concern=snapshot is refused naming it: %s", err.msg);
+  rc = parse_url("mongodb://127.0.0.1:1/db?collection=bad-name", &cfg, &err);
+  check(rc == GM_ERR && strstr(err.msg, "collection"),
+        "a bad collection name is refused naming it: %s", err.msg);
+  rc = parse_url("mongodb://127.0.0.1:1/db?timeout=-1", &cfg, &err);
+  check(rc == GM_ERR && strstr(err.msg, "timeout"),
+        "a bad timeout is refused naming it: %s", err.msg);
+  rc = parse_url("mysql://127.0.0.1:1/db", &cfg, &err);
+  check(rc == GM_ERR && err.code == GM_E_URL,
+        "another scheme is a URL error: %s", err.msg);
+
+  gm_kv table[] = {{"url", "mongodb://127.0.0.1:1/"},
+                   {"collection", "locks3"}, {"database", "db3"}};
+  rc = ops->parse(table, 3, &cfg, &err);
+  check(rc == GM_OK, "options given as a table (%s)", err.msg);
+  if (rc == GM_OK) {
+    ops->describe(cfg, buf, sizeof buf);
+    check(strstr(buf, "db3.locks3") != NULL, "the table's database and "
+          "collection are used: %s", buf);
+    ops->free_cfg(cfg);
+  }
+  gm_kv table2[] = {{"url", "mongodb://127.0.0.1:1/"}, {"replicaSet", "rs"}};
+  rc = ops->parse(table2, 2, &cfg, &err);
+  check(rc == GM_ERR && strstr(err.msg, "replicaSet"),
+        "a MongoDB option outside the url is refused: %s", err.msg);
+  gm_kv table3[] = {{"database", "x"}};
+  rc = ops->parse(table3, 1, &cfg, &err);
+  check(rc == GM_ERR && strstr(err.msg, "'url'"), "no url: %s", err.msg);
+}
+
+static void test_connect_errors(void) {
+  void *cfg = NULL, *conn = NULL;
+  gm_error err = {0};
+  char url[256];
+  snprintf(url, sizeof url, "mongodb://gm_nobody:%s@127.0.0.1:%d/db?timeout=0.5",
+           PASSWORD, closed_port());
+  check(parse_url(url, &cfg, &err) == GM_OK, "parse (unreachable)");
+  double t0 = mono();
+  int rc = ops->open(cfg, &conn, &err);
+  double took = mono() - t0;
+  check(rc == GM_ERR && err.code == GM_E_CONNECT && no_secret(err.msg) &&
+            strstr(err.msg, "127.0.0.1"),
+        "an unreachable server is a connect error naming it: %s", err.msg);
+  check(took < 2.0, "and it fails fast: %.3f s", took);
+  if (rc == GM_OK) ops->close(conn);
+  ops->free_cfg(cfg);
+
+  if (parse_url(url_with_user("gm_nobody", PASSWORD), &cfg, &err)) {
+    check(0, "parse (credentials): %s", err.msg);
+    return;
+  }
+  rc = ops->open(cfg, &conn, &err);
+  check(rc == GM_ERR && err.code == GM_E_AUTH && no_secret(err.msg),
+        "wrong credentials are an auth error without the password: %s",
+        err.msg);
+  if (rc == GM_OK) ops->close(conn);
+  ops->free_cfg(cfg);
+}
+
+static char lockname[64];
+static const char *new_lock(void) {
+  static int n;
+  snprintf(lockname, sizeof lockname, "ctest-%d-%d-%ld", (int)getpid(), ++n,
+           (long)time(NULL));
+  return lockname;
+}
+
+static gm_acquire_req req(const char *name, const char *owner, int exists,
+                          uint64_t expect, uint64_t min_token,
+                          int64_t lease_us) {
+  gm_acquire_req r = {name, owner, "1.0", lease_us, exists, expect, min_token};
+  return r;
+}
+
+static void test_lease(void *c) {
+  gm_error err = {0};
+  gm_row row, seen;
+  const int64_t L = 5000000;
+  const char *name = new_lock();
+  int rc;
+
+  rc = ops->observe(c, name, &row, &err);
+  check(rc == GM_OK && !row.exists && row.now > 1600000000000000LL,
+        "observe of a new lock: no document, the server's now (%s)", err.msg);
+
+  gm_acquire_req a = req(name, "node-a", 0, 0, 0, L);
+  rc = ops->acquire(c, &a, &row, &err);
+  check(rc == GM_OK && row.token == 1 && strcmp(row.owner, "node-a") == 0,
+        "insert-if-absent takes a new lock with token 1 (rc %d, %s)", rc,
+        err.msg);
+  check(row.expires_at - row.now >= L && row.expires_at - row.now < L + 1000 &&
+            row.acquired_at == row.now && row.renewed_at == row.now,
+        "expiry is the server's now + lease (%lld µs)",
+        (long long)(row.expires_at - row.now));
+
+  gm_acquire_req b = req(name, "node-b", 0, 0, 0, L);
+  rc = ops->acquire(c, &b, &row, &err);
+  check(rc == GM_NOT, "a racing second insert-if-absent is GM_NOT, not an "
+        "error (rc %d, %s)", rc, rc == GM_ERR ? err.msg : "");
+
+  rc = ops->observe(c, name, &seen, &err);
+  check(rc == GM_OK && seen.exists && seen.token == 1 &&
+            strcmp(seen.owner, "node-a") == 0 &&
+            strcmp(seen.version, "1.0") == 0 && seen.now >= seen.renewed_at,
+        "observe shows the holder, token, version and now");
+
+  rc = ops->renew(c, name, "node-a", 1, L, &row, &err);
+  check(rc == GM_OK && row.expires_at >= seen.expires_at &&
+            row.renewed_at == row.now && row.token == 1,
+        "renew by the owner extends the lease (rc %d, %s)", rc, err.msg);
+  rc = ops->renew(c, name, "node-a", 0, L, &row, &err);
+  check(rc == GM_NOT, "renew with a stale token is GM_NOT");
+  rc = ops->renew(c, name, "node-b", 1, L, &row, &err);
+  check(rc == GM_NOT, "renew by another node is GM_NOT");
+
+  b = req(name, "node-b", 1, 1, 0, L);
+  rc = ops->acquire(c, &b, &row, &err);
+  check(rc == GM_NOT, "update-acquire of a live lease is GM_NOT (rc %d)", rc);
+  rc = ops->observe(c, name, &seen, &err);
+  check(seen.token == 1 && strcmp(seen.owner, "node-a") == 0,
+        "and leaves it to its holder");
+
+  rc = ops->release(c, name, "node-b", 1, &err);
+  check(rc == GM_NOT, "release by another node is GM_NOT");
+  rc = ops->release(c, name, "node-a", 1, &err);
+  check(rc == GM_OK, "release by the owner (rc %d, %s)", rc, err.msg);
+  rc = ops->observe(c, name, &seen, &err);
+  check(rc == GM_OK && seen.exists && seen.owner[0] == '\0' &&
+            seen.token == 1 && seen.expires_at <= seen.now,
+        "a released lock keeps its document and token, expired");
+
+  rc = ops->acquire(c, &b, &row, &err);
+  check(rc == GM_OK && row.token == 2 && strcmp(row.owner, "node-b") == 0,
+        "update-acquire of a released lock: token + 1 (rc %d, token %llu)",
+        rc, (unsigned long long)row.token);
+  rc = ops->release(c, name, "node-a", 1, &err);
+  check(rc == GM_NOT, "a stale release (old token) is GM_NOT");
+  rc = ops->observe(c, name, &seen, &err);
+  check(seen.token == 2 && strcmp(seen.owner, "node-b") == 0 &&
+            seen.expires_at > seen.now,
+        "and does not free the new holder");
+  a = req(name, "node-a", 1, 1, 0, L);
+  rc = ops->acquire(c, &a, &row, &err);
+  check(rc == GM_NOT, "update-acquire with a stale expected token is GM_NOT");
+
+  /* min_token: above every token the node has seen. */
+  rc = ops->release(c, name, "node-b", 2, &err);
+  a = req(name, "node-a", 1, 2, 100, L);
+  rc = ops->acquire(c, &a, &row, &err);
+  check(rc == GM_OK && row.token == 101,
+        "update-acquire with min_token 100 gives 101 (got %llu)",
+        (unsigned long long)row.token);
+  const char *name2 = new_lock();
+  a = req(name2, "node-a", 0, 0, 41, L);
+  rc = ops->acquire(c, &a, &row, &err);
+  check(rc == GM_OK && row.token == 42,
+        "insert-if-absent with min_token 41 gives 42 (got %llu)",
+        (unsigned long long)row.token);
+
+  /* Expiry on the server's clock. */
+  const char *name3 = new_lock();
+  a = req(name3, "node-a", 0, 0, 0, 300000);
+  rc = ops->acquire(c, &a, &row, &err);
+  b = req(name3, "node-b", 1, 1, 0, L);
+  rc = ops->acquire(c, &b, &seen, &err);
+  check(rc == GM_NOT, "a 0.3 s lease is not taken before it expires");
+  sleep_us(row.expires_at - row.now + 20000);
+  rc = ops->acquire(c, &b, &row, &err);
+  check(rc == GM_OK && row.token == 2 && strcmp(row.owner, "node-b") == 0,
+        "and is taken once the server's clock passed it (rc %d)", rc);
+  rc = ops->renew(c, name3, "node-a", 1, L, &row, &err);
+  check(rc == GM_NOT, "the old holder cannot renew it any more");
+
+  /* Names that look like expressions are stored as they are. */
+  const char *odd = "$owner";
+  a = req(new_lock(), odd, 0, 0, 0, L);
+  a.version = "$$NOW";
+  rc = ops->acquire(c, &a, &row, &err);
+  check(rc == GM_OK && strcmp(row.owner, odd) == 0 &&
+            strcmp(row.version, "$$NOW") == 0,
+        "an owner '$owner' and version '$$NOW' are literals (rc %d, %s/%s)",
+        rc, row.owner, row.version);
+}
+
+static void test_standin_only(void *c) {
+  gm_error err = {0};
+  gm_row r1, r2;
+  const char *name = new_lock();
+  int before = standin_count("aggregate");
+  if (before < 0) {
+    printf("skip - clock step and command counts: not the stand-in\n");
+    return;
+  }
+  int ismaster = standin_count("isMaster"), hello = standin_count("hello");
+  gm_acquire_req a = req(name, "node-a", 0, 0, 0, 5000000);
+  ops->acquire(c, &a, &r1, &err);
+  ops->observe(c, name, &r1, &err);
+  check(standin_count("aggregate") == before + 1 &&
+            standin_count("isMaster") == ismaster &&
+            standin_count("hello") == hello,
+        "observe of an existing lock is one round trip (one aggregate)");
+
+  check(standin_step_clock(10), "the stand-in steps its clock by +10 s");
+  ops->observe(c, name, &r2, &err);
+  int64_t d = r2.now - r1.now;
+  check(d >= 10000000 && d < 12000000,
+        "observe's now moved by the step: %.3f s", d / 1e6);
+  gm_acquire_req b = req(name, "node-b", 1, 1, 0, 5000000);
+  int rc = ops->acquire(c, &b, &r2, &err);
+  check(rc == GM_OK, "after +10 s the server considers a 5 s lease expired "
+        "(the core must not rely on that alone)");
+  check(standin_step_clock(-10), "and steps it back");
+}
+
+int main(void) {
+  const char *env = getenv("GOMASTER_TEST_MONGO_URL");
+  if (!env || !*env) {
+    printf("skipped: GOMASTER_TEST_MONGO_URL not set\n");
+    return 0;
+  }
+  ops = gm_backend_find("mongodb");
+  if (!ops) {
+    printf("skipped: this build has no mongodb backend\n");
+    return 0;
+  }
+  snprintf(base_url, sizeof base_url, "%s", env);
+  check(ops->abi == GM_BACKEND_ABI && ops->url_raw == 1 &&
+            strcmp(ops->name, "mongodb") == 0,
+        "the vtable: abi, name, url_raw");
+
+  test_parse_errors();
+  test_connect_errors();
+
+  void *cfg = NULL, *conn = NULL;
+  gm_error err = {0};
+  int rc = parse_url(url_with("collection=gomaster_ctest"), &cfg, &err);
+  check(rc == GM_OK, "parse %s (%s)", "GOMASTER_TEST_MONGO_URL", err.msg);
+  if (rc == GM_OK) {
+    rc = ops->open(cfg, &conn, &err);
+    check(rc == GM_OK, "open (%s)", err.msg);
+    if (rc == GM_OK) {
+      test_lease(conn);
+      test_standin_only(conn);
+      ops->close(conn);
+    }
+    ops->free_cfg(cfg);
+  }
+  printf("%d passed, %d failed\n", passed, failed);
+  return failed ? 1 : 0;
+}
