@@ -3,7 +3,9 @@
 #
 #   tests/servers/mariadb.sh start DIR    create DIR/mariadb, start mariadbd,
 #                                         create database gomaster_test and user
-#                                         gomaster, print `export ...` lines
+#                                         gomaster, print `export ...` lines:
+#                                         GOMASTER_TEST_MYSQL_URL and
+#                                         GOMASTER_TEST_MARIADB_DIR (=DIR)
 #   tests/servers/mariadb.sh stop DIR     stop it (nothing keeps running)
 #   tests/servers/mariadb.sh restart DIR  stop and start on the same port and data
 #   tests/servers/mariadb.sh pause DIR    SIGSTOP mariadbd (a hung server)
@@ -21,6 +23,7 @@ die() { echo "mariadb.sh: $*" >&2; exit 1; }
 [ $# -eq 2 ] || die "usage: $0 start|stop|restart|pause|resume|url DIR"
 cmd=$1
 top=$(cd "$2" 2>/dev/null && pwd) || die "no such directory: $2"
+case $top in *\'*) die "DIR must not contain a single quote: $top" ;; esac
 M=$top/mariadb
 SOCK=$M/mysqld.sock
 # The socket path must fit in sun_path (108 bytes).
@@ -141,8 +144,12 @@ do_start() {
     CREATE OR REPLACE USER 'gomaster'@'%' IDENTIFIED BY '$pw';
     GRANT ALL ON \`gomaster%\`.* TO 'gomaster'@'%';" ||
     { do_stop; die "could not create the test database and user"; }
-  printf "export GOMASTER_TEST_MYSQL_URL='mysql://gomaster:%s@127.0.0.1:%s/gomaster_test'\n" \
-    "$enc" "$port" >"$M/env"
+  {
+    printf "export GOMASTER_TEST_MYSQL_URL='mysql://gomaster:%s@127.0.0.1:%s/gomaster_test'\n" \
+      "$enc" "$port"
+    # for the tests that restart or pause the server with this script
+    printf "export GOMASTER_TEST_MARIADB_DIR='%s'\n" "$top"
+  } >"$M/env"
   echo "mariadb.sh: mariadbd pid $(read_pid) on 127.0.0.1:$port, data in $M" >&2
   cat "$M/env"
 }

@@ -1,0 +1,248 @@
+-- The MySQL/MariaDB-only cases (issue 3): a server restarted or paused under
+-- a running cluster, errors that name their cause without the password, odd
+-- lock names, fast timings, stop() on a follower. The election specs that
+-- every backend shares are in election_spec.lua.
+--
+-- Needs GOMASTER_TEST_MYSQL_URL; the restart and pause cases also need
+-- GOMASTER_TEST_MARIADB_DIR. `eval "$(tests/servers/mariadb.sh start DIR)"`
+-- sets both.
+local gomaster = require("gomaster")
+local core = require("gomaster.core")
+local Cluster = require("support.cluster")
+
+local url = os.getenv("GOMASTER_TEST_MYSQL_URL")
+local server_dir = os.getenv("GOMASTER_TEST_MARIADB_DIR")
+local root = os.getenv("GOMASTER_ROOT") or "."
+
+local built = false
+for _, name in ipairs(gomaster.backends()) do
+  if name == "mysql" then built = true end
+end
+if not url or url == "" or not built then
+  describe("mysql backend #mysql", function()
+    pending(built and "GOMASTER_TEST_MYSQL_URL not set"
+            or "this build has no mysql backend")
+  end)
+  return
+end
+
+local L = 1.5 -- lease; the other timings follow it
+local H, D, P = L / 5, 3 * L / 5, L / 5
+
+local user, pw_enc, host, port, db =
+  url:match("^mysql://([^:/@]+):([^@]*)@([^:/]+):(%d+)/([%w_]+)$")
+assert(user, "GOMASTER_TEST_MYSQL_URL: expected mysql://user:password@host:port/db")
+local password = pw_enc:gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end)
+
+local function mkurl(o)
+  return ("mysql://%s:%s@%s:%s/%s%s"):format(user, o.pw or pw_enc, host,
+    o.port or port, o.db or db, o.query or "")
+end
+
+local function assert_no_password(s)
+  assert.is_nil(s:find(password, 1, true), "password in: " .. s)
+  assert.is_nil(s:find(pw_enc, 1, true), "encoded password in: " .. s)
+end
+
+-- tests/servers/mariadb.sh restart|pause|resume on the test server.
+local function server(cmd)
+  local r = os.execute(("bash %q/tests/servers/mariadb.sh %s %q >/dev/null")
+    :format(root, cmd, server_dir))
+  return r == true or r == 0
+end
+local server_it = (server_dir and server_dir ~= "") and it or pending
+
+local function run_for(c, seconds)
+  local t0 = core.now()
+  c:wait_for(function() return core.now() - t0 >= seconds end, seconds + 1)
+end
+
+local function first_of(c, node, kind, after, field)
+  for _, e in ipairs(c:events(node)) do
+    if e.kind == kind and e.t >= after and (not field or e.f[1] == field) then
+      return e
+    end
+  end
+end
+
+-- Every "error" line the nodes logged (on_error messages).
+local function errors(c)
+  local list = {}
+  for _, n in ipairs(c.nodes) do
+    for _, e in ipairs(c:events(n)) do
+      if e.kind == "error" then list[#list + 1] = e.line end
+    end
+  end
+  return list
+end
+
+-- A master whose belief started (or was sampled) at or after t.
+local function master_since(c, t)
+  local n, _, at = c:master()
+  return n and at >= t and n
+end
+
+-- Waits in this process until pred() or the timeout, dispatching m's events.
+local function wait_until(m, pred, timeout, what)
+  local t0 = core.now()
+  while not pred() do
+    assert(core.now() - t0 < timeout, "timed out waiting for " .. what)
+    m:wait(0.02)
+  end
+end
+
+describe("mysql backend #mysql", function()
+  local c
+
+  local function start_cluster(n, lease)
+    c = Cluster.new{ url = url, lease = lease or L }
+    for _ = 1, n do c:spawn() end
+    local m = c:wait_for(function() return c:master() end, 10, "a master")
+    -- let the followers watch a few renewals (see election_spec.lua)
+    local p = (lease or L) / 5
+    run_for(c, 2 * p + p)
+    return m
+  end
+
+  after_each(function()
+    if c then c:shutdown() end
+    c = nil
+  end)
+
+  it("refuses a wrong password, database, port or table name with a clear error", function()
+    local cases = {
+      { "wrong password", mkurl{ pw = pw_enc .. "x" }, "access denied for user '" .. user .. "'" },
+      { "unknown database", mkurl{ db = "gomaster_nosuchdb" }, "unknown database 'gomaster_nosuchdb'" },
+      { "closed port", mkurl{ port = 1 }, "cannot connect to " .. host .. ":1" },
+      { "table name", mkurl{ query = "?table=x%60%3B%20DROP%20TABLE%20y%3B%20--" }, "option 'table'" },
+      { "unknown option", mkurl{ query = "?colour=blue" }, "unknown option 'colour'" },
+    }
+    for _, case in ipairs(cases) do
+      local m, err = gomaster.new{ backend = case[2], name = "errors" }
+      assert.is_nil(m, case[1])
+      assert.is_string(err, case[1])
+      assert.is_truthy(err:find(case[3], 1, true), case[1] .. ": " .. err)
+      assert_no_password(err)
+    end
+    -- the same from a table of options
+    local b, err = gomaster.backend{ type = "mysql", host = host, port = tonumber(port),
+                                     user = user, password = password .. "x", database = db }
+    assert.is_nil(b)
+    assert.is_truthy(err:find("access denied for user '" .. user .. "'", 1, true), err)
+    assert_no_password(err)
+    b, err = gomaster.backend{ type = "mysql", host = host, port = tonumber(port), user = user,
+                               password = password, database = db,
+                               table = "x`; DROP TABLE y; --" }
+    assert.is_nil(b)
+    assert.is_truthy(err:find("option 'table'", 1, true), err)
+    -- a good one describes itself without the password
+    b = assert(gomaster.backend{ type = "mysql", host = host, port = tonumber(port), user = user,
+                                 password = password, database = db, connect_timeout = 1 })
+    local s = tostring(b)
+    assert.is_truthy(s:find("mysql://" .. user .. "@" .. host .. ":" .. port, 1, true), s)
+    assert_no_password(s)
+  end)
+
+  it("elects on lock names with quotes, backslashes and UTF-8", function()
+    local name = [[it's "odd" \ back\slash ünïcødé 锁 🔒]]
+    local b = assert(gomaster.backend(url))
+    local started = {}
+    local function mk(nm)
+      return assert(gomaster.new{ backend = b, name = nm, lease = L,
+        on_start = function(m, token) started[m:id()] = token end })
+    end
+    local a, f, other = mk(name), mk(name), mk(name .. " ")
+    assert(a:start())
+    wait_until(a, function() return a:is_master() end, 5, "the first master")
+    assert(f:start())
+    assert(other:start()) -- trailing space: another lock
+    wait_until(other, function() return other:is_master() end, 5, "the other lock's master")
+    assert.is_false(f:is_master())
+    wait_until(f, function() return f:status().leader.held end, 5, "the follower to see the leader")
+    local st = f:status()
+    assert.equal(a:id(), st.leader.id)
+    assert.equal(name, st.name)
+    local token = a:token()
+    a:stop()
+    wait_until(f, function() return f:is_master() end, L + P + 1, "the handover")
+    assert.equal(token + 1, f:token())
+    assert_no_password(tostring(b))
+    for _, m in ipairs{ a, f, other } do m:close() end
+  end)
+
+  server_it("keeps one master through a server restart", function()
+    start_cluster(3)
+    local t0 = core.now()
+    assert.is_true(server("restart"), "restart the server")
+    local back = core.now()
+    c:wait_for(function() return master_since(c, back) end, L + P + 5, "a master after the restart")
+    local e = c:first("start", t0) -- the first grant since the restart began
+    local dt = math.max((e and e.t or core.now()) - back, 0)
+    print(("  restart took %.2f s; a master %.2f s after the server was back (lease %.1f, retry %.1f)")
+      :format(back - t0, dt, L, P))
+    if os.getenv("GOMASTER_SPEC_DEBUG") then
+      print(("  t0 %.3f back %.3f first start %s"):format(t0, back, e and e.line or "-"))
+      print(c:dump())
+    end
+    assert.is_true(dt <= L + P, ("%.2f s after the server was back"):format(dt))
+    assert.is_nil(c:overlap(), "two masters at once")
+    local errs = errors(c)
+    assert.is_true(#errs > 0, "the nodes reported the lost connection")
+    for _, line in ipairs(errs) do assert_no_password(line) end
+  end)
+
+  server_it("steps down at the deadline while the server is paused, then recovers", function()
+    local m = start_cluster(2)
+    local t = core.now()
+    assert.is_true(server("pause"), "SIGSTOP the server")
+    finally(function() server("resume") end)
+    local s = c:wait_for(function() return first_of(c, m, "stop", t) end, D + 3, "on_stop")
+    local off = first_of(c, m, "m", t, "0")
+    print(("  paused: is_master() false %.3f s and on_stop(%s) %.3f s after SIGSTOP (deadline %.1f s)")
+      :format(off.t - t, s.f[1], s.t - t, D))
+    assert.equal("deadline", s.f[1])
+    assert.is_true(off.t - t <= D + 0.05, ("belief lasted %.3f s"):format(off.t - t))
+    -- the renew in flight hangs until the 2 s read timeout: the stop came first
+    assert.is_true(s.t - t < 2, ("on_stop after %.3f s"):format(s.t - t))
+    run_for(c, 3) -- past the read and connect timeouts: reconnects fail meanwhile
+    assert.is_nil(c:master(), "no master while the server is paused")
+    assert.is_true(server("resume"), "SIGCONT the server")
+    local back = core.now()
+    c:wait_for(function() return master_since(c, back) end, L + P + 5, "a master after SIGCONT")
+    local e = c:first("start", back)
+    print(("  resumed: a master %.2f s after SIGCONT"):format((e and e.t or core.now()) - back))
+    assert.is_nil(c:overlap(), "two masters at once")
+    for _, line in ipairs(errors(c)) do assert_no_password(line) end
+  end)
+
+  it("keeps the lock for 60 s with lease 0.5 and heartbeat 0.1", function()
+    local seconds = tonumber(os.getenv("GOMASTER_FAST_SECONDS") or "60")
+    local m, token = start_cluster(3, 0.5)
+    token = select(2, c:master())
+    local t = core.now()
+    run_for(c, seconds)
+    local now_m, now_token = c:master()
+    assert.equal(m, now_m, "the master changed")
+    assert.equal(token, now_token)
+    for _, n in ipairs(c.nodes) do
+      local s = first_of(c, n, "stop", t)
+      assert.is_nil(s, s and ("node%d: %s"):format(n.i, s.line))
+      local e = first_of(c, n, "start", t)
+      assert.is_nil(e, e and ("node%d: %s"):format(n.i, e.line))
+    end
+    assert.is_nil(c:overlap())
+  end)
+
+  it("m:stop() on a follower: it never becomes master afterwards", function()
+    local m = start_cluster(2)
+    local f = c.nodes[1] == m and c.nodes[2] or c.nodes[1]
+    local t = core.now()
+    c:stop_node(f)
+    c:wait_for(function() return first_of(c, f, "stopped", t) end, 5, "stop() to return")
+    c:stop_node(m) -- releases: the lock is free
+    c:wait_for(function() return first_of(c, m, "stopped", t) end, 5, "the master's stop()")
+    run_for(c, L + 2 * P)
+    assert.is_nil(first_of(c, f, "start", t), "the stopped follower became master")
+    assert.is_nil(c:master())
+  end)
+end)
