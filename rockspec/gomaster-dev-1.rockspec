@@ -1,0 +1,39 @@
+package = "gomaster"
+version = "dev-1"
+source = {
+  url = "git+file://.",
+}
+description = {
+  summary = "One master among the nodes of a service, through a lease on a shared database",
+  detailed = [[
+A C core elects a master on a background thread through a lease row on a
+database the nodes share (SQLite, MySQL/MariaDB, MongoDB); start/stop hooks
+in Lua. Safe under pauses and clock skew: is_master() turns false at the
+renew deadline, fencing tokens grow with every grant.
+]],
+  license = "MIT",
+}
+dependencies = {
+  "lua >= 5.1",
+}
+external_dependencies = {
+  SQLITE = { header = "sqlite3.h" },
+}
+build = {
+  type = "make",
+  makefile = "Makefile",
+  build_target = "module",
+  build_variables = {
+    LUA = "rock",
+    LUA_INCDIR = "$(LUA_INCDIR)",
+    CFLAGS = "$(CFLAGS)",
+  },
+  install_target = "install",
+  install_variables = {
+    LUA = "rock",
+    LUA_LIBDIR = "$(LIBDIR)",
+    LUA_SHAREDIR = "$(LUADIR)",
+    BINDIR = "$(BINDIR)",
+    PREFIX = "$(PREFIX)",
+  },
+}
