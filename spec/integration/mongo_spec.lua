@@ -1,0 +1,168 @@
+-- The MongoDB-only cases (issue 4): the server restarted under a running
+-- cluster with its memory lost (a wiped database, a failover to an empty
+-- replica), the server's clock stepped forward under a live lease, and
+-- errors that name their cause without the password. The election specs that
+-- every backend shares are in election_spec.lua.
+--
+-- Needs GOMASTER_TEST_MONGO_URL; the restart and clock cases also need
+-- GOMASTER_TEST_MONGO_DIR (the stand-in). `eval "$(tests/servers/mongo.sh
+-- start DIR)"` sets both.
+local gomaster = require("gomaster")
+local core = require("gomaster.core")
+local Cluster = require("support.cluster")
+
+local url = os.getenv("GOMASTER_TEST_MONGO_URL")
+local server_dir = os.getenv("GOMASTER_TEST_MONGO_DIR")
+local root = os.getenv("GOMASTER_ROOT") or "."
+
+local built = false
+for _, name in ipairs(gomaster.backends()) do
+  if name == "mongodb" then built = true end
+end
+if not url or url == "" or not built then
+  describe("mongodb backend #mongo", function()
+    pending(built and "GOMASTER_TEST_MONGO_URL not set"
+            or "this build has no mongodb backend")
+  end)
+  return
+end
+
+local L = 1.5 -- lease; the other timings follow it
+local H, P = L / 5, L / 5
+
+local PASSWORD = "s3cr3t/p@ss"
+local PASSWORD_ENC = "s3cr3t%2Fp%40ss"
+
+-- url with other credentials, port or query.
+local scheme, hosts, path = url:match("^(mongodb[%w+]*://)([^/?]*)(.*)$")
+hosts = hosts:gsub("^.*@", "")
+local function mkurl(o)
+  local h = o.port and (hosts:match("^([^:,]+)") .. ":" .. o.port) or hosts
+  local p = path
+  if o.query then p = p .. (p:find("?", 1, true) and "&" or "?") .. o.query end
+  return scheme .. (o.user and (o.user .. ":" .. PASSWORD_ENC .. "@") or "") .. h .. p
+end
+
+local function assert_no_password(s)
+  assert.is_nil(s:find(PASSWORD, 1, true), "password in: " .. s)
+  assert.is_nil(s:find(PASSWORD_ENC, 1, true), "encoded password in: " .. s)
+  assert.is_nil(s:find("s3cr3t", 1, true), "part of the password in: " .. s)
+end
+
+-- tests/servers/mongo.sh restart|stepclock on the stand-in.
+local function server(...)
+  local args = {}
+  for i, a in ipairs{ ... } do args[i] = ("%q"):format(tostring(a)) end
+  local r = os.execute(("bash %q/tests/servers/mongo.sh %s %q %s >/dev/null")
+    :format(root, args[1], server_dir, table.concat(args, " ", 2)))
+  return r == true or r == 0
+end
+local standin_it = (server_dir and server_dir ~= "") and it or pending
+
+local function run_for(c, seconds)
+  local t0 = core.now()
+  c:wait_for(function() return core.now() - t0 >= seconds end, seconds + 1)
+end
+
+local function first_of(c, node, kind, after)
+  for _, e in ipairs(c:events(node)) do
+    if e.kind == kind and e.t >= after then return e end
+  end
+end
+
+-- A master whose belief started (or was sampled) at or after t.
+local function master_since(c, t)
+  local n, _, at = c:master()
+  return n and at >= t and n
+end
+
+describe("mongodb backend #mongo", function()
+  local c
+
+  local function start_cluster(n)
+    c = Cluster.new{ url = url, lease = L }
+    for _ = 1, n do c:spawn() end
+    local m = c:wait_for(function() return c:master() end, 10, "a master")
+    -- let the followers watch a few renewals (see election_spec.lua)
+    run_for(c, 2 * P + H)
+    return m
+  end
+
+  after_each(function()
+    if c then c:shutdown() end
+    c = nil
+  end)
+
+  it("refuses a bad URL, an unreachable server and wrong credentials clearly", function()
+    local cases = {
+      { "unknown option", mkurl{ user = "gm", query = "colour=blue" }, "unknown option 'colour'" },
+      { "bad collection", mkurl{ user = "gm", query = "collection=x%3By" }, "option 'collection'" },
+      { "bad write concern", mkurl{ query = "write_concern=none" }, "option 'write_concern'" },
+      { "no host", "mongodb://gm:" .. PASSWORD_ENC .. "@/db", "bad URL" },
+      { "bad option value", mkurl{ user = "gm", query = "connectTimeoutMS=" .. PASSWORD_ENC }, "bad URL" },
+      { "closed port", mkurl{ user = "gm", port = 1, query = "timeout=0.5" }, ":1" },
+      { "wrong credentials", mkurl{ user = "gm_nobody" }, "Authentication failed" },
+    }
+    for _, case in ipairs(cases) do
+      local t0 = core.now()
+      local m, err = gomaster.new{ backend = case[2], name = "errors" }
+      assert.is_nil(m, case[1])
+      assert.is_string(err, case[1])
+      assert.is_truthy(err:find(case[3], 1, true), case[1] .. ": " .. err)
+      assert.is_true(core.now() - t0 < 3, case[1] .. " took too long")
+      assert_no_password(err)
+    end
+    -- a good one describes itself without the password
+    local b = assert(gomaster.backend(mkurl{ query = "collection=gomaster_spec" }))
+    local s = tostring(b)
+    assert.is_truthy(s:find("gomaster_spec", 1, true), s)
+    b = gomaster.backend{ type = "mongodb", url = mkurl{ user = "gm" }, database = "other" }
+    if b then
+      s = tostring(b)
+      assert.is_truthy(s:find("other.gomaster_locks", 1, true), s)
+      assert_no_password(s)
+    end
+  end)
+
+  standin_it("keeps one master through a restart that loses every document", function()
+    local m = start_cluster(3)
+    run_for(c, 2 * L) -- a few more grants' worth of renewals
+    local before = c:tokens()
+    local highest = 0
+    for _, t in ipairs(before) do highest = math.max(highest, t) end
+    local t0 = core.now()
+    assert.is_true(server("restart"), "restart the stand-in")
+    local back = core.now()
+    c:wait_for(function() return master_since(c, back) end, L + P + 5, "a master after the restart")
+    local e = c:first("start", t0)
+    local dt = math.max((e and e.t or core.now()) - back, 0)
+    print(("  restart took %.2f s; a master %.2f s after the stand-in was back (lease %.1f, retry %.1f)")
+      :format(back - t0, dt, L, P))
+    if os.getenv("GOMASTER_SPEC_DEBUG") then print(c:dump()) end
+    assert.is_true(dt <= L + P + 1, ("%.2f s after the stand-in was back"):format(dt))
+    assert.is_nil(c:overlap(), "two masters at once")
+    local _, token = c:master()
+    assert.is_true(token > highest,
+                   ("new token %s, highest before the loss %s"):format(token, highest))
+    assert.is_truthy(m) -- the old master may or may not be the new one
+  end)
+
+  standin_it("a server clock stepped +10 s does not let another node take over", function()
+    local m, token = start_cluster(3)
+    token = select(2, c:master())
+    local t = core.now()
+    assert.is_true(server("stepclock", 10), "step the stand-in's clock")
+    finally(function() server("stepclock", -10) end)
+    run_for(c, 3 * L)
+    local now_m, now_token = c:master()
+    assert.equal(m, now_m, "the master changed")
+    assert.equal(token, now_token)
+    for _, n in ipairs(c.nodes) do
+      local s = first_of(c, n, "stop", t)
+      assert.is_nil(s, s and ("node%d: %s"):format(n.i, s.line))
+      local e = first_of(c, n, "start", t)
+      assert.is_nil(e, e and ("node%d: %s"):format(n.i, e.line))
+    end
+    assert.is_nil(c:overlap())
+  end)
+end)
