@@ -225,7 +225,6 @@ typedef struct myconn {
   MYSQL_STMT *st[NSTMT];
   held held[HELD_MAX];
   unsigned next_held;
-  int thread_inited;
 } myconn;
 
 /* Microseconds since 1970 of a DATETIME(6) holding UTC; exact. */
@@ -343,7 +342,6 @@ static void my_close(void *p) {
   for (int i = 0; i < NSTMT; i++)
     if (c->st[i]) mysql_stmt_close(c->st[i]);
   if (c->db) mysql_close(c->db);
-  if (c->thread_inited) mysql_thread_end();
   free(c);
 }
 
@@ -433,7 +431,10 @@ static int my_open(const void *cfgp, void **out, gm_error *err) {
     return GM_ERR;
   }
   c->cfg = cfg;
-  c->thread_inited = mysql_thread_init() == 0;
+  /* Connector/C 3 keeps no per-thread state (both calls are no-ops), and
+   * close may run on the thread that drops the backend, so there is no
+   * mysql_thread_end to pair with this. */
+  mysql_thread_init();
   c->db = mysql_init(NULL);
   if (!c->db) {
     gm_seterr(err, GM_E_NOMEM, "out of memory");
@@ -704,9 +705,10 @@ static int my_release(void *p, const char *name, const char *owner,
   p_u64(&in, &token);
   int rc = run_write(c, S_RELEASE, &in, "release", &affected, NULL, err);
   if (rc != GM_OK) return rc;
+  if (affected != 1) return GM_NOT;
   held *h = held_find(c, name);
-  if (h) h->name[0] = '\0';
-  return affected == 1 ? GM_OK : GM_NOT;
+  if (h && h->token == token) h->name[0] = '\0';
+  return GM_OK;
 }
 
 const gm_backend_ops gm_mysql_ops = {
