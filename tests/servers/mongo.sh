@@ -1,4 +1,4 @@
-#!/bin/bash
+#!/bin/sh
 # The MongoDB server for the tests: a real one when GOMASTER_TEST_MONGO_URI
 # is set, otherwise the wire-protocol stand-in (tests/mongo_standin/) on
 # 127.0.0.1 on a spare port.
@@ -67,15 +67,15 @@ do_start() {
   rm -f "$M/real"
   if [ -n "${GOMASTER_TEST_MONGO_URI:-}" ]; then
     touch "$M/real"
-    local q="'\\''"
     printf "export GOMASTER_TEST_MONGO_URL='%s'\n" \
-      "${GOMASTER_TEST_MONGO_URI//\'/$q}" >"$M/env"
+      "$(printf '%s' "$GOMASTER_TEST_MONGO_URI" | sed "s/'/'\\\\''/g")" >"$M/env"
     echo "mongo.sh: using the MongoDB server of GOMASTER_TEST_MONGO_URI" >&2
     cat "$M/env"
     return 0
   fi
-  [ -x "$PY" ] && "$PY" -c 'import mockupdb' 2>/dev/null ||
+  if ! "$PY" -c 'import mockupdb' 2>/dev/null; then
     die "$PY cannot import mockupdb: install python3-mockupdb (sh scripts/deps.sh)"
+  fi
   launch 0
   local port
   port=$(cat "$M/port")
@@ -105,7 +105,8 @@ do_restart() {
 
 do_stepclock() {
   need_standin
-  [[ ${1:-} =~ ^-?[0-9]+(\.[0-9]+)?$ ]] || die "stepclock needs SECONDS, got '${1:-}'"
+  printf '%s' "${1:-}" | grep -Eqx -- '-?[0-9]+(\.[0-9]+)?' ||
+    die "stepclock needs SECONDS, got '${1:-}'"
   standin call "$(cat "$M/port")" "{\"gomasterStepClock\": $1}" >/dev/null ||
     die "the stand-in refused the clock step"
 }
