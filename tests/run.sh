@@ -88,6 +88,18 @@ for lua in lua5.4 luajit; do
   count "$SUITE_TMP/busted.out"
 done
 
+# Scripts that drive whole programs (nginx, the command line): each prints
+# one line "N passed, N failed" at its end.
+for t in tests/integration/*.sh; do
+  [ -f "$t" ] || continue
+  say "== $t"
+  sh "$t" >"$SUITE_TMP/integ.out" 2>&1
+  rc=$?
+  cat "$SUITE_TMP/integ.out"
+  count "$SUITE_TMP/integ.out"
+  [ $rc -eq 0 ] || grep -qE '^[0-9]+ passed, [1-9]' "$SUITE_TMP/integ.out" || failed=$((failed + 1))
+done
+
 stop_servers
 trap - EXIT
 say "$passed passed, $failed failed"
