@@ -25,7 +25,10 @@ LUA_LIBDIR ?= $(PREFIX)/lib/lua/$(LUA_VER)
 LUA_SHAREDIR ?= $(PREFIX)/share/lua/$(LUA_VER)
 BINDIR     ?= $(PREFIX)/bin
 
-BUILD      := build/$(LUA)
+# Sanitizer builds go to their own directory (build/5.4-thread, ...), so
+# objects of different instrumentation never mix. BUILD=dir overrides.
+comma      := ,
+BUILD      ?= build/$(LUA)$(if $(SANITIZE),-$(subst $(comma),-,$(SANITIZE)))
 CSTD       := -std=c11 -D_GNU_SOURCE
 WARN       := -Wall -Wextra -Wshadow -Wstrict-prototypes
 ifeq ($(WERROR),1)
@@ -97,6 +100,24 @@ $(BUILD)/tests/%: tests/c/%.c tests/c/scripted.h $(CORELIB)
 	$(CC) $(CFLAGS_ALL) -Isrc -Itests/c -o $@ $< $(CORELIB) $(BACKEND_LIBS) -lm $(LDFLAGS)
 
 ctests: $(CTESTS)
+
+# Builds and runs every C test binary (each ends with "N passed, N failed")
+# and prints their sum. CTEST_RUN prefixes each run, e.g.
+#   make test-c CTEST_RUN="valgrind --error-exitcode=99 --leak-check=full"
+CTEST_RUN ?=
+test-c: $(CTESTS)
+	@pass=0; fail=0; \
+	for t in $(CTESTS); do \
+	  echo "== $$t"; \
+	  $(CTEST_RUN) $$t > $$t.out 2>&1; rc=$$?; cat $$t.out; \
+	  line=$$(grep -E '^[0-9]+ passed, [0-9]+ failed$$' $$t.out | tail -n 1); \
+	  if [ -n "$$line" ]; then \
+	    p=$${line%% passed*}; f=$${line#*passed, }; f=$${f%% failed}; \
+	  else p=0; f=0; fi; \
+	  if [ $$rc -ne 0 ] && [ $$f -eq 0 ]; then f=1; echo "$$t: exit status $$rc"; fi; \
+	  pass=$$((pass + p)); fail=$$((fail + f)); \
+	done; \
+	echo "$$pass passed, $$fail failed"; [ $$fail -eq 0 ]
 
 deps:
 	@sh scripts/deps.sh

@@ -98,6 +98,12 @@ typedef struct gm_backend_ops {
                  uint64_t token, gm_error *err);
 } gm_backend_ops;
 
+/* Makes a backend object from an ops table of the caller's own (a backend
+ * that is not in the registry, such as a test's scripted one). ops must
+ * outlive the backend. The same as gm_backend_new otherwise. */
+gm_backend *gm_backend_new_ops(const gm_backend_ops *ops, const gm_kv *opts,
+                               size_t n, gm_error *err);
+
 /* Registered backends (src/registry.c). */
 const gm_backend_ops *gm_backend_find(const char *name);
 

@@ -350,6 +350,17 @@ gm_backend *gm_backend_new(const char *type, const gm_kv *opts, size_t n,
   return backend_alloc(ops, opts, n, err);
 }
 
+gm_backend *gm_backend_new_ops(const gm_backend_ops *ops, const gm_kv *opts,
+                               size_t n, gm_error *err) {
+  if (!ops || !ops->name || !ops->parse || !ops->free_cfg || !ops->describe ||
+      !ops->open || !ops->close || !ops->observe || !ops->acquire ||
+      !ops->renew || !ops->release) {
+    gm_seterr(err, GM_E_BACKEND, "backend ops: a function is missing");
+    return NULL;
+  }
+  return backend_alloc(ops, opts, n, err);
+}
+
 gm_backend *gm_backend_new_url(const char *url, gm_error *err) {
   gm_url u;
   if (!url) {

@@ -1,0 +1,348 @@
+/*
+ * scripted.h: an in-process backend for the core's unit tests.
+ *
+ * A "database" (sc_db) keeps lock rows in memory under its own mutex, with a
+ * clock of its own: CLOCK_MONOTONIC plus an offset that the test can step.
+ * Each backend object made on it is a "node" (sc_node) with switches the test
+ * flips per operation: normal, hang (block until the switch changes), or
+ * fail with GM_ERR. Every call is counted per node and operation.
+ *
+ * The rows follow the backend contract in src/backend.h: one conditional
+ * write per acquire/renew/release, tokens max(row, min_token) + 1, a release
+ * keeps the row. The backend is registered through gm_backend_new_ops with
+ * the option "node" holding the sc_node's address.
+ *
+ * Header-only, for tests: every function is static.
+ */
+#ifndef GM_TEST_SCRIPTED_H
+#define GM_TEST_SCRIPTED_H
+
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "backend.h"
+
+#define SC_FN static __attribute__((unused))
+
+enum { SC_OPEN, SC_OBSERVE, SC_ACQUIRE, SC_RENEW, SC_RELEASE, SC_CLOSE, SC_NOPS };
+enum { SC_NORMAL = 0, SC_HANG, SC_FAIL };
+
+typedef struct sc_row {
+  struct sc_row *next;
+  char name[GM_NAME_MAX];
+  char owner[GM_ID_MAX];
+  char version[GM_ID_MAX];
+  uint64_t token;
+  int64_t acquired_at, renewed_at, expires_at;
+} sc_row;
+
+typedef struct sc_db {
+  pthread_mutex_t mu;
+  pthread_cond_t cv; /* broadcast whenever a switch changes */
+  int64_t offset_us; /* database clock = CLOCK_MONOTONIC + offset */
+  sc_row *rows;
+} sc_db;
+
+typedef struct sc_node {
+  sc_db *db;
+  int mode[SC_NOPS];       /* (db->mu) SC_NORMAL / SC_HANG / SC_FAIL */
+  unsigned calls[SC_NOPS]; /* (db->mu) calls begun */
+  int hanging[SC_NOPS];    /* (db->mu) calls blocked by SC_HANG right now */
+  int conns;               /* (db->mu) connections open */
+  char opt[32];            /* the "node" option: this struct's address */
+} sc_node;
+
+SC_FN int64_t sc_mono_us(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+SC_FN void sc_db_init(sc_db *db) {
+  memset(db, 0, sizeof *db);
+  pthread_mutex_init(&db->mu, NULL);
+  pthread_cond_init(&db->cv, NULL);
+}
+
+SC_FN void sc_db_destroy(sc_db *db) {
+  sc_row *r = db->rows;
+  while (r) {
+    sc_row *next = r->next;
+    free(r);
+    r = next;
+  }
+  db->rows = NULL;
+  pthread_cond_destroy(&db->cv);
+  pthread_mutex_destroy(&db->mu);
+}
+
+/* The database's now in µs; sc_now_locked wants db->mu held. */
+SC_FN int64_t sc_now_locked(sc_db *db) { return sc_mono_us() + db->offset_us; }
+
+SC_FN int64_t sc_now(sc_db *db) {
+  pthread_mutex_lock(&db->mu);
+  int64_t now = sc_now_locked(db);
+  pthread_mutex_unlock(&db->mu);
+  return now;
+}
+
+/* Steps the database clock by us (forward when positive). */
+SC_FN void sc_step_clock(sc_db *db, int64_t us) {
+  pthread_mutex_lock(&db->mu);
+  db->offset_us += us;
+  pthread_mutex_unlock(&db->mu);
+}
+
+/* Converts a database time to CLOCK_MONOTONIC µs. */
+SC_FN int64_t sc_db_to_mono_us(sc_db *db, int64_t db_us) {
+  pthread_mutex_lock(&db->mu);
+  int64_t m = db_us - db->offset_us;
+  pthread_mutex_unlock(&db->mu);
+  return m;
+}
+
+SC_FN sc_row *sc_find(sc_db *db, const char *name) {
+  for (sc_row *r = db->rows; r; r = r->next)
+    if (strcmp(r->name, name) == 0) return r;
+  return NULL;
+}
+
+/* Copies the row of lock name into *out; 0 when there is none. */
+SC_FN int sc_get(sc_db *db, const char *name, sc_row *out) {
+  pthread_mutex_lock(&db->mu);
+  sc_row *r = sc_find(db, name);
+  if (r) *out = *r;
+  pthread_mutex_unlock(&db->mu);
+  return r != NULL;
+}
+
+/* Removes the row of lock name (a wiped database). */
+SC_FN void sc_delete(sc_db *db, const char *name) {
+  pthread_mutex_lock(&db->mu);
+  for (sc_row **p = &db->rows; *p; p = &(*p)->next)
+    if (strcmp((*p)->name, name) == 0) {
+      sc_row *r = *p;
+      *p = r->next;
+      free(r);
+      break;
+    }
+  pthread_mutex_unlock(&db->mu);
+}
+
+/* Another node takes the lock by force: owner, token + 1, a fresh lease. */
+SC_FN uint64_t sc_steal(sc_db *db, const char *name, const char *owner,
+                        int64_t lease_us) {
+  pthread_mutex_lock(&db->mu);
+  sc_row *r = sc_find(db, name);
+  uint64_t tok = 0;
+  if (r) {
+    int64_t now = sc_now_locked(db);
+    snprintf(r->owner, sizeof r->owner, "%s", owner);
+    tok = ++r->token;
+    r->acquired_at = r->renewed_at = now;
+    r->expires_at = now + lease_us;
+  }
+  pthread_mutex_unlock(&db->mu);
+  return tok;
+}
+
+SC_FN void sc_node_init(sc_node *n, sc_db *db) {
+  memset(n, 0, sizeof *n);
+  n->db = db;
+  snprintf(n->opt, sizeof n->opt, "%p", (void *)n);
+}
+
+SC_FN void sc_set(sc_node *n, int op, int mode) {
+  pthread_mutex_lock(&n->db->mu);
+  n->mode[op] = mode;
+  pthread_cond_broadcast(&n->db->cv);
+  pthread_mutex_unlock(&n->db->mu);
+}
+
+SC_FN unsigned sc_calls(sc_node *n, int op) {
+  pthread_mutex_lock(&n->db->mu);
+  unsigned c = n->calls[op];
+  pthread_mutex_unlock(&n->db->mu);
+  return c;
+}
+
+SC_FN int sc_hanging(sc_node *n, int op) {
+  pthread_mutex_lock(&n->db->mu);
+  int h = n->hanging[op];
+  pthread_mutex_unlock(&n->db->mu);
+  return h;
+}
+
+/* Entry of every operation (db->mu taken and left held): counts the call,
+ * blocks while the switch says hang, then GM_ERR if it says fail. */
+SC_FN int sc_enter(sc_node *n, int op, const char *what, gm_error *err) {
+  pthread_mutex_lock(&n->db->mu);
+  n->calls[op]++;
+  if (n->mode[op] == SC_HANG) {
+    n->hanging[op]++;
+    while (n->mode[op] == SC_HANG) pthread_cond_wait(&n->db->cv, &n->db->mu);
+    n->hanging[op]--;
+  }
+  if (n->mode[op] == SC_FAIL) {
+    pthread_mutex_unlock(&n->db->mu);
+    gm_seterr(err, GM_E_DB, "scripted: %s failed", what);
+    return GM_ERR;
+  }
+  return GM_OK;
+}
+
+/* ---- the ops -------------------------------------------------------------- */
+
+SC_FN int sc_parse(const gm_kv *kv, size_t n, void **cfg, gm_error *err) {
+  static const char *const keys[] = {"node", NULL};
+  if (gm_kv_check_keys(kv, n, keys, "scripted", err)) return GM_ERR;
+  const char *v = gm_kv_get(kv, n, "node");
+  void *p = NULL;
+  if (!v || sscanf(v, "%p", &p) != 1 || !p) {
+    gm_seterr(err, GM_E_ARG, "scripted backend: option 'node' is required");
+    return GM_ERR;
+  }
+  *cfg = p;
+  return GM_OK;
+}
+
+SC_FN void sc_free_cfg(void *cfg) { (void)cfg; }
+
+SC_FN void sc_describe(const void *cfg, char *buf, size_t len) {
+  snprintf(buf, len, "scripted://%p", cfg);
+}
+
+SC_FN int sc_open(const void *cfg, void **conn, gm_error *err) {
+  sc_node *n = (sc_node *)cfg;
+  if (sc_enter(n, SC_OPEN, "open", err) != GM_OK) return GM_ERR;
+  n->conns++;
+  pthread_mutex_unlock(&n->db->mu);
+  *conn = n;
+  return GM_OK;
+}
+
+SC_FN void sc_close(void *conn) {
+  sc_node *n = conn;
+  pthread_mutex_lock(&n->db->mu);
+  n->calls[SC_CLOSE]++;
+  n->conns--;
+  pthread_mutex_unlock(&n->db->mu);
+}
+
+SC_FN void sc_fill(gm_row *out, const sc_row *r, int64_t now) {
+  memset(out, 0, sizeof *out);
+  out->now = now;
+  if (!r) return;
+  out->exists = 1;
+  snprintf(out->owner, sizeof out->owner, "%s", r->owner);
+  snprintf(out->version, sizeof out->version, "%s", r->version);
+  out->token = r->token;
+  out->acquired_at = r->acquired_at;
+  out->renewed_at = r->renewed_at;
+  out->expires_at = r->expires_at;
+}
+
+SC_FN int sc_observe(void *conn, const char *name, gm_row *out,
+                      gm_error *err) {
+  sc_node *n = conn;
+  if (sc_enter(n, SC_OBSERVE, "observe", err) != GM_OK) return GM_ERR;
+  sc_fill(out, sc_find(n->db, name), sc_now_locked(n->db));
+  pthread_mutex_unlock(&n->db->mu);
+  return GM_OK;
+}
+
+SC_FN int sc_acquire(void *conn, const gm_acquire_req *q, gm_row *out,
+                      gm_error *err) {
+  sc_node *n = conn;
+  if (sc_enter(n, SC_ACQUIRE, "acquire", err) != GM_OK) return GM_ERR;
+  sc_db *db = n->db;
+  int64_t now = sc_now_locked(db);
+  sc_row *r = sc_find(db, q->name);
+  int rc = GM_NOT;
+  if (!q->expect_exists && !r) {
+    r = calloc(1, sizeof *r);
+    if (!r) {
+      pthread_mutex_unlock(&db->mu);
+      gm_seterr(err, GM_E_NOMEM, "scripted: out of memory");
+      return GM_ERR;
+    }
+    snprintf(r->name, sizeof r->name, "%s", q->name);
+    r->token = q->min_token;
+    r->next = db->rows;
+    db->rows = r;
+    rc = GM_OK;
+  } else if (q->expect_exists && r && r->token == q->expect_token &&
+             (r->owner[0] == '\0' || r->expires_at <= now)) {
+    rc = GM_OK;
+  }
+  if (rc == GM_OK) {
+    r->token = (r->token > q->min_token ? r->token : q->min_token) + 1;
+    snprintf(r->owner, sizeof r->owner, "%s", q->owner);
+    snprintf(r->version, sizeof r->version, "%s", q->version);
+    r->acquired_at = r->renewed_at = now;
+    r->expires_at = now + q->lease_us;
+    sc_fill(out, r, now);
+  }
+  pthread_mutex_unlock(&db->mu);
+  return rc;
+}
+
+SC_FN int sc_renew(void *conn, const char *name, const char *owner,
+                    uint64_t token, int64_t lease_us, gm_row *out,
+                    gm_error *err) {
+  sc_node *n = conn;
+  if (sc_enter(n, SC_RENEW, "renew", err) != GM_OK) return GM_ERR;
+  int64_t now = sc_now_locked(n->db);
+  sc_row *r = sc_find(n->db, name);
+  int rc = GM_NOT;
+  if (r && strcmp(r->owner, owner) == 0 && r->token == token) {
+    r->renewed_at = now;
+    r->expires_at = now + lease_us;
+    sc_fill(out, r, now);
+    rc = GM_OK;
+  }
+  pthread_mutex_unlock(&n->db->mu);
+  return rc;
+}
+
+SC_FN int sc_release(void *conn, const char *name, const char *owner,
+                      uint64_t token, gm_error *err) {
+  sc_node *n = conn;
+  if (sc_enter(n, SC_RELEASE, "release", err) != GM_OK) return GM_ERR;
+  sc_row *r = sc_find(n->db, name);
+  int rc = GM_NOT;
+  if (r && strcmp(r->owner, owner) == 0 && r->token == token) {
+    r->owner[0] = '\0';
+    r->expires_at = sc_now_locked(n->db);
+    rc = GM_OK;
+  }
+  pthread_mutex_unlock(&n->db->mu);
+  return rc;
+}
+
+static const gm_backend_ops sc_ops __attribute__((unused)) = {
+    .abi = GM_BACKEND_ABI,
+    .name = "scripted",
+    .url_raw = 1,
+    .parse = sc_parse,
+    .free_cfg = sc_free_cfg,
+    .describe = sc_describe,
+    .open = sc_open,
+    .close = sc_close,
+    .observe = sc_observe,
+    .acquire = sc_acquire,
+    .renew = sc_renew,
+    .release = sc_release,
+};
+
+/* Makes a backend object (one thread, one "connection") for node n. */
+SC_FN gm_backend *sc_backend(sc_node *n, gm_error *err) {
+  gm_kv kv = {"node", n->opt};
+  return gm_backend_new_ops(&sc_ops, &kv, 1, err);
+}
+
+#endif

@@ -1,0 +1,920 @@
+/*
+ * test_core.c: unit tests of the election core (src/elector.c) against the
+ * scripted in-process backend of scripted.h.
+ *
+ * One line per check ("ok - ..." or "FAIL - ..."), lines starting with '#'
+ * for measurements, and a last line "N passed, N failed"; exit 1 if any
+ * check failed. Events are waited for on gm_elector_fd with poll(); short
+ * sleeps only where no event exists (a call that started hanging, a state
+ * that must hold over a span of time).
+ */
+#include <errno.h>
+#include <math.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "gomaster.h"
+#include "scripted.h"
+
+static int n_pass, n_fail;
+
+static void check(int ok, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void check(int ok, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  printf("%s - ", ok ? "ok" : "FAIL");
+  vprintf(fmt, ap);
+  printf("\n");
+  fflush(stdout);
+  va_end(ap);
+  if (ok)
+    n_pass++;
+  else
+    n_fail++;
+}
+
+#define MS 1000000LL
+
+static int64_t mono_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+static void sleep_until(int64_t t_ns) {
+  struct timespec ts = {.tv_sec = t_ns / 1000000000LL,
+                        .tv_nsec = t_ns % 1000000000LL};
+  while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR) {
+  }
+}
+
+static void sleep_ms(int ms) { sleep_until(mono_ns() + ms * MS); }
+
+static gm_config conf(const char *name, const char *id, double lease,
+                      double hb, double dl, double retry) {
+  gm_config c = {.name = name,
+                 .id = id,
+                 .lease = lease,
+                 .heartbeat = hb,
+                 .renew_deadline = dl,
+                 .retry = retry};
+  return c;
+}
+
+static gm_elector *mk(gm_backend *b, gm_config c) {
+  gm_error err = {0};
+  gm_elector *e = gm_elector_new(b, &c, &err);
+  if (!e) {
+    check(0, "gm_elector_new %s: %s", c.id, err.msg);
+    exit(1);
+  }
+  return e;
+}
+
+static void start(gm_elector *e) {
+  gm_error err = {0};
+  if (gm_elector_start(e, &err) != GM_OK) {
+    check(0, "gm_elector_start %s: %s", gm_elector_id(e), err.msg);
+    exit(1);
+  }
+}
+
+/* Events popped from the electors wait here until a test takes them, so
+ * that waiting for one elector's event never drops another's. */
+#define LOG_MAX 4096
+static struct {
+  const gm_elector *e;
+  gm_event ev;
+} g_log[LOG_MAX];
+static int g_nlog;
+
+static void log_remove(int i) {
+  memmove(&g_log[i], &g_log[i + 1], (size_t)(g_nlog - i - 1) * sizeof g_log[0]);
+  g_nlog--;
+}
+
+static void log_pull(gm_elector *e) {
+  gm_event ev;
+  while (gm_elector_next_event(e, &ev) == GM_OK) {
+    if (g_nlog == LOG_MAX) log_remove(0); /* the oldest nobody took */
+    g_log[g_nlog].e = e;
+    g_log[g_nlog++].ev = ev;
+  }
+}
+
+/* Takes the oldest logged event of e of type `type` (0: any). */
+static int log_take(const gm_elector *e, int type, gm_event *ev) {
+  for (int i = 0; i < g_nlog; i++)
+    if (g_log[i].e == e && (!type || (int)g_log[i].ev.type == type)) {
+      *ev = g_log[i].ev;
+      log_remove(i);
+      return 1;
+    }
+  return 0;
+}
+
+/* Takes every event of e of type `type` queued now; returns how many. */
+static int count_ev(gm_elector *e, int type) {
+  gm_event ev;
+  int n = 0;
+  log_pull(e);
+  while (log_take(e, type, &ev)) n++;
+  return n;
+}
+
+/* Drops the events of e so far: what a test waits for next is new. */
+static void log_clear(gm_elector *e) { (void)count_ev(e, 0); }
+
+/* Frees an elector and forgets its logged events. */
+static void free_el(gm_elector *e) {
+  for (int i = g_nlog - 1; i >= 0; i--)
+    if (g_log[i].e == e) log_remove(i);
+  gm_elector_free(e);
+}
+
+/* Waits up to timeout_ms for an event of type `type` (0: any) on any of the
+ * n electors. Returns the index of the elector, -1 on timeout. Polls the
+ * electors' fds, and wakes at a master's deadline, when
+ * gm_elector_next_event queues stop("deadline") itself. */
+static int wait_any(gm_elector **es, int n, int type, int timeout_ms,
+                    gm_event *ev) {
+  int64_t end = mono_ns() + timeout_ms * MS;
+  struct pollfd pf[8];
+  for (int i = 0; i < n; i++) {
+    gm_error err = {0};
+    pf[i].fd = gm_elector_fd(es[i], &err);
+    pf[i].events = POLLIN;
+    if (pf[i].fd < 0) {
+      check(0, "gm_elector_fd: %s", err.msg);
+      return -1;
+    }
+  }
+  for (;;) {
+    for (int i = 0; i < n; i++) log_pull(es[i]);
+    for (int i = 0; i < n; i++)
+      if (log_take(es[i], type, ev)) return i;
+    int64_t now = mono_ns(), until = end;
+    if (now >= end) return -1;
+    for (int i = 0; i < n; i++) {
+      int64_t dl = gm_elector_deadline(es[i]);
+      if (dl && dl + MS < until) until = dl + MS;
+    }
+    int ms = until > now ? (int)((until - now + MS - 1) / MS) : 0;
+    poll(pf, (nfds_t)n, ms);
+  }
+}
+
+static int wait_ev(gm_elector *e, int type, int timeout_ms, gm_event *ev) {
+  return wait_any(&e, 1, type, timeout_ms, ev) == 0;
+}
+
+/* Waits for leader(id, token): earlier ones (the lock was free) are skipped. */
+static int wait_leader(gm_elector *e, const char *id, uint64_t token,
+                       int timeout_ms, gm_event *ev) {
+  int64_t end = mono_ns() + timeout_ms * MS;
+  for (;;) {
+    int64_t left = (end - mono_ns()) / MS;
+    if (left < 0 || !wait_ev(e, GM_EV_LEADER, (int)left, ev)) return 0;
+    if (ev->leader.held && strcmp(ev->leader.id, id) == 0 &&
+        ev->leader.token == token)
+      return 1;
+  }
+}
+
+/* Polls a condition no event reports (a call that began hanging). */
+static int wait_cond(int (*cond)(void *), void *arg, int timeout_ms) {
+  int64_t end = mono_ns() + timeout_ms * MS;
+  while (!cond(arg)) {
+    if (mono_ns() >= end) return 0;
+    sleep_ms(1);
+  }
+  return 1;
+}
+
+static int renew_hangs(void *n) { return sc_hanging(n, SC_RENEW) > 0; }
+
+static int row_owner_is(sc_db *db, const char *name, const char *owner) {
+  sc_row r;
+  return sc_get(db, name, &r) && strcmp(r.owner, owner) == 0;
+}
+
+/* ---- config --------------------------------------------------------------- */
+
+static int resolve_fails(gm_config c, const char *field) {
+  gm_error err = {0};
+  int rc = gm_config_resolve(&c, &err);
+  size_t len = strlen(field);
+  return rc == GM_ERR && err.code == GM_E_ARG &&
+         strncmp(err.msg, field, len) == 0 &&
+         (err.msg[len] == ':' || err.msg[len] == ' ');
+}
+
+static void test_config(void) {
+  gm_error err = {0};
+  gm_config c = {0};
+  int rc = gm_config_resolve(&c, &err);
+  check(rc == GM_OK && c.lease == 5 && c.heartbeat == 1 &&
+            c.renew_deadline == 3 && c.retry == 1,
+        "config: defaults L=5 H=1 D=3 P=1 (got %g %g %g %g)", c.lease,
+        c.heartbeat, c.renew_deadline, c.retry);
+  c = (gm_config){.lease = 10};
+  rc = gm_config_resolve(&c, &err);
+  check(rc == GM_OK && c.heartbeat == 2 && c.renew_deadline == 6 &&
+            c.retry == 2,
+        "config: only lease=10 gives H=2 D=6 P=2 (got %g %g %g)", c.heartbeat,
+        c.renew_deadline, c.retry);
+  c = (gm_config){.lease = 0.5};
+  rc = gm_config_resolve(&c, &err);
+  check(rc == GM_OK && fabs(c.heartbeat - 0.1) < 1e-12 &&
+            fabs(c.renew_deadline - 0.3) < 1e-12 && fabs(c.retry - 0.1) < 1e-12,
+        "config: only lease=0.5 is valid: H=L/5 D=3L/5 P=L/5");
+  c = (gm_config){.lease = 5, .heartbeat = 2, .renew_deadline = 4, .retry = 3};
+  rc = gm_config_resolve(&c, &err);
+  check(rc == GM_OK && c.lease == 5 && c.heartbeat == 2 &&
+            c.renew_deadline == 4 && c.retry == 3,
+        "config: given timings are kept");
+
+  check(resolve_fails((gm_config){.lease = 5, .heartbeat = 3,
+                                  .renew_deadline = 3},
+                      "heartbeat"),
+        "config: H == D refused naming heartbeat");
+  check(resolve_fails((gm_config){.lease = 2, .heartbeat = 2}, "heartbeat"),
+        "config: H above the default D refused naming heartbeat");
+  check(resolve_fails((gm_config){.lease = 3, .heartbeat = 1,
+                                  .renew_deadline = 3},
+                      "renew_deadline"),
+        "config: D == L refused naming renew_deadline");
+  check(resolve_fails((gm_config){.lease = 3, .renew_deadline = 4},
+                      "renew_deadline"),
+        "config: D > L refused naming renew_deadline");
+  check(resolve_fails((gm_config){.lease = -1}, "lease"),
+        "config: negative lease refused naming lease");
+  check(resolve_fails((gm_config){.heartbeat = -0.5}, "heartbeat"),
+        "config: negative heartbeat refused naming heartbeat");
+  check(resolve_fails((gm_config){.renew_deadline = -2}, "renew_deadline"),
+        "config: negative renew_deadline refused naming renew_deadline");
+  check(resolve_fails((gm_config){.retry = -1}, "retry"),
+        "config: negative retry refused naming retry");
+  check(resolve_fails((gm_config){.lease = NAN}, "lease"),
+        "config: NaN lease refused naming lease");
+  check(resolve_fails((gm_config){.retry = INFINITY}, "retry"),
+        "config: infinite retry refused naming retry");
+
+  sc_db db;
+  sc_node n;
+  sc_db_init(&db);
+  sc_node_init(&n, &db);
+  gm_backend *b = sc_backend(&n, &err);
+  check(b != NULL, "gm_backend_new_ops makes a backend from the test's ops");
+  gm_config bad = conf("x", "a", 1, 1, 0.5, 0.1);
+  memset(&err, 0, sizeof err);
+  gm_elector *e = gm_elector_new(b, &bad, &err);
+  check(e == NULL && strstr(err.msg, "heartbeat") != NULL,
+        "config: gm_elector_new refuses H > D naming heartbeat (%s)", err.msg);
+  bad = conf("", "a", 1, 0.1, 0.5, 0.1);
+  e = gm_elector_new(b, &bad, &err);
+  check(e == NULL && strncmp(err.msg, "name", 4) == 0,
+        "config: empty lock name refused naming name (%s)", err.msg);
+  gm_backend_unref(b);
+
+  gm_backend_ops wrong = sc_ops;
+  wrong.abi = GM_BACKEND_ABI + 1;
+  gm_kv kv = {"node", n.opt};
+  b = gm_backend_new_ops(&wrong, &kv, 1, &err);
+  check(b == NULL && err.code == GM_E_BACKEND,
+        "gm_backend_new_ops refuses another ABI (%s)", err.msg);
+  sc_db_destroy(&db);
+}
+
+/* ---- election ------------------------------------------------------------- */
+
+static void test_one_of_two(void) {
+  sc_db db;
+  sc_node n;
+  gm_error err = {0};
+  sc_db_init(&db);
+  sc_node_init(&n, &db);
+  gm_backend *b = sc_backend(&n, &err);
+  gm_elector *es[2] = {mk(b, conf("one", "A", 1, 0.1, 0.6, 0.1)),
+                       mk(b, conf("one", "B", 1, 0.1, 0.6, 0.1))};
+  int64_t t0 = mono_ns();
+  start(es[0]);
+  start(es[1]);
+  gm_event ev;
+  int w = wait_any(es, 2, GM_EV_START, 2000, &ev);
+  double ms = (double)(mono_ns() - t0) / MS;
+  check(w >= 0, "one of two: a START event came (%.1f ms)", ms);
+  if (w < 0) goto out;
+  gm_elector *m = es[w], *f = es[1 - w];
+  check(ms < 300, "one of two: a lock never seen is free at once (%.1f ms)",
+        ms);
+  check(ev.token == 1 && gm_elector_token(m) == ev.token,
+        "one of two: START carries the token (%" PRIu64 ", token() %" PRIu64
+        ")",
+        ev.token, gm_elector_token(m));
+  check(gm_elector_is_master(m) && !gm_elector_is_master(f),
+        "one of two: exactly one is master");
+  check(gm_elector_token(f) == 0, "one of two: the follower's token is 0");
+  int got = wait_leader(f, gm_elector_id(m), 1, 1000, &ev);
+  check(got,
+        "one of two: the follower gets leader(%s, token 1)", gm_elector_id(m));
+  int both = 0, none = 0;
+  for (int64_t end = mono_ns() + 600 * MS; mono_ns() < end; sleep_ms(5)) {
+    int a = gm_elector_is_master(m), c = gm_elector_is_master(f);
+    both += a && c;
+    none += !a;
+  }
+  check(both == 0 && none == 0,
+        "one of two: over 6 heartbeats the master stays and the other never "
+        "is");
+  gm_status st;
+  gm_elector_status(m, &st);
+  check(st.is_master && st.renewals >= 3 && st.grants == 1,
+        "one of two: status counts %" PRIu64 " renewals, 1 grant",
+        st.renewals);
+out:
+  free_el(es[0]);
+  free_el(es[1]);
+  gm_backend_unref(b);
+  check(n.conns == 0, "one of two: the connection is closed after unref");
+  sc_db_destroy(&db);
+}
+
+/* One node (one backend, one thread) with one elector on its own database. */
+typedef struct solo {
+  sc_db db;
+  sc_node n;
+  gm_backend *b;
+  gm_elector *e;
+} solo;
+
+static void solo_init(solo *s, const char *lock, double L, double H, double D,
+                      double P) {
+  gm_error err = {0};
+  sc_db_init(&s->db);
+  sc_node_init(&s->n, &s->db);
+  s->b = sc_backend(&s->n, &err);
+  s->e = mk(s->b, conf(lock, "M", L, H, D, P));
+}
+
+/* solo_init, start, wait for START: its token, 0 on failure. */
+static uint64_t solo_master(solo *s, const char *lock, double L, double H,
+                            double D, double P) {
+  gm_event ev;
+  solo_init(s, lock, L, H, D, P);
+  start(s->e);
+  int ok = wait_ev(s->e, GM_EV_START, 2000, &ev);
+  check(ok, "%s: became master (token %" PRIu64 ")", lock, ok ? ev.token : 0);
+  return ok ? ev.token : 0;
+}
+
+static void solo_free(solo *s) {
+  for (int op = 0; op < SC_NOPS; op++) sc_set(&s->n, op, SC_NORMAL);
+  free_el(s->e);
+  gm_backend_unref(s->b);
+  sc_db_destroy(&s->db);
+}
+
+/* Two nodes (two backends, two threads) on one database. */
+typedef struct pair {
+  sc_db db;
+  sc_node n[2];
+  gm_backend *b[2];
+  gm_elector *e[2];
+} pair;
+
+static void pair_init(pair *p, const char *lock, double L, double H, double D,
+                      double P) {
+  gm_error err = {0};
+  sc_db_init(&p->db);
+  static const char *ids[2] = {"node-0", "node-1"};
+  for (int i = 0; i < 2; i++) {
+    sc_node_init(&p->n[i], &p->db);
+    p->b[i] = sc_backend(&p->n[i], &err);
+    p->e[i] = mk(p->b[i], conf(lock, ids[i], L, H, D, P));
+  }
+}
+
+static void pair_free(pair *p) {
+  for (int i = 0; i < 2; i++) {
+    sc_set(&p->n[i], SC_RENEW, SC_NORMAL);
+    free_el(p->e[i]);
+    gm_backend_unref(p->b[i]);
+  }
+  sc_db_destroy(&p->db);
+}
+
+/* Starts e[0], waits for it to be master, starts e[1] and waits until it
+ * has seen e[0] hold the lock. Returns e[0]'s token, 0 on failure. */
+static uint64_t pair_elect(pair *p, const char *what) {
+  gm_event ev;
+  start(p->e[0]);
+  int ok = wait_ev(p->e[0], GM_EV_START, 2000, &ev);
+  uint64_t tok = ok ? ev.token : 0;
+  start(p->e[1]);
+  ok = ok && wait_leader(p->e[1], "node-0", tok, 2000, &ev);
+  check(ok, "%s: node-0 master (token %" PRIu64 "), node-1 follows", what,
+        tok);
+  return ok ? tok : 0;
+}
+
+static void test_tokens(void) {
+  pair p;
+  pair_init(&p, "tok", 1, 0.1, 0.6, 0.1);
+  uint64_t tok = pair_elect(&p, "tokens");
+  if (!tok) goto out;
+  int cur = 0, grow = 1;
+  uint64_t first = tok;
+  for (int i = 0; i < 4; i++) {
+    gm_event ev;
+    gm_elector_stop(p.e[cur]);
+    int got = wait_ev(p.e[1 - cur], GM_EV_START, 2000, &ev);
+    if (!got || ev.token != tok + 1) {
+      grow = 0;
+      printf("# handover %d: got %d token %" PRIu64 " after %" PRIu64 "\n", i,
+             got, got ? ev.token : 0, tok);
+    }
+    tok = got ? ev.token : tok;
+    start(p.e[cur]);
+    /* the restarted node reads the new holder: it has seen every token */
+    if (!wait_leader(p.e[cur], gm_elector_id(p.e[1 - cur]), tok, 2000, &ev))
+      grow = 0;
+    cur = 1 - cur;
+  }
+  check(grow, "tokens: four handovers give tokens %" PRIu64 "..%" PRIu64
+              ", one more per grant",
+        first + 1, tok);
+  sc_row r;
+  check(sc_get(&p.db, "tok", &r) && r.token == tok &&
+            strcmp(r.owner, gm_elector_id(p.e[cur])) == 0,
+        "tokens: the row holds the current master and token");
+
+  /* Point 7: the row vanishes under a live master. */
+  gm_elector *m = p.e[cur];
+  log_clear(m);
+  int64_t t_del = mono_ns();
+  sc_delete(&p.db, "tok");
+  gm_event ev;
+  int got = wait_ev(m, GM_EV_STOP, 1000, &ev);
+  check(got && ev.reason == GM_STOP_LOST,
+        "vanished row: the master's renew finds no row: stop(lost)");
+  int w = wait_any(p.e, 2, GM_EV_START, 3000, &ev);
+  double ms = (double)(mono_ns() - t_del) / MS;
+  printf("# vanished row: re-created %.1f ms after it vanished (L = 1000 ms)\n",
+         ms);
+  check(w >= 0 && ms >= 1000,
+        "vanished row: treated as held until watched absent for L (%.1f ms)",
+        ms);
+  check(w >= 0 && ev.token == tok + 1,
+        "vanished row: the new token %" PRIu64 " is above the largest seen "
+        "(%" PRIu64 ")",
+        w >= 0 ? ev.token : 0, tok);
+  check(sc_get(&p.db, "tok", &r) && r.token == tok + 1,
+        "vanished row: the re-created row has token %" PRIu64, tok + 1);
+out:
+  pair_free(&p);
+}
+
+/* Point 2: a database clock that steps forward cannot cut a live lease. */
+static void test_clock_step(void) {
+  pair p;
+  pair_init(&p, "step", 2, 0.2, 1.2, 0.05);
+  uint64_t tok = pair_elect(&p, "clock step");
+  if (!tok) goto out;
+  gm_elector *m = p.e[0], *f = p.e[1];
+  sc_node *nm = &p.n[0], *nf = &p.n[1];
+
+  /* Hold the master's next renewal back so that the follower surely reads
+   * the row while the stepped clock says the lease ended long ago. */
+  sc_set(nm, SC_RENEW, SC_HANG);
+  int hung = wait_cond(renew_hangs, nm, 1000);
+  sc_step_clock(&p.db, 10 * 1000000LL);
+  sc_row r;
+  sc_get(&p.db, "step", &r);
+  int64_t past_ms = (sc_now(&p.db) - r.expires_at) / 1000;
+  unsigned obs = sc_calls(nf, SC_OBSERVE);
+  int64_t end = mono_ns() + 600 * MS;
+  while (sc_calls(nf, SC_OBSERVE) < obs + 4 && mono_ns() < end) sleep_ms(2);
+  unsigned seen = sc_calls(nf, SC_OBSERVE) - obs;
+  check(hung && seen >= 4 && gm_elector_is_master(m),
+        "clock step: the follower read the row %u times while the database "
+        "said the lease ended %" PRId64 " ms ago, master still renewing",
+        seen, past_ms);
+  check(!gm_elector_is_master(f) && row_owner_is(&p.db, "step", "node-0") &&
+            sc_calls(nf, SC_ACQUIRE) == 0,
+        "clock step: the follower did not take over (no acquire)");
+  sc_set(nm, SC_RENEW, SC_NORMAL);
+
+  /* A second step with no help; then both run for longer than a lease. */
+  int64_t t_step2 = mono_ns() + 500 * MS;
+  int stepped = 0, f_master = 0, m_lapse = 0;
+  for (end = mono_ns() + 2500 * MS; mono_ns() < end; sleep_ms(5)) {
+    if (!stepped && mono_ns() >= t_step2) {
+      sc_step_clock(&p.db, 10 * 1000000LL);
+      stepped = 1;
+    }
+    f_master += gm_elector_is_master(f);
+    m_lapse += !gm_elector_is_master(m);
+  }
+  int f_start = 0, m_stop = 0;
+  f_start = count_ev(f, GM_EV_START);
+  m_stop = count_ev(m, GM_EV_STOP);
+  check(f_master == 0 && f_start == 0 && sc_calls(nf, SC_ACQUIRE) == 0,
+        "clock step: over a lease and two steps of 10 s the follower never "
+        "became master");
+  check(m_lapse == 0 && m_stop == 0 && gm_elector_token(m) == tok &&
+            row_owner_is(&p.db, "step", "node-0"),
+        "clock step: the master stayed master with token %" PRIu64, tok);
+out:
+  pair_free(&p);
+}
+
+/* A crashed master (its renewals stop): a follower takes over soon after
+ * the lease ends, never before. */
+static void test_crash_takeover(void) {
+  pair p;
+  double P = 0.2;
+  pair_init(&p, "crash", 1, 0.1, 0.6, P);
+  uint64_t tok = pair_elect(&p, "crash");
+  if (!tok) goto out;
+  gm_elector *m = p.e[0], *f = p.e[1];
+  sc_set(&p.n[0], SC_RENEW, SC_HANG);
+  int hung = wait_cond(renew_hangs, &p.n[0], 1000);
+  int64_t m_deadline = gm_elector_deadline(m);
+  sc_row before, after;
+  sc_get(&p.db, "crash", &before);
+  gm_event ev;
+  int got = wait_ev(f, GM_EV_START, 3000, &ev);
+  check(hung && got && ev.token == tok + 1,
+        "crash: the follower took over with token %" PRIu64,
+        got ? ev.token : 0);
+  if (!got) goto out;
+  sc_get(&p.db, "crash", &after);
+  double delay_ms = (double)(after.acquired_at - before.expires_at) / 1000;
+  printf("# crash: takeover %.1f ms after the lease ended (retry %.0f ms)\n",
+         delay_ms, P * 1000);
+  check(delay_ms >= 0, "crash: not before the lease ended (%.1f ms)",
+        delay_ms);
+  check(delay_ms < P * 1000 + 100,
+        "crash: within one retry after the lease ended (%.1f ms)", delay_ms);
+  int64_t acq_mono = sc_db_to_mono_us(&p.db, after.acquired_at) * 1000;
+  check(!gm_elector_is_master(m) && m_deadline > 0 && m_deadline <= acq_mono,
+        "crash: the old master's deadline passed %.1f ms before the grant",
+        (double)(acq_mono - m_deadline) / MS);
+out:
+  pair_free(&p);
+}
+
+static void test_hang_deadline(void) {
+  solo s;
+  uint64_t tok = solo_master(&s, "hang", 1, 0.1, 0.5, 0.1);
+  sc_node *n = &s.n;
+  gm_elector *m = s.e;
+  gm_event ev;
+  if (!tok) goto out;
+  log_clear(m);
+  sc_set(n, SC_RENEW, SC_HANG);
+  int hung = wait_cond(renew_hangs, n, 1000);
+  int64_t dl = gm_elector_deadline(m);
+  check(hung && dl > mono_ns(), "hang: a renewal hangs, deadline %.1f ms ahead",
+        (double)(dl - mono_ns()) / MS);
+  sleep_until(dl - 20 * MS);
+  int64_t a = mono_ns();
+  int before = gm_elector_is_master(m);
+  int64_t a2 = mono_ns();
+  if (a2 < dl)
+    check(before, "hang: still master %.1f ms before the deadline",
+          (double)(dl - a) / MS);
+  sleep_until(dl);
+  int at = gm_elector_is_master(m);
+  uint64_t at_tok = gm_elector_token(m);
+  double late = (double)(mono_ns() - dl) / MS;
+  check(!at && at_tok == 0 && late < 5,
+        "hang: is_master false and token 0 at the deadline (checked %.2f ms "
+        "after it)",
+        late);
+  int got = wait_ev(m, 0, 100, &ev);
+  check(got && ev.type == GM_EV_STOP && ev.reason == GM_STOP_DEADLINE &&
+            sc_hanging(n, SC_RENEW) == 1,
+        "hang: next_event yields stop(deadline) while the renewal still hangs");
+  got = wait_ev(m, 0, 50, &ev);
+  check(!got, "hang: no second event while it hangs");
+
+  /* Released: the late renewal is no grant. A START may follow only with a
+   * new grant and a new token. */
+  gm_status st0;
+  gm_elector_status(m, &st0);
+  sc_set(n, SC_RENEW, SC_NORMAL);
+  int starts = 0, bad = 0, old_token_master = 0;
+  uint64_t last = tok;
+  for (int64_t end = mono_ns() + 1500 * MS; mono_ns() < end;) {
+    if (wait_ev(m, 0, 5, &ev)) {
+      if (ev.type == GM_EV_START) {
+        starts++;
+        if (ev.token <= last) bad++;
+        last = ev.token;
+      }
+    }
+    if (gm_elector_is_master(m) && gm_elector_token(m) == tok)
+      old_token_master++;
+  }
+  gm_status st1;
+  gm_elector_status(m, &st1);
+  check(old_token_master == 0,
+        "hang: after release never master again under the old token");
+  check(bad == 0 && (uint64_t)starts == st1.grants - st0.grants,
+        "hang: every later START (%d) is a new grant with a new token "
+        "(last %" PRIu64 ")",
+        starts, last);
+  check(starts >= 1 && last == tok + 1,
+        "hang: campaigns again and wins token %" PRIu64, tok + 1);
+out:
+  solo_free(&s);
+}
+
+static void test_stop_master(void) {
+  pair p;
+  double P = 0.2;
+  pair_init(&p, "stopm", 2, 0.2, 1.2, P);
+  if (!pair_elect(&p, "stop master")) goto out;
+  gm_elector *m = p.e[0], *f = p.e[1];
+  log_clear(m);
+  int64_t t0 = mono_ns();
+  gm_elector_stop(m);
+  int64_t t1 = mono_ns();
+  check(!gm_elector_is_master(m) && gm_elector_token(m) == 0,
+        "stop master: not master once stop() returned (%.1f ms)",
+        (double)(t1 - t0) / MS);
+  sc_row r = {0};
+  int kept = sc_get(&p.db, "stopm", &r);
+  check(kept && strcmp(r.owner, "node-0") != 0 &&
+            sc_calls(&p.n[0], SC_RELEASE) == 1,
+        "stop master: the lock was released (row kept, token %" PRIu64 ")",
+        r.token);
+  gm_event ev;
+  int got = wait_ev(m, 0, 200, &ev);
+  check(got && ev.type == GM_EV_STOP && ev.reason == GM_STOP_STOPPED,
+        "stop master: stop(stopped) queued");
+  got = wait_ev(f, GM_EV_START, 2000, &ev);
+  double ms = (double)(mono_ns() - t1) / MS;
+  printf("# stop master: follower took over %.1f ms after stop (retry %.0f "
+         "ms, lease 2000 ms)\n",
+         ms, P * 1000);
+  check(got && ms < P * 1000 + 100,
+        "stop master: the follower took over within one retry (%.1f ms)", ms);
+  gm_status st;
+  gm_elector_status(m, &st);
+  check(!st.running && st.releases == 1, "stop master: status not running");
+out:
+  pair_free(&p);
+}
+
+static void test_stop_follower(void) {
+  pair p;
+  pair_init(&p, "stopf", 1, 0.1, 0.6, 0.1);
+  if (!pair_elect(&p, "stop follower")) goto out;
+  gm_elector *m = p.e[0], *f = p.e[1];
+  gm_elector_stop(f);
+  unsigned obs = sc_calls(&p.n[1], SC_OBSERVE),
+           acq = sc_calls(&p.n[1], SC_ACQUIRE);
+  gm_elector_stop(m); /* the lock is free now */
+  int f_master = 0;
+  for (int64_t end = mono_ns() + 600 * MS; mono_ns() < end; sleep_ms(5))
+    f_master += gm_elector_is_master(f);
+  int f_events = 0;
+  f_events = count_ev(f, GM_EV_START) + count_ev(f, GM_EV_STOP);
+  check(f_master == 0 && f_events == 0,
+        "stop follower: never master after stop, even with the lock free");
+  check(sc_calls(&p.n[1], SC_OBSERVE) == obs &&
+            sc_calls(&p.n[1], SC_ACQUIRE) == acq,
+        "stop follower: no reads or writes after stop");
+  check(row_owner_is(&p.db, "stopf", ""), "stop follower: the lock stays free");
+out:
+  pair_free(&p);
+}
+
+static void test_lost(void) {
+  solo s;
+  uint64_t tok = solo_master(&s, "lost", 1, 0.1, 0.6, 0.1);
+  sc_db *db = &s.db;
+  gm_elector *m = s.e;
+  gm_event ev;
+  if (!tok) goto out;
+  log_clear(m);
+  uint64_t stolen = sc_steal(db, "lost", "thief", 5 * 1000000LL);
+  int got = wait_ev(m, 0, 1000, &ev);
+  check(got && ev.type == GM_EV_STOP && ev.reason == GM_STOP_LOST &&
+            !gm_elector_is_master(m),
+        "lost: a renew that finds another owner yields stop(lost)");
+  got = wait_ev(m, GM_EV_LEADER, 1000, &ev);
+  check(got && strcmp(ev.leader.id, "thief") == 0 && ev.leader.token == stolen,
+        "lost: then leader(thief, token %" PRIu64 ")", stolen);
+  int again = 0;
+  for (int64_t end = mono_ns() + 400 * MS; mono_ns() < end; sleep_ms(5))
+    again += gm_elector_is_master(m);
+  gm_status st;
+  gm_elector_status(m, &st);
+  check(again == 0 && st.losses == 1 && row_owner_is(db, "lost", "thief"),
+        "lost: follows the thief's live lease, losses = 1");
+out:
+  solo_free(&s);
+}
+
+static void test_errors(void) {
+  solo s;
+  solo_init(&s, "err", 1, 0.1, 0.6, 0.1);
+  sc_node *n = &s.n;
+  gm_elector *e = s.e;
+  sc_set(n, SC_OBSERVE, SC_FAIL);
+  start(e);
+  gm_event ev;
+  int got = wait_ev(e, GM_EV_ERROR, 1000, &ev);
+  check(got && strstr(ev.message, "observe failed") != NULL,
+        "errors: a failing read yields error(%s)", got ? ev.message : "");
+  sc_set(n, SC_OPEN, SC_FAIL); /* and reconnecting fails too */
+  got = wait_ev(e, GM_EV_ERROR, 1500, &ev);
+  check(got && strstr(ev.message, "open failed") != NULL,
+        "errors: a failing reconnect yields error(%s)", got ? ev.message : "");
+  gm_status st;
+  gm_elector_status(e, &st);
+  check(!gm_elector_is_master(e) && st.errors >= 2 &&
+            strstr(st.last_error, "open failed") != NULL,
+        "errors: not master, status counts %" PRIu64 " errors, last_error set",
+        st.errors);
+  sc_set(n, SC_OPEN, SC_NORMAL);
+  sc_set(n, SC_OBSERVE, SC_NORMAL);
+  int64_t t0 = mono_ns();
+  got = wait_ev(e, GM_EV_START, 3000, &ev);
+  check(got && gm_elector_is_master(e),
+        "errors: recovers once the backend works again (START after %.1f ms)",
+        (double)(mono_ns() - t0) / MS);
+  if (!got) goto out;
+  uint64_t tok = ev.token;
+
+  /* A master whose renewals fail for a moment, shorter than D. */
+  sc_set(n, SC_RENEW, SC_FAIL);
+  got = wait_ev(e, GM_EV_ERROR, 1000, &ev);
+  sc_set(n, SC_RENEW, SC_NORMAL);
+  check(got && strstr(ev.message, "renew failed") != NULL,
+        "errors: a failing renewal yields error(%s)", got ? ev.message : "");
+  unsigned ren = sc_calls(n, SC_RENEW);
+  int lapse = 0;
+  for (int64_t end = mono_ns() + 700 * MS; mono_ns() < end; sleep_ms(5))
+    lapse += !gm_elector_is_master(e);
+  int stops = 0;
+  stops = count_ev(e, GM_EV_STOP);
+  check(lapse == 0 && stops == 0 && gm_elector_token(e) == tok &&
+            sc_calls(n, SC_RENEW) >= ren + 3,
+        "errors: the master renews again and stays master (token %" PRIu64 ")",
+        tok);
+
+  /* Failing for longer than D: steps down at the deadline. */
+  sc_set(n, SC_RENEW, SC_FAIL);
+  got = wait_ev(e, GM_EV_STOP, 2000, &ev);
+  check(got && ev.reason == GM_STOP_DEADLINE && !gm_elector_is_master(e),
+        "errors: renewals failing past D yield stop(deadline)");
+out:
+  solo_free(&s);
+}
+
+static void test_free_running(void) {
+  sc_db db;
+  sc_node n, n2;
+  gm_error err = {0};
+  sc_db_init(&db);
+  sc_node_init(&n, &db);
+  sc_node_init(&n2, &db);
+  gm_backend *b = sc_backend(&n, &err), *b2 = sc_backend(&n2, &err);
+  gm_elector *es[4] = {mk(b, conf("free", "A", 1, 0.1, 0.6, 0.1)),
+                       mk(b, conf("free", "B", 1, 0.1, 0.6, 0.1)),
+                       mk(b, conf("free2", "C", 1, 0.1, 0.6, 0.1)),
+                       mk(b2, conf("free", "D", 1, 0.1, 0.6, 0.1))};
+  gm_elector *idle = mk(b, conf("free", "idle", 1, 0.1, 0.6, 0.1));
+  for (int i = 0; i < 4; i++) start(es[i]);
+  gm_event ev;
+  int w = wait_any(es, 4, GM_EV_START, 2000, &ev);
+  (void)wait_ev(es[2], GM_EV_START, 2000, &ev);
+  free_el(idle);
+  gm_backend_unref(b); /* the electors keep it alive */
+  int64_t worst = 0;
+  /* a master first, while the others run */
+  int order[4], k = 0;
+  order[k++] = w >= 0 ? w : 0;
+  for (int i = 0; i < 4; i++)
+    if (i != order[0]) order[k++] = i;
+  for (int i = 0; i < 4; i++) {
+    int64_t t0 = mono_ns();
+    free_el(es[order[i]]);
+    int64_t took = mono_ns() - t0;
+    if (took > worst) worst = took;
+  }
+  check(w >= 0 && worst < 500 * MS,
+        "free while running: masters and followers freed, slowest %.1f ms",
+        (double)worst / MS);
+  check(row_owner_is(&db, "free", "") && row_owner_is(&db, "free2", ""),
+        "free while running: the masters released their locks");
+  check(n.conns == 0 && n.calls[SC_OPEN] == n.calls[SC_CLOSE],
+        "free while running: the last free closed the shared connection");
+  gm_backend_unref(b2);
+  check(n2.conns == 0, "free while running: the other backend closed too");
+  sc_db_destroy(&db);
+}
+
+/* ---- fork ----------------------------------------------------------------- */
+
+static void test_fork(void) {
+  solo s;
+  uint64_t tok = solo_master(&s, "fork", 1, 0.1, 0.6, 0.1);
+  sc_node *n = &s.n;
+  gm_elector *m = s.e;
+  gm_error err = {0};
+  gm_event ev;
+  if (!tok) goto out;
+  int pfd = gm_elector_fd(m, &err); /* made before fork: shared with a child */
+  int c2p[2], p2c[2];
+  if (pipe(c2p) || pipe(p2c)) {
+    check(0, "fork: pipe: %s", strerror(errno));
+    goto out;
+  }
+  fflush(stdout);
+  pid_t pid = fork();
+  if (pid == 0) {
+    alarm(20);
+    n_pass = n_fail = 0;
+    close(c2p[0]);
+    close(p2c[1]);
+    check(!gm_elector_is_master(m) && gm_elector_token(m) == 0 &&
+              gm_elector_deadline(m) == 0,
+          "fork child: the parent's master is not master here");
+    gm_status st;
+    gm_elector_status(m, &st);
+    check(!st.running, "fork child: not running here");
+    int cfd = gm_elector_fd(m, &err);
+    check(cfd >= 0, "fork child: gm_elector_fd gives an fd of its own");
+    char c = 'r';
+    if (write(c2p[1], &c, 1) != 1 || read(p2c[0], &c, 1) != 1) _exit(2);
+    /* the parent queued events and keeps queuing them now */
+    struct pollfd pf = {.fd = cfd, .events = POLLIN};
+    int r = poll(&pf, 1, 300);
+    check(r == 0, "fork child: its fd does not receive the parent's events");
+    check(gm_elector_next_event(m, &ev) == GM_NOT,
+          "fork child: no events of the parent's election");
+    int64_t t0 = mono_ns();
+    gm_elector_free(m);
+    check(mono_ns() - t0 < 100 * MS, "fork child: gm_elector_free returns");
+    int counts[2] = {n_pass, n_fail};
+    if (write(c2p[1], counts, sizeof counts) != (ssize_t)sizeof counts)
+      _exit(2);
+    fflush(stdout);
+    _exit(0);
+  }
+  close(c2p[1]);
+  close(p2c[0]);
+  char c;
+  int ok = read(c2p[0], &c, 1) == 1;
+  sc_set(n, SC_RENEW, SC_FAIL); /* the parent's election goes on: errors */
+  int got = ok && wait_ev(m, GM_EV_ERROR, 1000, &ev);
+  check(got, "fork parent: its election still queues events");
+  ok = ok && write(p2c[1], "d", 1) == 1;
+  int counts[2] = {0, 1};
+  ssize_t rd = ok ? read(c2p[0], counts, sizeof counts) : -1;
+  int status = 0;
+  waitpid(pid, &status, 0);
+  check(rd == (ssize_t)sizeof counts && WIFEXITED(status) &&
+            WEXITSTATUS(status) == 0,
+        "fork child: ran its checks and exited");
+  n_pass += counts[0];
+  n_fail += counts[1];
+  struct pollfd pf = {.fd = pfd, .events = POLLIN};
+  int more = wait_ev(m, GM_EV_ERROR, 1000, &ev) ||
+             (poll(&pf, 1, 0) >= 0 && gm_elector_next_event(m, &ev) == GM_OK);
+  check(more, "fork parent: still gets its events on its fd after the child");
+  sc_set(n, SC_RENEW, SC_NORMAL);
+  close(c2p[0]);
+  close(p2c[1]);
+out:
+  solo_free(&s);
+}
+
+int main(void) {
+  setvbuf(stdout, NULL, _IOLBF, 0);
+  alarm(600); /* a hang is a failure, not a stuck CI */
+  test_config();
+  test_one_of_two();
+  test_tokens();
+  test_clock_step();
+  test_crash_takeover();
+  test_hang_deadline();
+  test_stop_master();
+  test_stop_follower();
+  test_lost();
+  test_errors();
+  test_free_running();
+  test_fork();
+  printf("%d passed, %d failed\n", n_pass, n_fail);
+  return n_fail ? 1 : 0;
+}
