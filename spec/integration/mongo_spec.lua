@@ -151,9 +151,22 @@ describe("mongodb backend #mongo", function()
     local m, token = start_cluster(3)
     token = select(2, c:master())
     local t = core.now()
-    assert.is_true(server("stepclock", 10), "step the stand-in's clock")
-    finally(function() server("stepclock", -10) end)
-    run_for(c, 3 * L)
+    local steps = 0
+    finally(function() server("stepclock", -10 * steps) end)
+    -- Each step makes the lease look long expired on the server's clock. The
+    -- master then misses renewals for 0.4 s (paused; within its deadline),
+    -- so followers that wake meanwhile read a lease the server calls
+    -- expired: only their own clocks keep them from taking over.
+    for _ = 1, 3 do
+      assert.is_true(server("stepclock", 10), "step the stand-in's clock")
+      steps = steps + 1
+      c:signal(m, "STOP")
+      local p0 = core.now()
+      c:wait_for(function() return core.now() - p0 >= 0.4 end, 2)
+      c:signal(m, "CONT")
+      run_for(c, L)
+    end
+    run_for(c, L)
     local now_m, now_token = c:master()
     assert.equal(m, now_m, "the master changed")
     assert.equal(token, now_token)
