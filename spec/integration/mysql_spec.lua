@@ -210,7 +210,7 @@ describe("mysql backend #mysql", function()
     local back = core.now()
     c:wait_for(function() return master_since(c, back) end, L + P + 5, "a master after SIGCONT")
     local e = c:first("start", back)
-    print(("  resumed: a master %.2f s after SIGCONT"):format((e and e.t or core.now()) - back))
+    print(("  resumed: a master %.3f s after SIGCONT"):format((e and e.t or core.now()) - back))
     assert.is_nil(c:overlap(), "two masters at once")
     for _, line in ipairs(errors(c)) do assert_no_password(line) end
   end)
@@ -231,6 +231,38 @@ describe("mysql backend #mysql", function()
       assert.is_nil(e, e and ("node%d: %s"):format(n.i, e.line))
     end
     assert.is_nil(c:overlap())
+  end)
+
+  it("runs one statement per heartbeat on the master and per retry on a follower", function()
+    local function counters()
+      local p = io.popen(("MYSQL_PWD=%q mariadb --no-defaults -h %s -P %s -u %s -N -B -e %q 2>&1")
+        :format(password, host, port, user,
+                "SHOW GLOBAL STATUS WHERE Variable_name IN ('Com_stmt_execute', 'Com_stmt_prepare')"))
+      local out = p:read("*a")
+      p:close()
+      local t = {}
+      for k, v in out:gmatch("(Com_stmt_%w+)%s+(%d+)") do t[k] = tonumber(v) end
+      assert(t.Com_stmt_execute, "SHOW GLOBAL STATUS: " .. out)
+      return t
+    end
+    start_cluster(3)
+    local seconds = 6
+    local before, t = counters(), core.now()
+    run_for(c, seconds)
+    local after = counters()
+    local span = core.now() - t
+    local executed = after.Com_stmt_execute - before.Com_stmt_execute
+    local prepared = after.Com_stmt_prepare - before.Com_stmt_prepare
+    print(("  %d statements in %.1f s from 3 nodes (heartbeat %.1f, retry %.1f), %d prepared")
+      :format(executed, span, H, P, prepared))
+    assert.is_true(executed >= span / H - 3, "the master renews every heartbeat")
+    assert.is_true(executed <= 3 * (span / H + 2), ("%d statements"):format(executed))
+    assert.equal(0, prepared, "no reconnects at steady state")
+    for _, n in ipairs(c.nodes) do
+      for _, e in ipairs(c:events(n)) do
+        assert.is_true(e.kind ~= "error" or e.t < t, e.line)
+      end
+    end
   end)
 
   it("m:stop() on a follower: it never becomes master afterwards", function()
