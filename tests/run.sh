@@ -20,7 +20,7 @@ servers=""
 say() { printf '%s\n' "$*"; }
 
 stop_servers() {
-  for s in $servers; do sh "tests/servers/$s.sh" stop "$SUITE_TMP" >/dev/null 2>&1 || true; done
+  for s in $servers; do bash "tests/servers/$s.sh" stop "$SUITE_TMP" >/dev/null 2>&1 || true; done
   servers=""
   [ -n "${GOMASTER_KEEP:-}" ] || rm -rf "$SUITE_TMP"
 }
@@ -56,7 +56,7 @@ done
 say "== servers"
 for s in mariadb mongo; do
   [ -f "tests/servers/$s.sh" ] || continue
-  if sh "tests/servers/$s.sh" start "$SUITE_TMP" >"$SUITE_TMP/$s.env" 2>"$SUITE_TMP/$s.err"; then
+  if bash "tests/servers/$s.sh" start "$SUITE_TMP" >"$SUITE_TMP/$s.env" 2>"$SUITE_TMP/$s.err"; then
     servers="$servers $s"
     . "$SUITE_TMP/$s.env"
     say "$s: started"
@@ -93,7 +93,7 @@ done
 for t in tests/integration/*.sh; do
   [ -f "$t" ] || continue
   say "== $t"
-  sh "$t" >"$SUITE_TMP/integ.out" 2>&1
+  bash "$t" >"$SUITE_TMP/integ.out" 2>&1
   rc=$?
   cat "$SUITE_TMP/integ.out"
   count "$SUITE_TMP/integ.out"
