@@ -582,6 +582,8 @@ static void become_master(gm_backend *b, gm_elector *e, int64_t t_send,
   e->reported_leader_valid = 1;
   pthread_mutex_unlock(&b->mu);
   e->role = ROLE_MASTER;
+  e->seen_row = 1;
+  e->absent_since = 0;
   e->my_token = r->token;
   e->master_until_t = t_send + e->dl_ns;
   if (r->token > e->max_token) e->max_token = r->token;
@@ -632,7 +634,6 @@ static void follower_step(gm_backend *b, gm_elector *e) {
   int64_t jit = jitter(b, min64(e->retry_ns, e->lease_ns) / 20);
 
   if (!r.exists) {
-    note_leader(e, &r);
     /* point 7: a row that vanished is held until watched absent for L */
     if (e->seen_row) {
       if (!e->absent_since) e->absent_since = t1;
@@ -642,6 +643,7 @@ static void follower_step(gm_backend *b, gm_elector *e) {
         goto done;
       }
     }
+    note_leader(e, &r);
     try_acquire(b, e, &r);
     goto done;
   }
