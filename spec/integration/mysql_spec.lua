@@ -46,7 +46,7 @@ end
 
 -- tests/servers/mariadb.sh restart|pause|resume on the test server.
 local function server(cmd)
-  local r = os.execute(("bash %q/tests/servers/mariadb.sh %s %q >/dev/null")
+  local r = os.execute(("sh %q/tests/servers/mariadb.sh %s %q >/dev/null")
     :format(root, cmd, server_dir))
   return r == true or r == 0
 end

@@ -394,11 +394,14 @@ static void test_custom_table(void) {
   close_conn(cfg, conn);
 }
 
-/* Runs tests/servers/mariadb.sh CMD DIR (from the repository's top). */
+/* Runs tests/servers/mariadb.sh CMD DIR (from GOMASTER_ROOT or the
+ * current directory: the repository's top). */
 static int server(const char *dir, const char *cmd) {
-  char buf[1024];
-  snprintf(buf, sizeof buf, "bash tests/servers/mariadb.sh %s '%s' >/dev/null",
-           cmd, dir);
+  const char *root = getenv("GOMASTER_ROOT");
+  char buf[2048];
+  snprintf(buf, sizeof buf,
+           "sh '%s/tests/servers/mariadb.sh' %s '%s' >/dev/null",
+           root && *root ? root : ".", cmd, dir);
   return system(buf);
 }
 

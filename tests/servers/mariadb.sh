@@ -1,4 +1,4 @@
-#!/bin/bash
+#!/bin/sh
 # A private MariaDB server for the tests, on 127.0.0.1 on a spare port.
 #
 #   tests/servers/mariadb.sh start DIR    create DIR/mariadb, start mariadbd,
@@ -12,7 +12,8 @@
 #   tests/servers/mariadb.sh resume DIR   SIGCONT
 #   tests/servers/mariadb.sh url DIR      print the export lines again
 #
-# It installs nothing (scripts/deps.sh does). Only the export lines go to
+# POSIX sh (tests/run.sh runs it with sh). It installs nothing
+# (scripts/deps.sh does). Functions share globals: sh has no `local`. Only the export lines go to
 # stdout, so a runner can `eval "$(tests/servers/mariadb.sh start "$dir")"`;
 # progress and failures go to stderr. State lives in DIR/mariadb: data/,
 # mysqld.sock, port, pid, env (the export lines) and error.log.
@@ -35,8 +36,8 @@ for tool in mariadb-install-db mariadbd mariadb-admin mariadb; do
 done
 MARIADBD=$(command -v mariadbd 2>/dev/null || echo /usr/sbin/mariadbd)
 
-as_root=()
-[ "$(id -u)" = 0 ] && as_root=(--user=root)
+as_root=""
+[ "$(id -u)" = 0 ] && as_root=--user=root
 
 pid_alive() { [ -n "${1:-}" ] && kill -0 "$1" 2>/dev/null; }
 read_pid() { cat "$M/pid" 2>/dev/null || true; }
@@ -50,12 +51,14 @@ root_sql() { mariadb --no-defaults --socket="$SOCK" -uroot -e "$1"; }
 
 random_hex() { od -An -N"$1" -tx1 /dev/urandom | tr -d ' \n'; }
 
-# A port nobody listens on now; mariadbd's bind is the real test (see launch).
+# A port nobody listens on now (per /proc/net/tcp*); mariadbd's bind is the
+# real test (see launch).
 pick_port() {
-  local p
   for _ in $(seq 1 50); do
     p=$((20000 + $(od -An -N2 -tu2 /dev/urandom | tr -d ' ') % 40000))
-    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+    hex=$(printf '%04X' "$p")
+    if ! cat /proc/net/tcp /proc/net/tcp6 2>/dev/null |
+      grep -Eq ":$hex [0-9A-F]+:[0-9A-F]+ 0A "; then
       echo "$p"
       return 0
     fi
@@ -66,20 +69,21 @@ pick_port() {
 # Starts mariadbd on port $1 and waits until it answers. Returns 2 when the
 # port was taken (the caller picks another), 1 on any other failure.
 launch() {
-  local port=$1 pid
+  lport=$1
   : >"$M/error.log"
-  setsid "$MARIADBD" --no-defaults "${as_root[@]}" --datadir="$M/data" \
-    --socket="$SOCK" --port="$port" --bind-address=127.0.0.1 \
+  # shellcheck disable=SC2086 # as_root is empty or one word
+  setsid "$MARIADBD" --no-defaults $as_root --datadir="$M/data" \
+    --socket="$SOCK" --port="$lport" --bind-address=127.0.0.1 \
     --skip-name-resolve --pid-file="$M/mariadbd.pid" \
     --log-error="$M/error.log" --innodb-buffer-pool-size=32M \
     --innodb-log-file-size=16M --innodb-flush-log-at-trx-commit=2 \
     </dev/null >>"$M/error.log" 2>&1 &
-  pid=$!
-  echo "$pid" >"$M/pid"
-  echo "$port" >"$M/port"
+  lpid=$!
+  echo "$lpid" >"$M/pid"
+  echo "$lport" >"$M/port"
   for _ in $(seq 1 600); do # 60 s
-    if ! pid_alive "$pid"; then
-      wait "$pid" 2>/dev/null || true
+    if ! pid_alive "$lpid"; then
+      wait "$lpid" 2>/dev/null || true
       rm -f "$M/pid"
       grep -qi "bind on tcp/ip port\|address already in use" "$M/error.log" &&
         return 2
@@ -90,12 +94,11 @@ launch() {
     sleep 0.1
   done
   tail -n 20 "$M/error.log" >&2
-  kill -KILL "$pid" 2>/dev/null || true
+  kill -KILL "$lpid" 2>/dev/null || true
   return 1
 }
 
 do_stop() {
-  local pid
   pid=$(read_pid)
   if pid_alive "$pid"; then
     kill -CONT "$pid" 2>/dev/null || true # a paused server cannot shut down
@@ -117,14 +120,15 @@ do_start() {
   if pid_alive "$(read_pid)"; then die "already running (pid $(read_pid))"; fi
   mkdir -p "$M"
   if [ ! -d "$M/data/mysql" ]; then
-    mariadb-install-db --no-defaults "${as_root[@]}" --datadir="$M/data" \
+    # shellcheck disable=SC2086
+    mariadb-install-db --no-defaults $as_root --datadir="$M/data" \
       --auth-root-authentication-method=normal --skip-test-db \
       >"$M/install.log" 2>&1 || {
       tail -n 20 "$M/install.log" >&2
       die "mariadb-install-db failed"
     }
   fi
-  local port rc=2
+  rc=2
   for _ in 1 2 3 4 5; do
     port=$(pick_port)
     rc=0
@@ -136,7 +140,6 @@ do_start() {
   # The password needs percent-encoding in a URL: the tests check decoding.
   # Rights on gomaster* databases, so that a missing one is "unknown
   # database" rather than "access denied".
-  local hex pw enc
   hex=$(random_hex 8)
   pw="gm:p@ss/%$hex"
   enc="gm%3Ap%40ss%2F%25$hex"
@@ -155,8 +158,9 @@ do_start() {
 }
 
 do_restart() {
-  [ -f "$M/port" ] && [ -d "$M/data/mysql" ] || die "not started in $top"
-  local port
+  if [ ! -f "$M/port" ] || [ ! -d "$M/data/mysql" ]; then
+    die "not started in $top"
+  fi
   port=$(cat "$M/port")
   do_stop
   # The kernel may hold the port a moment after the old server's exit.
@@ -169,7 +173,6 @@ do_restart() {
 }
 
 signal() {
-  local pid
   pid=$(read_pid)
   pid_alive "$pid" || die "mariadbd is not running in $top"
   kill "-$1" "$pid"
