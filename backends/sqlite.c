@@ -28,7 +28,7 @@ typedef struct {
 
 typedef struct {
   sqlite3 *db;
-  sqlite3_stmt *observe, *insert, *take, *renew, *release;
+  sqlite3_stmt *observe, *insert, *take, *renew, *release, *complete, *force;
   char boot_id[40];
 } sq_conn;
 
@@ -101,6 +101,8 @@ static void sq_close(void *p) {
   sqlite3_finalize(s->take);
   sqlite3_finalize(s->renew);
   sqlite3_finalize(s->release);
+  sqlite3_finalize(s->complete);
+  sqlite3_finalize(s->force);
   sqlite3_close_v2(s->db);
   free(s);
 }
@@ -155,7 +157,11 @@ static int sq_open(const void *p, void **out, gm_error *err) {
            " acquired_at INTEGER NOT NULL," /* µs, CLOCK_BOOTTIME */
            " renewed_at INTEGER NOT NULL,"
            " expires_at INTEGER NOT NULL,"
-           " boot_id TEXT NOT NULL)",
+           " boot_id TEXT NOT NULL,"
+           " done_at INTEGER NOT NULL DEFAULT 0,"
+           " done_by TEXT NOT NULL DEFAULT '',"
+           " done_token INTEGER NOT NULL DEFAULT 0,"
+           " result TEXT NOT NULL DEFAULT '')",
            c->table);
   if (exec(s, sql, err) != GM_OK) {
     char msg[GM_ERRMSG_MAX];
@@ -166,8 +172,17 @@ static int sq_open(const void *p, void **out, gm_error *err) {
   }
   if (prep(s, c->table,
            "SELECT owner, token, version, acquired_at, renewed_at,"
-           " expires_at, boot_id FROM %s WHERE name = ?1",
+           " expires_at, boot_id, done_at, done_by, done_token, result"
+           " FROM %s WHERE name = ?1",
            &s->observe, err) ||
+      prep(s, c->table,
+           "UPDATE %s SET done_at = ?1, done_by = ?3, done_token = ?4,"
+           " result = ?5 WHERE name = ?2 AND owner = ?3 AND token = ?4",
+           &s->complete, err) ||
+      prep(s, c->table,
+           "UPDATE %s SET owner = '', token = token + 1, expires_at = ?1"
+           " WHERE name = ?2",
+           &s->force, err) ||
       prep(s, c->table,
            "INSERT INTO %s (name, owner, token, version, acquired_at,"
            " renewed_at, expires_at, boot_id)"
@@ -235,6 +250,10 @@ static int sq_observe(void *p, const char *name, gm_row *out, gm_error *err) {
     out->renewed_at = sqlite3_column_int64(st, 4);
     out->expires_at = sqlite3_column_int64(st, 5);
     text(st, 6, boot, sizeof boot);
+    out->done_at = sqlite3_column_int64(st, 7);
+    text(st, 8, out->done_by, sizeof out->done_by);
+    out->done_token = (uint64_t)sqlite3_column_int64(st, 9);
+    text(st, 10, out->result, sizeof out->result);
     if (strcmp(boot, s->boot_id) != 0) /* times from before a reboot */
       out->acquired_at = out->renewed_at = out->expires_at = 0;
     rc = sqlite3_step(st);
@@ -315,6 +334,31 @@ static int sq_release(void *p, const char *name, const char *owner,
   return run_write(s, st, "release", err);
 }
 
+static int sq_complete(void *p, const char *name, const char *owner,
+                       uint64_t token, const char *result, gm_error *err) {
+  sq_conn *s = p;
+  sqlite3_stmt *st = s->complete;
+  struct timespec ts; /* done_at is for people: the wall clock */
+  clock_gettime(CLOCK_REALTIME, &ts);
+  sqlite3_bind_int64(st, 1, (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000);
+  bind_text(st, 2, name);
+  bind_text(st, 3, owner);
+  sqlite3_bind_int64(st, 4, (sqlite3_int64)token);
+  bind_text(st, 5, result);
+  return run_write(s, st, "complete", err);
+}
+
+static int sq_force_release(void *p, const char *name, gm_row *out,
+                            gm_error *err) {
+  sq_conn *s = p;
+  sqlite3_stmt *st = s->force;
+  sqlite3_bind_int64(st, 1, boot_us());
+  bind_text(st, 2, name);
+  int rc = run_write(s, st, "release", err);
+  if (rc != GM_OK) return rc;
+  return sq_observe(p, name, out, err);
+}
+
 const gm_backend_ops gm_sqlite_ops = {
     .abi = GM_BACKEND_ABI,
     .name = "sqlite",
@@ -328,4 +372,6 @@ const gm_backend_ops gm_sqlite_ops = {
     .acquire = sq_acquire,
     .renew = sq_renew,
     .release = sq_release,
+    .complete = sq_complete,
+    .force_release = sq_force_release,
 };

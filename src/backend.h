@@ -27,7 +27,7 @@
 
 #include "gomaster.h"
 
-#define GM_BACKEND_ABI 1
+#define GM_BACKEND_ABI 2
 
 /* One lock's row/document as read or written, plus the database's now. */
 typedef struct gm_row {
@@ -39,6 +39,13 @@ typedef struct gm_row {
   int64_t renewed_at;
   int64_t expires_at;
   int64_t now;              /* µs, database clock, read by the same call */
+  /* The completion record of a one-time task run under this lock (ABI 2):
+   * done_at == 0 while the task is not done. */
+  int64_t done_at;          /* µs since the UNIX epoch (SQLite: the host's
+                             * wall clock; others: the database's) */
+  char done_by[GM_ID_MAX];  /* the node that ran it */
+  uint64_t done_token;      /* the token it held */
+  char result[GM_RESULT_MAX];
 } gm_row;
 
 /* A request to take a lock. The write is conditional on what the core saw:
@@ -96,6 +103,20 @@ typedef struct gm_backend_ops {
    * stays, so the token keeps growing. */
   int (*release)(void *conn, const char *name, const char *owner,
                  uint64_t token, gm_error *err);
+
+  /* ---- ABI 2 and greater: one-time tasks and operators ---- */
+
+  /* Where owner and token are ours: done_at = database now, done_by =
+   * owner, done_token = token, result = result (at most GM_RESULT_MAX-1
+   * bytes). GM_NOT when the lock is not ours. The lock itself is unchanged. */
+  int (*complete)(void *conn, const char *name, const char *owner,
+                  uint64_t token, const char *result, gm_error *err);
+
+  /* An operator's release, whoever holds the lock: owner = '', token =
+   * token + 1 (so a stale holder's writes are fenced off), expires_at =
+   * now. GM_NOT when there is no row. On GM_OK *out is the row after it. */
+  int (*force_release)(void *conn, const char *name, gm_row *out,
+                       gm_error *err);
 } gm_backend_ops;
 
 /* Makes a backend object from an ops table of the caller's own (a backend

@@ -393,6 +393,72 @@ int gm_backend_check(gm_backend *b, gm_error *err) {
   return GM_OK;
 }
 
+static void lock_info(gm_lock_info *o, const gm_row *r) {
+  memset(o, 0, sizeof *o);
+  o->exists = r->exists;
+  o->live = r->exists && r->owner[0] && r->expires_at > r->now;
+  snprintf(o->owner, sizeof o->owner, "%s", r->owner);
+  snprintf(o->version, sizeof o->version, "%s", r->version);
+  o->token = r->token;
+  o->acquired_at = (double)r->acquired_at / 1e6;
+  o->renewed_at = (double)r->renewed_at / 1e6;
+  o->expires_at = (double)r->expires_at / 1e6;
+  o->now = (double)r->now / 1e6;
+  o->done_at = (double)r->done_at / 1e6;
+  snprintf(o->done_by, sizeof o->done_by, "%s", r->done_by);
+  o->done_token = r->done_token;
+  snprintf(o->result, sizeof o->result, "%s", r->result);
+}
+
+/* Opens a connection for one call on the caller's thread. */
+static int open_once(gm_backend *b, void **conn, int need, gm_error *err) {
+  if (!need) {
+    gm_seterr(err, GM_E_BACKEND,
+              "the %s backend does not support this operation",
+              b->ops->name);
+    return GM_ERR;
+  }
+  return b->ops->open(b->cfg, conn, err);
+}
+
+int gm_backend_read(gm_backend *b, const char *name, gm_lock_info *out,
+                    gm_error *err) {
+  void *conn;
+  gm_row r = {0};
+  if (open_once(b, &conn, 1, err) != GM_OK) return GM_ERR;
+  int rc = b->ops->observe(conn, name, &r, err);
+  b->ops->close(conn);
+  if (rc == GM_OK) lock_info(out, &r);
+  return rc == GM_OK ? GM_OK : GM_ERR;
+}
+
+int gm_backend_complete(gm_backend *b, const char *name, const char *owner,
+                        uint64_t token, const char *result, gm_error *err) {
+  void *conn;
+  if (strlen(result) >= GM_RESULT_MAX) {
+    gm_seterr(err, GM_E_ARG, "result: must be %d bytes at most",
+              GM_RESULT_MAX - 1);
+    return GM_ERR;
+  }
+  if (open_once(b, &conn, b->ops->complete != NULL, err) != GM_OK)
+    return GM_ERR;
+  int rc = b->ops->complete(conn, name, owner, token, result, err);
+  b->ops->close(conn);
+  return rc;
+}
+
+int gm_backend_force_release(gm_backend *b, const char *name,
+                             gm_lock_info *out, gm_error *err) {
+  void *conn;
+  gm_row r = {0};
+  if (open_once(b, &conn, b->ops->force_release != NULL, err) != GM_OK)
+    return GM_ERR;
+  int rc = b->ops->force_release(conn, name, &r, err);
+  b->ops->close(conn);
+  if (rc == GM_OK) lock_info(out, &r);
+  return rc;
+}
+
 void gm_backend_ref(gm_backend *b) { atomic_fetch_add(&b->refs, 1); }
 
 void gm_backend_unref(gm_backend *b) {

@@ -44,6 +44,7 @@ typedef struct gm_error {
 } gm_error;
 
 #define GM_ID_MAX 128      /* node ids and versions, bytes with the NUL */
+#define GM_RESULT_MAX 256  /* a one-time task's result, bytes with the NUL */
 #define GM_NAME_MAX 192    /* lock names, bytes with the NUL */
 
 /* One option of a backend: a key and a string value. */
@@ -75,6 +76,37 @@ int gm_backend_check(gm_backend *b, gm_error *err);
 
 /* A description safe to print: type and address, never a password. */
 const char *gm_backend_describe(const gm_backend *b);
+
+/* A lock's row as read from the database, with its completion record. */
+typedef struct gm_lock_info {
+  int exists;                 /* 0: no row for this lock */
+  int live;                   /* held, and the lease has not ended */
+  char owner[GM_ID_MAX];      /* "" when released */
+  char version[GM_ID_MAX];
+  uint64_t token;
+  double acquired_at, renewed_at, expires_at, now; /* s, database clock */
+  double done_at;             /* 0: the one-time task is not done */
+  char done_by[GM_ID_MAX];
+  uint64_t done_token;
+  char result[GM_RESULT_MAX];
+} gm_lock_info;
+
+/* These three open a connection on the caller's thread, make one call and
+ * close it: for tools and one-time tasks, not for hot paths. */
+
+/* Reads lock `name`. */
+int gm_backend_read(gm_backend *b, const char *name, gm_lock_info *out,
+                    gm_error *err);
+
+/* Records that the one-time task `name` is done, where `owner` holds the
+ * lock with `token`: GM_OK, GM_NOT (not the holder), GM_ERR. */
+int gm_backend_complete(gm_backend *b, const char *name, const char *owner,
+                        uint64_t token, const char *result, gm_error *err);
+
+/* Frees lock `name` whoever holds it, with a new token: GM_OK and *out the
+ * row after, GM_NOT when there is no such lock, GM_ERR. */
+int gm_backend_force_release(gm_backend *b, const char *name,
+                             gm_lock_info *out, gm_error *err);
 
 /* Reference counting: an elector holds a reference on its backend. The last
  * unref stops and joins the thread and closes the connection. */

@@ -125,6 +125,92 @@ static int l_backend_check(lua_State *L) {
   return 1;
 }
 
+static uint64_t check_token(lua_State *L, int i) {
+#if LUA_VERSION_NUM >= 503
+  if (lua_isinteger(L, i)) return (uint64_t)lua_tointeger(L, i);
+#endif
+  lua_Number n = luaL_checknumber(L, i);
+  if (!(n >= 0) || n != floor(n)) luaL_argerror(L, i, "token expected");
+  return (uint64_t)n;
+}
+
+static void set_str(lua_State *L, const char *k, const char *v) {
+  lua_pushstring(L, v);
+  lua_setfield(L, -2, k);
+}
+
+static void set_num(lua_State *L, const char *k, double v) {
+  lua_pushnumber(L, v);
+  lua_setfield(L, -2, k);
+}
+
+static void push_lock_info(lua_State *L, const gm_lock_info *o) {
+  lua_createtable(L, 0, 10);
+  lua_pushboolean(L, o->exists);
+  lua_setfield(L, -2, "exists");
+  lua_pushboolean(L, o->live);
+  lua_setfield(L, -2, "live");
+  set_str(L, "owner", o->owner);
+  set_str(L, "version", o->version);
+  gm_pushtoken(L, o->token);
+  lua_setfield(L, -2, "token");
+  set_num(L, "acquired_at", o->acquired_at);
+  set_num(L, "renewed_at", o->renewed_at);
+  set_num(L, "expires_at", o->expires_at);
+  set_num(L, "now", o->now);
+  if (o->done_at > 0) {
+    lua_createtable(L, 0, 4);
+    set_num(L, "at", o->done_at);
+    set_str(L, "by", o->done_by);
+    gm_pushtoken(L, o->done_token);
+    lua_setfield(L, -2, "token");
+    set_str(L, "result", o->result);
+    lua_setfield(L, -2, "done");
+  }
+}
+
+/* b:read(name) -> row table (see README) | nil, err */
+static int l_backend_read(lua_State *L) {
+  lbackend *lb = check_backend(L, 1);
+  const char *name = luaL_checkstring(L, 2);
+  gm_lock_info o;
+  gm_error err = {0};
+  if (gm_backend_read(lb->b, name, &o, &err) != GM_OK) return fail(L, &err);
+  push_lock_info(L, &o);
+  return 1;
+}
+
+/* b:complete(name, owner, token, result) -> true | false (not the holder)
+ * | nil, err */
+static int l_backend_complete(lua_State *L) {
+  lbackend *lb = check_backend(L, 1);
+  const char *name = luaL_checkstring(L, 2);
+  const char *owner = luaL_checkstring(L, 3);
+  uint64_t token = check_token(L, 4);
+  const char *result = luaL_optstring(L, 5, "");
+  gm_error err = {0};
+  int rc = gm_backend_complete(lb->b, name, owner, token, result, &err);
+  if (rc == GM_ERR) return fail(L, &err);
+  lua_pushboolean(L, rc == GM_OK);
+  return 1;
+}
+
+/* b:force_release(name) -> row after | false (no such lock) | nil, err */
+static int l_backend_force_release(lua_State *L) {
+  lbackend *lb = check_backend(L, 1);
+  const char *name = luaL_checkstring(L, 2);
+  gm_lock_info o;
+  gm_error err = {0};
+  int rc = gm_backend_force_release(lb->b, name, &o, &err);
+  if (rc == GM_ERR) return fail(L, &err);
+  if (rc == GM_NOT) {
+    lua_pushboolean(L, 0);
+    return 1;
+  }
+  push_lock_info(L, &o);
+  return 1;
+}
+
 static int l_backend_gc(lua_State *L) {
   lbackend *lb = luaL_checkudata(L, 1, BACKEND_MT);
   if (lb->b) gm_backend_unref(lb->b);
@@ -427,8 +513,12 @@ static const luaL_Reg elector_methods[] = {
     {"_poll", l_poll},    {"_close", l_close},     {"_free", l_free},
     {"_hooks", l_hooks},  {NULL, NULL}};
 
-static const luaL_Reg backend_methods[] = {{"check", l_backend_check},
-                                           {NULL, NULL}};
+static const luaL_Reg backend_methods[] = {
+    {"check", l_backend_check},
+    {"read", l_backend_read},
+    {"complete", l_backend_complete},
+    {"force_release", l_backend_force_release},
+    {NULL, NULL}};
 
 static const luaL_Reg funcs[] = {{"backend", l_backend},
                                  {"backends", l_backends},
