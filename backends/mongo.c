@@ -4,6 +4,9 @@
  * One document per lock in a collection (gomaster_locks by default):
  *   {_id: name, owner, token (int64), version, acquired_at, renewed_at,
  *    expires_at (BSON dates)}
+ * and, once a one-time task run under the lock is done, its record:
+ *   {done_at (BSON date), done_by, done_token (int64), result}
+ * which every later write keeps.
  *
  * Every time comes from the server: acquire, renew and release are one
  * findAndModify each whose update is an aggregation pipeline reading $$NOW,
@@ -525,6 +528,12 @@ static void read_row(const bson_t *doc, gm_row *out) {
   out->acquired_at = date_us(doc, "acquired_at");
   out->renewed_at = date_us(doc, "renewed_at");
   out->expires_at = date_us(doc, "expires_at");
+  out->done_at = date_us(doc, "done_at");
+  copy_utf8(doc, "done_by", out->done_by, sizeof out->done_by);
+  if (bson_iter_init_find(&it, doc, "done_token") &&
+      BSON_ITER_HOLDS_NUMBER(&it))
+    out->done_token = (uint64_t)bson_iter_as_int64(&it);
+  copy_utf8(doc, "result", out->result, sizeof out->result);
 }
 
 /* Runs findAndModify(query, pipeline) returning the new document. GM_OK with
@@ -566,6 +575,10 @@ static int find_and_modify(mongo_conn *c, const char *what, bson_t *query,
   bson_destroy(&reply);
   return rc;
 }
+
+/* The completion record's fields, kept across grants. */
+static const char *const done_fields[] = {"done_at", "done_by", "done_token",
+                                          "result", NULL};
 
 /* Server-side milliseconds, rounded up: a lease never comes out shorter. */
 static int64_t lease_ms(int64_t lease_us) { return (lease_us + 999) / 1000; }
@@ -625,6 +638,13 @@ static int mongo_acquire(void *p, const gm_acquire_req *r, gm_row *out,
     BSON_APPEND_DOCUMENT_BEGIN(&cond, "then", &then);
     BSON_APPEND_UTF8(&then, "_id", "$_id");
     append_grant(&then, r, token);
+    /* A new root keeps only what it names: carry the completion record
+     * (a path to a missing field leaves the field out). */
+    for (const char *const *f = done_fields; *f; f++) {
+      char path[32];
+      snprintf(path, sizeof path, "$%s", *f);
+      BSON_APPEND_UTF8(&then, *f, path);
+    }
     bson_append_document_end(&cond, &then);
     BSON_APPEND_UTF8(&cond, "else", "$$ROOT");
     bson_append_document_end(&root, &cond);
@@ -688,6 +708,45 @@ static int mongo_release(void *p, const char *name, const char *owner,
   return found ? GM_OK : GM_NOT;
 }
 
+/* Where owner and token are ours: the completion record, done_at from the
+ * server's clock. The lease is left as it is. */
+static int mongo_complete(void *p, const char *name, const char *owner,
+                          uint64_t token, const char *result, gm_error *err) {
+  mongo_conn *c = p;
+  bson_t *pipeline = BCON_NEW(
+      "0", "{", "$set", "{", "done_at", BCON_UTF8("$$NOW"), "done_by", "{",
+      "$literal", BCON_UTF8(owner), "}", "done_token",
+      BCON_INT64((int64_t)token), "result", "{", "$literal",
+      BCON_UTF8(result), "}", "}", "}");
+  int found;
+  gm_row row;
+  int rc = find_and_modify(c, "complete", ours_query(name, owner, token),
+                           pipeline, 0, &found, &row, err);
+  if (rc != GM_OK) return rc;
+  return found ? GM_OK : GM_NOT;
+}
+
+/* Whoever holds it: owner '', token + 1 (fencing off the holder), expired at
+ * the server's now. *out is the document after, its now the expiry. */
+static int mongo_force_release(void *p, const char *name, gm_row *out,
+                               gm_error *err) {
+  mongo_conn *c = p;
+  bson_t *pipeline = BCON_NEW(
+      "0", "{", "$set", "{", "owner", BCON_UTF8(""), "token", "{", "$add",
+      "[", BCON_UTF8("$token"), BCON_INT64(1), "]", "}", "expires_at",
+      BCON_UTF8("$$NOW"), "}", "}");
+  int found;
+  gm_row row;
+  int rc = find_and_modify(c, "force release",
+                           BCON_NEW("_id", BCON_UTF8(name)), pipeline, 0,
+                           &found, &row, err);
+  if (rc != GM_OK) return rc;
+  if (!found) return GM_NOT;
+  row.now = row.expires_at;
+  *out = row;
+  return GM_OK;
+}
+
 /* The server's clock from isMaster's localTime (for a lock with no
  * document; MongoDB 4.2 has no "hello"). */
 static int server_now(mongo_conn *c, int64_t *now, gm_error *err) {
@@ -746,4 +805,6 @@ const gm_backend_ops gm_mongo_ops = {
     .acquire = mongo_acquire,
     .renew = mongo_renew,
     .release = mongo_release,
+    .complete = mongo_complete,
+    .force_release = mongo_force_release,
 };

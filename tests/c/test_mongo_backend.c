@@ -456,6 +456,88 @@ static void test_lease(void *c) {
         rc, row.owner, row.version);
 }
 
+/* ABI 2: the completion record of a one-time task and an operator's
+ * release. */
+static void test_complete(void *c) {
+  gm_error err = {0};
+  gm_row row, seen;
+  const int64_t L = 5000000;
+  const char *name = new_lock();
+  int rc;
+
+  rc = ops->complete(c, name, "node-a", 1, "ok", &err);
+  check(rc == GM_NOT, "complete of a lock with no document is GM_NOT "
+        "(rc %d, %s)", rc, rc == GM_ERR ? err.msg : "");
+  gm_acquire_req a = req(name, "node-a", 0, 0, 0, L);
+  rc = ops->acquire(c, &a, &row, &err);
+  rc = ops->observe(c, name, &seen, &err);
+  check(rc == GM_OK && seen.done_at == 0 && seen.done_by[0] == '\0' &&
+            seen.done_token == 0 && seen.result[0] == '\0',
+        "a new lock has no completion record");
+
+  rc = ops->complete(c, name, "node-b", 1, "theirs", &err);
+  check(rc == GM_NOT, "complete by another node is GM_NOT");
+  rc = ops->complete(c, name, "node-a", 2, "stale", &err);
+  check(rc == GM_NOT, "complete with another token is GM_NOT");
+  rc = ops->observe(c, name, &seen, &err);
+  check(seen.done_at == 0, "and neither wrote a record");
+
+  const char *result = "$result {\"x\": 1} \xc3\xa9";
+  rc = ops->complete(c, name, "node-a", 1, result, &err);
+  check(rc == GM_OK, "complete by the holder (rc %d, %s)", rc, err.msg);
+  rc = ops->observe(c, name, &seen, &err);
+  int64_t wall = (int64_t)time(NULL) * 1000000;
+  check(rc == GM_OK && strcmp(seen.done_by, "node-a") == 0 &&
+            seen.done_token == 1 && strcmp(seen.result, result) == 0,
+        "observe shows done_by, done_token and the result as given "
+        "(%s, %llu, '%s')", seen.done_by,
+        (unsigned long long)seen.done_token, seen.result);
+  check(seen.done_at > wall - 60000000 && seen.done_at < wall + 60000000 &&
+            seen.done_at <= seen.now && seen.done_at >= seen.renewed_at,
+        "done_at is the server's now, UNIX-epoch µs (%lld, now %lld)",
+        (long long)seen.done_at, (long long)seen.now);
+  check(strcmp(seen.owner, "node-a") == 0 && seen.token == 1 &&
+            seen.expires_at > seen.now,
+        "complete leaves the lease to its holder");
+  int64_t done_at = seen.done_at;
+
+  rc = ops->release(c, name, "node-a", 1, &err);
+  gm_acquire_req b = req(name, "node-b", 1, 1, 0, L);
+  rc = ops->acquire(c, &b, &row, &err);
+  check(rc == GM_OK && row.token == 2 && row.done_at == done_at &&
+            strcmp(row.done_by, "node-a") == 0 && row.done_token == 1 &&
+            strcmp(row.result, result) == 0,
+        "a later grant keeps the completion record (rc %d, done_by '%s')", rc,
+        row.done_by);
+  rc = ops->renew(c, name, "node-b", 2, L, &row, &err);
+  rc = ops->observe(c, name, &seen, &err);
+  check(seen.done_at == done_at && seen.done_token == 1,
+        "and so does a renewal");
+
+  /* An operator's release. */
+  rc = ops->force_release(c, name, &row, &err);
+  check(rc == GM_OK && row.exists && row.owner[0] == '\0' && row.token == 3 &&
+            row.expires_at == row.now && row.now > 0,
+        "force_release frees a held lock with token + 1 (rc %d, token %llu, "
+        "%s)", rc, (unsigned long long)row.token, err.msg);
+  check(row.done_at == done_at && strcmp(row.done_by, "node-a") == 0,
+        "and keeps the completion record");
+  rc = ops->renew(c, name, "node-b", 2, L, &seen, &err);
+  check(rc == GM_NOT, "the old holder cannot renew after it");
+  rc = ops->release(c, name, "node-b", 2, &err);
+  check(rc == GM_NOT, "nor release");
+  rc = ops->complete(c, name, "node-b", 2, "late", &err);
+  check(rc == GM_NOT, "nor complete");
+  b = req(name, "node-b", 1, 3, 0, L);
+  rc = ops->acquire(c, &b, &row, &err);
+  check(rc == GM_OK && row.token == 4,
+        "the lock is free at once after it (token %llu)",
+        (unsigned long long)row.token);
+  rc = ops->force_release(c, new_lock(), &row, &err);
+  check(rc == GM_NOT, "force_release of a lock with no document is GM_NOT "
+        "(rc %d)", rc);
+}
+
 static void test_standin_only(void *c) {
   gm_error err = {0};
   gm_row r1, r2;
@@ -514,6 +596,7 @@ int main(void) {
     check(rc == GM_OK, "open (%s)", err.msg);
     if (rc == GM_OK) {
       test_lease(conn);
+      test_complete(conn);
       test_standin_only(conn);
       ops->close(conn);
     }
