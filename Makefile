@@ -62,7 +62,7 @@ endif
 
 CORE_SRC := src/elector.c src/registry.c src/url.c src/util.c $(BACKEND_SRC)
 CORE_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(CORE_SRC))
-LUA_OBJ  := $(BUILD)/obj/src/lgomaster.o
+LUA_OBJ  := $(BUILD)/obj/src/lgomaster.o $(BUILD)/obj/src/lproc.o
 HEADERS  := $(wildcard src/*.h)
 
 MODULE   := $(BUILD)/gomaster/core.so
@@ -81,7 +81,7 @@ $(BUILD)/obj/%.o: %.c $(HEADERS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) $(BACKEND_CFLAGS) -Isrc -c $< -o $@
 
-$(LUA_OBJ): src/lgomaster.c $(HEADERS)
+$(LUA_OBJ): $(BUILD)/obj/src/%.o: src/%.c $(HEADERS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) $(LUA_CFLAGS) -Isrc -c $< -o $@
 

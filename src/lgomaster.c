@@ -22,6 +22,8 @@
 #include "compat.h"
 #include "gomaster.h"
 
+int luaopen_gomaster_proc(lua_State *L); /* src/lproc.c */
+
 #define BACKEND_MT "gomaster.backend"
 #define ELECTOR_MT "gomaster.elector"
 #define ELECTOR_MAGIC 0x676d656cu
@@ -563,5 +565,7 @@ int luaopen_gomaster_core(lua_State *L) {
   lua_setfield(L, -2, "_VERSION");
   lua_pushinteger(L, LUA_VERSION_NUM);
   lua_setfield(L, -2, "lua_version_num");
+  luaopen_gomaster_proc(L);
+  lua_setfield(L, -2, "proc");
   return 1;
 }
