@@ -158,4 +158,9 @@ end
 
 metatable.__close = function(self) self:close() end
 
+--- Runs fn on one node of the cluster, once; see lua/gomaster/once.lua.
+function _M.once(opts, fn) return require("gomaster.once").once(opts, fn) end
+
+_M.proc = core.proc -- child processes and signals, for the command line
+
 return _M
