@@ -272,7 +272,8 @@ static const char create_sql[] =
 
 /* Copies a client or server message into dst, each occurrence of the
  * password replaced by "***". Servers do not echo passwords; this makes
- * sure no future message can carry one into a log. */
+ * sure no future message can carry one into a log. (Passwords under three
+ * bytes are left: replacing them would mangle every message.) */
 static void scrub(char *dst, size_t len, const char *msg, const char *pw) {
   size_t pl = pw ? strlen(pw) : 0, o = 0;
   while (*msg && o + 1 < len) {
