@@ -106,11 +106,11 @@ ctests: $(CTESTS)
 #   make test-c CTEST_RUN="valgrind --error-exitcode=99 --leak-check=full"
 CTEST_RUN ?=
 test-c: $(CTESTS)
-	@pass=0; fail=0; \
+	@mkdir -p $(BUILD)/ctest-logs; pass=0; fail=0; \
 	for t in $(CTESTS); do \
-	  echo "== $$t"; \
-	  $(CTEST_RUN) $$t > $$t.out 2>&1; rc=$$?; cat $$t.out; \
-	  line=$$(grep -E '^[0-9]+ passed, [0-9]+ failed$$' $$t.out | tail -n 1); \
+	  echo "== $$t"; log=$(BUILD)/ctest-logs/$${t##*/}.log; \
+	  $(CTEST_RUN) $$t > $$log 2>&1; rc=$$?; cat $$log; \
+	  line=$$(grep -E '^[0-9]+ passed, [0-9]+ failed$$' $$log | tail -n 1); \
 	  if [ -n "$$line" ]; then \
 	    p=$${line%% passed*}; f=$${line#*passed, }; f=$${f%% failed}; \
 	  else p=0; f=0; fi; \
