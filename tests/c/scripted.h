@@ -28,7 +28,17 @@
 
 #define SC_FN static __attribute__((unused))
 
-enum { SC_OPEN, SC_OBSERVE, SC_ACQUIRE, SC_RENEW, SC_RELEASE, SC_CLOSE, SC_NOPS };
+enum {
+  SC_OPEN,
+  SC_OBSERVE,
+  SC_ACQUIRE,
+  SC_RENEW,
+  SC_RELEASE,
+  SC_CLOSE,
+  SC_COMPLETE,
+  SC_FORCE,
+  SC_NOPS
+};
 enum { SC_NORMAL = 0, SC_HANG, SC_FAIL };
 
 typedef struct sc_row {
@@ -38,6 +48,10 @@ typedef struct sc_row {
   char version[GM_ID_MAX];
   uint64_t token;
   int64_t acquired_at, renewed_at, expires_at;
+  int64_t done_at; /* µs since the epoch: a record for people */
+  char done_by[GM_ID_MAX];
+  uint64_t done_token;
+  char result[GM_RESULT_MAX];
 } sc_row;
 
 typedef struct sc_db {
@@ -244,6 +258,10 @@ SC_FN void sc_fill(gm_row *out, const sc_row *r, int64_t now) {
   out->acquired_at = r->acquired_at;
   out->renewed_at = r->renewed_at;
   out->expires_at = r->expires_at;
+  out->done_at = r->done_at;
+  snprintf(out->done_by, sizeof out->done_by, "%s", r->done_by);
+  out->done_token = r->done_token;
+  snprintf(out->result, sizeof out->result, "%s", r->result);
 }
 
 SC_FN int sc_observe(void *conn, const char *name, gm_row *out,
@@ -324,6 +342,41 @@ SC_FN int sc_release(void *conn, const char *name, const char *owner,
   return rc;
 }
 
+SC_FN int sc_complete(void *conn, const char *name, const char *owner,
+                      uint64_t token, const char *result, gm_error *err) {
+  sc_node *n = conn;
+  if (sc_enter(n, SC_COMPLETE, "complete", err) != GM_OK) return GM_ERR;
+  sc_row *r = sc_find(n->db, name);
+  int rc = GM_NOT;
+  if (r && strcmp(r->owner, owner) == 0 && r->token == token) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    r->done_at = (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+    snprintf(r->done_by, sizeof r->done_by, "%s", owner);
+    r->done_token = token;
+    snprintf(r->result, sizeof r->result, "%s", result);
+    rc = GM_OK;
+  }
+  pthread_mutex_unlock(&n->db->mu);
+  return rc;
+}
+
+SC_FN int sc_force_release(void *conn, const char *name, gm_row *out,
+                           gm_error *err) {
+  sc_node *n = conn;
+  if (sc_enter(n, SC_FORCE, "force_release", err) != GM_OK) return GM_ERR;
+  sc_row *r = sc_find(n->db, name);
+  int64_t now = sc_now_locked(n->db);
+  if (r) {
+    r->owner[0] = '\0';
+    r->token++;
+    r->expires_at = now;
+    sc_fill(out, r, now);
+  }
+  pthread_mutex_unlock(&n->db->mu);
+  return r ? GM_OK : GM_NOT;
+}
+
 static const gm_backend_ops sc_ops __attribute__((unused)) = {
     .abi = GM_BACKEND_ABI,
     .name = "scripted",
@@ -337,6 +390,8 @@ static const gm_backend_ops sc_ops __attribute__((unused)) = {
     .acquire = sc_acquire,
     .renew = sc_renew,
     .release = sc_release,
+    .complete = sc_complete,
+    .force_release = sc_force_release,
 };
 
 /* Makes a backend object (one thread, one "connection") for node n. */

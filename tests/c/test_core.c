@@ -863,6 +863,71 @@ static void test_free_running(void) {
   sc_db_destroy(&db);
 }
 
+/* ---- ABI 2: read, complete, force_release --------------------------------- */
+
+static void test_operator(void) {
+  pair p;
+  pair_init(&p, "op", 1, 0.1, 0.6, 0.1);
+  uint64_t tok = pair_elect(&p, "operator");
+  if (!tok) goto out;
+  gm_error err = {0};
+  gm_lock_info li;
+  int rc = gm_backend_read(p.b[1], "op", &li, &err);
+  check(rc == GM_OK && li.exists && li.live && strcmp(li.owner, "node-0") == 0 &&
+            li.token == tok && li.done_at == 0,
+        "read: shows the holder node-0 with its token, live, not done");
+  rc = gm_backend_read(p.b[1], "nosuch", &li, &err);
+  check(rc == GM_OK && !li.exists, "read: a lock never made does not exist");
+
+  rc = gm_backend_complete(p.b[1], "op", "node-1", tok, "x", &err);
+  check(rc == GM_NOT, "complete: refused to a node that does not hold it");
+  rc = gm_backend_complete(p.b[0], "op", "node-0", tok, "migrated", &err);
+  gm_backend_read(p.b[1], "op", &li, &err);
+  check(rc == GM_OK && li.done_at > 0 && strcmp(li.done_by, "node-0") == 0 &&
+            li.done_token == tok && strcmp(li.result, "migrated") == 0 &&
+            li.live && li.token == tok && gm_elector_is_master(p.e[0]),
+        "complete: the holder records done_by, token and result; the lock "
+        "is unchanged");
+  char big[GM_RESULT_MAX + 1];
+  memset(big, 'a', sizeof big - 1);
+  big[sizeof big - 1] = '\0';
+  rc = gm_backend_complete(p.b[0], "op", "node-0", tok, big, &err);
+  check(rc == GM_ERR && err.code == GM_E_ARG &&
+            strncmp(err.msg, "result", 6) == 0,
+        "complete: a result too long is refused naming result");
+
+  log_clear(p.e[0]);
+  rc = gm_backend_force_release(p.b[1], "op", &li, &err);
+  check(rc == GM_OK && li.exists && li.owner[0] == '\0' && !li.live &&
+            li.token == tok + 1,
+        "force_release: frees the lock with a new token %" PRIu64, tok + 1);
+  gm_event ev;
+  int got = wait_ev(p.e[0], GM_EV_STOP, 1000, &ev);
+  check(got && ev.reason == GM_STOP_LOST && gm_elector_token(p.e[0]) != tok,
+        "force_release: the fenced holder's renewal fails: stop(lost)");
+  int w = wait_any(p.e, 2, GM_EV_START, 1000, &ev);
+  check(w >= 0 && ev.token == tok + 2,
+        "force_release: the freed lock is taken at once with token %" PRIu64,
+        tok + 2);
+  rc = gm_backend_force_release(p.b[1], "nosuch", &li, &err);
+  check(rc == GM_NOT, "force_release: GM_NOT for a lock that does not exist");
+
+  gm_backend_ops v1 = sc_ops; /* a backend without the optional calls */
+  v1.complete = NULL;
+  v1.force_release = NULL;
+  gm_kv kv = {"node", p.n[1].opt};
+  gm_backend *b = gm_backend_new_ops(&v1, &kv, 1, &err);
+  rc = b ? gm_backend_complete(b, "op", "node-1", tok, "", &err) : GM_OK;
+  check(rc == GM_ERR && err.code == GM_E_BACKEND,
+        "complete: a backend without it says so (%s)", err.msg);
+  rc = b ? gm_backend_force_release(b, "op", &li, &err) : GM_OK;
+  check(rc == GM_ERR && err.code == GM_E_BACKEND,
+        "force_release: a backend without it says so");
+  gm_backend_unref(b);
+out:
+  pair_free(&p);
+}
+
 /* ---- fork ----------------------------------------------------------------- */
 
 static void test_fork(void) {
@@ -954,6 +1019,7 @@ int main(void) {
   test_lost();
   test_errors();
   test_free_running();
+  test_operator();
   test_fork();
   printf("%d passed, %d failed\n", n_pass, n_fail);
   return n_fail ? 1 : 0;
