@@ -139,6 +139,8 @@ install: $(MODULE)
 	install -m 0755 $(MODULE) $(DESTDIR)$(LUA_LIBDIR)/gomaster/core.so
 	install -m 0644 lua/gomaster.lua $(DESTDIR)$(LUA_SHAREDIR)/gomaster.lua
 	for f in lua/gomaster/*.lua; do [ -e "$$f" ] && install -m 0644 "$$f" $(DESTDIR)$(LUA_SHAREDIR)/gomaster/ || true; done
+	sed '1s|^#!.*|#!/usr/bin/env $(if $(filter rock,$(LUA)),lua,$(LUA_BIN))|' bin/gomaster > $(DESTDIR)$(BINDIR)/gomaster
+	chmod 0755 $(DESTDIR)$(BINDIR)/gomaster
 
 uninstall:
 	rm -rf $(DESTDIR)$(LUA_LIBDIR)/gomaster $(DESTDIR)$(LUA_SHAREDIR)/gomaster $(DESTDIR)$(LUA_SHAREDIR)/gomaster.lua

@@ -36,4 +36,7 @@ build = {
     BINDIR = "$(BINDIR)",
     PREFIX = "$(PREFIX)",
   },
+  install = {
+    bin = { gomaster = "bin/gomaster" },
+  },
 }
