@@ -1,0 +1,294 @@
+#!/bin/bash
+# The gomaster command line (bin/gomaster, docs/cli.md), driven as users run
+# it: three `gomaster exec` on one lock (one child at a time; SIGKILL of the
+# holder: its child dies with it and another starts after the lease; a
+# database paused past the renew deadline: the child gets SIGTERM and exec
+# exits 124), signals passed on, `gomaster once` (runs once, then says
+# "already done" and exits 0), `status --json` against the backend's row,
+# `release --force`, --help and bad options. On SQLite always, and on the
+# MariaDB / MongoDB of GOMASTER_TEST_MYSQL_URL / GOMASTER_TEST_MONGO_URL
+# when set (commands their backend lacks are skipped). Ends with one line
+# "N passed, N failed".
+#
+#   GOMASTER_KEEP=1    keep the temporary directory
+set -u
+cd "$(dirname "$0")/../.." || exit 2
+ROOT=$(pwd)
+GM="$ROOT/bin/gomaster"
+LEASE=1.5 # heartbeat 0.3, renew deadline 0.9, retry 0.3
+[ -f build/5.4/gomaster/core.so ] || make -s LUA=5.4 >/dev/null || {
+  echo "# build failed"; echo "0 passed, 1 failed"; exit 1; }
+T=$(mktemp -d /tmp/gomaster-cli.XXXXXX)
+passed=0
+failed=0
+bg_pids=""
+
+cleanup() {
+  for p in $bg_pids; do kill -KILL "$p" 2>/dev/null; done
+  [ -n "${GOMASTER_KEEP:-}" ] || rm -rf "$T"
+}
+trap cleanup EXIT
+
+ok() { echo "ok - $*"; passed=$((passed + 1)); }
+not_ok() { echo "not ok - $*"; failed=$((failed + 1)); }
+# check DESCRIPTION COMMAND...: passes when COMMAND succeeds.
+check() {
+  local d=$1
+  shift
+  if "$@"; then ok "$d"; else not_ok "$d"; fi
+}
+skip() { echo "ok - # SKIP $*"; }
+now() { date +%s.%N; }
+# calc EXPR: floating-point arithmetic and comparisons (1 or 0), by awk.
+calc() { awk "BEGIN { print ($*) }"; }
+
+# wait_until SECONDS COMMAND...: polls every 20 ms until COMMAND succeeds.
+wait_until() {
+  local limit=$1
+  shift
+  local end
+  end=$(calc "$(now) + $limit")
+  until "$@"; do
+    [ "$(calc "$(now) > $end")" = 1 ] && return 1
+    sleep 0.02
+  done
+}
+
+count() {
+  local c
+  c=$(grep -c "^$1 " "$2" 2>/dev/null)
+  echo "${c:-0}"
+}
+has_lines() { [ "$(count "$1" "$3")" -ge "$2" ]; }
+gone() { ! kill -0 "$1" 2>/dev/null; }
+
+# A child for exec: logs "start PID TIME", and "term PID" on SIGTERM.
+cat >"$T/child.sh" <<'EOF'
+#!/bin/sh
+echo "start $$ $(date +%s.%N)" >>"$1"
+trap 'echo "term $$" >>"$1"; exit 0' TERM
+while :; do sleep 0.05; done
+EOF
+chmod +x "$T/child.sh"
+
+# ---- usage, help, exit codes (no database needed beyond SQLite) -----------
+
+usage_tests() {
+  export GOMASTER_BACKEND="sqlite://$T/usage.db"
+  local c out err rc
+  for c in exec once status release; do
+    out=$("$GM" "$c" --help 2>"$T/err"); rc=$?
+    check "gomaster $c --help: exit 0, usage on stdout, nothing on stderr" \
+      test $rc -eq 0 -a -n "$(echo "$out" | grep "^Usage: gomaster $c")" -a ! -s "$T/err"
+  done
+  out=$("$GM" help once); rc=$?
+  check "gomaster help once is once's help" test $rc -eq 0 -a -n "$(echo "$out" | grep '^Usage: gomaster once')"
+  "$GM" >/dev/null 2>&1; rc=$?
+  check "gomaster without a command: exit 2" test $rc -eq 2
+
+  # bad_option EXPECTED_CODE PATTERN ARGS...: one line on stderr naming the cause.
+  bad_option() {
+    local want=$1 pat=$2
+    shift 2
+    "$GM" "$@" >"$T/out" 2>"$T/err"
+    local rc=$?
+    check "gomaster $*: exit $want, one line on stderr naming '$pat' ($(head -c 120 "$T/err"))" \
+      test $rc -eq "$want" -a "$(wc -l <"$T/err")" -eq 1 -a -n "$(grep -F -- "$pat" "$T/err")" -a ! -s "$T/out"
+  }
+  bad_option 2 "unknown option '--bogus'" exec --bogus -- true
+  bad_option 2 "'--lease' needs a value" exec --lease
+  bad_option 2 "'--lease': expected a number of seconds > 0, got 'abc'" exec --lease abc -- true
+  bad_option 2 "'--retry': expected a number of seconds > 0, got '-1'" once --name t --retry -1 -- true
+  bad_option 2 "--heartbeat (1.5 s) must be shorter than --renew-deadline" exec --lease 2 --heartbeat 1.5 -- true
+  bad_option 2 "--renew-deadline (3 s) must be shorter than --lease (2 s)" exec --lease 2 --renew-deadline 3 -- true
+  bad_option 2 "a command is required" exec --lease 2
+  bad_option 2 "--name is required" once -- true
+  bad_option 2 "--force is required" release --name x
+  bad_option 2 "unknown backend 'nosuch'" status --backend nosuch://x
+  bad_option 2 "unknown option '--json'" exec --json -- true
+  bad_option 2 "unknown command 'frob'" frob
+  bad_option 125 "unable to open database file" status --backend "sqlite:///nonexistent-dir/x.db"
+  bad_option 3 "no such lock 'nolock'" release --name nolock --force
+  bad_option 127 "No such file or directory" exec --lease 1 --name nf -- "$T/no-such-command"
+  bad_option 126 "Permission denied" exec --lease 1 --name nx -- "$T/usage.db"
+
+  "$GM" exec --lease 1 --name st -- sh -c 'exit 7' 2>/dev/null; rc=$?
+  check "exec exits with CMD's status (7)" test $rc -eq 7
+  "$GM" exec --lease 1 --name st -- sh -c 'kill -KILL $$' 2>/dev/null; rc=$?
+  check "exec of a CMD killed by SIGKILL exits 128+9" test $rc -eq 137
+
+  # Signals sent to gomaster exec reach CMD.
+  : >"$T/sig.log"
+  "$GM" exec --lease 1 --name sig -- sh -c \
+    'trap "echo usr1 >>$0" USR1; trap "echo term >>$0; exit 3" TERM; echo up >>$0; while :; do sleep 0.05; done' \
+    "$T/sig.log" 2>/dev/null &
+  local p=$!
+  bg_pids="$bg_pids $p"
+  wait_until 10 grep -q up "$T/sig.log"
+  kill -USR1 $p
+  wait_until 5 grep -q usr1 "$T/sig.log"
+  kill -TERM $p
+  wait $p; rc=$?
+  check "SIGUSR1 and SIGTERM to exec reach CMD, exec exits with CMD's status (3)" \
+    test "$(tr '\n' ' ' <"$T/sig.log")" = "up usr1 term " -a $rc -eq 3
+}
+
+# ---- per backend -------------------------------------------------------------
+
+# pause_db / resume_db for the backend under test.
+pause_db() {
+  case $tag in
+  sqlite) # hold the write lock: renewals (writes) wait, then fail
+    rm -f "$T/hold" "$T/hold.out"
+    mkfifo "$T/hold"
+    sqlite3 "$db_file" <"$T/hold" >"$T/hold.out" 2>&1 &
+    holder=$!
+    bg_pids="$bg_pids $holder"
+    exec 9>"$T/hold"
+    echo "BEGIN EXCLUSIVE; SELECT 'locked';" >&9
+    wait_until 5 grep -q locked "$T/hold.out"
+    ;;
+  mysql) sh tests/servers/mariadb.sh pause "$GOMASTER_TEST_MARIADB_DIR" >/dev/null ;;
+  mongo) kill -STOP "$(cat "$GOMASTER_TEST_MONGO_DIR/mongo/pid")" ;;
+  esac
+}
+resume_db() {
+  case $tag in
+  sqlite) echo "COMMIT;" >&9; exec 9>&-; wait "$holder" 2>/dev/null ;;
+  mysql) sh tests/servers/mariadb.sh resume "$GOMASTER_TEST_MARIADB_DIR" >/dev/null ;;
+  mongo) kill -CONT "$(cat "$GOMASTER_TEST_MONGO_DIR/mongo/pid")" ;;
+  esac
+}
+can_pause() {
+  case $tag in
+  sqlite) command -v sqlite3 >/dev/null ;;
+  mysql) [ -n "${GOMASTER_TEST_MARIADB_DIR:-}" ] ;;
+  mongo) [ -n "${GOMASTER_TEST_MONGO_DIR:-}" ] && [ -f "$GOMASTER_TEST_MONGO_DIR/mongo/pid" ] ;;
+  esac
+}
+
+exec_tests() {
+  local name="exec-$tag-$RANDOM" log="$T/exec-$tag.log" i
+  local -a ex
+  : >"$log"
+  for i in 1 2 3; do
+    "$GM" exec --backend "$url" --name "$name" --lease $LEASE -- "$T/child.sh" "$log" 2>>"$T/exec-$tag.err" &
+    ex[$i]=$!
+    bg_pids="$bg_pids ${ex[$i]}"
+  done
+  wait_until 15 has_lines start 1 "$log"
+  # A property over a span: let two leases pass and look again.
+  sleep "$(calc "2 * $LEASE")"
+  check "[$tag] exec on three shells: exactly one child runs" test "$(count start "$log")" -eq 1
+  local c1 holder1
+  c1=$(awk '/^start/ {print $2; exit}' "$log")
+  holder1=$(ps -o ppid= -p "$c1" | tr -d ' ')
+  check "[$tag] the child's parent is one of the three gomaster exec" \
+    test -n "$holder1" -a \( "$holder1" = "${ex[1]}" -o "$holder1" = "${ex[2]}" -o "$holder1" = "${ex[3]}" \)
+
+  kill -KILL "$holder1"
+  local t_kill
+  t_kill=$(now)
+  wait "$holder1" 2>/dev/null
+  check "[$tag] SIGKILL of the holding exec: its child dies with it" wait_until 5 gone "$c1"
+  check "[$tag] another child starts after the lease" wait_until 15 has_lines start 2 "$log"
+  local t_start
+  t_start=$(awk '/^start/ {n++; if (n == 2) print $3}' "$log")
+  # The holder renewed at most a heartbeat before the kill.
+  check "[$tag] ... not before the lease ended ($(calc "$t_start - $t_kill") s after the kill)" \
+    test "$(calc "$t_start >= $t_kill + $LEASE - $LEASE / 5 - 0.1")" = 1
+  check "[$tag] ... and only one" test "$(count start "$log")" -eq 2
+
+  if can_pause; then
+    local c2 holder2 rc
+    c2=$(awk '/^start/ {n++; if (n == 2) print $2}' "$log")
+    holder2=$(ps -o ppid= -p "$c2" | tr -d ' ')
+    pause_db
+    local t_pause
+    t_pause=$(now)
+    check "[$tag] database paused past the renew deadline: the child gets SIGTERM" \
+      wait_until 10 grep -q "^term $c2\$" "$log"
+    local t_term
+    t_term=$(now)
+    wait "$holder2"; rc=$?
+    resume_db
+    check "[$tag] ... $(calc "$t_term - $t_pause") s after the pause, and exec exits 124" test $rc -eq 124
+  else
+    skip "[$tag] database pause: no way to pause this server here"
+  fi
+  for i in 1 2 3; do kill -TERM "${ex[$i]}" 2>/dev/null; done
+  for i in 1 2 3; do wait "${ex[$i]}" 2>/dev/null; done
+}
+
+once_tests() {
+  local name="once-$tag-$RANDOM" out rc
+  # The library's probe: a backend without completion records says so.
+  local probe
+  probe=$(lua5.4 -e "package.path='$ROOT/lua/?.lua;'..package.path; package.cpath='$ROOT/build/5.4/?.so;'..package.cpath
+    local b = assert(require('gomaster').backend('$url'))
+    local ok, err = b:complete('gomaster-probe', '', 0, '')
+    print(ok == nil and err or 'ok')")
+  if [ "$probe" != ok ]; then
+    skip "[$tag] once, status --json, release: $probe"
+    return
+  fi
+  out=$("$GM" once --backend "$url" --name "$name" --lease $LEASE -- sh -c 'echo ran-once; echo side >>"$0"' "$T/once-$tag.side" 2>/dev/null); rc=$?
+  check "[$tag] gomaster once runs CMD and exits 0" test $rc -eq 0 -a "$out" = ran-once
+  out=$("$GM" once --backend "$url" --name "$name" --lease $LEASE -- sh -c 'echo side >>"$0"' "$T/once-$tag.side" 2>"$T/err"); rc=$?
+  check "[$tag] gomaster once again: exit 0, one clear line ($out)" \
+    test $rc -eq 0 -a "$(echo "$out" | wc -l)" -eq 1 -a -n "$(echo "$out" | grep -E "^gomaster once: task '$name' already done at [0-9T:-]+Z by .+ \(token [0-9]+\): exit 0")"
+  check "[$tag] ... and CMD ran once" test "$(wc -l <"$T/once-$tag.side")" -eq 1
+  "$GM" once --backend "$url" --name "$name-f" --lease $LEASE -- sh -c 'exit 5' 2>/dev/null; rc=$?
+  out=$("$GM" status --backend "$url" --name "$name-f" --json)
+  check "[$tag] a failing CMD: once exits with its status (5), nothing recorded" \
+    test $rc -eq 5 -a "$(echo "$out" | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin).get("done"))')" = None
+
+  # status --json against the row as the library reads it.
+  "$GM" exec --backend "$url" --name "$name" --lease $LEASE --version 9.9 -- "$T/child.sh" "$T/st-$tag.log" 2>/dev/null &
+  local p=$!
+  bg_pids="$bg_pids $p"
+  wait_until 10 has_lines start 1 "$T/st-$tag.log"
+  "$GM" status --backend "$url" --name "$name" --json >"$T/status.json"; rc=$?
+  local row
+  row=$(lua5.4 -e "package.path='$ROOT/lua/?.lua;'..package.path; package.cpath='$ROOT/build/5.4/?.so;'..package.cpath
+    local r = assert(assert(require('gomaster').backend('$url')):read('$name'))
+    print(r.owner, r.version, r.token, r.live, r.done.by, r.done.token, r.done.result, ('%.0f'):format(r.done.at))")
+  local js
+  js=$(/usr/bin/python3 -c '
+import json, sys
+d = json.load(open(sys.argv[1]))
+print("\t".join([d["owner"], d["version"], str(d["token"]), str(d["live"]).lower(),
+                 d["done"]["by"], str(d["done"]["token"]), d["done"]["result"], "%.0f" % d["done"]["at"]]))
+ok = d["name"] == sys.argv[2] and d["exists"] and 0 < d["expires_in"] <= float(sys.argv[3])
+sys.exit(0 if ok else 1)' "$T/status.json" "$name" "$LEASE"); local prc=$?
+  check "[$tag] status --json parses, and matches the backend's row ($js)" test $rc -eq 0 -a $prc -eq 0 -a "$js" = "$row"
+  out=$("$GM" status --backend "$url" --name "$name")
+  check "[$tag] status (text) shows the holder, its version and a live lease" \
+    test -n "$(echo "$out" | grep -E '^holder: +.+ \(version 9\.9\)$')" -a -n "$(echo "$out" | grep -E '^lease: +live, expires in')"
+
+  local before
+  before=$(echo "$js" | cut -f3)
+  out=$("$GM" release --backend "$url" --name "$name" --force); rc=$?
+  check "[$tag] release --force: exit 0, token moves on ($out)" \
+    test $rc -eq 0 -a -n "$(echo "$out" | grep -F "token now $((before + 1))")"
+  check "[$tag] ... the holder's child gets SIGTERM (exec sees its lock gone)" \
+    wait_until 10 grep -q "^term " "$T/st-$tag.log"
+  wait $p; rc=$?
+  check "[$tag] ... and that exec exits 124" test $rc -eq 124
+}
+
+usage_tests
+run_backend() {
+  tag=$1
+  url=$2
+  echo "# backend $tag"
+  exec_tests
+  once_tests
+}
+db_file="$T/cli.db"
+run_backend sqlite "sqlite://$db_file"
+[ -n "${GOMASTER_TEST_MYSQL_URL:-}" ] && run_backend mysql "$GOMASTER_TEST_MYSQL_URL"
+[ -n "${GOMASTER_TEST_MONGO_URL:-}" ] && run_backend mongo "$GOMASTER_TEST_MONGO_URL"
+
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
