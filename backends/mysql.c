@@ -6,7 +6,8 @@
  *
  *   name VARBINARY(191) PRIMARY KEY, owner VARBINARY(127), token BIGINT
  *   UNSIGNED, version VARBINARY(127), acquired_at, renewed_at, expires_at
- *   DATETIME(6) holding UTC_TIMESTAMP(6) of the server.
+ *   DATETIME(6) holding UTC_TIMESTAMP(6) of the server; and the completion
+ *   record of a one-time task: done_at, done_by, done_token, result.
  *
  * Binary strings compare byte for byte: no collation folds case, pads spaces
  * or mangles quotes, backslashes or UTF-8 in lock names.
@@ -205,7 +206,16 @@ static void my_describe(const void *p, char *buf, size_t len) {
 
 /* ---- connection -------------------------------------------------------- */
 
-enum { S_OBSERVE, S_INSERT, S_TAKE, S_RENEW, S_RELEASE, NSTMT };
+enum {
+  S_OBSERVE,
+  S_INSERT,
+  S_TAKE,
+  S_RENEW,
+  S_RELEASE,
+  S_COMPLETE,
+  S_FORCE,
+  NSTMT
+};
 
 /* A lock this connection acquired: renew reports acquired_at from here, since
  * its one statement returns only the server's now. */
@@ -239,6 +249,7 @@ typedef struct myconn {
 static const char *const sql[NSTMT] = {
     [S_OBSERVE] = "SELECT " US(NOW) ", l.owner, l.version, l.token, " US(
         "l.acquired_at") ", " US("l.renewed_at") ", " US("l.expires_at")
+        ", " US("l.done_at") ", l.done_by, l.done_token, l.result"
         " FROM (SELECT 1) AS d LEFT JOIN `%s` AS l ON l.name = ?",
     /* name, owner, version, min_token, lease_us */
     [S_INSERT] = "INSERT INTO `%s` (name, owner, version, token, acquired_at, "
@@ -257,7 +268,23 @@ static const char *const sql[NSTMT] = {
     /* name, owner, token */
     [S_RELEASE] = "UPDATE `%s` SET owner = '', expires_at = LEAST(expires_at, "
                   NOW ") WHERE name = ? AND owner = ? AND token = ?",
+    /* result, name, owner, token: the lock itself is unchanged */
+    [S_COMPLETE] = "UPDATE `%s` SET done_at = " NOW ", done_by = owner, "
+                   "done_token = token, result = ? "
+                   "WHERE name = ? AND owner = ? AND token = ?",
+    /* name: whoever holds it; token + 1 fences the old holder off */
+    [S_FORCE] = "UPDATE `%s` SET owner = '', token = token + 1, "
+                "expires_at = " NOW " WHERE name = ?",
 };
+
+/* The completion record of a one-time task (ABI 2); NULL done_at: not done. */
+_Static_assert(GM_ID_MAX == 128 && GM_RESULT_MAX == 256,
+               "DONE_COLUMNS spells out done_by and result sizes");
+#define DONE_COLUMNS(add)                                                     \
+  add "done_at DATETIME(6) NULL DEFAULT NULL," add                            \
+      "done_by VARBINARY(127) NOT NULL DEFAULT ''," add                       \
+      "done_token BIGINT UNSIGNED NOT NULL DEFAULT 0," add                    \
+      "result VARBINARY(255) NOT NULL DEFAULT ''"
 
 static const char create_sql[] =
     "CREATE TABLE IF NOT EXISTS `%s` ("
@@ -267,8 +294,13 @@ static const char create_sql[] =
     " version VARBINARY(%d) NOT NULL DEFAULT '',"
     " acquired_at DATETIME(6) NOT NULL,"
     " renewed_at DATETIME(6) NOT NULL,"
-    " expires_at DATETIME(6) NOT NULL"
+    " expires_at DATETIME(6) NOT NULL," DONE_COLUMNS(" ")
     ") ENGINE=InnoDB";
+
+/* Adds the completion record to a table made before it existed (MariaDB
+ * syntax; elsewhere the prepare error stands). */
+static const char upgrade_sql[] =
+    "ALTER TABLE `%s`" DONE_COLUMNS(" ADD COLUMN IF NOT EXISTS ");
 
 /* Copies a client or server message into dst, each occurrence of the
  * password replaced by "***". Servers do not echo passwords; this makes
@@ -403,11 +435,20 @@ static int setup_session(myconn *c, gm_error *err) {
   int create_failed = mysql_query(c->db, q) != 0;
   gm_error create_err;
   if (create_failed) fail(c, NULL, "create table", &create_err);
+  int upgraded = 0;
   for (int i = 0; i < NSTMT; i++) {
     c->st[i] = mysql_stmt_init(c->db);
     if (!c->st[i]) return fail(c, NULL, "statement init", err);
     snprintf(q, sizeof q, sql[i], c->cfg->table);
-    if (mysql_stmt_prepare(c->st[i], q, strlen(q))) {
+    int rc = mysql_stmt_prepare(c->st[i], q, strlen(q));
+    if (rc && mysql_stmt_errno(c->st[i]) == ER_BAD_FIELD_ERROR && !upgraded) {
+      char alter[1024];
+      snprintf(alter, sizeof alter, upgrade_sql, c->cfg->table);
+      upgraded = 1;
+      if (mysql_query(c->db, alter) == 0)
+        rc = mysql_stmt_prepare(c->st[i], q, strlen(q));
+    }
+    if (rc) {
       if (create_failed) {
         *err = create_err;
         return GM_ERR;
@@ -523,43 +564,62 @@ static int check_len(const char *what, const char *s, size_t max,
   return GM_ERR;
 }
 
-static int my_observe(void *p, const char *name, gm_row *out, gm_error *err) {
-  myconn *c = p;
+#define MAX_COLS 11
+typedef struct results {
+  MYSQL_BIND b[MAX_COLS];
+  unsigned long len[MAX_COLS];
+  my_bool nul[MAX_COLS];
+  char *str[MAX_COLS]; /* string columns, terminated after the fetch */
+  int n;
+} results;
+
+/* A NULL leaves the buffer as it was: zeroed by the caller. */
+static void r_int(results *r, void *v, int is_unsigned) {
+  MYSQL_BIND *b = &r->b[r->n];
+  b->buffer_type = MYSQL_TYPE_LONGLONG;
+  b->buffer = v;
+  b->is_unsigned = (my_bool)is_unsigned;
+  b->is_null = &r->nul[r->n++];
+}
+
+static void r_str(results *r, char *buf, size_t size) {
+  MYSQL_BIND *b = &r->b[r->n];
+  b->buffer_type = MYSQL_TYPE_STRING;
+  b->buffer = buf;
+  b->buffer_length = size - 1;
+  b->length = &r->len[r->n];
+  b->is_null = &r->nul[r->n];
+  r->str[r->n++] = buf;
+}
+
+/* Runs the observe statement into *row (zeroed first). */
+static int fetch_row(myconn *c, const char *name, gm_row *row,
+                     gm_error *err) {
   MYSQL_STMT *st = c->st[S_OBSERVE];
   params in = {0};
-  int64_t t[4]; /* now, acquired, renewed, expires */
-  uint64_t token = 0;
-  char owner[GM_ID_MAX], version[GM_ID_MAX];
-  MYSQL_BIND r[7];
-  unsigned long olen = 0, vlen = 0;
-  my_bool nul[7];
-
-  if (check_len("lock name", name, LOCK_NAME_LEN, err)) return GM_ERR;
+  results r = {0};
+  memset(row, 0, sizeof *row);
   p_str(&in, name);
-  memset(r, 0, sizeof r);
-  void *bufs[7] = {&t[0], owner, version, &token, &t[1], &t[2], &t[3]};
-  for (int i = 0; i < 7; i++) {
-    r[i].buffer = bufs[i];
-    r[i].is_null = &nul[i];
-    r[i].buffer_type = MYSQL_TYPE_LONGLONG;
-  }
-  r[3].is_unsigned = 1;
-  r[1].buffer_type = r[2].buffer_type = MYSQL_TYPE_STRING;
-  r[1].buffer_length = r[2].buffer_length = GM_ID_MAX - 1;
-  r[1].length = &olen;
-  r[2].length = &vlen;
+  r_int(&r, &row->now, 0);
+  r_str(&r, row->owner, sizeof row->owner);
+  r_str(&r, row->version, sizeof row->version);
+  r_int(&r, &row->token, 1);
+  r_int(&r, &row->acquired_at, 0);
+  r_int(&r, &row->renewed_at, 0);
+  r_int(&r, &row->expires_at, 0);
+  r_int(&r, &row->done_at, 0);
+  r_str(&r, row->done_by, sizeof row->done_by);
+  r_int(&r, &row->done_token, 1);
+  r_str(&r, row->result, sizeof row->result);
 
   if (mysql_stmt_bind_param(st, in.b) || mysql_stmt_execute(st) ||
-      mysql_stmt_bind_result(st, r) || mysql_stmt_store_result(st))
+      mysql_stmt_bind_result(st, r.b) || mysql_stmt_store_result(st))
     return fail(c, st, "observe", err);
   int rc = mysql_stmt_fetch(st);
-  if (rc == 1) {
-    fail(c, st, "observe", err);
-    mysql_stmt_free_result(st);
-    return GM_ERR;
-  }
+  if (rc == 1) fail(c, st, "observe", err);
   mysql_stmt_free_result(st);
-  if (rc == MYSQL_NO_DATA || nul[0]) {
+  if (rc == 1) return GM_ERR;
+  if (rc == MYSQL_NO_DATA || r.nul[0]) {
     gm_seterr(err, GM_E_DB, "mysql: observe: the server returned no row");
     return GM_ERR;
   }
@@ -570,21 +630,15 @@ static int my_observe(void *p, const char *name, gm_row *out, gm_error *err) {
               c->cfg->table);
     return GM_ERR;
   }
-  memset(out, 0, sizeof *out);
-  out->now = t[0];
-  out->exists = !nul[1];
-  if (!out->exists) return GM_OK;
-  memcpy(out->owner, owner, olen);
-  out->owner[olen] = '\0';
-  if (!nul[2]) {
-    memcpy(out->version, version, vlen);
-    out->version[vlen] = '\0';
-  }
-  out->token = token;
-  out->acquired_at = t[1];
-  out->renewed_at = t[2];
-  out->expires_at = t[3];
+  for (int i = 0; i < r.n; i++)
+    if (r.str[i]) r.str[i][r.nul[i] ? 0 : r.len[i]] = '\0';
+  row->exists = !r.nul[1];
   return GM_OK;
+}
+
+static int my_observe(void *p, const char *name, gm_row *out, gm_error *err) {
+  if (check_len("lock name", name, LOCK_NAME_LEN, err)) return GM_ERR;
+  return fetch_row(p, name, out, err);
 }
 
 static held *held_find(myconn *c, const char *name) {
@@ -712,6 +766,41 @@ static int my_release(void *p, const char *name, const char *owner,
   return GM_OK;
 }
 
+static int my_complete(void *p, const char *name, const char *owner,
+                       uint64_t token, const char *result, gm_error *err) {
+  myconn *c = p;
+  params in = {0};
+  uint64_t affected;
+
+  if (check_len("lock name", name, LOCK_NAME_LEN, err) ||
+      check_len("result", result, GM_RESULT_MAX - 1, err))
+    return GM_ERR;
+  p_str(&in, result);
+  p_str(&in, name);
+  p_str(&in, owner);
+  p_u64(&in, &token);
+  int rc = run_write(c, S_COMPLETE, &in, "complete", &affected, NULL, err);
+  if (rc != GM_OK) return rc;
+  return affected == 1 ? GM_OK : GM_NOT;
+}
+
+static int my_force_release(void *p, const char *name, gm_row *out,
+                            gm_error *err) {
+  myconn *c = p;
+  params in = {0};
+  uint64_t affected;
+
+  if (check_len("lock name", name, LOCK_NAME_LEN, err)) return GM_ERR;
+  p_str(&in, name);
+  int rc = run_write(c, S_FORCE, &in, "force release", &affected, NULL, err);
+  if (rc != GM_OK) return rc;
+  if (affected != 1) return GM_NOT;
+  held *h = held_find(c, name);
+  if (h) h->name[0] = '\0';
+  /* the decision was the write's; this read only reports the row */
+  return fetch_row(c, name, out, err);
+}
+
 const gm_backend_ops gm_mysql_ops = {
     .abi = GM_BACKEND_ABI,
     .name = "mysql",
@@ -725,4 +814,6 @@ const gm_backend_ops gm_mysql_ops = {
     .acquire = my_acquire,
     .renew = my_renew,
     .release = my_release,
+    .complete = my_complete,
+    .force_release = my_force_release,
 };

@@ -332,6 +332,52 @@ static void test_expiry_and_min_token(void *conn, void *conn2) {
         "token 102 stored");
 }
 
+/* ABI 2: a one-time task's completion record, an operator's release. */
+static void test_complete_and_force(void *conn, void *conn2) {
+  gm_error err;
+  gm_row r, o;
+  char name[128];
+  lock_name(name, sizeof name, "once");
+
+  gm_acquire_req a = req(name, "node-a", 0, 0, 0, 5000000);
+  int rc = ops->acquire(conn, &a, &r, &err);
+  check(rc == GM_OK, "lock for a one-time task taken");
+  rc = ops->observe(conn2, name, &o, &err);
+  check(rc == GM_OK && o.done_at == 0 && o.done_by[0] == '\0',
+        "no completion record yet");
+  rc = ops->complete(conn2, name, "node-b", 1, "nope", &err);
+  check(rc == GM_NOT, "complete by another owner: GM_NOT");
+  rc = ops->complete(conn, name, "node-a", 2, "nope", &err);
+  check(rc == GM_NOT, "complete with a token that is not the row's: GM_NOT");
+  rc = ops->complete(conn, name, "node-a", 1, "migrated to 'v2' \\ ok", &err);
+  check(rc == GM_OK, "complete by the holder (rc %d %s)", rc,
+        rc == GM_ERR ? err.msg : "");
+  rc = ops->observe(conn2, name, &o, &err);
+  check(rc == GM_OK && o.done_at > 0 && o.done_at <= o.now &&
+            strcmp(o.done_by, "node-a") == 0 && o.done_token == 1 &&
+            strcmp(o.result, "migrated to 'v2' \\ ok") == 0 &&
+            strcmp(o.owner, "node-a") == 0 && o.expires_at > o.now,
+        "the record is stored and the lock is unchanged");
+
+  rc = ops->force_release(conn2, name, &r, &err);
+  check(rc == GM_OK && r.exists && r.owner[0] == '\0' && r.token == 2 &&
+            r.expires_at <= r.now,
+        "force_release frees the lock and fences the holder: token %llu",
+        (unsigned long long)r.token);
+  rc = ops->renew(conn, name, "node-a", 1, 5000000, &r, &err);
+  check(rc == GM_NOT, "the old holder's renew after force_release: GM_NOT");
+  gm_acquire_req b = req(name, "node-b", 1, 2, 0, 5000000);
+  rc = ops->acquire(conn2, &b, &r, &err);
+  check(rc == GM_OK && r.token == 3, "taken again after force_release");
+  rc = ops->observe(conn, name, &o, &err);
+  check(rc == GM_OK && o.done_token == 1 && strcmp(o.done_by, "node-a") == 0,
+        "the completion record outlives the next grant");
+
+  lock_name(name, sizeof name, "never-held");
+  rc = ops->force_release(conn, name, &r, &err);
+  check(rc == GM_NOT, "force_release of a lock without a row: GM_NOT");
+}
+
 static void test_names(void *conn, void *conn2) {
   static const char *const odd[] = {
       "it's a \"quoted\" name", "back\\slash\\", "ünïcødé 锁 🔒",
@@ -511,6 +557,7 @@ int main(void) {
     test_acquire_renew_release(conn, conn2);
     test_expiry_and_min_token(conn, conn2);
     test_names(conn, conn2);
+    test_complete_and_force(conn, conn2);
   }
   close_conn(cfg, conn);
   close_conn(cfg2, conn2);
