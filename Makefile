@@ -3,6 +3,7 @@
 #   make test       install what is missing (as root), start the servers, run every test
 #   make demo       install what is missing, build, run a three-node election with a failover
 #   make install    PREFIX=/usr/local DESTDIR=
+#   make chaos      DURATION=60 BACKEND=sqlite|mysql|mongo: faults, then the checker
 
 LUA        ?= 5.4
 PREFIX     ?= /usr/local
@@ -70,7 +71,7 @@ CORELIB  := $(BUILD)/libgomaster.a
 
 CTESTS   := $(patsubst tests/c/%.c,$(BUILD)/tests/%,$(wildcard tests/c/test_*.c))
 
-.PHONY: all lib module ctests test test-c test-lua demo install uninstall clean deps bench
+.PHONY: all lib module ctests test test-c test-lua demo install uninstall clean deps bench chaos
 
 all: module lib
 
@@ -130,6 +131,16 @@ test: deps
 demo: deps
 	@$(MAKE) -s LUA=5.4 all
 	@lua5.4 examples/demo.lua
+
+# Chaos: NODES node processes on one backend under random faults, then the
+# checker's summary table (tests/chaos/). make chaos DURATION=600 BACKEND=mysql
+DURATION   ?= 60
+BACKEND    ?= sqlite
+NODES      ?= 5
+LEASE      ?= 1.5
+chaos: deps
+	@$(MAKE) -s LUA=5.4 all
+	@bash tests/chaos/chaos.sh $(BACKEND) $(DURATION) $(NODES) $(LEASE)
 
 bench: deps
 	@sh bench/run.sh

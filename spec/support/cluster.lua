@@ -20,22 +20,24 @@ local function tmpdir()
   return (sh("mktemp -d /tmp/gomaster-spec.XXXXXX"):gsub("%s+$", ""))
 end
 
---- Cluster.new{ url = ..., name = ..., lease = ..., retry = ... }
--- url may contain "%DIR%": replaced by a fresh temporary directory.
+--- Cluster.new{ url = ..., name = ..., lease = ..., retry = ..., dir = ... }
+-- url may contain "%DIR%": replaced by dir (default: a fresh temporary
+-- directory).
 function Cluster.new(o)
-  local self = setmetatable({ dir = tmpdir(), nodes = {}, n = 0 }, Cluster)
+  local self = setmetatable({ dir = o.dir or tmpdir(), nodes = {}, n = 0 }, Cluster)
   self.url = o.url:gsub("%%DIR%%", self.dir)
   self.name = o.name or ("spec-" .. tostring(math.random(1, 1e9)))
   self.lease, self.retry = o.lease or 1.5, o.retry
   return self
 end
 
-function Cluster:spawn()
+--- Starts one more node, on url (default: the cluster's).
+function Cluster:spawn(url)
   self.n = self.n + 1
   local i = self.n
   local log = ("%s/node%d.log"):format(self.dir, i)
   local cmd = ("%s %s/spec/support/node.lua %q %q %q %s %s >>%q 2>&1 & echo $!")
-    :format(interp, root, log, self.url, self.name, tostring(self.lease),
+    :format(interp, root, log, url or self.url, self.name, tostring(self.lease),
             self.retry and tostring(self.retry) or "", log .. ".out")
   local pid = tonumber(sh(cmd))
   self.nodes[i] = { i = i, pid = pid, log = log, alive = true }

@@ -1,0 +1,121 @@
+-- The chaos checker: reads what every node of a chaos run believed
+-- (DIR/node*.log, see spec/support/node.lua) and the faults injected
+-- (DIR/faults.log, run.info; see tests/chaos/run.lua), prints one summary
+-- table and exits 1 when the guarantee broke:
+--   - two belief intervals of different nodes overlap in time;
+--   - a token does not grow from one master interval to the next (one grant
+--     seen twice by its holder, e.g. before and after a short pause, is one
+--     interval);
+--   - no master for longer than lease + retry + 1 s counted from when the
+--     last fault that began before the master came back had healed (also at
+--     the end of the run).
+--
+--   lua5.4 tests/chaos/check.lua DIR
+local root = os.getenv("GOMASTER_ROOT") or "."
+package.path = root .. "/lua/?.lua;" .. root .. "/spec/?.lua;" .. package.path
+package.cpath = root .. "/build/5.4/?.so;" .. package.cpath
+local Cluster = require("support.cluster")
+
+local dir = assert(arg[1], "usage: check.lua DIR")
+
+local info = {}
+for line in io.lines(dir .. "/run.info") do
+  local k, v = line:match("^(%S+) (.*)$")
+  info[k] = tonumber(v) or v
+end
+
+-- The node logs, as the cluster helper reads them.
+local c = setmetatable({ nodes = {} }, Cluster)
+local p = io.popen(("ls %q"):format(dir))
+for name in p:lines() do
+  local i = name:match("^node(%d+)%.log$")
+  if i then c.nodes[#c.nodes + 1] = { i = tonumber(i), log = dir .. "/" .. name } end
+end
+p:close()
+table.sort(c.nodes, function(a, b) return a.i < b.i end)
+
+local faults, kinds = {}, {}
+for line in io.lines(dir .. "/faults.log") do
+  local t0, healed, kind, target = line:match("^(%S+) (%S+) (%S+) (%S+)$")
+  faults[#faults + 1] = { t0 = tonumber(t0), healed = tonumber(healed), kind = kind, target = target }
+  kinds[kind] = (kinds[kind] or 0) + 1
+end
+
+local iv = c:intervals()
+
+-- Overlaps: any two intervals of different nodes.
+local overlaps, first_overlap = 0, nil
+for a = 1, #iv do
+  for b = a + 1, #iv do
+    if iv[b].from > iv[a].to then break end -- sorted by from
+    if iv[a].node ~= iv[b].node then
+      overlaps = overlaps + 1
+      first_overlap = first_overlap or { iv[a], iv[b] }
+    end
+  end
+end
+
+-- Tokens and handovers, in time order.
+local regressions, handovers, first_regression = 0, 0, nil
+for k = 2, #iv do
+  local a, b = iv[k - 1], iv[k]
+  if not (a.node == b.node and a.token == b.token) then
+    if b.token <= a.token then
+      regressions = regressions + 1
+      first_regression = first_regression or { a, b }
+    end
+    if b.node ~= a.node then handovers = handovers + 1 end
+  end
+end
+
+-- Leaderless gaps: between the end of belief coverage and the next interval.
+local bound = info.lease + info.retry + 1
+local function healed_before(t)
+  local h = -math.huge
+  for _, f in ipairs(faults) do
+    if f.t0 < t and f.healed > h then h = f.healed end
+  end
+  return h
+end
+local largest, largest_at, largest_raw = 0, nil, 0
+local covered = info.start
+local function gap(g0, g1)
+  if g1 - g0 > largest_raw then largest_raw = g1 - g0 end
+  local from = math.max(g0, healed_before(g1))
+  if g1 - from > largest then largest, largest_at = g1 - from, from end
+end
+for _, i in ipairs(iv) do
+  if i.from > covered then gap(covered, i.from) end
+  if i.to > covered then covered = i.to end
+end
+if info["end"] > covered then gap(covered, info["end"]) end
+
+local nfaults = #faults
+local ok = overlaps == 0 and regressions == 0 and largest <= bound and #iv > 0
+
+local rows = {}
+local function row(k, v) rows[#rows + 1] = ("| %-28s | %16s |"):format(k, v) end
+row("backend", info.backend)
+row("nodes, lease, retry", ("%d, %g s, %g s"):format(info.nodes, info.lease, info.retry))
+row("run time", ("%.0f s"):format(info["end"] - info.start))
+local order = { "kill", "pause_node", "pause_db", "lock_db", "restart_db", "partition", "reset" }
+for _, k in ipairs(order) do if kinds[k] then row("faults: " .. k, kinds[k]) end end
+row("faults: total", nfaults)
+row("master intervals", #iv)
+row("handovers", handovers)
+row("overlaps", overlaps)
+row("token regressions", regressions)
+row("largest gap after a heal", ("%.2f s"):format(largest))
+row("bound (lease + retry + 1 s)", ("%.2f s"):format(bound))
+row("largest gap, faults or not", ("%.2f s"):format(largest_raw))
+row("verdict", ok and "PASS" or "FAIL")
+print(("| %-28s | %16s |"):format("chaos run", "measured"))
+print("|" .. ("-"):rep(30) .. "|" .. ("-"):rep(18) .. "|")
+for _, r in ipairs(rows) do print(r) end
+
+local function show(i) return ("node%d token %s [%.3f, %.3f]"):format(i.node, tostring(i.token), i.from, i.to) end
+if first_overlap then print("first overlap: " .. show(first_overlap[1]) .. " and " .. show(first_overlap[2])) end
+if first_regression then print("first token regression: " .. show(first_regression[1]) .. " then " .. show(first_regression[2])) end
+if largest > bound then print(("largest gap starts at %.3f"):format(largest_at)) end
+if #iv == 0 then print("no node was ever master") end
+os.exit(ok and 0 or 1)

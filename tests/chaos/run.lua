@@ -1,0 +1,270 @@
+-- The chaos runner: NODES node processes (spec/support/node.lua) campaign for
+-- one lock while faults are injected at random; then tests/chaos/check.lua
+-- reads what every node believed and judges it.
+--
+--   lua5.4 tests/chaos/run.lua DIR BACKEND URL DURATION [NODES LEASE RETRY SEED]
+--
+-- DIR is an empty directory for the logs (node<k>.log, faults.log, proxy);
+-- BACKEND is sqlite, mysql or mongo; URL the database's (for mysql and mongo
+-- every node reaches it through its own port of tests/chaos/proxy.py). The
+-- server of mysql/mongo was started by tests/servers/<x>.sh with state in
+-- GOMASTER_CHAOS_SERVER_DIR; this runner pauses and restarts it there.
+--
+-- faults.log: one line per fault, "<start> <healed> <kind> <target>", times
+-- on CLOCK_MONOTONIC like the node logs. A fault is healed when the thing it
+-- broke works again: the killed node's lease can be taken (the kill itself),
+-- the paused process runs, the server answers, the proxy forwards again.
+local root = os.getenv("GOMASTER_ROOT") or "."
+package.path = root .. "/lua/?.lua;" .. root .. "/spec/?.lua;" .. package.path
+package.cpath = root .. "/build/5.4/?.so;" .. package.cpath
+
+local core = require("gomaster.core")
+local Cluster = require("support.cluster")
+
+local dir, backend, url = arg[1], arg[2], arg[3]
+local duration = tonumber(arg[4])
+local nodes = tonumber(arg[5] or "") or 5
+local lease = tonumber(arg[6] or "") or 1.5
+local retry = tonumber(arg[7] or "") or lease / 5
+local seed = tonumber(arg[8] or "") or os.time()
+assert(dir and backend and url and duration, "usage: run.lua DIR BACKEND URL DURATION [NODES LEASE RETRY SEED]")
+math.randomseed(seed)
+local server_dir = os.getenv("GOMASTER_CHAOS_SERVER_DIR")
+local deadline = lease * 3 / 5
+
+local function rand(a, b) return a + (b - a) * math.random() end
+local function sleep(s) if s > 0 then os.execute(("sleep %.3f"):format(s)) end end
+local function exists(path)
+  local f = io.open(path)
+  if f then f:close() end
+  return f ~= nil
+end
+
+-- ---- the proxy (mysql, mongo) ------------------------------------------
+
+local proxy, proxy_out, slot_url = nil, nil, {}
+if backend ~= "sqlite" then
+  local host, port = url:match("^%a+://[^/]-@?([%d%.]+):(%d+)")
+  if not host then host, port = url:match("^%a+://([%d%.]+):(%d+)") end
+  assert(host, "no 127.0.0.1:port in the URL")
+  local portfile = dir .. "/proxy.ports"
+  proxy_out = dir .. "/proxy.out"
+  proxy = assert(io.popen(("exec /usr/bin/python3 %s/tests/chaos/proxy.py %s %s %d %q >%q 2>&1")
+    :format(root, host, port, nodes, portfile, proxy_out), "w"))
+  local t0 = core.now()
+  while not exists(portfile .. ".ready") do
+    assert(core.now() - t0 < 10, "the proxy did not start")
+    sleep(0.02)
+  end
+  for line in io.lines(portfile) do
+    local slot, p = line:match("^(%d+) (%d+)$")
+    -- Only the port changes: user, password, database and options stay.
+    slot_url[tonumber(slot)] = url:gsub(host:gsub("%.", "%%.") .. ":" .. port, host .. ":" .. p, 1)
+  end
+end
+
+local acks = 0
+local function proxy_cmd(cmd, slot)
+  proxy:write(cmd, " ", slot, "\n")
+  proxy:flush()
+  acks = acks + 1
+  -- Waits for the proxy's "ok": the fault is in place when we log it.
+  local t0 = core.now()
+  while true do
+    local n = 0
+    for _ in io.lines(proxy_out) do n = n + 1 end
+    if n >= acks then return end
+    assert(core.now() - t0 < 5, "the proxy did not answer " .. cmd)
+    sleep(0.01)
+  end
+end
+
+-- ---- nodes --------------------------------------------------------------
+
+local c = Cluster.new{ url = url, name = "chaos", lease = lease, retry = retry, dir = dir }
+local slot_node = {}
+local function start_slot(k) slot_node[k] = c:spawn(slot_url[k]) end
+for k = 1, nodes do start_slot(k) end
+
+-- The slot whose node's last belief sample says master (reads log tails).
+local function master_slot()
+  for k, n in pairs(slot_node) do
+    local f = io.open(n.log)
+    if f then
+      local size = f:seek("end")
+      f:seek("set", math.max(0, size - 400))
+      local last
+      for line in f:lines() do
+        local m = line:match("^%S+ m (%d)")
+        if m then last = m end
+      end
+      f:close()
+      if last == "1" then return k end
+    end
+  end
+end
+
+-- ---- faults -------------------------------------------------------------
+
+local faultlog = assert(io.open(dir .. "/faults.log", "w"))
+faultlog:setvbuf("line")
+local counts, active, busy_slot, db_busy = {}, {}, {}, false
+
+local function record(f)
+  faultlog:write(("%.6f %.6f %s %s\n"):format(f.t0, f.healed, f.kind, f.target))
+  counts[f.kind] = (counts[f.kind] or 0) + 1
+end
+
+local function server(cmd)
+  local script = backend == "mysql" and "mariadb" or "mongo"
+  local ok = os.execute(("bash %s/tests/servers/%s.sh %s %q >>%q 2>&1")
+    :format(root, script, cmd, server_dir, dir .. "/server.out"))
+  assert(ok, "tests/servers/" .. script .. ".sh " .. cmd .. " failed")
+end
+
+local function server_pid()
+  local f = assert(io.open(server_dir .. "/" .. (backend == "mysql" and "mariadb" or "mongo") .. "/pid"))
+  local pid = f:read("n")
+  f:close()
+  return pid
+end
+
+-- A process that holds SQLite's write lock: a stuck database for writers.
+local function sqlite_lock(seconds)
+  local path = url:gsub("^sqlite://", "")
+  local ready, done = dir .. "/lock.ready", dir .. "/lock.done"
+  os.remove(ready)
+  os.remove(done)
+  os.execute(([[/usr/bin/python3 -c '
+import sqlite3, sys, time
+c = sqlite3.connect(sys.argv[1], isolation_level=None, timeout=30)
+c.execute("BEGIN EXCLUSIVE")
+open(sys.argv[2], "w").close()
+time.sleep(float(sys.argv[3]))
+c.execute("ROLLBACK")
+open(sys.argv[4], "w").close()' %q %q %.3f %q >>%q 2>&1 &]])
+    :format(path, ready, seconds, done, dir .. "/lock.out"))
+  local t0 = core.now()
+  while not exists(ready) do
+    assert(core.now() - t0 < 30, "could not take SQLite's write lock")
+    sleep(0.01)
+  end
+  return done
+end
+
+local kinds = backend == "sqlite"
+  and { "kill", "pause_node", "lock_db" }
+  or { "kill", "pause_node", "pause_db", "restart_db", "partition", "reset" }
+local db_kind = { lock_db = true, pause_db = true, restart_db = true }
+
+-- A target slot: the master more often than not, else any free one.
+local function pick_slot()
+  local m = master_slot()
+  if m and not busy_slot[m] and math.random() < 0.6 then return m end
+  local free = {}
+  for k = 1, nodes do if not busy_slot[k] then free[#free + 1] = k end end
+  if #free > 0 then return free[math.random(#free)] end
+end
+
+-- Starts a fault; returns it (with .heal_at and .heal()) or nil.
+local function inject(kind)
+  local f = { kind = kind, t0 = core.now() }
+  if db_kind[kind] then
+    if db_busy then return nil end
+    f.target = "db"
+  else
+    f.slot = pick_slot()
+    if not f.slot then return nil end
+    f.target = "node" .. f.slot
+  end
+  if kind == "kill" then
+    c:kill(slot_node[f.slot])
+    f.healed = core.now()
+    local restart_at = f.healed + rand(0, lease)
+    f.heal_at, f.heal = restart_at, function() start_slot(f.slot) end
+  elseif kind == "pause_node" then
+    local n = slot_node[f.slot]
+    c:signal(n, "STOP")
+    f.heal_at = core.now() + lease + rand(0.1, 1.0) * lease
+    f.heal = function() c:signal(n, "CONT"); f.healed = core.now() end
+  elseif kind == "pause_db" then
+    local pid = server_pid()
+    os.execute("kill -STOP " .. pid)
+    f.heal_at = core.now() + deadline + rand(0.1, 1.0) * lease
+    f.heal = function() os.execute("kill -CONT " .. pid); f.healed = core.now() end
+  elseif kind == "lock_db" then
+    local hold = deadline + rand(0.1, 1.0) * lease
+    local done = sqlite_lock(hold)
+    f.heal_at = core.now() + hold
+    f.heal = function()
+      -- Waits for the holder to roll back.
+      local t0 = core.now()
+      while not exists(done) do
+        assert(core.now() - t0 < 30, "the SQLite lock holder did not finish")
+        sleep(0.01)
+      end
+      f.healed = core.now()
+    end
+  elseif kind == "restart_db" then
+    server("restart")
+    f.healed = core.now()
+  elseif kind == "partition" then
+    proxy_cmd("block", f.slot)
+    f.heal_at = core.now() + rand(0.5, 2.0) * lease
+    local rst = math.random() < 0.5
+    f.heal = function()
+      if rst then proxy_cmd("reset", f.slot) end
+      proxy_cmd("unblock", f.slot)
+      f.healed = core.now()
+    end
+  elseif kind == "reset" then
+    proxy_cmd("reset", f.slot)
+    f.healed = core.now()
+  end
+  return f
+end
+
+local t_start = core.now()
+local quiet = lease + retry + 3 -- no fault starts in the last `quiet` seconds
+local next_fault = t_start + rand(1, 2) * lease
+while core.now() - t_start < duration do
+  local now = core.now()
+  for i = #active, 1, -1 do
+    local f = active[i]
+    if now >= f.heal_at then
+      f.heal()
+      table.remove(active, i)
+      if f.slot then busy_slot[f.slot] = nil end
+      if db_kind[f.kind] then db_busy = false end
+      record(f)
+    end
+  end
+  if now >= next_fault and now - t_start < duration - quiet and #active < 3 then
+    local f = inject(kinds[math.random(#kinds)])
+    if f then
+      if f.heal then
+        active[#active + 1] = f
+        if f.slot then busy_slot[f.slot] = true end
+        if db_kind[f.kind] then db_busy = true end
+      else
+        record(f)
+      end
+      next_fault = core.now() + rand(0.1, 1.5) * lease
+    end
+  end
+  sleep(0.05)
+end
+for _, f in ipairs(active) do f.heal(); record(f) end
+local t_end = core.now()
+faultlog:close()
+
+local meta = assert(io.open(dir .. "/run.info", "w"))
+meta:write(("backend %s\nnodes %d\nlease %g\nretry %g\nstart %.6f\nend %.6f\nseed %d\n")
+  :format(backend, nodes, lease, retry, t_start, t_end, seed))
+meta:close()
+
+c:exit_all()
+if proxy then
+  proxy:write("quit\n")
+  proxy:close()
+end
