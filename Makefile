@@ -42,7 +42,9 @@ CFLAGS_ALL := $(CSTD) $(WARN) $(OPT) -fPIC -pthread $(SAN_FLAGS) $(CFLAGS)
 # Backends: SQLite is required; MySQL/MariaDB and MongoDB when found.
 SQLITE_CFLAGS := $(shell $(PKG_CONFIG) --cflags sqlite3 2>/dev/null)
 SQLITE_LIBS   := $(shell $(PKG_CONFIG) --libs sqlite3 2>/dev/null || echo -lsqlite3)
-MYSQL_PC      := $(firstword $(foreach p,libmariadb mysqlclient,$(if $(shell $(PKG_CONFIG) --exists $(p) && echo y),$(p))))
+# MariaDB Connector/C (Debian's default-libmysqlclient-dev); Oracle's
+# libmysqlclient lacks mysql_optionsv.
+MYSQL_PC      := $(if $(shell $(PKG_CONFIG) --exists libmariadb && echo y),libmariadb)
 MONGO_PC      := $(if $(shell $(PKG_CONFIG) --exists libmongoc-1.0 && echo y),libmongoc-1.0)
 WITH_MYSQL    ?= $(if $(and $(MYSQL_PC),$(wildcard backends/mysql.c)),1,0)
 WITH_MONGO    ?= $(if $(and $(MONGO_PC),$(wildcard backends/mongo.c)),1,0)
@@ -78,11 +80,17 @@ all: module lib
 module: $(MODULE)
 lib: $(CORELIB)
 
-$(BUILD)/obj/%.o: %.c $(HEADERS)
+# Objects are rebuilt when the flags change (a backend found or dropped,
+# another sanitizer), not only when a source does.
+FLAGS_STAMP := $(BUILD)/flags.stamp
+FLAGS_NOW   := $(CC) $(CFLAGS_ALL) $(BACKEND_CFLAGS) $(LUA_CFLAGS)
+$(shell mkdir -p $(BUILD) && { [ "$$(cat $(FLAGS_STAMP) 2>/dev/null)" = '$(FLAGS_NOW)' ] || echo '$(FLAGS_NOW)' > $(FLAGS_STAMP); })
+
+$(BUILD)/obj/%.o: %.c $(HEADERS) $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) $(BACKEND_CFLAGS) -Isrc -c $< -o $@
 
-$(LUA_OBJ): $(BUILD)/obj/src/%.o: src/%.c $(HEADERS)
+$(LUA_OBJ): $(BUILD)/obj/src/%.o: src/%.c $(HEADERS) $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) $(LUA_CFLAGS) -Isrc -c $< -o $@
 
@@ -154,7 +162,7 @@ install: $(MODULE)
 	chmod 0755 $(DESTDIR)$(BINDIR)/gomaster
 
 uninstall:
-	rm -rf $(DESTDIR)$(LUA_LIBDIR)/gomaster $(DESTDIR)$(LUA_SHAREDIR)/gomaster $(DESTDIR)$(LUA_SHAREDIR)/gomaster.lua
+	rm -rf $(DESTDIR)$(LUA_LIBDIR)/gomaster $(DESTDIR)$(LUA_SHAREDIR)/gomaster $(DESTDIR)$(LUA_SHAREDIR)/gomaster.lua $(DESTDIR)$(BINDIR)/gomaster
 
 clean:
 	rm -rf build
