@@ -4,6 +4,7 @@
 #   make demo       install what is missing, build, run a three-node election with a failover
 #   make install    PREFIX=/usr/local DESTDIR=
 #   make chaos      DURATION=60 BACKEND=sqlite|mysql|mongo: faults, then the checker
+#   make fuzz       SECONDS=60: each libFuzzer harness of tests/fuzz/
 
 LUA        ?= 5.4
 PREFIX     ?= /usr/local
@@ -73,7 +74,7 @@ CORELIB  := $(BUILD)/libgomaster.a
 
 CTESTS   := $(patsubst tests/c/%.c,$(BUILD)/tests/%,$(wildcard tests/c/test_*.c))
 
-.PHONY: all lib module ctests test test-c test-lua demo install uninstall clean deps bench chaos
+.PHONY: all lib module ctests test test-c test-lua demo install uninstall clean deps bench chaos fuzz fuzzers
 
 all: module lib
 
@@ -149,6 +150,33 @@ LEASE      ?= 1.5
 chaos: deps
 	@$(MAKE) -s LUA=5.4 all
 	@bash tests/chaos/chaos.sh $(BACKEND) $(DURATION) $(NODES) $(LEASE)
+
+# Fuzzing (tests/fuzz/): libFuzzer harnesses built with clang, ASan and
+# UBSan into build/fuzz/. make fuzz SECONDS=60 runs each for SECONDS, starting
+# from tests/fuzz/corpus/<harness>/ and keeping what it finds new in
+# build/fuzz/corpus-<harness>/; tests/integration/fuzz_replay.sh replays the
+# kept corpus in make test. fuzz_mongo_doc includes backends/mongo.c itself.
+SECONDS    ?= 60
+FUZZ_CC    ?= clang
+FUZZ_FLAGS := -g -O1 -std=c11 -D_GNU_SOURCE -pthread \
+              -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
+FUZZ_SRC   := $(CORE_SRC)
+FUZZERS    := build/fuzz/fuzz_url build/fuzz/fuzz_options \
+              $(if $(filter 1,$(WITH_MONGO)),build/fuzz/fuzz_mongo_doc)
+build/fuzz/fuzz_url build/fuzz/fuzz_options: build/fuzz/%: tests/fuzz/%.c $(FUZZ_SRC) $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_FLAGS) $(BACKEND_CFLAGS) -Isrc -o $@ $< $(FUZZ_SRC) $(BACKEND_LIBS) -lm
+build/fuzz/fuzz_mongo_doc: tests/fuzz/fuzz_mongo_doc.c $(FUZZ_SRC) $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_FLAGS) $(BACKEND_CFLAGS) -Isrc -o $@ $< $(filter-out backends/mongo.c,$(FUZZ_SRC)) $(BACKEND_LIBS) -lm
+fuzzers: $(FUZZERS)
+fuzz: deps
+	@$(MAKE) -s fuzzers
+	@for f in $(FUZZERS); do n=$${f##*/}; mkdir -p build/fuzz/corpus-$$n tests/fuzz/corpus/$$n; \
+	  echo "== $$n, $(SECONDS) s"; \
+	  $$f -max_total_time=$(SECONDS) -print_final_stats=1 build/fuzz/corpus-$$n tests/fuzz/corpus/$$n \
+	    2>build/fuzz/$$n.log || { tail -n 60 build/fuzz/$$n.log; exit 1; }; \
+	  grep -E '^stat::(number_of_executed_units|new_units_added)' build/fuzz/$$n.log; done
 
 bench: deps
 	@sh bench/run.sh
