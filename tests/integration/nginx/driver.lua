@@ -446,9 +446,19 @@ function Run:test_sigkill()
       self.label, m.instance, e.pid, tostring(self:instance_of(e.pid)), dt, L, H)
   check(self:instance_of(e.pid) ~= m.instance,
         ("[%s] after SIGKILL another instance's worker is master"):format(self.label))
-  -- the last renewal was at most a heartbeat before the kill
-  check(dt >= L - H - 0.05, ("[%s] no takeover before the remaining lease ended"):format(self.label),
-        ("%.3f s after the kill"):format(dt))
+  -- the last renewal was at most a heartbeat before the kill, so at least
+  -- L - H of lease was left. SQLite, one host, may also see at once that
+  -- the holder's process is gone (the kernel dropped its file lock) and
+  -- take over within a poll; anything in between would be neither.
+  local lease_ended = dt >= L - H - 0.05
+  if self.backend:match("^sqlite:") then
+    check(lease_ended or dt <= 0.15,
+          ("[%s] takeover at once (holder seen dead) or after the remaining lease, not between"):format(self.label),
+          ("%.3f s after the kill"):format(dt))
+  else
+    check(lease_ended, ("[%s] no takeover before the remaining lease ended"):format(self.label),
+          ("%.3f s after the kill"):format(dt))
+  end
   check(dt <= L + P + 0.5, ("[%s] takeover soon after the remaining lease"):format(self.label),
         ("%.3f s after the kill"):format(dt))
   self:start(m.instance)
