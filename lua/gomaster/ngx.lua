@@ -39,8 +39,8 @@ local OWN = {
 local DEFAULT_INTERVAL = 0.1
 
 -- This worker's locks: name -> state. A state is made by start() and lives
--- until the worker exits: { name, opts, candidate, interval, shm, m, error,
--- closed }.
+-- until the worker exits: { name, opts, candidate, interval, shm, m (the
+-- elector, once made), error, done (shut down) }.
 local locks = {}
 
 -- ---- JSON ---------------------------------------------------------------
@@ -112,8 +112,6 @@ local function ngx_log(level, msg)
   ngx.log(lv, "gomaster: ", msg)
 end
 
-local function worker_id() return ngx.worker.id() end
-
 -- lua-resty-core's ngx.process, loaded with this module (in init_by_lua,
 -- where files are read with the master's rights), if it is there.
 local has_process, process = pcall(require, "ngx.process")
@@ -125,30 +123,33 @@ local function process_type()
   return "worker"
 end
 
+-- The state of lock `name`, or when `name` is nil: the only lock started in
+-- this worker, else "default".
+local function state(name)
+  if name ~= nil then return locks[name] end
+  local only, n = nil, 0
+  for _, s in pairs(locks) do only, n = s, n + 1 end
+  if n == 1 then return only end
+  return locks.default
+end
+
 --- This worker's status of lock `name` as a plain table: gomaster's
 -- m:status() plus pid, worker (ngx.worker.id()), candidate, at (the time of
 -- the reading on core.now()'s monotonic clock) and error (why no elector
 -- could be made). Returns nil, err when start() was not called for it.
 function _M.status(name)
-  local st
-  if name == nil then
-    local n = 0
-    for _, s in pairs(locks) do st, n = s, n + 1 end
-    if n > 1 then return nil, "several locks: name one" end
-  else
-    st = locks[name]
-  end
+  local st = state(name)
   if not st then
     return nil, ("no lock '%s' was started in this worker"):format(tostring(name or "default"))
   end
   local s
-  if st.m and not st.closed then
+  if st.m and not st.done then
     s = st.m:status()
   else
     s = { is_master = false, running = false, name = st.name }
   end
   s.pid = ngx.worker.pid()
-  s.worker = worker_id()
+  s.worker = ngx.worker.id()
   s.candidate = st.candidate
   s.error = st.error
   s.at = now()
@@ -162,38 +163,34 @@ end
 -- Publishes this worker's status in the shared dict, if there is one. The
 -- entry expires by itself when a worker dies without saying goodbye.
 local function publish(st)
-  if not st.shm then return end
-  local dict = ngx.shared[st.shm]
+  local dict = st.shm and ngx.shared[st.shm]
   if not dict then return end
   local s = _M.status(st.name)
-  if s then
-    dict:set(shm_key(st, s.pid), encode(s), math.max(2, 10 * st.interval))
-  end
-end
-
-local function unpublish(st)
-  local dict = st.shm and ngx.shared[st.shm]
-  if dict then dict:delete(shm_key(st, ngx.worker.pid())) end
+  dict:set(shm_key(st, s.pid), encode(s), math.max(2, 10 * st.interval))
 end
 
 -- Stops (a master releases the lock), runs the last hooks and closes. Runs
 -- when nginx reloads or quits; m:stop() waits for the release.
 local function shutdown(st)
-  if st.closed then return end
-  st.closed = true
+  if st.done then return end
+  st.done = true
   if st.m then
     st.m:stop()
     publish(st) -- not master any more: say so before the next master appears
     local ok, err = pcall(st.m.close, st.m)
     if not ok then ngx_log("error", "closing lock '" .. st.name .. "': " .. tostring(err)) end
   end
-  unpublish(st)
+  local dict = st.shm and ngx.shared[st.shm]
+  if dict then dict:delete(shm_key(st, ngx.worker.pid())) end
 end
 
+-- Every `interval` in every worker (candidate or not, with an elector or
+-- after failing to make one): runs the hooks of queued events and
+-- publishes the status.
 local function tick(premature, st)
   if premature or ngx.worker.exiting() then return shutdown(st) end
-  if st.closed then return end
-  st.m:dispatch()
+  if st.done then return end
+  if st.m then st.m:dispatch() end
   publish(st)
 end
 
@@ -221,22 +218,25 @@ local function new_elector(st)
   return m
 end
 
+-- The zero-delay timer of a candidate: in the worker, after fork.
 local function make_elector(premature, st)
   if premature or ngx.worker.exiting() then
-    st.closed = true
+    st.done = true
     return
   end
   local err
   st.m, err = new_elector(st)
-  if st.m then
-    local ok, terr = ngx.timer.every(st.interval, tick, st)
-    if ok then return publish(st) end
-    -- no timer, no dispatch: do not hold a lock this worker cannot serve
-    err = "cannot create the dispatch timer: " .. tostring(terr)
-    shutdown(st)
+  if not st.m then
+    st.error = err
+    ngx_log("error", ("lock '%s': %s"):format(st.name, err))
   end
-  st.error = err
-  ngx_log("error", ("lock '%s': %s"):format(st.name, err))
+  local ok, terr = ngx.timer.every(st.interval, tick, st)
+  if not ok then
+    -- no timer, no dispatch: do not hold a lock this worker cannot serve
+    st.error = "cannot create the dispatch timer: " .. tostring(terr)
+    ngx_log("error", ("lock '%s': %s"):format(st.name, st.error))
+    return shutdown(st)
+  end
   publish(st)
 end
 
@@ -295,16 +295,16 @@ function _M.start(opts)
 
   local ptype = process_type()
   local candidate = (ptype == "worker" or ptype == "single")
-    and (candidates == "all" or (worker_id() or 0) == 0)
+    and (candidates == "all" or (ngx.worker.id() or 0) == 0)
   local st = { name = name, opts = gm_opts, candidate = candidate,
                interval = interval, shm = opts.shm }
   locks[name] = st
-  if not candidate then
-    st.closed = true
-    publish(st)
-    return true
+  local ok, err
+  if candidate then
+    ok, err = ngx.timer.at(0, make_elector, st)
+  else
+    ok, err = ngx.timer.every(st.interval, tick, st)
   end
-  local ok, err = ngx.timer.at(0, make_elector, st)
   if not ok then
     locks[name] = nil
     return nil, "cannot create a timer: " .. tostring(err)
@@ -312,19 +312,11 @@ function _M.start(opts)
   return true
 end
 
-local function state(name)
-  if name ~= nil then return locks[name] end
-  local only, n = nil, 0
-  for _, s in pairs(locks) do only, n = s, n + 1 end
-  if n == 1 then return only end
-  return locks.default
-end
-
 --- The elector of lock `name` in this worker (nil before it is made, in a
 -- worker that is not a candidate, or after the worker began to exit).
 function _M.elector(name)
   local st = state(name)
-  return st and not st.closed and st.m or nil
+  return st and not st.done and st.m or nil
 end
 
 --- Whether this worker is master of lock `name` now (lock-free).

@@ -599,6 +599,14 @@ function Run:test_one_candidate()
         ("%d workers, %d candidates, %d wrong"):format(#ws, cands, wrong))
   check(m.worker == 0 and #masters(ws) == 1, ("[%s] one master, and it is a worker 0"):format(self.label),
         ("worker %s, %d masters"):format(tostring(m.worker), #masters(ws)))
+  -- every worker stays listed, also past the entries' expiry (2 s)
+  local t0, short = now(), nil
+  while now() - t0 < 2.5 do
+    local n = #self:sweep()
+    if n ~= 4 then short = n end
+  end
+  check(short == nil, ("[%s] all four workers stay listed in /status"):format(self.label),
+        short and (short .. " workers in a sweep"))
 end
 
 function Run:final_checks()
