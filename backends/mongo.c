@@ -502,10 +502,18 @@ fail:
 
 /* ---- documents --------------------------------------------------------- */
 
+/* A stored date far outside any lease (a damaged document) is clamped to
+ * +-2^62 us, so neither this conversion nor a difference of two such times
+ * overflows. */
+#define DATE_US_LIMIT ((int64_t)1 << 62)
 static int64_t date_us(const bson_t *doc, const char *key) {
   bson_iter_t it;
-  if (bson_iter_init_find(&it, doc, key) && BSON_ITER_HOLDS_DATE_TIME(&it))
-    return bson_iter_date_time(&it) * 1000;
+  if (bson_iter_init_find(&it, doc, key) && BSON_ITER_HOLDS_DATE_TIME(&it)) {
+    int64_t ms = bson_iter_date_time(&it);
+    if (ms > DATE_US_LIMIT / 1000) return DATE_US_LIMIT;
+    if (ms < -DATE_US_LIMIT / 1000) return -DATE_US_LIMIT;
+    return ms * 1000;
+  }
   return 0;
 }
 
