@@ -6,6 +6,11 @@
 #
 #   GOMASTER_TEST_ONLY="sqlite"   run the specs tagged so (busted --tags)
 #   GOMASTER_KEEP=1               keep the temporary directory
+#   SANITIZE=thread|address,undefined  (make test SANITIZE=...) the C tests
+#                                 and specs of that build, with the runtime
+#                                 preloaded into the interpreters
+#                                 (tests/sanitize/env.sh); no integration
+#                                 scripts
 set -u
 cd "$(dirname "$0")/.." || exit 2
 ROOT=$(pwd)
@@ -67,8 +72,12 @@ for s in mariadb mongo; do
   fi
 done
 
+san=${SANITIZE:-}
+suffix=${san:+-$(printf %s "$san" | tr , -)}
+export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1"
+
 say "== C tests"
-for t in build/5.4/tests/test_*; do
+for t in build/5.4$suffix/tests/test_*; do
   [ -x "$t" ] || continue
   say "-- $t"
   "$t" >"$SUITE_TMP/ctest.out" 2>&1
@@ -80,6 +89,7 @@ done
 
 tags=""
 [ -n "${GOMASTER_TEST_ONLY:-}" ] && tags="--tags=$GOMASTER_TEST_ONLY"
+[ -n "$san" ] && eval "$(sh tests/sanitize/env.sh setup "$san" "$SUITE_TMP")"
 for lua in lua5.4 luajit; do
   say "== specs ($lua)"
   # shellcheck disable=SC2086
@@ -87,6 +97,14 @@ for lua in lua5.4 luajit; do
   cat "$SUITE_TMP/busted.out"
   count "$SUITE_TMP/busted.out"
 done
+if [ -n "$san" ]; then
+  sh tests/sanitize/env.sh report "$SUITE_TMP" || failed=$((failed + 1))
+  stop_servers
+  trap - EXIT
+  say "$passed passed, $failed failed"
+  [ "$failed" -eq 0 ]
+  exit
+fi
 
 # Scripts that drive whole programs (nginx, the command line): each prints
 # one line "N passed, N failed" at its end.
