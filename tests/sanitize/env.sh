@@ -49,7 +49,7 @@ setup)
   esac
   loader=$(readlink -f /lib64/ld-linux-x86-64.so.2)
   for lua in lua5.4 luajit; do
-    real=$(command -v "$lua")
+    real=$(PATH=$(printf %s "$PATH" | sed "s|$view/path:||g") command -v "$lua")
     printf '#!/bin/sh\nexec %s --preload %s %s "$@"\n' "$loader" "$rt" "$real" >"$view/path/$lua"
     chmod +x "$view/path/$lua"
   done
