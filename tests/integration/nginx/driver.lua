@@ -80,6 +80,15 @@ local function is_nginx(pid)
   return c ~= nil and c:find("nginx", 1, true) ~= nil
 end
 
+-- A port to try, below the kernel's range of ephemeral ports, so that no
+-- client connection of this test (curl, the database) holds it. A port that
+-- is taken shows at nginx's start, which then tries another.
+local function spare_port()
+  local lo = tonumber((read("/proc/sys/net/ipv4/ip_local_port_range") or ""):match("^(%d+)")) or 32768
+  if lo < 11000 then return 10000 + math.random(0, 49999) end
+  return 10000 + math.random(0, lo - 10001)
+end
+
 local function percentile(sorted, p)
   if #sorted == 0 then return 0 end
   local i = math.max(1, math.min(#sorted, math.ceil(p / 100 * #sorted)))
@@ -167,7 +176,7 @@ function Run:start(i)
   self.instances[i] = inst
   run(("mkdir -p %q/logs %q/tmp"):format(inst.prefix, inst.prefix))
   for _ = 1, 10 do
-    inst.port = inst.port or (20000 + math.random(0, 39999))
+    inst.port = inst.port or spare_port()
     write(inst.prefix .. "/nginx.conf", self:conf(inst))
     if run(nginx_cmd(inst) .. " 2>>" .. inst.prefix .. "/logs/start.err") then
       inst.master = tonumber(read(inst.prefix .. "/logs/nginx.pid"))
@@ -641,7 +650,7 @@ local function example()
     conf, n = conf:gsub(a:gsub("%p", "%%%0"), (b:gsub("%%", "%%%%")))
     if n == 0 then missing[#missing + 1] = a end
   end
-  local port = 20000 + math.random(0, 39999)
+  local port = spare_port()
   sub("/usr/lib/nginx/modules", MODULES)
   sub("/etc/nginx/lua/?.lua", root .. "/examples/openresty/?.lua")
   sub("/usr/local/share/lua/5.1/?.lua", root .. "/lua/?.lua")
