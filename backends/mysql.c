@@ -801,6 +801,84 @@ static int my_force_release(void *p, const char *name, gm_row *out,
   return fetch_row(c, name, out, err);
 }
 
+/* Appends s as a hex literal (X'...'): binary-safe, nothing to escape. */
+static char *put_hex(char *w, const char *s) {
+  static const char hex[] = "0123456789abcdef";
+  *w++ = 'X';
+  *w++ = '\'';
+  for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+    *w++ = hex[*p >> 4];
+    *w++ = hex[*p & 15];
+  }
+  *w++ = '\'';
+  return w;
+}
+
+/* One UPDATE for every lock of the batch, when they share a lease: the
+ * server's now comes back as the insert id (NOW_REPORTED), and matched rows
+ * (CLIENT_FOUND_ROWS) tell whether all were still ours. Fewer than asked
+ * cannot say which: then each is renewed alone, which is safe to repeat. */
+static int my_renew_many(void *p, gm_renew_req *q, size_t n, gm_error *err) {
+  myconn *c = p;
+  int same = n > 1;
+  for (size_t i = 0; i < n; i++) {
+    if (check_len("lock name", q[i].name, LOCK_NAME_LEN, err) ||
+        check_len("node id", q[i].owner, LOCK_ID_LEN, err))
+      return GM_ERR;
+    same = same && q[i].lease_us == q[0].lease_us;
+  }
+  if (same) {
+    size_t cap = 512 + strlen(c->cfg->table);
+    for (size_t i = 0; i < n; i++)
+      cap += 4 * strlen(q[i].name) + 2 * strlen(q[i].owner) + 64;
+    char *text = malloc(cap), *w = text;
+    if (!text) {
+      gm_seterr(err, GM_E_NOMEM, "out of memory");
+      return GM_ERR;
+    }
+    w += sprintf(w, "UPDATE `%s` SET renewed_at = " NOW_REPORTED
+                    ", expires_at = " NOW " + INTERVAL %lld MICROSECOND "
+                    "WHERE name IN (",
+                 c->cfg->table, (long long)q[0].lease_us);
+    for (size_t i = 0; i < n; i++) {
+      if (i) *w++ = ',';
+      w = put_hex(w, q[i].name);
+    }
+    w += sprintf(w, ") AND (name, owner, token) IN (");
+    for (size_t i = 0; i < n; i++) {
+      w += sprintf(w, "%s(", i ? "," : "");
+      w = put_hex(w, q[i].name);
+      *w++ = ',';
+      w = put_hex(w, q[i].owner);
+      w += sprintf(w, ",%llu)", (unsigned long long)q[i].token);
+    }
+    *w++ = ')';
+    int bad = mysql_real_query(c->db, text, (unsigned long)(w - text));
+    free(text);
+    if (bad) return fail(c, NULL, "renew", err);
+    uint64_t affected = (uint64_t)mysql_affected_rows(c->db);
+    int64_t now = (int64_t)mysql_insert_id(c->db);
+    if (affected == n && now > 0) {
+      for (size_t i = 0; i < n; i++) {
+        q[i].rc = GM_OK;
+        q[i].renewed_at = q[i].now = now;
+        q[i].expires_at = now + q[i].lease_us;
+      }
+      return GM_OK;
+    }
+  }
+  for (size_t i = 0; i < n; i++) {
+    gm_row r;
+    q[i].rc = my_renew(p, q[i].name, q[i].owner, q[i].token, q[i].lease_us,
+                       &r, err);
+    if (q[i].rc == GM_ERR) return GM_ERR;
+    q[i].renewed_at = r.renewed_at;
+    q[i].expires_at = r.expires_at;
+    q[i].now = r.now;
+  }
+  return GM_OK;
+}
+
 const gm_backend_ops gm_mysql_ops = {
     .abi = GM_BACKEND_ABI,
     .name = "mysql",
@@ -816,4 +894,5 @@ const gm_backend_ops gm_mysql_ops = {
     .release = my_release,
     .complete = my_complete,
     .force_release = my_force_release,
+    .renew_many = my_renew_many,
 };

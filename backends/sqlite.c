@@ -11,24 +11,56 @@
  *
  * WAL lets followers read while the master writes; synchronous=FULL keeps a
  * granted token on disk, so tokens never repeat after a crash.
+ *
+ * Telling a crash from a pause. Each backend object keeps one byte of a
+ * lock file beside the database ("<realpath>-gomaster-lock") locked with an
+ * open file description lock (F_OFD_SETLK) from its first connection until
+ * it is freed, which comes after every elector on it stopped. Each grant
+ * records that byte and the file's inode in the row (`holder`). The kernel
+ * drops the lock only when the holder's process is gone (or its backend
+ * was freed, after it stopped believing it is master), so a follower that
+ * finds the byte free (F_OFD_GETLK) may take the lock at once with a write
+ * conditional on the token and holder it saw. A paused (SIGSTOPped)
+ * holder keeps its lock: its lease and deadline cover it as before.
+ *
+ * Followers poll `PRAGMA data_version` (a read of the WAL index in shared
+ * memory, no disk I/O) and the holder's byte every 20 ms, so a release or a
+ * crash is seen within one poll instead of one retry.
  */
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "backend.h"
+
+#define SLOT_BITS 20
+#define SLOTS 65536 /* bytes of the lock file a backend object may take */
 
 typedef struct {
   char *path;
   char table[72];
   int busy_ms;
+  /* The lock file (see the top): made by the first open, closed by
+   * sq_free_cfg or in a forked child. (mu) */
+  pthread_mutex_t mu;
+  int lock_fd;
+  pid_t lock_pid;
+  int64_t holder; /* (inode << SLOT_BITS) | byte, or -1 */
 } sq_cfg;
 
 typedef struct {
+  sq_cfg *cfg;
   sqlite3 *db;
   sqlite3_stmt *observe, *insert, *take, *renew, *release, *complete, *force;
+  sqlite3_stmt *take_dead, *data_version;
+  int64_t version; /* PRAGMA data_version at the last changed(); -1 */
   char boot_id[40];
 } sq_conn;
 
@@ -56,13 +88,19 @@ static int sq_parse(const gm_kv *kv, size_t n, void **out, gm_error *err) {
   }
   snprintf(c->table, sizeof c->table, "%s", table);
   c->busy_ms = (int)(busy_us / 1000);
+  pthread_mutex_init(&c->mu, NULL);
+  c->lock_fd = -1;
+  c->holder = -1;
   *out = c;
   return GM_OK;
 }
 
 static void sq_free_cfg(void *p) {
   sq_cfg *c = p;
-  if (c) free(c->path);
+  if (!c) return;
+  if (c->lock_fd >= 0) close(c->lock_fd); /* the kernel drops our byte */
+  pthread_mutex_destroy(&c->mu);
+  free(c->path);
   free(c);
 }
 
@@ -103,6 +141,8 @@ static void sq_close(void *p) {
   sqlite3_finalize(s->release);
   sqlite3_finalize(s->complete);
   sqlite3_finalize(s->force);
+  sqlite3_finalize(s->take_dead);
+  sqlite3_finalize(s->data_version);
   sqlite3_close_v2(s->db);
   free(s);
 }
@@ -127,13 +167,54 @@ static int exec(sq_conn *s, const char *sql, gm_error *err) {
   return GM_OK;
 }
 
+/* Takes a byte of the lock file for this backend object (once per process:
+ * a forked child must not hold its parent's byte) and returns its handle,
+ * or -1 when there is no lock file (an in-memory database, a read-only
+ * directory): then followers wait for the lease, as other backends do. */
+static int64_t take_slot(sq_cfg *c) {
+  pthread_mutex_lock(&c->mu);
+  if (c->lock_fd >= 0 && c->lock_pid != getpid()) {
+    close(c->lock_fd); /* the parent's description: its byte stays its own */
+    c->lock_fd = -1;
+    c->holder = -1;
+  }
+  char *real = c->lock_fd < 0 ? realpath(c->path, NULL) : NULL;
+  if (real) {
+    char lp[PATH_MAX + 32];
+    struct stat st;
+    snprintf(lp, sizeof lp, "%s-gomaster-lock", real);
+    free(real);
+    int fd = open(lp, O_RDWR | O_CREAT | O_CLOEXEC, 0666);
+    if (fd >= 0 && fstat(fd, &st) == 0) {
+      unsigned start = (unsigned)getpid() * 2654435761u;
+      for (unsigned i = 0; i < SLOTS; i++) {
+        unsigned slot = (start + i) % SLOTS;
+        struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET,
+                           .l_start = slot, .l_len = 1};
+        if (fcntl(fd, F_OFD_SETLK, &fl) == 0) {
+          c->lock_fd = fd;
+          c->lock_pid = getpid();
+          c->holder = ((int64_t)(st.st_ino & 0xffffffffu) << SLOT_BITS) | slot;
+          break;
+        }
+      }
+    }
+    if (fd >= 0 && c->lock_fd != fd) close(fd);
+  }
+  int64_t h = c->holder;
+  pthread_mutex_unlock(&c->mu);
+  return h;
+}
+
 static int sq_open(const void *p, void **out, gm_error *err) {
-  const sq_cfg *c = p;
+  sq_cfg *c = (sq_cfg *)p; /* only its lock fields change, under c->mu */
   sq_conn *s = calloc(1, sizeof *s);
   if (!s) {
     gm_seterr(err, GM_E_NOMEM, "out of memory");
     return GM_ERR;
   }
+  s->cfg = c;
+  s->version = -1;
   read_boot_id(s->boot_id, sizeof s->boot_id);
   int rc = sqlite3_open_v2(c->path, &s->db,
                            SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
@@ -161,9 +242,18 @@ static int sq_open(const void *p, void **out, gm_error *err) {
            " done_at INTEGER NOT NULL DEFAULT 0,"
            " done_by TEXT NOT NULL DEFAULT '',"
            " done_token INTEGER NOT NULL DEFAULT 0,"
-           " result TEXT NOT NULL DEFAULT '')",
+           " result TEXT NOT NULL DEFAULT '',"
+           " holder INTEGER NOT NULL DEFAULT -1)",
            c->table);
-  if (exec(s, sql, err) != GM_OK) {
+  int made = exec(s, sql, err);
+  if (made == GM_OK) { /* a table made before `holder` gets it */
+    char add[160];
+    snprintf(add, sizeof add,
+             "ALTER TABLE %s ADD COLUMN holder INTEGER NOT NULL DEFAULT -1",
+             c->table);
+    sqlite3_exec(s->db, add, NULL, NULL, NULL); /* "duplicate column": fine */
+  }
+  if (made != GM_OK) {
     char msg[GM_ERRMSG_MAX];
     snprintf(msg, sizeof msg, "%s", err->msg);
     gm_seterr(err, GM_E_CONNECT, "%s (database '%s')", msg, c->path);
@@ -172,8 +262,8 @@ static int sq_open(const void *p, void **out, gm_error *err) {
   }
   if (prep(s, c->table,
            "SELECT owner, token, version, acquired_at, renewed_at,"
-           " expires_at, boot_id, done_at, done_by, done_token, result"
-           " FROM %s WHERE name = ?1",
+           " expires_at, boot_id, done_at, done_by, done_token, result,"
+           " holder FROM %s WHERE name = ?1",
            &s->observe, err) ||
       prep(s, c->table,
            "UPDATE %s SET done_at = ?1, done_by = ?3, done_token = ?4,"
@@ -185,17 +275,25 @@ static int sq_open(const void *p, void **out, gm_error *err) {
            &s->force, err) ||
       prep(s, c->table,
            "INSERT INTO %s (name, owner, token, version, acquired_at,"
-           " renewed_at, expires_at, boot_id)"
-           " VALUES (?1, ?2, ?3 + 1, ?4, ?5, ?5, ?5 + ?6, ?7)"
+           " renewed_at, expires_at, boot_id, holder)"
+           " VALUES (?1, ?2, ?3 + 1, ?4, ?5, ?5, ?5 + ?6, ?7, ?9)"
            " ON CONFLICT (name) DO NOTHING",
            &s->insert, err) ||
       prep(s, c->table,
            "UPDATE %s SET owner = ?2, token = MAX(token, ?3) + 1,"
            " version = ?4, acquired_at = ?5, renewed_at = ?5,"
-           " expires_at = ?5 + ?6, boot_id = ?7"
+           " expires_at = ?5 + ?6, boot_id = ?7, holder = ?9"
            " WHERE name = ?1 AND token = ?8"
            " AND (owner = '' OR expires_at <= ?5 OR boot_id <> ?7)",
            &s->take, err) ||
+      prep(s, c->table,
+           "UPDATE %s SET owner = ?2, token = MAX(token, ?3) + 1,"
+           " version = ?4, acquired_at = ?5, renewed_at = ?5,"
+           " expires_at = ?5 + ?6, boot_id = ?7, holder = ?9"
+           " WHERE name = ?1 AND token = ?8 AND boot_id = ?7"
+           " AND holder = ?10 AND holder >= 0",
+           &s->take_dead, err) ||
+      prep(s, c->table, "PRAGMA data_version", &s->data_version, err) ||
       prep(s, c->table,
            "UPDATE %s SET renewed_at = ?1, expires_at = ?1 + ?2"
            " WHERE name = ?3 AND owner = ?4 AND token = ?5 AND boot_id = ?6"
@@ -208,6 +306,7 @@ static int sq_open(const void *p, void **out, gm_error *err) {
     sq_close(s);
     return GM_ERR;
   }
+  take_slot(c); /* before campaigning, and to check other holders' bytes */
   *out = s;
   return GM_OK;
 }
@@ -254,8 +353,11 @@ static int sq_observe(void *p, const char *name, gm_row *out, gm_error *err) {
     text(st, 8, out->done_by, sizeof out->done_by);
     out->done_token = (uint64_t)sqlite3_column_int64(st, 9);
     text(st, 10, out->result, sizeof out->result);
-    if (strcmp(boot, s->boot_id) != 0) /* times from before a reboot */
+    out->holder = sqlite3_column_int64(st, 11);
+    if (strcmp(boot, s->boot_id) != 0) { /* times from before a reboot */
       out->acquired_at = out->renewed_at = out->expires_at = 0;
+      out->holder = -1;
+    }
     rc = sqlite3_step(st);
   }
   sqlite3_reset(st);
@@ -264,10 +366,8 @@ static int sq_observe(void *p, const char *name, gm_row *out, gm_error *err) {
   return GM_OK;
 }
 
-static int sq_acquire(void *p, const gm_acquire_req *q, gm_row *out,
-                      gm_error *err) {
-  sq_conn *s = p;
-  sqlite3_stmt *st = q->expect_exists ? s->take : s->insert;
+static int acquire_with(sq_conn *s, sqlite3_stmt *st, const gm_acquire_req *q,
+                        int64_t dead, gm_row *out, gm_error *err) {
   int64_t now = boot_us();
   uint64_t base = q->min_token;
   if (q->expect_exists && q->expect_token > base) base = q->expect_token;
@@ -279,6 +379,9 @@ static int sq_acquire(void *p, const gm_acquire_req *q, gm_row *out,
   sqlite3_bind_int64(st, 6, q->lease_us);
   bind_text(st, 7, s->boot_id);
   if (q->expect_exists) sqlite3_bind_int64(st, 8, (sqlite3_int64)q->expect_token);
+  int64_t mine = take_slot(s->cfg);
+  sqlite3_bind_int64(st, 9, mine);
+  if (dead >= 0) sqlite3_bind_int64(st, 10, dead);
   int rc = run_write(s, st, "acquire", err);
   if (rc != GM_OK) return rc;
   memset(out, 0, sizeof *out);
@@ -288,7 +391,56 @@ static int sq_acquire(void *p, const gm_acquire_req *q, gm_row *out,
   out->token = base + 1; /* the row's token was expect_token (or none) */
   out->acquired_at = out->renewed_at = out->now = now;
   out->expires_at = now + q->lease_us;
+  out->holder = mine;
   return GM_OK;
+}
+
+static int sq_acquire(void *p, const gm_acquire_req *q, gm_row *out,
+                      gm_error *err) {
+  sq_conn *s = p;
+  return acquire_with(s, q->expect_exists ? s->take : s->insert, q, -1, out,
+                      err);
+}
+
+static int sq_acquire_dead(void *p, const gm_acquire_req *q, int64_t holder,
+                           gm_row *out, gm_error *err) {
+  sq_conn *s = p;
+  if (!q->expect_exists || holder < 0) return GM_NOT;
+  return acquire_with(s, s->take_dead, q, holder, out, err);
+}
+
+/* GM_OK when the byte behind `holder` is free in our lock file: its process
+ * is gone (or its backend object was freed after its electors stopped). Our
+ * own byte, another lock file (another inode: a path that names another
+ * file) or no lock file at all: GM_NOT, nobody can tell. */
+static int sq_holder_gone(void *p, int64_t holder, gm_error *err) {
+  sq_conn *s = p;
+  (void)err;
+  sq_cfg *c = s->cfg;
+  pthread_mutex_lock(&c->mu);
+  int fd = c->lock_pid == getpid() ? c->lock_fd : -1;
+  int64_t mine = c->holder;
+  pthread_mutex_unlock(&c->mu);
+  if (fd < 0 || holder < 0 || mine < 0 || holder == mine ||
+      holder >> SLOT_BITS != mine >> SLOT_BITS)
+    return GM_NOT;
+  struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET,
+                     .l_start = holder & ((1 << SLOT_BITS) - 1), .l_len = 1};
+  if (fcntl(fd, F_OFD_GETLK, &fl) != 0) return GM_NOT;
+  return fl.l_type == F_UNLCK ? GM_OK : GM_NOT;
+}
+
+/* PRAGMA data_version changes when another connection commits. */
+static int sq_changed(void *p, gm_error *err) {
+  sq_conn *s = p;
+  sqlite3_stmt *st = s->data_version;
+  int rc = sqlite3_step(st);
+  int64_t v = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : -1;
+  sqlite3_reset(st);
+  if (rc != SQLITE_ROW) return db_err(s, "data_version", err);
+  int changed = v != s->version;
+  s->version = v;
+  return changed ? GM_OK : GM_NOT;
 }
 
 static int sq_renew(void *p, const char *name, const char *owner,
@@ -320,6 +472,32 @@ static int sq_renew(void *p, const char *name, const char *owner,
   out->token = token;
   out->renewed_at = out->now = now;
   out->expires_at = now + lease_us;
+  return GM_OK;
+}
+
+/* All in one transaction: one commit (one fsync) per heartbeat, and each
+ * lock's own result from its UPDATE ... RETURNING. */
+static int sq_renew_many(void *p, gm_renew_req *q, size_t n, gm_error *err) {
+  sq_conn *s = p;
+  if (exec(s, "BEGIN IMMEDIATE", err) != GM_OK) return GM_ERR;
+  for (size_t i = 0; i < n; i++) {
+    gm_row r;
+    q[i].rc = sq_renew(p, q[i].name, q[i].owner, q[i].token, q[i].lease_us,
+                       &r, err);
+    if (q[i].rc == GM_ERR) {
+      sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+      return GM_ERR;
+    }
+    if (q[i].rc == GM_OK) {
+      q[i].renewed_at = r.renewed_at;
+      q[i].expires_at = r.expires_at;
+      q[i].now = r.now;
+    }
+  }
+  if (exec(s, "COMMIT", err) != GM_OK) {
+    sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+    return GM_ERR;
+  }
   return GM_OK;
 }
 
@@ -374,4 +552,9 @@ const gm_backend_ops gm_sqlite_ops = {
     .release = sq_release,
     .complete = sq_complete,
     .force_release = sq_force_release,
+    .renew_many = sq_renew_many,
+    .holder_gone = sq_holder_gone,
+    .acquire_dead = sq_acquire_dead,
+    .changed = sq_changed,
+    .poll_us = 20000,
 };

@@ -27,7 +27,7 @@
 
 #include "gomaster.h"
 
-#define GM_BACKEND_ABI 2
+#define GM_BACKEND_ABI 3
 
 /* One lock's row/document as read or written, plus the database's now. */
 typedef struct gm_row {
@@ -46,6 +46,10 @@ typedef struct gm_row {
   char done_by[GM_ID_MAX];  /* the node that ran it */
   uint64_t done_token;      /* the token it held */
   char result[GM_RESULT_MAX];
+  /* ABI 3: the holder's liveness handle, as the backend wrote it with the
+   * grant (SQLite: which byte of the lock file the holder's process keeps
+   * locked); -1 when there is none or it cannot be checked from here. */
+  int64_t holder;
 } gm_row;
 
 /* A request to take a lock. The write is conditional on what the core saw:
@@ -64,6 +68,18 @@ typedef struct gm_acquire_req {
   uint64_t expect_token;
   uint64_t min_token;
 } gm_acquire_req;
+
+/* One lock of a batch renewal (ABI 3). The core fills the first four
+ * fields; the backend sets rc to GM_OK (renewed; the three times are
+ * filled, database clock) or GM_NOT (not ours any more). */
+typedef struct gm_renew_req {
+  const char *name;
+  const char *owner;
+  uint64_t token;
+  int64_t lease_us;
+  int rc;
+  int64_t renewed_at, expires_at, now;
+} gm_renew_req;
 
 typedef struct gm_backend_ops {
   int abi;                  /* GM_BACKEND_ABI */
@@ -117,6 +133,38 @@ typedef struct gm_backend_ops {
    * now. GM_NOT when there is no row. On GM_OK *out is the row after it. */
   int (*force_release)(void *conn, const char *name, gm_row *out,
                        gm_error *err);
+
+  /* ---- ABI 3 and greater: speed. Each may be NULL (0 for poll_us). ---- */
+
+  /* Renews the n locks of reqs as renew does each, in as few statements
+   * as the backend can while still learning each lock's own result (where
+   * a write cannot tell which rows it matched, renew them one by one).
+   * GM_OK: every reqs[i].rc is set. GM_ERR: none may be trusted; the core
+   * treats it as a failed renewal of all. NULL: the core calls renew. */
+  int (*renew_many)(void *conn, gm_renew_req *reqs, size_t n, gm_error *err);
+
+  /* GM_OK only when the backend knows for certain that the process behind
+   * handle `holder` (gm_row.holder) is gone, so that it neither renews nor
+   * believes it is master; GM_NOT when it lives or nobody can tell. No
+   * database statement: the core asks this every poll_us. */
+  int (*holder_gone)(void *conn, int64_t holder, gm_error *err);
+
+  /* As acquire with req->expect_exists == 1, except that the write also
+   * takes a live lease where the row's holder is still `holder`, which
+   * holder_gone has just reported gone: the process behind it neither
+   * renews nor believes it is master. Still conditional on expect_token.
+   * Needed when holder_gone is set. */
+  int (*acquire_dead)(void *conn, const gm_acquire_req *req, int64_t holder,
+                      gm_row *out, gm_error *err);
+
+  /* A cheap check between observes: GM_OK when some lock's row may have
+   * changed since the last call on this connection (the core then has its
+   * followers observe at once), GM_NOT when none did, GM_ERR. */
+  int (*changed)(void *conn, gm_error *err);
+
+  /* How often (µs) the core calls changed and holder_gone while the thread
+   * has followers; 0: never. */
+  int64_t poll_us;
 } gm_backend_ops;
 
 /* Makes a backend object from an ops table of the caller's own (a backend

@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include "backend.h"
+#include "fastpath.h"
 #include "url.h"
 
 #define NS 1000000000LL
@@ -76,6 +77,8 @@ struct gm_elector {
   int64_t next_at;        /* mono ns of the next step */
   uint64_t my_token;      /* token of our grant while role == MASTER */
   int64_t master_until_t; /* the thread's copy of master_until */
+  int64_t acquired_at;    /* db µs of our grant, for status() */
+  int64_t holder;         /* the other holder's handle seen last, or -1 */
   int seen_row;           /* the row was seen at least once */
   uint64_t max_token;     /* largest token seen */
   int64_t absent_since;   /* mono ns the row was first seen missing */
@@ -118,6 +121,10 @@ struct gm_backend {
   int64_t reconnect_at;
   int64_t backoff_ns;
   uint64_t rng;
+  int64_t poll_at;        /* mono ns of the next changed/holder_gone poll */
+  size_t batch_cap;       /* batch renewal buffers, grown as needed */
+  gm_elector **batch;
+  gm_renew_req *reqs;
 };
 
 /* ---- process-wide: fork safety ------------------------------------------ */
@@ -477,6 +484,8 @@ void gm_backend_unref(gm_backend *b) {
   pthread_mutex_unlock(&b->mu);
   if (joinable) pthread_join(b->thread, NULL);
   if (b->conn) b->ops->close(b->conn);
+  free(b->batch);
+  free(b->reqs);
   b->ops->free_cfg(b->cfg);
   pthread_mutex_destroy(&b->mu);
   pthread_cond_destroy(&b->wake);
@@ -652,11 +661,14 @@ static void become_master(gm_backend *b, gm_elector *e, int64_t t_send,
   e->absent_since = 0;
   e->my_token = r->token;
   e->master_until_t = t_send + e->dl_ns;
+  e->acquired_at = r->acquired_at;
+  e->holder = -1;
   if (r->token > e->max_token) e->max_token = r->token;
   e->next_at = t_send + e->hb_ns;
 }
 
-static void try_acquire(gm_backend *b, gm_elector *e, const gm_row *seen) {
+static void try_acquire(gm_backend *b, gm_elector *e, const gm_row *seen,
+                        int64_t dead_holder) {
   gm_acquire_req req = {.name = e->name,
                         .owner = e->id,
                         .version = e->version,
@@ -667,7 +679,9 @@ static void try_acquire(gm_backend *b, gm_elector *e, const gm_row *seen) {
   gm_row r = {0};
   gm_error err = {0};
   int64_t t0 = mono_ns();
-  int rc = b->ops->acquire(b->conn, &req, &r, &err);
+  int rc = dead_holder >= 0 && b->ops->acquire_dead
+               ? b->ops->acquire_dead(b->conn, &req, dead_holder, &r, &err)
+               : b->ops->acquire(b->conn, &req, &r, &err);
   pthread_mutex_lock(&b->mu);
   e->n_acquires++;
   pthread_mutex_unlock(&b->mu);
@@ -698,6 +712,7 @@ static void follower_step(gm_backend *b, gm_elector *e) {
   pthread_mutex_unlock(&b->mu);
   track_clock(e, t0, t1, &r);
   int64_t jit = jitter(b, min64(e->retry_ns, e->lease_ns) / 20);
+  e->holder = -1;
 
   if (!r.exists) {
     /* point 7: a row that vanished is held until watched absent for L */
@@ -710,7 +725,7 @@ static void follower_step(gm_backend *b, gm_elector *e) {
       }
     }
     note_leader(e, &r);
-    try_acquire(b, e, &r);
+    try_acquire(b, e, &r, -1);
     goto done;
   }
   e->seen_row = 1;
@@ -730,7 +745,17 @@ static void follower_step(gm_backend *b, gm_elector *e) {
     goto done;
   }
   if (r.owner[0] == '\0') { /* released: free at once */
-    try_acquire(b, e, &r);
+    try_acquire(b, e, &r, -1);
+    goto done;
+  }
+  /* Held by another node. Where the backend can tell for certain that the
+   * holder's process is gone (SQLite: the kernel dropped its file lock),
+   * nobody believes it is master: take it without waiting for the lease. A
+   * paused holder keeps its lock and stays covered by lease and deadline. */
+  e->holder = b->ops->holder_gone && b->ops->acquire_dead ? r.holder : -1;
+  if (e->holder >= 0 &&
+      b->ops->holder_gone(b->conn, r.holder, &err) == GM_OK) {
+    try_acquire(b, e, &r, r.holder);
     goto done;
   }
   if (r.expires_at > r.now) { /* live: sleep until it ends, or one retry */
@@ -740,13 +765,56 @@ static void follower_step(gm_backend *b, gm_elector *e) {
   }
   int64_t wait = takeover_wait(e, t1, &r);
   if (wait == 0)
-    try_acquire(b, e, &r);
+    try_acquire(b, e, &r, -1);
   else
     e->next_at = t1 + min64(e->retry_ns, wait + jit);
 done:
   e->have_last = 1;
   e->last_t0 = t0;
   e->last_db = r.now;
+}
+
+/* The outcome of one lock's renewal sent at t0 and answered at t1; r is
+ * the row as renewed (GM_OK). */
+static void renew_done(gm_backend *b, gm_elector *e, int rc, int64_t t0,
+                       int64_t t1, const gm_row *r, const gm_error *err) {
+  pthread_mutex_lock(&b->mu);
+  e->n_renewals++;
+  pthread_mutex_unlock(&b->mu);
+  if (rc == GM_OK) {
+    pthread_mutex_lock(&b->mu);
+    /* !reported: next_event already told the user the deadline passed */
+    int late = t1 >= e->master_until_t || !e->reported;
+    if (!late) {
+      e->master_until_t = t0 + e->dl_ns;
+      if (e->want) /* stop() zeroed it and must find it zero */
+        atomic_store(&e->master_until, e->master_until_t);
+      fill_leader(&e->leader, r);
+    }
+    pthread_mutex_unlock(&b->mu);
+    if (late) {
+      /* The renewal came back after our deadline: that grant is over.
+       * Step down and release, so the lock is not left held. */
+      gm_error rerr = {0};
+      step_down(e, GM_STOP_DEADLINE);
+      if (b->conn && b->ops->release(b->conn, e->name, e->id, e->my_token,
+                                     &rerr) == GM_ERR)
+        fail(b, e, &rerr);
+      e->next_at = mono_ns();
+      return;
+    }
+    e->next_at = t0 + e->hb_ns;
+    return;
+  }
+  if (rc == GM_NOT) {
+    step_down(e, GM_STOP_LOST);
+    e->next_at = t1;
+    return;
+  }
+  if (err) fail(b, e, err);
+  /* retry the renewal soon, while the deadline allows */
+  e->next_at = min64(max64(b->reconnect_at, t1 + e->hb_ns / 4),
+                     e->master_until_t);
 }
 
 static void master_step(gm_backend *b, gm_elector *e) {
@@ -760,43 +828,120 @@ static void master_step(gm_backend *b, gm_elector *e) {
   }
   int rc = b->ops->renew(b->conn, e->name, e->id, e->my_token,
                          e->lease_ns / US_PER_NS, &r, &err);
-  int64_t t1 = mono_ns();
+  renew_done(b, e, rc, t0, mono_ns(), &r, &err);
+}
+
+static int batch_grow(gm_backend *b, size_t n) {
+  if (n <= b->batch_cap) return GM_OK;
+  size_t cap = b->batch_cap ? b->batch_cap * 2 : 16;
+  while (cap < n) cap *= 2;
+  gm_elector **es = realloc(b->batch, cap * sizeof *es);
+  if (es) b->batch = es;
+  gm_renew_req *rq = realloc(b->reqs, cap * sizeof *rq);
+  if (rq) b->reqs = rq;
+  if (!es || !rq) return GM_ERR;
+  b->batch_cap = cap;
+  return GM_OK;
+}
+
+/* Renews, in one call of renew_many, every lock this thread holds whose
+ * heartbeat falls due within half a heartbeat (so the heartbeats of a
+ * node's locks fall into step and stay there): one statement per
+ * heartbeat however many locks the node holds. Renewing early is safe: it
+ * only moves the deadline from a later send time. */
+static void master_batch(gm_backend *b, gm_elector *due) {
+  int64_t now = mono_ns();
+  size_t n = 0;
   pthread_mutex_lock(&b->mu);
-  e->n_renewals++;
-  pthread_mutex_unlock(&b->mu);
-  if (rc == GM_OK) {
-    pthread_mutex_lock(&b->mu);
-    /* !reported: next_event already told the user the deadline passed */
-    int late = t1 >= e->master_until_t || !e->reported;
-    if (!late) {
-      e->master_until_t = t0 + e->dl_ns;
-      if (e->want) /* stop() zeroed it and must find it zero */
-        atomic_store(&e->master_until, e->master_until_t);
-      fill_leader(&e->leader, &r);
+  for (gm_elector *e = b->active; e; e = e->next)
+    if (e->want && e->role == ROLE_MASTER &&
+        (e == due || e->next_at <= now + e->hb_ns / 2)) {
+      if (batch_grow(b, n + 1) != GM_OK) break;
+      b->batch[n++] = e;
     }
-    pthread_mutex_unlock(&b->mu);
-    if (late) {
-      /* The renewal came back after our deadline: that grant is over.
-       * Step down and release, so the lock is not left held. */
+  pthread_mutex_unlock(&b->mu);
+  if (n == 0) { /* no memory for even one: renew the due lock alone */
+    master_step(b, due);
+    return;
+  }
+  int64_t t0 = mono_ns();
+  size_t k = 0;
+  for (size_t i = 0; i < n; i++) {
+    gm_elector *e = b->batch[i];
+    if (t0 >= e->master_until_t) {
       step_down(e, GM_STOP_DEADLINE);
-      if (b->ops->release(b->conn, e->name, e->id, e->my_token, &err) ==
-          GM_ERR)
-        fail(b, e, &err);
-      e->next_at = mono_ns();
+      e->next_at = t0;
+      continue;
+    }
+    b->batch[k] = e;
+    b->reqs[k] = (gm_renew_req){.name = e->name,
+                                .owner = e->id,
+                                .token = e->my_token,
+                                .lease_us = e->lease_ns / US_PER_NS,
+                                .rc = GM_ERR};
+    k++;
+  }
+  if (k == 0) return;
+  gm_error err = {0};
+  int rc = b->ops->renew_many(b->conn, b->reqs, k, &err);
+  int64_t t1 = mono_ns();
+  if (rc == GM_ERR) {
+    fail(b, b->batch[0], &err);
+    for (size_t i = 0; i < k; i++)
+      renew_done(b, b->batch[i], GM_ERR, t0, t1, NULL, NULL);
+    return;
+  }
+  for (size_t i = 0; i < k; i++) {
+    gm_elector *e = b->batch[i];
+    const gm_renew_req *q = &b->reqs[i];
+    gm_row r = {.exists = 1,
+                .token = e->my_token,
+                .acquired_at = e->acquired_at,
+                .renewed_at = q->renewed_at,
+                .expires_at = q->expires_at,
+                .now = q->now,
+                .holder = -1};
+    snprintf(r.owner, sizeof r.owner, "%s", e->id);
+    snprintf(r.version, sizeof r.version, "%s", e->version);
+    gm_error none = {GM_E_DB, "renew: the backend set no result"};
+    int one = q->rc == GM_OK || q->rc == GM_NOT ? q->rc : GM_ERR;
+    renew_done(b, e, one, t0, t1, &r, one == GM_ERR ? &none : NULL);
+    if (!b->conn) { /* that failure closed the connection */
+      for (size_t j = i + 1; j < k; j++)
+        renew_done(b, b->batch[j], GM_ERR, t0, t1, NULL, NULL);
       return;
     }
-    e->next_at = t0 + e->hb_ns;
-    return;
   }
-  if (rc == GM_NOT) {
-    step_down(e, GM_STOP_LOST);
-    e->next_at = t1;
-    return;
+}
+
+/* Between observes: asks the backend whether anything changed (then every
+ * follower observes now) and whether a holder a follower waits on is gone
+ * (then that follower observes now). */
+static void poll_step(gm_backend *b) {
+  int64_t now = mono_ns();
+  b->poll_at = now + b->ops->poll_us * US_PER_NS;
+  if (!b->conn) return;
+  gm_error err = {0};
+  int ch = b->ops->changed ? b->ops->changed(b->conn, &err) : GM_NOT;
+  /* Only this thread unlinks electors, so the list past its head, read
+   * under mu, stays as it is while we walk it. */
+  pthread_mutex_lock(&b->mu);
+  gm_elector *head = b->active;
+  pthread_mutex_unlock(&b->mu);
+  int64_t checked = -1;
+  int gone = 0;
+  for (gm_elector *e = head; e; e = e->next) {
+    if (e->role != ROLE_FOLLOWER || e->next_at <= now) continue;
+    if (ch != GM_NOT) {
+      e->next_at = now;
+    } else if (e->holder >= 0 && b->ops->holder_gone) {
+      if (e->holder != checked) {
+        checked = e->holder;
+        gone = b->ops->holder_gone(b->conn, checked, &err) == GM_OK;
+      }
+      if (gone) e->next_at = now;
+    }
   }
-  fail(b, e, &err);
-  /* retry the renewal soon, while the deadline allows */
-  e->next_at = min64(max64(b->reconnect_at, t1 + e->hb_ns / 4),
-                     e->master_until_t);
 }
 
 /* Runs the stop that the API asked for: release if master, queue the stop. */
@@ -835,7 +980,9 @@ static void run_step(gm_backend *b, gm_elector *e) {
                      : b->reconnect_at;
     return;
   }
-  if (e->role == ROLE_MASTER)
+  if (e->role == ROLE_MASTER && b->ops->renew_many)
+    master_batch(b, e);
+  else if (e->role == ROLE_MASTER)
     master_step(b, e);
   else
     follower_step(b, e);
@@ -852,12 +999,23 @@ static void *thread_main(void *arg) {
   while (!b->quit) {
     int64_t now = mono_ns(), next = INT64_MAX;
     gm_elector *due = NULL;
+    int followers = 0;
     for (gm_elector *e = b->active; e; e = e->next) {
       if (!e->want || e->next_at <= now) {
         due = e;
         break;
       }
       next = min64(next, e->next_at);
+      followers |= e->role == ROLE_FOLLOWER;
+    }
+    if (!due && followers && b->ops->poll_us > 0 && b->conn) {
+      if (b->poll_at <= now) {
+        pthread_mutex_unlock(&b->mu);
+        poll_step(b);
+        pthread_mutex_lock(&b->mu);
+        continue;
+      }
+      next = min64(next, b->poll_at);
     }
     if (!due) {
       if (!b->active && b->conn) { /* idle: give the connection back */
@@ -942,6 +1100,7 @@ gm_elector *gm_elector_new(gm_backend *b, const gm_config *cfg_in,
   atomic_init(&e->master_until, 0);
   atomic_init(&e->token, 0);
   e->efd = -1;
+  e->holder = -1;
   e->b = b;
   gm_backend_ref(b);
   return e;
@@ -1009,8 +1168,11 @@ void gm_elector_free(gm_elector *e) {
 }
 
 int gm_elector_is_master(const gm_elector *e) {
-  int64_t until = atomic_load_explicit(&e->master_until, memory_order_acquire);
-  return until != 0 && mono_ns() < until;
+  return gm_fast_is_master(&e->master_until);
+}
+
+const _Atomic int64_t *gm_elector_until_ref(const gm_elector *e) {
+  return &e->master_until;
 }
 
 uint64_t gm_elector_token(const gm_elector *e) {

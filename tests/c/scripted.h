@@ -37,6 +37,8 @@ enum {
   SC_CLOSE,
   SC_COMPLETE,
   SC_FORCE,
+  SC_RENEW_MANY, /* ABI 3: sc_ops_fast only */
+  SC_CHANGED,
   SC_NOPS
 };
 enum { SC_NORMAL = 0, SC_HANG, SC_FAIL };
@@ -52,6 +54,7 @@ typedef struct sc_row {
   char done_by[GM_ID_MAX];
   uint64_t done_token;
   char result[GM_RESULT_MAX];
+  int64_t holder; /* the handle of the node that was granted it */
 } sc_row;
 
 typedef struct sc_db {
@@ -59,6 +62,9 @@ typedef struct sc_db {
   pthread_cond_t cv; /* broadcast whenever a switch changes */
   int64_t offset_us; /* database clock = CLOCK_MONOTONIC + offset */
   sc_row *rows;
+  uint64_t version; /* grows with every write (PRAGMA data_version) */
+  int next_handle;
+  int gone[64]; /* gone[handle]: that node's process is dead */
 } sc_db;
 
 typedef struct sc_node {
@@ -67,6 +73,8 @@ typedef struct sc_node {
   unsigned calls[SC_NOPS]; /* (db->mu) calls begun */
   int hanging[SC_NOPS];    /* (db->mu) calls blocked by SC_HANG right now */
   int conns;               /* (db->mu) connections open */
+  int64_t handle;          /* its liveness handle in the rows it takes */
+  uint64_t seen_version;   /* (db->mu) db->version at its last changed() */
   char opt[32];            /* the "node" option: this struct's address */
 } sc_node;
 
@@ -159,6 +167,8 @@ SC_FN uint64_t sc_steal(sc_db *db, const char *name, const char *owner,
     tok = ++r->token;
     r->acquired_at = r->renewed_at = now;
     r->expires_at = now + lease_us;
+    r->holder = -1;
+    db->version++;
   }
   pthread_mutex_unlock(&db->mu);
   return tok;
@@ -168,6 +178,9 @@ SC_FN void sc_node_init(sc_node *n, sc_db *db) {
   memset(n, 0, sizeof *n);
   n->db = db;
   snprintf(n->opt, sizeof n->opt, "%p", (void *)n);
+  pthread_mutex_lock(&db->mu);
+  n->handle = db->next_handle++ % 64;
+  pthread_mutex_unlock(&db->mu);
 }
 
 SC_FN void sc_set(sc_node *n, int op, int mode) {
@@ -262,6 +275,7 @@ SC_FN void sc_fill(gm_row *out, const sc_row *r, int64_t now) {
   snprintf(out->done_by, sizeof out->done_by, "%s", r->done_by);
   out->done_token = r->done_token;
   snprintf(out->result, sizeof out->result, "%s", r->result);
+  out->holder = r->holder;
 }
 
 SC_FN int sc_observe(void *conn, const char *name, gm_row *out,
@@ -271,6 +285,19 @@ SC_FN int sc_observe(void *conn, const char *name, gm_row *out,
   sc_fill(out, sc_find(n->db, name), sc_now_locked(n->db));
   pthread_mutex_unlock(&n->db->mu);
   return GM_OK;
+}
+
+/* Writes node n's grant into row r (db->mu held). */
+SC_FN void sc_grant(sc_node *n, sc_row *r, const gm_acquire_req *q,
+                    int64_t now, gm_row *out) {
+  r->token = (r->token > q->min_token ? r->token : q->min_token) + 1;
+  snprintf(r->owner, sizeof r->owner, "%s", q->owner);
+  snprintf(r->version, sizeof r->version, "%s", q->version);
+  r->acquired_at = r->renewed_at = now;
+  r->expires_at = now + q->lease_us;
+  r->holder = n->handle;
+  n->db->version++;
+  sc_fill(out, r, now);
 }
 
 SC_FN int sc_acquire(void *conn, const gm_acquire_req *q, gm_row *out,
@@ -297,14 +324,7 @@ SC_FN int sc_acquire(void *conn, const gm_acquire_req *q, gm_row *out,
              (r->owner[0] == '\0' || r->expires_at <= now)) {
     rc = GM_OK;
   }
-  if (rc == GM_OK) {
-    r->token = (r->token > q->min_token ? r->token : q->min_token) + 1;
-    snprintf(r->owner, sizeof r->owner, "%s", q->owner);
-    snprintf(r->version, sizeof r->version, "%s", q->version);
-    r->acquired_at = r->renewed_at = now;
-    r->expires_at = now + q->lease_us;
-    sc_fill(out, r, now);
-  }
+  if (rc == GM_OK) sc_grant(n, r, q, now, out);
   pthread_mutex_unlock(&db->mu);
   return rc;
 }
@@ -320,6 +340,7 @@ SC_FN int sc_renew(void *conn, const char *name, const char *owner,
   if (r && strcmp(r->owner, owner) == 0 && r->token == token) {
     r->renewed_at = now;
     r->expires_at = now + lease_us;
+    n->db->version++;
     sc_fill(out, r, now);
     rc = GM_OK;
   }
@@ -336,6 +357,7 @@ SC_FN int sc_release(void *conn, const char *name, const char *owner,
   if (r && strcmp(r->owner, owner) == 0 && r->token == token) {
     r->owner[0] = '\0';
     r->expires_at = sc_now_locked(n->db);
+    n->db->version++;
     rc = GM_OK;
   }
   pthread_mutex_unlock(&n->db->mu);
@@ -393,6 +415,88 @@ static const gm_backend_ops sc_ops __attribute__((unused)) = {
     .complete = sc_complete,
     .force_release = sc_force_release,
 };
+
+/* ---- ABI 3: batch renewal, dead holders, change polling --------------- */
+
+/* The node's process "dies": the kernel would drop its file lock, so
+ * holder_gone reports its handle gone. (Its thread still runs: hang its
+ * renewals to stop it writing, as a dead process would.) */
+SC_FN void sc_mark_gone(sc_node *n) {
+  pthread_mutex_lock(&n->db->mu);
+  n->db->gone[n->handle] = 1;
+  pthread_mutex_unlock(&n->db->mu);
+}
+
+SC_FN int sc_renew_many(void *conn, gm_renew_req *q, size_t cnt,
+                        gm_error *err) {
+  sc_node *n = conn;
+  if (sc_enter(n, SC_RENEW_MANY, "renew_many", err) != GM_OK) return GM_ERR;
+  int64_t now = sc_now_locked(n->db);
+  for (size_t i = 0; i < cnt; i++) {
+    sc_row *r = sc_find(n->db, q[i].name);
+    q[i].rc = GM_NOT;
+    if (r && strcmp(r->owner, q[i].owner) == 0 && r->token == q[i].token) {
+      r->renewed_at = q[i].renewed_at = q[i].now = now;
+      r->expires_at = q[i].expires_at = now + q[i].lease_us;
+      q[i].rc = GM_OK;
+    }
+  }
+  n->db->version++;
+  pthread_mutex_unlock(&n->db->mu);
+  return GM_OK;
+}
+
+SC_FN int sc_holder_gone(void *conn, int64_t holder, gm_error *err) {
+  sc_node *n = conn;
+  (void)err;
+  pthread_mutex_lock(&n->db->mu);
+  int gone = holder >= 0 && holder < 64 && holder != n->handle &&
+             n->db->gone[holder];
+  pthread_mutex_unlock(&n->db->mu);
+  return gone ? GM_OK : GM_NOT;
+}
+
+SC_FN int sc_acquire_dead(void *conn, const gm_acquire_req *q, int64_t holder,
+                          gm_row *out, gm_error *err) {
+  sc_node *n = conn;
+  if (sc_enter(n, SC_ACQUIRE, "acquire", err) != GM_OK) return GM_ERR;
+  sc_db *db = n->db;
+  int64_t now = sc_now_locked(db);
+  sc_row *r = sc_find(db, q->name);
+  int rc = GM_NOT;
+  if (r && r->token == q->expect_token && r->holder == holder &&
+      holder >= 0 && holder < 64 && db->gone[holder]) {
+    sc_grant(n, r, q, now, out);
+    rc = GM_OK;
+  }
+  pthread_mutex_unlock(&db->mu);
+  return rc;
+}
+
+SC_FN int sc_changed(void *conn, gm_error *err) {
+  sc_node *n = conn;
+  if (sc_enter(n, SC_CHANGED, "changed", err) != GM_OK) return GM_ERR;
+  int changed = n->seen_version != n->db->version;
+  n->seen_version = n->db->version;
+  pthread_mutex_unlock(&n->db->mu);
+  return changed ? GM_OK : GM_NOT;
+}
+
+/* A backend object for node n with the ABI 3 ops. */
+SC_FN gm_backend *sc_backend_fast(sc_node *n, gm_error *err) {
+  static gm_backend_ops fast; /* sc_ops plus these: made on first use */
+  if (!fast.name) {
+    fast = sc_ops;
+    fast.renew_many = sc_renew_many;
+    fast.holder_gone = sc_holder_gone;
+    fast.acquire_dead = sc_acquire_dead;
+    fast.changed = sc_changed;
+    fast.poll_us = 10000;
+    fast.name = "scripted-fast";
+  }
+  gm_kv kv = {"node", n->opt};
+  return gm_backend_new_ops(&fast, &kv, 1, err);
+}
 
 /* Makes a backend object (one thread, one "connection") for node n. */
 SC_FN gm_backend *sc_backend(sc_node *n, gm_error *err) {

@@ -387,16 +387,23 @@ typedef struct pair {
   gm_elector *e[2];
 } pair;
 
-static void pair_init(pair *p, const char *lock, double L, double H, double D,
-                      double P) {
+/* fast: the backend has the ABI 3 ops (sc_backend_fast). */
+static void pair_init_as(pair *p, int fast, const char *lock, double L,
+                         double H, double D, double P) {
   gm_error err = {0};
   sc_db_init(&p->db);
   static const char *ids[2] = {"node-0", "node-1"};
   for (int i = 0; i < 2; i++) {
     sc_node_init(&p->n[i], &p->db);
-    p->b[i] = sc_backend(&p->n[i], &err);
+    p->b[i] = fast ? sc_backend_fast(&p->n[i], &err)
+                   : sc_backend(&p->n[i], &err);
     p->e[i] = mk(p->b[i], conf(lock, ids[i], L, H, D, P));
   }
+}
+
+static void pair_init(pair *p, const char *lock, double L, double H, double D,
+                      double P) {
+  pair_init_as(p, 0, lock, L, H, D, P);
 }
 
 static void pair_free(pair *p) {
@@ -1004,6 +1011,153 @@ out:
   solo_free(&s);
 }
 
+/* ---- speed (ABI 3): batch renewal, dead holders, change polling ---------- */
+
+/* Two nodes on the fast scripted backend (renew_many, holder_gone,
+ * acquire_dead, changed). */
+static void fast_init(pair *p, const char *lock, double L, double H, double D,
+                      double P) {
+  pair_init_as(p, 1, lock, L, H, D, P);
+}
+
+static void fast_free(pair *p) {
+  for (int i = 0; i < 2; i++) sc_set(&p->n[i], SC_RENEW_MANY, SC_NORMAL);
+  pair_free(p);
+}
+
+static int renew_many_hangs(void *n) {
+  return sc_hanging(n, SC_RENEW_MANY) > 0;
+}
+
+/* K locks on one backend object: one renew_many per heartbeat for all of
+ * them, none renewed alone; a lock lost among them is reported alone. */
+static void test_batch_renew(void) {
+  enum { K = 40 };
+  sc_db db;
+  sc_node n;
+  gm_error err = {0};
+  sc_db_init(&db);
+  sc_node_init(&n, &db);
+  gm_backend *b = sc_backend_fast(&n, &err);
+  gm_elector *e[K];
+  char names[K][16];
+  int masters = 0;
+  for (int i = 0; i < K; i++) {
+    snprintf(names[i], sizeof names[i], "batch-%d", i);
+    e[i] = mk(b, conf(names[i], "solo", 2, 0.1, 1.2, 0.1));
+    start(e[i]);
+  }
+  for (int i = 0; i < K; i++) {
+    gm_event ev;
+    masters += wait_ev(e[i], GM_EV_START, 2000, &ev);
+  }
+  check(masters == K, "batch: one node is master of all %d locks (%d)", K,
+        masters);
+  unsigned many0 = sc_calls(&n, SC_RENEW_MANY), one0 = sc_calls(&n, SC_RENEW);
+  sleep_ms(1000); /* ten heartbeats */
+  unsigned many = sc_calls(&n, SC_RENEW_MANY) - many0;
+  unsigned one = sc_calls(&n, SC_RENEW) - one0;
+  printf("# batch: %u renew_many calls in 1 s for %d locks (H = 100 ms)\n",
+         many, K);
+  check(many >= 8 && many <= 14 && one == 0,
+        "batch: about one renewal statement per heartbeat for %d locks "
+        "(%u batches, %u single renewals)",
+        K, many, one);
+  int all = 1;
+  for (int i = 0; i < K; i++) all = all && gm_elector_is_master(e[i]);
+  check(all, "batch: every lock is still held");
+  sc_steal(&db, names[7], "thief", 5000000);
+  gm_event ev;
+  int lost = wait_ev(e[7], GM_EV_STOP, 1000, &ev) && ev.reason == GM_STOP_LOST;
+  sleep_ms(300);
+  int others = 1;
+  for (int i = 0; i < K; i++)
+    if (i != 7) others = others && gm_elector_is_master(e[i]);
+  check(lost && !gm_elector_is_master(e[7]) && others,
+        "batch: the one stolen lock reports lost, the others stay master");
+  for (int i = 0; i < K; i++) free_el(e[i]);
+  gm_backend_unref(b);
+  sc_db_destroy(&db);
+}
+
+/* A holder known dead (its file lock gone) is taken over at once, long
+ * before its lease ends; a paused one (lock kept) only after the lease. */
+static void test_dead_holder(void) {
+  pair p;
+  double L = 3;
+  fast_init(&p, "dead", L, 0.2, 1.8, 1);
+  uint64_t tok = pair_elect(&p, "dead holder");
+  if (!tok) goto out;
+  sc_set(&p.n[0], SC_RENEW_MANY, SC_HANG);
+  int hung = wait_cond(renew_many_hangs, &p.n[0], 1000);
+  int64_t t = mono_ns();
+  sc_mark_gone(&p.n[0]);
+  gm_event ev;
+  int got = wait_ev(p.e[1], GM_EV_START, 3000, &ev);
+  double ms = (double)(mono_ns() - t) / MS;
+  printf("# dead holder: taken over %.1f ms after it died (lease %.0f ms)\n",
+         ms, L * 1000);
+  check(hung && got && ev.token == tok + 1 && ms < 200,
+        "dead holder: taken over with token %" PRIu64 " in %.1f ms, not "
+        "after the lease",
+        got ? ev.token : 0, ms);
+out:
+  fast_free(&p);
+}
+
+static void test_paused_holder(void) {
+  pair p;
+  double L = 1;
+  fast_init(&p, "paused", L, 0.1, 0.6, 0.2);
+  uint64_t tok = pair_elect(&p, "paused holder");
+  if (!tok) goto out;
+  sc_set(&p.n[0], SC_RENEW_MANY, SC_HANG);
+  int hung = wait_cond(renew_many_hangs, &p.n[0], 1000);
+  sc_row before, after;
+  sc_get(&p.db, "paused", &before);
+  gm_event ev;
+  int got = wait_ev(p.e[1], GM_EV_START, 3000, &ev);
+  check(hung && got && ev.token == tok + 1,
+        "paused holder: the follower took over with token %" PRIu64,
+        got ? ev.token : 0);
+  if (!got) goto out;
+  sc_get(&p.db, "paused", &after);
+  double late = (double)(after.acquired_at - before.expires_at) / 1000;
+  check(late >= 0, "paused holder: not before its lease ended (%.1f ms after)",
+        late);
+out:
+  fast_free(&p);
+}
+
+/* A stopping master releases; the follower sees the change at its next
+ * poll (10 ms), not at its next retry (2 s). */
+static void test_changed_wakeup(void) {
+  pair p;
+  fast_init(&p, "wake", 5, 1, 3, 2);
+  uint64_t tok = pair_elect(&p, "wake-up");
+  if (!tok) goto out;
+  sleep_ms(50); /* the follower is now asleep until its next retry */
+  unsigned polls = sc_calls(&p.n[1], SC_CHANGED);
+  int64_t t = mono_ns();
+  gm_elector_stop(p.e[0]);
+  gm_event ev;
+  int got = wait_ev(p.e[1], GM_EV_START, 3000, &ev);
+  double ms = (double)(mono_ns() - t) / MS;
+  printf("# wake-up: handover %.1f ms after stop() (retry 2000 ms)\n", ms);
+  check(got && ev.token == tok + 1 && ms < 150,
+        "wake-up: the follower took over %.1f ms after stop(), not after a "
+        "retry",
+        ms);
+  check(sc_calls(&p.n[1], SC_CHANGED) > polls,
+        "wake-up: the follower polled changed() meanwhile");
+  polls = sc_calls(&p.n[1], SC_CHANGED);
+  sleep_ms(200);
+  check(sc_calls(&p.n[1], SC_CHANGED) == polls,
+        "wake-up: a node with no followers does not poll");
+out:
+  fast_free(&p);
+}
+
 int main(void) {
   setvbuf(stdout, NULL, _IOLBF, 0);
   alarm(600); /* a hang is a failure, not a stuck CI */
@@ -1021,6 +1175,10 @@ int main(void) {
   test_free_running();
   test_operator();
   test_fork();
+  test_batch_renew();
+  test_dead_holder();
+  test_paused_holder();
+  test_changed_wakeup();
   printf("%d passed, %d failed\n", n_pass, n_fail);
   return n_fail ? 1 : 0;
 }
