@@ -28,6 +28,7 @@ for m in ndk_http_module ngx_http_lua_module; do
 done
 command -v curl >/dev/null 2>&1 || fail "curl not found (sh scripts/deps.sh)"
 command -v luajit >/dev/null 2>&1 || fail "luajit not found (sh scripts/deps.sh)"
+luajit -e 'require("dkjson")' 2>/dev/null || fail "dkjson not found: install lua-dkjson (sh scripts/deps.sh)"
 [ -f build/luajit/gomaster/core.so ] || make -s LUA=luajit >/dev/null ||
   fail "make LUA=luajit failed"
 

@@ -720,7 +720,14 @@ local ok, err = xpcall(function()
   example()
   local url = os.getenv("GOMASTER_TEST_MYSQL_URL")
   if url and url ~= "" then
-    local dir = os.getenv("GOMASTER_TEST_MARIADB_DIR") or os.getenv("GOMASTER_TEST_DIR")
+    -- the pause needs the server of tests/servers/mariadb.sh
+    local dir = os.getenv("GOMASTER_TEST_MARIADB_DIR")
+    if dir == "" then dir = nil end
+    dir = dir or os.getenv("GOMASTER_TEST_DIR")
+    if not (dir and read(dir .. "/mariadb/pid")) then
+      say("# no server of tests/servers/mariadb.sh to pause: the pause is skipped")
+      dir = nil
+    end
     scenario("mariadb", url, dir)
   else
     say("# skipped the MariaDB run: GOMASTER_TEST_MYSQL_URL is not set")
