@@ -1,0 +1,75 @@
+-- Shared helpers of the benchmark drivers.
+local root = os.getenv("GOMASTER_ROOT") or "."
+local flavour = jit and "luajit" or _VERSION:match("%d+%.%d+")
+package.path = root .. "/lua/?.lua;" .. package.path
+package.cpath = root .. "/build/" .. flavour .. "/?.so;" .. package.cpath
+local core = require("gomaster.core")
+
+local M = { root = root, core = core }
+M.interp = jit and "luajit" or ("lua" .. _VERSION:match("%d+%.%d+"))
+
+function M.sh(cmd)
+  local p = assert(io.popen(cmd))
+  local s = p:read("*a")
+  p:close()
+  return s
+end
+
+function M.sleep(s) os.execute(("sleep %.3f"):format(s)) end
+
+function M.exists(path)
+  local f = io.open(path)
+  if f then f:close() end
+  return f ~= nil
+end
+
+function M.touch(path) assert(io.open(path, "w")):close() end
+
+--- Sorted copy; median and 95th percentile (nearest rank).
+function M.stats(xs)
+  local t = {}
+  for i, v in ipairs(xs) do t[i] = v end
+  table.sort(t)
+  local function rank(p) return t[math.max(1, math.ceil(p * #t))] end
+  return { n = #t, median = rank(0.5), p95 = rank(0.95), min = t[1], max = t[#t] }
+end
+
+--- Statements the server has served so far: MySQL's Questions, the
+-- stand-in's own count of commands; nil for SQLite.
+function M.server_count(kind)
+  if kind == "mysql" then
+    local s = M.sh(("mariadb --socket=%q -uroot -N -e \"SHOW GLOBAL STATUS LIKE 'Questions'\" 2>/dev/null")
+      :format(os.getenv("GOMASTER_TEST_MARIADB_DIR") .. "/mariadb/mysqld.sock"))
+    return tonumber(s:match("(%d+)%s*$"))
+  elseif kind == "mongo" then
+    local s = M.sh(("bash %q/tests/servers/mongo.sh counts %q 2>/dev/null")
+      :format(root, os.getenv("GOMASTER_TEST_MONGO_DIR")))
+    local total = 0
+    for name, n in s:gmatch('"([%w_]+)"%s*:%s*(%d+)') do
+      if name ~= "gomasterCounts" then total = total + tonumber(n) end
+    end
+    return total
+  end
+end
+
+--- CPU seconds (user + system) of this process so far.
+function M.cpu()
+  local f = assert(io.open("/proc/self/stat"))
+  local s = f:read("*a")
+  f:close()
+  local rest = s:match("%) (.*)$")
+  local fields = {}
+  for w in rest:gmatch("%S+") do fields[#fields + 1] = w end
+  -- fields[1] is the state (field 3); utime and stime are fields 14, 15
+  return (tonumber(fields[12]) + tonumber(fields[13])) / 100
+end
+
+--- Resident set size of this process, bytes.
+function M.rss()
+  local f = assert(io.open("/proc/self/statm"))
+  local _, res = f:read("*a"):match("(%d+)%s+(%d+)")
+  f:close()
+  return tonumber(res) * 4096
+end
+
+return M

@@ -1,0 +1,67 @@
+-- Database load at steady state with default timings:
+--   lua load.lua KIND URL NODES WINDOW
+-- prints "load <nodes> <master st/s> <follower st/s, mean> <follower st/s,
+-- max> <server st/s or -> <failed writes/s>". Per-node figures come from each
+-- elector's own counters (acquires + renewals + observes + releases); the
+-- server figure from the server itself (MySQL Questions, the stand-in's
+-- command count), which also counts driver traffic such as monitoring.
+local lib = dofile((arg[0]:match("^(.*)/[^/]*$") or ".") .. "/lib.lua")
+local core = lib.core
+local kind, url, count, window = arg[1], arg[2], tonumber(arg[3]), tonumber(arg[4] or 10)
+local dir = (lib.sh("mktemp -d /tmp/gomaster-bench.XXXXXX"):gsub("%s+$", ""))
+url = url:gsub("%%DIR%%", dir)
+local name = "load-" .. tostring(math.random(1, 1e9)) .. tostring(os.time())
+
+local nodes = {}
+for i = 1, count do
+  local log = ("%s/node%d.log"):format(dir, i)
+  local pid = tonumber(lib.sh(("%s %s/bench/node.lua %q %q %q >/dev/null 2>&1 & echo $!")
+    :format(lib.interp, lib.root, log, url, name)))
+  nodes[i] = { pid = pid, log = log }
+end
+
+-- The last counter line of a node at or before time t, and whether it was
+-- master (a "start" line before t).
+local function sample(node, t)
+  local c, master
+  for line in io.lines(node.log) do
+    local ts, k, rest = line:match("^(%S+) (%S+) ?(.*)$")
+    ts = tonumber(ts)
+    if ts and ts <= t then
+      if k == "c" then
+        local v = {}
+        for w in rest:gmatch("%S+") do v[#v + 1] = tonumber(w) end
+        c = { t = ts, acq = v[1], ren = v[2], obs = v[3], rel = v[4], grants = v[5], err = v[6] }
+      elseif k == "start" then
+        master = true
+      end
+    end
+  end
+  return c, master
+end
+
+lib.sleep(3 + count * 0.05) -- elected, followers settled
+local s0 = lib.server_count(kind)
+local t0 = core.now()
+lib.sleep(window)
+local t1 = core.now()
+local s1 = lib.server_count(kind)
+lib.sleep(1.2) -- every node logged a sample after t1
+
+local master_rate, frates, failed = nil, {}, 0
+for _, nd in ipairs(nodes) do
+  local a, is_master = sample(nd, t0 + 1)
+  local b = sample(nd, t1 + 1)
+  local dt = b.t - a.t
+  local rate = ((b.acq - a.acq) + (b.ren - a.ren) + (b.obs - a.obs) + (b.rel - a.rel)) / dt
+  failed = failed + ((b.acq - a.acq) - (b.grants - a.grants) + (b.err - a.err)) / dt
+  if is_master then master_rate = rate else frates[#frates + 1] = rate end
+end
+local sum, max = 0, 0
+for _, r in ipairs(frates) do sum, max = sum + r, math.max(max, r) end
+local server = s0 and s1 and ("%.1f"):format((s1 - s0 - (kind == "mysql" and 1 or 0)) / (t1 - t0)) or "-"
+print(("load %d %.2f %.2f %.2f %s %.2f"):format(count, master_rate or -1, sum / #frates, max, server, failed))
+for _, nd in ipairs(nodes) do lib.touch(nd.log .. ".exit") end
+lib.sleep(1)
+for _, nd in ipairs(nodes) do os.execute(("kill -KILL %d 2>/dev/null"):format(nd.pid)) end
+os.execute(("rm -rf %q"):format(dir))
