@@ -58,14 +58,23 @@ ifeq ($(WITH_MYSQL),1)
   BACKEND_CFLAGS += -DGM_WITH_MYSQL $(shell $(PKG_CONFIG) --cflags $(MYSQL_PC))
   BACKEND_LIBS += $(shell $(PKG_CONFIG) --libs $(MYSQL_PC))
 endif
+# libmongoc initialises itself when it is loaded, and then warns on stderr
+# when a killed process of the same pid left its shared-memory counters
+# behind. So the Lua module does not link it: the MongoDB backend is its own
+# object, gomaster/mongo.so, loaded by src/registry.c on first use (with the
+# counters off). The C library links it in (GM_WITH_MONGO).
 ifeq ($(WITH_MONGO),1)
-  BACKEND_SRC += backends/mongo.c
-  BACKEND_CFLAGS += -DGM_WITH_MONGO $(shell $(PKG_CONFIG) --cflags libmongoc-1.0)
-  BACKEND_LIBS += $(shell $(PKG_CONFIG) --libs libmongoc-1.0)
+  MONGO_SRC    := backends/mongo.c
+  BACKEND_CFLAGS += $(shell $(PKG_CONFIG) --cflags libmongoc-1.0)
+  MONGO_LIBS   := $(shell $(PKG_CONFIG) --libs libmongoc-1.0)
+  MONGO_MODULE := $(BUILD)/gomaster/mongo.so
 endif
 
-CORE_SRC := src/elector.c src/registry.c src/url.c src/util.c $(BACKEND_SRC)
+CORE_SRC := src/elector.c src/url.c src/util.c $(BACKEND_SRC)
 CORE_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(CORE_SRC))
+MONGO_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(MONGO_SRC))
+REG_LIB  := $(BUILD)/obj/src/registry-lib.o
+REG_MOD  := $(BUILD)/obj/src/registry-mod.o
 LUA_OBJ  := $(BUILD)/obj/src/lgomaster.o $(BUILD)/obj/src/lproc.o
 HEADERS  := $(wildcard src/*.h)
 
@@ -78,7 +87,7 @@ CTESTS   := $(patsubst tests/c/%.c,$(BUILD)/tests/%,$(wildcard tests/c/test_*.c)
 
 all: module lib
 
-module: $(MODULE)
+module: $(MODULE) $(MONGO_MODULE)
 lib: $(CORELIB)
 
 # Objects are rebuilt when the flags change (a backend found or dropped,
@@ -95,19 +104,31 @@ $(LUA_OBJ): $(BUILD)/obj/src/%.o: src/%.c $(HEADERS) $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) $(LUA_CFLAGS) -Isrc -c $< -o $@
 
+$(REG_LIB): src/registry.c $(HEADERS) $(FLAGS_STAMP)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) $(BACKEND_CFLAGS) $(if $(MONGO_SRC),-DGM_WITH_MONGO) -Isrc -c $< -o $@
+
+$(REG_MOD): src/registry.c $(HEADERS) $(FLAGS_STAMP)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) $(BACKEND_CFLAGS) $(if $(MONGO_SRC),-DGM_MONGO_DLOPEN) -Isrc -c $< -o $@
+
 # -z nodelete: the module stays mapped after lua_close, so a background thread
 # that is still winding down never runs unmapped code.
-$(MODULE): $(CORE_OBJ) $(LUA_OBJ)
+$(MODULE): $(CORE_OBJ) $(REG_MOD) $(LUA_OBJ)
 	@mkdir -p $(dir $@)
-	$(CC) -shared -pthread $(SAN_FLAGS) -Wl,-z,nodelete -o $@ $^ $(BACKEND_LIBS) $(LDFLAGS)
+	$(CC) -shared -pthread $(SAN_FLAGS) -Wl,-z,nodelete -o $@ $^ $(BACKEND_LIBS) -ldl $(LDFLAGS)
 
-$(CORELIB): $(CORE_OBJ)
+$(MONGO_MODULE): $(MONGO_OBJ) $(BUILD)/obj/src/util.o
+	@mkdir -p $(dir $@)
+	$(CC) -shared -pthread $(SAN_FLAGS) -Wl,-z,nodelete -o $@ $^ $(MONGO_LIBS) $(LDFLAGS)
+
+$(CORELIB): $(CORE_OBJ) $(REG_LIB) $(MONGO_OBJ)
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^
 
 $(BUILD)/tests/%: tests/c/%.c tests/c/scripted.h $(CORELIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_ALL) -Isrc -Itests/c -o $@ $< $(CORELIB) $(BACKEND_LIBS) -lm $(LDFLAGS)
+	$(CC) $(CFLAGS_ALL) -Isrc -Itests/c -o $@ $< $(CORELIB) $(BACKEND_LIBS) $(MONGO_LIBS) -lm $(LDFLAGS)
 
 ctests: $(CTESTS)
 
@@ -160,15 +181,15 @@ SECONDS    ?= 60
 FUZZ_CC    ?= clang
 FUZZ_FLAGS := -g -O1 -std=c11 -D_GNU_SOURCE -pthread \
               -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
-FUZZ_SRC   := $(CORE_SRC)
+FUZZ_SRC   := $(CORE_SRC) src/registry.c $(MONGO_SRC)
 FUZZERS    := build/fuzz/fuzz_url build/fuzz/fuzz_options \
               $(if $(filter 1,$(WITH_MONGO)),build/fuzz/fuzz_mongo_doc)
 build/fuzz/fuzz_url build/fuzz/fuzz_options: build/fuzz/%: tests/fuzz/%.c $(FUZZ_SRC) $(HEADERS)
 	@mkdir -p $(dir $@)
-	$(FUZZ_CC) $(FUZZ_FLAGS) $(BACKEND_CFLAGS) -Isrc -o $@ $< $(FUZZ_SRC) $(BACKEND_LIBS) -lm
+	$(FUZZ_CC) $(FUZZ_FLAGS) $(BACKEND_CFLAGS) $(if $(MONGO_SRC),-DGM_WITH_MONGO) -Isrc -o $@ $< $(FUZZ_SRC) $(BACKEND_LIBS) $(MONGO_LIBS) -lm
 build/fuzz/fuzz_mongo_doc: tests/fuzz/fuzz_mongo_doc.c $(FUZZ_SRC) $(HEADERS)
 	@mkdir -p $(dir $@)
-	$(FUZZ_CC) $(FUZZ_FLAGS) $(BACKEND_CFLAGS) -Isrc -o $@ $< $(filter-out backends/mongo.c,$(FUZZ_SRC)) $(BACKEND_LIBS) -lm
+	$(FUZZ_CC) $(FUZZ_FLAGS) $(BACKEND_CFLAGS) -DGM_WITH_MONGO -Isrc -o $@ $< $(filter-out backends/mongo.c,$(FUZZ_SRC)) $(BACKEND_LIBS) $(MONGO_LIBS) -lm
 fuzzers: $(FUZZERS)
 fuzz: deps
 	@$(MAKE) -s fuzzers
@@ -181,9 +202,10 @@ fuzz: deps
 bench: deps
 	@sh bench/run.sh
 
-install: $(MODULE)
+install: $(MODULE) $(MONGO_MODULE)
 	install -d $(DESTDIR)$(LUA_LIBDIR)/gomaster $(DESTDIR)$(LUA_SHAREDIR)/gomaster $(DESTDIR)$(BINDIR)
 	install -m 0755 $(MODULE) $(DESTDIR)$(LUA_LIBDIR)/gomaster/core.so
+	$(if $(MONGO_MODULE),install -m 0755 $(MONGO_MODULE) $(DESTDIR)$(LUA_LIBDIR)/gomaster/mongo.so)
 	install -m 0644 lua/gomaster.lua $(DESTDIR)$(LUA_SHAREDIR)/gomaster.lua
 	for f in lua/gomaster/*.lua; do [ -e "$$f" ] && install -m 0644 "$$f" $(DESTDIR)$(LUA_SHAREDIR)/gomaster/ || true; done
 	sed '1s|^#!.*|#!/usr/bin/env $(if $(filter rock,$(LUA)),lua,$(LUA_BIN))|' bin/gomaster > $(DESTDIR)$(BINDIR)/gomaster

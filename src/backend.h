@@ -173,8 +173,9 @@ typedef struct gm_backend_ops {
 gm_backend *gm_backend_new_ops(const gm_backend_ops *ops, const gm_kv *opts,
                                size_t n, gm_error *err);
 
-/* Registered backends (src/registry.c). */
-const gm_backend_ops *gm_backend_find(const char *name);
+/* Registered backends (src/registry.c): NULL with err filled when there is
+ * no such backend or it cannot be loaded. */
+const gm_backend_ops *gm_backend_find(const char *name, gm_error *err);
 
 /* Helpers for backends (src/util.c). */
 void gm_seterr(gm_error *err, int code, const char *fmt, ...)

@@ -336,25 +336,8 @@ static gm_backend *backend_alloc(const gm_backend_ops *ops, const gm_kv *kv,
 
 gm_backend *gm_backend_new(const char *type, const gm_kv *opts, size_t n,
                            gm_error *err) {
-  const gm_backend_ops *ops = type ? gm_backend_find(type) : NULL;
-  if (!ops) {
-    gm_seterr(err, GM_E_BACKEND,
-              "unknown backend '%.32s' (this build has: %s%s%s)",
-              type ? type : "(none)", "sqlite",
-#ifdef GM_WITH_MYSQL
-              ", mysql",
-#else
-              "",
-#endif
-#ifdef GM_WITH_MONGO
-              ", mongodb"
-#else
-              ""
-#endif
-    );
-    return NULL;
-  }
-  return backend_alloc(ops, opts, n, err);
+  const gm_backend_ops *ops = gm_backend_find(type ? type : "(none)", err);
+  return ops ? backend_alloc(ops, opts, n, err) : NULL;
 }
 
 gm_backend *gm_backend_new_ops(const gm_backend_ops *ops, const gm_kv *opts,
@@ -383,7 +366,8 @@ gm_backend *gm_backend_new_url(const char *url, gm_error *err) {
     for (char *p = scheme; *p; p++)
       if (*p >= 'A' && *p <= 'Z') *p = (char)(*p - 'A' + 'a');
   }
-  const gm_backend_ops *ops = sep ? gm_backend_find(scheme) : NULL;
+  gm_error ignored = {0}; /* an unknown scheme is reported below */
+  const gm_backend_ops *ops = sep ? gm_backend_find(scheme, &ignored) : NULL;
   if (gm_url_parse(url, ops ? ops->url_raw : 0, &u, err) != GM_OK)
     return NULL;
   gm_backend *b = gm_backend_new(u.scheme, u.kv, u.n, err);

@@ -574,7 +574,7 @@ int main(void) {
     printf("skipped: GOMASTER_TEST_MONGO_URL not set\n");
     return 0;
   }
-  ops = gm_backend_find("mongodb");
+  ops = gm_backend_find("mongodb", NULL);
   if (!ops) {
     printf("skipped: this build has no mongodb backend\n");
     return 0;
