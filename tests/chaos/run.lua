@@ -115,10 +115,10 @@ local function record(f)
   counts[f.kind] = (counts[f.kind] or 0) + 1
 end
 
-local function server(cmd)
+local function server(cmd, extra)
   local script = backend == "mysql" and "mariadb" or "mongo"
-  local ok = os.execute(("bash %s/tests/servers/%s.sh %s %q >>%q 2>&1")
-    :format(root, script, cmd, server_dir, dir .. "/server.out"))
+  local ok = os.execute(("bash %s/tests/servers/%s.sh %s %q %s >>%q 2>&1")
+    :format(root, script, cmd, server_dir, extra or "", dir .. "/server.out"))
   assert(ok, "tests/servers/" .. script .. ".sh " .. cmd .. " failed")
 end
 
@@ -206,7 +206,10 @@ local function inject(kind)
       f.healed = core.now()
     end
   elseif kind == "restart_db" then
-    server("restart")
+    -- a restart keeps the data, as a real server's does (the stand-in keeps
+    -- its documents in a file for it); a wiped database is another case,
+    -- with its own spec (spec/integration/mongo_spec.lua)
+    server("restart", "keep")
     f.healed = core.now()
   elseif kind == "partition" then
     proxy_cmd("block", f.slot)

@@ -522,6 +522,23 @@ class Standin:
             'gomasterCounts': self.cmd_counts,
         }
 
+    # --state: the documents, kept across a restart (one BSON document per
+    # collection: {db, coll, docs: [...]}).
+    def save(self, path):
+        with open(path + '.tmp', 'wb') as f:
+            for (db, name), docs in self.collections.items():
+                f.write(bson.encode({'db': db, 'coll': name,
+                                     'docs': list(docs.values())}))
+        os.rename(path + '.tmp', path)
+
+    def load(self, path):
+        opts = bson.CodecOptions(document_class=collections.OrderedDict)
+        with open(path, 'rb') as f:
+            for rec in bson.decode_all(f.read(), opts):
+                coll = self.coll(rec['db'], rec['coll'])
+                for doc in rec['docs']:
+                    coll[key_of(doc['_id'])] = doc
+
     def now(self):
         t = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
         t = t.replace(microsecond=t.microsecond // 1000 * 1000)
@@ -734,6 +751,8 @@ def serve(args):
     signal.signal(signal.SIGTERM, lambda *a: stop.set())
     signal.signal(signal.SIGINT, lambda *a: stop.set())
     standin = Standin(args.max_wire_version)
+    if args.state and os.path.exists(args.state):
+        standin.load(args.state)
     server = mockupdb.MockupDB(port=args.port or None, request_timeout=int(1e6))
     server._address = ('127.0.0.1', args.port or None)  # loopback only
     server.autoresponds(standin.handle)
@@ -754,7 +773,11 @@ def serve(args):
             os.unlink(args.pidfile)
         except OSError:
             pass
-    # The memory goes with the process; the kernel closes every socket.
+    # Without --state the memory goes with the process, as if the database
+    # were wiped; with it, the documents outlive a restart as a real
+    # server's would. The kernel closes every socket.
+    if args.state:
+        standin.save(args.state)
     sys.stdout.flush()
     os._exit(0)
 
@@ -816,6 +839,8 @@ def main():
     s.add_argument('--pidfile')
     s.add_argument('--logfile')
     s.add_argument('--max-wire-version', type=int, default=MAX_WIRE_VERSION)
+    s.add_argument('--state', help='keep the documents in this file across '
+                   'a restart (default: memory only)')
     s = sub.add_parser('stop')
     s.add_argument('--pidfile', required=True)
     s.add_argument('--timeout', type=float, default=10)

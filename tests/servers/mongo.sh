@@ -10,9 +10,11 @@
 #                                         (=DIR) for the tests that use the
 #                                         commands below
 #   tests/servers/mongo.sh stop DIR       stop it (nothing keeps running)
-#   tests/servers/mongo.sh restart DIR    stop and start on the same port: the
+#   tests/servers/mongo.sh restart DIR [keep]
+#                                         stop and start on the same port: the
 #                                         stand-in's memory (every document,
-#                                         its clock step) is lost
+#                                         its clock step) is lost; with keep,
+#                                         the documents stay (a real restart)
 #   tests/servers/mongo.sh stepclock DIR SECONDS
 #                                         move the stand-in's clock ($$NOW,
 #                                         localTime) by SECONDS (may be < 0)
@@ -51,7 +53,7 @@ need_standin() {
 launch() {
   local port
   port=$(standin serve --daemon --port "$1" --pidfile "$M/pid" \
-    --logfile "$M/standin.log") || {
+    --logfile "$M/standin.log" --state "$M/state") || {
     tail -n 20 "$M/standin.log" >&2
     die "the stand-in did not start (see $M/standin.log)"
   }
@@ -76,6 +78,7 @@ do_start() {
   if ! "$PY" -c 'import mockupdb' 2>/dev/null; then
     die "$PY cannot import mockupdb: install python3-mockupdb (sh scripts/deps.sh)"
   fi
+  rm -f "$M/state"
   launch 0
   local port
   port=$(cat "$M/port")
@@ -94,13 +97,21 @@ do_stop() {
   standin stop --pidfile "$M/pid"
 }
 
+# restart DIR: the documents are lost, as in a wiped database or a failover
+# to an empty replica. restart DIR keep: they are kept, as a real server
+# keeps them across a restart.
 do_restart() {
   need_standin
   local port
   port=$(cat "$M/port")
   do_stop
+  [ "${1:-}" = keep ] || rm -f "$M/state"
   launch "$port"
-  echo "mongo.sh: stand-in restarted on 127.0.0.1:$port, memory lost" >&2
+  if [ "${1:-}" = keep ]; then
+    echo "mongo.sh: stand-in restarted on 127.0.0.1:$port, documents kept" >&2
+  else
+    echo "mongo.sh: stand-in restarted on 127.0.0.1:$port, memory lost" >&2
+  fi
 }
 
 do_stepclock() {
@@ -114,7 +125,7 @@ do_stepclock() {
 case $cmd in
 start) do_start ;;
 stop) do_stop ;;
-restart) do_restart ;;
+restart) do_restart "${3:-}" ;;
 stepclock) do_stepclock "${3:-}" ;;
 counts) need_standin; standin call "$(cat "$M/port")" '{"gomasterCounts": 1}' ;;
 url) cat "$M/env" ;;
