@@ -166,9 +166,12 @@ for _, be in ipairs(backends) do
       assert.are.same({ "ran", bpid }, { s[2].kind, s[2].pid })
       assert.is_true(s[2].token > s[1].token)
       -- A renewed at most H before the kill, so its lease ran until at
-      -- least kill - H + L; B must not have started before that.
-      assert.is_true(s[2].t >= killed_at - H + L - 0.1,
-        ("B ran %.3f s after the kill"):format(s[2].t - killed_at))
+      -- least kill - H + L; B must not have started before that, except on
+      -- SQLite, where the kernel's file lock tells a dead holder for certain.
+      if be.tag ~= "sqlite" then
+        assert.is_true(s[2].t >= killed_at - H + L - 0.1,
+          ("B ran %.3f s after the kill"):format(s[2].t - killed_at))
+      end
       local row = assert(b:read(name))
       assert.are.equal(s[2].token, row.done.token)
       assert.is_true(of_pid(row.done.by, bpid))
