@@ -245,7 +245,17 @@ static int sq_open(const void *p, void **out, gm_error *err) {
            " result TEXT NOT NULL DEFAULT '',"
            " holder INTEGER NOT NULL DEFAULT -1)",
            c->table);
-  int made = exec(s, sql, err);
+  /* Several processes opening a new file at once: switching it to WAL
+   * needs a lock that SQLite may refuse at once, without its busy handler.
+   * Retry for as long as the busy timeout allows. */
+  int made;
+  int64_t give_up = boot_us() + (int64_t)c->busy_ms * 1000;
+  while ((made = exec(s, sql, err)) != GM_OK &&
+         (sqlite3_errcode(s->db) & 0xff) == SQLITE_BUSY &&
+         boot_us() < give_up) {
+    struct timespec nap = {0, 10 * 1000000L};
+    nanosleep(&nap, NULL);
+  }
   if (made == GM_OK) { /* a table made before `holder` gets it */
     char add[160];
     snprintf(add, sizeof add,
