@@ -40,7 +40,7 @@ check() {
 skip() { echo "ok - # SKIP $*"; }
 now() { date +%s.%N; }
 # calc EXPR: floating-point arithmetic and comparisons (1 or 0), by awk.
-calc() { awk "BEGIN { print ($*) }"; }
+calc() { awk -v OFMT=%.6f "BEGIN { print ($*) }"; }
 
 # wait_until SECONDS COMMAND...: polls every 20 ms until COMMAND succeeds.
 wait_until() {
@@ -60,7 +60,14 @@ count() {
   echo "${c:-0}"
 }
 has_lines() { [ "$(count "$1" "$3")" -ge "$2" ]; }
-gone() { ! kill -0 "$1" 2>/dev/null; }
+# Gone: no such process, or a zombie nobody has reaped yet (an orphan waits
+# for init, which on some machines reaps late).
+gone() {
+  local st
+  st=$(ps -o stat= -p "$1" 2>/dev/null) || return 0
+  case $st in Z*) return 0 ;; esac
+  [ -z "$st" ]
+}
 
 # A child for exec: logs "start PID TIME", and "term PID" on SIGTERM.
 cat >"$T/child.sh" <<'EOF'
