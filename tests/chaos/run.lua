@@ -209,7 +209,7 @@ local function inject(kind)
     -- a restart keeps the data, as a real server's does (the stand-in keeps
     -- its documents in a file for it); a wiped database is another case,
     -- with its own spec (spec/integration/mongo_spec.lua)
-    server("restart", "keep")
+    server("restart", backend == "mongo" and "keep" or nil)
     f.healed = core.now()
   elseif kind == "partition" then
     proxy_cmd("block", f.slot)
