@@ -7,39 +7,13 @@ local core = require("gomaster.core")
 local L = 1.5                -- lease; the other timings follow it
 local H, D, P = L / 5, 3 * L / 5, L / 5
 
-local function last_of(c, node, kind, after)
-  local found
-  for _, e in ipairs(c:events(node)) do
-    if e.kind == kind and e.t >= (after or 0) then found = e end
-  end
-  return found
-end
-
-local function first_of(c, node, kind, after)
-  for _, e in ipairs(c:events(node)) do
-    if e.kind == kind and e.t >= (after or 0) then return e end
-  end
-end
-
--- Lets time pass while the nodes run, for the properties that hold over a
--- span rather than at an event.
-local function run_for(c, seconds)
-  local t0 = core.now()
-  c:wait_for(function() return core.now() - t0 >= seconds end, seconds + 1)
-end
-
 for _, be in ipairs(backends) do
   describe("election on " .. be.tag .. " #" .. be.tag, function()
     local c
 
     local function start_cluster(n)
       c = Cluster.new{ url = be.url, lease = L }
-      for _ = 1, n do c:spawn() end
-      local m = c:wait_for(function() return c:master() end, 10, "a master")
-      -- let the followers watch a few renewals: they take over an expired
-      -- lease only when they have seen the database clock run in step
-      run_for(c, 2 * P + H)
-      return m
+      return c:start(n)
     end
 
     after_each(function()
@@ -49,12 +23,12 @@ for _, be in ipairs(backends) do
 
     it("has exactly one master among three processes at any time", function()
       start_cluster(3)
-      run_for(c, 3)
+      c:run_for(3)
       local a, b = c:overlap()
       assert.is_nil(a, a and ("node%d and node%d overlap"):format(a.node, b.node))
       local masters = 0
       for _, n in ipairs(c.nodes) do
-        local e = last_of(c, n, "m")
+        local e = c:last_of(n, "m")
         if e and e.f[1] == "1" then
           masters = masters + 1
           assert.is_true(core.now() - e.t < 0.5, "the master's last sample is recent")
@@ -102,19 +76,19 @@ for _, be in ipairs(backends) do
       local m = start_cluster(3)
       local t = core.now()
       c:stop_node(m)
-      local stopped = c:wait_for(function() return first_of(c, m, "stopped", t) end, 5, "stop() to return")
+      local stopped = c:wait_for(function() return c:first_of(m, "stopped", t) end, 5, "stop() to return")
       local e = c:wait_for(function() return c:first("start", t, m) end, 5, "a new master")
       io.stderr:write(("\n[%s] stop(): new master %.3f s after stop() returned (retry %.2f s)\n")
         :format(be.tag, e.t - stopped.t, P))
       assert.is_true(e.t - stopped.t <= P + 0.15,
                      ("handover took %.3f s, retry %.2f"):format(e.t - stopped.t, P))
-      local s = first_of(c, m, "stop", t)
+      local s = c:first_of(m, "stop", t)
       assert.is_truthy(s, "on_stop ran")
       assert.equal("stopped", s.f[1])
       assert.is_nil(c:overlap())
       -- a stopped node never becomes master again
-      run_for(c, 2 * P)
-      assert.is_nil(first_of(c, m, "start", t))
+      c:run_for(2 * P)
+      assert.is_nil(c:first_of(m, "start", t))
     end)
 
     it("a master paused past its lease is not master when it resumes", function()
@@ -122,11 +96,11 @@ for _, be in ipairs(backends) do
       local t = core.now()
       c:signal(m, "STOP")
       c:wait_for(function() return c:first("start", t, m) end, L + P + 3, "another master")
-      run_for(c, 2 * L - (core.now() - t))
+      c:run_for(2 * L - (core.now() - t))
       c:signal(m, "CONT")
-      local r = c:wait_for(function() return first_of(c, m, "resume", t) end, 5, "the resume")
+      local r = c:wait_for(function() return c:first_of(m, "resume", t) end, 5, "the resume")
       assert.equal("0", r.f[1], "is_master() was true right after the pause")
-      local s = c:wait_for(function() return first_of(c, m, "stop", t) end, 5, "on_stop")
+      local s = c:wait_for(function() return c:first_of(m, "stop", t) end, 5, "on_stop")
       assert.is_truthy(s.f[1] == "deadline" or s.f[1] == "lost", "reason " .. s.f[1])
       assert.is_nil(c:overlap())
     end)

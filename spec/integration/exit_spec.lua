@@ -3,12 +3,7 @@
 local root = os.getenv("GOMASTER_ROOT") or "."
 local interp = jit and "luajit" or ("lua" .. _VERSION:match("%d+%.%d+"))
 
-local function tmpdir()
-  local p = assert(io.popen("mktemp -d /tmp/gomaster-exit.XXXXXX"))
-  local d = p:read("*l")
-  p:close()
-  return d
-end
+local function tmpdir() return require("support.cluster").tmpdir("gomaster-exit") end
 
 describe("state close with running threads #unit", function()
   local dir

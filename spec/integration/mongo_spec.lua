@@ -59,33 +59,12 @@ local function server(...)
 end
 local standin_it = (server_dir and server_dir ~= "") and it or pending
 
-local function run_for(c, seconds)
-  local t0 = core.now()
-  c:wait_for(function() return core.now() - t0 >= seconds end, seconds + 1)
-end
-
-local function first_of(c, node, kind, after)
-  for _, e in ipairs(c:events(node)) do
-    if e.kind == kind and e.t >= after then return e end
-  end
-end
-
--- A master whose belief started (or was sampled) at or after t.
-local function master_since(c, t)
-  local n, _, at = c:master()
-  return n and at >= t and n
-end
-
 describe("mongodb backend #mongo", function()
   local c
 
   local function start_cluster(n)
     c = Cluster.new{ url = url, lease = L }
-    for _ = 1, n do c:spawn() end
-    local m = c:wait_for(function() return c:master() end, 10, "a master")
-    -- let the followers watch a few renewals (see election_spec.lua)
-    run_for(c, 2 * P + H)
-    return m
+    return c:start(n)
   end
 
   after_each(function()
@@ -126,14 +105,14 @@ describe("mongodb backend #mongo", function()
 
   standin_it("keeps one master through a restart that loses every document", function()
     local m = start_cluster(3)
-    run_for(c, 2 * L) -- a few more grants' worth of renewals
+    c:run_for(2 * L) -- a few more grants' worth of renewals
     local before = c:tokens()
     local highest = 0
     for _, t in ipairs(before) do highest = math.max(highest, t) end
     local t0 = core.now()
     assert.is_true(server("restart"), "restart the stand-in")
     local back = core.now()
-    c:wait_for(function() return master_since(c, back) end, L + P + 5, "a master after the restart")
+    c:wait_for(function() return c:master_since(back) end, L + P + 5, "a master after the restart")
     local e = c:first("start", t0)
     local dt = math.max((e and e.t or core.now()) - back, 0)
     print(("  restart took %.2f s; a master %.2f s after the stand-in was back (lease %.1f, retry %.1f)")
@@ -164,16 +143,16 @@ describe("mongodb backend #mongo", function()
       local p0 = core.now()
       c:wait_for(function() return core.now() - p0 >= 0.4 end, 2)
       c:signal(m, "CONT")
-      run_for(c, L)
+      c:run_for(L)
     end
-    run_for(c, L)
+    c:run_for(L)
     local now_m, now_token = c:master()
     assert.equal(m, now_m, "the master changed")
     assert.equal(token, now_token)
     for _, n in ipairs(c.nodes) do
-      local s = first_of(c, n, "stop", t)
+      local s = c:first_of(n, "stop", t)
       assert.is_nil(s, s and ("node%d: %s"):format(n.i, s.line))
-      local e = first_of(c, n, "start", t)
+      local e = c:first_of(n, "start", t)
       assert.is_nil(e, e and ("node%d: %s"):format(n.i, e.line))
     end
     assert.is_nil(c:overlap())

@@ -52,19 +52,6 @@ local function server(cmd)
 end
 local server_it = (server_dir and server_dir ~= "") and it or pending
 
-local function run_for(c, seconds)
-  local t0 = core.now()
-  c:wait_for(function() return core.now() - t0 >= seconds end, seconds + 1)
-end
-
-local function first_of(c, node, kind, after, field)
-  for _, e in ipairs(c:events(node)) do
-    if e.kind == kind and e.t >= after and (not field or e.f[1] == field) then
-      return e
-    end
-  end
-end
-
 -- Every "error" line the nodes logged (on_error messages).
 local function errors(c)
   local list = {}
@@ -74,12 +61,6 @@ local function errors(c)
     end
   end
   return list
-end
-
--- A master whose belief started (or was sampled) at or after t.
-local function master_since(c, t)
-  local n, _, at = c:master()
-  return n and at >= t and n
 end
 
 -- Waits in this process until pred() or the timeout, dispatching m's events.
@@ -96,12 +77,7 @@ describe("mysql backend #mysql", function()
 
   local function start_cluster(n, lease)
     c = Cluster.new{ url = url, lease = lease or L }
-    for _ = 1, n do c:spawn() end
-    local m = c:wait_for(function() return c:master() end, 10, "a master")
-    -- let the followers watch a few renewals (see election_spec.lua)
-    local p = (lease or L) / 5
-    run_for(c, 2 * p + p)
-    return m
+    return c:start(n)
   end
 
   after_each(function()
@@ -175,7 +151,7 @@ describe("mysql backend #mysql", function()
     local t0 = core.now()
     assert.is_true(server("restart"), "restart the server")
     local back = core.now()
-    c:wait_for(function() return master_since(c, back) end, L + P + 5, "a master after the restart")
+    c:wait_for(function() return c:master_since(back) end, L + P + 5, "a master after the restart")
     local e = c:first("start", t0) -- the first grant since the restart began
     local dt = math.max((e and e.t or core.now()) - back, 0)
     -- (a grant can come before the script returns: nodes reconnect as soon
@@ -198,19 +174,19 @@ describe("mysql backend #mysql", function()
     local t = core.now()
     assert.is_true(server("pause"), "SIGSTOP the server")
     finally(function() server("resume") end)
-    local s = c:wait_for(function() return first_of(c, m, "stop", t) end, D + 3, "on_stop")
-    local off = first_of(c, m, "m", t, "0")
+    local s = c:wait_for(function() return c:first_of(m, "stop", t) end, D + 3, "on_stop")
+    local off = c:first_of(m, "m", t, "0")
     print(("  paused: is_master() false %.3f s and on_stop(%s) %.3f s after SIGSTOP (deadline %.1f s)")
       :format(off.t - t, s.f[1], s.t - t, D))
     assert.equal("deadline", s.f[1])
     assert.is_true(off.t - t <= D + 0.05, ("belief lasted %.3f s"):format(off.t - t))
     -- the renew in flight hangs until the 2 s read timeout: the stop came first
     assert.is_true(s.t - t < 2, ("on_stop after %.3f s"):format(s.t - t))
-    run_for(c, 3) -- past the read and connect timeouts: reconnects fail meanwhile
+    c:run_for(3) -- past the read and connect timeouts: reconnects fail meanwhile
     assert.is_nil(c:master(), "no master while the server is paused")
     assert.is_true(server("resume"), "SIGCONT the server")
     local back = core.now()
-    c:wait_for(function() return master_since(c, back) end, L + P + 5, "a master after SIGCONT")
+    c:wait_for(function() return c:master_since(back) end, L + P + 5, "a master after SIGCONT")
     local e = c:first("start", back)
     print(("  resumed: a master %.3f s after SIGCONT"):format((e and e.t or core.now()) - back))
     assert.is_nil(c:overlap(), "two masters at once")
@@ -222,14 +198,14 @@ describe("mysql backend #mysql", function()
     local m, token = start_cluster(3, 0.5)
     token = select(2, c:master())
     local t = core.now()
-    run_for(c, seconds)
+    c:run_for(seconds)
     local now_m, now_token = c:master()
     assert.equal(m, now_m, "the master changed")
     assert.equal(token, now_token)
     for _, n in ipairs(c.nodes) do
-      local s = first_of(c, n, "stop", t)
+      local s = c:first_of(n, "stop", t)
       assert.is_nil(s, s and ("node%d: %s"):format(n.i, s.line))
-      local e = first_of(c, n, "start", t)
+      local e = c:first_of(n, "start", t)
       assert.is_nil(e, e and ("node%d: %s"):format(n.i, e.line))
     end
     assert.is_nil(c:overlap())
@@ -250,7 +226,7 @@ describe("mysql backend #mysql", function()
     start_cluster(3)
     local seconds = 6
     local before, t = counters(), core.now()
-    run_for(c, seconds)
+    c:run_for(seconds)
     local after = counters()
     local span = core.now() - t
     local executed = after.Com_stmt_execute - before.Com_stmt_execute
@@ -272,11 +248,11 @@ describe("mysql backend #mysql", function()
     local f = c.nodes[1] == m and c.nodes[2] or c.nodes[1]
     local t = core.now()
     c:stop_node(f)
-    c:wait_for(function() return first_of(c, f, "stopped", t) end, 5, "stop() to return")
+    c:wait_for(function() return c:first_of(f, "stopped", t) end, 5, "stop() to return")
     c:stop_node(m) -- releases: the lock is free
-    c:wait_for(function() return first_of(c, m, "stopped", t) end, 5, "the master's stop()")
-    run_for(c, L + 2 * P)
-    assert.is_nil(first_of(c, f, "start", t), "the stopped follower became master")
+    c:wait_for(function() return c:first_of(m, "stopped", t) end, 5, "the master's stop()")
+    c:run_for(L + 2 * P)
+    assert.is_nil(c:first_of(f, "start", t), "the stopped follower became master")
     assert.is_nil(c:master())
   end)
 end)

@@ -13,12 +13,7 @@ local H = L / 5
 local root = os.getenv("GOMASTER_ROOT") or "."
 local interp = jit and "luajit" or ("lua" .. _VERSION:match("%d+%.%d+"))
 
-local function sh(cmd)
-  local p = assert(io.popen(cmd))
-  local s = p:read("*a")
-  p:close()
-  return s
-end
+local sh = require("support.cluster").sh
 
 local function slurp(path)
   local f = io.open(path)

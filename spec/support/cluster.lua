@@ -9,16 +9,20 @@ Cluster.__index = Cluster
 local root = os.getenv("GOMASTER_ROOT") or "."
 local interp = jit and "luajit" or ("lua" .. _VERSION:match("%d+%.%d+"))
 
-local function sh(cmd)
+--- Runs a shell command and returns what it printed.
+function Cluster.sh(cmd)
   local p = assert(io.popen(cmd))
   local s = p:read("*a")
   p:close()
   return s
 end
+local sh = Cluster.sh
 
-local function tmpdir()
-  return (sh("mktemp -d /tmp/gomaster-spec.XXXXXX"):gsub("%s+$", ""))
+--- A fresh temporary directory.
+function Cluster.tmpdir(prefix)
+  return (sh(("mktemp -d /tmp/%s.XXXXXX"):format(prefix or "gomaster-spec")):gsub("%s+$", ""))
 end
+local tmpdir = Cluster.tmpdir
 
 --- Cluster.new{ url = ..., name = ..., lease = ..., retry = ..., dir = ... }
 -- url may contain "%DIR%": replaced by dir (default: a fresh temporary
@@ -104,6 +108,47 @@ function Cluster:events(node)
   end
   f:close()
   return list
+end
+
+--- Starts n nodes, waits for a master, then lets the followers watch a few
+-- renewals: they take over an expired lease early only once they have seen
+-- the database clock run in step with theirs. Returns the master's node.
+function Cluster:start(n)
+  for _ = 1, n do self:spawn() end
+  local m = self:wait_for(function() return self:master() end, 10, "a master")
+  self:run_for(3 * self.lease / 5)
+  return m
+end
+
+--- Lets time pass while the nodes run, for the properties that hold over a
+-- span rather than at an event.
+function Cluster:run_for(seconds)
+  local t0 = core.now()
+  self:wait_for(function() return core.now() - t0 >= seconds end, seconds + 1)
+end
+
+--- The first (or last) event of `kind` in node's log at or after `after`,
+-- whose first field is `field` when given.
+function Cluster:first_of(node, kind, after, field)
+  for _, e in ipairs(self:events(node)) do
+    if e.kind == kind and e.t >= (after or 0) and (not field or e.f[1] == field) then
+      return e
+    end
+  end
+end
+
+function Cluster:last_of(node, kind, after)
+  local found
+  for _, e in ipairs(self:events(node)) do
+    if e.kind == kind and e.t >= (after or 0) then found = e end
+  end
+  return found
+end
+
+--- A master whose belief started (or was sampled) at or after t.
+function Cluster:master_since(t)
+  local n, _, at = self:master()
+  return n and at >= t and n
 end
 
 --- Waits (polling the logs every 20 ms) until pred() returns a value.

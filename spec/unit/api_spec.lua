@@ -1,12 +1,7 @@
 -- The Lua API in one process, on a SQLite file in a temporary directory.
 local gomaster = require("gomaster")
 
-local function tmpdir()
-  local p = assert(io.popen("mktemp -d /tmp/gomaster-unit.XXXXXX"))
-  local d = p:read("*l")
-  p:close()
-  return d
-end
+local function tmpdir() return require("support.cluster").tmpdir("gomaster-unit") end
 
 describe("gomaster options #unit", function()
   local dir, url
