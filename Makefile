@@ -126,7 +126,7 @@ $(CORELIB): $(CORE_OBJ) $(REG_LIB) $(MONGO_OBJ)
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^
 
-$(BUILD)/tests/%: tests/c/%.c tests/c/scripted.h $(CORELIB)
+$(BUILD)/tests/%: tests/c/%.c tests/c/scripted.h tests/c/check.h $(CORELIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -Isrc -Itests/c -o $@ $< $(CORELIB) $(BACKEND_LIBS) $(MONGO_LIBS) -lm $(LDFLAGS)
 

@@ -17,25 +17,9 @@
 #include <unistd.h>
 
 #include "gomaster.h"
+#include "check.h"
 #include "scripted.h"
 
-static int n_pass, n_fail;
-
-static void check(int ok, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-static void check(int ok, const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  printf("%s - ", ok ? "ok" : "FAIL");
-  vprintf(fmt, ap);
-  printf("\n");
-  fflush(stdout);
-  va_end(ap);
-  if (ok)
-    n_pass++;
-  else
-    n_fail++;
-}
 
 #define MS 1000000LL
 
@@ -955,7 +939,7 @@ static void test_fork(void) {
   pid_t pid = fork();
   if (pid == 0) {
     alarm(20);
-    n_pass = n_fail = 0;
+    passed = failed = 0;
     close(c2p[0]);
     close(p2c[1]);
     check(!gm_elector_is_master(m) && gm_elector_token(m) == 0 &&
@@ -977,7 +961,7 @@ static void test_fork(void) {
     int64_t t0 = mono_ns();
     gm_elector_free(m);
     check(mono_ns() - t0 < 100 * MS, "fork child: gm_elector_free returns");
-    int counts[2] = {n_pass, n_fail};
+    int counts[2] = {passed, failed};
     if (write(c2p[1], counts, sizeof counts) != (ssize_t)sizeof counts)
       _exit(2);
     fflush(stdout);
@@ -998,8 +982,8 @@ static void test_fork(void) {
   check(rd == (ssize_t)sizeof counts && WIFEXITED(status) &&
             WEXITSTATUS(status) == 0,
         "fork child: ran its checks and exited");
-  n_pass += counts[0];
-  n_fail += counts[1];
+  passed += counts[0];
+  failed += counts[1];
   struct pollfd pf = {.fd = pfd, .events = POLLIN};
   int more = wait_ev(m, GM_EV_ERROR, 1000, &ev) ||
              (poll(&pf, 1, 0) >= 0 && gm_elector_next_event(m, &ev) == GM_OK);
@@ -1179,6 +1163,6 @@ int main(void) {
   test_dead_holder();
   test_paused_holder();
   test_changed_wakeup();
-  printf("%d passed, %d failed\n", n_pass, n_fail);
-  return n_fail ? 1 : 0;
+  printf("%d passed, %d failed\n", passed, failed);
+  return failed ? 1 : 0;
 }

@@ -16,26 +16,12 @@
 #include <unistd.h>
 
 #include "backend.h"
+#include "check.h"
 #include "url.h"
 
 #define PASSWORD "s3cr3t%2Fpw"
 #define PASSWORD_DECODED "s3cr3t/pw"
 
-static int passed, failed;
-
-static void check(int ok, const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  printf("%s - ", ok ? "ok" : "FAIL");
-  vprintf(fmt, ap);
-  printf("\n");
-  va_end(ap);
-  if (ok)
-    passed++;
-  else
-    failed++;
-  fflush(stdout);
-}
 
 static const gm_backend_ops *ops;
 static char base_url[1024];

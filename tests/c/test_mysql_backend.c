@@ -12,29 +12,14 @@
 #include <unistd.h>
 
 #include "backend.h"
+#include "check.h"
 #include "url.h"
 
 extern const gm_backend_ops gm_mysql_ops;
 static const gm_backend_ops *ops = &gm_mysql_ops;
 
-static int passed, failed;
 static gm_url url;
 static char run[32]; /* makes this run's lock names unique in the table */
-
-static int check(int ok, const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  printf("%s - ", ok ? "ok" : "FAIL");
-  vprintf(fmt, ap);
-  printf("\n");
-  va_end(ap);
-  if (ok)
-    passed++;
-  else
-    failed++;
-  fflush(stdout);
-  return ok;
-}
 
 static const char *password(void) {
   const char *pw = gm_kv_get(url.kv, url.n, "password");
