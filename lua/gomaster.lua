@@ -28,7 +28,7 @@ local OPTIONS = {
   lease = "number", heartbeat = "number", renew_deadline = "number",
   retry = "number",
   on_start = "function", on_stop = "function", on_leader = "function",
-  on_error = "function", log = "function",
+  on_error = "function", log = "function", check = "boolean",
 }
 
 local function default_log(level, msg)
@@ -95,7 +95,11 @@ function _M.new(opts)
       return nil, ("option 'backend': expected a URL, a table or a backend, got %s")
         :format(type(b))
     end
-    b, err = _M.backend(b)
+    if opts.check == false then -- parse only: the thread connects later
+      b, err = core.backend(b)
+    else
+      b, err = _M.backend(b)
+    end
     if not b then return nil, err end
   end
   local hooks = {

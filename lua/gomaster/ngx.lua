@@ -199,15 +199,10 @@ local function new_elector(st)
   local opts = {}
   for k, v in pairs(st.opts) do opts[k] = v end
   opts.log = opts.log or ngx_log
-  -- Parse the backend here, without connecting: the connection (and the
+  -- Parse the backend only, without connecting: the connection (and the
   -- table's creation) happens on the election thread, never in this worker's
-  -- event loop. gomaster.new with a URL would connect once to check it.
-  local spec = opts.backend or os.getenv("GOMASTER_BACKEND") or gomaster.DEFAULT_BACKEND
-  if type(spec) == "string" or type(spec) == "table" then
-    local b, err = core.backend(spec)
-    if not b then return nil, err end
-    opts.backend = b
-  end
+  -- event loop.
+  opts.check = false
   local m, err = gomaster.new(opts)
   if not m then return nil, err end
   local ok, serr = m:start()

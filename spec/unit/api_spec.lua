@@ -57,6 +57,21 @@ describe("gomaster options #unit", function()
     m:close()
   end)
 
+  it("with check = false, connects only on the election thread", function()
+    local errors = {}
+    local m = assert(gomaster.new{ backend = "sqlite:///nonexistent-dir/sub/gm.db", check = false,
+                                   on_error = function(_, e) errors[#errors + 1] = e end })
+    assert(m:start())
+    local core = require("gomaster.core")
+    local t0 = core.now()
+    while #errors == 0 and core.now() - t0 < 5 do m:wait(0.05) end
+    assert.is_truthy(errors[1] and errors[1]:find("nonexistent%-dir"), errors[1])
+    assert.is_false(m:is_master())
+    m:close()
+    local _, err = gomaster.new{ backend = "nosuch://x", check = false }
+    assert.is_truthy(err:find("unknown backend"))
+  end)
+
   it("fills timings from the lease alone", function()
     local m = assert(gomaster.new{ backend = url, lease = 10 })
     m:close()
