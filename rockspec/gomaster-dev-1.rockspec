@@ -31,6 +31,9 @@ build = {
   install_target = "install",
   install_variables = {
     LUA = "rock",
+    -- the same flags as the build, so that install finds the objects current
+    LUA_INCDIR = "$(LUA_INCDIR)",
+    CFLAGS = "$(CFLAGS)",
     LUA_LIBDIR = "$(LIBDIR)",
     LUA_SHAREDIR = "$(LUADIR)",
     BINDIR = "$(BINDIR)",
