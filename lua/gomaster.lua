@@ -62,9 +62,11 @@ local function is_backend(v)
   return type(v) == "userdata" and tostring(v):match("^gomaster%.backend") ~= nil
 end
 
-local function check_options(opts)
+-- Refuses keys missing from `known` (name -> type, or "any"), naming the
+-- field. Shared with lua/gomaster/once.lua.
+function _M._check_keys(opts, known)
   for k, v in pairs(opts) do
-    local want = OPTIONS[k]
+    local want = known[k]
     if not want then
       return nil, ("unknown option '%s'"):format(tostring(k))
     end
@@ -72,6 +74,12 @@ local function check_options(opts)
       return nil, ("option '%s': expected a %s, got %s"):format(k, want, type(v))
     end
   end
+  return true
+end
+
+local function check_options(opts)
+  local ok, err = _M._check_keys(opts, OPTIONS)
+  if not ok then return nil, err end
   for _, k in ipairs(TIMINGS) do
     local v = opts[k]
     if v ~= nil and not (v > 0 and v < math.huge) then

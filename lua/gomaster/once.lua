@@ -30,15 +30,8 @@ local OPTIONS = {
 }
 
 local function check(opts)
-  for k, v in pairs(opts) do
-    local want = OPTIONS[k]
-    if not want then
-      return nil, ("unknown option '%s'"):format(tostring(k))
-    end
-    if want ~= "any" and type(v) ~= want then
-      return nil, ("option '%s': expected a %s, got %s"):format(k, want, type(v))
-    end
-  end
+  local ok, err = gomaster._check_keys(opts, OPTIONS)
+  if not ok then return nil, err end
   if opts.name == nil or opts.name == "" then
     return nil, "option 'name': required (the task's name)"
   end
