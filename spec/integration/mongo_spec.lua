@@ -11,21 +11,13 @@ local gomaster = require("gomaster")
 local core = require("gomaster.core")
 local Cluster = require("support.cluster")
 
-local url = os.getenv("GOMASTER_TEST_MONGO_URL")
-local server_dir = os.getenv("GOMASTER_TEST_MONGO_DIR")
-local root = os.getenv("GOMASTER_ROOT") or "."
-
-local built = false
-for _, name in ipairs(gomaster.backends()) do
-  if name == "mongodb" then built = true end
-end
-if not url or url == "" or not built then
-  describe("mongodb backend #mongo", function()
-    pending(built and "GOMASTER_TEST_MONGO_URL not set"
-            or "this build has no mongodb backend")
-  end)
+local url, why = require("support.backends").url_for("GOMASTER_TEST_MONGO_URL", "mongodb")
+if not url then
+  describe("mongodb backend #mongo", function() pending(why) end)
   return
 end
+local server_dir = os.getenv("GOMASTER_TEST_MONGO_DIR")
+local root = os.getenv("GOMASTER_ROOT") or "."
 
 local L = 1.5 -- lease; the other timings follow it
 local H, P = L / 5, L / 5

@@ -10,21 +10,13 @@ local gomaster = require("gomaster")
 local core = require("gomaster.core")
 local Cluster = require("support.cluster")
 
-local url = os.getenv("GOMASTER_TEST_MYSQL_URL")
-local server_dir = os.getenv("GOMASTER_TEST_MARIADB_DIR")
-local root = os.getenv("GOMASTER_ROOT") or "."
-
-local built = false
-for _, name in ipairs(gomaster.backends()) do
-  if name == "mysql" then built = true end
-end
-if not url or url == "" or not built then
-  describe("mysql backend #mysql", function()
-    pending(built and "GOMASTER_TEST_MYSQL_URL not set"
-            or "this build has no mysql backend")
-  end)
+local url, why = require("support.backends").url_for("GOMASTER_TEST_MYSQL_URL", "mysql")
+if not url then
+  describe("mysql backend #mysql", function() pending(why) end)
   return
 end
+local server_dir = os.getenv("GOMASTER_TEST_MARIADB_DIR")
+local root = os.getenv("GOMASTER_ROOT") or "."
 
 local L = 1.5 -- lease; the other timings follow it
 local H, D, P = L / 5, 3 * L / 5, L / 5

@@ -8,4 +8,16 @@ local mysql = os.getenv("GOMASTER_TEST_MYSQL_URL")
 if mysql and mysql ~= "" then list[#list + 1] = { tag = "mysql", url = mysql } end
 local mongo = os.getenv("GOMASTER_TEST_MONGO_URL")
 if mongo and mongo ~= "" then list[#list + 1] = { tag = "mongo", url = mongo } end
+--- The URL in environment variable `env` when the build has `backend`;
+-- otherwise nil and why not.
+function list.url_for(env, backend)
+  local url = os.getenv(env)
+  local built = false
+  for _, name in ipairs(require("gomaster").backends()) do
+    if name == backend then built = true end
+  end
+  if url and url ~= "" and built then return url end
+  return nil, built and env .. " not set" or "this build has no " .. backend .. " backend"
+end
+
 return list
