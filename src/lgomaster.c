@@ -296,8 +296,8 @@ static int l_new(lua_State *L) {
   gm_setuservalue(L, -2);
   gm_error err = {0};
   le->e = gm_elector_new(lb->b, &c, &err);
-  if (le->e) le->until = gm_elector_until_ref(le->e);
   if (!le->e) return fail(L, &err);
+  le->until = gm_elector_until_ref(le->e);
   return 1;
 }
 
