@@ -39,6 +39,16 @@ typedef struct {
   const _Atomic int64_t *until; /* e's deadline, for is_master; NULL: e is */
 } lelector;
 
+/* is_master()'s type check, cached per OS thread: the last userdata that
+ * passed the whole check, trusted while no elector has been freed since
+ * (g_freed counts the frees). Its memory can only hold something else after
+ * its __gc ran, and that counts a free first. */
+static atomic_ulong g_freed;
+static __thread const lelector *t_checked
+    __attribute__((tls_model("initial-exec")));
+static __thread unsigned long t_checked_gen
+    __attribute__((tls_model("initial-exec")));
+
 static int fail(lua_State *L, const gm_error *err) {
   lua_pushnil(L);
   lua_pushstring(L, err->msg);
@@ -325,18 +335,30 @@ static int l_close(lua_State *L) {
 
 static int l_free(lua_State *L) {
   lelector *le = luaL_checkudata(L, 1, ELECTOR_MT);
+  atomic_fetch_add_explicit(&g_freed, 1, memory_order_acq_rel);
   le->until = NULL;
   if (le->e) gm_elector_free(le->e);
   le->e = NULL;
   return 0;
 }
 
-/* The hot path: one type check without a registry lookup, one atomic load
- * and one coarse clock read (src/fastpath.h), inlined. */
-static int l_is_master(lua_State *L) {
-  lelector *le = lua_touserdata(L, 1);
+static const lelector *is_master_check(lua_State *L) {
+  unsigned long gen = atomic_load_explicit(&g_freed, memory_order_acquire);
+  const lelector *le = lua_touserdata(L, 1);
   if (!le || gm_rawlen(L, 1) != sizeof *le || le->magic != ELECTOR_MAGIC)
     le = luaL_checkudata(L, 1, ELECTOR_MT);
+  t_checked = le;
+  t_checked_gen = gen;
+  return le;
+}
+
+/* The hot path: a pointer compare for the type check (above), one atomic
+ * load and one coarse clock read (src/fastpath.h), inlined. */
+static int l_is_master(lua_State *L) {
+  const lelector *le = lua_touserdata(L, 1);
+  if (le != t_checked || !le ||
+      t_checked_gen != atomic_load_explicit(&g_freed, memory_order_acquire))
+    le = is_master_check(L);
   lua_pushboolean(L, le->until && gm_fast_is_master(le->until));
   return 1;
 }

@@ -57,6 +57,30 @@ describe("gomaster options #unit", function()
     m:close()
   end)
 
+  it("checks is_master's argument even right after a good call", function()
+    local m = assert(gomaster.new{ backend = url })
+    local is = m.is_master
+    assert.is_false(is(m)) -- remembered as checked on this thread
+    assert.has_error(function() is(io.stdout) end)
+    assert.has_error(function() is(gomaster.backend(url)) end)
+    assert.has_error(function() is(nil) end)
+    assert.is_false(is(m))
+    -- a freed elector's memory may come back as anything: the next call
+    -- checks again, whatever address the new elector has
+    m:close()
+    m = nil
+    collectgarbage()
+    collectgarbage()
+    for _ = 1, 20 do
+      local b = assert(gomaster.backend(url))
+      assert.has_error(function() is(b) end)
+      local m2 = assert(gomaster.new{ backend = url })
+      assert.is_false(is(m2))
+      m2:close()
+      collectgarbage()
+    end
+  end)
+
   it("with check = false, connects only on the election thread", function()
     local errors = {}
     local m = assert(gomaster.new{ backend = "sqlite:///nonexistent-dir/sub/gm.db", check = false,
