@@ -20,16 +20,21 @@
 
 #define GM_COARSE_GUARD_NS (100 * 1000000LL)
 
+/* clock_gettime, or the vDSO's entry point behind it when it could be found
+ * and checked at load time (src/clock.c). Set once, before any thread. */
+typedef int (*gm_clock_fn)(clockid_t, struct timespec *);
+extern gm_clock_fn gm_clock_gettime;
+
 /* *until: the master's deadline, CLOCK_MONOTONIC ns; 0 when not master. */
 static inline int gm_fast_is_master(const _Atomic int64_t *until_p) {
   int64_t until = atomic_load_explicit(until_p, memory_order_acquire);
   if (until == 0) return 0;
   struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+  gm_clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
   if ((int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec + GM_COARSE_GUARD_NS <
       until)
     return 1;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
+  gm_clock_gettime(CLOCK_MONOTONIC, &ts);
   return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec < until;
 }
 

@@ -14,9 +14,12 @@
 #include <signal.h>
 #include <stdarg.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
+#define NS_ 1000000000LL
 
 #include "gomaster.h"
+#include "fastpath.h"
 #include "check.h"
 #include "scripted.h"
 
@@ -1142,9 +1145,30 @@ out:
   fast_free(&p);
 }
 
+/* is_master()'s clock (src/clock.c) reads the same clocks as clock_gettime:
+ * each of its readings falls between two of glibc's, many times over. */
+static void test_fast_clock(void) {
+  static const clockid_t ids[] = {CLOCK_MONOTONIC, CLOCK_MONOTONIC_COARSE};
+  int bad = 0;
+  for (int i = 0; i < 2; i++)
+    for (int k = 0; k < 100000; k++) {
+      struct timespec a, b, c;
+      clock_gettime(ids[i], &a);
+      gm_clock_gettime(ids[i], &b);
+      clock_gettime(ids[i], &c);
+      int64_t na = a.tv_sec * NS_ + a.tv_nsec, nb = b.tv_sec * NS_ + b.tv_nsec,
+              nc = c.tv_sec * NS_ + c.tv_nsec;
+      bad += nb < na || nb > nc;
+    }
+  check(bad == 0, "the fast clock (%s) agrees with clock_gettime: %d of 200000 "
+        "readings out of order", gm_clock_gettime == clock_gettime
+        ? "glibc's" : "the vDSO's", bad);
+}
+
 int main(void) {
   setvbuf(stdout, NULL, _IOLBF, 0);
   alarm(600); /* a hang is a failure, not a stuck CI */
+  test_fast_clock();
   test_config();
   test_one_of_two();
   test_tokens();
