@@ -524,6 +524,89 @@ static void test_complete(void *c) {
         "(rc %d)", rc);
 }
 
+
+/* renew_many: K locks in a constant number of commands, each with its own
+ * result. */
+static void test_renew_many(void *c) {
+  gm_error err = {0};
+  gm_row row;
+  enum { K = 6, BIG = 300 };
+  static char names[BIG][96];
+  static gm_renew_req q[BIG];
+  const int64_t L = 5000000;
+  check(ops->renew_many != NULL, "the mongodb backend has renew_many");
+  if (!ops->renew_many) return;
+  int got = 0;
+  for (int i = 0; i < BIG; i++) {
+    snprintf(names[i], sizeof names[i], "%s-many-%d", new_lock(), i);
+    gm_acquire_req a = req(names[i], "node-a", 0, 0, 0, L);
+    got += ops->acquire(c, &a, &row, &err) == GM_OK;
+    q[i] = (gm_renew_req){names[i], "node-a", row.token, L, GM_ERR, 0, 0, 0};
+  }
+  check(got == BIG, "node-a holds %d locks (%d)", BIG, got);
+  /* One of K is taken away (an operator's force release moves its token). */
+  ops->force_release(c, names[2], &row, &err);
+  int upd = standin_count("update"), fnd = standin_count("find"),
+      fam = standin_count("findAndModify");
+  int rc = ops->renew_many(c, q, K, &err);
+  int okn = 0;
+  for (int i = 0; i < K; i++) okn += q[i].rc == GM_OK;
+  check(rc == GM_OK && okn == K - 1 && q[2].rc == GM_NOT,
+        "renew_many of %d locks, one lost: only that one is GM_NOT "
+        "(rc %d, %d ok, lost one rc %d) %s", K, rc, okn, q[2].rc, err.msg);
+  ops->observe(c, names[0], &row, &err);
+  check(q[0].renewed_at > 0 && q[0].now == q[0].renewed_at &&
+            q[0].expires_at - q[0].renewed_at == L &&
+            row.renewed_at == q[0].renewed_at &&
+            row.expires_at == q[0].expires_at,
+        "each renewed lock gets the server's times as written "
+        "(expires - renewed = %.3f s)",
+        (q[0].expires_at - q[0].renewed_at) / 1e6);
+  if (upd >= 0)
+    check(standin_count("update") == upd + 1 &&
+              standin_count("find") == fnd + 1 &&
+              standin_count("findAndModify") == fam,
+          "... in one update and one find (update +%d, find +%d, "
+          "findAndModify +%d)", standin_count("update") - upd,
+          standin_count("find") - fnd, standin_count("findAndModify") - fam);
+
+  /* Many locks, two leases: still two commands. */
+  q[2].rc = GM_ERR;
+  gm_renew_req *rest = q + K;
+  for (int i = 0; i < BIG - K; i++)
+    if (i % 2) rest[i].lease_us = 2 * L;
+  upd = standin_count("update"), fnd = standin_count("find");
+  rc = ops->renew_many(c, rest, BIG - K, &err);
+  okn = 0;
+  for (int i = 0; i < BIG - K; i++)
+    okn += rest[i].rc == GM_OK &&
+           rest[i].expires_at - rest[i].renewed_at == rest[i].lease_us;
+  check(rc == GM_OK && okn == BIG - K,
+        "renew_many of %d locks with two leases: all renewed, each with "
+        "its own lease (%d ok) %s", BIG - K, okn, err.msg);
+  if (upd >= 0)
+    check(standin_count("update") == upd + 1 &&
+              standin_count("find") == fnd + 1,
+          "... still one update and one find (update +%d, find +%d)",
+          standin_count("update") - upd, standin_count("find") - fnd);
+
+  /* A renewal by a stale holder (wrong token) is GM_NOT, the holder's own
+   * still renews; none of ours: GM_NOT without a find. */
+  gm_renew_req two[2] = {
+      {names[K], "node-a", q[K].token + 7, L, GM_ERR, 0, 0, 0},
+      {names[K + 1], "node-b", q[K + 1].token, L, GM_ERR, 0, 0, 0}};
+  fnd = standin_count("find");
+  rc = ops->renew_many(c, two, 2, &err);
+  check(rc == GM_OK && two[0].rc == GM_NOT && two[1].rc == GM_NOT,
+        "renew_many where no lock is ours: all GM_NOT (rc %d, %d %d)", rc,
+        two[0].rc, two[1].rc);
+  if (fnd >= 0)
+    check(standin_count("find") == fnd,
+          "... and no find when the update matched nothing");
+  for (int i = 0; i < BIG; i++)
+    ops->release(c, names[i], "node-a", q[i].token, &err);
+}
+
 static void test_standin_only(void *c) {
   gm_error err = {0};
   gm_row r1, r2;
@@ -583,6 +666,7 @@ int main(void) {
     if (rc == GM_OK) {
       test_lease(conn);
       test_complete(conn);
+      test_renew_many(conn);
       test_standin_only(conn);
       ops->close(conn);
     }
