@@ -22,9 +22,12 @@
  */
 #include <ctype.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
+#include <time.h>
 
 #include <mongoc/mongoc.h>
 
@@ -34,6 +37,17 @@
 #define DEFAULT_COLLECTION "gomaster_locks"
 #define DEFAULT_TIMEOUT_US 2000000 /* well under the default renew deadline */
 #define NOW_FIELD "gomaster_server_now"
+#define BATCH_FIELD "gomaster_batch" /* the marker of the last batch renewal */
+/* The wake-up: a capped collection "<collection>_events" and a waiter
+ * thread tailing it (see "Fast handover" in docs/mongo.md). */
+#define EVENTS_SUFFIX "_events"
+#define EVENTS_SIZE 65536 /* bytes */
+#define EVENTS_MAX 64     /* documents: the first batch holds them all */
+#define AWAIT_MS 1000     /* a getMore waits this long for a new event */
+#define CHANGED_POLL_US 10000
+#define BACKOFF_MIN_MS 100
+#define BACKOFF_MAX_MS 5000
+#define REFUSED_MS 60000  /* the server refused the collection: ask rarely */
 #define NSECRETS 4
 
 typedef struct mongo_cfg {
@@ -46,10 +60,37 @@ typedef struct mongo_cfg {
   char describe[256];
 } mongo_cfg;
 
+/* The waiter thread's state. Shared with the connection's own thread: the
+ * atomics, and note[] under mu (mu and cv also time the waiter's naps, so
+ * that close() cuts one short). Everything else belongs to one side: the
+ * waiter's client lives on its stack; uri and events are written before the
+ * thread starts and only read after. */
+typedef struct waiter {
+  const mongo_cfg *cfg;
+  mongoc_uri_t *uri;        /* cfg's, socket timeout above AWAIT_MS */
+  char events[80];          /* the events collection's name */
+  pthread_t thread;
+  int started;
+  atomic_int stop;          /* close() asks the waiter to end */
+  atomic_int event;         /* an event came; taken by changed() */
+  atomic_int ready;         /* the events collection exists: announce */
+  atomic_int noted;         /* a note waits in note[] for changed() */
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  char note[256];
+} waiter;
+
 typedef struct mongo_conn {
   const mongo_cfg *cfg; /* the backend's config outlives its connections */
   mongoc_client_t *client;
   mongoc_collection_t *coll;
+  uint64_t marker_base; /* random per connection: batch markers never repeat */
+  uint64_t batches;
+  size_t *order;        /* renew_many: request indexes sorted by name */
+  size_t order_cap;
+  mongoc_collection_t *events; /* where release announces itself */
+  uint64_t announced;
+  waiter w;
 } mongo_conn;
 
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
@@ -453,11 +494,17 @@ static void mongo_describe(const void *p, char *buf, size_t len) {
 
 /* ---- connection -------------------------------------------------------- */
 
+static void waiter_start(mongo_conn *c);
+static void waiter_stop(waiter *w);
+
 static void mongo_close(void *p) {
   mongo_conn *c = p;
   if (!c) return;
+  waiter_stop(&c->w);
+  if (c->events) mongoc_collection_destroy(c->events);
   if (c->coll) mongoc_collection_destroy(c->coll);
   if (c->client) mongoc_client_destroy(c->client);
+  free(c->order);
   free(c);
 }
 
@@ -472,6 +519,13 @@ static int mongo_open(const void *p, void **out, gm_error *err) {
     return GM_ERR;
   }
   c->cfg = cfg;
+  if (getrandom(&c->marker_base, sizeof c->marker_base, 0) !=
+      (ssize_t)sizeof c->marker_base) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    c->marker_base = (uint64_t)ts.tv_nsec * 0x9E3779B97F4A7C15ull ^
+                     (uint64_t)ts.tv_sec ^ ((uint64_t)(uintptr_t)c << 17);
+  }
   c->client = mongoc_client_new_from_uri_with_error(cfg->uri, &e);
   if (!c->client) {
     fail(cfg, err, "connecting", &e);
@@ -493,6 +547,10 @@ static int mongo_open(const void *p, void **out, gm_error *err) {
     fail(cfg, err, what, &e);
     goto fail;
   }
+  char events[sizeof c->w.events];
+  snprintf(events, sizeof events, "%s" EVENTS_SUFFIX, cfg->collection);
+  c->events = mongoc_client_get_collection(c->client, cfg->database, events);
+  waiter_start(c);
   *out = c;
   return GM_OK;
 fail:
@@ -702,6 +760,229 @@ static int mongo_renew(void *p, const char *name, const char *owner,
   return GM_OK;
 }
 
+/* ---- batch renewal --------------------------------------------------------
+ *
+ * Two commands however many locks: one `update` whose multi-update matches
+ * {_id, owner, token} of each lock (one statement per distinct lease) and
+ * renews them with $$NOW, stamping BATCH_FIELD with a marker no earlier
+ * batch used; then one `find` of those _ids on the primary. A lock was
+ * renewed by this batch iff its document carries the marker and is still
+ * ours; its times are then the server's, as written. (An update reports only
+ * how many documents matched, not which.) */
+
+/* Sorts c->order (0..n-1) by reqs[i].name, for lookups by name. Called only
+ * on the connection's thread; the comparator's table is per call. */
+static _Thread_local const gm_renew_req *tl_reqs;
+static int by_name_tl(const void *a, const void *b) {
+  return strcmp(tl_reqs[*(const size_t *)a].name,
+                tl_reqs[*(const size_t *)b].name);
+}
+
+static int sort_order(mongo_conn *c, const gm_renew_req *q, size_t n) {
+  if (n > c->order_cap) {
+    size_t *o = realloc(c->order, n * sizeof *o);
+    if (!o) return GM_ERR;
+    c->order = o;
+    c->order_cap = n;
+  }
+  for (size_t i = 0; i < n; i++) c->order[i] = i;
+  tl_reqs = q;
+  qsort(c->order, n, sizeof *c->order, by_name_tl);
+  return GM_OK;
+}
+
+/* The first index in c->order whose request has this name, or n. */
+static size_t find_name(const mongo_conn *c, const gm_renew_req *q, size_t n,
+                        const char *name) {
+  size_t lo = 0, hi = n;
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+    if (strcmp(q[c->order[mid]].name, name) < 0)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  return lo < n && strcmp(q[c->order[lo]].name, name) == 0 ? lo : n;
+}
+
+/* The update command: one multi-update per distinct lease. */
+static bson_t *batch_update(mongo_conn *c, const gm_renew_req *q, size_t n,
+                            const char *marker) {
+  bson_t *cmd = bson_new(), ups, up, ors, one, pipe, stage, set, add, args;
+  char key[24];
+  uint32_t nu = 0;
+  BSON_APPEND_UTF8(cmd, "update", c->cfg->collection);
+  BSON_APPEND_ARRAY_BEGIN(cmd, "updates", &ups);
+  for (size_t i = 0; i < n; i++) {
+    int64_t ms = lease_ms(q[i].lease_us);
+    int seen = 0;
+    for (size_t j = 0; j < i && !seen; j++)
+      seen = lease_ms(q[j].lease_us) == ms;
+    if (seen) continue;
+    snprintf(key, sizeof key, "%u", nu++);
+    BSON_APPEND_DOCUMENT_BEGIN(&ups, key, &up);
+    bson_t qd;
+    BSON_APPEND_DOCUMENT_BEGIN(&up, "q", &qd);
+    BSON_APPEND_ARRAY_BEGIN(&qd, "$or", &ors);
+    uint32_t no = 0;
+    for (size_t j = i; j < n; j++) {
+      if (lease_ms(q[j].lease_us) != ms) continue;
+      snprintf(key, sizeof key, "%u", no++);
+      BSON_APPEND_DOCUMENT_BEGIN(&ors, key, &one);
+      BSON_APPEND_UTF8(&one, "_id", q[j].name);
+      BSON_APPEND_UTF8(&one, "owner", q[j].owner);
+      BSON_APPEND_INT64(&one, "token", (int64_t)q[j].token);
+      bson_append_document_end(&ors, &one);
+    }
+    bson_append_array_end(&qd, &ors);
+    bson_append_document_end(&up, &qd);
+    BSON_APPEND_ARRAY_BEGIN(&up, "u", &pipe);
+    BSON_APPEND_DOCUMENT_BEGIN(&pipe, "0", &stage);
+    BSON_APPEND_DOCUMENT_BEGIN(&stage, "$set", &set);
+    BSON_APPEND_UTF8(&set, "renewed_at", "$$NOW");
+    BSON_APPEND_DOCUMENT_BEGIN(&set, "expires_at", &add);
+    BSON_APPEND_ARRAY_BEGIN(&add, "$add", &args);
+    BSON_APPEND_UTF8(&args, "0", "$$NOW");
+    BSON_APPEND_INT64(&args, "1", ms);
+    bson_append_array_end(&add, &args);
+    bson_append_document_end(&set, &add);
+    BSON_APPEND_DOCUMENT_BEGIN(&set, BATCH_FIELD, &add);
+    BSON_APPEND_UTF8(&add, "$literal", marker);
+    bson_append_document_end(&set, &add);
+    bson_append_document_end(&stage, &set);
+    bson_append_document_end(&pipe, &stage);
+    bson_append_array_end(&up, &pipe);
+    BSON_APPEND_BOOL(&up, "multi", true);
+    bson_append_document_end(&ups, &up);
+  }
+  bson_append_array_end(cmd, &ups);
+  BSON_APPEND_BOOL(cmd, "ordered", false);
+  return cmd;
+}
+
+/* The first write error or write concern error of a write reply, if any. */
+static int write_reply_error(const bson_t *reply, bson_error_t *e) {
+  bson_iter_t it, sub;
+  const char *keys[] = {"writeErrors", "writeConcernError"};
+  for (int k = 0; k < 2; k++) {
+    if (!bson_iter_init_find(&it, reply, keys[k])) continue;
+    if (k == 0 && BSON_ITER_HOLDS_ARRAY(&it) &&
+        !bson_iter_recurse(&it, &sub))
+      continue;
+    if (k == 0 && (!bson_iter_next(&sub) || !BSON_ITER_HOLDS_DOCUMENT(&sub)))
+      continue;
+    bson_iter_t err = k == 0 ? sub : it, f;
+    const char *msg = "write error";
+    int32_t code = 0;
+    if (bson_iter_recurse(&err, &f))
+      while (bson_iter_next(&f)) {
+        if (!strcmp(bson_iter_key(&f), "errmsg") && BSON_ITER_HOLDS_UTF8(&f))
+          msg = bson_iter_utf8(&f, NULL);
+        else if (!strcmp(bson_iter_key(&f), "code") &&
+                 BSON_ITER_HOLDS_NUMBER(&f))
+          code = (int32_t)bson_iter_as_int64(&f);
+      }
+    bson_set_error(e, MONGOC_ERROR_SERVER, (uint32_t)code, "%s", msg);
+    return 1;
+  }
+  return 0;
+}
+
+static int mongo_renew_many(void *p, gm_renew_req *q, size_t n,
+                            gm_error *err) {
+  mongo_conn *c = p;
+  if (n == 1) { /* one lock: one findAndModify already tells all */
+    gm_row r;
+    q[0].rc = mongo_renew(p, q[0].name, q[0].owner, q[0].token,
+                          q[0].lease_us, &r, err);
+    if (q[0].rc == GM_ERR) return GM_ERR;
+    q[0].renewed_at = r.renewed_at;
+    q[0].expires_at = r.expires_at;
+    q[0].now = r.now;
+    return GM_OK;
+  }
+  if (sort_order(c, q, n) != GM_OK) {
+    gm_seterr(err, GM_E_NOMEM, "out of memory");
+    return GM_ERR;
+  }
+  for (size_t i = 0; i < n; i++) q[i].rc = GM_NOT;
+  char marker[40];
+  snprintf(marker, sizeof marker, "%016llx-%llu",
+           (unsigned long long)c->marker_base,
+           (unsigned long long)++c->batches);
+
+  bson_error_t e;
+  bson_t reply;
+  bson_t *cmd = batch_update(c, q, n, marker);
+  bool ok = mongoc_collection_write_command_with_opts(
+      c->coll, cmd, c->cfg->write_concern, &reply, &e);
+  bson_destroy(cmd);
+  if (ok && write_reply_error(&reply, &e)) ok = false;
+  bson_iter_t it;
+  int64_t matched = ok && bson_iter_init_find(&it, &reply, "n") &&
+                            BSON_ITER_HOLDS_NUMBER(&it)
+                        ? bson_iter_as_int64(&it)
+                        : -1;
+  bson_destroy(&reply);
+  if (!ok) return fail(c->cfg, err, "renew", &e);
+  if (matched == 0) return GM_OK; /* none is ours any more */
+
+  /* Which were renewed, and their times: one find on the primary. */
+  bson_t *filter = bson_new(), in, ids;
+  char key[24];
+  BSON_APPEND_DOCUMENT_BEGIN(filter, "_id", &in);
+  BSON_APPEND_ARRAY_BEGIN(&in, "$in", &ids);
+  for (size_t i = 0; i < n; i++) {
+    snprintf(key, sizeof key, "%zu", i);
+    BSON_APPEND_UTF8(&ids, key, q[i].name);
+  }
+  bson_append_array_end(&in, &ids);
+  bson_append_document_end(filter, &in);
+  bson_t *opts = BCON_NEW("projection", "{", "owner", BCON_INT32(1), "token",
+                          BCON_INT32(1), "renewed_at", BCON_INT32(1),
+                          "expires_at", BCON_INT32(1), BATCH_FIELD,
+                          BCON_INT32(1), "}", "batchSize",
+                          BCON_INT64((int64_t)n), "readConcern", "{", "level",
+                          BCON_UTF8("local"), "}");
+  mongoc_read_prefs_t *primary = mongoc_read_prefs_new(MONGOC_READ_PRIMARY);
+  mongoc_cursor_t *cur =
+      mongoc_collection_find_with_opts(c->coll, filter, opts, primary);
+  mongoc_read_prefs_destroy(primary);
+  bson_destroy(filter);
+  bson_destroy(opts);
+  const bson_t *doc;
+  while (mongoc_cursor_next(cur, &doc)) {
+    bson_iter_t f;
+    if (!bson_iter_init_find(&f, doc, "_id") || !BSON_ITER_HOLDS_UTF8(&f))
+      continue;
+    const char *name = bson_iter_utf8(&f, NULL);
+    char owner[GM_ID_MAX], mark[sizeof marker];
+    copy_utf8(doc, "owner", owner, sizeof owner);
+    copy_utf8(doc, BATCH_FIELD, mark, sizeof mark);
+    uint64_t token = 0;
+    if (bson_iter_init_find(&f, doc, "token") && BSON_ITER_HOLDS_NUMBER(&f))
+      token = (uint64_t)bson_iter_as_int64(&f);
+    if (strcmp(mark, marker) != 0) continue;
+    int64_t renewed = date_us(doc, "renewed_at");
+    int64_t expires = date_us(doc, "expires_at");
+    for (size_t k = find_name(c, q, n, name);
+         k < n && strcmp(q[c->order[k]].name, name) == 0; k++) {
+      gm_renew_req *r = &q[c->order[k]];
+      if (r->token != token || strcmp(r->owner, owner) != 0) continue;
+      r->rc = GM_OK;
+      r->renewed_at = r->now = renewed;
+      r->expires_at = expires;
+    }
+  }
+  int rc = GM_OK;
+  if (mongoc_cursor_error(cur, &e)) rc = fail(c->cfg, err, "renew (find)", &e);
+  mongoc_cursor_destroy(cur);
+  return rc;
+}
+
+static void announce(mongo_conn *c, const char *name, uint64_t token,
+                     int64_t at_us);
+
 static int mongo_release(void *p, const char *name, const char *owner,
                          uint64_t token, gm_error *err) {
   mongo_conn *c = p;
@@ -713,7 +994,9 @@ static int mongo_release(void *p, const char *name, const char *owner,
   int rc = find_and_modify(c, "release", ours_query(name, owner, token),
                            pipeline, 0, &found, &row, err);
   if (rc != GM_OK) return rc;
-  return found ? GM_OK : GM_NOT;
+  if (!found) return GM_NOT;
+  announce(c, name, token, row.expires_at);
+  return GM_OK;
 }
 
 /* Where owner and token are ours: the completion record, done_at from the
@@ -800,6 +1083,247 @@ static int mongo_observe(void *p, const char *name, gm_row *out,
   return rc;
 }
 
+/* ---- fast handover: release events and the waiter --------------------------
+ *
+ * A release, once the lease document says so, inserts {name, token, at} into
+ * the capped collection "<collection>_events". Each connection's waiter
+ * thread, with a client of its own (a client is not thread-safe), keeps a
+ * tailable awaitData cursor on it, starting after the newest event; every
+ * new event raises w->event, and changed() (an atomic exchange, no command)
+ * tells the core, whose followers then observe at once. The wake-up is only
+ * a hint: the lease document stays the only truth, and when anything about
+ * it fails the election goes on as before, at the retry's pace. */
+
+/* After the release took effect: one insert, w:1, errors ignored (a lost
+ * event only costs the followers their retry). */
+static void announce(mongo_conn *c, const char *name, uint64_t token,
+                     int64_t at_us) {
+  if (!atomic_load(&c->w.ready)) return; /* no capped collection (yet) */
+  char id[48];
+  snprintf(id, sizeof id, "%016llx-r%llu", (unsigned long long)c->marker_base,
+           (unsigned long long)++c->announced);
+  bson_t *doc = BCON_NEW("_id", BCON_UTF8(id), "name", BCON_UTF8(name),
+                         "token", BCON_INT64((int64_t)token), "at",
+                         BCON_DATE_TIME(at_us / 1000));
+  bson_t *opts = BCON_NEW("writeConcern", "{", "w", BCON_INT32(1), "}");
+  bson_error_t e;
+  bson_t reply;
+  mongoc_collection_insert_one(c->events, doc, opts, &reply, &e);
+  bson_destroy(&reply);
+  bson_destroy(opts);
+  bson_destroy(doc);
+}
+
+/* Sleeps ms, or less when close() asks the waiter to stop. */
+static void nap(waiter *w, int64_t ms) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  ts.tv_sec += ms / 1000;
+  ts.tv_nsec += (ms % 1000) * 1000000;
+  if (ts.tv_nsec >= 1000000000) ts.tv_sec++, ts.tv_nsec -= 1000000000;
+  pthread_mutex_lock(&w->mu);
+  while (!atomic_load(&w->stop) &&
+         pthread_cond_timedwait(&w->cv, &w->mu, &ts) == 0) {
+  }
+  pthread_mutex_unlock(&w->mu);
+}
+
+/* Once per process: why there is no fast wake-up, for changed() to report
+ * (the core takes it as a change; nothing fails). */
+static void note_once(waiter *w, const char *what, const bson_error_t *e) {
+  static atomic_int once;
+  if (atomic_exchange(&once, 1)) return;
+  pthread_mutex_lock(&w->mu);
+  snprintf(w->note, sizeof w->note, "mongodb backend: no fast wake-up on "
+           "release: %s failed: %.100s", what, e->message);
+  scrub(w->cfg, w->note, sizeof w->note);
+  pthread_mutex_unlock(&w->mu);
+  atomic_store(&w->noted, 1);
+}
+
+/* Whether the _id under it is the string id. */
+static int id_is(const bson_t *doc, const char *id) {
+  bson_iter_t it;
+  return bson_iter_init_find(&it, doc, "_id") && BSON_ITER_HOLDS_UTF8(&it) &&
+         strcmp(bson_iter_utf8(&it, NULL), id) == 0;
+}
+
+/* The newest event's _id into id ("" when it is not a string), making the
+ * collection non-empty first (a tailable cursor on an empty one is dead at
+ * once). 0 on failure. */
+static int newest_event(waiter *w, mongoc_collection_t *coll, char *id,
+                        size_t len, bson_error_t *e) {
+  for (int round = 0; round < 2; round++) {
+    bson_t filter = BSON_INITIALIZER;
+    bson_t *opts = BCON_NEW("sort", "{", "$natural", BCON_INT32(-1), "}",
+                            "limit", BCON_INT64(1));
+    mongoc_cursor_t *cur =
+        mongoc_collection_find_with_opts(coll, &filter, opts, NULL);
+    bson_destroy(opts);
+    const bson_t *doc;
+    int found = mongoc_cursor_next(cur, &doc);
+    bson_iter_t it;
+    if (found) {
+      id[0] = '\0';
+      if (bson_iter_init_find(&it, doc, "_id") && BSON_ITER_HOLDS_UTF8(&it))
+        snprintf(id, len, "%s", bson_iter_utf8(&it, NULL));
+    }
+    int bad = mongoc_cursor_error(cur, e);
+    mongoc_cursor_destroy(cur);
+    if (bad) return 0;
+    if (found) return 1;
+    /* Empty: a first document that wakes nobody (it has no name). */
+    uint64_t r = 0;
+    if (getrandom(&r, sizeof r, 0) != (ssize_t)sizeof r)
+      r = (uint64_t)(uintptr_t)w ^ (uint64_t)time(NULL);
+    char seed[40];
+    snprintf(seed, sizeof seed, "%016llx-seed", (unsigned long long)r);
+    bson_t *doc2 = BCON_NEW("_id", BCON_UTF8(seed));
+    bson_t reply;
+    mongoc_collection_insert_one(coll, doc2, NULL, &reply, NULL);
+    bson_destroy(&reply);
+    bson_destroy(doc2);
+  }
+  bson_set_error(e, MONGOC_ERROR_CURSOR, 0, "the events collection stays "
+                 "empty");
+  return 0;
+}
+
+/* One life of the waiter's client: creates the capped collection if it is
+ * missing, then tails it until close(), an error or a dead cursor. Returns
+ * how long to wait before the next life. */
+static int64_t waiter_life(waiter *w) {
+  const mongo_cfg *cfg = w->cfg;
+  bson_error_t e;
+  bson_t reply;
+  int64_t again = BACKOFF_MIN_MS;
+  mongoc_client_t *client = mongoc_client_new_from_uri_with_error(w->uri, &e);
+  if (!client) return -1;
+  mongoc_client_set_error_api(client, MONGOC_ERROR_API_VERSION_2);
+  bson_t *create = BCON_NEW("create", BCON_UTF8(w->events), "capped",
+                            BCON_BOOL(true), "size", BCON_INT64(EVENTS_SIZE),
+                            "max", BCON_INT64(EVENTS_MAX));
+  bool ok = mongoc_client_command_simple(client, cfg->database, create, NULL,
+                                         &reply, &e);
+  bson_destroy(create);
+  bson_destroy(&reply);
+  mongoc_collection_t *coll = NULL;
+  mongoc_cursor_t *cur = NULL;
+  if (!ok && e.code != 48 /* NamespaceExists: there already */) {
+    if (e.domain != MONGOC_ERROR_SERVER) goto out; /* not reached: later */
+    note_once(w, "creating the capped collection", &e);
+    again = REFUSED_MS;
+    goto out;
+  }
+  atomic_store(&w->ready, 1);
+  coll = mongoc_client_get_collection(client, cfg->database, w->events);
+  char newest[48];
+  if (!newest_event(w, coll, newest, sizeof newest, &e)) goto out;
+  bson_t filter = BSON_INITIALIZER;
+  bson_t *opts = BCON_NEW("tailable", BCON_BOOL(true), "awaitData",
+                          BCON_BOOL(true), "maxAwaitTimeMS",
+                          BCON_INT64(AWAIT_MS), "batchSize",
+                          BCON_INT64(EVENTS_MAX + 1));
+  cur = mongoc_collection_find_with_opts(coll, &filter, opts, NULL);
+  bson_destroy(opts);
+  int skipping = newest[0] != '\0'; /* events up to the newest are old */
+  while (!atomic_load(&w->stop)) {
+    const bson_t *doc;
+    if (mongoc_cursor_next(cur, &doc)) {
+      bson_iter_t it;
+      if (skipping)
+        skipping = !id_is(doc, newest);
+      else if (bson_iter_init_find(&it, doc, "name"))
+        atomic_store(&w->event, 1);
+      continue;
+    }
+    if (mongoc_cursor_error(cur, &e) || !mongoc_cursor_more(cur)) break;
+    if (skipping) { /* the newest rolled out meanwhile: events came */
+      skipping = 0;
+      atomic_store(&w->event, 1);
+    }
+  }
+  if (!mongoc_cursor_error(cur, &e)) again = BACKOFF_MIN_MS;
+  else if (e.domain == MONGOC_ERROR_SERVER && e.code != 136 &&
+           e.code != 43 && e.code != 175)
+    /* e.g. not capped: someone made the collection otherwise */
+    note_once(w, "tailing the events", &e), again = REFUSED_MS;
+  else
+    again = -1;
+out:
+  if (cur) mongoc_cursor_destroy(cur);
+  if (coll) mongoc_collection_destroy(coll);
+  mongoc_client_destroy(client);
+  return again;
+}
+
+static void *waiter_main(void *arg) {
+  waiter *w = arg;
+  int64_t backoff = BACKOFF_MIN_MS;
+  while (!atomic_load(&w->stop)) {
+    int64_t again = waiter_life(w);
+    if (again < 0) { /* a connection failure: back off, doubling */
+      again = backoff;
+      backoff = backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff * 2;
+    } else {
+      backoff = BACKOFF_MIN_MS;
+    }
+    nap(w, again);
+  }
+  return NULL;
+}
+
+/* Starts c's waiter; without one (no memory, no thread) there is only no
+ * fast wake-up. */
+static void waiter_start(mongo_conn *c) {
+  waiter *w = &c->w;
+  w->cfg = c->cfg;
+  snprintf(w->events, sizeof w->events, "%s" EVENTS_SUFFIX,
+           c->cfg->collection);
+  pthread_mutex_init(&w->mu, NULL);
+  pthread_condattr_t ca;
+  pthread_condattr_init(&ca);
+  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+  pthread_cond_init(&w->cv, &ca);
+  pthread_condattr_destroy(&ca);
+  w->uri = mongoc_uri_copy(c->cfg->uri);
+  if (!w->uri) return;
+  int32_t st = mongoc_uri_get_option_as_int32(
+      w->uri, MONGOC_URI_SOCKETTIMEOUTMS, 0);
+  if (st < AWAIT_MS + DEFAULT_TIMEOUT_US / 1000)
+    mongoc_uri_set_option_as_int32(w->uri, MONGOC_URI_SOCKETTIMEOUTMS,
+                                   AWAIT_MS + DEFAULT_TIMEOUT_US / 1000);
+  w->started = pthread_create(&w->thread, NULL, waiter_main, w) == 0;
+}
+
+/* Stops the waiter: at most one getMore's wait (AWAIT_MS) later. */
+static void waiter_stop(waiter *w) {
+  if (!w->cfg) return; /* never started */
+  if (w->started) {
+    pthread_mutex_lock(&w->mu);
+    atomic_store(&w->stop, 1);
+    pthread_cond_broadcast(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+    pthread_join(w->thread, NULL);
+  }
+  if (w->uri) mongoc_uri_destroy(w->uri);
+  pthread_cond_destroy(&w->cv);
+  pthread_mutex_destroy(&w->mu);
+}
+
+/* Between observes: whether a release event came (or, once, why none can
+ * come). No command. */
+static int mongo_changed(void *p, gm_error *err) {
+  mongo_conn *c = p;
+  if (atomic_exchange(&c->w.noted, 0)) {
+    pthread_mutex_lock(&c->w.mu);
+    gm_seterr(err, GM_E_DB, "%s", c->w.note);
+    pthread_mutex_unlock(&c->w.mu);
+    return GM_ERR;
+  }
+  return atomic_exchange(&c->w.event, 0) ? GM_OK : GM_NOT;
+}
+
 const gm_backend_ops gm_mongo_ops = {
     .abi = GM_BACKEND_ABI,
     .name = "mongodb",
@@ -815,4 +1339,7 @@ const gm_backend_ops gm_mongo_ops = {
     .release = mongo_release,
     .complete = mongo_complete,
     .force_release = mongo_force_release,
+    .renew_many = mongo_renew_many,
+    .changed = mongo_changed,
+    .poll_us = CHANGED_POLL_US,
 };

@@ -149,4 +149,21 @@ describe("mongodb backend #mongo", function()
     end
     assert.is_nil(c:overlap())
   end)
+
+  it("hands over at once after stop(), long before the retry (the release event)", function()
+    -- lease 20 s, retry 10 s: without the wake-up a follower would try
+    -- again only at its retry, about 10 s after the release.
+    c = Cluster.new{ url = url, lease = 20, retry = 10 }
+    for _ = 1, 3 do c:spawn() end
+    local m = c:wait_for(function() return c:master() end, 10, "a master")
+    c:run_for(1.5) -- the followers' waiters tail the events by now
+    local t = core.now()
+    c:stop_node(m)
+    local stopped = c:wait_for(function() return c:first_of(m, "stopped", t) end, 10, "stop() to return")
+    local e = c:wait_for(function() return c:first("start", t, m) end, 15, "a new master")
+    io.stderr:write(("\n[mongo] stop() with lease 20 s, retry 10 s: new master %.3f s after stop() returned\n")
+      :format(e.t - stopped.t))
+    assert.is_true(e.t - stopped.t < 2, ("handover took %.3f s (retry 10 s)"):format(e.t - stopped.t))
+    assert.is_nil(c:overlap())
+  end)
 end)

@@ -524,6 +524,177 @@ static void test_complete(void *c) {
         "(rc %d)", rc);
 }
 
+
+/* renew_many: K locks in a constant number of commands, each with its own
+ * result. */
+static void test_renew_many(void *c) {
+  gm_error err = {0};
+  gm_row row;
+  enum { K = 6, BIG = 300 };
+  static char names[BIG][96];
+  static gm_renew_req q[BIG];
+  const int64_t L = 5000000;
+  check(ops->renew_many != NULL, "the mongodb backend has renew_many");
+  if (!ops->renew_many) return;
+  int got = 0;
+  for (int i = 0; i < BIG; i++) {
+    snprintf(names[i], sizeof names[i], "%s-many-%d", new_lock(), i);
+    gm_acquire_req a = req(names[i], "node-a", 0, 0, 0, L);
+    got += ops->acquire(c, &a, &row, &err) == GM_OK;
+    q[i] = (gm_renew_req){names[i], "node-a", row.token, L, GM_ERR, 0, 0, 0};
+  }
+  check(got == BIG, "node-a holds %d locks (%d)", BIG, got);
+  /* One of K is taken away (an operator's force release moves its token). */
+  ops->force_release(c, names[2], &row, &err);
+  int upd = standin_count("update"), fnd = standin_count("find"),
+      fam = standin_count("findAndModify");
+  int rc = ops->renew_many(c, q, K, &err);
+  int okn = 0;
+  for (int i = 0; i < K; i++) okn += q[i].rc == GM_OK;
+  check(rc == GM_OK && okn == K - 1 && q[2].rc == GM_NOT,
+        "renew_many of %d locks, one lost: only that one is GM_NOT "
+        "(rc %d, %d ok, lost one rc %d) %s", K, rc, okn, q[2].rc, err.msg);
+  ops->observe(c, names[0], &row, &err);
+  check(q[0].renewed_at > 0 && q[0].now == q[0].renewed_at &&
+            q[0].expires_at - q[0].renewed_at == L &&
+            row.renewed_at == q[0].renewed_at &&
+            row.expires_at == q[0].expires_at,
+        "each renewed lock gets the server's times as written "
+        "(expires - renewed = %.3f s)",
+        (q[0].expires_at - q[0].renewed_at) / 1e6);
+  if (upd >= 0)
+    check(standin_count("update") == upd + 1 &&
+              standin_count("find") == fnd + 1 &&
+              standin_count("findAndModify") == fam,
+          "... in one update and one find (update +%d, find +%d, "
+          "findAndModify +%d)", standin_count("update") - upd,
+          standin_count("find") - fnd, standin_count("findAndModify") - fam);
+
+  /* Many locks, two leases: still two commands. */
+  q[2].rc = GM_ERR;
+  gm_renew_req *rest = q + K;
+  for (int i = 0; i < BIG - K; i++)
+    if (i % 2) rest[i].lease_us = 2 * L;
+  upd = standin_count("update"), fnd = standin_count("find");
+  rc = ops->renew_many(c, rest, BIG - K, &err);
+  okn = 0;
+  for (int i = 0; i < BIG - K; i++)
+    okn += rest[i].rc == GM_OK &&
+           rest[i].expires_at - rest[i].renewed_at == rest[i].lease_us;
+  check(rc == GM_OK && okn == BIG - K,
+        "renew_many of %d locks with two leases: all renewed, each with "
+        "its own lease (%d ok) %s", BIG - K, okn, err.msg);
+  if (upd >= 0)
+    check(standin_count("update") == upd + 1 &&
+              standin_count("find") == fnd + 1,
+          "... still one update and one find (update +%d, find +%d)",
+          standin_count("update") - upd, standin_count("find") - fnd);
+
+  /* A renewal by a stale holder (wrong token) is GM_NOT, the holder's own
+   * still renews; none of ours: GM_NOT without a find. */
+  gm_renew_req two[2] = {
+      {names[K], "node-a", q[K].token + 7, L, GM_ERR, 0, 0, 0},
+      {names[K + 1], "node-b", q[K + 1].token, L, GM_ERR, 0, 0, 0}};
+  fnd = standin_count("find");
+  rc = ops->renew_many(c, two, 2, &err);
+  check(rc == GM_OK && two[0].rc == GM_NOT && two[1].rc == GM_NOT,
+        "renew_many where no lock is ours: all GM_NOT (rc %d, %d %d)", rc,
+        two[0].rc, two[1].rc);
+  if (fnd >= 0)
+    check(standin_count("find") == fnd,
+          "... and no find when the update matched nothing");
+  for (int i = 0; i < BIG; i++)
+    ops->release(c, names[i], "node-a", q[i].token, &err);
+}
+
+
+/* Polls b's changed() for up to secs: 1 as soon as it says GM_OK. */
+static int changed_within(void *b, double secs) {
+  gm_error err = {0};
+  double until = mono() + secs;
+  do {
+    if (ops->changed(b, &err) == GM_OK) return 1;
+    sleep_us(ops->poll_us);
+  } while (mono() < until);
+  return 0;
+}
+
+/* The fast handover: a release on one connection wakes another's followers
+ * through changed(), which itself sends nothing. */
+static void test_wakeup(void *cfg, void *a) {
+  gm_error err = {0};
+  gm_row row;
+  void *b = NULL;
+  const int64_t L = 20000000;
+  check(ops->changed != NULL && ops->poll_us > 0 && ops->poll_us <= 20000,
+        "the mongodb backend has changed(), polled every %lld us",
+        (long long)ops->poll_us);
+  if (!ops->changed || ops->open(cfg, &b, &err) != GM_OK) {
+    check(0, "a second connection (%s)", err.msg);
+    return;
+  }
+  const char *name = new_lock();
+  /* The waiter of b tails the events once it is up: until then a release
+   * may go unseen (the election is unaffected), so warm up first. */
+  int seen = 0, tries = 0;
+  uint64_t token = 0;
+  double t0 = mono();
+  while (!seen && mono() - t0 < 10) {
+    gm_acquire_req r = req(name, "node-a", token != 0, token, 0, L);
+    if (ops->acquire(a, &r, &row, &err) != GM_OK) break;
+    token = row.token;
+    ops->release(a, name, "node-a", token, &err);
+    tries++;
+    seen = changed_within(b, 0.5);
+  }
+  check(seen, "another connection's release turns changed() GM_OK (after %d "
+        "release(s), %.2f s)", tries, mono() - t0);
+
+  /* Now measured: release on a, changed on b. */
+  gm_acquire_req r = req(name, "node-a", 1, token, 0, L);
+  int rc = ops->acquire(a, &r, &row, &err);
+  token = row.token;
+  while (ops->changed(b, &err) == GM_OK) {
+  }
+  int finds = standin_count("find"), more = standin_count("getMore");
+  double w0 = mono();
+  int quiet = !changed_within(b, 1.5); /* renewals only: no wake-up */
+  for (int i = 0; i < 3 && rc == GM_OK; i++) {
+    rc = ops->renew(a, name, "node-a", token, L, &row, &err);
+    quiet = quiet && !changed_within(b, 0.2);
+  }
+  gm_renew_req q[2] = {{name, "node-a", token, L, GM_ERR, 0, 0, 0},
+                       {"no-such-lock", "node-a", 1, L, GM_ERR, 0, 0, 0}};
+  ops->renew_many(a, q, 2, &err);
+  quiet = quiet && !changed_within(b, 0.3);
+  check(rc == GM_OK && quiet, "changed() stays GM_NOT while the master only "
+        "renews (%.1f s)", mono() - w0);
+  if (finds >= 0) {
+    int n = standin_count("find") + standin_count("getMore") - finds - more;
+    double per_s = n / (mono() - w0);
+    check(per_s < 2.5, "... while the waiter sends about one getMore per "
+          "second (%d find/getMore in %.1f s, of which 1 is renew_many's)",
+          n, mono() - w0);
+  }
+  double r0 = mono();
+  ops->release(a, name, "node-a", token, &err);
+  double r1 = mono();
+  int woke = changed_within(b, 2);
+  double r2 = mono();
+  check(woke && r2 - r1 < 0.5, "release: changed() on the other connection "
+        "GM_OK %.0f ms after the release returned (release took %.0f ms)",
+        (r2 - r1) * 1000, (r1 - r0) * 1000);
+  check(ops->changed(b, &err) == GM_NOT, "... once: then GM_NOT again");
+
+  /* close while b's waiter is blocked in a getMore. */
+  sleep_us(200000);
+  double c0 = mono();
+  ops->close(b);
+  double c1 = mono();
+  check(c1 - c0 < 1.6, "close() returns while its waiter waits for events "
+        "(%.0f ms; a getMore waits 1 s at most)", (c1 - c0) * 1000);
+}
+
 static void test_standin_only(void *c) {
   gm_error err = {0};
   gm_row r1, r2;
@@ -583,6 +754,8 @@ int main(void) {
     if (rc == GM_OK) {
       test_lease(conn);
       test_complete(conn);
+      test_renew_many(conn);
+      test_wakeup(cfg, conn);
       test_standin_only(conn);
       ops->close(conn);
     }

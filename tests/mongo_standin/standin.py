@@ -24,12 +24,14 @@ import argparse
 import collections
 import datetime
 import os
+import random
 import select
 import signal
 import socket
 import struct
 import sys
 import threading
+import time
 import traceback
 
 import bson
@@ -325,12 +327,32 @@ def is_operator_doc(v):
     return isinstance(v, dict) and v and next(iter(v)).startswith('$')
 
 
+def top_level_list(op, arg):
+    if not isinstance(arg, list):
+        raise MongoError(2, 'BadValue', '%s must be an array' % op)
+    if not arg:
+        raise MongoError(2, 'BadValue',
+                         '$and/$or/$nor must be a nonempty array')
+    for q in arg:
+        if not isinstance(q, dict):
+            raise MongoError(2, 'BadValue',
+                             '$or/$and/$nor entries need to be full objects')
+    return arg
+
+
 def matches(doc, query):
     for field, cond in query.items():
+        if field in ('$or', '$and'):
+            clauses = top_level_list(field, cond)
+            hit = (any if field == '$or' else all)(
+                matches(doc, q) for q in clauses)
+            if not hit:
+                return False
+            continue
         if field.startswith('$'):
             raise MongoError(2, 'BadValue',
                              'unknown top level operator: %s (the gomaster '
-                             'stand-in implements none)' % field)
+                             'stand-in implements $or, $and)' % field)
         val = get_path(doc, field)
         if not is_operator_doc(cond):
             if not values_equal(val, cond):
@@ -339,15 +361,82 @@ def matches(doc, query):
         for op, arg in cond.items():
             if op == '$eq':
                 ok = values_equal(val, arg)
+            elif op == '$in':
+                if not isinstance(arg, list):
+                    raise MongoError(2, 'BadValue', '$in needs an array')
+                ok = any(values_equal(val, a) for a in arg)
             elif op == '$exists':
                 ok = truthy(arg) == (val is not MISSING)
             else:
                 raise MongoError(2, 'BadValue',
                                  'unknown operator: %s (the gomaster stand-in '
-                                 'implements $eq, $exists)' % op)
+                                 'implements $eq, $in, $exists)' % op)
             if not ok:
                 return False
     return True
+
+
+def id_candidates(query):
+    """The _id keys a query can match, or None when any document may: the
+    stand-in's use of the _id index (only a shortcut; matches() decides)."""
+    if not isinstance(query, dict):
+        return None
+    if '_id' in query:
+        cond = query['_id']
+        if not is_operator_doc(cond):
+            return [key_of(cond)]
+        if list(cond) == ['$eq']:
+            return [key_of(cond['$eq'])]
+        if list(cond) == ['$in'] and isinstance(cond['$in'], list):
+            return [key_of(v) for v in cond['$in']]
+    if list(query) == ['$or'] and isinstance(query['$or'], list):
+        keys = []
+        for q in query['$or']:
+            k = id_candidates(q)
+            if k is None:
+                return None
+            keys.extend(k)
+        return keys
+    return None
+
+
+def id_of_clause(q):
+    """The _id key an $or clause pins by equality, or None."""
+    cond = q.get('_id', MISSING) if isinstance(q, dict) else MISSING
+    if cond is MISSING or (is_operator_doc(cond) and list(cond) != ['$eq']):
+        return None
+    return key_of(cond['$eq'] if is_operator_doc(cond) else cond)
+
+
+def find_docs(coll, query):
+    """The documents of coll (an OrderedDict) matching query, in natural
+    order. Where the query pins _id, only those documents are looked at (the
+    _id index); the result is the same as testing every document."""
+    keys = id_candidates(query)
+    if keys is None:
+        return [d for d in coll.values() if matches(d, query)]
+    test = lambda d: matches(d, query)  # noqa: E731
+    if list(query) == ['$or']:
+        # Each clause pins an _id: a document can match only its own ones.
+        top_level_list('$or', query['$or'])
+        by_key = collections.defaultdict(list)
+        for q in query['$or']:
+            by_key[id_of_clause(q)].append(q)
+        test = lambda d: any(  # noqa: E731
+            matches(d, q) for q in by_key[key_of(d['_id'])])
+    elif list(query) == ['_id'] and all(k[0] in 'ns' for k in keys):
+        test = lambda d: True  # noqa: E731  (the key is the equality)
+    seen, out = set(), []
+    for k in keys:
+        if k in seen or k not in coll:
+            continue
+        seen.add(k)
+        if test(coll[k]):
+            out.append(coll[k])
+    if len(out) > 1:
+        order = {k: i for i, k in enumerate(coll)}
+        out.sort(key=lambda d: order[key_of(d['_id'])])
+    return out
 
 
 def equality_fields(query):
@@ -446,6 +535,37 @@ def run_pipeline(pipeline, docs, now, in_update):
     return docs
 
 
+def make_projection(spec):
+    """A function applying an inclusion projection ({field: 1, ...}, _id
+    kept unless {_id: 0}); None keeps whole documents."""
+    if spec is None or spec == {}:
+        return lambda d: d
+    if not isinstance(spec, dict):
+        raise MongoError(14, 'TypeMismatch', 'projection must be an object')
+    keep_id = True
+    fields = []
+    for k, v in spec.items():
+        if k == '_id' and not truthy(v):
+            keep_id = False
+        elif '.' in k or k.startswith('$') or not (
+                v is True or (is_number(v) and v != 0)):
+            raise not_implemented(2, 'BadValue',
+                                  'a projection other than top-level '
+                                  'inclusion (%s)' % k)
+        elif k != '_id':
+            fields.append(k)
+
+    def project(d):
+        out = collections.OrderedDict()
+        if keep_id and '_id' in d:
+            out['_id'] = d['_id']
+        for k in d:
+            if k in fields:
+                out[k] = d[k]
+        return out
+    return project
+
+
 # ---- the server -------------------------------------------------------------
 
 GENERIC_FIELDS = {'$db', '$readPreference'}
@@ -504,10 +624,31 @@ def collection_name(cmd, name):
     return coll
 
 
+def run_command(fn):
+    """fn's reply, or its failure replied as MongoDB replies one."""
+    try:
+        return fn()
+    except MongoError as e:
+        return e.reply
+    except Exception:
+        traceback.print_exc()
+        return MongoError(1, 'InternalError', 'stand-in failure: %s'
+                          % traceback.format_exc(limit=1)).reply
+
+
 class Standin:
     def __init__(self, max_wire_version=MAX_WIRE_VERSION):
         self.max_wire_version = max_wire_version
         self.collections = {}
+        # Capped collections: (db, name) -> {size, max, seq: {key: n}},
+        # seq giving each document's insertion number (natural order).
+        self.capped = {}
+        self.next_seq = 0
+        self.cursors = {}
+        # Guards every collection and cursor: held by each command (they
+        # also run one at a time under MockupDB's own lock) and by the
+        # threads that answer an awaitData getMore once something arrives.
+        self.cond = threading.Condition()
         self.offset_ms = 0
         self.counts = collections.Counter()
         self.connection_id = 0
@@ -518,26 +659,36 @@ class Standin:
             'findAndModify': self.cmd_find_and_modify,
             'findandmodify': self.cmd_find_and_modify,
             'aggregate': self.cmd_aggregate, 'delete': self.cmd_delete,
+            'update': self.cmd_update, 'insert': self.cmd_insert,
+            'find': self.cmd_find, 'getMore': self.cmd_get_more,
+            'killCursors': self.cmd_kill_cursors, 'create': self.cmd_create,
             'gomasterStepClock': self.cmd_step_clock,
             'gomasterCounts': self.cmd_counts,
         }
 
     # --state: the documents, kept across a restart (one BSON document per
-    # collection: {db, coll, docs: [...]}).
+    # collection: {db, coll, docs: [...], capped: {size, max}}).
     def save(self, path):
         with open(path + '.tmp', 'wb') as f:
             for (db, name), docs in self.collections.items():
-                f.write(bson.encode({'db': db, 'coll': name,
-                                     'docs': list(docs.values())}))
+                rec = {'db': db, 'coll': name, 'docs': list(docs.values())}
+                cap = self.capped.get((db, name))
+                if cap:
+                    rec['capped'] = {'size': cap['size'], 'max': cap['max']}
+                f.write(bson.encode(rec))
         os.rename(path + '.tmp', path)
 
     def load(self, path):
         opts = bson.CodecOptions(document_class=collections.OrderedDict)
         with open(path, 'rb') as f:
             for rec in bson.decode_all(f.read(), opts):
-                coll = self.coll(rec['db'], rec['coll'])
+                self.coll(rec['db'], rec['coll'])
+                if rec.get('capped'):
+                    self.capped[(rec['db'], rec['coll'])] = {
+                        'size': rec['capped']['size'],
+                        'max': rec['capped']['max'], 'seq': {}}
                 for doc in rec['docs']:
-                    coll[key_of(doc['_id'])] = doc
+                    self.add_doc(rec['db'], rec['coll'], doc)
 
     def now(self):
         t = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
@@ -545,8 +696,30 @@ class Standin:
         return t + datetime.timedelta(milliseconds=self.offset_ms)
 
     def coll(self, db, name):
+        """The collection, created if missing (by a write)."""
         return self.collections.setdefault((db, name),
                                            collections.OrderedDict())
+
+    def read_coll(self, db, name):
+        """The collection for a read: a missing one is empty, not made."""
+        return self.collections.get((db, name)) or collections.OrderedDict()
+
+    def add_doc(self, db, name, doc):
+        """Adds a new document at the end of natural order; a capped
+        collection then drops its oldest documents beyond max or size."""
+        coll = self.coll(db, name)
+        k = key_of(doc['_id'])
+        coll[k] = doc
+        cap = self.capped.get((db, name))
+        if cap is None:
+            return
+        self.next_seq += 1
+        cap['seq'][k] = self.next_seq
+        while coll and ((cap['max'] and len(coll) > cap['max']) or
+                        sum(len(bson.encode(d)) for d in coll.values())
+                        > cap['size']):
+            old, _ = coll.popitem(last=False)
+            cap['seq'].pop(old, None)
 
     # MockupDB autoresponder: called for every request, one at a time.
     def handle(self, request):
@@ -557,22 +730,24 @@ class Standin:
         if '$query' in cmd:
             cmd = cmd['$query']
         name = next(iter(cmd), '')
-        self.counts[name] += 1
-        try:
+        with self.cond:
+            self.counts[name] += 1
             fn = self.commands.get(name)
             if fn is None:
-                raise MongoError(59, 'CommandNotFound',
-                                 "no such command: '%s'" % name)
+                fn = self.no_such_command
             db = cmd.get('$db') or request.namespace
-            reply = fn(cmd, name, db)
-        except MongoError as e:
-            reply = e.reply
-        except Exception:
-            traceback.print_exc()
-            reply = MongoError(1, 'InternalError', 'stand-in failure: %s'
-                               % traceback.format_exc(limit=1)).reply
+            reply = run_command(lambda: fn(cmd, name, db))
+            if callable(reply):  # an awaitData getMore that must wait
+                threading.Thread(target=self.answer_later,
+                                 args=(request, reply), daemon=True).start()
+                return True
         request.replies(reply)
         return True
+
+    @staticmethod
+    def no_such_command(cmd, name, db):
+        raise MongoError(59, 'CommandNotFound',
+                         "no such command: '%s'" % name)
 
     def cmd_hello(self, cmd, name, db):
         check_fields(cmd, name, {'helloOk', 'client', 'compression',
@@ -620,7 +795,7 @@ class Standin:
                                   'an update that is not a pipeline')
         coll = self.coll(db, coll_name)
         now = self.now()
-        found = next((d for d in coll.values() if matches(d, query)), None)
+        found = next(iter(find_docs(coll, query)), None)
         if found is not None:
             new = self.apply_update(update, found, now)
             coll[key_of(found['_id'])] = new
@@ -641,7 +816,7 @@ class Standin:
                     'E11000 duplicate key error collection: %s index: _id_ '
                     'dup key: { _id: %s }' % (ns, shell_repr(new['_id'])),
                     keyPattern={'_id': 1}, keyValue={'_id': new['_id']})
-            coll[k] = new
+            self.add_doc(db, coll_name, new)
             leo = collections.OrderedDict([('n', 1),
                                            ('updatedExisting', False),
                                            ('upserted', new['_id'])])
@@ -676,9 +851,16 @@ class Standin:
         if set(cursor) - {'batchSize'}:
             raise not_implemented(40415, 'Location40415',
                                   'a cursor option other than batchSize')
-        docs = run_pipeline(cmd.get('pipeline'),
-                            list(self.coll(db, coll_name).values()),
-                            self.now(), False)
+        pipeline = cmd.get('pipeline')
+        docs = list(self.read_coll(db, coll_name).values())
+        if (isinstance(pipeline, list) and pipeline and
+                isinstance(pipeline[0], dict) and list(pipeline[0]) ==
+                ['$match'] and isinstance(pipeline[0]['$match'], dict)):
+            # The _id index, as MongoDB would use it for a leading $match.
+            docs = find_docs(self.read_coll(db, coll_name),
+                             pipeline[0]['$match'])
+            pipeline = pipeline[1:]
+        docs = run_pipeline(pipeline, docs, self.now(), False)
         if 'batchSize' in cursor and len(docs) > cursor['batchSize']:
             raise not_implemented(2, 'BadValue',
                                   'getMore (results exceed batchSize)')
@@ -691,7 +873,12 @@ class Standin:
     def cmd_delete(self, cmd, name, db):
         check_fields(cmd, name, {'deletes', 'ordered', 'writeConcern'})
         check_write_concern(cmd.get('writeConcern'))
-        coll = self.coll(db, collection_name(cmd, name))
+        coll_name = collection_name(cmd, name)
+        coll = self.read_coll(db, coll_name)
+        if (db, coll_name) in self.capped:
+            raise MongoError(20, 'IllegalOperation',
+                             'cannot remove from a capped collection: %s.%s'
+                             % (db, coll_name))
         n = 0
         for spec in cmd.get('deletes') or []:
             check_fields(spec, 'q', {'limit'})
@@ -701,6 +888,349 @@ class Standin:
                 del coll[k]
                 n += 1
         return {'n': n, 'ok': 1.0}
+
+
+    # ---- update, insert, create ------------------------------------------
+
+    @staticmethod
+    def write_args(cmd, name, field):
+        """A write command's collection and its list of statements."""
+        check_fields(cmd, name, {field, 'ordered', 'writeConcern'})
+        check_write_concern(cmd.get('writeConcern'))
+        coll_name = collection_name(cmd, name)
+        items = cmd.get(field)
+        if not isinstance(items, list) or not items:
+            raise MongoError(9, 'FailedToParse',
+                             "BSON field '%s.%s' is missing but a required "
+                             "field" % (name, field))
+        return coll_name, items
+
+    def write_reply(self, errors, **counts):
+        """A write command's reply; wakes the awaitData getMores."""
+        self.cond.notify_all()
+        reply = collections.OrderedDict(counts)
+        if errors:
+            reply['writeErrors'] = errors
+        reply['ok'] = 1.0
+        return reply
+
+    def cmd_update(self, cmd, name, db):
+        coll_name, updates = self.write_args(cmd, name, 'updates')
+        coll = self.read_coll(db, coll_name)
+        now = self.now()
+        n = modified = 0
+        errors = []
+        for i, spec in enumerate(updates):
+            check_fields(spec, 'q', {'u', 'multi', 'upsert'})
+            if 'u' not in spec:
+                raise MongoError(40414, 'Location40414',
+                                 "BSON field 'update.updates.u' is missing "
+                                 "but a required field")
+            if not isinstance(spec['u'], list):
+                raise not_implemented(9, 'FailedToParse',
+                                      'an update that is not a pipeline')
+            if spec.get('upsert'):
+                raise not_implemented(9, 'FailedToParse',
+                                      'upsert in the update command')
+            try:
+                hits = find_docs(coll, spec.get('q') or {})
+                if not spec.get('multi'):
+                    hits = hits[:1]
+                for doc in hits:
+                    new = self.apply_update(spec['u'], doc, now)
+                    if (db, coll_name) in self.capped and len(
+                            bson.encode(new)) != len(bson.encode(doc)):
+                        raise MongoError(10003, 'Location10003',
+                                         'Cannot change the size of a '
+                                         'document in a capped collection')
+                    n += 1
+                    if bson.encode(new) != bson.encode(doc):
+                        modified += 1
+                        coll[key_of(doc['_id'])] = new
+            except MongoError as e:
+                errors.append(collections.OrderedDict(
+                    [('index', i), ('code', e.reply['code']),
+                     ('errmsg', e.reply['errmsg'])]))
+                if cmd.get('ordered', True):
+                    break
+        return self.write_reply(errors, n=n, nModified=modified)
+
+    def cmd_insert(self, cmd, name, db):
+        coll_name, docs = self.write_args(cmd, name, 'documents')
+        coll = self.coll(db, coll_name)
+        n = 0
+        errors = []
+        for i, doc in enumerate(docs):
+            if '_id' not in doc:
+                doc = collections.OrderedDict(
+                    [('_id', ObjectId())] + list(doc.items()))
+            if key_of(doc['_id']) in coll:
+                ns = '%s.%s' % (db, coll_name)
+                errors.append(collections.OrderedDict([
+                    ('index', i), ('code', 11000),
+                    ('keyPattern', {'_id': 1}),
+                    ('keyValue', {'_id': doc['_id']}),
+                    ('errmsg', 'E11000 duplicate key error collection: %s '
+                     'index: _id_ dup key: { _id: %s }'
+                     % (ns, shell_repr(doc['_id'])))]))
+                if cmd.get('ordered', True):
+                    break
+                continue
+            self.add_doc(db, coll_name, doc)
+            n += 1
+        return self.write_reply(errors, n=n)
+
+    def cmd_create(self, cmd, name, db):
+        check_fields(cmd, name, {'capped', 'size', 'max', 'writeConcern'})
+        check_write_concern(cmd.get('writeConcern'))
+        coll_name = collection_name(cmd, name)
+        if (db, coll_name) in self.collections:
+            raise MongoError(48, 'NamespaceExists',
+                             "a collection '%s.%s' already exists"
+                             % (db, coll_name))
+        capped = truthy(cmd.get('capped', False))
+        if not capped:
+            if 'size' in cmd or 'max' in cmd:
+                raise MongoError(72, 'InvalidOptions',
+                                 "the 'size' and 'max' fields are only "
+                                 "allowed when 'capped' is true")
+            self.coll(db, coll_name)
+            return {'ok': 1.0}
+        size = cmd.get('size')
+        if not is_number(size):
+            raise MongoError(72, 'InvalidOptions',
+                             "the 'size' field is required when 'capped' is "
+                             "true")
+        if size < 0:
+            raise MongoError(2, 'BadValue', 'size has to be >= 0')
+        # MongoDB rounds a capped size up to 4096 and to a multiple of 256.
+        size = max(4096, (int(size) + 255) // 256 * 256)
+        most = cmd.get('max', 0)
+        if not is_number(most):
+            raise MongoError(14, 'TypeMismatch', "'max' has to be a number")
+        self.capped[(db, coll_name)] = {'size': size,
+                                        'max': max(0, int(most)), 'seq': {}}
+        self.coll(db, coll_name)
+        return {'ok': 1.0}
+
+    # ---- find and cursors ---------------------------------------------------
+
+    FIND_FIELDS = {'filter', 'projection', 'sort', 'limit', 'batchSize',
+                   'singleBatch', 'tailable', 'awaitData', 'readConcern'}
+
+    def cmd_find(self, cmd, name, db):
+        check_fields(cmd, name, self.FIND_FIELDS)
+        check_read_concern(cmd.get('readConcern'))
+        coll_name = collection_name(cmd, name)
+        filt = cmd.get('filter') or {}
+        if not isinstance(filt, dict):
+            raise MongoError(14, 'TypeMismatch',
+                             "BSON field 'FindCommandRequest.filter' is the "
+                             "wrong type")
+        tailable = truthy(cmd.get('tailable', False))
+        await_data = truthy(cmd.get('awaitData', False))
+        if await_data and not tailable:
+            raise MongoError(9, 'FailedToParse',
+                             "Cannot set 'awaitData' without also setting "
+                             "'tailable'")
+        limit = int(cmd.get('limit', 0) or 0)
+        batch = cmd.get('batchSize', 101)
+        if not is_number(batch) or batch < 0:
+            raise MongoError(2, 'BadValue', 'batchSize must be >= 0')
+        if limit < 0:
+            raise MongoError(2, 'BadValue', 'limit must be >= 0')
+        capped = self.capped.get((db, coll_name))
+        if tailable and capped is None:
+            raise MongoError(2, 'BadValue',
+                             'error processing query: ns=%s.%s tailable '
+                             'cursor requested on non capped collection'
+                             % (db, coll_name))
+        if tailable and limit:
+            raise MongoError(2, 'BadValue',
+                             'error processing query: tailable cursors '
+                             'cannot have a limit (the gomaster stand-in)')
+        project = make_projection(cmd.get('projection'))
+        coll = self.read_coll(db, coll_name)
+        docs = find_docs(coll, filt)
+        sort = cmd.get('sort') or {}
+        if sort:
+            if list(sort) != ['$natural'] or sort['$natural'] not in (1, -1):
+                raise not_implemented(2, 'BadValue',
+                                      'a sort other than {$natural: 1|-1}')
+            if tailable and sort['$natural'] == -1:
+                raise MongoError(2, 'BadValue',
+                                 "error processing query: tailable cursor "
+                                 "requested with a sort other than "
+                                 "{$natural: 1}")
+            if sort['$natural'] == -1:
+                docs.reverse()
+        if limit:
+            docs = docs[:limit]
+        ns = '%s.%s' % (db, coll_name)
+        batch = int(batch)
+        first = docs[:batch] if batch else docs[:101]
+        if 'batchSize' in cmd and batch == 0:
+            first = []
+        rest = docs[len(first):]
+        if cmd.get('singleBatch'):
+            rest = []
+        cursor_id = 0
+        if tailable and docs:
+            # Open at the last document returned. MongoDB: a tailable
+            # cursor whose query matched nothing is dead at once.
+            seqs = capped['seq']
+            last = seqs[key_of(first[-1]['_id'])] if first else 0
+            cursor_id = self.new_cursor(ns, db, coll_name, filt, project,
+                                        [], True, await_data, last)
+        elif rest:
+            cursor_id = self.new_cursor(ns, db, coll_name, filt, project,
+                                        rest, False, False, 0)
+        return collections.OrderedDict([
+            ('cursor', collections.OrderedDict([
+                ('firstBatch', [project(d) for d in first]),
+                ('id', Int64(cursor_id)), ('ns', ns)])),
+            ('ok', 1.0)])
+
+    def new_cursor(self, ns, db, coll_name, filt, project, rest, tailable,
+                   await_data, last_seq):
+        cursor_id = 0
+        while not cursor_id or cursor_id in self.cursors:
+            cursor_id = random.randint(1, INT64_MAX)
+        self.cursors[cursor_id] = {
+            'ns': ns, 'db': db, 'coll': coll_name, 'filter': filt,
+            'project': project, 'rest': rest, 'tailable': tailable,
+            'await': await_data, 'last_seq': last_seq, 'busy': False}
+        return cursor_id
+
+    def tail_docs(self, c):
+        """A tailable cursor's new documents, after its position."""
+        cap = self.capped.get((c['db'], c['coll']))
+        coll = self.collections.get((c['db'], c['coll']))
+        if cap is None or coll is None:
+            raise MongoError(175, 'QueryPlanKilled',
+                             'collection dropped while the cursor was open')
+        seqs = cap['seq']
+        if c['last_seq'] and c['last_seq'] not in seqs.values():
+            raise MongoError(136, 'CappedPositionLost',
+                             'CollectionScan died due to position in capped '
+                             'collection being deleted')
+        return [d for k, d in coll.items()
+                if seqs[k] > c['last_seq'] and matches(d, c['filter'])]
+
+    def cmd_get_more(self, cmd, name, db):
+        check_fields(cmd, name, {'collection', 'batchSize', 'maxTimeMS'})
+        cursor_id = cmd[name]
+        if not isinstance(cursor_id, int) or isinstance(cursor_id, bool):
+            raise MongoError(14, 'TypeMismatch',
+                             "Field 'getMore' must be of type long in: %s"
+                             % json_util.dumps(cmd))
+        coll_name = cmd.get('collection')
+        if not isinstance(coll_name, str):
+            raise MongoError(40414, 'Location40414',
+                             "BSON field 'getMore.collection' is missing but "
+                             "a required field")
+        c = self.cursors.get(cursor_id)
+        if c is None:
+            raise MongoError(43, 'CursorNotFound',
+                             'cursor id %d not found' % cursor_id)
+        ns = '%s.%s' % (db, coll_name)
+        if ns != c['ns']:
+            raise MongoError(13, 'Unauthorized',
+                             "Requested getMore on namespace '%s', but cursor "
+                             "belongs to a different namespace %s"
+                             % (ns, c['ns']))
+        if c['busy']:
+            raise MongoError(
+                43, 'CursorNotFound',
+                'cursor id %d is already in use (the gomaster stand-in)'
+                % cursor_id)
+        if 'maxTimeMS' in cmd and not c['await']:
+            raise MongoError(2, 'BadValue',
+                             'cannot set maxTimeMS on getMore command for a '
+                             'non-awaitData cursor')
+        batch = cmd.get('batchSize', 0) or 0
+        if not c['tailable']:
+            out = c['rest'][:batch] if batch else c['rest']
+            c['rest'] = c['rest'][len(out):]
+            if not c['rest']:
+                del self.cursors[cursor_id]
+                cursor_id = 0
+            return self.more_reply(c, cursor_id, out)
+        docs = self.take(c, cursor_id, batch)
+        if docs or not c['await']:
+            return self.more_reply(c, cursor_id, docs)
+        # awaitData: MongoDB holds the reply until a document arrives or
+        # maxTimeMS (default 1 s) passes, then answers, possibly empty.
+        wait_ms = cmd.get('maxTimeMS', 1000)
+        if not is_number(wait_ms) or wait_ms < 0:
+            raise MongoError(2, 'BadValue', 'maxTimeMS must be >= 0')
+        deadline = time.monotonic() + wait_ms / 1000.0
+        c['busy'] = True
+
+        def later():  # runs on its own thread, holding self.cond
+            try:
+                while True:
+                    if cursor_id not in self.cursors:
+                        raise MongoError(43, 'CursorNotFound',
+                                         'cursor id %d not found' % cursor_id)
+                    docs = self.take(c, cursor_id, batch)
+                    left = deadline - time.monotonic()
+                    if docs or left <= 0:
+                        return self.more_reply(c, cursor_id, docs)
+                    self.cond.wait(left)
+            finally:
+                c['busy'] = False
+        return later
+
+    def take(self, c, cursor_id, batch):
+        try:
+            docs = self.tail_docs(c)
+        except MongoError:
+            self.cursors.pop(cursor_id, None)
+            raise
+        if batch:
+            docs = docs[:batch]
+        if docs:
+            c['last_seq'] = self.capped[(c['db'], c['coll'])]['seq'][
+                key_of(docs[-1]['_id'])]
+        return docs
+
+    def more_reply(self, c, cursor_id, docs):
+        return collections.OrderedDict([
+            ('cursor', collections.OrderedDict([
+                ('nextBatch', [c['project'](d) for d in docs]),
+                ('id', Int64(cursor_id)), ('ns', c['ns'])])),
+            ('ok', 1.0)])
+
+    def answer_later(self, request, later):
+        with self.cond:
+            reply = run_command(later)
+        try:
+            request.replies(reply)
+        except OSError:
+            pass  # the client hung up meanwhile
+
+    def cmd_kill_cursors(self, cmd, name, db):
+        check_fields(cmd, name, {'cursors'})
+        coll_name = collection_name(cmd, name)
+        ids = cmd.get('cursors')
+        if not isinstance(ids, list):
+            raise MongoError(40414, 'Location40414',
+                             "BSON field 'killCursors.cursors' is missing but "
+                             "a required field")
+        ns = '%s.%s' % (db, coll_name)
+        killed, not_found = [], []
+        for i in ids:
+            c = self.cursors.get(i)
+            if c is None or c['ns'] != ns:
+                not_found.append(i)
+            else:
+                del self.cursors[i]
+                killed.append(i)
+        self.cond.notify_all()
+        return collections.OrderedDict([
+            ('cursorsKilled', killed), ('cursorsNotFound', not_found),
+            ('cursorsAlive', []), ('cursorsUnknown', []), ('ok', 1.0)])
 
     def cmd_step_clock(self, cmd, name, db):
         check_fields(cmd, name, set())
