@@ -159,7 +159,9 @@ typedef struct gm_backend_ops {
 
   /* A cheap check between observes: GM_OK when some lock's row may have
    * changed since the last call on this connection (the core then has its
-   * followers observe at once), GM_NOT when none did, GM_ERR. */
+   * followers observe at once), GM_NOT when none did, GM_ERR as GM_OK,
+   * except that err's message goes to a follower's on_error (once, until
+   * the message differs) and the connection is kept. */
   int (*changed)(void *conn, gm_error *err);
 
   /* How often (µs) the core calls changed and holder_gone while the thread

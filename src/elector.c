@@ -122,6 +122,7 @@ struct gm_backend {
   int64_t backoff_ns;
   uint64_t rng;
   int64_t poll_at;        /* mono ns of the next changed/holder_gone poll */
+  char poll_err[GM_ERRMSG_MAX]; /* changed()'s last error, said once */
   size_t batch_cap;       /* batch renewal buffers, grown as needed */
   gm_elector **batch;
   gm_renew_req *reqs;
@@ -907,10 +908,20 @@ static void poll_step(gm_backend *b) {
   if (!b->conn) return;
   gm_error err = {0};
   int ch = b->ops->changed ? b->ops->changed(b->conn, &err) : GM_NOT;
+  /* A changed() error is no reason to drop the connection (the wake-up is
+   * only a hint; the followers observe as after a change): its message goes
+   * to the first follower's on_error once, until another one comes. */
+  int say = ch == GM_ERR && err.msg[0] && strcmp(err.msg, b->poll_err) != 0;
+  if (say) snprintf(b->poll_err, sizeof b->poll_err, "%s", err.msg);
   /* Only this thread unlinks electors, so the list past its head, read
    * under mu, stays as it is while we walk it. */
   pthread_mutex_lock(&b->mu);
   gm_elector *head = b->active;
+  for (gm_elector *e = head; say && e; e = e->next)
+    if (e->role == ROLE_FOLLOWER) {
+      push_error(e, &err);
+      say = 0;
+    }
   pthread_mutex_unlock(&b->mu);
   int64_t checked = -1;
   int gone = 0;

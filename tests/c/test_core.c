@@ -1141,6 +1141,23 @@ static void test_changed_wakeup(void) {
   sleep_ms(200);
   check(sc_calls(&p.n[1], SC_CHANGED) == polls,
         "wake-up: a node with no followers does not poll");
+
+  /* A failing changed(): said once through on_error, the connection kept,
+   * and the election goes on. Node 0, stopped above, follows again. */
+  sc_set(&p.n[0], SC_CHANGED, SC_FAIL);
+  gm_elector_start(p.e[0], NULL);
+  int said = wait_ev(p.e[0], GM_EV_ERROR, 3000, &ev) &&
+             strstr(ev.message, "changed failed") != NULL;
+  unsigned opens = sc_calls(&p.n[0], SC_OPEN);
+  unsigned fails = sc_calls(&p.n[0], SC_CHANGED);
+  sleep_ms(300); /* a window for more reports: there must be none */
+  int again = wait_ev(p.e[0], GM_EV_ERROR, 0, &ev);
+  check(said && !again && sc_calls(&p.n[0], SC_OPEN) == opens &&
+            sc_calls(&p.n[0], SC_CHANGED) > fails,
+        "wake-up: a changed() error is said once (%s), the connection kept "
+        "and still polled", said ? "said" : "not said");
+  check(gm_elector_is_master(p.e[1]), "wake-up: ... and the master stays");
+  sc_set(&p.n[0], SC_CHANGED, SC_NORMAL);
 out:
   fast_free(&p);
 }
