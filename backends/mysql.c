@@ -247,6 +247,7 @@ typedef struct held {
 /* A user lock the main connection holds. */
 typedef struct ulock {
   uint64_t hash;
+  uint64_t token; /* of the grant it was taken for */
   int wanted; /* 0: the row is no longer ours; RELEASE_LOCK is still owed */
   char name[GM_NAME_MAX];
   char key[ULOCK_KEY_MAX];
@@ -792,12 +793,13 @@ static void ulock_flush(myconn *c) {
 
 /* After a grant or a renewal of lock name: holds its user lock, unless a
  * waiter holds it this instant (then the next renewal tries again). */
-static void ulock_take(myconn *c, const char *name) {
+static void ulock_take(myconn *c, const char *name, uint64_t token) {
   uint64_t h = lock_hash(c->cfg, name);
   ulock *u = ulock_find(c, h, name);
   if (u) {
     if (!u->wanted) c->owed--;
     u->wanted = 1;
+    u->token = token;
     return;
   }
   if (c->nul == c->capul) {
@@ -814,6 +816,7 @@ static void ulock_take(myconn *c, const char *name) {
   p_str(&in, u->key);
   if (select_int(c->st[S_ULOCK], &in, &v) != GM_OK || v != 1) return;
   u->hash = h;
+  u->token = token;
   u->wanted = 1;
   gm_strlcpy(u->name, name, sizeof u->name);
   c->nul++;
@@ -829,6 +832,15 @@ static void ulock_drop(myconn *c, const char *name) {
     c->owed++;
   }
   if (c->owed) ulock_flush(c);
+}
+
+/* A follower here read lock name as r: a user lock still held for another
+ * grant goes (a master that stepped down at its deadline, paused, and
+ * found its lease taken over never renews or releases that grant again). */
+static void ulock_check(myconn *c, const char *name, const gm_row *r) {
+  ulock *u = c->nul ? ulock_find(c, lock_hash(c->cfg, name), name) : NULL;
+  if (u && u->wanted && (!r->exists || r->token != u->token))
+    ulock_drop(c, name);
 }
 
 /* ---- wake-up: what the waiter watches ------------------------------------ */
@@ -883,7 +895,10 @@ static void watch_drop(myconn *c, const char *name) {
 static int my_observe(void *p, const char *name, gm_row *out, gm_error *err) {
   if (check_len("lock name", name, LOCK_NAME_LEN, err)) return GM_ERR;
   int rc = fetch_row(p, name, out, err);
-  if (rc == GM_OK) watch_note(p, name, out);
+  if (rc == GM_OK) {
+    ulock_check(p, name, out);
+    watch_note(p, name, out);
+  }
   return rc;
 }
 
@@ -957,7 +972,7 @@ static int my_acquire(void *p, const gm_acquire_req *req, gm_row *out,
   written(out, req->owner, version, token, now, now, req->lease_us);
   held_put(c, req->name, version, token, now);
   watch_drop(c, req->name);
-  ulock_take(c, req->name);
+  ulock_take(c, req->name, token);
   return GM_OK;
 }
 
@@ -980,7 +995,7 @@ static int my_renew(void *p, const char *name, const char *owner,
     ulock_drop(c, name);
     return GM_NOT;
   }
-  ulock_take(c, name);
+  ulock_take(c, name, token);
 
   /* Known unless this connection did not make the grant (a reconnect since):
    * then read it once; the lease is ours, so the row is as we wrote it. */
@@ -1118,7 +1133,7 @@ static int my_renew_many(void *p, gm_renew_req *q, size_t n, gm_error *err) {
         q[i].rc = GM_OK;
         q[i].renewed_at = q[i].now = now;
         q[i].expires_at = now + q[i].lease_us;
-        ulock_take(c, q[i].name); /* a statement only where not held */
+        ulock_take(c, q[i].name, q[i].token); /* a statement where not held */
       }
       return GM_OK;
     }

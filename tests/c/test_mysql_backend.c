@@ -687,6 +687,21 @@ static void test_wakeup(void) {
   check(rc == GM_OK && !used(key),
         "both let the user lock go: free after node-a's release");
 
+  /* A master that stepped down at its deadline (paused) never renews or
+   * releases again: reading the row taken over lets its user lock go. */
+  a = req(name, "node-a", 1, r.token, 0, 1000000);
+  rc = ops->acquire(conn, &a, &r, &err);
+  usleep(1100000);
+  b = req(name, "node-b", 1, r.token, 0, lease);
+  rc = rc == GM_OK ? ops->acquire(conn2, &b, &r, &err) : rc;
+  check(rc == GM_OK, "node-b takes node-a's expired lease");
+  rc = ops->observe(conn, name, &o, &err);
+  rc = rc == GM_OK ? ops->renew(conn2, name, "node-b", r.token, lease, &r,
+                                &err) : rc;
+  rc = rc == GM_OK ? ops->release(conn2, name, "node-b", r.token, &err) : rc;
+  check(rc == GM_OK && !used(key),
+        "node-a read node-b's grant and let the user lock go");
+
   /* close() while the waiter is blocked in GET_LOCK */
   a = req(name, "node-a", 1, r.token, 0, lease);
   rc = ops->acquire(conn, &a, &r, &err);
