@@ -22,6 +22,10 @@
  * and no client clock is written or compared anywhere. Times reach the core
  * as µs since 1970 computed by TIMESTAMPDIFF, which ignores the session
  * time zone (UNIX_TIMESTAMP would not).
+ *
+ * A graceful handover wakes followers at once through a user lock that the
+ * master holds (see "wake-up" below and docs/mysql.md); the row stays the
+ * only truth.
  */
 #include <ctype.h>
 #include <inttypes.h>
@@ -233,7 +237,7 @@ typedef struct held {
   int64_t acquired_at;
 } held;
 
-/* ---- wake-up: the types (the code is at the end of the file) --------------
+/* ---- wake-up: the types (the code is in the "wake-up" sections below) --
  *
  * A master holds a MariaDB user lock per election lock on its connection
  * (GET_LOCK), and frees it after it released the row. Each backend has a
