@@ -22,13 +22,21 @@
  * and no client clock is written or compared anywhere. Times reach the core
  * as µs since 1970 computed by TIMESTAMPDIFF, which ignores the session
  * time zone (UNIX_TIMESTAMP would not).
+ *
+ * A graceful handover wakes followers at once through a user lock that the
+ * master holds (see "wake-up" below and docs/mysql.md); the row stays the
+ * only truth.
  */
 #include <ctype.h>
+#include <inttypes.h>
+#include <stdatomic.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
+#include <time.h>
 
 #include <errmsg.h>
 #include <mysql.h>
@@ -214,6 +222,8 @@ enum {
   S_RELEASE,
   S_COMPLETE,
   S_FORCE,
+  S_ULOCK,   /* the wake-up lock, see "wake-up" below */
+  S_UNLOCK,
   NSTMT
 };
 
@@ -227,15 +237,78 @@ typedef struct held {
   int64_t acquired_at;
 } held;
 
-/* Made by my_open, freed by my_close, used by one thread at a time. The
- * config outlives its connections (the core frees it last). */
+/* ---- wake-up: the types (the code is in the "wake-up" sections below) --
+ *
+ * A master holds a MariaDB user lock per election lock on its connection
+ * (GET_LOCK), and frees it after it released the row. Each backend has a
+ * second connection, owned by a waiter thread, that blocks in GET_LOCK on
+ * the user lock of one lock held by another node: when it gets it, the
+ * holder let go (or its session ended), and changed() tells the core to
+ * have its followers read the rows now. The row stays the only truth. */
+
+#define ULOCK_KEY_MAX 32 /* "gomaster:" and 16 hex digits */
+
+/* A user lock the main connection holds. */
+typedef struct ulock {
+  uint64_t hash;
+  uint64_t token; /* of the grant it was taken for */
+  int wanted; /* 0: the row is no longer ours; RELEASE_LOCK is still owed */
+  char name[GM_NAME_MAX];
+  char key[ULOCK_KEY_MAX];
+} ulock;
+
+/* The one lock the waiter watches, as the core last observed it. */
+typedef struct target {
+  char name[GM_NAME_MAX]; /* "" when none */
+  char key[ULOCK_KEY_MAX];
+  char owner[GM_ID_MAX];
+  uint64_t token;
+  int64_t renewed_at;
+  uint64_t gen;     /* new whenever name, owner, token or renewed_at change */
+  int64_t seen_ns;  /* monotonic time of the last observe */
+  int64_t lease_ns; /* expires_at - renewed_at of that observe */
+} target;
+
+/* Shared by the backend's thread and the waiter thread. */
+typedef struct waiter {
+  int inited, started;  /* set and read by the backend's thread only */
+  pthread_t thread;
+  atomic_int changed;   /* set by the waiter, taken by my_changed */
+  pthread_mutex_t mu;   /* guards every field below */
+  pthread_cond_t cv;    /* signalled on quit and on a new target or gen */
+  int quit;
+  int fd;               /* the waiter connection's socket while open, or -1 */
+  uint64_t next_gen;
+  target t;
+  /* The last wake-up: no new wait until the core has observed the row
+   * changed since (gen); after a wake-up that found the user lock free at
+   * once (nobody held it), also until owner or token change or a lease has
+   * passed, so that a master that does not hold it costs no spin. */
+  uint64_t wake_gen;
+  int wake_free;
+  char wake_name[GM_NAME_MAX];
+  char wake_owner[GM_ID_MAX];
+  uint64_t wake_token;
+  int64_t wake_ns;
+} waiter;
+
+/* Made by my_open, freed by my_close, used by one thread at a time (but for
+ * w, see waiter). The config outlives its connections (the core frees it
+ * last). */
 typedef struct myconn {
   const mycfg *cfg;
   MYSQL *db;
   MYSQL_STMT *st[NSTMT];
   held held[HELD_MAX];
   unsigned next_held;
+  ulock *ul; /* the user locks this connection holds */
+  size_t nul, capul;
+  int owed;  /* how many of them are no longer wanted */
+  waiter w;
 } myconn;
+
+static void waiter_start(myconn *c);
+static void waiter_stop(myconn *c);
 
 /* Microseconds since 1970 of a DATETIME(6) holding UTC; exact. */
 #define US(x) "TIMESTAMPDIFF(MICROSECOND, '1970-01-01', " x ")"
@@ -275,6 +348,9 @@ static const char *const sql[NSTMT] = {
     /* name: whoever holds it; token + 1 fences the old holder off */
     [S_FORCE] = "UPDATE `%s` SET owner = '', token = token + 1, "
                 "expires_at = " NOW " WHERE name = ?",
+    /* the user lock's name: never waits (a waiter may hold it an instant) */
+    [S_ULOCK] = "SELECT GET_LOCK(?, 0)",
+    [S_UNLOCK] = "SELECT RELEASE_LOCK(?)",
 };
 
 /* The completion record of a one-time task (ABI 2); NULL done_at: not done. */
@@ -337,12 +413,11 @@ static int fail(myconn *c, MYSQL_STMT *st, const char *what, gm_error *err) {
   return GM_ERR;
 }
 
-static int connect_error(myconn *c, gm_error *err) {
-  const mycfg *cfg = c->cfg;
+static int connect_error(const mycfg *cfg, MYSQL *db, gm_error *err) {
   const char *user = cfg->user ? cfg->user : "";
-  unsigned e = mysql_errno(c->db);
+  unsigned e = mysql_errno(db);
   char msg[GM_ERRMSG_MAX];
-  scrub(msg, sizeof msg, mysql_error(c->db), cfg->password);
+  scrub(msg, sizeof msg, mysql_error(db), cfg->password);
   switch (e) {
   case ER_ACCESS_DENIED_ERROR:
   case ER_ACCESS_DENIED_NO_PASSWORD_ERROR:
@@ -372,43 +447,47 @@ static void library_init(void) { library_failed = mysql_library_init(0, 0, 0); }
 static void my_close(void *p) {
   myconn *c = p;
   if (!c) return;
+  waiter_stop(c); /* first: it reads c->cfg */
+  free(c->ul);
   for (int i = 0; i < NSTMT; i++)
     if (c->st[i]) mysql_stmt_close(c->st[i]);
   if (c->db) mysql_close(c->db);
   free(c);
 }
 
-static int set_options(myconn *c, gm_error *err) {
-  const mycfg *cfg = c->cfg;
+/* Sets cfg's options on db, with read_timeout in whole seconds (the waiter's
+ * connection waits longer than cfg's). */
+static int set_options(const mycfg *cfg, MYSQL *db, unsigned read_timeout,
+                       gm_error *err) {
   my_bool off = 0, on = 1;
-  int rc = mysql_optionsv(c->db, MYSQL_OPT_CONNECT_TIMEOUT,
+  int rc = mysql_optionsv(db, MYSQL_OPT_CONNECT_TIMEOUT,
                           &cfg->connect_timeout) ||
-           mysql_optionsv(c->db, MYSQL_OPT_READ_TIMEOUT, &cfg->read_timeout) ||
-           mysql_optionsv(c->db, MYSQL_OPT_WRITE_TIMEOUT,
+           mysql_optionsv(db, MYSQL_OPT_READ_TIMEOUT, &read_timeout) ||
+           mysql_optionsv(db, MYSQL_OPT_WRITE_TIMEOUT,
                           &cfg->write_timeout) ||
            /* the core reopens after any failure: a silent reconnect would
             * lose the session's setup and hide the failure from it */
-           mysql_optionsv(c->db, MYSQL_OPT_RECONNECT, &off) ||
-           mysql_optionsv(c->db, MYSQL_SET_CHARSET_NAME, "utf8mb4");
+           mysql_optionsv(db, MYSQL_OPT_RECONNECT, &off) ||
+           mysql_optionsv(db, MYSQL_SET_CHARSET_NAME, "utf8mb4");
   if (!rc && cfg->ssl_ca && cfg->ssl != SSL_DISABLED)
-    rc = mysql_optionsv(c->db, MYSQL_OPT_SSL_CA, cfg->ssl_ca);
+    rc = mysql_optionsv(db, MYSQL_OPT_SSL_CA, cfg->ssl_ca);
   switch (cfg->ssl) {
   case SSL_UNSET:
     break;
   case SSL_DISABLED:
-    rc = rc || mysql_optionsv(c->db, MYSQL_OPT_SSL_ENFORCE, &off) ||
-         mysql_optionsv(c->db, MYSQL_OPT_SSL_VERIFY_SERVER_CERT, &off);
+    rc = rc || mysql_optionsv(db, MYSQL_OPT_SSL_ENFORCE, &off) ||
+         mysql_optionsv(db, MYSQL_OPT_SSL_VERIFY_SERVER_CERT, &off);
     break;
   case SSL_PREFERRED: /* asks for TLS without insisting on it */
-    if (!rc) mysql_ssl_set(c->db, NULL, NULL, cfg->ssl_ca, NULL, NULL);
+    if (!rc) mysql_ssl_set(db, NULL, NULL, cfg->ssl_ca, NULL, NULL);
     break;
   case SSL_REQUIRED: /* Connector/C 3.3 may still fall back: see my_open */
-    rc = rc || mysql_optionsv(c->db, MYSQL_OPT_SSL_ENFORCE, &on);
+    rc = rc || mysql_optionsv(db, MYSQL_OPT_SSL_ENFORCE, &on);
     break;
   case SSL_VERIFY_CA: /* Connector/C checks the host name as well */
   case SSL_VERIFY_IDENTITY:
-    rc = rc || mysql_optionsv(c->db, MYSQL_OPT_SSL_ENFORCE, &on) ||
-         mysql_optionsv(c->db, MYSQL_OPT_SSL_VERIFY_SERVER_CERT, &on);
+    rc = rc || mysql_optionsv(db, MYSQL_OPT_SSL_ENFORCE, &on) ||
+         mysql_optionsv(db, MYSQL_OPT_SSL_VERIFY_SERVER_CERT, &on);
     break;
   }
   if (rc) {
@@ -459,6 +538,35 @@ static int setup_session(myconn *c, gm_error *err) {
   return GM_OK;
 }
 
+/* A connection to cfg's server and database with its options (timeouts,
+ * TLS, credentials), read_timeout in whole seconds: NULL with err filled
+ * when it failed. Both connections of a backend are made here. */
+static MYSQL *connect_db(const mycfg *cfg, unsigned read_timeout,
+                         gm_error *err) {
+  MYSQL *db = mysql_init(NULL);
+  if (!db) {
+    gm_seterr(err, GM_E_NOMEM, "out of memory");
+    return NULL;
+  }
+  if (set_options(cfg, db, read_timeout, err)) goto fail;
+  if (!mysql_real_connect(db, cfg->host, cfg->user, cfg->password,
+                          cfg->database, cfg->port, NULL, CLIENT_FOUND_ROWS)) {
+    connect_error(cfg, db, err);
+    goto fail;
+  }
+  if (cfg->ssl >= SSL_REQUIRED && !mysql_get_ssl_cipher(db)) {
+    gm_seterr(err, GM_E_CONNECT,
+              "mysql: cannot connect to %s:%u: ssl_mode requires TLS and the "
+              "server did not encrypt the connection",
+              cfg->host, cfg->port);
+    goto fail;
+  }
+  return db;
+fail:
+  mysql_close(db);
+  return NULL;
+}
+
 static int my_open(const void *cfgp, void **out, gm_error *err) {
   const mycfg *cfg = cfgp;
   *out = NULL;
@@ -477,25 +585,9 @@ static int my_open(const void *cfgp, void **out, gm_error *err) {
    * close may run on the thread that drops the backend, so there is no
    * mysql_thread_end to pair with this. */
   mysql_thread_init();
-  c->db = mysql_init(NULL);
-  if (!c->db) {
-    gm_seterr(err, GM_E_NOMEM, "out of memory");
-    goto fail;
-  }
-  if (set_options(c, err)) goto fail;
-  if (!mysql_real_connect(c->db, cfg->host, cfg->user, cfg->password,
-                          cfg->database, cfg->port, NULL, CLIENT_FOUND_ROWS)) {
-    connect_error(c, err);
-    goto fail;
-  }
-  if (cfg->ssl >= SSL_REQUIRED && !mysql_get_ssl_cipher(c->db)) {
-    gm_seterr(err, GM_E_CONNECT,
-              "mysql: cannot connect to %s:%u: ssl_mode requires TLS and the "
-              "server did not encrypt the connection",
-              cfg->host, cfg->port);
-    goto fail;
-  }
-  if (setup_session(c, err)) goto fail;
+  c->db = connect_db(cfg, cfg->read_timeout, err);
+  if (!c->db || setup_session(c, err)) goto fail;
+  waiter_start(c);
   *out = c;
   return GM_OK;
 fail:
@@ -636,9 +728,182 @@ static int fetch_row(myconn *c, const char *name, gm_row *row,
   return GM_OK;
 }
 
+/* ---- wake-up: the master's user locks ----------------------------------- */
+
+static int64_t mono_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* FNV-1a (64 bits) of database, table and lock name, NUL between them (no
+ * part can hold a NUL): the user-lock namespace is the whole server's. A
+ * collision only makes two locks share a wake-up. */
+static uint64_t lock_hash(const mycfg *cfg, const char *name) {
+  const char *parts[3] = {cfg->database, cfg->table, name};
+  uint64_t h = 0xcbf29ce484222325u;
+  for (int i = 0; i < 3; i++)
+    for (const unsigned char *p = (const unsigned char *)parts[i];; p++) {
+      h = (h ^ *p) * 0x100000001b3u;
+      if (!*p) break;
+    }
+  return h;
+}
+
+/* The user lock's name, 25 bytes whatever the lock's name (MySQL takes
+ * at most 64); bound as a parameter like every value. */
+static void lock_key(uint64_t hash, char key[ULOCK_KEY_MAX]) {
+  snprintf(key, ULOCK_KEY_MAX, "gomaster:%016" PRIx64, hash);
+}
+
+/* Runs a prepared SELECT of one integer (NULL: -1). Silent: the user locks
+ * only speed things up, and a lost connection shows in the election's next
+ * statement anyway. */
+static int select_int(MYSQL_STMT *st, params *in, long long *v) {
+  results r = {0};
+  long long x = 0;
+  r_int(&r, &x, 0);
+  if (mysql_stmt_bind_param(st, in->b) || mysql_stmt_execute(st) ||
+      mysql_stmt_bind_result(st, r.b) || mysql_stmt_store_result(st))
+    return GM_ERR;
+  int rc = mysql_stmt_fetch(st);
+  mysql_stmt_free_result(st);
+  if (rc != 0) return GM_ERR;
+  *v = r.nul[0] ? -1 : x;
+  return GM_OK;
+}
+
+static ulock *ulock_find(myconn *c, uint64_t hash, const char *name) {
+  for (size_t i = 0; i < c->nul; i++)
+    if (c->ul[i].hash == hash && strcmp(c->ul[i].name, name) == 0)
+      return &c->ul[i];
+  return NULL;
+}
+
+/* Frees the user locks owed (their rows are no longer ours). One that does
+ * not go stays owed and is tried again; a closed connection frees all. */
+static void ulock_flush(myconn *c) {
+  for (size_t i = c->nul; i-- > 0 && c->owed > 0;) {
+    /* 0 or NULL: not ours (any more) either */
+    if (c->ul[i].wanted) continue;
+    params in = {0};
+    long long v;
+    p_str(&in, c->ul[i].key);
+    if (select_int(c->st[S_UNLOCK], &in, &v) != GM_OK) continue;
+    c->ul[i] = c->ul[--c->nul];
+    c->owed--;
+  }
+}
+
+/* After a grant or a renewal of lock name: holds its user lock, unless a
+ * waiter holds it this instant (then the next renewal tries again). */
+static void ulock_take(myconn *c, const char *name, uint64_t token) {
+  uint64_t h = lock_hash(c->cfg, name);
+  ulock *u = ulock_find(c, h, name);
+  if (u) {
+    if (!u->wanted) c->owed--;
+    u->wanted = 1;
+    u->token = token;
+    return;
+  }
+  if (c->nul == c->capul) {
+    size_t cap = c->capul ? 2 * c->capul : 4;
+    ulock *ul = realloc(c->ul, cap * sizeof *ul);
+    if (!ul) return;
+    c->ul = ul;
+    c->capul = cap;
+  }
+  u = &c->ul[c->nul];
+  lock_key(h, u->key);
+  params in = {0};
+  long long v;
+  p_str(&in, u->key);
+  if (select_int(c->st[S_ULOCK], &in, &v) != GM_OK || v != 1) return;
+  u->hash = h;
+  u->token = token;
+  u->wanted = 1;
+  gm_strlcpy(u->name, name, sizeof u->name);
+  c->nul++;
+}
+
+/* After the row of lock name stopped being ours (released, lost, forced):
+ * frees its user lock, so that a waiting follower wakes and finds the row
+ * as it is now. */
+static void ulock_drop(myconn *c, const char *name) {
+  ulock *u = ulock_find(c, lock_hash(c->cfg, name), name);
+  if (u && u->wanted) {
+    u->wanted = 0;
+    c->owed++;
+  }
+  if (c->owed) ulock_flush(c);
+}
+
+/* A follower here read lock name as r: a user lock still held for another
+ * grant goes (a master that stepped down at its deadline, paused, and
+ * found its lease taken over never renews or releases that grant again). */
+static void ulock_check(myconn *c, const char *name, const gm_row *r) {
+  ulock *u = c->nul ? ulock_find(c, lock_hash(c->cfg, name), name) : NULL;
+  if (u && u->wanted && (!r->exists || r->token != u->token))
+    ulock_drop(c, name);
+}
+
+/* ---- wake-up: what the waiter watches ------------------------------------ */
+
+/* A target not observed for this long is no longer followed here. A
+ * follower of a held lock observes at least once a lease. */
+static int64_t stale_ns(const target *t) {
+  return 2 * t->lease_ns + 2000000000;
+}
+
+/* The core observed lock name as r: the first lock held by another owner
+ * becomes the waiter's target, and stays it while it is followed. */
+static void watch_note(myconn *c, const char *name, const gm_row *r) {
+  waiter *w = &c->w;
+  if (!w->started) return;
+  int64_t now = mono_ns();
+  pthread_mutex_lock(&w->mu);
+  target *t = &w->t;
+  int same = t->name[0] && strcmp(t->name, name) == 0;
+  if (!r->exists || !r->owner[0]) { /* free: the follower takes it now */
+    if (same) t->name[0] = '\0';
+  } else if (same || !t->name[0] || now - t->seen_ns > stale_ns(t)) {
+    if (!same || strcmp(t->owner, r->owner) != 0 || t->token != r->token ||
+        t->renewed_at != r->renewed_at) {
+      if (!same) {
+        gm_strlcpy(t->name, name, sizeof t->name);
+        lock_key(lock_hash(c->cfg, name), t->key);
+      }
+      gm_strlcpy(t->owner, r->owner, sizeof t->owner);
+      t->token = r->token;
+      t->renewed_at = r->renewed_at;
+      t->gen = ++w->next_gen;
+      pthread_cond_signal(&w->cv);
+    }
+    t->seen_ns = now;
+    t->lease_ns = (r->expires_at - r->renewed_at) * 1000;
+    if (t->lease_ns < 0) t->lease_ns = 0;
+  }
+  pthread_mutex_unlock(&w->mu);
+}
+
+/* This connection got lock name: nobody here follows it now. */
+static void watch_drop(myconn *c, const char *name) {
+  waiter *w = &c->w;
+  if (!w->started) return;
+  pthread_mutex_lock(&w->mu);
+  if (strcmp(w->t.name, name) == 0) w->t.name[0] = '\0';
+  pthread_mutex_unlock(&w->mu);
+}
+
+/* The core's read as a follower: also tells the waiter what to watch. */
 static int my_observe(void *p, const char *name, gm_row *out, gm_error *err) {
   if (check_len("lock name", name, LOCK_NAME_LEN, err)) return GM_ERR;
-  return fetch_row(p, name, out, err);
+  int rc = fetch_row(p, name, out, err);
+  if (rc == GM_OK) {
+    ulock_check(p, name, out);
+    watch_note(p, name, out);
+  }
+  return rc;
 }
 
 static held *held_find(myconn *c, const char *name) {
@@ -710,6 +975,8 @@ static int my_acquire(void *p, const gm_acquire_req *req, gm_row *out,
   if (affected != 1) return GM_NOT;
   written(out, req->owner, version, token, now, now, req->lease_us);
   held_put(c, req->name, version, token, now);
+  watch_drop(c, req->name);
+  ulock_take(c, req->name, token);
   return GM_OK;
 }
 
@@ -728,14 +995,18 @@ static int my_renew(void *p, const char *name, const char *owner,
   p_u64(&in, &token);
   int rc = run_write(c, S_RENEW, &in, "renew", &affected, &now, err);
   if (rc != GM_OK) return rc;
-  if (affected != 1) return GM_NOT;
+  if (affected != 1) {
+    ulock_drop(c, name);
+    return GM_NOT;
+  }
+  ulock_take(c, name, token);
 
   /* Known unless this connection did not make the grant (a reconnect since):
    * then read it once; the lease is ours, so the row is as we wrote it. */
   held *h = held_find(c, name);
   if (!h || h->token != token) {
     gm_row row;
-    if (my_observe(c, name, &row, err)) return GM_ERR;
+    if (fetch_row(c, name, &row, err)) return GM_ERR;
     if (row.exists && row.token == token && strcmp(row.owner, owner) == 0)
       held_put(c, name, row.version, token, row.acquired_at);
     h = held_find(c, name);
@@ -760,6 +1031,8 @@ static int my_release(void *p, const char *name, const char *owner,
   p_u64(&in, &token);
   int rc = run_write(c, S_RELEASE, &in, "release", &affected, NULL, err);
   if (rc != GM_OK) return rc;
+  /* first the row, then the user lock: a follower it wakes finds it free */
+  ulock_drop(c, name);
   if (affected != 1) return GM_NOT;
   held *h = held_find(c, name);
   if (h && h->token == token) h->name[0] = '\0';
@@ -797,6 +1070,7 @@ static int my_force_release(void *p, const char *name, gm_row *out,
   if (affected != 1) return GM_NOT;
   held *h = held_find(c, name);
   if (h) h->name[0] = '\0';
+  ulock_drop(c, name);
   /* the decision was the write's; this read only reports the row */
   return fetch_row(c, name, out, err);
 }
@@ -863,6 +1137,7 @@ static int my_renew_many(void *p, gm_renew_req *q, size_t n, gm_error *err) {
         q[i].rc = GM_OK;
         q[i].renewed_at = q[i].now = now;
         q[i].expires_at = now + q[i].lease_us;
+        ulock_take(c, q[i].name, q[i].token); /* a statement where not held */
       }
       return GM_OK;
     }
@@ -877,6 +1152,182 @@ static int my_renew_many(void *p, gm_renew_req *q, size_t n, gm_error *err) {
     q[i].now = r.now;
   }
   return GM_OK;
+}
+
+/* ---- wake-up: the waiter thread ----------------------------------------- */
+
+#define WAIT_S 5 /* one GET_LOCK wait; the waiter's reads may take longer */
+#define BACKOFF_MIN_NS 50000000LL
+#define BACKOFF_MAX_NS 5000000000LL
+
+/* 2: the user lock was free at once; 1: it was held, then ours (and freed in
+ * the same statement, so the next waiter or the new master gets it at
+ * once); 0: still held after WAIT_S. */
+static const char wait_sql[] =
+    "SELECT IF(IS_FREE_LOCK(?), 2, IF(GET_LOCK(?, ?), RELEASE_LOCK(?), 0))";
+
+static void cv_wait_until(waiter *w, int64_t until_ns) {
+  struct timespec ts = {.tv_sec = until_ns / 1000000000,
+                        .tv_nsec = until_ns % 1000000000};
+  pthread_cond_timedwait(&w->cv, &w->mu, &ts);
+}
+
+/* Under w->mu: 1 and the target's name and key copied when the waiter
+ * should wait on its user lock now; 0 and *until when it should idle. */
+static int waiter_pick(waiter *w, int64_t now, char *name, char *key,
+                       int64_t *until) {
+  target *t = &w->t;
+  *until = now + 1000000000;
+  if (t->name[0] && now - t->seen_ns > stale_ns(t)) t->name[0] = '\0';
+  if (!t->name[0] || t->gen == w->wake_gen) return 0;
+  if (w->wake_free && strcmp(w->wake_name, t->name) == 0 &&
+      strcmp(w->wake_owner, t->owner) == 0 && w->wake_token == t->token &&
+      now < w->wake_ns + t->lease_ns) {
+    *until = w->wake_ns + t->lease_ns;
+    return 0;
+  }
+  memcpy(name, t->name, sizeof t->name);
+  memcpy(key, t->key, sizeof t->key);
+  return 1;
+}
+
+/* Under w->mu, after a wait on lock name ended with result r (1 or 2). */
+static void waiter_woke(waiter *w, const char *name, int r) {
+  target *t = &w->t;
+  if (strcmp(t->name, name) == 0) {
+    w->wake_gen = t->gen;
+    w->wake_free = r == 2;
+    memcpy(w->wake_name, t->name, sizeof t->name);
+    memcpy(w->wake_owner, t->owner, sizeof t->owner);
+    w->wake_token = t->token;
+    w->wake_ns = mono_ns();
+  }
+  atomic_store(&w->changed, 1);
+}
+
+/* The waiter's connection, as the main one (connect_db) but with reads
+ * that outlast a wait. Its errors are dropped: they must not fail the
+ * election, which goes on at retry speed meanwhile. */
+static MYSQL *waiter_connect(const mycfg *cfg, MYSQL_STMT **st) {
+  gm_error err;
+  MYSQL *db = connect_db(cfg, cfg->read_timeout + WAIT_S, &err);
+  if (!db) return NULL;
+  *st = mysql_stmt_init(db);
+  if (*st && mysql_stmt_prepare(*st, wait_sql, strlen(wait_sql)) == 0)
+    return db;
+  if (*st) mysql_stmt_close(*st);
+  *st = NULL;
+  mysql_close(db);
+  return NULL;
+}
+
+static void *waiter_main(void *arg) {
+  myconn *c = arg;
+  waiter *w = &c->w;
+  MYSQL *db = NULL;
+  MYSQL_STMT *st = NULL;
+  int64_t backoff = 0, retry_at = 0;
+  char name[GM_NAME_MAX], key[ULOCK_KEY_MAX];
+
+  mysql_thread_init();
+  pthread_mutex_lock(&w->mu);
+  while (!w->quit) {
+    int64_t now = mono_ns(), until;
+    if (!waiter_pick(w, now, name, key, &until)) {
+      cv_wait_until(w, until);
+      continue;
+    }
+    if (!db && now < retry_at) {
+      cv_wait_until(w, retry_at);
+      continue;
+    }
+    pthread_mutex_unlock(&w->mu);
+    if (!db) db = waiter_connect(c->cfg, &st);
+    pthread_mutex_lock(&w->mu);
+    if (!db) {
+      backoff = backoff ? backoff * 2 : BACKOFF_MIN_NS;
+      if (backoff > BACKOFF_MAX_NS) backoff = BACKOFF_MAX_NS;
+      retry_at = mono_ns() + backoff;
+      continue;
+    }
+    /* close() shuts this socket down to end a wait at once */
+    w->fd = (int)mysql_get_socket(db);
+    if (w->quit) break;
+    pthread_mutex_unlock(&w->mu);
+
+    params in = {0};
+    int64_t wait_s = WAIT_S;
+    long long v;
+    p_str(&in, key);
+    p_str(&in, key);
+    p_i64(&in, &wait_s);
+    p_str(&in, key);
+    int rc = select_int(st, &in, &v);
+
+    pthread_mutex_lock(&w->mu);
+    if (rc != GM_OK) { /* quietly: reconnect later */
+      w->fd = -1;
+      pthread_mutex_unlock(&w->mu);
+      mysql_stmt_close(st);
+      mysql_close(db);
+      st = NULL;
+      db = NULL;
+      pthread_mutex_lock(&w->mu);
+      backoff = backoff ? backoff * 2 : BACKOFF_MIN_NS;
+      if (backoff > BACKOFF_MAX_NS) backoff = BACKOFF_MAX_NS;
+      retry_at = mono_ns() + backoff;
+      continue;
+    }
+    backoff = 0;
+    if (v == 1 || v == 2) waiter_woke(w, name, (int)v);
+  }
+  w->fd = -1;
+  pthread_mutex_unlock(&w->mu);
+  if (st) mysql_stmt_close(st);
+  if (db) mysql_close(db);
+  mysql_thread_end();
+  return NULL;
+}
+
+/* Starts the waiter with open(); without one (no thread), changed() just
+ * never reports, and followers read at retry speed. */
+static void waiter_start(myconn *c) {
+  waiter *w = &c->w;
+  pthread_condattr_t ca;
+  pthread_condattr_init(&ca);
+  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+  pthread_cond_init(&w->cv, &ca);
+  pthread_condattr_destroy(&ca);
+  pthread_mutex_init(&w->mu, NULL);
+  atomic_init(&w->changed, 0);
+  w->fd = -1;
+  w->inited = 1;
+  w->started = pthread_create(&w->thread, NULL, waiter_main, c) == 0;
+}
+
+/* Stops and joins the waiter: a wait in progress ends at once, as its
+ * socket is shut down; a connect in progress within connect_timeout. */
+static void waiter_stop(myconn *c) {
+  waiter *w = &c->w;
+  if (!w->inited) return;
+  if (w->started) {
+    pthread_mutex_lock(&w->mu);
+    w->quit = 1;
+    if (w->fd >= 0) shutdown(w->fd, SHUT_RDWR);
+    pthread_cond_signal(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+    pthread_join(w->thread, NULL);
+  }
+  pthread_cond_destroy(&w->cv);
+  pthread_mutex_destroy(&w->mu);
+  w->inited = 0;
+}
+
+/* GM_OK once after the waiter saw a user lock let go: no statement. */
+static int my_changed(void *p, gm_error *err) {
+  myconn *c = p;
+  (void)err;
+  return c->w.started && atomic_exchange(&c->w.changed, 0) ? GM_OK : GM_NOT;
 }
 
 const gm_backend_ops gm_mysql_ops = {
@@ -895,4 +1346,6 @@ const gm_backend_ops gm_mysql_ops = {
     .complete = my_complete,
     .force_release = my_force_release,
     .renew_many = my_renew_many,
+    .changed = my_changed,
+    .poll_us = 10000, /* changed() is one atomic exchange */
 };

@@ -235,6 +235,29 @@ describe("mysql backend #mysql", function()
     end
   end)
 
+  it("hands over at stop() long before the retry: the user lock wakes followers", function()
+    -- Followers of a live lease read the row once a retry (10 s here); the
+    -- master's user lock, freed after its release, wakes them at once.
+    c = Cluster.new{ url = url, lease = 20, retry = 10 }
+    for _ = 1, 3 do c:spawn() end
+    local m = c:wait_for(function() return c:master() end, 10, "a master")
+    for round = 1, 2 do
+      c:run_for(0.5) -- the followers have read the row and wait on its user lock
+      local t = core.now()
+      c:stop_node(m)
+      local e = c:wait_for(function() return c:first("start", t, m) end, 5, "a new master")
+      local took = e.t - t
+      print(("  handover %d: on_start %.0f ms after stop() was asked (retry 10 s)")
+        :format(round, took * 1000))
+      assert.is_true(took < 2, ("handover took %.2f s"):format(took))
+      assert.is_nil(c:overlap())
+      m = c.nodes[e.node]
+    end
+    for _, n in ipairs(c.nodes) do
+      for _, e in ipairs(c:events(n)) do assert.is_true(e.kind ~= "error", e.line) end
+    end
+  end)
+
   it("m:stop() on a follower: it never becomes master afterwards", function()
     local m = start_cluster(2)
     local f = c.nodes[1] == m and c.nodes[2] or c.nodes[1]

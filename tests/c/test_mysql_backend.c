@@ -514,6 +514,286 @@ static void test_thread(void) {
   ops->free_cfg(cfg);
 }
 
+/* ---- wake-up: the master's user lock and the follower's waiter ---------- */
+
+/* Runs SQL text on the test server with the mariadb client (this test does
+ * not see the client library's headers): the first field of the first row
+ * goes to out ("" if none). GM_OK when the client succeeded. */
+static int sql(const char *text, char *out, size_t len) {
+  const char *host = gm_kv_get(url.kv, url.n, "host");
+  const char *port = gm_kv_get(url.kv, url.n, "port");
+  const char *user = gm_kv_get(url.kv, url.n, "user");
+  const char *db = gm_kv_get(url.kv, url.n, "database");
+  char in[] = "/tmp/gm-test-sql.XXXXXX", cmd[1024];
+  int fd = mkstemp(in);
+  if (fd < 0) return GM_ERR;
+  FILE *f = fdopen(fd, "w");
+  fputs(text, f);
+  fclose(f);
+  setenv("MYSQL_PWD", password(), 1);
+  snprintf(cmd, sizeof cmd,
+           "mariadb --no-defaults -h '%s' -P '%s' -u '%s' -N -B '%s' <'%s'",
+           host ? host : "127.0.0.1", port ? port : "3306",
+           user ? user : "", db ? db : "", in);
+  FILE *p = popen(cmd, "r");
+  if (out && len) out[0] = '\0';
+  if (!p) {
+    unlink(in);
+    return GM_ERR;
+  }
+  char line[256] = "";
+  if (fgets(line, sizeof line, p) && out && len) {
+    line[strcspn(line, "\t\n")] = '\0';
+    snprintf(out, len, "%s", line);
+  }
+  while (fgets(line, sizeof line, p)) {
+  }
+  int rc = pclose(p);
+  unlink(in);
+  return rc == 0 ? GM_OK : GM_ERR;
+}
+
+/* The user lock of lock name in the test URL's database and default table,
+ * as docs/mysql.md defines it: "gomaster:" and FNV-1a 64 of
+ * "database\0table\0name\0" in 16 hex digits. */
+static void user_lock(char *buf, size_t len, const char *name) {
+  char text[512];
+  const char *db = gm_kv_get(url.kv, url.n, "database");
+  int n = snprintf(text, sizeof text, "%s%c%s%c%s", db, 0, "gomaster_locks", 0,
+                   name);
+  uint64_t h = 14695981039346656037u;
+  for (int i = 0; i <= n; i++) {
+    h ^= (unsigned char)text[i];
+    h *= 1099511628211u;
+  }
+  snprintf(buf, len, "gomaster:%016llx", (unsigned long long)h);
+}
+
+/* Whether another session holds user lock key (IS_USED_LOCK not NULL). */
+static int used(const char *key) {
+  char q[256], out[64];
+  snprintf(q, sizeof q, "SELECT IS_USED_LOCK('%s')", key);
+  return sql(q, out, sizeof out) == GM_OK && strcmp(out, "NULL") != 0 &&
+         out[0];
+}
+
+/* Polls changed() every 2 ms for up to secs: seconds until it said GM_OK,
+ * or -1. */
+static double wait_changed(void *conn, double secs) {
+  gm_error err;
+  double t0 = mono();
+  while (mono() - t0 < secs) {
+    if (ops->changed(conn, &err) == GM_OK) return mono() - t0;
+    usleep(2000);
+  }
+  return -1;
+}
+
+/* How many times changed() said GM_OK within secs, observing name each
+ * time it did (as the core does). */
+static int count_changed(void *conn, const char *name, double secs) {
+  gm_error err;
+  gm_row o;
+  int n = 0;
+  double t0 = mono();
+  while (mono() - t0 < secs) {
+    if (ops->changed(conn, &err) == GM_OK) {
+      n++;
+      ops->observe(conn, name, &o, &err);
+    }
+    usleep(5000);
+  }
+  return n;
+}
+
+/* Two backends on the test URL (a master's and a follower's); on failure
+ * a failed check and nothing to close. */
+static int open_two(const char *what, void **cfg, void **conn, void **cfg2,
+                    void **conn2) {
+  gm_error err;
+  *conn2 = *cfg2 = NULL;
+  if (open_with(NULL, NULL, cfg, conn, &err) == GM_OK &&
+      open_with(NULL, NULL, cfg2, conn2, &err) == GM_OK)
+    return GM_OK;
+  check(0, "%s: open two backends: %s", what, err.msg);
+  close_conn(*cfg, *conn);
+  close_conn(*cfg2, *conn2);
+  return GM_ERR;
+}
+
+static void test_wakeup(void) {
+  void *cfg, *cfg2, *conn, *conn2;
+  gm_error err;
+  gm_row r, o;
+  char name[128], key[64];
+  const int64_t lease = 60000000;
+  lock_name(name, sizeof name, "wake");
+  user_lock(key, sizeof key, name);
+
+  if (open_two("wake-up", &cfg, &conn, &cfg2, &conn2)) return;
+  check(ops->changed && ops->poll_us > 0 && ops->poll_us <= 20000,
+        "changed() is there, polled every %lld µs",
+        (long long)ops->poll_us);
+  check(!used(key), "no user lock before the grant (%s)", key);
+  gm_acquire_req a = req(name, "node-a", 0, 0, 0, lease);
+  int rc = ops->acquire(conn, &a, &r, &err);
+  check(rc == GM_OK, "wake-up: node-a takes the lock");
+  check(used(key), "the master holds the user lock (IS_USED_LOCK)");
+
+  rc = ops->observe(conn2, name, &o, &err);
+  check(rc == GM_OK && strcmp(o.owner, "node-a") == 0,
+        "the follower observes node-a's lease");
+  int wakes = 0;
+  for (int i = 0; i < 10; i++) {
+    wakes += ops->changed(conn2, &err) == GM_OK;
+    ops->renew(conn, name, "node-a", r.token, lease, &r, &err);
+    usleep(50000);
+  }
+  wakes += wait_changed(conn2, 0.2) >= 0;
+  check(wakes == 0, "changed(): GM_NOT while the master renews (%d)", wakes);
+
+  double t0 = mono();
+  rc = ops->release(conn, name, "node-a", r.token, &err);
+  double d = wait_changed(conn2, 3);
+  check(rc == GM_OK && d >= 0,
+        "changed(): GM_OK %.1f ms after the master's release",
+        (mono() - t0) * 1000);
+  check(!used(key), "the user lock is free after the release");
+  check(ops->changed(conn2, &err) == GM_NOT, "changed(): GM_OK only once");
+  rc = ops->observe(conn2, name, &o, &err);
+  check(rc == GM_OK && o.owner[0] == '\0',
+        "... and the follower reads the row free");
+
+  /* The follower takes over; the old master follows it, and is woken when
+   * the new master loses the row (renewal GM_NOT) or releases it. */
+  gm_acquire_req b = req(name, "node-b", 1, o.token, 0, 1000000);
+  rc = ops->acquire(conn2, &b, &r, &err);
+  check(rc == GM_OK && used(key), "node-b takes it over and holds the user lock");
+  rc = ops->observe(conn, name, &o, &err);
+  check(rc == GM_OK && strcmp(o.owner, "node-b") == 0,
+        "node-a follows node-b");
+  usleep(1100000); /* node-b's 1 s lease runs out: node-a takes it back */
+  gm_acquire_req a2 = req(name, "node-a", 1, o.token, 0, lease);
+  rc = ops->acquire(conn, &a2, &r, &err);
+  check(rc == GM_OK, "node-a takes the expired lease");
+  check(wait_changed(conn, 0.3) < 0,
+        "no wake-up for a lock this connection took itself");
+  rc = ops->renew(conn2, name, "node-b", b.expect_token + 1, lease, &o, &err);
+  check(rc == GM_NOT, "node-b's renewal: GM_NOT");
+  rc = ops->renew(conn, name, "node-a", r.token, lease, &r, &err);
+  check(rc == GM_OK && used(key),
+        "node-a holds the user lock once node-b has let it go");
+  rc = ops->release(conn, name, "node-a", r.token, &err);
+  check(rc == GM_OK && !used(key),
+        "both let the user lock go: free after node-a's release");
+
+  /* A master that stepped down at its deadline (paused) never renews or
+   * releases again: reading the row taken over lets its user lock go. */
+  a = req(name, "node-a", 1, r.token, 0, 1000000);
+  rc = ops->acquire(conn, &a, &r, &err);
+  usleep(1100000);
+  b = req(name, "node-b", 1, r.token, 0, lease);
+  rc = rc == GM_OK ? ops->acquire(conn2, &b, &r, &err) : rc;
+  check(rc == GM_OK, "node-b takes node-a's expired lease");
+  rc = ops->observe(conn, name, &o, &err);
+  rc = rc == GM_OK ? ops->renew(conn2, name, "node-b", r.token, lease, &r,
+                                &err) : rc;
+  rc = rc == GM_OK ? ops->release(conn2, name, "node-b", r.token, &err) : rc;
+  check(rc == GM_OK && !used(key),
+        "node-a read node-b's grant and let the user lock go");
+
+  /* close() while the waiter is blocked in GET_LOCK */
+  a = req(name, "node-a", 1, r.token, 0, lease);
+  rc = ops->acquire(conn, &a, &r, &err);
+  ops->observe(conn2, name, &o, &err);
+  usleep(300000);
+  t0 = mono();
+  ops->close(conn2);
+  conn2 = NULL;
+  d = mono() - t0;
+  check(rc == GM_OK && d < 0.5, "close() returns in %.1f ms while the waiter "
+        "waits", d * 1000);
+  ops->release(conn, name, "node-a", r.token, &err);
+  close_conn(cfg, conn);
+  close_conn(cfg2, conn2);
+}
+
+/* A master that does not hold the user lock (it lost it with a connection,
+ * or runs an older version) costs a follower at most one wake-up per row
+ * change and per lease, never a spin. */
+static void test_wakeup_no_spin(void) {
+  void *cfg, *cfg2, *conn, *conn2;
+  gm_error err;
+  gm_row r, o;
+  char name[128], q[512];
+  lock_name(name, sizeof name, "nospin");
+
+  if (open_two("no spin", &cfg, &conn, &cfg2, &conn2)) return;
+  gm_acquire_req a = req(name, "node-a", 0, 0, 0, 60000000);
+  int rc = ops->acquire(conn, &a, &r, &err);
+  ops->close(conn); /* the row stays held; its user lock goes */
+  conn = NULL;
+  rc = rc == GM_OK ? ops->observe(conn2, name, &o, &err) : rc;
+  check(rc == GM_OK && strcmp(o.owner, "node-a") == 0,
+        "no spin: a held row whose master lost its user lock");
+  int n = count_changed(conn2, name, 1.0);
+  check(n == 1, "one wake-up, then none while the row stays (%d)", n);
+  snprintf(q, sizeof q,
+           "UPDATE gomaster_locks SET renewed_at = UTC_TIMESTAMP(6), "
+           "expires_at = UTC_TIMESTAMP(6) + INTERVAL 60 SECOND "
+           "WHERE name = '%s'",
+           name);
+  rc = sql(q, NULL, 0);
+  ops->observe(conn2, name, &o, &err);
+  n = count_changed(conn2, name, 1.0);
+  check(rc == GM_OK && n == 0,
+        "a renewal without the user lock: no new wake-up within the lease "
+        "(%d)", n);
+  close_conn(cfg, conn);
+  close_conn(cfg2, conn2);
+}
+
+/* The waiter's connection killed: it reconnects by itself, quietly, and
+ * wakes the follower again; the main connection never notices. */
+static void test_wakeup_reconnect(void) {
+  void *cfg, *cfg2, *conn, *conn2;
+  gm_error err;
+  gm_row r, o;
+  char name[128];
+  lock_name(name, sizeof name, "rewait");
+
+  if (open_two("reconnect", &cfg, &conn, &cfg2, &conn2)) return;
+  gm_acquire_req a = req(name, "node-a", 0, 0, 0, 60000000);
+  int rc = ops->acquire(conn, &a, &r, &err);
+  rc = rc == GM_OK ? ops->observe(conn2, name, &o, &err) : rc;
+  usleep(300000);
+  /* every session waiting so (a closed backend's may linger up to a wait) */
+  char kill[1024];
+  rc = rc == GM_OK
+           ? sql("SELECT GROUP_CONCAT('KILL ', ID, ';' SEPARATOR ' ') "
+                 "FROM information_schema.PROCESSLIST "
+                 "WHERE INFO LIKE 'SELECT IF(IS_FREE_LOCK(%'",
+                 kill, sizeof kill)
+           : rc;
+  check(rc == GM_OK && strncmp(kill, "KILL ", 5) == 0 &&
+            sql(kill, NULL, 0) == GM_OK,
+        "the waiter's connection killed (%s)", kill);
+  int wakes = 0;
+  for (int i = 0; i < 100; i++) { /* 1 s: it reconnects after 50 ms */
+    wakes += ops->changed(conn2, &err) == GM_OK;
+    usleep(10000);
+  }
+  rc = ops->observe(conn2, name, &o, &err);
+  check(rc == GM_OK && wakes == 0,
+        "the main connection goes on, no wake-up reported (%d)", wakes);
+  rc = ops->release(conn, name, "node-a", r.token, &err);
+  double d = wait_changed(conn2, 3);
+  check(rc == GM_OK && d >= 0, "after the reconnect, woken %.1f ms after the "
+        "release", d * 1000);
+  close_conn(cfg, conn);
+  close_conn(cfg2, conn2);
+}
+
 int main(void) {
   const char *u = getenv("GOMASTER_TEST_MYSQL_URL");
   gm_error err;
@@ -548,6 +828,9 @@ int main(void) {
   close_conn(cfg2, conn2);
   test_custom_table();
   test_thread();
+  test_wakeup();
+  test_wakeup_no_spin();
+  test_wakeup_reconnect();
   /* set by a runner that started the server with tests/servers/mariadb.sh */
   const char *dir = getenv("GOMASTER_TEST_MARIADB_DIR");
   if (dir && *dir)
