@@ -14,7 +14,7 @@
 -- nor before fork. A recurring timer runs m:dispatch(), which never blocks:
 -- every database call happens on the library's own thread. When nginx
 -- reloads or quits, the timer fires "premature": the elector stops (a master
--- releases the lock, so another worker takes over within one retry) and is
+-- releases the lock, so another worker takes over at once) and is
 -- closed. See docs/openresty.md.
 --
 -- In case of errors, functions return nil and a string describing the error;
