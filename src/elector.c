@@ -75,6 +75,7 @@ struct gm_elector {
   /* (thread) */
   int role;
   int64_t next_at;        /* mono ns of the next step */
+  int64_t woken_from;     /* the next_at a wake-up moved to now, or 0 */
   uint64_t my_token;      /* token of our grant while role == MASTER */
   int64_t master_until_t; /* the thread's copy of master_until */
   int64_t acquired_at;    /* db µs of our grant, for status() */
@@ -684,6 +685,8 @@ static void try_acquire(gm_backend *b, gm_elector *e, const gm_row *seen,
 static void follower_step(gm_backend *b, gm_elector *e) {
   gm_row r = {0};
   gm_error err = {0};
+  int64_t resume = e->woken_from; /* this read came early, on a wake-up */
+  e->woken_from = 0;
   int64_t t0 = mono_ns();
   int rc = b->ops->observe(b->conn, e->name, &r, &err);
   int64_t t1 = mono_ns();
@@ -746,6 +749,12 @@ static void follower_step(gm_backend *b, gm_elector *e) {
   if (r.expires_at > r.now) { /* live: sleep until it ends, or one retry */
     int64_t left = (r.expires_at - r.now) * US_PER_NS + STEP_TOL_US * US_PER_NS;
     e->next_at = t1 + min64(e->retry_ns, left + jit);
+    /* A wake-up that found the version it had already seen (a crashed
+     * holder's session ended, say) keeps the reads where they were due:
+     * reads in step with the holder's last renewal would meet the expiry
+     * late, a retry after it rather than just past it. */
+    if (resume > t1 && e->v_first_t1 != t1)
+      e->next_at = min64(e->next_at, resume);
     goto done;
   }
   int64_t wait = takeover_wait(e, t1, &r);
@@ -928,6 +937,7 @@ static void poll_step(gm_backend *b) {
   for (gm_elector *e = head; e; e = e->next) {
     if (e->role != ROLE_FOLLOWER || e->next_at <= now) continue;
     if (ch != GM_NOT) {
+      if (!e->woken_from) e->woken_from = e->next_at;
       e->next_at = now;
     } else if (e->holder >= 0 && b->ops->holder_gone) {
       if (e->holder != checked) {

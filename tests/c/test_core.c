@@ -1162,6 +1162,40 @@ out:
   fast_free(&p);
 }
 
+/* A wake-up whose read finds the version already seen (a crashed holder's
+ * session ended; nothing was written) keeps the follower's reads where they
+ * were due, so that they still meet the lease's end just after it: here the
+ * read due 0.5 s after the wake-up still comes, not a whole retry later. */
+static void test_wakeup_keeps_schedule(void) {
+  pair p;
+  fast_init(&p, "phase", 5, 1, 3, 2);
+  if (!pair_elect(&p, "phase")) goto out;
+  sc_set(&p.n[0], SC_RENEW_MANY, SC_HANG); /* the row stops changing */
+  sc_set(&p.n[0], SC_RENEW, SC_HANG);
+  unsigned seen = sc_calls(&p.n[1], SC_OBSERVE);
+  int64_t t = mono_ns();
+  while (sc_calls(&p.n[1], SC_OBSERVE) == seen && mono_ns() - t < 5000 * MS)
+    sleep_ms(5);
+  /* that read saw the last renewal (or one before it: no matter, the
+   * row no longer changes); the next is due 2 s (the retry) later */
+  sleep_ms(1500);
+  seen = sc_calls(&p.n[1], SC_OBSERVE);
+  pthread_mutex_lock(&p.db.mu);
+  p.db.version++; /* a change with no write: the wake-up alone */
+  pthread_mutex_unlock(&p.db.mu);
+  t = mono_ns();
+  while (sc_calls(&p.n[1], SC_OBSERVE) < seen + 2 && mono_ns() - t < 3000 * MS)
+    sleep_ms(5);
+  double ms = (double)(mono_ns() - t) / MS;
+  check(sc_calls(&p.n[1], SC_OBSERVE) >= seen + 2 && ms < 1000,
+        "wake-up: an early read that found nothing new kept the next read "
+        "where it was due (two reads %.0f ms after the wake-up; 2000 if it "
+        "had moved)", ms);
+  sc_set(&p.n[0], SC_RENEW, SC_NORMAL);
+out:
+  fast_free(&p);
+}
+
 /* is_master()'s clock (src/clock.c) reads the same clocks as clock_gettime:
  * each of its readings falls between two of glibc's, many times over. */
 static void test_fast_clock(void) {
@@ -1204,6 +1238,7 @@ int main(void) {
   test_dead_holder();
   test_paused_holder();
   test_changed_wakeup();
+  test_wakeup_keeps_schedule();
   printf("%d passed, %d failed\n", passed, failed);
   return failed ? 1 : 0;
 }
