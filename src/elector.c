@@ -752,8 +752,12 @@ static void follower_step(gm_backend *b, gm_elector *e) {
     /* A wake-up that found the version it had already seen (a crashed
      * holder's session ended, say) keeps the reads where they were due:
      * reads in step with the holder's last renewal would meet the expiry
-     * late, a retry after it rather than just past it. */
-    if (resume > t1 && e->v_first_t1 != t1)
+     * late, a retry after it rather than just past it. Not when the read
+     * before came just now (a wake-up racing a read that already saw the
+     * change): the schedule moves by less than two polls then, and keeping
+     * it would only add reads. */
+    if (resume > t1 && e->v_first_t1 != t1 &&
+        e->next_at - resume > 2 * b->ops->poll_us * US_PER_NS)
       e->next_at = min64(e->next_at, resume);
     goto done;
   }
