@@ -275,6 +275,7 @@ local function supervise(m, argv, grace, what)
       m:name(), tostring(m:token()), argv[1], pid)
   local reason, kill_at, killed
   local tick = 0.05
+  local token = m:token()
   m:_hooks().on_stop = function(_, why) reason = reason or why end
   while true do
     local kind, code = proc.wait(pid)
@@ -282,8 +283,10 @@ local function supervise(m, argv, grace, what)
     take_signals(pid)
     m:dispatch()
     local now = core.now()
-    if not kill_at and not m:is_master() then
-      reason = reason or "deadline"
+    -- CMD runs under one grant: a lost grant ends it even when the lock
+    -- was taken again between two ticks (on_stop came, the token moved).
+    if not kill_at and (reason or not m:is_master() or m:token() ~= token) then
+      reason = reason or (m:is_master() and "lost" or "deadline")
       say("%s: no longer master of lock '%s' (%s): SIGTERM to %s (pid %d), SIGKILL in %g s",
           what, m:name(), reason, argv[1], pid, grace)
       proc.kill(-pid, "TERM")

@@ -135,6 +135,7 @@ usage_tests() {
   kill -USR1 $p
   wait_until 5 grep -q usr1 "$T/sig.log"
   kill -TERM $p
+  wait_until 10 gone $p || kill -KILL $p 2>/dev/null # a failure, never a hang
   wait $p; rc=$?
   check "SIGUSR1 and SIGTERM to exec reach CMD, exec exits with CMD's status (3)" \
     test "$(tr '\n' ' ' <"$T/sig.log")" = "up usr1 term " -a $rc -eq 3
@@ -286,6 +287,7 @@ sys.exit(0 if ok else 1)' "$T/status.json" "$name" "$LEASE"); local prc=$?
     test $rc -eq 0 -a -n "$(echo "$out" | grep -F "token now $((before + 1))")"
   check "[$tag] ... the holder's child gets SIGTERM (exec sees its lock gone)" \
     wait_until 10 grep -q "^term " "$T/st-$tag.log"
+  wait_until 10 gone $p || kill -KILL $p 2>/dev/null # a failure, never a hang
   wait $p; rc=$?
   check "[$tag] ... and that exec exits 124" test $rc -eq 124
 }
