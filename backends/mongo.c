@@ -41,10 +41,9 @@
 /* The wake-up: a capped collection "<collection>_events" and a waiter
  * thread tailing it (see "Fast handover" in docs/mongo.md). */
 #define EVENTS_SUFFIX "_events"
-#define EVENTS_NAME_MAX 80
 #define EVENTS_SIZE 65536 /* bytes */
 #define EVENTS_MAX 64     /* documents: the first batch holds them all */
-#define AWAIT_MS 5000     /* a getMore waits this long for a new event */
+#define AWAIT_MS 1000     /* a getMore waits this long for a new event */
 #define CHANGED_POLL_US 10000
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 5000
@@ -61,19 +60,17 @@ typedef struct mongo_cfg {
   char describe[256];
 } mongo_cfg;
 
-/* The waiter thread's state, on the heap. Shared with the connection's own
- * thread: the atomics, and note[] under mu (mu and cv also time the waiter's
- * naps, so that close() cuts one short). Everything else belongs to one
- * side: the waiter's client lives on its stack; own, uri and events are
- * written before the thread starts and only read after. close() does not
- * wait for a getMore to end: it sets stop and lets go (refs), and the last
- * of the two to let go frees it; so the waiter keeps copies of what it needs
- * of the config, which may be freed first. */
+/* The waiter thread's state. Shared with the connection's own thread: the
+ * atomics, and note[] under mu (mu and cv also time the waiter's naps, so
+ * that close() cuts one short). Everything else belongs to one side: the
+ * waiter's client lives on its stack; uri and events are written before the
+ * thread starts and only read after. */
 typedef struct waiter {
-  mongo_cfg own;            /* database and secrets, copied */
-  atomic_int refs;          /* the connection's and the thread's */
+  const mongo_cfg *cfg;
   mongoc_uri_t *uri;        /* cfg's, socket timeout above AWAIT_MS */
-  char events[EVENTS_NAME_MAX]; /* the events collection's name */
+  char events[80];          /* the events collection's name */
+  pthread_t thread;
+  int started;
   atomic_int stop;          /* close() asks the waiter to end */
   atomic_int event;         /* an event came; taken by changed() */
   atomic_int ready;         /* the events collection exists: announce */
@@ -93,7 +90,7 @@ typedef struct mongo_conn {
   size_t order_cap;
   mongoc_collection_t *events; /* where release announces itself */
   uint64_t announced;
-  waiter *w;            /* NULL: no fast wake-up */
+  waiter w;
 } mongo_conn;
 
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
@@ -503,7 +500,7 @@ static void waiter_stop(waiter *w);
 static void mongo_close(void *p) {
   mongo_conn *c = p;
   if (!c) return;
-  waiter_stop(c->w);
+  waiter_stop(&c->w);
   if (c->events) mongoc_collection_destroy(c->events);
   if (c->coll) mongoc_collection_destroy(c->coll);
   if (c->client) mongoc_client_destroy(c->client);
@@ -550,7 +547,7 @@ static int mongo_open(const void *p, void **out, gm_error *err) {
     fail(cfg, err, what, &e);
     goto fail;
   }
-  char events[EVENTS_NAME_MAX];
+  char events[sizeof c->w.events];
   snprintf(events, sizeof events, "%s" EVENTS_SUFFIX, cfg->collection);
   c->events = mongoc_client_get_collection(c->client, cfg->database, events);
   waiter_start(c);
@@ -1101,7 +1098,7 @@ static int mongo_observe(void *p, const char *name, gm_row *out,
  * event only costs the followers their retry). */
 static void announce(mongo_conn *c, const char *name, uint64_t token,
                      int64_t at_us) {
-  if (!c->w || !atomic_load(&c->w->ready)) return; /* none (yet) */
+  if (!atomic_load(&c->w.ready)) return; /* no capped collection (yet) */
   char id[48];
   snprintf(id, sizeof id, "%016llx-r%llu", (unsigned long long)c->marker_base,
            (unsigned long long)++c->announced);
@@ -1139,7 +1136,7 @@ static void note_once(waiter *w, const char *what, const bson_error_t *e) {
   pthread_mutex_lock(&w->mu);
   snprintf(w->note, sizeof w->note, "mongodb backend: no fast wake-up on "
            "release: %s failed: %.100s", what, e->message);
-  scrub(&w->own, w->note, sizeof w->note);
+  scrub(w->cfg, w->note, sizeof w->note);
   pthread_mutex_unlock(&w->mu);
   atomic_store(&w->noted, 1);
 }
@@ -1196,7 +1193,7 @@ static int newest_event(waiter *w, mongoc_collection_t *coll, char *id,
  * missing, then tails it until close(), an error or a dead cursor. Returns
  * how long to wait before the next life. */
 static int64_t waiter_life(waiter *w) {
-  const mongo_cfg *cfg = &w->own;
+  const mongo_cfg *cfg = w->cfg;
   bson_error_t e;
   bson_t reply;
   int64_t again = BACKOFF_MIN_MS;
@@ -1260,17 +1257,6 @@ out:
   return again;
 }
 
-/* Drops one of the waiter's two references; the last one frees it. */
-static void waiter_unref(waiter *w) {
-  if (atomic_fetch_sub(&w->refs, 1) != 1) return;
-  if (w->uri) mongoc_uri_destroy(w->uri);
-  free(w->own.database);
-  for (int i = 0; i < NSECRETS; i++) free(w->own.secrets[i]);
-  pthread_cond_destroy(&w->cv);
-  pthread_mutex_destroy(&w->mu);
-  free(w);
-}
-
 static void *waiter_main(void *arg) {
   waiter *w = arg;
   int64_t backoff = BACKOFF_MIN_MS;
@@ -1284,15 +1270,14 @@ static void *waiter_main(void *arg) {
     }
     nap(w, again);
   }
-  waiter_unref(w);
   return NULL;
 }
 
 /* Starts c's waiter; without one (no memory, no thread) there is only no
  * fast wake-up. */
 static void waiter_start(mongo_conn *c) {
-  waiter *w = calloc(1, sizeof *w);
-  if (!w) return;
+  waiter *w = &c->w;
+  w->cfg = c->cfg;
   snprintf(w->events, sizeof w->events, "%s" EVENTS_SUFFIX,
            c->cfg->collection);
   pthread_mutex_init(&w->mu, NULL);
@@ -1301,60 +1286,42 @@ static void waiter_start(mongo_conn *c) {
   pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
   pthread_cond_init(&w->cv, &ca);
   pthread_condattr_destroy(&ca);
-  atomic_init(&w->refs, 1);
-  int ok = (w->own.database = strdup(c->cfg->database)) != NULL;
-  for (int i = 0; i < NSECRETS; i++)
-    if (c->cfg->secrets[i] &&
-        !(w->own.secrets[i] = strdup(c->cfg->secrets[i])))
-      ok = 0;
   w->uri = mongoc_uri_copy(c->cfg->uri);
-  if (!ok || !w->uri) {
-    waiter_unref(w);
-    return;
-  }
+  if (!w->uri) return;
   int32_t st = mongoc_uri_get_option_as_int32(
       w->uri, MONGOC_URI_SOCKETTIMEOUTMS, 0);
   if (st < AWAIT_MS + DEFAULT_TIMEOUT_US / 1000)
     mongoc_uri_set_option_as_int32(w->uri, MONGOC_URI_SOCKETTIMEOUTMS,
                                    AWAIT_MS + DEFAULT_TIMEOUT_US / 1000);
-  atomic_store(&w->refs, 2);
-  pthread_attr_t ta;
-  pthread_attr_init(&ta);
-  pthread_attr_setdetachstate(&ta, PTHREAD_CREATE_DETACHED);
-  pthread_t t;
-  if (pthread_create(&t, &ta, waiter_main, w) != 0) {
-    atomic_store(&w->refs, 1);
-    waiter_unref(w);
-    w = NULL;
-  }
-  pthread_attr_destroy(&ta);
-  c->w = w;
+  w->started = pthread_create(&w->thread, NULL, waiter_main, w) == 0;
 }
 
-/* Stops the waiter without waiting for it: a getMore it is in ends within
- * AWAIT_MS (or the socket timeout when the server hangs), then the thread
- * sees stop, closes its client and frees what is left. */
+/* Stops the waiter: at most one getMore's wait (AWAIT_MS) later. */
 static void waiter_stop(waiter *w) {
-  if (!w) return;
-  pthread_mutex_lock(&w->mu);
-  atomic_store(&w->stop, 1);
-  pthread_cond_broadcast(&w->cv);
-  pthread_mutex_unlock(&w->mu);
-  waiter_unref(w);
+  if (!w->cfg) return; /* never started */
+  if (w->started) {
+    pthread_mutex_lock(&w->mu);
+    atomic_store(&w->stop, 1);
+    pthread_cond_broadcast(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+    pthread_join(w->thread, NULL);
+  }
+  if (w->uri) mongoc_uri_destroy(w->uri);
+  pthread_cond_destroy(&w->cv);
+  pthread_mutex_destroy(&w->mu);
 }
 
 /* Between observes: whether a release event came (or, once, why none can
  * come). No command. */
 static int mongo_changed(void *p, gm_error *err) {
   mongo_conn *c = p;
-  if (!c->w) return GM_NOT;
-  if (atomic_exchange(&c->w->noted, 0)) {
-    pthread_mutex_lock(&c->w->mu);
-    gm_seterr(err, GM_E_DB, "%s", c->w->note);
-    pthread_mutex_unlock(&c->w->mu);
+  if (atomic_exchange(&c->w.noted, 0)) {
+    pthread_mutex_lock(&c->w.mu);
+    gm_seterr(err, GM_E_DB, "%s", c->w.note);
+    pthread_mutex_unlock(&c->w.mu);
     return GM_ERR;
   }
-  return atomic_exchange(&c->w->event, 0) ? GM_OK : GM_NOT;
+  return atomic_exchange(&c->w.event, 0) ? GM_OK : GM_NOT;
 }
 
 const gm_backend_ops gm_mongo_ops = {

