@@ -31,6 +31,9 @@ local OPTIONS = {
   on_error = "function", log = "function", check = "boolean",
 }
 
+-- Every elector this process made and has not collected, for metrics().
+local live = setmetatable({}, { __mode = "k" })
+
 local function default_log(level, msg)
   io.stderr:write("gomaster ", level, ": ", msg, "\n")
 end
@@ -115,7 +118,9 @@ function _M.new(opts)
     on_leader = opts.on_leader, on_error = opts.on_error,
     log = opts.log or default_log,
   }
-  return core.new(b, opts, hooks)
+  local m, nerr = core.new(b, opts, hooks)
+  if m then live[m] = true end
+  return m, nerr
 end
 
 -- Reports a hook's failure to on_error, or to the log when there is none or
@@ -169,6 +174,30 @@ function methods:close()
 end
 
 metatable.__close = function(self) self:close() end
+
+--- Prometheus text (format 0.0.4) of the given electors (a list), or of
+-- every elector of this process that is not closed. See docs/metrics.md.
+function _M.metrics(electors)
+  if electors ~= nil and type(electors) ~= "table" then
+    error(("bad argument #1 to 'metrics' (table expected, got %s)"):format(type(electors)), 2)
+  end
+  local list = {}
+  if electors then
+    for i, m in ipairs(electors) do list[i] = m end
+  else
+    for m in pairs(live) do list[#list + 1] = m end
+  end
+  local statuses = {}
+  for _, m in ipairs(list) do
+    local ok, s = pcall(m.status, m) -- a closed elector has none
+    if ok then statuses[#statuses + 1] = s end
+  end
+  table.sort(statuses, function(a, b)
+    if a.name ~= b.name then return a.name < b.name end
+    return a.id < b.id
+  end)
+  return require("gomaster.metrics").render(statuses)
+end
 
 --- Runs fn on one node of the cluster, once; see lua/gomaster/once.lua.
 function _M.once(opts, fn) return require("gomaster.once").once(opts, fn) end

@@ -72,6 +72,13 @@ struct gm_elector {
   uint64_t n_acquires, n_renewals, n_observes, n_releases, n_errors, n_grants,
       n_losses;
 
+  /* (atomic) metrics, added to with relaxed atomics where they happen and
+   * read by status() without the lock: stops by reason (index reason - 1)
+   * and the renewal round-trip histogram (per bucket, not cumulative). */
+  _Atomic uint64_t m_stops[4];
+  _Atomic uint64_t m_renew_in[GM_RENEW_BUCKETS + 1]; /* last: above all */
+  _Atomic uint64_t m_renew_sum_ns;
+
   /* (thread) */
   int role;
   int64_t next_at;        /* mono ns of the next step */
@@ -208,6 +215,20 @@ static uint64_t seed64(void) {
 static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 static int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
 
+const double gm_renew_bounds[GM_RENEW_BUCKETS] = {
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
+
+/* One renewal's round trip into the histogram: no lock, two atomic adds. */
+static void note_renew_rtt(gm_elector *e, int64_t rtt_ns) {
+  if (rtt_ns < 0) rtt_ns = 0;
+  size_t i = 0;
+  while (i < GM_RENEW_BUCKETS && (double)rtt_ns > gm_renew_bounds[i] * 1e9)
+    i++;
+  atomic_fetch_add_explicit(&e->m_renew_in[i], 1, memory_order_relaxed);
+  atomic_fetch_add_explicit(&e->m_renew_sum_ns, (uint64_t)rtt_ns,
+                            memory_order_relaxed);
+}
+
 const char *gm_stop_reason_name(gm_stop_reason r) {
   switch (r) {
   case GM_STOP_LOST: return "lost";
@@ -243,6 +264,8 @@ static void push_event(gm_elector *e, const gm_event *ev) {
 
 static void push_stop(gm_elector *e, gm_stop_reason why) {
   if (!e->reported) return;
+  if (why >= GM_STOP_LOST && why <= GM_STOP_CLOSED)
+    atomic_fetch_add_explicit(&e->m_stops[why - 1], 1, memory_order_relaxed);
   gm_event ev = {.type = GM_EV_STOP, .reason = why};
   e->reported = 0;
   push_event(e, &ev);
@@ -776,6 +799,7 @@ done:
  * the row as renewed (GM_OK). */
 static void renew_done(gm_backend *b, gm_elector *e, int rc, int64_t t0,
                        int64_t t1, const gm_row *r, const gm_error *err) {
+  note_renew_rtt(e, t1 - t0);
   pthread_mutex_lock(&b->mu);
   e->n_renewals++;
   pthread_mutex_unlock(&b->mu);
@@ -1257,4 +1281,17 @@ void gm_elector_status(gm_elector *e, gm_status *st) {
   st->grants = e->n_grants;
   st->losses = e->n_losses;
   pthread_mutex_unlock(&e->b->mu);
+  for (int i = 0; i < 4; i++)
+    st->stops[i] = atomic_load_explicit(&e->m_stops[i], memory_order_relaxed);
+  uint64_t sum = 0;
+  for (int i = 0; i <= GM_RENEW_BUCKETS; i++) {
+    sum += atomic_load_explicit(&e->m_renew_in[i], memory_order_relaxed);
+    if (i < GM_RENEW_BUCKETS) st->renew_le[i] = sum;
+  }
+  st->renew_count = sum;
+  st->renew_sum = (double)atomic_load_explicit(&e->m_renew_sum_ns,
+                                               memory_order_relaxed) / 1e9;
+  int64_t until = atomic_load(&e->master_until), now = mono_ns();
+  st->deadline_in = st->is_master && until > now ? (double)(until - now) / 1e9
+                                                 : 0;
 }

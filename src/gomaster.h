@@ -209,6 +209,10 @@ int gm_elector_next_event(gm_elector *e, gm_event *ev);
 
 /* ---- status ------------------------------------------------------------ */
 
+/* The upper bounds (seconds) of the renewal round-trip histogram. */
+#define GM_RENEW_BUCKETS 13
+extern const double gm_renew_bounds[GM_RENEW_BUCKETS];
+
 typedef struct gm_status {
   int is_master;
   int running;
@@ -216,6 +220,17 @@ typedef struct gm_status {
   gm_leader leader;
   char last_error[GM_ERRMSG_MAX];
   uint64_t acquires, renewals, observes, releases, errors, grants, losses;
+  /* Metrics: the stops of this elector's grants by reason (indexed by
+   * gm_stop_reason), and the round trips of its renewals as a histogram:
+   * renew_le[i] counts those that took at most gm_renew_bounds[i] seconds
+   * (cumulative, as Prometheus wants them); renew_count and renew_sum (s)
+   * cover every renewal, the slowest included. */
+  uint64_t stops[4];
+  uint64_t renew_le[GM_RENEW_BUCKETS];
+  uint64_t renew_count;
+  double renew_sum;
+  /* Seconds left until the master's renew deadline (0 when not master). */
+  double deadline_in;
 } gm_status;
 
 void gm_elector_status(gm_elector *e, gm_status *st);

@@ -528,6 +528,27 @@ static int l_status(lua_State *L) {
     lua_setfield(L, -2, c[i].k);
   }
   lua_setfield(L, -2, "counters");
+  /* metrics: stops by reason, the renewal histogram, time to the deadline */
+  lua_createtable(L, 0, 4);
+  for (int r = GM_STOP_LOST; r <= GM_STOP_CLOSED; r++) {
+    gm_pushtoken(L, st.stops[r - 1]);
+    lua_setfield(L, -2, gm_stop_reason_name((gm_stop_reason)r));
+  }
+  lua_setfield(L, -2, "stops");
+  lua_createtable(L, 0, 3);
+  lua_createtable(L, GM_RENEW_BUCKETS, 0);
+  for (int i = 0; i < GM_RENEW_BUCKETS; i++) {
+    gm_pushtoken(L, st.renew_le[i]);
+    lua_rawseti(L, -2, i + 1);
+  }
+  lua_setfield(L, -2, "le");
+  gm_pushtoken(L, st.renew_count);
+  lua_setfield(L, -2, "count");
+  lua_pushnumber(L, (lua_Number)st.renew_sum);
+  lua_setfield(L, -2, "sum");
+  lua_setfield(L, -2, "renew_seconds");
+  lua_pushnumber(L, (lua_Number)st.deadline_in);
+  lua_setfield(L, -2, "deadline_in");
   return 1;
 }
 
@@ -600,6 +621,12 @@ int luaopen_gomaster_core(lua_State *L) {
   lua_setfield(L, -2, "_VERSION");
   lua_pushinteger(L, LUA_VERSION_NUM);
   lua_setfield(L, -2, "lua_version_num");
+  lua_createtable(L, GM_RENEW_BUCKETS, 0);
+  for (int i = 0; i < GM_RENEW_BUCKETS; i++) {
+    lua_pushnumber(L, (lua_Number)gm_renew_bounds[i]);
+    lua_rawseti(L, -2, i + 1);
+  }
+  lua_setfield(L, -2, "renew_bounds");
   luaopen_gomaster_proc(L);
   lua_setfield(L, -2, "proc");
   return 1;
