@@ -38,6 +38,14 @@ local function default_log(level, msg)
   io.stderr:write("gomaster ", level, ": ", msg, "\n")
 end
 
+-- The third argument of log(level, message, fields): what a structured
+-- (JSON) logger needs to file the line. Two-argument loggers ignore it.
+local function log_fields(self, extra)
+  local f = { name = self:name(), id = self:id(), token = self:token() }
+  for k, v in pairs(extra or {}) do f[k] = v end
+  return f
+end
+
 --- The backends this build has, e.g. { "sqlite", "mysql", "mongodb" }.
 function _M.backends()
   return core.backends()
@@ -117,6 +125,7 @@ function _M.new(opts)
     on_start = opts.on_start, on_stop = opts.on_stop,
     on_leader = opts.on_leader, on_error = opts.on_error,
     log = opts.log or default_log,
+    log_all = opts.log ~= nil, -- a logger of the user's own hears starts and stops too
   }
   local m, nerr = core.new(b, opts, hooks)
   if m then live[m] = true end
@@ -132,7 +141,7 @@ local function hook_failed(self, hooks, name, e)
     if ok then return end
     msg = msg .. "; on_error hook failed: " .. tostring(e2)
   end
-  pcall(hooks.log, "error", msg)
+  pcall(hooks.log, "error", msg, log_fields(self, { hook = name }))
 end
 
 --- Runs the hooks of the events queued so far, in order, each under pcall.
@@ -146,11 +155,18 @@ function methods:dispatch()
     n = n + 1
     local name = "on_" .. kind
     local fn = hooks[name]
+    if hooks.log_all and kind == "start" then
+      pcall(hooks.log, "info", ("master of lock '%s', token %s"):format(self:name(), tostring(value)),
+        log_fields(self, { token = value }))
+    elseif hooks.log_all and kind == "stop" then
+      pcall(hooks.log, "info", ("not master of lock '%s' any more: %s"):format(self:name(), tostring(value)),
+        log_fields(self, { reason = value }))
+    end
     if fn then
       local ok, e = pcall(fn, self, value)
       if not ok then hook_failed(self, hooks, name, e) end
     elseif kind == "error" then
-      pcall(hooks.log, "error", value)
+      pcall(hooks.log, "error", value, log_fields(self))
     end
   end
 end
