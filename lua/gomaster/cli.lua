@@ -93,15 +93,18 @@ Options:
                         is lost (default: (lease - renew deadline)/2)
 ]=] .. COMMON .. "\n" .. EXIT_HELP,
   status = [=[
-Usage: gomaster status [--name NAME] [--json] [--backend URL]
+Usage: gomaster status [--name NAME] [--json|--prometheus] [--backend URL]
 
 Shows the lock's holder, token, version, whether the lease is live, its
 times (relative to the database's now), and the completion record of a
-one-time task. --json prints one JSON object instead.
+one-time task. --json prints one JSON object instead; --prometheus prints
+Prometheus text for node_exporter's textfile collector (exit status 0
+also when there is no such lock: gomaster_lock_exists is 0 then).
 
 Options:
   --name NAME           the lock (default: "default")
   --json                machine-readable output
+  --prometheus          Prometheus text format 0.0.4 (see docs/metrics.md)
   --backend URL         the database (default: $GOMASTER_BACKEND, else
                         sqlite:///tmp/gomaster.db)
   -h, --help            this help
@@ -134,7 +137,7 @@ for k, v in pairs(TIMING) do ELECT[k] = v end
 local SPEC = {
   exec = ELECT,
   once = ELECT,
-  status = { backend = "s", name = "s", json = "f" },
+  status = { backend = "s", name = "s", json = "f", prometheus = "f" },
   release = { backend = "s", name = "s", force = "f" },
 }
 
@@ -488,6 +491,10 @@ function commands.status(o)
   local row
   row, err = b:read(name)
   if not row then say("status: %s", err); return EXIT.failed end
+  if o.prometheus then -- for a textfile collector: a missing row is a value too
+    io.stdout:write(require("gomaster.metrics").lock(name, row))
+    return 0
+  end
   local t = status_table(name, b, row)
   if o.json then io.stdout:write(json_value(t), "\n") else print_status(t) end
   return row.exists and 0 or EXIT.no_lock

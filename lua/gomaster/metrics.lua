@@ -136,4 +136,38 @@ function _M.render(statuses, extra)
   return _M.merge(all)
 end
 
+-- ---- a lock's row, as the command line reads it from the database --------
+
+local LOCK_FAMILIES = {
+  { "gomaster_lock_exists", "gauge", "1 when the lock has a row in the database." },
+  { "gomaster_lock_held", "gauge", "1 when a holder's lease is live on the database's clock." },
+  { "gomaster_lock_token", "gauge", "The lock's fencing token (the last grant's)." },
+  { "gomaster_lock_expires_in_seconds", "gauge",
+    "Seconds from the database's now to the lease's end (negative: ended)." },
+  { "gomaster_lock_holder_info", "gauge", "The live holder (always 1; absent when free)." },
+  { "gomaster_lock_done", "gauge", "1 when the lock's one-time task is recorded done." },
+}
+
+--- The exposition of one lock's row (b:read(name)), for node_exporter's
+-- textfile collector: gomaster status --prometheus.
+function _M.lock(name, row)
+  local l = '{name="' .. escape(name) .. '"'
+  local out = {}
+  local function fam(f, v, extra)
+    out[#out + 1] = "# HELP " .. f[1] .. " " .. f[3]
+    out[#out + 1] = "# TYPE " .. f[1] .. " " .. f[2]
+    out[#out + 1] = f[1] .. l .. (extra or "") .. "} " .. value(v)
+  end
+  fam(LOCK_FAMILIES[1], row.exists and 1 or 0)
+  fam(LOCK_FAMILIES[2], row.live and 1 or 0)
+  fam(LOCK_FAMILIES[3], row.exists and row.token or 0)
+  fam(LOCK_FAMILIES[4], row.exists and (row.expires_at - row.now) or 0)
+  if row.live then
+    fam(LOCK_FAMILIES[5], 1, ',holder="' .. escape(row.owner) .. '",version="'
+      .. escape(row.version or "") .. '"')
+  end
+  fam(LOCK_FAMILIES[6], row.done and 1 or 0)
+  return concat(out, "\n") .. "\n"
+end
+
 return _M

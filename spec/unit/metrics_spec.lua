@@ -132,4 +132,39 @@ describe("gomaster.metrics #unit #metrics", function()
       { name = "lost", id = "m", reason = "lost" }))
     m:close()
   end)
+
+  it("gomaster status --prometheus prints the lock's row for a textfile collector", function()
+    local root = os.getenv("GOMASTER_ROOT") or "."
+    local lua = jit and "luajit" or "lua5.4"
+    local function cli(name)
+      local p = assert(io.popen(("%s %s/bin/gomaster status --prometheus --name %q --backend %q"):format(
+        lua, root, name, url)))
+      local out = p:read("*a")
+      local ok, _, code = p:close()
+      return out, ok and 0 or code
+    end
+    local m = assert(gomaster.new{ backend = url, name = 'cli "lock"', version = "v\\1", lease = 2 })
+    assert(m:start())
+    assert(wait_for({ m }, 5, function() return m:is_master() end))
+    local out, code = cli('cli "lock"')
+    assert.are.equal(0, code)
+    local samples = prom.parse(out)
+    local l = { name = 'cli "lock"' }
+    assert.are.equal(1, one(samples, "gomaster_lock_exists", l))
+    assert.are.equal(1, one(samples, "gomaster_lock_held", l))
+    assert.are.equal(tonumber(m:token()), one(samples, "gomaster_lock_token", l))
+    local left = one(samples, "gomaster_lock_expires_in_seconds", l)
+    assert.is_true(left > 0 and left <= 2, tostring(left))
+    assert.are.equal(1, one(samples, "gomaster_lock_holder_info",
+      { name = 'cli "lock"', holder = m:id(), version = "v\\1" }))
+    m:stop()
+    samples = prom.parse((cli('cli "lock"')))
+    assert.are.equal(0, one(samples, "gomaster_lock_held", l))
+    assert.are.equal(0, #prom.find(samples, "gomaster_lock_holder_info", l))
+    m:close()
+    -- no such lock: still valid text, exit 0
+    out, code = cli("never-made")
+    assert.are.equal(0, code)
+    assert.are.equal(0, one(prom.parse(out), "gomaster_lock_exists", { name = "never-made" }))
+  end)
 end)
