@@ -8,7 +8,8 @@
 # - luarocks make (Debian's luarocks, offline) with -Werror, for its default
 #   Lua (5.1) and for 5.4: the rock loads (also the 5.1 rock in LuaJIT) and
 #   its command runs;
-# - make demo needs only the demo's packages.
+# - make demo needs only the demo's packages;
+# - make openresty-demo shows a leader and a takeover and leaves nothing.
 # Ends with "N passed, N failed".
 set -u
 cd "$(dirname "$0")/../.." || exit 2
@@ -143,6 +144,29 @@ missing_msg() { # as a user, a missing package is named with the command
 }
 if [ "$(id -u)" = 0 ]; then
   check "scripts/deps.sh as a user names what is missing and the command" missing_msg
+fi
+# ---- make openresty-demo: a leader, a takeover, and nothing left behind
+openresty_demo() {
+  bash examples/openresty/demo.sh >"$T/demo.out" 2>&1
+  local rc=$? l t dir pid
+  cat "$T/demo.out"
+  [ $rc -eq 0 ] || { echo "exit status $rc"; return 1; }
+  l=$(sed -n 's/^== leader: worker \([0-9]*\) of nginx [0-9]*, token \([0-9]*\).*/\1 \2/p' "$T/demo.out")
+  t=$(sed -n 's/^== takeover: worker \([0-9]*\) of nginx [0-9]*, token \([0-9]*\).*/\1 \2/p' "$T/demo.out")
+  [ -n "$l" ] && [ -n "$t" ] || { echo "no leader or no takeover line"; return 1; }
+  [ "${l% *}" != "${t% *}" ] && [ "${t#* }" -gt "${l#* }" ] || { echo "takeover $t after $l"; return 1; }
+  dir=$(sed -n 's/.*one SQLite file: \(.*\)\/data\/gomaster.db$/\1/p' "$T/demo.out")
+  [ -n "$dir" ] && [ ! -e "$dir" ] || { echo "$dir left behind"; return 1; }
+  for pid in $(sed -n 's/.*master process \([0-9]*\), workers \(.*\)/\1 \2/p' "$T/demo.out"); do
+    if grep -q nginx "/proc/$pid/cmdline" 2>/dev/null; then echo "nginx $pid still runs"; return 1; fi
+  done
+}
+if command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ]; then
+  check "make openresty-demo: a leader, a takeover by another worker, every nginx stopped, its directory removed" \
+    openresty_demo
+else
+  echo "not ok - nginx is not installed (sh scripts/deps.sh openresty)"
+  failed=$((failed + 1))
 fi
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
