@@ -7,7 +7,7 @@
 #   nothing and `make install` rebuilds no object;
 # - luarocks make (Debian's luarocks, offline) with -Werror, for its default
 #   Lua (5.1) and for 5.4: the rock loads (also the 5.1 rock in LuaJIT) and
-#   its command runs;
+#   its command runs; the API spec passes under lua5.1;
 # - make demo needs only the demo's packages;
 # - make openresty-demo shows a leader and a takeover and leaves nothing.
 # Ends with "N passed, N failed".
@@ -122,6 +122,9 @@ else
   echo "not ok - luarocks is not installed (scripts/deps.sh installs it)"
   failed=$((failed + 1))
 fi
+# the API spec under PUC Lua 5.1 (spec/helper.lua picks build/5.1)
+check "make LUA=5.1 WERROR=1 module" make -s LUA=5.1 WERROR=1 module
+check "... busted --lua=lua5.1 spec/unit passes" busted --lua=lua5.1 -o TAP spec/unit
 
 # ---- make demo needs a compiler, Lua 5.4 and SQLite, nothing of the tests
 demo_ok() {
