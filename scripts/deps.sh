@@ -51,7 +51,7 @@ fi
 echo "gomaster: installing$missing"
 export DEBIAN_FRONTEND=noninteractive
 updated=0
-for try in 1 2 3 4 5 6; do
+for _ in 1 2 3 4 5 6; do
   # shellcheck disable=SC2086
   if apt-get install -y -q --no-install-recommends $missing >/tmp/gomaster-apt.log 2>&1; then exit 0; fi
   if [ $updated = 0 ]; then apt-get update -q >/dev/null 2>&1 || true; updated=1; fi

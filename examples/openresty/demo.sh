@@ -66,9 +66,9 @@ spare_port() {
 # Instance i: the example's nginx.conf with this checkout's paths, a port of
 # its own and nginx's temporary files under its prefix.
 start() {
-  local i=$1 p=$DIR/nginx$1 try
+  local i=$1 p=$DIR/nginx$1
   mkdir -p "$p/logs"
-  for try in 1 2 3 4 5; do
+  for _ in 1 2 3 4 5; do
     PORT[$i]=$(spare_port)
     sed -e "s|/usr/lib/nginx/modules|$MODULES|" \
       -e "s|/etc/nginx/lua/?.lua|$ROOT/examples/openresty/?.lua|" \
