@@ -53,7 +53,17 @@ typedef struct {
   int lock_fd;
   pid_t lock_pid;
   int64_t holder; /* (inode << SLOT_BITS) | byte, or -1 */
+  /* The database's directory (see "Deleted files" below): made by the
+   * first open, closed by sq_free_cfg or in a forked child. (mu) */
+  int dir_fd;
+  pid_t dir_pid;
+  int64_t set_key; /* the file set of the last connection, 0: none */
+  int set_multi;   /* this object has had connections on two file sets */
 } sq_cfg;
+
+/* The files a connection has open: the database, -wal, -shm. */
+enum { SET_DB, SET_WAL, SET_SHM, SET_N };
+static const char *const set_suffix[SET_N] = {"", "-wal", "-shm"};
 
 typedef struct {
   sq_cfg *cfg;
@@ -62,6 +72,14 @@ typedef struct {
   sqlite3_stmt *take_dead, *data_version;
   int64_t version; /* PRAGMA data_version at the last changed(); -1 */
   char boot_id[40];
+  /* Identity of the files opened, from open on: have[i] == 0 when file i
+   * was not there (an in-memory database, no WAL). */
+  char *real; /* the database's absolute path; NULL: nothing to check */
+  int have[SET_N];
+  dev_t dev[SET_N];
+  ino_t ino[SET_N];
+  int64_t set_key;     /* this connection's file set */
+  int64_t stale_since; /* boot µs when an older file set was first seen */
 } sq_conn;
 
 static const char *const sq_keys[] = {"url", "path", "table", "busy_timeout",
@@ -91,6 +109,7 @@ static int sq_parse(const gm_kv *kv, size_t n, void **out, gm_error *err) {
   pthread_mutex_init(&c->mu, NULL);
   c->lock_fd = -1;
   c->holder = -1;
+  c->dir_fd = -1;
   *out = c;
   return GM_OK;
 }
@@ -99,6 +118,7 @@ static void sq_free_cfg(void *p) {
   sq_cfg *c = p;
   if (!c) return;
   if (c->lock_fd >= 0) close(c->lock_fd); /* the kernel drops our byte */
+  if (c->dir_fd >= 0) close(c->dir_fd);   /* and our file-set bytes */
   pthread_mutex_destroy(&c->mu);
   free(c->path);
   free(c);
@@ -144,6 +164,7 @@ static void sq_close(void *p) {
   sqlite3_finalize(s->take_dead);
   sqlite3_finalize(s->data_version);
   sqlite3_close_v2(s->db);
+  free(s->real);
   free(s);
 }
 
@@ -204,6 +225,147 @@ static int64_t take_slot(sq_cfg *c) {
   int64_t h = c->holder;
   pthread_mutex_unlock(&c->mu);
   return h;
+}
+
+/* ---- Deleted files -------------------------------------------------------
+ *
+ * A clean-up job or an operator may delete the database, -wal and -shm
+ * under running nodes. Connections that have them open keep using the
+ * unlinked files while new ones make new files with a token from 1: two
+ * masters. So each connection keeps the identity (device, inode) of the
+ * files it opened and compares it with what the path names now on every
+ * read, renewal and grant: a master steps down at once ("lost": renew is
+ * GM_NOT) and every connection is reopened (observe is GM_ERR, which
+ * reports the path through on_error).
+ *
+ * A node on the new files must not be granted a lock before whoever may
+ * be master on the old ones has stopped believing it. Each backend object
+ * keeps a read lock on one byte of the database's directory per file set
+ * it has connected to (the byte tells the set: a hash of the three
+ * inodes). Before creating a lock's row, a connection looks for bytes of
+ * other sets of the same path, held by other processes or other backend
+ * objects (or its own object's earlier set): while there are some, it
+ * grants no new row before one lease after it first saw them. The old
+ * master's last renewal passed its identity check before the files went,
+ * so its belief ends within D < L of it. A directory that cannot be
+ * opened, or a database whose directory entry was replaced together with
+ * the directory itself, goes without this wait. */
+
+#define SET_KEY_BITS 40
+
+static uint64_t mix64(uint64_t h, uint64_t v) {
+  h ^= v + 0x9e3779b97f4a7c15ull + (h << 6) + (h >> 2);
+  h ^= h >> 31;
+  h *= 0xbf58476d1ce4e5b9ull;
+  return h ^ (h >> 29);
+}
+
+/* The directory's region for this database's name: 2^SET_KEY_BITS bytes. */
+static off_t set_base(const char *real) {
+  const char *base = strrchr(real, '/');
+  uint64_t h = 1469598103934665603ull;
+  for (const char *p = base ? base + 1 : real; *p; p++)
+    h = (h ^ (unsigned char)*p) * 1099511628211ull;
+  return (off_t)((h & 0xffff) << (SET_KEY_BITS + 4));
+}
+
+/* GM_OK when every file recorded at open is still what its path names;
+ * else GM_ERR saying which one is gone or replaced. */
+static int files_moved(sq_conn *s, gm_error *err) {
+  if (!s->real) return GM_OK;
+  int moved = 0;
+  sqlite3_file_control(s->db, "main", SQLITE_FCNTL_HAS_MOVED, &moved);
+  for (int i = 0; i < SET_N; i++) {
+    struct stat st;
+    char path[PATH_MAX + 8];
+    if (!s->have[i] && !(i == SET_DB && moved)) continue;
+    snprintf(path, sizeof path, "%s%s", s->real, set_suffix[i]);
+    int gone = stat(path, &st) != 0;
+    if (gone || (i == SET_DB && moved) || st.st_dev != s->dev[i] ||
+        st.st_ino != s->ino[i]) {
+      gm_seterr(err, GM_E_DB,
+                "sqlite: '%s' %s while this node had it open (deleted or "
+                "replaced): a master steps down; reopening",
+                path, gone ? "is gone" : "names another file");
+      return GM_ERR;
+    }
+  }
+  return GM_OK;
+}
+
+/* Records the identity of the connection's files and marks its file set in
+ * the directory. Called at the end of open, when WAL has made -wal/-shm. */
+static int files_record(sq_conn *s, gm_error *err) {
+  sq_cfg *c = s->cfg;
+  s->real = realpath(c->path, NULL);
+  if (!s->real) return GM_OK; /* in memory, or no file to check */
+  uint64_t key = 0;
+  for (int i = 0; i < SET_N; i++) {
+    struct stat st;
+    char path[PATH_MAX + 8];
+    snprintf(path, sizeof path, "%s%s", s->real, set_suffix[i]);
+    s->have[i] = stat(path, &st) == 0;
+    s->dev[i] = s->have[i] ? st.st_dev : 0;
+    s->ino[i] = s->have[i] ? st.st_ino : 0;
+    key = mix64(mix64(key, (uint64_t)s->dev[i]), (uint64_t)s->ino[i]);
+  }
+  if (files_moved(s, err) != GM_OK) return GM_ERR; /* gone while opening */
+  s->set_key = (int64_t)(key & ((1ull << SET_KEY_BITS) - 1));
+  pthread_mutex_lock(&c->mu);
+  if (c->dir_fd >= 0 && c->dir_pid != getpid()) {
+    close(c->dir_fd); /* the parent's description: its bytes stay its own */
+    c->dir_fd = -1;
+    c->set_key = 0;
+    c->set_multi = 0;
+  }
+  if (c->dir_fd < 0) {
+    char *slash = strrchr(s->real, '/');
+    char dir[PATH_MAX];
+    snprintf(dir, sizeof dir, "%.*s", slash && slash != s->real
+             ? (int)(slash - s->real) : 1, slash ? s->real : ".");
+    c->dir_fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    c->dir_pid = getpid();
+  }
+  struct flock fl = {.l_type = F_RDLCK, .l_whence = SEEK_SET,
+                     .l_start = set_base(s->real) + s->set_key, .l_len = 1};
+  if (c->dir_fd >= 0 && fcntl(c->dir_fd, F_OFD_SETLK, &fl) == 0) {
+    if (c->set_key && c->set_key != s->set_key) c->set_multi = 1;
+    c->set_key = s->set_key;
+  }
+  pthread_mutex_unlock(&c->mu);
+  return GM_OK;
+}
+
+/* GM_NOT while a new row must wait: other file sets of this path are still
+ * open (see above) and one lease has not passed since this connection
+ * first saw them. */
+static int files_wait_old(sq_conn *s, int64_t lease_us, gm_error *err) {
+  sq_cfg *c = s->cfg;
+  if (!s->real) return GM_OK;
+  pthread_mutex_lock(&c->mu);
+  int fd = c->dir_pid == getpid() ? c->dir_fd : -1;
+  int old = c->set_multi;
+  pthread_mutex_unlock(&c->mu);
+  if (fd < 0) return GM_OK;
+  off_t base = set_base(s->real), mine = base + s->set_key;
+  struct flock below = {.l_type = F_WRLCK, .l_whence = SEEK_SET,
+                        .l_start = base, .l_len = mine - base};
+  struct flock above = {.l_type = F_WRLCK, .l_whence = SEEK_SET,
+                        .l_start = mine + 1,
+                        .l_len = base + (1ll << SET_KEY_BITS) - mine - 1};
+  if (!old && (below.l_len == 0 || (fcntl(fd, F_OFD_GETLK, &below) == 0 &&
+                                    below.l_type == F_UNLCK)) &&
+      (above.l_len == 0 || (fcntl(fd, F_OFD_GETLK, &above) == 0 &&
+                            above.l_type == F_UNLCK)))
+    return GM_OK;
+  int64_t now = boot_us();
+  if (!s->stale_since) s->stale_since = now;
+  if (now - s->stale_since >= lease_us) return GM_OK;
+  gm_seterr(err, GM_E_DB,
+            "sqlite: '%s' was made anew while nodes still have the previous "
+            "files open: no new grant before one lease",
+            s->real);
+  return GM_NOT;
 }
 
 static int sq_open(const void *p, void **out, gm_error *err) {
@@ -316,6 +478,10 @@ static int sq_open(const void *p, void **out, gm_error *err) {
     sq_close(s);
     return GM_ERR;
   }
+  if (files_record(s, err) != GM_OK) {
+    sq_close(s);
+    return GM_ERR;
+  }
   take_slot(c); /* before campaigning, and to check other holders' bytes */
   *out = s;
   return GM_OK;
@@ -346,6 +512,7 @@ static int sq_observe(void *p, const char *name, gm_row *out, gm_error *err) {
   sq_conn *s = p;
   sqlite3_stmt *st = s->observe;
   memset(out, 0, sizeof *out);
+  if (files_moved(s, err) != GM_OK) return GM_ERR;
   bind_text(st, 1, name);
   int rc = sqlite3_step(st);
   out->now = boot_us();
@@ -378,6 +545,9 @@ static int sq_observe(void *p, const char *name, gm_row *out, gm_error *err) {
 
 static int acquire_with(sq_conn *s, sqlite3_stmt *st, const gm_acquire_req *q,
                         int64_t dead, gm_row *out, gm_error *err) {
+  if (files_moved(s, err) != GM_OK) return GM_ERR;
+  if (!q->expect_exists && files_wait_old(s, q->lease_us, err) != GM_OK)
+    return GM_NOT;
   int64_t now = boot_us();
   uint64_t base = q->min_token;
   if (q->expect_exists && q->expect_token > base) base = q->expect_token;
@@ -457,6 +627,7 @@ static int sq_renew(void *p, const char *name, const char *owner,
                     uint64_t token, int64_t lease_us, gm_row *out,
                     gm_error *err) {
   sq_conn *s = p;
+  if (files_moved(s, err) != GM_OK) return GM_NOT; /* lost: step down */
   sqlite3_stmt *st = s->renew;
   int64_t now = boot_us();
   memset(out, 0, sizeof *out);
