@@ -794,6 +794,82 @@ static void test_wakeup_reconnect(void) {
   close_conn(cfg2, conn2);
 }
 
+/* ---- tables made beforehand --------------------------------------------- */
+
+#define PREMADE_COLUMNS(times, token, owner)                                  \
+  " (name VARBINARY(191) NOT NULL PRIMARY KEY, owner " owner                  \
+  " NOT NULL DEFAULT '', token " token " NOT NULL,"                           \
+  " version VARCHAR(127) NOT NULL DEFAULT '', acquired_at " times             \
+  " NOT NULL, renewed_at " times " NOT NULL, expires_at " times " NOT NULL"
+
+/* Opens table (made by sql_text first); GM_OK or GM_ERR with err. */
+static int open_premade(const char *table, const char *sql_text,
+                        gm_error *err) {
+  char text[2048], drop[128];
+  void *cfg, *conn;
+  snprintf(drop, sizeof drop, "DROP TABLE IF EXISTS %s;", table);
+  snprintf(text, sizeof text, "%s CREATE TABLE %s %s", drop, table, sql_text);
+  if (sql(text, NULL, 0) != GM_OK) {
+    gm_seterr(err, GM_E_DB, "the test could not make table %s", table);
+    return -1;
+  }
+  int rc = open_with("table", table, &cfg, &conn, err);
+  if (rc == GM_OK) {
+    char name[128];
+    gm_row r;
+    lock_name(name, sizeof name, "premade");
+    gm_acquire_req a = req(name, "node-a", 0, 0, 0, 5000000);
+    rc = ops->acquire(conn, &a, &r, err);
+    if (rc == GM_OK)
+      rc = ops->renew(conn, name, "node-a", r.token, 5000000, &r, err);
+  }
+  close_conn(cfg, conn);
+  sql(drop, NULL, 0);
+  return rc;
+}
+
+static void test_premade_tables(void) {
+  static const struct {
+    const char *table, *columns, *names, *expects, *what;
+  } refused[] = {
+      {"gm_ctest_seconds",
+       PREMADE_COLUMNS("DATETIME", "BIGINT UNSIGNED", "VARBINARY(127)") ")",
+       "column 'acquired_at'", "DATETIME(6)", "whole-second DATETIME columns"},
+      {"gm_ctest_ts3",
+       PREMADE_COLUMNS("TIMESTAMP(3)", "BIGINT UNSIGNED", "VARBINARY(127)")
+       ")", "column 'acquired_at'", "TIMESTAMP(6)", "TIMESTAMP(3) columns"},
+      {"gm_ctest_int",
+       PREMADE_COLUMNS("DATETIME(6)", "INT UNSIGNED", "VARBINARY(127)") ")",
+       "column 'token'", "BIGINT", "a 32-bit token"},
+      {"gm_ctest_narrow",
+       PREMADE_COLUMNS("DATETIME(6)", "BIGINT UNSIGNED", "VARCHAR(20)") ")",
+       "column 'owner'", "VARBINARY(127)", "an owner too narrow for an id"},
+  };
+  gm_error err;
+  for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
+    int rc = open_premade(refused[i].table, refused[i].columns, &err);
+    check(rc == GM_ERR && strstr(err.msg, refused[i].names) &&
+              strstr(err.msg, refused[i].expects),
+          "a table with %s is refused naming the column and the type: %s",
+          refused[i].what, err.msg);
+  }
+  int rc = open_premade("gm_ctest_premade",
+                        PREMADE_COLUMNS("TIMESTAMP(6)", "BIGINT",
+                                        "VARCHAR(200)") ")",
+                        &err);
+  check(rc == GM_OK, "a right table made beforehand (TIMESTAMP(6), BIGINT, "
+                     "VARCHAR) is used: %s",
+        rc == GM_OK ? "" : err.msg);
+  rc = open_premade("gm_ctest_extra",
+                    PREMADE_COLUMNS("DATETIME(6)", "BIGINT UNSIGNED",
+                                    "VARBINARY(127)")
+                    ", note TEXT NULL, created DATETIME NULL,"
+                    " hits INT NOT NULL DEFAULT 0)",
+                    &err);
+  check(rc == GM_OK, "a table with someone else's extra columns is used: %s",
+        rc == GM_OK ? "" : err.msg);
+}
+
 int main(void) {
   const char *u = getenv("GOMASTER_TEST_MYSQL_URL");
   gm_error err;
@@ -827,6 +903,7 @@ int main(void) {
   close_conn(cfg, conn);
   close_conn(cfg2, conn2);
   test_custom_table();
+  test_premade_tables();
   test_thread();
   test_wakeup();
   test_wakeup_no_spin();
