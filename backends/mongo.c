@@ -394,6 +394,22 @@ static void set_describe(mongo_cfg *cfg, const char *url) {
   scrub(cfg, cfg->describe, sizeof cfg->describe);
 }
 
+/* The lease needs each write's own result (design point 3): a URL whose
+ * write concern asks for no acknowledgement (w=0, w=-1, with or without
+ * journal=false) is refused, naming the option. */
+static int check_acknowledged(const mongoc_uri_t *uri, gm_error *err) {
+  const mongoc_write_concern_t *wc = mongoc_uri_get_write_concern(uri);
+  if (mongoc_write_concern_is_acknowledged(wc)) return GM_OK;
+  gm_seterr(err, GM_E_ARG,
+            "mongodb backend: option 'w=%d'%s makes writes unacknowledged: a "
+            "grant or renewal could fail unseen (leave 'w' out for "
+            "w=majority, or give w=1 or more)",
+            (int)mongoc_write_concern_get_w(wc),
+            mongoc_write_concern_journal_is_set(wc) ? " with 'journal=false'"
+                                                    : "");
+  return GM_ERR;
+}
+
 static int mongo_parse(const gm_kv *opts, size_t n, void **out,
                        gm_error *err) {
   const char *url = gm_kv_get(opts, n, "url");
@@ -431,6 +447,7 @@ static int mongo_parse(const gm_kv *opts, size_t n, void **out,
     if (err) scrub(cfg, err->msg, sizeof err->msg);
     goto fail;
   }
+  if (check_acknowledged(cfg->uri, err)) goto fail;
   const char *kp = mongoc_uri_get_option_as_utf8(
       cfg->uri, MONGOC_URI_TLSCERTIFICATEKEYFILEPASSWORD, NULL);
   if (kp && !(cfg->secrets[2] = strdup(kp))) goto nomem;

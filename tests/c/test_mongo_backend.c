@@ -256,6 +256,23 @@ static void test_parse_errors(void) {
   rc = parse_url("mongodb://127.0.0.1:1/db?write_concern=0", &cfg, &err);
   check(rc == GM_ERR && strstr(err.msg, "write_concern"),
         "write_concern=0 is refused naming it: %s", err.msg);
+  static const char *const unacknowledged[] = {
+      "w=0", "W=0", "w=0&journal=false", "journal=false&w=-1",
+      "w=0&wtimeoutMS=100&write_concern=majority"};
+  for (size_t i = 0; i < sizeof unacknowledged / sizeof *unacknowledged;
+       i++) {
+    char u[160];
+    snprintf(u, sizeof u, "mongodb://127.0.0.1:1/db?%s", unacknowledged[i]);
+    rc = parse_url(u, &cfg, &err);
+    check(rc == GM_ERR && err.code == GM_E_ARG && strstr(err.msg, "'w=") &&
+              strstr(err.msg, "unacknowledged"),
+          "unacknowledged writes (%s) are refused naming 'w': %s",
+          unacknowledged[i], err.msg);
+  }
+  rc = parse_url("mongodb://127.0.0.1:1/db?w=1&journal=false", &cfg, &err);
+  check(rc == GM_OK, "w=1&journal=false (acknowledged) is accepted: %s",
+        rc == GM_OK ? "" : err.msg);
+  if (rc == GM_OK) ops->free_cfg(cfg);
   rc = parse_url("mongodb://127.0.0.1:1/db?read_concern=snapshot", &cfg, &err);
   check(rc == GM_ERR && strstr(err.msg, "read_concern"),
         "read_concern=snapshot is refused naming it: %s", err.msg);
