@@ -1034,25 +1034,37 @@ static int mongo_complete(void *p, const char *name, const char *owner,
   return found ? GM_OK : GM_NOT;
 }
 
-/* Whoever holds it: owner '', token + 1 (fencing off the holder), expired at
- * the server's now. *out is the document after, its now the expiry. */
-static int mongo_force_release(void *p, const char *name, gm_row *out,
-                               gm_error *err) {
+static int mongo_observe(void *p, const char *name, gm_row *out,
+                         gm_error *err);
+
+/* Whoever holds it: owner '', token + 1 (fencing off the holder), the old
+ * lease kept unless now (see backend.h). *out is the document as read
+ * after it, with the server's now. */
+static int mongo_force_release(void *p, const char *name, int now,
+                               gm_row *out, gm_error *err) {
   mongo_conn *c = p;
+  bson_t *expiry =
+      now ? BCON_NEW("e", BCON_UTF8("$$NOW"))
+          : BCON_NEW("e", "{", "$cond", "[", "{", "$lte", "[",
+                     BCON_UTF8("$expires_at"), BCON_UTF8("$$NOW"), "]", "}",
+                     BCON_UTF8("$$NOW"), BCON_UTF8("$expires_at"), "]", "}");
+  bson_iter_t e;
+  bson_iter_init_find(&e, expiry, "e");
   bson_t *pipeline = BCON_NEW(
       "0", "{", "$set", "{", "owner", BCON_UTF8(""), "token", "{", "$add",
       "[", BCON_UTF8("$token"), BCON_INT64(1), "]", "}", "expires_at",
-      BCON_UTF8("$$NOW"), "}", "}");
+      BCON_ITER(&e), "}", "}");
+  bson_destroy(expiry);
   int found;
   gm_row row;
-  int rc = find_and_modify(c, "force release",
-                           BCON_NEW("_id", BCON_UTF8(name)), pipeline, 0,
-                           &found, &row, err);
+  int rc = find_and_modify(
+      c, "force release",
+      BCON_NEW("_id", BCON_UTF8(name), "token", "{", "$lt",
+               BCON_INT64(INT64_MAX), "}"),
+      pipeline, 0, &found, &row, err);
   if (rc != GM_OK) return rc;
   if (!found) return GM_NOT;
-  row.now = row.expires_at;
-  *out = row;
-  return GM_OK;
+  return mongo_observe(p, name, out, err); /* for the server's now */
 }
 
 /* The server's clock from isMaster's localTime (for a lock with no

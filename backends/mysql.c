@@ -345,9 +345,11 @@ static const char *const sql[NSTMT] = {
     [S_COMPLETE] = "UPDATE `%s` SET done_at = " NOW ", done_by = owner, "
                    "done_token = token, result = ? "
                    "WHERE name = ? AND owner = ? AND token = ?",
-    /* name: whoever holds it; token + 1 fences the old holder off */
+    /* now, name: whoever holds it; token + 1 fences the old holder off;
+     * the old lease stays unless now (see backend.h) */
     [S_FORCE] = "UPDATE `%s` SET owner = '', token = token + 1, "
-                "expires_at = " NOW " WHERE name = ?",
+                "expires_at = IF(? <> 0, " NOW ", GREATEST(expires_at, " NOW
+                ")) WHERE name = ? AND token < 9223372036854775807",
     /* the user lock's name: never waits (a waiter may hold it an instant) */
     [S_ULOCK] = "SELECT GET_LOCK(?, 0)",
     [S_UNLOCK] = "SELECT RELEASE_LOCK(?)",
@@ -1168,13 +1170,15 @@ static int my_complete(void *p, const char *name, const char *owner,
   return affected == 1 ? GM_OK : GM_NOT;
 }
 
-static int my_force_release(void *p, const char *name, gm_row *out,
+static int my_force_release(void *p, const char *name, int now, gm_row *out,
                             gm_error *err) {
   myconn *c = p;
   params in = {0};
   uint64_t affected;
+  int64_t at_once = now != 0;
 
   if (check_len("lock name", name, LOCK_NAME_LEN, err)) return GM_ERR;
+  p_i64(&in, &at_once);
   p_str(&in, name);
   int rc = run_write(c, S_FORCE, &in, "force release", &affected, NULL, err);
   if (rc != GM_OK) return rc;

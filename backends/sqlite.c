@@ -442,8 +442,10 @@ static int sq_open(const void *p, void **out, gm_error *err) {
            " result = ?5 WHERE name = ?2 AND owner = ?3 AND token = ?4",
            &s->complete, err) ||
       prep(s, c->table,
-           "UPDATE %s SET owner = '', token = token + 1, expires_at = ?1"
-           " WHERE name = ?2",
+           "UPDATE %s SET owner = '', token = token + 1,"
+           " expires_at = CASE WHEN ?3 = 0 AND boot_id = ?4"
+           " AND expires_at > ?1 THEN expires_at ELSE ?1 END"
+           " WHERE name = ?2 AND token < 9223372036854775807",
            &s->force, err) ||
       prep(s, c->table,
            "INSERT INTO %s (name, owner, token, version, acquired_at,"
@@ -707,12 +709,14 @@ static int sq_complete(void *p, const char *name, const char *owner,
   return run_write(s, st, "complete", err);
 }
 
-static int sq_force_release(void *p, const char *name, gm_row *out,
+static int sq_force_release(void *p, const char *name, int now, gm_row *out,
                             gm_error *err) {
   sq_conn *s = p;
   sqlite3_stmt *st = s->force;
   sqlite3_bind_int64(st, 1, boot_us());
   bind_text(st, 2, name);
+  sqlite3_bind_int(st, 3, now != 0);
+  bind_text(st, 4, s->boot_id);
   int rc = run_write(s, st, "release", err);
   if (rc != GM_OK) return rc;
   return sq_observe(p, name, out, err);
