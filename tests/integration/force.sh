@@ -84,7 +84,8 @@ run_backend() {
   has start "${log[1]}" && ! has start "${log[0]}" && a=1 b=0
   # let the follower watch a few renewals first, as in production
   sleep 0.6
-  local out rc
+  local out rc t_rel
+  t_rel=$(now)
   out=$("$GM" release --backend "$url" --name "$name" --force 2>&1)
   rc=$?
   echo "# $out"
@@ -100,7 +101,7 @@ run_backend() {
   end1=$(field end "${log[$a]}")
   start2=$(field start "${log[$b]}")
   if [ -n "$end1" ] && [ -n "$start2" ]; then
-    echo "# [$tag] first CMD ended $end1, second started $start2 ($(calc "$start2 - $end1") s later)"
+    echo "# [$tag] release --force at $t_rel; first CMD ended $(calc "$end1 - $t_rel") s after it, second started $(calc "$start2 - $t_rel") s after it"
     check "[$tag] the second CMD started after the first one ended" \
       test "$(calc "$start2 > $end1")" = 1
   else
@@ -112,6 +113,30 @@ run_backend() {
   wait "${pid[$b]}" 2>/dev/null
 }
 
+# --now: the lease ends at once (the docs say it breaks the guarantee).
+now_test() {
+  local url="sqlite://$T/now.db" name="now-$$" log="$T/now.log" p out rc
+  : >"$log"
+  "$GM" exec --backend "$url" --name "$name" --lease $LEASE -- \
+    "$T/cmd.sh" "$log" 2>>"$T/now.err" &
+  p=$!
+  bg_pids="$bg_pids $p"
+  wait_until 15 has start "$log"
+  out=$("$GM" release --backend "$url" --name "$name" --force --now 2>&1)
+  rc=$?
+  echo "# $out"
+  check "[sqlite] release --force --now exits 0 and the lock is free at once" \
+    test $rc -eq 0 -a -z "$(echo "$out" | grep -F "free in")"
+  out=$("$GM" status --backend "$url" --name "$name" --json)
+  check "[sqlite] ... status shows no live lease ($out)" \
+    test -n "$(echo "$out" | grep -E '"live": ?false')"
+  wait_until 10 gone "$p" || kill -KILL "$p" 2>/dev/null
+  wait "$p"
+  rc=$?
+  check "[sqlite] ... and the old holder's exec exits 124, got $rc" test $rc -eq 124
+}
+
+now_test
 run_backend sqlite "sqlite://$T/force.db"
 [ -n "${GOMASTER_TEST_MYSQL_URL:-}" ] && run_backend mysql "$GOMASTER_TEST_MYSQL_URL"
 [ -n "${GOMASTER_TEST_MONGO_URL:-}" ] && run_backend mongo "$GOMASTER_TEST_MONGO_URL"
