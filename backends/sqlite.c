@@ -368,6 +368,39 @@ static int files_wait_old(sq_conn *s, int64_t lease_us, gm_error *err) {
   return GM_NOT;
 }
 
+/* Columns that hold integers (µs, tokens, the holder): a table made
+ * beforehand must give them INTEGER affinity (a declared type containing
+ * "INT"), or SQLite would keep tokens and times as REAL or TEXT. Missing
+ * columns fail the statements' prepare, naming them; other and extra
+ * columns are not checked. A new integer column is one line here. */
+static const char *const int_columns[] = {
+    "token",   "acquired_at", "renewed_at", "expires_at",
+    "done_at", "done_token",  "holder",     NULL};
+
+static int check_columns(sq_conn *s, gm_error *err) {
+  sqlite3_stmt *st;
+  char sql[128];
+  snprintf(sql, sizeof sql, "PRAGMA table_info(%s)", s->cfg->table);
+  if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK)
+    return db_err(s, "reading the columns", err);
+  int rc = GM_OK;
+  while (rc == GM_OK && sqlite3_step(st) == SQLITE_ROW) {
+    const char *name = (const char *)sqlite3_column_text(st, 1);
+    const char *type = (const char *)sqlite3_column_text(st, 2);
+    for (int i = 0; name && int_columns[i]; i++)
+      if (sqlite3_stricmp(name, int_columns[i]) == 0 &&
+          !(type && sqlite3_strlike("%INT%", type, 0) == 0)) {
+        gm_seterr(err, GM_E_DB,
+                  "sqlite: table '%s' cannot keep the lease: column '%s' is "
+                  "declared '%.32s'; expected INTEGER",
+                  s->cfg->table, name, type ? type : "");
+        rc = GM_ERR;
+      }
+  }
+  sqlite3_finalize(st);
+  return rc;
+}
+
 static int sq_open(const void *p, void **out, gm_error *err) {
   sq_cfg *c = (sq_cfg *)p; /* only its lock fields change, under c->mu */
   sq_conn *s = calloc(1, sizeof *s);
@@ -480,7 +513,7 @@ static int sq_open(const void *p, void **out, gm_error *err) {
     sq_close(s);
     return GM_ERR;
   }
-  if (files_record(s, err) != GM_OK) {
+  if (check_columns(s, err) != GM_OK || files_record(s, err) != GM_OK) {
     sq_close(s);
     return GM_ERR;
   }

@@ -102,6 +102,49 @@ static void test_force_token_limit(void *a) {
   gm_backend_unref(b);
 }
 
+/* A table made beforehand: integer columns must be integers; extra
+ * columns are someone else's. */
+static void test_premade_tables(void) {
+  static const struct {
+    const char *table, *token_type, *extra;
+    int ok;
+  } cases[] = {
+      {"gm_real", "REAL", "", 0},
+      {"gm_text", "TEXT", "", 0},
+      {"gm_bigint", "BIGINT", ", note TEXT, hits INTEGER DEFAULT 0", 1},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    char sql[768];
+    snprintf(sql, sizeof sql,
+             "CREATE TABLE %s (name TEXT PRIMARY KEY, owner TEXT NOT NULL"
+             " DEFAULT '', token %s NOT NULL, version TEXT NOT NULL DEFAULT"
+             " '', acquired_at INTEGER NOT NULL, renewed_at INTEGER NOT NULL,"
+             " expires_at INTEGER NOT NULL, boot_id TEXT NOT NULL, done_at"
+             " INTEGER NOT NULL DEFAULT 0, done_by TEXT NOT NULL DEFAULT '',"
+             " done_token INTEGER NOT NULL DEFAULT 0, result TEXT NOT NULL"
+             " DEFAULT ''%s)",
+             cases[i].table, cases[i].token_type, cases[i].extra);
+    gm_kv kv[] = {{"path", path}, {"table", cases[i].table}};
+    void *cfg = NULL, *conn = NULL;
+    gm_error err = {0};
+    int rc = edit(sql);
+    if (rc == GM_OK) rc = ops->parse(kv, 2, &cfg, &err);
+    if (rc == GM_OK) rc = ops->open(cfg, &conn, &err);
+    if (cases[i].ok)
+      check(rc == GM_OK, "a table made beforehand with token %s and extra "
+                         "columns is used %s",
+            cases[i].token_type, err.msg);
+    else
+      check(rc == GM_ERR && strstr(err.msg, "column 'token'") &&
+                strstr(err.msg, "INTEGER"),
+            "a table made beforehand with token %s is refused naming the "
+            "column: %s",
+            cases[i].token_type, err.msg);
+    if (conn) ops->close(conn);
+    if (cfg) ops->free_cfg(cfg);
+  }
+}
+
 int main(void) {
   char dir[] = "/tmp/gm-sqlite-test.XXXXXX";
   if (!mkdtemp(dir)) {
@@ -119,6 +162,7 @@ int main(void) {
   if (rc == GM_OK) {
     test_force_keeps_lease(a, b);
     test_force_token_limit(a);
+    test_premade_tables();
   }
   if (a) ops->close(a);
   if (b) ops->close(b);
