@@ -57,8 +57,16 @@ typedef struct {
    * first open, closed by sq_free_cfg or in a forked child. (mu) */
   int dir_fd;
   pid_t dir_pid;
-  int64_t set_key; /* the file set of the last connection, 0: none */
-  int set_multi;   /* this object has had connections on two file sets */
+  off_t set_base;   /* this database's region of the directory's bytes */
+  int64_t lease_us; /* the longest lease granted through this object */
+  /* The file sets this object's connections are on, or were on less than
+   * a lease ago: their bytes stay locked. */
+  struct {
+    int64_t key;
+    int conns;
+    int64_t idle_since; /* boot µs when conns became 0 */
+  } sets[8];
+  int nsets;
 } sq_cfg;
 
 /* The files a connection has open: the database, -wal, -shm. */
@@ -78,9 +86,12 @@ typedef struct {
   int have[SET_N];
   dev_t dev[SET_N];
   ino_t ino[SET_N];
-  int64_t set_key;     /* this connection's file set */
+  int64_t set_key;     /* this connection's file set, counted in cfg->sets */
+  pid_t counted;       /* the process that counted set_key in cfg->sets */
   int64_t stale_since; /* boot µs when an older file set was first seen */
 } sq_conn;
+
+static void files_forget(sq_conn *s);
 
 static const char *const sq_keys[] = {"url", "path", "table", "busy_timeout",
                                       NULL};
@@ -164,6 +175,7 @@ static void sq_close(void *p) {
   sqlite3_finalize(s->take_dead);
   sqlite3_finalize(s->data_version);
   sqlite3_close_v2(s->db);
+  files_forget(s);
   free(s->real);
   free(s);
 }
@@ -241,15 +253,16 @@ static int64_t take_slot(sq_cfg *c) {
  * A node on the new files must not be granted a lock before whoever may
  * be master on the old ones has stopped believing it. Each backend object
  * keeps a read lock on one byte of the database's directory per file set
- * it has connected to (the byte tells the set: a hash of the three
- * inodes). Before creating a lock's row, a connection looks for bytes of
- * other sets of the same path, held by other processes or other backend
- * objects (or its own object's earlier set): while there are some, it
- * grants no new row before one lease after it first saw them. The old
- * master's last renewal passed its identity check before the files went,
- * so its belief ends within D < L of it. A directory that cannot be
- * opened, or a database whose directory entry was replaced together with
- * the directory itself, goes without this wait. */
+ * its connections are on (the byte tells the set: a hash of the three
+ * inodes), until a lease after its last connection on that set closed: a
+ * master's belief ends within D < L of its last renewal, which came
+ * through such a connection. Before creating a lock's row, a connection
+ * looks for bytes of other sets of the same path (held by other processes,
+ * other backend objects or its own): while there are some, it grants no
+ * new row before one lease after it first saw them. The old master's last
+ * renewal passed its identity check before the files went, so its belief
+ * ends within D < L of that. A directory that cannot be opened goes
+ * without this wait. */
 
 #define SET_KEY_BITS 40
 
@@ -269,10 +282,35 @@ static off_t set_base(const char *real) {
   return (off_t)((h & 0xffff) << (SET_KEY_BITS + 4));
 }
 
+/* The index of key in c->sets, or -1. (c->mu held) */
+static int set_find(sq_cfg *c, int64_t key) {
+  for (int i = 0; i < c->nsets; i++)
+    if (c->sets[i].key == key) return i;
+  return -1;
+}
+
+/* Unlocks the sets nobody here has been on for a lease. (c->mu held) */
+static void sets_prune(sq_cfg *c, int64_t now) {
+  for (int i = 0; i < c->nsets;) {
+    if (c->sets[i].conns > 0 || now - c->sets[i].idle_since < c->lease_us) {
+      i++;
+      continue;
+    }
+    struct flock fl = {.l_type = F_UNLCK, .l_whence = SEEK_SET,
+                       .l_start = c->set_base + c->sets[i].key, .l_len = 1};
+    fcntl(c->dir_fd, F_OFD_SETLK, &fl);
+    c->sets[i] = c->sets[--c->nsets];
+  }
+}
+
 /* GM_OK when every file recorded at open is still what its path names;
  * else GM_ERR saying which one is gone or replaced. */
 static int files_moved(sq_conn *s, gm_error *err) {
   if (!s->real) return GM_OK;
+  sq_cfg *c = s->cfg;
+  pthread_mutex_lock(&c->mu); /* and lets go of sets idle for a lease */
+  if (c->dir_pid == getpid() && c->dir_fd >= 0) sets_prune(c, boot_us());
+  pthread_mutex_unlock(&c->mu);
   int moved = 0;
   sqlite3_file_control(s->db, "main", SQLITE_FCNTL_HAS_MOVED, &moved);
   for (int i = 0; i < SET_N; i++) {
@@ -315,8 +353,7 @@ static int files_record(sq_conn *s, gm_error *err) {
   if (c->dir_fd >= 0 && c->dir_pid != getpid()) {
     close(c->dir_fd); /* the parent's description: its bytes stay its own */
     c->dir_fd = -1;
-    c->set_key = 0;
-    c->set_multi = 0;
+    c->nsets = 0;
   }
   if (c->dir_fd < 0) {
     char *slash = strrchr(s->real, '/');
@@ -325,29 +362,54 @@ static int files_record(sq_conn *s, gm_error *err) {
              ? (int)(slash - s->real) : 1, slash ? s->real : ".");
     c->dir_fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     c->dir_pid = getpid();
+    c->set_base = set_base(s->real);
   }
+  sets_prune(c, boot_us());
+  int i = set_find(c, s->set_key);
   struct flock fl = {.l_type = F_RDLCK, .l_whence = SEEK_SET,
-                     .l_start = set_base(s->real) + s->set_key, .l_len = 1};
-  if (c->dir_fd >= 0 && fcntl(c->dir_fd, F_OFD_SETLK, &fl) == 0) {
-    if (c->set_key && c->set_key != s->set_key) c->set_multi = 1;
-    c->set_key = s->set_key;
+                     .l_start = c->set_base + s->set_key, .l_len = 1};
+  if (i < 0 && c->dir_fd >= 0 &&
+      c->nsets < (int)(sizeof c->sets / sizeof c->sets[0]) &&
+      fcntl(c->dir_fd, F_OFD_SETLK, &fl) == 0) {
+    i = c->nsets++;
+    c->sets[i].key = s->set_key;
+    c->sets[i].conns = 0;
+  }
+  if (i >= 0) {
+    c->sets[i].conns++;
+    s->counted = getpid();
   }
   pthread_mutex_unlock(&c->mu);
   return GM_OK;
 }
 
-/* GM_NOT while a new row must wait: other file sets of this path are still
- * open (see above) and one lease has not passed since this connection
- * first saw them. */
-static int files_wait_old(sq_conn *s, int64_t lease_us, gm_error *err) {
+/* At close: the connection's set goes idle when it was the last on it. */
+static void files_forget(sq_conn *s) {
   sq_cfg *c = s->cfg;
-  if (!s->real) return GM_OK;
+  if (s->counted != getpid()) return; /* none, or a forked child's copy */
   pthread_mutex_lock(&c->mu);
-  int fd = c->dir_pid == getpid() ? c->dir_fd : -1;
-  int old = c->set_multi;
+  int i = c->dir_pid == getpid() ? set_find(c, s->set_key) : -1;
+  if (i >= 0 && --c->sets[i].conns == 0) c->sets[i].idle_since = boot_us();
   pthread_mutex_unlock(&c->mu);
-  if (fd < 0) return GM_OK;
-  off_t base = set_base(s->real), mine = base + s->set_key;
+}
+
+/* Before a grant: GM_ERR when the files moved; GM_NOT while a new row must
+ * wait: other file sets of this path are still in use (see above) and one
+ * lease has not passed since this connection first saw them. */
+static int files_before_grant(sq_conn *s, const gm_acquire_req *q,
+                              gm_error *err) {
+  sq_cfg *c = s->cfg;
+  if (files_moved(s, err) != GM_OK) return GM_ERR;
+  if (!s->real) return GM_OK;
+  int64_t now = boot_us();
+  pthread_mutex_lock(&c->mu);
+  if (q->lease_us > c->lease_us) c->lease_us = q->lease_us;
+  int fd = c->dir_pid == getpid() ? c->dir_fd : -1;
+  int old = c->nsets > 1 || (c->nsets == 1 && c->sets[0].key != s->set_key);
+  off_t base = c->set_base;
+  pthread_mutex_unlock(&c->mu);
+  if (fd < 0 || q->expect_exists) return GM_OK;
+  off_t mine = base + s->set_key;
   struct flock below = {.l_type = F_WRLCK, .l_whence = SEEK_SET,
                         .l_start = base, .l_len = mine - base};
   struct flock above = {.l_type = F_WRLCK, .l_whence = SEEK_SET,
@@ -358,9 +420,8 @@ static int files_wait_old(sq_conn *s, int64_t lease_us, gm_error *err) {
       (above.l_len == 0 || (fcntl(fd, F_OFD_GETLK, &above) == 0 &&
                             above.l_type == F_UNLCK)))
     return GM_OK;
-  int64_t now = boot_us();
   if (!s->stale_since) s->stale_since = now;
-  if (now - s->stale_since >= lease_us) return GM_OK;
+  if (now - s->stale_since >= q->lease_us) return GM_OK;
   gm_seterr(err, GM_E_DB,
             "sqlite: '%s' was made anew while nodes still have the previous "
             "files open: no new grant before one lease",
@@ -580,9 +641,8 @@ static int sq_observe(void *p, const char *name, gm_row *out, gm_error *err) {
 
 static int acquire_with(sq_conn *s, sqlite3_stmt *st, const gm_acquire_req *q,
                         int64_t dead, gm_row *out, gm_error *err) {
-  if (files_moved(s, err) != GM_OK) return GM_ERR;
-  if (!q->expect_exists && files_wait_old(s, q->lease_us, err) != GM_OK)
-    return GM_NOT;
+  int ready = files_before_grant(s, q, err);
+  if (ready != GM_OK) return ready;
   int64_t now = boot_us();
   uint64_t base = q->min_token;
   if (q->expect_exists && q->expect_token > base) base = q->expect_token;

@@ -45,5 +45,14 @@ describe("sqlite files deleted under a running master #sqlite", function()
     assert.is_nil(a, a and ("node%d and node%d overlap"):format(a.node, b.node))
     local m = c:master()
     assert.equal(new, m)
+
+    -- a lease after every node left the old files, a new lock is granted
+    -- at once: the old files' marks do not linger
+    local c2 = Cluster.new{ url = "sqlite://" .. c.dir .. "/gomaster.db", lease = L }
+    local t0 = require("gomaster.core").now()
+    local n = c2:spawn()
+    local s2 = c2:wait_for(function() return c2:first_of(n, "start") end, L + 5, "a grant")
+    c2:shutdown()
+    assert.is_true(s2.t - t0 < L, ("a new lock granted %.3f s after start"):format(s2.t - t0))
   end)
 end)
