@@ -3,8 +3,10 @@
 -- one worker, and for the hooks run, hooks that yield and log when they
 -- enter and leave.
 --
--- Hook log LOGDIR/hooks.<pid>.log, lines "<time> <enter|leave> <hook>
--- <fields...>", times on core.now():
+-- Log LOGDIR/hooks.<pid>.log (every worker has one: nginx.sh finds the
+-- worker pids by these names), lines "<time> <what> <fields...>", times on
+-- core.now():
+--   ready <worker id>
 --   enter start <token> | enter stop <reason> | enter leader <id|->
 --   leave <hook> calls=<ok|failed:msg> premature=<true|false> master=<bool>
 -- Every hook sleeps (ngx.sleep) between enter and leave: on_start for
@@ -15,12 +17,15 @@ local core = require("gomaster.core")
 
 local _M = {}
 
-local function hooks(o, name)
+local function logger(o)
   local f = assert(io.open(("%s/hooks.%d.log"):format(o.logdir, ngx.worker.pid()), "a"))
   f:setvbuf("line")
-  local function log(...)
+  return function(...)
     f:write(("%.6f "):format(core.now()), table.concat({ ... }, " "), "\n")
   end
+end
+
+local function hooks(o, name, log)
   local function hook(kind, sleep)
     return function(m, v)
       local what = kind == "leader" and (v.held and v.id or "-") or tostring(v)
@@ -39,9 +44,11 @@ end
 
 --- o: { logdir, backend, names = { ... }, lease, hooks (bool), start_sleep }
 function _M.start(o)
+  local log = logger(o)
+  log("ready", tostring(ngx.worker.id()))
   for _, name in ipairs(o.names) do
     local on_start, on_stop, on_leader
-    if o.hooks then on_start, on_stop, on_leader = hooks(o, name) end
+    if o.hooks then on_start, on_stop, on_leader = hooks(o, name, log) end
     assert(gmngx.start{
       backend = o.backend, name = name, lease = o.lease, shm = "gomaster",
       on_start = on_start, on_stop = on_stop, on_leader = on_leader,
