@@ -75,20 +75,6 @@ local function default_wait(m, timeout)
   return true
 end
 
--- Whether the elector has been through one whole round: a grant, an
--- error, a second observe (an acquire that lost a race reads again soon),
--- or an observe that found the lock live in another node's hands (where no
--- acquire follows). Not the acquire counter: it moves just before the
--- grant shows. A timeout ends the wait only after that, so that timeout = 0
--- takes a free lock ("try once").
-local function round_done(m)
-  local st = m:status()
-  local c = st.counters
-  if c.grants > 0 or c.errors > 0 or c.observes > 1 then return true end
-  local l = st.leader
-  return c.observes > 0 and l.held and l.id ~= m:id() and l.expires_in > 0
-end
-
 -- The body of once(); may raise (a hook, a backend object from elsewhere):
 -- once() catches it. Sets state.m to the elector once made, for once() to
 -- close.
@@ -111,13 +97,21 @@ local function attempt(opts, fn, state)
   ok, err = b:complete(name, "", 0, "")
   if ok == nil then return nil, err end
 
-  local freed = false
+  -- freed: the lock was seen free; held: seen live in another node's hands
+  -- (a leader event: the elector saw it so in its last read of the row)
+  local freed, held = false, false
   local m
   m, err = gomaster.new{
     backend = b, name = name, id = opts.id, version = opts.version,
     lease = opts.lease, heartbeat = opts.heartbeat,
     renew_deadline = opts.renew_deadline, retry = opts.retry, log = opts.log,
-    on_leader = function(_, info) if not info.held then freed = true end end,
+    on_leader = function(_, info)
+      if not info.held then
+        freed, held = true, false
+      elseif info.expires_in > 0 then
+        held = true
+      end
+    end,
   }
   if not m then return nil, err end
   state.m = m
@@ -126,8 +120,9 @@ local function attempt(opts, fn, state)
 
   local wait = opts._wait or default_wait
   local until_t = opts.timeout and core.now() + opts.timeout
-  -- past the timeout, how long the first round may take at most
-  local grace = opts.lease or 5
+  -- past the timeout, how long the round may take at most (a backend
+  -- thread busy with other locks, a database slow to answer)
+  local grace = math.max(opts.lease or 5, 5)
   while true do
     local token = m:is_master() and m:token()
     if token then
@@ -149,14 +144,19 @@ local function attempt(opts, fn, state)
     if until_t then
       left = until_t - core.now()
       if left <= 0 then
-        -- round_done() first: a grant it saw shows in is_master() after
-        if left < -grace or (round_done(m) and not m:is_master()) then
+        -- Give up only once the elector has been through a whole round:
+        -- it found the lock live in another node's hands (no acquire
+        -- follows then; one that lost a race reads again and finds the
+        -- winner), or it failed. A free lock is granted in that round, so
+        -- timeout = 0 takes it ("try once"). Counters would not do: each
+        -- moves before the step that follows it shows.
+        if not m:is_master() and (held or left < -grace or m:status().counters.errors > 0) then
           local st = m:status()
           return nil, ("timed out after %g s waiting for lock '%s'%s")
             :format(opts.timeout, name,
                     st.leader.held and (" (held by %s)"):format(st.leader.id) or "")
         end
-        left = 0.05 -- the first round is still on (or just granted): its event comes soon
+        left = 0.05 -- the round is still on: its event comes soon
       end
     end
     ok, err = wait(m, left)

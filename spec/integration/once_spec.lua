@@ -318,8 +318,10 @@ for _, be in ipairs(backends) do
       assert.is_nil(ok)
       assert.is_false(called)
       assert.truthy(err:find("timed out", 1, true), err)
-      assert.truthy(err:find(holder and "held by", 1, true), err)
-      assert.is_true(took < L, ("gave up after %.3f s"):format(took))
+      assert.truthy(err:find("held by", 1, true), err)
+      -- one round: a read of the row (the backend's thread may first finish
+      -- other work); the documented bound is max(lease, 5 s)
+      assert.is_true(took < 5, ("gave up after %.3f s"):format(took))
     end)
 
     it_("already done: returns the record without campaigning", function()
