@@ -2,6 +2,8 @@
 #   make            build the Lua module and the C library for LUA (5.4)
 #   make test       install what is missing (as root), start the servers, run every test
 #   make demo       install what is missing, build, run a three-node election with a failover
+#   make openresty-demo  the same with three nginx instances of two workers each
+#   make env        PREFIX=/usr/local: the LUA_PATH and LUA_CPATH of scripts
 #   make install    PREFIX=/usr/local DESTDIR=
 #   make chaos      DURATION=60 BACKEND=sqlite|mysql|mongo: faults, then the checker
 #   make fuzz       SECONDS=60: each libFuzzer harness of tests/fuzz/
@@ -26,6 +28,8 @@ LUA_CFLAGS := $(if $(LUA_INCDIR),-I$(LUA_INCDIR),$(shell $(PKG_CONFIG) --cflags 
 LUA_LIBDIR ?= $(PREFIX)/lib/lua/$(LUA_VER)
 LUA_SHAREDIR ?= $(PREFIX)/share/lua/$(LUA_VER)
 BINDIR     ?= $(PREFIX)/bin
+LUA_PATHS  := $(LUA_SHAREDIR)/?.lua;$(LUA_SHAREDIR)/?/init.lua
+LUA_CPATHS := $(LUA_LIBDIR)/?.so
 
 # Sanitizer builds go to their own directory (build/5.4-thread, ...), so
 # objects of different instrumentation never mix. BUILD=dir overrides.
@@ -83,7 +87,7 @@ CORELIB  := $(BUILD)/libgomaster.a
 
 CTESTS   := $(patsubst tests/c/%.c,$(BUILD)/tests/%,$(wildcard tests/c/test_*.c))
 
-.PHONY: all lib module ctests test test-c test-lua demo install uninstall clean deps bench chaos fuzz fuzzers
+.PHONY: all lib module ctests test test-c test-lua demo install uninstall clean deps bench chaos fuzz fuzzers env openresty-demo FORCE
 
 all: module lib
 
@@ -92,9 +96,19 @@ lib: $(CORELIB)
 
 # Objects are rebuilt when the flags change (a backend found or dropped,
 # another sanitizer), not only when a source does.
+# -Werror is left out: it changes no object, so `make install` after the
+# tests' WERROR=1 build rebuilds nothing. The stamp is written by a rule, only
+# when the flags differ from the ones it holds, so `make -n` and `make -q`
+# change nothing (and show the rebuild a change of flags would cause).
 FLAGS_STAMP := $(BUILD)/flags.stamp
-FLAGS_NOW   := $(CC) $(CFLAGS_ALL) $(BACKEND_CFLAGS) $(LUA_CFLAGS)
-$(shell mkdir -p $(BUILD) && { [ "$$(cat $(FLAGS_STAMP) 2>/dev/null)" = '$(FLAGS_NOW)' ] || echo '$(FLAGS_NOW)' > $(FLAGS_STAMP); })
+FLAGS_NOW   := $(filter-out -Werror,$(CC) $(CFLAGS_ALL) $(BACKEND_CFLAGS) $(LUA_CFLAGS))
+ifneq ($(FLAGS_NOW),$(strip $(shell cat $(FLAGS_STAMP) 2>/dev/null)))
+$(FLAGS_STAMP): FORCE
+endif
+$(FLAGS_STAMP):
+	@mkdir -p $(@D)
+	@echo '$(FLAGS_NOW)' > $@
+FORCE:
 
 $(BUILD)/obj/%.o: %.c $(HEADERS) $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
@@ -150,17 +164,29 @@ test-c: $(CTESTS)
 	done; \
 	echo "$$pass passed, $$fail failed"; [ $$fail -eq 0 ]
 
+# Debian packages, by group (scripts/deps.sh): demo (a compiler, Lua 5.4,
+# SQLite), openresty (and LuaJIT, nginx), test (everything; the default).
+DEPS ?= test
 deps:
-	@sh scripts/deps.sh
+	@sh scripts/deps.sh $(DEPS)
 
 # The whole suite: C unit tests, then the specs under Lua 5.4 and LuaJIT
 # against SQLite and the database servers that tests/servers.sh starts.
 test: deps
 	@sh tests/run.sh
 
-demo: deps
+demo:
+	@sh scripts/deps.sh demo
 	@$(MAKE) -s LUA=5.4 all
 	@lua5.4 examples/demo.lua
+
+# Three nginx instances of two workers each on loopback ports and one SQLite
+# file in a temporary directory: the leader, a takeover when the leader's
+# nginx quits, then every nginx stopped and the directory removed.
+openresty-demo:
+	@sh scripts/deps.sh openresty
+	@$(MAKE) -s LUA=luajit all
+	@bash examples/openresty/demo.sh
 
 # Chaos: NODES node processes on one backend under random faults, then the
 # checker's summary table (tests/chaos/). make chaos DURATION=600 BACKEND=mysql
@@ -202,14 +228,26 @@ fuzz: deps
 bench: deps
 	@sh bench/run.sh
 
+# The installed command looks in its own prefix first, so it needs no
+# LUA_PATH. (luarocks wraps the command with its tree's paths instead.)
+INSTALL_PATHS = echo '-- make install: this prefix first'; \
+	  echo 'package.path = [==[$(LUA_PATHS);]==] .. package.path'; \
+	  echo 'package.cpath = [==[$(LUA_CPATHS);]==] .. package.cpath';
 install: $(MODULE) $(MONGO_MODULE)
 	install -d $(DESTDIR)$(LUA_LIBDIR)/gomaster $(DESTDIR)$(LUA_SHAREDIR)/gomaster $(DESTDIR)$(BINDIR)
 	install -m 0755 $(MODULE) $(DESTDIR)$(LUA_LIBDIR)/gomaster/core.so
 	$(if $(MONGO_MODULE),install -m 0755 $(MONGO_MODULE) $(DESTDIR)$(LUA_LIBDIR)/gomaster/mongo.so)
 	install -m 0644 lua/gomaster.lua $(DESTDIR)$(LUA_SHAREDIR)/gomaster.lua
 	for f in lua/gomaster/*.lua; do [ -e "$$f" ] && install -m 0644 "$$f" $(DESTDIR)$(LUA_SHAREDIR)/gomaster/ || true; done
-	sed '1s|^#!.*|#!/usr/bin/env $(if $(filter rock,$(LUA)),lua,$(LUA_BIN))|' bin/gomaster > $(DESTDIR)$(BINDIR)/gomaster
+	{ echo '#!/usr/bin/env $(if $(filter rock,$(LUA)),lua,$(LUA_BIN))'; \
+	  $(if $(filter rock,$(LUA)),,$(INSTALL_PATHS)) sed 1d bin/gomaster; } > $(DESTDIR)$(BINDIR)/gomaster
 	chmod 0755 $(DESTDIR)$(BINDIR)/gomaster
+
+# The environment a Lua script needs to require("gomaster") from PREFIX:
+#   eval "$(make -s env PREFIX=/opt/gm)"   (LUA=luajit for LuaJIT's 5.1 paths)
+env:
+	@echo "export LUA_PATH='$(LUA_PATHS);;'"
+	@echo "export LUA_CPATH='$(LUA_CPATHS);;'"
 
 uninstall:
 	rm -rf $(DESTDIR)$(LUA_LIBDIR)/gomaster $(DESTDIR)$(LUA_SHAREDIR)/gomaster $(DESTDIR)$(LUA_SHAREDIR)/gomaster.lua $(DESTDIR)$(BINDIR)/gomaster

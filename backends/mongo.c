@@ -394,6 +394,22 @@ static void set_describe(mongo_cfg *cfg, const char *url) {
   scrub(cfg, cfg->describe, sizeof cfg->describe);
 }
 
+/* The lease needs each write's own result (design point 3): a URL whose
+ * write concern asks for no acknowledgement (w=0, w=-1, with or without
+ * journal=false) is refused, naming the option. */
+static int check_acknowledged(const mongoc_uri_t *uri, gm_error *err) {
+  const mongoc_write_concern_t *wc = mongoc_uri_get_write_concern(uri);
+  if (mongoc_write_concern_is_acknowledged(wc)) return GM_OK;
+  gm_seterr(err, GM_E_ARG,
+            "mongodb backend: option 'w=%d'%s makes writes unacknowledged: a "
+            "grant or renewal could fail unseen (leave 'w' out for "
+            "w=majority, or give w=1 or more)",
+            (int)mongoc_write_concern_get_w(wc),
+            mongoc_write_concern_journal_is_set(wc) ? " with 'journal=false'"
+                                                    : "");
+  return GM_ERR;
+}
+
 static int mongo_parse(const gm_kv *opts, size_t n, void **out,
                        gm_error *err) {
   const char *url = gm_kv_get(opts, n, "url");
@@ -431,6 +447,7 @@ static int mongo_parse(const gm_kv *opts, size_t n, void **out,
     if (err) scrub(cfg, err->msg, sizeof err->msg);
     goto fail;
   }
+  if (check_acknowledged(cfg->uri, err)) goto fail;
   const char *kp = mongoc_uri_get_option_as_utf8(
       cfg->uri, MONGOC_URI_TLSCERTIFICATEKEYFILEPASSWORD, NULL);
   if (kp && !(cfg->secrets[2] = strdup(kp))) goto nomem;
@@ -1017,25 +1034,37 @@ static int mongo_complete(void *p, const char *name, const char *owner,
   return found ? GM_OK : GM_NOT;
 }
 
-/* Whoever holds it: owner '', token + 1 (fencing off the holder), expired at
- * the server's now. *out is the document after, its now the expiry. */
-static int mongo_force_release(void *p, const char *name, gm_row *out,
-                               gm_error *err) {
+static int mongo_observe(void *p, const char *name, gm_row *out,
+                         gm_error *err);
+
+/* Whoever holds it: owner '', token + 1 (fencing off the holder), the old
+ * lease kept unless now (see backend.h). *out is the document as read
+ * after it, with the server's now. */
+static int mongo_force_release(void *p, const char *name, int now,
+                               gm_row *out, gm_error *err) {
   mongo_conn *c = p;
+  bson_t *expiry =
+      now ? BCON_NEW("e", BCON_UTF8("$$NOW"))
+          : BCON_NEW("e", "{", "$cond", "[", "{", "$lte", "[",
+                     BCON_UTF8("$expires_at"), BCON_UTF8("$$NOW"), "]", "}",
+                     BCON_UTF8("$$NOW"), BCON_UTF8("$expires_at"), "]", "}");
+  bson_iter_t e;
+  bson_iter_init_find(&e, expiry, "e");
   bson_t *pipeline = BCON_NEW(
       "0", "{", "$set", "{", "owner", BCON_UTF8(""), "token", "{", "$add",
       "[", BCON_UTF8("$token"), BCON_INT64(1), "]", "}", "expires_at",
-      BCON_UTF8("$$NOW"), "}", "}");
+      BCON_ITER(&e), "}", "}");
+  bson_destroy(expiry);
   int found;
   gm_row row;
-  int rc = find_and_modify(c, "force release",
-                           BCON_NEW("_id", BCON_UTF8(name)), pipeline, 0,
-                           &found, &row, err);
+  int rc = find_and_modify(
+      c, "force release",
+      BCON_NEW("_id", BCON_UTF8(name), "token", "{", "$lt",
+               BCON_INT64(INT64_MAX), "}"),
+      pipeline, 0, &found, &row, err);
   if (rc != GM_OK) return rc;
   if (!found) return GM_NOT;
-  row.now = row.expires_at;
-  *out = row;
-  return GM_OK;
+  return mongo_observe(p, name, out, err); /* for the server's now */
 }
 
 /* The server's clock from isMaster's localTime (for a lock with no

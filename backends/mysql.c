@@ -345,9 +345,11 @@ static const char *const sql[NSTMT] = {
     [S_COMPLETE] = "UPDATE `%s` SET done_at = " NOW ", done_by = owner, "
                    "done_token = token, result = ? "
                    "WHERE name = ? AND owner = ? AND token = ?",
-    /* name: whoever holds it; token + 1 fences the old holder off */
+    /* now, name: whoever holds it; token + 1 fences the old holder off;
+     * the old lease stays unless now (see backend.h) */
     [S_FORCE] = "UPDATE `%s` SET owner = '', token = token + 1, "
-                "expires_at = " NOW " WHERE name = ?",
+                "expires_at = IF(? <> 0, " NOW ", GREATEST(expires_at, " NOW
+                ")) WHERE name = ? AND token < 9223372036854775807",
     /* the user lock's name: never waits (a waiter may hold it an instant) */
     [S_ULOCK] = "SELECT GET_LOCK(?, 0)",
     [S_UNLOCK] = "SELECT RELEASE_LOCK(?)",
@@ -498,13 +500,124 @@ static int set_options(const mycfg *cfg, MYSQL *db, unsigned read_timeout,
   return GM_OK;
 }
 
+/* ---- the table's columns ------------------------------------------------
+ *
+ * A table made beforehand (by hand, by another tool, by an old version)
+ * must keep the guarantee: whole-second times would round renewals (two
+ * masters for up to a second), a narrow token would wrap. After the
+ * statements prepared (so every column is there), open reads the columns
+ * from information_schema and refuses a table whose column cannot hold
+ * what the backend writes, naming the column and the type expected.
+ * Columns beyond these are someone else's: accepted. A new column is one
+ * line here. */
+
+enum col_kind {
+  COL_TIME, /* DATETIME(6) or TIMESTAMP(6): microseconds */
+  COL_U64,  /* BIGINT [UNSIGNED]: 64 bits */
+  COL_TEXT, /* bytes or characters: at least len of them */
+};
+
+static const struct col_want {
+  const char *name;
+  enum col_kind kind;
+  unsigned len;
+} table_columns[] = {
+    {"name", COL_TEXT, LOCK_NAME_LEN},
+    {"owner", COL_TEXT, LOCK_ID_LEN},
+    {"token", COL_U64, 0},
+    {"version", COL_TEXT, LOCK_ID_LEN},
+    {"acquired_at", COL_TIME, 0},
+    {"renewed_at", COL_TIME, 0},
+    {"expires_at", COL_TIME, 0},
+    {"done_at", COL_TIME, 0},
+    {"done_by", COL_TEXT, GM_ID_MAX - 1},
+    {"done_token", COL_U64, 0},
+    {"result", COL_TEXT, GM_RESULT_MAX - 1},
+};
+
+static const char columns_sql[] =
+    "SELECT COLUMN_NAME, DATA_TYPE, COALESCE(DATETIME_PRECISION, 0),"
+    " COALESCE(CHARACTER_MAXIMUM_LENGTH, 0), COLUMN_TYPE, EXTRA"
+    " FROM information_schema.COLUMNS"
+    " WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = '%s'"
+    " ORDER BY ORDINAL_POSITION";
+
+/* 0 when a column of type (data_type, precision, length, extra) keeps what
+ * `w` needs; else 1 and the type expected in want. */
+static int col_misfit(const struct col_want *w, const char *type,
+                      unsigned long long prec, unsigned long long len,
+                      const char *extra, char *want, size_t wlen) {
+  static const char *const texts[] = {
+      "varbinary", "varchar",    "char",     "blob",     "text", "tinyblob",
+      "tinytext",  "mediumblob", "mediumtext", "longblob", "longtext", NULL};
+  int ok = 0;
+  switch (w->kind) {
+  case COL_TIME:
+    ok = (strcasecmp(type, "datetime") == 0 ||
+          strcasecmp(type, "timestamp") == 0) &&
+         prec >= 6 && !strstr(extra, "on update");
+    snprintf(want, wlen, "DATETIME(6) or TIMESTAMP(6) (microseconds, no ON "
+                         "UPDATE)");
+    break;
+  case COL_U64:
+    ok = strcasecmp(type, "bigint") == 0;
+    snprintf(want, wlen, "BIGINT UNSIGNED");
+    break;
+  case COL_TEXT: /* not BINARY(n): it pads with zero bytes */
+    for (int i = 0; texts[i]; i++) ok |= strcasecmp(type, texts[i]) == 0;
+    ok = ok && len >= w->len;
+    snprintf(want, wlen, "VARBINARY(%u) or text at least that wide", w->len);
+    break;
+  }
+  return !ok;
+}
+
+static int check_columns(myconn *c, gm_error *err) {
+  char q[512];
+  snprintf(q, sizeof q, columns_sql, c->cfg->table); /* a checked name */
+  if (mysql_query(c->db, q)) return fail(c, NULL, "reading the columns", err);
+  MYSQL_RES *res = mysql_store_result(c->db);
+  if (!res) return fail(c, NULL, "reading the columns", err);
+  const size_t n = sizeof table_columns / sizeof table_columns[0];
+  int seen[sizeof table_columns / sizeof table_columns[0]] = {0};
+  int rc = GM_OK, any = 0;
+  MYSQL_ROW row;
+  while (rc == GM_OK && (row = mysql_fetch_row(res))) {
+    any = 1;
+    for (size_t i = 0; i < n; i++) {
+      if (!row[0] || strcasecmp(row[0], table_columns[i].name) != 0) continue;
+      seen[i] = 1;
+      char want[96];
+      if (col_misfit(&table_columns[i], row[1] ? row[1] : "",
+                     row[2] ? strtoull(row[2], NULL, 10) : 0,
+                     row[3] ? strtoull(row[3], NULL, 10) : 0,
+                     row[5] ? row[5] : "", want, sizeof want)) {
+        gm_seterr(err, GM_E_DB,
+                  "mysql: table '%s' cannot keep the lease: column '%s' is "
+                  "%.64s; expected %s",
+                  c->cfg->table, row[0], row[4] ? row[4] : "?", want);
+        rc = GM_ERR;
+      }
+    }
+  }
+  mysql_free_result(res);
+  for (size_t i = 0; rc == GM_OK && any && i < n; i++)
+    if (!seen[i]) {
+      gm_seterr(err, GM_E_DB, "mysql: table '%s' has no column '%s'",
+                c->cfg->table, table_columns[i].name);
+      rc = GM_ERR;
+    }
+  return rc;
+}
+
 /* Everything a fresh connection needs, so that a reconnect after a server
  * restart is the same as the first connect. */
 static int setup_session(myconn *c, gm_error *err) {
   char q[1024];
   if (mysql_autocommit(c->db, 1)) return fail(c, NULL, "autocommit", err);
   /* a row lock never outwaits the read timeout on the server side */
-  snprintf(q, sizeof q, "SET SESSION innodb_lock_wait_timeout = %u",
+  snprintf(q, sizeof q,
+           "SET SESSION innodb_lock_wait_timeout = %u, time_zone = '+00:00'",
            c->cfg->read_timeout);
   if (mysql_query(c->db, q)) return fail(c, NULL, "session setup", err);
   snprintf(q, sizeof q, create_sql, c->cfg->table, LOCK_NAME_LEN, LOCK_ID_LEN,
@@ -535,7 +648,7 @@ static int setup_session(myconn *c, gm_error *err) {
       return fail(c, c->st[i], "prepare", err);
     }
   }
-  return GM_OK;
+  return check_columns(c, err);
 }
 
 /* A connection to cfg's server and database with its options (timeouts,
@@ -1057,13 +1170,15 @@ static int my_complete(void *p, const char *name, const char *owner,
   return affected == 1 ? GM_OK : GM_NOT;
 }
 
-static int my_force_release(void *p, const char *name, gm_row *out,
+static int my_force_release(void *p, const char *name, int now, gm_row *out,
                             gm_error *err) {
   myconn *c = p;
   params in = {0};
   uint64_t affected;
+  int64_t at_once = now != 0;
 
   if (check_len("lock name", name, LOCK_NAME_LEN, err)) return GM_ERR;
+  p_i64(&in, &at_once);
   p_str(&in, name);
   int rc = run_write(c, S_FORCE, &in, "force release", &affected, NULL, err);
   if (rc != GM_OK) return rc;

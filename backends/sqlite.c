@@ -53,7 +53,25 @@ typedef struct {
   int lock_fd;
   pid_t lock_pid;
   int64_t holder; /* (inode << SLOT_BITS) | byte, or -1 */
+  /* The database's directory (see "Deleted files" below): made by the
+   * first open, closed by sq_free_cfg or in a forked child. (mu) */
+  int dir_fd;
+  pid_t dir_pid;
+  off_t set_base;   /* this database's region of the directory's bytes */
+  int64_t lease_us; /* the longest lease granted through this object */
+  /* The file sets this object's connections are on, or were on less than
+   * a lease ago: their bytes stay locked. */
+  struct {
+    int64_t key;
+    int conns;
+    int64_t idle_since; /* boot µs when conns became 0 */
+  } sets[8];
+  int nsets;
 } sq_cfg;
+
+/* The files a connection has open: the database, -wal, -shm. */
+enum { SET_DB, SET_WAL, SET_SHM, SET_N };
+static const char *const set_suffix[SET_N] = {"", "-wal", "-shm"};
 
 typedef struct {
   sq_cfg *cfg;
@@ -62,7 +80,18 @@ typedef struct {
   sqlite3_stmt *take_dead, *data_version;
   int64_t version; /* PRAGMA data_version at the last changed(); -1 */
   char boot_id[40];
+  /* Identity of the files opened, from open on: have[i] == 0 when file i
+   * was not there (an in-memory database, no WAL). */
+  char *real; /* the database's absolute path; NULL: nothing to check */
+  int have[SET_N];
+  dev_t dev[SET_N];
+  ino_t ino[SET_N];
+  int64_t set_key;     /* this connection's file set, counted in cfg->sets */
+  pid_t counted;       /* the process that counted set_key in cfg->sets */
+  int64_t stale_since; /* boot µs when an older file set was first seen */
 } sq_conn;
+
+static void files_forget(sq_conn *s);
 
 static const char *const sq_keys[] = {"url", "path", "table", "busy_timeout",
                                       NULL};
@@ -91,6 +120,7 @@ static int sq_parse(const gm_kv *kv, size_t n, void **out, gm_error *err) {
   pthread_mutex_init(&c->mu, NULL);
   c->lock_fd = -1;
   c->holder = -1;
+  c->dir_fd = -1;
   *out = c;
   return GM_OK;
 }
@@ -99,6 +129,7 @@ static void sq_free_cfg(void *p) {
   sq_cfg *c = p;
   if (!c) return;
   if (c->lock_fd >= 0) close(c->lock_fd); /* the kernel drops our byte */
+  if (c->dir_fd >= 0) close(c->dir_fd);   /* and our file-set bytes */
   pthread_mutex_destroy(&c->mu);
   free(c->path);
   free(c);
@@ -144,6 +175,8 @@ static void sq_close(void *p) {
   sqlite3_finalize(s->take_dead);
   sqlite3_finalize(s->data_version);
   sqlite3_close_v2(s->db);
+  files_forget(s);
+  free(s->real);
   free(s);
 }
 
@@ -204,6 +237,229 @@ static int64_t take_slot(sq_cfg *c) {
   int64_t h = c->holder;
   pthread_mutex_unlock(&c->mu);
   return h;
+}
+
+/* ---- Deleted files -------------------------------------------------------
+ *
+ * A clean-up job or an operator may delete the database, -wal and -shm
+ * under running nodes. Connections that have them open keep using the
+ * unlinked files while new ones make new files with a token from 1: two
+ * masters. So each connection keeps the identity (device, inode) of the
+ * files it opened and compares it with what the path names now on every
+ * read, renewal and grant: a master steps down at once ("lost": renew is
+ * GM_NOT) and every connection is reopened (observe is GM_ERR, which
+ * reports the path through on_error).
+ *
+ * A node on the new files must not be granted a lock before whoever may
+ * be master on the old ones has stopped believing it. Each backend object
+ * keeps a read lock on one byte of the database's directory per file set
+ * its connections are on (the byte tells the set: a hash of the three
+ * inodes), until a lease after its last connection on that set closed: a
+ * master's belief ends within D < L of its last renewal, which came
+ * through such a connection. Before creating a lock's row, a connection
+ * looks for bytes of other sets of the same path (held by other processes,
+ * other backend objects or its own): while there are some, it grants no
+ * new row before one lease after it first saw them. The old master's last
+ * renewal passed its identity check before the files went, so its belief
+ * ends within D < L of that. A directory that cannot be opened goes
+ * without this wait. */
+
+#define SET_KEY_BITS 40
+
+static uint64_t mix64(uint64_t h, uint64_t v) {
+  h ^= v + 0x9e3779b97f4a7c15ull + (h << 6) + (h >> 2);
+  h ^= h >> 31;
+  h *= 0xbf58476d1ce4e5b9ull;
+  return h ^ (h >> 29);
+}
+
+/* The directory's region for this database's name: 2^SET_KEY_BITS bytes. */
+static off_t set_base(const char *real) {
+  const char *base = strrchr(real, '/');
+  uint64_t h = 1469598103934665603ull;
+  for (const char *p = base ? base + 1 : real; *p; p++)
+    h = (h ^ (unsigned char)*p) * 1099511628211ull;
+  return (off_t)((h & 0xffff) << (SET_KEY_BITS + 4));
+}
+
+/* The index of key in c->sets, or -1. (c->mu held) */
+static int set_find(sq_cfg *c, int64_t key) {
+  for (int i = 0; i < c->nsets; i++)
+    if (c->sets[i].key == key) return i;
+  return -1;
+}
+
+/* Unlocks the sets nobody here has been on for a lease. (c->mu held) */
+static void sets_prune(sq_cfg *c, int64_t now) {
+  for (int i = 0; i < c->nsets;) {
+    if (c->sets[i].conns > 0 || now - c->sets[i].idle_since < c->lease_us) {
+      i++;
+      continue;
+    }
+    struct flock fl = {.l_type = F_UNLCK, .l_whence = SEEK_SET,
+                       .l_start = c->set_base + c->sets[i].key, .l_len = 1};
+    fcntl(c->dir_fd, F_OFD_SETLK, &fl);
+    c->sets[i] = c->sets[--c->nsets];
+  }
+}
+
+/* GM_OK when every file recorded at open is still what its path names;
+ * else GM_ERR saying which one is gone or replaced. */
+static int files_moved(sq_conn *s, gm_error *err) {
+  if (!s->real) return GM_OK;
+  sq_cfg *c = s->cfg;
+  pthread_mutex_lock(&c->mu); /* and lets go of sets idle for a lease */
+  if (c->dir_pid == getpid() && c->dir_fd >= 0) sets_prune(c, boot_us());
+  pthread_mutex_unlock(&c->mu);
+  int moved = 0;
+  sqlite3_file_control(s->db, "main", SQLITE_FCNTL_HAS_MOVED, &moved);
+  for (int i = 0; i < SET_N; i++) {
+    struct stat st;
+    char path[PATH_MAX + 8];
+    if (!s->have[i] && !(i == SET_DB && moved)) continue;
+    snprintf(path, sizeof path, "%s%s", s->real, set_suffix[i]);
+    int gone = stat(path, &st) != 0;
+    if (gone || (i == SET_DB && moved) || st.st_dev != s->dev[i] ||
+        st.st_ino != s->ino[i]) {
+      gm_seterr(err, GM_E_DB,
+                "sqlite: '%s' %s while this node had it open (deleted or "
+                "replaced): a master steps down; reopening",
+                path, gone ? "is gone" : "names another file");
+      return GM_ERR;
+    }
+  }
+  return GM_OK;
+}
+
+/* Records the identity of the connection's files and marks its file set in
+ * the directory. Called at the end of open, when WAL has made -wal/-shm. */
+static int files_record(sq_conn *s, gm_error *err) {
+  sq_cfg *c = s->cfg;
+  s->real = realpath(c->path, NULL);
+  if (!s->real) return GM_OK; /* in memory, or no file to check */
+  uint64_t key = 0;
+  for (int i = 0; i < SET_N; i++) {
+    struct stat st;
+    char path[PATH_MAX + 8];
+    snprintf(path, sizeof path, "%s%s", s->real, set_suffix[i]);
+    s->have[i] = stat(path, &st) == 0;
+    s->dev[i] = s->have[i] ? st.st_dev : 0;
+    s->ino[i] = s->have[i] ? st.st_ino : 0;
+    key = mix64(mix64(key, (uint64_t)s->dev[i]), (uint64_t)s->ino[i]);
+  }
+  if (files_moved(s, err) != GM_OK) return GM_ERR; /* gone while opening */
+  s->set_key = (int64_t)(key & ((1ull << SET_KEY_BITS) - 1));
+  pthread_mutex_lock(&c->mu);
+  if (c->dir_fd >= 0 && c->dir_pid != getpid()) {
+    close(c->dir_fd); /* the parent's description: its bytes stay its own */
+    c->dir_fd = -1;
+    c->nsets = 0;
+  }
+  if (c->dir_fd < 0) {
+    char *slash = strrchr(s->real, '/');
+    char dir[PATH_MAX];
+    snprintf(dir, sizeof dir, "%.*s", slash && slash != s->real
+             ? (int)(slash - s->real) : 1, slash ? s->real : ".");
+    c->dir_fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    c->dir_pid = getpid();
+    c->set_base = set_base(s->real);
+  }
+  sets_prune(c, boot_us());
+  int i = set_find(c, s->set_key);
+  struct flock fl = {.l_type = F_RDLCK, .l_whence = SEEK_SET,
+                     .l_start = c->set_base + s->set_key, .l_len = 1};
+  if (i < 0 && c->dir_fd >= 0 &&
+      c->nsets < (int)(sizeof c->sets / sizeof c->sets[0]) &&
+      fcntl(c->dir_fd, F_OFD_SETLK, &fl) == 0) {
+    i = c->nsets++;
+    c->sets[i].key = s->set_key;
+    c->sets[i].conns = 0;
+  }
+  if (i >= 0) {
+    c->sets[i].conns++;
+    s->counted = getpid();
+  }
+  pthread_mutex_unlock(&c->mu);
+  return GM_OK;
+}
+
+/* At close: the connection's set goes idle when it was the last on it. */
+static void files_forget(sq_conn *s) {
+  sq_cfg *c = s->cfg;
+  if (s->counted != getpid()) return; /* none, or a forked child's copy */
+  pthread_mutex_lock(&c->mu);
+  int i = c->dir_pid == getpid() ? set_find(c, s->set_key) : -1;
+  if (i >= 0 && --c->sets[i].conns == 0) c->sets[i].idle_since = boot_us();
+  pthread_mutex_unlock(&c->mu);
+}
+
+/* Before a grant: GM_ERR when the files moved; GM_NOT while a new row must
+ * wait: other file sets of this path are still in use (see above) and one
+ * lease has not passed since this connection first saw them. */
+static int files_before_grant(sq_conn *s, const gm_acquire_req *q,
+                              gm_error *err) {
+  sq_cfg *c = s->cfg;
+  if (files_moved(s, err) != GM_OK) return GM_ERR;
+  if (!s->real) return GM_OK;
+  int64_t now = boot_us();
+  pthread_mutex_lock(&c->mu);
+  if (q->lease_us > c->lease_us) c->lease_us = q->lease_us;
+  int fd = c->dir_pid == getpid() ? c->dir_fd : -1;
+  int old = c->nsets > 1 || (c->nsets == 1 && c->sets[0].key != s->set_key);
+  off_t base = c->set_base;
+  pthread_mutex_unlock(&c->mu);
+  if (fd < 0 || q->expect_exists) return GM_OK;
+  off_t mine = base + s->set_key;
+  struct flock below = {.l_type = F_WRLCK, .l_whence = SEEK_SET,
+                        .l_start = base, .l_len = mine - base};
+  struct flock above = {.l_type = F_WRLCK, .l_whence = SEEK_SET,
+                        .l_start = mine + 1,
+                        .l_len = base + (1ll << SET_KEY_BITS) - mine - 1};
+  if (!old && (below.l_len == 0 || (fcntl(fd, F_OFD_GETLK, &below) == 0 &&
+                                    below.l_type == F_UNLCK)) &&
+      (above.l_len == 0 || (fcntl(fd, F_OFD_GETLK, &above) == 0 &&
+                            above.l_type == F_UNLCK)))
+    return GM_OK;
+  if (!s->stale_since) s->stale_since = now;
+  if (now - s->stale_since >= q->lease_us) return GM_OK;
+  gm_seterr(err, GM_E_DB,
+            "sqlite: '%s' was made anew while nodes still have the previous "
+            "files open: no new grant before one lease",
+            s->real);
+  return GM_NOT;
+}
+
+/* Columns that hold integers (µs, tokens, the holder): a table made
+ * beforehand must give them INTEGER affinity (a declared type containing
+ * "INT"), or SQLite would keep tokens and times as REAL or TEXT. Missing
+ * columns fail the statements' prepare, naming them; other and extra
+ * columns are not checked. A new integer column is one line here. */
+static const char *const int_columns[] = {
+    "token",   "acquired_at", "renewed_at", "expires_at",
+    "done_at", "done_token",  "holder",     NULL};
+
+static int check_columns(sq_conn *s, gm_error *err) {
+  sqlite3_stmt *st;
+  char sql[128];
+  snprintf(sql, sizeof sql, "PRAGMA table_info(%s)", s->cfg->table);
+  if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK)
+    return db_err(s, "reading the columns", err);
+  int rc = GM_OK;
+  while (rc == GM_OK && sqlite3_step(st) == SQLITE_ROW) {
+    const char *name = (const char *)sqlite3_column_text(st, 1);
+    const char *type = (const char *)sqlite3_column_text(st, 2);
+    for (int i = 0; name && int_columns[i]; i++)
+      if (sqlite3_stricmp(name, int_columns[i]) == 0 &&
+          !(type && sqlite3_strlike("%INT%", type, 0) == 0)) {
+        gm_seterr(err, GM_E_DB,
+                  "sqlite: table '%s' cannot keep the lease: column '%s' is "
+                  "declared '%.32s'; expected INTEGER",
+                  s->cfg->table, name, type ? type : "");
+        rc = GM_ERR;
+      }
+  }
+  sqlite3_finalize(st);
+  return rc;
 }
 
 static int sq_open(const void *p, void **out, gm_error *err) {
@@ -280,8 +536,10 @@ static int sq_open(const void *p, void **out, gm_error *err) {
            " result = ?5 WHERE name = ?2 AND owner = ?3 AND token = ?4",
            &s->complete, err) ||
       prep(s, c->table,
-           "UPDATE %s SET owner = '', token = token + 1, expires_at = ?1"
-           " WHERE name = ?2",
+           "UPDATE %s SET owner = '', token = token + 1,"
+           " expires_at = CASE WHEN ?3 = 0 AND boot_id = ?4"
+           " AND expires_at > ?1 THEN expires_at ELSE ?1 END"
+           " WHERE name = ?2 AND token < 9223372036854775807",
            &s->force, err) ||
       prep(s, c->table,
            "INSERT INTO %s (name, owner, token, version, acquired_at,"
@@ -316,6 +574,10 @@ static int sq_open(const void *p, void **out, gm_error *err) {
     sq_close(s);
     return GM_ERR;
   }
+  if (check_columns(s, err) != GM_OK || files_record(s, err) != GM_OK) {
+    sq_close(s);
+    return GM_ERR;
+  }
   take_slot(c); /* before campaigning, and to check other holders' bytes */
   *out = s;
   return GM_OK;
@@ -346,6 +608,7 @@ static int sq_observe(void *p, const char *name, gm_row *out, gm_error *err) {
   sq_conn *s = p;
   sqlite3_stmt *st = s->observe;
   memset(out, 0, sizeof *out);
+  if (files_moved(s, err) != GM_OK) return GM_ERR;
   bind_text(st, 1, name);
   int rc = sqlite3_step(st);
   out->now = boot_us();
@@ -378,6 +641,8 @@ static int sq_observe(void *p, const char *name, gm_row *out, gm_error *err) {
 
 static int acquire_with(sq_conn *s, sqlite3_stmt *st, const gm_acquire_req *q,
                         int64_t dead, gm_row *out, gm_error *err) {
+  int ready = files_before_grant(s, q, err);
+  if (ready != GM_OK) return ready;
   int64_t now = boot_us();
   uint64_t base = q->min_token;
   if (q->expect_exists && q->expect_token > base) base = q->expect_token;
@@ -457,6 +722,7 @@ static int sq_renew(void *p, const char *name, const char *owner,
                     uint64_t token, int64_t lease_us, gm_row *out,
                     gm_error *err) {
   sq_conn *s = p;
+  if (files_moved(s, err) != GM_OK) return GM_NOT; /* lost: step down */
   sqlite3_stmt *st = s->renew;
   int64_t now = boot_us();
   memset(out, 0, sizeof *out);
@@ -536,12 +802,14 @@ static int sq_complete(void *p, const char *name, const char *owner,
   return run_write(s, st, "complete", err);
 }
 
-static int sq_force_release(void *p, const char *name, gm_row *out,
+static int sq_force_release(void *p, const char *name, int now, gm_row *out,
                             gm_error *err) {
   sq_conn *s = p;
   sqlite3_stmt *st = s->force;
   sqlite3_bind_int64(st, 1, boot_us());
   bind_text(st, 2, name);
+  sqlite3_bind_int(st, 3, now != 0);
+  bind_text(st, 4, s->boot_id);
   int rc = run_write(s, st, "release", err);
   if (rc != GM_OK) return rc;
   return sq_observe(p, name, out, err);

@@ -88,6 +88,19 @@ function _M._check_keys(opts, known)
   return true
 end
 
+--- tostring(v) that never raises: where v's __tostring raises or returns
+-- no string, a description of v instead. Shared with lua/gomaster/once.lua
+-- and lua/gomaster/ngx.lua: a task's or a hook's own values must not break
+-- the code that reports them.
+function _M._tostring(v)
+  local ok, s = pcall(tostring, v)
+  if ok and type(s) == "string" then return s end
+  local why = ok and ("returned a " .. type(s))
+    or ("raised " .. (type(s) == "string" and s or "a " .. type(s)))
+  return ("(a %s whose __tostring %s)"):format(type(v), why)
+end
+local safe_tostring = _M._tostring
+
 local function check_options(opts)
   local ok, err = _M._check_keys(opts, OPTIONS)
   if not ok then return nil, err end
@@ -135,11 +148,11 @@ end
 -- Reports a hook's failure to on_error, or to the log when there is none or
 -- it fails too.
 local function hook_failed(self, hooks, name, e)
-  local msg = ("%s hook failed: %s"):format(name, tostring(e))
+  local msg = ("%s hook failed: %s"):format(name, safe_tostring(e))
   if hooks.on_error and name ~= "on_error" then
     local ok, e2 = pcall(hooks.on_error, self, msg)
     if ok then return end
-    msg = msg .. "; on_error hook failed: " .. tostring(e2)
+    msg = msg .. "; on_error hook failed: " .. safe_tostring(e2)
   end
   pcall(hooks.log, "error", msg, log_fields(self, { hook = name }))
 end

@@ -14,7 +14,9 @@ renew deadline, fencing tokens grow with every grant.
   license = "MIT",
 }
 dependencies = {
-  "lua >= 5.1",
+  -- 5.1 (and LuaJIT), 5.3, 5.4: src/compat.h has no 5.2 branch
+  "lua >= 5.1, < 5.5",
+  "lua ~= 5.2",
 }
 external_dependencies = {
   SQLITE = { header = "sqlite3.h" },

@@ -129,9 +129,14 @@ typedef struct gm_backend_ops {
                   uint64_t token, const char *result, gm_error *err);
 
   /* An operator's release, whoever holds the lock: owner = '', token =
-   * token + 1 (so a stale holder's writes are fenced off), expires_at =
-   * now. GM_NOT when there is no row. On GM_OK *out is the row after it. */
-  int (*force_release)(void *conn, const char *name, gm_row *out,
+   * token + 1 (so the old holder's next renewal fails and it stops), and
+   * expires_at kept where it is still ahead of database now (the old
+   * grant's lease: nobody is granted the lock before the old holder's
+   * belief has ended), else now. now != 0: expires_at = database now, free
+   * at once (breaks the guarantee: the old holder may believe it is master
+   * until its deadline). GM_NOT when there is no row, or its token is
+   * INT64_MAX (no token past it). On GM_OK *out is the row after it. */
+  int (*force_release)(void *conn, const char *name, int now, gm_row *out,
                        gm_error *err);
 
   /* ---- ABI 3 and greater: speed. Each may be NULL (0 for poll_us). ---- */

@@ -22,6 +22,21 @@
 #define gm_rawlen(L, idx) lua_objlen((L), (idx))
 #endif
 
+/* PUC Lua 5.1 lacks luaL_setfuncs (LuaJIT 2.1, which defines
+ * luaL_newlibtable, has it). */
+#if LUA_VERSION_NUM < 502 && !defined(luaL_newlibtable)
+static inline void gm_setfuncs(lua_State *L, const luaL_Reg *l, int nup) {
+  luaL_checkstack(L, nup, "too many upvalues");
+  for (; l->name != NULL; l++) {
+    for (int i = 0; i < nup; i++) lua_pushvalue(L, -nup);
+    lua_pushcclosure(L, l->func, nup);
+    lua_setfield(L, -(nup + 2), l->name);
+  }
+  lua_pop(L, nup);
+}
+#define luaL_setfuncs gm_setfuncs
+#endif
+
 #if LUA_VERSION_NUM >= 503
 #define gm_pushtoken(L, t) lua_pushinteger((L), (lua_Integer)(t))
 #else

@@ -463,16 +463,33 @@ int gm_backend_complete(gm_backend *b, const char *name, const char *owner,
   return rc;
 }
 
-int gm_backend_force_release(gm_backend *b, const char *name,
-                             gm_lock_info *out, gm_error *err) {
+static int force_release(gm_backend *b, const char *name, int now,
+                         gm_lock_info *out, gm_error *err) {
   void *conn;
   gm_row r = {0};
   if (open_once(b, &conn, b->ops->force_release != NULL, err) != GM_OK)
     return GM_ERR;
-  int rc = b->ops->force_release(conn, name, &r, err);
+  int rc = b->ops->force_release(conn, name, now, &r, err);
+  if (rc == GM_NOT && b->ops->observe(conn, name, &r, err) == GM_OK &&
+      r.exists && r.token >= (uint64_t)INT64_MAX) {
+    gm_seterr(err, GM_E_DB, "lock '%s': its token is at the largest "
+              "(%llu): no new token to fence the holder with", name,
+              (unsigned long long)r.token);
+    rc = GM_ERR;
+  }
   b->ops->close(conn);
   if (rc == GM_OK) lock_info(out, &r);
   return rc;
+}
+
+int gm_backend_force_release(gm_backend *b, const char *name,
+                             gm_lock_info *out, gm_error *err) {
+  return force_release(b, name, 0, out, err);
+}
+
+int gm_backend_force_release_now(gm_backend *b, const char *name,
+                                 gm_lock_info *out, gm_error *err) {
+  return force_release(b, name, 1, out, err);
 }
 
 void gm_backend_ref(gm_backend *b) { atomic_fetch_add(&b->refs, 1); }

@@ -104,9 +104,15 @@ int gm_backend_complete(gm_backend *b, const char *name, const char *owner,
                         uint64_t token, const char *result, gm_error *err);
 
 /* Frees lock `name` whoever holds it, with a new token: GM_OK and *out the
- * row after, GM_NOT when there is no such lock, GM_ERR. */
+ * row after, GM_NOT when there is no such lock, GM_ERR. The old holder's
+ * next renewal fails; nobody is granted the lock before the old grant's
+ * lease would have ended. */
 int gm_backend_force_release(gm_backend *b, const char *name,
                              gm_lock_info *out, gm_error *err);
+/* The same, but free at once: breaks the guarantee (the old holder may
+ * believe it is master until its renew deadline). */
+int gm_backend_force_release_now(gm_backend *b, const char *name,
+                                 gm_lock_info *out, gm_error *err);
 
 /* Reference counting: an elector holds a reference on its backend. The last
  * unref stops and joins the thread and closes the connection. */

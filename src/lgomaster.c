@@ -209,13 +209,16 @@ static int l_backend_complete(lua_State *L) {
   return 1;
 }
 
-/* b:force_release(name) -> row after | false (no such lock) | nil, err */
+/* b:force_release(name [, now]) -> row after | false (no such lock) |
+ * nil, err. now: free at once instead of after the old lease. */
 static int l_backend_force_release(lua_State *L) {
   lbackend *lb = check_backend(L, 1);
   const char *name = luaL_checkstring(L, 2);
   gm_lock_info o;
   gm_error err = {0};
-  int rc = gm_backend_force_release(lb->b, name, &o, &err);
+  int rc = lua_toboolean(L, 3)
+               ? gm_backend_force_release_now(lb->b, name, &o, &err)
+               : gm_backend_force_release(lb->b, name, &o, &err);
   if (rc == GM_ERR) return fail(L, &err);
   if (rc == GM_NOT) {
     lua_pushboolean(L, 0);

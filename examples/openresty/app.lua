@@ -1,5 +1,6 @@
 -- The Lua side of examples/openresty/nginx.conf: a job that one worker
--- across all nginx instances runs, every 10 seconds.
+-- across all nginx instances runs, every 10 seconds. It goes in a directory
+-- of the configuration's lua_package_path (/etc/nginx/lua/app.lua there).
 local gmngx = require("gomaster.ngx")
 
 local _M = {}
@@ -19,6 +20,8 @@ end
 --- Called by init_worker_by_lua_block.
 function _M.init_worker()
   local ok, err = gmngx.start{
+    -- The SQLite file's directory must be writable by the workers' user
+    -- (nobody when nginx starts as root): install -d -o nobody /var/lib/app
     backend = os.getenv("GOMASTER_BACKEND") or "sqlite:///var/lib/app/gomaster.db",
     name = LOCK,
     version = "1.0.0",

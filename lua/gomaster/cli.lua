@@ -112,16 +112,20 @@ Options:
 Exit status: 0 shown, 2 usage error, 3 no such lock, 125 gomaster failed.
 ]=],
   release = [=[
-Usage: gomaster release --name NAME --force [--backend URL]
+Usage: gomaster release --name NAME --force [--now] [--backend URL]
 
 An operator's release of a stuck lock: frees it whoever holds it and moves
-its token on by one, so the old holder's renewals, releases and writes
-fenced with its token fail. Its `gomaster exec` stops CMD at its renew
-deadline. A completion record stays.
+its token on by one, so the old holder's next renewal, release and writes
+fenced with its token fail: it stops at once (`gomaster exec` stops CMD).
+Another node is granted the lock only when the old holder's lease would
+have ended, so the two never overlap. A completion record stays.
 
 Options:
   --name NAME           the lock (required)
   --force               required: says you mean it
+  --now                 free the lock at once, not after the old lease:
+                        BREAKS THE GUARANTEE (the old holder may still act
+                        as master until its renew deadline)
   --backend URL         the database (default: $GOMASTER_BACKEND, else
                         sqlite:///tmp/gomaster.db)
   -h, --help            this help
@@ -138,7 +142,7 @@ local SPEC = {
   exec = ELECT,
   once = ELECT,
   status = { backend = "s", name = "s", json = "f", prometheus = "f" },
-  release = { backend = "s", name = "s", force = "f" },
+  release = { backend = "s", name = "s", force = "f", now = "f" },
 }
 
 local UsageError = {}
@@ -510,13 +514,15 @@ function commands.release(o)
   if not b then say("release: %s", err); return EXIT.failed end
   local before = b:read(o.name)
   local row
-  row, err = b:force_release(o.name)
+  row, err = b:force_release(o.name, o.now)
   if row == nil then say("release: %s", err); return EXIT.failed end
   if row == false then say("release: no such lock '%s'", o.name); return EXIT.no_lock end
   local was = before and before.live and ("held by %s with token %s"):format(before.owner, json_value(before.token))
     or "not held"
-  io.stdout:write(("gomaster release: lock '%s' released (was %s); token now %s\n")
-    :format(o.name, was, json_value(row.token)))
+  local left = row.expires_at - row.now
+  local free = left > 0 and ("; free in %.3f s, when the old lease ends"):format(left) or ""
+  io.stdout:write(("gomaster release: lock '%s' released (was %s); token now %s%s\n")
+    :format(o.name, was, json_value(row.token), free))
   return 0
 end
 

@@ -22,6 +22,7 @@
 
 local gomaster = require("gomaster")
 local core = require("gomaster.core")
+local json = require("gomaster.json")
 
 local ngx = ngx
 local now = core.now
@@ -39,70 +40,26 @@ local OWN = {
 local DEFAULT_INTERVAL = 0.1
 
 -- This worker's locks: name -> state. A state is made by start() and lives
--- until the worker exits: { name, opts, candidate, interval, shm, m (the
--- elector, once made), error, done (shut down) }.
+-- until the worker exits: { name, opts, candidate, interval, shm, prefix
+-- (of its keys in shm), m (the elector, once made), error, done (shut
+-- down), premature (nginx began to reload or quit), busy (a dispatch is
+-- running: a hook may be suspended in a yield), closing (close m when that
+-- dispatch ends), shm_error (this worker's last publish failed) }.
 local locks = {}
 
--- ---- JSON ---------------------------------------------------------------
--- A small encoder of its own: lua-cjson is not part of Debian's nginx Lua
--- module, and its default 14 significant digits would round tokens above
--- 10^14.
+-- Keys in the shared dict: "gomaster:" .. escaped lock name .. ":" .. pid,
+-- with '%' and ':' of the name percent-encoded, so that no lock's prefix
+-- is the prefix of another lock's keys (lock "a" and lock "a:b"). FULL_KEY
+-- holds the time (core.now()) a worker last failed to store its entry.
+local KEY_PREFIX = "gomaster:"
+local FULL_KEY = "gomaster!full"
 
-local escapes = { ['"'] = '\\"', ["\\"] = "\\\\", ["\b"] = "\\b",
-                  ["\f"] = "\\f", ["\n"] = "\\n", ["\r"] = "\\r", ["\t"] = "\\t" }
-
-local function encode_string(s)
-  return '"' .. s:gsub('[%c"\\]', function(c)
-    return escapes[c] or ("\\u%04x"):format(c:byte())
-  end) .. '"'
+local function key_prefix(name)
+  return KEY_PREFIX .. name:gsub("[%%:]", function(c) return ("%%%02X"):format(c:byte()) end) .. ":"
 end
 
-local function encode_number(n)
-  if n ~= n or n == math.huge or n == -math.huge then return "null" end
-  if n == math.floor(n) and n >= -2^53 and n <= 2^53 then
-    return ("%d"):format(n)
-  end
-  for digits = 14, 16 do -- the shortest form that reads back the same
-    local s = ("%." .. digits .. "g"):format(n)
-    if tonumber(s) == n then return s end
-  end
-  return ("%.17g"):format(n)
-end
-
-local encode
-
-local function is_array(t)
-  local n = 0
-  for _ in pairs(t) do n = n + 1 end
-  for i = 1, n do if t[i] == nil then return false end end
-  return true, n
-end
-
-function encode(v, depth)
-  local t = type(v)
-  if t == "string" then return encode_string(v) end
-  if t == "number" then return encode_number(v) end
-  if t == "boolean" then return tostring(v) end
-  if t ~= "table" then return "null" end
-  depth = (depth or 0) + 1
-  if depth > 20 then return "null" end
-  local arr, n = is_array(v)
-  local out = {}
-  if arr and n > 0 then
-    for i = 1, n do out[i] = encode(v[i], depth) end
-    return "[" .. table.concat(out, ",") .. "]"
-  end
-  local keys = {}
-  for k in pairs(v) do
-    if type(k) == "string" then keys[#keys + 1] = k end
-  end
-  table.sort(keys)
-  for i, k in ipairs(keys) do
-    out[i] = encode_string(k) .. ":" .. encode(v[k], depth)
-  end
-  return "{" .. table.concat(out, ",") .. "}"
-end
-
+-- Status is JSON through gomaster.json (also `gomaster status --json`).
+local encode = json.encode
 _M.encode_json = encode
 
 -- ---- per-worker state ------------------------------------------------------
@@ -152,36 +109,82 @@ function _M.status(name)
   s.worker = ngx.worker.id()
   s.candidate = st.candidate
   s.error = st.error
+  s.shm_error = st.shm_error
   s.at = now()
   return s
 end
 
-local function shm_key(st, pid)
-  return "gomaster:" .. st.name .. ":" .. pid
+local safe_tostring = gomaster._tostring
+
+-- How long an entry in the shared dict lives without a new publish.
+local function entry_ttl(st)
+  return math.max(2, 10 * st.interval)
 end
 
+-- Dicts already reported full in the error log, by name: once per worker.
+local full_logged = {}
+
 -- Publishes this worker's status in the shared dict, if there is one. The
--- entry expires by itself when a worker dies without saying goodbye.
+-- entry expires by itself when a worker dies without saying goodbye. Never
+-- evicts another entry (safe_set): a full dict is reported instead, once in
+-- the error log and in status_handler() while it lasts.
 local function publish(st)
   local dict = st.shm and ngx.shared[st.shm]
   if not dict then return end
   local s = _M.status(st.name)
-  dict:set(shm_key(st, s.pid), encode(s), math.max(2, 10 * st.interval))
+  local ok, err = dict:safe_set(st.prefix .. s.pid, encode(s), entry_ttl(st))
+  if ok then
+    st.shm_error = nil
+    return
+  end
+  st.shm_error = ("lua_shared_dict '%s' is full (%s): the status of some workers is missing; make it larger")
+    :format(st.shm, tostring(err))
+  dict:replace(FULL_KEY, now()) -- a number over a number: in place, needs no memory
+  if not full_logged[st.shm] then
+    full_logged[st.shm] = true
+    ngx_log("error", ("lock '%s': %s (reported once per worker)"):format(st.name, st.shm_error))
+  end
+end
+
+-- Closes the elector: the last hooks run (on_stop "stopped") and it is
+-- freed. Only when no dispatch is running.
+local function close(st)
+  st.closing = false
+  st.busy = true -- the last hooks run in close(): nothing else dispatches
+  local ok, err = pcall(st.m.close, st.m)
+  st.busy = false
+  if not ok then ngx_log("error", ("closing lock '%s': %s"):format(st.name, safe_tostring(err))) end
+end
+
+-- Runs the hooks of the queued events, one at a time, in order. A hook that
+-- yields (ngx.sleep, a cosocket) keeps this dispatch suspended; another
+-- call meanwhile (the next tick, shutdown) returns at once, and the
+-- suspended one goes on to the next event after the hook returns. Closes
+-- the elector afterwards when nginx began to exit meanwhile.
+local function drain(st)
+  if st.busy then return end
+  st.busy = true
+  local ok, err = pcall(st.m.dispatch, st.m)
+  st.busy = false
+  if not ok then ngx_log("error", ("lock '%s': dispatch: %s"):format(st.name, safe_tostring(err))) end
+  if st.closing then close(st) end
 end
 
 -- Stops (a master releases the lock), runs the last hooks and closes. Runs
--- when nginx reloads or quits; m:stop() waits for the release.
+-- when nginx reloads or quits; m:stop() waits for the release. A hook still
+-- running (suspended in a yield) is told by premature() and keeps its
+-- elector: it is closed when that hook returns.
 local function shutdown(st)
   if st.done then return end
   st.done = true
+  st.premature = true
   if st.m then
     st.m:stop()
     publish(st) -- not master any more: say so before the next master appears
-    local ok, err = pcall(st.m.close, st.m)
-    if not ok then ngx_log("error", "closing lock '" .. st.name .. "': " .. tostring(err)) end
+    if st.busy then st.closing = true else close(st) end
   end
   local dict = st.shm and ngx.shared[st.shm]
-  if dict then dict:delete(shm_key(st, ngx.worker.pid())) end
+  if dict then dict:delete(st.prefix .. ngx.worker.pid()) end
 end
 
 -- Every `interval` in every worker (candidate or not, with an elector or
@@ -190,8 +193,8 @@ end
 local function tick(premature, st)
   if premature or ngx.worker.exiting() then return shutdown(st) end
   if st.done then return end
-  if st.m then st.m:dispatch() end
   publish(st)
+  if st.m then drain(st) end
 end
 
 -- Makes and starts the elector of `st`. Returns it, or nil and a message.
@@ -292,7 +295,10 @@ function _M.start(opts)
   local candidate = (ptype == "worker" or ptype == "single")
     and (candidates == "all" or (ngx.worker.id() or 0) == 0)
   local st = { name = name, opts = gm_opts, candidate = candidate,
-               interval = interval, shm = opts.shm }
+               interval = interval, shm = opts.shm, prefix = key_prefix(name) }
+  -- The marker of a full dict exists before any entry: replacing it later
+  -- needs no memory.
+  if opts.shm then ngx.shared[opts.shm]:safe_add(FULL_KEY, 0) end
   locks[name] = st
   local ok, err
   if candidate then
@@ -326,9 +332,19 @@ function _M.token(name)
   return m and m:token()
 end
 
+--- Whether nginx began to reload or quit for lock `name` in this worker: a
+-- hook still running then (suspended in ngx.sleep or a cosocket) reads it
+-- when it resumes. Its elector stays valid until it returns (it is stopped:
+-- m:is_master() is false) and is closed after.
+function _M.premature(name)
+  local st = state(name)
+  return st ~= nil and st.premature == true
+end
+
 --- A content handler: renders lock `name` as JSON, { name, worker = this
 -- worker's status(), workers = [ every worker of this instance ] } (the
--- list needs the `shm` option; without it, only this worker). Use it as
+-- list needs the `shm` option; without it, only this worker), plus
+-- shm_error while the dict is too full to hold every worker's entry. Use it as
 --   location = /gomaster { content_by_lua_block {
 --     require("gomaster.ngx").status_handler() } }
 function _M.status_handler(name)
@@ -343,18 +359,25 @@ function _M.status_handler(name)
   local mine = encode(_M.status(st.name))
   local workers = { mine }
   local dict = st.shm and ngx.shared[st.shm]
+  local full = st.shm_error
   if dict then
-    local prefix = "gomaster:" .. st.name .. ":"
-    local own = shm_key(st, ngx.worker.pid())
+    local prefix = st.prefix
+    local own = prefix .. ngx.worker.pid()
     for _, k in ipairs(dict:get_keys(0)) do
-      if k ~= own and k:sub(1, #prefix) == prefix then
+      if k ~= own and k:sub(1, #prefix) == prefix and k:find("^%d+$", #prefix + 1) then
         local v = dict:get(k)
         if v then workers[#workers + 1] = v end
       end
     end
+    local t = dict:get(FULL_KEY)
+    if not full and t and t > 0 and now() - t <= entry_ttl(st) then
+      full = ("lua_shared_dict '%s' is full: the status of some workers is missing; make it larger")
+        :format(st.shm)
+    end
   end
   ngx.say('{"name":', encode(st.name), ',"worker":', mine,
-          ',"workers":[', table.concat(workers, ","), "]}")
+          ',"workers":[', table.concat(workers, ","), "]",
+          full and ',"shm_error":' .. encode(full) or "", "}")
 end
 
 return _M

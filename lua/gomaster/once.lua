@@ -42,9 +42,13 @@ local function check(opts)
   return true
 end
 
---- tostring(v) cut to RESULT_MAX bytes, not inside a UTF-8 sequence.
+local safe_tostring = gomaster._tostring
+
+--- tostring(v) cut to RESULT_MAX bytes, not inside a UTF-8 sequence. Never
+-- raises: a __tostring that raises or returns no string gives a
+-- description of v instead.
 function _M.result_string(v)
-  local s = v == nil and "" or tostring(v)
+  local s = v == nil and "" or safe_tostring(v)
   if #s <= RESULT_MAX then return s end
   s = s:sub(1, RESULT_MAX)
   -- Drop a trailing lead byte and its continuation bytes if the sequence
@@ -71,25 +75,13 @@ local function default_wait(m, timeout)
   return true
 end
 
---- Runs fn(token, m) on one node for task opts.name, unless it is done.
--- Returns true, record when it ran here and was recorded; false, record
--- when it was done already (here or elsewhere); nil, err when fn failed
--- (raised an error, or returned nil/false and a message: not recorded), or
--- the backend failed, or the lock was lost before the record was written.
--- record = { at = UNIX seconds, by = node id, token = the fencing token it
--- ran under, result = tostring of fn's first return value, at most 255
--- bytes ("" for nil) }.
-function _M.once(opts, fn)
-  if type(opts) ~= "table" then
-    error(("bad argument #1 to 'once' (table expected, got %s)"):format(type(opts)), 2)
-  end
-  if type(fn) ~= "function" then
-    error(("bad argument #2 to 'once' (function expected, got %s)"):format(type(fn)), 2)
-  end
-  local ok, err = check(opts)
-  if not ok then return nil, err end
+-- The body of once(); may raise (a hook, a backend object from elsewhere):
+-- once() catches it. Sets state.m to the elector once made, for once() to
+-- close.
+local function attempt(opts, fn, state)
   local name = opts.name
   local b = opts.backend or os.getenv("GOMASTER_BACKEND") or gomaster.DEFAULT_BACKEND
+  local ok, err
   if type(b) ~= "userdata" then
     b, err = gomaster.backend(b)
     if not b then return nil, err end
@@ -105,32 +97,40 @@ function _M.once(opts, fn)
   ok, err = b:complete(name, "", 0, "")
   if ok == nil then return nil, err end
 
-  local freed = false
+  -- freed: the lock was seen free; held: seen live in another node's hands
+  -- (a leader event: the elector saw it so in its last read of the row)
+  local freed, held = false, false
   local m
   m, err = gomaster.new{
     backend = b, name = name, id = opts.id, version = opts.version,
     lease = opts.lease, heartbeat = opts.heartbeat,
     renew_deadline = opts.renew_deadline, retry = opts.retry, log = opts.log,
-    on_leader = function(_, info) if not info.held then freed = true end end,
+    on_leader = function(_, info)
+      if not info.held then
+        freed, held = true, false
+      elseif info.expires_in > 0 then
+        held = true
+      end
+    end,
   }
   if not m then return nil, err end
-  local function finish(...)
-    m:close()
-    return ...
-  end
+  state.m = m
   ok, err = m:start()
-  if not ok then return finish(nil, err) end
+  if not ok then return nil, err end
 
   local wait = opts._wait or default_wait
   local until_t = opts.timeout and core.now() + opts.timeout
+  -- past the timeout, how long the round may take at most (a backend
+  -- thread busy with other locks, a database slow to answer)
+  local grace = math.max(opts.lease or 5, 5)
   while true do
     local token = m:is_master() and m:token()
     if token then
       -- Nobody else can complete while we hold the lock, but someone may
       -- have done so between our first read and our grant.
       row, err = b:read(name)
-      if not row then return finish(nil, err) end
-      if row.done then return finish(false, record(row.done)) end
+      if not row then return nil, err end
+      if row.done then return false, record(row.done) end
       if row.owner == m:id() and row.token == token and m:is_master() then
         break
       end
@@ -138,41 +138,79 @@ function _M.once(opts, fn)
       -- The holder let go: it may have finished the task.
       freed = false
       row = b:read(name)
-      if row and row.done then return finish(false, record(row.done)) end
+      if row and row.done then return false, record(row.done) end
     end
     local left
     if until_t then
       left = until_t - core.now()
       if left <= 0 then
-        local st = m:status()
-        return finish(nil, ("timed out after %g s waiting for lock '%s'%s")
-          :format(opts.timeout, name,
-                  st.leader.held and (" (held by %s)"):format(st.leader.id) or ""))
+        -- Give up only once the elector has been through a whole round:
+        -- it found the lock live in another node's hands (no acquire
+        -- follows then; one that lost a race reads again and finds the
+        -- winner), or it failed. A free lock is granted in that round, so
+        -- timeout = 0 takes it ("try once"). Counters would not do: each
+        -- moves before the step that follows it shows.
+        if not m:is_master() and (held or left < -grace or m:status().counters.errors > 0) then
+          local st = m:status()
+          return nil, ("timed out after %g s waiting for lock '%s'%s")
+            :format(opts.timeout, name,
+                    st.leader.held and (" (held by %s)"):format(st.leader.id) or "")
+        end
+        left = 0.05 -- the round is still on: its event comes soon
       end
     end
     ok, err = wait(m, left)
-    if not ok then return finish(nil, err) end
+    if not ok then return nil, err end
   end
 
   local token = m:token()
   local res = { pcall(fn, token, m) }
-  if not res[1] then return finish(nil, tostring(res[2])) end
-  if not res[2] and res[3] ~= nil then return finish(nil, tostring(res[3])) end
+  if not res[1] then return nil, safe_tostring(res[2]) end
+  if not res[2] and res[3] ~= nil then return nil, safe_tostring(res[3]) end
   local result = _M.result_string(res[2])
   local done
   done, err = b:complete(name, m:id(), token, result)
   if done == nil then
-    return finish(nil, ("task '%s' ran (token %s) but its completion could not be recorded: %s")
-      :format(name, tostring(token), err))
+    return nil, ("task '%s' ran (token %s) but its completion could not be recorded: %s")
+      :format(name, tostring(token), err)
   end
   if not done then
-    return finish(nil, ("task '%s' ran but the lock was lost before its completion was recorded (token %s): another node may run it again")
-      :format(name, tostring(token)))
+    return nil, ("task '%s' ran but the lock was lost before its completion was recorded (token %s): another node may run it again")
+      :format(name, tostring(token))
   end
   row = b:read(name)
-  local rec = row and row.done and record(row.done)
+  return true, row and row.done and record(row.done)
     or { at = os.time(), by = m:id(), token = token, result = result }
-  return finish(true, rec)
+end
+
+--- Runs fn(token, m) on one node for task opts.name, unless it is done.
+-- Returns true, record when it ran here and was recorded; false, record
+-- when it was done already (here or elsewhere); nil, err when fn failed
+-- (raised an error, or returned nil/false and a message: not recorded), or
+-- the backend failed, or the lock was lost before the record was written.
+-- record = { at = UNIX seconds, by = node id, token = the fencing token it
+-- ran under, result = tostring of fn's first return value, at most 255
+-- bytes ("" for nil) }. Raises only on wrong argument types: whatever fn
+-- returns or raises (a __tostring that raises included) ends in one of
+-- these returns, with the lock released.
+function _M.once(opts, fn)
+  if type(opts) ~= "table" then
+    error(("bad argument #1 to 'once' (table expected, got %s)"):format(type(opts)), 2)
+  end
+  if type(fn) ~= "function" then
+    error(("bad argument #2 to 'once' (function expected, got %s)"):format(type(fn)), 2)
+  end
+  local ok, err = check(opts)
+  if not ok then return nil, err end
+  local state = {}
+  local r = { pcall(attempt, opts, fn, state) }
+  local cok, cerr = true, nil
+  if state.m then cok, cerr = pcall(state.m.close, state.m) end -- releases
+  if not r[1] then r = { true, nil, safe_tostring(r[2]) } end
+  if not cok and r[2] == nil then
+    r[3] = safe_tostring(r[3]) .. "; closing the elector: " .. safe_tostring(cerr)
+  end
+  return r[2], r[3]
 end
 
 return _M

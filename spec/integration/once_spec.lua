@@ -1,8 +1,8 @@
 -- gomaster.once on every backend the test run has: several OS processes
 -- (spec/support/once_node.lua) call it for one task at the same moment, a
 -- node dies mid-task, a task fails; and in one process, what fn gets and
--- what is recorded. A backend without completion records (MySQL until its
--- backend has them) is skipped, and runs as soon as it has them.
+-- what is recorded; a task whose own values break tostring; timeout 0. A
+-- backend without completion records would be skipped (all three have them).
 local gomaster = require("gomaster")
 local core = require("gomaster.core")
 local backends = require("support.backends")
@@ -232,6 +232,96 @@ for _, be in ipairs(backends) do
       local row = assert(b:read(name))
       assert.are.same({ at = rec.at, by = rec.by, token = rec.token, result = rec.result }, row.done)
       assert.are.equal("", row.owner)
+    end)
+
+    -- A value whose __tostring raises, or returns no string.
+    local function evil(msg)
+      return setmetatable({}, { __tostring = function() error(msg) end })
+    end
+    local function not_a_string()
+      return setmetatable({}, { __tostring = function() return {} end })
+    end
+
+    -- The lock of `name` is free right after: another node (its own
+    -- backend connection) is granted it at its first try, well within a
+    -- lease.
+    local function free_at_once()
+      local row = assert(b:read(name))
+      assert.is_false(row.live, "the lock is still held by " .. tostring(row.owner))
+      local t0 = core.now()
+      local other = assert(gomaster.new{ backend = assert(gomaster.backend(url)), name = name,
+                                         lease = L, id = "other" })
+      assert(other:start())
+      wait_for(function() other:wait(0.05); return other:is_master() end, 10, "the other node's grant")
+      local took = core.now() - t0
+      other:close()
+      assert.is_true(took < L, ("granted after %.3f s"):format(took))
+    end
+
+    it_("a task's error whose __tostring raises: nil, err, and the lock is free at once", function()
+      for _, case in ipairs({
+        function() error(evil("boom in __tostring")) end,
+        function() return nil, evil("boom in __tostring") end,
+        function() error(not_a_string()) end,
+        function() return false, not_a_string() end,
+      }) do
+        name = ("once-%d-%d"):format(os.time(), math.random(1, 1e9))
+        local ok, err = gomaster.once({ backend = b, name = name, lease = L }, case)
+        assert.is_nil(ok)
+        assert.is_string(err)
+        assert.truthy(err:find("__tostring", 1, true), err)
+        assert.is_nil(assert(b:read(name)).done)
+        free_at_once()
+        -- not recorded: it runs again, with timeout 0 on the free lock
+        assert.is_true((gomaster.once({ backend = b, name = name, lease = L, timeout = 0 },
+                                      function() return "again" end)))
+      end
+    end)
+
+    it_("a result whose __tostring raises is recorded as a description, and the lock is free at once", function()
+      local ran, rec = gomaster.once({ backend = b, name = name, lease = L }, function()
+        return evil("boom in __tostring")
+      end)
+      assert.is_true(ran, rec)
+      assert.truthy(rec.result:find("(a table whose __tostring raised", 1, true), rec.result)
+      assert.are.equal(rec.result, assert(b:read(name)).done.result)
+      assert.is_false(assert(b:read(name)).live)
+      name = ("once-%d-%d"):format(os.time(), math.random(1, 1e9))
+      ran, rec = gomaster.once({ backend = b, name = name, lease = L }, not_a_string)
+      assert.is_true(ran, rec)
+      -- Lua 5.4's tostring raises where LuaJIT's returns the table
+      assert.truthy(rec.result:find("(a table whose __tostring", 1, true), rec.result)
+      free_at_once()
+    end)
+
+    it_("timeout = 0 (or 0.001) takes a free lock; on a held lock it gives up after one round", function()
+      for _, timeout in ipairs({ 0, 0.001 }) do
+        name = ("once-%d-%d"):format(os.time(), math.random(1, 1e9))
+        local called = false
+        local ran, rec = gomaster.once({ backend = b, name = name, lease = L, timeout = timeout },
+                                       function() called = true; return "t" end)
+        assert.is_true(ran, rec)
+        assert.is_true(called)
+        assert.are.equal("t", rec.result)
+      end
+      -- held by a live elector of another connection
+      name = ("once-%d-%d"):format(os.time(), math.random(1, 1e9))
+      local holder = assert(gomaster.new{ backend = assert(gomaster.backend(url)), name = name, lease = L })
+      assert(holder:start())
+      wait_for(function() holder:wait(0.05); return holder:is_master() end, 10, "the holder's grant")
+      local t0 = core.now()
+      local called = false
+      local ok, err = gomaster.once({ backend = b, name = name, lease = L, timeout = 0 },
+                                    function() called = true end)
+      local took = core.now() - t0
+      holder:close()
+      assert.is_nil(ok)
+      assert.is_false(called)
+      assert.truthy(err:find("timed out", 1, true), err)
+      assert.truthy(err:find("held by", 1, true), err)
+      -- one round: a read of the row (the backend's thread may first finish
+      -- other work); the documented bound is max(lease, 5 s)
+      assert.is_true(took < 5, ("gave up after %.3f s"):format(took))
     end)
 
     it_("already done: returns the record without campaigning", function()

@@ -181,6 +181,24 @@ describe("gomaster hooks #unit", function()
     m:close()
   end)
 
+  it("report a hook's error whose __tostring raises, and dispatch goes on", function()
+    local errors, logged, stops = {}, {}, {}
+    local evil = setmetatable({}, { __tostring = function() error("boom in __tostring") end })
+    local m = assert(gomaster.new{
+      backend = url, name = "raise-evil", lease = 1,
+      on_start = function(self) self:stop(); error(evil) end,
+      on_stop = function(_, r) stops[#stops + 1] = r end,
+      on_error = function(_, e) errors[#errors + 1] = e; error(evil) end,
+      log = function(level, msg) logged[#logged + 1] = level .. " " .. msg end,
+    })
+    assert(m:start())
+    until_(m, function() return #stops > 0 end) -- the hook after the failing one ran
+    assert.same({ "stopped" }, stops)
+    assert.truthy(errors[1]:find("on_start hook failed: (a table whose __tostring raised", 1, true), errors[1])
+    assert.truthy(logged[1]:find("on_error hook failed: (a table whose __tostring", 1, true), logged[1])
+    m:close()
+  end)
+
   it("let a hook call m:stop()", function()
     local reasons = {}
     local m = assert(gomaster.new{

@@ -383,8 +383,8 @@ SC_FN int sc_complete(void *conn, const char *name, const char *owner,
   return rc;
 }
 
-SC_FN int sc_force_release(void *conn, const char *name, gm_row *out,
-                           gm_error *err) {
+SC_FN int sc_force_release(void *conn, const char *name, int at_once,
+                           gm_row *out, gm_error *err) {
   sc_node *n = conn;
   if (sc_enter(n, SC_FORCE, "force_release", err) != GM_OK) return GM_ERR;
   sc_row *r = sc_find(n->db, name);
@@ -392,7 +392,7 @@ SC_FN int sc_force_release(void *conn, const char *name, gm_row *out,
   if (r) {
     r->owner[0] = '\0';
     r->token++;
-    r->expires_at = now;
+    if (at_once || r->expires_at < now) r->expires_at = now;
     sc_fill(out, r, now);
   }
   pthread_mutex_unlock(&n->db->mu);

@@ -256,6 +256,23 @@ static void test_parse_errors(void) {
   rc = parse_url("mongodb://127.0.0.1:1/db?write_concern=0", &cfg, &err);
   check(rc == GM_ERR && strstr(err.msg, "write_concern"),
         "write_concern=0 is refused naming it: %s", err.msg);
+  static const char *const unacknowledged[] = {
+      "w=0", "W=0", "w=0&journal=false", "journal=false&w=-1",
+      "w=0&wtimeoutMS=100&write_concern=majority"};
+  for (size_t i = 0; i < sizeof unacknowledged / sizeof *unacknowledged;
+       i++) {
+    char u[160];
+    snprintf(u, sizeof u, "mongodb://127.0.0.1:1/db?%s", unacknowledged[i]);
+    rc = parse_url(u, &cfg, &err);
+    check(rc == GM_ERR && err.code == GM_E_ARG && strstr(err.msg, "'w=") &&
+              strstr(err.msg, "unacknowledged"),
+          "unacknowledged writes (%s) are refused naming 'w': %s",
+          unacknowledged[i], err.msg);
+  }
+  rc = parse_url("mongodb://127.0.0.1:1/db?w=1&journal=false", &cfg, &err);
+  check(rc == GM_OK, "w=1&journal=false (acknowledged) is accepted: %s",
+        rc == GM_OK ? "" : err.msg);
+  if (rc == GM_OK) ops->free_cfg(cfg);
   rc = parse_url("mongodb://127.0.0.1:1/db?read_concern=snapshot", &cfg, &err);
   check(rc == GM_ERR && strstr(err.msg, "read_concern"),
         "read_concern=snapshot is refused naming it: %s", err.msg);
@@ -499,13 +516,17 @@ static void test_complete(void *c) {
   rc = ops->observe(c, name, &seen, &err);
   check(seen.done_at == done_at && seen.done_token == 1,
         "and so does a renewal");
+  int64_t lease_end = seen.expires_at;
 
-  /* An operator's release. */
-  rc = ops->force_release(c, name, &row, &err);
+  /* An operator's release: the old lease stays, the token moves on. */
+  rc = ops->force_release(c, name, 0, &row, &err);
   check(rc == GM_OK && row.exists && row.owner[0] == '\0' && row.token == 3 &&
-            row.expires_at == row.now && row.now > 0,
-        "force_release frees a held lock with token + 1 (rc %d, token %llu, "
-        "%s)", rc, (unsigned long long)row.token, err.msg);
+            row.expires_at == lease_end && row.expires_at > row.now &&
+            row.now > 0,
+        "force_release frees a held lock with token + 1 and keeps its lease "
+        "(rc %d, token %llu, expires in %lld us, %s)", rc,
+        (unsigned long long)row.token, (long long)(row.expires_at - row.now),
+        err.msg);
   check(row.done_at == done_at && strcmp(row.done_by, "node-a") == 0,
         "and keeps the completion record");
   rc = ops->renew(c, name, "node-b", 2, L, &seen, &err);
@@ -514,12 +535,17 @@ static void test_complete(void *c) {
   check(rc == GM_NOT, "nor release");
   rc = ops->complete(c, name, "node-b", 2, "late", &err);
   check(rc == GM_NOT, "nor complete");
-  b = req(name, "node-b", 1, 3, 0, L);
+  rc = ops->force_release(c, name, 1, &row, &err);
+  check(rc == GM_OK && row.owner[0] == '\0' && row.token == 4 &&
+            row.expires_at <= row.now,
+        "force_release now: ends the lease at the server's now (token %llu)",
+        (unsigned long long)row.token);
+  b = req(name, "node-b", 1, 4, 0, L);
   rc = ops->acquire(c, &b, &row, &err);
-  check(rc == GM_OK && row.token == 4,
+  check(rc == GM_OK && row.token == 5,
         "the lock is free at once after it (token %llu)",
         (unsigned long long)row.token);
-  rc = ops->force_release(c, new_lock(), &row, &err);
+  rc = ops->force_release(c, new_lock(), 0, &row, &err);
   check(rc == GM_NOT, "force_release of a lock with no document is GM_NOT "
         "(rc %d)", rc);
 }
@@ -545,7 +571,7 @@ static void test_renew_many(void *c) {
   }
   check(got == BIG, "node-a holds %d locks (%d)", BIG, got);
   /* One of K is taken away (an operator's force release moves its token). */
-  ops->force_release(c, names[2], &row, &err);
+  ops->force_release(c, names[2], 0, &row, &err);
   int upd = standin_count("update"), fnd = standin_count("find"),
       fam = standin_count("findAndModify");
   int rc = ops->renew_many(c, q, K, &err);

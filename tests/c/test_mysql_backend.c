@@ -344,22 +344,30 @@ static void test_complete_and_force(void *conn, void *conn2) {
             strcmp(o.owner, "node-a") == 0 && o.expires_at > o.now,
         "the record is stored and the lock is unchanged");
 
-  rc = ops->force_release(conn2, name, &r, &err);
+  int64_t lease_end = o.expires_at;
+  rc = ops->force_release(conn2, name, 0, &r, &err);
   check(rc == GM_OK && r.exists && r.owner[0] == '\0' && r.token == 2 &&
-            r.expires_at <= r.now,
-        "force_release frees the lock and fences the holder: token %llu",
-        (unsigned long long)r.token);
+            r.expires_at == lease_end && r.expires_at > r.now,
+        "force_release frees the lock, fences the holder (token %llu) and "
+        "keeps its lease (%lld us left)",
+        (unsigned long long)r.token, (long long)(r.expires_at - r.now));
   rc = ops->renew(conn, name, "node-a", 1, 5000000, &r, &err);
   check(rc == GM_NOT, "the old holder's renew after force_release: GM_NOT");
-  gm_acquire_req b = req(name, "node-b", 1, 2, 0, 5000000);
+  rc = ops->observe(conn, name, &o, &err);
+  check(rc == GM_OK && o.expires_at == lease_end && o.token == 2,
+        "the failed renewal left the row as the release made it");
+  rc = ops->force_release(conn2, name, 1, &r, &err);
+  check(rc == GM_OK && r.token == 3 && r.expires_at <= r.now,
+        "force_release now: ends the lease at the server's now");
+  gm_acquire_req b = req(name, "node-b", 1, 3, 0, 5000000);
   rc = ops->acquire(conn2, &b, &r, &err);
-  check(rc == GM_OK && r.token == 3, "taken again after force_release");
+  check(rc == GM_OK && r.token == 4, "taken again after force_release now");
   rc = ops->observe(conn, name, &o, &err);
   check(rc == GM_OK && o.done_token == 1 && strcmp(o.done_by, "node-a") == 0,
         "the completion record outlives the next grant");
 
   lock_name(name, sizeof name, "never-held");
-  rc = ops->force_release(conn, name, &r, &err);
+  rc = ops->force_release(conn, name, 0, &r, &err);
   check(rc == GM_NOT, "force_release of a lock without a row: GM_NOT");
 }
 
@@ -794,6 +802,108 @@ static void test_wakeup_reconnect(void) {
   close_conn(cfg2, conn2);
 }
 
+/* No token past INT64_MAX: force_release refuses rather than wrap. */
+static void test_force_token_limit(void) {
+  void *cfg, *conn;
+  gm_error err;
+  gm_row r;
+  char name[128], q[512];
+  lock_name(name, sizeof name, "force-max");
+  if (open_with(NULL, NULL, &cfg, &conn, &err) != GM_OK) {
+    check(0, "open for the token limit: %s", err.msg);
+    return;
+  }
+  gm_acquire_req a = req(name, "node-a", 0, 0, 0, 5000000);
+  int rc = ops->acquire(conn, &a, &r, &err);
+  snprintf(q, sizeof q,
+           "UPDATE gomaster_locks SET token = 9223372036854775807"
+           " WHERE name = '%s'", name);
+  rc = rc == GM_OK ? sql(q, NULL, 0) : rc;
+  rc = rc == GM_OK ? ops->force_release(conn, name, 0, &r, &err) : GM_ERR;
+  check(rc == GM_NOT, "force_release of a lock at token INT64_MAX: GM_NOT");
+  rc = ops->observe(conn, name, &r, &err);
+  check(rc == GM_OK && r.token == 9223372036854775807ull &&
+            strcmp(r.owner, "node-a") == 0,
+        "and the row is unchanged (token %llu)", (unsigned long long)r.token);
+  close_conn(cfg, conn);
+}
+
+/* ---- tables made beforehand --------------------------------------------- */
+
+#define PREMADE_COLUMNS(times, token, owner)                                  \
+  " (name VARBINARY(191) NOT NULL PRIMARY KEY, owner " owner                  \
+  " NOT NULL DEFAULT '', token " token " NOT NULL,"                           \
+  " version VARCHAR(127) NOT NULL DEFAULT '', acquired_at " times             \
+  " NOT NULL, renewed_at " times " NOT NULL, expires_at " times " NOT NULL"
+
+/* Opens table (made by sql_text first); GM_OK or GM_ERR with err. */
+static int open_premade(const char *table, const char *sql_text,
+                        gm_error *err) {
+  char text[2048], drop[128];
+  void *cfg, *conn;
+  snprintf(drop, sizeof drop, "DROP TABLE IF EXISTS %s;", table);
+  snprintf(text, sizeof text, "%s CREATE TABLE %s %s", drop, table, sql_text);
+  if (sql(text, NULL, 0) != GM_OK) {
+    gm_seterr(err, GM_E_DB, "the test could not make table %s", table);
+    return -1;
+  }
+  int rc = open_with("table", table, &cfg, &conn, err);
+  if (rc == GM_OK) {
+    char name[128];
+    gm_row r;
+    lock_name(name, sizeof name, "premade");
+    gm_acquire_req a = req(name, "node-a", 0, 0, 0, 5000000);
+    rc = ops->acquire(conn, &a, &r, err);
+    if (rc == GM_OK)
+      rc = ops->renew(conn, name, "node-a", r.token, 5000000, &r, err);
+  }
+  close_conn(cfg, conn);
+  sql(drop, NULL, 0);
+  return rc;
+}
+
+static void test_premade_tables(void) {
+  static const struct {
+    const char *table, *columns, *names, *expects, *what;
+  } refused[] = {
+      {"gm_ctest_seconds",
+       PREMADE_COLUMNS("DATETIME", "BIGINT UNSIGNED", "VARBINARY(127)") ")",
+       "column 'acquired_at'", "DATETIME(6)", "whole-second DATETIME columns"},
+      {"gm_ctest_ts3",
+       PREMADE_COLUMNS("TIMESTAMP(3)", "BIGINT UNSIGNED", "VARBINARY(127)")
+       ")", "column 'acquired_at'", "TIMESTAMP(6)", "TIMESTAMP(3) columns"},
+      {"gm_ctest_int",
+       PREMADE_COLUMNS("DATETIME(6)", "INT UNSIGNED", "VARBINARY(127)") ")",
+       "column 'token'", "BIGINT", "a 32-bit token"},
+      {"gm_ctest_narrow",
+       PREMADE_COLUMNS("DATETIME(6)", "BIGINT UNSIGNED", "VARCHAR(20)") ")",
+       "column 'owner'", "VARBINARY(127)", "an owner too narrow for an id"},
+  };
+  gm_error err;
+  for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
+    int rc = open_premade(refused[i].table, refused[i].columns, &err);
+    check(rc == GM_ERR && strstr(err.msg, refused[i].names) &&
+              strstr(err.msg, refused[i].expects),
+          "a table with %s is refused naming the column and the type: %s",
+          refused[i].what, err.msg);
+  }
+  int rc = open_premade("gm_ctest_premade",
+                        PREMADE_COLUMNS("TIMESTAMP(6)", "BIGINT",
+                                        "VARCHAR(200)") ")",
+                        &err);
+  check(rc == GM_OK, "a right table made beforehand (TIMESTAMP(6), BIGINT, "
+                     "VARCHAR) is used: %s",
+        rc == GM_OK ? "" : err.msg);
+  rc = open_premade("gm_ctest_extra",
+                    PREMADE_COLUMNS("DATETIME(6)", "BIGINT UNSIGNED",
+                                    "VARBINARY(127)")
+                    ", note TEXT NULL, created DATETIME NULL,"
+                    " hits INT NOT NULL DEFAULT 0)",
+                    &err);
+  check(rc == GM_OK, "a table with someone else's extra columns is used: %s",
+        rc == GM_OK ? "" : err.msg);
+}
+
 int main(void) {
   const char *u = getenv("GOMASTER_TEST_MYSQL_URL");
   gm_error err;
@@ -827,6 +937,8 @@ int main(void) {
   close_conn(cfg, conn);
   close_conn(cfg2, conn2);
   test_custom_table();
+  test_premade_tables();
+  test_force_token_limit();
   test_thread();
   test_wakeup();
   test_wakeup_no_spin();

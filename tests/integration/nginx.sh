@@ -12,6 +12,8 @@
 #   GOMASTER_NGINX_MODULES=/dir      where ndk_http_module.so and
 #                                    ngx_http_lua_module.so are
 #   GOMASTER_KEEP=1                  keep the temporary directory
+#   GOMASTER_NGINX_ONLY="hooks keys" only these parts (sqlite sqlite-one
+#                                    hooks keys full example mariadb)
 set -u
 cd "$(dirname "$0")/../.." || exit 2
 ROOT=$(pwd)
@@ -37,13 +39,14 @@ DIR=$(mktemp -d /tmp/gomaster-nginx.XXXXXX) || exit 2
 chmod 0755 "$DIR"
 
 # Last resort (the driver stops its own nginx): kill every nginx process whose
-# pid the run recorded, master (pid files) and workers (belief log names).
+# pid the run recorded, master (pid files) and workers (belief and hook log
+# names: <pid>.log, hooks.<pid>.log).
 cleanup() {
   for f in "$DIR"/*/nginx*/logs/nginx.pid "$DIR"/*/workers/*.log; do
     [ -f "$f" ] || continue
     case $f in
     *.pid) pid=$(cat "$f" 2>/dev/null) ;;
-    *) pid=$(basename "$f" .log) ;;
+    *) pid=$(basename "$f" .log); pid=${pid#hooks.} ;;
     esac
     case $pid in '' | *[!0-9]*) continue ;; esac
     if grep -q nginx "/proc/$pid/cmdline" 2>/dev/null; then kill -KILL "$pid" 2>/dev/null; fi

@@ -367,13 +367,24 @@ def matches(doc, query):
                 ok = any(values_equal(val, a) for a in arg)
             elif op == '$exists':
                 ok = truthy(arg) == (val is not MISSING)
+            elif op in RANGE_OPS:
+                # type bracketing: numbers with numbers, dates with dates
+                ok = (val is not MISSING and val is not None and
+                      (is_number(val) and is_number(arg) or
+                       type(val) is type(arg)) and
+                      RANGE_OPS[op](compare(val, arg)))
             else:
                 raise MongoError(2, 'BadValue',
                                  'unknown operator: %s (the gomaster stand-in '
-                                 'implements $eq, $in, $exists)' % op)
+                                 'implements $eq, $in, $exists, $lt, $lte, '
+                                 '$gt, $gte)' % op)
             if not ok:
                 return False
     return True
+
+
+RANGE_OPS = {'$lt': lambda c: c < 0, '$lte': lambda c: c <= 0,
+             '$gt': lambda c: c > 0, '$gte': lambda c: c >= 0}
 
 
 def id_candidates(query):

@@ -113,7 +113,8 @@ function Run.new(label, backend, name, candidates)
   return self
 end
 
-local CONF = [[
+-- What every configuration of this test starts with.
+local CONF_HEAD = [[
 load_module %MODULES%/ndk_http_module.so;
 load_module %MODULES%/ngx_http_lua_module.so;
 worker_processes 2;
@@ -130,6 +131,9 @@ http {
   scgi_temp_path %PREFIX%/tmp/scgi;
   lua_package_path "%ROOT%/lua/?.lua;%ROOT%/tests/integration/nginx/?.lua;;";
   lua_package_cpath "%ROOT%/build/luajit/?.so;;";
+]]
+
+local CONF = CONF_HEAD .. [[
   lua_shared_dict gomaster 1m;
   init_by_lua_block {
     require("gomaster.ngx")
@@ -153,6 +157,34 @@ http {
 
 local function lua_string(s) return ("%q"):format(s) end
 
+-- A Lua string literal in plain ASCII: other bytes as decimal escapes, so
+-- that any lock name goes through nginx's configuration unchanged.
+local function ascii_literal(s)
+  return '"' .. s:gsub("[^%w _%-:.]", function(c) return ("\\%03d"):format(c:byte()) end) .. '"'
+end
+
+-- One instance, several locks per worker (tests/integration/nginx/
+-- gomaster_test_locks.lua); /status?name=... renders any of them.
+local CONF_LOCKS = CONF_HEAD .. [[
+  lua_shared_dict gomaster %SHM_SIZE%;
+  init_by_lua_block {
+    require("gomaster.ngx")
+    require("gomaster_test_locks")
+  }
+  init_worker_by_lua_block {
+    require("gomaster_test_locks").start{ logdir = %LOGDIR%, backend = %BACKEND%,
+      names = %NAMES%, lease = %LEASE%, hooks = %HOOKS%, start_sleep = %START_SLEEP% }
+  }
+  server {
+    listen 127.0.0.1:%PORT%;
+    location = /status { content_by_lua_block {
+      local n = ngx.var.arg_name
+      require("gomaster.ngx").status_handler(n and ngx.unescape_uri(n))
+    } }
+  }
+}
+]]
+
 function Run:conf(inst)
   local vars = {
     MODULES = MODULES, PREFIX = inst.prefix, ROOT = root, INSTANCE = tostring(inst.i),
@@ -160,7 +192,8 @@ function Run:conf(inst)
     NAME = lua_string(self.name), LEASE = tostring(L), PORT = tostring(inst.port),
     CANDIDATES = lua_string(self.candidates),
   }
-  return (CONF:gsub("%%(%u+)%%", vars))
+  for k, v in pairs(self.vars or {}) do vars[k] = v end
+  return ((self.template or CONF):gsub("%%([%u_]+)%%", vars))
 end
 
 -- Without NGINX in the environment: nginx takes it for inherited sockets and
@@ -688,9 +721,245 @@ local function example()
         "[example] no errors in its error log", log:match("[^\n]*%[error%][^\n]*"))
 end
 
--- ---- main ---------------------------------------------------------------
+-- ---- several locks in one instance: hooks, keys, JSON, a full dict --------
 
-local runs = {}
+local runs = {} -- every run, for the last-resort cleanup
+
+--- A run of CONF_LOCKS: one instance, locks `names` in each worker.
+-- o: { names, shm_size, hooks, start_sleep, lease }
+local function locks_run(label, o)
+  local r = Run.new(label, "sqlite://" .. top .. "/" .. label .. "/workers/gomaster.db", o.names[1])
+  local names = {}
+  for i, n in ipairs(o.names) do names[i] = ascii_literal(n) end
+  r.template = CONF_LOCKS
+  r.vars = { SHM_SIZE = o.shm_size or "1m", NAMES = "{" .. table.concat(names, ",") .. "}",
+             HOOKS = tostring(o.hooks or false), START_SLEEP = tostring(o.start_sleep or 1),
+             LEASE = tostring(o.lease or L) }
+  return r
+end
+
+local function pct(s)
+  return (s:gsub(".", function(c) return ("%%%02X"):format(c:byte()) end))
+end
+
+--- GET /status?name=NAME of instance 1 for every name, in one curl: the
+-- raw bodies, by name (nil where the answer was not 200).
+function Run:statuses(names)
+  local port = self.instances[1].port
+  local urls, by_url = {}, {}
+  for _, n in ipairs(names) do
+    local u = ("http://127.0.0.1:%d/status?name=%s"):format(port, pct(n))
+    urls[#urls + 1] = "'" .. u .. "'"
+    by_url[u] = n
+  end
+  local out = sh(("curl -s --max-time 5 -w '\\n=%%{url_effective} %%{http_code}\\n' %s 2>/dev/null")
+    :format(table.concat(urls, " ")))
+  local bodies, body = {}, {}
+  for line in out:gmatch("[^\n]*") do
+    local url, code = line:match("^=(%S+) (%d+)$")
+    if url then
+      if code == "200" and by_url[url] then bodies[by_url[url]] = table.concat(body, "\n") end
+      body = {}
+    elseif line ~= "" then
+      body[#body + 1] = line
+    end
+  end
+  return bodies
+end
+
+-- The hook log of worker pid: { {t, what = "enter"|"leave", hook, f = {...}} }.
+function Run:hook_events(pid)
+  local list = {}
+  for line in (read(("%s/hooks.%d.log"):format(self.logdir, pid)) or ""):gmatch("[^\n]+") do
+    local t, what, hook, rest = line:match("^(%S+) (%S+) (%S+) ?(.*)$")
+    if t then
+      local f = {}
+      for w in rest:gmatch("%S+") do f[#f + 1] = w end
+      list[#list + 1] = { t = tonumber(t), what = what, hook = hook, f = f }
+    end
+  end
+  return list
+end
+
+function Run:hook_pids()
+  local pids = {}
+  for name in sh(("ls %q"):format(self.logdir)):gmatch("hooks%.(%d+)%.log") do pids[#pids + 1] = tonumber(name) end
+  return pids
+end
+
+-- The first hook call of pid that nested into another (an enter before the
+-- previous leave), or nil; and how many calls the log has.
+local function nesting(events)
+  local open, calls = nil, 0
+  for _, e in ipairs(events) do
+    if e.what == "enter" then
+      if open then return ("%s entered while %s ran"):format(e.hook, open), calls end
+      open = e.hook
+      calls = calls + 1
+    elseif e.what == "leave" then
+      if open ~= e.hook then return ("%s left while %s ran"):format(e.hook, tostring(open)), calls end
+      open = nil
+    end
+  end
+  return nil, calls
+end
+
+-- A yielding on_start (ngx.sleep 2 s) and a reload while it sleeps: the
+-- hooks of a worker never overlap, the sleeping hook finds its elector
+-- valid and premature() true, and on_stop runs after it.
+local function test_hooks()
+  local r = locks_run("hooks", { names = { ("hooks-%d-%d"):format(os.time(), math.random(1, 1e6)) },
+                                 hooks = true, start_sleep = 2 })
+  runs[#runs + 1] = r
+  local ok, err = xpcall(function()
+    local inst = r:start(1)
+    local pid = r:wait_for(function()
+      for _, p in ipairs(r:hook_pids()) do
+        local ev = r:hook_events(p)
+        local last = ev[#ev]
+        if last and last.what == "enter" and last.hook == "start" then return p end
+      end
+    end, 20, "a worker in its sleeping on_start")
+    check(r:signal_nginx(inst, "reload"), "[hooks] nginx -s reload while on_start sleeps")
+    check(r:wait_gone({ pid }, 20), "[hooks] the worker whose on_start slept exited after the reload")
+    local ev = r:hook_events(pid)
+    local seq = {}
+    for _, e in ipairs(ev) do seq[#seq + 1] = e.what .. " " .. e.hook .. " " .. table.concat(e.f, " ") end
+    local i
+    for k, e in ipairs(ev) do if e.what == "enter" and e.hook == "start" then i = k end end
+    local leave = i and ev[i + 1]
+    check(leave and leave.what == "leave" and leave.hook == "start",
+          "[hooks] the sleeping on_start ran to its end before any other hook", table.concat(seq, " | "))
+    check(leave and leave.f[1] == "calls=ok",
+          "[hooks] after the reload the sleeping on_start's elector calls still work",
+          leave and table.concat(leave.f, " "))
+    check(leave and leave.f[2] == "premature=true" and leave.f[3] == "master=false",
+          "[hooks] the sleeping on_start is told premature() and is no longer master",
+          leave and table.concat(leave.f, " "))
+    local stop = ev[(i or 0) + 2]
+    check(stop and stop.what == "enter" and stop.hook == "stop" and stop.f[1] == "stopped",
+          "[hooks] on_stop \"stopped\" runs after on_start returns", table.concat(seq, " | "))
+  end, debug.traceback)
+  if not ok then check(false, "[hooks] scenario ran to the end", err) end
+  r:cleanup()
+  -- over the whole run (the new workers' on_start was cut by the quit too)
+  local bad, calls, pids = nil, 0, r:hook_pids()
+  for _, p in ipairs(pids) do
+    local why, n = nesting(r:hook_events(p))
+    calls = calls + n
+    if why and not bad then bad = ("pid %d: %s"):format(p, why) end
+  end
+  check(bad == nil and calls > 0, ("[hooks] hooks never overlap (%d calls in %d workers)"):format(calls, #pids), bad)
+  r:final_checks()
+end
+
+-- Locks "a" and "a:b" in one dict: each lock's status lists only its own
+-- workers. A lock name of invalid UTF-8: status_handler's JSON is valid
+-- (python3's json, strict UTF-8) and shows the name with U+FFFD.
+local function test_keys()
+  local bad_name = "bad\192\175\237\160\128\244\144\128\128\226\130"
+  local names = { "a", "a:b", bad_name }
+  local r = locks_run("keys", { names = names })
+  runs[#runs + 1] = r
+  local ok, err = xpcall(function()
+    r:start(1)
+    local docs = r:wait_for(function()
+      local bodies = r:statuses({ "a", "a:b" })
+      local d = {}
+      for _, n in ipairs({ "a", "a:b" }) do
+        d[n] = bodies[n] and json.decode(bodies[n])
+        local ms = d[n] and d[n].workers and masters(d[n].workers) or {}
+        if #ms ~= 1 or #d[n].workers < 2 then return nil end
+      end
+      return d
+    end, 20, "locks a and a:b each with a master and two workers")
+    for _, n in ipairs({ "a", "a:b" }) do
+      local names_seen = {}
+      for _, w in ipairs(docs[n].workers) do names_seen[#names_seen + 1] = tostring(w.name) end
+      local only = #docs[n].workers == 2
+      for _, w in ipairs(docs[n].workers) do if w.name ~= n then only = false end end
+      check(only, ("[keys] the status of lock %q lists its two workers only"):format(n),
+            table.concat(names_seen, ", "))
+    end
+    local body = r:wait_for(function()
+      local b = r:statuses({ bad_name })[bad_name]
+      return b and b:find('"is_master":true', 1, true) and b
+    end, 20, "the lock with an invalid UTF-8 name to have a master")
+    write(r.dir .. "/bad.json", body)
+    write(r.dir .. "/check.py", [[
+import json, sys
+raw = open(sys.argv[1], "rb").read()
+want = bytes.fromhex(sys.argv[2]).decode("utf-8", "replace")
+doc = json.loads(raw.decode("utf-8"))
+ws = doc["workers"]
+ok = doc["name"] == want and doc["worker"]["name"] == want and len(ws) == 2 and all(w["name"] == want for w in ws)
+print("ok" if ok else "bad: %r != %r" % (doc["name"], want))
+]])
+    local verdict = sh(("python3 %q %q %s 2>&1"):format(r.dir .. "/check.py", r.dir .. "/bad.json",
+      (bad_name:gsub(".", function(c) return ("%02x"):format(c:byte()) end))))
+    check(verdict:match("^ok") ~= nil,
+          "[keys] status_handler of an invalid UTF-8 lock name is valid JSON (python3), the name with U+FFFD",
+          verdict:gsub("\n", " "))
+  end, debug.traceback)
+  if not ok then check(false, "[keys] scenario ran to the end", err) end
+  r:cleanup()
+end
+
+-- 50 locks, two workers, a dict too small for their 100 entries: a lock's
+-- status shows its master, or says the dict is full; never neither.
+local function test_full()
+  local names = {}
+  local stamp = ("%d-%d"):format(os.time(), math.random(1, 1e6))
+  for i = 1, 50 do names[i] = ("many-%s-%02d"):format(stamp, i) end
+  local r = locks_run("full", { names = names, shm_size = "32k", lease = 3 })
+  runs[#runs + 1] = r
+  local ok, err = xpcall(function()
+    r:start(1)
+    -- every lock held, as the serving worker's own elector sees it (its
+    -- "worker" entry is read live, not from the dict)
+    r:wait_for(function()
+      local bodies = r:statuses(names)
+      for _, n in ipairs(names) do
+        local d = bodies[n] and json.decode(bodies[n])
+        if not (d and d.worker and d.worker.leader and d.worker.leader.held) then return nil end
+      end
+      return true
+    end, 60, "all 50 locks held")
+    local silent, reported, shown, sweeps, example = 0, 0, 0, 0, nil
+    local t0 = now()
+    while now() - t0 < 3 do
+      sweeps = sweeps + 1
+      local bodies = r:statuses(names)
+      for _, n in ipairs(names) do
+        local d = bodies[n] and json.decode(bodies[n])
+        if d and d.workers and #masters(d.workers) == 1 then
+          shown = shown + 1
+        elseif d and d.shm_error then
+          reported = reported + 1
+          example = example or d.shm_error
+        else
+          silent = silent + 1
+        end
+      end
+    end
+    say("# [full] %d sweeps of 50 locks: master shown %d times, dict full reported %d times, neither %d times",
+        sweeps, shown, reported, silent)
+    if example then say("# [full] %s", example) end
+    check(silent == 0, "[full] every lock's status shows its master or reports the full dict",
+          ("%d of %d without either"):format(silent, sweeps * 50))
+    local logged = 0
+    for line in (read(r.instances[1].prefix .. "/logs/error.log") or ""):gmatch("[^\n]+") do
+      if line:find("is full", 1, true) then logged = logged + 1 end
+    end
+    say("# [full] 'is full' lines in the error log: %d", logged)
+    check(logged <= 2 and (reported == 0 or logged >= 1),
+          "[full] a full dict is logged, once per worker", logged .. " lines")
+  end, debug.traceback)
+  if not ok then check(false, "[full] scenario ran to the end", err) end
+  r:cleanup()
+end
+
+-- ---- main ---------------------------------------------------------------
 
 local function cleanup_all()
   for _, r in ipairs(runs) do
@@ -718,11 +987,22 @@ end
 
 math.randomseed(os.time() + tonumber(tostring({}):match("0x(%x+)") or "0", 16) % 100000)
 local ok, err = xpcall(function()
-  scenario("sqlite", "sqlite://" .. top .. "/sqlite/workers/gomaster.db")
-  scenario("sqlite-one", "sqlite://" .. top .. "/sqlite-one/workers/gomaster.db", nil, "one")
-  example()
+  -- GOMASTER_NGINX_ONLY="hooks keys": only these parts (sqlite, sqlite-one,
+  -- hooks, keys, full, example, mariadb); all by default
+  local only = os.getenv("GOMASTER_NGINX_ONLY")
+  local function part(p) return not only or only == "" or (" " .. only .. " "):find(" " .. p .. " ", 1, true) end
+  if part("sqlite") then scenario("sqlite", "sqlite://" .. top .. "/sqlite/workers/gomaster.db") end
+  if part("sqlite-one") then
+    scenario("sqlite-one", "sqlite://" .. top .. "/sqlite-one/workers/gomaster.db", nil, "one")
+  end
+  if part("hooks") then test_hooks() end
+  if part("keys") then test_keys() end
+  if part("full") then test_full() end
+  if part("example") then example() end
   local url = os.getenv("GOMASTER_TEST_MYSQL_URL")
-  if url and url ~= "" then
+  if not part("mariadb") then
+    url = nil
+  elseif url and url ~= "" then
     -- the pause needs the server of tests/servers/mariadb.sh
     local dir = os.getenv("GOMASTER_TEST_MARIADB_DIR")
     if dir == "" then dir = nil end
