@@ -53,13 +53,45 @@ local locks = {}
 -- holds the time (core.now()) a worker last failed to store its entry.
 local KEY_PREFIX = "gomaster:"
 local FULL_KEY = "gomaster!full"
+-- A worker's metric samples of a lock: METRICS_PREFIX .. escaped name ..
+-- ":" .. pid, lines "<family>\t<sample line>" (gomaster.metrics).
+local METRICS_PREFIX = "gomaster-metrics:"
+
+local function escape_name(name)
+  return (name:gsub("[%%:]", function(c) return ("%%%02X"):format(c:byte()) end))
+end
 
 local function key_prefix(name)
-  return KEY_PREFIX .. name:gsub("[%%:]", function(c) return ("%%%02X"):format(c:byte()) end) .. ":"
+  return KEY_PREFIX .. escape_name(name) .. ":"
+end
+
+-- ---- live workers ----------------------------------------------------------
+-- An entry of a worker that died stays in the dict until it expires; the
+-- handlers drop it at once: its pid must name a live process whose parent
+-- is this worker's parent (the same nginx master), so a pid reused by
+-- anything else does not count either.
+
+local function parent_of(pid)
+  local f = io.open("/proc/" .. pid .. "/stat")
+  if not f then return nil end
+  local line = f:read("*l")
+  f:close()
+  -- "pid (comm) state ppid ...": comm may hold spaces and parentheses
+  return line and tonumber(line:match("^.*%) %S+ (%d+)"))
+end
+
+local my_parent -- read once per worker
+
+local function worker_alive(pid)
+  if pid == ngx.worker.pid() then return true end
+  my_parent = my_parent or parent_of("self")
+  local p = parent_of(pid)
+  return p ~= nil and p == my_parent
 end
 
 -- Status is JSON through gomaster.json (also `gomaster status --json`).
 local encode = json.encode
+local metrics = require("gomaster.metrics")
 _M.encode_json = encode
 
 -- ---- per-worker state ------------------------------------------------------
@@ -133,6 +165,13 @@ local function publish(st)
   if not dict then return end
   local s = _M.status(st.name)
   local ok, err = dict:safe_set(st.prefix .. s.pid, encode(s), entry_ttl(st))
+  if ok and st.m and not st.done then
+    local lines = {}
+    for i, p in ipairs(metrics.samples(s, { worker = tostring(s.worker) })) do
+      lines[i] = p[1] .. "\t" .. p[2]
+    end
+    ok, err = dict:safe_set(st.mprefix .. s.pid, table.concat(lines, "\n"), entry_ttl(st))
+  end
   if ok then
     st.shm_error = nil
     return
@@ -184,7 +223,10 @@ local function shutdown(st)
     if st.busy then st.closing = true else close(st) end
   end
   local dict = st.shm and ngx.shared[st.shm]
-  if dict then dict:delete(st.prefix .. ngx.worker.pid()) end
+  if dict then
+    dict:delete(st.prefix .. ngx.worker.pid())
+    dict:delete(st.mprefix .. ngx.worker.pid())
+  end
 end
 
 -- Every `interval` in every worker (candidate or not, with an elector or
@@ -295,7 +337,8 @@ function _M.start(opts)
   local candidate = (ptype == "worker" or ptype == "single")
     and (candidates == "all" or (ngx.worker.id() or 0) == 0)
   local st = { name = name, opts = gm_opts, candidate = candidate,
-               interval = interval, shm = opts.shm, prefix = key_prefix(name) }
+               interval = interval, shm = opts.shm, prefix = key_prefix(name),
+               mprefix = METRICS_PREFIX .. escape_name(name) .. ":" }
   -- The marker of a full dict exists before any entry: replacing it later
   -- needs no memory.
   if opts.shm then ngx.shared[opts.shm]:safe_add(FULL_KEY, 0) end
@@ -364,7 +407,8 @@ function _M.status_handler(name)
     local prefix = st.prefix
     local own = prefix .. ngx.worker.pid()
     for _, k in ipairs(dict:get_keys(0)) do
-      if k ~= own and k:sub(1, #prefix) == prefix and k:find("^%d+$", #prefix + 1) then
+      if k ~= own and k:sub(1, #prefix) == prefix and k:find("^%d+$", #prefix + 1)
+        and worker_alive(tonumber(k:sub(#prefix + 1))) then
         local v = dict:get(k)
         if v then workers[#workers + 1] = v end
       end
@@ -378,6 +422,52 @@ function _M.status_handler(name)
   ngx.say('{"name":', encode(st.name), ',"worker":', mine,
           ',"workers":[', table.concat(workers, ","), "]",
           full and ',"shm_error":' .. encode(full) or "", "}")
+end
+
+--- Prometheus text (format 0.0.4) of every lock started in this worker, in
+-- every worker of this nginx instance (those that publish to a `shm`; a
+-- lock without one: this worker's own), each sample with the label
+-- `worker` (ngx.worker.id()). Workers that died are left out at once. See
+-- docs/metrics.md for the families.
+function _M.metrics_text()
+  local all, mypid = {}, ngx.worker.pid()
+  local keys_of = {} -- one key listing per dict
+  local names = {}
+  for name in pairs(locks) do names[#names + 1] = name end
+  table.sort(names)
+  for _, name in ipairs(names) do
+    local st = locks[name]
+    if st.m and not st.done then
+      metrics.samples(_M.status(name), { worker = tostring(ngx.worker.id()) }, all)
+    end
+    local dict = st.shm and ngx.shared[st.shm]
+    if dict then
+      keys_of[st.shm] = keys_of[st.shm] or dict:get_keys(0)
+      local prefix = st.mprefix
+      for _, k in ipairs(keys_of[st.shm]) do
+        if k:sub(1, #prefix) == prefix and k:find("^%d+$", #prefix + 1) then
+          local pid = tonumber(k:sub(#prefix + 1))
+          if pid ~= mypid and worker_alive(pid) then
+            for fam, line in (dict:get(k) or ""):gmatch("([^\t\n]+)\t([^\n]+)") do
+              all[#all + 1] = { fam, line }
+            end
+          end
+        end
+      end
+    end
+  end
+  return metrics.merge(all)
+end
+
+--- A content handler serving metrics_text(): put it in a location of its
+-- own, or print metrics_text() after another exporter's output (such as
+-- nginx-lua-prometheus's collect()) in the same location.
+--   location = /metrics { content_by_lua_block {
+--     require("gomaster.ngx").metrics_handler() } }
+function _M.metrics_handler()
+  ngx.header["Content-Type"] = "text/plain; version=0.0.4"
+  ngx.header["Cache-Control"] = "no-store"
+  ngx.print(_M.metrics_text())
 end
 
 return _M

@@ -181,6 +181,7 @@ local CONF_LOCKS = CONF_HEAD .. [[
       local n = ngx.var.arg_name
       require("gomaster.ngx").status_handler(n and ngx.unescape_uri(n))
     } }
+    location = /metrics { content_by_lua_block { require("gomaster.ngx").metrics_handler() } }
   }
 }
 ]]
@@ -959,6 +960,104 @@ local function test_full()
   r:cleanup()
 end
 
+-- GET /metrics of instance 1, parsed by python3's prometheus_client:
+-- samples { name, labels = {...}, value }, and the families' type lines
+-- counted (each must come once), or nil and why.
+function Run:metrics()
+  local body = sh(("curl -s --max-time 5 http://127.0.0.1:%d/metrics 2>/dev/null"):format(self.instances[1].port))
+  write(self.dir .. "/metrics.txt", body)
+  write(self.dir .. "/prom.py", [[
+import sys
+from prometheus_client.parser import text_string_to_metric_families as parse
+for f in parse(open(sys.argv[1]).read()):
+    for s in f.samples:
+        print("\t".join([s.name, repr(s.value)] + ["%s=%s" % kv for kv in sorted(s.labels.items())]))
+]])
+  local out = sh(("/usr/bin/python3 %q %q 2>&1; echo rc=$?"):format(self.dir .. "/prom.py", self.dir .. "/metrics.txt"))
+  if not out:find("rc=0\n?$") then return nil, out end
+  local samples = {}
+  for line in out:gmatch("[^\n]+") do
+    local fields = {}
+    for f in line:gmatch("[^\t]+") do fields[#fields + 1] = f end
+    if #fields >= 2 and fields[1] ~= "rc=0" then
+      local smp = { name = fields[1], value = tonumber(fields[2]), labels = {} }
+      for i = 3, #fields do
+        local k, v = fields[i]:match("^([^=]+)=(.*)$")
+        if k then smp.labels[k] = v end
+      end
+      samples[#samples + 1] = smp
+    end
+  end
+  local types = {}
+  for fam in body:gmatch("\n?# TYPE (%S+)") do types[fam] = (types[fam] or 0) + 1 end
+  return samples, types
+end
+
+-- Two locks, two workers: /metrics of any worker shows both workers'
+-- electors of both locks (label worker), one master per lock agreeing with
+-- status_handler; after SIGKILL of a worker, neither handler shows it, at
+-- once (its entries are still in the dict).
+local function test_metrics()
+  local names = { "m1", "m2" }
+  local r = locks_run("metrics", { names = names })
+  runs[#runs + 1] = r
+  local ok, err = xpcall(function()
+    r:start(1)
+    local docs = r:wait_for(function()
+      local bodies = r:statuses(names)
+      local d = {}
+      for _, n in ipairs(names) do
+        d[n] = bodies[n] and json.decode(bodies[n])
+        if not (d[n] and d[n].workers and #d[n].workers == 2 and #masters(d[n].workers) == 1) then return nil end
+      end
+      return d
+    end, 20, "locks m1 and m2 each with a master and two workers")
+    local samples, types = r:metrics()
+    check(samples ~= nil, "[metrics] /metrics parses as Prometheus text (prometheus_client)", types)
+    if not samples then samples, types = {}, {} end
+    local once = true
+    for _, n in pairs(types) do if n ~= 1 then once = false end end
+    check(once and types.gomaster_is_master == 1, "[metrics] each family's TYPE comes once")
+    for _, n in ipairs(names) do
+      local by_id = {}
+      for _, w in ipairs(docs[n].workers) do by_id[w.id] = w end
+      local seen, agree, workers = 0, true, {}
+      for _, smp in ipairs(samples) do
+        if smp.name == "gomaster_is_master" and smp.labels.name == n then
+          seen = seen + 1
+          workers[smp.labels.worker or "?"] = true
+          local w = by_id[smp.labels.id]
+          if not w or (smp.value == 1) ~= (w.is_master == true) then agree = false end
+        end
+      end
+      check(seen == 2 and workers["0"] and workers["1"],
+            ("[metrics] lock %s: one is_master sample per worker, labelled worker 0 and 1"):format(n),
+            ("%d samples"):format(seen))
+      check(agree, ("[metrics] lock %s: is_master of each worker agrees with status_handler"):format(n))
+    end
+    -- SIGKILL of the worker that is master of m1: gone from both at once
+    local victim = masters(docs.m1.workers)[1].pid
+    run("kill -KILL " .. victim)
+    check(r:wait_gone({ victim }, 5), "[metrics] the killed worker is gone")
+    local after = r:statuses(names)
+    local listed = false
+    for _, n in ipairs(names) do
+      local d = after[n] and json.decode(after[n])
+      for _, w in ipairs(d and d.workers or {}) do if w.pid == victim then listed = true end end
+    end
+    check(not listed, "[metrics] status_handler drops a killed worker at once")
+    samples = r:metrics() or {}
+    local shown = false
+    for _, smp in ipairs(samples) do
+      if (smp.labels.id or ""):find(":" .. victim .. ":", 1, true) then shown = true end
+    end
+    check(#samples > 0 and not shown, "[metrics] /metrics drops a killed worker at once",
+          ("%d samples"):format(#samples))
+  end, debug.traceback)
+  if not ok then check(false, "[metrics] scenario ran to the end", err) end
+  r:cleanup()
+end
+
 -- ---- main ---------------------------------------------------------------
 
 local function cleanup_all()
@@ -988,7 +1087,7 @@ end
 math.randomseed(os.time() + tonumber(tostring({}):match("0x(%x+)") or "0", 16) % 100000)
 local ok, err = xpcall(function()
   -- GOMASTER_NGINX_ONLY="hooks keys": only these parts (sqlite, sqlite-one,
-  -- hooks, keys, full, example, mariadb); all by default
+  -- hooks, keys, full, metrics, example, mariadb); all by default
   local only = os.getenv("GOMASTER_NGINX_ONLY")
   local function part(p) return not only or only == "" or (" " .. only .. " "):find(" " .. p .. " ", 1, true) end
   if part("sqlite") then scenario("sqlite", "sqlite://" .. top .. "/sqlite/workers/gomaster.db") end
@@ -998,6 +1097,7 @@ local ok, err = xpcall(function()
   if part("hooks") then test_hooks() end
   if part("keys") then test_keys() end
   if part("full") then test_full() end
+  if part("metrics") then test_metrics() end
   if part("example") then example() end
   local url = os.getenv("GOMASTER_TEST_MYSQL_URL")
   if not part("mariadb") then
