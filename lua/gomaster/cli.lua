@@ -66,8 +66,9 @@ Waits until this node is the master of the lock, then runs CMD while it
 stays master. Signals HUP INT QUIT TERM USR1 USR2 WINCH sent to gomaster go
 to CMD's process group. If mastership is lost (renew deadline or another
 holder), CMD gets SIGTERM, then SIGKILL after the grace period. When CMD
-exits the lock is released, and gomaster exits with CMD's status. If
-gomaster itself dies, the kernel kills CMD (SIGKILL).
+exits the lock is released, and gomaster exits with CMD's status. CMD runs
+in a PID namespace of its own where one can be made: what it leaves behind
+ends with it, and if gomaster itself dies the kernel kills the whole tree.
 
 Options:
   --name NAME           the lock (default: "default")
@@ -229,22 +230,33 @@ end
 local sigfd
 
 local function trap()
-  if not sigfd then sigfd = assert(proc.trap((table.unpack or unpack)(FORWARDED))) end
+  if not sigfd then sigfd = assert(proc.trap("TSTP", (table.unpack or unpack)(FORWARDED))) end
   return sigfd
 end
 
 --- The first stopping signal among those caught since the last call (nil
--- if none); with forward, every signal but SIGCHLD goes to group -pid.
+-- if none), and whether SIGTSTP came; with pid, every other signal but
+-- SIGCHLD goes to CMD's process group.
 local function take_signals(pid)
-  local stop
+  local stop, tstp
   for _, s in ipairs(proc.signals()) do
     local name = proc.signame(s)
-    if name ~= "CHLD" then
-      if pid then proc.kill(-pid, s) end
+    if name == "TSTP" then
+      tstp = true
+    elseif name ~= "CHLD" then
+      if pid then proc.signal_tree(pid, s) end
       if STOPPING[name] and not stop then stop = s end
     end
   end
-  return stop
+  return stop, tstp
+end
+
+--- Signals before CMD runs: SIGTSTP stops us (no CMD to stop yet); the
+-- first stopping signal is returned.
+local function take_signals_idle()
+  local s, tstp = take_signals(nil)
+  if tstp then proc.stop_self() end
+  return s
 end
 
 --- Waits until this node is master; nil, signo when a stopping signal came.
@@ -252,7 +264,7 @@ local function wait_master(m, fd)
   while not m:is_master() do
     proc.poll({ m:fd(), fd })
     m:dispatch()
-    local s = take_signals(nil)
+    local s = take_signals_idle()
     if s then return nil, s end
   end
   return true
@@ -263,24 +275,59 @@ local function status_of(kind, code)
   return code
 end
 
+--- Stops CMD's tree, then this process (as a terminal's ^Z would), gives
+-- the terminal back meanwhile; once continued, ends the tree if mastership
+-- was lost while stopped (true then), else continues it.
+local function suspend(m, pid, token, tty, stopped)
+  if not stopped then proc.stop_tree(pid) end
+  if tty then proc.foreground(0) end
+  proc.stop_self()
+  m:dispatch()
+  if not m:is_master() or m:token() ~= token then
+    proc.signal_tree(pid, "KILL")
+    return true
+  end
+  proc.cont_tree(pid, tty and proc.tty_owned(0))
+  return false
+end
+
 --- Runs argv while m is master. Returns the exit status and, when
 -- mastership was lost while it ran, the reason ("lost" or "deadline").
 local function supervise(m, argv, grace, what)
-  local pid, err, eno = proc.spawn(argv)
+  local tty = proc.tty_owned(0)
+  local tree = os.getenv("GOMASTER_TREE") ~= "group"
+  local pid, mode, why = proc.spawn(argv, { tty = tty, tree = tree })
   if not pid then
-    say("%s: %s", what, err)
-    return eno == ENOENT and EXIT.notfound or EXIT.noexec
+    say("%s: %s", what, mode)
+    return why == ENOENT and EXIT.notfound or EXIT.noexec
+  end
+  why = why or not tree and "GOMASTER_TREE=group"
+  if why then
+    say("%s: %s: only CMD's process group is ended with it, not what leaves the group", what, why)
   end
   say("%s: master of lock '%s' (token %s): running %s (pid %d)", what,
       m:name(), tostring(m:token()), argv[1], pid)
   local reason, kill_at, killed
   local tick = 0.05
   local token = m:token()
-  m:_hooks().on_stop = function(_, why) reason = reason or why end
+  m:_hooks().on_stop = function(_, why_) reason = reason or why_ end
+  local function finish(kind, code)
+    if tty then proc.foreground(0) end
+    return status_of(kind, code), kill_at and reason
+  end
   while true do
     local kind, code = proc.wait(pid)
-    if kind then return status_of(kind, code), kill_at and reason end
-    take_signals(pid)
+    local _, tstp = take_signals(pid)
+    if kind == "stopped" or tstp then
+      if suspend(m, pid, token, tty, kind == "stopped") then
+        reason = reason or "lost"
+        kill_at, killed = core.now(), true
+        say("%s: no longer master of lock '%s' while stopped: SIGKILL to %s (pid %d)",
+            what, m:name(), argv[1], pid)
+      end
+    elseif kind then
+      return finish(kind, code)
+    end
     m:dispatch()
     local now = core.now()
     -- CMD runs under one grant: a lost grant ends it even when the lock
@@ -289,17 +336,17 @@ local function supervise(m, argv, grace, what)
       reason = reason or (m:is_master() and "lost" or "deadline")
       say("%s: no longer master of lock '%s' (%s): SIGTERM to %s (pid %d), SIGKILL in %g s",
           what, m:name(), reason, argv[1], pid, grace)
-      proc.kill(-pid, "TERM")
+      proc.signal_tree(pid, "TERM")
       kill_at = now + grace
     end
     if kill_at and not killed and now >= kill_at then
       say("%s: %s (pid %d) still running after %g s: SIGKILL", what, argv[1], pid, grace)
-      proc.kill(-pid, "KILL")
+      proc.signal_tree(pid, "KILL")
       killed = true
     end
     local timeout = tick
     if killed then timeout = nil elseif kill_at then timeout = math.max(0, kill_at - now) end
-    proc.poll({ m:fd(), sigfd }, timeout)
+    proc.poll({ m:fd(), sigfd, proc.events() }, timeout)
   end
 end
 
@@ -355,7 +402,7 @@ function commands.once(o)
   eo._wait = function(m)
     proc.poll({ m:fd(), fd })
     m:dispatch()
-    sig = take_signals(nil)
+    sig = take_signals_idle()
     if sig then return nil, "stopped by SIG" .. proc.signame(sig) end
     return true
   end

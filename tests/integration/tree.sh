@@ -1,0 +1,195 @@
+#!/bin/bash
+# CMD's whole process tree lives and dies with the grant (docs/cli.md,
+# "CMD's process tree"): processes CMD leaves behind (in the background,
+# out of its group with setsid, daemons that fork twice) are gone when CMD
+# exits, when mastership is lost, and when `gomaster exec` or `once` dies
+# by SIGKILL, before another node's CMD starts. Each process is told by a
+# command line no other process has (`sleep 4242.<unique>`), looked up in
+# /proc/*/cmdline. Also: a terminal (under `script`) is handed to CMD, and
+# SIGTSTP stops CMD's tree with gomaster. SQLite. Ends with one line
+# "N passed, N failed".
+#
+#   GOMASTER_KEEP=1    keep the temporary directory
+set -u
+cd "$(dirname "$0")/../.." || exit 2
+ROOT=$(pwd)
+GM="$ROOT/bin/gomaster"
+[ -f build/5.4/gomaster/core.so ] || make -s LUA=5.4 >/dev/null || {
+  echo "# build failed"; echo "0 passed, 1 failed"; exit 1; }
+T=$(mktemp -d /tmp/gomaster-tree.XXXXXX)
+chmod 777 "$T"
+export GOMASTER_BACKEND="sqlite://$T/tree.db"
+passed=0
+failed=0
+bg_pids=""
+
+cleanup() {
+  for p in $bg_pids; do kill -KILL "$p" 2>/dev/null; done
+  for p in $(pids_of "sleep 4242.$$"); do kill -KILL "$p" 2>/dev/null; done
+  [ -n "${GOMASTER_KEEP:-}" ] || rm -rf "$T"
+}
+trap cleanup EXIT
+
+. tests/integration/lib/tap.sh
+
+# pids_of PREFIX: the live (not zombie) processes whose command line starts
+# with PREFIX (arguments joined by spaces).
+pids_of() {
+  local f p st
+  for f in /proc/[0-9]*/cmdline; do
+    p=${f#/proc/}
+    p=${p%/cmdline}
+    case "$({ tr '\0' ' ' <"$f"; } 2>/dev/null)" in
+    "$1"*)
+      st=$(awk '{print $3}' "/proc/$p/stat" 2>/dev/null)
+      [ -n "$st" ] && [ "$st" != Z ] && echo "$p"
+      ;;
+    esac
+  done
+}
+none_of() { [ -z "$(pids_of "$1")" ]; }
+all_of() { [ "$(pids_of "$1" | wc -l)" -ge "$2" ]; }
+state() { awk '{print $3}' "/proc/$1/stat" 2>/dev/null; }
+# every_stopped PREFIX: every process of PREFIX is stopped (T).
+every_stopped() {
+  local p
+  [ -n "$(pids_of "$1")" ] || return 1
+  for p in $(pids_of "$1"); do [ "$(state "$p")" = T ] || return 1; done
+}
+none_stopped() {
+  local p
+  for p in $(pids_of "$1"); do [ "$(state "$p")" != T ] || return 1; done
+}
+
+# A tree: a background job, a process out of the group (setsid), a
+# daemon that forked twice (its parent gone), and CMD's own last command.
+# tree_cmd U LAST: the sh -c script; every sleep is "sleep U<n>" (U: a
+# number unique to this run and case).
+tree_cmd() {
+  echo "sleep ${1}1 & setsid sleep ${1}2 & (sh -c 'sleep ${1}3 &' &) ; $2"
+}
+# The last command of a tree that ends: waits until the three run.
+READY="$T/ready.sh"
+cat >"$READY" <<'EOF'
+#!/bin/sh
+i=0
+while [ $i -lt 500 ]; do
+  n=0
+  for f in /proc/[0-9]*/cmdline; do
+    case "$( { tr '\0' ' ' <"$f"; } 2>/dev/null)" in "sleep $1"*) n=$((n + 1)) ;; esac
+  done
+  [ $n -ge 3 ] && { echo "ready $n"; exit 0; }
+  sleep 0.02
+  i=$((i + 1))
+done
+echo "not ready"
+EOF
+chmod +x "$READY"
+# The scan a second node runs first thing: ALIVE lines for what is left of
+# the first node's tree, then "ran".
+SCAN="$T/scan.sh"
+cat >"$SCAN" <<'EOF'
+#!/bin/sh
+for f in /proc/[0-9]*/cmdline; do
+  c=$({ tr '\0' ' ' <"$f"; } 2>/dev/null)
+  case "$c" in "sleep $1"*) echo "ALIVE $c" ;; esac
+done
+echo ran
+EOF
+chmod +x "$SCAN"
+
+# ---- CMD exits: its leftovers go with it ----------------------------------
+
+u="4242.${$}1"
+# Output to a file: a left-behind process holding a pipe must not hang us.
+timeout 60 "$GM" exec --lease 1 --name exit -- sh -c "$(tree_cmd "$u" "$READY $u; exit 0")" >"$T/out" 2>"$T/err"
+rc=$?
+out=$(cat "$T/out")
+check "exec of a CMD that leaves a background job, a setsid process and a daemon: exit 0 ($out)" \
+  test $rc -eq 0 -a "$out" = "ready 3"
+check "... all three were gone when exec returned ($(pids_of "sleep $u" | wc -l) left)" none_of "sleep $u"
+check "... and no line on stderr says the tree is not contained" test -z "$(grep -F 'PID namespace' "$T/err")"
+
+u="4242.${$}2"
+timeout 60 "$GM" once --lease 1 --name once-exit -- sh -c "$(tree_cmd "$u" "$READY $u")" >"$T/out" 2>/dev/null
+rc=$?
+out=$(cat "$T/out")
+check "once: the same, exit 0 ($out)" test $rc -eq 0 -a "$out" = "ready 3"
+check "... nothing left behind" none_of "sleep $u"
+
+# ---- SIGKILL of gomaster: the tree is gone before the next node runs -------
+
+# sigkill_case CMD TAG: a holder runs a tree, a second node waits on the
+# same lock with the scan as CMD; SIGKILL of the holder.
+sigkill_case() {
+  local cmd=$1 tag=$2 name="kill-$1-$2" u="4242.$$$2" a b rc
+  "$GM" "$cmd" --lease 1 --name "$name" -- sh -c "$(tree_cmd "$u" "sleep ${u}4")" 2>/dev/null &
+  a=$!
+  bg_pids="$bg_pids $a"
+  if ! wait_until 15 all_of "sleep $u" 4; then
+    not_ok "[$cmd] the holder's tree runs (4 processes: $(pids_of "sleep $u" | wc -l))"
+    return
+  fi
+  "$GM" "$cmd" --lease 1 --name "$name" -- "$SCAN" "$u" >"$T/$tag.scan" 2>/dev/null &
+  b=$!
+  bg_pids="$bg_pids $b"
+  sleep 0.3 # let the second node wait on the lock (it cannot run yet)
+  kill -KILL "$a"
+  wait "$a" 2>/dev/null
+  wait_until 20 grep -q '^ran$' "$T/$tag.scan"
+  check "[$cmd] SIGKILL of the holder: the next node ran" grep -q '^ran$' "$T/$tag.scan"
+  check "[$cmd] ... and found none of the old tree alive ($(grep -c ALIVE "$T/$tag.scan") alive)" \
+    test "$(grep -c ALIVE "$T/$tag.scan")" -eq 0
+  check "[$cmd] ... none alive now either" none_of "sleep $u"
+  wait "$b" 2>/dev/null
+}
+sigkill_case exec 3
+sigkill_case once 4
+
+# ---- mastership lost: exec exits 124 with the tree gone --------------------
+
+u="4242.${$}5"
+"$GM" exec --lease 1 --name lost -- sh -c "$(tree_cmd "$u" "sleep ${u}4")" 2>/dev/null &
+a=$!
+bg_pids="$bg_pids $a"
+check "a tree of 4 runs under exec" wait_until 15 all_of "sleep $u" 4
+"$GM" release --name lost --force >/dev/null 2>&1
+wait_until 20 none_of "sleep ${u}4" || kill -KILL "$a" # a failure, never a hang
+wait "$a"
+rc=$?
+check "release --force under a running tree: exec exits 124" test $rc -eq 124
+check "... and every process of the tree was gone when it exited" none_of "sleep $u"
+
+# ---- where no PID namespace can be made ----------------------------------
+
+u="4242.${$}6"
+GOMASTER_TREE=group "$GM" exec --lease 1 --name group -- sh -c "sleep ${u}1 & exit 0" 2>"$T/err"
+rc=$?
+check "GOMASTER_TREE=group: exec runs CMD (exit 0), one line on stderr says the tree is not contained ($(grep -F 'process group' "$T/err"))" \
+  test $rc -eq 0 -a "$(grep -c 'only CMD.s process group' "$T/err")" -eq 1
+check "... and CMD's background job outlives it there, as that line says" all_of "sleep $u" 1
+for p in $(pids_of "sleep $u"); do kill "$p"; done
+
+# ---- without root: a user namespace -------------------------------------
+
+if [ "$(id -u)" = 0 ] && command -v setpriv >/dev/null; then
+  u="4242.${$}7"
+  timeout 60 setpriv --reuid=65534 --regid=65534 --clear-groups \
+    "$GM" exec --backend "sqlite://$T/nobody.db" --lease 1 --name nobody -- \
+    sh -c "id -u; $(tree_cmd "$u" "$READY $u")" >"$T/out" 2>"$T/err"
+  rc=$?
+  out=$(cat "$T/out")
+  check "as an unprivileged user: exec runs CMD as that user (exit $rc, $(echo $out))" \
+    test $rc -eq 0 -a "$(echo $out)" = "65534 ready 3"
+  if grep -q 'PID namespace' "$T/err"; then
+    echo "# no unprivileged user namespaces here: $(grep 'PID namespace' "$T/err")"
+    for p in $(pids_of "sleep $u"); do kill "$p"; done
+  else
+    check "... in a user namespace: nothing left behind" none_of "sleep $u"
+  fi
+else
+  echo "ok - # SKIP unprivileged user namespace: needs root and setpriv to switch user"
+fi
+
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
