@@ -191,5 +191,42 @@ else
   echo "ok - # SKIP unprivileged user namespace: needs root and setpriv to switch user"
 fi
 
+# ---- a terminal: CMD's group is its foreground group while CMD runs ------
+
+if command -v script >/dev/null; then
+  # in_tty SCRIPT: runs sh -c SCRIPT on a new terminal (util-linux script)
+  # with the input of $T/tty.in, output in $T/tty.out; its status.
+  in_tty() {
+    timeout 30 script -qec "$1" /dev/null <"$T/tty.in" >"$T/tty.out" 2>&1
+  }
+  printf 'hello-tty\n\004' >"$T/tty.in"
+  in_tty "$GM exec --lease 1 --name tty -- cat"
+  rc=$?
+  check "exec -- cat on a terminal, with input and EOF: exit 0 ($rc), the line echoed and cat's copy ($(grep -c hello-tty "$T/tty.out") lines)" \
+    test $rc -eq 0 -a "$(grep -c hello-tty "$T/tty.out")" -eq 2
+  printf 'after-exec\n\004' >"$T/tty.in"
+  in_tty "$GM exec --lease 1 --name tty -- true; cat"
+  rc=$?
+  check "the terminal is given back when CMD ends: the shell's next cat reads it (exit $rc)" \
+    test $rc -eq 0 -a "$(grep -c after-exec "$T/tty.out")" -eq 2
+  # ^C once CMD runs: a fifo feeds the terminal.
+  u="4242.${$}8"
+  rm -f "$T/tty.in"
+  mkfifo "$T/tty.in"
+  in_tty "$GM exec --lease 1 --name tty -- sleep ${u}1" &
+  a=$!
+  bg_pids="$bg_pids $a"
+  exec 8>"$T/tty.in"
+  wait_until 20 all_of "sleep $u" 1
+  printf '\003' >&8
+  wait_until 20 none_of "sleep $u"
+  exec 8>&-
+  wait "$a"
+  rc=$?
+  check "^C on the terminal reaches CMD: exec exits 130 ($rc)" test $rc -eq 130
+else
+  skip "terminal: no script(1)"
+fi
+
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
