@@ -64,7 +64,8 @@ Usage: gomaster exec [OPTIONS] -- CMD [ARGS...]
 
 Waits until this node is the master of the lock, then runs CMD while it
 stays master. Signals HUP INT QUIT TERM USR1 USR2 WINCH sent to gomaster go
-to CMD's process group. If mastership is lost (renew deadline or another
+to CMD's process group; SIGTSTP stops CMD's tree, then gomaster (and on
+SIGCONT, if mastership was lost meanwhile, CMD is killed: exit 124). If mastership is lost (renew deadline or another
 holder), CMD gets SIGTERM, then SIGKILL after the grace period. When CMD
 exits the lock is released, and gomaster exits with CMD's status. CMD runs
 in a PID namespace of its own where one can be made: what it leaves behind

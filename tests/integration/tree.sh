@@ -49,6 +49,7 @@ pids_of() {
 }
 none_of() { [ -z "$(pids_of "$1")" ]; }
 all_of() { [ "$(pids_of "$1" | wc -l)" -ge "$2" ]; }
+gone_pid() { ! kill -0 "$1" 2>/dev/null || [ "$(state "$1")" = Z ]; }
 state() { awk '{print $3}' "/proc/$1/stat" 2>/dev/null; }
 # every_stopped PREFIX: every process of PREFIX is stopped (T).
 every_stopped() {
@@ -190,6 +191,33 @@ if [ "$(id -u)" = 0 ] && command -v setpriv >/dev/null; then
 else
   echo "ok - # SKIP unprivileged user namespace: needs root and setpriv to switch user"
 fi
+
+# ---- SIGTSTP: CMD's tree stops before gomaster; lost meanwhile: 124 ------
+
+u="4242.${$}9"
+"$GM" exec --lease 4 --name tstp -- sh -c \
+  "setsid sleep ${u}1 & trap 'echo term >>$T/tstp.log' TERM; sleep ${u}2 & wait" 2>"$T/tstp.err" &
+a=$!
+bg_pids="$bg_pids $a"
+check "a tree runs under exec" wait_until 15 all_of "sleep $u" 2
+kill -TSTP "$a"
+wait_until 10 test "$(state "$a")" = T
+check "SIGTSTP to exec: exec stops ($(state "$a"))" test "$(state "$a")" = T
+check "... and every process of CMD's tree, also out of its group, was stopped before it" every_stopped "sleep $u"
+kill -CONT "$a"
+check "SIGCONT, still master: the tree runs on" wait_until 10 none_stopped "sleep $u"
+check "... and exec runs on too ($(state "$a"))" test -n "$(state "$a")" -a "$(state "$a")" != T -a "$(state "$a")" != Z
+kill -TSTP "$a"
+wait_until 10 test "$(state "$a")" = T
+"$GM" exec --lease 4 --name tstp -- sh -c "echo b-ran >>$T/tstp.log" 2>/dev/null
+check "while it is stopped, another node is granted the lock after the lease" grep -q b-ran "$T/tstp.log"
+kill -CONT "$a"
+wait_until 20 gone_pid "$a" || kill -KILL "$a" # a failure, never a hang
+wait "$a"
+rc=$?
+check "SIGCONT after mastership was lost: exec exits 124 ($rc)" test $rc -eq 124
+check "... the stopped tree was killed (SIGKILL: its TERM trap never ran)" \
+  test -z "$(pids_of "sleep $u")" -a -z "$(grep term "$T/tstp.log")"
 
 # ---- a terminal: CMD's group is its foreground group while CMD runs ------
 
