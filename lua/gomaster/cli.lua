@@ -206,9 +206,30 @@ local function timings(cmd, o)
   return L, H, D, P
 end
 
+--- s without passwords: the user-info of any URL in it after the user
+-- name (all of it up to the host, whatever '@' it holds), and the value of
+-- any query key that names a password or secret, become "***".
+local function scrub(s)
+  s = s:gsub("(%a[%w+.-]*://)([^/?#%s]*)@", function(scheme, info)
+    local user = info:match("^([^:@]*):") or info:match("^([^:@]*)@")
+    return scheme .. (user and user .. ":***" or "***") .. "@"
+  end)
+  return (s:gsub("([?&;][%w_.-]+=)([^&%s]*)", function(key, val)
+    local k = key:lower()
+    if k:find("pass") or k:find("secret") or k:find("key") then return key .. "***" end
+    return key .. val
+  end))
+end
+_M.scrub = scrub
+
+--- One line on stderr, scrubbed of passwords.
+local function errline(s)
+  io.stderr:write(scrub(s), "\n")
+end
+
 -- One line on stderr; fmt starts with the command ("exec: ...").
 local function say(fmt, ...)
-  io.stderr:write("gomaster ", fmt:format(...), "\n")
+  errline("gomaster " .. fmt:format(...))
 end
 
 --- A backend object: a malformed URL is a usage error, an unreachable
@@ -352,7 +373,7 @@ local function supervise(m, argv, grace, what)
 end
 
 local function log_line(level, msg)
-  if level ~= "debug" then io.stderr:write("gomaster: ", msg, "\n") end
+  if level ~= "debug" then errline("gomaster: " .. msg) end
 end
 
 local function elector_options(o, b)
@@ -571,14 +592,14 @@ function _M.main(args)
   if cmd == "help" then
     local topic = args[2] or "main"
     if not HELP[topic] then
-      io.stderr:write(("gomaster help: unknown command '%s'\n"):format(topic))
+      errline(("gomaster help: unknown command '%s'"):format(topic))
       return EXIT.usage
     end
     io.stdout:write(HELP[topic])
     return 0
   end
   if not commands[cmd] then
-    io.stderr:write(("gomaster: unknown command '%s' (commands: exec, once, status, release, help)\n"):format(cmd))
+    errline(("gomaster: unknown command '%s' (commands: exec, once, status, release, help)"):format(cmd))
     return EXIT.usage
   end
   local ok, res = pcall(function()
@@ -589,10 +610,10 @@ function _M.main(args)
   end)
   if ok then return res end
   if getmetatable(res) == UsageError then
-    io.stderr:write(res.msg, "\n")
+    errline(res.msg)
     return EXIT.usage
   end
-  io.stderr:write(("gomaster %s: %s\n"):format(cmd, tostring(res)))
+  errline(("gomaster %s: %s"):format(cmd, tostring(res)))
   return EXIT.failed
 end
 

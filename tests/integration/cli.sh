@@ -108,6 +108,41 @@ usage_tests() {
   bad_option 127 "No such file or directory" exec --lease 1 --name nf -- "$T/no-such-command"
   bad_option 126 "Permission denied" exec --lease 1 --name nx -- "$T/usage.db"
 
+  # Passwords: a raw '@' in a URL's user-info is refused with a word on
+  # %40; no piece of a password shows in any output (any case).
+  local pw='Zq9w@Xk7v-Mn4p' m
+  secret_free() { ! grep -qiE 'Zq9w|Xk7v|Mn4p' "$T/out" "$T/err"; }
+  at_refused() {
+    local c=$1 kind=$2
+    shift 2
+    "$GM" "$c" "$@" >"$T/out" 2>"$T/err"
+    local rc=$?
+    check "gomaster $c with a raw '@' in a $kind password: exit 2, says %40, no piece of it ($(head -c 150 "$T/err"))" \
+      test $rc -eq 2 -a -n "$(grep -F '%40' "$T/err")" -a "$(wc -l <"$T/err")" -eq 1
+    check "... no piece of the password in stdout or stderr" secret_free
+  }
+  at_refused status mysql --backend "mysql://app:$pw@127.0.0.1:1/db"
+  at_refused exec mysql --backend "mysql://app:$pw@127.0.0.1:1/db" --lease 1 -- true
+  if [ -f build/5.4/gomaster/mongo.so ]; then
+    at_refused status mongodb --backend "mongodb://app:$pw@127.0.0.1:1/db"
+    lua5.4 -e "package.path='$ROOT/lua/?.lua;'..package.path; package.cpath='$ROOT/build/5.4/?.so;'..package.cpath
+      print(select(2, require('gomaster').backend{type = 'mongodb', url = 'mongodb://app:$pw@127.0.0.1:1/db'}))" >"$T/out" 2>"$T/err"
+    check "a mongodb URL in a table: the same rule ($(cat "$T/out"))" grep -qF '%40' "$T/out"
+    check "... no piece of the password" secret_free
+  fi
+  # The command line echoes no password in its usage errors.
+  for m in "exec --lease mysql://app:$pw@h -- true" "status mysql://app:$pw@h" \
+    "mysql://app:$pw@h" "exec -Xmysql://app:$pw@h -- true" "help mysql://app:$pw@h" \
+    "status --backend mysql://app:x@h?password=$pw&ssl_key=$pw"; do
+    # shellcheck disable=SC2086 # word splitting wanted
+    "$GM" $m >"$T/out" 2>"$T/err"
+    check "gomaster ${m:0:16}...: an error, and no piece of the password ($(head -c 100 "$T/err"))" secret_free
+  done
+  "$GM" status --backend "mysql://app:Zq9w%40Xk7v-Mn4p@127.0.0.1:1/db" >"$T/out" 2>"$T/err"; rc=$?
+  check "a percent-encoded '@' is taken: the database is unreachable (exit $rc), no piece of the password" \
+    test $rc -eq 125
+  check "... no piece of the password" secret_free
+
   "$GM" exec --lease 1 --name st -- sh -c 'exit 7' 2>/dev/null; rc=$?
   check "exec exits with CMD's status (7)" test $rc -eq 7
   "$GM" exec --lease 1 --name st -- sh -c 'kill -KILL $$' 2>/dev/null; rc=$?
