@@ -140,6 +140,11 @@ local SPEC = {
   release = { backend = "s", name = "s", force = "f" },
 }
 
+-- The library's limits (src/gomaster.h, elector.c), checked here so that
+-- breaking one is a usage error (exit 2).
+local MAX_SECONDS = 86400
+local MAX_BYTES = { name = 191, id = 127, version = 127 }
+
 local UsageError = {}
 
 local function usage_error(cmd, fmt, ...)
@@ -170,12 +175,15 @@ local function parse(cmd, args, first)
         end
         if kind == "n" then
           local n = tonumber(val)
-          if not n or not (n > 0 and n < math.huge) then
-            usage_error(cmd, "option '--%s': expected a number of seconds > 0, got '%s'", key, val)
+          if not n or not (n > 0 and n <= MAX_SECONDS) then
+            usage_error(cmd, "option '--%s': expected a number of seconds > 0 and at most %d, got '%s'",
+                        key, MAX_SECONDS, val)
           end
           val = n
         elseif val == "" then
           usage_error(cmd, "option '--%s': must not be empty", key)
+        elseif MAX_BYTES[key] and #val > MAX_BYTES[key] then
+          usage_error(cmd, "option '--%s': at most %d bytes, got %d", key, MAX_BYTES[key], #val)
         end
         o[key] = val
       end
@@ -428,8 +436,8 @@ function commands.once(o)
     if sig then return nil, "stopped by SIG" .. proc.signame(sig) end
     return true
   end
-  local t0 = core.now()
   local ran, rec = once.once(eo, function(_, m)
+    local t0 = core.now() -- the task's time, not the wait for the lock
     status, lost = supervise(m, o.argv, grace, "once")
     if lost then return nil, "mastership lost while the task ran" end
     if status ~= 0 then return nil, ("exit %d"):format(status) end

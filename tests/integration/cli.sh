@@ -93,8 +93,17 @@ usage_tests() {
   }
   bad_option 2 "unknown option '--bogus'" exec --bogus -- true
   bad_option 2 "'--lease' needs a value" exec --lease
-  bad_option 2 "'--lease': expected a number of seconds > 0, got 'abc'" exec --lease abc -- true
-  bad_option 2 "'--retry': expected a number of seconds > 0, got '-1'" once --name t --retry -1 -- true
+  bad_option 2 "'--lease': expected a number of seconds > 0 and at most 86400, got 'abc'" exec --lease abc -- true
+  bad_option 2 "'--retry': expected a number of seconds > 0 and at most 86400, got '-1'" once --name t --retry -1 -- true
+  bad_option 2 "'--lease': expected a number of seconds > 0 and at most 86400, got '1e300'" exec --lease 1e300 -- true
+  bad_option 2 "'--heartbeat': expected a number of seconds > 0 and at most 86400, got '86401'" once --name t --heartbeat 86401 -- true
+  bad_option 2 "'--grace': expected a number of seconds > 0 and at most 86400, got 'inf'" exec --grace inf -- true
+  local long
+  long=$(printf '%0192d' 0)
+  bad_option 2 "'--name': at most 191 bytes, got 192" exec --name "$long" -- true
+  bad_option 2 "'--name': at most 191 bytes, got 192" status --name "$long"
+  bad_option 2 "'--id': at most 127 bytes, got 192" once --name t --id "$long" -- true
+  bad_option 3 "no such lock" release --force --name "${long:1}"
   bad_option 2 "--heartbeat (1.5 s) must be shorter than --renew-deadline" exec --lease 2 --heartbeat 1.5 -- true
   bad_option 2 "--renew-deadline (3 s) must be shorter than --lease (2 s)" exec --lease 2 --renew-deadline 3 -- true
   bad_option 2 "a command is required" exec --lease 2
@@ -142,6 +151,20 @@ usage_tests() {
   check "a percent-encoded '@' is taken: the database is unreachable (exit $rc), no piece of the password" \
     test $rc -eq 125
   check "... no piece of the password" secret_free
+
+  # All of 20,000 arguments reach CMD, under each interpreter built.
+  local lua
+  for lua in lua5.4 luajit; do
+    local flavour=5.4
+    [ $lua = luajit ] && flavour=luajit
+    if [ ! -f "build/$flavour/gomaster/core.so" ] || ! command -v $lua >/dev/null; then
+      skip "20,000 arguments under $lua: not built for it"
+      continue
+    fi
+    # shellcheck disable=SC2046 # one argument per number
+    out=$($lua "$GM" exec --lease 1 --name args -- sh -c 'echo "$# $1 ${20000}"' x $(seq 20000) 2>/dev/null); rc=$?
+    check "exec under $lua passes all 20,000 arguments to CMD ($out)" test $rc -eq 0 -a "$out" = "20000 1 20000"
+  done
 
   "$GM" exec --lease 1 --name st -- sh -c 'exit 7' 2>/dev/null; rc=$?
   check "exec exits with CMD's status (7)" test $rc -eq 7
@@ -280,6 +303,22 @@ once_tests() {
   out=$("$GM" status --backend "$url" --name "$name-f" --json)
   check "[$tag] a failing CMD: once exits with its status (5), nothing recorded" \
     test $rc -eq 5 -a "$(echo "$out" | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin).get("done"))')" = None
+
+  # The completion record counts CMD's time, not the wait for the lock: a
+  # holder keeps the lock 3 s while once waits, then CMD takes no time.
+  : >"$T/hold-$tag.log"
+  "$GM" exec --backend "$url" --name "$name-w" --lease $LEASE -- sh -c 'echo "start $$" >>"$0"; sleep 3' "$T/hold-$tag.log" 2>/dev/null &
+  local h=$!
+  bg_pids="$bg_pids $h"
+  wait_until 10 has_lines start 1 "$T/hold-$tag.log"
+  local t_once
+  t_once=$(now)
+  "$GM" once --backend "$url" --name "$name-w" --lease $LEASE -- true 2>/dev/null; rc=$?
+  t_once=$(calc "$(now) - $t_once")
+  wait $h
+  out=$("$GM" status --backend "$url" --name "$name-w" --json | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["done"]["result"])')
+  check "[$tag] once after waiting $t_once s for the lock: exit 0, the record counts CMD's time only ($out)" \
+    test $rc -eq 0 -a "$(calc "$t_once >= 1")" = 1 -a -n "$(echo "$out" | grep -E '^exit 0 after 0\.[0-9] s$')"
 
   # status --json against the row as the library reads it.
   "$GM" exec --backend "$url" --name "$name" --lease $LEASE --version 9.9 -- "$T/child.sh" "$T/st-$tag.log" 2>/dev/null &
