@@ -5,6 +5,7 @@
 local gomaster = require("gomaster")
 local core = require("gomaster.core")
 local once = require("gomaster.once")
+local json = require("gomaster.json")
 
 local proc = core.proc
 local _M = {}
@@ -459,49 +460,8 @@ end
 
 -- ---- status -------------------------------------------------------------------
 
-local ESCAPES = { ['"'] = '\\"', ["\\"] = "\\\\", ["\n"] = "\\n", ["\t"] = "\\t" }
-
---- A JSON string: valid UTF-8 kept, control characters escaped, and any
--- byte that is not part of valid UTF-8 shown as U+00XX.
-local function json_string(s)
-  local out, i, n = {}, 1, #s
-  while i <= n do
-    local c = s:byte(i)
-    local len = c < 0x80 and 1 or c >= 0xC2 and c < 0xE0 and 2
-      or c >= 0xE0 and c < 0xF0 and 3 or c >= 0xF0 and c <= 0xF4 and 4 or 0
-    local seq = s:sub(i, i + len - 1)
-    if len == 1 then
-      local ch = string.char(c)
-      out[#out + 1] = ESCAPES[ch] or (c < 0x20 or c == 0x7F) and ("\\u%04x"):format(c) or ch
-      i = i + 1
-    elseif len > 1 and #seq == len and not seq:sub(2):find("[^\128-\191]") then
-      out[#out + 1] = seq
-      i = i + len
-    else
-      out[#out + 1] = ("\\u%04x"):format(c)
-      i = i + 1
-    end
-  end
-  return '"' .. table.concat(out) .. '"'
-end
-
-local function json_value(v)
-  local t = type(v)
-  if t == "string" then return json_string(v) end
-  if t == "boolean" then return tostring(v) end
-  if t == "number" then
-    if v == math.floor(v) and math.abs(v) < 2 ^ 53 then return ("%d"):format(v) end
-    return ("%.6f"):format(v)
-  end
-  if v == nil then return "null" end
-  local keys = {}
-  for k in pairs(v) do keys[#keys + 1] = k end
-  table.sort(keys)
-  local parts = {}
-  for _, k in ipairs(keys) do parts[#parts + 1] = json_string(k) .. ": " .. json_value(v[k]) end
-  return "{" .. table.concat(parts, ", ") .. "}"
-end
-_M.json = json_value
+-- JSON: gomaster.json, the one encoder (valid UTF-8 always).
+local json_value = json.encode
 
 local function utc(at) return os.date("!%Y-%m-%dT%H:%M:%SZ", math.floor(at)) end
 

@@ -166,6 +166,20 @@ usage_tests() {
     check "exec under $lua passes all 20,000 arguments to CMD ($out)" test $rc -eq 0 -a "$out" = "20000 1 20000"
   done
 
+  # status --json is valid JSON in valid UTF-8 whatever bytes a lock's name
+  # holds: an overlong '/', a surrogate, a code point above U+10FFFF, a
+  # stray continuation byte, a sequence cut short.
+  local bad
+  for bad in $'over\xe0\x80\xaflong' $'sur\xed\xa0\x80rogate' $'big\xf4\x90\x80\x80' \
+    $'stray\x80' $'cut\xe2\x82'; do
+    "$GM" exec --lease 1 --name "$bad" -- true 2>/dev/null
+    "$GM" status --name "$bad" --json >"$T/out" 2>"$T/err"; rc=$?
+    check "status --json of a lock named $(printf '%q' "$bad"): exit 0, parsed by python's json" \
+      test $rc -eq 0 -a -z "$(/usr/bin/python3 -c 'import json,sys; json.load(sys.stdin)' <"$T/out" 2>&1)"
+    check "... and its bytes are strict UTF-8 ($(head -c 60 "$T/out"))" \
+      /usr/bin/python3 -c 'import json,sys; d = json.loads(sys.stdin.buffer.read().decode("utf-8", "strict")); sys.exit(0 if d["exists"] else 1)' <"$T/out"
+  done
+
   "$GM" exec --lease 1 --name st -- sh -c 'exit 7' 2>/dev/null; rc=$?
   check "exec exits with CMD's status (7)" test $rc -eq 7
   "$GM" exec --lease 1 --name st -- sh -c 'kill -KILL $$' 2>/dev/null; rc=$?
