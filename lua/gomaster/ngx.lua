@@ -22,6 +22,7 @@
 
 local gomaster = require("gomaster")
 local core = require("gomaster.core")
+local json = require("gomaster.json")
 
 local ngx = ngx
 local now = core.now
@@ -43,66 +44,8 @@ local DEFAULT_INTERVAL = 0.1
 -- elector, once made), error, done (shut down) }.
 local locks = {}
 
--- ---- JSON ---------------------------------------------------------------
--- A small encoder of its own: lua-cjson is not part of Debian's nginx Lua
--- module, and its default 14 significant digits would round tokens above
--- 10^14.
-
-local escapes = { ['"'] = '\\"', ["\\"] = "\\\\", ["\b"] = "\\b",
-                  ["\f"] = "\\f", ["\n"] = "\\n", ["\r"] = "\\r", ["\t"] = "\\t" }
-
-local function encode_string(s)
-  return '"' .. s:gsub('[%c"\\]', function(c)
-    return escapes[c] or ("\\u%04x"):format(c:byte())
-  end) .. '"'
-end
-
-local function encode_number(n)
-  if n ~= n or n == math.huge or n == -math.huge then return "null" end
-  if n == math.floor(n) and n >= -2^53 and n <= 2^53 then
-    return ("%d"):format(n)
-  end
-  for digits = 14, 16 do -- the shortest form that reads back the same
-    local s = ("%." .. digits .. "g"):format(n)
-    if tonumber(s) == n then return s end
-  end
-  return ("%.17g"):format(n)
-end
-
-local encode
-
-local function is_array(t)
-  local n = 0
-  for _ in pairs(t) do n = n + 1 end
-  for i = 1, n do if t[i] == nil then return false end end
-  return true, n
-end
-
-function encode(v, depth)
-  local t = type(v)
-  if t == "string" then return encode_string(v) end
-  if t == "number" then return encode_number(v) end
-  if t == "boolean" then return tostring(v) end
-  if t ~= "table" then return "null" end
-  depth = (depth or 0) + 1
-  if depth > 20 then return "null" end
-  local arr, n = is_array(v)
-  local out = {}
-  if arr and n > 0 then
-    for i = 1, n do out[i] = encode(v[i], depth) end
-    return "[" .. table.concat(out, ",") .. "]"
-  end
-  local keys = {}
-  for k in pairs(v) do
-    if type(k) == "string" then keys[#keys + 1] = k end
-  end
-  table.sort(keys)
-  for i, k in ipairs(keys) do
-    out[i] = encode_string(k) .. ":" .. encode(v[k], depth)
-  end
-  return "{" .. table.concat(out, ",") .. "}"
-end
-
+-- Status is JSON through gomaster.json (also `gomaster status --json`).
+local encode = json.encode
 _M.encode_json = encode
 
 -- ---- per-worker state ------------------------------------------------------
