@@ -283,6 +283,8 @@ static void init_main(char *const argv[], int fd, int rfd, int ev, int tty,
     write_errno(fd, errno);
     _exit(127);
   }
+  sa.sa_handler = SIG_IGN; /* the parent gone: its death signal follows */
+  sigaction(SIGPIPE, &sa, NULL);
   sa.sa_handler = init_relay;
   sa.sa_flags = SA_RESTART;
   for (size_t i = 0; i < sizeof relayed / sizeof *relayed; i++)
@@ -597,6 +599,14 @@ static int l_tty_owned(lua_State *L) {
   return 1;
 }
 
+/* proc.tcgetpgrp(fd) -> the foreground group of terminal fd | nil, err. */
+static int l_tcgetpgrp(lua_State *L) {
+  pid_t g = tcgetpgrp((int)luaL_checkinteger(L, 1));
+  if (g < 0) return fail_errno(L, "tcgetpgrp");
+  lua_pushinteger(L, g);
+  return 1;
+}
+
 /* proc.foreground(fd) -> true | nil, err: makes our group the foreground
  * group of terminal fd again (SIGTTOU blocked meanwhile). */
 static int l_foreground(lua_State *L) {
@@ -652,6 +662,7 @@ static const luaL_Reg funcs[] = {
     {"events", l_events},   {"signal_tree", l_signal_tree},
     {"stop_tree", l_stop_tree}, {"cont_tree", l_cont_tree},
     {"tty_owned", l_tty_owned}, {"foreground", l_foreground},
+    {"tcgetpgrp", l_tcgetpgrp},
     {"stop_self", l_stop_self}, {NULL, NULL}};
 
 int luaopen_gomaster_proc(lua_State *L) {

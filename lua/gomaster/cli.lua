@@ -306,12 +306,19 @@ local function status_of(kind, code)
   return code
 end
 
+--- Gives the terminal back to our group, if CMD's group (tty_group: as
+-- seen when CMD started) still has it: never takes it from the shell
+-- after `bg`.
+local function take_back(tty_group)
+  if tty_group and proc.tcgetpgrp(0) == tty_group then proc.foreground(0) end
+end
+
 --- Stops CMD's tree, then this process (as a terminal's ^Z would), gives
 -- the terminal back meanwhile; once continued, ends the tree if mastership
 -- was lost while stopped (true then), else continues it.
-local function suspend(m, pid, token, tty, stopped)
+local function suspend(m, pid, token, tty, tty_group, stopped)
   if not stopped then proc.stop_tree(pid) end
-  if tty then proc.foreground(0) end
+  take_back(tty_group)
   proc.stop_self()
   m:dispatch()
   if not m:is_master() or m:token() ~= token then
@@ -333,6 +340,8 @@ local function supervise(m, argv, grace, what)
     return why == ENOENT and EXIT.notfound or EXIT.noexec
   end
   why = why or not tree and "GOMASTER_TREE=group"
+  -- CMD took the terminal before it ran (spawn returns after its exec).
+  local tty_group = tty and proc.tcgetpgrp(0) or nil
   if why then
     say("%s: %s: only CMD's process group is ended with it, not what leaves the group", what, why)
   end
@@ -343,14 +352,14 @@ local function supervise(m, argv, grace, what)
   local token = m:token()
   m:_hooks().on_stop = function(_, why_) reason = reason or why_ end
   local function finish(kind, code)
-    if tty then proc.foreground(0) end
+    take_back(tty_group)
     return status_of(kind, code), kill_at and reason
   end
   while true do
     local kind, code = proc.wait(pid)
     local _, tstp = take_signals(pid)
     if kind == "stopped" or tstp then
-      if suspend(m, pid, token, tty, kind == "stopped") then
+      if suspend(m, pid, token, tty, tty_group, kind == "stopped") then
         reason = reason or "lost"
         kill_at, killed = core.now(), true
         say("%s: no longer master of lock '%s' while stopped: SIGKILL to %s (pid %d)",
