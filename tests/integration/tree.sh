@@ -6,7 +6,8 @@
 # by SIGKILL, before another node's CMD starts. Each process is told by a
 # command line no other process has (`sleep 4242.<unique>`), looked up in
 # /proc/*/cmdline. Also: a terminal (under `script`) is handed to CMD, and
-# SIGTSTP stops CMD's tree with gomaster. SQLite. Ends with one line
+# SIGTSTP stops CMD's tree with gomaster. SQLite; the SIGKILL case also on
+# the MariaDB / MongoDB of GOMASTER_TEST_MYSQL_URL / _MONGO_URL. Ends with one line
 # "N passed, N failed".
 #
 #   GOMASTER_KEEP=1    keep the temporary directory
@@ -123,12 +124,13 @@ check "... nothing left behind" none_of "sleep $u"
 # sigkill_case CMD TAG: a holder runs a tree, a second node waits on the
 # same lock with the scan as CMD; SIGKILL of the holder.
 sigkill_case() {
-  local cmd=$1 tag=$2 name="kill-$1-$2" u="4242.$$$2" a b rc
+  local cmd=$1 tag=$2 name="kill-$1-$2-$$" u="4242.$$$2" a b rc
+  local on=${GOMASTER_BACKEND%%:*}
   "$GM" "$cmd" --lease 1 --name "$name" -- sh -c "$(tree_cmd "$u" "sleep ${u}4")" 2>/dev/null &
   a=$!
   bg_pids="$bg_pids $a"
   if ! wait_until 15 all_of "sleep $u" 4; then
-    not_ok "[$cmd] the holder's tree runs (4 processes: $(pids_of "sleep $u" | wc -l))"
+    not_ok "[$cmd, $on] the holder's tree runs (4 processes: $(pids_of "sleep $u" | wc -l))"
     return
   fi
   "$GM" "$cmd" --lease 1 --name "$name" -- "$SCAN" "$u" >"$T/$tag.scan" 2>/dev/null &
@@ -138,14 +140,21 @@ sigkill_case() {
   kill -KILL "$a"
   wait "$a" 2>/dev/null
   wait_until 20 grep -q '^ran$' "$T/$tag.scan"
-  check "[$cmd] SIGKILL of the holder: the next node ran" grep -q '^ran$' "$T/$tag.scan"
-  check "[$cmd] ... and found none of the old tree alive ($(grep -c ALIVE "$T/$tag.scan") alive)" \
+  check "[$cmd, $on] SIGKILL of the holder: the next node ran" grep -q '^ran$' "$T/$tag.scan"
+  check "[$cmd, $on] ... and found none of the old tree alive ($(grep -c ALIVE "$T/$tag.scan") alive)" \
     test "$(grep -c ALIVE "$T/$tag.scan")" -eq 0
-  check "[$cmd] ... none alive now either" none_of "sleep $u"
+  check "[$cmd, $on] ... none alive now either" none_of "sleep $u"
   wait "$b" 2>/dev/null
 }
 sigkill_case exec 3
 sigkill_case once 4
+# The same on the servers of the suite, when given (the lease covers it).
+if [ -n "${GOMASTER_TEST_MYSQL_URL:-}" ]; then
+  GOMASTER_BACKEND=$GOMASTER_TEST_MYSQL_URL sigkill_case exec 31
+fi
+if [ -n "${GOMASTER_TEST_MONGO_URL:-}" ]; then
+  GOMASTER_BACKEND=$GOMASTER_TEST_MONGO_URL sigkill_case exec 32
+fi
 
 # ---- mastership lost: exec exits 124 with the tree gone --------------------
 
