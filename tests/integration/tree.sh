@@ -188,9 +188,9 @@ if [ "$(id -u)" = 0 ] && command -v setpriv >/dev/null; then
     "$GM" exec --backend "sqlite://$T/nobody.db" --lease 1 --name nobody -- \
     sh -c "id -u; $(tree_cmd "$u" "$READY $u")" >"$T/out" 2>"$T/err"
   rc=$?
-  out=$(cat "$T/out")
-  check "as an unprivileged user: exec runs CMD as that user (exit $rc, $(echo $out))" \
-    test $rc -eq 0 -a "$(echo $out)" = "65534 ready 3"
+  out=$(tr '\n' ' ' <"$T/out")
+  check "as an unprivileged user: exec runs CMD as that user (exit $rc, $out)" \
+    test $rc -eq 0 -a "$out" = "65534 ready 3 "
   if grep -q 'PID namespace' "$T/err"; then
     echo "# no unprivileged user namespaces here: $(grep 'PID namespace' "$T/err")"
     for p in $(pids_of "sleep $u"); do kill "$p"; done

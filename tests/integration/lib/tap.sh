@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Helpers for the scripts in tests/integration (sourced, not run): results
 # counted in $passed and $failed, floating-point times, waiting for events.
 
