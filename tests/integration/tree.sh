@@ -170,6 +170,27 @@ rc=$?
 check "release --force under a running tree: exec exits 124" test $rc -eq 124
 check "... and every process of the tree was gone when it exited" none_of "sleep $u"
 
+# ---- the pid in the start line: signals sent to it reach CMD -------------
+
+: >"$T/relay.log"
+"$GM" exec --lease 1 --name relay -- sh -c \
+  "trap 'echo usr1 >>$T/relay.log' USR1; trap 'echo term >>$T/relay.log; exit 5' TERM; echo up >>$T/relay.log; while :; do sleep 0.05; done" \
+  2>"$T/relay.err" &
+a=$!
+bg_pids="$bg_pids $a"
+wait_until 15 grep -q up "$T/relay.log"
+n=$(sed -n 's/.*running sh (pid \([0-9]*\)).*/\1/p' "$T/relay.err")
+if [ -n "$n" ] && [ "$n" -gt 1 ]; then
+  kill -USR1 "$n"
+  wait_until 10 grep -q usr1 "$T/relay.log"
+  kill -TERM "$n"
+fi
+wait_until 20 gone_pid "$a" || kill -KILL "$a" # a failure, never a hang
+wait "$a"
+rc=$?
+check "SIGUSR1 and SIGTERM to the pid of the start line ($n) reach CMD; exec exits with its status ($rc)" \
+  test "$(tr '\n' ' ' <"$T/relay.log")" = "up usr1 term " -a $rc -eq 5
+
 # ---- where no PID namespace can be made ----------------------------------
 
 u="4242.${$}6"
