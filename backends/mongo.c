@@ -32,6 +32,7 @@
 #include <mongoc/mongoc.h>
 
 #include "backend.h"
+#include "url.h"
 
 #define DEFAULT_DATABASE "gomaster"
 #define DEFAULT_COLLECTION "gomaster_locks"
@@ -422,6 +423,10 @@ static int mongo_parse(const gm_kv *opts, size_t n, void **out,
   if (!url) {
     gm_seterr(err, GM_E_ARG, "mongodb backend: option 'url' is required "
                              "(mongodb://host[:port]/[database][?options])");
+    goto fail;
+  }
+  if (gm_url_raw_at(url)) {
+    gm_seterr(err, GM_E_URL, "mongodb backend: %s", GM_URL_AT_MSG);
     goto fail;
   }
   cfg->secrets[0] = raw_password(url);

@@ -5,7 +5,7 @@
  *   sqlite://PATH[?key=value...]     (sqlite:///var/lib/app.db is /var/lib/app.db)
  *
  * Parts are percent-decoded. Error messages never quote the URL: it may hold
- * a password.
+ * a password. A raw '@' in the user-info is refused (url.h).
  */
 #include <ctype.h>
 #include <stdlib.h>
@@ -130,6 +130,10 @@ int gm_url_parse(const char *url, int raw, gm_url *u, gm_error *err) {
   for (char *p = u->scheme; *p; p++) *p = (char)tolower((unsigned char)*p);
   if (add(u, "url", 3, url, strlen(url), 0, err)) goto fail;
 
+  if (strcmp(u->scheme, "sqlite") != 0 && gm_url_raw_at(url)) {
+    gm_seterr(err, GM_E_URL, "%s", GM_URL_AT_MSG);
+    goto fail;
+  }
   const char *rest = sep + 3;
   const char *qmark = strchr(rest, '?');
   size_t rlen = qmark ? (size_t)(qmark - rest) : strlen(rest);

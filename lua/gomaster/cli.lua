@@ -5,6 +5,7 @@
 local gomaster = require("gomaster")
 local core = require("gomaster.core")
 local once = require("gomaster.once")
+local json = require("gomaster.json")
 
 local proc = core.proc
 local _M = {}
@@ -64,10 +65,12 @@ Usage: gomaster exec [OPTIONS] -- CMD [ARGS...]
 
 Waits until this node is the master of the lock, then runs CMD while it
 stays master. Signals HUP INT QUIT TERM USR1 USR2 WINCH sent to gomaster go
-to CMD's process group. If mastership is lost (renew deadline or another
+to CMD's process group; SIGTSTP stops CMD's tree, then gomaster (and on
+SIGCONT, if mastership was lost meanwhile, CMD is killed: exit 124). If mastership is lost (renew deadline or another
 holder), CMD gets SIGTERM, then SIGKILL after the grace period. When CMD
-exits the lock is released, and gomaster exits with CMD's status. If
-gomaster itself dies, the kernel kills CMD (SIGKILL).
+exits the lock is released, and gomaster exits with CMD's status. CMD runs
+in a PID namespace of its own where one can be made: what it leaves behind
+ends with it, and if gomaster itself dies the kernel kills the whole tree.
 
 Options:
   --name NAME           the lock (default: "default")
@@ -145,6 +148,11 @@ local SPEC = {
   release = { backend = "s", name = "s", force = "f", now = "f" },
 }
 
+-- The library's limits (src/gomaster.h, elector.c), checked here so that
+-- breaking one is a usage error (exit 2).
+local MAX_SECONDS = 86400
+local MAX_BYTES = { name = 191, id = 127, version = 127 }
+
 local UsageError = {}
 
 local function usage_error(cmd, fmt, ...)
@@ -175,12 +183,15 @@ local function parse(cmd, args, first)
         end
         if kind == "n" then
           local n = tonumber(val)
-          if not n or not (n > 0 and n < math.huge) then
-            usage_error(cmd, "option '--%s': expected a number of seconds > 0, got '%s'", key, val)
+          if not n or not (n > 0 and n <= MAX_SECONDS) then
+            usage_error(cmd, "option '--%s': expected a number of seconds > 0 and at most %d, got '%s'",
+                        key, MAX_SECONDS, val)
           end
           val = n
         elseif val == "" then
           usage_error(cmd, "option '--%s': must not be empty", key)
+        elseif MAX_BYTES[key] and #val > MAX_BYTES[key] then
+          usage_error(cmd, "option '--%s': at most %d bytes, got %d", key, MAX_BYTES[key], #val)
         end
         o[key] = val
       end
@@ -211,9 +222,30 @@ local function timings(cmd, o)
   return L, H, D, P
 end
 
+--- s without passwords: the user-info of any URL in it after the user
+-- name (all of it up to the host, whatever '@' it holds), and the value of
+-- any query key that names a password or secret, become "***".
+local function scrub(s)
+  s = s:gsub("(%a[%w+.-]*://)([^/?#%s]*)@", function(scheme, info)
+    local user = info:match("^([^:@]*):") or info:match("^([^:@]*)@")
+    return scheme .. (user and user .. ":***" or "***") .. "@"
+  end)
+  return (s:gsub("([?&;][%w_.-]+=)([^&%s]*)", function(key, val)
+    local k = key:lower()
+    if k:find("pass") or k:find("secret") or k:find("key") then return key .. "***" end
+    return key .. val
+  end))
+end
+_M.scrub = scrub
+
+--- One line on stderr, scrubbed of passwords.
+local function errline(s)
+  io.stderr:write(scrub(s), "\n")
+end
+
 -- One line on stderr; fmt starts with the command ("exec: ...").
 local function say(fmt, ...)
-  io.stderr:write("gomaster ", fmt:format(...), "\n")
+  errline("gomaster " .. fmt:format(...))
 end
 
 --- A backend object: a malformed URL is a usage error, an unreachable
@@ -236,22 +268,33 @@ end
 local sigfd
 
 local function trap()
-  if not sigfd then sigfd = assert(proc.trap((table.unpack or unpack)(FORWARDED))) end
+  if not sigfd then sigfd = assert(proc.trap("TSTP", (table.unpack or unpack)(FORWARDED))) end
   return sigfd
 end
 
 --- The first stopping signal among those caught since the last call (nil
--- if none); with forward, every signal but SIGCHLD goes to group -pid.
+-- if none), and whether SIGTSTP came; with pid, every other signal but
+-- SIGCHLD goes to CMD's process group.
 local function take_signals(pid)
-  local stop
+  local stop, tstp
   for _, s in ipairs(proc.signals()) do
     local name = proc.signame(s)
-    if name ~= "CHLD" then
-      if pid then proc.kill(-pid, s) end
+    if name == "TSTP" then
+      tstp = true
+    elseif name ~= "CHLD" then
+      if pid then proc.signal_tree(pid, s) end
       if STOPPING[name] and not stop then stop = s end
     end
   end
-  return stop
+  return stop, tstp
+end
+
+--- Signals before CMD runs: SIGTSTP stops us (no CMD to stop yet); the
+-- first stopping signal is returned.
+local function take_signals_idle()
+  local s, tstp = take_signals(nil)
+  if tstp then proc.stop_self() end
+  return s
 end
 
 --- Waits until this node is master; nil, signo when a stopping signal came.
@@ -259,7 +302,7 @@ local function wait_master(m, fd)
   while not m:is_master() do
     proc.poll({ m:fd(), fd })
     m:dispatch()
-    local s = take_signals(nil)
+    local s = take_signals_idle()
     if s then return nil, s end
   end
   return true
@@ -270,24 +313,68 @@ local function status_of(kind, code)
   return code
 end
 
+--- Gives the terminal back to our group, if CMD's group (tty_group: as
+-- seen when CMD started) still has it: never takes it from the shell
+-- after `bg`.
+local function take_back(tty_group)
+  if tty_group and proc.tcgetpgrp(0) == tty_group then proc.foreground(0) end
+end
+
+--- Stops CMD's tree, then this process (as a terminal's ^Z would), gives
+-- the terminal back meanwhile; once continued, ends the tree if mastership
+-- was lost while stopped (true then), else continues it.
+local function suspend(m, pid, token, tty, tty_group, stopped)
+  if not stopped then proc.stop_tree(pid) end
+  take_back(tty_group)
+  proc.stop_self()
+  m:dispatch()
+  if not m:is_master() or m:token() ~= token then
+    proc.signal_tree(pid, "KILL")
+    return true
+  end
+  proc.cont_tree(pid, tty and proc.tty_owned(0))
+  return false
+end
+
 --- Runs argv while m is master. Returns the exit status and, when
 -- mastership was lost while it ran, the reason ("lost" or "deadline").
 local function supervise(m, argv, grace, what)
-  local pid, err, eno = proc.spawn(argv)
+  local tty = proc.tty_owned(0)
+  local tree = os.getenv("GOMASTER_TREE") ~= "group"
+  local pid, mode, why = proc.spawn(argv, { tty = tty, tree = tree })
   if not pid then
-    say("%s: %s", what, err)
-    return eno == ENOENT and EXIT.notfound or EXIT.noexec
+    say("%s: %s", what, mode)
+    return why == ENOENT and EXIT.notfound or EXIT.noexec
+  end
+  why = why or not tree and "GOMASTER_TREE=group"
+  -- CMD took the terminal before it ran (spawn returns after its exec).
+  local tty_group = tty and proc.tcgetpgrp(0) or nil
+  if why then
+    say("%s: %s: only CMD's process group is ended with it, not what leaves the group", what, why)
   end
   say("%s: master of lock '%s' (token %s): running %s (pid %d)", what,
       m:name(), tostring(m:token()), argv[1], pid)
   local reason, kill_at, killed
   local tick = 0.05
   local token = m:token()
-  m:_hooks().on_stop = function(_, why) reason = reason or why end
+  m:_hooks().on_stop = function(_, why_) reason = reason or why_ end
+  local function finish(kind, code)
+    take_back(tty_group)
+    return status_of(kind, code), kill_at and reason
+  end
   while true do
     local kind, code = proc.wait(pid)
-    if kind then return status_of(kind, code), kill_at and reason end
-    take_signals(pid)
+    local _, tstp = take_signals(pid)
+    if kind == "stopped" or tstp then
+      if suspend(m, pid, token, tty, tty_group, kind == "stopped") then
+        reason = reason or "lost"
+        kill_at, killed = core.now(), true
+        say("%s: no longer master of lock '%s' while stopped: SIGKILL to %s (pid %d)",
+            what, m:name(), argv[1], pid)
+      end
+    elseif kind then
+      return finish(kind, code)
+    end
     m:dispatch()
     local now = core.now()
     -- CMD runs under one grant: a lost grant ends it even when the lock
@@ -296,22 +383,22 @@ local function supervise(m, argv, grace, what)
       reason = reason or (m:is_master() and "lost" or "deadline")
       say("%s: no longer master of lock '%s' (%s): SIGTERM to %s (pid %d), SIGKILL in %g s",
           what, m:name(), reason, argv[1], pid, grace)
-      proc.kill(-pid, "TERM")
+      proc.signal_tree(pid, "TERM")
       kill_at = now + grace
     end
     if kill_at and not killed and now >= kill_at then
       say("%s: %s (pid %d) still running after %g s: SIGKILL", what, argv[1], pid, grace)
-      proc.kill(-pid, "KILL")
+      proc.signal_tree(pid, "KILL")
       killed = true
     end
     local timeout = tick
     if killed then timeout = nil elseif kill_at then timeout = math.max(0, kill_at - now) end
-    proc.poll({ m:fd(), sigfd }, timeout)
+    proc.poll({ m:fd(), sigfd, proc.events() }, timeout)
   end
 end
 
 local function log_line(level, msg)
-  if level ~= "debug" then io.stderr:write("gomaster: ", msg, "\n") end
+  if level ~= "debug" then errline("gomaster: " .. msg) end
 end
 
 local function elector_options(o, b)
@@ -362,12 +449,12 @@ function commands.once(o)
   eo._wait = function(m)
     proc.poll({ m:fd(), fd })
     m:dispatch()
-    sig = take_signals(nil)
+    sig = take_signals_idle()
     if sig then return nil, "stopped by SIG" .. proc.signame(sig) end
     return true
   end
-  local t0 = core.now()
   local ran, rec = once.once(eo, function(_, m)
+    local t0 = core.now() -- the task's time, not the wait for the lock
     status, lost = supervise(m, o.argv, grace, "once")
     if lost then return nil, "mastership lost while the task ran" end
     if status ~= 0 then return nil, ("exit %d"):format(status) end
@@ -389,49 +476,8 @@ end
 
 -- ---- status -------------------------------------------------------------------
 
-local ESCAPES = { ['"'] = '\\"', ["\\"] = "\\\\", ["\n"] = "\\n", ["\t"] = "\\t" }
-
---- A JSON string: valid UTF-8 kept, control characters escaped, and any
--- byte that is not part of valid UTF-8 shown as U+00XX.
-local function json_string(s)
-  local out, i, n = {}, 1, #s
-  while i <= n do
-    local c = s:byte(i)
-    local len = c < 0x80 and 1 or c >= 0xC2 and c < 0xE0 and 2
-      or c >= 0xE0 and c < 0xF0 and 3 or c >= 0xF0 and c <= 0xF4 and 4 or 0
-    local seq = s:sub(i, i + len - 1)
-    if len == 1 then
-      local ch = string.char(c)
-      out[#out + 1] = ESCAPES[ch] or (c < 0x20 or c == 0x7F) and ("\\u%04x"):format(c) or ch
-      i = i + 1
-    elseif len > 1 and #seq == len and not seq:sub(2):find("[^\128-\191]") then
-      out[#out + 1] = seq
-      i = i + len
-    else
-      out[#out + 1] = ("\\u%04x"):format(c)
-      i = i + 1
-    end
-  end
-  return '"' .. table.concat(out) .. '"'
-end
-
-local function json_value(v)
-  local t = type(v)
-  if t == "string" then return json_string(v) end
-  if t == "boolean" then return tostring(v) end
-  if t == "number" then
-    if v == math.floor(v) and math.abs(v) < 2 ^ 53 then return ("%d"):format(v) end
-    return ("%.6f"):format(v)
-  end
-  if v == nil then return "null" end
-  local keys = {}
-  for k in pairs(v) do keys[#keys + 1] = k end
-  table.sort(keys)
-  local parts = {}
-  for _, k in ipairs(keys) do parts[#parts + 1] = json_string(k) .. ": " .. json_value(v[k]) end
-  return "{" .. table.concat(parts, ", ") .. "}"
-end
-_M.json = json_value
+-- JSON: gomaster.json, the one encoder (valid UTF-8 always).
+local json_value = json.encode
 
 local function utc(at) return os.date("!%Y-%m-%dT%H:%M:%SZ", math.floor(at)) end
 
@@ -536,14 +582,14 @@ function _M.main(args)
   if cmd == "help" then
     local topic = args[2] or "main"
     if not HELP[topic] then
-      io.stderr:write(("gomaster help: unknown command '%s'\n"):format(topic))
+      errline(("gomaster help: unknown command '%s'"):format(topic))
       return EXIT.usage
     end
     io.stdout:write(HELP[topic])
     return 0
   end
   if not commands[cmd] then
-    io.stderr:write(("gomaster: unknown command '%s' (commands: exec, once, status, release, help)\n"):format(cmd))
+    errline(("gomaster: unknown command '%s' (commands: exec, once, status, release, help)"):format(cmd))
     return EXIT.usage
   end
   local ok, res = pcall(function()
@@ -554,10 +600,10 @@ function _M.main(args)
   end)
   if ok then return res end
   if getmetatable(res) == UsageError then
-    io.stderr:write(res.msg, "\n")
+    errline(res.msg)
     return EXIT.usage
   end
-  io.stderr:write(("gomaster %s: %s\n"):format(cmd, tostring(res)))
+  errline(("gomaster %s: %s"):format(cmd, tostring(res)))
   return EXIT.failed
 end
 

@@ -29,30 +29,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-ok() { echo "ok - $*"; passed=$((passed + 1)); }
-not_ok() { echo "not ok - $*"; failed=$((failed + 1)); }
-# check DESCRIPTION COMMAND...: passes when COMMAND succeeds.
-check() {
-  local d=$1
-  shift
-  if "$@"; then ok "$d"; else not_ok "$d"; fi
-}
-skip() { echo "ok - # SKIP $*"; }
-now() { date +%s.%N; }
-# calc EXPR: floating-point arithmetic and comparisons (1 or 0), by awk.
-calc() { awk -v OFMT=%.6f "BEGIN { print ($*) }"; }
-
-# wait_until SECONDS COMMAND...: polls every 20 ms until COMMAND succeeds.
-wait_until() {
-  local limit=$1
-  shift
-  local end
-  end=$(calc "$(now) + $limit")
-  until "$@"; do
-    [ "$(calc "$(now) > $end")" = 1 ] && return 1
-    sleep 0.02
-  done
-}
+. tests/integration/lib/tap.sh
 
 count() {
   local c
@@ -69,11 +46,23 @@ gone() {
   [ -z "$st" ]
 }
 
-# A child for exec: logs "start PID TIME", and "term PID" on SIGTERM.
+# holder_of PID: the gomaster exec above CMD PID (its parent, or the
+# parent of the namespace's init that is CMD's parent); never empty or 0.
+holder_of() {
+  local p q
+  p=$(ps -o ppid= -p "$1" | tr -d ' ')
+  q=$(ps -o ppid= -p "${p:-1}" | tr -d ' ')
+  case "$(ps -o args= -p "${q:-1}")" in *bin/gomaster*) p=$q ;; esac
+  [ -n "$p" ] && [ "$p" -gt 1 ] && echo "$p" || echo 999999999
+}
+
+# A child for exec: logs "start PID TIME", and "term PID" on SIGTERM. PID
+# as this host sees it (CMD runs in a PID namespace where $$ is 2).
 cat >"$T/child.sh" <<'EOF'
 #!/bin/sh
-echo "start $$ $(date +%s.%N)" >>"$1"
-trap 'echo "term $$" >>"$1"; exit 0' TERM
+read -r me _ </proc/self/stat
+echo "start $me $(date +%s.%N)" >>"$1"
+trap 'echo "term $me" >>"$1"; exit 0' TERM
 while :; do sleep 0.05; done
 EOF
 chmod +x "$T/child.sh"
@@ -104,8 +93,17 @@ usage_tests() {
   }
   bad_option 2 "unknown option '--bogus'" exec --bogus -- true
   bad_option 2 "'--lease' needs a value" exec --lease
-  bad_option 2 "'--lease': expected a number of seconds > 0, got 'abc'" exec --lease abc -- true
-  bad_option 2 "'--retry': expected a number of seconds > 0, got '-1'" once --name t --retry -1 -- true
+  bad_option 2 "'--lease': expected a number of seconds > 0 and at most 86400, got 'abc'" exec --lease abc -- true
+  bad_option 2 "'--retry': expected a number of seconds > 0 and at most 86400, got '-1'" once --name t --retry -1 -- true
+  bad_option 2 "'--lease': expected a number of seconds > 0 and at most 86400, got '1e300'" exec --lease 1e300 -- true
+  bad_option 2 "'--heartbeat': expected a number of seconds > 0 and at most 86400, got '86401'" once --name t --heartbeat 86401 -- true
+  bad_option 2 "'--grace': expected a number of seconds > 0 and at most 86400, got 'inf'" exec --grace inf -- true
+  local long
+  long=$(printf '%0192d' 0)
+  bad_option 2 "'--name': at most 191 bytes, got 192" exec --name "$long" -- true
+  bad_option 2 "'--name': at most 191 bytes, got 192" status --name "$long"
+  bad_option 2 "'--id': at most 127 bytes, got 192" once --name t --id "$long" -- true
+  bad_option 3 "no such lock" release --force --name "${long:1}"
   bad_option 2 "--heartbeat (1.5 s) must be shorter than --renew-deadline" exec --lease 2 --heartbeat 1.5 -- true
   bad_option 2 "--renew-deadline (3 s) must be shorter than --lease (2 s)" exec --lease 2 --renew-deadline 3 -- true
   bad_option 2 "a command is required" exec --lease 2
@@ -118,6 +116,69 @@ usage_tests() {
   bad_option 3 "no such lock 'nolock'" release --name nolock --force
   bad_option 127 "No such file or directory" exec --lease 1 --name nf -- "$T/no-such-command"
   bad_option 126 "Permission denied" exec --lease 1 --name nx -- "$T/usage.db"
+
+  # Passwords: a raw '@' in a URL's user-info is refused with a word on
+  # %40; no piece of a password shows in any output (any case).
+  local pw='Zq9w@Xk7v-Mn4p' m
+  secret_free() { ! grep -qiE 'Zq9w|Xk7v|Mn4p' "$T/out" "$T/err"; }
+  at_refused() {
+    local c=$1 kind=$2
+    shift 2
+    "$GM" "$c" "$@" >"$T/out" 2>"$T/err"
+    local rc=$?
+    check "gomaster $c with a raw '@' in a $kind password: exit 2, says %40, no piece of it ($(head -c 150 "$T/err"))" \
+      test $rc -eq 2 -a -n "$(grep -F '%40' "$T/err")" -a "$(wc -l <"$T/err")" -eq 1
+    check "... no piece of the password in stdout or stderr" secret_free
+  }
+  at_refused status mysql --backend "mysql://app:$pw@127.0.0.1:1/db"
+  at_refused exec mysql --backend "mysql://app:$pw@127.0.0.1:1/db" --lease 1 -- true
+  if [ -f build/5.4/gomaster/mongo.so ]; then
+    at_refused status mongodb --backend "mongodb://app:$pw@127.0.0.1:1/db"
+    lua5.4 -e "package.path='$ROOT/lua/?.lua;'..package.path; package.cpath='$ROOT/build/5.4/?.so;'..package.cpath
+      print(select(2, require('gomaster').backend{type = 'mongodb', url = 'mongodb://app:$pw@127.0.0.1:1/db'}))" >"$T/out" 2>"$T/err"
+    check "a mongodb URL in a table: the same rule ($(cat "$T/out"))" grep -qF '%40' "$T/out"
+    check "... no piece of the password" secret_free
+  fi
+  # The command line echoes no password in its usage errors.
+  for m in "exec --lease mysql://app:$pw@h -- true" "status mysql://app:$pw@h" \
+    "mysql://app:$pw@h" "exec -Xmysql://app:$pw@h -- true" "help mysql://app:$pw@h" \
+    "status --backend mysql://app:x@h?password=$pw&ssl_key=$pw"; do
+    # shellcheck disable=SC2086 # word splitting wanted
+    "$GM" $m >"$T/out" 2>"$T/err"
+    check "gomaster ${m:0:16}...: an error, and no piece of the password ($(head -c 100 "$T/err"))" secret_free
+  done
+  "$GM" status --backend "mysql://app:Zq9w%40Xk7v-Mn4p@127.0.0.1:1/db" >"$T/out" 2>"$T/err"; rc=$?
+  check "a percent-encoded '@' is taken: the database is unreachable (exit $rc), no piece of the password" \
+    test $rc -eq 125
+  check "... no piece of the password" secret_free
+
+  # All of 20,000 arguments reach CMD, under each interpreter built.
+  local lua
+  for lua in lua5.4 luajit; do
+    local flavour=5.4
+    [ $lua = luajit ] && flavour=luajit
+    if [ ! -f "build/$flavour/gomaster/core.so" ] || ! command -v $lua >/dev/null; then
+      skip "20,000 arguments under $lua: not built for it"
+      continue
+    fi
+    # shellcheck disable=SC2046 # one argument per number
+    out=$($lua "$GM" exec --lease 1 --name args -- sh -c 'echo "$# $1 ${20000}"' x $(seq 20000) 2>/dev/null); rc=$?
+    check "exec under $lua passes all 20,000 arguments to CMD ($out)" test $rc -eq 0 -a "$out" = "20000 1 20000"
+  done
+
+  # status --json is valid JSON in valid UTF-8 whatever bytes a lock's name
+  # holds: an overlong '/', a surrogate, a code point above U+10FFFF, a
+  # stray continuation byte, a sequence cut short.
+  local bad
+  for bad in $'over\xe0\x80\xaflong' $'sur\xed\xa0\x80rogate' $'big\xf4\x90\x80\x80' \
+    $'stray\x80' $'cut\xe2\x82'; do
+    "$GM" exec --lease 1 --name "$bad" -- true 2>/dev/null
+    "$GM" status --name "$bad" --json >"$T/out" 2>"$T/err"; rc=$?
+    check "status --json of a lock named $(printf '%q' "$bad"): exit 0, parsed by python's json" \
+      test $rc -eq 0 -a -z "$(/usr/bin/python3 -c 'import json,sys; json.load(sys.stdin)' <"$T/out" 2>&1)"
+    check "... and its bytes are strict UTF-8 ($(head -c 60 "$T/out"))" \
+      /usr/bin/python3 -c 'import json,sys; d = json.loads(sys.stdin.buffer.read().decode("utf-8", "strict")); sys.exit(0 if d["exists"] else 1)' <"$T/out"
+  done
 
   "$GM" exec --lease 1 --name st -- sh -c 'exit 7' 2>/dev/null; rc=$?
   check "exec exits with CMD's status (7)" test $rc -eq 7
@@ -190,7 +251,7 @@ exec_tests() {
   check "[$tag] exec on three shells: exactly one child runs" test "$(count start "$log")" -eq 1
   local c1 holder1
   c1=$(awk '/^start/ {print $2; exit}' "$log")
-  holder1=$(ps -o ppid= -p "$c1" | tr -d ' ')
+  holder1=$(holder_of "$c1")
   check "[$tag] the child's parent is one of the three gomaster exec" \
     test -n "$holder1" -a \( "$holder1" = "${ex[1]}" -o "$holder1" = "${ex[2]}" -o "$holder1" = "${ex[3]}" \)
 
@@ -216,7 +277,7 @@ exec_tests() {
   if can_pause; then
     local c2 holder2 rc
     c2=$(awk '/^start/ {n++; if (n == 2) print $2}' "$log")
-    holder2=$(ps -o ppid= -p "$c2" | tr -d ' ')
+    holder2=$(holder_of "$c2")
     pause_db
     local t_pause
     t_pause=$(now)
@@ -256,6 +317,22 @@ once_tests() {
   out=$("$GM" status --backend "$url" --name "$name-f" --json)
   check "[$tag] a failing CMD: once exits with its status (5), nothing recorded" \
     test $rc -eq 5 -a "$(echo "$out" | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin).get("done"))')" = None
+
+  # The completion record counts CMD's time, not the wait for the lock: a
+  # holder keeps the lock 3 s while once waits, then CMD takes no time.
+  : >"$T/hold-$tag.log"
+  "$GM" exec --backend "$url" --name "$name-w" --lease $LEASE -- sh -c 'echo "start $$" >>"$0"; sleep 3' "$T/hold-$tag.log" 2>/dev/null &
+  local h=$!
+  bg_pids="$bg_pids $h"
+  wait_until 10 has_lines start 1 "$T/hold-$tag.log"
+  local t_once
+  t_once=$(now)
+  "$GM" once --backend "$url" --name "$name-w" --lease $LEASE -- true 2>/dev/null; rc=$?
+  t_once=$(calc "$(now) - $t_once")
+  wait $h
+  out=$("$GM" status --backend "$url" --name "$name-w" --json | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["done"]["result"])')
+  check "[$tag] once after waiting $t_once s for the lock: exit 0, the record counts CMD's time only ($out)" \
+    test $rc -eq 0 -a "$(calc "$t_once >= 1")" = 1 -a -n "$(echo "$out" | grep -E '^exit 0 after 0\.[0-9] s$')"
 
   # status --json against the row as the library reads it.
   "$GM" exec --backend "$url" --name "$name" --lease $LEASE --version 9.9 -- "$T/child.sh" "$T/st-$tag.log" 2>/dev/null &
