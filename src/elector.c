@@ -51,6 +51,7 @@ enum { ROLE_FOLLOWER = 0, ROLE_MASTER = 1 };
 struct gm_elector {
   gm_backend *b;
   struct gm_elector *next; /* (mu) in b->active */
+  struct gm_elector *all_next; /* (mu) in b->electors */
   char name[GM_NAME_MAX];
   char id[GM_ID_MAX];
   char version[GM_ID_MAX];
@@ -120,6 +121,7 @@ struct gm_backend {
   int quit;
   pthread_t thread;
   gm_elector *active;
+  gm_elector *electors; /* every elector made on it, for a forked child */
   unsigned kicks;
 
   /* (thread) */
@@ -161,24 +163,50 @@ static void atfork_parent(void) {
   pthread_mutex_unlock(&g_mu);
 }
 
+static void default_id(char *buf, size_t len);
+static uint64_t new_instance(void);
+
+/* Makes a mutex and condition variables that the parent's threads may have
+ * been using at the fork usable again. They cannot be destroyed: glibc's
+ * pthread_cond_destroy waits for the waiters the parent's thread left in
+ * the copy, for ever. So they are initialised afresh over the copy. */
+static void reinit_sync(gm_backend *b) {
+  pthread_mutex_init(&b->mu, NULL);
+  pthread_condattr_t ca;
+  pthread_condattr_init(&ca);
+  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+  pthread_cond_init(&b->wake, &ca);
+  pthread_cond_init(&b->done, &ca);
+  pthread_condattr_destroy(&ca);
+}
+
 /* The child has no election thread: every elector the parent ran is stopped
- * here, its queue dropped, and the connection (the parent's) left alone. */
+ * here, its queue dropped, and the connection (the parent's) left alone.
+ * Every elector becomes another instance (a new key, and a new id where the
+ * id was the default one): the parent's grants are not the child's, and
+ * m:start() in the child campaigns as a node of its own. */
 static void atfork_child(void) {
   for (gm_backend *b = g_backends; b; b = b->g_next) {
     for (gm_elector *e = b->active; e; e = e->next) {
+      e->active = 0;
+      free_queue(e);
+    }
+    for (gm_elector *e = b->electors; e; e = e->all_next) {
       atomic_store(&e->master_until, 0);
       atomic_store(&e->token, 0);
-      e->want = e->active = e->reported = 0;
+      e->want = e->reported = 0;
       e->role = ROLE_FOLLOWER;
-      free_queue(e);
+      e->instance = new_instance();
+      if (e->default_id) default_id(e->id, sizeof e->id);
+      e->reported_leader_valid = 0;
     }
     b->active = NULL;
     b->thread_running = 0;
     b->quit = 0;
     b->conn = NULL;
-    pthread_mutex_unlock(&b->mu);
+    reinit_sync(b);
   }
-  pthread_mutex_unlock(&g_mu);
+  pthread_mutex_init(&g_mu, NULL);
 }
 
 static void register_atfork(void) {
@@ -1145,6 +1173,10 @@ gm_elector *gm_elector_new(gm_backend *b, const gm_config *cfg_in,
   e->holder = -1;
   e->b = b;
   gm_backend_ref(b);
+  pthread_mutex_lock(&b->mu);
+  e->all_next = b->electors;
+  b->electors = e;
+  pthread_mutex_unlock(&b->mu);
   return e;
 }
 
@@ -1202,6 +1234,11 @@ void gm_elector_free(gm_elector *e) {
   if (!e) return;
   stop_as(e, GM_STOP_CLOSED);
   pthread_mutex_lock(&e->b->mu);
+  for (gm_elector **p = &e->b->electors; *p; p = &(*p)->all_next)
+    if (*p == e) {
+      *p = e->all_next;
+      break;
+    }
   free_queue(e);
   if (e->efd >= 0 && e->efd_pid == getpid()) close(e->efd);
   pthread_mutex_unlock(&e->b->mu);

@@ -1293,6 +1293,126 @@ out:
   sc_db_destroy(&db);
 }
 
+/* ---- fork(): children are other instances, and exit without hanging ------ */
+
+/* Waits up to ms for child pid; 1 when it exited with status 0. A child
+ * still running then is killed (a hang). */
+static int reap_within(pid_t pid, int ms) {
+  int status = 0;
+  for (int64_t end = mono_ns() + ms * MS; mono_ns() < end; sleep_ms(2))
+    if (waitpid(pid, &status, WNOHANG) == pid)
+      return WIFEXITED(status) && WEXITSTATUS(status) == 0;
+  kill(pid, SIGKILL);
+  waitpid(pid, &status, 0);
+  return 0;
+}
+
+static void test_fork_children(void) {
+  char dir[] = "/tmp/gm-fork.XXXXXX", url[128];
+  gm_error err = {0};
+  gm_event ev;
+  if (!mkdtemp(dir)) {
+    check(0, "fork children: mkdtemp: %s", strerror(errno));
+    return;
+  }
+  snprintf(url, sizeof url, "sqlite://%s/fork.db", dir);
+  gm_backend *b = gm_backend_new_url(url, &err);
+  check(b != NULL, "fork children: sqlite backend (%s)", err.msg);
+  if (!b) return;
+  gm_elector *m = mk(b, conf("forks", "forker", 1, 0.1, 0.6, 0.1));
+  gm_elector *d = mk(b, conf("forks-2", NULL, 1, 0.1, 0.6, 0.1));
+  start(m);
+  if (!wait_ev(m, GM_EV_START, 3000, &ev)) {
+    check(0, "fork children: the parent became master");
+    goto out;
+  }
+  /* 100 children that only exit, freeing what they inherited while the
+   * parent's thread waits on its condition variable. */
+  int exited = 0, slowest = 0;
+  for (int i = 0; i < 100; i++) {
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid == 0) {
+      gm_elector_free(m);
+      gm_elector_free(d);
+      gm_backend_unref(b);
+      _exit(0);
+    }
+    int64_t t0 = mono_ns();
+    exited += pid > 0 && reap_within(pid, 5000);
+    int ms = (int)((mono_ns() - t0) / MS);
+    if (ms > slowest) slowest = ms;
+  }
+  printf("# fork children: %d of 100 exited, slowest %d ms\n", exited,
+         slowest);
+  check(exited == 100, "fork children: 100 of 100 children exit (%d)",
+        exited);
+  /* A child that campaigns: another instance, with the id it was given,
+   * and a new default id; never master while the parent holds the lock,
+   * and master once the parent stops. */
+  int c2p[2], p2c[2];
+  if (pipe(c2p) || pipe(p2c)) {
+    check(0, "fork children: pipe: %s", strerror(errno));
+    goto out;
+  }
+  char parent_default[GM_ID_MAX];
+  snprintf(parent_default, sizeof parent_default, "%s", gm_elector_id(d));
+  uint64_t parent_key = gm_elector_instance(m);
+  fflush(stdout);
+  pid_t pid = fork();
+  if (pid == 0) {
+    alarm(20);
+    int r[4] = {0};
+    r[0] = gm_elector_instance(m) != parent_key &&
+           strcmp(gm_elector_id(m), "forker") == 0 &&
+           strcmp(gm_elector_id(d), parent_default) != 0;
+    gm_error e2 = {0};
+    int ok = gm_elector_start(m, &e2) == GM_OK;
+    for (int64_t end = mono_ns() + 1000 * MS; ok && mono_ns() < end;
+         sleep_ms(2))
+      r[1] += gm_elector_is_master(m);
+    char c = 'w';
+    if (write(c2p[1], &c, 1) != 1 || read(p2c[0], &c, 1) != 1) _exit(2);
+    r[2] = ok && wait_ev(m, GM_EV_START, 5000, &ev) && gm_elector_is_master(m);
+    r[3] = ok;
+    if (write(c2p[1], r, sizeof r) != (ssize_t)sizeof r) _exit(2);
+    gm_elector_free(m);
+    gm_elector_free(d);
+    gm_backend_unref(b);
+    _exit(0);
+  }
+  char c;
+  int parent_all = 1;
+  int ok = read(c2p[0], &c, 1) == 1;
+  /* the child sampled for 1 s; the parent renewed throughout */
+  parent_all = gm_elector_is_master(m);
+  gm_elector_stop(m);
+  ok = ok && write(p2c[1], "s", 1) == 1;
+  int r[4] = {0};
+  ok = ok && read(c2p[0], r, sizeof r) == (ssize_t)sizeof r;
+  int clean = reap_within(pid, 5000);
+  check(ok && r[0],
+        "fork child: a new instance key, the given id kept, a new default id");
+  check(ok && r[3] && r[1] == 0 && parent_all,
+        "fork child: m:start() in the child: never master while the parent "
+        "holds the lock (%d samples master)",
+        r[1]);
+  check(ok && r[2], "fork child: master after the parent stopped");
+  check(clean, "fork child: exited");
+  close(c2p[0]);
+  close(c2p[1]);
+  close(p2c[0]);
+  close(p2c[1]);
+out:
+  free_el(m);
+  free_el(d);
+  gm_backend_unref(b);
+  char cmd[160];
+  snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+  if (system(cmd)) {
+  }
+}
+
 int main(void) {
   setvbuf(stdout, NULL, _IOLBF, 0);
   alarm(600); /* a hang is a failure, not a stuck CI */
@@ -1317,6 +1437,7 @@ int main(void) {
   test_changed_wakeup();
   test_wakeup_keeps_schedule();
   test_same_id();
+  test_fork_children();
   printf("%d passed, %d failed\n", passed, failed);
   return failed ? 1 : 0;
 }
