@@ -166,11 +166,11 @@ static void atfork_parent(void) {
 static void default_id(char *buf, size_t len);
 static uint64_t new_instance(void);
 
-/* Makes a mutex and condition variables that the parent's threads may have
- * been using at the fork usable again. They cannot be destroyed: glibc's
- * pthread_cond_destroy waits for the waiters the parent's thread left in
- * the copy, for ever. So they are initialised afresh over the copy. */
-static void reinit_sync(gm_backend *b) {
+/* Initialises b's mutex and condition variables: when b is made, and in a
+ * forked child over the copy of the parent's, which the parent's threads
+ * may have been using at the fork. The copy cannot be destroyed: glibc's
+ * pthread_cond_destroy waits for the waiters it still counts, for ever. */
+static void init_sync(gm_backend *b) {
   pthread_mutex_init(&b->mu, NULL);
   pthread_condattr_t ca;
   pthread_condattr_init(&ca);
@@ -204,7 +204,7 @@ static void atfork_child(void) {
     b->thread_running = 0;
     b->quit = 0;
     b->conn = NULL;
-    reinit_sync(b);
+    init_sync(b);
   }
   pthread_mutex_init(&g_mu, NULL);
 }
@@ -360,13 +360,7 @@ static gm_backend *backend_alloc(const gm_backend_ops *ops, const gm_kv *kv,
   }
   ops->describe(b->cfg, b->desc, sizeof b->desc);
   atomic_init(&b->refs, 1);
-  pthread_mutex_init(&b->mu, NULL);
-  pthread_condattr_t ca;
-  pthread_condattr_init(&ca);
-  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-  pthread_cond_init(&b->wake, &ca);
-  pthread_cond_init(&b->done, &ca);
-  pthread_condattr_destroy(&ca);
+  init_sync(b);
   b->rng = seed64();
   pthread_once(&g_once, register_atfork);
   pthread_mutex_lock(&g_mu);
