@@ -1172,6 +1172,14 @@ static int my_renew_many(void *p, gm_renew_req *q, size_t n, gm_error *err) {
   return GM_OK;
 }
 
+/* From another thread: a call blocked on the socket (a hung server) fails
+ * at once, the connection with it; the core then closes it. */
+static void my_interrupt(void *p) {
+  myconn *c = p;
+  my_socket fd = c->db ? mysql_get_socket(c->db) : MARIADB_INVALID_SOCKET;
+  if (fd != MARIADB_INVALID_SOCKET) shutdown(fd, SHUT_RDWR);
+}
+
 /* ---- wake-up: the waiter thread ----------------------------------------- */
 
 #define WAIT_S 5 /* one GET_LOCK wait; the waiter's reads may take longer */
@@ -1366,4 +1374,5 @@ const gm_backend_ops gm_mysql_ops = {
     .renew_many = my_renew_many,
     .changed = my_changed,
     .poll_us = 10000, /* changed() is one atomic exchange */
+    .interrupt = my_interrupt,
 };

@@ -448,6 +448,13 @@ static int sq_holder_gone(void *p, int64_t holder, gm_error *err) {
   return fl.l_type == F_UNLCK ? GM_OK : GM_NOT;
 }
 
+/* From another thread: the statement running now (or waiting for the write
+ * lock) ends with SQLITE_INTERRUPT. */
+static void sq_interrupt(void *p) {
+  sq_conn *s = p;
+  sqlite3_interrupt(s->db);
+}
+
 /* PRAGMA data_version changes when another connection commits. */
 static int sq_changed(void *p, gm_error *err) {
   sq_conn *s = p;
@@ -580,4 +587,5 @@ const gm_backend_ops gm_sqlite_ops = {
     .acquire_dead = sq_acquire_dead,
     .changed = sq_changed,
     .poll_us = 20000,
+    .interrupt = sq_interrupt,
 };

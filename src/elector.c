@@ -11,6 +11,16 @@
  * connection and the per-lock election state. No database call is ever made
  * with mu held.
  *
+ * Lifetimes. No API call waits for the database: stop() and close() ask
+ * the thread to release and wait for it at most STOP_WAIT_NS, and free()
+ * and the last gm_backend_unref() leave to the thread whatever it still
+ * does. An elector the thread still has (e->active) when it is freed is
+ * marked orphan and freed by the thread once its stop step is done; a
+ * backend whose thread runs when its last reference goes is marked orphan,
+ * its blocking call interrupted (ops->interrupt on b->live_conn), and freed
+ * by the thread when no elector is left. A database call is therefore
+ * never made on memory the API freed.
+ *
  * Time. Local times are CLOCK_MONOTONIC nanoseconds ("mono"); database times
  * are microseconds on the database's clock ("db"). The two are only ever
  * compared through differences measured on each.
@@ -37,6 +47,9 @@
 /* Slack allowed between the database clock and ours over one span, on top of
  * half the round trips of the two reads compared. */
 #define STEP_TOL_US 20000LL
+/* How long stop() and close() wait for the thread's release: a release that
+ * takes longer goes on in the background. */
+#define STOP_WAIT_NS (20 * 1000000LL)
 /* Reconnect backoff bounds. */
 #define BACKOFF_MIN_NS (50 * 1000000LL)
 #define BACKOFF_MAX_NS (1 * NS)
@@ -67,6 +80,7 @@ struct gm_elector {
   /* (mu) */
   int want;           /* campaigning; 0 once stop was asked */
   int active;         /* in b->active: the thread works for it */
+  int orphan;         /* freed by the API while active: the thread frees it */
   int reported;       /* a START was queued with no STOP after it */
   gm_stop_reason stop_reason;
   ev_node *q_head, *q_tail;
@@ -119,6 +133,11 @@ struct gm_backend {
   /* (mu) */
   int thread_running;
   int quit;
+  int orphan;         /* unreferenced while its thread runs: the thread frees
+                       * it when no elector is left */
+  int thread_done;    /* the thread has finished with b */
+  int idle;           /* the thread waits for work: no call is under way */
+  void *live_conn;    /* the thread's connection while open, for interrupt */
   pthread_t thread;
   gm_elector *active;
   gm_elector *electors; /* every elector made on it, for a forked child */
@@ -202,8 +221,10 @@ static void atfork_child(void) {
     }
     b->active = NULL;
     b->thread_running = 0;
+    b->thread_done = 0;
     b->quit = 0;
     b->conn = NULL;
+    b->live_conn = NULL;
     init_sync(b);
   }
   pthread_mutex_init(&g_mu, NULL);
@@ -487,6 +508,13 @@ int gm_backend_force_release(gm_backend *b, const char *name,
   return rc;
 }
 
+static void backend_free(gm_backend *b);
+
+static void timed_wait_on(pthread_cond_t *cv, gm_backend *b, int64_t until) {
+  struct timespec ts = {.tv_sec = until / NS, .tv_nsec = until % NS};
+  pthread_cond_timedwait(cv, &b->mu, &ts);
+}
+
 void gm_backend_ref(gm_backend *b) { atomic_fetch_add(&b->refs, 1); }
 
 void gm_backend_unref(gm_backend *b) {
@@ -499,11 +527,28 @@ void gm_backend_unref(gm_backend *b) {
     }
   pthread_mutex_unlock(&g_mu);
   pthread_mutex_lock(&b->mu);
-  int joinable = b->thread_running;
+  int running = b->thread_running;
   b->quit = 1;
   pthread_cond_broadcast(&b->wake);
+  /* A thread that ends soon (the common case) is joined; one still inside
+   * a call after STOP_WAIT_NS (a hung database) is cut short and frees b
+   * itself. */
+  int64_t until = mono_ns() + STOP_WAIT_NS;
+  while (running && !b->thread_done && mono_ns() < until)
+    timed_wait_on(&b->done, b, until);
+  int orphan = running && !b->thread_done;
+  if (orphan) {
+    b->orphan = 1;
+    if (b->live_conn && b->ops->interrupt) b->ops->interrupt(b->live_conn);
+    pthread_detach(b->thread);
+  }
   pthread_mutex_unlock(&b->mu);
-  if (joinable) pthread_join(b->thread, NULL);
+  if (running && !orphan) pthread_join(b->thread, NULL);
+  if (!orphan) backend_free(b);
+}
+
+/* Frees b: no thread runs for it any more. */
+static void backend_free(gm_backend *b) {
   if (b->conn) b->ops->close(b->conn);
   free(b->batch);
   free(b->reqs);
@@ -517,7 +562,11 @@ void gm_backend_unref(gm_backend *b) {
 /* ---- the election thread ------------------------------------------------ */
 
 static void close_conn(gm_backend *b) {
-  if (b->conn) b->ops->close(b->conn);
+  if (!b->conn) return;
+  pthread_mutex_lock(&b->mu);
+  b->live_conn = NULL; /* no interrupt from here on */
+  pthread_mutex_unlock(&b->mu);
+  b->ops->close(b->conn);
   b->conn = NULL;
 }
 
@@ -542,6 +591,10 @@ static int ensure_conn(gm_backend *b, gm_elector *e) {
     fail(b, e, &err);
     return GM_ERR;
   }
+  pthread_mutex_lock(&b->mu);
+  b->live_conn = b->conn;
+  if (b->quit && b->ops->interrupt) b->ops->interrupt(b->conn);
+  pthread_mutex_unlock(&b->mu);
   b->backoff_ns = 0;
   return GM_OK;
 }
@@ -1006,11 +1059,18 @@ static void poll_step(gm_backend *b) {
   }
 }
 
-/* Runs the stop that the API asked for: release if master, queue the stop. */
+static void elector_destroy(gm_elector *e);
+
+/* Runs the stop that the API asked for: release if master, queue the stop
+ * (stop() queued it already, unless a grant came since). An elector started
+ * again meanwhile campaigns on; one freed meanwhile is freed here. */
 static void stop_step(gm_backend *b, gm_elector *e, gm_stop_reason why) {
   if (e->role == ROLE_MASTER) {
     gm_error err = {0};
-    if (ensure_conn(b, e) == GM_OK &&
+    pthread_mutex_lock(&b->mu);
+    int quit = b->quit; /* going away: no new connection for a release */
+    pthread_mutex_unlock(&b->mu);
+    if ((b->conn || !quit) && ensure_conn(b, e) == GM_OK &&
         b->ops->release(b->conn, e->name, e->id, e->instance, e->my_token,
                         &err) != GM_ERR) {
       pthread_mutex_lock(&b->mu);
@@ -1020,17 +1080,25 @@ static void stop_step(gm_backend *b, gm_elector *e, gm_stop_reason why) {
       fail(b, e, &err);
     }
     e->role = ROLE_FOLLOWER;
+    e->master_until_t = 0;
   }
   pthread_mutex_lock(&b->mu);
   push_stop(e, why);
+  if (e->want) { /* started again while the release ran */
+    e->next_at = 0;
+    pthread_mutex_unlock(&b->mu);
+    return;
+  }
   for (gm_elector **p = &b->active; *p; p = &(*p)->next)
     if (*p == e) {
       *p = e->next;
       break;
     }
   e->active = 0;
+  int orphan = e->orphan;
   pthread_cond_broadcast(&b->done);
   pthread_mutex_unlock(&b->mu);
+  if (orphan) elector_destroy(e);
 }
 
 static void run_step(gm_backend *b, gm_elector *e) {
@@ -1051,14 +1119,14 @@ static void run_step(gm_backend *b, gm_elector *e) {
 }
 
 static void timed_wait(gm_backend *b, int64_t until) {
-  struct timespec ts = {.tv_sec = until / NS, .tv_nsec = until % NS};
-  pthread_cond_timedwait(&b->wake, &b->mu, &ts);
+  timed_wait_on(&b->wake, b, until);
 }
 
 static void *thread_main(void *arg) {
   gm_backend *b = arg;
   pthread_mutex_lock(&b->mu);
-  while (!b->quit) {
+  /* After quit, only the stop steps of electors freed meanwhile are left. */
+  while (!b->quit || b->active) {
     int64_t now = mono_ns(), next = INT64_MAX;
     gm_elector *due = NULL;
     int followers = 0;
@@ -1083,17 +1151,21 @@ static void *thread_main(void *arg) {
       if (!b->active && b->conn) { /* idle: give the connection back */
         void *c = b->conn;
         b->conn = NULL;
+        b->live_conn = NULL;
         pthread_mutex_unlock(&b->mu);
         b->ops->close(c);
         pthread_mutex_lock(&b->mu);
         continue;
       }
+      if (b->quit) break;
       unsigned k = b->kicks;
+      b->idle = 1;
       if (next == INT64_MAX) {
         while (!b->quit && k == b->kicks) pthread_cond_wait(&b->wake, &b->mu);
       } else {
         timed_wait(b, next);
       }
+      b->idle = 0;
       continue;
     }
     int want = due->want;
@@ -1107,6 +1179,12 @@ static void *thread_main(void *arg) {
   }
   pthread_mutex_unlock(&b->mu);
   close_conn(b);
+  pthread_mutex_lock(&b->mu);
+  int orphan = b->orphan;
+  b->thread_done = 1; /* after this, the unref that waits frees b */
+  pthread_cond_broadcast(&b->done);
+  pthread_mutex_unlock(&b->mu);
+  if (orphan) backend_free(b);
   return NULL;
 }
 
@@ -1192,6 +1270,7 @@ int gm_elector_start(gm_elector *e, gm_error *err) {
       return GM_ERR;
     }
     b->thread_running = 1;
+    b->thread_done = 0;
   }
   e->want = 1;
   e->active = 1;
@@ -1205,17 +1284,26 @@ int gm_elector_start(gm_elector *e, gm_error *err) {
   return GM_OK;
 }
 
+/* is_master() is false and stop(why) queued at once; the release goes on
+ * on the thread, waited for at most STOP_WAIT_NS. */
 static void stop_as(gm_elector *e, gm_stop_reason why) {
   gm_backend *b = e->b;
   pthread_mutex_lock(&b->mu);
   atomic_store(&e->master_until, 0); /* is_master is false from here on */
   atomic_store(&e->token, 0);
   if (e->active) {
+    int asked = e->want; /* a stop already under way is not waited again */
     e->want = 0;
     e->stop_reason = why;
+    push_stop(e, why);
     b->kicks++;
     pthread_cond_broadcast(&b->wake);
-    while (e->active) pthread_cond_wait(&b->done, &b->mu);
+    /* Waited for only when the thread was idle: then the release starts
+     * now and is usually done within the wait. A thread inside a call may
+     * be stuck in it for a whole read timeout. */
+    int64_t until = mono_ns() + (asked && b->idle ? STOP_WAIT_NS : 0);
+    while (e->active && !e->want && mono_ns() < until)
+      timed_wait_on(&b->done, b, until);
   }
   pthread_mutex_unlock(&b->mu);
 }
@@ -1224,20 +1312,29 @@ void gm_elector_stop(gm_elector *e) { stop_as(e, GM_STOP_STOPPED); }
 
 void gm_elector_close(gm_elector *e) { stop_as(e, GM_STOP_CLOSED); }
 
+/* Frees e, which no thread has any more (mu not held). */
+static void elector_destroy(gm_elector *e) {
+  free_queue(e);
+  free(e);
+}
+
 void gm_elector_free(gm_elector *e) {
   if (!e) return;
+  gm_backend *b = e->b;
   stop_as(e, GM_STOP_CLOSED);
-  pthread_mutex_lock(&e->b->mu);
-  for (gm_elector **p = &e->b->electors; *p; p = &(*p)->all_next)
+  pthread_mutex_lock(&b->mu);
+  for (gm_elector **p = &b->electors; *p; p = &(*p)->all_next)
     if (*p == e) {
       *p = e->all_next;
       break;
     }
-  free_queue(e);
   if (e->efd >= 0 && e->efd_pid == getpid()) close(e->efd);
-  pthread_mutex_unlock(&e->b->mu);
-  gm_backend_unref(e->b);
-  free(e);
+  e->efd = -1;
+  int later = e->active; /* the thread still has it: it frees it */
+  e->orphan = later;
+  pthread_mutex_unlock(&b->mu);
+  if (!later) elector_destroy(e);
+  gm_backend_unref(b); /* the thread, if any, outlives the last use of b */
 }
 
 int gm_elector_is_master(const gm_elector *e) {

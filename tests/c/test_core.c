@@ -184,6 +184,17 @@ static int wait_cond(int (*cond)(void *), void *arg, int timeout_ms) {
 
 static int renew_hangs(void *n) { return sc_hanging(n, SC_RENEW) > 0; }
 
+/* The node's connections are closed: a thread left to finish by itself
+ * (gm_backend_unref does not wait for a hung call) no longer uses the
+ * scripted database. */
+static int no_conns(void *p) {
+  sc_node *n = p;
+  pthread_mutex_lock(&n->db->mu);
+  int none = n->conns == 0;
+  pthread_mutex_unlock(&n->db->mu);
+  return none;
+}
+
 static int row_owner_is(sc_db *db, const char *name, const char *owner) {
   sc_row r;
   return sc_get(db, name, &r) && strcmp(r.owner, owner) == 0;
@@ -327,7 +338,8 @@ out:
   free_el(es[0]);
   free_el(es[1]);
   gm_backend_unref(b);
-  check(n.conns == 0, "one of two: the connection is closed after unref");
+  check(wait_cond(no_conns, &n, 2000),
+        "one of two: the connection is closed after unref");
   sc_db_destroy(&db);
 }
 
@@ -363,6 +375,7 @@ static void solo_free(solo *s) {
   for (int op = 0; op < SC_NOPS; op++) sc_set(&s->n, op, SC_NORMAL);
   free_el(s->e);
   gm_backend_unref(s->b);
+  wait_cond(no_conns, &s->n, 5000);
   sc_db_destroy(&s->db);
 }
 
@@ -399,6 +412,7 @@ static void pair_free(pair *p) {
     free_el(p->e[i]);
     gm_backend_unref(p->b[i]);
   }
+  for (int i = 0; i < 2; i++) wait_cond(no_conns, &p->n[i], 5000);
   sc_db_destroy(&p->db);
 }
 
@@ -850,10 +864,12 @@ static void test_free_running(void) {
         (double)worst / MS);
   check(row_owner_is(&db, "free", "") && row_owner_is(&db, "free2", ""),
         "free while running: the masters released their locks");
-  check(n.conns == 0 && n.calls[SC_OPEN] == n.calls[SC_CLOSE],
+  check(wait_cond(no_conns, &n, 2000) &&
+            sc_calls(&n, SC_OPEN) == sc_calls(&n, SC_CLOSE),
         "free while running: the last free closed the shared connection");
   gm_backend_unref(b2);
-  check(n2.conns == 0, "free while running: the other backend closed too");
+  check(wait_cond(no_conns, &n2, 2000),
+        "free while running: the other backend closed too");
   sc_db_destroy(&db);
 }
 
@@ -1064,6 +1080,7 @@ static void test_batch_renew(void) {
         "batch: the one stolen lock reports lost, the others stay master");
   for (int i = 0; i < K; i++) free_el(e[i]);
   gm_backend_unref(b);
+  wait_cond(no_conns, &n, 2000);
   sc_db_destroy(&db);
 }
 
@@ -1290,6 +1307,7 @@ out:
     free_el(es[i]);
     gm_backend_unref(b[i]);
   }
+  for (int i = 0; i < 2; i++) wait_cond(no_conns, &n[i], 2000);
   sc_db_destroy(&db);
 }
 
@@ -1413,6 +1431,76 @@ out:
   }
 }
 
+/* ---- stop(), close() and free never wait for a hung database ------------- */
+
+static int release_hangs(void *n) { return sc_hanging(n, SC_RELEASE) > 0; }
+static sc_db *g_rel_db;
+static int row_released(void *name) {
+  return row_owner_is(g_rel_db, name, "");
+}
+
+static void test_stop_hung(void) {
+  sc_db db;
+  sc_node n;
+  gm_error err = {0};
+  gm_event ev;
+  sc_db_init(&db);
+  sc_node_init(&n, &db);
+  g_rel_db = &db;
+  gm_backend *b = sc_backend_fast(&n, &err);
+  gm_elector *m = mk(b, conf("hung", "H", 1, 0.1, 0.6, 0.1));
+  start(m);
+  if (!wait_ev(m, GM_EV_START, 2000, &ev)) {
+    check(0, "stop hung: became master");
+    return;
+  }
+  sc_set(&n, SC_RELEASE, SC_HANG);
+  int64_t t0 = mono_ns();
+  gm_elector_stop(m);
+  int64_t took = mono_ns() - t0;
+  int was = gm_elector_is_master(m);
+  printf("# stop hung: stop() returned in %.2f ms with the release hanging\n",
+         (double)took / MS);
+  check(took < 50 * MS && !was,
+        "stop hung: stop() returns within 50 ms and is_master() is false "
+        "(%.2f ms)",
+        (double)took / MS);
+  check(wait_ev(m, GM_EV_STOP, 0, &ev) &&
+            ev.reason == GM_STOP_STOPPED,
+        "stop hung: stop(stopped) is queued when stop() returns");
+  check(wait_cond(release_hangs, &n, 1000),
+        "stop hung: the release goes on in the background");
+  sc_set(&n, SC_RELEASE, SC_NORMAL);
+  check(wait_cond(row_released, "hung", 1000),
+        "stop hung: the background release freed the lock");
+  /* Master again, then freed while its release hangs: free and the last
+   * unref return at once; the blocked call is interrupted and the thread
+   * frees what is left. */
+  start(m);
+  check(wait_ev(m, GM_EV_START, 2000, &ev), "stop hung: master again");
+  sc_set(&n, SC_RELEASE, SC_HANG);
+  int64_t t[4];
+  t[0] = mono_ns();
+  gm_elector_close(m);
+  t[1] = mono_ns();
+  free_el(m);
+  t[2] = mono_ns();
+  gm_backend_unref(b);
+  t[3] = mono_ns();
+  printf("# stop hung: close() %.2f ms, free %.2f ms, last unref %.2f ms\n",
+         (double)(t[1] - t[0]) / MS, (double)(t[2] - t[1]) / MS,
+         (double)(t[3] - t[2]) / MS);
+  check(t[1] - t[0] < 50 * MS && t[2] - t[1] < 50 * MS &&
+            t[3] - t[2] < 50 * MS,
+        "stop hung: close(), free and the last unref each return within "
+        "50 ms");
+  check(wait_cond(no_conns, &n, 2000),
+        "stop hung: the interrupted thread closed its connection");
+  sc_set(&n, SC_RELEASE, SC_NORMAL);
+  sleep_ms(20); /* the thread frees the backend after its last close */
+  sc_db_destroy(&db);
+}
+
 int main(void) {
   setvbuf(stdout, NULL, _IOLBF, 0);
   alarm(600); /* a hang is a failure, not a stuck CI */
@@ -1438,6 +1526,7 @@ int main(void) {
   test_wakeup_keeps_schedule();
   test_same_id();
   test_fork_children();
+  test_stop_hung();
   printf("%d passed, %d failed\n", passed, failed);
   return failed ? 1 : 0;
 }
