@@ -27,6 +27,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -87,7 +88,9 @@ struct gm_elector {
   int efd;
   pid_t efd_pid;
   gm_leader leader;   /* last holder seen */
-  char last_error[GM_ERRMSG_MAX];
+  char last_error[GM_ERRMSG_MAX]; /* "" again after the next success */
+  double last_error_at;  /* CLOCK_REALTIME s of the last error, 0: none */
+  char said[GM_ERRMSG_MAX]; /* the last message queued, until a success */
   uint64_t n_acquires, n_renewals, n_observes, n_releases, n_errors, n_grants,
       n_losses;
 
@@ -118,6 +121,12 @@ struct gm_elector {
   uint64_t reported_leader_instance;
   char reported_leader_owner[GM_ID_MAX];
   int reported_leader_valid;
+  char row_said[GM_ERRMSG_MAX]; /* the row's anomaly said last, "" if none */
+  int warned;             /* row_warn ran in this step */
+  int v_live;             /* the watched version was seen with its lease
+                           * running (also a released row: see below) */
+  int refused;            /* acquires in a row that a free-looking row
+                           * refused (GM_NOT) */
 };
 
 struct gm_backend {
@@ -267,6 +276,31 @@ static uint64_t new_instance(void) {
 }
 
 static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+
+/* Saturating arithmetic for times read from rows: an operator may write any
+ * value there (9999-12-31, or the smallest integer), and a unit change or a
+ * difference must not wrap. */
+static int64_t sat_sub(int64_t a, int64_t b) {
+  int64_t r;
+  if (__builtin_sub_overflow(a, b, &r)) return b < 0 ? INT64_MAX : INT64_MIN;
+  return r;
+}
+
+static int64_t sat_us_to_ns(int64_t us) {
+  if (us > INT64_MAX / US_PER_NS) return INT64_MAX;
+  if (us < INT64_MIN / US_PER_NS) return INT64_MIN;
+  return us * US_PER_NS;
+}
+
+static int64_t sat_add(int64_t a, int64_t b) {
+  int64_t r;
+  if (__builtin_add_overflow(a, b, &r)) return b > 0 ? INT64_MAX : INT64_MIN;
+  return r;
+}
+
+/* The largest token a grant may have: every backend stores it as a signed
+ * 64-bit integer. */
+#define TOKEN_MAX ((uint64_t)INT64_MAX)
 static int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
 
 const char *gm_stop_reason_name(gm_stop_reason r) {
@@ -309,12 +343,26 @@ static void push_stop(gm_elector *e, gm_stop_reason why) {
   push_event(e, &ev);
 }
 
+/* Counts an error and keeps it for status(); queues error(message) unless
+ * the same message was queued since the last success (a database down, a
+ * damaged row: said once, not once a retry). */
 static void push_error(gm_elector *e, const gm_error *err) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  snprintf(e->last_error, sizeof e->last_error, "%s", err->msg);
+  e->last_error_at = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+  e->n_errors++;
+  if (strcmp(err->msg, e->said) == 0) return;
+  snprintf(e->said, sizeof e->said, "%s", err->msg);
   gm_event ev = {.type = GM_EV_ERROR};
   snprintf(ev.message, sizeof ev.message, "%s", err->msg);
-  snprintf(e->last_error, sizeof e->last_error, "%s", err->msg);
-  e->n_errors++;
   push_event(e, &ev);
+}
+
+/* A call worked: the last error is history (its count and time stay). */
+static void note_success(gm_elector *e) {
+  e->last_error[0] = '\0';
+  e->said[0] = '\0';
 }
 
 /* ---- config ------------------------------------------------------------- */
@@ -608,7 +656,8 @@ static void fill_leader(gm_leader *l, const gm_row *r) {
   l->acquired_at = (double)r->acquired_at / 1e6;
   l->renewed_at = (double)r->renewed_at / 1e6;
   l->expires_at = (double)r->expires_at / 1e6;
-  l->expires_in = r->exists ? (double)(r->expires_at - r->now) / 1e6 : 0;
+  l->expires_in =
+      r->exists ? (double)sat_sub(r->expires_at, r->now) / 1e6 : 0;
   if (l->expires_in < 0) l->expires_in = 0;
 }
 
@@ -689,6 +738,7 @@ static void track_version(gm_elector *e, int64_t t1, const gm_row *r) {
       e->v_renewed_at == r->renewed_at && e->v_first_t1)
     return;
   snprintf(e->v_owner, sizeof e->v_owner, "%s", r->owner);
+  e->v_live = 0;
   e->v_token = r->token;
   e->v_renewed_at = r->renewed_at;
   e->v_first_t1 = t1;
@@ -713,7 +763,7 @@ static int64_t takeover_wait(gm_elector *e, int64_t t1, const gm_row *r) {
                (e->v_first_t1 - e->v_prev_t0) + STEP_TOL_US * US_PER_NS <
                    margin_ns;
   if (!instep) return wait;
-  int64_t past_us = r->now - r->expires_at;
+  int64_t past_us = sat_sub(r->now, r->expires_at);
   if (past_us >= STEP_TOL_US) return 0;
   return min64(wait, (STEP_TOL_US - past_us) * US_PER_NS);
 }
@@ -753,8 +803,37 @@ static void become_master(gm_backend *b, gm_elector *e, int64_t t_send,
   e->next_at = t_send + e->hb_ns;
 }
 
+/* Says what is wrong with the lock's row through on_error and status(),
+ * once until the row changes what it says (thread; takes mu). */
+static void row_warn(gm_backend *b, gm_elector *e, const char *msg) {
+  int fresh = strcmp(msg, e->row_said) != 0;
+  snprintf(e->row_said, sizeof e->row_said, "%s", msg);
+  e->warned = 1;
+  gm_error err = {GM_E_ROW, ""};
+  snprintf(err.msg, sizeof err.msg, "%s", msg);
+  pthread_mutex_lock(&b->mu);
+  /* said once per anomaly, however often a read finds it again */
+  snprintf(e->said, sizeof e->said, "%s", fresh ? "" : msg);
+  push_error(e, &err);
+  pthread_mutex_unlock(&b->mu);
+}
+
 static void try_acquire(gm_backend *b, gm_elector *e, const gm_row *seen,
                         int64_t dead_holder) {
+  uint64_t base = seen->exists && seen->token > e->max_token ? seen->token
+                                                             : e->max_token;
+  if (base >= TOKEN_MAX) {
+    /* Never wrap, never a float: no grant past the largest token. */
+    char msg[GM_ERRMSG_MAX];
+    snprintf(msg, sizeof msg,
+             "lock '%.64s': token %" PRIu64 " is the largest a grant can "
+             "have (%" PRIu64 "): no new grant until an operator resets "
+             "the lock's row",
+             e->name, base, TOKEN_MAX);
+    row_warn(b, e, msg);
+    e->next_at = mono_ns() + e->retry_ns;
+    return;
+  }
   gm_acquire_req req = {.name = e->name,
                         .owner = e->id,
                         .version = e->version,
@@ -773,10 +852,27 @@ static void try_acquire(gm_backend *b, gm_elector *e, const gm_row *seen,
   e->n_acquires++;
   pthread_mutex_unlock(&b->mu);
   if (rc == GM_OK) {
+    e->refused = 0;
+    pthread_mutex_lock(&b->mu);
+    note_success(e);
+    pthread_mutex_unlock(&b->mu);
     become_master(b, e, t0, &r);
   } else if (rc == GM_NOT) {
-    /* someone was faster: read again soon to learn who */
-    e->next_at = mono_ns() + jitter(b, min64(e->retry_ns, 50 * 1000000LL));
+    /* Someone was faster: read again soon to learn who. A row that keeps
+     * refusing while it looks free (an operator's edit the statement
+     * cannot match) is said, and read once a retry. */
+    if (++e->refused >= 2) {
+      char msg[GM_ERRMSG_MAX];
+      snprintf(msg, sizeof msg,
+               "lock '%.64s': the row looks free (owner '%.64s', token "
+               "%" PRIu64 ") but the conditional acquire does not take it: "
+               "an edited row?",
+               e->name, seen->owner, seen->token);
+      row_warn(b, e, msg);
+      e->next_at = mono_ns() + e->retry_ns;
+    } else {
+      e->next_at = mono_ns() + jitter(b, min64(e->retry_ns, 50 * 1000000LL));
+    }
   } else {
     fail(b, e, &err);
     e->next_at = b->reconnect_at;
@@ -788,9 +884,20 @@ static void follower_step(gm_backend *b, gm_elector *e) {
   gm_error err = {0};
   int64_t resume = e->woken_from; /* this read came early, on a wake-up */
   e->woken_from = 0;
+  e->warned = 0;
   int64_t t0 = mono_ns();
   int rc = b->ops->observe(b->conn, e->name, &r, &err);
   int64_t t1 = mono_ns();
+  if (rc != GM_OK && err.code == GM_E_ROW) {
+    /* A row the backend cannot read: held, said once, read once a retry;
+     * the connection is fine. */
+    pthread_mutex_lock(&b->mu);
+    e->n_observes++;
+    pthread_mutex_unlock(&b->mu);
+    row_warn(b, e, err.msg);
+    e->next_at = t1 + e->retry_ns;
+    return;
+  }
   if (rc != GM_OK) {
     fail(b, e, &err);
     e->next_at = b->reconnect_at;
@@ -798,6 +905,7 @@ static void follower_step(gm_backend *b, gm_elector *e) {
   }
   pthread_mutex_lock(&b->mu);
   e->n_observes++;
+  note_success(e);
   pthread_mutex_unlock(&b->mu);
   track_clock(e, t0, t1, &r);
   int64_t jit = jitter(b, min64(e->retry_ns, e->lease_ns) / 20);
@@ -836,23 +944,44 @@ static void follower_step(gm_backend *b, gm_elector *e) {
     }
     goto done;
   }
-  if (r.owner[0] == '\0') { /* released: free at once */
+  int64_t ahead_us = sat_sub(r.expires_at, r.now);
+  if (ahead_us > e->lease_ns / US_PER_NS + STEP_TOL_US) {
+    /* No lease this node knows of ends that far ahead: an operator's edit
+     * (9999-12-31), or a node with a longer lease. Followed, one read a
+     * retry, and said. */
+    char msg[GM_ERRMSG_MAX];
+    snprintf(msg, sizeof msg,
+             "lock '%.40s': the lease of '%.40s' (token %" PRIu64
+             ") ends more than one lease (%g s) after the database's now: "
+             "an edited row, or a longer lease",
+             e->name, r.owner, r.token, (double)e->lease_ns / NS);
+    row_warn(b, e, msg);
+  }
+  int released = r.owner[0] == '\0';
+  if (released && r.expires_at > r.now) e->v_live = 1;
+  if (released && !e->v_live) { /* released: free at once */
     try_acquire(b, e, &r, -1);
     goto done;
   }
-  /* Held by another node. Where the backend can tell for certain that the
-   * holder's process is gone (SQLite: the kernel dropped its file lock),
-   * nobody believes it is master: take it without waiting for the lease. A
-   * paused holder keeps its lock and stays covered by lease and deadline. */
-  e->holder = b->ops->holder_gone && b->ops->acquire_dead ? r.holder : -1;
+  /* Held by another node, or freed by an operator while its lease still
+   * runs (a force release keeps expires_at): waited out as a live lease,
+   * then taken under the two-clock rule. Where the backend can tell for
+   * certain that the holder's process is gone (SQLite: the kernel dropped
+   * its file lock), nobody believes it is master: take it without waiting
+   * for the lease. A paused holder keeps its lock and stays covered by
+   * lease and deadline. */
+  e->holder = !released && b->ops->holder_gone && b->ops->acquire_dead
+                  ? r.holder
+                  : -1;
   if (e->holder >= 0 &&
       b->ops->holder_gone(b->conn, r.holder, &err) == GM_OK) {
     try_acquire(b, e, &r, r.holder);
     goto done;
   }
   if (r.expires_at > r.now) { /* live: sleep until it ends, or one retry */
-    int64_t left = (r.expires_at - r.now) * US_PER_NS + STEP_TOL_US * US_PER_NS;
-    e->next_at = t1 + min64(e->retry_ns, left + jit);
+    e->v_live = 1;
+    int64_t left = sat_add(sat_us_to_ns(ahead_us), STEP_TOL_US * US_PER_NS);
+    e->next_at = t1 + min64(e->retry_ns, sat_add(left, jit));
     /* A wake-up that found the version it had already seen (a crashed
      * holder's session ended, say) keeps the reads where they were due:
      * reads in step with the holder's last renewal would meet the expiry
@@ -871,6 +1000,7 @@ static void follower_step(gm_backend *b, gm_elector *e) {
   else
     e->next_at = t1 + min64(e->retry_ns, wait + jit);
 done:
+  if (!e->warned) e->row_said[0] = '\0'; /* the row reads as it should */
   e->have_last = 1;
   e->last_t0 = t0;
   e->last_db = r.now;
@@ -887,6 +1017,7 @@ static void renew_done(gm_backend *b, gm_elector *e, int rc, int64_t t0,
     pthread_mutex_lock(&b->mu);
     /* !reported: next_event already told the user the deadline passed */
     int late = t1 >= e->master_until_t || !e->reported;
+    note_success(e);
     if (!late) {
       e->master_until_t = t0 + e->dl_ns;
       if (e->want) /* stop() zeroed it and must find it zero */
@@ -1411,6 +1542,7 @@ void gm_elector_status(gm_elector *e, gm_status *st) {
   st->running = e->active && e->want;
   st->leader = e->leader;
   snprintf(st->last_error, sizeof st->last_error, "%s", e->last_error);
+  st->last_error_at = e->last_error_at;
   st->acquires = e->n_acquires;
   st->renewals = e->n_renewals;
   st->observes = e->n_observes;

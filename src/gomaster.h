@@ -34,7 +34,10 @@ enum {
   GM_E_AUTH,      /* the database refused the credentials */
   GM_E_DB,        /* a statement failed */
   GM_E_STATE,     /* call not allowed in this state (closed, forked) */
-  GM_E_NOMEM
+  GM_E_NOMEM,
+  GM_E_ROW        /* a lock's row that cannot be read or granted (a bad
+                   * value, an operator's edit): the message names the
+                   * column and the lock; the connection is fine */
 };
 
 #define GM_ERRMSG_MAX 256
@@ -227,7 +230,8 @@ typedef struct gm_status {
   int running;
   uint64_t token;
   gm_leader leader;
-  char last_error[GM_ERRMSG_MAX];
+  char last_error[GM_ERRMSG_MAX]; /* "" once a call worked again */
+  double last_error_at; /* CLOCK_REALTIME seconds of the last error; 0: none */
   uint64_t acquires, renewals, observes, releases, errors, grants, losses;
 } gm_status;
 

@@ -544,6 +544,10 @@ static int l_status(lua_State *L) {
     lua_pushstring(L, st.last_error);
     lua_setfield(L, -2, "last_error");
   }
+  if (st.last_error_at > 0) {
+    lua_pushnumber(L, st.last_error_at);
+    lua_setfield(L, -2, "last_error_at");
+  }
   lua_createtable(L, 0, 7);
   const struct {
     const char *k;

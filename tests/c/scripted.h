@@ -327,7 +327,7 @@ SC_FN int sc_acquire(void *conn, const gm_acquire_req *q, gm_row *out,
     db->rows = r;
     rc = GM_OK;
   } else if (q->expect_exists && r && r->token == q->expect_token &&
-             (r->owner[0] == '\0' || r->expires_at <= now)) {
+             r->expires_at <= now) {
     rc = GM_OK;
   }
   if (rc == GM_OK) sc_grant(n, r, q, now, out);
