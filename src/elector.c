@@ -1176,7 +1176,10 @@ static void poll_step(gm_backend *b) {
   int64_t checked = -1;
   int gone = 0;
   for (gm_elector *e = head; e; e = e->next) {
-    if (e->role != ROLE_FOLLOWER || e->next_at <= now) continue;
+    /* A follower whose row is wrong (row_said) reads once a retry, woken
+     * or not: each commit to the database would read it again. */
+    if (e->role != ROLE_FOLLOWER || e->next_at <= now || e->row_said[0])
+      continue;
     if (ch != GM_NOT) {
       if (!e->woken_from) e->woken_from = e->next_at;
       e->next_at = now;

@@ -1501,6 +1501,108 @@ static void test_stop_hung(void) {
   sc_db_destroy(&db);
 }
 
+/* ---- rows an operator left: a forced release, the largest token ---------- */
+
+/* An operator's force release that keeps the old expiry (owner '', token
+ * + 1): the lease still runs, so nobody takes the lock before it ends. */
+static void test_forced_release(void) {
+  pair p;
+  pair_init(&p, "forced", 1, 0.1, 0.6, 0.1);
+  gm_event ev;
+  if (!pair_elect(&p, "forced release")) goto out;
+  pthread_mutex_lock(&p.db.mu);
+  sc_row *r = sc_find(&p.db, "forced");
+  r->owner[0] = '\0';
+  r->token++;
+  int64_t exp = r->expires_at;
+  p.db.version++;
+  pthread_mutex_unlock(&p.db.mu);
+  unsigned acq = sc_calls(&p.n[0], SC_ACQUIRE) + sc_calls(&p.n[1], SC_ACQUIRE);
+  sleep_until(sc_db_to_mono_us(&p.db, exp) * 1000 - 50 * MS);
+  unsigned acq2 = sc_calls(&p.n[0], SC_ACQUIRE) + sc_calls(&p.n[1], SC_ACQUIRE);
+  check(acq2 == acq && !gm_elector_is_master(p.e[0]) &&
+            !gm_elector_is_master(p.e[1]),
+        "forced release: no acquire is even tried while the lease runs (%u)",
+        acq2 - acq);
+  int w = wait_any(p.e, 2, GM_EV_START, 4000, &ev);
+  sc_row after = {0};
+  sc_get(&p.db, "forced", &after);
+  double early_ms = (double)(exp - after.acquired_at) / 1000;
+  printf("# forced release: granted again %.1f ms after the old lease ended\n",
+         -early_ms);
+  check(w >= 0 && after.acquired_at >= exp,
+        "forced release: a released row whose lease runs is not taken "
+        "before its expiry (granted %.1f ms %s it)",
+        early_ms < 0 ? -early_ms : early_ms, early_ms > 0 ? "before" : "after");
+out:
+  pair_free(&p);
+}
+
+static void test_token_limit(void) {
+  pair p;
+  pair_init(&p, "tokmax", 1, 0.1, 0.6, 0.1);
+  gm_event ev;
+  if (!pair_elect(&p, "token limit")) goto out;
+  gm_elector_stop(p.e[0]);
+  pthread_mutex_lock(&p.db.mu);
+  sc_row *r = sc_find(&p.db, "tokmax");
+  r->token = (uint64_t)INT64_MAX;
+  r->owner[0] = '\0';
+  p.db.version++;
+  pthread_mutex_unlock(&p.db.mu);
+  unsigned acq = sc_calls(&p.n[1], SC_ACQUIRE);
+  int got = wait_ev(p.e[1], GM_EV_ERROR, 2000, &ev);
+  check(got && strstr(ev.message, "largest") &&
+            strstr(ev.message, "9223372036854775807"),
+        "token limit: refused with a message that says so (%s)",
+        got ? ev.message : "none");
+  sleep_ms(500);
+  int more = count_ev(p.e[1], GM_EV_ERROR);
+  sc_row after = {0};
+  sc_get(&p.db, "tokmax", &after);
+  check(!gm_elector_is_master(p.e[1]) && after.token == (uint64_t)INT64_MAX &&
+            sc_calls(&p.n[1], SC_ACQUIRE) == acq && more == 0,
+        "token limit: no grant, no write, said once (%d more)", more);
+  gm_status st;
+  gm_elector_status(p.e[1], &st);
+  check(strstr(st.last_error, "largest") != NULL,
+        "token limit: status().last_error says it");
+out:
+  pair_free(&p);
+}
+
+/* status().last_error is history once a call works again. */
+static void test_error_cleared(void) {
+  solo s;
+  gm_event ev;
+  if (!solo_master(&s, "cleared", 1, 0.1, 0.6, 0.1)) goto out;
+  log_clear(s.e);
+  sc_set(&s.n, SC_RENEW, SC_FAIL);
+  int got = wait_ev(s.e, GM_EV_ERROR, 1000, &ev);
+  gm_status st;
+  gm_elector_status(s.e, &st);
+  check(got && st.last_error[0] && st.errors >= 1 && st.last_error_at > 0,
+        "error cleared: a failed renewal shows in last_error (%s)",
+        st.last_error);
+  sleep_ms(150); /* more failures of the same kind */
+  int again = count_ev(s.e, GM_EV_ERROR);
+  sc_set(&s.n, SC_RENEW, SC_NORMAL);
+  int64_t end = mono_ns() + 2000 * MS;
+  do {
+    sleep_ms(10);
+    gm_elector_status(s.e, &st);
+  } while (st.last_error[0] && mono_ns() < end);
+  check(again == 0, "error cleared: the same failure is said once (%d more)",
+        again);
+  check(!st.last_error[0] && st.errors >= 1 && st.last_error_at > 0 &&
+            gm_elector_is_master(s.e),
+        "error cleared: the next success clears last_error; the count "
+        "(%" PRIu64 ") and last_error_at stay",
+        st.errors);
+out:
+  solo_free(&s);
+}
+
 int main(void) {
   setvbuf(stdout, NULL, _IOLBF, 0);
   alarm(600); /* a hang is a failure, not a stuck CI */
@@ -1527,6 +1629,9 @@ int main(void) {
   test_same_id();
   test_fork_children();
   test_stop_hung();
+  test_forced_release();
+  test_token_limit();
+  test_error_cleared();
   printf("%d passed, %d failed\n", passed, failed);
   return failed ? 1 : 0;
 }
