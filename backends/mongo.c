@@ -2,8 +2,10 @@
  * mongo.c: the MongoDB backend (libmongoc 1.23, MongoDB 4.2 and later).
  *
  * One document per lock in a collection (gomaster_locks by default):
- *   {_id: name, owner, token (int64), version, acquired_at, renewed_at,
- *    expires_at (BSON dates)}
+ *   {_id: name, owner, instance (int64: the elector instance granted it;
+ *    absent in documents written before it existed, which then match no
+ *    renewal), token (int64), version, acquired_at, renewed_at, expires_at
+ *    (BSON dates)}
  * and, once a one-time task run under the lock is done, its record:
  *   {done_at (BSON date), done_by, done_token (int64), result}
  * which every later write keeps.
@@ -622,6 +624,43 @@ static void read_row(const bson_t *doc, gm_row *out) {
       BSON_ITER_HOLDS_NUMBER(&it))
     out->done_token = (uint64_t)bson_iter_as_int64(&it);
   copy_utf8(doc, "result", out->result, sizeof out->result);
+  if (bson_iter_init_find(&it, doc, "instance") &&
+      BSON_ITER_HOLDS_INT64(&it))
+    out->instance = (uint64_t)bson_iter_int64(&it);
+}
+
+/* The fields the election reads, each of the type it must hold: a document
+ * edited by hand (owner missing or null, a token that is a double, a
+ * string or negative, a date that is text) is refused naming the field. */
+static int check_doc(const bson_t *doc, const char *name, gm_error *err) {
+  static const char *const dates[] = {"acquired_at", "renewed_at",
+                                      "expires_at"};
+  bson_iter_t it;
+  const char *bad = NULL, *want = NULL;
+  if (!bson_iter_init_find(&it, doc, "owner") || !BSON_ITER_HOLDS_UTF8(&it)) {
+    bad = "owner";
+    want = "a string";
+  } else if (!bson_iter_init_find(&it, doc, "token") ||
+             !(BSON_ITER_HOLDS_INT64(&it) || BSON_ITER_HOLDS_INT32(&it)) ||
+             bson_iter_as_int64(&it) < 0) {
+    bad = "token";
+    want = "a non-negative 64-bit integer";
+  } else if (bson_iter_init_find(&it, doc, "instance") &&
+             !BSON_ITER_HOLDS_INT64(&it)) {
+    bad = "instance";
+    want = "a 64-bit integer";
+  }
+  for (int i = 0; !bad && i < 3; i++)
+    if (!bson_iter_init_find(&it, doc, dates[i]) ||
+        !BSON_ITER_HOLDS_DATE_TIME(&it)) {
+      bad = dates[i];
+      want = "a date";
+    }
+  if (!bad) return GM_OK;
+  gm_seterr(err, GM_E_ROW,
+            "mongodb backend: lock '%.64s': field '%s' is missing or not %s",
+            name, bad, want);
+  return GM_ERR;
 }
 
 /* Runs findAndModify(query, pipeline) returning the new document. GM_OK with
@@ -679,6 +718,7 @@ static void append_grant(bson_t *doc, const gm_acquire_req *r,
   BSON_APPEND_UTF8(&lit, "$literal", r->owner);
   bson_append_document_end(doc, &lit);
   BSON_APPEND_INT64(doc, "token", (int64_t)token);
+  BSON_APPEND_INT64(doc, "instance", (int64_t)r->instance);
   BSON_APPEND_DOCUMENT_BEGIN(doc, "version", &lit);
   BSON_APPEND_UTF8(&lit, "$literal", r->version ? r->version : "");
   bson_append_document_end(doc, &lit);
@@ -711,16 +751,15 @@ static int mongo_acquire(void *p, const gm_acquire_req *r, gm_row *out,
     append_grant(&body, r, token);
     bson_append_document_end(&stage, &body);
   } else {
-    /* Granted only where released or expired on the server's clock. */
+    /* Granted only where expired on the server's clock (a release sets
+     * expires_at to its now). */
     BSON_APPEND_INT64(query, "token", (int64_t)r->expect_token);
     BSON_APPEND_DOCUMENT_BEGIN(&stage, "$replaceRoot", &body);
     BSON_APPEND_DOCUMENT_BEGIN(&body, "newRoot", &root);
     BSON_APPEND_DOCUMENT_BEGIN(&root, "$cond", &cond);
-    bson_t *test = BCON_NEW("$or", "[",
-                            "{", "$eq", "[", BCON_UTF8("$owner"), BCON_UTF8(""),
-                            "]", "}", "{", "$lte", "[", BCON_UTF8("$expires_at"),
-                            BCON_UTF8("$$NOW"), "]", "}",
-                            "]");
+    /* A released row too: a force release keeps the old expiry. */
+    bson_t *test = BCON_NEW("$lte", "[", BCON_UTF8("$expires_at"),
+                            BCON_UTF8("$$NOW"), "]");
     BSON_APPEND_DOCUMENT(&cond, "if", test);
     bson_destroy(test);
     BSON_APPEND_DOCUMENT_BEGIN(&cond, "then", &then);
@@ -749,23 +788,27 @@ static int mongo_acquire(void *p, const gm_acquire_req *r, gm_row *out,
   if (!found) return GM_NOT;
   row.now = row.renewed_at;
   *out = row;
-  if (row.token != token || strcmp(row.owner, r->owner) != 0) {
+  if (row.token != token || row.instance != r->instance ||
+      strcmp(row.owner, r->owner) != 0) {
     out->now = 0; /* not ours: the server's now is not known */
     return GM_NOT;
   }
   return GM_OK;
 }
 
-/* Query {_id: name, owner, token}: the document is ours. */
+/* Query {_id: name, owner, instance, token}: the document is ours
+ * (instance 0: any instance, for tools that know only the id). */
 static bson_t *ours_query(const char *name, const char *owner,
-                          uint64_t token) {
-  return BCON_NEW("_id", BCON_UTF8(name), "owner", BCON_UTF8(owner), "token",
-                  BCON_INT64((int64_t)token));
+                          uint64_t instance, uint64_t token) {
+  bson_t *q = BCON_NEW("_id", BCON_UTF8(name), "owner", BCON_UTF8(owner),
+                       "token", BCON_INT64((int64_t)token));
+  if (instance) BSON_APPEND_INT64(q, "instance", (int64_t)instance);
+  return q;
 }
 
 static int mongo_renew(void *p, const char *name, const char *owner,
-                       uint64_t token, int64_t lease_us, gm_row *out,
-                       gm_error *err) {
+                       uint64_t instance, uint64_t token, int64_t lease_us,
+                       gm_row *out, gm_error *err) {
   mongo_conn *c = p;
   bson_t *pipeline = BCON_NEW(
       "0", "{", "$set", "{", "renewed_at", BCON_UTF8("$$NOW"), "expires_at",
@@ -773,7 +816,8 @@ static int mongo_renew(void *p, const char *name, const char *owner,
       "]", "}", "}", "}");
   int found;
   gm_row row;
-  int rc = find_and_modify(c, "renew", ours_query(name, owner, token),
+  int rc = find_and_modify(c, "renew",
+                           ours_query(name, owner, instance, token),
                            pipeline, 0, &found, &row, err);
   if (rc != GM_OK) return rc;
   if (!found) return GM_NOT;
@@ -853,6 +897,7 @@ static bson_t *batch_update(mongo_conn *c, const gm_renew_req *q, size_t n,
       BSON_APPEND_DOCUMENT_BEGIN(&ors, key, &one);
       BSON_APPEND_UTF8(&one, "_id", q[j].name);
       BSON_APPEND_UTF8(&one, "owner", q[j].owner);
+      BSON_APPEND_INT64(&one, "instance", (int64_t)q[j].instance);
       BSON_APPEND_INT64(&one, "token", (int64_t)q[j].token);
       bson_append_document_end(&ors, &one);
     }
@@ -915,8 +960,8 @@ static int mongo_renew_many(void *p, gm_renew_req *q, size_t n,
   mongo_conn *c = p;
   if (n == 1) { /* one lock: one findAndModify already tells all */
     gm_row r;
-    q[0].rc = mongo_renew(p, q[0].name, q[0].owner, q[0].token,
-                          q[0].lease_us, &r, err);
+    q[0].rc = mongo_renew(p, q[0].name, q[0].owner, q[0].instance,
+                          q[0].token, q[0].lease_us, &r, err);
     if (q[0].rc == GM_ERR) return GM_ERR;
     q[0].renewed_at = r.renewed_at;
     q[0].expires_at = r.expires_at;
@@ -961,7 +1006,8 @@ static int mongo_renew_many(void *p, gm_renew_req *q, size_t n,
   bson_append_array_end(&in, &ids);
   bson_append_document_end(filter, &in);
   bson_t *opts = BCON_NEW("projection", "{", "owner", BCON_INT32(1), "token",
-                          BCON_INT32(1), "renewed_at", BCON_INT32(1),
+                          BCON_INT32(1), "instance", BCON_INT32(1),
+                          "renewed_at", BCON_INT32(1),
                           "expires_at", BCON_INT32(1), BATCH_FIELD,
                           BCON_INT32(1), "}", "batchSize",
                           BCON_INT64((int64_t)n), "readConcern", "{", "level",
@@ -981,16 +1027,20 @@ static int mongo_renew_many(void *p, gm_renew_req *q, size_t n,
     char owner[GM_ID_MAX], mark[sizeof marker];
     copy_utf8(doc, "owner", owner, sizeof owner);
     copy_utf8(doc, BATCH_FIELD, mark, sizeof mark);
-    uint64_t token = 0;
+    uint64_t token = 0, instance = 0;
     if (bson_iter_init_find(&f, doc, "token") && BSON_ITER_HOLDS_NUMBER(&f))
       token = (uint64_t)bson_iter_as_int64(&f);
+    if (bson_iter_init_find(&f, doc, "instance") && BSON_ITER_HOLDS_INT64(&f))
+      instance = (uint64_t)bson_iter_int64(&f);
     if (strcmp(mark, marker) != 0) continue;
     int64_t renewed = date_us(doc, "renewed_at");
     int64_t expires = date_us(doc, "expires_at");
     for (size_t k = find_name(c, q, n, name);
          k < n && strcmp(q[c->order[k]].name, name) == 0; k++) {
       gm_renew_req *r = &q[c->order[k]];
-      if (r->token != token || strcmp(r->owner, owner) != 0) continue;
+      if (r->token != token || r->instance != instance ||
+          strcmp(r->owner, owner) != 0)
+        continue;
       r->rc = GM_OK;
       r->renewed_at = r->now = renewed;
       r->expires_at = expires;
@@ -1006,14 +1056,15 @@ static void announce(mongo_conn *c, const char *name, uint64_t token,
                      int64_t at_us);
 
 static int mongo_release(void *p, const char *name, const char *owner,
-                         uint64_t token, gm_error *err) {
+                         uint64_t instance, uint64_t token, gm_error *err) {
   mongo_conn *c = p;
   bson_t *pipeline =
       BCON_NEW("0", "{", "$set", "{", "owner", BCON_UTF8(""), "expires_at",
                BCON_UTF8("$$NOW"), "}", "}");
   int found;
   gm_row row;
-  int rc = find_and_modify(c, "release", ours_query(name, owner, token),
+  int rc = find_and_modify(c, "release",
+                           ours_query(name, owner, instance, token),
                            pipeline, 0, &found, &row, err);
   if (rc != GM_OK) return rc;
   if (!found) return GM_NOT;
@@ -1024,7 +1075,8 @@ static int mongo_release(void *p, const char *name, const char *owner,
 /* Where owner and token are ours: the completion record, done_at from the
  * server's clock. The lease is left as it is. */
 static int mongo_complete(void *p, const char *name, const char *owner,
-                          uint64_t token, const char *result, gm_error *err) {
+                          uint64_t instance, uint64_t token,
+                          const char *result, gm_error *err) {
   mongo_conn *c = p;
   bson_t *pipeline = BCON_NEW(
       "0", "{", "$set", "{", "done_at", BCON_UTF8("$$NOW"), "done_by", "{",
@@ -1033,7 +1085,8 @@ static int mongo_complete(void *p, const char *name, const char *owner,
       BCON_UTF8(result), "}", "}", "}");
   int found;
   gm_row row;
-  int rc = find_and_modify(c, "complete", ours_query(name, owner, token),
+  int rc = find_and_modify(c, "complete",
+                           ours_query(name, owner, instance, token),
                            pipeline, 0, &found, &row, err);
   if (rc != GM_OK) return rc;
   return found ? GM_OK : GM_NOT;
@@ -1106,12 +1159,14 @@ static int mongo_observe(void *p, const char *name, gm_row *out,
       c->coll, MONGOC_QUERY_NONE, pipeline, c->cfg->read_concern, NULL);
   bson_destroy(pipeline);
   memset(out, 0, sizeof *out);
+  int rc = GM_OK;
   if (mongoc_cursor_next(cur, &doc)) {
+    rc = check_doc(doc, name, err);
     read_row(doc, out);
     out->now = date_us(doc, NOW_FIELD);
   }
-  int rc = GM_OK;
-  if (mongoc_cursor_error(cur, &e)) rc = fail(c->cfg, err, "observe", &e);
+  if (rc == GM_OK && mongoc_cursor_error(cur, &e))
+    rc = fail(c->cfg, err, "observe", &e);
   mongoc_cursor_destroy(cur);
   if (rc == GM_OK && !out->exists) rc = server_now(c, &out->now, err);
   return rc;

@@ -436,7 +436,7 @@ static int files_before_grant(sq_conn *s, const gm_acquire_req *q,
  * columns are not checked. A new integer column is one line here. */
 static const char *const int_columns[] = {
     "token",   "acquired_at", "renewed_at", "expires_at",
-    "done_at", "done_token",  "holder",     NULL};
+    "done_at", "done_token",  "holder",     "instance", NULL};
 
 static int check_columns(sq_conn *s, gm_error *err) {
   sqlite3_stmt *st;
@@ -499,7 +499,8 @@ static int sq_open(const void *p, void **out, gm_error *err) {
            " done_by TEXT NOT NULL DEFAULT '',"
            " done_token INTEGER NOT NULL DEFAULT 0,"
            " result TEXT NOT NULL DEFAULT '',"
-           " holder INTEGER NOT NULL DEFAULT -1)",
+           " holder INTEGER NOT NULL DEFAULT -1,"
+           " instance INTEGER NOT NULL DEFAULT 0)",
            c->table);
   /* Several processes opening a new file at once: switching it to WAL
    * needs a lock that SQLite may refuse at once, without its busy handler.
@@ -512,12 +513,15 @@ static int sq_open(const void *p, void **out, gm_error *err) {
     struct timespec nap = {0, 10 * 1000000L};
     nanosleep(&nap, NULL);
   }
-  if (made == GM_OK) { /* a table made before `holder` gets it */
+  /* A table made before `holder` or `instance` gets them; "duplicate
+   * column" is the common answer and fine. */
+  static const char *const added[] = {"holder INTEGER NOT NULL DEFAULT -1",
+                                      "instance INTEGER NOT NULL DEFAULT 0"};
+  for (size_t i = 0; made == GM_OK && i < 2; i++) {
     char add[160];
-    snprintf(add, sizeof add,
-             "ALTER TABLE %s ADD COLUMN holder INTEGER NOT NULL DEFAULT -1",
-             c->table);
-    sqlite3_exec(s->db, add, NULL, NULL, NULL); /* "duplicate column": fine */
+    snprintf(add, sizeof add, "ALTER TABLE %s ADD COLUMN %s", c->table,
+             added[i]);
+    sqlite3_exec(s->db, add, NULL, NULL, NULL);
   }
   if (made != GM_OK) {
     char msg[GM_ERRMSG_MAX];
@@ -529,11 +533,12 @@ static int sq_open(const void *p, void **out, gm_error *err) {
   if (prep(s, c->table,
            "SELECT owner, token, version, acquired_at, renewed_at,"
            " expires_at, boot_id, done_at, done_by, done_token, result,"
-           " holder FROM %s WHERE name = ?1",
+           " holder, instance FROM %s WHERE name = ?1",
            &s->observe, err) ||
       prep(s, c->table,
            "UPDATE %s SET done_at = ?1, done_by = ?3, done_token = ?4,"
-           " result = ?5 WHERE name = ?2 AND owner = ?3 AND token = ?4",
+           " result = ?5 WHERE name = ?2 AND owner = ?3 AND token = ?4"
+           " AND (?6 = 0 OR instance = ?6)",
            &s->complete, err) ||
       prep(s, c->table,
            "UPDATE %s SET owner = '', token = token + 1,"
@@ -543,33 +548,35 @@ static int sq_open(const void *p, void **out, gm_error *err) {
            &s->force, err) ||
       prep(s, c->table,
            "INSERT INTO %s (name, owner, token, version, acquired_at,"
-           " renewed_at, expires_at, boot_id, holder)"
-           " VALUES (?1, ?2, ?3 + 1, ?4, ?5, ?5, ?5 + ?6, ?7, ?9)"
+           " renewed_at, expires_at, boot_id, holder, instance)"
+           " VALUES (?1, ?2, ?3 + 1, ?4, ?5, ?5, ?5 + ?6, ?7, ?9, ?11)"
            " ON CONFLICT (name) DO NOTHING",
            &s->insert, err) ||
       prep(s, c->table,
            "UPDATE %s SET owner = ?2, token = MAX(token, ?3) + 1,"
            " version = ?4, acquired_at = ?5, renewed_at = ?5,"
-           " expires_at = ?5 + ?6, boot_id = ?7, holder = ?9"
-           " WHERE name = ?1 AND token = ?8"
-           " AND (owner = '' OR expires_at <= ?5 OR boot_id <> ?7)",
+           " expires_at = ?5 + ?6, boot_id = ?7, holder = ?9,"
+           " instance = ?11 WHERE name = ?1 AND token = ?8"
+           " AND token < 9223372036854775807"
+           " AND (expires_at <= ?5 OR boot_id <> ?7)",
            &s->take, err) ||
       prep(s, c->table,
            "UPDATE %s SET owner = ?2, token = MAX(token, ?3) + 1,"
            " version = ?4, acquired_at = ?5, renewed_at = ?5,"
-           " expires_at = ?5 + ?6, boot_id = ?7, holder = ?9"
-           " WHERE name = ?1 AND token = ?8 AND boot_id = ?7"
+           " expires_at = ?5 + ?6, boot_id = ?7, holder = ?9,"
+           " instance = ?11 WHERE name = ?1 AND token = ?8 AND boot_id = ?7"
+           " AND token < 9223372036854775807"
            " AND holder = ?10 AND holder >= 0",
            &s->take_dead, err) ||
       prep(s, c->table, "PRAGMA data_version", &s->data_version, err) ||
       prep(s, c->table,
            "UPDATE %s SET renewed_at = ?1, expires_at = ?1 + ?2"
            " WHERE name = ?3 AND owner = ?4 AND token = ?5 AND boot_id = ?6"
-           " RETURNING version, acquired_at",
+           " AND instance = ?7 RETURNING version, acquired_at",
            &s->renew, err) ||
       prep(s, c->table,
            "UPDATE %s SET owner = '', expires_at = ?1"
-           " WHERE name = ?2 AND owner = ?3 AND token = ?4",
+           " WHERE name = ?2 AND owner = ?3 AND token = ?4 AND instance = ?5",
            &s->release, err)) {
     sq_close(s);
     return GM_ERR;
@@ -604,6 +611,35 @@ static int run_write(sq_conn *s, sqlite3_stmt *st, const char *what,
   return changed == 1 ? GM_OK : GM_NOT;
 }
 
+/* The columns the election reads, with the type each must hold: a row
+ * edited by hand (NULL, text or a float where a number belongs, a token
+ * that overflowed into a REAL) is refused naming the column. */
+static int check_row(sqlite3_stmt *st, const char *name, gm_error *err) {
+  static const struct {
+    int col, type;
+    const char *name;
+  } cols[] = {{0, SQLITE_TEXT, "owner"},       {1, SQLITE_INTEGER, "token"},
+              {3, SQLITE_INTEGER, "acquired_at"},
+              {4, SQLITE_INTEGER, "renewed_at"},
+              {5, SQLITE_INTEGER, "expires_at"}};
+  static const char *const types[] = {"", "an integer", "a float", "text",
+                                      "a blob", "NULL"};
+  for (size_t i = 0; i < sizeof cols / sizeof cols[0]; i++) {
+    int t = sqlite3_column_type(st, cols[i].col);
+    if (t == cols[i].type &&
+        !(t == SQLITE_INTEGER && cols[i].col == 1 &&
+          sqlite3_column_int64(st, 1) < 0))
+      continue;
+    gm_seterr(err, GM_E_ROW,
+              "sqlite: lock '%.64s': column '%s' holds %s, not %s",
+              name, cols[i].name,
+              t == SQLITE_INTEGER ? "a negative integer" : types[t],
+              cols[i].type == SQLITE_TEXT ? "text" : "an integer");
+    return GM_ERR;
+  }
+  return GM_OK;
+}
+
 static int sq_observe(void *p, const char *name, gm_row *out, gm_error *err) {
   sq_conn *s = p;
   sqlite3_stmt *st = s->observe;
@@ -612,6 +648,11 @@ static int sq_observe(void *p, const char *name, gm_row *out, gm_error *err) {
   bind_text(st, 1, name);
   int rc = sqlite3_step(st);
   out->now = boot_us();
+  if (rc == SQLITE_ROW && check_row(st, name, err) != GM_OK) {
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    return GM_ERR;
+  }
   if (rc == SQLITE_ROW) {
     char boot[40];
     out->exists = 1;
@@ -627,6 +668,7 @@ static int sq_observe(void *p, const char *name, gm_row *out, gm_error *err) {
     out->done_token = (uint64_t)sqlite3_column_int64(st, 9);
     text(st, 10, out->result, sizeof out->result);
     out->holder = sqlite3_column_int64(st, 11);
+    out->instance = (uint64_t)sqlite3_column_int64(st, 12);
     if (strcmp(boot, s->boot_id) != 0) { /* times from before a reboot */
       out->acquired_at = out->renewed_at = out->expires_at = 0;
       out->holder = -1;
@@ -657,6 +699,7 @@ static int acquire_with(sq_conn *s, sqlite3_stmt *st, const gm_acquire_req *q,
   int64_t mine = take_slot(s->cfg);
   sqlite3_bind_int64(st, 9, mine);
   if (dead >= 0) sqlite3_bind_int64(st, 10, dead);
+  sqlite3_bind_int64(st, 11, (sqlite3_int64)q->instance);
   int rc = run_write(s, st, "acquire", err);
   if (rc != GM_OK) return rc;
   memset(out, 0, sizeof *out);
@@ -667,6 +710,7 @@ static int acquire_with(sq_conn *s, sqlite3_stmt *st, const gm_acquire_req *q,
   out->acquired_at = out->renewed_at = out->now = now;
   out->expires_at = now + q->lease_us;
   out->holder = mine;
+  out->instance = q->instance;
   return GM_OK;
 }
 
@@ -705,6 +749,13 @@ static int sq_holder_gone(void *p, int64_t holder, gm_error *err) {
   return fl.l_type == F_UNLCK ? GM_OK : GM_NOT;
 }
 
+/* From another thread: the statement running now (or waiting for the write
+ * lock) ends with SQLITE_INTERRUPT. */
+static void sq_interrupt(void *p) {
+  sq_conn *s = p;
+  sqlite3_interrupt(s->db);
+}
+
 /* PRAGMA data_version changes when another connection commits. */
 static int sq_changed(void *p, gm_error *err) {
   sq_conn *s = p;
@@ -719,8 +770,8 @@ static int sq_changed(void *p, gm_error *err) {
 }
 
 static int sq_renew(void *p, const char *name, const char *owner,
-                    uint64_t token, int64_t lease_us, gm_row *out,
-                    gm_error *err) {
+                    uint64_t instance, uint64_t token, int64_t lease_us,
+                    gm_row *out, gm_error *err) {
   sq_conn *s = p;
   if (files_moved(s, err) != GM_OK) return GM_NOT; /* lost: step down */
   sqlite3_stmt *st = s->renew;
@@ -732,6 +783,7 @@ static int sq_renew(void *p, const char *name, const char *owner,
   bind_text(st, 4, owner);
   sqlite3_bind_int64(st, 5, (sqlite3_int64)token);
   bind_text(st, 6, s->boot_id);
+  sqlite3_bind_int64(st, 7, (sqlite3_int64)instance);
   int rc = sqlite3_step(st), found = 0;
   if (rc == SQLITE_ROW) {
     found = 1;
@@ -746,6 +798,7 @@ static int sq_renew(void *p, const char *name, const char *owner,
   out->exists = 1;
   snprintf(out->owner, sizeof out->owner, "%s", owner);
   out->token = token;
+  out->instance = instance;
   out->renewed_at = out->now = now;
   out->expires_at = now + lease_us;
   return GM_OK;
@@ -758,8 +811,8 @@ static int sq_renew_many(void *p, gm_renew_req *q, size_t n, gm_error *err) {
   if (exec(s, "BEGIN IMMEDIATE", err) != GM_OK) return GM_ERR;
   for (size_t i = 0; i < n; i++) {
     gm_row r;
-    q[i].rc = sq_renew(p, q[i].name, q[i].owner, q[i].token, q[i].lease_us,
-                       &r, err);
+    q[i].rc = sq_renew(p, q[i].name, q[i].owner, q[i].instance, q[i].token,
+                       q[i].lease_us, &r, err);
     if (q[i].rc == GM_ERR) {
       sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
       return GM_ERR;
@@ -778,18 +831,20 @@ static int sq_renew_many(void *p, gm_renew_req *q, size_t n, gm_error *err) {
 }
 
 static int sq_release(void *p, const char *name, const char *owner,
-                      uint64_t token, gm_error *err) {
+                      uint64_t instance, uint64_t token, gm_error *err) {
   sq_conn *s = p;
   sqlite3_stmt *st = s->release;
   sqlite3_bind_int64(st, 1, boot_us());
   bind_text(st, 2, name);
   bind_text(st, 3, owner);
   sqlite3_bind_int64(st, 4, (sqlite3_int64)token);
+  sqlite3_bind_int64(st, 5, (sqlite3_int64)instance);
   return run_write(s, st, "release", err);
 }
 
 static int sq_complete(void *p, const char *name, const char *owner,
-                       uint64_t token, const char *result, gm_error *err) {
+                       uint64_t instance, uint64_t token, const char *result,
+                       gm_error *err) {
   sq_conn *s = p;
   sqlite3_stmt *st = s->complete;
   struct timespec ts; /* done_at is for people: the wall clock */
@@ -799,6 +854,7 @@ static int sq_complete(void *p, const char *name, const char *owner,
   bind_text(st, 3, owner);
   sqlite3_bind_int64(st, 4, (sqlite3_int64)token);
   bind_text(st, 5, result);
+  sqlite3_bind_int64(st, 6, (sqlite3_int64)instance);
   return run_write(s, st, "complete", err);
 }
 
@@ -835,4 +891,5 @@ const gm_backend_ops gm_sqlite_ops = {
     .acquire_dead = sq_acquire_dead,
     .changed = sq_changed,
     .poll_us = 20000,
+    .interrupt = sq_interrupt,
 };

@@ -169,7 +169,7 @@ local function attempt(opts, fn, state)
   if not res[2] and res[3] ~= nil then return nil, safe_tostring(res[3]) end
   local result = _M.result_string(res[2])
   local done
-  done, err = b:complete(name, m:id(), token, result)
+  done, err = b:complete(name, m:id(), token, result, m:instance())
   if done == nil then
     return nil, ("task '%s' ran (token %s) but its completion could not be recorded: %s")
       :format(name, tostring(token), err)

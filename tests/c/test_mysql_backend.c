@@ -206,19 +206,19 @@ static void test_acquire_renew_release(void *conn, void *conn2) {
             o.now >= acquired,
         "observe reads the row as written");
 
-  rc = ops->renew(conn, name, "node-a", 1, lease, &r, &err);
+  rc = ops->renew(conn, name, "node-a", 0, 1, lease, &r, &err);
   check(rc == GM_OK && r.renewed_at >= acquired &&
             r.expires_at == r.renewed_at + lease &&
             r.acquired_at == acquired && r.token == 1 &&
             strcmp(r.version, "1.0") == 0,
         "renew by the owner (rc %d %s)", rc, rc == GM_ERR ? err.msg : "");
-  rc = ops->renew(conn, name, "node-a", 2, lease, &r, &err);
+  rc = ops->renew(conn, name, "node-a", 0, 2, lease, &r, &err);
   check(rc == GM_NOT, "renew with a token that is not the row's: GM_NOT");
-  rc = ops->renew(conn, name, "node-b", 1, lease, &r, &err);
+  rc = ops->renew(conn, name, "node-b", 0, 1, lease, &r, &err);
   check(rc == GM_NOT, "renew by another owner: GM_NOT");
 
   /* the grant was made on conn: conn2 must read acquired_at itself */
-  rc = ops->renew(conn2, name, "node-a", 1, lease, &r, &err);
+  rc = ops->renew(conn2, name, "node-a", 0, 1, lease, &r, &err);
   check(rc == GM_OK && r.acquired_at == acquired,
         "renew on another connection reports the grant's acquired_at");
 
@@ -226,8 +226,8 @@ static void test_acquire_renew_release(void *conn, void *conn2) {
   int same = 0, both = 1;
   gm_row r1, r2;
   for (int i = 0; i < 20 && !same; i++) {
-    int rc1 = ops->renew(conn, name, "node-a", 1, lease, &r1, &err);
-    int rc2 = ops->renew(conn, name, "node-a", 1, lease, &r2, &err);
+    int rc1 = ops->renew(conn, name, "node-a", 0, 1, lease, &r1, &err);
+    int rc2 = ops->renew(conn, name, "node-a", 0, 1, lease, &r2, &err);
     both = both && rc1 == GM_OK && rc2 == GM_OK;
     same = r1.now / 1000000 == r2.now / 1000000;
   }
@@ -242,15 +242,15 @@ static void test_acquire_renew_release(void *conn, void *conn2) {
   rc = ops->acquire(conn2, &b, &r, &err);
   check(rc == GM_NOT, "update-acquire expecting a wrong token: GM_NOT");
 
-  rc = ops->release(conn, name, "node-a", 1, &err);
+  rc = ops->release(conn, name, "node-a", 0, 1, &err);
   check(rc == GM_OK, "release by the owner");
   rc = ops->observe(conn2, name, &o, &err);
   check(rc == GM_OK && o.exists && o.owner[0] == '\0' && o.token == 1 &&
             o.expires_at <= o.now,
         "release keeps the row: owner '', token 1, expired");
-  rc = ops->release(conn, name, "node-a", 1, &err);
+  rc = ops->release(conn, name, "node-a", 0, 1, &err);
   check(rc == GM_NOT, "a second release: GM_NOT");
-  rc = ops->renew(conn, name, "node-a", 1, lease, &r, &err);
+  rc = ops->renew(conn, name, "node-a", 0, 1, lease, &r, &err);
   check(rc == GM_NOT, "renew after release: GM_NOT");
 
   b = req(name, "node-b", 1, 1, 0, lease);
@@ -260,11 +260,11 @@ static void test_acquire_renew_release(void *conn, void *conn2) {
         (unsigned long long)r.token);
 
   /* ShedLock #74: the old holder's late unlock must not free the lock. */
-  rc = ops->release(conn, name, "node-a", 1, &err);
+  rc = ops->release(conn, name, "node-a", 0, 1, &err);
   check(rc == GM_NOT, "release with a stale token and owner: GM_NOT");
-  rc = ops->release(conn, name, "node-a", 2, &err);
+  rc = ops->release(conn, name, "node-a", 0, 2, &err);
   check(rc == GM_NOT, "release with the new token but not the owner: GM_NOT");
-  rc = ops->release(conn, name, "node-b", 1, &err);
+  rc = ops->release(conn, name, "node-b", 0, 1, &err);
   check(rc == GM_NOT, "release by the owner with a stale token: GM_NOT");
   rc = ops->observe(conn, name, &o, &err);
   check(rc == GM_OK && strcmp(o.owner, "node-b") == 0 && o.token == 2 &&
@@ -294,7 +294,7 @@ static void test_expiry_and_min_token(void *conn, void *conn2) {
   check(rc == GM_OK && r.token == 2,
         "taken over once expired on the server's clock (after %d polls)",
         polls);
-  rc = ops->renew(conn, name, "node-a", 1, 5000000, &r, &err);
+  rc = ops->renew(conn, name, "node-a", 0, 1, 5000000, &r, &err);
   check(rc == GM_NOT, "the old holder's renew after the takeover: GM_NOT");
 
   lock_name(name, sizeof name, "min-token");
@@ -303,11 +303,11 @@ static void test_expiry_and_min_token(void *conn, void *conn2) {
   check(rc == GM_OK && r.token == 42, "insert with min_token 41: token 42");
   rc = ops->observe(conn, name, &o, &err);
   check(rc == GM_OK && o.token == 42, "token 42 stored");
-  ops->release(conn, name, "node-a", 42, &err);
+  ops->release(conn, name, "node-a", 0, 42, &err);
   b = req(name, "node-b", 1, 42, 100, 5000000);
   rc = ops->acquire(conn2, &b, &r, &err);
   check(rc == GM_OK && r.token == 101, "update with min_token 100: token 101");
-  ops->release(conn2, name, "node-b", 101, &err);
+  ops->release(conn2, name, "node-b", 0, 101, &err);
   a = req(name, "node-a", 1, 101, 5, 5000000);
   rc = ops->acquire(conn, &a, &r, &err);
   check(rc == GM_OK && r.token == 102,
@@ -330,11 +330,11 @@ static void test_complete_and_force(void *conn, void *conn2) {
   rc = ops->observe(conn2, name, &o, &err);
   check(rc == GM_OK && o.done_at == 0 && o.done_by[0] == '\0',
         "no completion record yet");
-  rc = ops->complete(conn2, name, "node-b", 1, "nope", &err);
+  rc = ops->complete(conn2, name, "node-b", 0, 1, "nope", &err);
   check(rc == GM_NOT, "complete by another owner: GM_NOT");
-  rc = ops->complete(conn, name, "node-a", 2, "nope", &err);
+  rc = ops->complete(conn, name, "node-a", 0, 2, "nope", &err);
   check(rc == GM_NOT, "complete with a token that is not the row's: GM_NOT");
-  rc = ops->complete(conn, name, "node-a", 1, "migrated to 'v2' \\ ok", &err);
+  rc = ops->complete(conn, name, "node-a", 0, 1, "migrated to 'v2' \\ ok", &err);
   check(rc == GM_OK, "complete by the holder (rc %d %s)", rc,
         rc == GM_ERR ? err.msg : "");
   rc = ops->observe(conn2, name, &o, &err);
@@ -351,7 +351,7 @@ static void test_complete_and_force(void *conn, void *conn2) {
         "force_release frees the lock, fences the holder (token %llu) and "
         "keeps its lease (%lld us left)",
         (unsigned long long)r.token, (long long)(r.expires_at - r.now));
-  rc = ops->renew(conn, name, "node-a", 1, 5000000, &r, &err);
+  rc = ops->renew(conn, name, "node-a", 0, 1, 5000000, &r, &err);
   check(rc == GM_NOT, "the old holder's renew after force_release: GM_NOT");
   rc = ops->observe(conn, name, &o, &err);
   check(rc == GM_OK && o.expires_at == lease_end && o.token == 2,
@@ -397,9 +397,9 @@ static void test_names(void *conn, void *conn2) {
     lock_name(name, sizeof name, odd[i]);
     int rc = ops->observe(conn2, name, &o, &err);
     ok = ok && rc == GM_OK && o.exists && strcmp(o.owner, owner) == 0;
-    rc = ops->renew(conn2, name, owner, 1, 5000000, &r, &err);
+    rc = ops->renew(conn2, name, owner, 0, 1, 5000000, &r, &err);
     ok = ok && rc == GM_OK;
-    rc = ops->release(conn2, name, owner, 1, &err);
+    rc = ops->release(conn2, name, owner, 0, 1, &err);
     ok = ok && rc == GM_OK;
   }
   check(ok, "each odd name is its own row (case, trailing space, quotes)");
@@ -459,7 +459,7 @@ static void test_server_events(const char *dir) {
         "lock taken before the pause");
   check(server(dir, "pause") == 0, "server paused (SIGSTOP)");
   double t0 = mono();
-  rc = ops->renew(conn, name, "node-a", 1, 60000000, &r, &err);
+  rc = ops->renew(conn, name, "node-a", 0, 1, 60000000, &r, &err);
   double took = mono() - t0;
   check(rc == GM_ERR && err.code == GM_E_CONNECT,
         "renew on a paused server fails: %s", err.msg);
@@ -476,7 +476,7 @@ static void test_server_events(const char *dir) {
         took);
   check(server(dir, "resume") == 0, "server resumed (SIGCONT)");
   rc = ops->open(cfg, &conn, &err);
-  check(rc == GM_OK && ops->renew(conn, name, "node-a", 1, 60000000, &r,
+  check(rc == GM_OK && ops->renew(conn, name, "node-a", 0, 1, 60000000, &r,
                                   &err) == GM_OK,
         "after resume: reconnect and renew");
 
@@ -492,10 +492,10 @@ static void test_server_events(const char *dir) {
   check(rc == GM_OK && ops->observe(conn, name, &o, &err) == GM_OK &&
             o.exists && o.token == 1 && strcmp(o.owner, "node-a") == 0,
         "a new connection finds the lock as it was");
-  rc = ops->renew(conn, name, "node-a", 1, 60000000, &r, &err);
+  rc = ops->renew(conn, name, "node-a", 0, 1, 60000000, &r, &err);
   check(rc == GM_OK && r.acquired_at == o.acquired_at,
         "the holder renews after the restart");
-  ops->release(conn, name, "node-a", 1, &err);
+  ops->release(conn, name, "node-a", 0, 1, &err);
   close_conn(cfg, conn);
 }
 
@@ -654,14 +654,14 @@ static void test_wakeup(void) {
   int wakes = 0;
   for (int i = 0; i < 10; i++) {
     wakes += ops->changed(conn2, &err) == GM_OK;
-    ops->renew(conn, name, "node-a", r.token, lease, &r, &err);
+    ops->renew(conn, name, "node-a", 0, r.token, lease, &r, &err);
     usleep(50000);
   }
   wakes += wait_changed(conn2, 0.2) >= 0;
   check(wakes == 0, "changed(): GM_NOT while the master renews (%d)", wakes);
 
   double t0 = mono();
-  rc = ops->release(conn, name, "node-a", r.token, &err);
+  rc = ops->release(conn, name, "node-a", 0, r.token, &err);
   double d = wait_changed(conn2, 3);
   check(rc == GM_OK && d >= 0,
         "changed(): GM_OK %.1f ms after the master's release",
@@ -686,12 +686,12 @@ static void test_wakeup(void) {
   check(rc == GM_OK, "node-a takes the expired lease");
   check(wait_changed(conn, 0.3) < 0,
         "no wake-up for a lock this connection took itself");
-  rc = ops->renew(conn2, name, "node-b", b.expect_token + 1, lease, &o, &err);
+  rc = ops->renew(conn2, name, "node-b", 0, b.expect_token + 1, lease, &o, &err);
   check(rc == GM_NOT, "node-b's renewal: GM_NOT");
-  rc = ops->renew(conn, name, "node-a", r.token, lease, &r, &err);
+  rc = ops->renew(conn, name, "node-a", 0, r.token, lease, &r, &err);
   check(rc == GM_OK && used(key),
         "node-a holds the user lock once node-b has let it go");
-  rc = ops->release(conn, name, "node-a", r.token, &err);
+  rc = ops->release(conn, name, "node-a", 0, r.token, &err);
   check(rc == GM_OK && !used(key),
         "both let the user lock go: free after node-a's release");
 
@@ -704,9 +704,9 @@ static void test_wakeup(void) {
   rc = rc == GM_OK ? ops->acquire(conn2, &b, &r, &err) : rc;
   check(rc == GM_OK, "node-b takes node-a's expired lease");
   rc = ops->observe(conn, name, &o, &err);
-  rc = rc == GM_OK ? ops->renew(conn2, name, "node-b", r.token, lease, &r,
+  rc = rc == GM_OK ? ops->renew(conn2, name, "node-b", 0, r.token, lease, &r,
                                 &err) : rc;
-  rc = rc == GM_OK ? ops->release(conn2, name, "node-b", r.token, &err) : rc;
+  rc = rc == GM_OK ? ops->release(conn2, name, "node-b", 0, r.token, &err) : rc;
   check(rc == GM_OK && !used(key),
         "node-a read node-b's grant and let the user lock go");
 
@@ -721,7 +721,7 @@ static void test_wakeup(void) {
   d = mono() - t0;
   check(rc == GM_OK && d < 0.5, "close() returns in %.1f ms while the waiter "
         "waits", d * 1000);
-  ops->release(conn, name, "node-a", r.token, &err);
+  ops->release(conn, name, "node-a", 0, r.token, &err);
   close_conn(cfg, conn);
   close_conn(cfg2, conn2);
 }
@@ -794,7 +794,7 @@ static void test_wakeup_reconnect(void) {
   rc = ops->observe(conn2, name, &o, &err);
   check(rc == GM_OK && wakes == 0,
         "the main connection goes on, no wake-up reported (%d)", wakes);
-  rc = ops->release(conn, name, "node-a", r.token, &err);
+  rc = ops->release(conn, name, "node-a", 0, r.token, &err);
   double d = wait_changed(conn2, 3);
   check(rc == GM_OK && d >= 0, "after the reconnect, woken %.1f ms after the "
         "release", d * 1000);
@@ -855,7 +855,7 @@ static int open_premade(const char *table, const char *sql_text,
     gm_acquire_req a = req(name, "node-a", 0, 0, 0, 5000000);
     rc = ops->acquire(conn, &a, &r, err);
     if (rc == GM_OK)
-      rc = ops->renew(conn, name, "node-a", r.token, 5000000, &r, err);
+      rc = ops->renew(conn, name, "node-a", r.instance, r.token, 5000000, &r, err);
   }
   close_conn(cfg, conn);
   sql(drop, NULL, 0);
@@ -904,6 +904,58 @@ static void test_premade_tables(void) {
         rc == GM_OK ? "" : err.msg);
 }
 
+/* Rows edited by hand in a table whose columns allow NULL: each observe
+ * is GM_E_ROW naming the column and the lock. */
+static void test_unreadable(void) {
+  static const struct {
+    const char *what, *set, *col;
+  } cases[] = {
+      {"owner NULL with a future expiry",
+       "owner = NULL, expires_at = '9999-12-31'", "'owner'"},
+      {"token NULL", "token = NULL", "'token'"},
+      {"expires_at NULL", "expires_at = NULL", "'expires_at'"},
+      {"token above the largest", "token = 18446744073709551615", "'token'"},
+  };
+  char q[1024], name[128];
+  int made = sql("DROP TABLE IF EXISTS gm_ctest_hand;"
+                 "CREATE TABLE gm_ctest_hand (name VARBINARY(191) PRIMARY "
+                 "KEY, owner VARBINARY(127) NULL, token BIGINT UNSIGNED NULL,"
+                 " version VARBINARY(127) NULL, acquired_at DATETIME(6) NULL,"
+                 " renewed_at DATETIME(6) NULL, expires_at DATETIME(6) NULL,"
+                 " done_at DATETIME(6) NULL, done_by VARBINARY(127) NOT NULL"
+                 " DEFAULT '', done_token BIGINT UNSIGNED NOT NULL DEFAULT 0,"
+                 " result VARBINARY(255) NOT NULL DEFAULT '', instance BIGINT"
+                 " UNSIGNED NOT NULL DEFAULT 0)",
+                 NULL, 0);
+  check(made == GM_OK, "unreadable: a table made by hand");
+  void *cfg, *conn;
+  gm_error err = {0};
+  if (made != GM_OK ||
+      open_with("table", "gm_ctest_hand", &cfg, &conn, &err) != GM_OK) {
+    check(0, "unreadable: open (%s)", err.msg);
+    return;
+  }
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    char what[16];
+    snprintf(what, sizeof what, "hand%zu", i);
+    lock_name(name, sizeof name, what);
+    snprintf(q, sizeof q,
+             "INSERT INTO gm_ctest_hand (name, owner, token, version,"
+             " acquired_at, renewed_at, expires_at) VALUES ('%s', 'x', 3, '',"
+             " UTC_TIMESTAMP(6), UTC_TIMESTAMP(6), UTC_TIMESTAMP(6));"
+             "UPDATE gm_ctest_hand SET %s WHERE name = '%s'",
+             name, cases[i].set, name);
+    gm_row r;
+    int rc = sql(q, NULL, 0) == GM_OK ? ops->observe(conn, name, &r, &err)
+                                      : GM_OK;
+    check(rc == GM_ERR && err.code == GM_E_ROW &&
+              strstr(err.msg, cases[i].col) && strstr(err.msg, name),
+          "unreadable: %s is refused naming the column and the lock (%s)",
+          cases[i].what, rc == GM_ERR ? err.msg : "read");
+  }
+  close_conn(cfg, conn);
+}
+
 int main(void) {
   const char *u = getenv("GOMASTER_TEST_MYSQL_URL");
   gm_error err;
@@ -939,6 +991,7 @@ int main(void) {
   test_custom_table();
   test_premade_tables();
   test_force_token_limit();
+  test_unreadable();
   test_thread();
   test_wakeup();
   test_wakeup_no_spin();

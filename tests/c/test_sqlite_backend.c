@@ -49,9 +49,9 @@ static void test_force_keeps_lease(void *a, void *b) {
         "force_release: owner '', token + 1 (%llu), the old lease kept "
         "(%lld us left)",
         (unsigned long long)o.token, (long long)(o.expires_at - o.now));
-  rc = ops->renew(a, "force", "node-a", 1, L, &r, &err);
+  rc = ops->renew(a, "force", "node-a", 0, 1, L, &r, &err);
   check(rc == GM_NOT, "the old holder's renewal after it: GM_NOT");
-  rc = ops->release(a, "force", "node-a", 1, &err);
+  rc = ops->release(a, "force", "node-a", 0, 1, &err);
   check(rc == GM_NOT, "nor can it release");
   rc = ops->observe(b, "force", &o, &err);
   check(rc == GM_OK && o.token == 2 && o.expires_at == lease_end &&
@@ -65,7 +65,7 @@ static void test_force_keeps_lease(void *a, void *b) {
   q = req("force", "node-b", 1, 3, L);
   rc = ops->acquire(b, &q, &r, &err);
   check(rc == GM_OK && r.token == 4, "and the lock is taken at once");
-  rc = ops->release(b, "force", "node-b", 4, &err);
+  rc = ops->release(b, "force", "node-b", 0, 4, &err);
   rc = ops->force_release(a, "force", 0, &o, &err);
   check(rc == GM_OK && o.token == 5 && o.expires_at <= o.now,
         "force_release of a released lock: no lease to keep");
