@@ -651,6 +651,13 @@ static PGconn *connect_db(const pgcfg *cfg, int without_options) {
   return PQconnectdbParams(keys, vals, 0);
 }
 
+/* A library prints nothing: notices (and a FATAL that comes between
+ * statements) reach the caller as the next call's error. */
+static void quiet(void *arg, const char *msg) {
+  (void)arg;
+  (void)msg;
+}
+
 static int pg_open(const void *cfgp, void **out, gm_error *err) {
   const pgcfg *cfg = cfgp;
   *out = NULL;
@@ -684,6 +691,7 @@ static int pg_open(const void *cfgp, void **out, gm_error *err) {
               "postgres: cannot connect to %s: %s", c->server, s);
     goto fail;
   }
+  PQsetNoticeProcessor(c->db, quiet, NULL);
   if (PQsetnonblocking(c->db, 1)) {
     gm_seterr(err, GM_E_CONNECT, "postgres: cannot make the connection "
                                  "non-blocking");
@@ -918,7 +926,7 @@ static int pg_changed(void *p, gm_error *err) {
               c->server);
     return GM_ERR;
   }
-  if (!PQconsumeInput(c->db))
+  if (!PQconsumeInput(c->db) || PQstatus(c->db) == CONNECTION_BAD)
     return fail_msg(c, GM_E_CONNECT, "reading notifications",
                     PQerrorMessage(c->db), err);
   int any = 0;

@@ -45,7 +45,11 @@ as_pg() {
   if [ "$(id -un)" = postgres ]; then "$@"; else runuser -u postgres -- "$@"; fi
 }
 
-pid_alive() { [ -n "${1:-}" ] && kill -0 "$1" 2>/dev/null; }
+# A zombie (exited, not yet reaped) is not alive.
+pid_alive() {
+  [ -n "${1:-}" ] && kill -0 "$1" 2>/dev/null &&
+    ! grep -q '^[0-9]* ([^)]*) Z' "/proc/$1/stat" 2>/dev/null
+}
 server_pid() { head -n 1 "$P/data/postmaster.pid" 2>/dev/null || true; }
 bouncer_pid() { cat "$P/pgbouncer.pid" 2>/dev/null || true; }
 sql() { as_pg "$BIN/psql" -X -q -v ON_ERROR_STOP=1 -h "$P" -p "$(cat "$P/port")" -U postgres -d postgres -c "$1"; }
@@ -72,14 +76,16 @@ launch() {
   echo "$lport" >"$P/port"
   : >"$P/server.log"
   chown postgres "$P/server.log" "$P/port"
-  as_pg setsid "$BIN/postgres" -D "$P/data" -p "$lport" -k "$P" \
+  # setsid -f: the server is nobody's child here (runuser would stop with
+  # it on SIGSTOP and never reap it)
+  as_pg setsid -f "$BIN/postgres" -D "$P/data" -p "$lport" -k "$P" \
     -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off \
     -c full_page_writes=off -c shared_buffers=16MB -c max_connections=200 \
-    </dev/null >>"$P/server.log" 2>&1 &
-  lpid=$! # runuser, which waits for the server
+    </dev/null >>"$P/server.log" 2>&1
   for _ in $(seq 1 600); do # 60 s
     if as_pg "$BIN/pg_isready" -q -h "$P" -p "$lport" 2>/dev/null; then return 0; fi
-    if ! pid_alive "$lpid"; then
+    # (a FATAL of "starting up" is pg_isready's own, early)
+    if grep FATAL "$P/server.log" | grep -qv "starting up"; then
       grep -qi "address already in use" "$P/server.log" && return 2
       tail -n 20 "$P/server.log" >&2
       return 1
