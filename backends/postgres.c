@@ -4,13 +4,14 @@
  * One row per lock in a table (default gomaster_locks, created if missing):
  * name text PRIMARY KEY, owner, version text, token bigint, acquired_at,
  * renewed_at, expires_at timestamptz (microseconds) holding the server's
- * clock_timestamp(); and the completion record of a one-time task: done_at,
- * done_by, done_token, result. An existing table whose columns cannot keep
+ * clock_timestamp(); the completion record of a one-time task: done_at,
+ * done_by, done_token, result; and instance bigint, the key of the elector
+ * instance granted it. An existing table whose columns cannot keep
  * the guarantee (a timestamp without time zone or below microseconds, a token
  * narrower than 64 bits) is refused, naming the column.
  *
  * Each acquire, renew, release, complete and force_release is one statement
- * that decides by itself (a WHERE on owner and token) and RETURNs the row it
+ * that decides by itself (a WHERE on owner, instance and token) and RETURNs the row it
  * wrote, with the statement's own clock_timestamp(): no row back means it did
  * not take effect. The batch renewal is one UPDATE ... FROM unnest(...) for
  * any number of locks. Statements are unnamed (PQsendQueryParams), so a
@@ -31,6 +32,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 
 #include <libpq-fe.h>
@@ -291,6 +293,7 @@ static void pg_describe(const void *p, char *buf, size_t len) {
 typedef struct pgconn {
   const pgcfg *cfg;
   PGconn *db;
+  atomic_int fd; /* the socket, for interrupt() from another thread; -1 */
   int listening; /* LISTEN is in force on this connection */
   int pooled;    /* a pooler stands between: LISTEN cannot work */
   int said;      /* changed() has said so */
@@ -443,8 +446,8 @@ static int col_str(pgconn *c, PGresult *r, int j, int null_ok, char *buf,
   "version, " l "token, " US(l "acquired_at") " AS acquired_at, " US(         \
       l "renewed_at") " AS renewed_at, " US(l "expires_at")                   \
       " AS expires_at, " US(l "done_at") " AS done_at, " l "done_by, " l      \
-      "done_token, " l "result"
-#define NCOLS 12
+      "done_token, " l "result, " l "instance"
+#define NCOLS 13
 /* The statement's one clock reading, as a relation n(now). */
 #define CLOCK "(SELECT clock_timestamp() AS now) AS n"
 #define LEASE(p) "n.now + " p "::int8 * interval '1 microsecond'"
@@ -458,7 +461,7 @@ static int read_row(pgconn *c, PGresult *r, gm_row *out, gm_error *err) {
               PQntuples(r));
     return GM_ERR;
   }
-  int64_t tok = 0, dtok = 0;
+  int64_t tok = 0, dtok = 0, inst = 0;
   if (col_i64(c, r, 0, 0, INT64_MIN, &out->now, err)) return GM_ERR;
   out->exists = strcmp(PQgetvalue(r, 0, 1), "t") == 0;
   if (!out->exists) return GM_OK;
@@ -471,8 +474,10 @@ static int read_row(pgconn *c, PGresult *r, gm_row *out, gm_error *err) {
       col_i64(c, r, 8, 1, INT64_MIN, &out->done_at, err) ||
       col_str(c, r, 9, 0, out->done_by, sizeof out->done_by, err) ||
       col_i64(c, r, 10, 0, 0, &dtok, err) ||
-      col_str(c, r, 11, 0, out->result, sizeof out->result, err))
+      col_str(c, r, 11, 0, out->result, sizeof out->result, err) ||
+      col_i64(c, r, 12, 0, 0, &inst, err))
     return GM_ERR;
+  out->instance = (uint64_t)inst;
   out->token = (uint64_t)tok;
   out->done_token = (uint64_t)dtok;
   return GM_OK;
@@ -526,7 +531,8 @@ static const char create_sql[] =
     " done_at timestamptz NULL,"
     " done_by text NOT NULL DEFAULT '',"
     " done_token bigint NOT NULL DEFAULT 0,"
-    " result text NOT NULL DEFAULT '')";
+    " result text NOT NULL DEFAULT '',"
+    " instance bigint NOT NULL DEFAULT 0)";
 
 /* What each column must be: a text, a bigint, or a timestamp with time zone
  * of microseconds (typmod -1 or 6). */
@@ -538,7 +544,7 @@ static const struct {
     {"acquired_at", "timestamptz"}, {"renewed_at", "timestamptz"},
     {"expires_at", "timestamptz"},  {"done_at", "timestamptz"},
     {"done_by", "text"},        {"done_token", "bigint"},
-    {"result", "text"}};
+    {"result", "text"},         {"instance", "bigint"}};
 
 /* The table's columns (none when it is missing) and, in the same statement,
  * the server's own pid, which libpq reports too unless a pooler stands
@@ -667,6 +673,7 @@ static int pg_open(const void *cfgp, void **out, gm_error *err) {
     return GM_ERR;
   }
   c->cfg = cfg;
+  atomic_init(&c->fd, -1);
   const char *host = cfg_get(cfg, "host"), *port = cfg_get(cfg, "port");
   snprintf(c->server, sizeof c->server, "%.60s:%.20s",
            host ? host : "(default host)", port ? port : "5432");
@@ -692,6 +699,7 @@ static int pg_open(const void *cfgp, void **out, gm_error *err) {
     goto fail;
   }
   PQsetNoticeProcessor(c->db, quiet, NULL);
+  atomic_store(&c->fd, PQsocket(c->db));
   if (PQsetnonblocking(c->db, 1)) {
     gm_seterr(err, GM_E_CONNECT, "postgres: cannot make the connection "
                                  "non-blocking");
@@ -736,7 +744,7 @@ static int pg_acquire(void *p, const gm_acquire_req *req, gm_row *out,
                       gm_error *err) {
   pgconn *c = p;
   const char *version = req->version ? req->version : "";
-  char min[24], lease[24], expect[24];
+  char min[24], lease[24], expect[24], inst[24];
   if (check_len("lock name", req->name, LOCK_NAME_LEN, err) ||
       check_len("node id", req->owner, LOCK_ID_LEN, err) ||
       check_len("version", version, LOCK_ID_LEN, err) ||
@@ -746,83 +754,94 @@ static int pg_acquire(void *p, const gm_acquire_req *req, gm_row *out,
   snprintf(min, sizeof min, "%" PRIu64, req->min_token);
   snprintf(lease, sizeof lease, "%" PRId64, req->lease_us);
   snprintf(expect, sizeof expect, "%" PRIu64, req->expect_token);
-  const char *v[6] = {req->name, req->owner, version, min, lease, expect};
+  /* keys are below 2^63: they fit the bigint column as they are */
+  snprintf(inst, sizeof inst, "%" PRId64, (int64_t)req->instance);
+  const char *v[7] = {req->name, req->owner, version, min, lease, inst,
+                      expect};
   if (!req->expect_exists) /* only where there is no row: a racing insert
                             * that loses is not taken */
     return write_row(
         c,
         "INSERT INTO \"%s\" AS l (name, owner, version, token, acquired_at, "
-        "renewed_at, expires_at) SELECT $1::text, $2::text, $3::text, $4::int8 + 1, n.now, "
-        "n.now, " LEASE("$5") " FROM " CLOCK
+        "renewed_at, expires_at, instance) SELECT $1::text, $2::text, "
+        "$3::text, $4::int8 + 1, n.now, n.now, " LEASE("$5") ", $6::int8 FROM "
+        CLOCK
         " ON CONFLICT (name) DO NOTHING RETURNING " ROW_COLS("l.",
                                                                "l.acquired_at"),
-        5, v, "acquire", token_limit, out, err);
+        6, v, "acquire", token_limit, out, err);
   /* the row's token is still the one seen, and the lease is over or free */
   return write_row(
       c,
-      "UPDATE \"%s\" AS l SET owner = $2, version = $3, "
+      "UPDATE \"%s\" AS l SET owner = $2, instance = $6::int8, version = $3, "
       "token = GREATEST(l.token, $4::int8) + 1, acquired_at = n.now, "
       "renewed_at = n.now, expires_at = " LEASE("$5") " FROM " CLOCK
-      " WHERE l.name = $1 AND l.token = $6::int8 AND "
+      " WHERE l.name = $1 AND l.token = $7::int8 AND "
       "(l.owner = '' OR l.expires_at <= n.now) RETURNING " ROW_COLS("l.",
                                                                     "n.now"),
-      6, v, "acquire", token_limit, out, err);
+      7, v, "acquire", token_limit, out, err);
 }
 
 static int pg_renew(void *p, const char *name, const char *owner,
-                    uint64_t token, int64_t lease_us, gm_row *out,
-                    gm_error *err) {
+                    uint64_t instance, uint64_t token, int64_t lease_us,
+                    gm_row *out, gm_error *err) {
   pgconn *c = p;
-  char tok[24], lease[24];
+  char tok[24], lease[24], inst[24];
   if (check_len("lock name", name, LOCK_NAME_LEN, err)) return GM_ERR;
   if (token > (uint64_t)INT64_MAX) return GM_NOT;
   snprintf(tok, sizeof tok, "%" PRIu64, token);
   snprintf(lease, sizeof lease, "%" PRId64, lease_us);
-  const char *v[4] = {name, owner, tok, lease};
+  snprintf(inst, sizeof inst, "%" PRId64, (int64_t)instance);
+  const char *v[5] = {name, owner, tok, lease, inst};
   return write_row(c,
                    "UPDATE \"%s\" AS l SET renewed_at = n.now, expires_at = "
                    LEASE("$4") " FROM " CLOCK
                    " WHERE l.name = $1 AND l.owner = $2 AND l.token = $3::int8"
-                   " RETURNING " ROW_COLS("l.", "n.now"),
-                   4, v, "renew", NULL, out, err);
+                   " AND l.instance = $5::int8 RETURNING " ROW_COLS("l.",
+                                                                   "n.now"),
+                   5, v, "renew", NULL, out, err);
 }
 
 static int pg_release(void *p, const char *name, const char *owner,
-                      uint64_t token, gm_error *err) {
+                      uint64_t instance, uint64_t token, gm_error *err) {
   pgconn *c = p;
-  char tok[24];
+  char tok[24], inst[24];
   gm_row r;
   if (check_len("lock name", name, LOCK_NAME_LEN, err)) return GM_ERR;
   if (token > (uint64_t)INT64_MAX) return GM_NOT;
   snprintf(tok, sizeof tok, "%" PRIu64, token);
-  const char *v[3] = {name, owner, tok};
+  snprintf(inst, sizeof inst, "%" PRId64, (int64_t)instance);
+  const char *v[4] = {name, owner, tok, inst};
   /* the notification leaves with the commit of this very statement */
   return write_row(c,
                    "WITH w AS (UPDATE \"%s\" AS l SET owner = '', expires_at = "
                    "LEAST(l.expires_at, n.now) FROM " CLOCK
                    " WHERE l.name = $1 AND l.owner = $2 AND l.token = $3::int8"
-                   " RETURNING " ROW_COLS("l.", "n.now") ") SELECT w.*, "
-                   "pg_notify('" CHANNEL "', $1) FROM w",
-                   3, v, "release", NULL, &r, err);
+                   " AND l.instance = $4::int8 RETURNING " ROW_COLS("l.",
+                                                                   "n.now")
+                   ") SELECT w.*, pg_notify('" CHANNEL "', $1) FROM w",
+                   4, v, "release", NULL, &r, err);
 }
 
 static int pg_complete(void *p, const char *name, const char *owner,
-                       uint64_t token, const char *result, gm_error *err) {
+                       uint64_t instance, uint64_t token, const char *result,
+                       gm_error *err) {
   pgconn *c = p;
-  char tok[24];
+  char tok[24], inst[24];
   gm_row r;
   if (check_len("lock name", name, LOCK_NAME_LEN, err) ||
       check_len("result", result, GM_RESULT_MAX - 1, err))
     return GM_ERR;
   if (token > (uint64_t)INT64_MAX) return GM_NOT;
   snprintf(tok, sizeof tok, "%" PRIu64, token);
-  const char *v[4] = {name, owner, tok, result};
+  snprintf(inst, sizeof inst, "%" PRId64, (int64_t)instance);
+  const char *v[5] = {name, owner, tok, result, inst};
   return write_row(c,
                    "UPDATE \"%s\" AS l SET done_at = n.now, done_by = l.owner, "
                    "done_token = l.token, result = $4 FROM " CLOCK
                    " WHERE l.name = $1 AND l.owner = $2 AND l.token = $3::int8"
+                   " AND ($5::int8 = 0 OR l.instance = $5::int8)" /* 0: any */
                    " RETURNING " ROW_COLS("l.", "n.now"),
-                   4, v, "complete", NULL, &r, err);
+                   5, v, "complete", NULL, &r, err);
 }
 
 static int pg_force_release(void *p, const char *name, gm_row *out,
@@ -854,7 +873,7 @@ static char *put_elem(char *w, const char *s, int first) {
  * come as arrays; the rows that come back are the ones renewed. */
 static int pg_renew_many(void *p, gm_renew_req *q, size_t n, gm_error *err) {
   pgconn *c = p;
-  size_t cap[4] = {3, 3, 3, 3};
+  size_t cap[5] = {3, 3, 3, 3, 3};
   for (size_t i = 0; i < n; i++) {
     if (check_len("lock name", q[i].name, LOCK_NAME_LEN, err) ||
         check_len("node id", q[i].owner, LOCK_ID_LEN, err))
@@ -863,17 +882,18 @@ static int pg_renew_many(void *p, gm_renew_req *q, size_t n, gm_error *err) {
     cap[1] += 2 * strlen(q[i].owner) + 3;
     cap[2] += 24;
     cap[3] += 24;
+    cap[4] += 24;
     q[i].rc = GM_NOT;
   }
-  char *a[4];
-  for (int k = 0; k < 4; k++) a[k] = malloc(cap[k]);
-  if (!a[0] || !a[1] || !a[2] || !a[3]) {
-    for (int k = 0; k < 4; k++) free(a[k]);
+  char *a[5];
+  for (int k = 0; k < 5; k++) a[k] = malloc(cap[k]);
+  if (!a[0] || !a[1] || !a[2] || !a[3] || !a[4]) {
+    for (int k = 0; k < 5; k++) free(a[k]);
     gm_seterr(err, GM_E_NOMEM, "out of memory");
     return GM_ERR;
   }
-  char *w[4] = {a[0], a[1], a[2], a[3]};
-  for (int k = 0; k < 4; k++) *w[k]++ = '{';
+  char *w[5] = {a[0], a[1], a[2], a[3], a[4]};
+  for (int k = 0; k < 5; k++) *w[k]++ = '{';
   for (size_t i = 0; i < n; i++) {
     /* a token past the column's range is not ours: it matches nothing */
     uint64_t t = q[i].token > (uint64_t)INT64_MAX ? 0 : q[i].token;
@@ -881,8 +901,9 @@ static int pg_renew_many(void *p, gm_renew_req *q, size_t n, gm_error *err) {
     w[1] = put_elem(w[1], q[i].owner, i == 0);
     w[2] += sprintf(w[2], "%s%" PRIu64, i ? "," : "", t);
     w[3] += sprintf(w[3], "%s%" PRId64, i ? "," : "", q[i].lease_us);
+    w[4] += sprintf(w[4], "%s%" PRId64, i ? "," : "", (int64_t)q[i].instance);
   }
-  for (int k = 0; k < 4; k++) {
+  for (int k = 0; k < 5; k++) {
     *w[k]++ = '}';
     *w[k] = '\0';
   }
@@ -890,14 +911,15 @@ static int pg_renew_many(void *p, gm_renew_req *q, size_t n, gm_error *err) {
   snprintf(sql, sizeof sql,
            "UPDATE \"%s\" AS l SET renewed_at = n.now, expires_at = "
            "n.now + b.lease * interval '1 microsecond' FROM " CLOCK ", "
-           "unnest($1::text[], $2::text[], $3::int8[], $4::int8[]) AS "
-           "b(name, owner, token, lease) WHERE l.name = b.name AND "
-           "l.owner = b.owner AND l.token = b.token "
+           "unnest($1::text[], $2::text[], $3::int8[], $4::int8[], "
+           "$5::int8[]) AS b(name, owner, token, lease, instance) WHERE "
+           "l.name = b.name AND l.owner = b.owner AND l.token = b.token AND "
+           "l.instance = b.instance "
            "RETURNING l.name, " US("n.now") ", " US("l.expires_at"),
            c->cfg->table);
   PGresult *r;
-  int rc = run(c, sql, 4, (const char *const *)a, "renew", NULL, &r, err);
-  for (int k = 0; k < 4; k++) free(a[k]);
+  int rc = run(c, sql, 5, (const char *const *)a, "renew", NULL, &r, err);
+  for (int k = 0; k < 5; k++) free(a[k]);
   if (rc) return GM_ERR;
   for (int j = 0, rows = PQntuples(r); j < rows; j++) {
     const char *name = PQgetvalue(r, j, 0);
@@ -911,6 +933,14 @@ static int pg_renew_many(void *p, gm_renew_req *q, size_t n, gm_error *err) {
   }
   PQclear(r);
   return GM_OK;
+}
+
+/* Ends a call in progress on another thread: the socket shut down, its
+ * poll wakes and the call fails; the core then closes the connection. */
+static void pg_interrupt(void *p) {
+  pgconn *c = p;
+  int fd = atomic_load(&c->fd);
+  if (fd >= 0) shutdown(fd, SHUT_RDWR);
 }
 
 /* What has arrived on the connection since the last call: no statement. */
@@ -956,4 +986,5 @@ const gm_backend_ops gm_postgres_ops = {
     .renew_many = pg_renew_many,
     .changed = pg_changed,
     .poll_us = 10000, /* changed() is one non-blocking read */
+    .interrupt = pg_interrupt,
 };

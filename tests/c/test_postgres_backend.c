@@ -91,11 +91,20 @@ static void lock_name(char *buf, size_t len, const char *what) {
   snprintf(buf, len, "%s-%s", run, what);
 }
 
+/* Each owner's instance key (the core draws a random one per elector). */
+static uint64_t key(const char *owner) {
+  uint64_t h = 0xcbf29ce484222325u;
+  for (const unsigned char *p = (const unsigned char *)owner; *p; p++)
+    h = (h ^ *p) * 0x100000001b3u;
+  return (h & (uint64_t)INT64_MAX) | 1;
+}
+
 static gm_acquire_req req(const char *name, const char *owner, int exists,
                           uint64_t expect, uint64_t min, int64_t lease_us) {
   return (gm_acquire_req){.name = name, .owner = owner, .version = "1.0",
                           .lease_us = lease_us, .expect_exists = exists,
-                          .expect_token = expect, .min_token = min};
+                          .expect_token = expect, .min_token = min,
+                          .instance = key(owner)};
 }
 
 static void check_error(const char *what, int rc, const gm_error *err,
@@ -212,19 +221,34 @@ static void test_acquire_renew_release(void *conn, void *conn2) {
             o.expires_at == acquired + lease && o.now >= acquired,
         "observe reads the row as written");
 
-  rc = ops->renew(conn2, name, "node-a", 1, lease, &r, &err);
+  rc = ops->renew(conn2, name, "node-a", key("node-a"), 1, lease, &r, &err);
   check(rc == GM_OK && r.acquired_at == acquired && r.token == 1 &&
             r.renewed_at > acquired && r.expires_at == r.renewed_at + lease &&
             strcmp(r.version, "1.0") == 0,
         "renew (any connection) returns the row: %s", rc ? err.msg : "");
   int64_t first = r.renewed_at;
-  rc = ops->renew(conn, name, "node-a", 1, lease, &r, &err);
+  rc = ops->observe(conn2, name, &o, &err);
+  check(rc == GM_OK && o.instance == key("node-a") && r.instance == o.instance,
+        "the row carries the grant's instance key");
+  /* the same id, another elector instance: another node */
+  check(ops->renew(conn2, name, "node-a", key("node-a") ^ 2, 1, lease, &r,
+                   &err) == GM_NOT,
+        "renew with the id but another instance key: GM_NOT");
+  check(ops->release(conn2, name, "node-a", key("node-a") ^ 2, 1, &err) ==
+            GM_NOT,
+        "release with the id but another instance key: GM_NOT");
+  check(ops->complete(conn2, name, "node-a", key("node-a") ^ 2, 1, "x",
+                      &err) == GM_NOT,
+        "complete with the id but another instance key: GM_NOT");
+  check(ops->complete(conn2, name, "node-a", 0, 1, "", &err) == GM_OK,
+        "complete with instance 0 (a tool that knows only the id): any key");
+  rc = ops->renew(conn, name, "node-a", key("node-a"), 1, lease, &r, &err);
   check(rc == GM_OK && r.renewed_at > first,
         "renewals keep microseconds (%lld µs apart)",
         (long long)(r.renewed_at - first));
-  check(ops->renew(conn, name, "node-a", 2, lease, &r, &err) == GM_NOT,
+  check(ops->renew(conn, name, "node-a", key("node-a"), 2, lease, &r, &err) == GM_NOT,
         "renew with a token that is not the row's: GM_NOT");
-  check(ops->renew(conn, name, "node-b", 1, lease, &r, &err) == GM_NOT,
+  check(ops->renew(conn, name, "node-b", key("node-b"), 1, lease, &r, &err) == GM_NOT,
         "renew by another owner: GM_NOT");
   b = req(name, "node-b", 1, 1, 0, lease);
   check(ops->acquire(conn2, &b, &r, &err) == GM_NOT,
@@ -233,21 +257,21 @@ static void test_acquire_renew_release(void *conn, void *conn2) {
   check(ops->acquire(conn2, &b, &r, &err) == GM_NOT,
         "update-acquire expecting a wrong token: GM_NOT");
 
-  check(ops->release(conn, name, "node-b", 1, &err) == GM_NOT,
+  check(ops->release(conn, name, "node-b", key("node-b"), 1, &err) == GM_NOT,
         "release by another owner: GM_NOT");
-  rc = ops->release(conn, name, "node-a", 1, &err);
+  rc = ops->release(conn, name, "node-a", key("node-a"), 1, &err);
   check(rc == GM_OK, "release by the owner: %s", rc ? err.msg : "");
   rc = ops->observe(conn2, name, &o, &err);
   check(rc == GM_OK && o.exists && o.owner[0] == '\0' && o.token == 1 &&
             o.expires_at <= o.now,
         "release keeps the row: owner '', token 1, expired");
-  check(ops->release(conn, name, "node-a", 1, &err) == GM_NOT,
+  check(ops->release(conn, name, "node-a", key("node-a"), 1, &err) == GM_NOT,
         "a second release: GM_NOT");
   b = req(name, "node-b", 1, 1, 0, lease);
   rc = ops->acquire(conn2, &b, &r, &err);
   check(rc == GM_OK && r.token == 2 && strcmp(r.owner, "node-b") == 0,
         "update-acquire of a released row: token 2");
-  check(ops->release(conn, name, "node-a", 1, &err) == GM_NOT,
+  check(ops->release(conn, name, "node-a", key("node-a"), 1, &err) == GM_NOT,
         "the old holder's late release does not free it");
 }
 
@@ -272,14 +296,14 @@ static void test_expiry_and_tokens(void *conn, void *conn2) {
   rc = ops->acquire(conn2, &b, &r, &err);
   check(rc == GM_OK && r.token == 2,
         "taken over once expired on the server's clock (%d polls)", polls);
-  check(ops->renew(conn, name, "node-a", 1, 5000000, &r, &err) == GM_NOT,
+  check(ops->renew(conn, name, "node-a", key("node-a"), 1, 5000000, &r, &err) == GM_NOT,
         "the old holder's renew after the takeover: GM_NOT");
 
   lock_name(name, sizeof name, "min-token");
   a = req(name, "node-a", 0, 0, 41, 5000000);
   rc = ops->acquire(conn, &a, &r, &err);
   check(rc == GM_OK && r.token == 42, "insert with min_token 41: token 42");
-  ops->release(conn, name, "node-a", 42, &err);
+  ops->release(conn, name, "node-a", key("node-a"), 42, &err);
   b = req(name, "node-b", 1, 42, 100, 5000000);
   rc = ops->acquire(conn2, &b, &r, &err);
   check(rc == GM_OK && r.token == 101, "update with min_token 100: token 101");
@@ -296,7 +320,7 @@ static void test_expiry_and_tokens(void *conn, void *conn2) {
   rc = ops->acquire(conn2, &b, &r, &err);
   check(rc == GM_OK && r.token == 9223372036854775807u,
         "granted with token INT64_MAX: %llu", (unsigned long long)r.token);
-  ops->release(conn2, name, "node-b", r.token, &err);
+  ops->release(conn2, name, "node-b", key("node-b"), r.token, &err);
   b = req(name, "node-a", 1, 9223372036854775807u, 0, 5000000);
   rc = ops->acquire(conn, &b, &r, &err);
   check_error("grant past INT64_MAX", rc, &err, GM_E_DB, "largest");
@@ -318,9 +342,9 @@ static void test_complete_and_force(void *conn, void *conn2) {
 
   gm_acquire_req a = req(name, "node-a", 0, 0, 0, 5000000);
   ops->acquire(conn, &a, &r, &err);
-  check(ops->complete(conn2, name, "node-b", 1, "nope", &err) == GM_NOT,
+  check(ops->complete(conn2, name, "node-b", key("node-b"), 1, "nope", &err) == GM_NOT,
         "complete by another owner: GM_NOT");
-  int rc = ops->complete(conn, name, "node-a", 1, "it's \"done\" \\ ok", &err);
+  int rc = ops->complete(conn, name, "node-a", key("node-a"), 1, "it's \"done\" \\ ok", &err);
   check(rc == GM_OK, "complete by the holder: %s", rc ? err.msg : "");
   rc = ops->observe(conn2, name, &o, &err);
   check(rc == GM_OK && o.done_at > 0 && o.done_at <= o.now &&
@@ -333,7 +357,7 @@ static void test_complete_and_force(void *conn, void *conn2) {
             r.expires_at <= r.now,
         "force_release frees the lock and fences the holder: token %llu",
         (unsigned long long)r.token);
-  check(ops->renew(conn, name, "node-a", 1, 5000000, &r, &err) == GM_NOT,
+  check(ops->renew(conn, name, "node-a", key("node-a"), 1, 5000000, &r, &err) == GM_NOT,
         "the old holder's renew after force_release: GM_NOT");
   lock_name(name, sizeof name, "never-held");
   check(ops->force_release(conn, name, &r, &err) == GM_NOT,
@@ -359,6 +383,7 @@ static void test_names(void *conn) {
   for (size_t i = 0; i < 7; i++) {
     lock_name(names[i], sizeof names[i], odd[i]);
     q[i] = (gm_renew_req){.name = names[i], .owner = "node-a", .token = 1,
+                          .instance = key("node-a"),
                           .lease_us = 5000000};
   }
   int rc = ops->renew_many(conn, q, 7, &err);
@@ -384,11 +409,12 @@ static void test_renew_many(void *conn, void *conn2) {
     gm_acquire_req a = req(names[i], "node-a", 0, 0, 0, 5000000);
     ok = ok && ops->acquire(conn, &a, &r, &err) == GM_OK;
     q[i] = (gm_renew_req){.name = names[i], .owner = "node-a", .token = 1,
+                          .instance = key("node-a"),
                           .lease_us = 5000000 + i};
   }
   check(ok, "%d locks taken", K);
   /* two are no longer ours */
-  ops->release(conn, names[7], "node-a", 1, &err);
+  ops->release(conn, names[7], "node-a", key("node-a"), 1, &err);
   ops->force_release(conn2, names[500], &r, &err);
   double t0 = mono();
   int rc = ops->renew_many(conn, q, K, &err);
@@ -428,21 +454,22 @@ static void test_wakeup(void *conn, void *conn2) {
   while (ops->changed(conn2, &err) == GM_OK) {} /* what came before */
   gm_acquire_req a = req(name, "node-a", 0, 0, 0, 60000000);
   ops->acquire(conn, &a, &r, &err);
-  ops->renew(conn, name, "node-a", 1, 60000000, &r, &err);
+  ops->renew(conn, name, "node-a", key("node-a"), 1, 60000000, &r, &err);
   check(changed_within(conn2, 0.2, &err) == GM_NOT,
         "no wake-up for a grant or a renewal");
   double t0 = mono();
-  ops->release(conn, name, "node-a", 1, &err);
+  ops->release(conn, name, "node-a", key("node-a"), 1, &err);
   int rc = changed_within(conn2, 2, &err);
   check(rc == GM_OK, "a release wakes the other connection (%.1f ms)",
         (mono() - t0) * 1000);
   check(ops->changed(conn2, &err) == GM_NOT, "... once");
-  check(ops->release(conn, name, "node-a", 1, &err) == GM_NOT &&
+  check(ops->release(conn, name, "node-a", key("node-a"), 1, &err) == GM_NOT &&
             changed_within(conn2, 0.2, &err) == GM_NOT,
         "a release that did not take effect wakes nobody");
   ops->acquire(conn, &(gm_acquire_req){.name = name, .owner = "node-a",
                                        .version = "", .lease_us = 60000000,
-                                       .expect_exists = 1, .expect_token = 1},
+                                       .expect_exists = 1, .expect_token = 1,
+                                       .instance = key("node-a")},
                &r, &err);
   ops->force_release(conn, name, &r, &err);
   check(changed_within(conn2, 2, &err) == GM_OK,
@@ -538,7 +565,7 @@ static void test_server_events(const char *dir) {
         "lock taken before the pause");
   check(server(dir, "pause") == 0, "every server process paused (SIGSTOP)");
   double t0 = mono();
-  rc = ops->renew(conn, name, "node-a", 1, 60000000, &r, &err);
+  rc = ops->renew(conn, name, "node-a", key("node-a"), 1, 60000000, &r, &err);
   double took = mono() - t0;
   check(rc == GM_ERR && err.code == GM_E_CONNECT &&
             strstr(err.msg, "statement_timeout"),
@@ -555,7 +582,7 @@ static void test_server_events(const char *dir) {
   check(took < 3.5, "... within connect_timeout (%.2f s)", took);
   check(server(dir, "resume") == 0, "server resumed (SIGCONT)");
   rc = ops->open(cfg, &conn, &err);
-  check(rc == GM_OK && ops->renew(conn, name, "node-a", 1, 60000000, &r,
+  check(rc == GM_OK && ops->renew(conn, name, "node-a", key("node-a"), 1, 60000000, &r,
                                   &err) == GM_OK,
         "after resume: reconnect and renew");
 
@@ -564,7 +591,7 @@ static void test_server_events(const char *dir) {
   check(psql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE "
              "datname = 'gomaster_test' AND pid <> pg_backend_pid()") == 0,
         "pg_terminate_backend of every connection");
-  rc = ops->renew(conn, name, "node-a", 1, 60000000, &r, &err);
+  rc = ops->renew(conn, name, "node-a", key("node-a"), 1, 60000000, &r, &err);
   check(rc == GM_ERR && err.code == GM_E_CONNECT,
         "the killed session's renew fails as a connection error: %s", err.msg);
   check(changed_within(conn2, 2, &err) == GM_ERR,
@@ -572,7 +599,7 @@ static void test_server_events(const char *dir) {
   close_conn(cfg2, conn2);
   ops->close(conn);
   rc = ops->open(cfg, &conn, &err);
-  check(rc == GM_OK && ops->renew(conn, name, "node-a", 1, 60000000, &r,
+  check(rc == GM_OK && ops->renew(conn, name, "node-a", key("node-a"), 1, 60000000, &r,
                                   &err) == GM_OK,
         "reconnect and renew after the sessions were killed");
 
@@ -585,7 +612,7 @@ static void test_server_events(const char *dir) {
   check(rc == GM_OK && ops->observe(conn, name, &o, &err) == GM_OK &&
             o.token == 1 && strcmp(o.owner, "node-a") == 0,
         "a new connection finds the lock as it was");
-  ops->release(conn, name, "node-a", 1, &err);
+  ops->release(conn, name, "node-a", key("node-a"), 1, &err);
   close_conn(cfg, conn);
 }
 
@@ -603,9 +630,9 @@ static void test_pgbouncer(const char *bouncer) {
   gm_acquire_req a = req(name, "node-a", 0, 0, 0, 5000000);
   int ok = ops->acquire(conn, &a, &r, &err) == GM_OK;
   for (int i = 0; i < 20 && ok; i++)
-    ok = ops->renew(conn, name, "node-a", 1, 5000000, &r, &err) == GM_OK &&
+    ok = ops->renew(conn, name, "node-a", key("node-a"), 1, 5000000, &r, &err) == GM_OK &&
          ops->observe(conn2, name, &r, &err) == GM_OK && r.token == 1;
-  ok = ok && ops->release(conn, name, "node-a", 1, &err) == GM_OK;
+  ok = ok && ops->release(conn, name, "node-a", key("node-a"), 1, &err) == GM_OK;
   gm_acquire_req b = req(name, "node-b", 1, 1, 0, 5000000);
   ok = ok && ops->acquire(conn2, &b, &r, &err) == GM_OK && r.token == 2;
   check(ok, "acquire, renew, observe, release, takeover through PgBouncer: %s",
