@@ -200,7 +200,9 @@ static int parse_url(pgcfg *c, const char *url, gm_error *err) {
 /* The table form: { type = "postgres", host = ..., database = ... }; every
  * key but ours must be one of libpq's ("database" is "dbname"). */
 static int parse_table(pgcfg *c, const gm_kv *opts, size_t n, gm_error *err) {
-  PQconninfoOption *d = PQconndefaults();
+  char *msg = NULL; /* every keyword, without reading defaults: no I/O */
+  PQconninfoOption *d = PQconninfoParse("", &msg);
+  PQfreemem(msg);
   if (!d) {
     gm_seterr(err, GM_E_NOMEM, "out of memory");
     return GM_ERR;

@@ -5,6 +5,7 @@
  * both). SQL of the test's own (tables made beforehand, rows an operator
  * spoiled) goes through psql. One line per check, then "N passed, N failed".
  */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -552,6 +553,13 @@ static int server(const char *dir, const char *cmd) {
   return system(buf);
 }
 
+/* The core's stop(): another thread pokes the call in progress. */
+static void *interrupter(void *conn) {
+  nap_ms(200);
+  ops->interrupt(conn);
+  return NULL;
+}
+
 static void test_server_events(const char *dir) {
   void *cfg, *conn, *cfg2, *conn2;
   gm_error err;
@@ -572,6 +580,20 @@ static void test_server_events(const char *dir) {
         "renew on a paused server fails: %s", err.msg);
   check(took > 0.9 && took < 1.5, "... after statement_timeout = 1 s (%.2f s)",
         took);
+  ops->close(conn);
+  conn = NULL;
+  check(server(dir, "resume") == 0 && ops->open(cfg, &conn, &err) == GM_OK &&
+            server(dir, "pause") == 0,
+        "a new connection, then paused again");
+  pthread_t th;
+  pthread_create(&th, NULL, interrupter, conn);
+  t0 = mono();
+  rc = ops->renew(conn, name, "node-a", key("node-a"), 1, 60000000, &r, &err);
+  took = mono() - t0;
+  pthread_join(th, NULL);
+  check(rc == GM_ERR && took < 0.6,
+        "interrupt() from another thread ends the call at once (%.2f s): %s",
+        took, err.msg);
   ops->close(conn);
   conn = NULL;
   t0 = mono();
