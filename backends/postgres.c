@@ -44,7 +44,7 @@
 #define DEFAULT_TABLE "gomaster_locks"
 #define DEFAULT_TIMEOUT_US 2000000 /* each statement: under D = 3 s */
 #define CHANNEL "gomaster"
-#define MAX_CONN_KEYS 48
+#define MAX_CONN_KEYS 64
 
 /* ---- configuration ----------------------------------------------------- */
 
@@ -57,7 +57,7 @@ typedef struct pgcfg {
   char *table;
   int64_t timeout_us; /* statement_timeout: server and client side */
   int listen;         /* 0: never LISTEN (listen=0) */
-  char *password;     /* points into vals: for scrubbing */
+  char *password;     /* points into vals (the last given): for scrubbing */
   atomic_int no_options; /* a pooler refused the startup 'options' */
 } pgcfg;
 
@@ -75,7 +75,8 @@ static void pg_free_cfg(void *p) {
   pgcfg *c = p;
   if (!c) return;
   for (int i = 0; i < c->n; i++) {
-    if (c->vals[i] == c->password) memset(c->vals[i], 0, strlen(c->vals[i]));
+    if (strcmp(c->keys[i], "password") == 0) /* not left in freed memory */
+      memset(c->vals[i], 0, strlen(c->vals[i]));
     free((char *)c->keys[i]);
     free(c->vals[i]);
   }
@@ -121,6 +122,7 @@ static int cfg_add(pgcfg *c, const char *key, const char *val, gm_error *err) {
     gm_seterr(err, GM_E_NOMEM, "out of memory");
     return GM_ERR;
   }
+  if (strcmp(key, "password") == 0) c->password = c->vals[c->n];
   c->n++;
   return GM_OK;
 }
@@ -270,8 +272,6 @@ static int pg_parse(const gm_kv *opts, size_t n, void **out, gm_error *err) {
   if ((!cfg_get(c, "connect_timeout") && cfg_add(c, "connect_timeout", s, err)) ||
       (!cfg_get(c, "tcp_user_timeout") && cfg_add(c, "tcp_user_timeout", ms, err)))
     goto fail;
-  for (int i = 0; i < c->n; i++)
-    if (strcmp(c->keys[i], "password") == 0) c->password = c->vals[i];
   atomic_init(&c->no_options, 0);
   *out = c;
   return GM_OK;
