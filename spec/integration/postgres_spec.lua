@@ -36,6 +36,37 @@ describe("postgres backend #postgres", function()
     c = nil
   end)
 
+  it("is listed, and made from either scheme or a table", function()
+    local gomaster = require("gomaster")
+    local listed = false
+    for _, n in ipairs(gomaster.backends()) do listed = listed or n == "postgres" end
+    assert.is_true(listed)
+    local user, pw, host, port, db = url:match("^postgres[%a]*://([^:]+):([^@]+)@([^:/]+):(%d+)/([%w_]+)")
+    local plain = pw:gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end)
+    for _, u in ipairs{ "postgres://" .. url:match("://(.*)$"), "postgresql://" .. url:match("://(.*)$") } do
+      local b = assert(gomaster.backend(u))
+      assert.truthy(tostring(b):find("postgres://" .. user .. "@" .. host .. ":" .. port, 1, true))
+      assert.is_nil(tostring(b):find(pw, 1, true))
+    end
+    local b = assert(gomaster.backend{ type = "postgres", host = host, port = tonumber(port),
+                                       user = user, password = plain, database = db,
+                                       table = "gm_spec_table_form", statement_timeout = 1 })
+    local m = assert(gomaster.new{ backend = b, name = "table-form", lease = 1 })
+    assert(m:start())
+    local t0 = core.now()
+    while not m:is_master() and core.now() - t0 < 5 do m:wait(0.05) end
+    assert.is_true(m:is_master())
+    m:close()
+    local ok, err = gomaster.backend{ type = "postgres", host = host, port = tonumber(port),
+                                      user = user, password = plain .. "x", database = db }
+    assert.is_nil(ok)
+    assert.truthy(err:find("authentication failed", 1, true), err)
+    assert.is_nil(err:find(plain, 1, true), err)
+    ok, err = gomaster.backend{ type = "postgres", colour = "blue" }
+    assert.is_nil(ok)
+    assert.truthy(err:find("'colour'", 1, true), err)
+  end)
+
   it("hands over at stop() long before the retry: the release's notify wakes followers", function()
     -- Followers of a live lease read the row once a retry (10 s here); the
     -- release notifies in the same statement, and their LISTEN wakes them.
