@@ -391,51 +391,38 @@ timeout:
 
 /* ---- reading rows ------------------------------------------------------ */
 
-/* Column j of row 0 as an integer: GM_ERR naming the column when NULL
+/* A row edited by hand that the election cannot read: GM_E_ROW (the
+ * connection is fine), naming the lock, the table and the column. */
+static int bad_row(pgconn *c, PGresult *r, int j, const char *name,
+                   const char *what, gm_error *err) {
+  gm_seterr(err, GM_E_ROW, "postgres: lock '%.64s' in table '%s': column "
+            "'%s' %s", name, c->cfg->table, PQfname(r, j), what);
+  return GM_ERR;
+}
+
+/* Column j of row 0 as an integer: GM_E_ROW naming the column when NULL
  * (unless null_ok), not a number or out of range (below lo). */
-static int col_i64(pgconn *c, PGresult *r, int j, int null_ok, int64_t lo,
-                   int64_t *out, gm_error *err) {
+static int col_i64(pgconn *c, PGresult *r, int j, const char *name,
+                   int null_ok, int64_t lo, int64_t *out, gm_error *err) {
   *out = 0;
-  if (PQgetisnull(r, 0, j)) {
-    if (null_ok) return GM_OK;
-    gm_seterr(err, GM_E_DB,
-              "postgres: table '%s': column %s is NULL or infinite: this row "
-              "cannot be read",
-              c->cfg->table, PQfname(r, j));
-    return GM_ERR;
-  }
+  if (PQgetisnull(r, 0, j))
+    return null_ok ? GM_OK : bad_row(c, r, j, name, "is NULL or infinite", err);
   const char *v = PQgetvalue(r, 0, j);
   char *end;
   errno = 0;
   long long x = strtoll(v, &end, 10);
-  if (end == v || *end || errno || x < lo) {
-    gm_seterr(err, GM_E_DB,
-              "postgres: table '%s': column %s holds '%.32s': this row cannot "
-              "be read",
-              c->cfg->table, PQfname(r, j), v);
-    return GM_ERR;
-  }
+  if (end == v || *end || errno || x < lo)
+    return bad_row(c, r, j, name, "holds a value out of range", err);
   *out = x;
   return GM_OK;
 }
 
-static int col_str(pgconn *c, PGresult *r, int j, int null_ok, char *buf,
-                   size_t size, gm_error *err) {
+static int col_str(pgconn *c, PGresult *r, int j, const char *name,
+                   char *buf, size_t size, gm_error *err) {
   buf[0] = '\0';
-  if (PQgetisnull(r, 0, j)) {
-    if (null_ok) return GM_OK;
-    gm_seterr(err, GM_E_DB,
-              "postgres: table '%s': column %s is NULL: this row cannot be "
-              "read",
-              c->cfg->table, PQfname(r, j));
-    return GM_ERR;
-  }
+  if (PQgetisnull(r, 0, j)) return bad_row(c, r, j, name, "is NULL", err);
   if (gm_strlcpy(buf, PQgetvalue(r, 0, j), size) == GM_OK) return GM_OK;
-  gm_seterr(err, GM_E_DB,
-            "postgres: table '%s': column %s is longer than %zu bytes: this "
-            "row cannot be read",
-            c->cfg->table, PQfname(r, j), size - 1);
-  return GM_ERR;
+  return bad_row(c, r, j, name, "is longer than this library writes", err);
 }
 
 /* µs since 1970 of a timestamptz; NULL where infinite. */
@@ -454,8 +441,9 @@ static int col_str(pgconn *c, PGresult *r, int j, int null_ok, char *buf,
 #define CLOCK "(SELECT clock_timestamp() AS now) AS n"
 #define LEASE(p) "n.now + " p "::int8 * interval '1 microsecond'"
 
-/* Row 0 of r (columns ROW_COLS from column 0) into *out. */
-static int read_row(pgconn *c, PGresult *r, gm_row *out, gm_error *err) {
+/* Row 0 of r (columns ROW_COLS from column 0) of lock name into *out. */
+static int read_row(pgconn *c, PGresult *r, const char *name, gm_row *out,
+                    gm_error *err) {
   memset(out, 0, sizeof *out);
   out->holder = -1;
   if (PQntuples(r) != 1 || PQnfields(r) < NCOLS) {
@@ -464,20 +452,20 @@ static int read_row(pgconn *c, PGresult *r, gm_row *out, gm_error *err) {
     return GM_ERR;
   }
   int64_t tok = 0, dtok = 0, inst = 0;
-  if (col_i64(c, r, 0, 0, INT64_MIN, &out->now, err)) return GM_ERR;
+  if (col_i64(c, r, 0, name, 0, INT64_MIN, &out->now, err)) return GM_ERR;
   out->exists = strcmp(PQgetvalue(r, 0, 1), "t") == 0;
   if (!out->exists) return GM_OK;
-  if (col_str(c, r, 2, 0, out->owner, sizeof out->owner, err) ||
-      col_str(c, r, 3, 0, out->version, sizeof out->version, err) ||
-      col_i64(c, r, 4, 0, 0, &tok, err) ||
-      col_i64(c, r, 5, 0, INT64_MIN, &out->acquired_at, err) ||
-      col_i64(c, r, 6, 0, INT64_MIN, &out->renewed_at, err) ||
-      col_i64(c, r, 7, 0, INT64_MIN, &out->expires_at, err) ||
-      col_i64(c, r, 8, 1, INT64_MIN, &out->done_at, err) ||
-      col_str(c, r, 9, 0, out->done_by, sizeof out->done_by, err) ||
-      col_i64(c, r, 10, 0, 0, &dtok, err) ||
-      col_str(c, r, 11, 0, out->result, sizeof out->result, err) ||
-      col_i64(c, r, 12, 0, 0, &inst, err))
+  if (col_str(c, r, 2, name, out->owner, sizeof out->owner, err) ||
+      col_str(c, r, 3, name, out->version, sizeof out->version, err) ||
+      col_i64(c, r, 4, name, 0, 0, &tok, err) ||
+      col_i64(c, r, 5, name, 0, INT64_MIN, &out->acquired_at, err) ||
+      col_i64(c, r, 6, name, 0, INT64_MIN, &out->renewed_at, err) ||
+      col_i64(c, r, 7, name, 0, INT64_MIN, &out->expires_at, err) ||
+      col_i64(c, r, 8, name, 1, INT64_MIN, &out->done_at, err) ||
+      col_str(c, r, 9, name, out->done_by, sizeof out->done_by, err) ||
+      col_i64(c, r, 10, name, 0, 0, &dtok, err) ||
+      col_str(c, r, 11, name, out->result, sizeof out->result, err) ||
+      col_i64(c, r, 12, name, 0, 0, &inst, err))
     return GM_ERR;
   out->instance = (uint64_t)inst;
   out->token = (uint64_t)tok;
@@ -490,11 +478,12 @@ static int read_row(pgconn *c, PGresult *r, gm_row *out, gm_error *err) {
 static int write_row(pgconn *c, const char *fmt, int n,
                      const char *const *vals, const char *what,
                      const char *overflow, gm_row *out, gm_error *err) {
+  /* vals[0] is the lock's name in every write */
   char sql[2048];
   PGresult *r;
   snprintf(sql, sizeof sql, fmt, c->cfg->table);
   if (run(c, sql, n, vals, what, overflow, &r, err)) return GM_ERR;
-  int rc = PQntuples(r) == 0 ? GM_NOT : read_row(c, r, out, err);
+  int rc = PQntuples(r) == 0 ? GM_NOT : read_row(c, r, vals[0], out, err);
   PQclear(r);
   return rc;
 }
@@ -737,7 +726,7 @@ static int pg_observe(void *p, const char *name, gm_row *out, gm_error *err) {
            " LEFT JOIN \"%s\" AS l ON l.name = $1",
            c->cfg->table);
   if (run(c, sql, 1, v, "observe", NULL, &r, err)) return GM_ERR;
-  int rc = read_row(c, r, out, err);
+  int rc = read_row(c, r, name, out, err);
   PQclear(r);
   return rc;
 }
@@ -771,14 +760,16 @@ static int pg_acquire(void *p, const gm_acquire_req *req, gm_row *out,
         " ON CONFLICT (name) DO NOTHING RETURNING " ROW_COLS("l.",
                                                                "l.acquired_at"),
         6, v, "acquire", token_limit, out, err);
-  /* the row's token is still the one seen, and the lease is over or free */
+  /* the row's token is still the one seen, below the largest, and its
+   * lease is over (a released row's ends at the release; an operator's
+   * edit may have left it running: it is waited out) */
   return write_row(
       c,
       "UPDATE \"%s\" AS l SET owner = $2, instance = $6::int8, version = $3, "
       "token = GREATEST(l.token, $4::int8) + 1, acquired_at = n.now, "
       "renewed_at = n.now, expires_at = " LEASE("$5") " FROM " CLOCK
       " WHERE l.name = $1 AND l.token = $7::int8 AND "
-      "(l.owner = '' OR l.expires_at <= n.now) RETURNING " ROW_COLS("l.",
+      "l.token < 9223372036854775807 AND l.expires_at <= n.now RETURNING " ROW_COLS("l.",
                                                                     "n.now"),
       7, v, "acquire", token_limit, out, err);
 }

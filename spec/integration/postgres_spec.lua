@@ -67,6 +67,37 @@ describe("postgres backend #postgres", function()
     assert.truthy(err:find("'colour'", 1, true), err)
   end)
 
+  it("a row it cannot read is said once, naming the lock and the column, and never taken", function()
+    local gomaster = require("gomaster")
+    local function psql(q) return Cluster.sh(("psql -X -q -At %q -c %q 2>&1"):format(url, q)) end
+    local name = "unreadable-" .. tostring(math.random(1, 1e9))
+    local errs, starts = {}, 0
+    local m = assert(gomaster.new{ backend = url, name = name, lease = 1.5, retry = 0.3,
+      on_error = function(_, e) errs[#errs + 1] = e end,
+      on_start = function() starts = starts + 1 end })
+    assert(m:start())
+    local t0 = core.now()
+    while not m:is_master() and core.now() - t0 < 5 do m:wait(0.02) end
+    m:close()
+    assert.equal("", psql(("UPDATE gomaster_locks SET owner = '', token = -5, expires_at = "
+      .. "clock_timestamp() WHERE name = '%s'"):format(name)))
+    starts = 0
+    m = assert(gomaster.new{ backend = url, name = name, lease = 1.5, retry = 0.3,
+      on_error = function(_, e) errs[#errs + 1] = e end,
+      on_start = function() starts = starts + 1 end })
+    assert(m:start())
+    t0 = core.now()
+    while core.now() - t0 < 1.5 do m:wait(0.05) end
+    assert.is_false(m:is_master())
+    assert.equal(0, starts)
+    assert.equal(1, #errs, table.concat(errs, " | "))
+    assert.truthy(errs[1]:find("'token'", 1, true) and errs[1]:find(name, 1, true), errs[1])
+    assert.equal(errs[1], m:status().last_error)
+    assert.is_true(m:status().counters.observes <= 1.5 / 0.3 + 2)
+    m:close()
+    psql(("DELETE FROM gomaster_locks WHERE name = '%s'"):format(name))
+  end)
+
   it("hands over at stop() long before the retry: the release's notify wakes followers", function()
     -- Followers of a live lease read the row once a retry (10 s here); the
     -- release notifies in the same statement, and their LISTEN wakes them.

@@ -314,7 +314,8 @@ static void test_expiry_and_tokens(void *conn, void *conn2) {
   a = req(name, "node-a", 0, 0, 0, 5000000);
   ops->acquire(conn, &a, &r, &err);
   snprintf(sql, sizeof sql,
-           "UPDATE gomaster_locks SET owner = '', token = 9223372036854775806 "
+           "UPDATE gomaster_locks SET owner = '', token = 9223372036854775806, "
+           "expires_at = clock_timestamp() "
            "WHERE name = '%s'", name);
   check(psql(sql) == 0, "token set to INT64_MAX - 1 by hand");
   b = req(name, "node-b", 1, 9223372036854775806u, 0, 5000000);
@@ -333,6 +334,30 @@ static void test_expiry_and_tokens(void *conn, void *conn2) {
   b = req(name, "node-a", 0, 0, 9223372036854775807u, 5000000);
   rc = ops->acquire(conn, &b, &r, &err);
   check_error("min_token INT64_MAX", rc, &err, GM_E_DB, "largest");
+}
+
+/* An operator's edit: owner '' but a lease still running. */
+static void test_running_release(void *conn, void *conn2) {
+  gm_error err;
+  gm_row r, o;
+  char name[128], sql[512];
+  lock_name(name, sizeof name, "edited");
+  gm_acquire_req a = req(name, "node-a", 0, 0, 0, 60000000);
+  ops->acquire(conn, &a, &r, &err);
+  snprintf(sql, sizeof sql,
+           "UPDATE gomaster_locks SET owner = '', expires_at = "
+           "clock_timestamp() + interval '300 milliseconds' WHERE name = '%s'",
+           name);
+  check(psql(sql) == 0, "owner set to '' by hand, the lease left running");
+  gm_acquire_req b = req(name, "node-b", 1, 1, 0, 5000000);
+  int rc = ops->acquire(conn2, &b, &r, &err);
+  check(rc == GM_NOT, "a released row whose lease runs is not taken");
+  int polls = 0;
+  do {
+    rc = ops->observe(conn2, name, &o, &err);
+  } while (rc == GM_OK && o.now < o.expires_at && ++polls < 100000);
+  rc = ops->acquire(conn2, &b, &r, &err);
+  check(rc == GM_OK && r.token == 2, "... until it ends on the server's clock");
 }
 
 static void test_complete_and_force(void *conn, void *conn2) {
@@ -498,8 +523,12 @@ static void test_unreadable(void *conn) {
              bad[i].set, name);
     psql(sql);
     int rc = ops->observe(conn, name, &r, &err);
-    check(rc == GM_ERR && err.code == GM_E_DB && strstr(err.msg, bad[i].column),
-          "a row with %s cannot be read: %s", bad[i].set, err.msg);
+    check(rc == GM_ERR && err.code == GM_E_ROW &&
+              strstr(err.msg, bad[i].column) && strstr(err.msg, name),
+          "a row with %s cannot be read (GM_E_ROW, naming the column and the "
+          "lock): %s", bad[i].set, err.msg);
+    check(ops->observe(conn, "never-made", &r, &err) == GM_OK,
+          "... and the connection is fine");
   }
   psql("DELETE FROM gomaster_locks WHERE owner IS NULL OR acquired_at IS NULL;"
        "ALTER TABLE gomaster_locks ALTER owner SET NOT NULL, "
@@ -697,6 +726,7 @@ int main(void) {
     test_acquire_renew_release(conn, conn2);
     test_expiry_and_tokens(conn, conn2);
     test_complete_and_force(conn, conn2);
+    test_running_release(conn, conn2);
     test_names(conn);
     test_renew_many(conn, conn2);
     test_wakeup(conn, conn2);
