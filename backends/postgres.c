@@ -506,6 +506,12 @@ static int check_token(uint64_t t, gm_error *err) {
   return GM_ERR;
 }
 
+/* v as decimal text in b: a statement parameter. */
+static const char *dec(char b[24], int64_t v) {
+  snprintf(b, 24, "%" PRId64, v);
+  return b;
+}
+
 /* ---- schema ------------------------------------------------------------ */
 
 _Static_assert(GM_ID_MAX == 128 && GM_RESULT_MAX == 256 && GM_NAME_MAX == 192,
@@ -735,20 +741,18 @@ static int pg_acquire(void *p, const gm_acquire_req *req, gm_row *out,
                       gm_error *err) {
   pgconn *c = p;
   const char *version = req->version ? req->version : "";
-  char min[24], lease[24], expect[24], inst[24];
+  char b[4][24];
   if (check_len("lock name", req->name, LOCK_NAME_LEN, err) ||
       check_len("node id", req->owner, LOCK_ID_LEN, err) ||
       check_len("version", version, LOCK_ID_LEN, err) ||
       check_token(req->min_token, err) ||
       (req->expect_exists && check_token(req->expect_token, err)))
     return GM_ERR;
-  snprintf(min, sizeof min, "%" PRIu64, req->min_token);
-  snprintf(lease, sizeof lease, "%" PRId64, req->lease_us);
-  snprintf(expect, sizeof expect, "%" PRIu64, req->expect_token);
-  /* keys are below 2^63: they fit the bigint column as they are */
-  snprintf(inst, sizeof inst, "%" PRId64, (int64_t)req->instance);
-  const char *v[7] = {req->name, req->owner, version, min, lease, inst,
-                      expect};
+  /* tokens were checked; keys are below 2^63: bigints as they are */
+  const char *v[7] = {req->name, req->owner, version,
+                      dec(b[0], (int64_t)req->min_token),
+                      dec(b[1], req->lease_us), dec(b[2], (int64_t)req->instance),
+                      dec(b[3], (int64_t)req->expect_token)};
   if (!req->expect_exists) /* only where there is no row: a racing insert
                             * that loses is not taken */
     return write_row(
@@ -778,13 +782,11 @@ static int pg_renew(void *p, const char *name, const char *owner,
                     uint64_t instance, uint64_t token, int64_t lease_us,
                     gm_row *out, gm_error *err) {
   pgconn *c = p;
-  char tok[24], lease[24], inst[24];
+  char b[3][24];
   if (check_len("lock name", name, LOCK_NAME_LEN, err)) return GM_ERR;
   if (token > (uint64_t)INT64_MAX) return GM_NOT;
-  snprintf(tok, sizeof tok, "%" PRIu64, token);
-  snprintf(lease, sizeof lease, "%" PRId64, lease_us);
-  snprintf(inst, sizeof inst, "%" PRId64, (int64_t)instance);
-  const char *v[5] = {name, owner, tok, lease, inst};
+  const char *v[5] = {name, owner, dec(b[0], (int64_t)token),
+                      dec(b[1], lease_us), dec(b[2], (int64_t)instance)};
   return write_row(c,
                    "UPDATE \"%s\" AS l SET renewed_at = n.now, expires_at = "
                    LEASE("$4") " FROM " CLOCK
@@ -797,13 +799,12 @@ static int pg_renew(void *p, const char *name, const char *owner,
 static int pg_release(void *p, const char *name, const char *owner,
                       uint64_t instance, uint64_t token, gm_error *err) {
   pgconn *c = p;
-  char tok[24], inst[24];
+  char b[2][24];
   gm_row r;
   if (check_len("lock name", name, LOCK_NAME_LEN, err)) return GM_ERR;
   if (token > (uint64_t)INT64_MAX) return GM_NOT;
-  snprintf(tok, sizeof tok, "%" PRIu64, token);
-  snprintf(inst, sizeof inst, "%" PRId64, (int64_t)instance);
-  const char *v[4] = {name, owner, tok, inst};
+  const char *v[4] = {name, owner, dec(b[0], (int64_t)token),
+                      dec(b[1], (int64_t)instance)};
   /* the notification leaves with the commit of this very statement */
   return write_row(c,
                    "WITH w AS (UPDATE \"%s\" AS l SET owner = '', expires_at = "
@@ -819,15 +820,14 @@ static int pg_complete(void *p, const char *name, const char *owner,
                        uint64_t instance, uint64_t token, const char *result,
                        gm_error *err) {
   pgconn *c = p;
-  char tok[24], inst[24];
+  char b[2][24];
   gm_row r;
   if (check_len("lock name", name, LOCK_NAME_LEN, err) ||
       check_len("result", result, GM_RESULT_MAX - 1, err))
     return GM_ERR;
   if (token > (uint64_t)INT64_MAX) return GM_NOT;
-  snprintf(tok, sizeof tok, "%" PRIu64, token);
-  snprintf(inst, sizeof inst, "%" PRId64, (int64_t)instance);
-  const char *v[5] = {name, owner, tok, result, inst};
+  const char *v[5] = {name, owner, dec(b[0], (int64_t)token), result,
+                      dec(b[1], (int64_t)instance)};
   return write_row(c,
                    "UPDATE \"%s\" AS l SET done_at = n.now, done_by = l.owner, "
                    "done_token = l.token, result = $4 FROM " CLOCK
@@ -851,8 +851,7 @@ static int pg_force_release(void *p, const char *name, gm_row *out,
 }
 
 /* Appends s to a text[] literal as one quoted element. */
-static char *put_elem(char *w, const char *s, int first) {
-  if (!first) *w++ = ',';
+static char *put_elem(char *w, const char *s) {
   *w++ = '"';
   for (; *s; s++) {
     if (*s == '"' || *s == '\\') *w++ = '\\';
@@ -862,43 +861,41 @@ static char *put_elem(char *w, const char *s, int first) {
   return w;
 }
 
-/* One UPDATE for the whole batch: each lock's name, owner, token and lease
- * come as arrays; the rows that come back are the ones renewed. */
+/* One UPDATE for the whole batch: each lock's name, owner, token, lease and
+ * instance come as five arrays; the rows that come back are the ones
+ * renewed. */
 static int pg_renew_many(void *p, gm_renew_req *q, size_t n, gm_error *err) {
   pgconn *c = p;
-  size_t cap[5] = {3, 3, 3, 3, 3};
+  size_t cap = 16;
   for (size_t i = 0; i < n; i++) {
     if (check_len("lock name", q[i].name, LOCK_NAME_LEN, err) ||
         check_len("node id", q[i].owner, LOCK_ID_LEN, err))
       return GM_ERR;
-    cap[0] += 2 * strlen(q[i].name) + 3;
-    cap[1] += 2 * strlen(q[i].owner) + 3;
-    cap[2] += 24;
-    cap[3] += 24;
-    cap[4] += 24;
+    cap += 2 * (strlen(q[i].name) + strlen(q[i].owner)) + 6 + 3 * 21;
     q[i].rc = GM_NOT;
   }
-  char *a[5];
-  for (int k = 0; k < 5; k++) a[k] = malloc(cap[k]);
-  if (!a[0] || !a[1] || !a[2] || !a[3] || !a[4]) {
-    for (int k = 0; k < 5; k++) free(a[k]);
+  char *buf = malloc(cap), *w = buf, *a[5];
+  if (!buf) {
     gm_seterr(err, GM_E_NOMEM, "out of memory");
     return GM_ERR;
   }
-  char *w[5] = {a[0], a[1], a[2], a[3], a[4]};
-  for (int k = 0; k < 5; k++) *w[k]++ = '{';
-  for (size_t i = 0; i < n; i++) {
-    /* a token past the column's range is not ours: it matches nothing */
-    uint64_t t = q[i].token > (uint64_t)INT64_MAX ? 0 : q[i].token;
-    w[0] = put_elem(w[0], q[i].name, i == 0);
-    w[1] = put_elem(w[1], q[i].owner, i == 0);
-    w[2] += sprintf(w[2], "%s%" PRIu64, i ? "," : "", t);
-    w[3] += sprintf(w[3], "%s%" PRId64, i ? "," : "", q[i].lease_us);
-    w[4] += sprintf(w[4], "%s%" PRId64, i ? "," : "", (int64_t)q[i].instance);
-  }
-  for (int k = 0; k < 5; k++) {
-    *w[k]++ = '}';
-    *w[k] = '\0';
+  for (int k = 0; k < 5; k++) { /* {"a","b"} and {1,2}: array literals */
+    a[k] = w;
+    *w++ = '{';
+    for (size_t i = 0; i < n; i++) {
+      if (i) *w++ = ',';
+      if (k < 2) {
+        w = put_elem(w, k ? q[i].owner : q[i].name);
+        continue;
+      }
+      /* a token past the column's range is not ours: it matches nothing */
+      int64_t x = k == 3 ? q[i].lease_us
+                  : k == 4 ? (int64_t)q[i].instance
+                  : q[i].token > (uint64_t)INT64_MAX ? 0 : (int64_t)q[i].token;
+      w += sprintf(w, "%" PRId64, x);
+    }
+    *w++ = '}';
+    *w++ = '\0';
   }
   char sql[1024];
   snprintf(sql, sizeof sql,
@@ -912,7 +909,7 @@ static int pg_renew_many(void *p, gm_renew_req *q, size_t n, gm_error *err) {
            c->cfg->table);
   PGresult *r;
   int rc = run(c, sql, 5, (const char *const *)a, "renew", NULL, &r, err);
-  for (int k = 0; k < 5; k++) free(a[k]);
+  free(buf);
   if (rc) return GM_ERR;
   for (int j = 0, rows = PQntuples(r); j < rows; j++) {
     const char *name = PQgetvalue(r, j, 0);
