@@ -739,6 +739,7 @@ static void track_version(gm_elector *e, int64_t t1, const gm_row *r) {
     return;
   snprintf(e->v_owner, sizeof e->v_owner, "%s", r->owner);
   e->v_live = 0;
+  e->refused = 0; /* a lost race shows as a new version */
   e->v_token = r->token;
   e->v_renewed_at = r->renewed_at;
   e->v_first_t1 = t1;
