@@ -44,7 +44,8 @@ OPT        ?= -O2 -g
 SAN_FLAGS  := $(if $(SANITIZE),-fsanitize=$(SANITIZE) -fno-omit-frame-pointer,)
 CFLAGS_ALL := $(CSTD) $(WARN) $(OPT) -fPIC -pthread $(SAN_FLAGS) $(CFLAGS)
 
-# Backends: SQLite is required; MySQL/MariaDB and MongoDB when found.
+# Backends: SQLite is required; MySQL/MariaDB, MongoDB and PostgreSQL
+# (libpq) when found.
 SQLITE_CFLAGS := $(shell $(PKG_CONFIG) --cflags sqlite3 2>/dev/null)
 SQLITE_LIBS   := $(shell $(PKG_CONFIG) --libs sqlite3 2>/dev/null || echo -lsqlite3)
 # MariaDB Connector/C (Debian's default-libmysqlclient-dev); Oracle's
@@ -53,6 +54,8 @@ MYSQL_PC      := $(if $(shell $(PKG_CONFIG) --exists libmariadb && echo y),libma
 MONGO_PC      := $(if $(shell $(PKG_CONFIG) --exists libmongoc-1.0 && echo y),libmongoc-1.0)
 WITH_MYSQL    ?= $(if $(and $(MYSQL_PC),$(wildcard backends/mysql.c)),1,0)
 WITH_MONGO    ?= $(if $(and $(MONGO_PC),$(wildcard backends/mongo.c)),1,0)
+PG_PC         := $(if $(shell $(PKG_CONFIG) --exists libpq && echo y),libpq)
+WITH_POSTGRES ?= $(if $(and $(PG_PC),$(wildcard backends/postgres.c)),1,0)
 
 BACKEND_SRC := backends/sqlite.c
 BACKEND_CFLAGS := $(SQLITE_CFLAGS)
@@ -61,6 +64,11 @@ ifeq ($(WITH_MYSQL),1)
   BACKEND_SRC += backends/mysql.c
   BACKEND_CFLAGS += -DGM_WITH_MYSQL $(shell $(PKG_CONFIG) --cflags $(MYSQL_PC))
   BACKEND_LIBS += $(shell $(PKG_CONFIG) --libs $(MYSQL_PC))
+endif
+ifeq ($(WITH_POSTGRES),1)
+  BACKEND_SRC += backends/postgres.c
+  BACKEND_CFLAGS += -DGM_WITH_POSTGRES $(shell $(PKG_CONFIG) --cflags libpq)
+  BACKEND_LIBS += $(shell $(PKG_CONFIG) --libs libpq)
 endif
 # libmongoc initialises itself when it is loaded, and then warns on stderr
 # when a killed process of the same pid left its shared-memory counters

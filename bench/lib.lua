@@ -35,7 +35,8 @@ function M.stats(xs)
 end
 
 --- Statements the server has served so far: MySQL's Questions, the
--- stand-in's own count of commands; nil for SQLite.
+-- stand-in's own count of commands, PostgreSQL's transactions (flushed to
+-- pg_stat_database within a second); nil for SQLite.
 function M.server_count(kind)
   if kind == "mysql" then
     local s = M.sh(("mariadb --socket=%q -uroot -N -e \"SHOW GLOBAL STATUS LIKE 'Questions'\" 2>/dev/null")
@@ -49,6 +50,10 @@ function M.server_count(kind)
       if name ~= "gomasterCounts" then total = total + tonumber(n) end
     end
     return total
+  elseif kind == "postgres" then -- each statement is a transaction
+    local s = M.sh(("psql -X -At %q -c %q 2>/dev/null"):format(os.getenv("GOMASTER_TEST_POSTGRES_URL"),
+      "SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = current_database()"))
+    return tonumber(s:match("(%d+)"))
   end
 end
 

@@ -45,6 +45,15 @@ if murl then
     extra = "",
   }
 end
+local purl = require("support.backends").url_for("GOMASTER_TEST_POSTGRES_URL", "postgres")
+if purl then
+  targets[#targets + 1] = {
+    tag = "postgres", url = purl,
+    sql = function(q) return Cluster.sh(("psql -X -q -At %q -c %q 2>&1"):format(purl, q)) end,
+    far = "'9999-12-31 00:00:00+00'", past = "'2000-01-01 00:00:00+00'", table = "gomaster_locks",
+    extra = "",
+  }
+end
 
 -- An elector in this process, logging its errors.
 local function elector(t, name)

@@ -1,6 +1,6 @@
 -- The backends a test run has: SQLite always (a file in a fresh temporary
--- directory), MariaDB and MongoDB when tests/servers/*.sh started them and
--- exported their URLs.
+-- directory), MariaDB, MongoDB and PostgreSQL when tests/servers/*.sh
+-- started them and exported their URLs.
 local list = {
   { tag = "sqlite", url = "sqlite://%DIR%/gomaster.db" },
 }
@@ -8,6 +8,8 @@ local mysql = os.getenv("GOMASTER_TEST_MYSQL_URL")
 if mysql and mysql ~= "" then list[#list + 1] = { tag = "mysql", url = mysql } end
 local mongo = os.getenv("GOMASTER_TEST_MONGO_URL")
 if mongo and mongo ~= "" then list[#list + 1] = { tag = "mongo", url = mongo } end
+local postgres = os.getenv("GOMASTER_TEST_POSTGRES_URL")
+if postgres and postgres ~= "" then list[#list + 1] = { tag = "postgres", url = postgres } end
 --- The URL in environment variable `env` when the build has `backend`;
 -- otherwise nil and why not.
 function list.url_for(env, backend)

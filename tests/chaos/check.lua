@@ -98,7 +98,7 @@ local function row(k, v) rows[#rows + 1] = ("| %-28s | %16s |"):format(k, v) end
 row("backend", info.backend)
 row("nodes, lease, retry", ("%d, %g s, %g s"):format(info.nodes, info.lease, info.retry))
 row("run time", ("%.0f s"):format(info["end"] - info.start))
-local order = { "kill", "pause_node", "pause_db", "lock_db", "restart_db", "partition", "reset" }
+local order = { "kill", "pause_node", "pause_db", "lock_db", "restart_db", "partition", "reset", "terminate" }
 for _, k in ipairs(order) do if kinds[k] then row("faults: " .. k, kinds[k]) end end
 row("faults: total", nfaults)
 row("master intervals", #iv)

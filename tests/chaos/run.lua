@@ -5,7 +5,7 @@
 --   lua5.4 tests/chaos/run.lua DIR BACKEND URL DURATION [NODES LEASE RETRY SEED]
 --
 -- DIR is an empty directory for the logs (node<k>.log, faults.log, proxy);
--- BACKEND is sqlite, mysql or mongo; URL the database's (for mysql and mongo
+-- BACKEND is sqlite, mysql, mongo or postgres; URL the database's (for the servers
 -- every node reaches it through its own port of tests/chaos/proxy.py). The
 -- server of mysql/mongo was started by tests/servers/<x>.sh with state in
 -- GOMASTER_CHAOS_SERVER_DIR; this runner pauses and restarts it there.
@@ -115,15 +115,16 @@ local function record(f)
   counts[f.kind] = (counts[f.kind] or 0) + 1
 end
 
+local script = ({ mysql = "mariadb", mongo = "mongo", postgres = "postgres" })[backend]
+
 local function server(cmd, extra)
-  local script = backend == "mysql" and "mariadb" or "mongo"
   local ok = os.execute(("bash %s/tests/servers/%s.sh %s %q %s >>%q 2>&1")
     :format(root, script, cmd, server_dir, extra or "", dir .. "/server.out"))
   assert(ok, "tests/servers/" .. script .. ".sh " .. cmd .. " failed")
 end
 
 local function server_pid()
-  local f = assert(io.open(server_dir .. "/" .. (backend == "mysql" and "mariadb" or "mongo") .. "/pid"))
+  local f = assert(io.open(server_dir .. "/" .. script .. "/pid"))
   local pid = f:read("n")
   f:close()
   return pid
@@ -155,7 +156,9 @@ end
 local kinds = backend == "sqlite"
   and { "kill", "pause_node", "lock_db" }
   or { "kill", "pause_node", "pause_db", "restart_db", "partition", "reset" }
-local db_kind = { lock_db = true, pause_db = true, restart_db = true }
+-- PostgreSQL: an operator's pg_terminate_backend of every session as well
+if backend == "postgres" then kinds[#kinds + 1] = "terminate" end
+local db_kind = { lock_db = true, pause_db = true, restart_db = true, terminate = true }
 
 -- A target slot: the master more often than not, else any free one.
 local function pick_slot()
@@ -187,6 +190,15 @@ local function inject(kind)
     c:signal(n, "STOP")
     f.heal_at = core.now() + lease + rand(0.1, 1.0) * lease
     f.heal = function() c:signal(n, "CONT"); f.healed = core.now() end
+  elseif kind == "pause_db" and backend == "postgres" then
+    server("pause") -- every server process, not the postmaster alone
+    f.heal_at = core.now() + deadline + rand(0.1, 1.0) * lease
+    f.heal = function() server("resume"); f.healed = core.now() end
+  elseif kind == "terminate" then
+    os.execute(("psql -X -q %q -c %q >>%q 2>&1"):format(url,
+      "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE " ..
+      "datname = current_database() AND pid <> pg_backend_pid()", dir .. "/server.out"))
+    f.healed = core.now()
   elseif kind == "pause_db" then
     local pid = server_pid()
     os.execute("kill -STOP " .. pid)
