@@ -837,17 +837,20 @@ static int pg_complete(void *p, const char *name, const char *owner,
                    5, v, "complete", NULL, &r, err);
 }
 
-static int pg_force_release(void *p, const char *name, gm_row *out,
+/* Whoever holds it: token + 1 fences the old holder off; the old lease
+ * stays (owner '' and a running expiry: held until then) unless now. */
+static int pg_force_release(void *p, const char *name, int now, gm_row *out,
                             gm_error *err) {
   pgconn *c = p;
-  const char *v[1] = {name};
+  const char *v[2] = {name, now ? "1" : "0"};
   if (check_len("lock name", name, LOCK_NAME_LEN, err)) return GM_ERR;
   return write_row(c,
                    "WITH w AS (UPDATE \"%s\" AS l SET owner = '', "
-                   "token = l.token + 1, expires_at = n.now FROM " CLOCK
+                   "token = l.token + 1, expires_at = CASE WHEN $2::int4 <> 0 "
+                   "THEN n.now ELSE GREATEST(l.expires_at, n.now) END FROM " CLOCK
                    " WHERE l.name = $1 RETURNING " ROW_COLS("l.", "n.now")
                    ") SELECT w.*, pg_notify('" CHANNEL "', $1) FROM w",
-                   1, v, "force release", token_limit, out, err);
+                   2, v, "force release", token_limit, out, err);
 }
 
 /* Appends s to a text[] literal as one quoted element. */

@@ -326,7 +326,7 @@ static void test_expiry_and_tokens(void *conn, void *conn2) {
   b = req(name, "node-a", 1, 9223372036854775807u, 0, 5000000);
   rc = ops->acquire(conn, &b, &r, &err);
   check_error("grant past INT64_MAX", rc, &err, GM_E_DB, "largest");
-  rc = ops->force_release(conn, name, &r, &err);
+  rc = ops->force_release(conn, name, 0, &r, &err);
   check_error("force release past INT64_MAX", rc, &err, GM_E_DB, "largest");
   rc = ops->observe(conn, name, &o, &err);
   check(rc == GM_OK && o.token == 9223372036854775807u && o.owner[0] == '\0',
@@ -378,15 +378,21 @@ static void test_complete_and_force(void *conn, void *conn2) {
             strcmp(o.result, "it's \"done\" \\ ok") == 0 &&
             strcmp(o.owner, "node-a") == 0,
         "the record is stored and the lock is unchanged");
-  rc = ops->force_release(conn2, name, &r, &err);
+  int64_t lease_end = o.expires_at;
+  rc = ops->force_release(conn2, name, 0, &r, &err);
   check(rc == GM_OK && r.exists && r.owner[0] == '\0' && r.token == 2 &&
-            r.expires_at <= r.now,
-        "force_release frees the lock and fences the holder: token %llu",
-        (unsigned long long)r.token);
+            r.expires_at == lease_end && r.expires_at > r.now,
+        "force_release frees the lock, fences the holder (token %llu) and "
+        "keeps its lease (%lld us left)",
+        (unsigned long long)r.token, (long long)(r.expires_at - r.now));
   check(ops->renew(conn, name, "node-a", key("node-a"), 1, 5000000, &r, &err) == GM_NOT,
         "the old holder's renew after force_release: GM_NOT");
+  rc = ops->force_release(conn2, name, 1, &r, &err);
+  check(rc == GM_OK && r.token == 3 && r.expires_at <= r.now,
+        "force_release now: the lease ends at once (token %llu)",
+        (unsigned long long)r.token);
   lock_name(name, sizeof name, "never-held");
-  check(ops->force_release(conn, name, &r, &err) == GM_NOT,
+  check(ops->force_release(conn, name, 0, &r, &err) == GM_NOT,
         "force_release without a row: GM_NOT");
 }
 
@@ -441,7 +447,7 @@ static void test_renew_many(void *conn, void *conn2) {
   check(ok, "%d locks taken", K);
   /* two are no longer ours */
   ops->release(conn, names[7], "node-a", key("node-a"), 1, &err);
-  ops->force_release(conn2, names[500], &r, &err);
+  ops->force_release(conn2, names[500], 0, &r, &err);
   double t0 = mono();
   int rc = ops->renew_many(conn, q, K, &err);
   double took = mono() - t0;
@@ -497,7 +503,7 @@ static void test_wakeup(void *conn, void *conn2) {
                                        .expect_exists = 1, .expect_token = 1,
                                        .instance = key("node-a")},
                &r, &err);
-  ops->force_release(conn, name, &r, &err);
+  ops->force_release(conn, name, 0, &r, &err);
   check(changed_within(conn2, 2, &err) == GM_OK,
         "a forced release wakes the other connection");
 }
