@@ -75,6 +75,21 @@ local function default_wait(m, timeout)
   return true
 end
 
+-- Stops `m` and, where it held the lock under `token`, waits until the
+-- row no longer says so (the release runs on the election thread, which
+-- stop() does not wait for), at most a lease: when once() returns, the
+-- next node is granted the lock at its first try.
+local function release(m, b, token, lease, wait)
+  m:stop()
+  if not (b and token) then return end
+  local id, until_t = m:id(), core.now() + (lease or 5)
+  while core.now() < until_t do
+    local row = b:read(m:name())
+    if not row or not (row.live and row.owner == id and row.token == token) then return end
+    wait(m, 0.01)
+  end
+end
+
 -- The body of once(); may raise (a hook, a backend object from elsewhere):
 -- once() catches it. Sets state.m to the elector once made, for once() to
 -- close.
@@ -164,6 +179,7 @@ local function attempt(opts, fn, state)
   end
 
   local token = m:token()
+  state.b, state.token = b, token
   local res = { pcall(fn, token, m) }
   if not res[1] then return nil, safe_tostring(res[2]) end
   if not res[2] and res[3] ~= nil then return nil, safe_tostring(res[3]) end
@@ -205,7 +221,11 @@ function _M.once(opts, fn)
   local state = {}
   local r = { pcall(attempt, opts, fn, state) }
   local cok, cerr = true, nil
-  if state.m then cok, cerr = pcall(state.m.close, state.m) end -- releases
+  if state.m then
+    cok, cerr = pcall(release, state.m, state.b, state.token, opts.lease,
+                      opts._wait or default_wait)
+    if cok then cok, cerr = pcall(state.m.close, state.m) end
+  end
   if not r[1] then r = { true, nil, safe_tostring(r[2]) } end
   if not cok and r[2] == nil then
     r[3] = safe_tostring(r[3]) .. "; closing the elector: " .. safe_tostring(cerr)
