@@ -54,10 +54,10 @@ def mongo_edit(uri, name, action):
     client = pymongo.MongoClient(uri, serverSelectionTimeoutMS=5000)
     coll = client.get_default_database()[TABLE]
     if action == "future":
-        coll.update_one({"_id": name}, {"$set": {
-            "owner": GHOST, "expires_at": datetime.datetime(9999, 12, 31)}})
+        coll.update_one({"_id": name}, [{"$set": {
+            "owner": GHOST, "expires_at": datetime.datetime(9999, 12, 31)}}])
     elif action == "owner":
-        coll.update_one({"_id": name}, {"$set": {"owner": GHOST}})
+        coll.update_one({"_id": name}, [{"$set": {"owner": GHOST}}])
     elif action == "delete":
         coll.delete_one({"_id": name})
     client.close()
