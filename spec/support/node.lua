@@ -13,6 +13,10 @@
 --   resume <0|1>            first is_master() after a pause of the process
 --   start <token> | stop <reason> | leader <id|-> <token> | error <msg>
 --   stopped                 m:stop() returned (asked by creating LOGFILE.stop)
+--   c <observes> <acquires> <renewals> <errors> <0|1>
+--                           the elector's statement counters and is_master,
+--                           once a second (the chaos checker's spin check)
+-- GOMASTER_SPEC_ID, when set and not empty, is the elector's id (ids that collide).
 -- The node stops itself when LOGFILE.stop appears, and exits when
 -- LOGFILE.exit appears.
 local dir = arg[0]:match("^(.*)/spec/support/[^/]*$") or "."
@@ -53,6 +57,7 @@ local function exists(path)
 end
 
 local last, last_sample, prev_t2, stopped = false, 0, nil, false
+local last_count = core.now()
 while true do
   m:wait(0.02)
   local t1 = core.now()
@@ -66,6 +71,11 @@ while true do
     end
   end
   prev_t2 = t2
+  if t2 - last_count >= 1 then
+    local c = m:status().counters
+    log("c", c.observes, c.acquires, c.renewals, c.errors, v and 1 or 0)
+    last_count = t2
+  end
   if not stopped and exists(logfile .. ".stop") then
     m:stop()
     log("stopped")
