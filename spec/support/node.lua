@@ -16,7 +16,6 @@
 --   c <observes> <acquires> <renewals> <errors> <0|1>
 --                           the elector's statement counters and is_master,
 --                           once a second (the chaos checker's spin check)
--- GOMASTER_SPEC_ID, when set and not empty, is the elector's id (ids that collide).
 -- The node stops itself when LOGFILE.stop appears, and exits when
 -- LOGFILE.exit appears.
 local dir = arg[0]:match("^(.*)/spec/support/[^/]*$") or "."
