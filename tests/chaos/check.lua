@@ -59,14 +59,47 @@ for a = 1, #iv do
   end
 end
 
--- Tokens and handovers, in time order.
-local regressions, handovers, first_regression = 0, 0, nil
+-- The largest token node i saw (granted or read) before time t.
+local function seen_before(i, t)
+  local best = 0
+  for _, e in ipairs(c:events(c.nodes[i] or { log = "" })) do
+    if e.t >= t then break end
+    local tok = (e.kind == "leader" and tonumber(e.f[2])) or (e.kind == "start" and tonumber(e.f[1]))
+      or (e.kind == "m" and e.f[1] == "1" and tonumber(e.f[2]))
+    if tok and tok > best then best = tok end
+  end
+  return best
+end
+local node_by_i = {}
+for k, n in ipairs(c.nodes) do node_by_i[n.i] = k end
+
+-- Whether a fault that loses the row (a deleted row, deleted files) came
+-- between the end of interval a and the start of b.
+local function row_lost_between(a, b)
+  for _, f in ipairs(faults) do
+    if (f.kind == "edit_delete" or f.kind == "rm_files") and f.t0 < b.from and f.t0 >= a.from then
+      return true
+    end
+  end
+  return false
+end
+
+-- Tokens and handovers, in time order. A token that does not grow is a
+-- violation, except where the database lost the row in between and the
+-- node that made it again had never seen the larger token: the design
+-- (docs/design.md, point 7) starts a re-made row above the largest token
+-- its maker saw, and nothing else remembers the lost ones.
+local regressions, handovers, first_regression, excused = 0, 0, nil, 0
 for k = 2, #iv do
   local a, b = iv[k - 1], iv[k]
   if not (a.node == b.node and a.token == b.token) then
     if b.token <= a.token then
-      regressions = regressions + 1
-      first_regression = first_regression or { a, b }
+      if row_lost_between(a, b) and seen_before(node_by_i[b.node], b.from) < a.token then
+        excused = excused + 1
+      else
+        regressions = regressions + 1
+        first_regression = first_regression or { a, b }
+      end
     end
     if b.node ~= a.node then handovers = handovers + 1 end
   end
@@ -152,6 +185,7 @@ row("master intervals", #iv)
 row("handovers", handovers)
 row("overlaps", overlaps)
 row("token regressions", regressions)
+row("tokens re-made (row lost)", excused)
 row("largest gap after a heal", ("%.2f s"):format(largest))
 row("bound (lease + retry + 1 s)", ("%.2f s"):format(bound))
 row("follower statements/s, max", ("%.1f"):format(spin))
