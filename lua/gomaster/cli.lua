@@ -7,7 +7,7 @@ local core = require("gomaster.core")
 local once = require("gomaster.once")
 local json = require("gomaster.json")
 
-local proc = core.proc
+local proc = require("gomaster.proc")
 local _M = {}
 
 local EXIT = {
