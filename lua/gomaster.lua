@@ -24,6 +24,10 @@ end
 -- timings(opts) -> the four timings as resolved for opts (L=5, H=L/5,
 -- D=3L/5, P=L/5 when not given) | nil, err, "arg".
 _M.DEFAULT_BACKEND = core.DEFAULT_BACKEND
+-- The backend when none is given: $GOMASTER_BACKEND, else the default.
+function _M._default_backend()
+  return os.getenv("GOMASTER_BACKEND") or _M.DEFAULT_BACKEND
+end
 _M.MAX_SECONDS = core.MAX_SECONDS
 _M.timings = core.timings
 
@@ -114,7 +118,7 @@ function _M.new(opts)
   -- types here; the timings' ranges and rules in the core (one place)
   local ok, err, code = _M._check_keys(opts, OPTIONS)
   if not ok then return nil, err, code end
-  local b = opts.backend or os.getenv("GOMASTER_BACKEND") or _M.DEFAULT_BACKEND
+  local b = opts.backend or _M._default_backend()
   if not is_backend(b) then
     if type(b) ~= "string" and type(b) ~= "table" then
       return nil, ("option 'backend': expected a URL, a table or a backend, got %s")
