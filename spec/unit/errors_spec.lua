@@ -110,6 +110,19 @@ describe("errors #unit", function()
     assert.is_truthy(seen[1]:find("boom", 1, true))
   end)
 
+  it("gives gomaster.once's failures a class", function()
+    class_of("arg", gomaster.once, { backend = url }, function() end)
+    class_of("arg", gomaster.once, { backend = url, name = "t", timeout = -1 }, function() end)
+    class_of("arg", gomaster.once, { backend = "nosuch://x", name = "t" }, function() end)
+    class_of("connect", gomaster.once, { backend = "sqlite:///nonexistent-dir/x.db", name = "t" },
+      function() end)
+    local msg = class_of("task", gomaster.once, { backend = url, name = "fails", lease = 1 },
+      function() error("task broke") end)
+    assert.is_truthy(msg:find("task broke", 1, true), msg)
+    class_of("task", gomaster.once, { backend = url, name = "says-no", lease = 1 },
+      function() return nil, "no" end)
+  end)
+
   it("tells a backend object from any other value", function()
     local b = assert(gomaster.backend(url))
     assert.is_true(core.is_backend(b))
