@@ -30,6 +30,7 @@ function _M._default_backend()
 end
 _M.MAX_SECONDS = core.MAX_SECONDS
 _M.timings = core.timings
+_M._TIMINGS = { "lease", "heartbeat", "renew_deadline", "retry" } -- their names
 
 local methods, metatable = core.methods, core.metatable
 

@@ -224,7 +224,7 @@ local function timings(cmd, o)
   local t, err = gomaster.timings{ lease = o.lease, heartbeat = o.heartbeat,
     renew_deadline = o["renew-deadline"], retry = o.retry }
   if not t then
-    for _, k in ipairs({ "lease", "heartbeat", "renew_deadline", "retry" }) do
+    for _, k in ipairs(gomaster._TIMINGS) do
       err = err:gsub("%f[%w_]" .. k .. "%f[^%w_]", "--" .. k:gsub("_", "-"))
     end
     usage_error(cmd, "%s", err)

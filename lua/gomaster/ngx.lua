@@ -322,7 +322,7 @@ function _M.start(opts)
   -- the timings as the core resolves them (its defaults, ranges and rules);
   -- a timing of the wrong type is refused by gomaster.new, naming it
   local given = {}
-  for _, k in ipairs({ "lease", "heartbeat", "renew_deadline", "retry" }) do
+  for _, k in ipairs(gomaster._TIMINGS) do
     if type(opts[k]) == "number" then given[k] = opts[k] end
   end
   local t, terr, tcode = gomaster.timings(given)

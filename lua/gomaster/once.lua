@@ -43,6 +43,7 @@ local function check(opts)
 end
 
 local safe_tostring = gomaster._tostring
+local DEFAULT_LEASE = gomaster.timings().lease
 
 --- tostring(v) cut to RESULT_MAX bytes, not inside a UTF-8 sequence. Never
 -- raises: a __tostring that raises or returns no string gives a
@@ -82,7 +83,7 @@ end
 local function release(m, b, token, lease, wait)
   m:stop()
   if not (b and token) then return end
-  local id, until_t = m:id(), core.now() + (lease or 5)
+  local id, until_t = m:id(), core.now() + (lease or DEFAULT_LEASE)
   while core.now() < until_t do
     local row = b:read(m:name())
     if not row or not (row.live and row.owner == id and row.token == token) then return end
@@ -137,7 +138,7 @@ local function attempt(opts, fn, state)
   local until_t = opts.timeout and core.now() + opts.timeout
   -- past the timeout, how long the round may take at most (a backend
   -- thread busy with other locks, a database slow to answer)
-  local grace = math.max(opts.lease or 5, 5)
+  local grace = math.max(opts.lease or DEFAULT_LEASE, 5)
   while true do
     local token = m:is_master() and m:token()
     if token then
