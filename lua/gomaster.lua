@@ -1,8 +1,10 @@
 --- gomaster: one master among the nodes of a service, through a lease on a
 -- database they share. See README.md for the guarantee and the API.
 --
--- In case of errors, functions return nil and a message that names the
--- field or the cause (never a password); a wrong argument type raises.
+-- In case of errors, functions return nil, a message that names the field
+-- or the cause (never a password) and a class ("arg", "connect", "auth",
+-- "db", "row", "state", "nomem"; README "Errors"); a wrong argument type
+-- raises.
 
 local core = require("gomaster.core")
 
@@ -18,11 +20,20 @@ do
   end
 end
 
-_M.DEFAULT_BACKEND = "sqlite:///tmp/gomaster.db"
+-- The defaults, from the C core (src/gomaster.h): the backend URL, and
+-- timings(opts) -> the four timings as resolved for opts (L=5, H=L/5,
+-- D=3L/5, P=L/5 when not given) | nil, err, "arg".
+_M.DEFAULT_BACKEND = core.DEFAULT_BACKEND
+-- The backend when none is given: $GOMASTER_BACKEND, else the default.
+function _M._default_backend()
+  return os.getenv("GOMASTER_BACKEND") or _M.DEFAULT_BACKEND
+end
+_M.MAX_SECONDS = core.MAX_SECONDS
+_M.timings = core.timings
+_M._TIMINGS = { "lease", "heartbeat", "renew_deadline", "retry" } -- their names
 
 local methods, metatable = core.methods, core.metatable
 
-local TIMINGS = { "lease", "heartbeat", "renew_deadline", "retry" }
 local OPTIONS = {
   backend = "any", name = "string", id = "string", version = "string",
   lease = "number", heartbeat = "number", renew_deadline = "number",
@@ -62,16 +73,14 @@ function _M.backend(spec)
     error(("bad argument #1 to 'backend' (URL or table expected, got %s)")
       :format(t), 2)
   end
-  local b, err = core.backend(spec)
-  if not b then return nil, err end
-  local ok, cerr = b:check()
-  if not ok then return nil, cerr end
+  local b, err, code = core.backend(spec)
+  if not b then return nil, err, code end
+  local ok, cerr, ccode = b:check()
+  if not ok then return nil, cerr, ccode end
   return b
 end
 
-local function is_backend(v)
-  return type(v) == "userdata" and tostring(v):match("^gomaster%.backend") ~= nil
-end
+local is_backend = core.is_backend
 
 -- Refuses keys missing from `known` (name -> type, or "any"), naming the
 -- field. Shared with lua/gomaster/once.lua.
@@ -79,10 +88,10 @@ function _M._check_keys(opts, known)
   for k, v in pairs(opts) do
     local want = known[k]
     if not want then
-      return nil, ("unknown option '%s'"):format(tostring(k))
+      return nil, ("unknown option '%s'"):format(tostring(k)), "arg"
     end
     if want ~= "any" and type(v) ~= want then
-      return nil, ("option '%s': expected a %s, got %s"):format(k, want, type(v))
+      return nil, ("option '%s': expected a %s, got %s"):format(k, want, type(v)), "arg"
     end
   end
   return true
@@ -101,38 +110,27 @@ function _M._tostring(v)
 end
 local safe_tostring = _M._tostring
 
-local function check_options(opts)
-  local ok, err = _M._check_keys(opts, OPTIONS)
-  if not ok then return nil, err end
-  for _, k in ipairs(TIMINGS) do
-    local v = opts[k]
-    if v ~= nil and not (v > 0 and v < math.huge) then
-      return nil, ("%s: must be a number of seconds > 0 (got %s)")
-        :format(k, tostring(v))
-    end
-  end
-  return true
-end
 
 --- Makes an elector. See README.md for the options. Does not start it.
 function _M.new(opts)
   if type(opts) ~= "table" then
     error(("bad argument #1 to 'new' (table expected, got %s)"):format(type(opts)), 2)
   end
-  local ok, err = check_options(opts)
-  if not ok then return nil, err end
-  local b = opts.backend or os.getenv("GOMASTER_BACKEND") or _M.DEFAULT_BACKEND
+  -- types here; the timings' ranges and rules in the core (one place)
+  local ok, err, code = _M._check_keys(opts, OPTIONS)
+  if not ok then return nil, err, code end
+  local b = opts.backend or _M._default_backend()
   if not is_backend(b) then
     if type(b) ~= "string" and type(b) ~= "table" then
       return nil, ("option 'backend': expected a URL, a table or a backend, got %s")
-        :format(type(b))
+        :format(type(b)), "arg"
     end
     if opts.check == false then -- parse only: the thread connects later
-      b, err = core.backend(b)
+      b, err, code = core.backend(b)
     else
-      b, err = _M.backend(b)
+      b, err, code = _M.backend(b)
     end
-    if not b then return nil, err end
+    if not b then return nil, err, code end
   end
   local hooks = {
     on_start = opts.on_start, on_stop = opts.on_stop,
@@ -140,21 +138,23 @@ function _M.new(opts)
     log = opts.log or default_log,
     log_all = opts.log ~= nil, -- a logger of the user's own hears starts and stops too
   }
-  local m, nerr = core.new(b, opts, hooks)
-  if m then live[m] = true end
-  return m, nerr
+  local m, nerr, ncode = core.new(b, opts, hooks)
+  if not m then return nil, nerr, ncode end
+  live[m] = true
+  return m
 end
 
 -- Reports a hook's failure to on_error, or to the log when there is none or
 -- it fails too.
+-- Its class is "hook".
 local function hook_failed(self, hooks, name, e)
   local msg = ("%s hook failed: %s"):format(name, safe_tostring(e))
   if hooks.on_error and name ~= "on_error" then
-    local ok, e2 = pcall(hooks.on_error, self, msg)
+    local ok, e2 = pcall(hooks.on_error, self, msg, "hook")
     if ok then return end
     msg = msg .. "; on_error hook failed: " .. safe_tostring(e2)
   end
-  pcall(hooks.log, "error", msg, log_fields(self, { hook = name }))
+  pcall(hooks.log, "error", msg, log_fields(self, { hook = name, code = "hook" }))
 end
 
 --- Runs the hooks of the events queued so far, in order, each under pcall.
@@ -163,7 +163,7 @@ function methods:dispatch()
   local hooks = self:_hooks()
   local n = 0
   while true do
-    local kind, value = self:_next()
+    local kind, value, code = self:_next() -- code: an error's class
     if not kind then return n end
     n = n + 1
     local name = "on_" .. kind
@@ -176,10 +176,10 @@ function methods:dispatch()
         log_fields(self, { reason = value }))
     end
     if fn then
-      local ok, e = pcall(fn, self, value)
+      local ok, e = pcall(fn, self, value, code)
       if not ok then hook_failed(self, hooks, name, e) end
     elseif kind == "error" then
-      pcall(hooks.log, "error", value, log_fields(self))
+      pcall(hooks.log, "error", value, log_fields(self, { code = code }))
     end
   end
 end
@@ -191,8 +191,8 @@ function methods:wait(timeout)
     error(("bad argument #1 to 'wait' (number expected, got %s)"):format(type(timeout)), 2)
   end
   if timeout ~= timeout then error("bad argument #1 to 'wait' (timeout is NaN)", 2) end
-  local ok, err = self:_poll(timeout)
-  if ok == nil then return nil, err end
+  local ok, err, code = self:_poll(timeout)
+  if ok == nil then return nil, err, code end
   return self:dispatch()
 end
 
@@ -231,7 +231,5 @@ end
 
 --- Runs fn on one node of the cluster, once; see lua/gomaster/once.lua.
 function _M.once(opts, fn) return require("gomaster.once").once(opts, fn) end
-
-_M.proc = core.proc -- child processes and signals, for the command line
 
 return _M

@@ -377,7 +377,7 @@ static void push_error(gm_elector *e, const gm_error *err) {
   e->n_errors++;
   if (strcmp(err->msg, e->said) == 0) return;
   snprintf(e->said, sizeof e->said, "%s", err->msg);
-  gm_event ev = {.type = GM_EV_ERROR};
+  gm_event ev = {.type = GM_EV_ERROR, .code = err->code};
   snprintf(ev.message, sizeof ev.message, "%s", err->msg);
   push_event(e, &ev);
 }
@@ -399,9 +399,10 @@ int gm_config_resolve(gm_config *c, gm_error *err) {
            {"renew_deadline", c->renew_deadline},
            {"retry", c->retry}};
   for (size_t i = 0; i < 4; i++)
-    if (!(f[i].v >= 0) || f[i].v > 86400) { /* also catches NaN */
-      gm_seterr(err, GM_E_ARG, "%s: must be a number of seconds > 0 (got %g)",
-                f[i].field, f[i].v);
+    if (!(f[i].v >= 0) || f[i].v > GM_MAX_SECONDS) { /* also catches NaN */
+      gm_seterr(err, GM_E_ARG,
+                "%s: must be a number of seconds > 0 and at most %d (got %g)",
+                f[i].field, GM_MAX_SECONDS, f[i].v);
       return GM_ERR;
     }
   if (c->lease == 0) c->lease = 5;

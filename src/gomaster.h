@@ -40,6 +40,11 @@ enum {
                    * column and the lock; the connection is fine */
 };
 
+/* The defaults, exported once (the Lua binding gives them as
+ * core.DEFAULT_BACKEND, core.MAX_SECONDS and core.timings()). */
+#define GM_DEFAULT_BACKEND "sqlite:///tmp/gomaster.db"
+#define GM_MAX_SECONDS 86400 /* the longest timing gm_config_resolve takes */
+
 #define GM_ERRMSG_MAX 256
 typedef struct gm_error {
   int code;
@@ -223,6 +228,7 @@ typedef struct gm_event {
   gm_stop_reason reason;      /* STOP */
   gm_leader leader;           /* LEADER */
   char message[GM_ERRMSG_MAX];/* ERROR */
+  int code;                   /* ERROR: the gm_error.code */
 } gm_event;
 
 /* Pops the oldest event: GM_OK with *ev filled, GM_NOT when none. Also queues

@@ -8,8 +8,9 @@
  * The C core never calls Lua: events wait in a queue until Lua asks.
  *
  * An elector's uservalue is a table: its hooks and options, kept by
- * lua/gomaster.lua. Wrong argument types raise; database failures return
- * nil, message.
+ * lua/gomaster.lua. Wrong argument types raise; other failures return
+ * nil, message, class: the class is a short string from gm_error.code,
+ * mapped in one place (error_class below), as luaL_fileresult maps errno.
  */
 #include <errno.h>
 #include <math.h>
@@ -49,10 +50,38 @@ static __thread const lelector *t_checked
 static __thread unsigned long t_checked_gen
     __attribute__((tls_model("initial-exec")));
 
+/* The class of each gm_error.code: the third value of nil, message, class
+ * (README "Errors", docs/design.md). A new code is one line here; a code
+ * missing from the table is "error". */
+static const char *const error_class[] = {
+    [GM_E_NONE] = "error",       [GM_E_ARG] = "arg",
+    [GM_E_URL] = "arg",          [GM_E_BACKEND] = "arg",
+    [GM_E_CONNECT] = "connect",  [GM_E_AUTH] = "auth",
+    [GM_E_DB] = "db",            [GM_E_STATE] = "state",
+    [GM_E_NOMEM] = "nomem",      [GM_E_ROW] = "row",
+};
+
+static const char *class_of(int code) {
+  if (code < 0 || (size_t)code >= sizeof error_class / sizeof error_class[0] ||
+      !error_class[code])
+    return "error";
+  return error_class[code];
+}
+
 static int fail(lua_State *L, const gm_error *err) {
   lua_pushnil(L);
   lua_pushstring(L, err->msg);
-  return 2;
+  lua_pushstring(L, class_of(err->code));
+  return 3;
+}
+
+/* nil, message, "arg": a bad value found by the binding itself; the message
+ * is on the top of the stack. */
+static int fail_arg(lua_State *L) {
+  lua_pushnil(L);
+  lua_insert(L, -2);
+  lua_pushstring(L, class_of(GM_E_ARG));
+  return 3;
 }
 
 /* The string at index i, or NULL when it holds a NUL byte: C would cut it
@@ -64,9 +93,8 @@ static const char *whole_string(lua_State *L, int i) {
 }
 
 static int fail_nul(lua_State *L, const char *field) {
-  lua_pushnil(L);
   lua_pushfstring(L, "%s: must not contain a NUL byte", field);
-  return 2;
+  return fail_arg(L);
 }
 
 /* luaL_checkstring for names and ids: a NUL byte raises, naming the
@@ -114,9 +142,8 @@ static int l_backend(lua_State *L) {
       luaL_checkstack(L, 4, "too many backend options");
       if (lua_type(L, -2) != LUA_TSTRING) {
         lua_pop(L, 2);
-        lua_pushnil(L);
         lua_pushstring(L, "backend: option names must be strings");
-        return 2;
+        return fail_arg(L);
       }
       const char *k = lua_tostring(L, -2);
       int t = lua_type(L, -1);
@@ -124,25 +151,22 @@ static int l_backend(lua_State *L) {
         lua_pushstring(L, lua_toboolean(L, -1) ? "true" : "false");
         lua_replace(L, -2);
       } else if (t != LUA_TSTRING && t != LUA_TNUMBER) {
-        lua_pushnil(L);
         lua_pushfstring(L, "backend option '%s': expected a string or a "
                            "number, got %s",
                         k, lua_typename(L, t));
-        return 2;
+        return fail_arg(L);
       }
       if (!whole_string(L, -1)) {
-        lua_pushnil(L);
         lua_pushfstring(L, "backend option '%s': must not contain a NUL byte",
                         k);
-        return 2;
+        return fail_arg(L);
       }
       if (strcmp(k, "type") == 0) {
         type = lua_tostring(L, -1);
       } else {
         if (n == sizeof kv / sizeof kv[0]) {
-          lua_pushnil(L);
           lua_pushstring(L, "backend: too many options");
-          return 2;
+          return fail_arg(L);
         }
         kv[n].key = k;
         kv[n].value = lua_tostring(L, -1); /* converts numbers in place */
@@ -153,10 +177,9 @@ static int l_backend(lua_State *L) {
       lua_pushvalue(L, -2);
     }
     if (!type) {
-      lua_pushnil(L);
       lua_pushstring(L, "backend option 'type': required (sqlite, mysql or "
                         "mongodb)");
-      return 2;
+      return fail_arg(L);
     }
     b = gm_backend_new(type, kv, n, &err);
   }
@@ -297,6 +320,12 @@ static int l_backend_tostring(lua_State *L) {
   return 1;
 }
 
+/* core.is_backend(v) -> true when v is a backend object (even closed). */
+static int l_is_backend(lua_State *L) {
+  lua_pushboolean(L, luaL_testudata(L, 1, BACKEND_MT) != NULL);
+  return 1;
+}
+
 static int l_backends(lua_State *L) {
   const char *const *names = gm_backend_names();
   lua_newtable(L);
@@ -322,11 +351,34 @@ static double opt_seconds(lua_State *L, int t, const char *field) {
     if (lua_type(L, -1) != LUA_TNUMBER)
       luaL_error(L, "%s: expected a number of seconds", field);
     v = lua_tonumber(L, -1);
-    if (!(v > 0) || !isfinite(v)) v = -1; /* refused by gm_config_resolve */
-    if (v < 0) v = -1;
+    /* gm_config_resolve checks the range and names the field; 0 means
+     * "the default" to it, so a 0 given goes as -1, refused as well */
+    if (v == 0) v = -1;
   }
   lua_pop(L, 1);
   return v;
+}
+
+/* core.timings([{lease=, heartbeat=, renew_deadline=, retry=}]) -> the
+ * four timings as the core resolves them (the defaults for what is not
+ * given: L=5, H=L/5, D=3L/5, P=L/5) | nil, message, "arg". */
+static int l_timings(lua_State *L) {
+  gm_config c = {0};
+  if (!lua_isnoneornil(L, 1)) {
+    luaL_checktype(L, 1, LUA_TTABLE);
+    c.lease = opt_seconds(L, 1, "lease");
+    c.heartbeat = opt_seconds(L, 1, "heartbeat");
+    c.renew_deadline = opt_seconds(L, 1, "renew_deadline");
+    c.retry = opt_seconds(L, 1, "retry");
+  }
+  gm_error err = {0};
+  if (gm_config_resolve(&c, &err) != GM_OK) return fail(L, &err);
+  lua_createtable(L, 0, 4);
+  set_num(L, "lease", c.lease);
+  set_num(L, "heartbeat", c.heartbeat);
+  set_num(L, "renew_deadline", c.renew_deadline);
+  set_num(L, "retry", c.retry);
+  return 1;
 }
 
 /* A string option; *nul set when it holds a NUL byte. */
@@ -501,7 +553,8 @@ static void push_leader(lua_State *L, const gm_leader *l) {
   lua_setfield(L, -2, "expires_in");
 }
 
-/* m:_next() -> kind, value | nil: the oldest event. */
+/* m:_next() -> kind, value[, class] | nil: the oldest event (an error's
+ * class third). */
 static int l_next(lua_State *L) {
   lelector *le = luaL_checkudata(L, 1, ELECTOR_MT);
   gm_event ev;
@@ -522,7 +575,8 @@ static int l_next(lua_State *L) {
   case GM_EV_ERROR:
     lua_pushliteral(L, "error");
     lua_pushstring(L, ev.message);
-    break;
+    lua_pushstring(L, class_of(ev.code));
+    return 3;
   default:
     return 0;
   }
@@ -658,8 +712,10 @@ static const luaL_Reg backend_methods[] = {
 
 static const luaL_Reg funcs[] = {{"backend", l_backend},
                                  {"backends", l_backends},
+                                 {"is_backend", l_is_backend},
                                  {"new", l_new},
                                  {"now", l_now},
+                                 {"timings", l_timings},
                                  {"_true", l_true},
                                  {NULL, NULL}};
 
@@ -698,6 +754,10 @@ int luaopen_gomaster_core(lua_State *L) {
   lua_setfield(L, -2, "metatable");
   lua_pushliteral(L, GM_VERSION);
   lua_setfield(L, -2, "_VERSION");
+  lua_pushliteral(L, GM_DEFAULT_BACKEND);
+  lua_setfield(L, -2, "DEFAULT_BACKEND");
+  lua_pushinteger(L, GM_MAX_SECONDS);
+  lua_setfield(L, -2, "MAX_SECONDS");
   lua_pushinteger(L, LUA_VERSION_NUM);
   lua_setfield(L, -2, "lua_version_num");
   lua_createtable(L, GM_RENEW_BUCKETS, 0);
@@ -706,7 +766,8 @@ int luaopen_gomaster_core(lua_State *L) {
     lua_rawseti(L, -2, i + 1);
   }
   lua_setfield(L, -2, "renew_bounds");
-  luaopen_gomaster_proc(L);
-  lua_setfield(L, -2, "proc");
+  /* the opener of gomaster.proc (lua/gomaster/proc.lua), linked in here */
+  lua_pushcfunction(L, luaopen_gomaster_proc);
+  lua_setfield(L, -2, "_open_proc");
   return 1;
 }

@@ -1,5 +1,5 @@
 /*
- * lproc.c: gomaster.core.proc, what the `gomaster` command needs of the OS
+ * lproc.c: gomaster.proc (lua/gomaster/proc.lua opens it), what the `gomaster` command needs of the OS
  * and plain Lua lacks: run a child, watch it without blocking, signal it,
  * and hear the signals sent to us.
  *

@@ -7,7 +7,7 @@ local core = require("gomaster.core")
 local once = require("gomaster.once")
 local json = require("gomaster.json")
 
-local proc = core.proc
+local proc = require("gomaster.proc")
 local _M = {}
 
 local EXIT = {
@@ -26,8 +26,8 @@ local FORWARDED = { "HUP", "INT", "QUIT", "TERM", "USR1", "USR2", "WINCH" }
 
 local COMMON = [=[
   --backend URL         the database (default: $GOMASTER_BACKEND, else
-                        sqlite:///tmp/gomaster.db)
-  --lease S             seconds a grant lasts after the last renewal (5)
+                        %DEFAULT_BACKEND%)
+  --lease S             seconds a grant lasts after the last renewal (%LEASE%)
   --heartbeat S         seconds between renewals (lease/5)
   --renew-deadline S    a master that could not renew for this long steps
                         down (3*lease/5)
@@ -109,7 +109,7 @@ Options:
   --json                machine-readable output
   --prometheus          Prometheus text format 0.0.4 (see docs/metrics.md)
   --backend URL         the database (default: $GOMASTER_BACKEND, else
-                        sqlite:///tmp/gomaster.db)
+                        %DEFAULT_BACKEND%)
   -h, --help            this help
 
 Exit status: 0 shown, 2 usage error, 3 no such lock, 125 gomaster failed.
@@ -130,15 +130,22 @@ Options:
                         BREAKS THE GUARANTEE (the old holder may still act
                         as master until its renew deadline)
   --backend URL         the database (default: $GOMASTER_BACKEND, else
-                        sqlite:///tmp/gomaster.db)
+                        %DEFAULT_BACKEND%)
   -h, --help            this help
 
 Exit status: 0 released, 2 usage error, 3 no such lock, 125 gomaster failed.
 ]=],
 }
 
--- Which options each command takes: "s" a string, "n" seconds, "f" a flag.
-local TIMING = { lease = "n", heartbeat = "n", ["renew-deadline"] = "n", retry = "n" }
+-- The defaults in the help come from the core (src/gomaster.h).
+for k, text in pairs(HELP) do
+  HELP[k] = text:gsub("%%DEFAULT_BACKEND%%", gomaster.DEFAULT_BACKEND)
+    :gsub("%%LEASE%%", ("%g"):format(gomaster.timings().lease))
+end
+
+-- Which options each command takes: "s" a string, "n" seconds, "t" a timing
+-- (a number; its range and rules are the core's, see timings()), "f" a flag.
+local TIMING = { lease = "t", heartbeat = "t", ["renew-deadline"] = "t", retry = "t" }
 local ELECT = { backend = "s", name = "s", id = "s", version = "s", grace = "n" }
 for k, v in pairs(TIMING) do ELECT[k] = v end
 local SPEC = {
@@ -149,8 +156,9 @@ local SPEC = {
 }
 
 -- The library's limits (src/gomaster.h, elector.c), checked here so that
--- breaking one is a usage error (exit 2).
-local MAX_SECONDS = 86400
+-- breaking one is a usage error (exit 2). The timings are checked by the
+-- core itself (timings() below); --grace, the command's own, here.
+local MAX_SECONDS = gomaster.MAX_SECONDS
 local MAX_BYTES = { name = 191, id = 127, version = 127 }
 
 local UsageError = {}
@@ -181,7 +189,10 @@ local function parse(cmd, args, first)
           val = args[i]
           if val == nil then usage_error(cmd, "option '--%s' needs a value", key) end
         end
-        if kind == "n" then
+        if kind == "t" then
+          val = tonumber(val)
+            or usage_error(cmd, "option '--%s': expected a number of seconds, got '%s'", key, val)
+        elseif kind == "n" then
           local n = tonumber(val)
           if not n or not (n > 0 and n <= MAX_SECONDS) then
             usage_error(cmd, "option '--%s': expected a number of seconds > 0 and at most %d, got '%s'",
@@ -206,20 +217,19 @@ local function parse(cmd, args, first)
   return o
 end
 
---- The timings as the library will resolve them, checked here so that a
--- broken rule is a usage error naming the options.
+--- The timings as the core resolves them (its defaults, ranges and rules):
+-- a broken one is a usage error, the core's message with the options'
+-- names.
 local function timings(cmd, o)
-  local L = o.lease or 5
-  local H = o.heartbeat or L / 5
-  local D = o["renew-deadline"] or 3 * L / 5
-  local P = o.retry or L / 5
-  if not (H < D) then
-    usage_error(cmd, "--heartbeat (%g s) must be shorter than --renew-deadline (%g s)", H, D)
+  local t, err = gomaster.timings{ lease = o.lease, heartbeat = o.heartbeat,
+    renew_deadline = o["renew-deadline"], retry = o.retry }
+  if not t then
+    for _, k in ipairs(gomaster._TIMINGS) do
+      err = err:gsub("%f[%w_]" .. k .. "%f[^%w_]", "--" .. k:gsub("_", "-"))
+    end
+    usage_error(cmd, "%s", err)
   end
-  if not (D < L) then
-    usage_error(cmd, "--renew-deadline (%g s) must be shorter than --lease (%g s)", D, L)
-  end
-  return L, H, D, P
+  return t.lease, t.heartbeat, t.renew_deadline, t.retry
 end
 
 --- s without passwords: the user-info of any URL in it after the user
@@ -251,7 +261,7 @@ end
 --- A backend object: a malformed URL is a usage error, an unreachable
 -- database a failure.
 local function open_backend(cmd, o)
-  local url = o.backend or os.getenv("GOMASTER_BACKEND") or gomaster.DEFAULT_BACKEND
+  local url = o.backend or gomaster._default_backend()
   local b, err = core.backend(url)
   if not b then usage_error(cmd, "--backend: %s", err) end
   local ok, cerr = b:check()

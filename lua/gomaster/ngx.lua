@@ -17,7 +17,8 @@
 -- releases the lock, so another worker takes over at once) and is
 -- closed. See docs/openresty.md.
 --
--- In case of errors, functions return nil and a string describing the error;
+-- In case of errors, functions return nil, a string describing the error and
+-- its class (README "Errors");
 -- a wrong argument type raises.
 
 local gomaster = require("gomaster")
@@ -129,7 +130,7 @@ end
 function _M.status(name)
   local st = state(name)
   if not st then
-    return nil, ("no lock '%s' was started in this worker"):format(tostring(name or "default"))
+    return nil, ("no lock '%s' was started in this worker"):format(tostring(name or "default")), "state"
   end
   local s
   if st.m and not st.done then
@@ -248,12 +249,12 @@ local function new_elector(st)
   -- table's creation) happens on the election thread, never in this worker's
   -- event loop.
   opts.check = false
-  local m, err = gomaster.new(opts)
-  if not m then return nil, err end
-  local ok, serr = m:start()
+  local m, err, code = gomaster.new(opts)
+  if not m then return nil, err, code end
+  local ok, serr, scode = m:start()
   if not ok then
     m:close()
-    return nil, serr
+    return nil, serr, scode
   end
   return m
 end
@@ -297,14 +298,14 @@ function _M.start(opts)
   end
   local phase = ngx.get_phase()
   if phase ~= "init_worker" then
-    return nil, ("call start() from init_worker_by_lua*, not in phase '%s'"):format(phase)
+    return nil, ("call start() from init_worker_by_lua*, not in phase '%s'"):format(phase), "state"
   end
   local gm_opts = {}
   for k, v in pairs(opts) do
     local want = OWN[k]
     if want then
       if type(v) ~= want then
-        return nil, ("option '%s': expected a %s, got %s"):format(k, want, type(v))
+        return nil, ("option '%s': expected a %s, got %s"):format(k, want, type(v)), "arg"
       end
     else
       gm_opts[k] = v
@@ -312,26 +313,33 @@ function _M.start(opts)
   end
   local candidates = opts.candidates or "all"
   if candidates ~= "all" and candidates ~= "one" then
-    return nil, ("option 'candidates': \"all\" or \"one\", got %q"):format(candidates)
+    return nil, ("option 'candidates': \"all\" or \"one\", got %q"):format(candidates), "arg"
   end
   local interval = opts.interval or DEFAULT_INTERVAL
   if not (interval > 0 and interval < math.huge) then
-    return nil, ("option 'interval': must be a number of seconds > 0 (got %s)"):format(tostring(interval))
+    return nil, ("option 'interval': must be a number of seconds > 0 (got %s)"):format(tostring(interval)), "arg"
   end
-  local hb = type(opts.heartbeat) == "number" and opts.heartbeat
-    or type(opts.lease) == "number" and opts.lease / 5 or 1
+  -- the timings as the core resolves them (its defaults, ranges and rules);
+  -- a timing of the wrong type is refused by gomaster.new, naming it
+  local given = {}
+  for _, k in ipairs(gomaster._TIMINGS) do
+    if type(opts[k]) == "number" then given[k] = opts[k] end
+  end
+  local t, terr, tcode = gomaster.timings(given)
+  if not t then return nil, terr, tcode end
+  local hb = t.heartbeat
   if interval > hb / 2 then
     return nil, ("option 'interval': %s s is not well under the heartbeat (%s s)")
-      :format(tostring(interval), tostring(hb))
+      :format(tostring(interval), tostring(hb)), "arg"
   end
   if opts.shm and not ngx.shared[opts.shm] then
-    return nil, ("option 'shm': no lua_shared_dict named '%s'"):format(opts.shm)
+    return nil, ("option 'shm': no lua_shared_dict named '%s'"):format(opts.shm), "arg"
   end
   local name = opts.name or "default"
   if type(name) ~= "string" then
-    return nil, ("option 'name': expected a string, got %s"):format(type(name))
+    return nil, ("option 'name': expected a string, got %s"):format(type(name)), "arg"
   end
-  if locks[name] then return nil, ("lock '%s' is already started in this worker"):format(name) end
+  if locks[name] then return nil, ("lock '%s' is already started in this worker"):format(name), "state" end
 
   local ptype = process_type()
   local candidate = (ptype == "worker" or ptype == "single")
@@ -351,7 +359,7 @@ function _M.start(opts)
   end
   if not ok then
     locks[name] = nil
-    return nil, "cannot create a timer: " .. tostring(err)
+    return nil, "cannot create a timer: " .. tostring(err), "state"
   end
   return true
 end

@@ -30,19 +30,20 @@ local OPTIONS = {
 }
 
 local function check(opts)
-  local ok, err = gomaster._check_keys(opts, OPTIONS)
-  if not ok then return nil, err end
+  local ok, err, code = gomaster._check_keys(opts, OPTIONS)
+  if not ok then return nil, err, code end
   if opts.name == nil or opts.name == "" then
-    return nil, "option 'name': required (the task's name)"
+    return nil, "option 'name': required (the task's name)", "arg"
   end
   if opts.timeout ~= nil and not (opts.timeout >= 0) then
     return nil, ("timeout: must be a number of seconds >= 0 (got %s)")
-      :format(tostring(opts.timeout))
+      :format(tostring(opts.timeout)), "arg"
   end
   return true
 end
 
 local safe_tostring = gomaster._tostring
+local DEFAULT_LEASE = gomaster.timings().lease
 
 --- tostring(v) cut to RESULT_MAX bytes, not inside a UTF-8 sequence. Never
 -- raises: a __tostring that raises or returns no string gives a
@@ -70,8 +71,8 @@ local function record(done)
 end
 
 local function default_wait(m, timeout)
-  local n, err = m:wait(timeout)
-  if n == nil then return nil, err end
+  local n, err, code = m:wait(timeout)
+  if n == nil then return nil, err, code end
   return true
 end
 
@@ -82,7 +83,7 @@ end
 local function release(m, b, token, lease, wait)
   m:stop()
   if not (b and token) then return end
-  local id, until_t = m:id(), core.now() + (lease or 5)
+  local id, until_t = m:id(), core.now() + (lease or DEFAULT_LEASE)
   while core.now() < until_t do
     local row = b:read(m:name())
     if not row or not (row.live and row.owner == id and row.token == token) then return end
@@ -95,28 +96,28 @@ end
 -- close.
 local function attempt(opts, fn, state)
   local name = opts.name
-  local b = opts.backend or os.getenv("GOMASTER_BACKEND") or gomaster.DEFAULT_BACKEND
-  local ok, err
-  if type(b) ~= "userdata" then
-    b, err = gomaster.backend(b)
-    if not b then return nil, err end
+  local b = opts.backend or gomaster._default_backend()
+  local ok, err, code
+  if not core.is_backend(b) then
+    b, err, code = gomaster.backend(b)
+    if not b then return nil, err, code end
   end
 
   local row
-  row, err = b:read(name)
-  if not row then return nil, err end
+  row, err, code = b:read(name)
+  if not row then return nil, err, code end
   if row.done then return false, record(row.done) end
   -- A backend without completion records must fail before the task runs,
   -- not after. Owner "" with token 0 matches no row (tokens start at 1), so
   -- this write changes nothing where it is supported.
-  ok, err = b:complete(name, "", 0, "")
-  if ok == nil then return nil, err end
+  ok, err, code = b:complete(name, "", 0, "")
+  if ok == nil then return nil, err, code end
 
   -- freed: the lock was seen free; held: seen live in another node's hands
   -- (a leader event: the elector saw it so in its last read of the row)
   local freed, held = false, false
   local m
-  m, err = gomaster.new{
+  m, err, code = gomaster.new{
     backend = b, name = name, id = opts.id, version = opts.version,
     lease = opts.lease, heartbeat = opts.heartbeat,
     renew_deadline = opts.renew_deadline, retry = opts.retry, log = opts.log,
@@ -128,23 +129,23 @@ local function attempt(opts, fn, state)
       end
     end,
   }
-  if not m then return nil, err end
+  if not m then return nil, err, code end
   state.m = m
-  ok, err = m:start()
-  if not ok then return nil, err end
+  ok, err, code = m:start()
+  if not ok then return nil, err, code end
 
   local wait = opts._wait or default_wait
   local until_t = opts.timeout and core.now() + opts.timeout
   -- past the timeout, how long the round may take at most (a backend
   -- thread busy with other locks, a database slow to answer)
-  local grace = math.max(opts.lease or 5, 5)
+  local grace = math.max(opts.lease or DEFAULT_LEASE, 5)
   while true do
     local token = m:is_master() and m:token()
     if token then
       -- Nobody else can complete while we hold the lock, but someone may
       -- have done so between our first read and our grant.
-      row, err = b:read(name)
-      if not row then return nil, err end
+      row, err, code = b:read(name)
+      if not row then return nil, err, code end
       if row.done then return false, record(row.done) end
       if row.owner == m:id() and row.token == token and m:is_master() then
         break
@@ -169,30 +170,30 @@ local function attempt(opts, fn, state)
           local st = m:status()
           return nil, ("timed out after %g s waiting for lock '%s'%s")
             :format(opts.timeout, name,
-                    st.leader.held and (" (held by %s)"):format(st.leader.id) or "")
+                    st.leader.held and (" (held by %s)"):format(st.leader.id) or ""), "timeout"
         end
         left = 0.05 -- the round is still on: its event comes soon
       end
     end
-    ok, err = wait(m, left)
-    if not ok then return nil, err end
+    ok, err, code = wait(m, left)
+    if not ok then return nil, err, code end
   end
 
   local token = m:token()
   state.b, state.token = b, token
   local res = { pcall(fn, token, m) }
-  if not res[1] then return nil, safe_tostring(res[2]) end
-  if not res[2] and res[3] ~= nil then return nil, safe_tostring(res[3]) end
+  if not res[1] then return nil, safe_tostring(res[2]), "task" end
+  if not res[2] and res[3] ~= nil then return nil, safe_tostring(res[3]), "task" end
   local result = _M.result_string(res[2])
   local done
-  done, err = b:complete(name, m:id(), token, result, m:instance())
+  done, err, code = b:complete(name, m:id(), token, result, m:instance())
   if done == nil then
     return nil, ("task '%s' ran (token %s) but its completion could not be recorded: %s")
-      :format(name, tostring(token), err)
+      :format(name, tostring(token), err), code
   end
   if not done then
     return nil, ("task '%s' ran but the lock was lost before its completion was recorded (token %s): another node may run it again")
-      :format(name, tostring(token))
+      :format(name, tostring(token)), "lost"
   end
   row = b:read(name)
   return true, row and row.done and record(row.done)
@@ -201,9 +202,11 @@ end
 
 --- Runs fn(token, m) on one node for task opts.name, unless it is done.
 -- Returns true, record when it ran here and was recorded; false, record
--- when it was done already (here or elsewhere); nil, err when fn failed
+-- when it was done already (here or elsewhere); nil, err, class when fn failed
 -- (raised an error, or returned nil/false and a message: not recorded), or
--- the backend failed, or the lock was lost before the record was written.
+-- the backend failed, or the lock was lost before the record was written
+-- (class "task": fn failed; "timeout"; "lost": the lock was lost before the
+-- record; else the backend's class, README "Errors").
 -- record = { at = UNIX seconds, by = node id, token = the fencing token it
 -- ran under, result = tostring of fn's first return value, at most 255
 -- bytes ("" for nil) }. Raises only on wrong argument types: whatever fn
@@ -216,8 +219,8 @@ function _M.once(opts, fn)
   if type(fn) ~= "function" then
     error(("bad argument #2 to 'once' (function expected, got %s)"):format(type(fn)), 2)
   end
-  local ok, err = check(opts)
-  if not ok then return nil, err end
+  local ok, err, code = check(opts)
+  if not ok then return nil, err, code end
   local state = {}
   local r = { pcall(attempt, opts, fn, state) }
   local cok, cerr = true, nil
@@ -226,10 +229,11 @@ function _M.once(opts, fn)
                       opts._wait or default_wait)
     if cok then cok, cerr = pcall(state.m.close, state.m) end
   end
-  if not r[1] then r = { true, nil, safe_tostring(r[2]) } end
+  if not r[1] then r = { true, nil, safe_tostring(r[2]), "error" } end
   if not cok and r[2] == nil then
     r[3] = safe_tostring(r[3]) .. "; closing the elector: " .. safe_tostring(cerr)
   end
+  if r[2] == nil then return nil, r[3], r[4] or "error" end
   return r[2], r[3]
 end
 

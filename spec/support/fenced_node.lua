@@ -20,7 +20,7 @@ package.cpath = dir .. "/build/" .. flavour .. "/?.so;" .. package.cpath
 
 local gomaster = require("gomaster")
 local core = require("gomaster.core")
-local proc = gomaster.proc
+local proc = require("gomaster.proc")
 
 local logfile, url, name, lease, store = arg[1], arg[2], arg[3], tonumber(arg[4]), arg[5]
 local out = assert(io.open(logfile, "a"))

@@ -20,7 +20,7 @@ local gomaster = require("gomaster")
 local core = require("gomaster.core")
 
 local tmp, url, name, lease, mode = arg[1], arg[2], arg[3], tonumber(arg[4]), arg[5]
-local pid = core.proc.getpid()
+local pid = require("gomaster.proc").getpid()
 
 local function write(path, s, how)
   local f = assert(io.open(path, how or "w"))

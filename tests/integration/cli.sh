@@ -93,10 +93,12 @@ usage_tests() {
   }
   bad_option 2 "unknown option '--bogus'" exec --bogus -- true
   bad_option 2 "'--lease' needs a value" exec --lease
-  bad_option 2 "'--lease': expected a number of seconds > 0 and at most 86400, got 'abc'" exec --lease abc -- true
-  bad_option 2 "'--retry': expected a number of seconds > 0 and at most 86400, got '-1'" once --name t --retry -1 -- true
-  bad_option 2 "'--lease': expected a number of seconds > 0 and at most 86400, got '1e300'" exec --lease 1e300 -- true
-  bad_option 2 "'--heartbeat': expected a number of seconds > 0 and at most 86400, got '86401'" once --name t --heartbeat 86401 -- true
+  bad_option 2 "'--lease': expected a number of seconds, got 'abc'" exec --lease abc -- true
+  # the timings' ranges and rules are the core's (one place), named as options
+  bad_option 2 "--retry: must be a number of seconds > 0 and at most 86400 (got -1)" once --name t --retry -1 -- true
+  bad_option 2 "--lease: must be a number of seconds > 0 and at most 86400 (got 1e+300)" exec --lease 1e300 -- true
+  bad_option 2 "--lease: must be a number of seconds > 0 and at most 86400 (got 1e+06)" exec --lease 1e6 -- true
+  bad_option 2 "--heartbeat: must be a number of seconds > 0 and at most 86400 (got 86401)" once --name t --heartbeat 86401 -- true
   bad_option 2 "'--grace': expected a number of seconds > 0 and at most 86400, got 'inf'" exec --grace inf -- true
   local long
   long=$(printf '%0192d' 0)
@@ -104,8 +106,8 @@ usage_tests() {
   bad_option 2 "'--name': at most 191 bytes, got 192" status --name "$long"
   bad_option 2 "'--id': at most 127 bytes, got 192" once --name t --id "$long" -- true
   bad_option 3 "no such lock" release --force --name "${long:1}"
-  bad_option 2 "--heartbeat (1.5 s) must be shorter than --renew-deadline" exec --lease 2 --heartbeat 1.5 -- true
-  bad_option 2 "--renew-deadline (3 s) must be shorter than --lease (2 s)" exec --lease 2 --renew-deadline 3 -- true
+  bad_option 2 "--heartbeat (1.5 s) must be less than --renew-deadline (1.2 s)" exec --lease 2 --heartbeat 1.5 -- true
+  bad_option 2 "--renew-deadline (3 s) must be less than --lease (2 s)" exec --lease 2 --renew-deadline 3 -- true
   bad_option 2 "a command is required" exec --lease 2
   bad_option 2 "--name is required" once -- true
   bad_option 2 "--force is required" release --name x
