@@ -253,8 +253,8 @@ static int64_t take_slot(sq_cfg *c) {
  * A node on the new files must not be granted a lock before whoever may
  * be master on the old ones has stopped believing it. Each backend object
  * keeps a read lock on one byte of the database's directory per file set
- * its connections are on (the byte tells the set: a hash of the three
- * inodes), until a lease after its last connection on that set closed: a
+ * its connections are on (the byte tells the set: a hash of the database
+ * file's device and inode), until a lease after its last connection on that set closed: a
  * master's belief ends within D < L of its last renewal, which came
  * through such a connection. Before creating a lock's row, a connection
  * looks for bytes of other sets of the same path (held by other processes,
@@ -345,8 +345,11 @@ static int files_record(sq_conn *s, gm_error *err) {
     s->have[i] = stat(path, &st) == 0;
     s->dev[i] = s->have[i] ? st.st_dev : 0;
     s->ino[i] = s->have[i] ? st.st_ino : 0;
-    key = mix64(mix64(key, (uint64_t)s->dev[i]), (uint64_t)s->ino[i]);
   }
+  /* The set is the database file's identity: SQLite itself deletes -wal
+   * and -shm when the last connection closes, and makes them anew at the
+   * next open, which is the same database. */
+  key = mix64(mix64(key, (uint64_t)s->dev[SET_DB]), (uint64_t)s->ino[SET_DB]);
   if (files_moved(s, err) != GM_OK) return GM_ERR; /* gone while opening */
   s->set_key = (int64_t)(key & ((1ull << SET_KEY_BITS) - 1));
   pthread_mutex_lock(&c->mu);
