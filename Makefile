@@ -49,6 +49,8 @@ MYSQL_PC      := $(if $(shell $(PKG_CONFIG) --exists libmariadb && echo y),libma
 MONGO_PC      := $(if $(shell $(PKG_CONFIG) --exists libmongoc-1.0 && echo y),libmongoc-1.0)
 WITH_MYSQL    ?= $(if $(and $(MYSQL_PC),$(wildcard backends/mysql.c)),1,0)
 WITH_MONGO    ?= $(if $(and $(MONGO_PC),$(wildcard backends/mongo.c)),1,0)
+REDIS_PC      := $(if $(shell $(PKG_CONFIG) --exists hiredis && echo y),hiredis)
+WITH_REDIS    ?= $(if $(and $(REDIS_PC),$(wildcard backends/redis.c)),1,0)
 
 BACKEND_SRC := backends/sqlite.c
 BACKEND_CFLAGS := $(SQLITE_CFLAGS)
@@ -57,6 +59,11 @@ ifeq ($(WITH_MYSQL),1)
   BACKEND_SRC += backends/mysql.c
   BACKEND_CFLAGS += -DGM_WITH_MYSQL $(shell $(PKG_CONFIG) --cflags $(MYSQL_PC))
   BACKEND_LIBS += $(shell $(PKG_CONFIG) --libs $(MYSQL_PC))
+endif
+ifeq ($(WITH_REDIS),1)
+  BACKEND_SRC += backends/redis.c
+  BACKEND_CFLAGS += -DGM_WITH_REDIS $(shell $(PKG_CONFIG) --cflags hiredis)
+  BACKEND_LIBS += $(shell $(PKG_CONFIG) --libs hiredis)
 endif
 # libmongoc initialises itself when it is loaded, and then warns on stderr
 # when a killed process of the same pid left its shared-memory counters

@@ -24,6 +24,9 @@ extern const gm_backend_ops gm_mysql_ops;
 #ifdef GM_WITH_MONGO
 extern const gm_backend_ops gm_mongo_ops;
 #endif
+#ifdef GM_WITH_REDIS
+extern const gm_backend_ops gm_redis_ops;
+#endif
 
 static const gm_backend_ops *const registry[] = {
     &gm_sqlite_ops,
@@ -32,6 +35,9 @@ static const gm_backend_ops *const registry[] = {
 #endif
 #ifdef GM_WITH_MONGO
     &gm_mongo_ops,
+#endif
+#ifdef GM_WITH_REDIS
+    &gm_redis_ops,
 #endif
 };
 #define NREG (sizeof registry / sizeof registry[0])
@@ -43,6 +49,9 @@ static const char *const names[] = {
 #endif
 #if defined(GM_WITH_MONGO) || defined(GM_MONGO_DLOPEN)
     "mongodb",
+#endif
+#ifdef GM_WITH_REDIS
+    "redis",
 #endif
     NULL};
 
@@ -82,6 +91,7 @@ static void load_mongo(void) {
 const gm_backend_ops *gm_backend_find(const char *name, gm_error *err) {
   if (strcmp(name, "mariadb") == 0) name = "mysql";
   if (strcmp(name, "mongodb+srv") == 0) name = "mongodb";
+  if (strcmp(name, "rediss") == 0) name = "redis"; /* to refuse it clearly */
   for (size_t i = 0; i < NREG; i++)
     if (strcmp(registry[i]->name, name) == 0) return registry[i];
 #ifdef GM_MONGO_DLOPEN
