@@ -631,10 +631,11 @@ static int parse_row(rconn *c, const char *name, const redisReply *r,
   return GM_OK;
 }
 
-/* Runs a one-key script m for lock name: GM_OK (took effect) or GM_NOT, with
- * *out the hash after it; GM_ERR. */
+/* Runs a one-key script m for lock name: GM_OK (took effect; a write
+ * replicated as wait= asks) or GM_NOT, with *out the hash after it;
+ * GM_ERR. */
 static int run(rconn *c, cmd *m, const char *name, const char *what,
-               gm_row *out, gm_error *err) {
+               int write, gm_row *out, gm_error *err) {
   gm_row tmp;
   int code = 0;
   redisReply *r = eval(c, m, what, err);
@@ -656,7 +657,7 @@ static int run(rconn *c, cmd *m, const char *name, const char *what,
     return GM_ERR;
   }
   if (code != 1) return GM_NOT;
-  return replicated(c, what, err);
+  return write ? replicated(c, what, err) : GM_OK;
 }
 
 /* ---- the operations ------------------------------------------------------- */
@@ -675,7 +676,7 @@ static int rd_observe(void *p, const char *name, gm_row *out, gm_error *err) {
   rconn *c = p;
   cmd m;
   if (start(c, &m, name, "observe", 0, err)) return GM_ERR;
-  int rc = run(c, &m, name, "observe", out, err);
+  int rc = run(c, &m, name, "observe", 0, out, err);
   return rc == GM_ERR ? GM_ERR : GM_OK;
 }
 
@@ -705,7 +706,7 @@ static int rd_acquire(void *p, const gm_acquire_req *q, gm_row *out,
   cmd_u64(&m, q->expect_exists ? 1 : 0);
   cmd_u64(&m, q->expect_token);
   cmd_u64(&m, base + 1);
-  return run(c, &m, q->name, "acquire", out, err);
+  return run(c, &m, q->name, "acquire", 1, out, err);
 }
 
 static int rd_renew(void *p, const char *name, const char *owner,
@@ -718,7 +719,7 @@ static int rd_renew(void *p, const char *name, const char *owner,
   cmd_u64(&m, 0); /* instance */
   cmd_u64(&m, token);
   cmd_i64(&m, lease_us);
-  return run(c, &m, name, "renew", out, err);
+  return run(c, &m, name, "renew", 1, out, err);
 }
 
 static int rd_release(void *p, const char *name, const char *owner,
@@ -731,7 +732,7 @@ static int rd_release(void *p, const char *name, const char *owner,
   cmd_u64(&m, token);
   cmd_s(&m, c->cfg->channel);
   cmd_s(&m, name);
-  return run(c, &m, name, "release", NULL, err);
+  return run(c, &m, name, "release", 1, NULL, err);
 }
 
 static int rd_complete(void *p, const char *name, const char *owner,
@@ -745,7 +746,7 @@ static int rd_complete(void *p, const char *name, const char *owner,
   cmd_u64(&m, 0); /* instance: any */
   cmd_u64(&m, token);
   cmd_s(&m, result);
-  return run(c, &m, name, "complete", NULL, err);
+  return run(c, &m, name, "complete", 1, NULL, err);
 }
 
 static int rd_force_release(void *p, const char *name, gm_row *out,
@@ -755,7 +756,7 @@ static int rd_force_release(void *p, const char *name, gm_row *out,
   if (start(c, &m, name, "force_release", 2, err)) return GM_ERR;
   cmd_s(&m, c->cfg->channel);
   cmd_s(&m, name);
-  return run(c, &m, name, "force release", out, err);
+  return run(c, &m, name, "force release", 1, out, err);
 }
 
 /* One script renews every lock of the batch and says which were ours. */
