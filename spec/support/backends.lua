@@ -1,5 +1,5 @@
 -- The backends a test run has: SQLite always (a file in a fresh temporary
--- directory), MariaDB and MongoDB when tests/servers/*.sh started them and
+-- directory), MariaDB, MongoDB and Redis when tests/servers/*.sh started them and
 -- exported their URLs.
 local list = {
   { tag = "sqlite", url = "sqlite://%DIR%/gomaster.db" },
@@ -8,6 +8,8 @@ local mysql = os.getenv("GOMASTER_TEST_MYSQL_URL")
 if mysql and mysql ~= "" then list[#list + 1] = { tag = "mysql", url = mysql } end
 local mongo = os.getenv("GOMASTER_TEST_MONGO_URL")
 if mongo and mongo ~= "" then list[#list + 1] = { tag = "mongo", url = mongo } end
+local redis = os.getenv("GOMASTER_TEST_REDIS_URL")
+if redis and redis ~= "" then list[#list + 1] = { tag = "redis", url = redis } end
 --- The URL in environment variable `env` when the build has `backend`;
 -- otherwise nil and why not.
 function list.url_for(env, backend)
