@@ -23,6 +23,14 @@
  * computed here (the script only compares the row's token with the one the
  * core saw), and force_release adds one to the decimal string.
  *
+ * A restart that kept nothing (no RDB, no AOF) loses every hash. A node
+ * that saw one treats it as held for a lease (the core's vanished-row rule);
+ * one that never saw it cannot tell a wiped hash from a new lock, so the
+ * script makes no new hash while the server has been up for less than the
+ * lease asked (INFO's uptime_in_seconds): every grant made before the
+ * restart is over by then on its holder's clock. Tokens then start again
+ * at the largest the taker has seen, plus one (docs/redis.md).
+ *
  * Wake-up, without a thread: the release script PUBLISHes the lock's name on
  * the channel "<prefix>@<db>". changed(), which the core polls, opens a
  * second connection the first time, SUBSCRIBEs there, and afterwards only
@@ -99,6 +107,12 @@ static const char script[] =
     /* owner, instance, version, lease, expect_exists, expect_token, token */
     "  if ARGV[6] == '0' then\n"
     "    if redis.call('EXISTS', k) == 1 then return reply(0, k) end\n"
+    /* no hash made within the server's first lease: see "restart" below */
+    "    local i = redis.pcall('INFO', 'server')\n"
+    "    local up = type(i) == 'string' and\n"
+    "      string.match(i, 'uptime_in_seconds:(%d+)')\n"
+    "    if up and tonumber(up) * 1000000 < tonumber(ARGV[5]) then\n"
+    "      return reply(0, k) end\n"
     "  else\n"
     "    local h = redis.call('HMGET', k, 'owner', 'token', 'expires_at')\n"
     "    if h[2] ~= ARGV[7] then return reply(0, k) end\n"

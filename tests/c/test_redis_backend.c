@@ -113,6 +113,17 @@ static int admin(const char *fmt, ...) {
   return 0;
 }
 
+/* Seconds the server has been up (INFO), or -1. */
+static long uptime(void) {
+  redisReply *r = adm ? redisCommand(adm, "INFO server") : NULL;
+  const char *u = r && r->type == REDIS_REPLY_STRING
+                      ? strstr(r->str, "uptime_in_seconds:")
+                      : NULL;
+  long v = u ? atol(u + 18) : -1;
+  if (r) freeReplyObject(r);
+  return v;
+}
+
 static void test_options(void) {
   void *cfg;
   gm_error err;
@@ -526,7 +537,7 @@ static void test_wakeup(void *conn, void *conn2) {
   lock_name(name, sizeof name, "wake");
   check(ops->changed && ops->poll_us > 0 && ops->poll_us <= 20000,
         "changed() is there, polled every %lld µs", (long long)ops->poll_us);
-  gm_acquire_req a = req(name, "node-a", 0, 0, 0, 60000000);
+  gm_acquire_req a = req(name, "node-a", 0, 0, 0, 5000000);
   int rc = ops->acquire(conn, &a, &r, &err);
   check(ops->changed(conn2, &err) == GM_OK,
         "the first changed() subscribes and says GM_OK once");
@@ -597,7 +608,7 @@ static void test_server_events(const char *dir) {
   lock_name(name, sizeof name, "events");
   if (parse_with("timeout", "1", &cfg, &err)) return;
   int rc = ops->open(cfg, &conn, &err);
-  gm_acquire_req a = req(name, "node-a", 0, 0, 0, 60000000);
+  gm_acquire_req a = req(name, "node-a", 0, 0, 0, 5000000);
   check(rc == GM_OK && ops->acquire(conn, &a, &r, &err) == GM_OK &&
             ops->changed(conn, &err) == GM_OK,
         "lock taken and subscribed before the pause");
@@ -646,11 +657,18 @@ static void test_server_events(const char *dir) {
         "after the restart the hash is gone (the core's vanished-row rule)");
   check(ops->renew(conn, name, "node-b", 3, 60000000, &r, &err) == GM_NOT,
         "the holder's renew finds no hash: GM_NOT");
-  a = req(name, "node-a", 0, 0, 3, 60000000); /* min_token: the largest seen */
+  a = req(name, "node-c", 0, 0, 0, 60000000); /* a node that saw nothing */
   rc = ops->acquire(conn, &a, &r, &err);
+  check(rc == GM_NOT, "no new hash within the restarted server's first "
+                      "lease (60 s): GM_NOT");
+  a = req(name, "node-a", 0, 0, 3, 1000000); /* min_token: the largest seen */
+  t0 = mono();
+  while ((rc = ops->acquire(conn, &a, &r, &err)) == GM_NOT && mono() - t0 < 5)
+    usleep(20000);
   check(rc == GM_OK && r.token == 4,
-        "a node that saw token 3 grants token 4, not 1 (%llu)",
-        (unsigned long long)r.token);
+        "a node that saw token 3 grants token 4, not 1 (%llu), once the "
+        "server is up for its lease of 1 s (%.2f s)",
+        (unsigned long long)r.token, mono() - t0);
   close_conn(cfg, conn);
 }
 
@@ -697,6 +715,12 @@ int main(void) {
   }
   snprintf(run, sizeof run, "t%ld.%ld", (long)time(NULL), (long)getpid());
   check(admin_open() == GM_OK, "the test's own connection");
+  /* No lock is created within the server's first lease (5 s here): a
+   * server started just now makes the first grants wait. */
+  double t0 = mono();
+  while (uptime() >= 0 && uptime() < 6 && mono() - t0 < 10) usleep(100000);
+  check(uptime() >= 6, "the server is up for 6 s (waited %.1f s)",
+        mono() - t0);
 
   test_options();
   test_connect_errors();
