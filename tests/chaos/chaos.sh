@@ -5,17 +5,17 @@
 # verdict.
 #
 #   tests/chaos/chaos.sh BACKEND DURATION [NODES LEASE RETRY SEED]
-#     BACKEND   sqlite | mysql | mongo
+#     BACKEND   sqlite | mysql | mongo | redis
 #     DURATION  seconds
 #   GOMASTER_KEEP=1 keeps the logs (their directory is printed).
 #
-# Needs the Lua 5.4 build (make) and, for mysql and mongo, what
+# Needs the Lua 5.4 build (make) and, for mysql, mongo and redis, what
 # tests/servers/*.sh need (sh scripts/deps.sh).
 set -u
 cd "$(dirname "$0")/../.." || exit 2
 ROOT=$(pwd)
 export GOMASTER_ROOT="$ROOT"
-backend=${1:?usage: chaos.sh sqlite|mysql|mongo DURATION [NODES LEASE RETRY SEED]}
+backend=${1:?usage: chaos.sh sqlite|mysql|mongo|redis DURATION [NODES LEASE RETRY SEED]}
 duration=${2:?usage: chaos.sh BACKEND DURATION}
 shift 2
 dir=$(mktemp -d /tmp/gomaster-chaos.XXXXXX)
@@ -30,8 +30,8 @@ trap 'exit 130' INT TERM
 
 case $backend in
 sqlite) url="sqlite://$dir/chaos.db" ;;
-mysql | mongo)
-  server=$([ "$backend" = mysql ] && echo mariadb || echo mongo)
+mysql | mongo | redis)
+  server=$(case $backend in mysql) echo mariadb ;; *) echo "$backend" ;; esac)
   # A real MongoDB (GOMASTER_TEST_MONGO_URI) cannot be paused or restarted
   # from here: the chaos run always uses the stand-in.
   env=$(GOMASTER_TEST_MONGO_URI='' bash "tests/servers/$server.sh" start "$dir" 2>"$dir/server.err") || {
@@ -41,9 +41,13 @@ mysql | mongo)
     exit 1
   }
   eval "$env"
-  if [ "$backend" = mysql ]; then url=$GOMASTER_TEST_MYSQL_URL; else url=$GOMASTER_TEST_MONGO_URL; fi
+  case $backend in
+  mysql) url=$GOMASTER_TEST_MYSQL_URL ;;
+  mongo) url=$GOMASTER_TEST_MONGO_URL ;;
+  redis) url=$GOMASTER_TEST_REDIS_URL ;;
+  esac
   ;;
-*) echo "chaos: unknown backend $backend (sqlite, mysql, mongo)" >&2; exit 2 ;;
+*) echo "chaos: unknown backend $backend (sqlite, mysql, mongo, redis)" >&2; exit 2 ;;
 esac
 
 export GOMASTER_CHAOS_SERVER_DIR="$dir"

@@ -5,7 +5,7 @@
 --   lua5.4 tests/chaos/run.lua DIR BACKEND URL DURATION [NODES LEASE RETRY SEED]
 --
 -- DIR is an empty directory for the logs (node<k>.log, faults.log, proxy);
--- BACKEND is sqlite, mysql or mongo; URL the database's (for mysql and mongo
+-- BACKEND is sqlite, mysql, mongo or redis; URL the database's (for mysql and mongo
 -- every node reaches it through its own port of tests/chaos/proxy.py). The
 -- server of mysql/mongo was started by tests/servers/<x>.sh with state in
 -- GOMASTER_CHAOS_SERVER_DIR; this runner pauses and restarts it there.
@@ -115,15 +115,17 @@ local function record(f)
   counts[f.kind] = (counts[f.kind] or 0) + 1
 end
 
+-- tests/servers/<script>.sh of the backend
+local script = backend == "mysql" and "mariadb" or backend
+
 local function server(cmd, extra)
-  local script = backend == "mysql" and "mariadb" or "mongo"
   local ok = os.execute(("bash %s/tests/servers/%s.sh %s %q %s >>%q 2>&1")
     :format(root, script, cmd, server_dir, extra or "", dir .. "/server.out"))
   assert(ok, "tests/servers/" .. script .. ".sh " .. cmd .. " failed")
 end
 
 local function server_pid()
-  local f = assert(io.open(server_dir .. "/" .. (backend == "mysql" and "mariadb" or "mongo") .. "/pid"))
+  local f = assert(io.open(server_dir .. "/" .. script .. "/pid"))
   local pid = f:read("n")
   f:close()
   return pid
@@ -208,7 +210,8 @@ local function inject(kind)
   elseif kind == "restart_db" then
     -- a restart keeps the data, as a real server's does (the stand-in keeps
     -- its documents in a file for it); a wiped database is another case,
-    -- with its own spec (spec/integration/mongo_spec.lua)
+    -- with its own spec (spec/integration/mongo_spec.lua). Redis keeps
+    -- nothing here (no RDB, no AOF): its restart wipes every lock.
     server("restart", backend == "mongo" and "keep" or nil)
     f.healed = core.now()
   elseif kind == "partition" then
