@@ -2,8 +2,10 @@
  * mongo.c: the MongoDB backend (libmongoc 1.23, MongoDB 4.2 and later).
  *
  * One document per lock in a collection (gomaster_locks by default):
- *   {_id: name, owner, token (int64), version, acquired_at, renewed_at,
- *    expires_at (BSON dates)}
+ *   {_id: name, owner, instance (int64: the elector instance granted it;
+ *    absent in documents written before it existed, which then match no
+ *    renewal), token (int64), version, acquired_at, renewed_at, expires_at
+ *    (BSON dates)}
  * and, once a one-time task run under the lock is done, its record:
  *   {done_at (BSON date), done_by, done_token (int64), result}
  * which every later write keeps.
@@ -600,6 +602,9 @@ static void read_row(const bson_t *doc, gm_row *out) {
       BSON_ITER_HOLDS_NUMBER(&it))
     out->done_token = (uint64_t)bson_iter_as_int64(&it);
   copy_utf8(doc, "result", out->result, sizeof out->result);
+  if (bson_iter_init_find(&it, doc, "instance") &&
+      BSON_ITER_HOLDS_INT64(&it))
+    out->instance = (uint64_t)bson_iter_int64(&it);
 }
 
 /* Runs findAndModify(query, pipeline) returning the new document. GM_OK with
@@ -657,6 +662,7 @@ static void append_grant(bson_t *doc, const gm_acquire_req *r,
   BSON_APPEND_UTF8(&lit, "$literal", r->owner);
   bson_append_document_end(doc, &lit);
   BSON_APPEND_INT64(doc, "token", (int64_t)token);
+  BSON_APPEND_INT64(doc, "instance", (int64_t)r->instance);
   BSON_APPEND_DOCUMENT_BEGIN(doc, "version", &lit);
   BSON_APPEND_UTF8(&lit, "$literal", r->version ? r->version : "");
   bson_append_document_end(doc, &lit);
@@ -727,23 +733,27 @@ static int mongo_acquire(void *p, const gm_acquire_req *r, gm_row *out,
   if (!found) return GM_NOT;
   row.now = row.renewed_at;
   *out = row;
-  if (row.token != token || strcmp(row.owner, r->owner) != 0) {
+  if (row.token != token || row.instance != r->instance ||
+      strcmp(row.owner, r->owner) != 0) {
     out->now = 0; /* not ours: the server's now is not known */
     return GM_NOT;
   }
   return GM_OK;
 }
 
-/* Query {_id: name, owner, token}: the document is ours. */
+/* Query {_id: name, owner, instance, token}: the document is ours
+ * (instance 0: any instance, for tools that know only the id). */
 static bson_t *ours_query(const char *name, const char *owner,
-                          uint64_t token) {
-  return BCON_NEW("_id", BCON_UTF8(name), "owner", BCON_UTF8(owner), "token",
-                  BCON_INT64((int64_t)token));
+                          uint64_t instance, uint64_t token) {
+  bson_t *q = BCON_NEW("_id", BCON_UTF8(name), "owner", BCON_UTF8(owner),
+                       "token", BCON_INT64((int64_t)token));
+  if (instance) BSON_APPEND_INT64(q, "instance", (int64_t)instance);
+  return q;
 }
 
 static int mongo_renew(void *p, const char *name, const char *owner,
-                       uint64_t token, int64_t lease_us, gm_row *out,
-                       gm_error *err) {
+                       uint64_t instance, uint64_t token, int64_t lease_us,
+                       gm_row *out, gm_error *err) {
   mongo_conn *c = p;
   bson_t *pipeline = BCON_NEW(
       "0", "{", "$set", "{", "renewed_at", BCON_UTF8("$$NOW"), "expires_at",
@@ -751,7 +761,8 @@ static int mongo_renew(void *p, const char *name, const char *owner,
       "]", "}", "}", "}");
   int found;
   gm_row row;
-  int rc = find_and_modify(c, "renew", ours_query(name, owner, token),
+  int rc = find_and_modify(c, "renew",
+                           ours_query(name, owner, instance, token),
                            pipeline, 0, &found, &row, err);
   if (rc != GM_OK) return rc;
   if (!found) return GM_NOT;
@@ -831,6 +842,7 @@ static bson_t *batch_update(mongo_conn *c, const gm_renew_req *q, size_t n,
       BSON_APPEND_DOCUMENT_BEGIN(&ors, key, &one);
       BSON_APPEND_UTF8(&one, "_id", q[j].name);
       BSON_APPEND_UTF8(&one, "owner", q[j].owner);
+      BSON_APPEND_INT64(&one, "instance", (int64_t)q[j].instance);
       BSON_APPEND_INT64(&one, "token", (int64_t)q[j].token);
       bson_append_document_end(&ors, &one);
     }
@@ -893,8 +905,8 @@ static int mongo_renew_many(void *p, gm_renew_req *q, size_t n,
   mongo_conn *c = p;
   if (n == 1) { /* one lock: one findAndModify already tells all */
     gm_row r;
-    q[0].rc = mongo_renew(p, q[0].name, q[0].owner, q[0].token,
-                          q[0].lease_us, &r, err);
+    q[0].rc = mongo_renew(p, q[0].name, q[0].owner, q[0].instance,
+                          q[0].token, q[0].lease_us, &r, err);
     if (q[0].rc == GM_ERR) return GM_ERR;
     q[0].renewed_at = r.renewed_at;
     q[0].expires_at = r.expires_at;
@@ -939,7 +951,8 @@ static int mongo_renew_many(void *p, gm_renew_req *q, size_t n,
   bson_append_array_end(&in, &ids);
   bson_append_document_end(filter, &in);
   bson_t *opts = BCON_NEW("projection", "{", "owner", BCON_INT32(1), "token",
-                          BCON_INT32(1), "renewed_at", BCON_INT32(1),
+                          BCON_INT32(1), "instance", BCON_INT32(1),
+                          "renewed_at", BCON_INT32(1),
                           "expires_at", BCON_INT32(1), BATCH_FIELD,
                           BCON_INT32(1), "}", "batchSize",
                           BCON_INT64((int64_t)n), "readConcern", "{", "level",
@@ -959,16 +972,20 @@ static int mongo_renew_many(void *p, gm_renew_req *q, size_t n,
     char owner[GM_ID_MAX], mark[sizeof marker];
     copy_utf8(doc, "owner", owner, sizeof owner);
     copy_utf8(doc, BATCH_FIELD, mark, sizeof mark);
-    uint64_t token = 0;
+    uint64_t token = 0, instance = 0;
     if (bson_iter_init_find(&f, doc, "token") && BSON_ITER_HOLDS_NUMBER(&f))
       token = (uint64_t)bson_iter_as_int64(&f);
+    if (bson_iter_init_find(&f, doc, "instance") && BSON_ITER_HOLDS_INT64(&f))
+      instance = (uint64_t)bson_iter_int64(&f);
     if (strcmp(mark, marker) != 0) continue;
     int64_t renewed = date_us(doc, "renewed_at");
     int64_t expires = date_us(doc, "expires_at");
     for (size_t k = find_name(c, q, n, name);
          k < n && strcmp(q[c->order[k]].name, name) == 0; k++) {
       gm_renew_req *r = &q[c->order[k]];
-      if (r->token != token || strcmp(r->owner, owner) != 0) continue;
+      if (r->token != token || r->instance != instance ||
+          strcmp(r->owner, owner) != 0)
+        continue;
       r->rc = GM_OK;
       r->renewed_at = r->now = renewed;
       r->expires_at = expires;
@@ -984,14 +1001,15 @@ static void announce(mongo_conn *c, const char *name, uint64_t token,
                      int64_t at_us);
 
 static int mongo_release(void *p, const char *name, const char *owner,
-                         uint64_t token, gm_error *err) {
+                         uint64_t instance, uint64_t token, gm_error *err) {
   mongo_conn *c = p;
   bson_t *pipeline =
       BCON_NEW("0", "{", "$set", "{", "owner", BCON_UTF8(""), "expires_at",
                BCON_UTF8("$$NOW"), "}", "}");
   int found;
   gm_row row;
-  int rc = find_and_modify(c, "release", ours_query(name, owner, token),
+  int rc = find_and_modify(c, "release",
+                           ours_query(name, owner, instance, token),
                            pipeline, 0, &found, &row, err);
   if (rc != GM_OK) return rc;
   if (!found) return GM_NOT;
@@ -1002,7 +1020,8 @@ static int mongo_release(void *p, const char *name, const char *owner,
 /* Where owner and token are ours: the completion record, done_at from the
  * server's clock. The lease is left as it is. */
 static int mongo_complete(void *p, const char *name, const char *owner,
-                          uint64_t token, const char *result, gm_error *err) {
+                          uint64_t instance, uint64_t token,
+                          const char *result, gm_error *err) {
   mongo_conn *c = p;
   bson_t *pipeline = BCON_NEW(
       "0", "{", "$set", "{", "done_at", BCON_UTF8("$$NOW"), "done_by", "{",
@@ -1011,7 +1030,8 @@ static int mongo_complete(void *p, const char *name, const char *owner,
       BCON_UTF8(result), "}", "}", "}");
   int found;
   gm_row row;
-  int rc = find_and_modify(c, "complete", ours_query(name, owner, token),
+  int rc = find_and_modify(c, "complete",
+                           ours_query(name, owner, instance, token),
                            pipeline, 0, &found, &row, err);
   if (rc != GM_OK) return rc;
   return found ? GM_OK : GM_NOT;

@@ -6,8 +6,9 @@
  *
  *   name VARBINARY(191) PRIMARY KEY, owner VARBINARY(127), token BIGINT
  *   UNSIGNED, version VARBINARY(127), acquired_at, renewed_at, expires_at
- *   DATETIME(6) holding UTC_TIMESTAMP(6) of the server; and the completion
- *   record of a one-time task: done_at, done_by, done_token, result.
+ *   DATETIME(6) holding UTC_TIMESTAMP(6) of the server; the completion
+ *   record of a one-time task: done_at, done_by, done_token, result; and
+ *   instance BIGINT UNSIGNED, the key of the elector instance granted it.
  *
  * Binary strings compare byte for byte: no collation folds case, pads spaces
  * or mangles quotes, backslashes or UTF-8 in lock names.
@@ -322,29 +323,32 @@ static void waiter_stop(myconn *c);
 static const char *const sql[NSTMT] = {
     [S_OBSERVE] = "SELECT " US(NOW) ", l.owner, l.version, l.token, " US(
         "l.acquired_at") ", " US("l.renewed_at") ", " US("l.expires_at")
-        ", " US("l.done_at") ", l.done_by, l.done_token, l.result"
+        ", " US("l.done_at") ", l.done_by, l.done_token, l.result, l.instance"
         " FROM (SELECT 1) AS d LEFT JOIN `%s` AS l ON l.name = ?",
-    /* name, owner, version, min_token, lease_us */
+    /* name, owner, version, min_token, lease_us, instance */
     [S_INSERT] = "INSERT INTO `%s` (name, owner, version, token, acquired_at, "
-                 "renewed_at, expires_at) VALUES (?, ?, ?, ? + 1, " NOW_REPORTED
-                 ", " NOW ", " NOW " + INTERVAL ? MICROSECOND)",
-    /* owner, version, min_token, lease_us, name, expect_token */
-    [S_TAKE] = "UPDATE `%s` SET owner = ?, version = ?, "
+                 "renewed_at, expires_at, instance) VALUES (?, ?, ?, ? + 1, "
+                 NOW_REPORTED ", " NOW ", " NOW " + INTERVAL ? MICROSECOND, ?)",
+    /* owner, instance, version, min_token, lease_us, name, expect_token */
+    [S_TAKE] = "UPDATE `%s` SET owner = ?, instance = ?, version = ?, "
                "token = GREATEST(token, ?) + 1, acquired_at = " NOW_REPORTED
                ", renewed_at = " NOW ", expires_at = " NOW
                " + INTERVAL ? MICROSECOND WHERE name = ? AND token = ? AND "
                "(owner = '' OR expires_at <= " NOW ")",
-    /* lease_us, name, owner, token */
+    /* lease_us, name, owner, token, instance */
     [S_RENEW] = "UPDATE `%s` SET renewed_at = " NOW_REPORTED
                 ", expires_at = " NOW " + INTERVAL ? MICROSECOND "
-                "WHERE name = ? AND owner = ? AND token = ?",
-    /* name, owner, token */
+                "WHERE name = ? AND owner = ? AND token = ? AND instance = ?",
+    /* name, owner, token, instance */
     [S_RELEASE] = "UPDATE `%s` SET owner = '', expires_at = LEAST(expires_at, "
-                  NOW ") WHERE name = ? AND owner = ? AND token = ?",
-    /* result, name, owner, token: the lock itself is unchanged */
+                  NOW ") WHERE name = ? AND owner = ? AND token = ? AND "
+                  "instance = ?",
+    /* result, name, owner, token, instance (0: any): the lock itself is
+     * unchanged */
     [S_COMPLETE] = "UPDATE `%s` SET done_at = " NOW ", done_by = owner, "
                    "done_token = token, result = ? "
-                   "WHERE name = ? AND owner = ? AND token = ?",
+                   "WHERE name = ? AND owner = ? AND token = ? AND "
+                   "instance = IF(? = 0, instance, ?)",
     /* name: whoever holds it; token + 1 fences the old holder off */
     [S_FORCE] = "UPDATE `%s` SET owner = '', token = token + 1, "
                 "expires_at = " NOW " WHERE name = ?",
@@ -360,7 +364,8 @@ _Static_assert(GM_ID_MAX == 128 && GM_RESULT_MAX == 256,
   add "done_at DATETIME(6) NULL DEFAULT NULL," add                            \
       "done_by VARBINARY(127) NOT NULL DEFAULT ''," add                       \
       "done_token BIGINT UNSIGNED NOT NULL DEFAULT 0," add                    \
-      "result VARBINARY(255) NOT NULL DEFAULT ''"
+      "result VARBINARY(255) NOT NULL DEFAULT ''," add                       \
+      "instance BIGINT UNSIGNED NOT NULL DEFAULT 0"
 
 static const char create_sql[] =
     "CREATE TABLE IF NOT EXISTS `%s` ("
@@ -373,8 +378,9 @@ static const char create_sql[] =
     " expires_at DATETIME(6) NOT NULL," DONE_COLUMNS(" ")
     ") ENGINE=InnoDB";
 
-/* Adds the completion record to a table made before it existed (MariaDB
- * syntax; elsewhere the prepare error stands). */
+/* Adds the completion record and the instance key to a table made before
+ * they existed, in one ALTER run only when a statement names a column the
+ * table lacks (MariaDB syntax; elsewhere the prepare error stands). */
 static const char upgrade_sql[] =
     "ALTER TABLE `%s`" DONE_COLUMNS(" ADD COLUMN IF NOT EXISTS ");
 
@@ -597,7 +603,7 @@ fail:
 
 /* ---- statements -------------------------------------------------------- */
 
-#define MAX_PARAMS 6
+#define MAX_PARAMS 7
 typedef struct params {
   MYSQL_BIND b[MAX_PARAMS];
   unsigned long len[MAX_PARAMS];
@@ -656,7 +662,7 @@ static int check_len(const char *what, const char *s, size_t max,
   return GM_ERR;
 }
 
-#define MAX_COLS 11
+#define MAX_COLS 12
 typedef struct results {
   MYSQL_BIND b[MAX_COLS];
   unsigned long len[MAX_COLS];
@@ -703,6 +709,7 @@ static int fetch_row(myconn *c, const char *name, gm_row *row,
   r_str(&r, row->done_by, sizeof row->done_by);
   r_int(&r, &row->done_token, 1);
   r_str(&r, row->result, sizeof row->result);
+  r_int(&r, &row->instance, 1);
 
   if (mysql_stmt_bind_param(st, in.b) || mysql_stmt_execute(st) ||
       mysql_stmt_bind_result(st, r.b) || mysql_stmt_store_result(st))
@@ -958,12 +965,14 @@ static int my_acquire(void *p, const gm_acquire_req *req, gm_row *out,
     p_str(&in, version);
     p_u64(&in, &req->min_token);
     p_i64(&in, &req->lease_us);
+    p_u64(&in, &req->instance);
     rc = run_write(c, S_INSERT, &in, "acquire", &affected, &now, err);
   } else {
     /* the row's token is expect_token, or nothing changes */
     token = (req->expect_token > req->min_token ? req->expect_token
                                                 : req->min_token) + 1;
     p_str(&in, req->owner);
+    p_u64(&in, &req->instance);
     p_str(&in, version);
     p_u64(&in, &req->min_token);
     p_i64(&in, &req->lease_us);
@@ -974,6 +983,7 @@ static int my_acquire(void *p, const gm_acquire_req *req, gm_row *out,
   if (rc != GM_OK) return rc;
   if (affected != 1) return GM_NOT;
   written(out, req->owner, version, token, now, now, req->lease_us);
+  out->instance = req->instance;
   held_put(c, req->name, version, token, now);
   watch_drop(c, req->name);
   ulock_take(c, req->name, token);
@@ -981,8 +991,8 @@ static int my_acquire(void *p, const gm_acquire_req *req, gm_row *out,
 }
 
 static int my_renew(void *p, const char *name, const char *owner,
-                    uint64_t token, int64_t lease_us, gm_row *out,
-                    gm_error *err) {
+                    uint64_t instance, uint64_t token, int64_t lease_us,
+                    gm_row *out, gm_error *err) {
   myconn *c = p;
   params in = {0};
   uint64_t affected;
@@ -993,6 +1003,7 @@ static int my_renew(void *p, const char *name, const char *owner,
   p_str(&in, name);
   p_str(&in, owner);
   p_u64(&in, &token);
+  p_u64(&in, &instance);
   int rc = run_write(c, S_RENEW, &in, "renew", &affected, &now, err);
   if (rc != GM_OK) return rc;
   if (affected != 1) {
@@ -1007,7 +1018,8 @@ static int my_renew(void *p, const char *name, const char *owner,
   if (!h || h->token != token) {
     gm_row row;
     if (fetch_row(c, name, &row, err)) return GM_ERR;
-    if (row.exists && row.token == token && strcmp(row.owner, owner) == 0)
+    if (row.exists && row.token == token && row.instance == instance &&
+        strcmp(row.owner, owner) == 0)
       held_put(c, name, row.version, token, row.acquired_at);
     h = held_find(c, name);
   }
@@ -1016,11 +1028,12 @@ static int my_renew(void *p, const char *name, const char *owner,
   else /* taken over between the two statements: a lease shorter than a
         * round trip; the next renew reports the loss */
     written(out, owner, "", token, 0, now, lease_us);
+  out->instance = instance;
   return GM_OK;
 }
 
 static int my_release(void *p, const char *name, const char *owner,
-                      uint64_t token, gm_error *err) {
+                      uint64_t instance, uint64_t token, gm_error *err) {
   myconn *c = p;
   params in = {0};
   uint64_t affected;
@@ -1029,6 +1042,7 @@ static int my_release(void *p, const char *name, const char *owner,
   p_str(&in, name);
   p_str(&in, owner);
   p_u64(&in, &token);
+  p_u64(&in, &instance);
   int rc = run_write(c, S_RELEASE, &in, "release", &affected, NULL, err);
   if (rc != GM_OK) return rc;
   /* first the row, then the user lock: a follower it wakes finds it free */
@@ -1040,7 +1054,8 @@ static int my_release(void *p, const char *name, const char *owner,
 }
 
 static int my_complete(void *p, const char *name, const char *owner,
-                       uint64_t token, const char *result, gm_error *err) {
+                       uint64_t instance, uint64_t token, const char *result,
+                       gm_error *err) {
   myconn *c = p;
   params in = {0};
   uint64_t affected;
@@ -1052,6 +1067,8 @@ static int my_complete(void *p, const char *name, const char *owner,
   p_str(&in, name);
   p_str(&in, owner);
   p_u64(&in, &token);
+  p_u64(&in, &instance);
+  p_u64(&in, &instance);
   int rc = run_write(c, S_COMPLETE, &in, "complete", &affected, NULL, err);
   if (rc != GM_OK) return rc;
   return affected == 1 ? GM_OK : GM_NOT;
@@ -1104,7 +1121,7 @@ static int my_renew_many(void *p, gm_renew_req *q, size_t n, gm_error *err) {
   if (same) {
     size_t cap = 512 + strlen(c->cfg->table);
     for (size_t i = 0; i < n; i++)
-      cap += 4 * strlen(q[i].name) + 2 * strlen(q[i].owner) + 64;
+      cap += 4 * strlen(q[i].name) + 2 * strlen(q[i].owner) + 96;
     char *text = malloc(cap), *w = text;
     if (!text) {
       gm_seterr(err, GM_E_NOMEM, "out of memory");
@@ -1118,13 +1135,14 @@ static int my_renew_many(void *p, gm_renew_req *q, size_t n, gm_error *err) {
       if (i) *w++ = ',';
       w = put_hex(w, q[i].name);
     }
-    w += sprintf(w, ") AND (name, owner, token) IN (");
+    w += sprintf(w, ") AND (name, owner, instance, token) IN (");
     for (size_t i = 0; i < n; i++) {
       w += sprintf(w, "%s(", i ? "," : "");
       w = put_hex(w, q[i].name);
       *w++ = ',';
       w = put_hex(w, q[i].owner);
-      w += sprintf(w, ",%llu)", (unsigned long long)q[i].token);
+      w += sprintf(w, ",%llu,%llu)", (unsigned long long)q[i].instance,
+                   (unsigned long long)q[i].token);
     }
     *w++ = ')';
     int bad = mysql_real_query(c->db, text, (unsigned long)(w - text));
@@ -1144,8 +1162,8 @@ static int my_renew_many(void *p, gm_renew_req *q, size_t n, gm_error *err) {
   }
   for (size_t i = 0; i < n; i++) {
     gm_row r;
-    q[i].rc = my_renew(p, q[i].name, q[i].owner, q[i].token, q[i].lease_us,
-                       &r, err);
+    q[i].rc = my_renew(p, q[i].name, q[i].owner, q[i].instance, q[i].token,
+                       q[i].lease_us, &r, err);
     if (q[i].rc == GM_ERR) return GM_ERR;
     q[i].renewed_at = r.renewed_at;
     q[i].expires_at = r.expires_at;

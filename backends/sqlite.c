@@ -243,7 +243,8 @@ static int sq_open(const void *p, void **out, gm_error *err) {
            " done_by TEXT NOT NULL DEFAULT '',"
            " done_token INTEGER NOT NULL DEFAULT 0,"
            " result TEXT NOT NULL DEFAULT '',"
-           " holder INTEGER NOT NULL DEFAULT -1)",
+           " holder INTEGER NOT NULL DEFAULT -1,"
+           " instance INTEGER NOT NULL DEFAULT 0)",
            c->table);
   /* Several processes opening a new file at once: switching it to WAL
    * needs a lock that SQLite may refuse at once, without its busy handler.
@@ -256,12 +257,15 @@ static int sq_open(const void *p, void **out, gm_error *err) {
     struct timespec nap = {0, 10 * 1000000L};
     nanosleep(&nap, NULL);
   }
-  if (made == GM_OK) { /* a table made before `holder` gets it */
+  /* A table made before `holder` or `instance` gets them; "duplicate
+   * column" is the common answer and fine. */
+  static const char *const added[] = {"holder INTEGER NOT NULL DEFAULT -1",
+                                      "instance INTEGER NOT NULL DEFAULT 0"};
+  for (size_t i = 0; made == GM_OK && i < 2; i++) {
     char add[160];
-    snprintf(add, sizeof add,
-             "ALTER TABLE %s ADD COLUMN holder INTEGER NOT NULL DEFAULT -1",
-             c->table);
-    sqlite3_exec(s->db, add, NULL, NULL, NULL); /* "duplicate column": fine */
+    snprintf(add, sizeof add, "ALTER TABLE %s ADD COLUMN %s", c->table,
+             added[i]);
+    sqlite3_exec(s->db, add, NULL, NULL, NULL);
   }
   if (made != GM_OK) {
     char msg[GM_ERRMSG_MAX];
@@ -273,11 +277,12 @@ static int sq_open(const void *p, void **out, gm_error *err) {
   if (prep(s, c->table,
            "SELECT owner, token, version, acquired_at, renewed_at,"
            " expires_at, boot_id, done_at, done_by, done_token, result,"
-           " holder FROM %s WHERE name = ?1",
+           " holder, instance FROM %s WHERE name = ?1",
            &s->observe, err) ||
       prep(s, c->table,
            "UPDATE %s SET done_at = ?1, done_by = ?3, done_token = ?4,"
-           " result = ?5 WHERE name = ?2 AND owner = ?3 AND token = ?4",
+           " result = ?5 WHERE name = ?2 AND owner = ?3 AND token = ?4"
+           " AND (?6 = 0 OR instance = ?6)",
            &s->complete, err) ||
       prep(s, c->table,
            "UPDATE %s SET owner = '', token = token + 1, expires_at = ?1"
@@ -285,33 +290,33 @@ static int sq_open(const void *p, void **out, gm_error *err) {
            &s->force, err) ||
       prep(s, c->table,
            "INSERT INTO %s (name, owner, token, version, acquired_at,"
-           " renewed_at, expires_at, boot_id, holder)"
-           " VALUES (?1, ?2, ?3 + 1, ?4, ?5, ?5, ?5 + ?6, ?7, ?9)"
+           " renewed_at, expires_at, boot_id, holder, instance)"
+           " VALUES (?1, ?2, ?3 + 1, ?4, ?5, ?5, ?5 + ?6, ?7, ?9, ?11)"
            " ON CONFLICT (name) DO NOTHING",
            &s->insert, err) ||
       prep(s, c->table,
            "UPDATE %s SET owner = ?2, token = MAX(token, ?3) + 1,"
            " version = ?4, acquired_at = ?5, renewed_at = ?5,"
-           " expires_at = ?5 + ?6, boot_id = ?7, holder = ?9"
-           " WHERE name = ?1 AND token = ?8"
+           " expires_at = ?5 + ?6, boot_id = ?7, holder = ?9,"
+           " instance = ?11 WHERE name = ?1 AND token = ?8"
            " AND (owner = '' OR expires_at <= ?5 OR boot_id <> ?7)",
            &s->take, err) ||
       prep(s, c->table,
            "UPDATE %s SET owner = ?2, token = MAX(token, ?3) + 1,"
            " version = ?4, acquired_at = ?5, renewed_at = ?5,"
-           " expires_at = ?5 + ?6, boot_id = ?7, holder = ?9"
-           " WHERE name = ?1 AND token = ?8 AND boot_id = ?7"
+           " expires_at = ?5 + ?6, boot_id = ?7, holder = ?9,"
+           " instance = ?11 WHERE name = ?1 AND token = ?8 AND boot_id = ?7"
            " AND holder = ?10 AND holder >= 0",
            &s->take_dead, err) ||
       prep(s, c->table, "PRAGMA data_version", &s->data_version, err) ||
       prep(s, c->table,
            "UPDATE %s SET renewed_at = ?1, expires_at = ?1 + ?2"
            " WHERE name = ?3 AND owner = ?4 AND token = ?5 AND boot_id = ?6"
-           " RETURNING version, acquired_at",
+           " AND instance = ?7 RETURNING version, acquired_at",
            &s->renew, err) ||
       prep(s, c->table,
            "UPDATE %s SET owner = '', expires_at = ?1"
-           " WHERE name = ?2 AND owner = ?3 AND token = ?4",
+           " WHERE name = ?2 AND owner = ?3 AND token = ?4 AND instance = ?5",
            &s->release, err)) {
     sq_close(s);
     return GM_ERR;
@@ -364,6 +369,7 @@ static int sq_observe(void *p, const char *name, gm_row *out, gm_error *err) {
     out->done_token = (uint64_t)sqlite3_column_int64(st, 9);
     text(st, 10, out->result, sizeof out->result);
     out->holder = sqlite3_column_int64(st, 11);
+    out->instance = (uint64_t)sqlite3_column_int64(st, 12);
     if (strcmp(boot, s->boot_id) != 0) { /* times from before a reboot */
       out->acquired_at = out->renewed_at = out->expires_at = 0;
       out->holder = -1;
@@ -392,6 +398,7 @@ static int acquire_with(sq_conn *s, sqlite3_stmt *st, const gm_acquire_req *q,
   int64_t mine = take_slot(s->cfg);
   sqlite3_bind_int64(st, 9, mine);
   if (dead >= 0) sqlite3_bind_int64(st, 10, dead);
+  sqlite3_bind_int64(st, 11, (sqlite3_int64)q->instance);
   int rc = run_write(s, st, "acquire", err);
   if (rc != GM_OK) return rc;
   memset(out, 0, sizeof *out);
@@ -402,6 +409,7 @@ static int acquire_with(sq_conn *s, sqlite3_stmt *st, const gm_acquire_req *q,
   out->acquired_at = out->renewed_at = out->now = now;
   out->expires_at = now + q->lease_us;
   out->holder = mine;
+  out->instance = q->instance;
   return GM_OK;
 }
 
@@ -454,8 +462,8 @@ static int sq_changed(void *p, gm_error *err) {
 }
 
 static int sq_renew(void *p, const char *name, const char *owner,
-                    uint64_t token, int64_t lease_us, gm_row *out,
-                    gm_error *err) {
+                    uint64_t instance, uint64_t token, int64_t lease_us,
+                    gm_row *out, gm_error *err) {
   sq_conn *s = p;
   sqlite3_stmt *st = s->renew;
   int64_t now = boot_us();
@@ -466,6 +474,7 @@ static int sq_renew(void *p, const char *name, const char *owner,
   bind_text(st, 4, owner);
   sqlite3_bind_int64(st, 5, (sqlite3_int64)token);
   bind_text(st, 6, s->boot_id);
+  sqlite3_bind_int64(st, 7, (sqlite3_int64)instance);
   int rc = sqlite3_step(st), found = 0;
   if (rc == SQLITE_ROW) {
     found = 1;
@@ -480,6 +489,7 @@ static int sq_renew(void *p, const char *name, const char *owner,
   out->exists = 1;
   snprintf(out->owner, sizeof out->owner, "%s", owner);
   out->token = token;
+  out->instance = instance;
   out->renewed_at = out->now = now;
   out->expires_at = now + lease_us;
   return GM_OK;
@@ -492,8 +502,8 @@ static int sq_renew_many(void *p, gm_renew_req *q, size_t n, gm_error *err) {
   if (exec(s, "BEGIN IMMEDIATE", err) != GM_OK) return GM_ERR;
   for (size_t i = 0; i < n; i++) {
     gm_row r;
-    q[i].rc = sq_renew(p, q[i].name, q[i].owner, q[i].token, q[i].lease_us,
-                       &r, err);
+    q[i].rc = sq_renew(p, q[i].name, q[i].owner, q[i].instance, q[i].token,
+                       q[i].lease_us, &r, err);
     if (q[i].rc == GM_ERR) {
       sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
       return GM_ERR;
@@ -512,18 +522,20 @@ static int sq_renew_many(void *p, gm_renew_req *q, size_t n, gm_error *err) {
 }
 
 static int sq_release(void *p, const char *name, const char *owner,
-                      uint64_t token, gm_error *err) {
+                      uint64_t instance, uint64_t token, gm_error *err) {
   sq_conn *s = p;
   sqlite3_stmt *st = s->release;
   sqlite3_bind_int64(st, 1, boot_us());
   bind_text(st, 2, name);
   bind_text(st, 3, owner);
   sqlite3_bind_int64(st, 4, (sqlite3_int64)token);
+  sqlite3_bind_int64(st, 5, (sqlite3_int64)instance);
   return run_write(s, st, "release", err);
 }
 
 static int sq_complete(void *p, const char *name, const char *owner,
-                       uint64_t token, const char *result, gm_error *err) {
+                       uint64_t instance, uint64_t token, const char *result,
+                       gm_error *err) {
   sq_conn *s = p;
   sqlite3_stmt *st = s->complete;
   struct timespec ts; /* done_at is for people: the wall clock */
@@ -533,6 +545,7 @@ static int sq_complete(void *p, const char *name, const char *owner,
   bind_text(st, 3, owner);
   sqlite3_bind_int64(st, 4, (sqlite3_int64)token);
   bind_text(st, 5, result);
+  sqlite3_bind_int64(st, 6, (sqlite3_int64)instance);
   return run_write(s, st, "complete", err);
 }
 

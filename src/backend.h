@@ -27,7 +27,7 @@
 
 #include "gomaster.h"
 
-#define GM_BACKEND_ABI 3
+#define GM_BACKEND_ABI 4
 
 /* One lock's row/document as read or written, plus the database's now. */
 typedef struct gm_row {
@@ -50,6 +50,9 @@ typedef struct gm_row {
    * grant (SQLite: which byte of the lock file the holder's process keeps
    * locked); -1 when there is none or it cannot be checked from here. */
   int64_t holder;
+  /* ABI 4: the instance key of the elector that was granted the row (see
+   * gm_acquire_req.instance); 0 in a row written before it existed. */
+  uint64_t instance;
 } gm_row;
 
 /* A request to take a lock. The write is conditional on what the core saw:
@@ -67,6 +70,12 @@ typedef struct gm_acquire_req {
   int expect_exists;
   uint64_t expect_token;
   uint64_t min_token;
+  /* ABI 4: the elector instance taking it: a random key in [1, 2^63), new
+   * for every elector (and in a forked child). Written beside owner; every
+   * later conditional write of the grant (renew, release, complete) matches
+   * owner, instance and token, so two electors that share an id never
+   * write each other's grant. */
+  uint64_t instance;
 } gm_acquire_req;
 
 /* One lock of a batch renewal (ABI 3). The core fills the first four
@@ -79,6 +88,7 @@ typedef struct gm_renew_req {
   int64_t lease_us;
   int rc;
   int64_t renewed_at, expires_at, now;
+  uint64_t instance; /* ABI 4: filled by the core, matched with owner */
 } gm_renew_req;
 
 typedef struct gm_backend_ops {
@@ -110,23 +120,27 @@ typedef struct gm_backend_ops {
   int (*acquire)(void *conn, const gm_acquire_req *req, gm_row *out,
                  gm_error *err);
 
-  /* Extends the lease to database now + lease_us where owner and token are
-   * ours (whether or not it expired meanwhile: nobody else took it). */
-  int (*renew)(void *conn, const char *name, const char *owner, uint64_t token,
-               int64_t lease_us, gm_row *out, gm_error *err);
+  /* Extends the lease to database now + lease_us where owner, instance and
+   * token are ours (whether or not it expired meanwhile: nobody else took
+   * it). */
+  int (*renew)(void *conn, const char *name, const char *owner,
+               uint64_t instance, uint64_t token, int64_t lease_us,
+               gm_row *out, gm_error *err);
 
-  /* Where owner and token are ours: owner = '', expires_at = now. The row
-   * stays, so the token keeps growing. */
+  /* Where owner, instance and token are ours: owner = '', expires_at = now.
+   * The row stays, so the token keeps growing. */
   int (*release)(void *conn, const char *name, const char *owner,
-                 uint64_t token, gm_error *err);
+                 uint64_t instance, uint64_t token, gm_error *err);
 
   /* ---- ABI 2 and greater: one-time tasks and operators ---- */
 
-  /* Where owner and token are ours: done_at = database now, done_by =
-   * owner, done_token = token, result = result (at most GM_RESULT_MAX-1
-   * bytes). GM_NOT when the lock is not ours. The lock itself is unchanged. */
+  /* Where owner and token are ours (and instance, unless it is 0: a tool
+   * that knows only the id): done_at = database now, done_by = owner,
+   * done_token = token, result = result (at most GM_RESULT_MAX-1 bytes).
+   * GM_NOT when the lock is not ours. The lock itself is unchanged. */
   int (*complete)(void *conn, const char *name, const char *owner,
-                  uint64_t token, const char *result, gm_error *err);
+                  uint64_t instance, uint64_t token, const char *result,
+                  gm_error *err);
 
   /* An operator's release, whoever holds the lock: owner = '', token =
    * token + 1 (so a stale holder's writes are fenced off), expires_at =
@@ -167,6 +181,16 @@ typedef struct gm_backend_ops {
   /* How often (µs) the core calls changed and holder_gone while the thread
    * has followers; 0: never. */
   int64_t poll_us;
+
+  /* ---- ABI 4 and greater. May be NULL. ---- */
+
+  /* Makes a blocking call on conn, running on the backend's thread right
+   * now, end soon (shutdown(2) of the socket, sqlite3_interrupt): called
+   * from another thread, with the core's lock held, so it must only poke
+   * and never block. conn stays valid during the call; the call running
+   * may then fail with GM_ERR, and the core closes conn as after any
+   * failure. */
+  void (*interrupt)(void *conn);
 } gm_backend_ops;
 
 /* Makes a backend object from an ops table of the caller's own (a backend

@@ -54,6 +54,10 @@ struct gm_elector {
   char name[GM_NAME_MAX];
   char id[GM_ID_MAX];
   char version[GM_ID_MAX];
+  /* The key a grant belongs to (see docs/design.md, "Ownership"): set by
+   * gm_elector_new and anew in a forked child, where no thread runs. */
+  uint64_t instance;
+  int default_id;         /* id was made here, not given */
   int64_t lease_ns, hb_ns, dl_ns, retry_ns;
 
   _Atomic int64_t master_until; /* mono ns; 0: not master (written under mu) */
@@ -96,6 +100,7 @@ struct gm_elector {
   int have_anchor;
   int64_t anchor_mid, anchor_db, anchor_rtt;
   uint64_t reported_leader_token;
+  uint64_t reported_leader_instance;
   char reported_leader_owner[GM_ID_MAX];
   int reported_leader_valid;
 };
@@ -203,6 +208,13 @@ static uint64_t seed64(void) {
   if (getrandom(&s, sizeof s, GRND_NONBLOCK) != (ssize_t)sizeof s)
     s = (uint64_t)mono_ns() ^ ((uint64_t)getpid() << 32);
   return s ? s : 0x9E3779B97F4A7C15ULL;
+}
+
+/* An instance key: random, in [1, 2^63) so that every backend stores it as
+ * a signed 64-bit integer; 0 means "none" (rows written before keys). */
+static uint64_t new_instance(void) {
+  uint64_t k = seed64() >> 1;
+  return k ? k : 1;
 }
 
 static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
@@ -426,7 +438,8 @@ int gm_backend_read(gm_backend *b, const char *name, gm_lock_info *out,
 }
 
 int gm_backend_complete(gm_backend *b, const char *name, const char *owner,
-                        uint64_t token, const char *result, gm_error *err) {
+                        uint64_t instance, uint64_t token, const char *result,
+                        gm_error *err) {
   void *conn;
   if (strlen(result) >= GM_RESULT_MAX) {
     gm_seterr(err, GM_E_ARG, "result: must be %d bytes at most",
@@ -435,7 +448,7 @@ int gm_backend_complete(gm_backend *b, const char *name, const char *owner,
   }
   if (open_once(b, &conn, b->ops->complete != NULL, err) != GM_OK)
     return GM_ERR;
-  int rc = b->ops->complete(conn, name, owner, token, result, err);
+  int rc = b->ops->complete(conn, name, owner, instance, token, result, err);
   b->ops->close(conn);
   return rc;
 }
@@ -524,6 +537,12 @@ static void fill_leader(gm_leader *l, const gm_row *r) {
   if (l->expires_in < 0) l->expires_in = 0;
 }
 
+/* A row granted to this elector instance: the id alone says nothing, since
+ * two electors may share one. */
+static int is_ours(const gm_elector *e, const gm_row *r) {
+  return r->instance == e->instance && strcmp(r->owner, e->id) == 0;
+}
+
 /* Keeps the last holder seen and queues leader(info) when another node took
  * the lock or it became free. */
 static void note_leader(gm_elector *e, const gm_row *r) {
@@ -532,10 +551,13 @@ static void note_leader(gm_elector *e, const gm_row *r) {
   const char *owner = l.held ? r->owner : "";
   pthread_mutex_lock(&e->b->mu);
   e->leader = l;
+  uint64_t inst = l.held ? r->instance : 0;
   int changed = !e->reported_leader_valid ||
                 strcmp(owner, e->reported_leader_owner) != 0 ||
+                inst != e->reported_leader_instance ||
                 (l.held && r->token != e->reported_leader_token);
-  if (changed && strcmp(owner, e->id) != 0) {
+  /* Our own grant is no news; another instance with our id is. */
+  if (changed && !(l.held && is_ours(e, r))) {
     gm_event ev = {.type = GM_EV_LEADER, .leader = l};
     push_event(e, &ev);
   }
@@ -543,6 +565,7 @@ static void note_leader(gm_elector *e, const gm_row *r) {
     snprintf(e->reported_leader_owner, sizeof e->reported_leader_owner, "%s",
              owner);
     e->reported_leader_token = r->token;
+    e->reported_leader_instance = inst;
     e->reported_leader_valid = 1;
   }
   pthread_mutex_unlock(&e->b->mu);
@@ -626,7 +649,8 @@ static void become_master(gm_backend *b, gm_elector *e, int64_t t_send,
   if (!e->want) { /* stop() came while we were acquiring: hand it back */
     pthread_mutex_unlock(&b->mu);
     gm_error err = {0};
-    if (b->ops->release(b->conn, e->name, e->id, r->token, &err) == GM_ERR)
+    if (b->ops->release(b->conn, e->name, e->id, e->instance, r->token,
+                        &err) == GM_ERR)
       fail(b, e, &err);
     return;
   }
@@ -640,6 +664,7 @@ static void become_master(gm_backend *b, gm_elector *e, int64_t t_send,
   snprintf(e->reported_leader_owner, sizeof e->reported_leader_owner, "%s",
            e->id);
   e->reported_leader_token = r->token;
+  e->reported_leader_instance = e->instance;
   e->reported_leader_valid = 1;
   pthread_mutex_unlock(&b->mu);
   e->role = ROLE_MASTER;
@@ -661,7 +686,8 @@ static void try_acquire(gm_backend *b, gm_elector *e, const gm_row *seen,
                         .lease_us = e->lease_ns / US_PER_NS,
                         .expect_exists = seen->exists,
                         .expect_token = seen->token,
-                        .min_token = e->max_token};
+                        .min_token = e->max_token,
+                        .instance = e->instance};
   gm_row r = {0};
   gm_error err = {0};
   int64_t t0 = mono_ns();
@@ -722,9 +748,12 @@ static void follower_step(gm_backend *b, gm_elector *e) {
   track_version(e, t1, &r);
   note_leader(e, &r);
 
-  if (strcmp(r.owner, e->id) == 0) {
-    /* Ours from a grant we gave up (deadline): free it, then campaign. */
-    if (b->ops->release(b->conn, e->name, e->id, r.token, &err) == GM_ERR) {
+  if (is_ours(e, &r)) {
+    /* Ours from a grant this instance gave up (deadline): free it, then
+     * campaign. A row with our id and another instance key is another
+     * elector's grant (the same id given twice, a forked child): held. */
+    if (b->ops->release(b->conn, e->name, e->id, e->instance, r.token,
+                        &err) == GM_ERR) {
       fail(b, e, &err);
       e->next_at = b->reconnect_at;
     } else {
@@ -795,8 +824,8 @@ static void renew_done(gm_backend *b, gm_elector *e, int rc, int64_t t0,
        * Step down and release, so the lock is not left held. */
       gm_error rerr = {0};
       step_down(e, GM_STOP_DEADLINE);
-      if (b->conn && b->ops->release(b->conn, e->name, e->id, e->my_token,
-                                     &rerr) == GM_ERR)
+      if (b->conn && b->ops->release(b->conn, e->name, e->id, e->instance,
+                                     e->my_token, &rerr) == GM_ERR)
         fail(b, e, &rerr);
       e->next_at = mono_ns();
       return;
@@ -824,7 +853,7 @@ static void master_step(gm_backend *b, gm_elector *e) {
     e->next_at = t0;
     return;
   }
-  int rc = b->ops->renew(b->conn, e->name, e->id, e->my_token,
+  int rc = b->ops->renew(b->conn, e->name, e->id, e->instance, e->my_token,
                          e->lease_ns / US_PER_NS, &r, &err);
   renew_done(b, e, rc, t0, mono_ns(), &r, &err);
 }
@@ -876,7 +905,8 @@ static void master_batch(gm_backend *b, gm_elector *due) {
                                 .owner = e->id,
                                 .token = e->my_token,
                                 .lease_us = e->lease_ns / US_PER_NS,
-                                .rc = GM_ERR};
+                                .rc = GM_ERR,
+                                .instance = e->instance};
     k++;
   }
   if (k == 0) return;
@@ -898,7 +928,8 @@ static void master_batch(gm_backend *b, gm_elector *due) {
                 .renewed_at = q->renewed_at,
                 .expires_at = q->expires_at,
                 .now = q->now,
-                .holder = -1};
+                .holder = -1,
+                .instance = e->instance};
     snprintf(r.owner, sizeof r.owner, "%s", e->id);
     snprintf(r.version, sizeof r.version, "%s", e->version);
     gm_error none = {GM_E_DB, "renew: the backend set no result"};
@@ -958,8 +989,8 @@ static void stop_step(gm_backend *b, gm_elector *e, gm_stop_reason why) {
   if (e->role == ROLE_MASTER) {
     gm_error err = {0};
     if (ensure_conn(b, e) == GM_OK &&
-        b->ops->release(b->conn, e->name, e->id, e->my_token, &err) !=
-            GM_ERR) {
+        b->ops->release(b->conn, e->name, e->id, e->instance, e->my_token,
+                        &err) != GM_ERR) {
       pthread_mutex_lock(&b->mu);
       e->n_releases++;
       pthread_mutex_unlock(&b->mu);
@@ -1101,6 +1132,8 @@ gm_elector *gm_elector_new(gm_backend *b, const gm_config *cfg_in,
     gm_strlcpy(e->id, c.id, sizeof e->id);
   else
     default_id(e->id, sizeof e->id);
+  e->default_id = !c.id;
+  e->instance = new_instance();
   gm_strlcpy(e->version, c.version ? c.version : "", sizeof e->version);
   e->lease_ns = (int64_t)(c.lease * NS);
   e->hb_ns = (int64_t)(c.heartbeat * NS);
@@ -1193,6 +1226,7 @@ int64_t gm_elector_deadline(const gm_elector *e) {
 }
 
 const char *gm_elector_id(const gm_elector *e) { return e->id; }
+uint64_t gm_elector_instance(const gm_elector *e) { return e->instance; }
 const char *gm_elector_name(const gm_elector *e) { return e->name; }
 
 int gm_elector_fd(gm_elector *e, gm_error *err) {

@@ -99,9 +99,12 @@ int gm_backend_read(gm_backend *b, const char *name, gm_lock_info *out,
                     gm_error *err);
 
 /* Records that the one-time task `name` is done, where `owner` holds the
- * lock with `token`: GM_OK, GM_NOT (not the holder), GM_ERR. */
+ * lock with `token` (and, unless instance is 0, the grant is the one of
+ * elector instance `instance`: gm_elector_instance): GM_OK, GM_NOT (not
+ * the holder), GM_ERR. */
 int gm_backend_complete(gm_backend *b, const char *name, const char *owner,
-                        uint64_t token, const char *result, gm_error *err);
+                        uint64_t instance, uint64_t token, const char *result,
+                        gm_error *err);
 
 /* Frees lock `name` whoever holds it, with a new token: GM_OK and *out the
  * row after, GM_NOT when there is no such lock, GM_ERR. */
@@ -156,6 +159,10 @@ int gm_elector_is_master(const gm_elector *e);
 uint64_t gm_elector_token(const gm_elector *e);
 
 const char *gm_elector_id(const gm_elector *e);
+/* The elector's instance key: random, in [1, 2^63), new in a forked child.
+ * A grant belongs to this key, not to the id (two electors may share an
+ * id). */
+uint64_t gm_elector_instance(const gm_elector *e);
 const char *gm_elector_name(const gm_elector *e);
 
 /* Monotonic deadline in ns while master (0 otherwise): a caller of

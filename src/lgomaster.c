@@ -194,16 +194,36 @@ static int l_backend_read(lua_State *L) {
   return 1;
 }
 
-/* b:complete(name, owner, token, result) -> true | false (not the holder)
- * | nil, err */
+/* An instance key as m:instance() gives it: 16 hex digits (a Lua number
+ * cannot hold 63 bits under LuaJIT); nil or absent: 0, any instance. */
+static uint64_t opt_instance(lua_State *L, int i) {
+  if (lua_isnoneornil(L, i)) return 0;
+  size_t len;
+  const char *s = luaL_checklstring(L, i, &len);
+  uint64_t v = 0;
+  if (len == 0 || len > 16) luaL_argerror(L, i, "instance key expected");
+  for (size_t k = 0; k < len; k++) {
+    int c = s[k], d = c >= '0' && c <= '9'   ? c - '0'
+                      : c >= 'a' && c <= 'f' ? c - 'a' + 10
+                                             : -1;
+    if (d < 0) luaL_argerror(L, i, "instance key expected");
+    v = v << 4 | (uint64_t)d;
+  }
+  return v;
+}
+
+/* b:complete(name, owner, token, result[, instance]) -> true | false (not
+ * the holder) | nil, err */
 static int l_backend_complete(lua_State *L) {
   lbackend *lb = check_backend(L, 1);
   const char *name = luaL_checkstring(L, 2);
   const char *owner = luaL_checkstring(L, 3);
   uint64_t token = check_token(L, 4);
   const char *result = luaL_optstring(L, 5, "");
+  uint64_t instance = opt_instance(L, 6);
   gm_error err = {0};
-  int rc = gm_backend_complete(lb->b, name, owner, token, result, &err);
+  int rc = gm_backend_complete(lb->b, name, owner, instance, token, result,
+                               &err);
   if (rc == GM_ERR) return fail(L, &err);
   lua_pushboolean(L, rc == GM_OK);
   return 1;
@@ -385,6 +405,15 @@ static int l_id(lua_State *L) {
   return 1;
 }
 
+/* m:instance() -> the instance key as 16 hex digits */
+static int l_instance(lua_State *L) {
+  char buf[20];
+  snprintf(buf, sizeof buf, "%016llx",
+           (unsigned long long)gm_elector_instance(check_elector(L, 1)->e));
+  lua_pushstring(L, buf);
+  return 1;
+}
+
 static int l_name(lua_State *L) {
   lua_pushstring(L, gm_elector_name(check_elector(L, 1)->e));
   return 1;
@@ -547,7 +576,7 @@ static const luaL_Reg elector_methods[] = {
     {"token", l_token},   {"id", l_id},            {"name", l_name},
     {"fd", l_fd},         {"status", l_status},    {"_next", l_next},
     {"_poll", l_poll},    {"_close", l_close},     {"_free", l_free},
-    {"_hooks", l_hooks},  {NULL, NULL}};
+    {"_hooks", l_hooks},  {"instance", l_instance}, {NULL, NULL}};
 
 static const luaL_Reg backend_methods[] = {
     {"check", l_backend_check},

@@ -160,7 +160,7 @@ function _M.once(opts, fn)
   if not res[2] and res[3] ~= nil then return finish(nil, tostring(res[3])) end
   local result = _M.result_string(res[2])
   local done
-  done, err = b:complete(name, m:id(), token, result)
+  done, err = b:complete(name, m:id(), token, result, m:instance())
   if done == nil then
     return finish(nil, ("task '%s' ran (token %s) but its completion could not be recorded: %s")
       :format(name, tostring(token), err))

@@ -24,14 +24,17 @@ function Cluster.tmpdir(prefix)
 end
 local tmpdir = Cluster.tmpdir
 
---- Cluster.new{ url = ..., name = ..., lease = ..., retry = ..., dir = ... }
+--- Cluster.new{ url = ..., name = ..., lease = ..., retry = ..., dir = ...,
+-- id = ... }
 -- url may contain "%DIR%": replaced by dir (default: a fresh temporary
--- directory).
+-- directory). id: the one id every node gives its elector (default: each
+-- its own).
 function Cluster.new(o)
   local self = setmetatable({ dir = o.dir or tmpdir(), nodes = {}, n = 0 }, Cluster)
   self.url = o.url:gsub("%%DIR%%", self.dir)
   self.name = o.name or ("spec-" .. tostring(math.random(1, 1e9)))
   self.lease, self.retry = o.lease or 1.5, o.retry
+  self.id = o.id
   return self
 end
 
@@ -40,8 +43,8 @@ function Cluster:spawn(url)
   self.n = self.n + 1
   local i = self.n
   local log = ("%s/node%d.log"):format(self.dir, i)
-  local cmd = ("%s %s/spec/support/node.lua %q %q %q %s %s >>%q 2>&1 & echo $!")
-    :format(interp, root, log, url or self.url, self.name, tostring(self.lease),
+  local cmd = ("GOMASTER_SPEC_ID=%q %s %s/spec/support/node.lua %q %q %q %s %s >>%q 2>&1 & echo $!")
+    :format(self.id or "", interp, root, log, url or self.url, self.name, tostring(self.lease),
             self.retry and tostring(self.retry) or "", log .. ".out")
   local pid = tonumber(sh(cmd))
   self.nodes[i] = { i = i, pid = pid, log = log, alive = true }

@@ -4,6 +4,8 @@
 --
 --   lua node.lua LOGFILE BACKEND_URL NAME LEASE [RETRY]
 --
+-- The elector's id is GOMASTER_SPEC_ID when set (several nodes may share
+-- one), the default one otherwise.
 -- Log lines: "<time> <kind> <fields...>"
 --   ready <id>              the elector started
 --   m 1 <token> | m 0       is_master() changed (and "m 1" again every 0.1 s
@@ -33,6 +35,7 @@ local function log(...) log_at(core.now(), ...) end
 
 local m = assert(gomaster.new{
   backend = url, name = name, lease = lease, retry = retry,
+  id = (os.getenv("GOMASTER_SPEC_ID") or "") ~= "" and os.getenv("GOMASTER_SPEC_ID") or nil,
   on_start = function(_, token) log("start", tostring(token)) end,
   on_stop = function(_, reason) log("stop", reason) end,
   on_leader = function(_, info)

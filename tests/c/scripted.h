@@ -55,6 +55,7 @@ typedef struct sc_row {
   uint64_t done_token;
   char result[GM_RESULT_MAX];
   int64_t holder; /* the handle of the node that was granted it */
+  uint64_t instance; /* the elector instance granted it */
 } sc_row;
 
 typedef struct sc_db {
@@ -276,6 +277,7 @@ SC_FN void sc_fill(gm_row *out, const sc_row *r, int64_t now) {
   out->done_token = r->done_token;
   snprintf(out->result, sizeof out->result, "%s", r->result);
   out->holder = r->holder;
+  out->instance = r->instance;
 }
 
 SC_FN int sc_observe(void *conn, const char *name, gm_row *out,
@@ -293,6 +295,7 @@ SC_FN void sc_grant(sc_node *n, sc_row *r, const gm_acquire_req *q,
   r->token = (r->token > q->min_token ? r->token : q->min_token) + 1;
   snprintf(r->owner, sizeof r->owner, "%s", q->owner);
   snprintf(r->version, sizeof r->version, "%s", q->version);
+  r->instance = q->instance;
   r->acquired_at = r->renewed_at = now;
   r->expires_at = now + q->lease_us;
   r->holder = n->handle;
@@ -330,14 +333,15 @@ SC_FN int sc_acquire(void *conn, const gm_acquire_req *q, gm_row *out,
 }
 
 SC_FN int sc_renew(void *conn, const char *name, const char *owner,
-                    uint64_t token, int64_t lease_us, gm_row *out,
-                    gm_error *err) {
+                    uint64_t instance, uint64_t token, int64_t lease_us,
+                    gm_row *out, gm_error *err) {
   sc_node *n = conn;
   if (sc_enter(n, SC_RENEW, "renew", err) != GM_OK) return GM_ERR;
   int64_t now = sc_now_locked(n->db);
   sc_row *r = sc_find(n->db, name);
   int rc = GM_NOT;
-  if (r && strcmp(r->owner, owner) == 0 && r->token == token) {
+  if (r && strcmp(r->owner, owner) == 0 && r->instance == instance &&
+      r->token == token) {
     r->renewed_at = now;
     r->expires_at = now + lease_us;
     n->db->version++;
@@ -349,12 +353,13 @@ SC_FN int sc_renew(void *conn, const char *name, const char *owner,
 }
 
 SC_FN int sc_release(void *conn, const char *name, const char *owner,
-                      uint64_t token, gm_error *err) {
+                      uint64_t instance, uint64_t token, gm_error *err) {
   sc_node *n = conn;
   if (sc_enter(n, SC_RELEASE, "release", err) != GM_OK) return GM_ERR;
   sc_row *r = sc_find(n->db, name);
   int rc = GM_NOT;
-  if (r && strcmp(r->owner, owner) == 0 && r->token == token) {
+  if (r && strcmp(r->owner, owner) == 0 && r->instance == instance &&
+      r->token == token) {
     r->owner[0] = '\0';
     r->expires_at = sc_now_locked(n->db);
     n->db->version++;
@@ -365,12 +370,14 @@ SC_FN int sc_release(void *conn, const char *name, const char *owner,
 }
 
 SC_FN int sc_complete(void *conn, const char *name, const char *owner,
-                      uint64_t token, const char *result, gm_error *err) {
+                      uint64_t instance, uint64_t token, const char *result,
+                      gm_error *err) {
   sc_node *n = conn;
   if (sc_enter(n, SC_COMPLETE, "complete", err) != GM_OK) return GM_ERR;
   sc_row *r = sc_find(n->db, name);
   int rc = GM_NOT;
-  if (r && strcmp(r->owner, owner) == 0 && r->token == token) {
+  if (r && strcmp(r->owner, owner) == 0 && r->token == token &&
+      (!instance || r->instance == instance)) {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     r->done_at = (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
@@ -435,7 +442,8 @@ SC_FN int sc_renew_many(void *conn, gm_renew_req *q, size_t cnt,
   for (size_t i = 0; i < cnt; i++) {
     sc_row *r = sc_find(n->db, q[i].name);
     q[i].rc = GM_NOT;
-    if (r && strcmp(r->owner, q[i].owner) == 0 && r->token == q[i].token) {
+    if (r && strcmp(r->owner, q[i].owner) == 0 &&
+        r->instance == q[i].instance && r->token == q[i].token) {
       r->renewed_at = q[i].renewed_at = q[i].now = now;
       r->expires_at = q[i].expires_at = now + q[i].lease_us;
       q[i].rc = GM_OK;

@@ -873,9 +873,9 @@ static void test_operator(void) {
   rc = gm_backend_read(p.b[1], "nosuch", &li, &err);
   check(rc == GM_OK && !li.exists, "read: a lock never made does not exist");
 
-  rc = gm_backend_complete(p.b[1], "op", "node-1", tok, "x", &err);
+  rc = gm_backend_complete(p.b[1], "op", "node-1", 0, tok, "x", &err);
   check(rc == GM_NOT, "complete: refused to a node that does not hold it");
-  rc = gm_backend_complete(p.b[0], "op", "node-0", tok, "migrated", &err);
+  rc = gm_backend_complete(p.b[0], "op", "node-0", 0, tok, "migrated", &err);
   gm_backend_read(p.b[1], "op", &li, &err);
   check(rc == GM_OK && li.done_at > 0 && strcmp(li.done_by, "node-0") == 0 &&
             li.done_token == tok && strcmp(li.result, "migrated") == 0 &&
@@ -885,7 +885,7 @@ static void test_operator(void) {
   char big[GM_RESULT_MAX + 1];
   memset(big, 'a', sizeof big - 1);
   big[sizeof big - 1] = '\0';
-  rc = gm_backend_complete(p.b[0], "op", "node-0", tok, big, &err);
+  rc = gm_backend_complete(p.b[0], "op", "node-0", 0, tok, big, &err);
   check(rc == GM_ERR && err.code == GM_E_ARG &&
             strncmp(err.msg, "result", 6) == 0,
         "complete: a result too long is refused naming result");
@@ -911,7 +911,7 @@ static void test_operator(void) {
   v1.force_release = NULL;
   gm_kv kv = {"node", p.n[1].opt};
   gm_backend *b = gm_backend_new_ops(&v1, &kv, 1, &err);
-  rc = b ? gm_backend_complete(b, "op", "node-1", tok, "", &err) : GM_OK;
+  rc = b ? gm_backend_complete(b, "op", "node-1", 0, tok, "", &err) : GM_OK;
   check(rc == GM_ERR && err.code == GM_E_BACKEND,
         "complete: a backend without it says so (%s)", err.msg);
   rc = b ? gm_backend_force_release(b, "op", &li, &err) : GM_OK;
@@ -1216,6 +1216,83 @@ static void test_fast_clock(void) {
         ? "glibc's" : "the vDSO's", bad);
 }
 
+
+/* ---- ownership: a grant belongs to an elector instance, not to its id ---- */
+
+/* Counts the samples over ms milliseconds where both electors are master. */
+static int both_master(gm_elector **es, int ms) {
+  int both = 0;
+  for (int64_t end = mono_ns() + ms * MS; mono_ns() < end; sleep_ms(2))
+    both += gm_elector_is_master(es[0]) && gm_elector_is_master(es[1]);
+  return both;
+}
+
+static void test_same_id(void) {
+  sc_db db;
+  sc_node n[2];
+  gm_backend *b[2];
+  gm_elector *es[2];
+  gm_error err = {0};
+  gm_event ev;
+  sc_db_init(&db);
+  for (int i = 0; i < 2; i++) {
+    sc_node_init(&n[i], &db);
+    b[i] = i ? sc_backend_fast(&n[i], &err) : sc_backend(&n[i], &err);
+    es[i] = mk(b[i], conf("same", "host", 1, 0.1, 0.6, 0.1));
+  }
+  check(gm_elector_instance(es[0]) && gm_elector_instance(es[1]) &&
+            gm_elector_instance(es[0]) != gm_elector_instance(es[1]) &&
+            gm_elector_instance(es[0]) < ((uint64_t)1 << 63),
+        "same id: each elector has an instance key of its own");
+  start(es[0]);
+  start(es[1]);
+  int w = wait_any(es, 2, GM_EV_START, 2000, &ev);
+  check(w >= 0, "same id: one became master");
+  if (w < 0) goto out;
+  gm_elector *m = es[w], *f = es[1 - w];
+  int got = wait_leader(f, "host", ev.token, 1000, &ev);
+  check(got, "same id: the other gets leader(host) for the other instance");
+  int both = both_master(es, 800);
+  check(both == 0 && gm_elector_is_master(m),
+        "same id: never both master over 8 heartbeats (%d samples both)",
+        both);
+  sc_row r;
+  check(sc_get(&db, "same", &r) && r.instance == gm_elector_instance(m),
+        "same id: the row holds the master's instance key");
+  /* A handover: the master stops, the other takes over; then the new
+   * master misses its deadline (renewals hang) and the old one waits out
+   * the lease before it takes the lock back. */
+  gm_elector_stop(m);
+  got = wait_ev(f, GM_EV_START, 2000, &ev);
+  check(got && gm_elector_is_master(f), "same id: the other took over");
+  start(m);
+  both = both_master(es, 400);
+  check(both == 0, "same id: never both master after a handover (%d)", both);
+  sc_node *fn = f == es[0] ? &n[0] : &n[1];
+  sc_set(fn, SC_RENEW, SC_HANG);
+  sc_set(fn, SC_RENEW_MANY, SC_HANG);
+  both = 0;
+  int took = 0;
+  for (int64_t end = mono_ns() + 3000 * MS; mono_ns() < end && !took;
+       sleep_ms(2)) {
+    both += gm_elector_is_master(m) && gm_elector_is_master(f);
+    took = gm_elector_is_master(m);
+  }
+  both += both_master(es, 200);
+  check(took && both == 0,
+        "same id: a master past its deadline is followed, not adopted, by "
+        "the other instance (took %d, both %d)",
+        took, both);
+  sc_set(fn, SC_RENEW, SC_NORMAL);
+  sc_set(fn, SC_RENEW_MANY, SC_NORMAL);
+out:
+  for (int i = 0; i < 2; i++) {
+    free_el(es[i]);
+    gm_backend_unref(b[i]);
+  }
+  sc_db_destroy(&db);
+}
+
 int main(void) {
   setvbuf(stdout, NULL, _IOLBF, 0);
   alarm(600); /* a hang is a failure, not a stuck CI */
@@ -1239,6 +1316,7 @@ int main(void) {
   test_paused_holder();
   test_changed_wakeup();
   test_wakeup_keeps_schedule();
+  test_same_id();
   printf("%d passed, %d failed\n", passed, failed);
   return failed ? 1 : 0;
 }

@@ -328,7 +328,8 @@ static const char *new_lock(void) {
 static gm_acquire_req req(const char *name, const char *owner, int exists,
                           uint64_t expect, uint64_t min_token,
                           int64_t lease_us) {
-  gm_acquire_req r = {name, owner, "1.0", lease_us, exists, expect, min_token};
+  gm_acquire_req r = {name, owner, "1.0", lease_us, exists, expect, min_token,
+                      0};
   return r;
 }
 
@@ -364,13 +365,13 @@ static void test_lease(void *c) {
             strcmp(seen.version, "1.0") == 0 && seen.now >= seen.renewed_at,
         "observe shows the holder, token, version and now");
 
-  rc = ops->renew(c, name, "node-a", 1, L, &row, &err);
+  rc = ops->renew(c, name, "node-a", 0, 1, L, &row, &err);
   check(rc == GM_OK && row.expires_at >= seen.expires_at &&
             row.renewed_at == row.now && row.token == 1,
         "renew by the owner extends the lease (rc %d, %s)", rc, err.msg);
-  rc = ops->renew(c, name, "node-a", 0, L, &row, &err);
+  rc = ops->renew(c, name, "node-a", 0, 0, L, &row, &err);
   check(rc == GM_NOT, "renew with a stale token is GM_NOT");
-  rc = ops->renew(c, name, "node-b", 1, L, &row, &err);
+  rc = ops->renew(c, name, "node-b", 0, 1, L, &row, &err);
   check(rc == GM_NOT, "renew by another node is GM_NOT");
 
   b = req(name, "node-b", 1, 1, 0, L);
@@ -380,9 +381,9 @@ static void test_lease(void *c) {
   check(seen.token == 1 && strcmp(seen.owner, "node-a") == 0,
         "and leaves it to its holder");
 
-  rc = ops->release(c, name, "node-b", 1, &err);
+  rc = ops->release(c, name, "node-b", 0, 1, &err);
   check(rc == GM_NOT, "release by another node is GM_NOT");
-  rc = ops->release(c, name, "node-a", 1, &err);
+  rc = ops->release(c, name, "node-a", 0, 1, &err);
   check(rc == GM_OK, "release by the owner (rc %d, %s)", rc, err.msg);
   rc = ops->observe(c, name, &seen, &err);
   check(rc == GM_OK && seen.exists && seen.owner[0] == '\0' &&
@@ -393,7 +394,7 @@ static void test_lease(void *c) {
   check(rc == GM_OK && row.token == 2 && strcmp(row.owner, "node-b") == 0,
         "update-acquire of a released lock: token + 1 (rc %d, token %llu)",
         rc, (unsigned long long)row.token);
-  rc = ops->release(c, name, "node-a", 1, &err);
+  rc = ops->release(c, name, "node-a", 0, 1, &err);
   check(rc == GM_NOT, "a stale release (old token) is GM_NOT");
   rc = ops->observe(c, name, &seen, &err);
   check(seen.token == 2 && strcmp(seen.owner, "node-b") == 0 &&
@@ -404,7 +405,7 @@ static void test_lease(void *c) {
   check(rc == GM_NOT, "update-acquire with a stale expected token is GM_NOT");
 
   /* min_token: above every token the node has seen. */
-  rc = ops->release(c, name, "node-b", 2, &err);
+  rc = ops->release(c, name, "node-b", 0, 2, &err);
   a = req(name, "node-a", 1, 2, 100, L);
   rc = ops->acquire(c, &a, &row, &err);
   check(rc == GM_OK && row.token == 101,
@@ -428,7 +429,7 @@ static void test_lease(void *c) {
   rc = ops->acquire(c, &b, &row, &err);
   check(rc == GM_OK && row.token == 2 && strcmp(row.owner, "node-b") == 0,
         "and is taken once the server's clock passed it (rc %d)", rc);
-  rc = ops->renew(c, name3, "node-a", 1, L, &row, &err);
+  rc = ops->renew(c, name3, "node-a", 0, 1, L, &row, &err);
   check(rc == GM_NOT, "the old holder cannot renew it any more");
 
   /* Names that look like expressions are stored as they are. */
@@ -451,7 +452,7 @@ static void test_complete(void *c) {
   const char *name = new_lock();
   int rc;
 
-  rc = ops->complete(c, name, "node-a", 1, "ok", &err);
+  rc = ops->complete(c, name, "node-a", 0, 1, "ok", &err);
   check(rc == GM_NOT, "complete of a lock with no document is GM_NOT "
         "(rc %d, %s)", rc, rc == GM_ERR ? err.msg : "");
   gm_acquire_req a = req(name, "node-a", 0, 0, 0, L);
@@ -461,15 +462,15 @@ static void test_complete(void *c) {
             seen.done_token == 0 && seen.result[0] == '\0',
         "a new lock has no completion record");
 
-  rc = ops->complete(c, name, "node-b", 1, "theirs", &err);
+  rc = ops->complete(c, name, "node-b", 0, 1, "theirs", &err);
   check(rc == GM_NOT, "complete by another node is GM_NOT");
-  rc = ops->complete(c, name, "node-a", 2, "stale", &err);
+  rc = ops->complete(c, name, "node-a", 0, 2, "stale", &err);
   check(rc == GM_NOT, "complete with another token is GM_NOT");
   rc = ops->observe(c, name, &seen, &err);
   check(seen.done_at == 0, "and neither wrote a record");
 
   const char *result = "$result {\"x\": 1} \xc3\xa9";
-  rc = ops->complete(c, name, "node-a", 1, result, &err);
+  rc = ops->complete(c, name, "node-a", 0, 1, result, &err);
   check(rc == GM_OK, "complete by the holder (rc %d, %s)", rc, err.msg);
   rc = ops->observe(c, name, &seen, &err);
   int64_t wall = (int64_t)time(NULL) * 1000000;
@@ -487,7 +488,7 @@ static void test_complete(void *c) {
         "complete leaves the lease to its holder");
   int64_t done_at = seen.done_at;
 
-  rc = ops->release(c, name, "node-a", 1, &err);
+  rc = ops->release(c, name, "node-a", 0, 1, &err);
   gm_acquire_req b = req(name, "node-b", 1, 1, 0, L);
   rc = ops->acquire(c, &b, &row, &err);
   check(rc == GM_OK && row.token == 2 && row.done_at == done_at &&
@@ -495,7 +496,7 @@ static void test_complete(void *c) {
             strcmp(row.result, result) == 0,
         "a later grant keeps the completion record (rc %d, done_by '%s')", rc,
         row.done_by);
-  rc = ops->renew(c, name, "node-b", 2, L, &row, &err);
+  rc = ops->renew(c, name, "node-b", 0, 2, L, &row, &err);
   rc = ops->observe(c, name, &seen, &err);
   check(seen.done_at == done_at && seen.done_token == 1,
         "and so does a renewal");
@@ -508,11 +509,11 @@ static void test_complete(void *c) {
         "%s)", rc, (unsigned long long)row.token, err.msg);
   check(row.done_at == done_at && strcmp(row.done_by, "node-a") == 0,
         "and keeps the completion record");
-  rc = ops->renew(c, name, "node-b", 2, L, &seen, &err);
+  rc = ops->renew(c, name, "node-b", 0, 2, L, &seen, &err);
   check(rc == GM_NOT, "the old holder cannot renew after it");
-  rc = ops->release(c, name, "node-b", 2, &err);
+  rc = ops->release(c, name, "node-b", 0, 2, &err);
   check(rc == GM_NOT, "nor release");
-  rc = ops->complete(c, name, "node-b", 2, "late", &err);
+  rc = ops->complete(c, name, "node-b", 0, 2, "late", &err);
   check(rc == GM_NOT, "nor complete");
   b = req(name, "node-b", 1, 3, 0, L);
   rc = ops->acquire(c, &b, &row, &err);
@@ -541,7 +542,7 @@ static void test_renew_many(void *c) {
     snprintf(names[i], sizeof names[i], "%s-many-%d", new_lock(), i);
     gm_acquire_req a = req(names[i], "node-a", 0, 0, 0, L);
     got += ops->acquire(c, &a, &row, &err) == GM_OK;
-    q[i] = (gm_renew_req){names[i], "node-a", row.token, L, GM_ERR, 0, 0, 0};
+    q[i] = (gm_renew_req){names[i], "node-a", row.token, L, GM_ERR, 0, 0, 0, 0};
   }
   check(got == BIG, "node-a holds %d locks (%d)", BIG, got);
   /* One of K is taken away (an operator's force release moves its token). */
@@ -593,8 +594,8 @@ static void test_renew_many(void *c) {
   /* A renewal by a stale holder (wrong token) is GM_NOT, the holder's own
    * still renews; none of ours: GM_NOT without a find. */
   gm_renew_req two[2] = {
-      {names[K], "node-a", q[K].token + 7, L, GM_ERR, 0, 0, 0},
-      {names[K + 1], "node-b", q[K + 1].token, L, GM_ERR, 0, 0, 0}};
+      {names[K], "node-a", q[K].token + 7, L, GM_ERR, 0, 0, 0, 0},
+      {names[K + 1], "node-b", q[K + 1].token, L, GM_ERR, 0, 0, 0, 0}};
   fnd = standin_count("find");
   rc = ops->renew_many(c, two, 2, &err);
   check(rc == GM_OK && two[0].rc == GM_NOT && two[1].rc == GM_NOT,
@@ -604,7 +605,7 @@ static void test_renew_many(void *c) {
     check(standin_count("find") == fnd,
           "... and no find when the update matched nothing");
   for (int i = 0; i < BIG; i++)
-    ops->release(c, names[i], "node-a", q[i].token, &err);
+    ops->release(c, names[i], "node-a", 0, q[i].token, &err);
 }
 
 
@@ -643,7 +644,7 @@ static void test_wakeup(void *cfg, void *a) {
     gm_acquire_req r = req(name, "node-a", token != 0, token, 0, L);
     if (ops->acquire(a, &r, &row, &err) != GM_OK) break;
     token = row.token;
-    ops->release(a, name, "node-a", token, &err);
+    ops->release(a, name, "node-a", 0, token, &err);
     tries++;
     seen = changed_within(b, 0.5);
   }
@@ -660,11 +661,11 @@ static void test_wakeup(void *cfg, void *a) {
   double w0 = mono();
   int quiet = !changed_within(b, 1.5); /* renewals only: no wake-up */
   for (int i = 0; i < 3 && rc == GM_OK; i++) {
-    rc = ops->renew(a, name, "node-a", token, L, &row, &err);
+    rc = ops->renew(a, name, "node-a", 0, token, L, &row, &err);
     quiet = quiet && !changed_within(b, 0.2);
   }
-  gm_renew_req q[2] = {{name, "node-a", token, L, GM_ERR, 0, 0, 0},
-                       {"no-such-lock", "node-a", 1, L, GM_ERR, 0, 0, 0}};
+  gm_renew_req q[2] = {{name, "node-a", token, L, GM_ERR, 0, 0, 0, 0},
+                       {"no-such-lock", "node-a", 1, L, GM_ERR, 0, 0, 0, 0}};
   ops->renew_many(a, q, 2, &err);
   quiet = quiet && !changed_within(b, 0.3);
   check(rc == GM_OK && quiet, "changed() stays GM_NOT while the master only "
@@ -677,7 +678,7 @@ static void test_wakeup(void *cfg, void *a) {
           n, mono() - w0);
   }
   double r0 = mono();
-  ops->release(a, name, "node-a", token, &err);
+  ops->release(a, name, "node-a", 0, token, &err);
   double r1 = mono();
   int woke = changed_within(b, 2);
   double r2 = mono();

@@ -206,19 +206,19 @@ static void test_acquire_renew_release(void *conn, void *conn2) {
             o.now >= acquired,
         "observe reads the row as written");
 
-  rc = ops->renew(conn, name, "node-a", 1, lease, &r, &err);
+  rc = ops->renew(conn, name, "node-a", 0, 1, lease, &r, &err);
   check(rc == GM_OK && r.renewed_at >= acquired &&
             r.expires_at == r.renewed_at + lease &&
             r.acquired_at == acquired && r.token == 1 &&
             strcmp(r.version, "1.0") == 0,
         "renew by the owner (rc %d %s)", rc, rc == GM_ERR ? err.msg : "");
-  rc = ops->renew(conn, name, "node-a", 2, lease, &r, &err);
+  rc = ops->renew(conn, name, "node-a", 0, 2, lease, &r, &err);
   check(rc == GM_NOT, "renew with a token that is not the row's: GM_NOT");
-  rc = ops->renew(conn, name, "node-b", 1, lease, &r, &err);
+  rc = ops->renew(conn, name, "node-b", 0, 1, lease, &r, &err);
   check(rc == GM_NOT, "renew by another owner: GM_NOT");
 
   /* the grant was made on conn: conn2 must read acquired_at itself */
-  rc = ops->renew(conn2, name, "node-a", 1, lease, &r, &err);
+  rc = ops->renew(conn2, name, "node-a", 0, 1, lease, &r, &err);
   check(rc == GM_OK && r.acquired_at == acquired,
         "renew on another connection reports the grant's acquired_at");
 
@@ -226,8 +226,8 @@ static void test_acquire_renew_release(void *conn, void *conn2) {
   int same = 0, both = 1;
   gm_row r1, r2;
   for (int i = 0; i < 20 && !same; i++) {
-    int rc1 = ops->renew(conn, name, "node-a", 1, lease, &r1, &err);
-    int rc2 = ops->renew(conn, name, "node-a", 1, lease, &r2, &err);
+    int rc1 = ops->renew(conn, name, "node-a", 0, 1, lease, &r1, &err);
+    int rc2 = ops->renew(conn, name, "node-a", 0, 1, lease, &r2, &err);
     both = both && rc1 == GM_OK && rc2 == GM_OK;
     same = r1.now / 1000000 == r2.now / 1000000;
   }
@@ -242,15 +242,15 @@ static void test_acquire_renew_release(void *conn, void *conn2) {
   rc = ops->acquire(conn2, &b, &r, &err);
   check(rc == GM_NOT, "update-acquire expecting a wrong token: GM_NOT");
 
-  rc = ops->release(conn, name, "node-a", 1, &err);
+  rc = ops->release(conn, name, "node-a", 0, 1, &err);
   check(rc == GM_OK, "release by the owner");
   rc = ops->observe(conn2, name, &o, &err);
   check(rc == GM_OK && o.exists && o.owner[0] == '\0' && o.token == 1 &&
             o.expires_at <= o.now,
         "release keeps the row: owner '', token 1, expired");
-  rc = ops->release(conn, name, "node-a", 1, &err);
+  rc = ops->release(conn, name, "node-a", 0, 1, &err);
   check(rc == GM_NOT, "a second release: GM_NOT");
-  rc = ops->renew(conn, name, "node-a", 1, lease, &r, &err);
+  rc = ops->renew(conn, name, "node-a", 0, 1, lease, &r, &err);
   check(rc == GM_NOT, "renew after release: GM_NOT");
 
   b = req(name, "node-b", 1, 1, 0, lease);
@@ -260,11 +260,11 @@ static void test_acquire_renew_release(void *conn, void *conn2) {
         (unsigned long long)r.token);
 
   /* ShedLock #74: the old holder's late unlock must not free the lock. */
-  rc = ops->release(conn, name, "node-a", 1, &err);
+  rc = ops->release(conn, name, "node-a", 0, 1, &err);
   check(rc == GM_NOT, "release with a stale token and owner: GM_NOT");
-  rc = ops->release(conn, name, "node-a", 2, &err);
+  rc = ops->release(conn, name, "node-a", 0, 2, &err);
   check(rc == GM_NOT, "release with the new token but not the owner: GM_NOT");
-  rc = ops->release(conn, name, "node-b", 1, &err);
+  rc = ops->release(conn, name, "node-b", 0, 1, &err);
   check(rc == GM_NOT, "release by the owner with a stale token: GM_NOT");
   rc = ops->observe(conn, name, &o, &err);
   check(rc == GM_OK && strcmp(o.owner, "node-b") == 0 && o.token == 2 &&
@@ -294,7 +294,7 @@ static void test_expiry_and_min_token(void *conn, void *conn2) {
   check(rc == GM_OK && r.token == 2,
         "taken over once expired on the server's clock (after %d polls)",
         polls);
-  rc = ops->renew(conn, name, "node-a", 1, 5000000, &r, &err);
+  rc = ops->renew(conn, name, "node-a", 0, 1, 5000000, &r, &err);
   check(rc == GM_NOT, "the old holder's renew after the takeover: GM_NOT");
 
   lock_name(name, sizeof name, "min-token");
@@ -303,11 +303,11 @@ static void test_expiry_and_min_token(void *conn, void *conn2) {
   check(rc == GM_OK && r.token == 42, "insert with min_token 41: token 42");
   rc = ops->observe(conn, name, &o, &err);
   check(rc == GM_OK && o.token == 42, "token 42 stored");
-  ops->release(conn, name, "node-a", 42, &err);
+  ops->release(conn, name, "node-a", 0, 42, &err);
   b = req(name, "node-b", 1, 42, 100, 5000000);
   rc = ops->acquire(conn2, &b, &r, &err);
   check(rc == GM_OK && r.token == 101, "update with min_token 100: token 101");
-  ops->release(conn2, name, "node-b", 101, &err);
+  ops->release(conn2, name, "node-b", 0, 101, &err);
   a = req(name, "node-a", 1, 101, 5, 5000000);
   rc = ops->acquire(conn, &a, &r, &err);
   check(rc == GM_OK && r.token == 102,
@@ -330,11 +330,11 @@ static void test_complete_and_force(void *conn, void *conn2) {
   rc = ops->observe(conn2, name, &o, &err);
   check(rc == GM_OK && o.done_at == 0 && o.done_by[0] == '\0',
         "no completion record yet");
-  rc = ops->complete(conn2, name, "node-b", 1, "nope", &err);
+  rc = ops->complete(conn2, name, "node-b", 0, 1, "nope", &err);
   check(rc == GM_NOT, "complete by another owner: GM_NOT");
-  rc = ops->complete(conn, name, "node-a", 2, "nope", &err);
+  rc = ops->complete(conn, name, "node-a", 0, 2, "nope", &err);
   check(rc == GM_NOT, "complete with a token that is not the row's: GM_NOT");
-  rc = ops->complete(conn, name, "node-a", 1, "migrated to 'v2' \\ ok", &err);
+  rc = ops->complete(conn, name, "node-a", 0, 1, "migrated to 'v2' \\ ok", &err);
   check(rc == GM_OK, "complete by the holder (rc %d %s)", rc,
         rc == GM_ERR ? err.msg : "");
   rc = ops->observe(conn2, name, &o, &err);
@@ -349,7 +349,7 @@ static void test_complete_and_force(void *conn, void *conn2) {
             r.expires_at <= r.now,
         "force_release frees the lock and fences the holder: token %llu",
         (unsigned long long)r.token);
-  rc = ops->renew(conn, name, "node-a", 1, 5000000, &r, &err);
+  rc = ops->renew(conn, name, "node-a", 0, 1, 5000000, &r, &err);
   check(rc == GM_NOT, "the old holder's renew after force_release: GM_NOT");
   gm_acquire_req b = req(name, "node-b", 1, 2, 0, 5000000);
   rc = ops->acquire(conn2, &b, &r, &err);
@@ -389,9 +389,9 @@ static void test_names(void *conn, void *conn2) {
     lock_name(name, sizeof name, odd[i]);
     int rc = ops->observe(conn2, name, &o, &err);
     ok = ok && rc == GM_OK && o.exists && strcmp(o.owner, owner) == 0;
-    rc = ops->renew(conn2, name, owner, 1, 5000000, &r, &err);
+    rc = ops->renew(conn2, name, owner, 0, 1, 5000000, &r, &err);
     ok = ok && rc == GM_OK;
-    rc = ops->release(conn2, name, owner, 1, &err);
+    rc = ops->release(conn2, name, owner, 0, 1, &err);
     ok = ok && rc == GM_OK;
   }
   check(ok, "each odd name is its own row (case, trailing space, quotes)");
@@ -451,7 +451,7 @@ static void test_server_events(const char *dir) {
         "lock taken before the pause");
   check(server(dir, "pause") == 0, "server paused (SIGSTOP)");
   double t0 = mono();
-  rc = ops->renew(conn, name, "node-a", 1, 60000000, &r, &err);
+  rc = ops->renew(conn, name, "node-a", 0, 1, 60000000, &r, &err);
   double took = mono() - t0;
   check(rc == GM_ERR && err.code == GM_E_CONNECT,
         "renew on a paused server fails: %s", err.msg);
@@ -468,7 +468,7 @@ static void test_server_events(const char *dir) {
         took);
   check(server(dir, "resume") == 0, "server resumed (SIGCONT)");
   rc = ops->open(cfg, &conn, &err);
-  check(rc == GM_OK && ops->renew(conn, name, "node-a", 1, 60000000, &r,
+  check(rc == GM_OK && ops->renew(conn, name, "node-a", 0, 1, 60000000, &r,
                                   &err) == GM_OK,
         "after resume: reconnect and renew");
 
@@ -484,10 +484,10 @@ static void test_server_events(const char *dir) {
   check(rc == GM_OK && ops->observe(conn, name, &o, &err) == GM_OK &&
             o.exists && o.token == 1 && strcmp(o.owner, "node-a") == 0,
         "a new connection finds the lock as it was");
-  rc = ops->renew(conn, name, "node-a", 1, 60000000, &r, &err);
+  rc = ops->renew(conn, name, "node-a", 0, 1, 60000000, &r, &err);
   check(rc == GM_OK && r.acquired_at == o.acquired_at,
         "the holder renews after the restart");
-  ops->release(conn, name, "node-a", 1, &err);
+  ops->release(conn, name, "node-a", 0, 1, &err);
   close_conn(cfg, conn);
 }
 
@@ -646,14 +646,14 @@ static void test_wakeup(void) {
   int wakes = 0;
   for (int i = 0; i < 10; i++) {
     wakes += ops->changed(conn2, &err) == GM_OK;
-    ops->renew(conn, name, "node-a", r.token, lease, &r, &err);
+    ops->renew(conn, name, "node-a", 0, r.token, lease, &r, &err);
     usleep(50000);
   }
   wakes += wait_changed(conn2, 0.2) >= 0;
   check(wakes == 0, "changed(): GM_NOT while the master renews (%d)", wakes);
 
   double t0 = mono();
-  rc = ops->release(conn, name, "node-a", r.token, &err);
+  rc = ops->release(conn, name, "node-a", 0, r.token, &err);
   double d = wait_changed(conn2, 3);
   check(rc == GM_OK && d >= 0,
         "changed(): GM_OK %.1f ms after the master's release",
@@ -678,12 +678,12 @@ static void test_wakeup(void) {
   check(rc == GM_OK, "node-a takes the expired lease");
   check(wait_changed(conn, 0.3) < 0,
         "no wake-up for a lock this connection took itself");
-  rc = ops->renew(conn2, name, "node-b", b.expect_token + 1, lease, &o, &err);
+  rc = ops->renew(conn2, name, "node-b", 0, b.expect_token + 1, lease, &o, &err);
   check(rc == GM_NOT, "node-b's renewal: GM_NOT");
-  rc = ops->renew(conn, name, "node-a", r.token, lease, &r, &err);
+  rc = ops->renew(conn, name, "node-a", 0, r.token, lease, &r, &err);
   check(rc == GM_OK && used(key),
         "node-a holds the user lock once node-b has let it go");
-  rc = ops->release(conn, name, "node-a", r.token, &err);
+  rc = ops->release(conn, name, "node-a", 0, r.token, &err);
   check(rc == GM_OK && !used(key),
         "both let the user lock go: free after node-a's release");
 
@@ -696,9 +696,9 @@ static void test_wakeup(void) {
   rc = rc == GM_OK ? ops->acquire(conn2, &b, &r, &err) : rc;
   check(rc == GM_OK, "node-b takes node-a's expired lease");
   rc = ops->observe(conn, name, &o, &err);
-  rc = rc == GM_OK ? ops->renew(conn2, name, "node-b", r.token, lease, &r,
+  rc = rc == GM_OK ? ops->renew(conn2, name, "node-b", 0, r.token, lease, &r,
                                 &err) : rc;
-  rc = rc == GM_OK ? ops->release(conn2, name, "node-b", r.token, &err) : rc;
+  rc = rc == GM_OK ? ops->release(conn2, name, "node-b", 0, r.token, &err) : rc;
   check(rc == GM_OK && !used(key),
         "node-a read node-b's grant and let the user lock go");
 
@@ -713,7 +713,7 @@ static void test_wakeup(void) {
   d = mono() - t0;
   check(rc == GM_OK && d < 0.5, "close() returns in %.1f ms while the waiter "
         "waits", d * 1000);
-  ops->release(conn, name, "node-a", r.token, &err);
+  ops->release(conn, name, "node-a", 0, r.token, &err);
   close_conn(cfg, conn);
   close_conn(cfg2, conn2);
 }
@@ -786,7 +786,7 @@ static void test_wakeup_reconnect(void) {
   rc = ops->observe(conn2, name, &o, &err);
   check(rc == GM_OK && wakes == 0,
         "the main connection goes on, no wake-up reported (%d)", wakes);
-  rc = ops->release(conn, name, "node-a", r.token, &err);
+  rc = ops->release(conn, name, "node-a", 0, r.token, &err);
   double d = wait_changed(conn2, 3);
   check(rc == GM_OK && d >= 0, "after the reconnect, woken %.1f ms after the "
         "release", d * 1000);
