@@ -14,7 +14,7 @@
  *
  * Every access is one Lua script run on the server (EVALSHA of the script
  * below, loaded again on NOSCRIPT): it reads TIME, compares owner, instance
- * and token, writes, and returns whether it took effect and the hash as it
+ * (the elector instance's key, docs/design.md "Ownership") and token, writes, and returns whether it took effect and the hash as it
  * now is. Redis runs a script alone, so each is one atomic conditional
  * write; one script renews K locks.
  *
@@ -626,13 +626,12 @@ static int parse_row(rconn *c, const char *name, const redisReply *r,
     if (v[f]->type != REDIS_REPLY_STRING) return bad_field(c, name, f, v[f], err);
     const char *s = v[f]->str;
     int bad = 0;
-    uint64_t instance;
     switch (f) {
     case F_OWNER: bad = gm_strlcpy(out->owner, s, sizeof out->owner); break;
     case F_VERSION: bad = gm_strlcpy(out->version, s, sizeof out->version); break;
     case F_DONE_BY: bad = gm_strlcpy(out->done_by, s, sizeof out->done_by); break;
     case F_RESULT: bad = gm_strlcpy(out->result, s, sizeof out->result); break;
-    case F_INSTANCE: bad = parse_u63(s, &instance); break;
+    case F_INSTANCE: bad = parse_u63(s, &out->instance); break;
     case F_TOKEN: bad = parse_u63(s, &out->token); break;
     case F_DONE_TOKEN: bad = parse_u63(s, &out->done_token); break;
     case F_ACQUIRED: bad = parse_i64(s, &out->acquired_at); break;
@@ -714,7 +713,7 @@ static int rd_acquire(void *p, const gm_acquire_req *q, gm_row *out,
   }
   if (start(c, &m, q->name, "acquire", 7, err)) return GM_ERR;
   cmd_s(&m, q->owner);
-  cmd_u64(&m, 0); /* instance */
+  cmd_u64(&m, q->instance);
   cmd_s(&m, version);
   cmd_i64(&m, q->lease_us);
   cmd_u64(&m, q->expect_exists ? 1 : 0);
@@ -724,25 +723,25 @@ static int rd_acquire(void *p, const gm_acquire_req *q, gm_row *out,
 }
 
 static int rd_renew(void *p, const char *name, const char *owner,
-                    uint64_t token, int64_t lease_us, gm_row *out,
-                    gm_error *err) {
+                    uint64_t instance, uint64_t token, int64_t lease_us,
+                    gm_row *out, gm_error *err) {
   rconn *c = p;
   cmd m;
   if (start(c, &m, name, "renew", 4, err)) return GM_ERR;
   cmd_s(&m, owner);
-  cmd_u64(&m, 0); /* instance */
+  cmd_u64(&m, instance);
   cmd_u64(&m, token);
   cmd_i64(&m, lease_us);
   return run(c, &m, name, "renew", 1, out, err);
 }
 
 static int rd_release(void *p, const char *name, const char *owner,
-                      uint64_t token, gm_error *err) {
+                      uint64_t instance, uint64_t token, gm_error *err) {
   rconn *c = p;
   cmd m;
   if (start(c, &m, name, "release", 5, err)) return GM_ERR;
   cmd_s(&m, owner);
-  cmd_u64(&m, 0); /* instance */
+  cmd_u64(&m, instance);
   cmd_u64(&m, token);
   cmd_s(&m, c->cfg->channel);
   cmd_s(&m, name);
@@ -750,14 +749,15 @@ static int rd_release(void *p, const char *name, const char *owner,
 }
 
 static int rd_complete(void *p, const char *name, const char *owner,
-                       uint64_t token, const char *result, gm_error *err) {
+                       uint64_t instance, uint64_t token, const char *result,
+                       gm_error *err) {
   rconn *c = p;
   cmd m;
   if (check_len("result", result, GM_RESULT_MAX - 1, err) ||
       start(c, &m, name, "complete", 4, err))
     return GM_ERR;
   cmd_s(&m, owner);
-  cmd_u64(&m, 0); /* instance: any */
+  cmd_u64(&m, instance); /* 0: any */
   cmd_u64(&m, token);
   cmd_s(&m, result);
   return run(c, &m, name, "complete", 1, NULL, err);
@@ -797,7 +797,7 @@ static int rd_renew_many(void *p, gm_renew_req *q, size_t n, gm_error *err) {
   cmd_s(&m, "renew_many");
   for (size_t i = 0; i < n; i++) {
     cmd_s(&m, q[i].owner);
-    cmd_u64(&m, 0); /* instance */
+    cmd_u64(&m, q[i].instance);
     cmd_u64(&m, q[i].token);
     cmd_i64(&m, q[i].lease_us);
   }
@@ -824,6 +824,14 @@ static int rd_renew_many(void *p, gm_renew_req *q, size_t n, gm_error *err) {
     return GM_ERR;
   }
   return any ? replicated(c, "renew", err) : GM_OK;
+}
+
+/* Ends a command in progress on the election's connection at once: called
+ * from another thread, it only shuts the socket down (the connection then
+ * fails, and the core closes it). */
+static void rd_interrupt(void *p) {
+  rconn *c = p;
+  if (c && c->rc && c->rc->fd >= 0) shutdown(c->rc->fd, SHUT_RDWR);
 }
 
 /* ---- wake-up -------------------------------------------------------------- */
@@ -905,4 +913,5 @@ const gm_backend_ops gm_redis_ops = {
     .renew_many = rd_renew_many,
     .changed = rd_changed,
     .poll_us = 10000, /* changed() is one poll(2) with a zero timeout */
+    .interrupt = rd_interrupt,
 };

@@ -5,6 +5,7 @@
  * ACL users go through a hiredis connection of the test's own. One line per
  * check, then "N passed, N failed".
  */
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -64,11 +65,20 @@ static double mono(void) {
   return (double)ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
+/* The instance key of the test's elector named owner (FNV-1a, 63 bits). */
+static uint64_t inst(const char *owner) {
+  uint64_t h = 14695981039346656037u;
+  for (const unsigned char *p = (const unsigned char *)owner; *p; p++)
+    h = (h ^ *p) * 1099511628211u;
+  return (h >> 1) | 1;
+}
+
 static gm_acquire_req req(const char *name, const char *owner, int exists,
                           uint64_t expect, uint64_t min, int64_t lease_us) {
   return (gm_acquire_req){.name = name, .owner = owner, .version = "1.0",
                           .lease_us = lease_us, .expect_exists = exists,
-                          .expect_token = expect, .min_token = min};
+                          .expect_token = expect, .min_token = min,
+                          .instance = inst(owner)};
 }
 
 static void check_error(const char *what, int rc, const gm_error *err,
@@ -257,14 +267,14 @@ static void test_acquire_renew_release(void *conn, void *conn2) {
             o.acquired_at == acquired && o.expires_at == acquired + lease,
         "observe reads the row as written");
 
-  rc = ops->renew(conn2, name, "node-a", 1, lease, &r, &err);
+  rc = ops->renew(conn2, name, "node-a", inst("node-a"), 1, lease, &r, &err);
   check(rc == GM_OK && r.renewed_at >= acquired &&
             r.expires_at == r.renewed_at + lease && r.acquired_at == acquired &&
             r.token == 1 && strcmp(r.version, "1.0") == 0,
         "renew by the owner (any connection) reports the grant's row");
-  rc = ops->renew(conn, name, "node-a", 2, lease, &r, &err);
+  rc = ops->renew(conn, name, "node-a", inst("node-a"), 2, lease, &r, &err);
   check(rc == GM_NOT, "renew with a token that is not the row's: GM_NOT");
-  rc = ops->renew(conn, name, "node-b", 1, lease, &r, &err);
+  rc = ops->renew(conn, name, "node-b", inst("node-b"), 1, lease, &r, &err);
   check(rc == GM_NOT, "renew by another owner: GM_NOT");
 
   b = req(name, "node-b", 1, 1, 0, lease);
@@ -274,27 +284,55 @@ static void test_acquire_renew_release(void *conn, void *conn2) {
   rc = ops->acquire(conn2, &b, &r, &err);
   check(rc == GM_NOT, "update-acquire expecting a wrong token: GM_NOT");
 
-  rc = ops->release(conn, name, "node-a", 1, &err);
+  rc = ops->release(conn, name, "node-a", inst("node-a"), 1, &err);
   check(rc == GM_OK, "release by the owner");
   rc = ops->observe(conn2, name, &o, &err);
   check(rc == GM_OK && o.exists && o.owner[0] == '\0' && o.token == 1 &&
             o.expires_at <= o.now,
         "release keeps the row: owner '', token 1, expired");
-  rc = ops->release(conn, name, "node-a", 1, &err);
+  rc = ops->release(conn, name, "node-a", inst("node-a"), 1, &err);
   check(rc == GM_NOT, "a second release: GM_NOT");
 
   b = req(name, "node-b", 1, 1, 0, lease);
   rc = ops->acquire(conn2, &b, &r, &err);
   check(rc == GM_OK && r.token == 2 && strcmp(r.owner, "node-b") == 0,
         "update-acquire of a released row: token 2");
-  rc = ops->release(conn, name, "node-a", 1, &err);
+  rc = ops->release(conn, name, "node-a", inst("node-a"), 1, &err);
   check(rc == GM_NOT, "release with a stale token and owner: GM_NOT");
-  rc = ops->release(conn, name, "node-b", 1, &err);
+  rc = ops->release(conn, name, "node-b", inst("node-b"), 1, &err);
   check(rc == GM_NOT, "release by the owner with a stale token: GM_NOT");
   rc = ops->observe(conn, name, &o, &err);
   check(rc == GM_OK && strcmp(o.owner, "node-b") == 0 && o.token == 2 &&
             o.expires_at > o.now,
         "the new holder still holds the lock");
+}
+
+/* Two electors with the same id are two owners: the instance key decides. */
+static void test_instance(void *conn) {
+  gm_error err;
+  gm_row r, o;
+  char name[128];
+  lock_name(name, sizeof name, "instance");
+  gm_acquire_req a = req(name, "host-1", 0, 0, 0, 5000000);
+  uint64_t mine = a.instance, twin = mine ^ 0x5555;
+  int rc = ops->acquire(conn, &a, &r, &err);
+  check(rc == GM_OK && r.instance == mine, "the grant carries the instance");
+  rc = ops->observe(conn, name, &o, &err);
+  check(rc == GM_OK && o.instance == mine, "observe reads it back (%llu)",
+        (unsigned long long)o.instance);
+  check(ops->renew(conn, name, "host-1", twin, 1, 5000000, &r, &err) ==
+            GM_NOT,
+        "renew by the same id with another instance: GM_NOT");
+  check(ops->complete(conn, name, "host-1", twin, 1, "x", &err) == GM_NOT,
+        "complete by the same id with another instance: GM_NOT");
+  check(ops->release(conn, name, "host-1", twin, 1, &err) == GM_NOT,
+        "release by the same id with another instance: GM_NOT");
+  check(ops->complete(conn, name, "host-1", 0, 1, "by id", &err) == GM_OK,
+        "complete with instance 0 (a tool that knows only the id)");
+  check(ops->renew(conn, name, "host-1", mine, 1, 5000000, &r, &err) ==
+                GM_OK &&
+            ops->release(conn, name, "host-1", mine, 1, &err) == GM_OK,
+        "the granted instance renews and releases");
 }
 
 static void test_expiry_and_tokens(void *conn, void *conn2) {
@@ -318,18 +356,18 @@ static void test_expiry_and_tokens(void *conn, void *conn2) {
   check(rc == GM_OK && r.token == 2,
         "taken over once expired on the server's clock (after %d polls)",
         polls);
-  rc = ops->renew(conn, name, "node-a", 1, 5000000, &r, &err);
+  rc = ops->renew(conn, name, "node-a", inst("node-a"), 1, 5000000, &r, &err);
   check(rc == GM_NOT, "the old holder's renew after the takeover: GM_NOT");
 
   lock_name(name, sizeof name, "min-token");
   a = req(name, "node-a", 0, 0, 41, 5000000);
   rc = ops->acquire(conn, &a, &r, &err);
   check(rc == GM_OK && r.token == 42, "insert with min_token 41: token 42");
-  ops->release(conn, name, "node-a", 42, &err);
+  ops->release(conn, name, "node-a", inst("node-a"), 42, &err);
   b = req(name, "node-b", 1, 42, 100, 5000000);
   rc = ops->acquire(conn2, &b, &r, &err);
   check(rc == GM_OK && r.token == 101, "update with min_token 100: 101");
-  ops->release(conn2, name, "node-b", 101, &err);
+  ops->release(conn2, name, "node-b", inst("node-b"), 101, &err);
   a = req(name, "node-a", 1, 101, 5, 5000000);
   rc = ops->acquire(conn, &a, &r, &err);
   check(rc == GM_OK && r.token == 102, "a min_token below the row's: + 1");
@@ -342,7 +380,7 @@ static void test_expiry_and_tokens(void *conn, void *conn2) {
   rc = ops->acquire(conn, &a, &r, &err);
   check(rc == GM_OK && r.token == big + 1, "token %llu granted exactly",
         (unsigned long long)r.token);
-  rc = ops->renew(conn, name, "node-a", big + 1, 5000000, &r, &err);
+  rc = ops->renew(conn, name, "node-a", inst("node-a"), big + 1, 5000000, &r, &err);
   check(rc == GM_OK && r.token == big + 1, "... and renewed by it");
   rc = ops->force_release(conn2, name, &o, &err);
   check(rc == GM_OK && o.token == big + 2 && o.owner[0] == '\0',
@@ -375,7 +413,8 @@ static void test_renew_many(void *conn, void *conn2) {
     snprintf(names[i], sizeof names[i], "%s-many-%d", run, i);
     gm_acquire_req a = req(names[i], "node-a", 0, 0, 0, 5000000);
     ok = ok && ops->acquire(conn, &a, &r, &err) == GM_OK;
-    q[i] = (gm_renew_req){.name = names[i], .owner = "node-a", .token = 1,
+    q[i] = (gm_renew_req){.name = names[i], .owner = "node-a",
+                          .instance = inst("node-a"), .token = 1,
                           .lease_us = 5000000 + i, .rc = GM_ERR};
   }
   check(ok, "%d locks taken", K);
@@ -409,11 +448,11 @@ static void test_complete_and_force(void *conn, void *conn2) {
   rc = rc == GM_OK ? ops->observe(conn2, name, &o, &err) : rc;
   check(rc == GM_OK && o.done_at == 0 && o.done_by[0] == '\0',
         "no completion record yet");
-  check(ops->complete(conn2, name, "node-b", 1, "nope", &err) == GM_NOT,
+  check(ops->complete(conn2, name, "node-b", inst("node-b"), 1, "nope", &err) == GM_NOT,
         "complete by another owner: GM_NOT");
-  check(ops->complete(conn, name, "node-a", 2, "nope", &err) == GM_NOT,
+  check(ops->complete(conn, name, "node-a", inst("node-a"), 2, "nope", &err) == GM_NOT,
         "complete with another token: GM_NOT");
-  rc = ops->complete(conn, name, "node-a", 1, "migrated to 'v2' \\ ok", &err);
+  rc = ops->complete(conn, name, "node-a", inst("node-a"), 1, "migrated to 'v2' \\ ok", &err);
   check(rc == GM_OK, "complete by the holder");
   rc = ops->observe(conn2, name, &o, &err);
   check(rc == GM_OK && o.done_at > 0 && o.done_at <= o.now &&
@@ -426,7 +465,7 @@ static void test_complete_and_force(void *conn, void *conn2) {
             r.expires_at <= r.now,
         "force_release frees the lock and fences the holder: token %llu",
         (unsigned long long)r.token);
-  check(ops->renew(conn, name, "node-a", 1, 5000000, &r, &err) == GM_NOT,
+  check(ops->renew(conn, name, "node-a", inst("node-a"), 1, 5000000, &r, &err) == GM_NOT,
         "the old holder's renew after force_release: GM_NOT");
   lock_name(name, sizeof name, "never-held");
   check(ops->force_release(conn, name, &r, &err) == GM_NOT,
@@ -445,7 +484,7 @@ static void test_names(void *conn) {
     lock_name(name, sizeof name, odd[i]);
     gm_acquire_req a = req(name, "node-a", 0, 0, 0, 5000000);
     ok = ok && ops->acquire(conn, &a, &r, &err) == GM_OK &&
-         ops->renew(conn, name, "node-a", 1, 5000000, &r, &err) == GM_OK;
+         ops->renew(conn, name, "node-a", inst("node-a"), 1, 5000000, &r, &err) == GM_OK;
   }
   check(ok, "each odd name is its own hash (case, space, glob characters)");
   memset(name, 'n', GM_NAME_MAX);
@@ -510,11 +549,12 @@ static void test_noscript(void *conn) {
   gm_acquire_req a = req(name, "node-a", 0, 0, 0, 5000000);
   int rc = ops->acquire(conn, &a, &r, &err);
   check(rc == GM_OK && admin("SCRIPT FLUSH"), "SCRIPT FLUSH after a grant");
-  rc = ops->renew(conn, name, "node-a", 1, 5000000, &r, &err);
+  rc = ops->renew(conn, name, "node-a", inst("node-a"), 1, 5000000, &r, &err);
   check(rc == GM_OK, "renew after SCRIPT FLUSH: loaded again (%s)",
         rc == GM_ERR ? err.msg : "ok");
   admin("SCRIPT FLUSH");
-  gm_renew_req q = {.name = name, .owner = "node-a", .token = 1,
+  gm_renew_req q = {.name = name, .owner = "node-a",
+                    .instance = inst("node-a"), .token = 1,
                     .lease_us = 5000000};
   rc = ops->renew_many(conn, &q, 1, &err);
   check(rc == GM_OK && q.rc == GM_OK, "renew_many after SCRIPT FLUSH");
@@ -544,13 +584,13 @@ static void test_wakeup(void *conn, void *conn2) {
   int wakes = 0;
   for (int i = 0; i < 10; i++) {
     wakes += ops->changed(conn2, &err) == GM_OK;
-    ops->renew(conn, name, "node-a", 1, 60000000, &r, &err);
+    ops->renew(conn, name, "node-a", inst("node-a"), 1, 60000000, &r, &err);
     usleep(20000);
   }
   check(rc == GM_OK && wakes == 0, "GM_NOT while the master renews (%d)",
         wakes);
   double t0 = mono();
-  rc = ops->release(conn, name, "node-a", 1, &err);
+  rc = ops->release(conn, name, "node-a", inst("node-a"), 1, &err);
   double d = wait_changed(conn2, 3);
   check(rc == GM_OK && d >= 0 && d < 0.05,
         "GM_OK %.1f ms after the release (PUBLISH seen, no command sent)",
@@ -583,11 +623,27 @@ static void test_wakeup(void *conn, void *conn2) {
   rc = ops->acquire(conn, &(gm_acquire_req){.name = name, .owner = "node-c",
                                             .version = "", .lease_us = 60000000,
                                             .expect_exists = 1,
-                                            .expect_token = o.token},
+                                            .expect_token = o.token,
+                                            .instance = inst("node-c")},
                     &r, &err);
-  rc = rc == GM_OK ? ops->release(conn, name, "node-c", r.token, &err) : rc;
+  rc = rc == GM_OK ? ops->release(conn, name, "node-c", inst("node-c"), r.token, &err) : rc;
   check(rc == GM_OK && wait_changed(conn2, 3) >= 0,
         "after the new subscription a release wakes again");
+}
+
+typedef struct renew_call {
+  void *conn;
+  const char *name;
+  int rc;
+  gm_error err;
+} renew_call;
+
+static void *renew_main(void *arg) {
+  renew_call *c = arg;
+  gm_row r;
+  c->rc = ops->renew(c->conn, c->name, "node-a", inst("node-a"), 1, 60000000,
+                     &r, &c->err);
+  return NULL;
 }
 
 static int server(const char *dir, const char *cmd) {
@@ -619,11 +675,30 @@ static void test_server_events(const char *dir) {
         "changed() on a paused server: GM_NOT at once (%.1f ms)",
         (mono() - t0) * 1000);
   t0 = mono();
-  rc = ops->renew(conn, name, "node-a", 1, 60000000, &r, &err);
+  rc = ops->renew(conn, name, "node-a", inst("node-a"), 1, 60000000, &r, &err);
   double took = mono() - t0;
   check(rc == GM_ERR && err.code == GM_E_CONNECT && strstr(err.msg, "timeout"),
         "renew on a paused server fails: %s", err.msg);
   check(took > 0.5 && took < 2, "... after the timeout of 1 s (%.2f s)", took);
+  ops->close(conn);
+  conn = NULL;
+  /* interrupt(), from another thread, ends a call stuck on the server */
+  rc = ops->open(cfg, &conn, &err);
+  check(rc == GM_ERR, "(a connection cannot be made while paused)");
+  check(server(dir, "resume") == 0 && ops->open(cfg, &conn, &err) == GM_OK &&
+            server(dir, "pause") == 0,
+        "connected, then paused again");
+  renew_call call = {.conn = conn, .name = name};
+  pthread_t th;
+  pthread_create(&th, NULL, renew_main, &call);
+  usleep(100000);
+  t0 = mono();
+  ops->interrupt(conn);
+  pthread_join(th, NULL);
+  took = mono() - t0;
+  check(call.rc == GM_ERR && took < 0.05,
+        "interrupt() ends a renew stuck on a paused server in %.1f ms: %s",
+        took * 1000, call.err.msg);
   ops->close(conn);
   conn = NULL;
   t0 = mono();
@@ -634,7 +709,7 @@ static void test_server_events(const char *dir) {
   check(took < 2.5, "... within the timeouts (%.2f s)", took);
   check(server(dir, "resume") == 0, "server resumed (SIGCONT)");
   rc = ops->open(cfg, &conn, &err);
-  check(rc == GM_OK && ops->renew(conn, name, "node-a", 1, 60000000, &r,
+  check(rc == GM_OK && ops->renew(conn, name, "node-a", inst("node-a"), 1, 60000000, &r,
                                   &err) == GM_OK,
         "after resume: reconnect and renew");
   ops->force_release(conn, name, &o, &err); /* token 2 */
@@ -655,7 +730,7 @@ static void test_server_events(const char *dir) {
   rc = rc == GM_OK ? ops->observe(conn, name, &o, &err) : rc;
   check(rc == GM_OK && !o.exists,
         "after the restart the hash is gone (the core's vanished-row rule)");
-  check(ops->renew(conn, name, "node-b", 3, 60000000, &r, &err) == GM_NOT,
+  check(ops->renew(conn, name, "node-b", inst("node-b"), 3, 60000000, &r, &err) == GM_NOT,
         "the holder's renew finds no hash: GM_NOT");
   a = req(name, "node-c", 0, 0, 0, 60000000); /* a node that saw nothing */
   rc = ops->acquire(conn, &a, &r, &err);
@@ -731,6 +806,7 @@ int main(void) {
   check(rc2 == GM_OK, "open a second connection %s", rc2 ? err.msg : "");
   if (rc == GM_OK && rc2 == GM_OK) {
     test_acquire_renew_release(conn, conn2);
+    test_instance(conn);
     test_expiry_and_tokens(conn, conn2);
     test_renew_many(conn, conn2);
     test_complete_and_force(conn, conn2);
