@@ -3,7 +3,7 @@
 #   make test       install what is missing (as root), start the servers, run every test
 #   make demo       install what is missing, build, run a three-node election with a failover
 #   make install    PREFIX=/usr/local DESTDIR=
-#   make chaos      DURATION=60 BACKEND=sqlite|mysql|mongo: faults, then the checker
+#   make chaos      DURATION=60 BACKEND=sqlite|mysql|mongo|redis: faults, then the checker
 #   make fuzz       SECONDS=60: each libFuzzer harness of tests/fuzz/
 
 LUA        ?= 5.4
@@ -40,7 +40,7 @@ OPT        ?= -O2 -g
 SAN_FLAGS  := $(if $(SANITIZE),-fsanitize=$(SANITIZE) -fno-omit-frame-pointer,)
 CFLAGS_ALL := $(CSTD) $(WARN) $(OPT) -fPIC -pthread $(SAN_FLAGS) $(CFLAGS)
 
-# Backends: SQLite is required; MySQL/MariaDB and MongoDB when found.
+# Backends: SQLite is required; MySQL/MariaDB, MongoDB and Redis when found.
 SQLITE_CFLAGS := $(shell $(PKG_CONFIG) --cflags sqlite3 2>/dev/null)
 SQLITE_LIBS   := $(shell $(PKG_CONFIG) --libs sqlite3 2>/dev/null || echo -lsqlite3)
 # MariaDB Connector/C (Debian's default-libmysqlclient-dev); Oracle's

@@ -4,7 +4,8 @@
 set -eu
 PKGS="gcc make pkg-config libsqlite3-dev sqlite3 lua5.4 liblua5.4-dev luajit2 libluajit2-5.1-dev lua-busted
 default-libmysqlclient-dev mariadb-server libmongoc-dev libbson-dev python3-mockupdb valgrind clang
-nginx-light libnginx-mod-http-lua lua-resty-core lua-resty-lrucache curl luarocks"
+nginx-light libnginx-mod-http-lua lua-resty-core lua-resty-lrucache curl luarocks
+redis-server libhiredis-dev"
 [ -n "${GOMASTER_DEPS:-}" ] && PKGS="$GOMASTER_DEPS"
 missing=""
 for p in $PKGS; do
