@@ -184,25 +184,10 @@ static void rd_free_cfg(void *p) {
   rcfg *c = p;
   if (!c) return;
   free(c->user);
-  if (c->password) { /* do not leave it in freed memory */
-    memset(c->password, 0, strlen(c->password));
-    free(c->password);
-  }
+  gm_free_secret(c->password);
   free(c->host);
   free(c->prefix);
   free(c);
-}
-
-static int dup_opt(const gm_kv *opts, size_t n, const char *key,
-                   const char *dflt, char **dst, gm_error *err) {
-  const char *v = gm_kv_get(opts, n, key);
-  if (!v) v = dflt;
-  if (!v) return GM_OK;
-  if (!(*dst = strdup(v))) {
-    gm_seterr(err, GM_E_NOMEM, "out of memory");
-    return GM_ERR;
-  }
-  return GM_OK;
 }
 
 /* A whole number in [lo, hi] from opts[key], or dflt when absent. */
@@ -240,10 +225,10 @@ static int rd_parse(const gm_kv *opts, size_t n, void **out, gm_error *err) {
     gm_seterr(err, GM_E_NOMEM, "out of memory");
     return GM_ERR;
   }
-  if (dup_opt(opts, n, "user", NULL, &c->user, err) ||
-      dup_opt(opts, n, "password", NULL, &c->password, err) ||
-      dup_opt(opts, n, "host", DEFAULT_HOST, &c->host, err) ||
-      dup_opt(opts, n, "prefix", DEFAULT_PREFIX, &c->prefix, err) ||
+  if (gm_kv_dup(opts, n, "user", NULL, &c->user, err) ||
+      gm_kv_dup(opts, n, "password", NULL, &c->password, err) ||
+      gm_kv_dup(opts, n, "host", DEFAULT_HOST, &c->host, err) ||
+      gm_kv_dup(opts, n, "prefix", DEFAULT_PREFIX, &c->prefix, err) ||
       opt_int(opts, n, "port", 1, 65535, DEFAULT_PORT, &c->port, err) ||
       opt_int(opts, n, "database", 0, 1 << 20, 0, &c->db, err) ||
       opt_int(opts, n, "wait", 0, 1000, 0, &c->wait, err) ||
@@ -304,20 +289,6 @@ static int64_t mono_ns(void) {
   return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-/* Copies msg into dst with every occurrence of pw replaced by "***". */
-static void scrub(char *dst, size_t len, const char *msg, const char *pw) {
-  size_t pl = pw ? strlen(pw) : 0, o = 0;
-  while (*msg && o + 1 < len) {
-    if (pl && strncmp(msg, pw, pl) == 0) {
-      for (const char *r = "***"; *r && o + 1 < len; r++) dst[o++] = *r;
-      msg += pl;
-    } else {
-      dst[o++] = *msg++;
-    }
-  }
-  dst[o] = '\0';
-}
-
 /* The error class of a server's error reply. */
 static int classify(const char *msg) {
   static const char *const auth[] = {"NOAUTH", "WRONGPASS", "NOPERM",
@@ -335,7 +306,7 @@ static int fail(const rcfg *cfg, redisContext *rc, const redisReply *r,
   char msg[GM_ERRMSG_MAX];
   int code = GM_E_CONNECT;
   if (r && r->type == REDIS_REPLY_ERROR) {
-    scrub(msg, sizeof msg, r->str, cfg->password);
+    gm_scrub(msg, sizeof msg, r->str, cfg->password);
     code = classify(r->str);
   } else if (r) {
     snprintf(msg, sizeof msg, "unexpected reply (type %d)", r->type);
@@ -345,7 +316,7 @@ static int fail(const rcfg *cfg, redisContext *rc, const redisReply *r,
     snprintf(msg, sizeof msg, "no reply within the timeout of %.3g s",
              (double)cfg->timeout_us / 1e6);
   } else {
-    scrub(msg, sizeof msg, rc && rc->err ? rc->errstr : "out of memory",
+    gm_scrub(msg, sizeof msg, rc && rc->err ? rc->errstr : "out of memory",
           cfg->password);
   }
   gm_seterr(err, code, "redis: %s failed on %s:%d: %s", what, cfg->host,
@@ -388,7 +359,7 @@ static redisContext *connect_one(const rcfg *cfg, gm_error *err) {
     r = redisCommandArgv(rc, argc, argv, NULL);
     if (r && r->type == REDIS_REPLY_ERROR) {
       char msg[GM_ERRMSG_MAX];
-      scrub(msg, sizeof msg, r->str, cfg->password);
+      gm_scrub(msg, sizeof msg, r->str, cfg->password);
       gm_seterr(err, GM_E_AUTH,
                 "redis: authentication failed for user '%.64s' on %s:%d: %s",
                 cfg->user ? cfg->user : "default", cfg->host, cfg->port, msg);
@@ -503,16 +474,9 @@ static void cmd_eval(cmd *m, size_t nkeys) {
   cmd_u64(m, nkeys);
 }
 
-/* GM_ERR names a value longer than the hash keeps. */
-static int check_len(const char *what, const char *s, size_t max,
-                     gm_error *err) {
-  if (strlen(s) <= max) return GM_OK;
-  gm_seterr(err, GM_E_ARG, "redis: %s longer than %zu bytes", what, max);
-  return GM_ERR;
-}
-
 static int make_key(rconn *c, const char *name, gm_error *err) {
-  if (check_len("lock name", name, GM_NAME_MAX - 1, err)) return GM_ERR;
+  if (gm_check_len("redis", "lock name", name, GM_NAME_MAX - 1, err))
+    return GM_ERR;
   c->keylen = (size_t)snprintf(c->key, sizeof c->key, "%s%s", c->cfg->prefix,
                                name);
   return GM_OK;
@@ -701,8 +665,8 @@ static int rd_acquire(void *p, const gm_acquire_req *q, gm_row *out,
                       ? q->expect_token
                       : q->min_token;
   cmd m;
-  if (check_len("node id", q->owner, GM_ID_MAX - 1, err) ||
-      check_len("version", version, GM_ID_MAX - 1, err))
+  if (gm_check_len("redis", "node id", q->owner, GM_ID_MAX - 1, err) ||
+      gm_check_len("redis", "version", version, GM_ID_MAX - 1, err))
     return GM_ERR;
   if (base >= (uint64_t)INT64_MAX) {
     gm_seterr(err, GM_E_DB,
@@ -753,7 +717,7 @@ static int rd_complete(void *p, const char *name, const char *owner,
                        gm_error *err) {
   rconn *c = p;
   cmd m;
-  if (check_len("result", result, GM_RESULT_MAX - 1, err) ||
+  if (gm_check_len("redis", "result", result, GM_RESULT_MAX - 1, err) ||
       start(c, &m, name, "complete", 4, err))
     return GM_ERR;
   cmd_s(&m, owner);
@@ -787,7 +751,7 @@ static int rd_renew_many(void *p, gm_renew_req *q, size_t n, gm_error *err) {
   cmd_eval(&m, n);
   for (size_t i = 0; i < n; i++) {
     char *k = keys + i * (klen + GM_NAME_MAX);
-    if (check_len("lock name", q[i].name, GM_NAME_MAX - 1, err)) {
+    if (gm_check_len("redis", "lock name", q[i].name, GM_NAME_MAX - 1, err)) {
       free(keys);
       cmd_free(&m);
       return GM_ERR;
@@ -885,7 +849,7 @@ static int rd_changed(void *p, gm_error *err) {
   }
   if (!c->sub->err) return got ? GM_OK : GM_NOT;
   char msg[GM_ERRMSG_MAX];
-  scrub(msg, sizeof msg, c->sub->errstr, c->cfg->password);
+  gm_scrub(msg, sizeof msg, c->sub->errstr, c->cfg->password);
   gm_seterr(err, GM_E_CONNECT,
             "redis: the wake-up subscription on %s:%d broke (%s); followers "
             "read at their own pace until it is back",
