@@ -8,7 +8,8 @@
 
 #include "gomaster.h"
 
-static const char *const types[] = {"sqlite", "mysql", "mongodb", "nosuch"};
+static const char *const types[] = {"sqlite", "mysql", "mongodb", "nosuch",
+                                    "redis"};
 #define MAXKV 16
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {

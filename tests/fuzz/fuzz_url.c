@@ -9,7 +9,8 @@
 #include "gomaster.h"
 
 static const char *const schemes[] = {"", "sqlite://", "mysql://",
-                                      "mongodb://", "MySQL://"};
+                                      "mongodb://", "MySQL://",
+                                      "redis://", "rediss://"};
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (size < 1) return 0;
