@@ -135,7 +135,7 @@ $(CORELIB): $(CORE_OBJ) $(REG_LIB) $(MONGO_OBJ)
 
 $(BUILD)/tests/%: tests/c/%.c tests/c/scripted.h tests/c/check.h $(CORELIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_ALL) -Isrc -Itests/c -o $@ $< $(CORELIB) $(BACKEND_LIBS) $(MONGO_LIBS) -lm $(LDFLAGS)
+	$(CC) $(CFLAGS_ALL) $(BACKEND_CFLAGS) -Isrc -Itests/c -o $@ $< $(CORELIB) $(BACKEND_LIBS) $(MONGO_LIBS) -lm $(LDFLAGS)
 
 ctests: $(CTESTS)
 

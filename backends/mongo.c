@@ -607,6 +607,40 @@ static void read_row(const bson_t *doc, gm_row *out) {
     out->instance = (uint64_t)bson_iter_int64(&it);
 }
 
+/* The fields the election reads, each of the type it must hold: a document
+ * edited by hand (owner missing or null, a token that is a double, a
+ * string or negative, a date that is text) is refused naming the field. */
+static int check_doc(const bson_t *doc, const char *name, gm_error *err) {
+  static const char *const dates[] = {"acquired_at", "renewed_at",
+                                      "expires_at"};
+  bson_iter_t it;
+  const char *bad = NULL, *want = NULL;
+  if (!bson_iter_init_find(&it, doc, "owner") || !BSON_ITER_HOLDS_UTF8(&it)) {
+    bad = "owner";
+    want = "a string";
+  } else if (!bson_iter_init_find(&it, doc, "token") ||
+             !(BSON_ITER_HOLDS_INT64(&it) || BSON_ITER_HOLDS_INT32(&it)) ||
+             bson_iter_as_int64(&it) < 0) {
+    bad = "token";
+    want = "a non-negative 64-bit integer";
+  } else if (bson_iter_init_find(&it, doc, "instance") &&
+             !BSON_ITER_HOLDS_INT64(&it)) {
+    bad = "instance";
+    want = "a 64-bit integer";
+  }
+  for (int i = 0; !bad && i < 3; i++)
+    if (!bson_iter_init_find(&it, doc, dates[i]) ||
+        !BSON_ITER_HOLDS_DATE_TIME(&it)) {
+      bad = dates[i];
+      want = "a date";
+    }
+  if (!bad) return GM_OK;
+  gm_seterr(err, GM_E_ROW,
+            "mongodb backend: lock '%.64s': field '%s' is missing or not %s",
+            name, bad, want);
+  return GM_ERR;
+}
+
 /* Runs findAndModify(query, pipeline) returning the new document. GM_OK with
  * *found set when a document came back (copied into row), GM_NOT on a
  * duplicate key error, GM_ERR on failure. Takes query and pipeline. */
@@ -695,16 +729,15 @@ static int mongo_acquire(void *p, const gm_acquire_req *r, gm_row *out,
     append_grant(&body, r, token);
     bson_append_document_end(&stage, &body);
   } else {
-    /* Granted only where released or expired on the server's clock. */
+    /* Granted only where expired on the server's clock (a release sets
+     * expires_at to its now). */
     BSON_APPEND_INT64(query, "token", (int64_t)r->expect_token);
     BSON_APPEND_DOCUMENT_BEGIN(&stage, "$replaceRoot", &body);
     BSON_APPEND_DOCUMENT_BEGIN(&body, "newRoot", &root);
     BSON_APPEND_DOCUMENT_BEGIN(&root, "$cond", &cond);
-    bson_t *test = BCON_NEW("$or", "[",
-                            "{", "$eq", "[", BCON_UTF8("$owner"), BCON_UTF8(""),
-                            "]", "}", "{", "$lte", "[", BCON_UTF8("$expires_at"),
-                            BCON_UTF8("$$NOW"), "]", "}",
-                            "]");
+    /* A released row too: a force release keeps the old expiry. */
+    bson_t *test = BCON_NEW("$lte", "[", BCON_UTF8("$expires_at"),
+                            BCON_UTF8("$$NOW"), "]");
     BSON_APPEND_DOCUMENT(&cond, "if", test);
     bson_destroy(test);
     BSON_APPEND_DOCUMENT_BEGIN(&cond, "then", &then);
@@ -1092,12 +1125,14 @@ static int mongo_observe(void *p, const char *name, gm_row *out,
       c->coll, MONGOC_QUERY_NONE, pipeline, c->cfg->read_concern, NULL);
   bson_destroy(pipeline);
   memset(out, 0, sizeof *out);
+  int rc = GM_OK;
   if (mongoc_cursor_next(cur, &doc)) {
+    rc = check_doc(doc, name, err);
     read_row(doc, out);
     out->now = date_us(doc, NOW_FIELD);
   }
-  int rc = GM_OK;
-  if (mongoc_cursor_error(cur, &e)) rc = fail(c->cfg, err, "observe", &e);
+  if (rc == GM_OK && mongoc_cursor_error(cur, &e))
+    rc = fail(c->cfg, err, "observe", &e);
   mongoc_cursor_destroy(cur);
   if (rc == GM_OK && !out->exists) rc = server_now(c, &out->now, err);
   return rc;

@@ -306,8 +306,9 @@ static void waiter_stop(myconn *c);
 static const char *const sql[NSTMT] = {
     [S_OBSERVE] = "SELECT " US(NOW) ", l.owner, l.version, l.token, " US(
         "l.acquired_at") ", " US("l.renewed_at") ", " US("l.expires_at")
-        ", " US("l.done_at") ", l.done_by, l.done_token, l.result, l.instance"
-        " FROM (SELECT 1) AS d LEFT JOIN `%s` AS l ON l.name = ?",
+        ", " US("l.done_at") ", l.done_by, l.done_token, l.result, l.instance,"
+        " l.name IS NOT NULL FROM (SELECT 1) AS d LEFT JOIN `%s` AS l"
+        " ON l.name = ?",
     /* name, owner, version, min_token, lease_us, instance */
     [S_INSERT] = "INSERT INTO `%s` (name, owner, version, token, acquired_at, "
                  "renewed_at, expires_at, instance) VALUES (?, ?, ?, ? + 1, "
@@ -317,7 +318,7 @@ static const char *const sql[NSTMT] = {
                "token = GREATEST(token, ?) + 1, acquired_at = " NOW_REPORTED
                ", renewed_at = " NOW ", expires_at = " NOW
                " + INTERVAL ? MICROSECOND WHERE name = ? AND token = ? AND "
-               "(owner = '' OR expires_at <= " NOW ")",
+               "token < 9223372036854775807 AND expires_at <= " NOW,
     /* lease_us, name, owner, token, instance */
     [S_RENEW] = "UPDATE `%s` SET renewed_at = " NOW_REPORTED
                 ", expires_at = " NOW " + INTERVAL ? MICROSECOND "
@@ -628,11 +629,12 @@ static int check_len(const char *what, const char *s, size_t max,
   return GM_ERR;
 }
 
-#define MAX_COLS 12
+#define MAX_COLS 13
 typedef struct results {
   MYSQL_BIND b[MAX_COLS];
   unsigned long len[MAX_COLS];
   my_bool nul[MAX_COLS];
+  my_bool cut[MAX_COLS]; /* the value did not fit (or convert) */
   char *str[MAX_COLS]; /* string columns, terminated after the fetch */
   int n;
 } results;
@@ -643,6 +645,7 @@ static void r_int(results *r, void *v, int is_unsigned) {
   b->buffer_type = MYSQL_TYPE_LONGLONG;
   b->buffer = v;
   b->is_unsigned = (my_bool)is_unsigned;
+  b->error = &r->cut[r->n];
   b->is_null = &r->nul[r->n++];
 }
 
@@ -653,8 +656,15 @@ static void r_str(results *r, char *buf, size_t size) {
   b->buffer_length = size - 1;
   b->length = &r->len[r->n];
   b->is_null = &r->nul[r->n];
+  b->error = &r->cut[r->n];
   r->str[r->n++] = buf;
 }
+
+/* The observe statement's columns, in order, as errors name them. */
+static const char *const row_cols[MAX_COLS] = {
+    "now",     "owner",   "version",    "token",  "acquired_at",
+    "renewed_at", "expires_at", "done_at", "done_by", "done_token",
+    "result",  "instance", "name"};
 
 /* Runs the observe statement into *row (zeroed first). */
 static int fetch_row(myconn *c, const char *name, gm_row *row,
@@ -676,6 +686,8 @@ static int fetch_row(myconn *c, const char *name, gm_row *row,
   r_int(&r, &row->done_token, 1);
   r_str(&r, row->result, sizeof row->result);
   r_int(&r, &row->instance, 1);
+  long long exists = 0;
+  r_int(&r, &exists, 0);
 
   if (mysql_stmt_bind_param(st, in.b) || mysql_stmt_execute(st) ||
       mysql_stmt_bind_result(st, r.b) || mysql_stmt_store_result(st))
@@ -688,16 +700,29 @@ static int fetch_row(myconn *c, const char *name, gm_row *row,
     gm_seterr(err, GM_E_DB, "mysql: observe: the server returned no row");
     return GM_ERR;
   }
-  if (rc == MYSQL_DATA_TRUNCATED) {
-    gm_seterr(err, GM_E_DB,
-              "mysql: observe: table '%s' has a row with a field longer than "
-              "this library writes",
-              c->cfg->table);
+  row->exists = exists != 0;
+  for (int i = 1; row->exists && i < r.n; i++) {
+    /* NULL where the election needs a value, or a value that does not
+     * fit: a row edited by hand; named, never guessed at */
+    int needed = i == 1 || (i >= 3 && i <= 6);
+    if (!(r.cut[i] || (needed && r.nul[i]))) continue;
+    gm_seterr(err, GM_E_ROW,
+              "mysql: lock '%.64s' in table '%s': column '%s' %s", name,
+              c->cfg->table, row_cols[i],
+              r.nul[i] ? "is NULL"
+                       : "holds a value this library cannot read (too long "
+                         "or out of range)");
     return GM_ERR;
   }
   for (int i = 0; i < r.n; i++)
     if (r.str[i]) r.str[i][r.nul[i] ? 0 : r.len[i]] = '\0';
-  row->exists = !r.nul[1];
+  if (row->exists && row->token > (uint64_t)INT64_MAX) {
+    gm_seterr(err, GM_E_ROW,
+              "mysql: lock '%.64s' in table '%s': column 'token' holds "
+              "%" PRIu64 ", above the largest token (%" PRId64 ")",
+              name, c->cfg->table, row->token, INT64_MAX);
+    return GM_ERR;
+  }
   return GM_OK;
 }
 
@@ -853,8 +878,12 @@ static void watch_note(myconn *c, const char *name, const gm_row *r) {
       pthread_cond_signal(&w->cv);
     }
     t->seen_ns = now;
-    t->lease_ns = (r->expires_at - r->renewed_at) * 1000;
-    if (t->lease_ns < 0) t->lease_ns = 0;
+    /* in µs first, capped at a day: a far-future expiry (an operator's
+     * edit) must not overflow into a negative staleness */
+    int64_t us = r->expires_at - r->renewed_at;
+    if (r->expires_at < r->renewed_at || us < 0) us = 0;
+    if (us > 86400LL * 1000000) us = 86400LL * 1000000;
+    t->lease_ns = us * 1000;
   }
   pthread_mutex_unlock(&w->mu);
 }
@@ -1138,6 +1167,14 @@ static int my_renew_many(void *p, gm_renew_req *q, size_t n, gm_error *err) {
   return GM_OK;
 }
 
+/* From another thread: a call blocked on the socket (a hung server) fails
+ * at once, the connection with it; the core then closes it. */
+static void my_interrupt(void *p) {
+  myconn *c = p;
+  my_socket fd = c->db ? mysql_get_socket(c->db) : MARIADB_INVALID_SOCKET;
+  if (fd != MARIADB_INVALID_SOCKET) shutdown(fd, SHUT_RDWR);
+}
+
 /* ---- wake-up: the waiter thread ----------------------------------------- */
 
 #define WAIT_S 5 /* one GET_LOCK wait; the waiter's reads may take longer */
@@ -1332,4 +1369,5 @@ const gm_backend_ops gm_mysql_ops = {
     .renew_many = my_renew_many,
     .changed = my_changed,
     .poll_us = 10000, /* changed() is one atomic exchange */
+    .interrupt = my_interrupt,
 };

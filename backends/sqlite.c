@@ -299,13 +299,15 @@ static int sq_open(const void *p, void **out, gm_error *err) {
            " version = ?4, acquired_at = ?5, renewed_at = ?5,"
            " expires_at = ?5 + ?6, boot_id = ?7, holder = ?9,"
            " instance = ?11 WHERE name = ?1 AND token = ?8"
-           " AND (owner = '' OR expires_at <= ?5 OR boot_id <> ?7)",
+           " AND token < 9223372036854775807"
+           " AND (expires_at <= ?5 OR boot_id <> ?7)",
            &s->take, err) ||
       prep(s, c->table,
            "UPDATE %s SET owner = ?2, token = MAX(token, ?3) + 1,"
            " version = ?4, acquired_at = ?5, renewed_at = ?5,"
            " expires_at = ?5 + ?6, boot_id = ?7, holder = ?9,"
            " instance = ?11 WHERE name = ?1 AND token = ?8 AND boot_id = ?7"
+           " AND token < 9223372036854775807"
            " AND holder = ?10 AND holder >= 0",
            &s->take_dead, err) ||
       prep(s, c->table, "PRAGMA data_version", &s->data_version, err) ||
@@ -347,6 +349,35 @@ static int run_write(sq_conn *s, sqlite3_stmt *st, const char *what,
   return changed == 1 ? GM_OK : GM_NOT;
 }
 
+/* The columns the election reads, with the type each must hold: a row
+ * edited by hand (NULL, text or a float where a number belongs, a token
+ * that overflowed into a REAL) is refused naming the column. */
+static int check_row(sqlite3_stmt *st, const char *name, gm_error *err) {
+  static const struct {
+    int col, type;
+    const char *name;
+  } cols[] = {{0, SQLITE_TEXT, "owner"},       {1, SQLITE_INTEGER, "token"},
+              {3, SQLITE_INTEGER, "acquired_at"},
+              {4, SQLITE_INTEGER, "renewed_at"},
+              {5, SQLITE_INTEGER, "expires_at"}};
+  static const char *const types[] = {"", "an integer", "a float", "text",
+                                      "a blob", "NULL"};
+  for (size_t i = 0; i < sizeof cols / sizeof cols[0]; i++) {
+    int t = sqlite3_column_type(st, cols[i].col);
+    if (t == cols[i].type &&
+        !(t == SQLITE_INTEGER && cols[i].col == 1 &&
+          sqlite3_column_int64(st, 1) < 0))
+      continue;
+    gm_seterr(err, GM_E_ROW,
+              "sqlite: lock '%.64s': column '%s' holds %s, not %s",
+              name, cols[i].name,
+              t == SQLITE_INTEGER ? "a negative integer" : types[t],
+              cols[i].type == SQLITE_TEXT ? "text" : "an integer");
+    return GM_ERR;
+  }
+  return GM_OK;
+}
+
 static int sq_observe(void *p, const char *name, gm_row *out, gm_error *err) {
   sq_conn *s = p;
   sqlite3_stmt *st = s->observe;
@@ -354,6 +385,11 @@ static int sq_observe(void *p, const char *name, gm_row *out, gm_error *err) {
   bind_text(st, 1, name);
   int rc = sqlite3_step(st);
   out->now = boot_us();
+  if (rc == SQLITE_ROW && check_row(st, name, err) != GM_OK) {
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    return GM_ERR;
+  }
   if (rc == SQLITE_ROW) {
     char boot[40];
     out->exists = 1;
@@ -446,6 +482,13 @@ static int sq_holder_gone(void *p, int64_t holder, gm_error *err) {
                      .l_start = holder & ((1 << SLOT_BITS) - 1), .l_len = 1};
   if (fcntl(fd, F_OFD_GETLK, &fl) != 0) return GM_NOT;
   return fl.l_type == F_UNLCK ? GM_OK : GM_NOT;
+}
+
+/* From another thread: the statement running now (or waiting for the write
+ * lock) ends with SQLITE_INTERRUPT. */
+static void sq_interrupt(void *p) {
+  sq_conn *s = p;
+  sqlite3_interrupt(s->db);
 }
 
 /* PRAGMA data_version changes when another connection commits. */
@@ -580,4 +623,5 @@ const gm_backend_ops gm_sqlite_ops = {
     .acquire_dead = sq_acquire_dead,
     .changed = sq_changed,
     .poll_us = 20000,
+    .interrupt = sq_interrupt,
 };

@@ -156,6 +156,7 @@ function methods:wait(timeout)
   if timeout ~= nil and type(timeout) ~= "number" then
     error(("bad argument #1 to 'wait' (number expected, got %s)"):format(type(timeout)), 2)
   end
+  if timeout ~= timeout then error("bad argument #1 to 'wait' (timeout is NaN)", 2) end
   local ok, err = self:_poll(timeout)
   if ok == nil then return nil, err end
   return self:dispatch()

@@ -11,12 +11,23 @@
  * connection and the per-lock election state. No database call is ever made
  * with mu held.
  *
+ * Lifetimes. No API call waits for the database: stop() and close() ask
+ * the thread to release and wait for it at most STOP_WAIT_NS, and free()
+ * and the last gm_backend_unref() leave to the thread whatever it still
+ * does. An elector the thread still has (e->active) when it is freed is
+ * marked orphan and freed by the thread once its stop step is done; a
+ * backend whose thread runs when its last reference goes is marked orphan,
+ * its blocking call interrupted (ops->interrupt on b->live_conn), and freed
+ * by the thread when no elector is left. A database call is therefore
+ * never made on memory the API freed.
+ *
  * Time. Local times are CLOCK_MONOTONIC nanoseconds ("mono"); database times
  * are microseconds on the database's clock ("db"). The two are only ever
  * compared through differences measured on each.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -37,6 +48,9 @@
 /* Slack allowed between the database clock and ours over one span, on top of
  * half the round trips of the two reads compared. */
 #define STEP_TOL_US 20000LL
+/* How long stop() and close() wait for the thread's release: a release that
+ * takes longer goes on in the background. */
+#define STOP_WAIT_NS (20 * 1000000LL)
 /* Reconnect backoff bounds. */
 #define BACKOFF_MIN_NS (50 * 1000000LL)
 #define BACKOFF_MAX_NS (1 * NS)
@@ -51,6 +65,7 @@ enum { ROLE_FOLLOWER = 0, ROLE_MASTER = 1 };
 struct gm_elector {
   gm_backend *b;
   struct gm_elector *next; /* (mu) in b->active */
+  struct gm_elector *all_next; /* (mu) in b->electors */
   char name[GM_NAME_MAX];
   char id[GM_ID_MAX];
   char version[GM_ID_MAX];
@@ -66,13 +81,16 @@ struct gm_elector {
   /* (mu) */
   int want;           /* campaigning; 0 once stop was asked */
   int active;         /* in b->active: the thread works for it */
+  int orphan;         /* freed by the API while active: the thread frees it */
   int reported;       /* a START was queued with no STOP after it */
   gm_stop_reason stop_reason;
   ev_node *q_head, *q_tail;
   int efd;
   pid_t efd_pid;
   gm_leader leader;   /* last holder seen */
-  char last_error[GM_ERRMSG_MAX];
+  char last_error[GM_ERRMSG_MAX]; /* "" again after the next success */
+  double last_error_at;  /* CLOCK_REALTIME s of the last error, 0: none */
+  char said[GM_ERRMSG_MAX]; /* the last message queued, until a success */
   uint64_t n_acquires, n_renewals, n_observes, n_releases, n_errors, n_grants,
       n_losses;
 
@@ -103,6 +121,12 @@ struct gm_elector {
   uint64_t reported_leader_instance;
   char reported_leader_owner[GM_ID_MAX];
   int reported_leader_valid;
+  char row_said[GM_ERRMSG_MAX]; /* the row's anomaly said last, "" if none */
+  int warned;             /* row_warn ran in this step */
+  int v_live;             /* the watched version was seen with its lease
+                           * running (also a released row: see below) */
+  int refused;            /* acquires in a row that a free-looking row
+                           * refused (GM_NOT) */
 };
 
 struct gm_backend {
@@ -118,8 +142,14 @@ struct gm_backend {
   /* (mu) */
   int thread_running;
   int quit;
+  int orphan;         /* unreferenced while its thread runs: the thread frees
+                       * it when no elector is left */
+  int thread_done;    /* the thread has finished with b */
+  int idle;           /* the thread waits for work: no call is under way */
+  void *live_conn;    /* the thread's connection while open, for interrupt */
   pthread_t thread;
   gm_elector *active;
+  gm_elector *electors; /* every elector made on it, for a forked child */
   unsigned kicks;
 
   /* (thread) */
@@ -161,24 +191,52 @@ static void atfork_parent(void) {
   pthread_mutex_unlock(&g_mu);
 }
 
+static void default_id(char *buf, size_t len);
+static uint64_t new_instance(void);
+
+/* Initialises b's mutex and condition variables: when b is made, and in a
+ * forked child over the copy of the parent's, which the parent's threads
+ * may have been using at the fork. The copy cannot be destroyed: glibc's
+ * pthread_cond_destroy waits for the waiters it still counts, for ever. */
+static void init_sync(gm_backend *b) {
+  pthread_mutex_init(&b->mu, NULL);
+  pthread_condattr_t ca;
+  pthread_condattr_init(&ca);
+  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+  pthread_cond_init(&b->wake, &ca);
+  pthread_cond_init(&b->done, &ca);
+  pthread_condattr_destroy(&ca);
+}
+
 /* The child has no election thread: every elector the parent ran is stopped
- * here, its queue dropped, and the connection (the parent's) left alone. */
+ * here, its queue dropped, and the connection (the parent's) left alone.
+ * Every elector becomes another instance (a new key, and a new id where the
+ * id was the default one): the parent's grants are not the child's, and
+ * m:start() in the child campaigns as a node of its own. */
 static void atfork_child(void) {
   for (gm_backend *b = g_backends; b; b = b->g_next) {
     for (gm_elector *e = b->active; e; e = e->next) {
+      e->active = 0;
+      free_queue(e);
+    }
+    for (gm_elector *e = b->electors; e; e = e->all_next) {
       atomic_store(&e->master_until, 0);
       atomic_store(&e->token, 0);
-      e->want = e->active = e->reported = 0;
+      e->want = e->reported = 0;
       e->role = ROLE_FOLLOWER;
-      free_queue(e);
+      e->instance = new_instance();
+      if (e->default_id) default_id(e->id, sizeof e->id);
+      e->reported_leader_valid = 0;
     }
     b->active = NULL;
     b->thread_running = 0;
+    b->thread_done = 0;
     b->quit = 0;
     b->conn = NULL;
-    pthread_mutex_unlock(&b->mu);
+    b->live_conn = NULL;
+    init_sync(b);
   }
-  pthread_mutex_unlock(&g_mu);
+  pthread_mutex_init(&g_mu, NULL);
 }
 
 static void register_atfork(void) {
@@ -218,6 +276,31 @@ static uint64_t new_instance(void) {
 }
 
 static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+
+/* Saturating arithmetic for times read from rows: an operator may write any
+ * value there (9999-12-31, or the smallest integer), and a unit change or a
+ * difference must not wrap. */
+static int64_t sat_sub(int64_t a, int64_t b) {
+  int64_t r;
+  if (__builtin_sub_overflow(a, b, &r)) return b < 0 ? INT64_MAX : INT64_MIN;
+  return r;
+}
+
+static int64_t sat_us_to_ns(int64_t us) {
+  if (us > INT64_MAX / US_PER_NS) return INT64_MAX;
+  if (us < INT64_MIN / US_PER_NS) return INT64_MIN;
+  return us * US_PER_NS;
+}
+
+static int64_t sat_add(int64_t a, int64_t b) {
+  int64_t r;
+  if (__builtin_add_overflow(a, b, &r)) return b > 0 ? INT64_MAX : INT64_MIN;
+  return r;
+}
+
+/* The largest token a grant may have: every backend stores it as a signed
+ * 64-bit integer. */
+#define TOKEN_MAX ((uint64_t)INT64_MAX)
 static int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
 
 const char *gm_stop_reason_name(gm_stop_reason r) {
@@ -260,12 +343,26 @@ static void push_stop(gm_elector *e, gm_stop_reason why) {
   push_event(e, &ev);
 }
 
+/* Counts an error and keeps it for status(); queues error(message) unless
+ * the same message was queued since the last success (a database down, a
+ * damaged row: said once, not once a retry). */
 static void push_error(gm_elector *e, const gm_error *err) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  snprintf(e->last_error, sizeof e->last_error, "%s", err->msg);
+  e->last_error_at = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+  e->n_errors++;
+  if (strcmp(err->msg, e->said) == 0) return;
+  snprintf(e->said, sizeof e->said, "%s", err->msg);
   gm_event ev = {.type = GM_EV_ERROR};
   snprintf(ev.message, sizeof ev.message, "%s", err->msg);
-  snprintf(e->last_error, sizeof e->last_error, "%s", err->msg);
-  e->n_errors++;
   push_event(e, &ev);
+}
+
+/* A call worked: the last error is history (its count and time stay). */
+static void note_success(gm_elector *e) {
+  e->last_error[0] = '\0';
+  e->said[0] = '\0';
 }
 
 /* ---- config ------------------------------------------------------------- */
@@ -332,13 +429,7 @@ static gm_backend *backend_alloc(const gm_backend_ops *ops, const gm_kv *kv,
   }
   ops->describe(b->cfg, b->desc, sizeof b->desc);
   atomic_init(&b->refs, 1);
-  pthread_mutex_init(&b->mu, NULL);
-  pthread_condattr_t ca;
-  pthread_condattr_init(&ca);
-  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-  pthread_cond_init(&b->wake, &ca);
-  pthread_cond_init(&b->done, &ca);
-  pthread_condattr_destroy(&ca);
+  init_sync(b);
   b->rng = seed64();
   pthread_once(&g_once, register_atfork);
   pthread_mutex_lock(&g_mu);
@@ -465,6 +556,13 @@ int gm_backend_force_release(gm_backend *b, const char *name,
   return rc;
 }
 
+static void backend_free(gm_backend *b);
+
+static void timed_wait_on(pthread_cond_t *cv, gm_backend *b, int64_t until) {
+  struct timespec ts = {.tv_sec = until / NS, .tv_nsec = until % NS};
+  pthread_cond_timedwait(cv, &b->mu, &ts);
+}
+
 void gm_backend_ref(gm_backend *b) { atomic_fetch_add(&b->refs, 1); }
 
 void gm_backend_unref(gm_backend *b) {
@@ -477,11 +575,28 @@ void gm_backend_unref(gm_backend *b) {
     }
   pthread_mutex_unlock(&g_mu);
   pthread_mutex_lock(&b->mu);
-  int joinable = b->thread_running;
+  int running = b->thread_running;
   b->quit = 1;
   pthread_cond_broadcast(&b->wake);
+  /* A thread that ends soon (the common case) is joined; one still inside
+   * a call after STOP_WAIT_NS (a hung database) is cut short and frees b
+   * itself. */
+  int64_t until = mono_ns() + STOP_WAIT_NS;
+  while (running && !b->thread_done && mono_ns() < until)
+    timed_wait_on(&b->done, b, until);
+  int orphan = running && !b->thread_done;
+  if (orphan) {
+    b->orphan = 1;
+    if (b->live_conn && b->ops->interrupt) b->ops->interrupt(b->live_conn);
+    pthread_detach(b->thread);
+  }
   pthread_mutex_unlock(&b->mu);
-  if (joinable) pthread_join(b->thread, NULL);
+  if (running && !orphan) pthread_join(b->thread, NULL);
+  if (!orphan) backend_free(b);
+}
+
+/* Frees b: no thread runs for it any more. */
+static void backend_free(gm_backend *b) {
   if (b->conn) b->ops->close(b->conn);
   free(b->batch);
   free(b->reqs);
@@ -495,7 +610,11 @@ void gm_backend_unref(gm_backend *b) {
 /* ---- the election thread ------------------------------------------------ */
 
 static void close_conn(gm_backend *b) {
-  if (b->conn) b->ops->close(b->conn);
+  if (!b->conn) return;
+  pthread_mutex_lock(&b->mu);
+  b->live_conn = NULL; /* no interrupt from here on */
+  pthread_mutex_unlock(&b->mu);
+  b->ops->close(b->conn);
   b->conn = NULL;
 }
 
@@ -520,6 +639,10 @@ static int ensure_conn(gm_backend *b, gm_elector *e) {
     fail(b, e, &err);
     return GM_ERR;
   }
+  pthread_mutex_lock(&b->mu);
+  b->live_conn = b->conn;
+  if (b->quit && b->ops->interrupt) b->ops->interrupt(b->conn);
+  pthread_mutex_unlock(&b->mu);
   b->backoff_ns = 0;
   return GM_OK;
 }
@@ -533,7 +656,8 @@ static void fill_leader(gm_leader *l, const gm_row *r) {
   l->acquired_at = (double)r->acquired_at / 1e6;
   l->renewed_at = (double)r->renewed_at / 1e6;
   l->expires_at = (double)r->expires_at / 1e6;
-  l->expires_in = r->exists ? (double)(r->expires_at - r->now) / 1e6 : 0;
+  l->expires_in =
+      r->exists ? (double)sat_sub(r->expires_at, r->now) / 1e6 : 0;
   if (l->expires_in < 0) l->expires_in = 0;
 }
 
@@ -614,6 +738,8 @@ static void track_version(gm_elector *e, int64_t t1, const gm_row *r) {
       e->v_renewed_at == r->renewed_at && e->v_first_t1)
     return;
   snprintf(e->v_owner, sizeof e->v_owner, "%s", r->owner);
+  e->v_live = 0;
+  e->refused = 0; /* a lost race shows as a new version */
   e->v_token = r->token;
   e->v_renewed_at = r->renewed_at;
   e->v_first_t1 = t1;
@@ -638,7 +764,7 @@ static int64_t takeover_wait(gm_elector *e, int64_t t1, const gm_row *r) {
                (e->v_first_t1 - e->v_prev_t0) + STEP_TOL_US * US_PER_NS <
                    margin_ns;
   if (!instep) return wait;
-  int64_t past_us = r->now - r->expires_at;
+  int64_t past_us = sat_sub(r->now, r->expires_at);
   if (past_us >= STEP_TOL_US) return 0;
   return min64(wait, (STEP_TOL_US - past_us) * US_PER_NS);
 }
@@ -678,8 +804,37 @@ static void become_master(gm_backend *b, gm_elector *e, int64_t t_send,
   e->next_at = t_send + e->hb_ns;
 }
 
+/* Says what is wrong with the lock's row through on_error and status(),
+ * once until the row changes what it says (thread; takes mu). */
+static void row_warn(gm_backend *b, gm_elector *e, const char *msg) {
+  int fresh = strcmp(msg, e->row_said) != 0;
+  snprintf(e->row_said, sizeof e->row_said, "%s", msg);
+  e->warned = 1;
+  gm_error err = {GM_E_ROW, ""};
+  snprintf(err.msg, sizeof err.msg, "%s", msg);
+  pthread_mutex_lock(&b->mu);
+  /* said once per anomaly, however often a read finds it again */
+  snprintf(e->said, sizeof e->said, "%s", fresh ? "" : msg);
+  push_error(e, &err);
+  pthread_mutex_unlock(&b->mu);
+}
+
 static void try_acquire(gm_backend *b, gm_elector *e, const gm_row *seen,
                         int64_t dead_holder) {
+  uint64_t base = seen->exists && seen->token > e->max_token ? seen->token
+                                                             : e->max_token;
+  if (base >= TOKEN_MAX) {
+    /* Never wrap, never a float: no grant past the largest token. */
+    char msg[GM_ERRMSG_MAX];
+    snprintf(msg, sizeof msg,
+             "lock '%.64s': token %" PRIu64 " is the largest a grant can "
+             "have (%" PRIu64 "): no new grant until an operator resets "
+             "the lock's row",
+             e->name, base, TOKEN_MAX);
+    row_warn(b, e, msg);
+    e->next_at = mono_ns() + e->retry_ns;
+    return;
+  }
   gm_acquire_req req = {.name = e->name,
                         .owner = e->id,
                         .version = e->version,
@@ -698,10 +853,27 @@ static void try_acquire(gm_backend *b, gm_elector *e, const gm_row *seen,
   e->n_acquires++;
   pthread_mutex_unlock(&b->mu);
   if (rc == GM_OK) {
+    e->refused = 0;
+    pthread_mutex_lock(&b->mu);
+    note_success(e);
+    pthread_mutex_unlock(&b->mu);
     become_master(b, e, t0, &r);
   } else if (rc == GM_NOT) {
-    /* someone was faster: read again soon to learn who */
-    e->next_at = mono_ns() + jitter(b, min64(e->retry_ns, 50 * 1000000LL));
+    /* Someone was faster: read again soon to learn who. A row that keeps
+     * refusing while it looks free (an operator's edit the statement
+     * cannot match) is said, and read once a retry. */
+    if (++e->refused >= 2) {
+      char msg[GM_ERRMSG_MAX];
+      snprintf(msg, sizeof msg,
+               "lock '%.64s': the row looks free (owner '%.64s', token "
+               "%" PRIu64 ") but the conditional acquire does not take it: "
+               "an edited row?",
+               e->name, seen->owner, seen->token);
+      row_warn(b, e, msg);
+      e->next_at = mono_ns() + e->retry_ns;
+    } else {
+      e->next_at = mono_ns() + jitter(b, min64(e->retry_ns, 50 * 1000000LL));
+    }
   } else {
     fail(b, e, &err);
     e->next_at = b->reconnect_at;
@@ -713,9 +885,20 @@ static void follower_step(gm_backend *b, gm_elector *e) {
   gm_error err = {0};
   int64_t resume = e->woken_from; /* this read came early, on a wake-up */
   e->woken_from = 0;
+  e->warned = 0;
   int64_t t0 = mono_ns();
   int rc = b->ops->observe(b->conn, e->name, &r, &err);
   int64_t t1 = mono_ns();
+  if (rc != GM_OK && err.code == GM_E_ROW) {
+    /* A row the backend cannot read: held, said once, read once a retry;
+     * the connection is fine. */
+    pthread_mutex_lock(&b->mu);
+    e->n_observes++;
+    pthread_mutex_unlock(&b->mu);
+    row_warn(b, e, err.msg);
+    e->next_at = t1 + e->retry_ns;
+    return;
+  }
   if (rc != GM_OK) {
     fail(b, e, &err);
     e->next_at = b->reconnect_at;
@@ -723,6 +906,7 @@ static void follower_step(gm_backend *b, gm_elector *e) {
   }
   pthread_mutex_lock(&b->mu);
   e->n_observes++;
+  note_success(e);
   pthread_mutex_unlock(&b->mu);
   track_clock(e, t0, t1, &r);
   int64_t jit = jitter(b, min64(e->retry_ns, e->lease_ns) / 20);
@@ -761,23 +945,44 @@ static void follower_step(gm_backend *b, gm_elector *e) {
     }
     goto done;
   }
-  if (r.owner[0] == '\0') { /* released: free at once */
+  int64_t ahead_us = sat_sub(r.expires_at, r.now);
+  if (ahead_us > e->lease_ns / US_PER_NS + STEP_TOL_US) {
+    /* No lease this node knows of ends that far ahead: an operator's edit
+     * (9999-12-31), or a node with a longer lease. Followed, one read a
+     * retry, and said. */
+    char msg[GM_ERRMSG_MAX];
+    snprintf(msg, sizeof msg,
+             "lock '%.40s': the lease of '%.40s' (token %" PRIu64
+             ") ends more than one lease (%g s) after the database's now: "
+             "an edited row, or a longer lease",
+             e->name, r.owner, r.token, (double)e->lease_ns / NS);
+    row_warn(b, e, msg);
+  }
+  int released = r.owner[0] == '\0';
+  if (released && r.expires_at > r.now) e->v_live = 1;
+  if (released && !e->v_live) { /* released: free at once */
     try_acquire(b, e, &r, -1);
     goto done;
   }
-  /* Held by another node. Where the backend can tell for certain that the
-   * holder's process is gone (SQLite: the kernel dropped its file lock),
-   * nobody believes it is master: take it without waiting for the lease. A
-   * paused holder keeps its lock and stays covered by lease and deadline. */
-  e->holder = b->ops->holder_gone && b->ops->acquire_dead ? r.holder : -1;
+  /* Held by another node, or freed by an operator while its lease still
+   * runs (a force release keeps expires_at): waited out as a live lease,
+   * then taken under the two-clock rule. Where the backend can tell for
+   * certain that the holder's process is gone (SQLite: the kernel dropped
+   * its file lock), nobody believes it is master: take it without waiting
+   * for the lease. A paused holder keeps its lock and stays covered by
+   * lease and deadline. */
+  e->holder = !released && b->ops->holder_gone && b->ops->acquire_dead
+                  ? r.holder
+                  : -1;
   if (e->holder >= 0 &&
       b->ops->holder_gone(b->conn, r.holder, &err) == GM_OK) {
     try_acquire(b, e, &r, r.holder);
     goto done;
   }
   if (r.expires_at > r.now) { /* live: sleep until it ends, or one retry */
-    int64_t left = (r.expires_at - r.now) * US_PER_NS + STEP_TOL_US * US_PER_NS;
-    e->next_at = t1 + min64(e->retry_ns, left + jit);
+    e->v_live = 1;
+    int64_t left = sat_add(sat_us_to_ns(ahead_us), STEP_TOL_US * US_PER_NS);
+    e->next_at = t1 + min64(e->retry_ns, sat_add(left, jit));
     /* A wake-up that found the version it had already seen (a crashed
      * holder's session ended, say) keeps the reads where they were due:
      * reads in step with the holder's last renewal would meet the expiry
@@ -796,6 +1001,7 @@ static void follower_step(gm_backend *b, gm_elector *e) {
   else
     e->next_at = t1 + min64(e->retry_ns, wait + jit);
 done:
+  if (!e->warned) e->row_said[0] = '\0'; /* the row reads as it should */
   e->have_last = 1;
   e->last_t0 = t0;
   e->last_db = r.now;
@@ -812,6 +1018,7 @@ static void renew_done(gm_backend *b, gm_elector *e, int rc, int64_t t0,
     pthread_mutex_lock(&b->mu);
     /* !reported: next_event already told the user the deadline passed */
     int late = t1 >= e->master_until_t || !e->reported;
+    note_success(e);
     if (!late) {
       e->master_until_t = t0 + e->dl_ns;
       if (e->want) /* stop() zeroed it and must find it zero */
@@ -970,7 +1177,10 @@ static void poll_step(gm_backend *b) {
   int64_t checked = -1;
   int gone = 0;
   for (gm_elector *e = head; e; e = e->next) {
-    if (e->role != ROLE_FOLLOWER || e->next_at <= now) continue;
+    /* A follower whose row is wrong (row_said) reads once a retry, woken
+     * or not: each commit to the database would read it again. */
+    if (e->role != ROLE_FOLLOWER || e->next_at <= now || e->row_said[0])
+      continue;
     if (ch != GM_NOT) {
       if (!e->woken_from) e->woken_from = e->next_at;
       e->next_at = now;
@@ -984,11 +1194,18 @@ static void poll_step(gm_backend *b) {
   }
 }
 
-/* Runs the stop that the API asked for: release if master, queue the stop. */
+static void elector_destroy(gm_elector *e);
+
+/* Runs the stop that the API asked for: release if master, queue the stop
+ * (stop() queued it already, unless a grant came since). An elector started
+ * again meanwhile campaigns on; one freed meanwhile is freed here. */
 static void stop_step(gm_backend *b, gm_elector *e, gm_stop_reason why) {
   if (e->role == ROLE_MASTER) {
     gm_error err = {0};
-    if (ensure_conn(b, e) == GM_OK &&
+    pthread_mutex_lock(&b->mu);
+    int quit = b->quit; /* going away: no new connection for a release */
+    pthread_mutex_unlock(&b->mu);
+    if ((b->conn || !quit) && ensure_conn(b, e) == GM_OK &&
         b->ops->release(b->conn, e->name, e->id, e->instance, e->my_token,
                         &err) != GM_ERR) {
       pthread_mutex_lock(&b->mu);
@@ -998,17 +1215,25 @@ static void stop_step(gm_backend *b, gm_elector *e, gm_stop_reason why) {
       fail(b, e, &err);
     }
     e->role = ROLE_FOLLOWER;
+    e->master_until_t = 0;
   }
   pthread_mutex_lock(&b->mu);
   push_stop(e, why);
+  if (e->want) { /* started again while the release ran */
+    e->next_at = 0;
+    pthread_mutex_unlock(&b->mu);
+    return;
+  }
   for (gm_elector **p = &b->active; *p; p = &(*p)->next)
     if (*p == e) {
       *p = e->next;
       break;
     }
   e->active = 0;
+  int orphan = e->orphan;
   pthread_cond_broadcast(&b->done);
   pthread_mutex_unlock(&b->mu);
+  if (orphan) elector_destroy(e);
 }
 
 static void run_step(gm_backend *b, gm_elector *e) {
@@ -1029,14 +1254,14 @@ static void run_step(gm_backend *b, gm_elector *e) {
 }
 
 static void timed_wait(gm_backend *b, int64_t until) {
-  struct timespec ts = {.tv_sec = until / NS, .tv_nsec = until % NS};
-  pthread_cond_timedwait(&b->wake, &b->mu, &ts);
+  timed_wait_on(&b->wake, b, until);
 }
 
 static void *thread_main(void *arg) {
   gm_backend *b = arg;
   pthread_mutex_lock(&b->mu);
-  while (!b->quit) {
+  /* After quit, only the stop steps of electors freed meanwhile are left. */
+  while (!b->quit || b->active) {
     int64_t now = mono_ns(), next = INT64_MAX;
     gm_elector *due = NULL;
     int followers = 0;
@@ -1061,17 +1286,21 @@ static void *thread_main(void *arg) {
       if (!b->active && b->conn) { /* idle: give the connection back */
         void *c = b->conn;
         b->conn = NULL;
+        b->live_conn = NULL;
         pthread_mutex_unlock(&b->mu);
         b->ops->close(c);
         pthread_mutex_lock(&b->mu);
         continue;
       }
+      if (b->quit) break;
       unsigned k = b->kicks;
+      b->idle = 1;
       if (next == INT64_MAX) {
         while (!b->quit && k == b->kicks) pthread_cond_wait(&b->wake, &b->mu);
       } else {
         timed_wait(b, next);
       }
+      b->idle = 0;
       continue;
     }
     int want = due->want;
@@ -1085,6 +1314,12 @@ static void *thread_main(void *arg) {
   }
   pthread_mutex_unlock(&b->mu);
   close_conn(b);
+  pthread_mutex_lock(&b->mu);
+  int orphan = b->orphan;
+  b->thread_done = 1; /* after this, the unref that waits frees b */
+  pthread_cond_broadcast(&b->done);
+  pthread_mutex_unlock(&b->mu);
+  if (orphan) backend_free(b);
   return NULL;
 }
 
@@ -1145,6 +1380,10 @@ gm_elector *gm_elector_new(gm_backend *b, const gm_config *cfg_in,
   e->holder = -1;
   e->b = b;
   gm_backend_ref(b);
+  pthread_mutex_lock(&b->mu);
+  e->all_next = b->electors;
+  b->electors = e;
+  pthread_mutex_unlock(&b->mu);
   return e;
 }
 
@@ -1166,6 +1405,7 @@ int gm_elector_start(gm_elector *e, gm_error *err) {
       return GM_ERR;
     }
     b->thread_running = 1;
+    b->thread_done = 0;
   }
   e->want = 1;
   e->active = 1;
@@ -1179,17 +1419,26 @@ int gm_elector_start(gm_elector *e, gm_error *err) {
   return GM_OK;
 }
 
+/* is_master() is false and stop(why) queued at once; the release goes on
+ * on the thread, waited for at most STOP_WAIT_NS. */
 static void stop_as(gm_elector *e, gm_stop_reason why) {
   gm_backend *b = e->b;
   pthread_mutex_lock(&b->mu);
   atomic_store(&e->master_until, 0); /* is_master is false from here on */
   atomic_store(&e->token, 0);
   if (e->active) {
+    int asked = e->want; /* a stop already under way is not waited again */
     e->want = 0;
     e->stop_reason = why;
+    push_stop(e, why);
     b->kicks++;
     pthread_cond_broadcast(&b->wake);
-    while (e->active) pthread_cond_wait(&b->done, &b->mu);
+    /* Waited for only when the thread was idle: then the release starts
+     * now and is usually done within the wait. A thread inside a call may
+     * be stuck in it for a whole read timeout. */
+    int64_t until = mono_ns() + (asked && b->idle ? STOP_WAIT_NS : 0);
+    while (e->active && !e->want && mono_ns() < until)
+      timed_wait_on(&b->done, b, until);
   }
   pthread_mutex_unlock(&b->mu);
 }
@@ -1198,15 +1447,29 @@ void gm_elector_stop(gm_elector *e) { stop_as(e, GM_STOP_STOPPED); }
 
 void gm_elector_close(gm_elector *e) { stop_as(e, GM_STOP_CLOSED); }
 
+/* Frees e, which no thread has any more (mu not held). */
+static void elector_destroy(gm_elector *e) {
+  free_queue(e);
+  free(e);
+}
+
 void gm_elector_free(gm_elector *e) {
   if (!e) return;
+  gm_backend *b = e->b;
   stop_as(e, GM_STOP_CLOSED);
-  pthread_mutex_lock(&e->b->mu);
-  free_queue(e);
+  pthread_mutex_lock(&b->mu);
+  for (gm_elector **p = &b->electors; *p; p = &(*p)->all_next)
+    if (*p == e) {
+      *p = e->all_next;
+      break;
+    }
   if (e->efd >= 0 && e->efd_pid == getpid()) close(e->efd);
-  pthread_mutex_unlock(&e->b->mu);
-  gm_backend_unref(e->b);
-  free(e);
+  e->efd = -1;
+  int later = e->active; /* the thread still has it: it frees it */
+  e->orphan = later;
+  pthread_mutex_unlock(&b->mu);
+  if (!later) elector_destroy(e);
+  gm_backend_unref(b); /* the thread, if any, outlives the last use of b */
 }
 
 int gm_elector_is_master(const gm_elector *e) {
@@ -1283,6 +1546,7 @@ void gm_elector_status(gm_elector *e, gm_status *st) {
   st->running = e->active && e->want;
   st->leader = e->leader;
   snprintf(st->last_error, sizeof st->last_error, "%s", e->last_error);
+  st->last_error_at = e->last_error_at;
   st->acquires = e->n_acquires;
   st->renewals = e->n_renewals;
   st->observes = e->n_observes;

@@ -34,7 +34,10 @@ enum {
   GM_E_AUTH,      /* the database refused the credentials */
   GM_E_DB,        /* a statement failed */
   GM_E_STATE,     /* call not allowed in this state (closed, forked) */
-  GM_E_NOMEM
+  GM_E_NOMEM,
+  GM_E_ROW        /* a lock's row that cannot be read or granted (a bad
+                   * value, an operator's edit): the message names the
+                   * column and the lock; the connection is fine */
 };
 
 #define GM_ERRMSG_MAX 256
@@ -112,7 +115,10 @@ int gm_backend_force_release(gm_backend *b, const char *name,
                              gm_lock_info *out, gm_error *err);
 
 /* Reference counting: an elector holds a reference on its backend. The last
- * unref stops and joins the thread and closes the connection. */
+ * unref stops the thread and closes the connection: it joins a thread that
+ * ends within 20 ms; one still inside a database call then (a hung
+ * database) has that call interrupted where the backend can (a socket shut
+ * down) and frees the backend itself when done. Never blocks longer. */
 void gm_backend_ref(gm_backend *b);
 void gm_backend_unref(gm_backend *b);
 
@@ -139,16 +145,19 @@ gm_elector *gm_elector_new(gm_backend *b, const gm_config *cfg, gm_error *err);
 /* Starts campaigning; non-blocking. Starts the backend thread if needed. */
 int gm_elector_start(gm_elector *e, gm_error *err);
 
-/* Stops campaigning: is_master turns false at once; a master releases the
- * lock (waits for it, bounded by the backend's timeouts) and queues
- * stop("stopped"). Idempotent. */
+/* Stops campaigning: is_master turns false and stop("stopped") is queued at
+ * once; a master's release runs on the thread, waited for at most 20 ms
+ * (and not at all while the thread is inside another call): whatever the
+ * database does, this returns within that. Idempotent. gm_elector_start
+ * may follow at once. */
 void gm_elector_stop(gm_elector *e);
 
 /* Stops as gm_elector_stop but with reason "closed". */
 void gm_elector_close(gm_elector *e);
 
 /* Stops as gm_elector_close and frees the elector; queued events are
- * dropped. */
+ * dropped. Does not wait again for a release under way: the thread keeps
+ * what it still needs and frees it when done. */
 void gm_elector_free(gm_elector *e);
 
 /* True only inside [grant, send time of the last successful renewal + renew
@@ -221,7 +230,8 @@ typedef struct gm_status {
   int running;
   uint64_t token;
   gm_leader leader;
-  char last_error[GM_ERRMSG_MAX];
+  char last_error[GM_ERRMSG_MAX]; /* "" once a call worked again */
+  double last_error_at; /* CLOCK_REALTIME seconds of the last error; 0: none */
   uint64_t acquires, renewals, observes, releases, errors, grants, losses;
 } gm_status;
 

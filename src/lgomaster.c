@@ -55,6 +55,32 @@ static int fail(lua_State *L, const gm_error *err) {
   return 2;
 }
 
+/* The string at index i, or NULL when it holds a NUL byte: C would cut it
+ * there without a word (a name, an id, a path). */
+static const char *whole_string(lua_State *L, int i) {
+  size_t len;
+  const char *s = lua_tolstring(L, i, &len);
+  return s && strlen(s) == len ? s : NULL;
+}
+
+static int fail_nul(lua_State *L, const char *field) {
+  lua_pushnil(L);
+  lua_pushfstring(L, "%s: must not contain a NUL byte", field);
+  return 2;
+}
+
+/* luaL_checkstring for names and ids: a NUL byte raises, naming the
+ * field. */
+static const char *check_text(lua_State *L, int i, const char *field) {
+  luaL_checkstring(L, i);
+  const char *s = whole_string(L, i);
+  if (!s) {
+    lua_pushfstring(L, "%s: must not contain a NUL byte", field);
+    luaL_argerror(L, i, lua_tostring(L, -1));
+  }
+  return s;
+}
+
 /* ---- backends ----------------------------------------------------------- */
 
 static lbackend *check_backend(lua_State *L, int i) {
@@ -75,7 +101,9 @@ static int l_backend(lua_State *L) {
   gm_error err = {0};
   gm_backend *b;
   if (lua_type(L, 1) == LUA_TSTRING) {
-    b = gm_backend_new_url(lua_tostring(L, 1), &err);
+    const char *url = whole_string(L, 1);
+    if (!url) return fail_nul(L, "backend URL");
+    b = gm_backend_new_url(url, &err);
   } else {
     luaL_checktype(L, 1, LUA_TTABLE);
     gm_kv kv[32];
@@ -100,6 +128,12 @@ static int l_backend(lua_State *L) {
         lua_pushfstring(L, "backend option '%s': expected a string or a "
                            "number, got %s",
                         k, lua_typename(L, t));
+        return 2;
+      }
+      if (!whole_string(L, -1)) {
+        lua_pushnil(L);
+        lua_pushfstring(L, "backend option '%s': must not contain a NUL byte",
+                        k);
         return 2;
       }
       if (strcmp(k, "type") == 0) {
@@ -186,7 +220,7 @@ static void push_lock_info(lua_State *L, const gm_lock_info *o) {
 /* b:read(name) -> row table (see README) | nil, err */
 static int l_backend_read(lua_State *L) {
   lbackend *lb = check_backend(L, 1);
-  const char *name = luaL_checkstring(L, 2);
+  const char *name = check_text(L, 2, "name");
   gm_lock_info o;
   gm_error err = {0};
   if (gm_backend_read(lb->b, name, &o, &err) != GM_OK) return fail(L, &err);
@@ -216,10 +250,11 @@ static uint64_t opt_instance(lua_State *L, int i) {
  * the holder) | nil, err */
 static int l_backend_complete(lua_State *L) {
   lbackend *lb = check_backend(L, 1);
-  const char *name = luaL_checkstring(L, 2);
-  const char *owner = luaL_checkstring(L, 3);
+  const char *name = check_text(L, 2, "name");
+  const char *owner = check_text(L, 3, "owner");
   uint64_t token = check_token(L, 4);
-  const char *result = luaL_optstring(L, 5, "");
+  const char *result =
+      lua_isnoneornil(L, 5) ? "" : check_text(L, 5, "result");
   uint64_t instance = opt_instance(L, 6);
   gm_error err = {0};
   int rc = gm_backend_complete(lb->b, name, owner, instance, token, result,
@@ -232,7 +267,7 @@ static int l_backend_complete(lua_State *L) {
 /* b:force_release(name) -> row after | false (no such lock) | nil, err */
 static int l_backend_force_release(lua_State *L) {
   lbackend *lb = check_backend(L, 1);
-  const char *name = luaL_checkstring(L, 2);
+  const char *name = check_text(L, 2, "name");
   gm_lock_info o;
   gm_error err = {0};
   int rc = gm_backend_force_release(lb->b, name, &o, &err);
@@ -291,13 +326,16 @@ static double opt_seconds(lua_State *L, int t, const char *field) {
   return v;
 }
 
-static const char *opt_string(lua_State *L, int t, const char *field) {
+/* A string option; *nul set when it holds a NUL byte. */
+static const char *opt_string(lua_State *L, int t, const char *field,
+                              int *nul) {
   lua_getfield(L, t, field);
   const char *s = NULL;
   if (!lua_isnil(L, -1)) {
     if (lua_type(L, -1) != LUA_TSTRING)
       luaL_error(L, "%s: expected a string", field);
-    s = lua_tostring(L, -1);
+    s = whole_string(L, -1);
+    *nul = !s;
   }
   lua_pop(L, 1); /* the table keeps the string alive */
   return s;
@@ -309,9 +347,13 @@ static int l_new(lua_State *L) {
   luaL_checktype(L, 2, LUA_TTABLE);
   luaL_checktype(L, 3, LUA_TTABLE);
   gm_config c = {0};
-  c.name = opt_string(L, 2, "name");
-  c.id = opt_string(L, 2, "id");
-  c.version = opt_string(L, 2, "version");
+  int nul[3] = {0, 0, 0};
+  c.name = opt_string(L, 2, "name", &nul[0]);
+  c.id = opt_string(L, 2, "id", &nul[1]);
+  c.version = opt_string(L, 2, "version", &nul[2]);
+  static const char *const fields[3] = {"name", "id", "version"};
+  for (int i = 0; i < 3; i++)
+    if (nul[i]) return fail_nul(L, fields[i]);
   c.lease = opt_seconds(L, 2, "lease");
   c.heartbeat = opt_seconds(L, 2, "heartbeat");
   c.renew_deadline = opt_seconds(L, 2, "renew_deadline");
@@ -496,6 +538,7 @@ static int64_t mono_ns(void) {
 static int l_poll(lua_State *L) {
   lelector *le = check_elector(L, 1);
   double timeout = luaL_optnumber(L, 2, -1);
+  if (timeout != timeout) luaL_argerror(L, 2, "timeout is NaN");
   gm_error err = {0};
   int fd = gm_elector_fd(le->e, &err);
   if (fd < 0) return fail(L, &err);
@@ -543,6 +586,10 @@ static int l_status(lua_State *L) {
   if (st.last_error[0]) {
     lua_pushstring(L, st.last_error);
     lua_setfield(L, -2, "last_error");
+  }
+  if (st.last_error_at > 0) {
+    lua_pushnumber(L, st.last_error_at);
+    lua_setfield(L, -2, "last_error_at");
   }
   lua_createtable(L, 0, 7);
   const struct {

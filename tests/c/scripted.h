@@ -76,6 +76,7 @@ typedef struct sc_node {
   int conns;               /* (db->mu) connections open */
   int64_t handle;          /* its liveness handle in the rows it takes */
   uint64_t seen_version;   /* (db->mu) db->version at its last changed() */
+  int interrupted;         /* (db->mu) interrupt() came: hanging calls fail */
   char opt[32];            /* the "node" option: this struct's address */
 } sc_node;
 
@@ -212,10 +213,11 @@ SC_FN int sc_enter(sc_node *n, int op, const char *what, gm_error *err) {
   n->calls[op]++;
   if (n->mode[op] == SC_HANG) {
     n->hanging[op]++;
-    while (n->mode[op] == SC_HANG) pthread_cond_wait(&n->db->cv, &n->db->mu);
+    while (n->mode[op] == SC_HANG && !n->interrupted)
+      pthread_cond_wait(&n->db->cv, &n->db->mu);
     n->hanging[op]--;
   }
-  if (n->mode[op] == SC_FAIL) {
+  if (n->mode[op] == SC_FAIL || n->interrupted) {
     pthread_mutex_unlock(&n->db->mu);
     gm_seterr(err, GM_E_DB, "scripted: %s failed", what);
     return GM_ERR;
@@ -248,6 +250,7 @@ SC_FN int sc_open(const void *cfg, void **conn, gm_error *err) {
   sc_node *n = (sc_node *)cfg;
   if (sc_enter(n, SC_OPEN, "open", err) != GM_OK) return GM_ERR;
   n->conns++;
+  n->interrupted = 0;
   pthread_mutex_unlock(&n->db->mu);
   *conn = n;
   return GM_OK;
@@ -324,7 +327,7 @@ SC_FN int sc_acquire(void *conn, const gm_acquire_req *q, gm_row *out,
     db->rows = r;
     rc = GM_OK;
   } else if (q->expect_exists && r && r->token == q->expect_token &&
-             (r->owner[0] == '\0' || r->expires_at <= now)) {
+             r->expires_at <= now) {
     rc = GM_OK;
   }
   if (rc == GM_OK) sc_grant(n, r, q, now, out);
@@ -481,6 +484,15 @@ SC_FN int sc_acquire_dead(void *conn, const gm_acquire_req *q, int64_t holder,
   return rc;
 }
 
+/* ABI 4: every call that hangs now, or begins before the next open, fails. */
+SC_FN void sc_interrupt(void *conn) {
+  sc_node *n = conn;
+  pthread_mutex_lock(&n->db->mu);
+  n->interrupted = 1;
+  pthread_cond_broadcast(&n->db->cv);
+  pthread_mutex_unlock(&n->db->mu);
+}
+
 SC_FN int sc_changed(void *conn, gm_error *err) {
   sc_node *n = conn;
   if (sc_enter(n, SC_CHANGED, "changed", err) != GM_OK) return GM_ERR;
@@ -499,6 +511,7 @@ SC_FN gm_backend *sc_backend_fast(sc_node *n, gm_error *err) {
     fast.holder_gone = sc_holder_gone;
     fast.acquire_dead = sc_acquire_dead;
     fast.changed = sc_changed;
+    fast.interrupt = sc_interrupt;
     fast.poll_us = 10000;
     fast.name = "scripted-fast";
   }

@@ -184,6 +184,17 @@ static int wait_cond(int (*cond)(void *), void *arg, int timeout_ms) {
 
 static int renew_hangs(void *n) { return sc_hanging(n, SC_RENEW) > 0; }
 
+/* The node's connections are closed: a thread left to finish by itself
+ * (gm_backend_unref does not wait for a hung call) no longer uses the
+ * scripted database. */
+static int no_conns(void *p) {
+  sc_node *n = p;
+  pthread_mutex_lock(&n->db->mu);
+  int none = n->conns == 0;
+  pthread_mutex_unlock(&n->db->mu);
+  return none;
+}
+
 static int row_owner_is(sc_db *db, const char *name, const char *owner) {
   sc_row r;
   return sc_get(db, name, &r) && strcmp(r.owner, owner) == 0;
@@ -327,7 +338,8 @@ out:
   free_el(es[0]);
   free_el(es[1]);
   gm_backend_unref(b);
-  check(n.conns == 0, "one of two: the connection is closed after unref");
+  check(wait_cond(no_conns, &n, 2000),
+        "one of two: the connection is closed after unref");
   sc_db_destroy(&db);
 }
 
@@ -363,6 +375,7 @@ static void solo_free(solo *s) {
   for (int op = 0; op < SC_NOPS; op++) sc_set(&s->n, op, SC_NORMAL);
   free_el(s->e);
   gm_backend_unref(s->b);
+  wait_cond(no_conns, &s->n, 5000);
   sc_db_destroy(&s->db);
 }
 
@@ -399,6 +412,7 @@ static void pair_free(pair *p) {
     free_el(p->e[i]);
     gm_backend_unref(p->b[i]);
   }
+  for (int i = 0; i < 2; i++) wait_cond(no_conns, &p->n[i], 5000);
   sc_db_destroy(&p->db);
 }
 
@@ -850,10 +864,12 @@ static void test_free_running(void) {
         (double)worst / MS);
   check(row_owner_is(&db, "free", "") && row_owner_is(&db, "free2", ""),
         "free while running: the masters released their locks");
-  check(n.conns == 0 && n.calls[SC_OPEN] == n.calls[SC_CLOSE],
+  check(wait_cond(no_conns, &n, 2000) &&
+            sc_calls(&n, SC_OPEN) == sc_calls(&n, SC_CLOSE),
         "free while running: the last free closed the shared connection");
   gm_backend_unref(b2);
-  check(n2.conns == 0, "free while running: the other backend closed too");
+  check(wait_cond(no_conns, &n2, 2000),
+        "free while running: the other backend closed too");
   sc_db_destroy(&db);
 }
 
@@ -1064,6 +1080,7 @@ static void test_batch_renew(void) {
         "batch: the one stolen lock reports lost, the others stay master");
   for (int i = 0; i < K; i++) free_el(e[i]);
   gm_backend_unref(b);
+  wait_cond(no_conns, &n, 2000);
   sc_db_destroy(&db);
 }
 
@@ -1290,7 +1307,300 @@ out:
     free_el(es[i]);
     gm_backend_unref(b[i]);
   }
+  for (int i = 0; i < 2; i++) wait_cond(no_conns, &n[i], 2000);
   sc_db_destroy(&db);
+}
+
+/* ---- fork(): children are other instances, and exit without hanging ------ */
+
+/* Waits up to ms for child pid; 1 when it exited with status 0. A child
+ * still running then is killed (a hang). */
+static int reap_within(pid_t pid, int ms) {
+  int status = 0;
+  for (int64_t end = mono_ns() + ms * MS; mono_ns() < end; sleep_ms(2))
+    if (waitpid(pid, &status, WNOHANG) == pid)
+      return WIFEXITED(status) && WEXITSTATUS(status) == 0;
+  kill(pid, SIGKILL);
+  waitpid(pid, &status, 0);
+  return 0;
+}
+
+static void test_fork_children(void) {
+  char dir[] = "/tmp/gm-fork.XXXXXX", url[128];
+  gm_error err = {0};
+  gm_event ev;
+  if (!mkdtemp(dir)) {
+    check(0, "fork children: mkdtemp: %s", strerror(errno));
+    return;
+  }
+  snprintf(url, sizeof url, "sqlite://%s/fork.db", dir);
+  gm_backend *b = gm_backend_new_url(url, &err);
+  check(b != NULL, "fork children: sqlite backend (%s)", err.msg);
+  if (!b) return;
+  gm_elector *m = mk(b, conf("forks", "forker", 1, 0.1, 0.6, 0.1));
+  gm_elector *d = mk(b, conf("forks-2", NULL, 1, 0.1, 0.6, 0.1));
+  start(m);
+  if (!wait_ev(m, GM_EV_START, 3000, &ev)) {
+    check(0, "fork children: the parent became master");
+    goto out;
+  }
+  /* 100 children that only exit, freeing what they inherited while the
+   * parent's thread waits on its condition variable. */
+  int exited = 0, slowest = 0;
+  for (int i = 0; i < 100; i++) {
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid == 0) {
+      gm_elector_free(m);
+      gm_elector_free(d);
+      gm_backend_unref(b);
+      _exit(0);
+    }
+    int64_t t0 = mono_ns();
+    exited += pid > 0 && reap_within(pid, 5000);
+    int ms = (int)((mono_ns() - t0) / MS);
+    if (ms > slowest) slowest = ms;
+  }
+  printf("# fork children: %d of 100 exited, slowest %d ms\n", exited,
+         slowest);
+  check(exited == 100, "fork children: 100 of 100 children exit (%d)",
+        exited);
+  /* A child that campaigns: another instance, with the id it was given,
+   * and a new default id; never master while the parent holds the lock,
+   * and master once the parent stops. */
+  int c2p[2], p2c[2];
+  if (pipe(c2p) || pipe(p2c)) {
+    check(0, "fork children: pipe: %s", strerror(errno));
+    goto out;
+  }
+  char parent_default[GM_ID_MAX];
+  snprintf(parent_default, sizeof parent_default, "%s", gm_elector_id(d));
+  uint64_t parent_key = gm_elector_instance(m);
+  fflush(stdout);
+  pid_t pid = fork();
+  if (pid == 0) {
+    alarm(20);
+    int r[4] = {0};
+    r[0] = gm_elector_instance(m) != parent_key &&
+           strcmp(gm_elector_id(m), "forker") == 0 &&
+           strcmp(gm_elector_id(d), parent_default) != 0;
+    gm_error e2 = {0};
+    int ok = gm_elector_start(m, &e2) == GM_OK;
+    for (int64_t end = mono_ns() + 1000 * MS; ok && mono_ns() < end;
+         sleep_ms(2))
+      r[1] += gm_elector_is_master(m);
+    char c = 'w';
+    if (write(c2p[1], &c, 1) != 1 || read(p2c[0], &c, 1) != 1) _exit(2);
+    r[2] = ok && wait_ev(m, GM_EV_START, 5000, &ev) && gm_elector_is_master(m);
+    r[3] = ok;
+    if (write(c2p[1], r, sizeof r) != (ssize_t)sizeof r) _exit(2);
+    gm_elector_free(m);
+    gm_elector_free(d);
+    gm_backend_unref(b);
+    _exit(0);
+  }
+  char c;
+  int parent_all = 1;
+  int ok = read(c2p[0], &c, 1) == 1;
+  /* the child sampled for 1 s; the parent renewed throughout */
+  parent_all = gm_elector_is_master(m);
+  gm_elector_stop(m);
+  ok = ok && write(p2c[1], "s", 1) == 1;
+  int r[4] = {0};
+  ok = ok && read(c2p[0], r, sizeof r) == (ssize_t)sizeof r;
+  int clean = reap_within(pid, 5000);
+  check(ok && r[0],
+        "fork child: a new instance key, the given id kept, a new default id");
+  check(ok && r[3] && r[1] == 0 && parent_all,
+        "fork child: m:start() in the child: never master while the parent "
+        "holds the lock (%d samples master)",
+        r[1]);
+  check(ok && r[2], "fork child: master after the parent stopped");
+  check(clean, "fork child: exited");
+  close(c2p[0]);
+  close(c2p[1]);
+  close(p2c[0]);
+  close(p2c[1]);
+out:
+  free_el(m);
+  free_el(d);
+  gm_backend_unref(b);
+  char cmd[160];
+  snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+  if (system(cmd)) {
+  }
+}
+
+/* ---- stop(), close() and free never wait for a hung database ------------- */
+
+static int release_hangs(void *n) { return sc_hanging(n, SC_RELEASE) > 0; }
+static sc_db *g_rel_db;
+static int row_released(void *name) {
+  return row_owner_is(g_rel_db, name, "");
+}
+
+static void test_stop_hung(void) {
+  sc_db db;
+  sc_node n;
+  gm_error err = {0};
+  gm_event ev;
+  sc_db_init(&db);
+  sc_node_init(&n, &db);
+  g_rel_db = &db;
+  gm_backend *b = sc_backend_fast(&n, &err);
+  gm_elector *m = mk(b, conf("hung", "H", 1, 0.1, 0.6, 0.1));
+  start(m);
+  if (!wait_ev(m, GM_EV_START, 2000, &ev)) {
+    check(0, "stop hung: became master");
+    return;
+  }
+  sc_set(&n, SC_RELEASE, SC_HANG);
+  int64_t t0 = mono_ns();
+  gm_elector_stop(m);
+  int64_t took = mono_ns() - t0;
+  int was = gm_elector_is_master(m);
+  printf("# stop hung: stop() returned in %.2f ms with the release hanging\n",
+         (double)took / MS);
+  check(took < 50 * MS && !was,
+        "stop hung: stop() returns within 50 ms and is_master() is false "
+        "(%.2f ms)",
+        (double)took / MS);
+  check(wait_ev(m, GM_EV_STOP, 0, &ev) &&
+            ev.reason == GM_STOP_STOPPED,
+        "stop hung: stop(stopped) is queued when stop() returns");
+  check(wait_cond(release_hangs, &n, 1000),
+        "stop hung: the release goes on in the background");
+  sc_set(&n, SC_RELEASE, SC_NORMAL);
+  check(wait_cond(row_released, "hung", 1000),
+        "stop hung: the background release freed the lock");
+  /* Master again, then freed while its release hangs: free and the last
+   * unref return at once; the blocked call is interrupted and the thread
+   * frees what is left. */
+  start(m);
+  check(wait_ev(m, GM_EV_START, 2000, &ev), "stop hung: master again");
+  sc_set(&n, SC_RELEASE, SC_HANG);
+  int64_t t[4];
+  t[0] = mono_ns();
+  gm_elector_close(m);
+  t[1] = mono_ns();
+  free_el(m);
+  t[2] = mono_ns();
+  gm_backend_unref(b);
+  t[3] = mono_ns();
+  printf("# stop hung: close() %.2f ms, free %.2f ms, last unref %.2f ms\n",
+         (double)(t[1] - t[0]) / MS, (double)(t[2] - t[1]) / MS,
+         (double)(t[3] - t[2]) / MS);
+  check(t[1] - t[0] < 50 * MS && t[2] - t[1] < 50 * MS &&
+            t[3] - t[2] < 50 * MS,
+        "stop hung: close(), free and the last unref each return within "
+        "50 ms");
+  check(wait_cond(no_conns, &n, 2000),
+        "stop hung: the interrupted thread closed its connection");
+  sc_set(&n, SC_RELEASE, SC_NORMAL);
+  sleep_ms(20); /* the thread frees the backend after its last close */
+  sc_db_destroy(&db);
+}
+
+/* ---- rows an operator left: a forced release, the largest token ---------- */
+
+/* An operator's force release that keeps the old expiry (owner '', token
+ * + 1): the lease still runs, so nobody takes the lock before it ends. */
+static void test_forced_release(void) {
+  pair p;
+  pair_init(&p, "forced", 1, 0.1, 0.6, 0.1);
+  gm_event ev;
+  if (!pair_elect(&p, "forced release")) goto out;
+  pthread_mutex_lock(&p.db.mu);
+  sc_row *r = sc_find(&p.db, "forced");
+  r->owner[0] = '\0';
+  r->token++;
+  int64_t exp = r->expires_at;
+  p.db.version++;
+  pthread_mutex_unlock(&p.db.mu);
+  unsigned acq = sc_calls(&p.n[0], SC_ACQUIRE) + sc_calls(&p.n[1], SC_ACQUIRE);
+  sleep_until(sc_db_to_mono_us(&p.db, exp) * 1000 - 50 * MS);
+  unsigned acq2 = sc_calls(&p.n[0], SC_ACQUIRE) + sc_calls(&p.n[1], SC_ACQUIRE);
+  check(acq2 == acq && !gm_elector_is_master(p.e[0]) &&
+            !gm_elector_is_master(p.e[1]),
+        "forced release: no acquire is even tried while the lease runs (%u)",
+        acq2 - acq);
+  int w = wait_any(p.e, 2, GM_EV_START, 4000, &ev);
+  sc_row after = {0};
+  sc_get(&p.db, "forced", &after);
+  double early_ms = (double)(exp - after.acquired_at) / 1000;
+  printf("# forced release: granted again %.1f ms after the old lease ended\n",
+         -early_ms);
+  check(w >= 0 && after.acquired_at >= exp,
+        "forced release: a released row whose lease runs is not taken "
+        "before its expiry (granted %.1f ms %s it)",
+        early_ms < 0 ? -early_ms : early_ms, early_ms > 0 ? "before" : "after");
+out:
+  pair_free(&p);
+}
+
+static void test_token_limit(void) {
+  pair p;
+  pair_init(&p, "tokmax", 1, 0.1, 0.6, 0.1);
+  gm_event ev;
+  if (!pair_elect(&p, "token limit")) goto out;
+  gm_elector_stop(p.e[0]);
+  pthread_mutex_lock(&p.db.mu);
+  sc_row *r = sc_find(&p.db, "tokmax");
+  r->token = (uint64_t)INT64_MAX;
+  r->owner[0] = '\0';
+  p.db.version++;
+  pthread_mutex_unlock(&p.db.mu);
+  unsigned acq = sc_calls(&p.n[1], SC_ACQUIRE);
+  int got = wait_ev(p.e[1], GM_EV_ERROR, 2000, &ev);
+  check(got && strstr(ev.message, "largest") &&
+            strstr(ev.message, "9223372036854775807"),
+        "token limit: refused with a message that says so (%s)",
+        got ? ev.message : "none");
+  sleep_ms(500);
+  int more = count_ev(p.e[1], GM_EV_ERROR);
+  sc_row after = {0};
+  sc_get(&p.db, "tokmax", &after);
+  check(!gm_elector_is_master(p.e[1]) && after.token == (uint64_t)INT64_MAX &&
+            sc_calls(&p.n[1], SC_ACQUIRE) == acq && more == 0,
+        "token limit: no grant, no write, said once (%d more)", more);
+  gm_status st;
+  gm_elector_status(p.e[1], &st);
+  check(strstr(st.last_error, "largest") != NULL,
+        "token limit: status().last_error says it");
+out:
+  pair_free(&p);
+}
+
+/* status().last_error is history once a call works again. */
+static void test_error_cleared(void) {
+  solo s;
+  gm_event ev;
+  if (!solo_master(&s, "cleared", 1, 0.1, 0.6, 0.1)) goto out;
+  log_clear(s.e);
+  sc_set(&s.n, SC_RENEW, SC_FAIL);
+  int got = wait_ev(s.e, GM_EV_ERROR, 1000, &ev);
+  gm_status st;
+  gm_elector_status(s.e, &st);
+  check(got && st.last_error[0] && st.errors >= 1 && st.last_error_at > 0,
+        "error cleared: a failed renewal shows in last_error (%s)",
+        st.last_error);
+  sleep_ms(150); /* more failures of the same kind */
+  int again = count_ev(s.e, GM_EV_ERROR);
+  sc_set(&s.n, SC_RENEW, SC_NORMAL);
+  int64_t end = mono_ns() + 2000 * MS;
+  do {
+    sleep_ms(10);
+    gm_elector_status(s.e, &st);
+  } while (st.last_error[0] && mono_ns() < end);
+  check(again == 0, "error cleared: the same failure is said once (%d more)",
+        again);
+  check(!st.last_error[0] && st.errors >= 1 && st.last_error_at > 0 &&
+            gm_elector_is_master(s.e),
+        "error cleared: the next success clears last_error; the count "
+        "(%" PRIu64 ") and last_error_at stay",
+        st.errors);
+out:
+  solo_free(&s);
 }
 
 int main(void) {
@@ -1317,6 +1627,11 @@ int main(void) {
   test_changed_wakeup();
   test_wakeup_keeps_schedule();
   test_same_id();
+  test_fork_children();
+  test_stop_hung();
+  test_forced_release();
+  test_token_limit();
+  test_error_cleared();
   printf("%d passed, %d failed\n", passed, failed);
   return failed ? 1 : 0;
 }

@@ -15,6 +15,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <mongoc/mongoc.h>
+
 #include "backend.h"
 #include "check.h"
 #include "url.h"
@@ -726,6 +728,64 @@ static void test_standin_only(void *c) {
   check(standin_step_clock(-10), "and steps it back");
 }
 
+/* Documents edited by hand: each refused by observe as GM_E_ROW, naming
+ * the field and the lock. Written with libmongoc directly. */
+static void test_unreadable(void *c) {
+  mongoc_client_t *cl = mongoc_client_new(base_url);
+  mongoc_uri_t *uri = mongoc_uri_new(base_url);
+  const char *dbname = uri ? mongoc_uri_get_database(uri) : NULL;
+  if (!cl || !dbname) {
+    check(0, "unreadable: a client of our own");
+    goto out;
+  }
+  mongoc_collection_t *coll =
+      mongoc_client_get_collection(cl, dbname, "gomaster_ctest");
+  struct {
+    const char *what, *field;
+    bson_t *doc;
+  } cases[] = {
+      {"owner null", "'owner'",
+       BCON_NEW("owner", BCON_NULL, "token", BCON_INT64(3), "acquired_at",
+                BCON_DATE_TIME(0), "renewed_at", BCON_DATE_TIME(0),
+                "expires_at", BCON_DATE_TIME(253402214400000LL))},
+      {"token 1.5", "'token'",
+       BCON_NEW("owner", BCON_UTF8("x"), "token", BCON_DOUBLE(1.5),
+                "acquired_at", BCON_DATE_TIME(0), "renewed_at",
+                BCON_DATE_TIME(0), "expires_at", BCON_DATE_TIME(0))},
+      {"token 'abc'", "'token'",
+       BCON_NEW("owner", BCON_UTF8("x"), "token", BCON_UTF8("abc"),
+                "acquired_at", BCON_DATE_TIME(0), "renewed_at",
+                BCON_DATE_TIME(0), "expires_at", BCON_DATE_TIME(0))},
+      {"token missing", "'token'",
+       BCON_NEW("owner", BCON_UTF8("x"), "acquired_at", BCON_DATE_TIME(0),
+                "renewed_at", BCON_DATE_TIME(0), "expires_at",
+                BCON_DATE_TIME(0))},
+      {"expires_at text", "'expires_at'",
+       BCON_NEW("owner", BCON_UTF8("x"), "token", BCON_INT64(3),
+                "acquired_at", BCON_DATE_TIME(0), "renewed_at",
+                BCON_DATE_TIME(0), "expires_at", BCON_UTF8("tomorrow"))},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    const char *name = new_lock();
+    BSON_APPEND_UTF8(cases[i].doc, "_id", name);
+    bson_error_t be;
+    int put = mongoc_collection_insert_one(coll, cases[i].doc, NULL, NULL,
+                                           &be);
+    gm_row row;
+    gm_error err = {0};
+    int rc = put ? ops->observe(c, name, &row, &err) : GM_OK;
+    check(put && rc == GM_ERR && err.code == GM_E_ROW &&
+              strstr(err.msg, cases[i].field) && strstr(err.msg, name),
+          "unreadable: %s is refused naming the field and the lock (%s)",
+          cases[i].what, put ? err.msg : be.message);
+    bson_destroy(cases[i].doc);
+  }
+  mongoc_collection_destroy(coll);
+out:
+  if (uri) mongoc_uri_destroy(uri);
+  if (cl) mongoc_client_destroy(cl);
+}
+
 int main(void) {
   const char *env = getenv("GOMASTER_TEST_MONGO_URL");
   if (!env || !*env) {
@@ -758,6 +818,7 @@ int main(void) {
       test_renew_many(conn);
       test_wakeup(cfg, conn);
       test_standin_only(conn);
+      test_unreadable(conn);
       ops->close(conn);
     }
     ops->free_cfg(cfg);

@@ -794,6 +794,58 @@ static void test_wakeup_reconnect(void) {
   close_conn(cfg2, conn2);
 }
 
+/* Rows edited by hand in a table whose columns allow NULL: each observe
+ * is GM_E_ROW naming the column and the lock. */
+static void test_unreadable(void) {
+  static const struct {
+    const char *what, *set, *col;
+  } cases[] = {
+      {"owner NULL with a future expiry",
+       "owner = NULL, expires_at = '9999-12-31'", "'owner'"},
+      {"token NULL", "token = NULL", "'token'"},
+      {"expires_at NULL", "expires_at = NULL", "'expires_at'"},
+      {"token above the largest", "token = 18446744073709551615", "'token'"},
+  };
+  char q[1024], name[128];
+  int made = sql("DROP TABLE IF EXISTS gm_ctest_hand;"
+                 "CREATE TABLE gm_ctest_hand (name VARBINARY(191) PRIMARY "
+                 "KEY, owner VARBINARY(127) NULL, token BIGINT UNSIGNED NULL,"
+                 " version VARBINARY(127) NULL, acquired_at DATETIME(6) NULL,"
+                 " renewed_at DATETIME(6) NULL, expires_at DATETIME(6) NULL,"
+                 " done_at DATETIME(6) NULL, done_by VARBINARY(127) NOT NULL"
+                 " DEFAULT '', done_token BIGINT UNSIGNED NOT NULL DEFAULT 0,"
+                 " result VARBINARY(255) NOT NULL DEFAULT '', instance BIGINT"
+                 " UNSIGNED NOT NULL DEFAULT 0)",
+                 NULL, 0);
+  check(made == GM_OK, "unreadable: a table made by hand");
+  void *cfg, *conn;
+  gm_error err = {0};
+  if (made != GM_OK ||
+      open_with("table", "gm_ctest_hand", &cfg, &conn, &err) != GM_OK) {
+    check(0, "unreadable: open (%s)", err.msg);
+    return;
+  }
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    char what[16];
+    snprintf(what, sizeof what, "hand%zu", i);
+    lock_name(name, sizeof name, what);
+    snprintf(q, sizeof q,
+             "INSERT INTO gm_ctest_hand (name, owner, token, version,"
+             " acquired_at, renewed_at, expires_at) VALUES ('%s', 'x', 3, '',"
+             " UTC_TIMESTAMP(6), UTC_TIMESTAMP(6), UTC_TIMESTAMP(6));"
+             "UPDATE gm_ctest_hand SET %s WHERE name = '%s'",
+             name, cases[i].set, name);
+    gm_row r;
+    int rc = sql(q, NULL, 0) == GM_OK ? ops->observe(conn, name, &r, &err)
+                                      : GM_OK;
+    check(rc == GM_ERR && err.code == GM_E_ROW &&
+              strstr(err.msg, cases[i].col) && strstr(err.msg, name),
+          "unreadable: %s is refused naming the column and the lock (%s)",
+          cases[i].what, rc == GM_ERR ? err.msg : "read");
+  }
+  close_conn(cfg, conn);
+}
+
 int main(void) {
   const char *u = getenv("GOMASTER_TEST_MYSQL_URL");
   gm_error err;
@@ -827,6 +879,7 @@ int main(void) {
   close_conn(cfg, conn);
   close_conn(cfg2, conn2);
   test_custom_table();
+  test_unreadable();
   test_thread();
   test_wakeup();
   test_wakeup_no_spin();
