@@ -114,13 +114,12 @@ static const char script[] =
     "    if up and tonumber(up) * 1000000 < tonumber(ARGV[5]) then\n"
     "      return reply(0, k) end\n"
     "  else\n"
-    "    local h = redis.call('HMGET', k, 'owner', 'token', 'expires_at')\n"
-    "    if h[2] ~= ARGV[7] then return reply(0, k) end\n"
-    "    if h[1] ~= '' then\n"
-    "      local e = time(h[3])\n"
-    "      if not e then return reply(-1, k) end\n"
-    "      if e > now then return reply(0, k) end\n"
-    "    end\n"
+    /* released or not, a running lease is waited out */
+    "    local h = redis.call('HMGET', k, 'token', 'expires_at')\n"
+    "    if h[1] ~= ARGV[7] then return reply(0, k) end\n"
+    "    local e = time(h[2])\n"
+    "    if not e then return reply(-1, k) end\n"
+    "    if e > now then return reply(0, k) end\n"
     "  end\n"
     "  redis.call('HSET', k, 'owner', ARGV[2], 'instance', ARGV[3],\n"
     "    'token', ARGV[8], 'version', ARGV[4], 'acquired_at', s(now),\n"
@@ -296,7 +295,8 @@ static int classify(const char *msg) {
                                      "ERR AUTH", "ERR Client sent AUTH"};
   for (size_t i = 0; i < sizeof auth / sizeof auth[0]; i++)
     if (strncmp(msg, auth[i], strlen(auth[i])) == 0) return GM_E_AUTH;
-  return GM_E_DB;
+  /* a lock's key holding another type: an operator's edit */
+  return strncmp(msg, "WRONGTYPE", 9) == 0 ? GM_E_ROW : GM_E_DB;
 }
 
 /* err for a failure of `what` on context rc: reply r (an error reply) or,
@@ -557,7 +557,7 @@ static int bad_field(rconn *c, const char *name, int f, const redisReply *v,
   char val[40];
   if (v->type == REDIS_REPLY_STRING)
     snprintf(val, sizeof val, "'%.32s'", v->str);
-  gm_seterr(err, GM_E_DB,
+  gm_seterr(err, GM_E_ROW,
             "redis: lock '%.64s': field '%s' of hash '%.64s%.64s' %s%s",
             name, field_names[f], c->cfg->prefix, name,
             v->type == REDIS_REPLY_STRING ? "cannot be read: " : "is missing",
@@ -617,17 +617,20 @@ static int run(rconn *c, cmd *m, const char *name, const char *what,
   int code = 0;
   redisReply *r = eval(c, m, what, err);
   cmd_free(m);
+  if (!r && err && err->code == GM_E_ROW)
+    gm_seterr(err, GM_E_ROW, "redis: lock '%.64s': key '%.64s%.64s' is not "
+              "a hash (WRONGTYPE)", name, c->cfg->prefix, name);
   if (!r) return GM_ERR;
   int rc = parse_row(c, name, r, &code, out ? out : &tmp, err);
   freeReplyObject(r);
   if (rc) return GM_ERR;
   if (code == -1) { /* the script could not read expires_at; parse did */
-    gm_seterr(err, GM_E_DB, "redis: lock '%.64s': the hash cannot be read",
+    gm_seterr(err, GM_E_ROW, "redis: lock '%.64s': the hash cannot be read",
               name);
     return GM_ERR;
   }
   if (code == -2) {
-    gm_seterr(err, GM_E_DB,
+    gm_seterr(err, GM_E_ROW,
               "redis: %s of lock '%.64s' refused: its token is at the limit "
               "(%s); a new one would wrap",
               what, name, TOKEN_MAX);
@@ -669,7 +672,7 @@ static int rd_acquire(void *p, const gm_acquire_req *q, gm_row *out,
       gm_check_len("redis", "version", version, GM_ID_MAX - 1, err))
     return GM_ERR;
   if (base >= (uint64_t)INT64_MAX) {
-    gm_seterr(err, GM_E_DB,
+    gm_seterr(err, GM_E_ROW,
               "redis: acquire of lock '%.64s' refused: the token is at the "
               "limit (%" PRIu64 "); a new one would wrap",
               q->name, base);

@@ -391,7 +391,7 @@ static void test_expiry_and_tokens(void *conn, void *conn2) {
         "a row at INT64_MAX reads exactly");
   b = req(name, "node-b", 1, o.token, 0, 5000000);
   rc = ops->acquire(conn2, &b, &r, &err);
-  check(rc == GM_ERR && err.code == GM_E_DB && strstr(err.msg, "limit") &&
+  check(rc == GM_ERR && err.code == GM_E_ROW && strstr(err.msg, "limit") &&
             strstr(err.msg, "wrap"),
         "a grant past INT64_MAX is refused, saying so: %s", err.msg);
   rc = ops->force_release(conn2, name, &o, &err);
@@ -522,7 +522,7 @@ static void test_hand_edits(void *conn) {
     check(rc == GM_OK && admin(cases[i].cmd, key), "%s: edited",
           cases[i].what);
     rc = ops->observe(conn, name, &o, &err);
-    check(rc == GM_ERR && err.code == GM_E_DB &&
+    check(rc == GM_ERR && err.code == GM_E_ROW &&
               strstr(err.msg, cases[i].field) && strstr(err.msg, name),
           "%s: observe is GM_ERR naming the field: %s", cases[i].what,
           err.msg);
@@ -536,8 +536,20 @@ static void test_hand_edits(void *conn) {
   snprintf(name, sizeof name, "%s-edit-string", run);
   admin("SET gomaster:%s hello", name);
   int rc = ops->observe(conn, name, &o, &err);
-  check(rc == GM_ERR && strstr(err.msg, "WRONGTYPE"),
+  check(rc == GM_ERR && err.code == GM_E_ROW && strstr(err.msg, "WRONGTYPE") &&
+            strstr(err.msg, name),
         "a key that is not a hash: %s", err.msg);
+  /* a released hash whose lease still runs (an operator's edit) is
+   * waited out, not taken */
+  snprintf(name, sizeof name, "%s-edit-released", run);
+  gm_acquire_req a = req(name, "node-a", 0, 0, 0, 5000000);
+  rc = ops->acquire(conn, &a, &o, &err);
+  check(rc == GM_OK && admin("HSET gomaster:%s owner \"\"", name),
+        "owner '' written over a running lease");
+  a = req(name, "node-b", 1, 1, 0, 5000000);
+  rc = ops->acquire(conn, &a, &o, &err);
+  check(rc == GM_NOT, "released with a running lease: not taken before "
+                      "expires_at (rc %d)", rc);
 }
 
 /* The script flushed from the server between two calls: loaded again. */
