@@ -91,6 +91,48 @@ describe("redis backend #redis", function()
     m:close()
   end)
 
+  server_it("stop(), close() and __gc return at once with the server paused", function()
+    local BOUND = 0.2 -- the target is 50 ms; room for a loaded machine
+    local hung = url .. "?timeout=20"
+    local name = "stop-hung-" .. tostring(math.random(1, 1e9))
+    local ms = {}
+    for i = 1, 3 do
+      ms[i] = assert(gomaster.new{ backend = hung, name = name .. "-" .. i, lease = L })
+      assert(ms[i]:start())
+    end
+    local t0 = core.now()
+    for i = 1, 3 do
+      while not ms[i]:is_master() do
+        assert(core.now() - t0 < 10, "each elector became master of its lock")
+        ms[i]:wait(0.02)
+      end
+    end
+    assert.is_true(server("pause"), "SIGSTOP the server")
+    finally(function() server("resume") end)
+    os.execute("sleep 0.7") -- two heartbeats: every thread hangs in a renewal
+    local t = core.now()
+    ms[1]:stop()
+    local d_stop = core.now() - t
+    assert.is_false(ms[1]:is_master(), "is_master() false once stop() returned")
+    t = core.now()
+    ms[2]:close()
+    local d_close = core.now() - t
+    ms[3] = nil
+    t = core.now()
+    collectgarbage()
+    collectgarbage()
+    local d_gc = core.now() - t
+    t = core.now()
+    ms[1]:close()
+    local d_close1 = core.now() - t
+    print(("  paused server, timeout 20 s: stop() %.1f ms, close() %.1f ms, __gc %.1f ms, "
+      .. "close() after stop() %.1f ms"):format(d_stop * 1e3, d_close * 1e3, d_gc * 1e3, d_close1 * 1e3))
+    for what, d in pairs{ ["stop()"] = d_stop, ["close()"] = d_close, __gc = d_gc,
+                          ["close() after stop()"] = d_close1 } do
+      assert.is_true(d < BOUND, ("%s took %.3f s"):format(what, d))
+    end
+  end)
+
   server_it("keeps tokens growing through a restart that keeps nothing", function()
     c = Cluster.new{ url = url, lease = L }
     c:start(3)
