@@ -180,4 +180,66 @@ describe("redis backend #redis", function()
     -- nobody was granted before the server had been up for a lease
     assert.is_true(e.t - t0 >= long, ("granted %.2f s after the restart began"):format(e.t - t0))
   end)
+
+  -- Hashes as an operator's hand leaves them (the cases of
+  -- row_edits_spec.lua, edited with redis-cli): each said once through
+  -- on_error, one read a retry at most, never master.
+  local RETRY = 0.3
+  local function cli(...)
+    local args = {}
+    for i, a in ipairs{ ... } do args[i] = ("%q"):format(a) end
+    return Cluster.sh(("sh %q/tests/servers/redis.sh cli %q %s 2>&1")
+      :format(root, server_dir, table.concat(args, " ")))
+  end
+  local function elector(name)
+    local log = { errors = {}, starts = 0 }
+    local m = assert(gomaster.new{ backend = url, name = name, lease = L, retry = RETRY,
+      on_error = function(_, e) log.errors[#log.errors + 1] = e end,
+      on_start = function() log.starts = log.starts + 1 end })
+    return m, log
+  end
+  local function run(m, seconds)
+    local t0 = core.now()
+    while core.now() - t0 < seconds do m:wait(0.05) end
+  end
+  local function make_hash(name)
+    local m = elector(name)
+    assert(m:start())
+    local t0 = core.now()
+    while not m:is_master() do
+      assert(core.now() - t0 < 10, "became master")
+      m:wait(0.02)
+    end
+    m:close()
+  end
+  local cases = {
+    { "a far-future expiry", { "owner", "ghost", "expires_at", "253402214400000000" }, "ends more than one lease" },
+    { "a token at the largest 64-bit value", { "token", "9223372036854775807" }, "is the largest a grant can have" },
+    { "token 'abc'", { "owner", "ghost", "token", "abc" }, "field 'token'" },
+    { "text in expires_at", { "expires_at", "tomorrow" }, "field 'expires_at'" },
+  }
+  for _, case in ipairs(cases) do
+    server_it(case[1] .. ": said once, one read a retry, never master", function()
+      local name = "edit-" .. tostring(math.random(1, 1e9))
+      make_hash(name)
+      cli("HSET", "gomaster:" .. name, (table.unpack or unpack)(case[2]))
+      local m, log = elector(name)
+      assert(m:start())
+      run(m, 0.3)
+      local before = m:status().counters.observes
+      run(m, 2)
+      local n = m:status().counters.observes - before
+      print(("  %s: %d reads in 2 s (retry %.1f s); %s"):format(case[1], n, RETRY, log.errors[1] or "-"))
+      assert.is_true(n >= 1 and n <= 2 / RETRY + 2, ("%d reads in 2 s"):format(n))
+      assert.is_false(m:is_master())
+      assert.equal(0, log.starts)
+      local said = 0
+      for _, e in ipairs(log.errors) do
+        if e:find(case[3], 1, true) then said = said + 1 end
+        assert_no_password(e)
+      end
+      assert.equal(1, said, table.concat(log.errors, "\n"))
+      m:close()
+    end)
+  end
 end)
