@@ -1367,7 +1367,12 @@ static void test_fork_children(void) {
         exited);
   /* A child that campaigns: another instance, with the id it was given,
    * and a new default id; never master while the parent holds the lock,
-   * and master once the parent stops. */
+   * and master once the parent stops. (ThreadSanitizer cannot start a
+   * thread in a child forked from a threaded process.) */
+#ifdef __SANITIZE_THREAD__
+  printf("# fork child: campaign skipped under ThreadSanitizer\n");
+  goto out;
+#endif
   int c2p[2], p2c[2];
   if (pipe(c2p) || pipe(p2c)) {
     check(0, "fork children: pipe: %s", strerror(errno));
@@ -1399,6 +1404,8 @@ static void test_fork_children(void) {
     gm_backend_unref(b);
     _exit(0);
   }
+  close(c2p[1]);
+  close(p2c[0]);
   char c;
   int parent_all = 1;
   int ok = read(c2p[0], &c, 1) == 1;
@@ -1418,8 +1425,6 @@ static void test_fork_children(void) {
   check(ok && r[2], "fork child: master after the parent stopped");
   check(clean, "fork child: exited");
   close(c2p[0]);
-  close(c2p[1]);
-  close(p2c[0]);
   close(p2c[1]);
 out:
   free_el(m);
