@@ -46,6 +46,17 @@ local function errors(c)
   return list
 end
 
+-- Starts m and waits (dispatching) until it is master, then closes it.
+local function master_once(m, timeout, what)
+  assert(m:start())
+  local t0 = core.now()
+  while not m:is_master() do
+    assert(core.now() - t0 < timeout, what)
+    m:wait(0.02)
+  end
+  m:close()
+end
+
 describe("redis backend #redis", function()
   local c
 
@@ -81,14 +92,8 @@ describe("redis backend #redis", function()
     local s = tostring(b)
     assert.is_truthy(s:find("redis://" .. host .. ":" .. port .. "/" .. db .. "?prefix=gm-spec:", 1, true), s)
     assert_no_password(s)
-    local m = assert(gomaster.new{ backend = b, name = "table-form", lease = L })
-    assert(m:start())
-    local t0 = core.now()
-    while not m:is_master() do
-      assert(core.now() - t0 < 5, "no grant through the table form")
-      m:wait(0.02)
-    end
-    m:close()
+    master_once(assert(gomaster.new{ backend = b, name = "table-form", lease = L }), 5,
+                "no grant through the table form")
   end)
 
   server_it("stop(), close() and __gc return at once with the server paused", function()
@@ -202,16 +207,7 @@ describe("redis backend #redis", function()
     local t0 = core.now()
     while core.now() - t0 < seconds do m:wait(0.05) end
   end
-  local function make_hash(name)
-    local m = elector(name)
-    assert(m:start())
-    local t0 = core.now()
-    while not m:is_master() do
-      assert(core.now() - t0 < 10, "became master")
-      m:wait(0.02)
-    end
-    m:close()
-  end
+  local function make_hash(name) master_once(elector(name), 10, "became master") end
   local cases = {
     { "a far-future expiry", { "owner", "ghost", "expires_at", "253402214400000000" }, "ends more than one lease" },
     { "a token at the largest 64-bit value", { "token", "9223372036854775807" }, "is the largest a grant can have" },
