@@ -652,6 +652,14 @@ static int start(rconn *c, cmd *m, const char *name, const char *op,
   return GM_OK;
 }
 
+/* The grant a conditional write is about: owner, instance, token. */
+static void cmd_grant(cmd *m, const char *owner, uint64_t instance,
+                      uint64_t token) {
+  cmd_s(m, owner);
+  cmd_u64(m, instance);
+  cmd_u64(m, token);
+}
+
 static int rd_observe(void *p, const char *name, gm_row *out, gm_error *err) {
   rconn *c = p;
   cmd m;
@@ -695,9 +703,7 @@ static int rd_renew(void *p, const char *name, const char *owner,
   rconn *c = p;
   cmd m;
   if (start(c, &m, name, "renew", 4, err)) return GM_ERR;
-  cmd_s(&m, owner);
-  cmd_u64(&m, instance);
-  cmd_u64(&m, token);
+  cmd_grant(&m, owner, instance, token);
   cmd_i64(&m, lease_us);
   return run(c, &m, name, "renew", 1, out, err);
 }
@@ -707,9 +713,7 @@ static int rd_release(void *p, const char *name, const char *owner,
   rconn *c = p;
   cmd m;
   if (start(c, &m, name, "release", 5, err)) return GM_ERR;
-  cmd_s(&m, owner);
-  cmd_u64(&m, instance);
-  cmd_u64(&m, token);
+  cmd_grant(&m, owner, instance, token);
   cmd_s(&m, c->cfg->channel);
   cmd_s(&m, name);
   return run(c, &m, name, "release", 1, NULL, err);
@@ -723,9 +727,7 @@ static int rd_complete(void *p, const char *name, const char *owner,
   if (gm_check_len("redis", "result", result, GM_RESULT_MAX - 1, err) ||
       start(c, &m, name, "complete", 4, err))
     return GM_ERR;
-  cmd_s(&m, owner);
-  cmd_u64(&m, instance); /* 0: any */
-  cmd_u64(&m, token);
+  cmd_grant(&m, owner, instance, token); /* instance 0: any */
   cmd_s(&m, result);
   return run(c, &m, name, "complete", 1, NULL, err);
 }
@@ -763,9 +765,7 @@ static int rd_renew_many(void *p, gm_renew_req *q, size_t n, gm_error *err) {
   }
   cmd_s(&m, "renew_many");
   for (size_t i = 0; i < n; i++) {
-    cmd_s(&m, q[i].owner);
-    cmd_u64(&m, q[i].instance);
-    cmd_u64(&m, q[i].token);
+    cmd_grant(&m, q[i].owner, q[i].instance, q[i].token);
     cmd_i64(&m, q[i].lease_us);
   }
   redisReply *r = eval(c, &m, "renew", err);
