@@ -5,7 +5,7 @@
 #   make openresty-demo  the same with three nginx instances of two workers each
 #   make env        PREFIX=/usr/local: the LUA_PATH and LUA_CPATH of scripts
 #   make install    PREFIX=/usr/local DESTDIR=
-#   make chaos      DURATION=60 BACKEND=sqlite|mysql|mongo [HOSTILE=1]: faults, then the checker
+#   make chaos      DURATION=60 BACKEND=sqlite|mysql|mongo|postgres|redis [HOSTILE=1]: faults, then the checker
 #   make fuzz       SECONDS=60: each libFuzzer harness of tests/fuzz/
 
 LUA        ?= 5.4
@@ -44,8 +44,8 @@ OPT        ?= -O2 -g
 SAN_FLAGS  := $(if $(SANITIZE),-fsanitize=$(SANITIZE) -fno-omit-frame-pointer,)
 CFLAGS_ALL := $(CSTD) $(WARN) $(OPT) -fPIC -pthread $(SAN_FLAGS) $(CFLAGS)
 
-# Backends: SQLite is required; MySQL/MariaDB, MongoDB and PostgreSQL
-# (libpq) when found.
+# Backends: SQLite is required; MySQL/MariaDB, MongoDB, PostgreSQL (libpq)
+# and Redis (hiredis) when found.
 SQLITE_CFLAGS := $(shell $(PKG_CONFIG) --cflags sqlite3 2>/dev/null)
 SQLITE_LIBS   := $(shell $(PKG_CONFIG) --libs sqlite3 2>/dev/null || echo -lsqlite3)
 # MariaDB Connector/C (Debian's default-libmysqlclient-dev); Oracle's
@@ -56,6 +56,8 @@ WITH_MYSQL    ?= $(if $(and $(MYSQL_PC),$(wildcard backends/mysql.c)),1,0)
 WITH_MONGO    ?= $(if $(and $(MONGO_PC),$(wildcard backends/mongo.c)),1,0)
 PG_PC         := $(if $(shell $(PKG_CONFIG) --exists libpq && echo y),libpq)
 WITH_POSTGRES ?= $(if $(and $(PG_PC),$(wildcard backends/postgres.c)),1,0)
+REDIS_PC      := $(if $(shell $(PKG_CONFIG) --exists hiredis && echo y),hiredis)
+WITH_REDIS    ?= $(if $(and $(REDIS_PC),$(wildcard backends/redis.c)),1,0)
 
 BACKEND_SRC := backends/sqlite.c
 BACKEND_CFLAGS := $(SQLITE_CFLAGS)
@@ -69,6 +71,11 @@ ifeq ($(WITH_POSTGRES),1)
   BACKEND_SRC += backends/postgres.c
   BACKEND_CFLAGS += -DGM_WITH_POSTGRES $(shell $(PKG_CONFIG) --cflags libpq)
   BACKEND_LIBS += $(shell $(PKG_CONFIG) --libs libpq)
+endif
+ifeq ($(WITH_REDIS),1)
+  BACKEND_SRC += backends/redis.c
+  BACKEND_CFLAGS += -DGM_WITH_REDIS $(shell $(PKG_CONFIG) --cflags hiredis)
+  BACKEND_LIBS += $(shell $(PKG_CONFIG) --libs hiredis)
 endif
 # libmongoc initialises itself when it is loaded, and then warns on stderr
 # when a killed process of the same pid left its shared-memory counters

@@ -95,29 +95,12 @@ static void my_free_cfg(void *p) {
   mycfg *c = p;
   if (!c) return;
   free(c->user);
-  if (c->password) { /* do not leave it in freed memory */
-    memset(c->password, 0, strlen(c->password));
-    free(c->password);
-  }
+  gm_free_secret(c->password);
   free(c->host);
   free(c->database);
   free(c->table);
   free(c->ssl_ca);
   free(c);
-}
-
-/* Copies opts[key] (or dflt) into *dst; no key and no dflt leaves NULL. */
-static int dup_opt(const gm_kv *opts, size_t n, const char *key,
-                   const char *dflt, char **dst, gm_error *err) {
-  const char *v = gm_kv_get(opts, n, key);
-  if (!v) v = dflt;
-  if (!v) return GM_OK;
-  *dst = strdup(v);
-  if (!*dst) {
-    gm_seterr(err, GM_E_NOMEM, "out of memory");
-    return GM_ERR;
-  }
-  return GM_OK;
 }
 
 /* The client library takes whole seconds: round up, so that "0.5" still
@@ -172,12 +155,12 @@ static int my_parse(const gm_kv *opts, size_t n, void **out, gm_error *err) {
     gm_seterr(err, GM_E_NOMEM, "out of memory");
     return GM_ERR;
   }
-  if (dup_opt(opts, n, "user", NULL, &c->user, err) ||
-      dup_opt(opts, n, "password", NULL, &c->password, err) ||
-      dup_opt(opts, n, "host", DEFAULT_HOST, &c->host, err) ||
-      dup_opt(opts, n, "database", NULL, &c->database, err) ||
-      dup_opt(opts, n, "table", DEFAULT_TABLE, &c->table, err) ||
-      dup_opt(opts, n, "ssl_ca", NULL, &c->ssl_ca, err) ||
+  if (gm_kv_dup(opts, n, "user", NULL, &c->user, err) ||
+      gm_kv_dup(opts, n, "password", NULL, &c->password, err) ||
+      gm_kv_dup(opts, n, "host", DEFAULT_HOST, &c->host, err) ||
+      gm_kv_dup(opts, n, "database", NULL, &c->database, err) ||
+      gm_kv_dup(opts, n, "table", DEFAULT_TABLE, &c->table, err) ||
+      gm_kv_dup(opts, n, "ssl_ca", NULL, &c->ssl_ca, err) ||
       opt_port(opts, n, &c->port, err) ||
       opt_timeout(opts, n, "connect_timeout", &c->connect_timeout, err) ||
       opt_timeout(opts, n, "read_timeout", &c->read_timeout, err) ||
@@ -387,23 +370,6 @@ static const char create_sql[] =
 static const char upgrade_sql[] =
     "ALTER TABLE `%s`" DONE_COLUMNS(" ADD COLUMN IF NOT EXISTS ");
 
-/* Copies a client or server message into dst, each occurrence of the
- * password replaced by "***". Servers do not echo passwords; this makes
- * sure no future message can carry one into a log. (Passwords under three
- * bytes are left: replacing them would mangle every message.) */
-static void scrub(char *dst, size_t len, const char *msg, const char *pw) {
-  size_t pl = pw ? strlen(pw) : 0, o = 0;
-  while (*msg && o + 1 < len) {
-    if (pl >= 3 && strncmp(msg, pw, pl) == 0) {
-      for (const char *r = "***"; *r && o + 1 < len; r++) dst[o++] = *r;
-      msg += pl;
-    } else {
-      dst[o++] = *msg++;
-    }
-  }
-  dst[o] = '\0';
-}
-
 static int lost_connection(unsigned e) {
   return e == CR_SERVER_GONE_ERROR || e == CR_SERVER_LOST ||
          e == CR_SERVER_LOST_EXTENDED || e == CR_CONNECTION_ERROR ||
@@ -414,7 +380,7 @@ static int lost_connection(unsigned e) {
 static int fail(myconn *c, MYSQL_STMT *st, const char *what, gm_error *err) {
   unsigned e = st ? mysql_stmt_errno(st) : mysql_errno(c->db);
   char msg[GM_ERRMSG_MAX];
-  scrub(msg, sizeof msg, st ? mysql_stmt_error(st) : mysql_error(c->db),
+  gm_scrub(msg, sizeof msg, st ? mysql_stmt_error(st) : mysql_error(c->db),
         c->cfg->password);
   gm_seterr(err, lost_connection(e) ? GM_E_CONNECT : GM_E_DB,
             "mysql: %s failed on %s:%u: %s (%u)", what, c->cfg->host,
@@ -426,7 +392,7 @@ static int connect_error(const mycfg *cfg, MYSQL *db, gm_error *err) {
   const char *user = cfg->user ? cfg->user : "";
   unsigned e = mysql_errno(db);
   char msg[GM_ERRMSG_MAX];
-  scrub(msg, sizeof msg, mysql_error(db), cfg->password);
+  gm_scrub(msg, sizeof msg, mysql_error(db), cfg->password);
   switch (e) {
   case ER_ACCESS_DENIED_ERROR:
   case ER_ACCESS_DENIED_NO_PASSWORD_ERROR:

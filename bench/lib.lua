@@ -36,7 +36,8 @@ end
 
 --- Statements the server has served so far: MySQL's Questions, the
 -- stand-in's own count of commands, PostgreSQL's transactions (flushed to
--- pg_stat_database within a second); nil for SQLite.
+-- pg_stat_database within a second), the commands Redis got from clients;
+-- nil for SQLite.
 function M.server_count(kind)
   if kind == "mysql" then
     local s = M.sh(("mariadb --socket=%q -uroot -N -e \"SHOW GLOBAL STATUS LIKE 'Questions'\" 2>/dev/null")
@@ -54,6 +55,18 @@ function M.server_count(kind)
     local s = M.sh(("psql -X -At %q -c %q 2>/dev/null"):format(os.getenv("GOMASTER_TEST_POSTGRES_URL"),
       "SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = current_database()"))
     return tonumber(s:match("(%d+)"))
+  elseif kind == "redis" then
+    -- commands the clients sent: those the scripts run inside count too in
+    -- Redis's own totals, and are left out here
+    local s = M.sh(("bash %q/tests/servers/redis.sh cli %q INFO commandstats 2>/dev/null")
+      :format(root, os.getenv("GOMASTER_TEST_REDIS_DIR")))
+    local inner = { time = true, exists = true, hmget = true, hget = true, hset = true,
+                    publish = true, info = true }
+    local total = 0
+    for name, n in s:gmatch("cmdstat_([%w|]+):calls=(%d+)") do
+      if not inner[name] then total = total + tonumber(n) end
+    end
+    return total
   end
 end
 

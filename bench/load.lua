@@ -59,7 +59,7 @@ for _, nd in ipairs(nodes) do
 end
 local sum, max = 0, 0
 for _, r in ipairs(frates) do sum, max = sum + r, math.max(max, r) end
-local server = s0 and s1 and ("%.1f"):format((s1 - s0 - ((kind == "mysql" or kind == "postgres") and 1 or 0)) / (t1 - t0)) or "-"
+local server = s0 and s1 and ("%.1f"):format((s1 - s0 - ((kind == "mysql" or kind == "postgres" or kind == "redis") and 1 or 0)) / (t1 - t0)) or "-"
 print(("load %d %.2f %.2f %.2f %s %.2f"):format(count, master_rate or -1, sum / #frates, max, server, failed))
 for _, nd in ipairs(nodes) do lib.touch(nd.log .. ".exit") end
 lib.sleep(1)

@@ -35,7 +35,7 @@ local s0, c0, r0, t0 = lib.server_count(kind), lib.cpu(), renewals(), core.now()
 lib.sleep(window)
 local s1, c1, r1, t1 = lib.server_count(kind), lib.cpu(), renewals(), core.now()
 local dt = t1 - t0
-local server = s0 and s1 and ("%.1f"):format((s1 - s0 - ((kind == "mysql" or kind == "postgres") and 1 or 0)) / dt) or "-"
+local server = s0 and s1 and ("%.1f"):format((s1 - s0 - ((kind == "mysql" or kind == "postgres" or kind == "redis") and 1 or 0)) / dt) or "-"
 print(("many %d %s %.1f %.2f %d"):format(K, server, (r1 - r0) / dt, (c1 - c0) / dt * 100, held()))
 for i = 1, K do ms[i]:close() end
 os.execute(("rm -rf %q"):format(dir))

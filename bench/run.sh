@@ -1,17 +1,17 @@
 #!/bin/sh
 # make bench: builds for Lua 5.4 and LuaJIT, starts MariaDB, the MongoDB
-# stand-in and PostgreSQL on loopback in a temporary directory
+# stand-in, PostgreSQL and Redis on loopback in a temporary directory
 # (tests/servers/*.sh), runs every benchmark against SQLite and each of them,
 # prints one markdown table per backend, and stops the servers.
 #
 #   GOMASTER_BENCH_TRIALS=20   failover and handover trials per backend
-#   GOMASTER_BENCH_ONLY="sqlite mysql mongo postgres"   backends to run
+#   GOMASTER_BENCH_ONLY="sqlite mysql mongo postgres redis"   backends to run
 set -u
 cd "$(dirname "$0")/.." || exit 2
 ROOT=$(pwd)
 export GOMASTER_ROOT="$ROOT"
 TRIALS=${GOMASTER_BENCH_TRIALS:-20}
-ONLY=${GOMASTER_BENCH_ONLY:-sqlite mysql mongo postgres}
+ONLY=${GOMASTER_BENCH_ONLY:-sqlite mysql mongo postgres redis}
 MAKE=${MAKE:-make}
 TMP=$(mktemp -d /tmp/gomaster-bench-run.XXXXXX)
 servers=""
@@ -27,7 +27,7 @@ for lua in 5.4 luajit; do
   $MAKE -s LUA=$lua all >"$TMP/build-$lua.log" 2>&1 || { cat "$TMP/build-$lua.log"; exit 1; }
 done
 
-start_server() { # $1: mariadb | mongo | postgres
+start_server() { # $1: mariadb | mongo | postgres | redis
   if bash "tests/servers/$1.sh" start "$TMP" >"$TMP/$1.env" 2>"$TMP/$1.err"; then
     servers="$servers $1"
     . "$TMP/$1.env"
@@ -49,7 +49,7 @@ stat() {
           printf "%.0f %.0f\n", v[m], v[p] }'
 }
 
-bench_backend() { # $1: tag (sqlite|mysql|mongo), $2: URL, $3: title
+bench_backend() { # $1: tag (sqlite|mysql|mongo|redis), $2: URL, $3: title
   tag=$1 url=$2 title=$3 out="$TMP/$1.out"
   : >"$out"
   echo "running: $title" >&2
@@ -101,6 +101,7 @@ for b in $ONLY; do
     mysql) start_server mariadb && bench_backend mysql "$GOMASTER_TEST_MYSQL_URL" "MariaDB $(mariadbd --version 2>/dev/null | awk '{print $3}') on 127.0.0.1" ;;
     mongo) start_server mongo && bench_backend mongo "$GOMASTER_TEST_MONGO_URL" "MongoDB wire-protocol stand-in (tests/mongo_standin) on 127.0.0.1" ;;
     postgres) start_server postgres && bench_backend postgres "$GOMASTER_TEST_POSTGRES_URL" "PostgreSQL $(psql --version | awk '{print $3}') on 127.0.0.1" ;;
+    redis) start_server redis && bench_backend redis "$GOMASTER_TEST_REDIS_URL" "Redis $(redis-server --version | sed -n 's/.* v=\([^ ]*\).*/\1/p') on 127.0.0.1, no persistence" ;;
   esac
 done
 echo

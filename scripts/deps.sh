@@ -17,7 +17,7 @@ lua-resty-core lua-resty-lrucache curl"
 TEST="$OPENRESTY sqlite3 lua-busted lua-dkjson default-libmysqlclient-dev
 mariadb-server libmongoc-dev libbson-dev python3-mockupdb valgrind clang
 luarocks lua5.1 liblua5.1-0-dev python3-prometheus-client postgresql pgbouncer
-libpq-dev util-linux bsdutils"
+libpq-dev util-linux bsdutils redis-server libhiredis-dev"
 
 list=0
 if [ "${1:-}" = "--list" ]; then

@@ -223,5 +223,17 @@ int gm_kv_seconds(const gm_kv *opts, size_t n, const char *key,
 int gm_check_identifier(const char *field, const char *value, gm_error *err);
 /* Copies src into dst of size n, always terminated; GM_ERR if it did not fit. */
 int gm_strlcpy(char *dst, const char *src, size_t n);
+/* A copy of opts[key] (or of dflt when absent; neither: *dst untouched) in
+ * *dst, freed by the caller. GM_ERR only when out of memory. */
+int gm_kv_dup(const gm_kv *opts, size_t n, const char *key, const char *dflt,
+              char **dst, gm_error *err);
+/* Copies msg into dst of size len, every occurrence of secret (a password;
+ * NULL or "": none) replaced by "***". */
+void gm_scrub(char *dst, size_t len, const char *msg, const char *secret);
+/* Frees a string holding a password (NULL: nothing), zeroed first. */
+void gm_free_secret(char *s);
+/* GM_ERR (GM_E_ARG, "<backend>: <what> longer than max bytes") when s is. */
+int gm_check_len(const char *backend, const char *what, const char *s,
+                 size_t max, gm_error *err);
 
 #endif

@@ -27,6 +27,9 @@ extern const gm_backend_ops gm_mongo_ops;
 #ifdef GM_WITH_POSTGRES
 extern const gm_backend_ops gm_postgres_ops;
 #endif
+#ifdef GM_WITH_REDIS
+extern const gm_backend_ops gm_redis_ops;
+#endif
 
 static const gm_backend_ops *const registry[] = {
     &gm_sqlite_ops,
@@ -38,6 +41,9 @@ static const gm_backend_ops *const registry[] = {
 #endif
 #ifdef GM_WITH_POSTGRES
     &gm_postgres_ops,
+#endif
+#ifdef GM_WITH_REDIS
+    &gm_redis_ops,
 #endif
 };
 #define NREG (sizeof registry / sizeof registry[0])
@@ -52,6 +58,9 @@ static const char *const names[] = {
 #endif
 #ifdef GM_WITH_POSTGRES
     "postgres",
+#endif
+#ifdef GM_WITH_REDIS
+    "redis",
 #endif
     NULL};
 
@@ -92,6 +101,7 @@ const gm_backend_ops *gm_backend_find(const char *name, gm_error *err) {
   if (strcmp(name, "mariadb") == 0) name = "mysql";
   if (strcmp(name, "mongodb+srv") == 0) name = "mongodb";
   if (strcmp(name, "postgresql") == 0) name = "postgres";
+  if (strcmp(name, "rediss") == 0) name = "redis"; /* to refuse it clearly */
   for (size_t i = 0; i < NREG; i++)
     if (strcmp(registry[i]->name, name) == 0) return registry[i];
 #ifdef GM_MONGO_DLOPEN

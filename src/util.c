@@ -88,3 +88,43 @@ int gm_check_identifier(const char *field, const char *value, gm_error *err) {
   }
   return GM_OK;
 }
+
+int gm_kv_dup(const gm_kv *opts, size_t n, const char *key, const char *dflt,
+              char **dst, gm_error *err) {
+  const char *v = gm_kv_get(opts, n, key);
+  if (!v) v = dflt;
+  if (!v) return GM_OK;
+  if (!(*dst = strdup(v))) {
+    gm_seterr(err, GM_E_NOMEM, "out of memory");
+    return GM_ERR;
+  }
+  return GM_OK;
+}
+
+void gm_scrub(char *dst, size_t len, const char *msg, const char *secret) {
+  size_t sl = secret ? strlen(secret) : 0, o = 0;
+  if (len == 0) return;
+  while (*msg && o + 1 < len) {
+    if (sl && strncmp(msg, secret, sl) == 0) {
+      for (const char *r = "***"; *r && o + 1 < len; r++) dst[o++] = *r;
+      msg += sl;
+    } else {
+      dst[o++] = *msg++;
+    }
+  }
+  dst[o] = '\0';
+}
+
+int gm_check_len(const char *backend, const char *what, const char *s,
+                 size_t max, gm_error *err) {
+  if (strlen(s) <= max) return GM_OK;
+  gm_seterr(err, GM_E_ARG, "%s: %s longer than %zu bytes", backend, what, max);
+  return GM_ERR;
+}
+
+void gm_free_secret(char *s) {
+  if (!s) return;
+  /* do not leave it in freed memory */
+  for (volatile char *p = s; *p; p++) *p = 0;
+  free(s);
+}

@@ -59,7 +59,7 @@ for lua in 5.4 luajit; do
 done
 
 say "== servers"
-for s in mariadb mongo postgres; do
+for s in mariadb mongo postgres redis; do
   [ -f "tests/servers/$s.sh" ] || continue
   if bash "tests/servers/$s.sh" start "$SUITE_TMP" >"$SUITE_TMP/$s.env" 2>"$SUITE_TMP/$s.err"; then
     servers="$servers $s"

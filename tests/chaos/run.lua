@@ -5,7 +5,7 @@
 --   lua5.4 tests/chaos/run.lua DIR BACKEND URL DURATION [NODES LEASE RETRY SEED]
 --
 -- DIR is an empty directory for the logs (node<k>.log, faults.log, proxy);
--- BACKEND is sqlite, mysql, mongo or postgres; URL the database's (for the servers
+-- BACKEND is sqlite, mysql, mongo, postgres or redis; URL the database's (for the servers
 -- every node reaches it through its own port of tests/chaos/proxy.py). The
 -- server of mysql/mongo was started by tests/servers/<x>.sh with state in
 -- GOMASTER_CHAOS_SERVER_DIR; this runner pauses and restarts it there.
@@ -115,7 +115,8 @@ local function record(f)
   counts[f.kind] = (counts[f.kind] or 0) + 1
 end
 
-local script = ({ mysql = "mariadb", mongo = "mongo", postgres = "postgres" })[backend]
+-- tests/servers/<script>.sh of the backend
+local script = backend == "mysql" and "mariadb" or backend
 
 local function server(cmd, extra)
   local ok = os.execute(("bash %s/tests/servers/%s.sh %s %q %s >>%q 2>&1")
@@ -153,12 +154,15 @@ open(sys.argv[4], "w").close()' %q %q %.3f %q >>%q 2>&1 &]])
   return done
 end
 
+-- Redis's test server keeps nothing across a restart: there the restart is
+-- a wipe_db, after which tokens may repeat (docs/design.md, point 7).
+local restart_kind = backend == "redis" and "wipe_db" or "restart_db"
 local kinds = backend == "sqlite"
   and { "kill", "pause_node", "lock_db" }
-  or { "kill", "pause_node", "pause_db", "restart_db", "partition", "reset" }
+  or { "kill", "pause_node", "pause_db", restart_kind, "partition", "reset" }
 -- PostgreSQL: an operator's pg_terminate_backend of every session as well
 if backend == "postgres" then kinds[#kinds + 1] = "terminate" end
-local db_kind = { lock_db = true, pause_db = true, restart_db = true, terminate = true }
+local db_kind = { lock_db = true, pause_db = true, restart_db = true, wipe_db = true, terminate = true }
 
 -- The user's hand (GOMASTER_CHAOS_HOSTILE=1): electors whose ids collide
 -- with the master's, an operator's edits of the row and releases, and (on
@@ -256,10 +260,11 @@ local function inject(kind)
       end
       f.healed = core.now()
     end
-  elseif kind == "restart_db" then
+  elseif kind == "restart_db" or kind == "wipe_db" then
     -- a restart keeps the data, as a real server's does (the stand-in keeps
     -- its documents in a file for it); a wiped database is another case,
-    -- with its own spec (spec/integration/mongo_spec.lua)
+    -- with its own spec (spec/integration/mongo_spec.lua). Redis keeps
+    -- nothing here (no RDB, no AOF): its restart is a wipe_db.
     server("restart", backend == "mongo" and "keep" or nil)
     f.healed = core.now()
   elseif kind == "partition" then

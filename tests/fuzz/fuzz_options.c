@@ -9,7 +9,7 @@
 #include "gomaster.h"
 
 static const char *const types[] = {"sqlite", "mysql", "mongodb", "nosuch",
-                                    "postgres"};
+                                    "postgres", "redis"};
 #define MAXKV 16
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {

@@ -10,7 +10,7 @@
 
 static const char *const schemes[] = {"", "sqlite://", "mysql://",
                                       "mongodb://", "MySQL://", "postgresql://",
-                                      "postgres://"};
+                                      "postgres://", "redis://", "rediss://"};
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (size < 1) return 0;

@@ -1,7 +1,8 @@
 #!/bin/bash
 # The short chaos runs of make test: tests/chaos/chaos.sh for about 60 s on
-# SQLite, MariaDB, the MongoDB stand-in and PostgreSQL (each on a private server of its
-# own), five nodes, lease 1.5 s. Each run passes when the checker finds no
+# SQLite, MariaDB, the MongoDB stand-in, PostgreSQL and Redis (each on a
+# private server of its own; Redis's restarts keep nothing), five nodes,
+# lease 1.5 s. Each run passes when the checker finds no
 # overlap, no token that failed to grow and no leaderless gap beyond
 # lease + retry + 1 s after a heal.
 #
@@ -11,7 +12,7 @@ cd "$(dirname "$0")/../.." || exit 2
 seconds=${GOMASTER_CHAOS_SECONDS:-60}
 passed=0
 failed=0
-for backend in sqlite mysql mongo postgres; do
+for backend in sqlite mysql mongo postgres redis; do
   echo "-- chaos $backend, $seconds s"
   if bash tests/chaos/chaos.sh "$backend" "$seconds"; then
     passed=$((passed + 1))

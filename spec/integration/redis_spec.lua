@@ -1,0 +1,241 @@
+-- The Redis-only cases: errors that name their cause without the password,
+-- rediss:// refused, the table form, and a server restarted without
+-- persistence under a running cluster (every hash gone). The election specs
+-- that every backend shares are in election_spec.lua.
+--
+-- Needs GOMASTER_TEST_REDIS_URL; the restart cases also need
+-- GOMASTER_TEST_REDIS_DIR. `eval "$(tests/servers/redis.sh start DIR)"` sets
+-- both.
+local gomaster = require("gomaster")
+local core = require("gomaster.core")
+local Cluster = require("support.cluster")
+
+local url, why = require("support.backends").url_for("GOMASTER_TEST_REDIS_URL", "redis")
+if not url then
+  describe("redis backend #redis", function() pending(why) end)
+  return
+end
+local server_dir = os.getenv("GOMASTER_TEST_REDIS_DIR")
+local root = os.getenv("GOMASTER_ROOT") or "."
+
+local L = 1.5 -- lease; the other timings follow it
+
+local pw_enc, host, port, db = url:match("^redis://:([^@]*)@([^:/]+):(%d+)/(%d+)$")
+assert(pw_enc, "GOMASTER_TEST_REDIS_URL: expected redis://:password@host:port/db")
+local password = pw_enc:gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end)
+
+local function assert_no_password(s)
+  assert.is_nil(s:find(password, 1, true), "password in: " .. s)
+  assert.is_nil(s:find(pw_enc, 1, true), "encoded password in: " .. s)
+end
+
+local function server(cmd)
+  local r = os.execute(("sh %q/tests/servers/redis.sh %s %q >/dev/null")
+    :format(root, cmd, server_dir))
+  return r == true or r == 0
+end
+local server_it = (server_dir and server_dir ~= "") and it or pending
+
+local function errors(c)
+  local list = {}
+  for _, n in ipairs(c.nodes) do
+    for _, e in ipairs(c:events(n)) do
+      if e.kind == "error" then list[#list + 1] = e.line end
+    end
+  end
+  return list
+end
+
+-- Starts m and waits (dispatching) until it is master, then closes it.
+local function master_once(m, timeout, what)
+  assert(m:start())
+  local t0 = core.now()
+  while not m:is_master() do
+    assert(core.now() - t0 < timeout, what)
+    m:wait(0.02)
+  end
+  m:close()
+end
+
+describe("redis backend #redis", function()
+  local c
+
+  after_each(function()
+    if c then c:shutdown() end
+    c = nil
+  end)
+
+  it("refuses rediss://, a wrong password, a closed port and unknown options clearly", function()
+    local cases = {
+      { "rediss://", ("rediss://:%s@%s:%s/%s"):format(pw_enc, host, port, db), "rediss:// (TLS) is not supported" },
+      { "wrong password", ("redis://:%sx@%s:%s/%s"):format(pw_enc, host, port, db), "authentication failed for user 'default'" },
+      { "no password", ("redis://%s:%s/%s"):format(host, port, db), "NOAUTH" },
+      { "closed port", ("redis://:%s@%s:1/%s"):format(pw_enc, host, db), host .. ":1" },
+      { "unknown option", url .. "?colour=blue", "unknown option 'colour'" },
+    }
+    for _, case in ipairs(cases) do
+      local m, err = gomaster.new{ backend = case[2], name = "errors" }
+      assert.is_nil(m, case[1])
+      assert.is_string(err, case[1])
+      assert.is_truthy(err:find(case[3], 1, true), case[1] .. ": " .. err)
+      assert_no_password(err)
+    end
+    local b, err = gomaster.backend{ type = "redis", host = host, port = tonumber(port),
+                                     password = password .. "x" }
+    assert.is_nil(b)
+    assert.is_truthy(err:find("authentication failed", 1, true), err)
+    assert_no_password(err)
+    -- a good one, as a table, describes itself without the password
+    b = assert(gomaster.backend{ type = "redis", host = host, port = tonumber(port),
+                                 password = password, database = tonumber(db),
+                                 prefix = "gm-spec:", timeout = 1 })
+    local s = tostring(b)
+    assert.is_truthy(s:find("redis://" .. host .. ":" .. port .. "/" .. db .. "?prefix=gm-spec:", 1, true), s)
+    assert_no_password(s)
+    master_once(assert(gomaster.new{ backend = b, name = "table-form", lease = L }), 5,
+                "no grant through the table form")
+  end)
+
+  server_it("stop(), close() and __gc return at once with the server paused", function()
+    local BOUND = 0.2 -- the target is 50 ms; room for a loaded machine
+    local hung = url .. "?timeout=20"
+    local name = "stop-hung-" .. tostring(math.random(1, 1e9))
+    local ms = {}
+    for i = 1, 3 do
+      ms[i] = assert(gomaster.new{ backend = hung, name = name .. "-" .. i, lease = L })
+      assert(ms[i]:start())
+    end
+    local t0 = core.now()
+    for i = 1, 3 do
+      while not ms[i]:is_master() do
+        assert(core.now() - t0 < 10, "each elector became master of its lock")
+        ms[i]:wait(0.02)
+      end
+    end
+    assert.is_true(server("pause"), "SIGSTOP the server")
+    finally(function() server("resume") end)
+    os.execute("sleep 0.7") -- two heartbeats: every thread hangs in a renewal
+    local t = core.now()
+    ms[1]:stop()
+    local d_stop = core.now() - t
+    assert.is_false(ms[1]:is_master(), "is_master() false once stop() returned")
+    t = core.now()
+    ms[2]:close()
+    local d_close = core.now() - t
+    ms[3] = nil
+    t = core.now()
+    collectgarbage()
+    collectgarbage()
+    local d_gc = core.now() - t
+    t = core.now()
+    ms[1]:close()
+    local d_close1 = core.now() - t
+    print(("  paused server, timeout 20 s: stop() %.1f ms, close() %.1f ms, __gc %.1f ms, "
+      .. "close() after stop() %.1f ms"):format(d_stop * 1e3, d_close * 1e3, d_gc * 1e3, d_close1 * 1e3))
+    for what, d in pairs{ ["stop()"] = d_stop, ["close()"] = d_close, __gc = d_gc,
+                          ["close() after stop()"] = d_close1 } do
+      assert.is_true(d < BOUND, ("%s took %.3f s"):format(what, d))
+    end
+  end)
+
+  server_it("keeps tokens growing through a restart that keeps nothing", function()
+    c = Cluster.new{ url = url, lease = L }
+    c:start(3)
+    local _, before = c:master()
+    local t0 = core.now()
+    assert.is_true(server("restart"), "restart the server")
+    local back = core.now()
+    c:wait_for(function() return c:master_since(back) end, 3 * L + 5, "a master after the restart")
+    local e = c:first("start", t0)
+    local _, after = c:master()
+    print(("  restart without persistence: token %d before, %d after; first grant %.2f s after the restart began (lease %.1f)")
+      :format(before, after, e.t - t0, L))
+    -- every node saw the old tokens: the vanished-row rule holds the lock a
+    -- lease, and the next grant is above them
+    assert.is_true(after > before, ("token %d after %d"):format(after, before))
+    assert.is_true(e.t - t0 >= L, ("granted %.2f s after the restart"):format(e.t - t0))
+    assert.is_nil(c:overlap(), "two masters at once")
+    local errs = errors(c)
+    assert.is_true(#errs > 0, "the nodes reported the lost connection")
+    for _, line in ipairs(errs) do assert_no_password(line) end
+  end)
+
+  server_it("a node that never saw the hash waits out the restarted server's first lease", function()
+    -- a lease long enough that the old master still believes in its grant
+    -- when the restart is over (D = 6 s, H = 2 s)
+    local long = 10
+    c = Cluster.new{ url = url, lease = long }
+    c:spawn()
+    c:spawn()
+    -- the server may have been restarted less than a lease ago itself
+    local old = c:wait_for(function() return c:master() end, long + 5, "a master")
+    c:run_for(1)
+    local t0 = core.now()
+    assert.is_true(server("restart"), "restart the server")
+    local back = core.now()
+    c:spawn() -- knows nothing of the tokens before the restart
+    local e = c:wait_for(function() return c:first("start", t0) end, 2 * long + 5,
+                         "a grant after the restart")
+    local off = c:wait_for(function() return c:first_of(old, "m", t0, "0") end, 2 * long,
+                           "the old master to step down")
+    print(("  a newcomer after a restart: the old master believed %.2f s past the restart's end; first grant %.2f s after the restart began (lease %d)")
+      :format(off.t - back, e.t - t0, long))
+    assert.is_true(off.t > back, "the old master still believed after the restart")
+    assert.is_nil(c:overlap(), "two masters at once")
+    -- nobody was granted before the server had been up for a lease
+    assert.is_true(e.t - t0 >= long, ("granted %.2f s after the restart began"):format(e.t - t0))
+  end)
+
+  -- Hashes as an operator's hand leaves them (the cases of
+  -- row_edits_spec.lua, edited with redis-cli): each said once through
+  -- on_error, one read a retry at most, never master.
+  local RETRY = 0.3
+  local function cli(...)
+    local args = {}
+    for i, a in ipairs{ ... } do args[i] = ("%q"):format(a) end
+    return Cluster.sh(("sh %q/tests/servers/redis.sh cli %q %s 2>&1")
+      :format(root, server_dir, table.concat(args, " ")))
+  end
+  local function elector(name)
+    local log = { errors = {}, starts = 0 }
+    local m = assert(gomaster.new{ backend = url, name = name, lease = L, retry = RETRY,
+      on_error = function(_, e) log.errors[#log.errors + 1] = e end,
+      on_start = function() log.starts = log.starts + 1 end })
+    return m, log
+  end
+  local function run(m, seconds)
+    local t0 = core.now()
+    while core.now() - t0 < seconds do m:wait(0.05) end
+  end
+  local function make_hash(name) master_once(elector(name), 10, "became master") end
+  local cases = {
+    { "a far-future expiry", { "owner", "ghost", "expires_at", "253402214400000000" }, "ends more than one lease" },
+    { "a token at the largest 64-bit value", { "token", "9223372036854775807" }, "is the largest a grant can have" },
+    { "token 'abc'", { "owner", "ghost", "token", "abc" }, "field 'token'" },
+    { "text in expires_at", { "expires_at", "tomorrow" }, "field 'expires_at'" },
+  }
+  for _, case in ipairs(cases) do
+    server_it(case[1] .. ": said once, one read a retry, never master", function()
+      local name = "edit-" .. tostring(math.random(1, 1e9))
+      make_hash(name)
+      cli("HSET", "gomaster:" .. name, (table.unpack or unpack)(case[2]))
+      local m, log = elector(name)
+      assert(m:start())
+      run(m, 0.3)
+      local before = m:status().counters.observes
+      run(m, 2)
+      local n = m:status().counters.observes - before
+      print(("  %s: %d reads in 2 s (retry %.1f s); %s"):format(case[1], n, RETRY, log.errors[1] or "-"))
+      assert.is_true(n >= 1 and n <= 2 / RETRY + 2, ("%d reads in 2 s"):format(n))
+      assert.is_false(m:is_master())
+      assert.equal(0, log.starts)
+      local said = 0
+      for _, e in ipairs(log.errors) do
+        if e:find(case[3], 1, true) then said = said + 1 end
+        assert_no_password(e)
+      end
+      assert.equal(1, said, table.concat(log.errors, "\n"))
+      m:close()
+    end)
+  end
+end)

@@ -1,0 +1,848 @@
+/*
+ * test_redis_backend.c: drives gm_redis_ops directly against the Redis
+ * server named by GOMASTER_TEST_REDIS_URL (tests/servers/redis.sh starts
+ * one, with a password and no persistence). Hand edits, SCRIPT FLUSH and
+ * ACL users go through a hiredis connection of the test's own. One line per
+ * check, then "N passed, N failed".
+ */
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <hiredis/hiredis.h>
+
+#include "backend.h"
+#include "check.h"
+#include "url.h"
+
+extern const gm_backend_ops gm_redis_ops;
+static const gm_backend_ops *ops = &gm_redis_ops;
+
+static gm_url url;
+static char run[32]; /* makes this run's lock names unique on the server */
+static redisContext *adm; /* the test's own connection */
+
+static const char *password(void) {
+  const char *pw = gm_kv_get(url.kv, url.n, "password");
+  return pw ? pw : "\x01 no password \x01";
+}
+
+/* The URL's options with key set to value (value NULL: key removed). */
+static int parse_with(const char *key, const char *value, void **cfg,
+                      gm_error *err) {
+  gm_kv kv[GM_URL_MAX_KV + 1];
+  size_t n = 0;
+  for (size_t i = 0; i < url.n; i++)
+    if (!key || strcmp(url.kv[i].key, key) != 0) kv[n++] = url.kv[i];
+  if (key && value) kv[n++] = (gm_kv){key, value};
+  memset(err, 0, sizeof *err);
+  return ops->parse(kv, n, cfg, err);
+}
+
+static int open_with(const char *key, const char *value, void **cfg,
+                     void **conn, gm_error *err) {
+  *conn = NULL;
+  if (parse_with(key, value, cfg, err)) return GM_ERR;
+  return ops->open(*cfg, conn, err);
+}
+
+static void close_conn(void *cfg, void *conn) {
+  if (conn) ops->close(conn);
+  if (cfg) ops->free_cfg(cfg);
+}
+
+static void lock_name(char *buf, size_t len, const char *what) {
+  snprintf(buf, len, "%s-%s", run, what);
+}
+
+static double mono(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* The instance key of the test's elector named owner (FNV-1a, 63 bits). */
+static uint64_t inst(const char *owner) {
+  uint64_t h = 14695981039346656037u;
+  for (const unsigned char *p = (const unsigned char *)owner; *p; p++)
+    h = (h ^ *p) * 1099511628211u;
+  return (h >> 1) | 1;
+}
+
+static gm_acquire_req req(const char *name, const char *owner, int exists,
+                          uint64_t expect, uint64_t min, int64_t lease_us) {
+  return (gm_acquire_req){.name = name, .owner = owner, .version = "1.0",
+                          .lease_us = lease_us, .expect_exists = exists,
+                          .expect_token = expect, .min_token = min,
+                          .instance = inst(owner)};
+}
+
+static void check_error(const char *what, int rc, const gm_error *err,
+                        int code, const char *needle) {
+  check(rc == GM_ERR, "%s: refused", what);
+  check(err->code == code, "%s: code %d (got %d)", what, code, err->code);
+  check(strstr(err->msg, needle) != NULL, "%s: message names the cause: %s",
+        what, err->msg);
+  check(strstr(err->msg, password()) == NULL, "%s: no password in message",
+        what);
+}
+
+/* The admin connection: authenticated with the URL's password. */
+static int admin_open(void) {
+  const char *port = gm_kv_get(url.kv, url.n, "port");
+  struct timeval tv = {5, 0};
+  adm = redisConnectWithTimeout("127.0.0.1", port ? atoi(port) : 6379, tv);
+  if (!adm || adm->err) return GM_ERR;
+  redisReply *r = redisCommand(adm, "AUTH %s", password());
+  int ok = r && r->type == REDIS_REPLY_STATUS;
+  if (r) freeReplyObject(r);
+  return ok ? GM_OK : GM_ERR;
+}
+
+/* Runs a command on the admin connection (reconnecting once after a
+ * restart); 1 when it did not fail. */
+static int admin(const char *fmt, ...) {
+  for (int i = 0; i < 2; i++) {
+    va_list ap;
+    va_start(ap, fmt);
+    redisReply *r = adm && !adm->err ? redisvCommand(adm, fmt, ap) : NULL;
+    va_end(ap);
+    if (r) {
+      int ok = r->type != REDIS_REPLY_ERROR;
+      freeReplyObject(r);
+      return ok;
+    }
+    if (adm) redisFree(adm);
+    adm = NULL;
+    if (admin_open()) return 0;
+  }
+  return 0;
+}
+
+/* Seconds the server has been up (INFO), or -1. */
+static long uptime(void) {
+  redisReply *r = adm ? redisCommand(adm, "INFO server") : NULL;
+  const char *u = r && r->type == REDIS_REPLY_STRING
+                      ? strstr(r->str, "uptime_in_seconds:")
+                      : NULL;
+  long v = u ? atol(u + 18) : -1;
+  if (r) freeReplyObject(r);
+  return v;
+}
+
+static void test_options(void) {
+  void *cfg;
+  gm_error err;
+  char buf[512];
+
+  check(parse_with(NULL, NULL, &cfg, &err) == GM_OK, "parse the test URL");
+  ops->describe(cfg, buf, sizeof buf);
+  check(strncmp(buf, "redis://127.0.0.1:", 18) == 0 &&
+            strstr(buf, "/0?prefix=gomaster:") != NULL,
+        "describe: %s", buf);
+  check(strstr(buf, password()) == NULL, "describe: no password");
+  ops->free_cfg(cfg);
+
+  int rc = parse_with("colour", "blue", &cfg, &err);
+  check(rc == GM_ERR && strstr(err.msg, "'colour'"),
+        "unknown option refused naming it: %s", err.msg);
+  rc = parse_with("port", "70000", &cfg, &err);
+  check(rc == GM_ERR && strstr(err.msg, "'port'"), "bad port: %s", err.msg);
+  rc = parse_with("database", "zero", &cfg, &err);
+  check(rc == GM_ERR && strstr(err.msg, "'database'"), "bad database: %s",
+        err.msg);
+  rc = parse_with("wait", "-1", &cfg, &err);
+  check(rc == GM_ERR && strstr(err.msg, "'wait'"), "bad wait: %s", err.msg);
+  rc = parse_with("timeout", "0", &cfg, &err);
+  check(rc == GM_ERR && strstr(err.msg, "'timeout'"), "bad timeout: %s",
+        err.msg);
+  rc = parse_with("user", "alice", &cfg, &err);
+  if (rc == GM_OK) ops->free_cfg(cfg);
+  check(rc == GM_OK, "user with the URL's password accepted");
+
+  /* rediss:// as a URL, through the registry as users meet it */
+  char tls[256];
+  snprintf(tls, sizeof tls, "rediss://:%s@127.0.0.1:6380/0", "se%40cret");
+  gm_backend *b = gm_backend_new_url(tls, &err);
+  check(!b && err.code == GM_E_ARG && strstr(err.msg, "rediss://") &&
+            strstr(err.msg, "TLS") && !strstr(err.msg, "se@cret") &&
+            !strstr(err.msg, "se%40cret"),
+        "rediss:// refused, saying why, without the password: %s", err.msg);
+  if (b) gm_backend_unref(b);
+}
+
+static void test_connect_errors(void) {
+  void *cfg, *conn;
+  gm_error err;
+  char pw[128];
+
+  snprintf(pw, sizeof pw, "%s-wrong", password());
+  int rc = open_with("password", pw, &cfg, &conn, &err);
+  check_error("wrong password", rc, &err, GM_E_AUTH, "authentication failed");
+  check(strstr(err.msg, pw) == NULL, "wrong password: not in message");
+  close_conn(cfg, conn);
+
+  rc = open_with("password", NULL, &cfg, &conn, &err);
+  check_error("no password", rc, &err, GM_E_AUTH, "NOAUTH");
+  close_conn(cfg, conn);
+
+  double t0 = mono();
+  rc = open_with("port", "1", &cfg, &conn, &err);
+  check_error("closed port", rc, &err, GM_E_CONNECT, "127.0.0.1:1");
+  check(mono() - t0 < 2.5, "closed port: fails at once (%.3f s)", mono() - t0);
+  close_conn(cfg, conn);
+
+  /* An ACL user, as redis://user:password@host names it. */
+  char user[64], upw[64];
+  snprintf(user, sizeof user, "gm-%s", run);
+  snprintf(upw, sizeof upw, "pw-%s", run);
+  int made = admin("ACL SETUSER %s on >%s ~gomaster:* &gomaster:* +@all",
+                   user, upw);
+  gm_kv kv[] = {{"host", "127.0.0.1"},
+                {"port", gm_kv_get(url.kv, url.n, "port")},
+                {"user", user},
+                {"password", upw}};
+  rc = ops->parse(kv, 4, &cfg, &err);
+  conn = NULL;
+  rc = rc == GM_OK ? ops->open(cfg, &conn, &err) : rc;
+  gm_row o;
+  check(made && rc == GM_OK && ops->observe(conn, "acl", &o, &err) == GM_OK,
+        "an ACL user connects and reads (%s)", rc ? err.msg : "");
+  check(ops->changed(conn, &err) == GM_OK,
+        "... and subscribes to the wake-up channel");
+  close_conn(cfg, conn);
+  kv[3].value = "not-it";
+  rc = ops->parse(kv, 4, &cfg, &err);
+  conn = NULL;
+  rc = rc == GM_OK ? ops->open(cfg, &conn, &err) : rc;
+  check(rc == GM_ERR && err.code == GM_E_AUTH && strstr(err.msg, user) &&
+            !strstr(err.msg, "not-it"),
+        "an ACL user's wrong password: %s", err.msg);
+  close_conn(cfg, conn);
+  admin("ACL DELUSER %s", user);
+}
+
+static void test_acquire_renew_release(void *conn, void *conn2) {
+  gm_error err;
+  gm_row r, o;
+  char name[128];
+  const int64_t lease = 5000000;
+  lock_name(name, sizeof name, "basic");
+
+  int rc = ops->observe(conn, name, &o, &err);
+  check(rc == GM_OK && !o.exists, "observe of a new lock: no row");
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  int64_t wall = (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+  check(o.now > wall - 60000000 && o.now < wall + 60000000,
+        "observe returns the server's now (%lld µs from this host's clock)",
+        (long long)(o.now - wall));
+
+  gm_acquire_req a = req(name, "node-a", 0, 0, 0, lease);
+  rc = ops->acquire(conn, &a, &r, &err);
+  check(rc == GM_OK && r.token == 1 && strcmp(r.owner, "node-a") == 0,
+        "insert-if-absent takes a new lock with token 1 (rc %d %s)", rc,
+        rc == GM_ERR ? err.msg : "");
+  check(r.acquired_at == r.now && r.renewed_at == r.now &&
+            r.expires_at == r.now + lease && r.now >= o.now,
+        "acquire reports the script's server time, expiry = now + lease "
+        "exactly");
+  int64_t acquired = r.acquired_at;
+  check(admin("PTTL gomaster:%s", name), "the hash is readable by PTTL");
+  redisReply *ttl = redisCommand(adm, "PTTL gomaster:%s", name);
+  check(ttl && ttl->type == REDIS_REPLY_INTEGER && ttl->integer == -1,
+        "the hash has no TTL (PTTL %lld)", ttl ? ttl->integer : 0);
+  if (ttl) freeReplyObject(ttl);
+
+  gm_acquire_req b = req(name, "node-b", 0, 0, 0, lease);
+  rc = ops->acquire(conn2, &b, &r, &err);
+  check(rc == GM_NOT, "a second insert of the same lock is GM_NOT");
+  rc = ops->observe(conn2, name, &o, &err);
+  check(rc == GM_OK && o.exists && strcmp(o.owner, "node-a") == 0 &&
+            strcmp(o.version, "1.0") == 0 && o.token == 1 &&
+            o.acquired_at == acquired && o.expires_at == acquired + lease,
+        "observe reads the row as written");
+
+  rc = ops->renew(conn2, name, "node-a", inst("node-a"), 1, lease, &r, &err);
+  check(rc == GM_OK && r.renewed_at >= acquired &&
+            r.expires_at == r.renewed_at + lease && r.acquired_at == acquired &&
+            r.token == 1 && strcmp(r.version, "1.0") == 0,
+        "renew by the owner (any connection) reports the grant's row");
+  rc = ops->renew(conn, name, "node-a", inst("node-a"), 2, lease, &r, &err);
+  check(rc == GM_NOT, "renew with a token that is not the row's: GM_NOT");
+  rc = ops->renew(conn, name, "node-b", inst("node-b"), 1, lease, &r, &err);
+  check(rc == GM_NOT, "renew by another owner: GM_NOT");
+
+  b = req(name, "node-b", 1, 1, 0, lease);
+  rc = ops->acquire(conn2, &b, &r, &err);
+  check(rc == GM_NOT, "update-acquire of a live lease: GM_NOT");
+  b = req(name, "node-b", 1, 7, 0, lease);
+  rc = ops->acquire(conn2, &b, &r, &err);
+  check(rc == GM_NOT, "update-acquire expecting a wrong token: GM_NOT");
+
+  rc = ops->release(conn, name, "node-a", inst("node-a"), 1, &err);
+  check(rc == GM_OK, "release by the owner");
+  rc = ops->observe(conn2, name, &o, &err);
+  check(rc == GM_OK && o.exists && o.owner[0] == '\0' && o.token == 1 &&
+            o.expires_at <= o.now,
+        "release keeps the row: owner '', token 1, expired");
+  rc = ops->release(conn, name, "node-a", inst("node-a"), 1, &err);
+  check(rc == GM_NOT, "a second release: GM_NOT");
+
+  b = req(name, "node-b", 1, 1, 0, lease);
+  rc = ops->acquire(conn2, &b, &r, &err);
+  check(rc == GM_OK && r.token == 2 && strcmp(r.owner, "node-b") == 0,
+        "update-acquire of a released row: token 2");
+  rc = ops->release(conn, name, "node-a", inst("node-a"), 1, &err);
+  check(rc == GM_NOT, "release with a stale token and owner: GM_NOT");
+  rc = ops->release(conn, name, "node-b", inst("node-b"), 1, &err);
+  check(rc == GM_NOT, "release by the owner with a stale token: GM_NOT");
+  rc = ops->observe(conn, name, &o, &err);
+  check(rc == GM_OK && strcmp(o.owner, "node-b") == 0 && o.token == 2 &&
+            o.expires_at > o.now,
+        "the new holder still holds the lock");
+}
+
+/* Two electors with the same id are two owners: the instance key decides. */
+static void test_instance(void *conn) {
+  gm_error err;
+  gm_row r, o;
+  char name[128];
+  lock_name(name, sizeof name, "instance");
+  gm_acquire_req a = req(name, "host-1", 0, 0, 0, 5000000);
+  uint64_t mine = a.instance, twin = mine ^ 0x5555;
+  int rc = ops->acquire(conn, &a, &r, &err);
+  check(rc == GM_OK && r.instance == mine, "the grant carries the instance");
+  rc = ops->observe(conn, name, &o, &err);
+  check(rc == GM_OK && o.instance == mine, "observe reads it back (%llu)",
+        (unsigned long long)o.instance);
+  check(ops->renew(conn, name, "host-1", twin, 1, 5000000, &r, &err) ==
+            GM_NOT,
+        "renew by the same id with another instance: GM_NOT");
+  check(ops->complete(conn, name, "host-1", twin, 1, "x", &err) == GM_NOT,
+        "complete by the same id with another instance: GM_NOT");
+  check(ops->release(conn, name, "host-1", twin, 1, &err) == GM_NOT,
+        "release by the same id with another instance: GM_NOT");
+  check(ops->complete(conn, name, "host-1", 0, 1, "by id", &err) == GM_OK,
+        "complete with instance 0 (a tool that knows only the id)");
+  check(ops->renew(conn, name, "host-1", mine, 1, 5000000, &r, &err) ==
+                GM_OK &&
+            ops->release(conn, name, "host-1", mine, 1, &err) == GM_OK,
+        "the granted instance renews and releases");
+}
+
+static void test_expiry_and_tokens(void *conn, void *conn2) {
+  gm_error err;
+  gm_row r, o;
+  char name[128];
+  lock_name(name, sizeof name, "expiry");
+
+  gm_acquire_req a = req(name, "node-a", 0, 0, 0, 20000); /* 20 ms */
+  int rc = ops->acquire(conn, &a, &r, &err);
+  check(rc == GM_OK && r.token == 1, "short lease taken");
+  gm_acquire_req b = req(name, "node-b", 1, 1, 0, 5000000);
+  rc = ops->acquire(conn2, &b, &r, &err);
+  check(rc == GM_NOT, "not taken over before the server says it expired");
+  int polls = 0;
+  do {
+    rc = ops->observe(conn2, name, &o, &err);
+    polls++;
+  } while (rc == GM_OK && o.now < o.expires_at && polls < 100000);
+  rc = ops->acquire(conn2, &b, &r, &err);
+  check(rc == GM_OK && r.token == 2,
+        "taken over once expired on the server's clock (after %d polls)",
+        polls);
+  rc = ops->renew(conn, name, "node-a", inst("node-a"), 1, 5000000, &r, &err);
+  check(rc == GM_NOT, "the old holder's renew after the takeover: GM_NOT");
+
+  lock_name(name, sizeof name, "min-token");
+  a = req(name, "node-a", 0, 0, 41, 5000000);
+  rc = ops->acquire(conn, &a, &r, &err);
+  check(rc == GM_OK && r.token == 42, "insert with min_token 41: token 42");
+  ops->release(conn, name, "node-a", inst("node-a"), 42, &err);
+  b = req(name, "node-b", 1, 42, 100, 5000000);
+  rc = ops->acquire(conn2, &b, &r, &err);
+  check(rc == GM_OK && r.token == 101, "update with min_token 100: 101");
+  ops->release(conn2, name, "node-b", inst("node-b"), 101, &err);
+  a = req(name, "node-a", 1, 101, 5, 5000000);
+  rc = ops->acquire(conn, &a, &r, &err);
+  check(rc == GM_OK && r.token == 102, "a min_token below the row's: + 1");
+
+  /* Tokens above 2^53 are exact (strings, not Lua's doubles), up to the
+   * largest, and never wrap. */
+  lock_name(name, sizeof name, "limit");
+  const uint64_t big = 9223372036854775805u; /* INT64_MAX - 2 */
+  a = req(name, "node-a", 0, 0, big, 5000000);
+  rc = ops->acquire(conn, &a, &r, &err);
+  check(rc == GM_OK && r.token == big + 1, "token %llu granted exactly",
+        (unsigned long long)r.token);
+  rc = ops->renew(conn, name, "node-a", inst("node-a"), big + 1, 5000000, &r, &err);
+  check(rc == GM_OK && r.token == big + 1, "... and renewed by it");
+  rc = ops->force_release(conn2, name, 0, &o, &err);
+  check(rc == GM_OK && o.token == big + 2 && o.owner[0] == '\0',
+        "force_release adds one to it exactly: %llu",
+        (unsigned long long)o.token);
+  rc = ops->observe(conn, name, &o, &err);
+  check(rc == GM_OK && o.token == 9223372036854775807u,
+        "a row at INT64_MAX reads exactly");
+  b = req(name, "node-b", 1, o.token, 0, 5000000);
+  rc = ops->acquire(conn2, &b, &r, &err);
+  check(rc == GM_ERR && err.code == GM_E_ROW && strstr(err.msg, "limit") &&
+            strstr(err.msg, "wrap"),
+        "a grant past INT64_MAX is refused, saying so: %s", err.msg);
+  rc = ops->force_release(conn2, name, 0, &o, &err);
+  check(rc == GM_ERR && strstr(err.msg, "limit"),
+        "force_release past INT64_MAX is refused too: %s", err.msg);
+  rc = ops->observe(conn, name, &o, &err);
+  check(rc == GM_OK && o.token == 9223372036854775807u,
+        "... and the row is left as it was");
+}
+
+static void test_renew_many(void *conn, void *conn2) {
+  gm_error err;
+  gm_row r;
+  enum { K = 1000 };
+  static char names[K][64];
+  static gm_renew_req q[K];
+  int ok = 1;
+  for (int i = 0; i < K; i++) {
+    snprintf(names[i], sizeof names[i], "%s-many-%d", run, i);
+    gm_acquire_req a = req(names[i], "node-a", 0, 0, 0, 5000000);
+    ok = ok && ops->acquire(conn, &a, &r, &err) == GM_OK;
+    q[i] = (gm_renew_req){.name = names[i], .owner = "node-a",
+                          .instance = inst("node-a"), .token = 1,
+                          .lease_us = 5000000 + i, .rc = GM_ERR};
+  }
+  check(ok, "%d locks taken", K);
+  /* one of them taken over meanwhile, one asked with a wrong token */
+  ops->force_release(conn2, names[1], 0, &r, &err);
+  q[2].token = 5;
+  double t0 = mono();
+  int rc = ops->renew_many(conn, q, K, &err);
+  double took = mono() - t0;
+  int good = rc == GM_OK && q[1].rc == GM_NOT && q[2].rc == GM_NOT;
+  for (int i = 0; i < K && good; i++)
+    good = i == 1 || i == 2 ||
+           (q[i].rc == GM_OK && q[i].expires_at == q[i].now + 5000000 + i &&
+            q[i].renewed_at == q[i].now);
+  check(good, "renew_many of %d locks in one script (%.1f ms): each its own "
+        "result and lease (rc %d %s)", K, took * 1000, rc,
+        rc == GM_ERR ? err.msg : "");
+  gm_row o;
+  ops->observe(conn2, names[K - 1], &o, &err);
+  check(o.renewed_at == q[K - 1].now, "the last one is renewed in the hash");
+}
+
+static void test_complete_and_force(void *conn, void *conn2) {
+  gm_error err;
+  gm_row r, o;
+  char name[128];
+  lock_name(name, sizeof name, "once");
+
+  gm_acquire_req a = req(name, "node-a", 0, 0, 0, 5000000);
+  int rc = ops->acquire(conn, &a, &r, &err);
+  rc = rc == GM_OK ? ops->observe(conn2, name, &o, &err) : rc;
+  check(rc == GM_OK && o.done_at == 0 && o.done_by[0] == '\0',
+        "no completion record yet");
+  check(ops->complete(conn2, name, "node-b", inst("node-b"), 1, "nope", &err) == GM_NOT,
+        "complete by another owner: GM_NOT");
+  check(ops->complete(conn, name, "node-a", inst("node-a"), 2, "nope", &err) == GM_NOT,
+        "complete with another token: GM_NOT");
+  rc = ops->complete(conn, name, "node-a", inst("node-a"), 1, "migrated to 'v2' \\ ok", &err);
+  check(rc == GM_OK, "complete by the holder");
+  rc = ops->observe(conn2, name, &o, &err);
+  check(rc == GM_OK && o.done_at > 0 && o.done_at <= o.now &&
+            strcmp(o.done_by, "node-a") == 0 && o.done_token == 1 &&
+            strcmp(o.result, "migrated to 'v2' \\ ok") == 0 &&
+            strcmp(o.owner, "node-a") == 0 && o.expires_at > o.now,
+        "the record is stored and the lock is unchanged");
+  int64_t lease_end = o.expires_at;
+  rc = ops->force_release(conn2, name, 0, &r, &err);
+  check(rc == GM_OK && r.exists && r.owner[0] == '\0' && r.token == 2 &&
+            r.expires_at == lease_end && r.expires_at > r.now,
+        "force_release frees the lock, fences the holder (token %llu) and "
+        "keeps its lease (%lld us left)",
+        (unsigned long long)r.token, (long long)(r.expires_at - r.now));
+  check(ops->renew(conn, name, "node-a", inst("node-a"), 1, 5000000, &r, &err) == GM_NOT,
+        "the old holder's renew after force_release: GM_NOT");
+  rc = ops->force_release(conn2, name, 1, &r, &err);
+  check(rc == GM_OK && r.token == 3 && r.expires_at <= r.now,
+        "force_release now: the lease ends at once (token %llu)",
+        (unsigned long long)r.token);
+  lock_name(name, sizeof name, "never-held");
+  check(ops->force_release(conn, name, 0, &r, &err) == GM_NOT,
+        "force_release of a lock without a hash: GM_NOT");
+}
+
+static void test_names(void *conn) {
+  static const char *const odd[] = {"it's a \"quoted\" name", "ünïcødé 锁 🔒",
+                                    "case", "Case", "trail ", "a*b?[c]",
+                                    "tab\tand\nnewline"};
+  gm_error err;
+  gm_row r;
+  char name[GM_NAME_MAX + 8];
+  int ok = 1;
+  for (size_t i = 0; i < sizeof odd / sizeof odd[0]; i++) {
+    lock_name(name, sizeof name, odd[i]);
+    gm_acquire_req a = req(name, "node-a", 0, 0, 0, 5000000);
+    ok = ok && ops->acquire(conn, &a, &r, &err) == GM_OK &&
+         ops->renew(conn, name, "node-a", inst("node-a"), 1, 5000000, &r, &err) == GM_OK;
+  }
+  check(ok, "each odd name is its own hash (case, space, glob characters)");
+  memset(name, 'n', GM_NAME_MAX);
+  name[GM_NAME_MAX] = '\0';
+  check(ops->observe(conn, name, &r, &err) == GM_ERR && err.code == GM_E_ARG,
+        "a lock name over %d bytes is refused: %s", GM_NAME_MAX - 1, err.msg);
+}
+
+/* Edits made by hand with redis-cli: each is GM_ERR naming the field. */
+static void test_hand_edits(void *conn) {
+  /* refused: the take-over write (which reads owner, token and
+   * expires_at itself) is refused too */
+  static const struct {
+    const char *what, *cmd, *field;
+    int refused;
+  } cases[] = {
+      {"token 'abc'", "HSET %s token abc", "'token'", 1},
+      {"token '1.5'", "HSET %s token 1.5", "'token'", 1},
+      {"token '007'", "HSET %s token 007", "'token'", 1},
+      {"token past INT64_MAX", "HSET %s token 9223372036854775808", "'token'",
+       1},
+      {"expires_at 'soon'", "HSET %s expires_at soon", "'expires_at'", 1},
+      {"no expires_at", "HDEL %s expires_at", "'expires_at' of hash", 1},
+      {"no owner", "HDEL %s owner", "'owner'", 0},
+      {"instance 'x'", "HSET %s instance x", "'instance'", 0},
+  };
+  gm_error err;
+  gm_row r, o;
+  char name[128], key[160];
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    snprintf(name, sizeof name, "%s-edit-%zu", run, i);
+    snprintf(key, sizeof key, "gomaster:%s", name);
+    gm_acquire_req a = req(name, "node-a", 0, 0, 0, 20000);
+    int rc = ops->acquire(conn, &a, &r, &err);
+    check(rc == GM_OK && admin(cases[i].cmd, key), "%s: edited",
+          cases[i].what);
+    rc = ops->observe(conn, name, &o, &err);
+    check(rc == GM_ERR && err.code == GM_E_ROW &&
+              strstr(err.msg, cases[i].field) && strstr(err.msg, name),
+          "%s: observe is GM_ERR naming the field: %s", cases[i].what,
+          err.msg);
+    if (!cases[i].refused) continue;
+    usleep(25000); /* the 20 ms lease is over: a take-over would be tried */
+    a = req(name, "node-b", 1, 1, 0, 5000000);
+    rc = ops->acquire(conn, &a, &r, &err);
+    check(rc != GM_OK, "%s: no grant over it (%s)", cases[i].what,
+          rc == GM_ERR ? err.msg : "GM_NOT");
+  }
+  snprintf(name, sizeof name, "%s-edit-string", run);
+  admin("SET gomaster:%s hello", name);
+  int rc = ops->observe(conn, name, &o, &err);
+  check(rc == GM_ERR && err.code == GM_E_ROW && strstr(err.msg, "WRONGTYPE") &&
+            strstr(err.msg, name),
+        "a key that is not a hash: %s", err.msg);
+  /* a released hash whose lease still runs (an operator's edit) is
+   * waited out, not taken */
+  snprintf(name, sizeof name, "%s-edit-released", run);
+  gm_acquire_req a = req(name, "node-a", 0, 0, 0, 5000000);
+  rc = ops->acquire(conn, &a, &o, &err);
+  check(rc == GM_OK && admin("HSET gomaster:%s owner \"\"", name),
+        "owner '' written over a running lease");
+  a = req(name, "node-b", 1, 1, 0, 5000000);
+  rc = ops->acquire(conn, &a, &o, &err);
+  check(rc == GM_NOT, "released with a running lease: not taken before "
+                      "expires_at (rc %d)", rc);
+}
+
+/* The script flushed from the server between two calls: loaded again. */
+static void test_noscript(void *conn) {
+  gm_error err;
+  gm_row r;
+  char name[128];
+  lock_name(name, sizeof name, "noscript");
+  gm_acquire_req a = req(name, "node-a", 0, 0, 0, 5000000);
+  int rc = ops->acquire(conn, &a, &r, &err);
+  check(rc == GM_OK && admin("SCRIPT FLUSH"), "SCRIPT FLUSH after a grant");
+  rc = ops->renew(conn, name, "node-a", inst("node-a"), 1, 5000000, &r, &err);
+  check(rc == GM_OK, "renew after SCRIPT FLUSH: loaded again (%s)",
+        rc == GM_ERR ? err.msg : "ok");
+  admin("SCRIPT FLUSH");
+  gm_renew_req q = {.name = name, .owner = "node-a",
+                    .instance = inst("node-a"), .token = 1,
+                    .lease_us = 5000000};
+  rc = ops->renew_many(conn, &q, 1, &err);
+  check(rc == GM_OK && q.rc == GM_OK, "renew_many after SCRIPT FLUSH");
+}
+
+static double wait_changed(void *conn, double secs) {
+  gm_error err;
+  double t0 = mono();
+  while (mono() - t0 < secs) {
+    if (ops->changed(conn, &err) == GM_OK) return mono() - t0;
+    usleep(2000);
+  }
+  return -1;
+}
+
+static void test_wakeup(void *conn, void *conn2) {
+  gm_error err;
+  gm_row r, o;
+  char name[128];
+  lock_name(name, sizeof name, "wake");
+  check(ops->changed && ops->poll_us > 0 && ops->poll_us <= 20000,
+        "changed() is there, polled every %lld µs", (long long)ops->poll_us);
+  gm_acquire_req a = req(name, "node-a", 0, 0, 0, 5000000);
+  int rc = ops->acquire(conn, &a, &r, &err);
+  check(ops->changed(conn2, &err) == GM_OK,
+        "the first changed() subscribes and says GM_OK once");
+  int wakes = 0;
+  for (int i = 0; i < 10; i++) {
+    wakes += ops->changed(conn2, &err) == GM_OK;
+    ops->renew(conn, name, "node-a", inst("node-a"), 1, 60000000, &r, &err);
+    usleep(20000);
+  }
+  check(rc == GM_OK && wakes == 0, "GM_NOT while the master renews (%d)",
+        wakes);
+  double t0 = mono();
+  rc = ops->release(conn, name, "node-a", inst("node-a"), 1, &err);
+  double d = wait_changed(conn2, 3);
+  check(rc == GM_OK && d >= 0 && d < 0.05,
+        "GM_OK %.1f ms after the release (PUBLISH seen, no command sent)",
+        (mono() - t0) * 1000);
+  check(ops->changed(conn2, &err) == GM_NOT, "GM_OK only once");
+  rc = ops->observe(conn2, name, &o, &err);
+  check(rc == GM_OK && o.owner[0] == '\0', "the follower reads it free");
+  rc = ops->force_release(conn, name, 0, &o, &err);
+  check(rc == GM_OK && wait_changed(conn2, 3) >= 0,
+        "force_release wakes followers too");
+  /* a subscription killed by the server: GM_ERR once, then back */
+  admin("CLIENT KILL TYPE pubsub");
+  int n_err = 0, n_ok = 0;
+  gm_error e2 = {0};
+  t0 = mono();
+  while (mono() - t0 < 2.5 && n_ok == 0) {
+    rc = ops->changed(conn2, &err);
+    if (rc == GM_ERR) {
+      n_err++;
+      e2 = err;
+    }
+    n_ok += rc == GM_OK;
+    usleep(5000);
+  }
+  check(n_err == 1 && strstr(e2.msg, "wake-up subscription") &&
+            !strstr(e2.msg, password()),
+        "a killed subscription: GM_ERR once: %s", e2.msg);
+  check(n_ok == 1, "... then subscribed again within a second or so "
+                   "(%.2f s)", mono() - t0);
+  rc = ops->acquire(conn, &(gm_acquire_req){.name = name, .owner = "node-c",
+                                            .version = "", .lease_us = 60000000,
+                                            .expect_exists = 1,
+                                            .expect_token = o.token,
+                                            .instance = inst("node-c")},
+                    &r, &err);
+  rc = rc == GM_OK ? ops->release(conn, name, "node-c", inst("node-c"), r.token, &err) : rc;
+  check(rc == GM_OK && wait_changed(conn2, 3) >= 0,
+        "after the new subscription a release wakes again");
+}
+
+typedef struct renew_call {
+  void *conn;
+  const char *name;
+  int rc;
+  gm_error err;
+} renew_call;
+
+static void *renew_main(void *arg) {
+  renew_call *c = arg;
+  gm_row r;
+  c->rc = ops->renew(c->conn, c->name, "node-a", inst("node-a"), 1, 60000000,
+                     &r, &c->err);
+  return NULL;
+}
+
+static int server(const char *dir, const char *cmd) {
+  const char *root = getenv("GOMASTER_ROOT");
+  char buf[2048];
+  snprintf(buf, sizeof buf, "sh '%s/tests/servers/redis.sh' %s '%s' >/dev/null",
+           root && *root ? root : ".", cmd, dir);
+  return system(buf);
+}
+
+/* A hung server costs at most the timeout; a restart that kept nothing
+ * leaves no hash, and the next grant starts above the token seen. */
+static void test_server_events(const char *dir) {
+  void *cfg, *conn;
+  gm_error err;
+  gm_row r, o;
+  char name[128];
+  lock_name(name, sizeof name, "events");
+  if (parse_with("timeout", "1", &cfg, &err)) return;
+  int rc = ops->open(cfg, &conn, &err);
+  gm_acquire_req a = req(name, "node-a", 0, 0, 0, 5000000);
+  check(rc == GM_OK && ops->acquire(conn, &a, &r, &err) == GM_OK &&
+            ops->changed(conn, &err) == GM_OK,
+        "lock taken and subscribed before the pause");
+  check(server(dir, "pause") == 0, "server paused (SIGSTOP)");
+  double t0 = mono();
+  rc = ops->changed(conn, &err);
+  check(rc == GM_NOT && mono() - t0 < 0.01,
+        "changed() on a paused server: GM_NOT at once (%.1f ms)",
+        (mono() - t0) * 1000);
+  t0 = mono();
+  rc = ops->renew(conn, name, "node-a", inst("node-a"), 1, 60000000, &r, &err);
+  double took = mono() - t0;
+  check(rc == GM_ERR && err.code == GM_E_CONNECT && strstr(err.msg, "timeout"),
+        "renew on a paused server fails: %s", err.msg);
+  check(took > 0.5 && took < 2, "... after the timeout of 1 s (%.2f s)", took);
+  ops->close(conn);
+  conn = NULL;
+  /* interrupt(), from another thread, ends a call stuck on the server */
+  rc = ops->open(cfg, &conn, &err);
+  check(rc == GM_ERR, "(a connection cannot be made while paused)");
+  check(server(dir, "resume") == 0 && ops->open(cfg, &conn, &err) == GM_OK &&
+            server(dir, "pause") == 0,
+        "connected, then paused again");
+  renew_call call = {.conn = conn, .name = name};
+  pthread_t th;
+  pthread_create(&th, NULL, renew_main, &call);
+  usleep(100000);
+  t0 = mono();
+  ops->interrupt(conn);
+  pthread_join(th, NULL);
+  took = mono() - t0;
+  check(call.rc == GM_ERR && took < 0.05,
+        "interrupt() ends a renew stuck on a paused server in %.1f ms: %s",
+        took * 1000, call.err.msg);
+  ops->close(conn);
+  conn = NULL;
+  t0 = mono();
+  rc = ops->open(cfg, &conn, &err);
+  took = mono() - t0;
+  check(rc == GM_ERR && err.code == GM_E_CONNECT && !strstr(err.msg, password()),
+        "open on a paused server fails: %s", err.msg);
+  check(took < 2.5, "... within the timeouts (%.2f s)", took);
+  check(server(dir, "resume") == 0, "server resumed (SIGCONT)");
+  rc = ops->open(cfg, &conn, &err);
+  check(rc == GM_OK && ops->renew(conn, name, "node-a", inst("node-a"), 1, 60000000, &r,
+                                  &err) == GM_OK,
+        "after resume: reconnect and renew");
+  ops->force_release(conn, name, 1, &o, &err); /* token 2, free now */
+  a = req(name, "node-b", 1, 2, 0, 60000000);
+  rc = ops->acquire(conn, &a, &r, &err);
+  check(rc == GM_OK && r.token == 3 && ops->changed(conn, &err) == GM_OK,
+        "token 3 granted, subscribed");
+
+  check(server(dir, "restart") == 0, "server restarted without persistence");
+  rc = ops->changed(conn, &err);
+  check(rc == GM_ERR && strstr(err.msg, "subscription"),
+        "changed() reports the broken subscription: %s", err.msg);
+  rc = ops->observe(conn, name, &o, &err);
+  check(rc == GM_ERR && err.code == GM_E_CONNECT,
+        "the old connection reports the restart: %s", err.msg);
+  ops->close(conn);
+  rc = ops->open(cfg, &conn, &err);
+  rc = rc == GM_OK ? ops->observe(conn, name, &o, &err) : rc;
+  check(rc == GM_OK && !o.exists,
+        "after the restart the hash is gone (the core's vanished-row rule)");
+  check(ops->renew(conn, name, "node-b", inst("node-b"), 3, 60000000, &r, &err) == GM_NOT,
+        "the holder's renew finds no hash: GM_NOT");
+  a = req(name, "node-c", 0, 0, 0, 60000000); /* a node that saw nothing */
+  rc = ops->acquire(conn, &a, &r, &err);
+  check(rc == GM_NOT, "no new hash within the restarted server's first "
+                      "lease (60 s): GM_NOT");
+  a = req(name, "node-a", 0, 0, 3, 1000000); /* min_token: the largest seen */
+  t0 = mono();
+  while ((rc = ops->acquire(conn, &a, &r, &err)) == GM_NOT && mono() - t0 < 5)
+    usleep(20000);
+  check(rc == GM_OK && r.token == 4,
+        "a node that saw token 3 grants token 4, not 1 (%llu), once the "
+        "server is up for its lease of 1 s (%.2f s)",
+        (unsigned long long)r.token, mono() - t0);
+  close_conn(cfg, conn);
+}
+
+/* wait=N: a write counts only once N replicas have it; this server has
+ * none. */
+static void test_wait(void) {
+  void *cfg, *conn;
+  gm_error err;
+  gm_row r, o;
+  char name[128];
+  lock_name(name, sizeof name, "wait");
+  gm_kv kv[GM_URL_MAX_KV + 2];
+  size_t n = 0;
+  for (size_t i = 0; i < url.n; i++) kv[n++] = url.kv[i];
+  kv[n++] = (gm_kv){"wait", "1"};
+  kv[n++] = (gm_kv){"timeout", "0.2"};
+  conn = NULL;
+  int rc = ops->parse(kv, n, &cfg, &err);
+  rc = rc == GM_OK ? ops->open(cfg, &conn, &err) : rc;
+  check(rc == GM_OK, "open with wait=1");
+  gm_acquire_req a = req(name, "node-a", 0, 0, 0, 5000000);
+  double t0 = mono();
+  rc = rc == GM_OK ? ops->acquire(conn, &a, &r, &err) : rc;
+  check(rc == GM_ERR && strstr(err.msg, "not replicated") &&
+            strstr(err.msg, "0 of 1"),
+        "acquire without a replica: %s (%.0f ms)", err.msg,
+        (mono() - t0) * 1000);
+  rc = conn ? ops->observe(conn, name, &o, &err) : GM_ERR;
+  check(rc == GM_OK, "observe needs no replica %s", rc ? err.msg : "");
+  close_conn(cfg, conn);
+}
+
+int main(void) {
+  const char *u = getenv("GOMASTER_TEST_REDIS_URL");
+  gm_error err;
+  if (!u || !*u) {
+    printf("skipped: GOMASTER_TEST_REDIS_URL not set\n");
+    return 0;
+  }
+  if (gm_url_parse(u, ops->url_raw, &url, &err)) {
+    printf("FAIL - GOMASTER_TEST_REDIS_URL: %s\n0 passed, 1 failed\n",
+           err.msg);
+    return 1;
+  }
+  snprintf(run, sizeof run, "t%ld.%ld", (long)time(NULL), (long)getpid());
+  check(admin_open() == GM_OK, "the test's own connection");
+  /* No lock is created within the server's first lease (5 s here): a
+   * server started just now makes the first grants wait. */
+  double t0 = mono();
+  while (uptime() >= 0 && uptime() < 6 && mono() - t0 < 10) usleep(100000);
+  check(uptime() >= 6, "the server is up for 6 s (waited %.1f s)",
+        mono() - t0);
+
+  test_options();
+  test_connect_errors();
+  void *cfg, *conn, *cfg2, *conn2;
+  int rc = open_with(NULL, NULL, &cfg, &conn, &err);
+  check(rc == GM_OK, "open %s", rc ? err.msg : "");
+  int rc2 = open_with(NULL, NULL, &cfg2, &conn2, &err);
+  check(rc2 == GM_OK, "open a second connection %s", rc2 ? err.msg : "");
+  if (rc == GM_OK && rc2 == GM_OK) {
+    test_acquire_renew_release(conn, conn2);
+    test_instance(conn);
+    test_expiry_and_tokens(conn, conn2);
+    test_renew_many(conn, conn2);
+    test_complete_and_force(conn, conn2);
+    test_names(conn);
+    test_hand_edits(conn);
+    test_noscript(conn);
+    test_wakeup(conn, conn2);
+  }
+  close_conn(cfg, conn);
+  close_conn(cfg2, conn2);
+  test_wait();
+  const char *dir = getenv("GOMASTER_TEST_REDIS_DIR");
+  if (dir && *dir)
+    test_server_events(dir);
+  else
+    printf("skipped: pause and restart (GOMASTER_TEST_REDIS_DIR not set)\n");
+  if (adm) redisFree(adm);
+  gm_url_free(&url);
+  printf("%d passed, %d failed\n", passed, failed);
+  return failed ? 1 : 0;
+}
