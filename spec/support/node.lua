@@ -13,6 +13,8 @@
 --   resume <0|1>            first is_master() after a pause of the process
 --   start <token> | stop <reason> | leader <id|-> <token> | error <msg>
 --   stopped                 m:stop() returned (asked by creating LOGFILE.stop)
+--   backend <description>   status().backend changed (a host list's host in
+--                           use), looked at every 0.1 s
 -- The node stops itself when LOGFILE.stop appears, and exits when
 -- LOGFILE.exit appears.
 local dir = arg[0]:match("^(.*)/spec/support/[^/]*$") or "."
@@ -53,6 +55,7 @@ local function exists(path)
 end
 
 local last, last_sample, prev_t2, stopped = false, 0, nil, false
+local backend, backend_at = nil, 0
 while true do
   m:wait(0.02)
   local t1 = core.now()
@@ -66,6 +69,12 @@ while true do
     end
   end
   prev_t2 = t2
+  if t2 - backend_at >= 0.1 then
+    backend_at = t2
+    local b = m:status().backend
+    if b and b ~= backend then log("backend", (b:gsub("%s", "_"))) end
+    backend = b
+  end
   if not stopped and exists(logfile .. ".stop") then
     m:stop()
     log("stopped")
