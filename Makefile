@@ -5,7 +5,7 @@
 #   make openresty-demo  the same with three nginx instances of two workers each
 #   make env        PREFIX=/usr/local: the LUA_PATH and LUA_CPATH of scripts
 #   make install    PREFIX=/usr/local DESTDIR=
-#   make chaos      DURATION=60 BACKEND=sqlite|mysql|mongo: faults, then the checker
+#   make chaos      DURATION=60 BACKEND=sqlite|mysql|mongo [HOSTILE=1]: faults, then the checker
 #   make fuzz       SECONDS=60: each libFuzzer harness of tests/fuzz/
 
 LUA        ?= 5.4
@@ -202,9 +202,10 @@ DURATION   ?= 60
 BACKEND    ?= sqlite
 NODES      ?= 5
 LEASE      ?= 1.5
+HOSTILE    ?=
 chaos: deps
 	@$(MAKE) -s LUA=5.4 all
-	@bash tests/chaos/chaos.sh $(BACKEND) $(DURATION) $(NODES) $(LEASE)
+	@GOMASTER_CHAOS_HOSTILE=$(HOSTILE) bash tests/chaos/chaos.sh $(BACKEND) $(DURATION) $(NODES) $(LEASE)
 
 # Fuzzing (tests/fuzz/): libFuzzer harnesses built with clang, ASan and
 # UBSan into build/fuzz/. make fuzz SECONDS=60 runs each for SECONDS, starting

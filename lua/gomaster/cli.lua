@@ -397,8 +397,10 @@ local function supervise(m, argv, grace, what)
   end
 end
 
+-- The library's log: errors and warnings. Starts and stops ("info") are
+-- said by the command's own lines.
 local function log_line(level, msg)
-  if level ~= "debug" then errline("gomaster: " .. msg) end
+  if level == "error" or level == "warn" then errline("gomaster: " .. msg) end
 end
 
 local function elector_options(o, b)

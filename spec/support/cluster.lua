@@ -38,13 +38,14 @@ function Cluster.new(o)
   return self
 end
 
---- Starts one more node, on url (default: the cluster's).
-function Cluster:spawn(url)
+--- Starts one more node, on url (default: the cluster's), with elector id
+-- `id` when given (default: the library's own).
+function Cluster:spawn(url, id)
   self.n = self.n + 1
   local i = self.n
   local log = ("%s/node%d.log"):format(self.dir, i)
   local cmd = ("GOMASTER_SPEC_ID=%q %s %s/spec/support/node.lua %q %q %q %s %s >>%q 2>&1 & echo $!")
-    :format(self.id or "", interp, root, log, url or self.url, self.name, tostring(self.lease),
+    :format(id or self.id or "", interp, root, log, url or self.url, self.name, tostring(self.lease),
             self.retry and tostring(self.retry) or "", log .. ".out")
   local pid = tonumber(sh(cmd))
   self.nodes[i] = { i = i, pid = pid, log = log, alive = true }

@@ -13,6 +13,9 @@
 --   resume <0|1>            first is_master() after a pause of the process
 --   start <token> | stop <reason> | leader <id|-> <token> | error <msg>
 --   stopped                 m:stop() returned (asked by creating LOGFILE.stop)
+--   c <observes> <acquires> <renewals> <errors> <0|1>
+--                           the elector's statement counters and is_master,
+--                           once a second (the chaos checker's spin check)
 --   backend <description>   status().backend changed (a host list's host in
 --                           use), looked at every 0.1 s
 -- The node stops itself when LOGFILE.stop appears, and exits when
@@ -55,6 +58,7 @@ local function exists(path)
 end
 
 local last, last_sample, prev_t2, stopped = false, 0, nil, false
+local last_count = core.now()
 local backend, backend_at = nil, 0
 while true do
   m:wait(0.02)
@@ -69,6 +73,11 @@ while true do
     end
   end
   prev_t2 = t2
+  if t2 - last_count >= 1 then
+    local c = m:status().counters
+    log("c", c.observes, c.acquires, c.renewals, c.errors, v and 1 or 0)
+    last_count = t2
+  end
   if t2 - backend_at >= 0.1 then
     backend_at = t2
     local b = m:status().backend

@@ -637,7 +637,10 @@ static void test_hang_deadline(void) {
   int at = gm_elector_is_master(m);
   uint64_t at_tok = gm_elector_token(m);
   double late = (double)(mono_ns() - dl) / MS;
-  check(!at && at_tok == 0 && late < 5,
+  /* The thread is stuck in the renewal: nothing but the clock can turn
+   * is_master false, so a check a little late (a loaded machine) still
+   * tests the clock; 100 ms stays far inside the hang. */
+  check(!at && at_tok == 0 && late < 100,
         "hang: is_master false and token 0 at the deadline (checked %.2f ms "
         "after it)",
         late);

@@ -6,6 +6,7 @@
 #
 #   tests/chaos/chaos.sh BACKEND DURATION [NODES LEASE RETRY SEED]
 #     BACKEND   sqlite | mysql | mongo | postgres
+#   GOMASTER_CHAOS_HOSTILE=1 adds the user's hand (see tests/chaos/run.lua).
 #     DURATION  seconds
 #   GOMASTER_KEEP=1 keeps the logs (their directory is printed).
 #

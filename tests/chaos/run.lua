@@ -160,6 +160,45 @@ local kinds = backend == "sqlite"
 if backend == "postgres" then kinds[#kinds + 1] = "terminate" end
 local db_kind = { lock_db = true, pause_db = true, restart_db = true, terminate = true }
 
+-- The user's hand (GOMASTER_CHAOS_HOSTILE=1): electors whose ids collide
+-- with the master's, an operator's edits of the row and releases, and (on
+-- SQLite) the database's files deleted under the nodes.
+local hostile = os.getenv("GOMASTER_CHAOS_HOSTILE") == "1"
+if hostile then
+  for _, k in ipairs({ "same_id", "edit_future", "edit_owner", "edit_delete", "force_release" }) do
+    kinds[#kinds + 1] = k
+    db_kind[k] = true -- one edit of the row at a time, and not beside a db fault
+  end
+  if backend == "sqlite" then
+    kinds[#kinds + 1] = "rm_files"
+    db_kind.rm_files = true
+  end
+  db_kind.same_id = nil
+end
+local extra_nodes, max_extra = 0, 4
+local interp = "lua5.4"
+
+-- The master's elector id, from its log's "ready <id>" line.
+local function id_of(slot)
+  for line in io.lines(slot_node[slot].log) do
+    local id = line:match("^%S+ ready (.+)$")
+    if id then return id end
+  end
+end
+
+local function cli(args)
+  return os.execute(("%s %s/bin/gomaster %s --name chaos --backend %q >>%q 2>&1")
+    :format(interp, root, args, url, dir .. "/cli.out"))
+end
+
+local function edit(action)
+  local target = backend == "sqlite" and url:gsub("^sqlite://", "")
+    or backend == "mysql" and server_dir or url
+  local ok = os.execute(("/usr/bin/python3 %s/tests/chaos/edit.py %s %q chaos %s >>%q 2>&1")
+    :format(root, backend, target, action, dir .. "/edit.out"))
+  assert(ok, "tests/chaos/edit.py " .. action .. " failed: see edit.out")
+end
+
 -- A target slot: the master more often than not, else any free one.
 local function pick_slot()
   local m = master_slot()
@@ -234,6 +273,37 @@ local function inject(kind)
     end
   elseif kind == "reset" then
     proxy_cmd("reset", f.slot)
+    f.healed = core.now()
+  elseif kind == "same_id" then
+    if extra_nodes >= max_extra then return nil end
+    local m = master_slot()
+    local id = m and id_of(m)
+    if not id then return nil end
+    extra_nodes = extra_nodes + 1
+    f.target = "id:" .. id:gsub("%s", "_")
+    c:spawn(url, id)
+    f.healed = core.now()
+  elseif kind == "edit_future" then
+    edit("future")
+    -- the lock is stuck until an operator frees it, as it would be
+    f.heal_at = core.now() + rand(1, 2) * lease
+    f.heal = function()
+      assert(cli("release --force --now"), "gomaster release --force --now failed: see cli.out")
+      f.healed = core.now()
+    end
+  elseif kind == "edit_owner" then
+    edit("owner")
+    f.healed = core.now()
+  elseif kind == "edit_delete" then
+    edit("delete")
+    f.healed = core.now()
+  elseif kind == "force_release" then
+    -- exit status 3: no row yet (the very start); nothing was done
+    cli("release --force")
+    f.healed = core.now()
+  elseif kind == "rm_files" then
+    local path = url:gsub("^sqlite://", "")
+    for _, suffix in ipairs({ "", "-wal", "-shm" }) do os.remove(path .. suffix) end
     f.healed = core.now()
   end
   return f

@@ -1,0 +1,81 @@
+#!/usr/bin/python3
+"""An operator's hand on a lock's row, for the hostile chaos runs.
+
+    edit.py BACKEND TARGET NAME ACTION
+
+BACKEND  sqlite (TARGET: the database file), mysql (TARGET: the server's
+         directory made by tests/servers/mariadb.sh; database gomaster_test),
+         mongo (TARGET: a mongodb:// URI with the database).
+ACTION   future  the row says a holder that does not exist ("operator-ghost")
+                 keeps the lock until a far-future time (year 9999)
+         owner   the row's owner becomes "operator-ghost"; its expiry stays
+         delete  the row is deleted
+The table or collection is the default one, gomaster_locks. Prints nothing
+and exits 0 when the edit was made, 1 with a message otherwise.
+"""
+import datetime
+import os
+import sqlite3
+import subprocess
+import sys
+
+GHOST = "operator-ghost"
+TABLE = "gomaster_locks"
+
+
+def sqlite_edit(path, name, action):
+    c = sqlite3.connect(path, timeout=30, isolation_level=None)
+    if action == "future":
+        # µs on the host's boot clock: far past any lease
+        c.execute("UPDATE %s SET owner=?, expires_at=? WHERE name=?" % TABLE,
+                  (GHOST, 4 * 10**18, name))
+    elif action == "owner":
+        c.execute("UPDATE %s SET owner=? WHERE name=?" % TABLE, (GHOST, name))
+    elif action == "delete":
+        c.execute("DELETE FROM %s WHERE name=?" % TABLE, (name,))
+    c.close()
+
+
+def mysql_edit(server_dir, name, action):
+    sock = os.path.join(server_dir, "mariadb", "mysqld.sock")
+    esc = name.replace("\\", "\\\\").replace("'", "\\'")
+    sql = {
+        "future": "UPDATE %s SET owner='%s', expires_at='9999-12-31 00:00:00' WHERE name='%s'"
+                  % (TABLE, GHOST, esc),
+        "owner": "UPDATE %s SET owner='%s' WHERE name='%s'" % (TABLE, GHOST, esc),
+        "delete": "DELETE FROM %s WHERE name='%s'" % (TABLE, esc),
+    }[action]
+    subprocess.run(["mariadb", "--no-defaults", "--socket=" + sock, "-uroot",
+                    "gomaster_test", "-e", sql], check=True)
+
+
+def mongo_edit(uri, name, action):
+    import pymongo
+    client = pymongo.MongoClient(uri, serverSelectionTimeoutMS=5000)
+    coll = client.get_default_database()[TABLE]
+    if action == "future":
+        coll.update_one({"_id": name}, [{"$set": {
+            "owner": GHOST, "expires_at": datetime.datetime(9999, 12, 31)}}])
+    elif action == "owner":
+        coll.update_one({"_id": name}, [{"$set": {"owner": GHOST}}])
+    elif action == "delete":
+        coll.delete_one({"_id": name})
+    client.close()
+
+
+def main():
+    if len(sys.argv) != 5 or sys.argv[4] not in ("future", "owner", "delete"):
+        print(__doc__, file=sys.stderr)
+        return 2
+    backend, target, name, action = sys.argv[1:]
+    try:
+        {"sqlite": sqlite_edit, "mysql": mysql_edit, "mongo": mongo_edit}[backend](
+            target, name, action)
+    except Exception as e:  # the runner logs it and goes on
+        print("edit.py: %s %s: %s" % (backend, action, e), file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
