@@ -77,10 +77,34 @@ static const struct {
                  {"verify_ca", SSL_VERIFY_CA},
                  {"verify_identity", SSL_VERIFY_IDENTITY}};
 
-/* Made by my_parse, freed by my_free_cfg. */
+/* ---- host lists ----------------------------------------------------------
+ *
+ * host = "h1:3306,h2:3306,[::1]:3307" (or a URL's authority so, or
+ * hosts = {...} in the table form): open connects to the first host that
+ * answers, in order from where the list stands. A lost connection (or a
+ * Galera node outside the primary component, 1047) moves the list on, so
+ * the next open starts at the next host; HEAD_AGAIN_NS after the list left
+ * its head, an open starts at the head again (the first host is the
+ * preferred one, such as the node's own database node). The position is
+ * the backend's, shared by its connections: atomics in hoststate. */
+#define HOSTS_MAX 16
+#define HEAD_AGAIN_NS 60000000000LL /* 60 s */
+
+typedef struct hoststate {
+  atomic_uint next;    /* the host the next open tries first */
+  atomic_uint in_use;  /* 1 + the host of the last open that worked; 0 */
+  atomic_llong head_at; /* monotonic ns: from then on, start at the head */
+} hoststate;
+
+/* Made by my_parse, freed by my_free_cfg. host and port are the first
+ * host's; hosts[i]:ports[i] every host's (nhosts >= 1). */
 typedef struct mycfg {
   char *user, *password, *host, *database, *table, *ssl_ca;
   unsigned port;
+  char *hosts[HOSTS_MAX];
+  unsigned ports[HOSTS_MAX];
+  unsigned nhosts;
+  hoststate *hs; /* written through the const config: see above */
   unsigned connect_timeout, read_timeout, write_timeout; /* whole seconds */
   enum ssl_mode ssl;
 } mycfg;
@@ -89,7 +113,7 @@ static const char *const known_keys[] = {
     "user",         "password",      "host",          "port",
     "database",     "url",           "table",         "connect_timeout",
     "read_timeout", "write_timeout", "ssl_mode",      "ssl_ca",
-    NULL};
+    "hosts",        NULL};
 
 static void my_free_cfg(void *p) {
   mycfg *c = p;
@@ -97,6 +121,8 @@ static void my_free_cfg(void *p) {
   free(c->user);
   gm_free_secret(c->password);
   free(c->host);
+  for (unsigned i = 0; i < c->nhosts; i++) free(c->hosts[i]);
+  free(c->hs);
   free(c->database);
   free(c->table);
   free(c->ssl_ca);
@@ -147,6 +173,61 @@ static int opt_ssl_mode(const gm_kv *opts, size_t n, enum ssl_mode *mode,
   return GM_ERR;
 }
 
+/* Splits the host list (c->host) into c->hosts and c->ports; a host
+ * without a port takes c->port. Errors name the option and the item. */
+static int parse_hosts(mycfg *c, const char *opt, gm_error *err) {
+  const char *s = c->host;
+  for (unsigned i = 0;; i++) {
+    size_t len = strcspn(s, ",");
+    const char *h = s, *pc = NULL, *end = s + len;
+    size_t hl = len;
+    if (i == HOSTS_MAX) {
+      gm_seterr(err, GM_E_ARG, "mysql backend: option '%s': more than %d "
+                "hosts", opt, HOSTS_MAX);
+      return GM_ERR;
+    }
+    if (len && *s == '[') { /* [v6] or [v6]:port */
+      const char *close = memchr(s, ']', len);
+      if (!close || (close + 1 < end && close[1] != ':')) goto bad;
+      h = s + 1;
+      hl = (size_t)(close - s - 1);
+      if (close + 1 < end) pc = close + 1;
+    } else {
+      pc = memchr(s, ':', len);
+      if (pc) hl = (size_t)(pc - s);
+      if (pc && memchr(pc + 1, ':', (size_t)(end - pc - 1))) goto bad;
+    }
+    if (hl == 0 || memchr(h, ' ', hl)) goto bad;
+    unsigned port = c->port;
+    if (pc) {
+      long p = 0;
+      size_t pl = (size_t)(end - pc - 1);
+      if (pl == 0 || pl > 5) goto bad;
+      for (size_t k = 0; k < pl; k++) {
+        if (!isdigit((unsigned char)pc[1 + k])) goto bad;
+        p = p * 10 + (pc[1 + k] - '0');
+      }
+      if (p < 1 || p > 65535) goto bad;
+      port = (unsigned)p;
+    }
+    c->hosts[i] = strndup(h, hl);
+    if (!c->hosts[i]) {
+      gm_seterr(err, GM_E_NOMEM, "out of memory");
+      return GM_ERR;
+    }
+    c->ports[i] = port;
+    c->nhosts = i + 1;
+    if (!s[len]) return GM_OK;
+    s += len + 1;
+    continue;
+  bad:
+    gm_seterr(err, GM_E_ARG, "mysql backend: option '%s': item %u is not "
+              "host, host:port or [v6]:port (got '%.*s')", opt, i + 1,
+              (int)(len > 64 ? 64 : len), s);
+    return GM_ERR;
+  }
+}
+
 static int my_parse(const gm_kv *opts, size_t n, void **out, gm_error *err) {
   *out = NULL;
   if (gm_kv_check_keys(opts, n, known_keys, "mysql", err)) return GM_ERR;
@@ -176,8 +257,46 @@ static int my_parse(const gm_kv *opts, size_t n, void **out, gm_error *err) {
   if (gm_check_identifier("database", c->database, err) ||
       gm_check_identifier("table", c->table, err))
     goto fail;
+  const char *hopt = gm_kv_get(opts, n, "hosts") ? "hosts" : "host";
+  if (gm_kv_get(opts, n, "hosts")) {
+    if (gm_kv_get(opts, n, "host")) {
+      gm_seterr(err, GM_E_ARG, "mysql backend: options 'host' and 'hosts' "
+                               "both given: use one");
+      goto fail;
+    }
+    free(c->host);
+    c->host = NULL;
+    if (dup_opt(opts, n, "hosts", NULL, &c->host, err)) goto fail;
+  }
   if (!*c->host) {
-    gm_seterr(err, GM_E_ARG, "mysql backend: option 'host' is empty");
+    gm_seterr(err, GM_E_ARG, "mysql backend: option '%s' is empty", hopt);
+    goto fail;
+  }
+  if (strcmp(hopt, "hosts") == 0 || strchr(c->host, ',') ||
+      (*c->host == '[' && strchr(c->host, ']'))) {
+    /* a list (or one bracketed host, as a URL spells a v6 host with a port):
+     * host and port become the first item's */
+    if (parse_hosts(c, hopt, err)) goto fail;
+    char *first = strdup(c->hosts[0]);
+    if (!first) {
+      gm_seterr(err, GM_E_NOMEM, "out of memory");
+      goto fail;
+    }
+    free(c->host);
+    c->host = first;
+    c->port = c->ports[0];
+  } else {
+    c->hosts[0] = strdup(c->host);
+    if (!c->hosts[0]) {
+      gm_seterr(err, GM_E_NOMEM, "out of memory");
+      goto fail;
+    }
+    c->ports[0] = c->port;
+    c->nhosts = 1;
+  }
+  c->hs = calloc(1, sizeof *c->hs);
+  if (!c->hs) {
+    gm_seterr(err, GM_E_NOMEM, "out of memory");
     goto fail;
   }
   if (c->ssl == SSL_UNSET && c->ssl_ca) c->ssl = SSL_VERIFY_CA;
@@ -188,12 +307,32 @@ fail:
   return GM_ERR;
 }
 
+/* One host, its port and the text after, as a URL spells them. */
+static int put_host(char *buf, size_t len, const char *host, unsigned port,
+                    const char *after) {
+  int v6 = strchr(host, ':') != NULL;
+  return snprintf(buf, len, "%s%s%s:%u%s", v6 ? "[" : "", host, v6 ? "]" : "",
+                  port, after);
+}
+
+/* The URL without its password; with a host list, every host and then,
+ * once an open worked, "(on HOST:PORT)": the host of the last one. */
 static void my_describe(const void *p, char *buf, size_t len) {
   const mycfg *c = p;
-  int v6 = strchr(c->host, ':') != NULL;
-  snprintf(buf, len, "mysql://%s%s%s%s%s:%u/%s?table=%s",
-           c->user ? c->user : "", c->user ? "@" : "", v6 ? "[" : "", c->host,
-           v6 ? "]" : "", c->port, c->database, c->table);
+  size_t o = (size_t)snprintf(buf, len, "mysql://%s%s",
+                              c->user ? c->user : "", c->user ? "@" : "");
+  for (unsigned i = 0; i < c->nhosts && o < len; i++)
+    o += (size_t)put_host(buf + o, len - o, c->hosts[i], c->ports[i],
+                          i + 1 < c->nhosts ? "," : "");
+  if (o < len)
+    o += (size_t)snprintf(buf + o, len - o, "/%s?table=%s", c->database,
+                          c->table);
+  unsigned u = atomic_load(&c->hs->in_use);
+  if (c->nhosts > 1 && u-- > 0 && o + 5 < len) {
+    o += (size_t)snprintf(buf + o, len - o, " (on ");
+    if (o < len) o += (size_t)put_host(buf + o, len - o, c->hosts[u],
+                                       c->ports[u], ")");
+  }
 }
 
 /* ---- connection -------------------------------------------------------- */
@@ -281,6 +420,8 @@ typedef struct waiter {
  * last). */
 typedef struct myconn {
   const mycfg *cfg;
+  unsigned hi; /* cfg->hosts[hi] is this connection's server */
+  int galera;  /* @@wsrep_on: user locks are node-local, so none is used */
   MYSQL *db;
   MYSQL_STMT *st[NSTMT];
   held held[HELD_MAX];
@@ -293,6 +434,7 @@ typedef struct myconn {
 
 static void waiter_start(myconn *c);
 static void waiter_stop(myconn *c);
+static int64_t mono_ns(void);
 
 /* Microseconds since 1970 of a DATETIME(6) holding UTC; exact. */
 #define US(x) "TIMESTAMPDIFF(MICROSECOND, '1970-01-01', " x ")"
@@ -376,20 +518,40 @@ static int lost_connection(unsigned e) {
          e == CR_CONN_HOST_ERROR;
 }
 
+/* Galera: this node is not part of the primary component (or not synced
+ * yet): "WSREP has not yet prepared node for application use". */
+#define ER_WSREP_NOT_PREPARED ER_UNKNOWN_COM_ERROR /* 1047 */
+
+/* A failure that says this server cannot serve us now: the next open
+ * starts at the next host of the list (see "host lists"). */
+static void host_failed(const mycfg *cfg, unsigned hi) {
+  if (cfg->nhosts < 2) return;
+  unsigned want = hi;
+  if (atomic_compare_exchange_strong(&cfg->hs->next, &want,
+                                     (hi + 1) % cfg->nhosts) &&
+      hi == 0)
+    atomic_store(&cfg->hs->head_at, mono_ns() + HEAD_AGAIN_NS);
+}
+
 /* err for a failed call on the connection or one statement of it. */
 static int fail(myconn *c, MYSQL_STMT *st, const char *what, gm_error *err) {
   unsigned e = st ? mysql_stmt_errno(st) : mysql_errno(c->db);
+  int gone = lost_connection(e) || e == ER_WSREP_NOT_PREPARED;
   char msg[GM_ERRMSG_MAX];
   gm_scrub(msg, sizeof msg, st ? mysql_stmt_error(st) : mysql_error(c->db),
         c->cfg->password);
-  gm_seterr(err, lost_connection(e) ? GM_E_CONNECT : GM_E_DB,
-            "mysql: %s failed on %s:%u: %s (%u)", what, c->cfg->host,
-            c->cfg->port, msg, e);
+  if (gone) host_failed(c->cfg, c->hi);
+  gm_seterr(err, gone ? GM_E_CONNECT : GM_E_DB,
+            "mysql: %s failed on %s:%u: %s (%u)", what, c->cfg->hosts[c->hi],
+            c->cfg->ports[c->hi], msg, e);
   return GM_ERR;
 }
 
-static int connect_error(const mycfg *cfg, MYSQL *db, gm_error *err) {
+static int connect_error(const mycfg *cfg, unsigned hi, MYSQL *db,
+                         gm_error *err) {
   const char *user = cfg->user ? cfg->user : "";
+  const char *host = cfg->hosts[hi];
+  unsigned port = cfg->ports[hi];
   unsigned e = mysql_errno(db);
   char msg[GM_ERRMSG_MAX];
   gm_scrub(msg, sizeof msg, mysql_error(db), cfg->password);
@@ -397,20 +559,20 @@ static int connect_error(const mycfg *cfg, MYSQL *db, gm_error *err) {
   case ER_ACCESS_DENIED_ERROR:
   case ER_ACCESS_DENIED_NO_PASSWORD_ERROR:
     gm_seterr(err, GM_E_AUTH, "mysql: access denied for user '%.64s' on %s:%u",
-              user, cfg->host, cfg->port);
+              user, host, port);
     break;
   case ER_DBACCESS_DENIED_ERROR:
     gm_seterr(err, GM_E_AUTH,
               "mysql: access denied for user '%.64s' to database '%s' on %s:%u",
-              user, cfg->database, cfg->host, cfg->port);
+              user, cfg->database, host, port);
     break;
   case ER_BAD_DB_ERROR:
     gm_seterr(err, GM_E_CONNECT, "mysql: unknown database '%s' on %s:%u",
-              cfg->database, cfg->host, cfg->port);
+              cfg->database, host, port);
     break;
   default:
     gm_seterr(err, GM_E_CONNECT, "mysql: cannot connect to %s:%u: %s (%u)",
-              cfg->host, cfg->port, msg, e);
+              host, port, msg, e);
   }
   return GM_ERR;
 }
@@ -597,8 +759,14 @@ static int setup_session(myconn *c, gm_error *err) {
   snprintf(q, sizeof q, create_sql, c->cfg->table, LOCK_NAME_LEN, LOCK_ID_LEN,
            LOCK_ID_LEN);
   /* A user without CREATE may still use a table that exists: if the
-   * statements below prepare, the table is there. */
-  int create_failed = mysql_query(c->db, q) != 0;
+   * statements below prepare, the table is there. A table that is there
+   * needs no DDL (under Galera each one is a cluster-wide step that waits
+   * out a dead node's failure detection). */
+  char probe[256];
+  snprintf(probe, sizeof probe, "SELECT 1 FROM `%s` LIMIT 0", c->cfg->table);
+  int exists = mysql_query(c->db, probe) == 0;
+  if (exists) mysql_free_result(mysql_store_result(c->db));
+  int create_failed = !exists && mysql_query(c->db, q) != 0;
   gm_error create_err;
   if (create_failed) fail(c, NULL, "create table", &create_err);
   int upgraded = 0;
@@ -625,10 +793,10 @@ static int setup_session(myconn *c, gm_error *err) {
   return check_columns(c, err);
 }
 
-/* A connection to cfg's server and database with its options (timeouts,
+/* A connection to cfg's host hi and database with its options (timeouts,
  * TLS, credentials), read_timeout in whole seconds: NULL with err filled
  * when it failed. Both connections of a backend are made here. */
-static MYSQL *connect_db(const mycfg *cfg, unsigned read_timeout,
+static MYSQL *connect_db(const mycfg *cfg, unsigned hi, unsigned read_timeout,
                          gm_error *err) {
   MYSQL *db = mysql_init(NULL);
   if (!db) {
@@ -636,22 +804,69 @@ static MYSQL *connect_db(const mycfg *cfg, unsigned read_timeout,
     return NULL;
   }
   if (set_options(cfg, db, read_timeout, err)) goto fail;
-  if (!mysql_real_connect(db, cfg->host, cfg->user, cfg->password,
-                          cfg->database, cfg->port, NULL, CLIENT_FOUND_ROWS)) {
-    connect_error(cfg, db, err);
+  if (!mysql_real_connect(db, cfg->hosts[hi], cfg->user, cfg->password,
+                          cfg->database, cfg->ports[hi], NULL,
+                          CLIENT_FOUND_ROWS)) {
+    connect_error(cfg, hi, db, err);
     goto fail;
   }
   if (cfg->ssl >= SSL_REQUIRED && !mysql_get_ssl_cipher(db)) {
     gm_seterr(err, GM_E_CONNECT,
               "mysql: cannot connect to %s:%u: ssl_mode requires TLS and the "
               "server did not encrypt the connection",
-              cfg->host, cfg->port);
+              cfg->hosts[hi], cfg->ports[hi]);
     goto fail;
   }
   return db;
 fail:
   mysql_close(db);
   return NULL;
+}
+
+/* Galera: @@wsrep_on (an error: a server without the variable, so no). */
+static int is_galera(MYSQL *db) {
+  if (mysql_query(db, "SELECT @@wsrep_on")) return 0;
+  MYSQL_RES *res = mysql_store_result(db);
+  MYSQL_ROW row = res ? mysql_fetch_row(res) : NULL;
+  int on = row && row[0] && strcmp(row[0], "0") != 0 &&
+           strcasecmp(row[0], "OFF") != 0;
+  if (res) mysql_free_result(res);
+  return on;
+}
+
+/* Connects c to the first host of the list that answers and sets its
+ * session up, starting where the list stands (see "host lists"); the
+ * error of the last host tried when none does. */
+static int open_first(myconn *c, gm_error *err) {
+  const mycfg *cfg = c->cfg;
+  hoststate *hs = cfg->hs;
+  int64_t now = mono_ns();
+  unsigned start = atomic_load(&hs->next) % cfg->nhosts;
+  if (start != 0 && now >= atomic_load(&hs->head_at)) start = 0;
+  for (unsigned k = 0; k < cfg->nhosts; k++) {
+    c->hi = (start + k) % cfg->nhosts;
+    c->db = connect_db(cfg, c->hi, cfg->read_timeout, err);
+    if (c->db) {
+      c->galera = is_galera(c->db);
+      if (setup_session(c, err) == GM_OK) break;
+      if (err->code == GM_E_AUTH || err->code == GM_E_ROW ||
+          err->code == GM_E_ARG)
+        return GM_ERR; /* the same on every host */
+      for (int i = 0; i < NSTMT; i++)
+        if (c->st[i]) mysql_stmt_close(c->st[i]);
+      memset(c->st, 0, sizeof c->st);
+      mysql_close(c->db);
+      c->db = NULL;
+    } else if (err->code == GM_E_AUTH) {
+      return GM_ERR;
+    }
+  }
+  if (!c->db) return GM_ERR;
+  unsigned was = atomic_exchange(&hs->next, c->hi);
+  if (c->hi != 0 && (was == 0 || now >= atomic_load(&hs->head_at)))
+    atomic_store(&hs->head_at, now + HEAD_AGAIN_NS);
+  atomic_store(&hs->in_use, c->hi + 1);
+  return GM_OK;
 }
 
 static int my_open(const void *cfgp, void **out, gm_error *err) {
@@ -672,9 +887,8 @@ static int my_open(const void *cfgp, void **out, gm_error *err) {
    * close may run on the thread that drops the backend, so there is no
    * mysql_thread_end to pair with this. */
   mysql_thread_init();
-  c->db = connect_db(cfg, cfg->read_timeout, err);
-  if (!c->db || setup_session(c, err)) goto fail;
-  waiter_start(c);
+  if (open_first(c, err)) goto fail;
+  if (!c->galera) waiter_start(c); /* Galera: followers poll (galera.md) */
   *out = c;
   return GM_OK;
 fail:
@@ -714,14 +928,22 @@ static void p_i64(params *p, const int64_t *v) {
   b->buffer = (void *)v;
 }
 
+/* A write that lost a race, not a failure: a duplicate key (another node
+ * inserted the row first) or a deadlock, which is how Galera reports a
+ * certification conflict (another node's write to the row committed first
+ * in the cluster's order): nothing of ours took effect. */
+static int lost_race(unsigned e) {
+  return e == ER_DUP_ENTRY || e == ER_LOCK_DEADLOCK;
+}
+
 /* Runs a prepared write. GM_OK with *affected and, unless now is NULL, the
- * statement's time (the insert id, see NOW_REPORTED); GM_NOT for a duplicate
- * key; GM_ERR. */
+ * statement's time (the insert id, see NOW_REPORTED); GM_NOT for a lost
+ * race (lost_race); GM_ERR. */
 static int run_write(myconn *c, int which, params *p, const char *what,
                      uint64_t *affected, int64_t *now, gm_error *err) {
   MYSQL_STMT *st = c->st[which];
   if (mysql_stmt_bind_param(st, p->b) || mysql_stmt_execute(st)) {
-    if (mysql_stmt_errno(st) == ER_DUP_ENTRY) return GM_NOT;
+    if (lost_race(mysql_stmt_errno(st))) return GM_NOT;
     return fail(c, st, what, err);
   }
   *affected = (uint64_t)mysql_stmt_affected_rows(st);
@@ -910,6 +1132,7 @@ static void ulock_flush(myconn *c) {
 /* After a grant or a renewal of lock name: holds its user lock, unless a
  * waiter holds it this instant (then the next renewal tries again). */
 static void ulock_take(myconn *c, const char *name, uint64_t token) {
+  if (c->galera) return; /* node-local there: it would wake nobody */
   uint64_t h = lock_hash(c->cfg, name);
   ulock *u = ulock_find(c, h, name);
   if (u) {
@@ -1258,9 +1481,11 @@ static int my_renew_many(void *p, gm_renew_req *q, size_t n, gm_error *err) {
     *w++ = ')';
     int bad = mysql_real_query(c->db, text, (unsigned long)(w - text));
     free(text);
-    if (bad) return fail(c, NULL, "renew", err);
-    uint64_t affected = (uint64_t)mysql_affected_rows(c->db);
-    int64_t now = (int64_t)mysql_insert_id(c->db);
+    /* a lost race (Galera's conflict): each alone says which were lost */
+    if (bad && !lost_race(mysql_errno(c->db)))
+      return fail(c, NULL, "renew", err);
+    uint64_t affected = bad ? 0 : (uint64_t)mysql_affected_rows(c->db);
+    int64_t now = bad ? 0 : (int64_t)mysql_insert_id(c->db);
     if (affected == n && now > 0) {
       for (size_t i = 0; i < n; i++) {
         q[i].rc = GM_OK;
@@ -1345,9 +1570,9 @@ static void waiter_woke(waiter *w, const char *name, int r) {
 /* The waiter's connection, as the main one (connect_db) but with reads
  * that outlast a wait. Its errors are dropped: they must not fail the
  * election, which goes on at retry speed meanwhile. */
-static MYSQL *waiter_connect(const mycfg *cfg, MYSQL_STMT **st) {
+static MYSQL *waiter_connect(const mycfg *cfg, unsigned hi, MYSQL_STMT **st) {
   gm_error err;
-  MYSQL *db = connect_db(cfg, cfg->read_timeout + WAIT_S, &err);
+  MYSQL *db = connect_db(cfg, hi, cfg->read_timeout + WAIT_S, &err);
   if (!db) return NULL;
   *st = mysql_stmt_init(db);
   if (*st && mysql_stmt_prepare(*st, wait_sql, strlen(wait_sql)) == 0)
@@ -1379,7 +1604,7 @@ static void *waiter_main(void *arg) {
       continue;
     }
     pthread_mutex_unlock(&w->mu);
-    if (!db) db = waiter_connect(c->cfg, &st);
+    if (!db) db = waiter_connect(c->cfg, c->hi, &st);
     pthread_mutex_lock(&w->mu);
     if (!db) {
       backoff = backoff ? backoff * 2 : BACKOFF_MIN_NS;

@@ -1584,6 +1584,7 @@ void gm_elector_status(gm_elector *e, gm_status *st) {
   memset(st, 0, sizeof *st);
   st->is_master = gm_elector_is_master(e);
   st->token = st->is_master ? atomic_load(&e->token) : 0;
+  e->b->ops->describe(e->b->cfg, st->backend, sizeof st->backend);
   pthread_mutex_lock(&e->b->mu);
   st->running = e->active && e->want;
   st->leader = e->leader;

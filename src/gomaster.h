@@ -260,6 +260,9 @@ typedef struct gm_status {
   double renew_sum;
   /* Seconds left until the master's renew deadline (0 when not master). */
   double deadline_in;
+  /* The backend as its describe() says now: for a MySQL host list, the
+   * host in use. */
+  char backend[256];
 } gm_status;
 
 void gm_elector_status(gm_elector *e, gm_status *st);

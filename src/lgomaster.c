@@ -124,6 +124,31 @@ static void push_backend(lua_State *L, gm_backend *b) {
   lua_setmetatable(L, -2);
 }
 
+/* hosts = {"h1:3306", "h2:3306"} becomes "h1:3306,h2:3306" in place of
+ * the table on top of the stack; 0 (the stack as it was) when an item is
+ * not a string or the list is empty. */
+static int join_hosts(lua_State *L) {
+  int t = lua_gettop(L), n = 0;
+  luaL_Buffer buf;
+  for (;; n++) {
+    lua_rawgeti(L, t, n + 1);
+    int ty = lua_type(L, -1);
+    lua_pop(L, 1);
+    if (ty == LUA_TNIL) break;
+    if (ty != LUA_TSTRING) return 0;
+  }
+  if (n == 0) return 0;
+  luaL_buffinit(L, &buf);
+  for (int i = 1; i <= n; i++) {
+    if (i > 1) luaL_addchar(&buf, ',');
+    lua_rawgeti(L, t, i);
+    luaL_addvalue(&buf);
+  }
+  luaL_pushresult(&buf);
+  lua_replace(L, t);
+  return 1;
+}
+
 /* core.backend(url) or core.backend{type = "mysql", host = ..., ...} */
 static int l_backend(lua_State *L) {
   gm_error err = {0};
@@ -150,6 +175,13 @@ static int l_backend(lua_State *L) {
       if (t == LUA_TBOOLEAN) {
         lua_pushstring(L, lua_toboolean(L, -1) ? "true" : "false");
         lua_replace(L, -2);
+      } else if (t == LUA_TTABLE && strcmp(k, "hosts") == 0) {
+        if (!join_hosts(L)) {
+          lua_pushnil(L);
+          lua_pushstring(L, "backend option 'hosts': expected a list of "
+                            "\"host:port\" strings");
+          return 2;
+        }
       } else if (t != LUA_TSTRING && t != LUA_TNUMBER) {
         lua_pushfstring(L, "backend option '%s': expected a string or a "
                            "number, got %s",
@@ -682,6 +714,8 @@ static int l_status(lua_State *L) {
   lua_setfield(L, -2, "renew_seconds");
   lua_pushnumber(L, (lua_Number)st.deadline_in);
   lua_setfield(L, -2, "deadline_in");
+  lua_pushstring(L, st.backend);
+  lua_setfield(L, -2, "backend");
   return 1;
 }
 

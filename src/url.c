@@ -2,6 +2,8 @@
  * url.c: splits a backend URL into options.
  *
  *   scheme://[user[:password]@]host[:port][/database][?key=value&...]
+ *   scheme://[user[:password]@]host1:port1,host2:port2,...[/database]...
+ *                                  (a host list: "host" holds it whole)
  *   sqlite://PATH[?key=value...]     (sqlite:///var/lib/app.db is /var/lib/app.db)
  *
  * Parts are percent-decoded. Error messages never quote the URL: it may hold
@@ -186,6 +188,8 @@ int gm_url_parse(const char *url, int raw, gm_url *u, gm_error *err) {
     }
     if (add(u, "host", 4, host + 1, (size_t)(close - host - 1), 1, err))
       goto fail;
+  } else if (memchr(host, ',', hlen)) { /* h1:p1,h2:p2: the backend splits */
+    if (add(u, "host", 4, host, hlen, 1, err)) goto fail;
   } else {
     pcolon = memchr(host, ':', hlen);
     size_t hl = pcolon ? (size_t)(pcolon - host) : hlen;

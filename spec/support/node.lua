@@ -16,6 +16,8 @@
 --   c <observes> <acquires> <renewals> <errors> <0|1>
 --                           the elector's statement counters and is_master,
 --                           once a second (the chaos checker's spin check)
+--   backend <description>   status().backend changed (a host list's host in
+--                           use), looked at every 0.1 s
 -- The node stops itself when LOGFILE.stop appears, and exits when
 -- LOGFILE.exit appears.
 local dir = arg[0]:match("^(.*)/spec/support/[^/]*$") or "."
@@ -57,6 +59,7 @@ end
 
 local last, last_sample, prev_t2, stopped = false, 0, nil, false
 local last_count = core.now()
+local backend, backend_at = nil, 0
 while true do
   m:wait(0.02)
   local t1 = core.now()
@@ -74,6 +77,12 @@ while true do
     local c = m:status().counters
     log("c", c.observes, c.acquires, c.renewals, c.errors, v and 1 or 0)
     last_count = t2
+  end
+  if t2 - backend_at >= 0.1 then
+    backend_at = t2
+    local b = m:status().backend
+    if b and b ~= backend then log("backend", (b:gsub("%s", "_"))) end
+    backend = b
   end
   if not stopped and exists(logfile .. ".stop") then
     m:stop()

@@ -118,6 +118,121 @@ static void test_options(void) {
         err.msg);
 }
 
+/* The URL's options with its host replaced by key = value. */
+static int parse_hosts(const char *key, const char *value, void **cfg,
+                       gm_error *err) {
+  gm_kv kv[GM_URL_MAX_KV + 1];
+  size_t n = 0;
+  for (size_t i = 0; i < url.n; i++)
+    if (strcmp(url.kv[i].key, "host") != 0) kv[n++] = url.kv[i];
+  kv[n++] = (gm_kv){key, value};
+  memset(err, 0, sizeof *err);
+  return ops->parse(kv, n, cfg, err);
+}
+
+/* Opens cfg and tells where it went (describe's "(on HOST)"). */
+static int open_on(void *cfg, void **conn, const char *want, const char *what) {
+  gm_error err = {0};
+  char buf[512];
+  int rc = ops->open(cfg, conn, &err);
+  ops->describe(cfg, buf, sizeof buf);
+  check(rc == GM_OK && strstr(buf, want) != NULL, "%s: %s %s", what, buf,
+        rc ? err.msg : "");
+  return rc;
+}
+
+/* host1:port1,host2:port2: parse, bad forms, the first host that answers,
+ * the next host after a lost connection. */
+static void test_host_list(void) {
+  void *cfg, *conn = NULL;
+  gm_error err;
+  char list[256], want[64], buf[512];
+  const char *port = gm_kv_get(url.kv, url.n, "port");
+  const char *host = gm_kv_get(url.kv, url.n, "host");
+  if (!port || !host || strcmp(host, "127.0.0.1") != 0) {
+    printf("skipped: host lists (the test URL is not 127.0.0.1:PORT)\n");
+    return;
+  }
+
+  /* a URL: url.c hands the list over whole */
+  char u[512];
+  snprintf(u, sizeof u, "mysql://gomaster@127.0.0.1:1,[::1]:2,db3/gomaster_test");
+  gm_url lu;
+  int rc = gm_url_parse(u, 0, &lu, &err);
+  check(rc == GM_OK, "URL with a host list parses: %s", rc ? err.msg : "");
+  if (rc == GM_OK) {
+    rc = ops->parse(lu.kv, lu.n, &cfg, &err);
+    check(rc == GM_OK, "host list from a URL accepted: %s", rc ? err.msg : "");
+    if (rc == GM_OK) {
+      ops->describe(cfg, buf, sizeof buf);
+      check(strstr(buf, "@127.0.0.1:1,[::1]:2,db3:3306/gomaster_test") != NULL,
+            "describe shows every host: %s", buf);
+      ops->free_cfg(cfg);
+    }
+    gm_url_free(&lu);
+  }
+
+  static const struct { const char *key, *value, *names; } bad[] = {
+      {"host", "a,,b", "'host'"},         {"host", "a,b:70000", "'host'"},
+      {"host", "a,b:x", "'host'"},        {"hosts", "[::1,b", "'hosts'"},
+      {"hosts", "a:1:2", "'hosts'"},      {"host", "a, b", "'host'"},
+      {"hosts", ",a", "'hosts'"},
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    rc = parse_hosts(bad[i].key, bad[i].value, &cfg, &err);
+    check(rc == GM_ERR && err.code == GM_E_ARG &&
+              strstr(err.msg, bad[i].names) != NULL,
+          "%s = \"%s\" refused naming the field: %s", bad[i].key,
+          bad[i].value, err.msg);
+    if (rc == GM_OK) ops->free_cfg(cfg);
+  }
+  gm_kv both[GM_URL_MAX_KV + 2];
+  size_t n = 0;
+  for (size_t i = 0; i < url.n; i++) both[n++] = url.kv[i];
+  both[n++] = (gm_kv){"hosts", "a,b"};
+  memset(&err, 0, sizeof err);
+  rc = ops->parse(both, n, &cfg, &err);
+  check(rc == GM_ERR && strstr(err.msg, "'hosts'"),
+        "host and hosts both given: refused: %s", err.msg);
+
+  /* the first host refuses at once (port 1): the second one answers */
+  snprintf(list, sizeof list, "127.0.0.1:1,127.0.0.1:%s", port);
+  snprintf(want, sizeof want, "(on 127.0.0.1:%s)", port);
+  if (parse_with("host", list, &cfg, &err) == GM_OK) {
+    if (open_on(cfg, &conn, want, "a dead head: open goes on to the next")) {
+      ops->free_cfg(cfg);
+      return;
+    }
+    gm_row row;
+    check(ops->observe(conn, "hl", &row, &err) == GM_OK, "observe there");
+    close_conn(cfg, conn);
+  }
+
+  /* both answer (127.1 is 127.0.0.1 spelled so that describe tells them
+   * apart): the head first; after a lost connection, the next one */
+  snprintf(list, sizeof list, "127.0.0.1:%s,127.1:%s", port, port);
+  if (parse_hosts("hosts", list, &cfg, &err) != GM_OK) {
+    check(0, "hosts = %s: %s", list, err.msg);
+    return;
+  }
+  snprintf(want, sizeof want, "(on 127.0.0.1:%s)", port);
+  list[strcspn(list, ",")] = '\0'; /* the head, as errors name it */
+  if (open_on(cfg, &conn, want, "both answer: the head") == GM_OK) {
+    gm_row row;
+    ops->interrupt(conn); /* the connection is lost, as in a crash */
+    rc = ops->observe(conn, "hl", &row, &err);
+    check(rc == GM_ERR && err.code == GM_E_CONNECT &&
+              strstr(err.msg, list) != NULL,
+          "lost connection: a connect error naming the host: %s", err.msg);
+    ops->close(conn);
+    snprintf(want, sizeof want, "(on 127.1:%s)", port);
+    if (open_on(cfg, &conn, want, "after a lost connection: the next host") ==
+        GM_OK)
+      ops->close(conn);
+  }
+  ops->free_cfg(cfg);
+}
+
 static void test_connect_errors(void) {
   void *cfg, *conn;
   gm_error err;
@@ -972,6 +1087,7 @@ int main(void) {
 
   test_options();
   test_connect_errors();
+  test_host_list();
 
   void *cfg, *conn, *cfg2, *conn2;
   double t0 = mono();
