@@ -266,7 +266,7 @@ static int my_parse(const gm_kv *opts, size_t n, void **out, gm_error *err) {
     }
     free(c->host);
     c->host = NULL;
-    if (dup_opt(opts, n, "hosts", NULL, &c->host, err)) goto fail;
+    if (gm_kv_dup(opts, n, "hosts", NULL, &c->host, err)) goto fail;
   }
   if (!*c->host) {
     gm_seterr(err, GM_E_ARG, "mysql backend: option '%s' is empty", hopt);
