@@ -12,7 +12,7 @@
 #   GOMASTER_NGINX_MODULES=/dir      where ndk_http_module.so and
 #                                    ngx_http_lua_module.so are
 #   GOMASTER_KEEP=1                  keep the temporary directory
-#   GOMASTER_NGINX_ONLY="hooks keys" only these parts (sqlite sqlite-one metrics
+#   GOMASTER_NGINX_ONLY="hooks keys" only these parts (sqlite sqlite-one metrics postgres
 #                                    hooks keys full example mariadb)
 set -u
 cd "$(dirname "$0")/../.." || exit 2

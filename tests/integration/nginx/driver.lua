@@ -1087,7 +1087,7 @@ end
 math.randomseed(os.time() + tonumber(tostring({}):match("0x(%x+)") or "0", 16) % 100000)
 local ok, err = xpcall(function()
   -- GOMASTER_NGINX_ONLY="hooks keys": only these parts (sqlite, sqlite-one,
-  -- hooks, keys, full, metrics, example, mariadb); all by default
+  -- hooks, keys, full, metrics, example, mariadb, postgres); all by default
   local only = os.getenv("GOMASTER_NGINX_ONLY")
   local function part(p) return not only or only == "" or (" " .. only .. " "):find(" " .. p .. " ", 1, true) end
   if part("sqlite") then scenario("sqlite", "sqlite://" .. top .. "/sqlite/workers/gomaster.db") end
@@ -1114,6 +1114,12 @@ local ok, err = xpcall(function()
     scenario("mariadb", url, dir)
   else
     say("# skipped the MariaDB run: GOMASTER_TEST_MYSQL_URL is not set")
+  end
+  local pg = os.getenv("GOMASTER_TEST_POSTGRES_URL")
+  if part("postgres") and pg and pg ~= "" then
+    scenario("postgres", pg)
+  elseif part("postgres") then
+    say("# skipped the PostgreSQL run: GOMASTER_TEST_POSTGRES_URL is not set")
   end
 end, debug.traceback)
 if not ok then check(false, "the driver ran to the end", err) end
