@@ -239,9 +239,9 @@ static void ev_wake(void *pc, uint64_t gen) {
 
 static void wake_at(co *c, int64_t t) { at(t, ev_wake, c, c->gen); }
 
-static co *co_starting;
-static void co_entry(void) {
-  co *c = co_starting;
+/* makecontext passes ints: the coroutine's address in two halves */
+static void co_entry(unsigned hi, unsigned lo) {
+  co *c = (co *)(((uintptr_t)hi << 32) | (uintptr_t)lo);
   c->ret = c->fn(c->arg);
   c->done = 1;
   if (c->joiner) wake_at(c->joiner, T);
@@ -259,8 +259,8 @@ static co *co_new(proc *p, void *(*fn)(void *), void *arg) {
   c->ctx.uc_stack.ss_sp = c->stack;
   c->ctx.uc_stack.ss_size = STACK_SIZE;
   c->ctx.uc_link = NULL;
-  co_starting = c;
-  makecontext(&c->ctx, co_entry, 0);
+  makecontext(&c->ctx, (void (*)(void))co_entry, 2,
+              (unsigned)((uintptr_t)c >> 32), (unsigned)(uintptr_t)c);
   /* run it at once, as a new thread would be */
   c->blocked = 1;
   c->gen = 1;
@@ -525,6 +525,7 @@ static struct {
   uint64_t max_token;   /* largest token since the row was last deleted */
   int deleted;          /* the row was deleted at least once */
   int far_future;       /* an operator set a far-future expiry */
+  int64_t last_grant_t; /* true time of the last grant */
 } DB;
 
 static int64_t db_now(void) {
@@ -629,6 +630,7 @@ static int db_apply_one(req *r, gm_row *out, const char *owner,
     DB.row.acquired_at = DB.row.renewed_at = now;
     DB.row.expires_at = now + lease_us;
     if (nt > DB.max_token) DB.max_token = nt;
+    DB.last_grant_t = T;
     trace("db: granted token %" PRIu64 " to p%d (%s)", nt, r->p->idx, owner);
     row_out(out, now);
     return GM_OK;
@@ -657,6 +659,10 @@ static void ev_reply(void *pr, uint64_t gen) {
   (void)gen;
   if (r->c->gen != r->gen || !r->c->blocked) return; /* timed out */
   r->done = 1;
+  trace("p%d: %s replied %d: row %s owner '%s' token %" PRIu64
+        " expires in %.3f s", r->p->idx, op_names[r->op], r->rc,
+        r->row.exists ? "exists" : "absent", r->row.owner, r->row.token,
+        (double)(r->row.expires_at - r->row.now) / 1e6);
   ev_wake(r->c, r->gen);
 }
 
@@ -964,6 +970,7 @@ static void f_db_down(void *unused, uint64_t up) {
   trace("db: %s", up ? "up" : "down");
 }
 static int any_master(void);
+static int64_t master_seen_after_heal = -1;
 static void f_operator(void *unused, uint64_t what) {
   (void)unused;
   int64_t now = db_now();
@@ -987,14 +994,19 @@ static void f_operator(void *unused, uint64_t what) {
     trace("operator: expiry set to 9999-12-31");
     break;
   case 2:
-    /* deleting a row whose lease runs is outside the guarantee (a node
-     * that never saw it takes the lock at once, point 7): the operator
-     * deletes only a row whose lease ended, or a far-future one nobody
-     * is master under, and else comes back a heartbeat later */
-    if (DB.row.expires_at > now &&
-        (DB.row.expires_at != FAR_FUTURE_US || any_master())) {
+    /* deleting a row is outside the guarantee while anyone may believe
+     * in its grant (a node that never saw the row takes the lock at once,
+     * point 7): the operator deletes it only when nobody is master and the
+     * last grant is a lease old (no grant's reply still on its way), and
+     * else comes back a heartbeat later */
+    if (any_master() || T < DB.last_grant_t + S.L) {
       at(T + S.H, f_operator, NULL, 2);
       return;
+    }
+    if (T > S.heal) { /* a late fix of the row is the last fault */
+      S.end += T - S.heal;
+      S.heal = T;
+      master_seen_after_heal = -1;
     }
     DB.nhist = 0;
     DB.row.exists = 0;
@@ -1044,7 +1056,6 @@ static void f_lose_writes(void *unused, uint64_t k) {
 
 /* ---- the checker ------------------------------------------------------------ */
 
-static int64_t master_seen_after_heal = -1;
 
 static void check_masters(void) {
   proc *m = NULL;
