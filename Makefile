@@ -7,7 +7,8 @@
 #   make install    PREFIX=/usr/local DESTDIR=
 #   make chaos      DURATION=60 BACKEND=sqlite|mysql|mongo: faults, then the checker
 #   make fuzz       SECONDS=60: each libFuzzer harness of tests/fuzz/
-#   make sim        SEEDS=100000 | SEED=S (a trace) [BREAK=deadline|ownclock|token]:
+#   make sim        SEEDS=100000 [FIRST=1] | SEED=S (a trace) [BREAK=deadline|ownclock|token]
+#                   [BEYOND=1: print failures beyond the guarantee too]:
 #                   the core in the deterministic simulator (tests/sim/)
 
 LUA        ?= 5.4
@@ -271,6 +272,7 @@ clean:
 # by sed; the build fails when the line is not found) that make sim must
 # catch.
 SEEDS      ?= 100000
+FIRST      ?= 1
 SIM_JOBS   ?= 2
 SIM_DIR    := build/sim$(if $(BREAK),-$(BREAK))
 SIM_BIN    := $(SIM_DIR)/sim
@@ -294,4 +296,4 @@ $(SIM_BIN): $(SIM_DIR)/elector.c tests/sim/sim.c tests/sim/shim.h src/util.c src
 	$(CC) $(SIM_CFLAGS) -o $@ tests/sim/sim.c $(SIM_DIR)/elector.o src/util.c src/url.c -lm
 
 sim: $(SIM_BIN)
-	@$(SIM_BIN) $(if $(SEED),--seed=$(SEED),--seeds=$(SEEDS) --jobs=$(SIM_JOBS))
+	@$(SIM_BIN) $(if $(SEED),--seed=$(SEED),--seeds=$(SEEDS) --first=$(FIRST) --jobs=$(SIM_JOBS)) $(if $(BEYOND),--beyond)
