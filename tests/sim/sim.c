@@ -173,6 +173,8 @@ typedef struct proc {
   int64_t last_start_local; /* local ns of the last start() or failed call */
   uint64_t seen_max; /* largest token in any reply this process got */
   int want_running;  /* the app should be campaigning */
+  uint64_t seen_version; /* DB.version at its last changed() */
+  int64_t woken_at;      /* true ns of its last wake-up */
 } proc;
 
 static host hosts[MAX_HOSTS];
@@ -502,6 +504,7 @@ static struct {
   int64_t heal;       /* every fault healed */
   int64_t end;
   int batch;          /* the backend has renew_many */
+  int wake;           /* the backend has changed/poll_us (wake-ups) */
 } S;
 
 /* ---- the database -------------------------------------------------------- */
@@ -531,6 +534,7 @@ static struct {
   int deleted;          /* the row was deleted at least once */
   int far_future;       /* an operator set a far-future expiry */
   int64_t last_grant_t; /* true time of the last grant */
+  uint64_t version;     /* grows with every write (PRAGMA data_version) */
   int64_t force_t, step_t; /* true times of the last release --force of a
                             * held row and of the last forward step */
 } DB;
@@ -541,6 +545,7 @@ static int64_t db_now(void) {
 }
 
 static void db_record(int kind) {
+  DB.version++;
   if (DB.nhist == HIST) {
     memmove(&DB.hist[0], &DB.hist[1], (HIST - 1) * sizeof DB.hist[0]);
     DB.nhist--;
@@ -586,6 +591,7 @@ typedef struct req {
   /* output */
   int rc;
   gm_row row;
+  int woken; /* sent on a wake-up */
 } req;
 
 static int64_t delay(void) {
@@ -712,6 +718,7 @@ static int call(req *r, gm_error *err) {
   r->p = p;
   r->c = cur;
   r->seen_max = p->seen_max;
+  r->woken = p->woken_at == T;
   if (r->op != OP_OPEN && p->e && gm_elector_deadline(p->e) == 0) {
     /* point 6: after a read that showed another node's live lease, a
      * follower sends nothing for min(retry, what is left of that lease),
@@ -751,7 +758,9 @@ static int call(req *r, gm_error *err) {
   }
   if (r->op != OP_OPEN && r->row.token > p->seen_max)
     p->seen_max = r->row.token;
-  if (r->op == OP_OBSERVE && r->rc == GM_OK && r->row.exists &&
+  /* a read on a wake-up may be followed by the read that was due anyway
+   * (docs/design.md, "Wake-ups"): it sets no window */
+  if (r->op == OP_OBSERVE && r->rc == GM_OK && r->row.exists && !r->woken &&
       r->row.owner[0] && r->row.expires_at > r->row.now &&
       !(p->e && r->row.instance == gm_elector_instance(p->e))) {
     /* what is left of the lease, on the slowest clock the bound allows */
@@ -850,6 +859,19 @@ static int sb_renew_many(void *conn, gm_renew_req *reqs, size_t n,
   int rc = call(r, err);
   if (rc == GM_OK) memcpy(reqs, r->reqs, n * sizeof *reqs);
   return rc;
+}
+
+/* A wake-up as SQLite's: a local read of the database's write counter, no
+ * statement and no delay. A wake-up lets the followers read at once: the
+ * follower counts start again. */
+static int sb_changed(void *conn, gm_error *err) {
+  (void)conn, (void)err;
+  proc *p = cur->p;
+  if (p->seen_version == DB.version) return GM_NOT;
+  p->seen_version = DB.version;
+  p->last_start_local = local_of(p->h, T);
+  p->woken_at = T;
+  return GM_OK;
 }
 
 static gm_backend_ops sim_ops = {
@@ -1037,6 +1059,7 @@ static void f_operator(void *unused, uint64_t what) {
       master_seen_after_heal = -1;
     }
     DB.nhist = 0;
+    DB.version++;
     DB.row.exists = 0;
     DB.deleted = 1;
     DB.far_future = 0;
@@ -1079,6 +1102,7 @@ static void f_lose_writes(void *unused, uint64_t k) {
     return;
   DB.row = *back;
   DB.nhist -= (int)k;
+  DB.version++;
   trace("db: failover lost the last %d writes", (int)k);
 }
 
@@ -1133,6 +1157,9 @@ static void draw_schedule(void) {
   S.p_lost_rep = chance(0.5) ? 0 : rnd_u() * 0.1;
   S.batch = chance(0.5);
   sim_ops.renew_many = S.batch ? sb_renew_many : NULL;
+  S.wake = chance(0.25);
+  sim_ops.changed = S.wake ? sb_changed : NULL;
+  sim_ops.poll_us = S.wake ? 20000 : 0;
   S.fault_end = rnd_in(3, 8) * S.L;
 
   /* clocks: within the bound (rates differ by less than (L - D) / L), or,
@@ -1164,7 +1191,7 @@ static void draw_schedule(void) {
     at(t, f_restart, (void *)(intptr_t)i, 0);
   }
 
-  int64_t heal = S.fault_end;
+  int64_t heal = S.fault_end, back_total = 0, last_step = 0;
   int nf = (int)rnd_in(0, 8);
   for (int f = 0; f < nf; f++) {
     int64_t t = rnd_in(0, S.fault_end - 1);
@@ -1194,7 +1221,9 @@ static void draw_schedule(void) {
     case 3: { /* a step of the database's clock */
       int64_t step = rnd_in(-2 * S.L, 2 * S.L) / 1000;
       at(t, f_db_step, NULL, (uint64_t)step);
-      if (step < 0 && t + (-step * 1000) > heal) heal = t + (-step * 1000);
+      /* steps back add up: every lease written before them ends later */
+      if (step < 0) back_total += -step * 1000;
+      if (t > last_step) last_step = t;
       break;
     }
     case 4: { /* an outage */
@@ -1217,6 +1246,7 @@ static void draw_schedule(void) {
       break;
     }
   }
+  if (back_total && last_step + back_total > heal) heal = last_step + back_total;
   S.heal = heal;
   /* liveness: lease + retry + 1 s after the heal, on the slowest clock */
   int64_t minrate = DB.rate_ppm;
@@ -1250,11 +1280,11 @@ static int run_schedule(uint64_t seed) {
   draw_schedule();
   if (g_trace)
     printf("seed %" PRIu64 ": %d hosts, lease %.3f heartbeat %.3f deadline "
-           "%.3f retry %.3f, faults until %.3f, healed %.3f%s%s\n",
+           "%.3f retry %.3f, faults until %.3f, healed %.3f%s%s%s\n",
            seed, n_hosts, (double)S.L / SEC, (double)S.H / SEC,
            (double)S.D / SEC, (double)S.P / SEC, (double)S.fault_end / SEC,
            (double)S.heal / SEC, g_beyond[0] ? ", clocks beyond the bound" : "",
-           S.batch ? ", batch renewals" : "");
+           S.batch ? ", batch renewals" : "", S.wake ? ", wake-ups" : "");
   at(S.heal, ev_heal, NULL, 0);
   while (heap_n && g_violations == 0) {
     event ev = pop();
