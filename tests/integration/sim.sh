@@ -10,10 +10,12 @@ set -u
 cd "$(dirname "$0")/../.." || exit 2
 SEEDS=${SIM_SEEDS:-50000}
 BREAK_SEEDS=${SIM_BREAK_SEEDS:-3000}
-# Seeds that found bugs in the core, kept as regression cases:
-#   75790, 82070  a grant handed back at stop() was not counted as seen, so
-#                 the row re-created after a deletion repeated its token
-REGRESSIONS="75790 82070"
+# Seeds that found bugs in the core, kept as regression cases (a seed
+# names a schedule of this version of tests/sim/sim.c: a change to what it
+# draws moves them, and they are found again by running the old core):
+#   7781, 49265  a grant handed back at stop() was not counted as seen, so
+#                the row re-created after a deletion repeated its token
+REGRESSIONS="7781 49265"
 T=$(mktemp -d /tmp/gomaster-sim.XXXXXX)
 trap 'rm -rf "$T"' EXIT
 passed=0
@@ -29,7 +31,7 @@ violations() {
 make -s sim SEEDS="$SEEDS" >"$T/clean.out" 2>&1
 rc=$?
 v=$(violations "$T/clean.out")
-tail -1 "$T/clean.out"
+grep "schedules, " "$T/clean.out" | tail -1
 if [ $rc -eq 0 ] && [ "$v" = 0 ]; then
   ok "make sim SEEDS=$SEEDS: no violation"
 else
@@ -52,7 +54,7 @@ for b in deadline ownclock token; do
   make -s sim BREAK=$b SEEDS="$BREAK_SEEDS" >"$T/$b.out" 2>&1
   rc=$?
   v=$(violations "$T/$b.out")
-  tail -1 "$T/$b.out"
+  grep "schedules, " "$T/$b.out" | tail -1
   if [ $rc -ne 0 ] && [ "${v:-0}" -gt 0 ] && grep -q '^VIOLATION seed=' "$T/$b.out"; then
     ok "BREAK=$b caught ($v violations in $BREAK_SEEDS schedules)"
   else
