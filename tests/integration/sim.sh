@@ -28,6 +28,15 @@ violations() {
   sed -n 's/^\([0-9]*\) schedules, \([0-9]*\) violations.*/\2/p' "$1" | tail -1
 }
 
+# the simulated database keeps the backend contract (src/backend.h)
+if make -s build/sim/sim >"$T/build.out" 2>&1 &&
+  build/sim/sim --selftest >"$T/self.out" 2>&1; then
+  ok "the simulated database keeps the backend contract"
+else
+  cat "$T/build.out" "$T/self.out"
+  not_ok "the simulated database keeps the backend contract"
+fi
+
 make -s sim SEEDS="$SEEDS" >"$T/clean.out" 2>&1
 rc=$?
 v=$(violations "$T/clean.out")

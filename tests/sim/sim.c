@@ -1301,6 +1301,82 @@ static int run_schedule(uint64_t seed) {
   return g_violations ? 1 : 0;
 }
 
+/* ---- the simulated database against the backend contract ----------------- */
+
+/* The cases of src/backend.h, applied to the simulated database directly:
+ * `sim --selftest` (run by tests/integration/sim.sh). */
+static int st_fail;
+static void st_check(int ok, const char *what) {
+  if (!ok) {
+    printf("not ok - database contract: %s\n", what);
+    st_fail++;
+  }
+}
+static int st_acq(req *r, int exists, uint64_t expect, uint64_t min,
+                  uint64_t inst) {
+  r->op = OP_ACQUIRE;
+  r->expect_exists = exists;
+  r->expect_token = expect;
+  r->min_token = min;
+  r->seen_max = 0;
+  return db_apply_one(r, &r->row, "a", inst, 0, 1000000);
+}
+static int selftest(void) {
+  static proc p;
+  req r = {0};
+  r.p = &p;
+  memset(&DB, 0, sizeof DB);
+  DB.rate_ppm = 1000000;
+  T = SEC;
+  g_seed = 0;
+  st_check(st_acq(&r, 1, 0, 0, 7) == GM_NOT, "update of a missing row");
+  st_check(st_acq(&r, 0, 0, 4, 7) == GM_OK && r.row.token == 5,
+           "insert: token min_token + 1");
+  st_check(st_acq(&r, 0, 0, 0, 7) == GM_NOT, "insert over a row");
+  st_check(st_acq(&r, 1, 5, 0, 8) == GM_NOT, "acquire of a live lease");
+  gm_row o;
+  r.op = OP_RENEW;
+  st_check(db_apply_one(&r, &o, "a", 8, 5, 1000000) == GM_NOT,
+           "renew with another instance");
+  st_check(db_apply_one(&r, &o, "b", 7, 5, 1000000) == GM_NOT,
+           "renew with another owner");
+  st_check(db_apply_one(&r, &o, "a", 7, 4, 1000000) == GM_NOT,
+           "renew with another token");
+  T += 2 * SEC; /* the lease ended: renew still works (nobody took it) */
+  st_check(db_apply_one(&r, &o, "a", 7, 5, 1000000) == GM_OK &&
+               o.expires_at == o.now + 1000000 && o.renewed_at == o.now,
+           "renew of an ended lease, nobody took it");
+  r.op = OP_RELEASE;
+  st_check(db_apply_one(&r, &o, "a", 7, 5, 0) == GM_OK && DB.row.exists &&
+               DB.row.owner[0] == 0 && DB.row.expires_at == db_now() &&
+               DB.row.token == 5,
+           "release keeps the row and the token, expires_at = now");
+  st_check(db_apply_one(&r, &o, "a", 7, 5, 0) == GM_NOT, "release twice");
+  st_check(st_acq(&r, 1, 4, 0, 9) == GM_NOT, "acquire with a stale token");
+  st_check(st_acq(&r, 1, 5, 9, 9) == GM_OK && r.row.token == 10,
+           "acquire: token max(row, min_token) + 1");
+  st_check(st_acq(&r, 1, 10, 0, 3) == GM_NOT, "acquire of a live grant");
+  f_operator(NULL, 0); /* release --force: the lease kept */
+  st_check(DB.row.owner[0] == 0 && DB.row.token == 11 &&
+               DB.row.expires_at > db_now(),
+           "release --force moves the token on and keeps the lease");
+  st_check(st_acq(&r, 1, 11, 0, 3) == GM_NOT,
+           "a force-released row is held until its lease ends");
+  T += 2 * SEC;
+  st_check(st_acq(&r, 1, 11, 0, 3) == GM_OK && r.row.token == 12,
+           "taken once the kept lease ended");
+  DB.row.token = (uint64_t)INT64_MAX;
+  T += 2 * SEC;
+  st_check(st_acq(&r, 1, (uint64_t)INT64_MAX, 0, 3) == GM_NOT,
+           "no token past INT64_MAX");
+  r.op = OP_OBSERVE;
+  st_check(db_apply_one(&r, &o, "", 0, 0, 0) == GM_OK && o.exists &&
+               o.now == db_now() && o.holder == -1,
+           "observe fills the row and the database's now");
+  printf("database contract: %d failed\n", st_fail);
+  return st_fail != 0;
+}
+
 /* ---- the runner: one child process per schedule -------------------------------- */
 
 int main(int argc, char **argv) {
@@ -1314,13 +1390,15 @@ int main(int argc, char **argv) {
     else if (strncmp(argv[i], "--seed=", 7) == 0) {
       one = strtoull(argv[i] + 7, NULL, 10);
       have_one = 1;
-    } else if (strcmp(argv[i], "--beyond") == 0)
+    } else if (strcmp(argv[i], "--selftest") == 0)
+      return selftest();
+    else if (strcmp(argv[i], "--beyond") == 0)
       g_show_beyond = 1;
     else if (strncmp(argv[i], "--jobs=", 7) == 0)
       jobs = atoi(argv[i] + 7);
     else {
       fprintf(stderr, "usage: %s [--seeds=N] [--first=S] [--seed=S] "
-                      "[--jobs=J] [--beyond]\n", argv[0]);
+                      "[--jobs=J] [--beyond] [--selftest]\n", argv[0]);
       return 2;
     }
   }
