@@ -59,6 +59,15 @@ for s in $REGRESSIONS; do
   fi
 done
 
+# a seed replays exactly: the same trace twice
+build/sim/sim --seed=2956 >"$T/r1.out" 2>&1
+build/sim/sim --seed=2956 >"$T/r2.out" 2>&1
+if [ -s "$T/r1.out" ] && cmp -s "$T/r1.out" "$T/r2.out"; then
+  ok "a seed replays the same trace ($(wc -l <"$T/r1.out") lines)"
+else
+  not_ok "seed 2956 gave two different traces"
+fi
+
 for b in deadline ownclock token; do
   make -s sim BREAK=$b SEEDS="$BREAK_SEEDS" >"$T/$b.out" 2>&1
   rc=$?
