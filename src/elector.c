@@ -812,6 +812,8 @@ static int64_t takeover_wait(gm_elector *e, int64_t t1, const gm_row *r) {
 
 static void become_master(gm_backend *b, gm_elector *e, int64_t t_send,
                           const gm_row *r) {
+  e->seen_row = 1; /* a grant handed back is still a token seen */
+  if (r->token > e->max_token) e->max_token = r->token;
   pthread_mutex_lock(&b->mu);
   if (!e->want) { /* stop() came while we were acquiring: hand it back */
     pthread_mutex_unlock(&b->mu);
@@ -835,13 +837,11 @@ static void become_master(gm_backend *b, gm_elector *e, int64_t t_send,
   e->reported_leader_valid = 1;
   pthread_mutex_unlock(&b->mu);
   e->role = ROLE_MASTER;
-  e->seen_row = 1;
   e->absent_since = 0;
   e->my_token = r->token;
   e->master_until_t = t_send + e->dl_ns;
   e->acquired_at = r->acquired_at;
   e->holder = -1;
-  if (r->token > e->max_token) e->max_token = r->token;
   e->next_at = t_send + e->hb_ns;
 }
 

@@ -1,0 +1,1464 @@
+/*
+ * sim.c: a deterministic simulator of the election core (docs/design.md,
+ * "Simulation").
+ *
+ * The core (src/elector.c, unmodified) is compiled with tests/sim/shim.h
+ * force-included, so its threads are coroutines scheduled here, its clocks
+ * are simulated clocks and its randomness comes from the schedule's seed.
+ * One process runs one schedule at a time on one thread; nothing depends on
+ * the host's clock or scheduler, so a seed replays exactly.
+ *
+ * A schedule: 2 to 7 hosts, each with a monotonic clock of its own rate;
+ * one process per host at a time (crashes, restarts), each running one
+ * elector on one backend object made with gm_backend_new_ops on the
+ * simulated backend below; a simulated database with a clock of its own.
+ * Every backend call is a request delivered to the database after a drawn
+ * delay (or lost), applied there atomically, and a reply delivered after
+ * another delay (or lost: the call fails at its timeout).
+ *
+ * Checked against true time: never two processes' is_master() true at once
+ * (each on its own host's clock), tokens of grants, a master within
+ * (lease + retry) + 1 s after the last fault heals, and how often a
+ * follower sends statements.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#define GM_SIM_NO_MACROS
+#include <inttypes.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <ucontext.h>
+
+#include "backend.h"
+#include "fastpath.h"
+#include "shim.h"
+
+#define MS 1000000LL
+#define SEC 1000000000LL
+#define STACK_SIZE (256 * 1024)
+#define MAX_HOSTS 7
+#define MAX_PROCS 64
+#define FAR_FUTURE_US 253402300799000000LL /* 9999-12-31 */
+
+/* ---- randomness: one generator, seeded per schedule -------------------- */
+
+static uint64_t g_rng;
+static uint64_t rnd(void) { /* splitmix64 */
+  uint64_t z = (g_rng += 0x9E3779B97F4A7C15ULL);
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+  return z ^ (z >> 31);
+}
+static int64_t rnd_in(int64_t lo, int64_t hi) { /* [lo, hi] */
+  return hi <= lo ? lo : lo + (int64_t)(rnd() % (uint64_t)(hi - lo + 1));
+}
+static double rnd_u(void) { return (double)(rnd() >> 11) / 9007199254740992.0; }
+static int chance(double p) { return rnd_u() < p; }
+
+/* ---- trace and verdicts -------------------------------------------------- */
+
+static int g_trace;
+static int g_show_beyond; /* --beyond: print failures beyond the guarantee */
+static uint64_t g_seed;
+static int64_t T; /* true time, ns */
+static int g_violations;
+/* why this schedule leaves the guarantee (clock rates beyond the bound...):
+ * a failure is then reported as BEYOND, not as a violation; "" if none */
+static const char *g_beyond = "";
+
+static void trace(const char *fmt, ...) {
+  if (!g_trace) return;
+  va_list ap;
+  va_start(ap, fmt);
+  printf("%10.6f ", (double)T / SEC);
+  vprintf(fmt, ap);
+  printf("\n");
+  va_end(ap);
+}
+
+static void violation(const char *fmt, ...) {
+  char msg[512];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  if ((g_violations++ == 0 && (!g_beyond[0] || g_show_beyond)) || g_trace)
+    printf("%s seed=%" PRIu64 ": %s (at %.6f s)%s%s\n",
+           g_beyond[0] ? "BEYOND" : "VIOLATION", g_seed, msg, (double)T / SEC,
+           g_beyond[0] ? "; beyond the guarantee: " : "", g_beyond);
+  fflush(stdout);
+}
+
+/* ---- events: a binary heap ordered by (time, sequence) ----------------- */
+
+typedef void (*ev_fn)(void *p, uint64_t gen);
+typedef struct {
+  int64_t t;
+  uint64_t seq;
+  ev_fn fn;
+  void *p;
+  uint64_t gen;
+} event;
+
+static event *heap;
+static size_t heap_n, heap_cap;
+static uint64_t heap_seq;
+
+static int ev_less(const event *a, const event *b) {
+  return a->t < b->t || (a->t == b->t && a->seq < b->seq);
+}
+
+static void at(int64_t t, ev_fn fn, void *p, uint64_t gen) {
+  if (t < T) t = T;
+  if (heap_n == heap_cap) {
+    heap_cap = heap_cap ? heap_cap * 2 : 1024;
+    heap = realloc(heap, heap_cap * sizeof *heap);
+    if (!heap) abort();
+  }
+  size_t i = heap_n++;
+  heap[i] = (event){t, heap_seq++, fn, p, gen};
+  while (i > 0 && ev_less(&heap[i], &heap[(i - 1) / 2])) {
+    event x = heap[i];
+    heap[i] = heap[(i - 1) / 2];
+    heap[(i - 1) / 2] = x;
+    i = (i - 1) / 2;
+  }
+}
+
+static event pop(void) {
+  event top = heap[0];
+  heap[0] = heap[--heap_n];
+  size_t i = 0;
+  for (;;) {
+    size_t l = 2 * i + 1, r = l + 1, m = i;
+    if (l < heap_n && ev_less(&heap[l], &heap[m])) m = l;
+    if (r < heap_n && ev_less(&heap[r], &heap[m])) m = r;
+    if (m == i) break;
+    event x = heap[i];
+    heap[i] = heap[m];
+    heap[m] = x;
+    i = m;
+  }
+  return top;
+}
+
+/* ---- hosts (clocks) and processes ---------------------------------------- */
+
+typedef struct host {
+  int64_t rate_ppm; /* local ns per 10^6 true ns */
+  int64_t base_local, base_t;
+} host;
+
+typedef struct co co;
+typedef struct proc {
+  int idx;
+  host *h;
+  int hidx;
+  int alive;
+  pid_t pid;
+  int64_t paused_until; /* true ns; its coroutines wait until then */
+  gm_backend *b;
+  gm_elector *e;
+  char id[64];
+  int started;
+  /* statements sent while a follower: local send times (ring) */
+  int64_t fsent[16];
+  unsigned nfsent;
+  int64_t quiet_from, quiet_until, quiet_left; /* local ns */
+  int64_t last_start_local; /* local ns of the last start() or failed call */
+  uint64_t seen_max; /* largest token in any reply this process got */
+  int want_running;  /* the app should be campaigning */
+  uint64_t seen_version; /* DB.version at its last changed() */
+  int64_t woken_at;      /* true ns of its last wake-up */
+} proc;
+
+static host hosts[MAX_HOSTS];
+static int n_hosts;
+static proc procs[MAX_PROCS];
+static int n_procs;
+static proc *cur_proc; /* whose clock the core reads */
+
+static int64_t local_of(const host *h, int64_t t) {
+  return h->base_local +
+         (int64_t)((__int128)(t - h->base_t) * h->rate_ppm / 1000000);
+}
+/* The first true time at which h's clock reads at least local. */
+static int64_t true_of(const host *h, int64_t local) {
+  if (local <= h->base_local) return h->base_t;
+  __int128 d = (__int128)(local - h->base_local) * 1000000;
+  int64_t t = h->base_t + (int64_t)((d + h->rate_ppm - 1) / h->rate_ppm);
+  while (local_of(h, t) < local) t++;
+  return t;
+}
+
+/* ---- coroutines ---------------------------------------------------------- */
+
+struct co {
+  ucontext_t ctx;
+  char *stack;
+  proc *p;
+  void *(*fn)(void *);
+  void *arg;
+  void *ret;
+  int done, blocked;
+  uint64_t gen;
+  co *joiner;
+  co *wnext; /* in a mutex's or condition's wait list */
+  int woken; /* cond: woken by a broadcast (not the timeout) */
+};
+
+static ucontext_t sched_ctx;
+static co *cur; /* running coroutine; NULL: the scheduler */
+
+static void co_resume(co *c) {
+  co *was = cur;
+  proc *pw = cur_proc;
+  cur = c;
+  cur_proc = c->p;
+  c->blocked = 0;
+  swapcontext(&sched_ctx, &c->ctx);
+  cur = was;
+  cur_proc = pw;
+}
+
+/* Blocks the running coroutine: wake-ups carry the returned generation. */
+static uint64_t block_prepare(void) {
+  cur->blocked = 1;
+  return ++cur->gen;
+}
+static void block_now(void) { swapcontext(&cur->ctx, &sched_ctx); }
+
+static void ev_wake(void *pc, uint64_t gen) {
+  co *c = pc;
+  if (c->done || !c->blocked || c->gen != gen || !c->p->alive) return;
+  if (c->p->paused_until > T) { /* paused: not scheduled until it ends */
+    at(c->p->paused_until, ev_wake, c, gen);
+    return;
+  }
+  co_resume(c);
+}
+
+static void wake_at(co *c, int64_t t) { at(t, ev_wake, c, c->gen); }
+
+/* makecontext passes ints: the coroutine's address in two halves */
+static void co_entry(unsigned hi, unsigned lo) {
+  co *c = (co *)(((uintptr_t)hi << 32) | (uintptr_t)lo);
+  c->ret = c->fn(c->arg);
+  c->done = 1;
+  if (c->joiner) wake_at(c->joiner, T);
+  swapcontext(&c->ctx, &sched_ctx);
+}
+
+static co *co_new(proc *p, void *(*fn)(void *), void *arg) {
+  co *c = calloc(1, sizeof *c);
+  c->stack = malloc(STACK_SIZE);
+  if (!c || !c->stack) abort();
+  c->p = p;
+  c->fn = fn;
+  c->arg = arg;
+  getcontext(&c->ctx);
+  c->ctx.uc_stack.ss_sp = c->stack;
+  c->ctx.uc_stack.ss_size = STACK_SIZE;
+  c->ctx.uc_link = NULL;
+  makecontext(&c->ctx, (void (*)(void))co_entry, 2,
+              (unsigned)((uintptr_t)c >> 32), (unsigned)(uintptr_t)c);
+  /* run it at once, as a new thread would be */
+  c->blocked = 1;
+  c->gen = 1;
+  wake_at(c, T);
+  return c;
+}
+
+static void sleep_true(int64_t ns) {
+  uint64_t g = block_prepare();
+  at(T + ns, ev_wake, cur, g);
+  block_now();
+}
+
+/* ---- the shim: what the core calls --------------------------------------- */
+
+typedef struct {
+  co *owner;
+  co *head, *tail;
+} smutex;
+typedef struct {
+  co *head, *tail;
+} scond;
+_Static_assert(sizeof(smutex) <= sizeof(pthread_mutex_t), "mutex fits");
+_Static_assert(sizeof(scond) <= sizeof(pthread_cond_t), "cond fits");
+
+static void wl_push(co **h, co **t, co *c) {
+  c->wnext = NULL;
+  if (*t)
+    (*t)->wnext = c;
+  else
+    *h = c;
+  *t = c;
+}
+static void wl_remove(co **h, co **t, co *c) {
+  co *prev = NULL;
+  for (co *x = *h; x; prev = x, x = x->wnext)
+    if (x == c) {
+      if (prev)
+        prev->wnext = x->wnext;
+      else
+        *h = x->wnext;
+      if (*t == x) *t = prev;
+      return;
+    }
+}
+
+int sim_mutex_init(pthread_mutex_t *m, const pthread_mutexattr_t *a) {
+  (void)a;
+  memset(m, 0, sizeof *m);
+  return 0;
+}
+int sim_mutex_destroy(pthread_mutex_t *m) {
+  (void)m;
+  return 0;
+}
+int sim_mutex_lock(pthread_mutex_t *pm) {
+  smutex *m = (smutex *)pm;
+  if (!cur) abort(); /* only coroutines take the core's locks */
+  if (!m->owner) {
+    m->owner = cur;
+    return 0;
+  }
+  if (m->owner == cur) abort(); /* the core's mutexes are not recursive */
+  wl_push(&m->head, &m->tail, cur);
+  block_prepare();
+  block_now(); /* unlock hands it over */
+  return 0;
+}
+int sim_mutex_unlock(pthread_mutex_t *pm) {
+  smutex *m = (smutex *)pm;
+  co *next = m->head;
+  /* a waiter of a dead process never takes it */
+  while (next && !next->p->alive) {
+    wl_remove(&m->head, &m->tail, next);
+    next = m->head;
+  }
+  if (next) {
+    wl_remove(&m->head, &m->tail, next);
+    m->owner = next;
+    wake_at(next, T);
+  } else {
+    m->owner = NULL;
+  }
+  return 0;
+}
+int sim_cond_init(pthread_cond_t *c, const pthread_condattr_t *a) {
+  (void)a;
+  memset(c, 0, sizeof *c);
+  return 0;
+}
+int sim_cond_destroy(pthread_cond_t *c) {
+  (void)c;
+  return 0;
+}
+static int cond_wait_until(pthread_cond_t *pc, pthread_mutex_t *m,
+                           int64_t until_true) {
+  scond *c = (scond *)pc;
+  wl_push(&c->head, &c->tail, cur);
+  cur->woken = 0;
+  sim_mutex_unlock(m);
+  uint64_t g = block_prepare();
+  if (until_true >= 0) at(until_true, ev_wake, cur, g);
+  block_now();
+  int woken = cur->woken;
+  wl_remove(&c->head, &c->tail, cur);
+  sim_mutex_lock(m);
+  return woken ? 0 : ETIMEDOUT;
+}
+int sim_cond_wait(pthread_cond_t *c, pthread_mutex_t *m) {
+  cond_wait_until(c, m, -1);
+  return 0;
+}
+/* The core's condition variables all use CLOCK_MONOTONIC. */
+int sim_cond_timedwait(pthread_cond_t *c, pthread_mutex_t *m,
+                       const struct timespec *abs) {
+  int64_t local = (int64_t)abs->tv_sec * SEC + abs->tv_nsec;
+  return cond_wait_until(c, m, true_of(cur->p->h, local));
+}
+int sim_cond_broadcast(pthread_cond_t *pc) {
+  scond *c = (scond *)pc;
+  for (co *x = c->head; x; x = x->wnext)
+    if (x->blocked && !x->woken) {
+      x->woken = 1;
+      wake_at(x, T);
+    }
+  c->head = c->tail = NULL;
+  return 0;
+}
+int sim_cond_signal(pthread_cond_t *pc) {
+  scond *c = (scond *)pc;
+  co *x = c->head;
+  if (x) {
+    wl_remove(&c->head, &c->tail, x);
+    x->woken = 1;
+    wake_at(x, T);
+  }
+  return 0;
+}
+int sim_thread_create(pthread_t *t, const pthread_attr_t *a,
+                      void *(*fn)(void *), void *arg) {
+  (void)a;
+  co *c = co_new(cur->p, fn, arg);
+  *t = (pthread_t)(uintptr_t)c;
+  trace("p%d: thread started", cur->p->idx);
+  return 0;
+}
+int sim_thread_join(pthread_t t, void **ret) {
+  co *c = (co *)(uintptr_t)t;
+  while (!c->done) {
+    c->joiner = cur;
+    block_prepare();
+    block_now();
+  }
+  if (ret) *ret = c->ret;
+  return 0;
+}
+int sim_thread_detach(pthread_t t) {
+  (void)t;
+  return 0;
+}
+int sim_once(pthread_once_t *o, void (*fn)(void)) {
+  if (*o == 0) {
+    *o = 1;
+    fn();
+  }
+  return 0;
+}
+int sim_atfork(void (*prepare)(void), void (*parent)(void),
+               void (*child)(void)) {
+  (void)prepare, (void)parent, (void)child;
+  return 0; /* forks are not simulated */
+}
+int sim_clock_gettime(clockid_t id, struct timespec *ts) {
+  proc *p = cur_proc;
+  if (!p) abort();
+  int64_t ns = local_of(p->h, T);
+  if (id == CLOCK_MONOTONIC_COARSE) ns -= ns % (4 * MS); /* one 4 ms tick */
+  if (id == CLOCK_REALTIME || id == CLOCK_REALTIME_COARSE)
+    ns += 1700000000LL * SEC;
+  ts->tv_sec = ns / SEC;
+  ts->tv_nsec = ns % SEC;
+  return 0;
+}
+gm_clock_fn gm_clock_gettime = sim_clock_gettime;
+
+ssize_t sim_getrandom(void *buf, size_t len, unsigned flags) {
+  (void)flags;
+  unsigned char *o = buf;
+  for (size_t i = 0; i < len; i++) o[i] = (unsigned char)rnd();
+  return (ssize_t)len;
+}
+pid_t sim_getpid(void) { return cur_proc ? cur_proc->pid : 1; }
+int sim_gethostname(char *buf, size_t len) {
+  snprintf(buf, len, "host%d", cur_proc ? cur_proc->hidx : 0);
+  return 0;
+}
+int sim_eventfd(unsigned init, int flags) {
+  (void)init, (void)flags;
+  errno = ENOSYS; /* the simulated app dispatches by polling */
+  return -1;
+}
+int sim_nanosleep(const struct timespec *req, struct timespec *rem) {
+  (void)rem;
+  int64_t local = local_of(cur->p->h, T) + (int64_t)req->tv_sec * SEC +
+                  req->tv_nsec;
+  uint64_t g = block_prepare();
+  at(true_of(cur->p->h, local), ev_wake, cur, g);
+  block_now();
+  return 0;
+}
+int sim_usleep(useconds_t us) {
+  struct timespec ts = {us / 1000000, (long)(us % 1000000) * 1000};
+  return sim_nanosleep(&ts, NULL);
+}
+pid_t sim_fork(void) {
+  errno = ENOSYS;
+  return -1;
+}
+
+/* The registry is not linked: backends come from gm_backend_new_ops. */
+const gm_backend_ops *gm_backend_find(const char *name, gm_error *err) {
+  gm_seterr(err, GM_E_BACKEND, "no backend '%s' in the simulator", name);
+  return NULL;
+}
+
+/* ---- the schedule's parameters --------------------------------------------- */
+
+static struct {
+  int64_t L, H, D, P; /* ns */
+  int64_t timeout;    /* a call's timeout, local ns */
+  int64_t lat_lo, lat_hi; /* one-way delay, ns */
+  double p_slow;      /* a delay drawn up to 2 timeouts */
+  double p_lost_req, p_lost_rep;
+  int64_t fault_end;  /* faults happen in [0, fault_end) */
+  int64_t heal;       /* every fault healed */
+  int64_t end;
+  int batch;          /* the backend has renew_many */
+  int wake;           /* the backend has changed/poll_us (wake-ups) */
+} S;
+
+/* ---- the database -------------------------------------------------------- */
+
+typedef struct {
+  int exists;
+  char owner[GM_ID_MAX];
+  uint64_t instance, token;
+  int64_t acquired_at, renewed_at, expires_at;
+  int64_t t_renewed; /* true time of the last grant or renewal */
+} dbrow;
+
+enum { W_GRANT, W_RENEW, W_RELEASE, W_OPERATOR };
+#define HIST 8
+static struct {
+  int64_t rate_ppm, base_db, base_t; /* its clock, in µs */
+  dbrow row;
+  int down;                    /* an outage: requests are lost */
+  int64_t down_until;
+  /* the last writes: the row before each, for a failover to a replica */
+  struct {
+    int kind;
+    dbrow before;
+  } hist[HIST];
+  int nhist;
+  uint64_t max_token;   /* largest token since the row was last deleted */
+  int deleted;          /* the row was deleted at least once */
+  int far_future;       /* an operator set a far-future expiry */
+  int64_t last_grant_t; /* true time of the last grant */
+  uint64_t version;     /* grows with every write (PRAGMA data_version) */
+  int64_t force_t, step_t; /* true times of the last release --force of a
+                            * held row and of the last forward step */
+} DB;
+
+static int64_t db_now(void) {
+  return DB.base_db +
+         (int64_t)((__int128)(T - DB.base_t) * DB.rate_ppm / 1000000 / 1000);
+}
+
+static void db_record(int kind) {
+  DB.version++;
+  if (DB.nhist == HIST) {
+    memmove(&DB.hist[0], &DB.hist[1], (HIST - 1) * sizeof DB.hist[0]);
+    DB.nhist--;
+  }
+  DB.hist[DB.nhist].kind = kind;
+  DB.hist[DB.nhist].before = DB.row;
+  DB.nhist++;
+}
+
+static void row_out(gm_row *o, int64_t now) {
+  memset(o, 0, sizeof *o);
+  o->exists = DB.row.exists;
+  o->now = now;
+  o->holder = -1;
+  if (!DB.row.exists) return;
+  snprintf(o->owner, sizeof o->owner, "%s", DB.row.owner);
+  o->token = DB.row.token;
+  o->instance = DB.row.instance;
+  o->acquired_at = DB.row.acquired_at;
+  o->renewed_at = DB.row.renewed_at;
+  o->expires_at = DB.row.expires_at;
+}
+
+/* ---- the simulated backend: one generic request/reply path -------------- */
+
+enum { OP_OPEN, OP_OBSERVE, OP_ACQUIRE, OP_RENEW, OP_RELEASE, OP_RENEW_MANY };
+static const char *op_names[] = {"open",  "observe", "acquire",
+                                 "renew", "release", "renew_many"};
+
+typedef struct req {
+  int op;
+  proc *p;
+  co *c;
+  uint64_t gen;
+  int done;
+  /* input */
+  char owner[GM_ID_MAX];
+  uint64_t instance, token, expect_token, min_token, seen_max;
+  int expect_exists;
+  int64_t lease_us;
+  gm_renew_req *reqs; /* renew_many: copied in and out */
+  size_t n;
+  /* output */
+  int rc;
+  gm_row row;
+  int woken; /* sent on a wake-up */
+} req;
+
+static int64_t delay(void) {
+  if (chance(S.p_slow)) return rnd_in(S.lat_lo, 2 * S.timeout);
+  return rnd_in(S.lat_lo, S.lat_hi);
+}
+
+static int owns(const char *owner, uint64_t instance, uint64_t token) {
+  return DB.row.exists && strcmp(DB.row.owner, owner) == 0 &&
+         DB.row.instance == instance && DB.row.token == token;
+}
+
+/* Applies one request atomically, as a real backend's statement does. */
+static int db_apply_one(req *r, gm_row *out, const char *owner,
+                        uint64_t instance, uint64_t token, int64_t lease_us) {
+  int64_t now = db_now();
+  switch (r->op) {
+  case OP_OPEN:
+    return GM_OK;
+  case OP_OBSERVE:
+    row_out(out, now);
+    return GM_OK;
+  case OP_ACQUIRE: {
+    uint64_t nt;
+    if (!r->expect_exists) {
+      if (DB.row.exists) return GM_NOT;
+      nt = r->min_token + 1;
+    } else {
+      if (!DB.row.exists || DB.row.token != r->expect_token ||
+          DB.row.expires_at > now || DB.row.token >= (uint64_t)INT64_MAX)
+        return GM_NOT;
+      nt = (DB.row.token > r->min_token ? DB.row.token : r->min_token) + 1;
+    }
+    /* tokens: above every token of this row since it was (re)created, and
+     * above every token the node had seen (point 7) */
+    if (DB.max_token && nt <= DB.max_token && !(DB.deleted && !r->expect_exists))
+      violation("grant of token %" PRIu64 " to p%d not above token %" PRIu64
+                " granted before",
+                nt, r->p->idx, DB.max_token);
+    if (nt <= r->seen_max)
+      violation("grant of token %" PRIu64 " to p%d not above token %" PRIu64
+                " it had seen",
+                nt, r->p->idx, r->seen_max);
+    db_record(W_GRANT);
+    DB.row.exists = 1;
+    snprintf(DB.row.owner, sizeof DB.row.owner, "%s", owner);
+    DB.row.instance = instance;
+    DB.row.token = nt;
+    DB.row.acquired_at = DB.row.renewed_at = now;
+    DB.row.t_renewed = T;
+    DB.row.expires_at = now + lease_us;
+    if (nt > DB.max_token) DB.max_token = nt;
+    DB.last_grant_t = T;
+    trace("db: granted token %" PRIu64 " to p%d (%s)", nt, r->p->idx, owner);
+    row_out(out, now);
+    return GM_OK;
+  }
+  case OP_RENEW:
+  case OP_RENEW_MANY:
+    if (!owns(owner, instance, token)) return GM_NOT;
+    db_record(W_RENEW);
+    DB.row.renewed_at = now;
+    DB.row.t_renewed = T;
+    DB.row.expires_at = now + lease_us;
+    row_out(out, now);
+    return GM_OK;
+  case OP_RELEASE:
+    if (!owns(owner, instance, token)) return GM_NOT;
+    db_record(W_RELEASE);
+    DB.row.owner[0] = '\0';
+    DB.row.expires_at = now;
+    trace("db: p%d released token %" PRIu64, r->p->idx, token);
+    return GM_OK;
+  }
+  return GM_ERR;
+}
+
+static void ev_reply(void *pr, uint64_t gen) {
+  req *r = pr;
+  (void)gen;
+  if (r->c->gen != r->gen || !r->c->blocked) return; /* timed out */
+  r->done = 1;
+  trace("p%d: %s replied %d: row %s owner '%s' token %" PRIu64
+        " expires in %.3f s", r->p->idx, op_names[r->op], r->rc,
+        r->row.exists ? "exists" : "absent", r->row.owner, r->row.token,
+        (double)(r->row.expires_at - r->row.now) / 1e6);
+  ev_wake(r->c, r->gen);
+}
+
+static void ev_deliver(void *pr, uint64_t gen) {
+  req *r = pr;
+  (void)gen;
+  if (DB.down) {
+    trace("db: down, p%d's %s lost", r->p->idx, op_names[r->op]);
+    return;
+  }
+  if (r->op == OP_RENEW_MANY) {
+    for (size_t i = 0; i < r->n; i++) {
+      gm_renew_req *q = &r->reqs[i];
+      gm_row o;
+      q->rc = db_apply_one(r, &o, q->owner, q->instance, q->token, q->lease_us);
+      q->renewed_at = o.renewed_at;
+      q->expires_at = o.expires_at;
+      q->now = o.now;
+    }
+    r->rc = GM_OK;
+  } else {
+    r->rc = db_apply_one(r, &r->row, r->owner, r->instance, r->token,
+                         r->lease_us);
+  }
+  if (chance(S.p_lost_rep) && r->op != OP_OPEN) {
+    trace("db: reply to p%d's %s lost (rc %d)", r->p->idx, op_names[r->op],
+          r->rc);
+    return;
+  }
+  at(T + delay(), ev_reply, r, 0);
+}
+
+/* Every call: a request after a delay, a reply after another, or GM_ERR at
+ * the timeout (on the caller's clock). Statements a follower sends are
+ * counted against the retry interval. */
+static int call(req *r, gm_error *err) {
+  proc *p = cur->p;
+  r->p = p;
+  r->c = cur;
+  r->seen_max = p->seen_max;
+  r->woken = p->woken_at == T;
+  if (r->op != OP_OPEN && p->e && gm_elector_deadline(p->e) == 0) {
+    /* point 6: after a read that showed another node's live lease, a
+     * follower sends nothing for min(retry, what is left of that lease),
+     * unless start() came since */
+    int64_t now = local_of(p->h, T);
+    if (now < p->quiet_until - 1000 && p->quiet_from > p->last_start_local)
+      violation("p%d sent %s %.3f s after reading a live lease that had "
+                "%.3f s left (retry %.3f s)",
+                p->idx, op_names[r->op], (double)(now - p->quiet_from) / SEC,
+                (double)p->quiet_left / SEC, (double)S.P / SEC);
+    /* and never many statements in a row: a busy loop */
+    p->fsent[p->nfsent++ % 16] = now;
+    if (p->nfsent >= 16) {
+      int64_t first = p->fsent[p->nfsent % 16];
+      int64_t span = S.P > 100 * MS ? S.P : 100 * MS;
+      if (now - first < span && first > p->last_start_local)
+        violation("p%d sent 16 statements in %.3f s as a follower (retry "
+                  "%.3f s)",
+                  p->idx, (double)(now - first) / SEC, (double)S.P / SEC);
+    }
+  }
+  r->gen = block_prepare();
+  trace("p%d: %s sent%s", p->idx, op_names[r->op],
+        p->e && gm_elector_deadline(p->e) ? " (master)" : "");
+  if (chance(S.p_lost_req))
+    trace("p%d: %s request lost", p->idx, op_names[r->op]);
+  else
+    at(T + delay(), ev_deliver, r, 0);
+  at(true_of(p->h, local_of(p->h, T) + S.timeout), ev_wake, cur, r->gen);
+  block_now();
+  if (!r->done) {
+    /* a failed call: the core's backoff paces what follows, the counts
+     * start again */
+    p->last_start_local = local_of(p->h, T);
+    gm_seterr(err, GM_E_DB, "%s: timed out", op_names[r->op]);
+    return GM_ERR;
+  }
+  if (r->op != OP_OPEN && r->row.token > p->seen_max)
+    p->seen_max = r->row.token;
+  /* a read on a wake-up may be followed by the read that was due anyway
+   * (docs/design.md, "Wake-ups"): it sets no window */
+  if (r->op == OP_OBSERVE && r->rc == GM_OK && r->row.exists && !r->woken &&
+      r->row.owner[0] && r->row.expires_at > r->row.now &&
+      !(p->e && r->row.instance == gm_elector_instance(p->e))) {
+    /* what is left of the lease, on the slowest clock the bound allows */
+    double bound = (double)(S.L - S.D) / (double)S.L;
+    int64_t left = (r->row.expires_at - r->row.now) * 1000;
+    left = (int64_t)((double)left * (1 - bound));
+    p->quiet_from = local_of(p->h, T);
+    p->quiet_left = left < S.P ? left : S.P;
+    p->quiet_until = p->quiet_from + p->quiet_left;
+  }
+  if (r->op == OP_RENEW_MANY)
+    for (size_t i = 0; i < r->n; i++)
+      if (r->reqs[i].rc == GM_OK && r->reqs[i].token > p->seen_max)
+        p->seen_max = r->reqs[i].token;
+  return r->rc;
+}
+
+static req *req_new(int op) {
+  req *r = calloc(1, sizeof *r); /* freed with the process */
+  if (!r) abort();
+  r->op = op;
+  return r;
+}
+
+static int sb_parse(const gm_kv *o, size_t n, void **cfg, gm_error *err) {
+  (void)o, (void)n, (void)err;
+  *cfg = NULL;
+  return GM_OK;
+}
+static void sb_free_cfg(void *cfg) { (void)cfg; }
+static void sb_describe(const void *cfg, char *buf, size_t len) {
+  (void)cfg;
+  snprintf(buf, len, "sim");
+}
+static int conn_token;
+static int sb_open(const void *cfg, void **conn, gm_error *err) {
+  (void)cfg;
+  req *r = req_new(OP_OPEN);
+  int rc = call(r, err);
+  *conn = rc == GM_OK ? &conn_token : NULL;
+  return rc == GM_OK ? GM_OK : GM_ERR;
+}
+static void sb_close(void *conn) { (void)conn; }
+static int sb_observe(void *conn, const char *name, gm_row *out,
+                      gm_error *err) {
+  (void)conn, (void)name;
+  req *r = req_new(OP_OBSERVE);
+  int rc = call(r, err);
+  if (rc == GM_OK) *out = r->row;
+  return rc;
+}
+static int sb_acquire(void *conn, const gm_acquire_req *a, gm_row *out,
+                      gm_error *err) {
+  (void)conn;
+  req *r = req_new(OP_ACQUIRE);
+  snprintf(r->owner, sizeof r->owner, "%s", a->owner);
+  r->instance = a->instance;
+  r->expect_exists = a->expect_exists;
+  r->expect_token = a->expect_token;
+  r->min_token = a->min_token;
+  r->lease_us = a->lease_us;
+  int rc = call(r, err);
+  if (rc == GM_OK) *out = r->row;
+  return rc;
+}
+static int sb_renew(void *conn, const char *name, const char *owner,
+                    uint64_t instance, uint64_t token, int64_t lease_us,
+                    gm_row *out, gm_error *err) {
+  (void)conn, (void)name;
+  req *r = req_new(OP_RENEW);
+  snprintf(r->owner, sizeof r->owner, "%s", owner);
+  r->instance = instance;
+  r->token = token;
+  r->lease_us = lease_us;
+  int rc = call(r, err);
+  if (rc == GM_OK) *out = r->row;
+  return rc;
+}
+static int sb_release(void *conn, const char *name, const char *owner,
+                      uint64_t instance, uint64_t token, gm_error *err) {
+  (void)conn, (void)name;
+  req *r = req_new(OP_RELEASE);
+  snprintf(r->owner, sizeof r->owner, "%s", owner);
+  r->instance = instance;
+  r->token = token;
+  return call(r, err);
+}
+static int sb_renew_many(void *conn, gm_renew_req *reqs, size_t n,
+                         gm_error *err) {
+  (void)conn;
+  req *r = req_new(OP_RENEW_MANY);
+  r->reqs = calloc(n, sizeof *reqs);
+  if (!r->reqs) abort();
+  memcpy(r->reqs, reqs, n * sizeof *reqs);
+  r->n = n;
+  int rc = call(r, err);
+  if (rc == GM_OK) memcpy(reqs, r->reqs, n * sizeof *reqs);
+  return rc;
+}
+
+/* A wake-up as SQLite's: a local read of the database's write counter, no
+ * statement and no delay. A wake-up lets the followers read at once: the
+ * follower counts start again. */
+static int sb_changed(void *conn, gm_error *err) {
+  (void)conn, (void)err;
+  proc *p = cur->p;
+  if (p->seen_version == DB.version) return GM_NOT;
+  p->seen_version = DB.version;
+  p->last_start_local = local_of(p->h, T);
+  p->woken_at = T;
+  return GM_OK;
+}
+
+static gm_backend_ops sim_ops = {
+    .abi = GM_BACKEND_ABI,
+    .name = "sim",
+    .parse = sb_parse,
+    .free_cfg = sb_free_cfg,
+    .describe = sb_describe,
+    .open = sb_open,
+    .close = sb_close,
+    .observe = sb_observe,
+    .acquire = sb_acquire,
+    .renew = sb_renew,
+    .release = sb_release,
+};
+
+/* ---- processes: the application -------------------------------------------- */
+
+static const char *shared_id; /* colliding ids: every process uses it */
+
+static void drain(proc *p) {
+  gm_event ev;
+  while (gm_elector_next_event(p->e, &ev) == GM_OK)
+    if (ev.type == GM_EV_START)
+      trace("p%d: start(%" PRIu64 ")", p->idx, ev.token);
+    else if (ev.type == GM_EV_STOP)
+      trace("p%d: stop(%s)", p->idx, gm_stop_reason_name(ev.reason));
+}
+
+static void *app_main(void *arg) {
+  proc *p = arg;
+  gm_error err = {0};
+  p->b = gm_backend_new_ops(&sim_ops, NULL, 0, &err);
+  if (!p->b) {
+    violation("gm_backend_new_ops: %s", err.msg);
+    return NULL;
+  }
+  gm_config cfg = {.lease = (double)S.L / SEC,
+                   .heartbeat = (double)S.H / SEC,
+                   .renew_deadline = (double)S.D / SEC,
+                   .retry = (double)S.P / SEC,
+                   .id = shared_id};
+  p->e = gm_elector_new(p->b, &cfg, &err);
+  if (!p->e) {
+    violation("gm_elector_new: %s", err.msg);
+    return NULL;
+  }
+  snprintf(p->id, sizeof p->id, "%s", gm_elector_id(p->e));
+  for (;;) {
+    if (p->want_running && !p->started) {
+      p->last_start_local = local_of(p->h, T);
+      if (gm_elector_start(p->e, &err) != GM_OK)
+        violation("start: %s", err.msg);
+      p->started = 1;
+      trace("p%d: start() as %s", p->idx, p->id);
+    } else if (!p->want_running && p->started) {
+      trace("p%d: stop()", p->idx);
+      gm_elector_stop(p->e);
+      p->started = 0;
+    }
+    drain(p);
+    sleep_true(rnd_in(S.P / 4, S.P));
+  }
+  return NULL;
+}
+
+static void spawn(int hidx) {
+  if (n_procs == MAX_PROCS) return;
+  proc *p = &procs[n_procs];
+  memset(p, 0, sizeof *p);
+  p->idx = n_procs++;
+  p->hidx = hidx;
+  p->h = &hosts[hidx];
+  p->alive = 1;
+  p->pid = 1000 + p->idx;
+  p->want_running = 1;
+  p->last_start_local = INT64_MIN;
+  trace("p%d: process starts on host %d", p->idx, hidx);
+  co_new(p, app_main, p);
+}
+
+static proc *live_on(int hidx) {
+  for (int i = 0; i < n_procs; i++)
+    if (procs[i].alive && procs[i].hidx == hidx) return &procs[i];
+  return NULL;
+}
+
+/* ---- faults --------------------------------------------------------------- */
+
+static void f_crash(void *ph, uint64_t gen) {
+  (void)gen;
+  proc *p = live_on((int)(intptr_t)ph);
+  if (p) {
+    p->alive = 0;
+    trace("p%d: crashed", p->idx);
+  }
+}
+static void f_restart(void *ph, uint64_t gen) {
+  (void)gen;
+  int hidx = (int)(intptr_t)ph;
+  if (!live_on(hidx)) spawn(hidx);
+}
+static void f_pause(void *ph, uint64_t len) {
+  proc *p = live_on((int)(intptr_t)ph);
+  if (!p) return;
+  p->paused_until = T + (int64_t)len;
+  trace("p%d: paused for %.3f s", p->idx, (double)len / SEC);
+}
+static void f_stop(void *ph, uint64_t len) {
+  proc *p = live_on((int)(intptr_t)ph);
+  if (!p) return;
+  p->want_running = 0;
+  (void)len;
+}
+static void f_start(void *ph, uint64_t gen) {
+  (void)gen;
+  proc *p = live_on((int)(intptr_t)ph);
+  if (p) p->want_running = 1;
+}
+/* A release --force that keeps the lease, within a lease of a forward step
+ * of the database's clock: a follower that did not see the row held while
+ * the database said its lease ran takes it at once, without the two-clock
+ * rule (a released row is free). The row cannot tell such a release from
+ * the holder's own, so this is a limit of the guarantee (docs/design.md,
+ * "Simulation"), reported apart. */
+static void force_near_step(void) {
+  if (DB.force_t && DB.step_t && !g_beyond[0] &&
+      llabs(DB.force_t - DB.step_t) < 2 * S.L)
+    g_beyond = "release --force within a lease of a forward step of the "
+               "database clock";
+}
+
+static void f_db_step(void *unused, uint64_t step_us) {
+  (void)unused;
+  if ((int64_t)step_us > 0) DB.step_t = T;
+  force_near_step();
+  DB.base_db = db_now() + (int64_t)step_us;
+  DB.base_t = T;
+  trace("db: clock stepped by %+.3f s", (double)(int64_t)step_us / 1e6);
+}
+static void f_db_down(void *unused, uint64_t up) {
+  (void)unused;
+  DB.down = !up;
+  trace("db: %s", up ? "up" : "down");
+}
+static int any_master(void);
+static int64_t master_seen_after_heal = -1;
+static void f_operator(void *unused, uint64_t what) {
+  (void)unused;
+  int64_t now = db_now();
+  if (!DB.row.exists) return;
+  if (what != 2) {
+    db_record(W_OPERATOR);
+    DB.nhist = 0; /* no failover across an operator's edit */
+  }
+  switch (what) {
+  case 0: /* gomaster release --force: keeps a running lease */
+    if (DB.row.token >= (uint64_t)INT64_MAX) return;
+    if (DB.row.owner[0]) DB.force_t = T;
+    force_near_step();
+    DB.row.owner[0] = '\0';
+    DB.row.token++;
+    if (DB.row.token > DB.max_token) DB.max_token = DB.row.token;
+    if (DB.row.expires_at < now) DB.row.expires_at = now;
+    trace("operator: release --force (token now %" PRIu64 ")", DB.row.token);
+    break;
+  case 1: /* an expiry in 9999 */
+    DB.row.expires_at = FAR_FUTURE_US;
+    DB.far_future = 1;
+    trace("operator: expiry set to 9999-12-31");
+    break;
+  case 2:
+    /* deleting a row is outside the guarantee while anyone may believe
+     * in its grant (a node that never saw the row takes the lock at once,
+     * point 7): the operator deletes it only when nobody is master and the
+     * last grant is a lease old (no grant's reply still on its way), and
+     * else comes back a heartbeat later */
+    if (any_master() || T < DB.last_grant_t + S.L) {
+      at(T + S.H, f_operator, NULL, 2);
+      return;
+    }
+    if (T > S.heal) { /* a late fix of the row is the last fault */
+      S.end += T - S.heal;
+      S.heal = T;
+      master_seen_after_heal = -1;
+    }
+    DB.nhist = 0;
+    DB.version++;
+    DB.row.exists = 0;
+    DB.deleted = 1;
+    DB.far_future = 0;
+    DB.max_token = 0;
+    trace("operator: row deleted");
+    break;
+  }
+}
+static int any_master(void) {
+  int n = 0;
+  proc *was = cur_proc;
+  for (int i = 0; i < n_procs; i++)
+    if (procs[i].alive && procs[i].e) {
+      cur_proc = &procs[i];
+      n += gm_elector_is_master(procs[i].e);
+    }
+  cur_proc = was;
+  return n;
+}
+
+/* A failover to a replica that lacks the last k writes: only renewals and
+ * releases (a lost grant breaks the guarantee, see docs/design.md), and
+ * only while the lease of the row it goes back to outlasts the renewed
+ * grant's deadline: lease - k * heartbeat >= renew deadline. */
+static void f_lose_writes(void *unused, uint64_t k) {
+  (void)unused;
+  if ((int)k > DB.nhist) return;
+  int64_t last_renew = INT64_MIN;
+  for (int i = DB.nhist - (int)k; i < DB.nhist; i++) {
+    if (DB.hist[i].kind != W_RENEW && DB.hist[i].kind != W_RELEASE) return;
+    if (DB.hist[i].kind == W_RENEW) {
+      const dbrow *after = i + 1 < DB.nhist ? &DB.hist[i + 1].before : &DB.row;
+      if (after->renewed_at > last_renew) last_renew = after->renewed_at;
+    }
+  }
+  const dbrow *back = &DB.hist[DB.nhist - (int)k].before;
+  if ((int64_t)k * S.H > S.L - S.D) return;
+  if (last_renew != INT64_MIN &&
+      back->expires_at < last_renew + (S.D + (S.L - S.D) / 2) / 1000)
+    return;
+  DB.row = *back;
+  DB.nhist -= (int)k;
+  DB.version++;
+  trace("db: failover lost the last %d writes", (int)k);
+}
+
+/* ---- the checker ------------------------------------------------------------ */
+
+
+static void check_masters(void) {
+  proc *m = NULL;
+  for (int i = 0; i < n_procs; i++) {
+    proc *p = &procs[i];
+    if (!p->alive || !p->e) continue;
+    proc *was = cur_proc;
+    cur_proc = p;
+    int is = gm_elector_is_master(p->e);
+    uint64_t tok = is ? gm_elector_token(p->e) : 0;
+    cur_proc = was;
+    if (!is) continue;
+    if (T >= S.heal && master_seen_after_heal < 0) master_seen_after_heal = T;
+    if (m) {
+      proc *was2 = cur_proc;
+      cur_proc = m;
+      uint64_t mt = gm_elector_token(m->e);
+      cur_proc = was2;
+      violation("two masters: p%d (%s, token %" PRIu64 ") and p%d (%s, token "
+                "%" PRIu64 ")",
+                m->idx, m->id, mt, p->idx, p->id, tok);
+      return;
+    }
+    m = p;
+  }
+}
+
+/* ---- one schedule ------------------------------------------------------------ */
+
+static void draw_schedule(void) {
+  static const int64_t leases[] = {500 * MS, 1 * SEC, 2 * SEC, 5 * SEC};
+  S.L = leases[rnd_in(0, 3)];
+  if (chance(0.5)) { /* the defaults */
+    S.H = S.L / 5;
+    S.D = 3 * S.L / 5;
+    S.P = S.L / 5;
+  } else {
+    S.D = rnd_in(S.L * 3 / 10, S.L * 9 / 10);
+    S.H = rnd_in(S.D / 10, S.D * 6 / 10);
+    S.P = rnd_in(S.L / 20, S.L);
+  }
+  S.timeout = S.D / 3;
+  S.lat_lo = rnd_in(10 * 1000, 500 * 1000);
+  S.lat_hi = S.lat_lo + rnd_in(0, chance(0.3) ? 50 * MS : 5 * MS);
+  S.p_slow = chance(0.5) ? 0 : rnd_u() * 0.05;
+  S.p_lost_req = chance(0.5) ? 0 : rnd_u() * 0.1;
+  S.p_lost_rep = chance(0.5) ? 0 : rnd_u() * 0.1;
+  S.batch = chance(0.5);
+  sim_ops.renew_many = S.batch ? sb_renew_many : NULL;
+  S.wake = chance(0.25);
+  sim_ops.changed = S.wake ? sb_changed : NULL;
+  sim_ops.poll_us = S.wake ? 20000 : 0;
+  S.fault_end = rnd_in(3, 8) * S.L;
+
+  /* clocks: within the bound (rates differ by less than (L - D) / L), or,
+   * in one schedule in ten, one host beyond it */
+  double bound = (double)(S.L - S.D) / (double)S.L;
+  n_hosts = (int)rnd_in(2, MAX_HOSTS);
+  for (int i = 0; i < n_hosts; i++) {
+    double dev = (rnd_u() * 2 - 1) * 0.45 * bound;
+    hosts[i] = (host){.rate_ppm = (int64_t)(1e6 * (1 + dev)),
+                      .base_local = rnd_in(1, 1000) * SEC,
+                      .base_t = 0};
+  }
+  double ddev = (rnd_u() * 2 - 1) * 0.45 * bound;
+  g_beyond = "";
+  if (chance(0.1)) {
+    int h = (int)rnd_in(0, n_hosts - 1);
+    double dev = bound * (1.2 + rnd_u() * 2);
+    if (dev > 0.9) dev = 0.9;
+    hosts[h].rate_ppm = (int64_t)(1e6 * (1 - dev));
+    g_beyond = "clock rates beyond (L - D) / L";
+  }
+  DB.rate_ppm = (int64_t)(1e6 * (1 + ddev));
+  DB.base_db = rnd_in(1000, 100000) * 1000000LL;
+  DB.base_t = 0;
+
+  shared_id = chance(0.3) ? "node" : NULL;
+  for (int i = 0; i < n_hosts; i++) {
+    int64_t t = rnd_in(0, S.L);
+    at(t, f_restart, (void *)(intptr_t)i, 0);
+  }
+
+  int64_t heal = S.fault_end, back_total = 0, last_step = 0;
+  int nf = (int)rnd_in(0, 8);
+  for (int f = 0; f < nf; f++) {
+    int64_t t = rnd_in(0, S.fault_end - 1);
+    int h = (int)rnd_in(0, n_hosts - 1);
+    void *ph = (void *)(intptr_t)h;
+    switch (rnd_in(0, 7)) {
+    case 0: { /* crash, restart later (before the faults end) */
+      int64_t back = rnd_in(0, 2 * S.L);
+      if (t + back >= S.fault_end) back = S.fault_end - t;
+      at(t, f_crash, ph, 0);
+      at(t + back, f_restart, ph, 0);
+      break;
+    }
+    case 1: { /* a process pause */
+      int64_t len = rnd_in(S.H, 3 * S.L);
+      at(t, f_pause, ph, (uint64_t)len);
+      if (t + len > heal) heal = t + len;
+      break;
+    }
+    case 2: { /* stop(), start() later */
+      int64_t back = rnd_in(0, 2 * S.L);
+      if (t + back >= S.fault_end) back = S.fault_end - t;
+      at(t, f_stop, ph, 0);
+      at(t + back, f_start, ph, 0);
+      break;
+    }
+    case 3: { /* a step of the database's clock */
+      int64_t step = rnd_in(-2 * S.L, 2 * S.L) / 1000;
+      at(t, f_db_step, NULL, (uint64_t)step);
+      /* steps back add up: every lease written before them ends later */
+      if (step < 0) back_total += -step * 1000;
+      if (t > last_step) last_step = t;
+      break;
+    }
+    case 4: { /* an outage */
+      int64_t len = rnd_in(S.H, 2 * S.L);
+      if (t + len > S.fault_end) len = S.fault_end - t;
+      at(t, f_db_down, NULL, 0);
+      at(t + len, f_db_down, NULL, 1);
+      break;
+    }
+    case 5: { /* an operator's edit; a far-future expiry is undone later by
+               * deleting the row */
+      int what = (int)rnd_in(0, 2);
+      at(t, f_operator, NULL, (uint64_t)what);
+      if (what == 1) at(S.fault_end, f_operator, NULL, 2);
+      break;
+    }
+    case 6:
+    case 7: /* a failover that loses the last k writes */
+      at(t, f_lose_writes, NULL, (uint64_t)rnd_in(1, 3));
+      break;
+    }
+  }
+  if (back_total && last_step + back_total > heal) heal = last_step + back_total;
+  S.heal = heal;
+  /* liveness: lease + retry + 1 s after the heal, on the slowest clock */
+  int64_t minrate = DB.rate_ppm;
+  for (int i = 0; i < n_hosts; i++)
+    if (hosts[i].rate_ppm < minrate) minrate = hosts[i].rate_ppm;
+  int64_t w = (S.L + S.P) * 1000000 / minrate + SEC;
+  S.end = S.heal + w;
+}
+
+static void ev_heal(void *unused, uint64_t gen) {
+  (void)unused, (void)gen;
+  /* the loss and delay draws end; every host runs one started process */
+  S.p_lost_req = S.p_lost_rep = S.p_slow = 0;
+  S.lat_hi = S.lat_lo + 2 * MS;
+  DB.down = 0;
+  for (int i = 0; i < n_hosts; i++) {
+    proc *p = live_on(i);
+    if (!p)
+      spawn(i);
+    else
+      p->want_running = 1;
+  }
+  trace("faults healed");
+}
+
+static int run_schedule(uint64_t seed) {
+  g_seed = seed;
+  g_rng = seed * 0x9E3779B97F4A7C15ULL + 1;
+  T = 0;
+  memset(&DB, 0, sizeof DB);
+  draw_schedule();
+  if (g_trace)
+    printf("seed %" PRIu64 ": %d hosts, lease %.3f heartbeat %.3f deadline "
+           "%.3f retry %.3f, faults until %.3f, healed %.3f%s%s%s\n",
+           seed, n_hosts, (double)S.L / SEC, (double)S.H / SEC,
+           (double)S.D / SEC, (double)S.P / SEC, (double)S.fault_end / SEC,
+           (double)S.heal / SEC, g_beyond[0] ? ", clocks beyond the bound" : "",
+           S.batch ? ", batch renewals" : "", S.wake ? ", wake-ups" : "");
+  at(S.heal, ev_heal, NULL, 0);
+  while (heap_n && g_violations == 0) {
+    event ev = pop();
+    if (ev.t > S.end) break;
+    T = ev.t;
+    ev.fn(ev.p, ev.gen);
+    check_masters();
+  }
+  T = S.end;
+  if (!g_violations && master_seen_after_heal < 0)
+    violation("no master within %.3f s after the faults healed at %.3f s",
+              (double)(S.end - S.heal) / SEC, (double)S.heal / SEC);
+  if (g_violations && g_beyond[0]) return 2;
+  return g_violations ? 1 : 0;
+}
+
+/* ---- the simulated database against the backend contract ----------------- */
+
+/* The cases of src/backend.h, applied to the simulated database directly:
+ * `sim --selftest` (run by tests/integration/sim.sh). */
+static int st_fail;
+static void st_check(int ok, const char *what) {
+  if (!ok) {
+    printf("not ok - database contract: %s\n", what);
+    st_fail++;
+  }
+}
+static int st_acq(req *r, int exists, uint64_t expect, uint64_t min,
+                  uint64_t inst) {
+  r->op = OP_ACQUIRE;
+  r->expect_exists = exists;
+  r->expect_token = expect;
+  r->min_token = min;
+  r->seen_max = 0;
+  return db_apply_one(r, &r->row, "a", inst, 0, 1000000);
+}
+static int selftest(void) {
+  static proc p;
+  req r = {0};
+  r.p = &p;
+  memset(&DB, 0, sizeof DB);
+  DB.rate_ppm = 1000000;
+  T = SEC;
+  g_seed = 0;
+  st_check(st_acq(&r, 1, 0, 0, 7) == GM_NOT, "update of a missing row");
+  st_check(st_acq(&r, 0, 0, 4, 7) == GM_OK && r.row.token == 5,
+           "insert: token min_token + 1");
+  st_check(st_acq(&r, 0, 0, 0, 7) == GM_NOT, "insert over a row");
+  st_check(st_acq(&r, 1, 5, 0, 8) == GM_NOT, "acquire of a live lease");
+  gm_row o;
+  r.op = OP_RENEW;
+  st_check(db_apply_one(&r, &o, "a", 8, 5, 1000000) == GM_NOT,
+           "renew with another instance");
+  st_check(db_apply_one(&r, &o, "b", 7, 5, 1000000) == GM_NOT,
+           "renew with another owner");
+  st_check(db_apply_one(&r, &o, "a", 7, 4, 1000000) == GM_NOT,
+           "renew with another token");
+  T += 2 * SEC; /* the lease ended: renew still works (nobody took it) */
+  st_check(db_apply_one(&r, &o, "a", 7, 5, 1000000) == GM_OK &&
+               o.expires_at == o.now + 1000000 && o.renewed_at == o.now,
+           "renew of an ended lease, nobody took it");
+  r.op = OP_RELEASE;
+  st_check(db_apply_one(&r, &o, "a", 7, 5, 0) == GM_OK && DB.row.exists &&
+               DB.row.owner[0] == 0 && DB.row.expires_at == db_now() &&
+               DB.row.token == 5,
+           "release keeps the row and the token, expires_at = now");
+  st_check(db_apply_one(&r, &o, "a", 7, 5, 0) == GM_NOT, "release twice");
+  st_check(st_acq(&r, 1, 4, 0, 9) == GM_NOT, "acquire with a stale token");
+  st_check(st_acq(&r, 1, 5, 9, 9) == GM_OK && r.row.token == 10,
+           "acquire: token max(row, min_token) + 1");
+  st_check(st_acq(&r, 1, 10, 0, 3) == GM_NOT, "acquire of a live grant");
+  f_operator(NULL, 0); /* release --force: the lease kept */
+  st_check(DB.row.owner[0] == 0 && DB.row.token == 11 &&
+               DB.row.expires_at > db_now(),
+           "release --force moves the token on and keeps the lease");
+  st_check(st_acq(&r, 1, 11, 0, 3) == GM_NOT,
+           "a force-released row is held until its lease ends");
+  T += 2 * SEC;
+  st_check(st_acq(&r, 1, 11, 0, 3) == GM_OK && r.row.token == 12,
+           "taken once the kept lease ended");
+  DB.row.token = (uint64_t)INT64_MAX;
+  T += 2 * SEC;
+  st_check(st_acq(&r, 1, (uint64_t)INT64_MAX, 0, 3) == GM_NOT,
+           "no token past INT64_MAX");
+  r.op = OP_OBSERVE;
+  st_check(db_apply_one(&r, &o, "", 0, 0, 0) == GM_OK && o.exists &&
+               o.now == db_now() && o.holder == -1,
+           "observe fills the row and the database's now");
+  printf("database contract: %d failed\n", st_fail);
+  return st_fail != 0;
+}
+
+/* ---- the runner: one child process per schedule -------------------------------- */
+
+int main(int argc, char **argv) {
+  uint64_t seeds = 100000, first = 1, one = 0;
+  int jobs = 2, have_one = 0;
+  for (int i = 1; i < argc; i++) {
+    if (strncmp(argv[i], "--seeds=", 8) == 0)
+      seeds = strtoull(argv[i] + 8, NULL, 10);
+    else if (strncmp(argv[i], "--first=", 8) == 0)
+      first = strtoull(argv[i] + 8, NULL, 10);
+    else if (strncmp(argv[i], "--seed=", 7) == 0) {
+      one = strtoull(argv[i] + 7, NULL, 10);
+      have_one = 1;
+    } else if (strcmp(argv[i], "--selftest") == 0)
+      return selftest();
+    else if (strcmp(argv[i], "--beyond") == 0)
+      g_show_beyond = 1;
+    else if (strncmp(argv[i], "--jobs=", 7) == 0)
+      jobs = atoi(argv[i] + 7);
+    else {
+      fprintf(stderr, "usage: %s [--seeds=N] [--first=S] [--seed=S] "
+                      "[--jobs=J] [--beyond] [--selftest]\n", argv[0]);
+      return 2;
+    }
+  }
+  if (have_one) {
+    g_trace = 1;
+    int rc = run_schedule(one);
+    printf("1 schedules, %d violations%s\n", rc == 1 ? 1 : 0,
+           rc == 2 ? " (1 failure beyond the guarantee, not counted)" : "");
+    return rc == 1;
+  }
+  if (jobs < 1) jobs = 1;
+  uint64_t next = first, end = first + seeds, done = 0, viol = 0, beyond = 0;
+  int running = 0;
+  struct {
+    pid_t pid;
+    uint64_t seed;
+  } kids[64];
+  if (jobs > 64) jobs = 64;
+  fflush(stdout);
+  while (done < seeds) {
+    while (running < jobs && next < end) {
+      pid_t pid = fork();
+      if (pid == 0) {
+        int rc = run_schedule(next);
+        fflush(stdout);
+        _exit(rc);
+      }
+      if (pid < 0) {
+        perror("fork");
+        return 2;
+      }
+      kids[running].pid = pid;
+      kids[running].seed = next++;
+      running++;
+    }
+    int st;
+    pid_t pid = wait(&st);
+    if (pid < 0) break;
+    for (int i = 0; i < running; i++)
+      if (kids[i].pid == pid) {
+        uint64_t s = kids[i].seed;
+        kids[i] = kids[--running];
+        done++;
+        if (WIFEXITED(st) && WEXITSTATUS(st) == 0) break;
+        if (WIFEXITED(st) && WEXITSTATUS(st) == 2) {
+          beyond++;
+          break;
+        }
+        viol++;
+        if (!WIFEXITED(st) || WEXITSTATUS(st) != 1)
+          printf("VIOLATION seed=%" PRIu64 ": the schedule crashed (%s)\n", s,
+                 WIFSIGNALED(st) ? strsignal(WTERMSIG(st)) : "exit status");
+        fflush(stdout);
+        break;
+      }
+  }
+  printf("%" PRIu64 " schedules, %" PRIu64 " violations", done, viol);
+  if (beyond)
+    printf(" (%" PRIu64 " failures beyond the guarantee, not counted)",
+           beyond);
+  printf("\n");
+  return viol > 0;
+}
