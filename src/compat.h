@@ -35,6 +35,17 @@ static inline void gm_setfuncs(lua_State *L, const luaL_Reg *l, int nup) {
   lua_pop(L, nup);
 }
 #define luaL_setfuncs gm_setfuncs
+
+/* Nor luaL_testudata: the userdata at idx if its metatable is tname's. */
+static inline void *gm_testudata(lua_State *L, int idx, const char *tname) {
+  void *p = lua_touserdata(L, idx);
+  if (p == NULL || !lua_getmetatable(L, idx)) return NULL;
+  lua_getfield(L, LUA_REGISTRYINDEX, tname);
+  int same = lua_rawequal(L, -1, -2);
+  lua_pop(L, 2);
+  return same ? p : NULL;
+}
+#define luaL_testudata gm_testudata
 #endif
 
 #if LUA_VERSION_NUM >= 503
