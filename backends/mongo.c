@@ -1110,7 +1110,8 @@ static int mongo_force_release(void *p, const char *name, int now,
   bson_iter_init_find(&e, expiry, "e");
   bson_t *pipeline = BCON_NEW(
       "0", "{", "$set", "{", "owner", BCON_UTF8(""), "token", "{", "$add",
-      "[", BCON_UTF8("$token"), BCON_INT64(1), "]", "}", "expires_at",
+      "[", BCON_UTF8("$token"), BCON_INT64(1), "]", "}", "instance",
+      BCON_INT64(0), "expires_at",
       BCON_ITER(&e), "}", "}");
   bson_destroy(expiry);
   int found;

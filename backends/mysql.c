@@ -477,7 +477,7 @@ static const char *const sql[NSTMT] = {
                    "instance = IF(? = 0, instance, ?)",
     /* now, name: whoever holds it; token + 1 fences the old holder off;
      * the old lease stays unless now (see backend.h) */
-    [S_FORCE] = "UPDATE `%s` SET owner = '', token = token + 1, "
+    [S_FORCE] = "UPDATE `%s` SET owner = '', token = token + 1, instance = 0, "
                 "expires_at = IF(? <> 0, " NOW ", GREATEST(expires_at, " NOW
                 ")) WHERE name = ? AND token < 9223372036854775807",
     /* the user lock's name: never waits (a waiter may hold it an instant) */

@@ -846,7 +846,7 @@ static int pg_force_release(void *p, const char *name, int now, gm_row *out,
   if (check_len("lock name", name, LOCK_NAME_LEN, err)) return GM_ERR;
   return write_row(c,
                    "WITH w AS (UPDATE \"%s\" AS l SET owner = '', "
-                   "token = l.token + 1, expires_at = CASE WHEN $2::int4 <> 0 "
+                   "token = l.token + 1, instance = 0, expires_at = CASE WHEN $2::int4 <> 0 "
                    "THEN n.now ELSE GREATEST(l.expires_at, n.now) END FROM " CLOCK
                    " WHERE l.name = $1 RETURNING " ROW_COLS("l.", "n.now")
                    ") SELECT w.*, pg_notify('" CHANNEL "', $1) FROM w",

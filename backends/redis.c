@@ -161,7 +161,8 @@ static const char script[] =
     /* the old lease stays (held until it ends) unless ARGV[4] is '1' */
     "  local e = time(redis.call('HGET', k, 'expires_at'))\n"
     "  if ARGV[4] == '1' or not e or e < now then e = now end\n"
-    "  redis.call('HSET', k, 'owner', '', 'token', tk, 'expires_at', s(e))\n"
+    "  redis.call('HSET', k, 'owner', '', 'instance', '0', 'token', tk,\n"
+    "    'expires_at', s(e))\n"
     "  redis.call('PUBLISH', ARGV[2], ARGV[3])\n"
     "  return reply(1, k)\n"
     "end\n"

@@ -544,7 +544,7 @@ static int sq_open(const void *p, void **out, gm_error *err) {
            " AND (?6 = 0 OR instance = ?6)",
            &s->complete, err) ||
       prep(s, c->table,
-           "UPDATE %s SET owner = '', token = token + 1,"
+           "UPDATE %s SET owner = '', token = token + 1, instance = 0,"
            " expires_at = CASE WHEN ?3 = 0 AND boot_id = ?4"
            " AND expires_at > ?1 THEN expires_at ELSE ?1 END"
            " WHERE name = ?2 AND token < 9223372036854775807",

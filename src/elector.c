@@ -1000,7 +1000,13 @@ static void follower_step(gm_backend *b, gm_elector *e) {
     row_warn(b, e, msg);
   }
   int released = r.owner[0] == '\0';
-  if (released && r.expires_at > r.now) e->v_live = 1;
+  /* A release by the holder keeps its instance key: it stopped believing
+   * before it wrote, so the lock is free at once. One without a key (an
+   * operator's release --force, a row edited by hand) says nothing of
+   * what the holder believes: taken only under the two-clock rule, also
+   * when its expiry has passed already (a database clock stepped forward
+   * may have ended it early). */
+  if (released && (r.expires_at > r.now || r.instance == 0)) e->v_live = 1;
   if (released && !e->v_live) { /* released: free at once */
     try_acquire(b, e, &r, -1);
     goto done;

@@ -401,6 +401,7 @@ SC_FN int sc_force_release(void *conn, const char *name, int at_once,
   int64_t now = sc_now_locked(n->db);
   if (r) {
     r->owner[0] = '\0';
+    r->instance = 0; /* no holder's key: the core applies the two-clock rule */
     r->token++;
     if (at_once || r->expires_at < now) r->expires_at = now;
     sc_fill(out, r, now);

@@ -535,8 +535,6 @@ static struct {
   int far_future;       /* an operator set a far-future expiry */
   int64_t last_grant_t; /* true time of the last grant */
   uint64_t version;     /* grows with every write (PRAGMA data_version) */
-  int64_t force_t, step_t; /* true times of the last release --force of a
-                            * held row and of the last forward step */
 } DB;
 
 static int64_t db_now(void) {
@@ -991,23 +989,9 @@ static void f_start(void *ph, uint64_t gen) {
   proc *p = live_on((int)(intptr_t)ph);
   if (p) p->want_running = 1;
 }
-/* A release --force that keeps the lease, within a lease of a forward step
- * of the database's clock: a follower that did not see the row held while
- * the database said its lease ran takes it at once, without the two-clock
- * rule (a released row is free). The row cannot tell such a release from
- * the holder's own, so this is a limit of the guarantee (docs/design.md,
- * "Simulation"), reported apart. */
-static void force_near_step(void) {
-  if (DB.force_t && DB.step_t && !g_beyond[0] &&
-      llabs(DB.force_t - DB.step_t) < 2 * S.L)
-    g_beyond = "release --force within a lease of a forward step of the "
-               "database clock";
-}
 
 static void f_db_step(void *unused, uint64_t step_us) {
   (void)unused;
-  if ((int64_t)step_us > 0) DB.step_t = T;
-  force_near_step();
   DB.base_db = db_now() + (int64_t)step_us;
   DB.base_t = T;
   trace("db: clock stepped by %+.3f s", (double)(int64_t)step_us / 1e6);
@@ -1030,9 +1014,8 @@ static void f_operator(void *unused, uint64_t what) {
   switch (what) {
   case 0: /* gomaster release --force: keeps a running lease */
     if (DB.row.token >= (uint64_t)INT64_MAX) return;
-    if (DB.row.owner[0]) DB.force_t = T;
-    force_near_step();
     DB.row.owner[0] = '\0';
+    DB.row.instance = 0; /* as every backend: no holder's key */
     DB.row.token++;
     if (DB.row.token > DB.max_token) DB.max_token = DB.row.token;
     if (DB.row.expires_at < now) DB.row.expires_at = now;
