@@ -44,6 +44,7 @@
 #include <mysqld_error.h>
 
 #include "backend.h"
+#include "timeutil.h"
 
 #ifndef MARIADB_PACKAGE_VERSION
 #error "backends/mysql.c needs MariaDB Connector/C (mysql_optionsv, TLS)"
@@ -326,13 +327,13 @@ static const char *const sql[NSTMT] = {
         ", " US("l.done_at") ", l.done_by, l.done_token, l.result, l.instance,"
         " l.name IS NOT NULL FROM (SELECT 1) AS d LEFT JOIN `%s` AS l"
         " ON l.name = ?",
-    /* name, owner, version, min_token, lease_us, instance */
+    /* name, owner, version, new token, lease_us, instance */
     [S_INSERT] = "INSERT INTO `%s` (name, owner, version, token, acquired_at, "
-                 "renewed_at, expires_at, instance) VALUES (?, ?, ?, ? + 1, "
+                 "renewed_at, expires_at, instance) VALUES (?, ?, ?, ?, "
                  NOW_REPORTED ", " NOW ", " NOW " + INTERVAL ? MICROSECOND, ?)",
-    /* owner, instance, version, min_token, lease_us, name, expect_token */
+    /* owner, instance, version, new token, lease_us, name, expect_token */
     [S_TAKE] = "UPDATE `%s` SET owner = ?, instance = ?, version = ?, "
-               "token = GREATEST(token, ?) + 1, acquired_at = " NOW_REPORTED
+               "token = ?, acquired_at = " NOW_REPORTED
                ", renewed_at = " NOW ", expires_at = " NOW
                " + INTERVAL ? MICROSECOND WHERE name = ? AND token = ? AND "
                "token < 9223372036854775807 AND expires_at <= " NOW,
@@ -387,23 +388,6 @@ static const char create_sql[] =
 static const char upgrade_sql[] =
     "ALTER TABLE `%s`" DONE_COLUMNS(" ADD COLUMN IF NOT EXISTS ");
 
-/* Copies a client or server message into dst, each occurrence of the
- * password replaced by "***". Servers do not echo passwords; this makes
- * sure no future message can carry one into a log. (Passwords under three
- * bytes are left: replacing them would mangle every message.) */
-static void scrub(char *dst, size_t len, const char *msg, const char *pw) {
-  size_t pl = pw ? strlen(pw) : 0, o = 0;
-  while (*msg && o + 1 < len) {
-    if (pl >= 3 && strncmp(msg, pw, pl) == 0) {
-      for (const char *r = "***"; *r && o + 1 < len; r++) dst[o++] = *r;
-      msg += pl;
-    } else {
-      dst[o++] = *msg++;
-    }
-  }
-  dst[o] = '\0';
-}
-
 static int lost_connection(unsigned e) {
   return e == CR_SERVER_GONE_ERROR || e == CR_SERVER_LOST ||
          e == CR_SERVER_LOST_EXTENDED || e == CR_CONNECTION_ERROR ||
@@ -414,7 +398,7 @@ static int lost_connection(unsigned e) {
 static int fail(myconn *c, MYSQL_STMT *st, const char *what, gm_error *err) {
   unsigned e = st ? mysql_stmt_errno(st) : mysql_errno(c->db);
   char msg[GM_ERRMSG_MAX];
-  scrub(msg, sizeof msg, st ? mysql_stmt_error(st) : mysql_error(c->db),
+  gm_scrub(msg, sizeof msg, st ? mysql_stmt_error(st) : mysql_error(c->db),
         c->cfg->password);
   gm_seterr(err, lost_connection(e) ? GM_E_CONNECT : GM_E_DB,
             "mysql: %s failed on %s:%u: %s (%u)", what, c->cfg->host,
@@ -426,7 +410,7 @@ static int connect_error(const mycfg *cfg, MYSQL *db, gm_error *err) {
   const char *user = cfg->user ? cfg->user : "";
   unsigned e = mysql_errno(db);
   char msg[GM_ERRMSG_MAX];
-  scrub(msg, sizeof msg, mysql_error(db), cfg->password);
+  gm_scrub(msg, sizeof msg, mysql_error(db), cfg->password);
   switch (e) {
   case ER_ACCESS_DENIED_ERROR:
   case ER_ACCESS_DENIED_NO_PASSWORD_ERROR:
@@ -755,7 +739,11 @@ static int run_write(myconn *c, int which, params *p, const char *what,
                      uint64_t *affected, int64_t *now, gm_error *err) {
   MYSQL_STMT *st = c->st[which];
   if (mysql_stmt_bind_param(st, p->b) || mysql_stmt_execute(st)) {
-    if (mysql_stmt_errno(st) == ER_DUP_ENTRY) return GM_NOT;
+    if (mysql_stmt_errno(st) == ER_DUP_ENTRY) { /* a lost race */
+      gm_seterr(err, GM_E_CONFLICT, "%s: another node's insert came first",
+                what);
+      return GM_NOT;
+    }
     return fail(c, st, what, err);
   }
   *affected = (uint64_t)mysql_stmt_affected_rows(st);
@@ -875,12 +863,6 @@ static int fetch_row(myconn *c, const char *name, gm_row *row,
 }
 
 /* ---- wake-up: the master's user locks ----------------------------------- */
-
-static int64_t mono_ns(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
 
 /* FNV-1a (64 bits) of database, table and lock name, NUL between them (no
  * part can hold a NUL): the user-lock namespace is the whole server's. A
@@ -1006,7 +988,7 @@ static int64_t stale_ns(const target *t) {
 static void watch_note(myconn *c, const char *name, const gm_row *r) {
   waiter *w = &c->w;
   if (!w->started) return;
-  int64_t now = mono_ns();
+  int64_t now = gm_mono_ns();
   pthread_mutex_lock(&w->mu);
   target *t = &w->t;
   int same = t->name[0] && strcmp(t->name, name) == 0;
@@ -1074,20 +1056,6 @@ static void held_put(myconn *c, const char *name, const char *version,
 }
 
 /* The row as a successful write of this connection left it. */
-static void written(gm_row *out, const char *owner, const char *version,
-                   uint64_t token, int64_t acquired_at, int64_t now,
-                   int64_t lease_us) {
-  memset(out, 0, sizeof *out);
-  out->exists = 1;
-  gm_strlcpy(out->owner, owner, sizeof out->owner);
-  gm_strlcpy(out->version, version, sizeof out->version);
-  out->token = token;
-  out->acquired_at = acquired_at;
-  out->renewed_at = now;
-  out->expires_at = now + lease_us;
-  out->now = now;
-}
-
 static int my_acquire(void *p, const gm_acquire_req *req, gm_row *out,
                       gm_error *err) {
   myconn *c = p;
@@ -1101,23 +1069,20 @@ static int my_acquire(void *p, const gm_acquire_req *req, gm_row *out,
       check_len("node id", req->owner, LOCK_ID_LEN, err) ||
       check_len("version", version, LOCK_ID_LEN, err))
     return GM_ERR;
+  token = gm_new_token(req);
   if (!req->expect_exists) {
-    token = req->min_token + 1;
     p_str(&in, req->name);
     p_str(&in, req->owner);
     p_str(&in, version);
-    p_u64(&in, &req->min_token);
+    p_u64(&in, &token);
     p_i64(&in, &req->lease_us);
     p_u64(&in, &req->instance);
     rc = run_write(c, S_INSERT, &in, "acquire", &affected, &now, err);
   } else {
-    /* the row's token is expect_token, or nothing changes */
-    token = (req->expect_token > req->min_token ? req->expect_token
-                                                : req->min_token) + 1;
     p_str(&in, req->owner);
     p_u64(&in, &req->instance);
     p_str(&in, version);
-    p_u64(&in, &req->min_token);
+    p_u64(&in, &token);
     p_i64(&in, &req->lease_us);
     p_str(&in, req->name);
     p_u64(&in, &req->expect_token);
@@ -1125,7 +1090,7 @@ static int my_acquire(void *p, const gm_acquire_req *req, gm_row *out,
   }
   if (rc != GM_OK) return rc;
   if (affected != 1) return GM_NOT;
-  written(out, req->owner, version, token, now, now, req->lease_us);
+  gm_row_written(out, req->owner, version, token, now, now, req->lease_us);
   out->instance = req->instance;
   held_put(c, req->name, version, token, now);
   watch_drop(c, req->name);
@@ -1167,10 +1132,10 @@ static int my_renew(void *p, const char *name, const char *owner,
     h = held_find(c, name);
   }
   if (h && h->token == token)
-    written(out, owner, h->version, token, h->acquired_at, now, lease_us);
+    gm_row_written(out, owner, h->version, token, h->acquired_at, now, lease_us);
   else /* taken over between the two statements: a lease shorter than a
         * round trip; the next renew reports the loss */
-    written(out, owner, "", token, 0, now, lease_us);
+    gm_row_written(out, owner, "", token, 0, now, lease_us);
   out->instance = instance;
   return GM_OK;
 }
@@ -1328,8 +1293,6 @@ static void my_interrupt(void *p) {
 /* ---- wake-up: the waiter thread ----------------------------------------- */
 
 #define WAIT_S 5 /* one GET_LOCK wait; the waiter's reads may take longer */
-#define BACKOFF_MIN_NS 50000000LL
-#define BACKOFF_MAX_NS 5000000000LL
 
 /* 2: the user lock was free at once; 1: it was held, then ours (and freed in
  * the same statement, so the next waiter or the new master gets it at
@@ -1338,9 +1301,7 @@ static const char wait_sql[] =
     "SELECT IF(IS_FREE_LOCK(?), 2, IF(GET_LOCK(?, ?), RELEASE_LOCK(?), 0))";
 
 static void cv_wait_until(waiter *w, int64_t until_ns) {
-  struct timespec ts = {.tv_sec = until_ns / 1000000000,
-                        .tv_nsec = until_ns % 1000000000};
-  pthread_cond_timedwait(&w->cv, &w->mu, &ts);
+  gm_cond_wait_until(&w->cv, &w->mu, until_ns);
 }
 
 /* Under w->mu: 1 and the target's name and key copied when the waiter
@@ -1371,7 +1332,7 @@ static void waiter_woke(waiter *w, const char *name, int r) {
     memcpy(w->wake_name, t->name, sizeof t->name);
     memcpy(w->wake_owner, t->owner, sizeof t->owner);
     w->wake_token = t->token;
-    w->wake_ns = mono_ns();
+    w->wake_ns = gm_mono_ns();
   }
   atomic_store(&w->changed, 1);
 }
@@ -1397,13 +1358,14 @@ static void *waiter_main(void *arg) {
   waiter *w = &c->w;
   MYSQL *db = NULL;
   MYSQL_STMT *st = NULL;
-  int64_t backoff = 0, retry_at = 0;
+  gm_backoff backoff = {0};
+  int64_t retry_at = 0;
   char name[GM_NAME_MAX], key[ULOCK_KEY_MAX];
 
   mysql_thread_init();
   pthread_mutex_lock(&w->mu);
   while (!w->quit) {
-    int64_t now = mono_ns(), until;
+    int64_t now = gm_mono_ns(), until;
     if (!waiter_pick(w, now, name, key, &until)) {
       cv_wait_until(w, until);
       continue;
@@ -1416,9 +1378,7 @@ static void *waiter_main(void *arg) {
     if (!db) db = waiter_connect(c->cfg, &st);
     pthread_mutex_lock(&w->mu);
     if (!db) {
-      backoff = backoff ? backoff * 2 : BACKOFF_MIN_NS;
-      if (backoff > BACKOFF_MAX_NS) backoff = BACKOFF_MAX_NS;
-      retry_at = mono_ns() + backoff;
+      retry_at = gm_mono_ns() + gm_backoff_next(&backoff);
       continue;
     }
     /* close() shuts this socket down to end a wait at once */
@@ -1444,12 +1404,10 @@ static void *waiter_main(void *arg) {
       st = NULL;
       db = NULL;
       pthread_mutex_lock(&w->mu);
-      backoff = backoff ? backoff * 2 : BACKOFF_MIN_NS;
-      if (backoff > BACKOFF_MAX_NS) backoff = BACKOFF_MAX_NS;
-      retry_at = mono_ns() + backoff;
+      retry_at = gm_mono_ns() + gm_backoff_next(&backoff);
       continue;
     }
-    backoff = 0;
+    gm_backoff_reset(&backoff);
     if (v == 1 || v == 2) waiter_woke(w, name, (int)v);
   }
   w->fd = -1;
@@ -1464,11 +1422,7 @@ static void *waiter_main(void *arg) {
  * never reports, and followers read at retry speed. */
 static void waiter_start(myconn *c) {
   waiter *w = &c->w;
-  pthread_condattr_t ca;
-  pthread_condattr_init(&ca);
-  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-  pthread_cond_init(&w->cv, &ca);
-  pthread_condattr_destroy(&ca);
+  gm_cond_init_mono(&w->cv);
   pthread_mutex_init(&w->mu, NULL);
   atomic_init(&w->changed, 0);
   w->fd = -1;

@@ -5,7 +5,7 @@
  * clock of its own: CLOCK_MONOTONIC plus an offset that the test can step.
  * Each backend object made on it is a "node" (sc_node) with switches the test
  * flips per operation: normal, hang (block until the switch changes), or
- * fail with GM_ERR. Every call is counted per node and operation.
+ * fail with GM_ERR, or lose a race (GM_ERR, GM_E_CONFLICT). Every call is counted per node and operation.
  *
  * The rows follow the backend contract in src/backend.h: one conditional
  * write per acquire/renew/release, tokens max(row, min_token) + 1, a release
@@ -41,7 +41,7 @@ enum {
   SC_CHANGED,
   SC_NOPS
 };
-enum { SC_NORMAL = 0, SC_HANG, SC_FAIL };
+enum { SC_NORMAL = 0, SC_HANG, SC_FAIL, SC_CONFLICT };
 
 typedef struct sc_row {
   struct sc_row *next;
@@ -220,6 +220,11 @@ SC_FN int sc_enter(sc_node *n, int op, const char *what, gm_error *err) {
   if (n->mode[op] == SC_FAIL || n->interrupted) {
     pthread_mutex_unlock(&n->db->mu);
     gm_seterr(err, GM_E_DB, "scripted: %s failed", what);
+    return GM_ERR;
+  }
+  if (n->mode[op] == SC_CONFLICT) {
+    pthread_mutex_unlock(&n->db->mu);
+    gm_seterr(err, GM_E_CONFLICT, "scripted: %s lost a race", what);
     return GM_ERR;
   }
   return GM_OK;

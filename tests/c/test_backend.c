@@ -413,10 +413,14 @@ static void case_race(void *a, void *b) {
   gm_acquire_req qa = req(n, "node-a", 0, 0, 0, 71);
   gm_acquire_req qb = req(n, "node-b", 0, 0, 0, 72);
   int ra = o->acquire(a, &qa, &r, &err);
+  memset(&err, 0, sizeof err);
   int rb = o->acquire(b, &qb, &s, &err);
   check(ra == GM_OK && rb == GM_NOT,
         "%s: two inserts of one row: the second GM_NOT (%d %d)", T->label, ra,
         rb);
+  check(err.code == GM_E_NONE || err.code == GM_E_CONFLICT,
+        "%s: a lost race is a conflict, not an error (code %d) %s", T->label,
+        err.code, err.msg);
   o->release(a, n, "node-a", 71, r.token, &err);
   qa = req(n, "node-a", 1, r.token, 0, 71);
   qb = req(n, "node-b", 1, r.token, 0, 72);

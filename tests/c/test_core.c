@@ -1608,6 +1608,31 @@ out:
   solo_free(&s);
 }
 
+/* A lost race (GM_ERR with GM_E_CONFLICT) is no error: nothing reported,
+ * the connection kept, and the node reads again and takes the lock. */
+static void test_conflict(void) {
+  solo s;
+  solo_init(&s, "conflict", 1, 0.1, 0.6, 0.1);
+  sc_node *n = &s.n;
+  gm_elector *e = s.e;
+  sc_set(n, SC_ACQUIRE, SC_CONFLICT);
+  start(e);
+  int64_t end = mono_ns() + 2000 * MS;
+  while (sc_calls(n, SC_ACQUIRE) < 1 && mono_ns() < end) sleep_ms(1);
+  sc_set(n, SC_ACQUIRE, SC_NORMAL);
+  gm_event ev;
+  int got = wait_ev(e, GM_EV_START, 3000, &ev) && gm_elector_is_master(e);
+  gm_status st;
+  gm_elector_status(e, &st);
+  unsigned opens = sc_calls(n, SC_OPEN), tries = sc_calls(n, SC_ACQUIRE);
+  check(got && tries >= 2 && st.errors == 0 &&
+            count_ev(e, GM_EV_ERROR) == 0 && opens == 1,
+        "conflict: a lost race, then the lock taken: no error(), %" PRIu64
+        " errors counted, %u connection(s) opened, %u acquires",
+        st.errors, opens, tries);
+  solo_free(&s);
+}
+
 int main(void) {
   setvbuf(stdout, NULL, _IOLBF, 0);
   alarm(600); /* a hang is a failure, not a stuck CI */
@@ -1637,6 +1662,7 @@ int main(void) {
   test_forced_release();
   test_token_limit();
   test_error_cleared();
+  test_conflict();
   printf("%d passed, %d failed\n", passed, failed);
   return failed ? 1 : 0;
 }
