@@ -215,6 +215,20 @@ typedef struct gm_backend_ops {
    * may then fail with GM_ERR, and the core closes conn as after any
    * failure. */
   void (*interrupt)(void *conn);
+
+  /* Blocks on conn until lock `name` may have changed (its holder let go,
+   * its row was written: GM_OK), or timeout_us passed with no sign of a
+   * change (GM_NOT), or the connection failed (GM_ERR: the core closes it
+   * and opens another later, with its backoff; nothing is reported). conn
+   * is a connection of its own that the core opens for this alone, lazily
+   * (when a follower waits on a lock another node holds), and closes when
+   * no follower waits; the core runs the thread, chooses the lock, and
+   * ends a watch at once with interrupt (required with watch). A GM_OK
+   * that came without a change costs one read per follower: the core does
+   * not watch that lock again until a follower read it anew. NULL: no
+   * wake-up (or changed/poll_us). No backend starts a thread or sleeps. */
+  int (*watch)(void *conn, const char *name, int64_t timeout_us,
+               gm_error *err);
 } gm_backend_ops;
 
 /* Makes a backend object from an ops table of the caller's own (a backend

@@ -132,6 +132,9 @@ struct gm_elector {
                            * running (also a released row: see below) */
   int refused;            /* acquires in a row that a free-looking row
                            * refused (GM_NOT) */
+  int watch;              /* the last read found the lock held by another,
+                           * its lease running: the wake-up may watch it */
+  uint64_t watch_gen;     /* grows with every such read */
 };
 
 struct gm_backend {
@@ -167,6 +170,22 @@ struct gm_backend {
   size_t batch_cap;       /* batch renewal buffers, grown as needed */
   gm_elector **batch;
   gm_renew_req *reqs;
+
+  /* The wake-up thread (backends with ops->watch): its own connection,
+   * opened when a follower waits on a lock another node holds, closed when
+   * none does. It blocks in watch() on the lock the election thread chose
+   * (wk_name) and, when watch() says the lock may have changed, sets woke:
+   * the followers read at once. (mu) unless said. */
+  pthread_t wk_thread;
+  int wk_running;     /* started and not yet joined */
+  int wk_quit;
+  pthread_cond_t wk_cv; /* a new target, or quit */
+  char wk_name[GM_NAME_MAX]; /* "" when no follower waits */
+  uint64_t wk_gen;    /* grows with every new target or read of it */
+  const gm_elector *wk_for; /* the follower it watches for (identity only) */
+  uint64_t wk_for_gen;      /* and its watch_gen then */
+  void *wk_live;      /* the wake-up connection while open, for interrupt */
+  atomic_int woke;    /* set by the wake-up, taken by the election thread */
 };
 
 /* ---- process-wide: fork safety ------------------------------------------ */
@@ -207,6 +226,7 @@ static void init_sync(gm_backend *b) {
   pthread_mutex_init(&b->mu, NULL);
   gm_cond_init_mono(&b->wake);
   gm_cond_init_mono(&b->done);
+  gm_cond_init_mono(&b->wk_cv);
 }
 
 /* The child has no election thread: every elector the parent ran is stopped
@@ -235,6 +255,12 @@ static void atfork_child(void) {
     b->quit = 0;
     b->conn = NULL;
     b->live_conn = NULL;
+    b->wk_running = 0; /* no wake-up thread here; its connection is the
+                        * parent's, left alone */
+    b->wk_quit = 0;
+    b->wk_live = NULL;
+    b->wk_name[0] = '\0';
+    atomic_store(&b->woke, 0);
     init_sync(b);
   }
   pthread_mutex_init(&g_mu, NULL);
@@ -593,6 +619,9 @@ void gm_backend_unref(gm_backend *b) {
   if (orphan) {
     b->orphan = 1;
     if (b->live_conn && b->ops->interrupt) b->ops->interrupt(b->live_conn);
+    b->wk_quit = 1;
+    if (b->wk_live && b->ops->interrupt) b->ops->interrupt(b->wk_live);
+    pthread_cond_signal(&b->wk_cv);
     pthread_detach(b->thread);
   }
   pthread_mutex_unlock(&b->mu);
@@ -609,6 +638,7 @@ static void backend_free(gm_backend *b) {
   pthread_mutex_destroy(&b->mu);
   pthread_cond_destroy(&b->wake);
   pthread_cond_destroy(&b->done);
+  pthread_cond_destroy(&b->wk_cv);
   free(b);
 }
 
@@ -895,6 +925,7 @@ static void follower_step(gm_backend *b, gm_elector *e) {
   int64_t resume = e->woken_from; /* this read came early, on a wake-up */
   e->woken_from = 0;
   e->warned = 0;
+  e->watch = 0;
   int64_t t0 = gm_mono_ns();
   int rc = b->ops->observe(b->conn, e->name, &r, &err);
   int64_t t1 = gm_mono_ns();
@@ -990,6 +1021,8 @@ static void follower_step(gm_backend *b, gm_elector *e) {
   }
   if (r.expires_at > r.now) { /* live: sleep until it ends, or one retry */
     e->v_live = 1;
+    e->watch = !released; /* the wake-up may watch it */
+    e->watch_gen++;
     int64_t left = sat_add(gm_us_to_ns(ahead_us), STEP_TOL_US * US_PER_NS);
     e->next_at = t1 + min64(e->retry_ns, sat_add(left, jit));
     /* A wake-up that found the version it had already seen (a crashed
@@ -1268,6 +1301,137 @@ static void timed_wait(gm_backend *b, int64_t until) {
   timed_wait_on(&b->wake, b, until);
 }
 
+/* ---- the wake-up thread (ops->watch) ------------------------------------ */
+
+/* How long one watch() may block: the thread comes back this often to see
+ * whether the target moved (a target change does not interrupt it). */
+#define WATCH_MAX_US (1000 * 1000LL)
+
+/* Under mu: the wake-up found the lock may have changed: the election
+ * thread's followers read at once. */
+static void wk_woke(gm_backend *b) {
+  atomic_store(&b->woke, 1);
+  b->kicks++;
+  pthread_cond_signal(&b->wake);
+}
+
+static void *wk_main(void *arg) {
+  gm_backend *b = arg;
+  void *conn = NULL;
+  gm_backoff backoff = {0};
+  int64_t retry_at = 0;
+  uint64_t done_gen = 0; /* the target generation a watch already woke on */
+  char name[GM_NAME_MAX];
+  pthread_mutex_lock(&b->mu);
+  while (!b->wk_quit) {
+    if (!b->wk_name[0] || b->wk_gen == done_gen) {
+      if (!b->wk_name[0] && conn) { /* nobody waits: give it back */
+        b->wk_live = NULL;
+        pthread_mutex_unlock(&b->mu);
+        b->ops->close(conn);
+        conn = NULL;
+        pthread_mutex_lock(&b->mu);
+        continue;
+      }
+      pthread_cond_wait(&b->wk_cv, &b->mu);
+      continue;
+    }
+    int64_t now = gm_mono_ns();
+    if (!conn && now < retry_at) {
+      gm_cond_wait_until(&b->wk_cv, &b->mu, retry_at);
+      continue;
+    }
+    uint64_t gen = b->wk_gen;
+    memcpy(name, b->wk_name, sizeof name);
+    pthread_mutex_unlock(&b->mu);
+    gm_error err = {0};
+    if (!conn && b->ops->open(b->cfg, &conn, &err) != GM_OK) {
+      /* quietly: the election goes on at retry speed meanwhile */
+      conn = NULL;
+      pthread_mutex_lock(&b->mu);
+      retry_at = gm_mono_ns() + gm_backoff_next(&backoff);
+      continue;
+    }
+    pthread_mutex_lock(&b->mu);
+    b->wk_live = conn;
+    if (b->wk_quit) break;
+    pthread_mutex_unlock(&b->mu);
+    int rc = b->ops->watch(conn, name, WATCH_MAX_US, &err);
+    pthread_mutex_lock(&b->mu);
+    if (rc == GM_ERR) {
+      b->wk_live = NULL;
+      pthread_mutex_unlock(&b->mu);
+      b->ops->close(conn);
+      conn = NULL;
+      pthread_mutex_lock(&b->mu);
+      retry_at = gm_mono_ns() + gm_backoff_next(&backoff);
+      continue;
+    }
+    gm_backoff_reset(&backoff);
+    if (rc == GM_OK) {
+      /* no new watch of this lock until a follower read it again */
+      if (gen == b->wk_gen && strcmp(name, b->wk_name) == 0) done_gen = gen;
+      wk_woke(b);
+    }
+  }
+  b->wk_live = NULL;
+  pthread_mutex_unlock(&b->mu);
+  if (conn) b->ops->close(conn);
+  return NULL;
+}
+
+/* Under mu, on the election thread: points the wake-up at the lock of the
+ * first follower that waits on another node's live lease (a new read of it
+ * makes a new generation), or at none; starts the thread on first need. */
+static void wk_target(gm_backend *b) {
+  if (!b->ops->watch) return;
+  gm_elector *t = NULL;
+  for (gm_elector *e = b->active; e && !t; e = e->next)
+    if (e->want && e->role == ROLE_FOLLOWER && e->watch) t = e;
+  if (!t) {
+    if (b->wk_name[0]) {
+      b->wk_name[0] = '\0';
+      pthread_cond_signal(&b->wk_cv);
+    }
+    return;
+  }
+  if (b->wk_name[0] && t == b->wk_for && t->watch_gen == b->wk_for_gen &&
+      strcmp(b->wk_name, t->name) == 0)
+    return;
+  gm_strlcpy(b->wk_name, t->name, sizeof b->wk_name);
+  b->wk_for = t;
+  b->wk_for_gen = t->watch_gen;
+  b->wk_gen++;
+  if (!b->wk_running && !b->wk_quit)
+    b->wk_running = pthread_create(&b->wk_thread, NULL, wk_main, b) == 0;
+  pthread_cond_signal(&b->wk_cv);
+}
+
+/* Under mu: the wake-up said a lock may have changed: every follower reads
+ * now (as after changed()). */
+static void wk_take(gm_backend *b, int64_t now) {
+  if (!atomic_exchange(&b->woke, 0)) return;
+  for (gm_elector *e = b->active; e; e = e->next)
+    if (e->want && e->role == ROLE_FOLLOWER && e->next_at > now &&
+        !e->row_said[0]) {
+      if (!e->woken_from) e->woken_from = e->next_at;
+      e->next_at = now;
+    }
+}
+
+/* Under mu, as the election thread ends: stops and joins the wake-up (a
+ * watch under way is interrupted). */
+static void wk_stop(gm_backend *b) {
+  b->wk_quit = 1;
+  if (b->wk_live && b->ops->interrupt) b->ops->interrupt(b->wk_live);
+  pthread_cond_signal(&b->wk_cv);
+  if (!b->wk_running) return;
+  b->wk_running = 0;
+  pthread_mutex_unlock(&b->mu);
+  pthread_join(b->wk_thread, NULL);
+  pthread_mutex_lock(&b->mu);
+}
+
 static void *thread_main(void *arg) {
   gm_backend *b = arg;
   pthread_mutex_lock(&b->mu);
@@ -1276,6 +1440,8 @@ static void *thread_main(void *arg) {
     int64_t now = gm_mono_ns(), next = INT64_MAX;
     gm_elector *due = NULL;
     int followers = 0;
+    wk_target(b);
+    wk_take(b, now);
     for (gm_elector *e = b->active; e; e = e->next) {
       if (!e->want || e->next_at <= now) {
         due = e;
@@ -1323,6 +1489,7 @@ static void *thread_main(void *arg) {
       stop_step(b, due, why);
     pthread_mutex_lock(&b->mu);
   }
+  wk_stop(b);
   pthread_mutex_unlock(&b->mu);
   close_conn(b);
   pthread_mutex_lock(&b->mu);

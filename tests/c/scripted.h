@@ -25,6 +25,7 @@
 #include <time.h>
 
 #include "backend.h"
+#include "timeutil.h"
 
 #define SC_FN static __attribute__((unused))
 
@@ -39,6 +40,7 @@ enum {
   SC_FORCE,
   SC_RENEW_MANY, /* ABI 3: sc_ops_fast only */
   SC_CHANGED,
+  SC_WATCH,
   SC_NOPS
 };
 enum { SC_NORMAL = 0, SC_HANG, SC_FAIL, SC_CONFLICT };
@@ -89,7 +91,7 @@ SC_FN int64_t sc_mono_us(void) {
 SC_FN void sc_db_init(sc_db *db) {
   memset(db, 0, sizeof *db);
   pthread_mutex_init(&db->mu, NULL);
-  pthread_cond_init(&db->cv, NULL);
+  gm_cond_init_mono(&db->cv);
 }
 
 SC_FN void sc_db_destroy(sc_db *db) {
@@ -308,6 +310,7 @@ SC_FN void sc_grant(sc_node *n, sc_row *r, const gm_acquire_req *q,
   r->expires_at = now + q->lease_us;
   r->holder = n->handle;
   n->db->version++;
+  pthread_cond_broadcast(&n->db->cv); /* for watch */
   sc_fill(out, r, now);
 }
 
@@ -371,6 +374,7 @@ SC_FN int sc_release(void *conn, const char *name, const char *owner,
     r->owner[0] = '\0';
     r->expires_at = sc_now_locked(n->db);
     n->db->version++;
+    pthread_cond_broadcast(&n->db->cv); /* for watch */
     rc = GM_OK;
   }
   pthread_mutex_unlock(&n->db->mu);
@@ -505,6 +509,54 @@ SC_FN int sc_changed(void *conn, gm_error *err) {
   n->seen_version = n->db->version;
   pthread_mutex_unlock(&n->db->mu);
   return changed ? GM_OK : GM_NOT;
+}
+
+/* Blocks until lock name's owner or token moves (a release, a grant), the
+ * timeout, or interrupt(). */
+SC_FN int sc_watch(void *conn, const char *name, int64_t timeout_us,
+                   gm_error *err) {
+  sc_node *n = conn;
+  if (sc_enter(n, SC_WATCH, "watch", err) != GM_OK) return GM_ERR;
+  sc_db *db = n->db;
+  int64_t until = gm_mono_ns() + timeout_us * 1000;
+  sc_row *r = sc_find(db, name);
+  char owner[GM_ID_MAX];
+  uint64_t token = r ? r->token : 0;
+  snprintf(owner, sizeof owner, "%s", r ? r->owner : "");
+  int rc = GM_NOT;
+  for (;;) {
+    r = sc_find(db, name);
+    if (n->interrupted) {
+      gm_seterr(err, GM_E_DB, "scripted: watch interrupted");
+      rc = GM_ERR;
+      break;
+    }
+    if (!r || r->token != token || strcmp(r->owner, owner) != 0) {
+      rc = GM_OK;
+      break;
+    }
+    if (gm_mono_ns() >= until) break;
+    n->hanging[SC_WATCH]++;
+    gm_cond_wait_until(&db->cv, &db->mu, until);
+    n->hanging[SC_WATCH]--;
+  }
+  pthread_mutex_unlock(&db->mu);
+  return rc;
+}
+
+/* A backend object for node n with the ops of the core's wake-up thread:
+ * watch and interrupt, no changed() polling. */
+SC_FN gm_backend *sc_backend_watch(sc_node *n, gm_error *err) {
+  static gm_backend_ops w; /* sc_ops plus these: made on first use */
+  if (!w.name) {
+    w = sc_ops;
+    w.renew_many = sc_renew_many;
+    w.interrupt = sc_interrupt;
+    w.watch = sc_watch;
+    w.name = "scripted-watch";
+  }
+  gm_kv kv = {"node", n->opt};
+  return gm_backend_new_ops(&w, &kv, 1, err);
 }
 
 /* A backend object for node n with the ABI 3 ops. */

@@ -14,6 +14,7 @@
  * with each database's own client.
  */
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -478,6 +479,76 @@ static void case_wakeup(void *a) {
   o->close(b);
 }
 
+/* watch, on a connection of its own as the core's wake-up thread uses it:
+ * times out on time when nothing changes, returns within WAKE_MS of a
+ * release, and at once on interrupt. */
+typedef struct watcher {
+  void *conn;
+  const char *name;
+  int64_t timeout_us;
+  int rc;
+  double returned; /* mono_ms when watch returned */
+  gm_error err;
+} watcher;
+
+static void *watch_thread(void *arg) {
+  watcher *w = arg;
+  w->rc = T->ops->watch(w->conn, w->name, w->timeout_us, &w->err);
+  w->returned = mono_ms();
+  return NULL;
+}
+
+static void case_watch(void *a) {
+  const gm_backend_ops *o = T->ops;
+  if (!o->watch) {
+    printf("skipped: %s: no watch (the core's wake-up thread is not used)\n",
+           T->label);
+    return;
+  }
+  check(o->interrupt != NULL, "%s: watch comes with interrupt", T->label);
+  const char *n = lname("watch");
+  gm_error err = {0};
+  gm_row r;
+  void *w = NULL;
+  if (!check(o->open(T->cfg, &w, &err) == GM_OK,
+             "%s: a wake-up connection opens %s", T->label, err.msg))
+    return;
+  gm_acquire_req q = req(n, "node-a", 0, 0, 0, 91);
+  int rc = o->acquire(a, &q, &r, &err);
+  double t0 = mono_ms();
+  int wr = o->watch(w, n, 300000, &err);
+  double took = mono_ms() - t0;
+  check(rc == GM_OK && wr == GM_NOT && took >= 290 && took < 800,
+        "%s: watch with nothing changing times out on time (%.1f ms for "
+        "300) rc %d %s",
+        T->label, took, wr, err.msg);
+  /* a release while another connection watches */
+  watcher wt = {.conn = w, .name = n, .timeout_us = 5000000, .rc = -9};
+  pthread_t th;
+  pthread_create(&th, NULL, watch_thread, &wt);
+  nap_ms(200); /* the watch is under way (no event tells it from here) */
+  double t1 = mono_ms();
+  rc = o->release(a, n, "node-a", 91, r.token, &err);
+  pthread_join(th, NULL);
+  check(rc == GM_OK && wt.rc == GM_OK && wt.returned - t1 <= WAKE_MS,
+        "%s: watch returns %.1f ms after a release (<= %d) rc %d %s",
+        T->label, wt.returned - t1, WAKE_MS, wt.rc, wt.err.msg);
+  /* interrupt ends a watch at once */
+  q = req(n, "node-a", 1, r.token, 0, 91);
+  rc = o->acquire(a, &q, &r, &err);
+  wt = (watcher){.conn = w, .name = n, .timeout_us = 5000000, .rc = -9};
+  pthread_create(&th, NULL, watch_thread, &wt);
+  nap_ms(200);
+  t1 = mono_ms();
+  o->interrupt(w);
+  pthread_join(th, NULL);
+  check(rc == GM_OK && wt.rc != -9 && wt.returned - t1 <= 50,
+        "%s: interrupt ends a watch in %.1f ms (<= 50)", T->label,
+        wt.returned - t1);
+  o->close(w);
+  o->release(a, n, "node-a", 91, r.token, &err);
+}
+
 static void run_target(target *t) {
   gm_error err = {0};
   T = t;
@@ -511,6 +582,7 @@ static void run_target(target *t) {
     case_renew_many(a, b);
     case_race(a, b);
     case_wakeup(a);
+    case_watch(a);
   }
   double t0 = mono_ms();
   if (a) t->ops->close(a);

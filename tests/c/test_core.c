@@ -387,7 +387,8 @@ typedef struct pair {
   gm_elector *e[2];
 } pair;
 
-/* fast: the backend has the ABI 3 ops (sc_backend_fast). */
+/* fast: 1, the backend has the speed ops (sc_backend_fast); 2, the core's
+ * wake-up thread's watch (sc_backend_watch). */
 static void pair_init_as(pair *p, int fast, const char *lock, double L,
                          double H, double D, double P) {
   gm_error err = {0};
@@ -395,8 +396,9 @@ static void pair_init_as(pair *p, int fast, const char *lock, double L,
   static const char *ids[2] = {"node-0", "node-1"};
   for (int i = 0; i < 2; i++) {
     sc_node_init(&p->n[i], &p->db);
-    p->b[i] = fast ? sc_backend_fast(&p->n[i], &err)
-                   : sc_backend(&p->n[i], &err);
+    p->b[i] = fast == 2 ? sc_backend_watch(&p->n[i], &err)
+              : fast   ? sc_backend_fast(&p->n[i], &err)
+                       : sc_backend(&p->n[i], &err);
     p->e[i] = mk(p->b[i], conf(lock, ids[i], L, H, D, P));
   }
 }
@@ -1028,6 +1030,8 @@ static void fast_free(pair *p) {
   pair_free(p);
 }
 
+static int watch_hangs(void *n) { return sc_hanging(n, SC_WATCH) > 0; }
+
 static int renew_many_hangs(void *n) {
   return sc_hanging(n, SC_RENEW_MANY) > 0;
 }
@@ -1608,6 +1612,61 @@ out:
   solo_free(&s);
 }
 
+static int conns_of(sc_node *n) {
+  pthread_mutex_lock(&n->db->mu);
+  int k = n->conns;
+  pthread_mutex_unlock(&n->db->mu);
+  return k;
+}
+static int two_conns(void *p) { return conns_of(p) == 2; }
+static int one_conn(void *p) { return conns_of(p) == 1; }
+
+/* The core's wake-up thread (ops->watch): a follower's node opens a second
+ * connection and blocks in watch on the lock it waits on; a release wakes
+ * it at once (no changed() poll); a node with no follower closes it; and
+ * closing a node whose watch is under way takes no time. */
+static void test_watch_wakeup(void) {
+  pair p;
+  pair_init_as(&p, 2, "watch", 5, 1, 3, 2);
+  uint64_t tok = pair_elect(&p, "watch");
+  if (!tok) goto out;
+  int open2 = wait_cond(two_conns, &p.n[1], 2000);
+  int waiting = open2 && wait_cond(watch_hangs, &p.n[1], 2000);
+  check(open2 && waiting && sc_calls(&p.n[0], SC_WATCH) == 0,
+        "watch: the follower's node blocks in watch on a second connection; "
+        "the master's node has none");
+  unsigned reads = sc_calls(&p.n[1], SC_OBSERVE);
+  sleep_ms(300);
+  check(sc_calls(&p.n[1], SC_OBSERVE) <= reads + 1,
+        "watch: no reads while the lease runs and nothing changes (%u)",
+        sc_calls(&p.n[1], SC_OBSERVE) - reads);
+  int64_t t = mono_ns();
+  gm_elector_stop(p.e[0]);
+  gm_event ev;
+  int got = wait_ev(p.e[1], GM_EV_START, 3000, &ev);
+  double ms = (double)(mono_ns() - t) / MS;
+  check(got && ev.token == tok + 1 && ms < 150,
+        "watch: the follower took over %.1f ms after stop() (retry 2000 ms)",
+        ms);
+  check(wait_cond(one_conn, &p.n[1], 2000),
+        "watch: the new master's node closed its wake-up connection");
+  start(p.e[0]);
+  int follows = wait_cond(two_conns, &p.n[0], 3000) &&
+                wait_cond(watch_hangs, &p.n[0], 2000);
+  t = mono_ns();
+  free_el(p.e[0]);
+  gm_backend_unref(p.b[0]);
+  ms = (double)(mono_ns() - t) / MS;
+  p.e[0] = NULL;
+  p.b[0] = NULL;
+  check(follows && ms < 50 && wait_cond(no_conns, &p.n[0], 2000),
+        "watch: closing a node in watch takes %.1f ms (< 50), both "
+        "connections closed",
+        ms);
+out:
+  pair_free(&p);
+}
+
 /* A lost race (GM_ERR with GM_E_CONFLICT) is no error: nothing reported,
  * the connection kept, and the node reads again and takes the lock. */
 static void test_conflict(void) {
@@ -1663,6 +1722,7 @@ int main(void) {
   test_token_limit();
   test_error_cleared();
   test_conflict();
+  test_watch_wakeup();
   printf("%d passed, %d failed\n", passed, failed);
   return failed ? 1 : 0;
 }
