@@ -242,11 +242,11 @@ typedef struct held {
 /* ---- wake-up: the types (the code is in the "wake-up" sections below) --
  *
  * A master holds a MariaDB user lock per election lock on its connection
- * (GET_LOCK), and frees it after it released the row. Each backend has a
- * second connection, owned by a waiter thread, that blocks in GET_LOCK on
- * the user lock of one lock held by another node: when it gets it, the
- * holder let go (or its session ended), and changed() tells the core to
- * have its followers read the rows now. The row stays the only truth. */
+ * (GET_LOCK), and frees it after it released the row. watch() blocks in
+ * GET_LOCK on the user lock of the lock the core watches, on the core's
+ * wake-up connection: when it gets it, the holder let go (or its session
+ * ended), and the core has its followers read the rows now. The row stays
+ * the only truth. */
 
 #define ULOCK_KEY_MAX 32 /* "gomaster:" and 16 hex digits */
 
@@ -259,43 +259,8 @@ typedef struct ulock {
   char key[ULOCK_KEY_MAX];
 } ulock;
 
-/* The one lock the waiter watches, as the core last observed it. */
-typedef struct target {
-  char name[GM_NAME_MAX]; /* "" when none */
-  char key[ULOCK_KEY_MAX];
-  char owner[GM_ID_MAX];
-  uint64_t token;
-  int64_t renewed_at;
-  uint64_t gen;     /* new whenever name, owner, token or renewed_at change */
-  int64_t seen_ns;  /* monotonic time of the last observe */
-  int64_t lease_ns; /* expires_at - renewed_at of that observe */
-} target;
-
-/* Shared by the backend's thread and the waiter thread. */
-typedef struct waiter {
-  int inited, started;  /* set and read by the backend's thread only */
-  pthread_t thread;
-  atomic_int changed;   /* set by the waiter, taken by my_changed */
-  pthread_mutex_t mu;   /* guards every field below */
-  pthread_cond_t cv;    /* signalled on quit and on a new target or gen */
-  int quit;
-  int fd;               /* the waiter connection's socket while open, or -1 */
-  uint64_t next_gen;
-  target t;
-  /* The last wake-up: no new wait until the core has observed the row
-   * changed since (gen); after a wake-up that found the user lock free at
-   * once (nobody held it), also until owner or token change or a lease has
-   * passed, so that a master that does not hold it costs no spin. */
-  uint64_t wake_gen;
-  int wake_free;
-  char wake_name[GM_NAME_MAX];
-  char wake_owner[GM_ID_MAX];
-  uint64_t wake_token;
-  int64_t wake_ns;
-} waiter;
-
-/* Made by my_open, freed by my_close, used by one thread at a time (but for
- * w, see waiter). The config outlives its connections (the core frees it
+/* Made by my_open, freed by my_close, used by one thread at a time. The
+ * config outlives its connections (the core frees it
  * last). */
 typedef struct myconn {
   const mycfg *cfg;
@@ -306,11 +271,9 @@ typedef struct myconn {
   ulock *ul; /* the user locks this connection holds */
   size_t nul, capul;
   int owed;  /* how many of them are no longer wanted */
-  waiter w;
+  MYSQL_STMT *wst; /* watch's statement, prepared on first use */
+  unsigned read_timeout; /* whole seconds, as connected */
 } myconn;
-
-static void waiter_start(myconn *c);
-static void waiter_stop(myconn *c);
 
 /* Microseconds since 1970 of a DATETIME(6) holding UTC; exact. */
 #define US(x) "TIMESTAMPDIFF(MICROSECOND, '1970-01-01', " x ")"
@@ -356,7 +319,7 @@ static const char *const sql[NSTMT] = {
     [S_FORCE] = "UPDATE `%s` SET owner = '', token = token + 1, "
                 "expires_at = IF(? <> 0, " NOW ", GREATEST(expires_at, " NOW
                 ")) WHERE name = ? AND token < 9223372036854775807",
-    /* the user lock's name: never waits (a waiter may hold it an instant) */
+    /* the user lock's name: never waits (a watch may hold it an instant) */
     [S_ULOCK] = "SELECT GET_LOCK(?, 0)",
     [S_UNLOCK] = "SELECT RELEASE_LOCK(?)",
 };
@@ -440,8 +403,8 @@ static void library_init(void) { library_failed = mysql_library_init(0, 0, 0); }
 static void my_close(void *p) {
   myconn *c = p;
   if (!c) return;
-  waiter_stop(c); /* first: it reads c->cfg */
   free(c->ul);
+  if (c->wst) mysql_stmt_close(c->wst);
   for (int i = 0; i < NSTMT; i++)
     if (c->st[i]) mysql_stmt_close(c->st[i]);
   if (c->db) mysql_close(c->db);
@@ -672,8 +635,9 @@ fail:
   return NULL;
 }
 
-static int my_open(const void *cfgp, void **out, gm_error *err) {
-  const mycfg *cfg = cfgp;
+/* A connection whose reads time out after read_timeout whole seconds. */
+static int open_conn(const mycfg *cfg, unsigned read_timeout, void **out,
+                     gm_error *err) {
   *out = NULL;
   pthread_once(&library_once, library_init);
   if (library_failed) {
@@ -690,9 +654,9 @@ static int my_open(const void *cfgp, void **out, gm_error *err) {
    * close may run on the thread that drops the backend, so there is no
    * mysql_thread_end to pair with this. */
   mysql_thread_init();
-  c->db = connect_db(cfg, cfg->read_timeout, err);
+  c->read_timeout = read_timeout;
+  c->db = connect_db(cfg, read_timeout, err);
   if (!c->db || setup_session(c, err)) goto fail;
-  waiter_start(c);
   *out = c;
   return GM_OK;
 fail:
@@ -924,7 +888,7 @@ static void ulock_flush(myconn *c) {
 }
 
 /* After a grant or a renewal of lock name: holds its user lock, unless a
- * waiter holds it this instant (then the next renewal tries again). */
+ * watch holds it this instant (then the next renewal tries again). */
 static void ulock_take(myconn *c, const char *name, uint64_t token) {
   uint64_t h = lock_hash(c->cfg, name);
   ulock *u = ulock_find(c, h, name);
@@ -975,66 +939,11 @@ static void ulock_check(myconn *c, const char *name, const gm_row *r) {
     ulock_drop(c, name);
 }
 
-/* ---- wake-up: what the waiter watches ------------------------------------ */
 
-/* A target not observed for this long is no longer followed here. A
- * follower of a held lock observes at least once a lease. */
-static int64_t stale_ns(const target *t) {
-  return 2 * t->lease_ns + 2000000000;
-}
-
-/* The core observed lock name as r: the first lock held by another owner
- * becomes the waiter's target, and stays it while it is followed. */
-static void watch_note(myconn *c, const char *name, const gm_row *r) {
-  waiter *w = &c->w;
-  if (!w->started) return;
-  int64_t now = gm_mono_ns();
-  pthread_mutex_lock(&w->mu);
-  target *t = &w->t;
-  int same = t->name[0] && strcmp(t->name, name) == 0;
-  if (!r->exists || !r->owner[0]) { /* free: the follower takes it now */
-    if (same) t->name[0] = '\0';
-  } else if (same || !t->name[0] || now - t->seen_ns > stale_ns(t)) {
-    if (!same || strcmp(t->owner, r->owner) != 0 || t->token != r->token ||
-        t->renewed_at != r->renewed_at) {
-      if (!same) {
-        gm_strlcpy(t->name, name, sizeof t->name);
-        lock_key(lock_hash(c->cfg, name), t->key);
-      }
-      gm_strlcpy(t->owner, r->owner, sizeof t->owner);
-      t->token = r->token;
-      t->renewed_at = r->renewed_at;
-      t->gen = ++w->next_gen;
-      pthread_cond_signal(&w->cv);
-    }
-    t->seen_ns = now;
-    /* in µs first, capped at a day: a far-future expiry (an operator's
-     * edit) must not overflow into a negative staleness */
-    int64_t us = r->expires_at - r->renewed_at;
-    if (r->expires_at < r->renewed_at || us < 0) us = 0;
-    if (us > 86400LL * 1000000) us = 86400LL * 1000000;
-    t->lease_ns = us * 1000;
-  }
-  pthread_mutex_unlock(&w->mu);
-}
-
-/* This connection got lock name: nobody here follows it now. */
-static void watch_drop(myconn *c, const char *name) {
-  waiter *w = &c->w;
-  if (!w->started) return;
-  pthread_mutex_lock(&w->mu);
-  if (strcmp(w->t.name, name) == 0) w->t.name[0] = '\0';
-  pthread_mutex_unlock(&w->mu);
-}
-
-/* The core's read as a follower: also tells the waiter what to watch. */
 static int my_observe(void *p, const char *name, gm_row *out, gm_error *err) {
   if (check_len("lock name", name, LOCK_NAME_LEN, err)) return GM_ERR;
   int rc = fetch_row(p, name, out, err);
-  if (rc == GM_OK) {
-    ulock_check(p, name, out);
-    watch_note(p, name, out);
-  }
+  if (rc == GM_OK) ulock_check(p, name, out);
   return rc;
 }
 
@@ -1093,7 +1002,6 @@ static int my_acquire(void *p, const gm_acquire_req *req, gm_row *out,
   gm_row_written(out, req->owner, version, token, now, now, req->lease_us);
   out->instance = req->instance;
   held_put(c, req->name, version, token, now);
-  watch_drop(c, req->name);
   ulock_take(c, req->name, token);
   return GM_OK;
 }
@@ -1218,7 +1126,7 @@ static char *put_hex(char *w, const char *s) {
 /* One UPDATE for every lock of the batch, when they share a lease: the
  * server's now comes back as the insert id (NOW_REPORTED), and matched rows
  * (CLIENT_FOUND_ROWS) tell whether all were still ours. Fewer than asked
- * cannot say which: then each is renewed alone, which is safe to repeat. */
+ * cannot say which: GM_NOT, and the core renews each alone. */
 static int my_renew_many(void *p, gm_renew_req *q, size_t n, gm_error *err) {
   myconn *c = p;
   int same = n > 1;
@@ -1270,16 +1178,7 @@ static int my_renew_many(void *p, gm_renew_req *q, size_t n, gm_error *err) {
       return GM_OK;
     }
   }
-  for (size_t i = 0; i < n; i++) {
-    gm_row r;
-    q[i].rc = my_renew(p, q[i].name, q[i].owner, q[i].instance, q[i].token,
-                       q[i].lease_us, &r, err);
-    if (q[i].rc == GM_ERR) return GM_ERR;
-    q[i].renewed_at = r.renewed_at;
-    q[i].expires_at = r.expires_at;
-    q[i].now = r.now;
-  }
-  return GM_OK;
+  return GM_NOT;
 }
 
 /* From another thread: a call blocked on the socket (a hung server) fails
@@ -1290,169 +1189,62 @@ static void my_interrupt(void *p) {
   if (fd != MARIADB_INVALID_SOCKET) shutdown(fd, SHUT_RDWR);
 }
 
-/* ---- wake-up: the waiter thread ----------------------------------------- */
+/* ---- wake-up: watch ---------------------------------------------------- */
 
-#define WAIT_S 5 /* one GET_LOCK wait; the waiter's reads may take longer */
+#define WAIT_S 5 /* the longest GET_LOCK wait; a watch connection's reads
+                  * outlast it */
 
-/* 2: the user lock was free at once; 1: it was held, then ours (and freed in
- * the same statement, so the next waiter or the new master gets it at
- * once); 0: still held after WAIT_S. */
+static int my_open(const void *cfg, void **out, gm_error *err) {
+  return open_conn(cfg, ((const mycfg *)cfg)->read_timeout, out, err);
+}
+
+/* The core's wake-up connection: reads that outlast a whole wait. */
+static int my_open_watch(const void *cfg, void **out, gm_error *err) {
+  return open_conn(cfg, ((const mycfg *)cfg)->read_timeout + WAIT_S, out,
+                   err);
+}
+
+/* 2: the user lock was free at once (nobody holds it: the master let go,
+ * or holds none); 1: it was held, then ours (and freed in the same
+ * statement, so the next watcher or the new master gets it at once); 0:
+ * still held after the wait (µs, fractional seconds). */
 static const char wait_sql[] =
-    "SELECT IF(IS_FREE_LOCK(?), 2, IF(GET_LOCK(?, ?), RELEASE_LOCK(?), 0))";
+    "SELECT IF(IS_FREE_LOCK(?), 2, IF(GET_LOCK(?, ? / 1000000), "
+    "RELEASE_LOCK(?), 0))";
 
-static void cv_wait_until(waiter *w, int64_t until_ns) {
-  gm_cond_wait_until(&w->cv, &w->mu, until_ns);
-}
-
-/* Under w->mu: 1 and the target's name and key copied when the waiter
- * should wait on its user lock now; 0 and *until when it should idle. */
-static int waiter_pick(waiter *w, int64_t now, char *name, char *key,
-                       int64_t *until) {
-  target *t = &w->t;
-  *until = now + 1000000000;
-  if (t->name[0] && now - t->seen_ns > stale_ns(t)) t->name[0] = '\0';
-  if (!t->name[0] || t->gen == w->wake_gen) return 0;
-  if (w->wake_free && strcmp(w->wake_name, t->name) == 0 &&
-      strcmp(w->wake_owner, t->owner) == 0 && w->wake_token == t->token &&
-      now < w->wake_ns + t->lease_ns) {
-    *until = w->wake_ns + t->lease_ns;
-    return 0;
-  }
-  memcpy(name, t->name, sizeof t->name);
-  memcpy(key, t->key, sizeof t->key);
-  return 1;
-}
-
-/* Under w->mu, after a wait on lock name ended with result r (1 or 2). */
-static void waiter_woke(waiter *w, const char *name, int r) {
-  target *t = &w->t;
-  if (strcmp(t->name, name) == 0) {
-    w->wake_gen = t->gen;
-    w->wake_free = r == 2;
-    memcpy(w->wake_name, t->name, sizeof t->name);
-    memcpy(w->wake_owner, t->owner, sizeof t->owner);
-    w->wake_token = t->token;
-    w->wake_ns = gm_mono_ns();
-  }
-  atomic_store(&w->changed, 1);
-}
-
-/* The waiter's connection, as the main one (connect_db) but with reads
- * that outlast a wait. Its errors are dropped: they must not fail the
- * election, which goes on at retry speed meanwhile. */
-static MYSQL *waiter_connect(const mycfg *cfg, MYSQL_STMT **st) {
-  gm_error err;
-  MYSQL *db = connect_db(cfg, cfg->read_timeout + WAIT_S, &err);
-  if (!db) return NULL;
-  *st = mysql_stmt_init(db);
-  if (*st && mysql_stmt_prepare(*st, wait_sql, strlen(wait_sql)) == 0)
-    return db;
-  if (*st) mysql_stmt_close(*st);
-  *st = NULL;
-  mysql_close(db);
-  return NULL;
-}
-
-static void *waiter_main(void *arg) {
-  myconn *c = arg;
-  waiter *w = &c->w;
-  MYSQL *db = NULL;
-  MYSQL_STMT *st = NULL;
-  gm_backoff backoff = {0};
-  int64_t retry_at = 0;
-  char name[GM_NAME_MAX], key[ULOCK_KEY_MAX];
-
-  mysql_thread_init();
-  pthread_mutex_lock(&w->mu);
-  while (!w->quit) {
-    int64_t now = gm_mono_ns(), until;
-    if (!waiter_pick(w, now, name, key, &until)) {
-      cv_wait_until(w, until);
-      continue;
-    }
-    if (!db && now < retry_at) {
-      cv_wait_until(w, retry_at);
-      continue;
-    }
-    pthread_mutex_unlock(&w->mu);
-    if (!db) db = waiter_connect(c->cfg, &st);
-    pthread_mutex_lock(&w->mu);
-    if (!db) {
-      retry_at = gm_mono_ns() + gm_backoff_next(&backoff);
-      continue;
-    }
-    /* close() shuts this socket down to end a wait at once */
-    w->fd = (int)mysql_get_socket(db);
-    if (w->quit) break;
-    pthread_mutex_unlock(&w->mu);
-
-    params in = {0};
-    int64_t wait_s = WAIT_S;
-    long long v;
-    p_str(&in, key);
-    p_str(&in, key);
-    p_i64(&in, &wait_s);
-    p_str(&in, key);
-    int rc = select_int(st, &in, &v);
-
-    pthread_mutex_lock(&w->mu);
-    if (rc != GM_OK) { /* quietly: reconnect later */
-      w->fd = -1;
-      pthread_mutex_unlock(&w->mu);
-      mysql_stmt_close(st);
-      mysql_close(db);
-      st = NULL;
-      db = NULL;
-      pthread_mutex_lock(&w->mu);
-      retry_at = gm_mono_ns() + gm_backoff_next(&backoff);
-      continue;
-    }
-    gm_backoff_reset(&backoff);
-    if (v == 1 || v == 2) waiter_woke(w, name, (int)v);
-  }
-  w->fd = -1;
-  pthread_mutex_unlock(&w->mu);
-  if (st) mysql_stmt_close(st);
-  if (db) mysql_close(db);
-  mysql_thread_end();
-  return NULL;
-}
-
-/* Starts the waiter with open(); without one (no thread), changed() just
- * never reports, and followers read at retry speed. */
-static void waiter_start(myconn *c) {
-  waiter *w = &c->w;
-  gm_cond_init_mono(&w->cv);
-  pthread_mutex_init(&w->mu, NULL);
-  atomic_init(&w->changed, 0);
-  w->fd = -1;
-  w->inited = 1;
-  w->started = pthread_create(&w->thread, NULL, waiter_main, c) == 0;
-}
-
-/* Stops and joins the waiter: a wait in progress ends at once, as its
- * socket is shut down; a connect in progress within connect_timeout. */
-static void waiter_stop(myconn *c) {
-  waiter *w = &c->w;
-  if (!w->inited) return;
-  if (w->started) {
-    pthread_mutex_lock(&w->mu);
-    w->quit = 1;
-    if (w->fd >= 0) shutdown(w->fd, SHUT_RDWR);
-    pthread_cond_signal(&w->cv);
-    pthread_mutex_unlock(&w->mu);
-    pthread_join(w->thread, NULL);
-  }
-  pthread_cond_destroy(&w->cv);
-  pthread_mutex_destroy(&w->mu);
-  w->inited = 0;
-}
-
-/* GM_OK once after the waiter saw a user lock let go: no statement. */
-static int my_changed(void *p, gm_error *err) {
+/* Blocks in GET_LOCK on lock name's user lock, on this connection (the
+ * core's wake-up connection), for at most timeout_us and WAIT_S. */
+static int my_watch(void *p, const char *name, int64_t timeout_us,
+                    gm_error *err) {
   myconn *c = p;
-  (void)err;
-  return c->w.started && atomic_exchange(&c->w.changed, 0) ? GM_OK : GM_NOT;
+  if (check_len("lock name", name, LOCK_NAME_LEN, err)) return GM_ERR;
+  if (!c->wst) {
+    c->wst = mysql_stmt_init(c->db);
+    if (!c->wst) return fail(c, NULL, "watch: statement init", err);
+    if (mysql_stmt_prepare(c->wst, wait_sql, strlen(wait_sql))) {
+      int rc = fail(c, c->wst, "watch: prepare", err);
+      mysql_stmt_close(c->wst);
+      c->wst = NULL;
+      return rc;
+    }
+  }
+  /* the wait ends a second before the connection's reads time out (half
+   * their time when that is shorter) */
+  int64_t rt = (int64_t)c->read_timeout * GM_US_PER_S;
+  int64_t most = rt - (rt / 2 < GM_US_PER_S ? rt / 2 : GM_US_PER_S);
+  int64_t wait_us = timeout_us < most ? timeout_us : most;
+  if (wait_us < 0) wait_us = 0;
+  char key[ULOCK_KEY_MAX];
+  lock_key(lock_hash(c->cfg, name), key);
+  params in = {0};
+  long long v;
+  p_str(&in, key);
+  p_str(&in, key);
+  p_i64(&in, &wait_us);
+  p_str(&in, key);
+  if (select_int(c->wst, &in, &v) != GM_OK)
+    return fail(c, c->wst, "watch", err);
+  return v == 1 || v == 2 ? GM_OK : GM_NOT;
 }
 
 const gm_backend_ops gm_mysql_ops = {
@@ -1471,7 +1263,7 @@ const gm_backend_ops gm_mysql_ops = {
     .complete = my_complete,
     .force_release = my_force_release,
     .renew_many = my_renew_many,
-    .changed = my_changed,
-    .poll_us = 10000, /* changed() is one atomic exchange */
     .interrupt = my_interrupt,
+    .watch = my_watch,
+    .open_watch = my_open_watch,
 };

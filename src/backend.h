@@ -177,8 +177,11 @@ typedef struct gm_backend_ops {
   /* Renews the n locks of reqs as renew does each, in as few statements
    * as the backend can while still learning each lock's own result (where
    * a write cannot tell which rows it matched, renew them one by one).
-   * GM_OK: every reqs[i].rc is set. GM_ERR: none may be trusted; the core
-   * treats it as a failed renewal of all. NULL: the core calls renew. */
+   * GM_OK: every reqs[i].rc is set. GM_NOT: the batch could not tell each
+   * lock's result (a write that matched fewer rows than asked): the core
+   * renews each with renew, the one fallback (a renewal is safe to
+   * repeat). GM_ERR: none may be trusted; the core treats it as a failed
+   * renewal of all. NULL: the core calls renew. */
   int (*renew_many)(void *conn, gm_renew_req *reqs, size_t n, gm_error *err);
 
   /* GM_OK only when the backend knows for certain that the process behind
@@ -229,6 +232,9 @@ typedef struct gm_backend_ops {
    * wake-up (or changed/poll_us). No backend starts a thread or sleeps. */
   int (*watch)(void *conn, const char *name, int64_t timeout_us,
                gm_error *err);
+  /* Opens the wake-up connection: as open, but with reads that outlast a
+   * long watch. NULL: open. */
+  int (*open_watch)(const void *cfg, void **conn, gm_error *err);
 } gm_backend_ops;
 
 /* Makes a backend object from an ops table of the caller's own (a backend

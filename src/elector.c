@@ -134,7 +134,13 @@ struct gm_elector {
                            * refused (GM_NOT) */
   int watch;              /* the last read found the lock held by another,
                            * its lease running: the wake-up may watch it */
-  uint64_t watch_gen;     /* grows with every such read */
+  uint64_t watch_gen;     /* grows with every such read, but for a read
+                           * after a wake-up that found the same grant (a
+                           * wake-up that cannot tell: watched again only
+                           * once the grant changed or a lease passed) */
+  char watch_owner[GM_ID_MAX]; /* the grant watched: owner and token */
+  uint64_t watch_token;
+  int64_t watch_since;    /* mono ns when watch_gen last grew */
 };
 
 struct gm_backend {
@@ -1022,7 +1028,14 @@ static void follower_step(gm_backend *b, gm_elector *e) {
   if (r.expires_at > r.now) { /* live: sleep until it ends, or one retry */
     e->v_live = 1;
     e->watch = !released; /* the wake-up may watch it */
-    e->watch_gen++;
+    int same = e->watch_token == r.token &&
+               strcmp(e->watch_owner, r.owner) == 0;
+    if (!resume || !same || t1 - e->watch_since >= e->lease_ns) {
+      e->watch_gen++;
+      e->watch_since = t1;
+    }
+    e->watch_token = r.token;
+    gm_strlcpy(e->watch_owner, r.owner, sizeof e->watch_owner);
     int64_t left = sat_add(gm_us_to_ns(ahead_us), STEP_TOL_US * US_PER_NS);
     e->next_at = t1 + min64(e->retry_ns, sat_add(left, jit));
     /* A wake-up that found the version it had already seen (a crashed
@@ -1170,6 +1183,15 @@ static void master_batch(gm_backend *b, gm_elector *due) {
       renew_done(b, b->batch[i], GM_ERR, t0, t1, NULL, NULL);
     return;
   }
+  if (rc == GM_NOT) { /* the batch cannot tell which: one by one */
+    for (size_t i = 0; i < k; i++) {
+      if (b->conn)
+        master_step(b, b->batch[i]);
+      else /* a failure closed the connection */
+        renew_done(b, b->batch[i], GM_ERR, t0, t1, NULL, NULL);
+    }
+    return;
+  }
   for (size_t i = 0; i < k; i++) {
     gm_elector *e = b->batch[i];
     const gm_renew_req *q = &b->reqs[i];
@@ -1305,7 +1327,7 @@ static void timed_wait(gm_backend *b, int64_t until) {
 
 /* How long one watch() may block: the thread comes back this often to see
  * whether the target moved (a target change does not interrupt it). */
-#define WATCH_MAX_US (1000 * 1000LL)
+#define WATCH_MAX_US (5 * GM_US_PER_S)
 
 /* Under mu: the wake-up found the lock may have changed: the election
  * thread's followers read at once. */
@@ -1345,7 +1367,9 @@ static void *wk_main(void *arg) {
     memcpy(name, b->wk_name, sizeof name);
     pthread_mutex_unlock(&b->mu);
     gm_error err = {0};
-    if (!conn && b->ops->open(b->cfg, &conn, &err) != GM_OK) {
+    int (*open)(const void *, void **, gm_error *) =
+        b->ops->open_watch ? b->ops->open_watch : b->ops->open;
+    if (!conn && open(b->cfg, &conn, &err) != GM_OK) {
       /* quietly: the election goes on at retry speed meanwhile */
       conn = NULL;
       pthread_mutex_lock(&b->mu);

@@ -79,6 +79,9 @@ typedef struct sc_node {
   int64_t handle;          /* its liveness handle in the rows it takes */
   uint64_t seen_version;   /* (db->mu) db->version at its last changed() */
   int interrupted;         /* (db->mu) interrupt() came: hanging calls fail */
+  int many_untold;         /* (db->mu) renew_many: GM_NOT, cannot tell */
+  int watch_at_once;       /* (db->mu) watch says "may have changed" at once,
+                            * as a backend that cannot tell */
   char opt[32];            /* the "node" option: this struct's address */
 } sc_node;
 
@@ -450,6 +453,10 @@ SC_FN int sc_renew_many(void *conn, gm_renew_req *q, size_t cnt,
                         gm_error *err) {
   sc_node *n = conn;
   if (sc_enter(n, SC_RENEW_MANY, "renew_many", err) != GM_OK) return GM_ERR;
+  if (n->many_untold) {
+    pthread_mutex_unlock(&n->db->mu);
+    return GM_NOT;
+  }
   int64_t now = sc_now_locked(n->db);
   for (size_t i = 0; i < cnt; i++) {
     sc_row *r = sc_find(n->db, q[i].name);
@@ -523,8 +530,8 @@ SC_FN int sc_watch(void *conn, const char *name, int64_t timeout_us,
   char owner[GM_ID_MAX];
   uint64_t token = r ? r->token : 0;
   snprintf(owner, sizeof owner, "%s", r ? r->owner : "");
-  int rc = GM_NOT;
-  for (;;) {
+  int rc = n->watch_at_once ? GM_OK : GM_NOT;
+  for (; rc == GM_NOT;) {
     r = sc_find(db, name);
     if (n->interrupted) {
       gm_seterr(err, GM_E_DB, "scripted: watch interrupted");

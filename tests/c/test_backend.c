@@ -388,6 +388,20 @@ static void case_renew_many(void *a, void *b) {
            T->label);
   } else {
     rc = o->renew_many(a, rq, 3, &err);
+    if (rc == GM_NOT) { /* cannot tell which: the core renews each */
+      printf("# %s: renew_many cannot tell which: renewed one by one\n",
+             T->label);
+      rc = GM_OK;
+      for (int i = 0; i < 3; i++) {
+        gm_row x;
+        rq[i].rc = o->renew(a, names[i], "node-a", 61, r[i].token, L_US, &x,
+                            &err);
+        rq[i].renewed_at = x.renewed_at;
+        rq[i].expires_at = x.expires_at;
+        rq[i].now = x.now;
+        if (rq[i].rc == GM_ERR) rc = GM_ERR;
+      }
+    }
     check(rc == GM_OK && rq[0].rc == GM_OK && rq[1].rc == GM_NOT &&
               rq[2].rc == GM_OK,
           "%s: renew_many: ok, not, ok (%d %d %d) %s", T->label, rq[0].rc,

@@ -1667,6 +1667,64 @@ out:
   pair_free(&p);
 }
 
+/* A watch that says "may have changed" at once, every time (a backend that
+ * cannot tell: MariaDB when the master holds no user lock) costs a read,
+ * then no more until the grant changes or a lease passed: no spin. */
+static void test_watch_no_spin(void) {
+  pair p;
+  pair_init_as(&p, 2, "watchspin", 5, 1, 3, 2);
+  p.n[1].watch_at_once = 1; /* before any thread runs */
+  if (!pair_elect(&p, "watch no spin")) goto out;
+  sleep_ms(100);
+  unsigned reads = sc_calls(&p.n[1], SC_OBSERVE);
+  unsigned watches = sc_calls(&p.n[1], SC_WATCH);
+  sleep_ms(1000);
+  reads = sc_calls(&p.n[1], SC_OBSERVE) - reads;
+  watches = sc_calls(&p.n[1], SC_WATCH) - watches;
+  check(reads <= 2 && watches <= 2,
+        "watch no spin: %u reads, %u watches in 1 s (retry 2 s)", reads,
+        watches);
+out:
+  pair_free(&p);
+}
+
+/* A batch renewal that cannot tell each lock's result (GM_NOT): the core
+ * renews each alone, and its masters stay masters. */
+static void test_batch_untold(void) {
+  sc_db db;
+  sc_node n;
+  gm_error err = {0};
+  sc_db_init(&db);
+  sc_node_init(&n, &db);
+  n.many_untold = 1;
+  gm_backend *b = sc_backend_fast(&n, &err);
+  gm_elector *e[3];
+  char names[3][16];
+  int masters = 0;
+  for (int i = 0; i < 3; i++) {
+    snprintf(names[i], sizeof names[i], "untold-%d", i);
+    e[i] = mk(b, conf(names[i], "solo", 2, 0.1, 1.2, 0.1));
+    start(e[i]);
+  }
+  gm_event ev;
+  for (int i = 0; i < 3; i++) masters += wait_ev(e[i], GM_EV_START, 2000, &ev);
+  unsigned many = sc_calls(&n, SC_RENEW_MANY), one = sc_calls(&n, SC_RENEW);
+  sleep_ms(500);
+  many = sc_calls(&n, SC_RENEW_MANY) - many;
+  one = sc_calls(&n, SC_RENEW) - one;
+  int still = 0;
+  for (int i = 0; i < 3; i++) still += gm_elector_is_master(e[i]);
+  check(masters == 3 && still == 3 && many > 0 && one >= 3 * many &&
+            count_ev(e[0], GM_EV_ERROR) == 0,
+        "batch untold: %u batches said GM_NOT, %u renewals one by one, "
+        "%d of 3 still master",
+        many, one, still);
+  for (int i = 0; i < 3; i++) free_el(e[i]);
+  gm_backend_unref(b);
+  wait_cond(no_conns, &n, 5000);
+  sc_db_destroy(&db);
+}
+
 /* A lost race (GM_ERR with GM_E_CONFLICT) is no error: nothing reported,
  * the connection kept, and the node reads again and takes the lock. */
 static void test_conflict(void) {
@@ -1723,6 +1781,8 @@ int main(void) {
   test_error_cleared();
   test_conflict();
   test_watch_wakeup();
+  test_watch_no_spin();
+  test_batch_untold();
   printf("%d passed, %d failed\n", passed, failed);
   return failed ? 1 : 0;
 }
