@@ -319,8 +319,11 @@ static const char *const sql[NSTMT] = {
     [S_FORCE] = "UPDATE `%s` SET owner = '', token = token + 1, "
                 "expires_at = IF(? <> 0, " NOW ", GREATEST(expires_at, " NOW
                 ")) WHERE name = ? AND token < 9223372036854775807",
-    /* the user lock's name: never waits (a watch may hold it an instant) */
-    [S_ULOCK] = "SELECT GET_LOCK(?, 0)",
+    /* the user lock's name: waits 20 ms at most, for a watch that holds
+     * it for one statement (it takes and frees it in one), so that a new
+     * master does not miss it (followers would then fall back to reads
+     * until its next renewal) */
+    [S_ULOCK] = "SELECT GET_LOCK(?, 0.02)",
     [S_UNLOCK] = "SELECT RELEASE_LOCK(?)",
 };
 

@@ -438,6 +438,11 @@ static gm_backend *backend_alloc(const gm_backend_ops *ops, const gm_kv *kv,
               ops->name, ops->abi, GM_BACKEND_ABI);
     return NULL;
   }
+  if (ops->watch && !ops->interrupt) { /* close() could not end a watch */
+    gm_seterr(err, GM_E_BACKEND, "backend '%s' has watch but no interrupt",
+              ops->name);
+    return NULL;
+  }
   gm_backend *b = calloc(1, sizeof *b);
   if (!b) {
     gm_seterr(err, GM_E_NOMEM, "out of memory");

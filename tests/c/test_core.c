@@ -1663,6 +1663,15 @@ static void test_watch_wakeup(void) {
         "watch: closing a node in watch takes %.1f ms (< 50), both "
         "connections closed",
         ms);
+  gm_backend_ops bad = sc_ops;
+  bad.watch = sc_watch;
+  gm_error err = {0};
+  gm_kv kv = {"node", p.n[0].opt};
+  gm_backend *nb = gm_backend_new_ops(&bad, &kv, 1, &err);
+  check(!nb && strstr(err.msg, "no interrupt"),
+        "watch: a backend with watch and no interrupt is refused: %s",
+        err.msg);
+  gm_backend_unref(nb);
 out:
   pair_free(&p);
 }
