@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "backend.h"
+#include "timeutil.h"
 
 void gm_seterr(gm_error *err, int code, const char *fmt, ...) {
   if (!err) return;
@@ -102,8 +103,7 @@ int gm_kv_seconds(const gm_kv *opts, size_t n, const char *key,
               key, v);
     return GM_ERR;
   }
-  *out_us = (int64_t)(s * 1e6);
-  if (*out_us < 1) *out_us = 1;
+  *out_us = gm_s_to_us(s); /* seconds end here: µs from now on */
   return GM_OK;
 }
 
