@@ -92,7 +92,7 @@ ifeq ($(WITH_MONGO),1)
   MONGO_MODULE := $(BUILD)/gomaster/mongo.so
 endif
 
-CORE_SRC := src/elector.c src/clock.c src/url.c src/util.c $(BACKEND_SRC)
+CORE_SRC := src/elector.c src/clock.c src/url.c src/util.c src/timeutil.c $(BACKEND_SRC)
 CORE_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(CORE_SRC))
 MONGO_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(MONGO_SRC))
 REG_LIB  := $(BUILD)/obj/src/registry-lib.o
@@ -150,7 +150,7 @@ $(MODULE): $(CORE_OBJ) $(REG_MOD) $(LUA_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) -shared -pthread $(SAN_FLAGS) -Wl,-z,nodelete -o $@ $^ $(BACKEND_LIBS) -ldl $(LDFLAGS)
 
-$(MONGO_MODULE): $(MONGO_OBJ) $(BUILD)/obj/src/util.o
+$(MONGO_MODULE): $(MONGO_OBJ) $(BUILD)/obj/src/util.o $(BUILD)/obj/src/timeutil.o
 	@mkdir -p $(dir $@)
 	$(CC) -shared -pthread $(SAN_FLAGS) -Wl,-z,nodelete -o $@ $^ $(MONGO_LIBS) $(LDFLAGS)
 

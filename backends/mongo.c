@@ -28,12 +28,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <time.h>
 
 #include <mongoc/mongoc.h>
 
 #include "backend.h"
+#include "timeutil.h"
 #include "url.h"
 
 #define DEFAULT_DATABASE "gomaster"
@@ -48,8 +48,7 @@
 #define EVENTS_MAX 64     /* documents: the first batch holds them all */
 #define AWAIT_MS 1000     /* a getMore waits this long for a new event */
 #define CHANGED_POLL_US 10000
-#define BACKOFF_MIN_MS 100
-#define BACKOFF_MAX_MS 5000
+#define AGAIN_MS 100      /* a cursor that ended well: tail again after */
 #define REFUSED_MS 60000  /* the server refused the collection: ask rarely */
 #define NSECRETS 4
 
@@ -121,26 +120,10 @@ static const char *const our_keys[] = {"database", "collection",
 
 /* ---- messages without secrets ------------------------------------------ */
 
-/* Replaces every occurrence of each secret in msg by "****". */
+/* Replaces every occurrence of each secret in msg by "***" (gm_scrub). */
 static void scrub(const mongo_cfg *cfg, char *msg, size_t size) {
-  char tmp[512];
   if (!cfg || !msg || size == 0) return;
-  if (size > sizeof tmp) size = sizeof tmp;
-  for (int i = 0; i < NSECRETS; i++) {
-    const char *s = cfg->secrets[i];
-    size_t slen = s ? strlen(s) : 0, o = 0;
-    if (!slen || !strstr(msg, s)) continue;
-    for (const char *p = msg; *p && o + 1 < size;) {
-      if (strncmp(p, s, slen) == 0) {
-        for (const char *m = "****"; *m && o + 1 < size; m++) tmp[o++] = *m;
-        p += slen;
-      } else {
-        tmp[o++] = *p++;
-      }
-    }
-    tmp[o] = '\0';
-    memcpy(msg, tmp, o + 1);
-  }
+  for (int i = 0; i < NSECRETS; i++) gm_scrub(msg, size, msg, cfg->secrets[i]);
 }
 
 /* Which gm error code a libmongoc failure is. */
@@ -543,13 +526,7 @@ static int mongo_open(const void *p, void **out, gm_error *err) {
     return GM_ERR;
   }
   c->cfg = cfg;
-  if (getrandom(&c->marker_base, sizeof c->marker_base, 0) !=
-      (ssize_t)sizeof c->marker_base) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    c->marker_base = (uint64_t)ts.tv_nsec * 0x9E3779B97F4A7C15ull ^
-                     (uint64_t)ts.tv_sec ^ ((uint64_t)(uintptr_t)c << 17);
-  }
+  c->marker_base = gm_seed64();
   c->client = mongoc_client_new_from_uri_with_error(cfg->uri, &e);
   if (!c->client) {
     fail(cfg, err, "connecting", &e);
@@ -687,6 +664,9 @@ static int find_and_modify(mongo_conn *c, const char *what, bson_t *query,
   int rc = GM_OK;
   *found = 0;
   if (!ok) {
+    if (e.code == 11000) /* a racing insert: a lost race */
+      gm_seterr(err, GM_E_CONFLICT, "%s: another node's insert came first",
+                what);
     rc = e.code == 11000 ? GM_NOT : fail(c->cfg, err, what, &e);
   } else if (bson_iter_init_find(&it, &reply, "value") &&
              BSON_ITER_HOLDS_DOCUMENT(&it)) {
@@ -735,10 +715,7 @@ static void append_grant(bson_t *doc, const gm_acquire_req *r,
 static int mongo_acquire(void *p, const gm_acquire_req *r, gm_row *out,
                          gm_error *err) {
   mongo_conn *c = p;
-  uint64_t base = r->expect_exists && r->expect_token > r->min_token
-                      ? r->expect_token
-                      : r->min_token;
-  uint64_t token = base + 1;
+  uint64_t token = gm_new_token(r);
   bson_t *query = BCON_NEW("_id", BCON_UTF8(r->name));
   bson_t *pipeline = bson_new();
   bson_t stage, body, root, cond, then;
@@ -1204,16 +1181,12 @@ static void announce(mongo_conn *c, const char *name, uint64_t token,
   bson_destroy(doc);
 }
 
-/* Sleeps ms, or less when close() asks the waiter to stop. */
-static void nap(waiter *w, int64_t ms) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  ts.tv_sec += ms / 1000;
-  ts.tv_nsec += (ms % 1000) * 1000000;
-  if (ts.tv_nsec >= 1000000000) ts.tv_sec++, ts.tv_nsec -= 1000000000;
+/* Sleeps ns, or less when close() asks the waiter to stop. */
+static void nap(waiter *w, int64_t ns) {
+  int64_t until = gm_mono_ns() + ns;
   pthread_mutex_lock(&w->mu);
   while (!atomic_load(&w->stop) &&
-         pthread_cond_timedwait(&w->cv, &w->mu, &ts) == 0) {
+         gm_cond_wait_until(&w->cv, &w->mu, until) == 0) {
   }
   pthread_mutex_unlock(&w->mu);
 }
@@ -1241,7 +1214,7 @@ static int id_is(const bson_t *doc, const char *id) {
 /* The newest event's _id into id ("" when it is not a string), making the
  * collection non-empty first (a tailable cursor on an empty one is dead at
  * once). 0 on failure. */
-static int newest_event(waiter *w, mongoc_collection_t *coll, char *id,
+static int newest_event(mongoc_collection_t *coll, char *id,
                         size_t len, bson_error_t *e) {
   for (int round = 0; round < 2; round++) {
     bson_t filter = BSON_INITIALIZER;
@@ -1263,9 +1236,7 @@ static int newest_event(waiter *w, mongoc_collection_t *coll, char *id,
     if (bad) return 0;
     if (found) return 1;
     /* Empty: a first document that wakes nobody (it has no name). */
-    uint64_t r = 0;
-    if (getrandom(&r, sizeof r, 0) != (ssize_t)sizeof r)
-      r = (uint64_t)(uintptr_t)w ^ (uint64_t)time(NULL);
+    uint64_t r = gm_seed64();
     char seed[40];
     snprintf(seed, sizeof seed, "%016llx-seed", (unsigned long long)r);
     bson_t *doc2 = BCON_NEW("_id", BCON_UTF8(seed));
@@ -1286,7 +1257,7 @@ static int64_t waiter_life(waiter *w) {
   const mongo_cfg *cfg = w->cfg;
   bson_error_t e;
   bson_t reply;
-  int64_t again = BACKOFF_MIN_MS;
+  int64_t again = AGAIN_MS;
   mongoc_client_t *client = mongoc_client_new_from_uri_with_error(w->uri, &e);
   if (!client) return -1;
   mongoc_client_set_error_api(client, MONGOC_ERROR_API_VERSION_2);
@@ -1308,7 +1279,7 @@ static int64_t waiter_life(waiter *w) {
   atomic_store(&w->ready, 1);
   coll = mongoc_client_get_collection(client, cfg->database, w->events);
   char newest[48];
-  if (!newest_event(w, coll, newest, sizeof newest, &e)) goto out;
+  if (!newest_event(coll, newest, sizeof newest, &e)) goto out;
   bson_t filter = BSON_INITIALIZER;
   bson_t *opts = BCON_NEW("tailable", BCON_BOOL(true), "awaitData",
                           BCON_BOOL(true), "maxAwaitTimeMS",
@@ -1333,7 +1304,7 @@ static int64_t waiter_life(waiter *w) {
       atomic_store(&w->event, 1);
     }
   }
-  if (!mongoc_cursor_error(cur, &e)) again = BACKOFF_MIN_MS;
+  if (!mongoc_cursor_error(cur, &e)) again = AGAIN_MS;
   else if (e.domain == MONGOC_ERROR_SERVER && e.code != 136 &&
            e.code != 43 && e.code != 175)
     /* e.g. not capped: someone made the collection otherwise */
@@ -1349,14 +1320,14 @@ out:
 
 static void *waiter_main(void *arg) {
   waiter *w = arg;
-  int64_t backoff = BACKOFF_MIN_MS;
+  gm_backoff backoff = {0};
   while (!atomic_load(&w->stop)) {
     int64_t again = waiter_life(w);
-    if (again < 0) { /* a connection failure: back off, doubling */
-      again = backoff;
-      backoff = backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff * 2;
+    if (again < 0) { /* a connection failure: back off (timeutil.h) */
+      again = gm_backoff_next(&backoff);
     } else {
-      backoff = BACKOFF_MIN_MS;
+      gm_backoff_reset(&backoff);
+      again *= GM_NS_PER_MS;
     }
     nap(w, again);
   }
@@ -1371,11 +1342,7 @@ static void waiter_start(mongo_conn *c) {
   snprintf(w->events, sizeof w->events, "%s" EVENTS_SUFFIX,
            c->cfg->collection);
   pthread_mutex_init(&w->mu, NULL);
-  pthread_condattr_t ca;
-  pthread_condattr_init(&ca);
-  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-  pthread_cond_init(&w->cv, &ca);
-  pthread_condattr_destroy(&ca);
+  gm_cond_init_mono(&w->cv);
   w->uri = mongoc_uri_copy(c->cfg->uri);
   if (!w->uri) return;
   int32_t st = mongoc_uri_get_option_as_int32(

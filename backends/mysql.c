@@ -44,6 +44,7 @@
 #include <mysqld_error.h>
 
 #include "backend.h"
+#include "timeutil.h"
 
 #ifndef MARIADB_PACKAGE_VERSION
 #error "backends/mysql.c needs MariaDB Connector/C (mysql_optionsv, TLS)"
@@ -363,11 +364,11 @@ typedef struct held {
 /* ---- wake-up: the types (the code is in the "wake-up" sections below) --
  *
  * A master holds a MariaDB user lock per election lock on its connection
- * (GET_LOCK), and frees it after it released the row. Each backend has a
- * second connection, owned by a waiter thread, that blocks in GET_LOCK on
- * the user lock of one lock held by another node: when it gets it, the
- * holder let go (or its session ended), and changed() tells the core to
- * have its followers read the rows now. The row stays the only truth. */
+ * (GET_LOCK), and frees it after it released the row. watch() blocks in
+ * GET_LOCK on the user lock of the lock the core watches, on the core's
+ * wake-up connection: when it gets it, the holder let go (or its session
+ * ended), and the core has its followers read the rows now. The row stays
+ * the only truth. */
 
 #define ULOCK_KEY_MAX 32 /* "gomaster:" and 16 hex digits */
 
@@ -380,43 +381,8 @@ typedef struct ulock {
   char key[ULOCK_KEY_MAX];
 } ulock;
 
-/* The one lock the waiter watches, as the core last observed it. */
-typedef struct target {
-  char name[GM_NAME_MAX]; /* "" when none */
-  char key[ULOCK_KEY_MAX];
-  char owner[GM_ID_MAX];
-  uint64_t token;
-  int64_t renewed_at;
-  uint64_t gen;     /* new whenever name, owner, token or renewed_at change */
-  int64_t seen_ns;  /* monotonic time of the last observe */
-  int64_t lease_ns; /* expires_at - renewed_at of that observe */
-} target;
-
-/* Shared by the backend's thread and the waiter thread. */
-typedef struct waiter {
-  int inited, started;  /* set and read by the backend's thread only */
-  pthread_t thread;
-  atomic_int changed;   /* set by the waiter, taken by my_changed */
-  pthread_mutex_t mu;   /* guards every field below */
-  pthread_cond_t cv;    /* signalled on quit and on a new target or gen */
-  int quit;
-  int fd;               /* the waiter connection's socket while open, or -1 */
-  uint64_t next_gen;
-  target t;
-  /* The last wake-up: no new wait until the core has observed the row
-   * changed since (gen); after a wake-up that found the user lock free at
-   * once (nobody held it), also until owner or token change or a lease has
-   * passed, so that a master that does not hold it costs no spin. */
-  uint64_t wake_gen;
-  int wake_free;
-  char wake_name[GM_NAME_MAX];
-  char wake_owner[GM_ID_MAX];
-  uint64_t wake_token;
-  int64_t wake_ns;
-} waiter;
-
-/* Made by my_open, freed by my_close, used by one thread at a time (but for
- * w, see waiter). The config outlives its connections (the core frees it
+/* Made by my_open, freed by my_close, used by one thread at a time. The
+ * config outlives its connections (the core frees it
  * last). */
 typedef struct myconn {
   const mycfg *cfg;
@@ -429,12 +395,9 @@ typedef struct myconn {
   ulock *ul; /* the user locks this connection holds */
   size_t nul, capul;
   int owed;  /* how many of them are no longer wanted */
-  waiter w;
+  MYSQL_STMT *wst; /* watch's statement, prepared on first use */
+  unsigned read_timeout; /* whole seconds, as connected */
 } myconn;
-
-static void waiter_start(myconn *c);
-static void waiter_stop(myconn *c);
-static int64_t mono_ns(void);
 
 /* Microseconds since 1970 of a DATETIME(6) holding UTC; exact. */
 #define US(x) "TIMESTAMPDIFF(MICROSECOND, '1970-01-01', " x ")"
@@ -451,13 +414,13 @@ static const char *const sql[NSTMT] = {
         ", " US("l.done_at") ", l.done_by, l.done_token, l.result, l.instance,"
         " l.name IS NOT NULL FROM (SELECT 1) AS d LEFT JOIN `%s` AS l"
         " ON l.name = ?",
-    /* name, owner, version, min_token, lease_us, instance */
+    /* name, owner, version, new token, lease_us, instance */
     [S_INSERT] = "INSERT INTO `%s` (name, owner, version, token, acquired_at, "
-                 "renewed_at, expires_at, instance) VALUES (?, ?, ?, ? + 1, "
+                 "renewed_at, expires_at, instance) VALUES (?, ?, ?, ?, "
                  NOW_REPORTED ", " NOW ", " NOW " + INTERVAL ? MICROSECOND, ?)",
-    /* owner, instance, version, min_token, lease_us, name, expect_token */
+    /* owner, instance, version, new token, lease_us, name, expect_token */
     [S_TAKE] = "UPDATE `%s` SET owner = ?, instance = ?, version = ?, "
-               "token = GREATEST(token, ?) + 1, acquired_at = " NOW_REPORTED
+               "token = ?, acquired_at = " NOW_REPORTED
                ", renewed_at = " NOW ", expires_at = " NOW
                " + INTERVAL ? MICROSECOND WHERE name = ? AND token = ? AND "
                "token < 9223372036854775807 AND expires_at <= " NOW,
@@ -480,8 +443,11 @@ static const char *const sql[NSTMT] = {
     [S_FORCE] = "UPDATE `%s` SET owner = '', token = token + 1, instance = 0, "
                 "expires_at = IF(? <> 0, " NOW ", GREATEST(expires_at, " NOW
                 ")) WHERE name = ? AND token < 9223372036854775807",
-    /* the user lock's name: never waits (a waiter may hold it an instant) */
-    [S_ULOCK] = "SELECT GET_LOCK(?, 0)",
+    /* the user lock's name: waits 20 ms at most, for a watch that holds
+     * it for one statement (it takes and frees it in one), so that a new
+     * master does not miss it (followers would then fall back to reads
+     * until its next renewal) */
+    [S_ULOCK] = "SELECT GET_LOCK(?, 0.02)",
     [S_UNLOCK] = "SELECT RELEASE_LOCK(?)",
 };
 
@@ -530,7 +496,7 @@ static void host_failed(const mycfg *cfg, unsigned hi) {
   if (atomic_compare_exchange_strong(&cfg->hs->next, &want,
                                      (hi + 1) % cfg->nhosts) &&
       hi == 0)
-    atomic_store(&cfg->hs->head_at, mono_ns() + HEAD_AGAIN_NS);
+    atomic_store(&cfg->hs->head_at, gm_mono_ns() + HEAD_AGAIN_NS);
 }
 
 /* err for a failed call on the connection or one statement of it. */
@@ -584,8 +550,8 @@ static void library_init(void) { library_failed = mysql_library_init(0, 0, 0); }
 static void my_close(void *p) {
   myconn *c = p;
   if (!c) return;
-  waiter_stop(c); /* first: it reads c->cfg */
   free(c->ul);
+  if (c->wst) mysql_stmt_close(c->wst);
   for (int i = 0; i < NSTMT; i++)
     if (c->st[i]) mysql_stmt_close(c->st[i]);
   if (c->db) mysql_close(c->db);
@@ -837,15 +803,15 @@ static int is_galera(MYSQL *db) {
 /* Connects c to the first host of the list that answers and sets its
  * session up, starting where the list stands (see "host lists"); the
  * error of the last host tried when none does. */
-static int open_first(myconn *c, gm_error *err) {
+static int open_first(myconn *c, unsigned read_timeout, gm_error *err) {
   const mycfg *cfg = c->cfg;
   hoststate *hs = cfg->hs;
-  int64_t now = mono_ns();
+  int64_t now = gm_mono_ns();
   unsigned start = atomic_load(&hs->next) % cfg->nhosts;
   if (start != 0 && now >= atomic_load(&hs->head_at)) start = 0;
   for (unsigned k = 0; k < cfg->nhosts; k++) {
     c->hi = (start + k) % cfg->nhosts;
-    c->db = connect_db(cfg, c->hi, cfg->read_timeout, err);
+    c->db = connect_db(cfg, c->hi, read_timeout, err);
     if (c->db) {
       c->galera = is_galera(c->db);
       if (setup_session(c, err) == GM_OK) break;
@@ -869,8 +835,9 @@ static int open_first(myconn *c, gm_error *err) {
   return GM_OK;
 }
 
-static int my_open(const void *cfgp, void **out, gm_error *err) {
-  const mycfg *cfg = cfgp;
+/* A connection whose reads time out after read_timeout whole seconds. */
+static int open_conn(const mycfg *cfg, unsigned read_timeout, void **out,
+                     gm_error *err) {
   *out = NULL;
   pthread_once(&library_once, library_init);
   if (library_failed) {
@@ -887,8 +854,8 @@ static int my_open(const void *cfgp, void **out, gm_error *err) {
    * close may run on the thread that drops the backend, so there is no
    * mysql_thread_end to pair with this. */
   mysql_thread_init();
-  if (open_first(c, err)) goto fail;
-  if (!c->galera) waiter_start(c); /* Galera: followers poll (galera.md) */
+  c->read_timeout = read_timeout;
+  if (open_first(c, read_timeout, err)) goto fail;
   *out = c;
   return GM_OK;
 fail:
@@ -943,7 +910,11 @@ static int run_write(myconn *c, int which, params *p, const char *what,
                      uint64_t *affected, int64_t *now, gm_error *err) {
   MYSQL_STMT *st = c->st[which];
   if (mysql_stmt_bind_param(st, p->b) || mysql_stmt_execute(st)) {
-    if (lost_race(mysql_stmt_errno(st))) return GM_NOT;
+    if (lost_race(mysql_stmt_errno(st))) { /* a duplicate key, a certification conflict */
+      gm_seterr(err, GM_E_CONFLICT, "%s: another node's write came first (%u)",
+                what, mysql_stmt_errno(st));
+      return GM_NOT;
+    }
     return fail(c, st, what, err);
   }
   *affected = (uint64_t)mysql_stmt_affected_rows(st);
@@ -1064,12 +1035,6 @@ static int fetch_row(myconn *c, const char *name, gm_row *row,
 
 /* ---- wake-up: the master's user locks ----------------------------------- */
 
-static int64_t mono_ns(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 /* FNV-1a (64 bits) of database, table and lock name, NUL between them (no
  * part can hold a NUL): the user-lock namespace is the whole server's. A
  * collision only makes two locks share a wake-up. */
@@ -1130,7 +1095,7 @@ static void ulock_flush(myconn *c) {
 }
 
 /* After a grant or a renewal of lock name: holds its user lock, unless a
- * waiter holds it this instant (then the next renewal tries again). */
+ * watch holds it this instant (then the next renewal tries again). */
 static void ulock_take(myconn *c, const char *name, uint64_t token) {
   if (c->galera) return; /* node-local there: it would wake nobody */
   uint64_t h = lock_hash(c->cfg, name);
@@ -1182,66 +1147,11 @@ static void ulock_check(myconn *c, const char *name, const gm_row *r) {
     ulock_drop(c, name);
 }
 
-/* ---- wake-up: what the waiter watches ------------------------------------ */
 
-/* A target not observed for this long is no longer followed here. A
- * follower of a held lock observes at least once a lease. */
-static int64_t stale_ns(const target *t) {
-  return 2 * t->lease_ns + 2000000000;
-}
-
-/* The core observed lock name as r: the first lock held by another owner
- * becomes the waiter's target, and stays it while it is followed. */
-static void watch_note(myconn *c, const char *name, const gm_row *r) {
-  waiter *w = &c->w;
-  if (!w->started) return;
-  int64_t now = mono_ns();
-  pthread_mutex_lock(&w->mu);
-  target *t = &w->t;
-  int same = t->name[0] && strcmp(t->name, name) == 0;
-  if (!r->exists || !r->owner[0]) { /* free: the follower takes it now */
-    if (same) t->name[0] = '\0';
-  } else if (same || !t->name[0] || now - t->seen_ns > stale_ns(t)) {
-    if (!same || strcmp(t->owner, r->owner) != 0 || t->token != r->token ||
-        t->renewed_at != r->renewed_at) {
-      if (!same) {
-        gm_strlcpy(t->name, name, sizeof t->name);
-        lock_key(lock_hash(c->cfg, name), t->key);
-      }
-      gm_strlcpy(t->owner, r->owner, sizeof t->owner);
-      t->token = r->token;
-      t->renewed_at = r->renewed_at;
-      t->gen = ++w->next_gen;
-      pthread_cond_signal(&w->cv);
-    }
-    t->seen_ns = now;
-    /* in µs first, capped at a day: a far-future expiry (an operator's
-     * edit) must not overflow into a negative staleness */
-    int64_t us = r->expires_at - r->renewed_at;
-    if (r->expires_at < r->renewed_at || us < 0) us = 0;
-    if (us > 86400LL * 1000000) us = 86400LL * 1000000;
-    t->lease_ns = us * 1000;
-  }
-  pthread_mutex_unlock(&w->mu);
-}
-
-/* This connection got lock name: nobody here follows it now. */
-static void watch_drop(myconn *c, const char *name) {
-  waiter *w = &c->w;
-  if (!w->started) return;
-  pthread_mutex_lock(&w->mu);
-  if (strcmp(w->t.name, name) == 0) w->t.name[0] = '\0';
-  pthread_mutex_unlock(&w->mu);
-}
-
-/* The core's read as a follower: also tells the waiter what to watch. */
 static int my_observe(void *p, const char *name, gm_row *out, gm_error *err) {
   if (check_len("lock name", name, LOCK_NAME_LEN, err)) return GM_ERR;
   int rc = fetch_row(p, name, out, err);
-  if (rc == GM_OK) {
-    ulock_check(p, name, out);
-    watch_note(p, name, out);
-  }
+  if (rc == GM_OK) ulock_check(p, name, out);
   return rc;
 }
 
@@ -1263,20 +1173,6 @@ static void held_put(myconn *c, const char *name, const char *version,
 }
 
 /* The row as a successful write of this connection left it. */
-static void written(gm_row *out, const char *owner, const char *version,
-                   uint64_t token, int64_t acquired_at, int64_t now,
-                   int64_t lease_us) {
-  memset(out, 0, sizeof *out);
-  out->exists = 1;
-  gm_strlcpy(out->owner, owner, sizeof out->owner);
-  gm_strlcpy(out->version, version, sizeof out->version);
-  out->token = token;
-  out->acquired_at = acquired_at;
-  out->renewed_at = now;
-  out->expires_at = now + lease_us;
-  out->now = now;
-}
-
 static int my_acquire(void *p, const gm_acquire_req *req, gm_row *out,
                       gm_error *err) {
   myconn *c = p;
@@ -1290,23 +1186,20 @@ static int my_acquire(void *p, const gm_acquire_req *req, gm_row *out,
       check_len("node id", req->owner, LOCK_ID_LEN, err) ||
       check_len("version", version, LOCK_ID_LEN, err))
     return GM_ERR;
+  token = gm_new_token(req);
   if (!req->expect_exists) {
-    token = req->min_token + 1;
     p_str(&in, req->name);
     p_str(&in, req->owner);
     p_str(&in, version);
-    p_u64(&in, &req->min_token);
+    p_u64(&in, &token);
     p_i64(&in, &req->lease_us);
     p_u64(&in, &req->instance);
     rc = run_write(c, S_INSERT, &in, "acquire", &affected, &now, err);
   } else {
-    /* the row's token is expect_token, or nothing changes */
-    token = (req->expect_token > req->min_token ? req->expect_token
-                                                : req->min_token) + 1;
     p_str(&in, req->owner);
     p_u64(&in, &req->instance);
     p_str(&in, version);
-    p_u64(&in, &req->min_token);
+    p_u64(&in, &token);
     p_i64(&in, &req->lease_us);
     p_str(&in, req->name);
     p_u64(&in, &req->expect_token);
@@ -1314,10 +1207,9 @@ static int my_acquire(void *p, const gm_acquire_req *req, gm_row *out,
   }
   if (rc != GM_OK) return rc;
   if (affected != 1) return GM_NOT;
-  written(out, req->owner, version, token, now, now, req->lease_us);
+  gm_row_written(out, req->owner, version, token, now, now, req->lease_us);
   out->instance = req->instance;
   held_put(c, req->name, version, token, now);
-  watch_drop(c, req->name);
   ulock_take(c, req->name, token);
   return GM_OK;
 }
@@ -1356,10 +1248,10 @@ static int my_renew(void *p, const char *name, const char *owner,
     h = held_find(c, name);
   }
   if (h && h->token == token)
-    written(out, owner, h->version, token, h->acquired_at, now, lease_us);
+    gm_row_written(out, owner, h->version, token, h->acquired_at, now, lease_us);
   else /* taken over between the two statements: a lease shorter than a
         * round trip; the next renew reports the loss */
-    written(out, owner, "", token, 0, now, lease_us);
+    gm_row_written(out, owner, "", token, 0, now, lease_us);
   out->instance = instance;
   return GM_OK;
 }
@@ -1442,7 +1334,7 @@ static char *put_hex(char *w, const char *s) {
 /* One UPDATE for every lock of the batch, when they share a lease: the
  * server's now comes back as the insert id (NOW_REPORTED), and matched rows
  * (CLIENT_FOUND_ROWS) tell whether all were still ours. Fewer than asked
- * cannot say which: then each is renewed alone, which is safe to repeat. */
+ * cannot say which: GM_NOT, and the core renews each alone. */
 static int my_renew_many(void *p, gm_renew_req *q, size_t n, gm_error *err) {
   myconn *c = p;
   int same = n > 1;
@@ -1496,16 +1388,7 @@ static int my_renew_many(void *p, gm_renew_req *q, size_t n, gm_error *err) {
       return GM_OK;
     }
   }
-  for (size_t i = 0; i < n; i++) {
-    gm_row r;
-    q[i].rc = my_renew(p, q[i].name, q[i].owner, q[i].instance, q[i].token,
-                       q[i].lease_us, &r, err);
-    if (q[i].rc == GM_ERR) return GM_ERR;
-    q[i].renewed_at = r.renewed_at;
-    q[i].expires_at = r.expires_at;
-    q[i].now = r.now;
-  }
-  return GM_OK;
+  return GM_NOT;
 }
 
 /* From another thread: a call blocked on the socket (a hung server) fails
@@ -1516,180 +1399,67 @@ static void my_interrupt(void *p) {
   if (fd != MARIADB_INVALID_SOCKET) shutdown(fd, SHUT_RDWR);
 }
 
-/* ---- wake-up: the waiter thread ----------------------------------------- */
+/* ---- wake-up: watch ---------------------------------------------------- */
 
-#define WAIT_S 5 /* one GET_LOCK wait; the waiter's reads may take longer */
-#define BACKOFF_MIN_NS 50000000LL
-#define BACKOFF_MAX_NS 5000000000LL
+#define WAIT_S 5 /* the longest GET_LOCK wait; a watch connection's reads
+                  * outlast it */
 
-/* 2: the user lock was free at once; 1: it was held, then ours (and freed in
- * the same statement, so the next waiter or the new master gets it at
- * once); 0: still held after WAIT_S. */
+static int my_open(const void *cfg, void **out, gm_error *err) {
+  return open_conn(cfg, ((const mycfg *)cfg)->read_timeout, out, err);
+}
+
+/* The core's wake-up connection: reads that outlast a whole wait. */
+static int my_open_watch(const void *cfg, void **out, gm_error *err) {
+  return open_conn(cfg, ((const mycfg *)cfg)->read_timeout + WAIT_S, out,
+                   err);
+}
+
+/* 2: the user lock was free at once (nobody holds it: the master let go,
+ * or holds none); 1: it was held, then ours (and freed in the same
+ * statement, so the next watcher or the new master gets it at once); 0:
+ * still held after the wait (µs, fractional seconds). */
 static const char wait_sql[] =
-    "SELECT IF(IS_FREE_LOCK(?), 2, IF(GET_LOCK(?, ?), RELEASE_LOCK(?), 0))";
+    "SELECT IF(IS_FREE_LOCK(?), 2, IF(GET_LOCK(?, ? / 1000000), "
+    "RELEASE_LOCK(?), 0))";
 
-static void cv_wait_until(waiter *w, int64_t until_ns) {
-  struct timespec ts = {.tv_sec = until_ns / 1000000000,
-                        .tv_nsec = until_ns % 1000000000};
-  pthread_cond_timedwait(&w->cv, &w->mu, &ts);
-}
-
-/* Under w->mu: 1 and the target's name and key copied when the waiter
- * should wait on its user lock now; 0 and *until when it should idle. */
-static int waiter_pick(waiter *w, int64_t now, char *name, char *key,
-                       int64_t *until) {
-  target *t = &w->t;
-  *until = now + 1000000000;
-  if (t->name[0] && now - t->seen_ns > stale_ns(t)) t->name[0] = '\0';
-  if (!t->name[0] || t->gen == w->wake_gen) return 0;
-  if (w->wake_free && strcmp(w->wake_name, t->name) == 0 &&
-      strcmp(w->wake_owner, t->owner) == 0 && w->wake_token == t->token &&
-      now < w->wake_ns + t->lease_ns) {
-    *until = w->wake_ns + t->lease_ns;
-    return 0;
-  }
-  memcpy(name, t->name, sizeof t->name);
-  memcpy(key, t->key, sizeof t->key);
-  return 1;
-}
-
-/* Under w->mu, after a wait on lock name ended with result r (1 or 2). */
-static void waiter_woke(waiter *w, const char *name, int r) {
-  target *t = &w->t;
-  if (strcmp(t->name, name) == 0) {
-    w->wake_gen = t->gen;
-    w->wake_free = r == 2;
-    memcpy(w->wake_name, t->name, sizeof t->name);
-    memcpy(w->wake_owner, t->owner, sizeof t->owner);
-    w->wake_token = t->token;
-    w->wake_ns = mono_ns();
-  }
-  atomic_store(&w->changed, 1);
-}
-
-/* The waiter's connection, as the main one (connect_db) but with reads
- * that outlast a wait. Its errors are dropped: they must not fail the
- * election, which goes on at retry speed meanwhile. */
-static MYSQL *waiter_connect(const mycfg *cfg, unsigned hi, MYSQL_STMT **st) {
-  gm_error err;
-  MYSQL *db = connect_db(cfg, hi, cfg->read_timeout + WAIT_S, &err);
-  if (!db) return NULL;
-  *st = mysql_stmt_init(db);
-  if (*st && mysql_stmt_prepare(*st, wait_sql, strlen(wait_sql)) == 0)
-    return db;
-  if (*st) mysql_stmt_close(*st);
-  *st = NULL;
-  mysql_close(db);
-  return NULL;
-}
-
-static void *waiter_main(void *arg) {
-  myconn *c = arg;
-  waiter *w = &c->w;
-  MYSQL *db = NULL;
-  MYSQL_STMT *st = NULL;
-  int64_t backoff = 0, retry_at = 0;
-  char name[GM_NAME_MAX], key[ULOCK_KEY_MAX];
-
-  mysql_thread_init();
-  pthread_mutex_lock(&w->mu);
-  while (!w->quit) {
-    int64_t now = mono_ns(), until;
-    if (!waiter_pick(w, now, name, key, &until)) {
-      cv_wait_until(w, until);
-      continue;
-    }
-    if (!db && now < retry_at) {
-      cv_wait_until(w, retry_at);
-      continue;
-    }
-    pthread_mutex_unlock(&w->mu);
-    if (!db) db = waiter_connect(c->cfg, c->hi, &st);
-    pthread_mutex_lock(&w->mu);
-    if (!db) {
-      backoff = backoff ? backoff * 2 : BACKOFF_MIN_NS;
-      if (backoff > BACKOFF_MAX_NS) backoff = BACKOFF_MAX_NS;
-      retry_at = mono_ns() + backoff;
-      continue;
-    }
-    /* close() shuts this socket down to end a wait at once */
-    w->fd = (int)mysql_get_socket(db);
-    if (w->quit) break;
-    pthread_mutex_unlock(&w->mu);
-
-    params in = {0};
-    int64_t wait_s = WAIT_S;
-    long long v;
-    p_str(&in, key);
-    p_str(&in, key);
-    p_i64(&in, &wait_s);
-    p_str(&in, key);
-    int rc = select_int(st, &in, &v);
-
-    pthread_mutex_lock(&w->mu);
-    if (rc != GM_OK) { /* quietly: reconnect later */
-      w->fd = -1;
-      pthread_mutex_unlock(&w->mu);
-      mysql_stmt_close(st);
-      mysql_close(db);
-      st = NULL;
-      db = NULL;
-      pthread_mutex_lock(&w->mu);
-      backoff = backoff ? backoff * 2 : BACKOFF_MIN_NS;
-      if (backoff > BACKOFF_MAX_NS) backoff = BACKOFF_MAX_NS;
-      retry_at = mono_ns() + backoff;
-      continue;
-    }
-    backoff = 0;
-    if (v == 1 || v == 2) waiter_woke(w, name, (int)v);
-  }
-  w->fd = -1;
-  pthread_mutex_unlock(&w->mu);
-  if (st) mysql_stmt_close(st);
-  if (db) mysql_close(db);
-  mysql_thread_end();
-  return NULL;
-}
-
-/* Starts the waiter with open(); without one (no thread), changed() just
- * never reports, and followers read at retry speed. */
-static void waiter_start(myconn *c) {
-  waiter *w = &c->w;
-  pthread_condattr_t ca;
-  pthread_condattr_init(&ca);
-  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-  pthread_cond_init(&w->cv, &ca);
-  pthread_condattr_destroy(&ca);
-  pthread_mutex_init(&w->mu, NULL);
-  atomic_init(&w->changed, 0);
-  w->fd = -1;
-  w->inited = 1;
-  w->started = pthread_create(&w->thread, NULL, waiter_main, c) == 0;
-}
-
-/* Stops and joins the waiter: a wait in progress ends at once, as its
- * socket is shut down; a connect in progress within connect_timeout. */
-static void waiter_stop(myconn *c) {
-  waiter *w = &c->w;
-  if (!w->inited) return;
-  if (w->started) {
-    pthread_mutex_lock(&w->mu);
-    w->quit = 1;
-    if (w->fd >= 0) shutdown(w->fd, SHUT_RDWR);
-    pthread_cond_signal(&w->cv);
-    pthread_mutex_unlock(&w->mu);
-    pthread_join(w->thread, NULL);
-  }
-  pthread_cond_destroy(&w->cv);
-  pthread_mutex_destroy(&w->mu);
-  w->inited = 0;
-}
-
-/* GM_OK once after the waiter saw a user lock let go: no statement. */
-static int my_changed(void *p, gm_error *err) {
+/* Blocks in GET_LOCK on lock name's user lock, on this connection (the
+ * core's wake-up connection), for at most timeout_us and WAIT_S. */
+static int my_watch(void *p, const char *name, int64_t timeout_us,
+                    gm_error *err) {
   myconn *c = p;
-  (void)err;
-  return c->w.started && atomic_exchange(&c->w.changed, 0) ? GM_OK : GM_NOT;
+  if (check_len("lock name", name, LOCK_NAME_LEN, err)) return GM_ERR;
+  /* Galera: user locks are node-local, the master's may be on another
+   * node: "may have changed" at once, and the core's rule (no second
+   * watch of a lock until its grant changed or a lease passed) leaves the
+   * followers polling (docs/galera.md) */
+  if (c->galera) return GM_OK;
+  if (!c->wst) {
+    c->wst = mysql_stmt_init(c->db);
+    if (!c->wst) return fail(c, NULL, "watch: statement init", err);
+    if (mysql_stmt_prepare(c->wst, wait_sql, strlen(wait_sql))) {
+      int rc = fail(c, c->wst, "watch: prepare", err);
+      mysql_stmt_close(c->wst);
+      c->wst = NULL;
+      return rc;
+    }
+  }
+  /* the wait ends a second before the connection's reads time out (half
+   * their time when that is shorter) */
+  int64_t rt = (int64_t)c->read_timeout * GM_US_PER_S;
+  int64_t most = rt - (rt / 2 < GM_US_PER_S ? rt / 2 : GM_US_PER_S);
+  int64_t wait_us = timeout_us < most ? timeout_us : most;
+  if (wait_us < 0) wait_us = 0;
+  char key[ULOCK_KEY_MAX];
+  lock_key(lock_hash(c->cfg, name), key);
+  params in = {0};
+  long long v;
+  p_str(&in, key);
+  p_str(&in, key);
+  p_i64(&in, &wait_us);
+  p_str(&in, key);
+  if (select_int(c->wst, &in, &v) != GM_OK)
+    return fail(c, c->wst, "watch", err);
+  return v == 1 || v == 2 ? GM_OK : GM_NOT;
 }
 
 const gm_backend_ops gm_mysql_ops = {
@@ -1708,7 +1478,7 @@ const gm_backend_ops gm_mysql_ops = {
     .complete = my_complete,
     .force_release = my_force_release,
     .renew_many = my_renew_many,
-    .changed = my_changed,
-    .poll_us = 10000, /* changed() is one atomic exchange */
     .interrupt = my_interrupt,
+    .watch = my_watch,
+    .open_watch = my_open_watch,
 };

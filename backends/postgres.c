@@ -38,6 +38,7 @@
 #include <libpq-fe.h>
 
 #include "backend.h"
+#include "timeutil.h"
 
 #define LOCK_NAME_LEN (GM_NAME_MAX - 1)
 #define LOCK_ID_LEN (GM_ID_MAX - 1)
@@ -82,25 +83,6 @@ static void pg_free_cfg(void *p) {
   }
   free(c->table);
   free(c);
-}
-
-/* Copies msg into dst, each occurrence of the password as "***"
- * (passwords under three bytes are left: replacing them would mangle every
- * message), and without the trailing newline libpq adds. */
-static void scrub(char *dst, size_t len, const char *msg, const char *pw) {
-  size_t pl = pw ? strlen(pw) : 0, o = 0;
-  if (!msg) msg = "(no message)";
-  while (*msg && o + 1 < len) {
-    if (pl >= 3 && strncmp(msg, pw, pl) == 0) {
-      for (const char *r = "***"; *r && o + 1 < len; r++) dst[o++] = *r;
-      msg += pl;
-    } else {
-      dst[o++] = (*msg == '\n' || *msg == '\t') ? ' ' : *msg;
-      msg++;
-    }
-  }
-  while (o > 0 && dst[o - 1] == ' ') o--;
-  dst[o] = '\0';
 }
 
 static const char *cfg_get(const pgcfg *c, const char *key) {
@@ -185,7 +167,7 @@ static int parse_url(pgcfg *c, const char *url, gm_error *err) {
   free(stripped);
   if (!o) {
     char m[GM_ERRMSG_MAX], *pw = raw_password(url);
-    scrub(m, sizeof m, msg ? msg : "out of memory", pw);
+    gm_scrub(m, sizeof m, msg ? msg : "out of memory", pw);
     free(pw);
     gm_seterr(err, msg ? GM_E_URL : GM_E_NOMEM, "postgres backend: bad URL: %s",
               m);
@@ -302,11 +284,7 @@ typedef struct pgconn {
   char server[96]; /* host:port for messages */
 } pgconn;
 
-static int64_t mono_us(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
+static int64_t mono_us(void) { return gm_mono_ns() / GM_NS_PER_US; }
 
 /* Waits until the socket is ready for ev, or the deadline: 0 when ready. */
 static int wait_sock(PGconn *db, short ev, int64_t deadline) {
@@ -323,7 +301,7 @@ static int wait_sock(PGconn *db, short ev, int64_t deadline) {
 static int fail_msg(pgconn *c, int code, const char *what, const char *msg,
                     gm_error *err) {
   char m[GM_ERRMSG_MAX];
-  scrub(m, sizeof m, msg, c->cfg->password);
+  gm_scrub(m, sizeof m, msg, c->cfg->password);
   gm_seterr(err, code, "postgres: %s failed on %s: %s", what, c->server, m);
   return GM_ERR;
 }
@@ -687,7 +665,7 @@ static int pg_open(const void *cfgp, void **out, gm_error *err) {
   if (!c->db || PQstatus(c->db) != CONNECTION_OK) {
     const char *m = c->db ? PQerrorMessage(c->db) : "out of memory";
     char s[GM_ERRMSG_MAX];
-    scrub(s, sizeof s, m, cfg->password);
+    gm_scrub(s, sizeof s, m, cfg->password);
     gm_seterr(err,
               strstr(m, "authentication failed") || strstr(m, "no password")
                   ? GM_E_AUTH
@@ -745,12 +723,12 @@ static int pg_acquire(void *p, const gm_acquire_req *req, gm_row *out,
   if (check_len("lock name", req->name, LOCK_NAME_LEN, err) ||
       check_len("node id", req->owner, LOCK_ID_LEN, err) ||
       check_len("version", version, LOCK_ID_LEN, err) ||
-      check_token(req->min_token, err) ||
+      check_token(gm_new_token(req) - 1, err) ||
       (req->expect_exists && check_token(req->expect_token, err)))
     return GM_ERR;
   /* tokens were checked; keys are below 2^63: bigints as they are */
   const char *v[7] = {req->name, req->owner, version,
-                      dec(b[0], (int64_t)req->min_token),
+                      dec(b[0], (int64_t)gm_new_token(req)),
                       dec(b[1], req->lease_us), dec(b[2], (int64_t)req->instance),
                       dec(b[3], (int64_t)req->expect_token)};
   if (!req->expect_exists) /* only where there is no row: a racing insert
@@ -759,7 +737,7 @@ static int pg_acquire(void *p, const gm_acquire_req *req, gm_row *out,
         c,
         "INSERT INTO \"%s\" AS l (name, owner, version, token, acquired_at, "
         "renewed_at, expires_at, instance) SELECT $1::text, $2::text, "
-        "$3::text, $4::int8 + 1, n.now, n.now, " LEASE("$5") ", $6::int8 FROM "
+        "$3::text, $4::int8, n.now, n.now, " LEASE("$5") ", $6::int8 FROM "
         CLOCK
         " ON CONFLICT (name) DO NOTHING RETURNING " ROW_COLS("l.",
                                                                "l.acquired_at"),
@@ -770,7 +748,7 @@ static int pg_acquire(void *p, const gm_acquire_req *req, gm_row *out,
   return write_row(
       c,
       "UPDATE \"%s\" AS l SET owner = $2, instance = $6::int8, version = $3, "
-      "token = GREATEST(l.token, $4::int8) + 1, acquired_at = n.now, "
+      "token = $4::int8, acquired_at = n.now, "
       "renewed_at = n.now, expires_at = " LEASE("$5") " FROM " CLOCK
       " WHERE l.name = $1 AND l.token = $7::int8 AND "
       "l.token < 9223372036854775807 AND l.expires_at <= n.now RETURNING " ROW_COLS("l.",

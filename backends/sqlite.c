@@ -552,11 +552,11 @@ static int sq_open(const void *p, void **out, gm_error *err) {
       prep(s, c->table,
            "INSERT INTO %s (name, owner, token, version, acquired_at,"
            " renewed_at, expires_at, boot_id, holder, instance)"
-           " VALUES (?1, ?2, ?3 + 1, ?4, ?5, ?5, ?5 + ?6, ?7, ?9, ?11)"
+           " VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?5 + ?6, ?7, ?9, ?11)"
            " ON CONFLICT (name) DO NOTHING",
            &s->insert, err) ||
       prep(s, c->table,
-           "UPDATE %s SET owner = ?2, token = MAX(token, ?3) + 1,"
+           "UPDATE %s SET owner = ?2, token = ?3,"
            " version = ?4, acquired_at = ?5, renewed_at = ?5,"
            " expires_at = ?5 + ?6, boot_id = ?7, holder = ?9,"
            " instance = ?11 WHERE name = ?1 AND token = ?8"
@@ -564,7 +564,7 @@ static int sq_open(const void *p, void **out, gm_error *err) {
            " AND (expires_at <= ?5 OR boot_id <> ?7)",
            &s->take, err) ||
       prep(s, c->table,
-           "UPDATE %s SET owner = ?2, token = MAX(token, ?3) + 1,"
+           "UPDATE %s SET owner = ?2, token = ?3,"
            " version = ?4, acquired_at = ?5, renewed_at = ?5,"
            " expires_at = ?5 + ?6, boot_id = ?7, holder = ?9,"
            " instance = ?11 WHERE name = ?1 AND token = ?8 AND boot_id = ?7"
@@ -689,11 +689,10 @@ static int acquire_with(sq_conn *s, sqlite3_stmt *st, const gm_acquire_req *q,
   int ready = files_before_grant(s, q, err);
   if (ready != GM_OK) return ready;
   int64_t now = boot_us();
-  uint64_t base = q->min_token;
-  if (q->expect_exists && q->expect_token > base) base = q->expect_token;
+  uint64_t token = gm_new_token(q);
   bind_text(st, 1, q->name);
   bind_text(st, 2, q->owner);
-  sqlite3_bind_int64(st, 3, (sqlite3_int64)q->min_token);
+  sqlite3_bind_int64(st, 3, (sqlite3_int64)token);
   bind_text(st, 4, q->version);
   sqlite3_bind_int64(st, 5, now);
   sqlite3_bind_int64(st, 6, q->lease_us);
@@ -705,13 +704,7 @@ static int acquire_with(sq_conn *s, sqlite3_stmt *st, const gm_acquire_req *q,
   sqlite3_bind_int64(st, 11, (sqlite3_int64)q->instance);
   int rc = run_write(s, st, "acquire", err);
   if (rc != GM_OK) return rc;
-  memset(out, 0, sizeof *out);
-  out->exists = 1;
-  snprintf(out->owner, sizeof out->owner, "%s", q->owner);
-  snprintf(out->version, sizeof out->version, "%s", q->version);
-  out->token = base + 1; /* the row's token was expect_token (or none) */
-  out->acquired_at = out->renewed_at = out->now = now;
-  out->expires_at = now + q->lease_us;
+  gm_row_written(out, q->owner, q->version, token, now, now, q->lease_us);
   out->holder = mine;
   out->instance = q->instance;
   return GM_OK;

@@ -19,15 +19,24 @@
  *           conditional write changed the row); *out is filled.
  *   GM_NOT  the conditional write did not take effect (someone else holds the
  *           lock, the token moved on). Not an error; *out may be unfilled.
- *   GM_ERR  a failure; err is filled (never with a password). The core then
- *           closes the connection and opens a new one later, with backoff.
+ *   GM_ERR  a failure; err is filled (never with a password), its code
+ *           the class: GM_E_CONNECT (the server cannot be reached, or
+ *           refuses connections), GM_E_AUTH (credentials refused), GM_E_DB
+ *           (a statement failed), GM_E_ROW (a row that cannot be read or
+ *           granted), GM_E_ARG (a bad option). The core then closes the
+ *           connection and opens a new one later, with its backoff
+ *           (timeutil.h).
+ *   Conflict: a lost race (a racing insert's duplicate key, a cluster's
+ *           certification failure) is GM_NOT, or GM_ERR with code
+ *           GM_E_CONFLICT, which the core takes as GM_NOT: never reported
+ *           through on_error, the connection kept.
  */
 #ifndef GOMASTER_BACKEND_H
 #define GOMASTER_BACKEND_H
 
 #include "gomaster.h"
 
-#define GM_BACKEND_ABI 4
+#define GM_BACKEND_ABI 1
 
 /* One lock's row/document as read or written, plus the database's now. */
 typedef struct gm_row {
@@ -39,18 +48,18 @@ typedef struct gm_row {
   int64_t renewed_at;
   int64_t expires_at;
   int64_t now;              /* µs, database clock, read by the same call */
-  /* The completion record of a one-time task run under this lock (ABI 2):
+  /* The completion record of a one-time task run under this lock:
    * done_at == 0 while the task is not done. */
   int64_t done_at;          /* µs since the UNIX epoch (SQLite: the host's
                              * wall clock; others: the database's) */
   char done_by[GM_ID_MAX];  /* the node that ran it */
   uint64_t done_token;      /* the token it held */
   char result[GM_RESULT_MAX];
-  /* ABI 3: the holder's liveness handle, as the backend wrote it with the
+  /* The holder's liveness handle, as the backend wrote it with the
    * grant (SQLite: which byte of the lock file the holder's process keeps
    * locked); -1 when there is none or it cannot be checked from here. */
   int64_t holder;
-  /* ABI 4: the instance key of the elector that was granted the row (see
+  /* The instance key of the elector that was granted the row (see
    * gm_acquire_req.instance); 0 in a row written before it existed. */
   uint64_t instance;
 } gm_row;
@@ -70,7 +79,7 @@ typedef struct gm_acquire_req {
   int expect_exists;
   uint64_t expect_token;
   uint64_t min_token;
-  /* ABI 4: the elector instance taking it: a random key in [1, 2^63), new
+  /* The elector instance taking it: a random key in [1, 2^63), new
    * for every elector (and in a forked child). Written beside owner; every
    * later conditional write of the grant (renew, release, complete) matches
    * owner, instance and token, so two electors that share an id never
@@ -78,7 +87,17 @@ typedef struct gm_acquire_req {
   uint64_t instance;
 } gm_acquire_req;
 
-/* One lock of a batch renewal (ABI 3). The core fills the first four
+/* The new token of a grant, the one rule every backend writes:
+ * max(row token, min_token) + 1, where the row's token is expect_token (the
+ * write is conditional on it) or there is no row. Backends write this
+ * value; none computes its own. */
+static inline uint64_t gm_new_token(const gm_acquire_req *r) {
+  uint64_t base = r->min_token;
+  if (r->expect_exists && r->expect_token > base) base = r->expect_token;
+  return base + 1;
+}
+
+/* One lock of a batch renewal. The core fills the first four
  * fields; the backend sets rc to GM_OK (renewed; the three times are
  * filled, database clock) or GM_NOT (not ours any more). */
 typedef struct gm_renew_req {
@@ -88,7 +107,7 @@ typedef struct gm_renew_req {
   int64_t lease_us;
   int rc;
   int64_t renewed_at, expires_at, now;
-  uint64_t instance; /* ABI 4: filled by the core, matched with owner */
+  uint64_t instance; /* filled by the core, matched with owner */
 } gm_renew_req;
 
 typedef struct gm_backend_ops {
@@ -132,7 +151,7 @@ typedef struct gm_backend_ops {
   int (*release)(void *conn, const char *name, const char *owner,
                  uint64_t instance, uint64_t token, gm_error *err);
 
-  /* ---- ABI 2 and greater: one-time tasks and operators ---- */
+  /* ---- one-time tasks and operators ---- */
 
   /* Where owner and token are ours (and instance, unless it is 0: a tool
    * that knows only the id): done_at = database now, done_by = owner,
@@ -153,13 +172,16 @@ typedef struct gm_backend_ops {
   int (*force_release)(void *conn, const char *name, int now, gm_row *out,
                        gm_error *err);
 
-  /* ---- ABI 3 and greater: speed. Each may be NULL (0 for poll_us). ---- */
+  /* ---- speed. Each may be NULL (0 for poll_us). ---- */
 
   /* Renews the n locks of reqs as renew does each, in as few statements
    * as the backend can while still learning each lock's own result (where
    * a write cannot tell which rows it matched, renew them one by one).
-   * GM_OK: every reqs[i].rc is set. GM_ERR: none may be trusted; the core
-   * treats it as a failed renewal of all. NULL: the core calls renew. */
+   * GM_OK: every reqs[i].rc is set. GM_NOT: the batch could not tell each
+   * lock's result (a write that matched fewer rows than asked): the core
+   * renews each with renew, the one fallback (a renewal is safe to
+   * repeat). GM_ERR: none may be trusted; the core treats it as a failed
+   * renewal of all. NULL: the core calls renew. */
   int (*renew_many)(void *conn, gm_renew_req *reqs, size_t n, gm_error *err);
 
   /* GM_OK only when the backend knows for certain that the process behind
@@ -187,7 +209,7 @@ typedef struct gm_backend_ops {
    * has followers; 0: never. */
   int64_t poll_us;
 
-  /* ---- ABI 4 and greater. May be NULL. ---- */
+  /* ---- May be NULL. ---- */
 
   /* Makes a blocking call on conn, running on the backend's thread right
    * now, end soon (shutdown(2) of the socket, sqlite3_interrupt): called
@@ -196,6 +218,23 @@ typedef struct gm_backend_ops {
    * may then fail with GM_ERR, and the core closes conn as after any
    * failure. */
   void (*interrupt)(void *conn);
+
+  /* Blocks on conn until lock `name` may have changed (its holder let go,
+   * its row was written: GM_OK), or timeout_us passed with no sign of a
+   * change (GM_NOT), or the connection failed (GM_ERR: the core closes it
+   * and opens another later, with its backoff; nothing is reported). conn
+   * is a connection of its own that the core opens for this alone, lazily
+   * (when a follower waits on a lock another node holds), and closes when
+   * no follower waits; the core runs the thread, chooses the lock, and
+   * ends a watch at once with interrupt (required with watch). A GM_OK
+   * that came without a change costs one read per follower: the core does
+   * not watch that lock again until a follower read it anew. NULL: no
+   * wake-up (or changed/poll_us). No backend starts a thread or sleeps. */
+  int (*watch)(void *conn, const char *name, int64_t timeout_us,
+               gm_error *err);
+  /* Opens the wake-up connection: as open, but with reads that outlast a
+   * long watch. NULL: open. */
+  int (*open_watch)(const void *cfg, void **conn, gm_error *err);
 } gm_backend_ops;
 
 /* Makes a backend object from an ops table of the caller's own (a backend
@@ -221,15 +260,24 @@ int gm_kv_seconds(const gm_kv *opts, size_t n, const char *key,
                   int64_t dflt_us, int64_t *out_us, gm_error *err);
 /* Table/collection names: [A-Za-z_][A-Za-z0-9_]{0,63}. GM_ERR names field. */
 int gm_check_identifier(const char *field, const char *value, gm_error *err);
+/* Copies msg (NULL: "(no message)") into dst of size len, each occurrence
+ * of secret (a password; NULL or "": none) as "***", control characters as
+ * spaces. Short passwords too: a mangled message beats a leaked secret.
+ * dst may be msg. The one scrubbing of every backend. */
+void gm_scrub(char *dst, size_t len, const char *msg, const char *secret);
+/* The row as a grant or renewal wrote it (exists, owner, version, token,
+ * times: renewed_at = now, expires_at = now + lease_us; holder -1, no
+ * completion record, instance 0), for a backend whose write does not
+ * return the row. The caller sets what else it wrote. */
+void gm_row_written(gm_row *out, const char *owner, const char *version,
+                    uint64_t token, int64_t acquired_at, int64_t now,
+                    int64_t lease_us);
 /* Copies src into dst of size n, always terminated; GM_ERR if it did not fit. */
 int gm_strlcpy(char *dst, const char *src, size_t n);
 /* A copy of opts[key] (or of dflt when absent; neither: *dst untouched) in
  * *dst, freed by the caller. GM_ERR only when out of memory. */
 int gm_kv_dup(const gm_kv *opts, size_t n, const char *key, const char *dflt,
               char **dst, gm_error *err);
-/* Copies msg into dst of size len, every occurrence of secret (a password;
- * NULL or "": none) replaced by "***". */
-void gm_scrub(char *dst, size_t len, const char *msg, const char *secret);
 /* Frees a string holding a password (NULL: nothing), zeroed first. */
 void gm_free_secret(char *s);
 /* GM_ERR (GM_E_ARG, "<backend>: <what> longer than max bytes") when s is. */

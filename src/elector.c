@@ -41,19 +41,17 @@
 
 #include "backend.h"
 #include "fastpath.h"
+#include "timeutil.h"
 #include "url.h"
 
-#define NS 1000000000LL
-#define US_PER_NS 1000LL
+#define NS GM_NS_PER_S
+#define US_PER_NS GM_NS_PER_US
 /* Slack allowed between the database clock and ours over one span, on top of
  * half the round trips of the two reads compared. */
 #define STEP_TOL_US 20000LL
 /* How long stop() and close() wait for the thread's release: a release that
  * takes longer goes on in the background. */
 #define STOP_WAIT_NS (20 * 1000000LL)
-/* Reconnect backoff bounds. */
-#define BACKOFF_MIN_NS (50 * 1000000LL)
-#define BACKOFF_MAX_NS (1 * NS)
 
 typedef struct ev_node {
   struct ev_node *next;
@@ -134,6 +132,15 @@ struct gm_elector {
                            * running (also a released row: see below) */
   int refused;            /* acquires in a row that a free-looking row
                            * refused (GM_NOT) */
+  int watch;              /* the last read found the lock held by another,
+                           * its lease running: the wake-up may watch it */
+  uint64_t watch_gen;     /* grows with every such read, but for a read
+                           * after a wake-up that found the same grant (a
+                           * wake-up that cannot tell: watched again only
+                           * once the grant changed or a lease passed) */
+  char watch_owner[GM_ID_MAX]; /* the grant watched: owner and token */
+  uint64_t watch_token;
+  int64_t watch_since;    /* mono ns when watch_gen last grew */
 };
 
 struct gm_backend {
@@ -162,13 +169,29 @@ struct gm_backend {
   /* (thread) */
   void *conn;
   int64_t reconnect_at;
-  int64_t backoff_ns;
+  gm_backoff backoff;     /* reconnects (timeutil.h) */
   uint64_t rng;
   int64_t poll_at;        /* mono ns of the next changed/holder_gone poll */
   char poll_err[GM_ERRMSG_MAX]; /* changed()'s last error, said once */
   size_t batch_cap;       /* batch renewal buffers, grown as needed */
   gm_elector **batch;
   gm_renew_req *reqs;
+
+  /* The wake-up thread (backends with ops->watch): its own connection,
+   * opened when a follower waits on a lock another node holds, closed when
+   * none does. It blocks in watch() on the lock the election thread chose
+   * (wk_name) and, when watch() says the lock may have changed, sets woke:
+   * the followers read at once. (mu) unless said. */
+  pthread_t wk_thread;
+  int wk_running;     /* started and not yet joined */
+  int wk_quit;
+  pthread_cond_t wk_cv; /* a new target, or quit */
+  char wk_name[GM_NAME_MAX]; /* "" when no follower waits */
+  uint64_t wk_gen;    /* grows with every new target or read of it */
+  const gm_elector *wk_for; /* the follower it watches for (identity only) */
+  uint64_t wk_for_gen;      /* and its watch_gen then */
+  void *wk_live;      /* the wake-up connection while open, for interrupt */
+  atomic_int woke;    /* set by the wake-up, taken by the election thread */
 };
 
 /* ---- process-wide: fork safety ------------------------------------------ */
@@ -207,12 +230,9 @@ static uint64_t new_instance(void);
  * pthread_cond_destroy waits for the waiters it still counts, for ever. */
 static void init_sync(gm_backend *b) {
   pthread_mutex_init(&b->mu, NULL);
-  pthread_condattr_t ca;
-  pthread_condattr_init(&ca);
-  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-  pthread_cond_init(&b->wake, &ca);
-  pthread_cond_init(&b->done, &ca);
-  pthread_condattr_destroy(&ca);
+  gm_cond_init_mono(&b->wake);
+  gm_cond_init_mono(&b->done);
+  gm_cond_init_mono(&b->wk_cv);
 }
 
 /* The child has no election thread: every elector the parent ran is stopped
@@ -241,6 +261,12 @@ static void atfork_child(void) {
     b->quit = 0;
     b->conn = NULL;
     b->live_conn = NULL;
+    b->wk_running = 0; /* no wake-up thread here; its connection is the
+                        * parent's, left alone */
+    b->wk_quit = 0;
+    b->wk_live = NULL;
+    b->wk_name[0] = '\0';
+    atomic_store(&b->woke, 0);
     init_sync(b);
   }
   pthread_mutex_init(&g_mu, NULL);
@@ -252,33 +278,10 @@ static void register_atfork(void) {
 
 /* ---- small helpers ------------------------------------------------------ */
 
-static int64_t mono_ns(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * NS + ts.tv_nsec;
-}
-
-static uint64_t rng_next(uint64_t *s) {
-  /* xorshift64*: jitter only, not security */
-  uint64_t x = *s;
-  x ^= x >> 12;
-  x ^= x << 25;
-  x ^= x >> 27;
-  *s = x;
-  return x * 0x2545F4914F6CDD1DULL;
-}
-
-static uint64_t seed64(void) {
-  uint64_t s = 0;
-  if (getrandom(&s, sizeof s, GRND_NONBLOCK) != (ssize_t)sizeof s)
-    s = (uint64_t)mono_ns() ^ ((uint64_t)getpid() << 32);
-  return s ? s : 0x9E3779B97F4A7C15ULL;
-}
-
 /* An instance key: random, in [1, 2^63) so that every backend stores it as
  * a signed 64-bit integer; 0 means "none" (rows written before keys). */
 static uint64_t new_instance(void) {
-  uint64_t k = seed64() >> 1;
+  uint64_t k = gm_seed64() >> 1;
   return k ? k : 1;
 }
 
@@ -293,11 +296,6 @@ static int64_t sat_sub(int64_t a, int64_t b) {
   return r;
 }
 
-static int64_t sat_us_to_ns(int64_t us) {
-  if (us > INT64_MAX / US_PER_NS) return INT64_MAX;
-  if (us < INT64_MIN / US_PER_NS) return INT64_MIN;
-  return us * US_PER_NS;
-}
 
 static int64_t sat_add(int64_t a, int64_t b) {
   int64_t r;
@@ -405,10 +403,10 @@ int gm_config_resolve(gm_config *c, gm_error *err) {
                 f[i].field, GM_MAX_SECONDS, f[i].v);
       return GM_ERR;
     }
-  if (c->lease == 0) c->lease = 5;
-  if (c->heartbeat == 0) c->heartbeat = c->lease / 5;
-  if (c->renew_deadline == 0) c->renew_deadline = c->lease * 3 / 5;
-  if (c->retry == 0) c->retry = c->lease / 5;
+  if (c->lease == 0) c->lease = GM_DEFAULT_LEASE;
+  if (c->heartbeat == 0) c->heartbeat = GM_DEFAULT_HEARTBEAT(c->lease);
+  if (c->renew_deadline == 0) c->renew_deadline = GM_DEFAULT_DEADLINE(c->lease);
+  if (c->retry == 0) c->retry = GM_DEFAULT_RETRY(c->lease);
   if (!(c->heartbeat < c->renew_deadline)) {
     gm_seterr(err, GM_E_ARG,
               "heartbeat (%g s) must be less than renew_deadline (%g s)",
@@ -441,6 +439,11 @@ static gm_backend *backend_alloc(const gm_backend_ops *ops, const gm_kv *kv,
               ops->name, ops->abi, GM_BACKEND_ABI);
     return NULL;
   }
+  if (ops->watch && !ops->interrupt) { /* close() could not end a watch */
+    gm_seterr(err, GM_E_BACKEND, "backend '%s' has watch but no interrupt",
+              ops->name);
+    return NULL;
+  }
   gm_backend *b = calloc(1, sizeof *b);
   if (!b) {
     gm_seterr(err, GM_E_NOMEM, "out of memory");
@@ -454,7 +457,7 @@ static gm_backend *backend_alloc(const gm_backend_ops *ops, const gm_kv *kv,
   ops->describe(b->cfg, b->desc, sizeof b->desc);
   atomic_init(&b->refs, 1);
   init_sync(b);
-  b->rng = seed64();
+  b->rng = gm_seed64();
   pthread_once(&g_once, register_atfork);
   pthread_mutex_lock(&g_mu);
   b->g_next = g_backends;
@@ -600,8 +603,7 @@ int gm_backend_force_release_now(gm_backend *b, const char *name,
 static void backend_free(gm_backend *b);
 
 static void timed_wait_on(pthread_cond_t *cv, gm_backend *b, int64_t until) {
-  struct timespec ts = {.tv_sec = until / NS, .tv_nsec = until % NS};
-  pthread_cond_timedwait(cv, &b->mu, &ts);
+  gm_cond_wait_until(cv, &b->mu, until);
 }
 
 void gm_backend_ref(gm_backend *b) { atomic_fetch_add(&b->refs, 1); }
@@ -622,13 +624,16 @@ void gm_backend_unref(gm_backend *b) {
   /* A thread that ends soon (the common case) is joined; one still inside
    * a call after STOP_WAIT_NS (a hung database) is cut short and frees b
    * itself. */
-  int64_t until = mono_ns() + STOP_WAIT_NS;
-  while (running && !b->thread_done && mono_ns() < until)
+  int64_t until = gm_mono_ns() + STOP_WAIT_NS;
+  while (running && !b->thread_done && gm_mono_ns() < until)
     timed_wait_on(&b->done, b, until);
   int orphan = running && !b->thread_done;
   if (orphan) {
     b->orphan = 1;
     if (b->live_conn && b->ops->interrupt) b->ops->interrupt(b->live_conn);
+    b->wk_quit = 1;
+    if (b->wk_live && b->ops->interrupt) b->ops->interrupt(b->wk_live);
+    pthread_cond_signal(&b->wk_cv);
     pthread_detach(b->thread);
   }
   pthread_mutex_unlock(&b->mu);
@@ -645,6 +650,7 @@ static void backend_free(gm_backend *b) {
   pthread_mutex_destroy(&b->mu);
   pthread_cond_destroy(&b->wake);
   pthread_cond_destroy(&b->done);
+  pthread_cond_destroy(&b->wk_cv);
   free(b);
 }
 
@@ -662,10 +668,8 @@ static void close_conn(gm_backend *b) {
 /* Records a backend failure: the connection is dropped and reopened later. */
 static void fail(gm_backend *b, gm_elector *e, const gm_error *err) {
   close_conn(b);
-  int64_t now = mono_ns();
-  b->backoff_ns = b->backoff_ns ? min64(b->backoff_ns * 2, BACKOFF_MAX_NS)
-                                : BACKOFF_MIN_NS;
-  b->reconnect_at = now + b->backoff_ns;
+  int64_t now = gm_mono_ns();
+  b->reconnect_at = now + gm_backoff_next(&b->backoff);
   pthread_mutex_lock(&b->mu);
   push_error(e, err);
   pthread_mutex_unlock(&b->mu);
@@ -673,7 +677,7 @@ static void fail(gm_backend *b, gm_elector *e, const gm_error *err) {
 
 static int ensure_conn(gm_backend *b, gm_elector *e) {
   if (b->conn) return GM_OK;
-  if (mono_ns() < b->reconnect_at) return GM_ERR;
+  if (gm_mono_ns() < b->reconnect_at) return GM_ERR;
   gm_error err = {0};
   if (b->ops->open(b->cfg, &b->conn, &err) != GM_OK) {
     b->conn = NULL;
@@ -684,7 +688,7 @@ static int ensure_conn(gm_backend *b, gm_elector *e) {
   b->live_conn = b->conn;
   if (b->quit && b->ops->interrupt) b->ops->interrupt(b->conn);
   pthread_mutex_unlock(&b->mu);
-  b->backoff_ns = 0;
+  gm_backoff_reset(&b->backoff);
   return GM_OK;
 }
 
@@ -747,8 +751,13 @@ static void step_down(gm_elector *e, gm_stop_reason why) {
   e->master_until_t = 0;
 }
 
+/* A lost race (GM_E_CONFLICT) is no failure: GM_NOT, never on_error. */
+static int unconflict(int rc, gm_error *err) {
+  return rc == GM_ERR && err->code == GM_E_CONFLICT ? GM_NOT : rc;
+}
+
 static int64_t jitter(gm_backend *b, int64_t span_ns) {
-  return span_ns > 0 ? (int64_t)(rng_next(&b->rng) % (uint64_t)span_ns) : 0;
+  return span_ns > 0 ? (int64_t)(gm_rng_next(&b->rng) % (uint64_t)span_ns) : 0;
 }
 
 /* Tracks how the database clock runs against ours. A read whose database
@@ -873,7 +882,7 @@ static void try_acquire(gm_backend *b, gm_elector *e, const gm_row *seen,
              "the lock's row",
              e->name, base, TOKEN_MAX);
     row_warn(b, e, msg);
-    e->next_at = mono_ns() + e->retry_ns;
+    e->next_at = gm_mono_ns() + e->retry_ns;
     return;
   }
   gm_acquire_req req = {.name = e->name,
@@ -886,10 +895,11 @@ static void try_acquire(gm_backend *b, gm_elector *e, const gm_row *seen,
                         .instance = e->instance};
   gm_row r = {0};
   gm_error err = {0};
-  int64_t t0 = mono_ns();
+  int64_t t0 = gm_mono_ns();
   int rc = dead_holder >= 0 && b->ops->acquire_dead
                ? b->ops->acquire_dead(b->conn, &req, dead_holder, &r, &err)
                : b->ops->acquire(b->conn, &req, &r, &err);
+  rc = unconflict(rc, &err);
   pthread_mutex_lock(&b->mu);
   e->n_acquires++;
   pthread_mutex_unlock(&b->mu);
@@ -911,9 +921,9 @@ static void try_acquire(gm_backend *b, gm_elector *e, const gm_row *seen,
                "an edited row?",
                e->name, seen->owner, seen->token);
       row_warn(b, e, msg);
-      e->next_at = mono_ns() + e->retry_ns;
+      e->next_at = gm_mono_ns() + e->retry_ns;
     } else {
-      e->next_at = mono_ns() + jitter(b, min64(e->retry_ns, 50 * 1000000LL));
+      e->next_at = gm_mono_ns() + jitter(b, min64(e->retry_ns, 50 * 1000000LL));
     }
   } else {
     fail(b, e, &err);
@@ -927,9 +937,10 @@ static void follower_step(gm_backend *b, gm_elector *e) {
   int64_t resume = e->woken_from; /* this read came early, on a wake-up */
   e->woken_from = 0;
   e->warned = 0;
-  int64_t t0 = mono_ns();
+  e->watch = 0;
+  int64_t t0 = gm_mono_ns();
   int rc = b->ops->observe(b->conn, e->name, &r, &err);
-  int64_t t1 = mono_ns();
+  int64_t t1 = gm_mono_ns();
   if (rc != GM_OK && err.code == GM_E_ROW) {
     /* A row the backend cannot read: held, said once, read once a retry;
      * the connection is fine. */
@@ -982,7 +993,7 @@ static void follower_step(gm_backend *b, gm_elector *e) {
       fail(b, e, &err);
       e->next_at = b->reconnect_at;
     } else {
-      e->next_at = mono_ns();
+      e->next_at = gm_mono_ns();
     }
     goto done;
   }
@@ -1028,7 +1039,16 @@ static void follower_step(gm_backend *b, gm_elector *e) {
   }
   if (r.expires_at > r.now) { /* live: sleep until it ends, or one retry */
     e->v_live = 1;
-    int64_t left = sat_add(sat_us_to_ns(ahead_us), STEP_TOL_US * US_PER_NS);
+    e->watch = !released; /* the wake-up may watch it */
+    int same = e->watch_token == r.token &&
+               strcmp(e->watch_owner, r.owner) == 0;
+    if (!resume || !same || t1 - e->watch_since >= e->lease_ns) {
+      e->watch_gen++;
+      e->watch_since = t1;
+    }
+    e->watch_token = r.token;
+    gm_strlcpy(e->watch_owner, r.owner, sizeof e->watch_owner);
+    int64_t left = sat_add(gm_us_to_ns(ahead_us), STEP_TOL_US * US_PER_NS);
     e->next_at = t1 + min64(e->retry_ns, sat_add(left, jit));
     /* A wake-up that found the version it had already seen (a crashed
      * holder's session ended, say) keeps the reads where they were due:
@@ -1082,7 +1102,7 @@ static void renew_done(gm_backend *b, gm_elector *e, int rc, int64_t t0,
       if (b->conn && b->ops->release(b->conn, e->name, e->id, e->instance,
                                      e->my_token, &rerr) == GM_ERR)
         fail(b, e, &rerr);
-      e->next_at = mono_ns();
+      e->next_at = gm_mono_ns();
       return;
     }
     e->next_at = t0 + e->hb_ns;
@@ -1102,7 +1122,7 @@ static void renew_done(gm_backend *b, gm_elector *e, int rc, int64_t t0,
 static void master_step(gm_backend *b, gm_elector *e) {
   gm_row r = {0};
   gm_error err = {0};
-  int64_t t0 = mono_ns();
+  int64_t t0 = gm_mono_ns();
   if (t0 >= e->master_until_t) {
     step_down(e, GM_STOP_DEADLINE);
     e->next_at = t0;
@@ -1110,7 +1130,8 @@ static void master_step(gm_backend *b, gm_elector *e) {
   }
   int rc = b->ops->renew(b->conn, e->name, e->id, e->instance, e->my_token,
                          e->lease_ns / US_PER_NS, &r, &err);
-  renew_done(b, e, rc, t0, mono_ns(), &r, &err);
+  rc = unconflict(rc, &err);
+  renew_done(b, e, rc, t0, gm_mono_ns(), &r, &err);
 }
 
 static int batch_grow(gm_backend *b, size_t n) {
@@ -1132,7 +1153,7 @@ static int batch_grow(gm_backend *b, size_t n) {
  * heartbeat however many locks the node holds. Renewing early is safe: it
  * only moves the deadline from a later send time. */
 static void master_batch(gm_backend *b, gm_elector *due) {
-  int64_t now = mono_ns();
+  int64_t now = gm_mono_ns();
   size_t n = 0;
   pthread_mutex_lock(&b->mu);
   for (gm_elector *e = b->active; e; e = e->next)
@@ -1146,7 +1167,7 @@ static void master_batch(gm_backend *b, gm_elector *due) {
     master_step(b, due);
     return;
   }
-  int64_t t0 = mono_ns();
+  int64_t t0 = gm_mono_ns();
   size_t k = 0;
   for (size_t i = 0; i < n; i++) {
     gm_elector *e = b->batch[i];
@@ -1167,11 +1188,20 @@ static void master_batch(gm_backend *b, gm_elector *due) {
   if (k == 0) return;
   gm_error err = {0};
   int rc = b->ops->renew_many(b->conn, b->reqs, k, &err);
-  int64_t t1 = mono_ns();
+  int64_t t1 = gm_mono_ns();
   if (rc == GM_ERR) {
     fail(b, b->batch[0], &err);
     for (size_t i = 0; i < k; i++)
       renew_done(b, b->batch[i], GM_ERR, t0, t1, NULL, NULL);
+    return;
+  }
+  if (rc == GM_NOT) { /* the batch cannot tell which: one by one */
+    for (size_t i = 0; i < k; i++) {
+      if (b->conn)
+        master_step(b, b->batch[i]);
+      else /* a failure closed the connection */
+        renew_done(b, b->batch[i], GM_ERR, t0, t1, NULL, NULL);
+    }
     return;
   }
   for (size_t i = 0; i < k; i++) {
@@ -1202,7 +1232,7 @@ static void master_batch(gm_backend *b, gm_elector *due) {
  * follower observes now) and whether a holder a follower waits on is gone
  * (then that follower observes now). */
 static void poll_step(gm_backend *b) {
-  int64_t now = mono_ns();
+  int64_t now = gm_mono_ns();
   b->poll_at = now + b->ops->poll_us * US_PER_NS;
   if (!b->conn) return;
   gm_error err = {0};
@@ -1286,7 +1316,7 @@ static void stop_step(gm_backend *b, gm_elector *e, gm_stop_reason why) {
 
 static void run_step(gm_backend *b, gm_elector *e) {
   if (ensure_conn(b, e) != GM_OK) {
-    if (e->role == ROLE_MASTER && mono_ns() >= e->master_until_t)
+    if (e->role == ROLE_MASTER && gm_mono_ns() >= e->master_until_t)
       step_down(e, GM_STOP_DEADLINE);
     e->next_at = e->role == ROLE_MASTER
                      ? min64(b->reconnect_at, e->master_until_t)
@@ -1305,14 +1335,149 @@ static void timed_wait(gm_backend *b, int64_t until) {
   timed_wait_on(&b->wake, b, until);
 }
 
+/* ---- the wake-up thread (ops->watch) ------------------------------------ */
+
+/* How long one watch() may block: the thread comes back this often to see
+ * whether the target moved (a target change does not interrupt it). */
+#define WATCH_MAX_US (5 * GM_US_PER_S)
+
+/* Under mu: the wake-up found the lock may have changed: the election
+ * thread's followers read at once. */
+static void wk_woke(gm_backend *b) {
+  atomic_store(&b->woke, 1);
+  b->kicks++;
+  pthread_cond_signal(&b->wake);
+}
+
+static void *wk_main(void *arg) {
+  gm_backend *b = arg;
+  void *conn = NULL;
+  gm_backoff backoff = {0};
+  int64_t retry_at = 0;
+  uint64_t done_gen = 0; /* the target generation a watch already woke on */
+  char name[GM_NAME_MAX];
+  pthread_mutex_lock(&b->mu);
+  while (!b->wk_quit) {
+    if (!b->wk_name[0] || b->wk_gen == done_gen) {
+      if (!b->wk_name[0] && conn) { /* nobody waits: give it back */
+        b->wk_live = NULL;
+        pthread_mutex_unlock(&b->mu);
+        b->ops->close(conn);
+        conn = NULL;
+        pthread_mutex_lock(&b->mu);
+        continue;
+      }
+      pthread_cond_wait(&b->wk_cv, &b->mu);
+      continue;
+    }
+    int64_t now = gm_mono_ns();
+    if (!conn && now < retry_at) {
+      gm_cond_wait_until(&b->wk_cv, &b->mu, retry_at);
+      continue;
+    }
+    uint64_t gen = b->wk_gen;
+    memcpy(name, b->wk_name, sizeof name);
+    pthread_mutex_unlock(&b->mu);
+    gm_error err = {0};
+    int (*open)(const void *, void **, gm_error *) =
+        b->ops->open_watch ? b->ops->open_watch : b->ops->open;
+    if (!conn && open(b->cfg, &conn, &err) != GM_OK) {
+      /* quietly: the election goes on at retry speed meanwhile */
+      conn = NULL;
+      pthread_mutex_lock(&b->mu);
+      retry_at = gm_mono_ns() + gm_backoff_next(&backoff);
+      continue;
+    }
+    pthread_mutex_lock(&b->mu);
+    b->wk_live = conn;
+    if (b->wk_quit) break;
+    pthread_mutex_unlock(&b->mu);
+    int rc = b->ops->watch(conn, name, WATCH_MAX_US, &err);
+    pthread_mutex_lock(&b->mu);
+    if (rc == GM_ERR) {
+      b->wk_live = NULL;
+      pthread_mutex_unlock(&b->mu);
+      b->ops->close(conn);
+      conn = NULL;
+      pthread_mutex_lock(&b->mu);
+      retry_at = gm_mono_ns() + gm_backoff_next(&backoff);
+      continue;
+    }
+    gm_backoff_reset(&backoff);
+    if (rc == GM_OK) {
+      /* no new watch of this lock until a follower read it again */
+      if (gen == b->wk_gen && strcmp(name, b->wk_name) == 0) done_gen = gen;
+      wk_woke(b);
+    }
+  }
+  b->wk_live = NULL;
+  pthread_mutex_unlock(&b->mu);
+  if (conn) b->ops->close(conn);
+  return NULL;
+}
+
+/* Under mu, on the election thread: points the wake-up at the lock of the
+ * first follower that waits on another node's live lease (a new read of it
+ * makes a new generation), or at none; starts the thread on first need. */
+static void wk_target(gm_backend *b) {
+  if (!b->ops->watch) return;
+  gm_elector *t = NULL;
+  for (gm_elector *e = b->active; e && !t; e = e->next)
+    if (e->want && e->role == ROLE_FOLLOWER && e->watch) t = e;
+  if (!t) {
+    if (b->wk_name[0]) {
+      b->wk_name[0] = '\0';
+      pthread_cond_signal(&b->wk_cv);
+    }
+    return;
+  }
+  if (b->wk_name[0] && t == b->wk_for && t->watch_gen == b->wk_for_gen &&
+      strcmp(b->wk_name, t->name) == 0)
+    return;
+  gm_strlcpy(b->wk_name, t->name, sizeof b->wk_name);
+  b->wk_for = t;
+  b->wk_for_gen = t->watch_gen;
+  b->wk_gen++;
+  if (!b->wk_running && !b->wk_quit)
+    b->wk_running = pthread_create(&b->wk_thread, NULL, wk_main, b) == 0;
+  pthread_cond_signal(&b->wk_cv);
+}
+
+/* Under mu: the wake-up said a lock may have changed: every follower reads
+ * now (as after changed()). */
+static void wk_take(gm_backend *b, int64_t now) {
+  if (!atomic_exchange(&b->woke, 0)) return;
+  for (gm_elector *e = b->active; e; e = e->next)
+    if (e->want && e->role == ROLE_FOLLOWER && e->next_at > now &&
+        !e->row_said[0]) {
+      if (!e->woken_from) e->woken_from = e->next_at;
+      e->next_at = now;
+    }
+}
+
+/* Under mu, as the election thread ends: stops and joins the wake-up (a
+ * watch under way is interrupted). */
+static void wk_stop(gm_backend *b) {
+  b->wk_quit = 1;
+  if (b->wk_live && b->ops->interrupt) b->ops->interrupt(b->wk_live);
+  pthread_cond_signal(&b->wk_cv);
+  if (!b->wk_running) return;
+  b->wk_running = 0;
+  pthread_mutex_unlock(&b->mu);
+  pthread_join(b->wk_thread, NULL);
+  pthread_mutex_lock(&b->mu);
+}
+
 static void *thread_main(void *arg) {
   gm_backend *b = arg;
   pthread_mutex_lock(&b->mu);
   /* After quit, only the stop steps of electors freed meanwhile are left. */
   while (!b->quit || b->active) {
-    int64_t now = mono_ns(), next = INT64_MAX;
+    int64_t now = gm_mono_ns(), next = INT64_MAX;
     gm_elector *due = NULL;
     int followers = 0;
+    wk_target(b);
+    wk_take(b, now);
     for (gm_elector *e = b->active; e; e = e->next) {
       if (!e->want || e->next_at <= now) {
         due = e;
@@ -1360,6 +1525,7 @@ static void *thread_main(void *arg) {
       stop_step(b, due, why);
     pthread_mutex_lock(&b->mu);
   }
+  wk_stop(b);
   pthread_mutex_unlock(&b->mu);
   close_conn(b);
   pthread_mutex_lock(&b->mu);
@@ -1378,7 +1544,7 @@ static void default_id(char *buf, size_t len) {
   gethostname(host, sizeof host - 1);
   host[sizeof host - 1] = '\0';
   snprintf(buf, len, "%s:%ld:%08x", host, (long)getpid(),
-           (unsigned)(seed64() & 0xffffffffu));
+           (unsigned)(gm_seed64() & 0xffffffffu));
 }
 
 static int check_text(const char *field, const char *v, size_t max,
@@ -1484,8 +1650,8 @@ static void stop_as(gm_elector *e, gm_stop_reason why) {
     /* Waited for only when the thread was idle: then the release starts
      * now and is usually done within the wait. A thread inside a call may
      * be stuck in it for a whole read timeout. */
-    int64_t until = mono_ns() + (asked && b->idle ? STOP_WAIT_NS : 0);
-    while (e->active && !e->want && mono_ns() < until)
+    int64_t until = gm_mono_ns() + (asked && b->idle ? STOP_WAIT_NS : 0);
+    while (e->active && !e->want && gm_mono_ns() < until)
       timed_wait_on(&b->done, b, until);
   }
   pthread_mutex_unlock(&b->mu);
@@ -1568,7 +1734,7 @@ int gm_elector_next_event(gm_elector *e, gm_event *ev) {
   pthread_mutex_lock(&b->mu);
   /* The thread may hang in a call past our deadline: say so ourselves. */
   int64_t until = atomic_load(&e->master_until);
-  if (e->reported && until && mono_ns() >= until) push_stop(e, GM_STOP_DEADLINE);
+  if (e->reported && until && gm_mono_ns() >= until) push_stop(e, GM_STOP_DEADLINE);
   ev_node *n = e->q_head;
   if (n) {
     e->q_head = n->next;
@@ -1614,7 +1780,7 @@ void gm_elector_status(gm_elector *e, gm_status *st) {
   st->renew_count = sum;
   st->renew_sum = (double)atomic_load_explicit(&e->m_renew_sum_ns,
                                                memory_order_relaxed) / 1e9;
-  int64_t until = atomic_load(&e->master_until), now = mono_ns();
+  int64_t until = atomic_load(&e->master_until), now = gm_mono_ns();
   st->deadline_in = st->is_master && until > now ? (double)(until - now) / 1e9
                                                  : 0;
 }

@@ -35,9 +35,12 @@ enum {
   GM_E_DB,        /* a statement failed */
   GM_E_STATE,     /* call not allowed in this state (closed, forked) */
   GM_E_NOMEM,
-  GM_E_ROW        /* a lock's row that cannot be read or granted (a bad
+  GM_E_ROW,       /* a lock's row that cannot be read or granted (a bad
                    * value, an operator's edit): the message names the
                    * column and the lock; the connection is fine */
+  GM_E_CONFLICT   /* a lost race: another node's write came first (a
+                   * duplicate key, a certification failure). Never an
+                   * error to report: the core takes it as GM_NOT */
 };
 
 /* The defaults, exported once (the Lua binding gives them as
@@ -135,11 +138,20 @@ void gm_backend_unref(gm_backend *b);
 
 /* ---- electors ---------------------------------------------------------- */
 
+/* The default timings, the one place they are written: a lease of
+ * GM_DEFAULT_LEASE seconds, and heartbeat, renew deadline and retry from
+ * the lease. gm_config_resolve applies them; a binding or tool that shows
+ * the defaults calls it rather than computing them again. */
+#define GM_DEFAULT_LEASE 5.0
+#define GM_DEFAULT_HEARTBEAT(lease) ((lease) / 5)
+#define GM_DEFAULT_DEADLINE(lease) ((lease) * 3 / 5)
+#define GM_DEFAULT_RETRY(lease) ((lease) / 5)
+
 typedef struct gm_config {
   const char *name;     /* lock name; NULL: "default" */
   const char *id;       /* node id; NULL: "hostname:pid:random" */
   const char *version;  /* application version; NULL: "" */
-  double lease;          /* seconds; 0: 5 */
+  double lease;          /* seconds; 0: GM_DEFAULT_LEASE (5) */
   double heartbeat;      /* seconds; 0: lease/5 */
   double renew_deadline; /* seconds; 0: 3*lease/5 */
   double retry;          /* seconds; 0: lease/5 */

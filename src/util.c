@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "backend.h"
+#include "timeutil.h"
 
 void gm_seterr(gm_error *err, int code, const char *fmt, ...) {
   if (!err) return;
@@ -16,6 +17,40 @@ void gm_seterr(gm_error *err, int code, const char *fmt, ...) {
   err->code = code;
   vsnprintf(err->msg, sizeof err->msg, fmt, ap);
   va_end(ap);
+}
+
+void gm_scrub(char *dst, size_t len, const char *msg, const char *secret) {
+  char tmp[1024];
+  size_t sl = secret ? strlen(secret) : 0, o = 0;
+  if (len == 0) return;
+  if (len > sizeof tmp) len = sizeof tmp;
+  if (!msg) msg = "(no message)";
+  while (*msg && o + 1 < len) {
+    if (sl > 0 && strncmp(msg, secret, sl) == 0) {
+      for (const char *r = "***"; *r && o + 1 < len; r++) tmp[o++] = *r;
+      msg += sl;
+    } else {
+      tmp[o++] = (*msg == '\n' || *msg == '\t' || *msg == '\r') ? ' ' : *msg;
+      msg++;
+    }
+  }
+  tmp[o] = '\0';
+  memcpy(dst, tmp, o + 1);
+}
+
+void gm_row_written(gm_row *out, const char *owner, const char *version,
+                    uint64_t token, int64_t acquired_at, int64_t now,
+                    int64_t lease_us) {
+  memset(out, 0, sizeof *out);
+  out->exists = 1;
+  gm_strlcpy(out->owner, owner, sizeof out->owner);
+  gm_strlcpy(out->version, version ? version : "", sizeof out->version);
+  out->token = token;
+  out->acquired_at = acquired_at;
+  out->renewed_at = now;
+  out->expires_at = now + lease_us;
+  out->now = now;
+  out->holder = -1;
 }
 
 int gm_strlcpy(char *dst, const char *src, size_t n) {
@@ -68,8 +103,7 @@ int gm_kv_seconds(const gm_kv *opts, size_t n, const char *key,
               key, v);
     return GM_ERR;
   }
-  *out_us = (int64_t)(s * 1e6);
-  if (*out_us < 1) *out_us = 1;
+  *out_us = gm_s_to_us(s); /* seconds end here: µs from now on */
   return GM_OK;
 }
 
@@ -99,20 +133,6 @@ int gm_kv_dup(const gm_kv *opts, size_t n, const char *key, const char *dflt,
     return GM_ERR;
   }
   return GM_OK;
-}
-
-void gm_scrub(char *dst, size_t len, const char *msg, const char *secret) {
-  size_t sl = secret ? strlen(secret) : 0, o = 0;
-  if (len == 0) return;
-  while (*msg && o + 1 < len) {
-    if (sl && strncmp(msg, secret, sl) == 0) {
-      for (const char *r = "***"; *r && o + 1 < len; r++) dst[o++] = *r;
-      msg += sl;
-    } else {
-      dst[o++] = *msg++;
-    }
-  }
-  dst[o] = '\0';
 }
 
 int gm_check_len(const char *backend, const char *what, const char *s,

@@ -5,7 +5,7 @@
  * clock of its own: CLOCK_MONOTONIC plus an offset that the test can step.
  * Each backend object made on it is a "node" (sc_node) with switches the test
  * flips per operation: normal, hang (block until the switch changes), or
- * fail with GM_ERR. Every call is counted per node and operation.
+ * fail with GM_ERR, or lose a race (GM_ERR, GM_E_CONFLICT). Every call is counted per node and operation.
  *
  * The rows follow the backend contract in src/backend.h: one conditional
  * write per acquire/renew/release, tokens max(row, min_token) + 1, a release
@@ -25,6 +25,7 @@
 #include <time.h>
 
 #include "backend.h"
+#include "timeutil.h"
 
 #define SC_FN static __attribute__((unused))
 
@@ -39,9 +40,10 @@ enum {
   SC_FORCE,
   SC_RENEW_MANY, /* ABI 3: sc_ops_fast only */
   SC_CHANGED,
+  SC_WATCH,
   SC_NOPS
 };
-enum { SC_NORMAL = 0, SC_HANG, SC_FAIL };
+enum { SC_NORMAL = 0, SC_HANG, SC_FAIL, SC_CONFLICT };
 
 typedef struct sc_row {
   struct sc_row *next;
@@ -77,6 +79,9 @@ typedef struct sc_node {
   int64_t handle;          /* its liveness handle in the rows it takes */
   uint64_t seen_version;   /* (db->mu) db->version at its last changed() */
   int interrupted;         /* (db->mu) interrupt() came: hanging calls fail */
+  int many_untold;         /* (db->mu) renew_many: GM_NOT, cannot tell */
+  int watch_at_once;       /* (db->mu) watch says "may have changed" at once,
+                            * as a backend that cannot tell */
   char opt[32];            /* the "node" option: this struct's address */
 } sc_node;
 
@@ -89,7 +94,7 @@ SC_FN int64_t sc_mono_us(void) {
 SC_FN void sc_db_init(sc_db *db) {
   memset(db, 0, sizeof *db);
   pthread_mutex_init(&db->mu, NULL);
-  pthread_cond_init(&db->cv, NULL);
+  gm_cond_init_mono(&db->cv);
 }
 
 SC_FN void sc_db_destroy(sc_db *db) {
@@ -222,6 +227,11 @@ SC_FN int sc_enter(sc_node *n, int op, const char *what, gm_error *err) {
     gm_seterr(err, GM_E_DB, "scripted: %s failed", what);
     return GM_ERR;
   }
+  if (n->mode[op] == SC_CONFLICT) {
+    pthread_mutex_unlock(&n->db->mu);
+    gm_seterr(err, GM_E_CONFLICT, "scripted: %s lost a race", what);
+    return GM_ERR;
+  }
   return GM_OK;
 }
 
@@ -303,6 +313,7 @@ SC_FN void sc_grant(sc_node *n, sc_row *r, const gm_acquire_req *q,
   r->expires_at = now + q->lease_us;
   r->holder = n->handle;
   n->db->version++;
+  pthread_cond_broadcast(&n->db->cv); /* for watch */
   sc_fill(out, r, now);
 }
 
@@ -366,6 +377,7 @@ SC_FN int sc_release(void *conn, const char *name, const char *owner,
     r->owner[0] = '\0';
     r->expires_at = sc_now_locked(n->db);
     n->db->version++;
+    pthread_cond_broadcast(&n->db->cv); /* for watch */
     rc = GM_OK;
   }
   pthread_mutex_unlock(&n->db->mu);
@@ -442,6 +454,10 @@ SC_FN int sc_renew_many(void *conn, gm_renew_req *q, size_t cnt,
                         gm_error *err) {
   sc_node *n = conn;
   if (sc_enter(n, SC_RENEW_MANY, "renew_many", err) != GM_OK) return GM_ERR;
+  if (n->many_untold) {
+    pthread_mutex_unlock(&n->db->mu);
+    return GM_NOT;
+  }
   int64_t now = sc_now_locked(n->db);
   for (size_t i = 0; i < cnt; i++) {
     sc_row *r = sc_find(n->db, q[i].name);
@@ -501,6 +517,54 @@ SC_FN int sc_changed(void *conn, gm_error *err) {
   n->seen_version = n->db->version;
   pthread_mutex_unlock(&n->db->mu);
   return changed ? GM_OK : GM_NOT;
+}
+
+/* Blocks until lock name's owner or token moves (a release, a grant), the
+ * timeout, or interrupt(). */
+SC_FN int sc_watch(void *conn, const char *name, int64_t timeout_us,
+                   gm_error *err) {
+  sc_node *n = conn;
+  if (sc_enter(n, SC_WATCH, "watch", err) != GM_OK) return GM_ERR;
+  sc_db *db = n->db;
+  int64_t until = gm_mono_ns() + timeout_us * 1000;
+  sc_row *r = sc_find(db, name);
+  char owner[GM_ID_MAX];
+  uint64_t token = r ? r->token : 0;
+  snprintf(owner, sizeof owner, "%s", r ? r->owner : "");
+  int rc = n->watch_at_once ? GM_OK : GM_NOT;
+  for (; rc == GM_NOT;) {
+    r = sc_find(db, name);
+    if (n->interrupted) {
+      gm_seterr(err, GM_E_DB, "scripted: watch interrupted");
+      rc = GM_ERR;
+      break;
+    }
+    if (!r || r->token != token || strcmp(r->owner, owner) != 0) {
+      rc = GM_OK;
+      break;
+    }
+    if (gm_mono_ns() >= until) break;
+    n->hanging[SC_WATCH]++;
+    gm_cond_wait_until(&db->cv, &db->mu, until);
+    n->hanging[SC_WATCH]--;
+  }
+  pthread_mutex_unlock(&db->mu);
+  return rc;
+}
+
+/* A backend object for node n with the ops of the core's wake-up thread:
+ * watch and interrupt, no changed() polling. */
+SC_FN gm_backend *sc_backend_watch(sc_node *n, gm_error *err) {
+  static gm_backend_ops w; /* sc_ops plus these: made on first use */
+  if (!w.name) {
+    w = sc_ops;
+    w.renew_many = sc_renew_many;
+    w.interrupt = sc_interrupt;
+    w.watch = sc_watch;
+    w.name = "scripted-watch";
+  }
+  gm_kv kv = {"node", n->opt};
+  return gm_backend_new_ops(&w, &kv, 1, err);
 }
 
 /* A backend object for node n with the ABI 3 ops. */

@@ -387,7 +387,8 @@ typedef struct pair {
   gm_elector *e[2];
 } pair;
 
-/* fast: the backend has the ABI 3 ops (sc_backend_fast). */
+/* fast: 1, the backend has the speed ops (sc_backend_fast); 2, the core's
+ * wake-up thread's watch (sc_backend_watch). */
 static void pair_init_as(pair *p, int fast, const char *lock, double L,
                          double H, double D, double P) {
   gm_error err = {0};
@@ -395,8 +396,9 @@ static void pair_init_as(pair *p, int fast, const char *lock, double L,
   static const char *ids[2] = {"node-0", "node-1"};
   for (int i = 0; i < 2; i++) {
     sc_node_init(&p->n[i], &p->db);
-    p->b[i] = fast ? sc_backend_fast(&p->n[i], &err)
-                   : sc_backend(&p->n[i], &err);
+    p->b[i] = fast == 2 ? sc_backend_watch(&p->n[i], &err)
+              : fast   ? sc_backend_fast(&p->n[i], &err)
+                       : sc_backend(&p->n[i], &err);
     p->e[i] = mk(p->b[i], conf(lock, ids[i], L, H, D, P));
   }
 }
@@ -1031,6 +1033,8 @@ static void fast_free(pair *p) {
   pair_free(p);
 }
 
+static int watch_hangs(void *n) { return sc_hanging(n, SC_WATCH) > 0; }
+
 static int renew_many_hangs(void *n) {
   return sc_hanging(n, SC_RENEW_MANY) > 0;
 }
@@ -1611,6 +1615,153 @@ out:
   solo_free(&s);
 }
 
+static int conns_of(sc_node *n) {
+  pthread_mutex_lock(&n->db->mu);
+  int k = n->conns;
+  pthread_mutex_unlock(&n->db->mu);
+  return k;
+}
+static int two_conns(void *p) { return conns_of(p) == 2; }
+static int one_conn(void *p) { return conns_of(p) == 1; }
+
+/* The core's wake-up thread (ops->watch): a follower's node opens a second
+ * connection and blocks in watch on the lock it waits on; a release wakes
+ * it at once (no changed() poll); a node with no follower closes it; and
+ * closing a node whose watch is under way takes no time. */
+static void test_watch_wakeup(void) {
+  pair p;
+  pair_init_as(&p, 2, "watch", 5, 1, 3, 2);
+  uint64_t tok = pair_elect(&p, "watch");
+  if (!tok) goto out;
+  int open2 = wait_cond(two_conns, &p.n[1], 2000);
+  int waiting = open2 && wait_cond(watch_hangs, &p.n[1], 2000);
+  check(open2 && waiting && sc_calls(&p.n[0], SC_WATCH) == 0,
+        "watch: the follower's node blocks in watch on a second connection; "
+        "the master's node has none");
+  unsigned reads = sc_calls(&p.n[1], SC_OBSERVE);
+  sleep_ms(300);
+  check(sc_calls(&p.n[1], SC_OBSERVE) <= reads + 1,
+        "watch: no reads while the lease runs and nothing changes (%u)",
+        sc_calls(&p.n[1], SC_OBSERVE) - reads);
+  int64_t t = mono_ns();
+  gm_elector_stop(p.e[0]);
+  gm_event ev;
+  int got = wait_ev(p.e[1], GM_EV_START, 3000, &ev);
+  double ms = (double)(mono_ns() - t) / MS;
+  check(got && ev.token == tok + 1 && ms < 150,
+        "watch: the follower took over %.1f ms after stop() (retry 2000 ms)",
+        ms);
+  check(wait_cond(one_conn, &p.n[1], 2000),
+        "watch: the new master's node closed its wake-up connection");
+  start(p.e[0]);
+  int follows = wait_cond(two_conns, &p.n[0], 3000) &&
+                wait_cond(watch_hangs, &p.n[0], 2000);
+  t = mono_ns();
+  free_el(p.e[0]);
+  gm_backend_unref(p.b[0]);
+  ms = (double)(mono_ns() - t) / MS;
+  p.e[0] = NULL;
+  p.b[0] = NULL;
+  check(follows && ms < 50 && wait_cond(no_conns, &p.n[0], 2000),
+        "watch: closing a node in watch takes %.1f ms (< 50), both "
+        "connections closed",
+        ms);
+  gm_backend_ops bad = sc_ops;
+  bad.watch = sc_watch;
+  gm_error err = {0};
+  gm_kv kv = {"node", p.n[0].opt};
+  gm_backend *nb = gm_backend_new_ops(&bad, &kv, 1, &err);
+  check(!nb && strstr(err.msg, "no interrupt"),
+        "watch: a backend with watch and no interrupt is refused: %s",
+        err.msg);
+  gm_backend_unref(nb);
+out:
+  pair_free(&p);
+}
+
+/* A watch that says "may have changed" at once, every time (a backend that
+ * cannot tell: MariaDB when the master holds no user lock) costs a read,
+ * then no more until the grant changes or a lease passed: no spin. */
+static void test_watch_no_spin(void) {
+  pair p;
+  pair_init_as(&p, 2, "watchspin", 5, 1, 3, 2);
+  p.n[1].watch_at_once = 1; /* before any thread runs */
+  if (!pair_elect(&p, "watch no spin")) goto out;
+  sleep_ms(100);
+  unsigned reads = sc_calls(&p.n[1], SC_OBSERVE);
+  unsigned watches = sc_calls(&p.n[1], SC_WATCH);
+  sleep_ms(1000);
+  reads = sc_calls(&p.n[1], SC_OBSERVE) - reads;
+  watches = sc_calls(&p.n[1], SC_WATCH) - watches;
+  check(reads <= 2 && watches <= 2,
+        "watch no spin: %u reads, %u watches in 1 s (retry 2 s)", reads,
+        watches);
+out:
+  pair_free(&p);
+}
+
+/* A batch renewal that cannot tell each lock's result (GM_NOT): the core
+ * renews each alone, and its masters stay masters. */
+static void test_batch_untold(void) {
+  sc_db db;
+  sc_node n;
+  gm_error err = {0};
+  sc_db_init(&db);
+  sc_node_init(&n, &db);
+  n.many_untold = 1;
+  gm_backend *b = sc_backend_fast(&n, &err);
+  gm_elector *e[3];
+  char names[3][16];
+  int masters = 0;
+  for (int i = 0; i < 3; i++) {
+    snprintf(names[i], sizeof names[i], "untold-%d", i);
+    e[i] = mk(b, conf(names[i], "solo", 2, 0.1, 1.2, 0.1));
+    start(e[i]);
+  }
+  gm_event ev;
+  for (int i = 0; i < 3; i++) masters += wait_ev(e[i], GM_EV_START, 2000, &ev);
+  unsigned many = sc_calls(&n, SC_RENEW_MANY), one = sc_calls(&n, SC_RENEW);
+  sleep_ms(500);
+  many = sc_calls(&n, SC_RENEW_MANY) - many;
+  one = sc_calls(&n, SC_RENEW) - one;
+  int still = 0;
+  for (int i = 0; i < 3; i++) still += gm_elector_is_master(e[i]);
+  check(masters == 3 && still == 3 && many > 0 && one >= 3 * many &&
+            count_ev(e[0], GM_EV_ERROR) == 0,
+        "batch untold: %u batches said GM_NOT, %u renewals one by one, "
+        "%d of 3 still master",
+        many, one, still);
+  for (int i = 0; i < 3; i++) free_el(e[i]);
+  gm_backend_unref(b);
+  wait_cond(no_conns, &n, 5000);
+  sc_db_destroy(&db);
+}
+
+/* A lost race (GM_ERR with GM_E_CONFLICT) is no error: nothing reported,
+ * the connection kept, and the node reads again and takes the lock. */
+static void test_conflict(void) {
+  solo s;
+  solo_init(&s, "conflict", 1, 0.1, 0.6, 0.1);
+  sc_node *n = &s.n;
+  gm_elector *e = s.e;
+  sc_set(n, SC_ACQUIRE, SC_CONFLICT);
+  start(e);
+  int64_t end = mono_ns() + 2000 * MS;
+  while (sc_calls(n, SC_ACQUIRE) < 1 && mono_ns() < end) sleep_ms(1);
+  sc_set(n, SC_ACQUIRE, SC_NORMAL);
+  gm_event ev;
+  int got = wait_ev(e, GM_EV_START, 3000, &ev) && gm_elector_is_master(e);
+  gm_status st;
+  gm_elector_status(e, &st);
+  unsigned opens = sc_calls(n, SC_OPEN), tries = sc_calls(n, SC_ACQUIRE);
+  check(got && tries >= 2 && st.errors == 0 &&
+            count_ev(e, GM_EV_ERROR) == 0 && opens == 1,
+        "conflict: a lost race, then the lock taken: no error(), %" PRIu64
+        " errors counted, %u connection(s) opened, %u acquires",
+        st.errors, opens, tries);
+  solo_free(&s);
+}
+
 int main(void) {
   setvbuf(stdout, NULL, _IOLBF, 0);
   alarm(600); /* a hang is a failure, not a stuck CI */
@@ -1640,6 +1791,10 @@ int main(void) {
   test_forced_release();
   test_token_limit();
   test_error_cleared();
+  test_conflict();
+  test_watch_wakeup();
+  test_watch_no_spin();
+  test_batch_untold();
   printf("%d passed, %d failed\n", passed, failed);
   return failed ? 1 : 0;
 }

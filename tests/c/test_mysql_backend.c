@@ -700,33 +700,29 @@ static int used(const char *key) {
          out[0];
 }
 
-/* Polls changed() every 2 ms for up to secs: seconds until it said GM_OK,
- * or -1. */
-static double wait_changed(void *conn, double secs) {
+/* A watch on its own thread, as the core's wake-up thread runs it. */
+typedef struct watcher {
+  void *conn;
+  const char *name;
+  double secs;
+  int rc;
+  double ended; /* mono() when it returned */
+  pthread_t t;
+} watcher;
+
+static void *watch_main(void *arg) {
+  watcher *w = arg;
   gm_error err;
-  double t0 = mono();
-  while (mono() - t0 < secs) {
-    if (ops->changed(conn, &err) == GM_OK) return mono() - t0;
-    usleep(2000);
-  }
-  return -1;
+  w->rc = ops->watch(w->conn, w->name, (int64_t)(w->secs * 1e6), &err);
+  w->ended = mono();
+  return NULL;
 }
 
-/* How many times changed() said GM_OK within secs, observing name each
- * time it did (as the core does). */
-static int count_changed(void *conn, const char *name, double secs) {
-  gm_error err;
-  gm_row o;
-  int n = 0;
-  double t0 = mono();
-  while (mono() - t0 < secs) {
-    if (ops->changed(conn, &err) == GM_OK) {
-      n++;
-      ops->observe(conn, name, &o, &err);
-    }
-    usleep(5000);
-  }
-  return n;
+static void watch_start(watcher *w, void *conn, const char *name,
+                        double secs) {
+  *w = (watcher){.conn = conn, .name = name, .secs = secs, .rc = -9};
+  pthread_create(&w->t, NULL, watch_main, w);
+  usleep(200000); /* in GET_LOCK by then (nothing to wait on from here) */
 }
 
 /* Two backends on the test URL (a master's and a follower's); on failure
@@ -745,7 +741,7 @@ static int open_two(const char *what, void **cfg, void **conn, void **cfg2,
 }
 
 static void test_wakeup(void) {
-  void *cfg, *cfg2, *conn, *conn2;
+  void *cfg, *cfg2, *conn, *conn2, *cfgw = NULL, *w = NULL;
   gm_error err;
   gm_row r, o;
   char name[128], key[64];
@@ -754,41 +750,39 @@ static void test_wakeup(void) {
   user_lock(key, sizeof key, name);
 
   if (open_two("wake-up", &cfg, &conn, &cfg2, &conn2)) return;
-  check(ops->changed && ops->poll_us > 0 && ops->poll_us <= 20000,
-        "changed() is there, polled every %lld µs",
-        (long long)ops->poll_us);
+  check(ops->watch && ops->interrupt && !ops->changed && !ops->poll_us,
+        "watch and interrupt are there; no changed() poll");
+  int rc = open_with(NULL, NULL, &cfgw, &w, &err);
+  check(rc == GM_OK, "a wake-up connection opens %s", rc ? err.msg : "");
   check(!used(key), "no user lock before the grant (%s)", key);
   gm_acquire_req a = req(name, "node-a", 0, 0, 0, lease);
-  int rc = ops->acquire(conn, &a, &r, &err);
+  rc = ops->acquire(conn, &a, &r, &err);
   check(rc == GM_OK, "wake-up: node-a takes the lock");
   check(used(key), "the master holds the user lock (IS_USED_LOCK)");
 
-  rc = ops->observe(conn2, name, &o, &err);
-  check(rc == GM_OK && strcmp(o.owner, "node-a") == 0,
-        "the follower observes node-a's lease");
-  int wakes = 0;
-  for (int i = 0; i < 10; i++) {
-    wakes += ops->changed(conn2, &err) == GM_OK;
+  watcher wt;
+  watch_start(&wt, w, name, 0.8);
+  for (int i = 0; i < 8; i++) {
     ops->renew(conn, name, "node-a", 0, r.token, lease, &r, &err);
     usleep(50000);
   }
-  wakes += wait_changed(conn2, 0.2) >= 0;
-  check(wakes == 0, "changed(): GM_NOT while the master renews (%d)", wakes);
+  pthread_join(wt.t, NULL);
+  check(wt.rc == GM_NOT, "watch: GM_NOT while the master renews (%d)",
+        wt.rc);
 
+  watch_start(&wt, w, name, 3);
   double t0 = mono();
   rc = ops->release(conn, name, "node-a", 0, r.token, &err);
-  double d = wait_changed(conn2, 3);
-  check(rc == GM_OK && d >= 0,
-        "changed(): GM_OK %.1f ms after the master's release",
-        (mono() - t0) * 1000);
+  pthread_join(wt.t, NULL);
+  check(rc == GM_OK && wt.rc == GM_OK && wt.ended - t0 < 0.05,
+        "watch: GM_OK %.1f ms after the master's release",
+        (wt.ended - t0) * 1000);
   check(!used(key), "the user lock is free after the release");
-  check(ops->changed(conn2, &err) == GM_NOT, "changed(): GM_OK only once");
   rc = ops->observe(conn2, name, &o, &err);
   check(rc == GM_OK && o.owner[0] == '\0',
         "... and the follower reads the row free");
 
-  /* The follower takes over; the old master follows it, and is woken when
-   * the new master loses the row (renewal GM_NOT) or releases it. */
+  /* The follower takes over; the old master follows it. */
   gm_acquire_req b = req(name, "node-b", 1, o.token, 0, 1000000);
   rc = ops->acquire(conn2, &b, &r, &err);
   check(rc == GM_OK && used(key), "node-b takes it over and holds the user lock");
@@ -799,8 +793,6 @@ static void test_wakeup(void) {
   gm_acquire_req a2 = req(name, "node-a", 1, o.token, 0, lease);
   rc = ops->acquire(conn, &a2, &r, &err);
   check(rc == GM_OK, "node-a takes the expired lease");
-  check(wait_changed(conn, 0.3) < 0,
-        "no wake-up for a lock this connection took itself");
   rc = ops->renew(conn2, name, "node-b", 0, b.expect_token + 1, lease, &o, &err);
   check(rc == GM_NOT, "node-b's renewal: GM_NOT");
   rc = ops->renew(conn, name, "node-a", 0, r.token, lease, &r, &err);
@@ -825,30 +817,33 @@ static void test_wakeup(void) {
   check(rc == GM_OK && !used(key),
         "node-a read node-b's grant and let the user lock go");
 
-  /* close() while the waiter is blocked in GET_LOCK */
+  /* interrupt() while the watch is blocked in GET_LOCK, then close() */
   a = req(name, "node-a", 1, r.token, 0, lease);
   rc = ops->acquire(conn, &a, &r, &err);
-  ops->observe(conn2, name, &o, &err);
-  usleep(300000);
+  watch_start(&wt, w, name, 5);
   t0 = mono();
-  ops->close(conn2);
-  conn2 = NULL;
-  d = mono() - t0;
-  check(rc == GM_OK && d < 0.5, "close() returns in %.1f ms while the waiter "
-        "waits", d * 1000);
+  ops->interrupt(w);
+  pthread_join(wt.t, NULL);
+  ops->close(w);
+  w = NULL;
+  double d = mono() - t0;
+  check(rc == GM_OK && wt.rc == GM_ERR && d < 0.05,
+        "interrupt() ends a watch, and close() returns, in %.1f ms",
+        d * 1000);
   ops->release(conn, name, "node-a", 0, r.token, &err);
   close_conn(cfg, conn);
   close_conn(cfg2, conn2);
+  close_conn(cfgw, w);
 }
 
-/* A master that does not hold the user lock (it lost it with a connection,
- * or runs an older version) costs a follower at most one wake-up per row
- * change and per lease, never a spin. */
-static void test_wakeup_no_spin(void) {
+/* A master that does not hold the user lock (it lost it with a
+ * connection): watch says "may have changed" at once, which the core takes
+ * as one read (it watches that lock again only after a new read). */
+static void test_wakeup_free(void) {
   void *cfg, *cfg2, *conn, *conn2;
   gm_error err;
-  gm_row r, o;
-  char name[128], q[512];
+  gm_row r;
+  char name[128];
   lock_name(name, sizeof name, "nospin");
 
   if (open_two("no spin", &cfg, &conn, &cfg2, &conn2)) return;
@@ -856,28 +851,17 @@ static void test_wakeup_no_spin(void) {
   int rc = ops->acquire(conn, &a, &r, &err);
   ops->close(conn); /* the row stays held; its user lock goes */
   conn = NULL;
-  rc = rc == GM_OK ? ops->observe(conn2, name, &o, &err) : rc;
-  check(rc == GM_OK && strcmp(o.owner, "node-a") == 0,
-        "no spin: a held row whose master lost its user lock");
-  int n = count_changed(conn2, name, 1.0);
-  check(n == 1, "one wake-up, then none while the row stays (%d)", n);
-  snprintf(q, sizeof q,
-           "UPDATE gomaster_locks SET renewed_at = UTC_TIMESTAMP(6), "
-           "expires_at = UTC_TIMESTAMP(6) + INTERVAL 60 SECOND "
-           "WHERE name = '%s'",
-           name);
-  rc = sql(q, NULL, 0);
-  ops->observe(conn2, name, &o, &err);
-  n = count_changed(conn2, name, 1.0);
-  check(rc == GM_OK && n == 0,
-        "a renewal without the user lock: no new wake-up within the lease "
-        "(%d)", n);
+  double t0 = mono();
+  rc = rc == GM_OK ? ops->watch(conn2, name, 3000000, &err) : rc;
+  check(rc == GM_OK && mono() - t0 < 0.5,
+        "watch of a held row whose master lost its user lock: GM_OK at "
+        "once (%.1f ms)", (mono() - t0) * 1000);
   close_conn(cfg, conn);
   close_conn(cfg2, conn2);
 }
 
-/* The waiter's connection killed: it reconnects by itself, quietly, and
- * wakes the follower again; the main connection never notices. */
+/* The watch's connection killed: watch fails (the core reopens it, quietly,
+ * with its backoff); the main connection never notices. */
 static void test_wakeup_reconnect(void) {
   void *cfg, *cfg2, *conn, *conn2;
   gm_error err;
@@ -888,8 +872,8 @@ static void test_wakeup_reconnect(void) {
   if (open_two("reconnect", &cfg, &conn, &cfg2, &conn2)) return;
   gm_acquire_req a = req(name, "node-a", 0, 0, 0, 60000000);
   int rc = ops->acquire(conn, &a, &r, &err);
-  rc = rc == GM_OK ? ops->observe(conn2, name, &o, &err) : rc;
-  usleep(300000);
+  watcher wt;
+  watch_start(&wt, conn2, name, 5);
   /* every session waiting so (a closed backend's may linger up to a wait) */
   char kill[1024];
   rc = rc == GM_OK
@@ -900,19 +884,12 @@ static void test_wakeup_reconnect(void) {
            : rc;
   check(rc == GM_OK && strncmp(kill, "KILL ", 5) == 0 &&
             sql(kill, NULL, 0) == GM_OK,
-        "the waiter's connection killed (%s)", kill);
-  int wakes = 0;
-  for (int i = 0; i < 100; i++) { /* 1 s: it reconnects after 50 ms */
-    wakes += ops->changed(conn2, &err) == GM_OK;
-    usleep(10000);
-  }
-  rc = ops->observe(conn2, name, &o, &err);
-  check(rc == GM_OK && wakes == 0,
-        "the main connection goes on, no wake-up reported (%d)", wakes);
-  rc = ops->release(conn, name, "node-a", 0, r.token, &err);
-  double d = wait_changed(conn2, 3);
-  check(rc == GM_OK && d >= 0, "after the reconnect, woken %.1f ms after the "
-        "release", d * 1000);
+        "the watch's connection killed (%s)", kill);
+  pthread_join(wt.t, NULL);
+  check(wt.rc == GM_ERR, "watch: GM_ERR (%d)", wt.rc);
+  rc = ops->observe(conn, name, &o, &err);
+  check(rc == GM_OK, "the main connection goes on");
+  ops->release(conn, name, "node-a", 0, r.token, &err);
   close_conn(cfg, conn);
   close_conn(cfg2, conn2);
 }
@@ -1110,7 +1087,7 @@ int main(void) {
   test_unreadable();
   test_thread();
   test_wakeup();
-  test_wakeup_no_spin();
+  test_wakeup_free();
   test_wakeup_reconnect();
   /* set by a runner that started the server with tests/servers/mariadb.sh */
   const char *dir = getenv("GOMASTER_TEST_MARIADB_DIR");
