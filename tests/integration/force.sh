@@ -26,25 +26,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-ok() { echo "ok - $*"; passed=$((passed + 1)); }
-not_ok() { echo "not ok - $*"; failed=$((failed + 1)); }
-check() {
-  local d=$1
-  shift
-  if "$@"; then ok "$d"; else not_ok "$d"; fi
-}
-now() { date +%s.%N; }
-calc() { awk -v OFMT=%.6f "BEGIN { print ($*) }"; }
-wait_until() {
-  local limit=$1
-  shift
-  local end
-  end=$(calc "$(now) + $limit")
-  until "$@"; do
-    [ "$(calc "$(now) > $end")" = 1 ] && return 1
-    sleep 0.02
-  done
-}
+. "$ROOT/tests/integration/lib/tap.sh"
 gone() {
   local st
   st=$(ps -o stat= -p "$1" 2>/dev/null) || return 0
