@@ -1429,10 +1429,10 @@ static int my_watch(void *p, const char *name, int64_t timeout_us,
   myconn *c = p;
   if (check_len("lock name", name, LOCK_NAME_LEN, err)) return GM_ERR;
   /* Galera: user locks are node-local, the master's may be on another
-   * node: "may have changed" at once, and the core's rule (no second
-   * watch of a lock until its grant changed or a lease passed) leaves the
-   * followers polling (docs/galera.md) */
-  if (c->galera) return GM_OK;
+   * node: nothing to wait on. "Nothing" at once, with no statement: the
+   * core does not watch the lock again until a follower read it, so the
+   * followers poll (docs/galera.md) */
+  if (c->galera) return GM_NOT;
   if (!c->wst) {
     c->wst = mysql_stmt_init(c->db);
     if (!c->wst) return fail(c, NULL, "watch: statement init", err);

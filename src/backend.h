@@ -228,8 +228,11 @@ typedef struct gm_backend_ops {
    * no follower waits; the core runs the thread, chooses the lock, and
    * ends a watch at once with interrupt (required with watch). A GM_OK
    * that came without a change costs one read per follower: the core does
-   * not watch that lock again until a follower read it anew. NULL: no
-   * wake-up (or changed/poll_us). No backend starts a thread or sleeps. */
+   * not watch that lock again until a follower read it anew. A GM_NOT
+   * long before the timeout says "cannot watch this lock from here" (MySQL
+   * under Galera): not watched again until a follower read it anew either,
+   * so the followers poll. NULL: no wake-up (or changed/poll_us). No
+   * backend starts a thread or sleeps. */
   int (*watch)(void *conn, const char *name, int64_t timeout_us,
                gm_error *err);
   /* Opens the wake-up connection: as open, but with reads that outlast a

@@ -1392,7 +1392,9 @@ static void *wk_main(void *arg) {
     b->wk_live = conn;
     if (b->wk_quit) break;
     pthread_mutex_unlock(&b->mu);
+    int64_t t_watch = gm_mono_ns();
     int rc = b->ops->watch(conn, name, WATCH_MAX_US, &err);
+    int64_t took_ns = gm_mono_ns() - t_watch;
     pthread_mutex_lock(&b->mu);
     if (rc == GM_ERR) {
       b->wk_live = NULL;
@@ -1404,7 +1406,12 @@ static void *wk_main(void *arg) {
       continue;
     }
     gm_backoff_reset(&backoff);
-    if (rc == GM_OK) {
+    if (rc == GM_NOT && took_ns < gm_us_to_ns(WATCH_MAX_US) / 2 &&
+        gen == b->wk_gen && strcmp(name, b->wk_name) == 0) {
+      /* nothing, and at once: the backend cannot watch this lock from
+       * here (MySQL under Galera); not again until a follower read it */
+      done_gen = gen;
+    } else if (rc == GM_OK) {
       /* no new watch of this lock until a follower read it again */
       if (gen == b->wk_gen && strcmp(name, b->wk_name) == 0) done_gen = gen;
       wk_woke(b);

@@ -1012,28 +1012,52 @@ local function test_metrics()
       end
       return d
     end, 20, "locks m1 and m2 each with a master and two workers")
-    local samples, types = r:metrics()
+    -- Each worker publishes its status and its samples at every dispatch
+    -- (0.1 s): right after a grant the two views may differ by one
+    -- publish. They must agree once settled: read both until they do.
+    local samples, types, agree_n
+    local function compare(ds)
+      local by_lock = {}
+      for _, n in ipairs(names) do
+        local by_id, seen, agree, workers = {}, 0, true, {}
+        for _, w in ipairs(ds[n].workers) do by_id[w.id] = w end
+        for _, smp in ipairs(samples) do
+          if smp.name == "gomaster_is_master" and smp.labels.name == n then
+            seen = seen + 1
+            workers[smp.labels.worker or "?"] = true
+            local w = by_id[smp.labels.id]
+            if not w or (smp.value == 1) ~= (w.is_master == true) then agree = false end
+          end
+        end
+        by_lock[n] = { seen = seen, agree = agree, workers = workers }
+      end
+      return by_lock
+    end
+    local t_end = now() + 10
+    repeat
+      local bodies = r:statuses(names)
+      local ds = {}
+      for _, n in ipairs(names) do ds[n] = bodies[n] and json.decode(bodies[n]) end
+      samples, types = r:metrics()
+      if samples and ds.m1 and ds.m2 and ds.m1.workers and ds.m2.workers then
+        docs = ds
+        agree_n = compare(ds)
+        if agree_n.m1.agree and agree_n.m2.agree then break end
+      end
+      sleep(0.1)
+    until now() > t_end
     check(samples ~= nil, "[metrics] /metrics parses as Prometheus text (prometheus_client)", types)
     if not samples then samples, types = {}, {} end
     local once = true
     for _, n in pairs(types) do if n ~= 1 then once = false end end
     check(once and types.gomaster_is_master == 1, "[metrics] each family's TYPE comes once")
+    agree_n = agree_n or compare(docs)
     for _, n in ipairs(names) do
-      local by_id = {}
-      for _, w in ipairs(docs[n].workers) do by_id[w.id] = w end
-      local seen, agree, workers = 0, true, {}
-      for _, smp in ipairs(samples) do
-        if smp.name == "gomaster_is_master" and smp.labels.name == n then
-          seen = seen + 1
-          workers[smp.labels.worker or "?"] = true
-          local w = by_id[smp.labels.id]
-          if not w or (smp.value == 1) ~= (w.is_master == true) then agree = false end
-        end
-      end
-      check(seen == 2 and workers["0"] and workers["1"],
+      local a = agree_n[n]
+      check(a.seen == 2 and a.workers["0"] and a.workers["1"],
             ("[metrics] lock %s: one is_master sample per worker, labelled worker 0 and 1"):format(n),
-            ("%d samples"):format(seen))
-      check(agree, ("[metrics] lock %s: is_master of each worker agrees with status_handler"):format(n))
+            ("%d samples"):format(a.seen))
+      check(a.agree, ("[metrics] lock %s: is_master of each worker agrees with status_handler (within 10 s of settling)"):format(n))
     end
     -- SIGKILL of the worker that is master of m1: gone from both at once
     local victim = masters(docs.m1.workers)[1].pid
