@@ -3,7 +3,7 @@
 # GOMASTER_CHAOS_HOSTILE=1 for about 60 s on SQLite, MariaDB and the MongoDB
 # stand-in. Beside the usual faults: electors whose ids collide with the
 # master's, an operator's edits of the row (a far-future expiry, a wrong
-# owner, a deleted row), `gomaster release --force`, and on SQLite the
+# owner), `gomaster release --force`, and on SQLite the
 # database's files deleted under the nodes. Each run passes when the checker
 # finds no overlap, no token that failed to grow, no gap beyond the bound,
 # no follower spinning, and every anomaly reported through on_error.
