@@ -223,11 +223,11 @@ else
 fi
 
 # ---- SIGTSTP: CMD's tree stops before gomaster; lost meanwhile: 124 ------
-# Lease 8 (renew deadline 4.8 s): the first stop and continue must fit in
+# Lease 20 (renew deadline 12 s): the first stop and continue must fit in
 # the deadline also on a loaded machine; the second outlasts the lease.
 
 u="4242.${$}9"
-"$GM" exec --lease 8 --name tstp -- sh -c \
+"$GM" exec --lease 20 --name tstp -- sh -c \
   "setsid sleep ${u}1 & trap 'echo term >>$T/tstp.log' TERM; sleep ${u}2 & wait" 2>"$T/tstp.err" &
 a=$!
 bg_pids="$bg_pids $a"
