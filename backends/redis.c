@@ -676,9 +676,7 @@ static int rd_acquire(void *p, const gm_acquire_req *q, gm_row *out,
                       gm_error *err) {
   rconn *c = p;
   const char *version = q->version ? q->version : "";
-  uint64_t base = q->expect_exists && q->expect_token > q->min_token
-                      ? q->expect_token
-                      : q->min_token;
+  uint64_t base = gm_new_token(q) - 1; /* the core's rule, written once */
   cmd m;
   if (gm_check_len("redis", "node id", q->owner, GM_ID_MAX - 1, err) ||
       gm_check_len("redis", "version", version, GM_ID_MAX - 1, err))
