@@ -467,6 +467,8 @@ static void test_complete_and_force(void *conn, void *conn2) {
         "force_release frees the lock, fences the holder (token %llu) and "
         "keeps its lease (%lld us left)",
         (unsigned long long)r.token, (long long)(r.expires_at - r.now));
+  check(r.instance == 0, "force_release writes no holder's key (instance %llu)",
+        (unsigned long long)r.instance);
   check(ops->renew(conn, name, "node-a", inst("node-a"), 1, 5000000, &r, &err) == GM_NOT,
         "the old holder's renew after force_release: GM_NOT");
   rc = ops->force_release(conn2, name, 1, &r, &err);

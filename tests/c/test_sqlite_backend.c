@@ -39,6 +39,7 @@ static void test_force_keeps_lease(void *a, void *b) {
   gm_row r, o;
   const int64_t L = 5000000;
   gm_acquire_req q = req("force", "node-a", 0, 0, L);
+  q.instance = 7; /* the holder's key, which a forced release must drop */
   int rc = ops->acquire(a, &q, &r, &err);
   check(rc == GM_OK && r.token == 1, "node-a holds the lock");
   int64_t lease_end = r.expires_at;
@@ -49,6 +50,9 @@ static void test_force_keeps_lease(void *a, void *b) {
         "force_release: owner '', token + 1 (%llu), the old lease kept "
         "(%lld us left)",
         (unsigned long long)o.token, (long long)(o.expires_at - o.now));
+  check(o.instance == 0, "force_release writes no holder's key (instance %llu): "
+        "followers take it only under the two-clock rule",
+        (unsigned long long)o.instance);
   rc = ops->renew(a, "force", "node-a", 0, 1, L, &r, &err);
   check(rc == GM_NOT, "the old holder's renewal after it: GM_NOT");
   rc = ops->release(a, "force", "node-a", 0, 1, &err);
