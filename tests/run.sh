@@ -23,6 +23,10 @@ failed=0
 servers=""
 
 say() { printf '%s\n' "$*"; }
+T0=$(date +%s)
+# Each section's heading carries the suite's elapsed time, so a slow part
+# shows in the log.
+section() { say "== $* (at $(( $(date +%s) - T0 )) s)"; }
 
 stop_servers() {
   for s in $servers; do bash "tests/servers/$s.sh" stop "$SUITE_TMP" >/dev/null 2>&1 || true; done
@@ -48,7 +52,7 @@ count() {
   failed=$((failed + f))
 }
 
-say "== build (Lua 5.4, LuaJIT)"
+section "build (Lua 5.4, LuaJIT)"
 for lua in 5.4 luajit; do
   if ! $MAKE -s LUA=$lua WERROR=1 all ctests >"$SUITE_TMP/build-$lua.log" 2>&1; then
     cat "$SUITE_TMP/build-$lua.log"
@@ -58,7 +62,7 @@ for lua in 5.4 luajit; do
   fi
 done
 
-say "== servers"
+section "servers"
 for s in mariadb mongo postgres redis; do
   [ -f "tests/servers/$s.sh" ] || continue
   if bash "tests/servers/$s.sh" start "$SUITE_TMP" >"$SUITE_TMP/$s.env" 2>"$SUITE_TMP/$s.err"; then
@@ -76,7 +80,7 @@ san=${SANITIZE:-}
 suffix=${san:+-$(printf %s "$san" | tr , -)}
 export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1"
 
-say "== C tests"
+section "C tests"
 for t in build/5.4$suffix/tests/test_*; do
   [ -x "$t" ] || continue
   say "-- $t"
@@ -91,7 +95,7 @@ tags=""
 [ -n "${GOMASTER_TEST_ONLY:-}" ] && tags="--tags=$GOMASTER_TEST_ONLY"
 [ -n "$san" ] && eval "$(sh tests/sanitize/env.sh setup "$san" "$SUITE_TMP")"
 for lua in lua5.4 luajit; do
-  say "== specs ($lua)"
+  section "specs ($lua)"
   # shellcheck disable=SC2086
   busted --lua=$lua $tags -o TAP spec >"$SUITE_TMP/busted.out" 2>&1
   cat "$SUITE_TMP/busted.out"
@@ -110,7 +114,7 @@ fi
 # one line "N passed, N failed" at its end.
 for t in tests/integration/*.sh; do
   [ -f "$t" ] || continue
-  say "== $t"
+  section "$t"
   bash "$t" >"$SUITE_TMP/integ.out" 2>&1
   rc=$?
   cat "$SUITE_TMP/integ.out"
@@ -120,5 +124,6 @@ done
 
 stop_servers
 trap - EXIT
+say "(suite took $(( $(date +%s) - T0 )) s)"
 say "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
