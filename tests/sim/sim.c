@@ -60,6 +60,24 @@ static int64_t rnd_in(int64_t lo, int64_t hi) { /* [lo, hi] */
 static double rnd_u(void) { return (double)(rnd() >> 11) / 9007199254740992.0; }
 static int chance(double p) { return rnd_u() < p; }
 
+/* A second generator for the schedule-wide draws added since the first
+ * version (watch, liveness, forks): a schedule that draws none of them
+ * draws the same from rnd() as before, so its seed names the same
+ * schedule (the regression seeds of tests/integration/sim.sh). */
+static uint64_t g_rng2;
+static uint64_t rnd2(void) {
+  uint64_t keep = g_rng, z;
+  g_rng = g_rng2;
+  z = rnd();
+  g_rng2 = g_rng;
+  g_rng = keep;
+  return z;
+}
+static double rnd2_u(void) {
+  return (double)(rnd2() >> 11) / 9007199254740992.0;
+}
+static int chance2(double p) { return rnd2_u() < p; }
+
 /* ---- trace and verdicts -------------------------------------------------- */
 
 static int g_trace;
@@ -170,11 +188,22 @@ typedef struct proc {
   int64_t fsent[16];
   unsigned nfsent;
   int64_t quiet_from, quiet_until, quiet_left; /* local ns */
+  int64_t quiet_sent; /* local ns when that read was sent */
   int64_t last_start_local; /* local ns of the last start() or failed call */
   uint64_t seen_max; /* largest token in any reply this process got */
   int want_running;  /* the app should be campaigning */
   uint64_t seen_version; /* DB.version at its last changed() */
   int64_t woken_at;      /* true ns of its last wake-up */
+  int watch_woke;        /* a watch said "may have changed": the next read
+                          * is a read on a wake-up */
+  int64_t watch_woke_at; /* true ns it said so */
+  uint64_t nreads;       /* observes that got a reply */
+  uint64_t rewatch_after;  /* no new watch until nreads passes this: set
+                            * by a watch that woke (or said "cannot") */
+  int rewatch_set;
+  unsigned nstarts;      /* start() calls */
+  int64_t slot;          /* its byte of the lock file (liveness), or -1 */
+  struct sconn *conns;   /* every connection it opened */
 } proc;
 
 static host hosts[MAX_HOSTS];
@@ -505,6 +534,11 @@ static struct {
   int64_t end;
   int batch;          /* the backend has renew_many */
   int wake;           /* the backend has changed/poll_us (wake-ups) */
+  int watch;          /* the backend has watch/open_watch/interrupt */
+  int watch_noisy;    /* a renewal wakes a watch too */
+  double p_watch_not; /* a watch says "cannot watch this lock" at once */
+  double p_watch_spurious; /* a watch wakes at once with nothing changed */
+  int liveness;       /* holder_gone/acquire_dead (SQLite's lock file) */
 } S;
 
 /* ---- the database -------------------------------------------------------- */
@@ -515,6 +549,7 @@ typedef struct {
   uint64_t instance, token;
   int64_t acquired_at, renewed_at, expires_at;
   int64_t t_renewed; /* true time of the last grant or renewal */
+  int64_t holder;    /* the granted process's liveness handle, or -1 */
 } dbrow;
 
 enum { W_GRANT, W_RENEW, W_RELEASE, W_OPERATOR };
@@ -535,6 +570,8 @@ static struct {
   int far_future;       /* an operator set a far-future expiry */
   int64_t last_grant_t; /* true time of the last grant */
   uint64_t version;     /* grows with every write (PRAGMA data_version) */
+  struct req *watchers[64]; /* watches waiting for the row to change */
+  int nwatchers;
 } DB;
 
 static int64_t db_now(void) {
@@ -542,8 +579,10 @@ static int64_t db_now(void) {
          (int64_t)((__int128)(T - DB.base_t) * DB.rate_ppm / 1000000 / 1000);
 }
 
+static void watch_fire(int changed);
 static void db_record(int kind) {
   DB.version++;
+  watch_fire(kind != W_RENEW);
   if (DB.nhist == HIST) {
     memmove(&DB.hist[0], &DB.hist[1], (HIST - 1) * sizeof DB.hist[0]);
     DB.nhist--;
@@ -559,6 +598,7 @@ static void row_out(gm_row *o, int64_t now) {
   o->now = now;
   o->holder = -1;
   if (!DB.row.exists) return;
+  if (S.liveness) o->holder = DB.row.holder;
   snprintf(o->owner, sizeof o->owner, "%s", DB.row.owner);
   o->token = DB.row.token;
   o->instance = DB.row.instance;
@@ -569,9 +609,32 @@ static void row_out(gm_row *o, int64_t now) {
 
 /* ---- the simulated backend: one generic request/reply path -------------- */
 
-enum { OP_OPEN, OP_OBSERVE, OP_ACQUIRE, OP_RENEW, OP_RELEASE, OP_RENEW_MANY };
-static const char *op_names[] = {"open",  "observe", "acquire",
-                                 "renew", "release", "renew_many"};
+enum {
+  OP_OPEN,
+  OP_OBSERVE,
+  OP_ACQUIRE,
+  OP_RENEW,
+  OP_RELEASE,
+  OP_RENEW_MANY,
+  OP_WATCH
+};
+static const char *op_names[] = {"open",  "observe",    "acquire", "renew",
+                                 "release", "renew_many", "watch"};
+
+/* A connection: interrupt() shuts it down (as shutdown(2) of a socket):
+ * the call running on it fails at once, and every later one too. */
+typedef struct sconn {
+  proc *p;
+  int watch;          /* opened by open_watch: reads outlast a long watch */
+  int shut;           /* interrupted */
+  int fresh;          /* no watch on it yet */
+  int64_t open_sent;  /* true ns its open was sent */
+  unsigned ncalls;    /* calls made on it, the open included */
+  uint64_t reads_mark; /* its proc's nreads when it was opened */
+  int closed;
+  struct req *busy;   /* the call running on it */
+  struct sconn *next; /* in p->conns */
+} sconn;
 
 typedef struct req {
   int op;
@@ -579,6 +642,11 @@ typedef struct req {
   co *c;
   uint64_t gen;
   int done;
+  int interrupted;
+  int64_t wait;   /* watch: how long the database waits, true ns */
+  int waiting;    /* watch: registered with the database */
+  int64_t holder; /* acquire: the requester's liveness handle, or -1 */
+  int64_t dead;   /* acquire_dead: the holder reported gone, else -1 */
   /* input */
   char owner[GM_ID_MAX];
   uint64_t instance, token, expect_token, min_token, seen_max;
@@ -618,8 +686,12 @@ static int db_apply_one(req *r, gm_row *out, const char *owner,
       if (DB.row.exists) return GM_NOT;
       nt = r->min_token + 1;
     } else {
-      if (!DB.row.exists || DB.row.token != r->expect_token ||
-          DB.row.expires_at > now || DB.row.token >= (uint64_t)INT64_MAX)
+      /* acquire_dead (SQLite's take_dead): a live lease too, where the
+       * row's holder is still the one reported gone */
+      int free_row = r->dead >= 0 ? DB.row.holder == r->dead
+                                  : DB.row.expires_at <= now;
+      if (!DB.row.exists || DB.row.token != r->expect_token || !free_row ||
+          DB.row.token >= (uint64_t)INT64_MAX)
         return GM_NOT;
       nt = (DB.row.token > r->min_token ? DB.row.token : r->min_token) + 1;
     }
@@ -641,9 +713,11 @@ static int db_apply_one(req *r, gm_row *out, const char *owner,
     DB.row.acquired_at = DB.row.renewed_at = now;
     DB.row.t_renewed = T;
     DB.row.expires_at = now + lease_us;
+    DB.row.holder = r->holder;
     if (nt > DB.max_token) DB.max_token = nt;
     DB.last_grant_t = T;
-    trace("db: granted token %" PRIu64 " to p%d (%s)", nt, r->p->idx, owner);
+    trace("db: granted token %" PRIu64 " to p%d (%s)%s", nt, r->p->idx, owner,
+          r->dead >= 0 ? ", its holder gone" : "");
     row_out(out, now);
     return GM_OK;
   }
@@ -672,11 +746,72 @@ static void ev_reply(void *pr, uint64_t gen) {
   (void)gen;
   if (r->c->gen != r->gen || !r->c->blocked) return; /* timed out */
   r->done = 1;
-  trace("p%d: %s replied %d: row %s owner '%s' token %" PRIu64
-        " expires in %.3f s", r->p->idx, op_names[r->op], r->rc,
-        r->row.exists ? "exists" : "absent", r->row.owner, r->row.token,
-        (double)(r->row.expires_at - r->row.now) / 1e6);
+  if (r->op == OP_WATCH)
+    trace("p%d: watch replied %d", r->p->idx, r->rc);
+  else
+    trace("p%d: %s replied %d: row %s owner '%s' token %" PRIu64
+          " expires in %.3f s", r->p->idx, op_names[r->op], r->rc,
+          r->row.exists ? "exists" : "absent", r->row.owner, r->row.token,
+          (double)(r->row.expires_at - r->row.now) / 1e6);
   ev_wake(r->c, r->gen);
+}
+
+/* The database's reply: after a drawn delay, or lost. */
+static void reply(req *r) {
+  if (chance(S.p_lost_rep) && r->op != OP_OPEN) {
+    trace("db: reply to p%d's %s lost (rc %d)", r->p->idx, op_names[r->op],
+          r->rc);
+    return;
+  }
+  at(T + delay(), ev_reply, r, 0);
+}
+
+/* ---- watch: the database holds the request until the row changes ------- */
+
+static void watch_end(req *r, int rc) {
+  for (int i = 0; i < DB.nwatchers; i++)
+    if (DB.watchers[i] == r) {
+      DB.watchers[i] = DB.watchers[--DB.nwatchers];
+      break;
+    }
+  r->waiting = 0;
+  r->rc = rc;
+  reply(r);
+}
+
+/* The row was written: every watch returns GM_OK, where the write changed
+ * the grant (a grant, a release, an operator's edit, a deletion, a
+ * failover, a crashed holder's session ended) or the database also wakes on
+ * renewals. */
+static void watch_fire(int changed) {
+  if (!changed && !S.watch_noisy) return;
+  while (DB.nwatchers) {
+    trace("db: p%d's watch woken", DB.watchers[0]->p->idx);
+    watch_end(DB.watchers[0], GM_OK);
+  }
+}
+
+/* Its wait ran out with the row unchanged: GM_NOT. */
+static void ev_watch_timeout(void *pr, uint64_t gen) {
+  req *r = pr;
+  (void)gen;
+  if (r->waiting) watch_end(r, GM_NOT);
+}
+
+/* A watch delivered: GM_OK at once when the lock is not held (as MySQL's
+ * IS_FREE_LOCK), or, drawn, with nothing changed; else it waits. */
+static void watch_begin(req *r) {
+  int64_t now = db_now();
+  int held = DB.row.exists && DB.row.owner[0] && DB.row.expires_at > now;
+  if (!held || chance(S.p_watch_spurious) ||
+      DB.nwatchers == (int)(sizeof DB.watchers / sizeof DB.watchers[0])) {
+    r->rc = GM_OK;
+    reply(r);
+    return;
+  }
+  r->waiting = 1;
+  DB.watchers[DB.nwatchers++] = r;
+  at(T + r->wait, ev_watch_timeout, r, 0);
 }
 
 static void ev_deliver(void *pr, uint64_t gen) {
@@ -684,6 +819,10 @@ static void ev_deliver(void *pr, uint64_t gen) {
   (void)gen;
   if (DB.down) {
     trace("db: down, p%d's %s lost", r->p->idx, op_names[r->op]);
+    return;
+  }
+  if (r->op == OP_WATCH) {
+    watch_begin(r);
     return;
   }
   if (r->op == OP_RENEW_MANY) {
@@ -700,44 +839,66 @@ static void ev_deliver(void *pr, uint64_t gen) {
     r->rc = db_apply_one(r, &r->row, r->owner, r->instance, r->token,
                          r->lease_us);
   }
-  if (chance(S.p_lost_rep) && r->op != OP_OPEN) {
-    trace("db: reply to p%d's %s lost (rc %d)", r->p->idx, op_names[r->op],
-          r->rc);
-    return;
+  reply(r);
+}
+
+/* A follower's statements: after a read that showed another node's live
+ * lease, nothing for min(retry, what is left of that lease) unless a
+ * wake-up or start() came since (point 6), and never many in a row. */
+static void check_follower_pace(proc *p, const req *r) {
+  int64_t now = local_of(p->h, T);
+  if (now < p->quiet_until - 1000 && p->quiet_sent > p->last_start_local)
+    violation("p%d sent %s %.3f s after reading a live lease that had "
+              "%.3f s left (retry %.3f s)",
+              p->idx, op_names[r->op], (double)(now - p->quiet_from) / SEC,
+              (double)p->quiet_left / SEC, (double)S.P / SEC);
+  p->fsent[p->nfsent++ % 16] = now;
+  if (p->nfsent >= 16) {
+    int64_t first = p->fsent[p->nfsent % 16];
+    int64_t span = S.P > 100 * MS ? S.P : 100 * MS;
+    if (now - first < span && first > p->last_start_local)
+      violation("p%d sent 16 statements in %.3f s as a follower (retry "
+                "%.3f s)",
+                p->idx, (double)(now - first) / SEC, (double)S.P / SEC);
   }
-  at(T + delay(), ev_reply, r, 0);
 }
 
 /* Every call: a request after a delay, a reply after another, or GM_ERR at
- * the timeout (on the caller's clock). Statements a follower sends are
- * counted against the retry interval. */
-static int call(req *r, gm_error *err) {
+ * the timeout (on the caller's clock), or at once when the connection is
+ * interrupted. Statements a follower sends are counted against the retry
+ * interval; a watch is not such a statement (it waits), but a watch that
+ * woke (or could not watch) is not followed by another before a read. */
+static int call(sconn *cn, req *r, gm_error *err) {
   proc *p = cur->p;
   r->p = p;
   r->c = cur;
   r->seen_max = p->seen_max;
-  r->woken = p->woken_at == T;
-  if (r->op != OP_OPEN && p->e && gm_elector_deadline(p->e) == 0) {
-    /* point 6: after a read that showed another node's live lease, a
-     * follower sends nothing for min(retry, what is left of that lease),
-     * unless start() came since */
-    int64_t now = local_of(p->h, T);
-    if (now < p->quiet_until - 1000 && p->quiet_from > p->last_start_local)
-      violation("p%d sent %s %.3f s after reading a live lease that had "
-                "%.3f s left (retry %.3f s)",
-                p->idx, op_names[r->op], (double)(now - p->quiet_from) / SEC,
-                (double)p->quiet_left / SEC, (double)S.P / SEC);
-    /* and never many statements in a row: a busy loop */
-    p->fsent[p->nfsent++ % 16] = now;
-    if (p->nfsent >= 16) {
-      int64_t first = p->fsent[p->nfsent % 16];
-      int64_t span = S.P > 100 * MS ? S.P : 100 * MS;
-      if (now - first < span && first > p->last_start_local)
-        violation("p%d sent 16 statements in %.3f s as a follower (retry "
-                  "%.3f s)",
-                  p->idx, (double)(now - first) / SEC, (double)S.P / SEC);
-    }
+  /* a read right after an open, where the watch woke during the open,
+   * was due anyway (the election thread had not yet seen the wake-up): the
+   * read on the wake-up comes next; neither sets a window */
+  int due_anyway = cn->ncalls == 1 && p->watch_woke_at > cn->open_sent;
+  r->woken = p->woken_at == T || (r->op == OP_OBSERVE && p->watch_woke);
+  if (r->op == OP_OBSERVE && !due_anyway) p->watch_woke = 0;
+  if (r->op == OP_OPEN) cn->open_sent = T;
+  cn->ncalls++;
+  if (cn->closed) violation("p%d: %s on a closed connection", p->idx,
+                            op_names[r->op]);
+  if (cn->p != p) violation("p%d: %s on p%d's connection", p->idx,
+                            op_names[r->op], cn->p->idx);
+  if (cn->shut) {
+    trace("p%d: %s on an interrupted connection", p->idx, op_names[r->op]);
+    gm_seterr(err, GM_E_CONNECT, "%s: the connection was interrupted",
+              op_names[r->op]);
+    return GM_ERR;
   }
+  if (r->op == OP_WATCH) {
+    if (p->rewatch_set && p->nreads <= p->rewatch_after)
+      violation("p%d watched again with no read since its last watch woke",
+                p->idx);
+  } else if (r->op != OP_OPEN && p->e && gm_elector_deadline(p->e) == 0) {
+    check_follower_pace(p, r);
+  }
+  int64_t sent_local = local_of(p->h, T);
   r->gen = block_prepare();
   trace("p%d: %s sent%s", p->idx, op_names[r->op],
         p->e && gm_elector_deadline(p->e) ? " (master)" : "");
@@ -745,15 +906,29 @@ static int call(req *r, gm_error *err) {
     trace("p%d: %s request lost", p->idx, op_names[r->op]);
   else
     at(T + delay(), ev_deliver, r, 0);
-  at(true_of(p->h, local_of(p->h, T) + S.timeout), ev_wake, cur, r->gen);
+  int64_t limit = S.timeout + (r->op == OP_WATCH ? r->wait : 0);
+  at(true_of(p->h, local_of(p->h, T) + limit), ev_wake, cur, r->gen);
+  cn->busy = r;
   block_now();
+  cn->busy = NULL;
   if (!r->done) {
+    gm_seterr(err, r->interrupted ? GM_E_CONNECT : GM_E_DB, "%s: %s",
+              op_names[r->op], r->interrupted ? "interrupted" : "timed out");
+    if (r->op == OP_WATCH) return GM_ERR;
     /* a failed call: the core's backoff paces what follows, the counts
      * start again */
     p->last_start_local = local_of(p->h, T);
-    gm_seterr(err, GM_E_DB, "%s: timed out", op_names[r->op]);
     return GM_ERR;
   }
+  if (r->op == OP_WATCH) {
+    if (r->rc == GM_OK) { /* a wake-up: the followers read at once */
+      p->watch_woke = 1;
+      p->watch_woke_at = T;
+      p->last_start_local = local_of(p->h, T);
+    }
+    return r->rc;
+  }
+  if (r->op == OP_OBSERVE && r->rc == GM_OK) p->nreads++;
   if (r->op != OP_OPEN && r->row.token > p->seen_max)
     p->seen_max = r->row.token;
   /* a read on a wake-up may be followed by the read that was due anyway
@@ -765,7 +940,10 @@ static int call(req *r, gm_error *err) {
     double bound = (double)(S.L - S.D) / (double)S.L;
     int64_t left = (r->row.expires_at - r->row.now) * 1000;
     left = (int64_t)((double)left * (1 - bound));
+    /* (a wake-up that came while the read was under way makes the core
+     * read again at once: the window counts from the read's start) */
     p->quiet_from = local_of(p->h, T);
+    p->quiet_sent = sent_local;
     p->quiet_left = left < S.P ? left : S.P;
     p->quiet_until = p->quiet_from + p->quiet_left;
   }
@@ -780,6 +958,7 @@ static req *req_new(int op) {
   req *r = calloc(1, sizeof *r); /* freed with the process */
   if (!r) abort();
   r->op = op;
+  r->holder = r->dead = -1;
   return r;
 }
 
@@ -793,26 +972,79 @@ static void sb_describe(const void *cfg, char *buf, size_t len) {
   (void)cfg;
   snprintf(buf, len, "sim");
 }
-static int conn_token;
-static int sb_open(const void *cfg, void **conn, gm_error *err) {
-  (void)cfg;
+/* SQLite's liveness handle: a byte of the lock file that the process
+ * keeps locked from its first open on; the kernel frees it when the
+ * process dies (not when it pauses). A few bytes, so a new process may
+ * take a dead one's. */
+#define SLOTS 8
+static int slot_taken(int64_t slot) {
+  for (int i = 0; i < n_procs; i++)
+    if (procs[i].alive && procs[i].slot == slot) return 1;
+  return 0;
+}
+static void take_slot(proc *p) {
+  if (!S.liveness || p->slot >= 0) return;
+  unsigned start = (unsigned)p->pid * 2654435761u;
+  for (unsigned i = 0; i < SLOTS; i++)
+    if (!slot_taken((start + i) % SLOTS)) {
+      p->slot = (start + i) % SLOTS;
+      return;
+    }
+}
+
+static int open_conn(int watch, void **conn, gm_error *err) {
+  proc *p = cur->p;
+  sconn *cn = calloc(1, sizeof *cn); /* freed with the process */
+  if (!cn) abort();
+  cn->p = p;
+  cn->watch = watch;
+  cn->fresh = 1;
+  cn->reads_mark = p->nreads;
+  cn->next = p->conns;
+  p->conns = cn;
+  take_slot(p);
   req *r = req_new(OP_OPEN);
-  int rc = call(r, err);
-  *conn = rc == GM_OK ? &conn_token : NULL;
+  int rc = call(cn, r, err);
+  if (rc != GM_OK) cn->closed = 1;
+  *conn = rc == GM_OK ? cn : NULL;
   return rc == GM_OK ? GM_OK : GM_ERR;
 }
-static void sb_close(void *conn) { (void)conn; }
+static int sb_open(const void *cfg, void **conn, gm_error *err) {
+  (void)cfg;
+  return open_conn(0, conn, err);
+}
+static int sb_open_watch(const void *cfg, void **conn, gm_error *err) {
+  (void)cfg;
+  return open_conn(1, conn, err);
+}
+static void sb_close(void *conn) {
+  sconn *cn = conn;
+  if (cn->closed) violation("p%d: a connection closed twice", cn->p->idx);
+  cn->closed = 1;
+}
+/* From another thread (the core's lock held): the call running on conn
+ * fails at once; so does every later one. */
+static void sb_interrupt(void *conn) {
+  sconn *cn = conn;
+  if (cn->closed) violation("p%d: interrupt of a closed connection",
+                            cn->p->idx);
+  trace("p%d: interrupt%s", cn->p->idx, cn->busy ? " ends a call" : "");
+  cn->shut = 1;
+  if (cn->busy && !cn->busy->done) {
+    cn->busy->interrupted = 1;
+    at(T, ev_wake, cn->busy->c, cn->busy->gen);
+  }
+}
 static int sb_observe(void *conn, const char *name, gm_row *out,
                       gm_error *err) {
-  (void)conn, (void)name;
+  (void)name;
   req *r = req_new(OP_OBSERVE);
-  int rc = call(r, err);
+  int rc = call(conn, r, err);
   if (rc == GM_OK) *out = r->row;
   return rc;
 }
-static int sb_acquire(void *conn, const gm_acquire_req *a, gm_row *out,
-                      gm_error *err) {
-  (void)conn;
+static int acquire_with(void *conn, const gm_acquire_req *a, int64_t dead,
+                        gm_row *out, gm_error *err) {
   req *r = req_new(OP_ACQUIRE);
   snprintf(r->owner, sizeof r->owner, "%s", a->owner);
   r->instance = a->instance;
@@ -820,41 +1052,64 @@ static int sb_acquire(void *conn, const gm_acquire_req *a, gm_row *out,
   r->expect_token = a->expect_token;
   r->min_token = a->min_token;
   r->lease_us = a->lease_us;
-  int rc = call(r, err);
+  r->holder = cur->p->slot;
+  r->dead = dead;
+  int rc = call(conn, r, err);
   if (rc == GM_OK) *out = r->row;
   return rc;
+}
+static int sb_acquire(void *conn, const gm_acquire_req *a, gm_row *out,
+                      gm_error *err) {
+  return acquire_with(conn, a, -1, out, err);
+}
+/* As SQLite's: only an update, and only of the holder reported gone. */
+static int sb_acquire_dead(void *conn, const gm_acquire_req *a,
+                           int64_t holder, gm_row *out, gm_error *err) {
+  if (!a->expect_exists || holder < 0) return GM_NOT;
+  return acquire_with(conn, a, holder, out, err);
+}
+/* A local check, no statement: the byte is free when no live process
+ * holds it. Our own byte, or none: nobody can tell. */
+static int sb_holder_gone(void *conn, int64_t holder, gm_error *err) {
+  (void)conn, (void)err;
+  proc *p = cur->p;
+  if (holder < 0 || p->slot < 0 || holder == p->slot) return GM_NOT;
+  if (slot_taken(holder)) return GM_NOT;
+  /* a wake-up: the follower reads (and takes the lock) at once */
+  p->last_start_local = local_of(p->h, T);
+  p->woken_at = T;
+  return GM_OK;
 }
 static int sb_renew(void *conn, const char *name, const char *owner,
                     uint64_t instance, uint64_t token, int64_t lease_us,
                     gm_row *out, gm_error *err) {
-  (void)conn, (void)name;
+  (void)name;
   req *r = req_new(OP_RENEW);
   snprintf(r->owner, sizeof r->owner, "%s", owner);
   r->instance = instance;
   r->token = token;
   r->lease_us = lease_us;
-  int rc = call(r, err);
+  int rc = call(conn, r, err);
   if (rc == GM_OK) *out = r->row;
   return rc;
 }
 static int sb_release(void *conn, const char *name, const char *owner,
                       uint64_t instance, uint64_t token, gm_error *err) {
-  (void)conn, (void)name;
+  (void)name;
   req *r = req_new(OP_RELEASE);
   snprintf(r->owner, sizeof r->owner, "%s", owner);
   r->instance = instance;
   r->token = token;
-  return call(r, err);
+  return call(conn, r, err);
 }
 static int sb_renew_many(void *conn, gm_renew_req *reqs, size_t n,
                          gm_error *err) {
-  (void)conn;
   req *r = req_new(OP_RENEW_MANY);
   r->reqs = calloc(n, sizeof *reqs);
   if (!r->reqs) abort();
   memcpy(r->reqs, reqs, n * sizeof *reqs);
   r->n = n;
-  int rc = call(r, err);
+  int rc = call(conn, r, err);
   if (rc == GM_OK) memcpy(reqs, r->reqs, n * sizeof *reqs);
   return rc;
 }
@@ -872,6 +1127,39 @@ static int sb_changed(void *conn, gm_error *err) {
   return GM_OK;
 }
 
+/* A watch as MySQL's GET_LOCK: the database holds the request until the
+ * lock's row changes or its wait runs out. On a connection from open (not
+ * open_watch) the wait is cut to half the call's timeout, which the
+ * connection's reads must outlast. Drawn: "cannot watch this lock from
+ * here" at once, with no statement (MySQL under Galera). */
+static int sb_watch(void *conn, const char *name, int64_t timeout_us,
+                    gm_error *err) {
+  (void)name;
+  sconn *cn = conn;
+  proc *p = cur->p;
+  /* the reads the core had seen when it chose what to watch: before it
+   * opened the connection, for the first watch on it */
+  uint64_t mark = cn->fresh ? cn->reads_mark : p->nreads;
+  cn->fresh = 0;
+  unsigned starts = p->nstarts;
+  if (chance(S.p_watch_not)) {
+    trace("p%d: watch: cannot watch from here", p->idx);
+    p->rewatch_set = 1;
+    p->rewatch_after = mark;
+    return GM_NOT;
+  }
+  req *r = req_new(OP_WATCH);
+  int64_t wait = timeout_us < 0 ? 0 : timeout_us * 1000;
+  if (!cn->watch && wait > S.timeout / 2) wait = S.timeout / 2;
+  r->wait = wait;
+  int rc = call(cn, r, err);
+  if (rc == GM_OK && starts == p->nstarts) {
+    p->rewatch_set = 1;
+    p->rewatch_after = mark;
+  }
+  return rc;
+}
+
 static gm_backend_ops sim_ops = {
     .abi = GM_BACKEND_ABI,
     .name = "sim",
@@ -885,6 +1173,7 @@ static gm_backend_ops sim_ops = {
     .renew = sb_renew,
     .release = sb_release,
 };
+
 
 /* ---- processes: the application -------------------------------------------- */
 
@@ -924,6 +1213,8 @@ static void *app_main(void *arg) {
       if (gm_elector_start(p->e, &err) != GM_OK)
         violation("start: %s", err.msg);
       p->started = 1;
+      p->rewatch_set = 0; /* the core may watch on what it read before */
+      p->nstarts++;
       trace("p%d: start() as %s", p->idx, p->id);
     } else if (!p->want_running && p->started) {
       trace("p%d: stop()", p->idx);
@@ -947,6 +1238,7 @@ static void spawn(int hidx) {
   p->pid = 1000 + p->idx;
   p->want_running = 1;
   p->last_start_local = INT64_MIN;
+  p->slot = -1;
   trace("p%d: process starts on host %d", p->idx, hidx);
   co_new(p, app_main, p);
 }
@@ -965,6 +1257,11 @@ static void f_crash(void *ph, uint64_t gen) {
   if (p) {
     p->alive = 0;
     trace("p%d: crashed", p->idx);
+    /* the holder's session ends: a watch of its lock wakes (MySQL's user
+     * lock is freed with the connection) */
+    if (p->e && DB.row.exists && DB.row.owner[0] &&
+        DB.row.instance == gm_elector_instance(p->e))
+      watch_fire(1);
   }
 }
 static void f_restart(void *ph, uint64_t gen) {
@@ -1000,6 +1297,8 @@ static void f_db_down(void *unused, uint64_t up) {
   (void)unused;
   DB.down = !up;
   trace("db: %s", up ? "up" : "down");
+  while (!up && DB.nwatchers) /* their replies never come */
+    DB.watchers[--DB.nwatchers]->waiting = 0;
 }
 static int any_master(void);
 static int64_t master_seen_after_heal = -1;
@@ -1043,6 +1342,7 @@ static void f_operator(void *unused, uint64_t what) {
     }
     DB.nhist = 0;
     DB.version++;
+    watch_fire(1);
     DB.row.exists = 0;
     DB.deleted = 1;
     DB.far_future = 0;
@@ -1086,6 +1386,7 @@ static void f_lose_writes(void *unused, uint64_t k) {
   DB.row = *back;
   DB.nhist -= (int)k;
   DB.version++;
+  watch_fire(1);
   trace("db: failover lost the last %d writes", (int)k);
 }
 
@@ -1144,6 +1445,19 @@ static void draw_schedule(void) {
   sim_ops.changed = S.wake ? sb_changed : NULL;
   sim_ops.poll_us = S.wake ? 20000 : 0;
   S.fault_end = rnd_in(3, 8) * S.L;
+  /* from the second generator: a watch (MySQL's GET_LOCK) in a third of
+   * the schedules, SQLite's liveness check in a quarter */
+  S.watch = chance2(0.35);
+  S.watch_noisy = chance2(0.3);
+  S.p_watch_not = chance2(0.1) ? 1 : chance2(0.5) ? 0 : rnd2_u() * 0.2;
+  S.p_watch_spurious = chance2(0.5) ? 0 : rnd2_u() * 0.1;
+  S.liveness = chance2(0.25);
+  sim_ops.watch = S.watch ? sb_watch : NULL;
+  sim_ops.open_watch = S.watch && chance2(0.8) ? sb_open_watch : NULL;
+  sim_ops.interrupt = S.watch || chance2(0.5) ? sb_interrupt : NULL;
+  sim_ops.holder_gone = S.liveness ? sb_holder_gone : NULL;
+  sim_ops.acquire_dead = S.liveness ? sb_acquire_dead : NULL;
+  if (S.liveness) sim_ops.poll_us = 20000;
 
   /* clocks: within the bound (rates differ by less than (L - D) / L), or,
    * in one schedule in ten, one host beyond it */
@@ -1258,6 +1572,10 @@ static void ev_heal(void *unused, uint64_t gen) {
 static int run_schedule(uint64_t seed) {
   g_seed = seed;
   g_rng = seed * 0x9E3779B97F4A7C15ULL + 1;
+  /* (+ 22: none of the regression seeds of tests/integration/sim.sh
+   * draws watch or liveness, so they name the schedules they were found
+   * with) */
+  g_rng2 = seed * 0xD1B54A32D192ED03ULL + 22;
   T = 0;
   memset(&DB, 0, sizeof DB);
   draw_schedule();
@@ -1268,6 +1586,14 @@ static int run_schedule(uint64_t seed) {
            (double)S.D / SEC, (double)S.P / SEC, (double)S.fault_end / SEC,
            (double)S.heal / SEC, g_beyond[0] ? ", clocks beyond the bound" : "",
            S.batch ? ", batch renewals" : "", S.wake ? ", wake-ups" : "");
+  if (g_trace && (S.watch || S.liveness))
+    printf("  %s%s%s\n",
+           S.watch ? (S.p_watch_not >= 1 ? "watch (cannot watch)"
+                      : S.watch_noisy ? "watch (woken by renewals too)"
+                                      : "watch")
+                   : "",
+           S.watch && S.liveness ? ", " : "",
+           S.liveness ? "liveness (holder_gone)" : "");
   at(S.heal, ev_heal, NULL, 0);
   while (heap_n && g_violations == 0) {
     event ev = pop();
@@ -1307,6 +1633,7 @@ static int st_acq(req *r, int exists, uint64_t expect, uint64_t min,
 static int selftest(void) {
   static proc p;
   req r = {0};
+  r.holder = r.dead = -1;
   r.p = &p;
   memset(&DB, 0, sizeof DB);
   DB.rate_ppm = 1000000;
