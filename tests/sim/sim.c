@@ -1070,15 +1070,17 @@ static int sb_acquire_dead(void *conn, const gm_acquire_req *a,
 }
 /* A local check, no statement: the byte is free when no live process
  * holds it. Our own byte, or none: nobody can tell. */
-static int sb_holder_gone(void *conn, int64_t holder, gm_error *err) {
-  (void)conn, (void)err;
-  proc *p = cur->p;
+static int holder_gone(proc *p, int64_t holder) {
   if (holder < 0 || p->slot < 0 || holder == p->slot) return GM_NOT;
   if (slot_taken(holder)) return GM_NOT;
   /* a wake-up: the follower reads (and takes the lock) at once */
   p->last_start_local = local_of(p->h, T);
   p->woken_at = T;
   return GM_OK;
+}
+static int sb_holder_gone(void *conn, int64_t holder, gm_error *err) {
+  (void)conn, (void)err;
+  return holder_gone(cur->p, holder);
 }
 static int sb_renew(void *conn, const char *name, const char *owner,
                     uint64_t instance, uint64_t token, int64_t lease_us,
@@ -1630,6 +1632,188 @@ static int st_acq(req *r, int exists, uint64_t expect, uint64_t min,
   r->seen_max = 0;
   return db_apply_one(r, &r->row, "a", inst, 0, 1000000);
 }
+/* holder_gone and acquire_dead, as SQLite's: the byte of a dead process
+ * is free, a paused one's is not; acquire_dead takes a live lease only
+ * where the row's holder is still the one reported gone. */
+static void selftest_liveness(void) {
+  static host h = {.rate_ppm = 1000000};
+  S.liveness = 1;
+  n_procs = 2;
+  procs[0] = (proc){.idx = 0, .alive = 1, .pid = 1000, .slot = -1, .h = &h};
+  procs[1] = (proc){.idx = 1, .alive = 1, .pid = 1001, .slot = -1, .h = &h};
+  take_slot(&procs[0]);
+  take_slot(&procs[1]);
+  int64_t mine = procs[0].slot, other = procs[1].slot;
+  st_check(mine >= 0 && other >= 0 && mine != other,
+           "two live processes hold two bytes");
+  procs[1].paused_until = T + SEC;
+  st_check(holder_gone(&procs[0], other) == GM_NOT,
+           "holder_gone: a live (paused) holder is not gone");
+  st_check(holder_gone(&procs[0], mine) == GM_NOT &&
+               holder_gone(&procs[0], -1) == GM_NOT,
+           "holder_gone: our own byte, or none: nobody can tell");
+  req r = {0};
+  r.p = &procs[1];
+  r.dead = -1;
+  r.holder = other;
+  memset(&DB, 0, sizeof DB);
+  DB.rate_ppm = 1000000;
+  st_check(st_acq(&r, 0, 0, 0, 5) == GM_OK && DB.row.holder == other,
+           "a grant writes the holder's handle");
+  gm_row o;
+  r.op = OP_OBSERVE;
+  st_check(db_apply_one(&r, &o, "", 0, 0, 0) == GM_OK && o.holder == other,
+           "observe reads the holder's handle");
+  uint64_t tok = DB.row.token;
+  r.p = &procs[0];
+  r.holder = mine;
+  r.dead = other;
+  st_check(st_acq(&r, 1, tok - 1, 0, 6) == GM_NOT,
+           "acquire_dead: refused where the row's token moved on");
+  procs[1].alive = 0;
+  st_check(holder_gone(&procs[0], other) == GM_OK,
+           "holder_gone: a crashed holder's byte is free");
+  r.dead = mine;
+  st_check(st_acq(&r, 1, tok, 0, 6) == GM_NOT,
+           "acquire_dead: refused where the row's holder is another");
+  r.dead = other;
+  st_check(st_acq(&r, 1, tok, 0, 6) == GM_OK && r.row.token == tok + 1 &&
+               DB.row.holder == mine,
+           "acquire_dead: takes a live lease of the holder reported gone");
+  st_check(st_acq(&r, 1, tok + 1, 0, 7) == GM_NOT,
+           "acquire_dead: not a lease whose holder lives");
+  procs[2] = (proc){.idx = 2, .alive = 1, .pid = 1001, .slot = -1, .h = &h};
+  n_procs = 3;
+  take_slot(&procs[2]);
+  st_check(procs[2].slot == other && holder_gone(&procs[0], other) == GM_NOT,
+           "a new process may take a dead one's byte: then it is not gone");
+  S.liveness = 0;
+  n_procs = 0;
+}
+
+/* watch and interrupt, through the backend's ops on a coroutine, in
+ * simulated time (the cases of tests/c/test_backend.c's case_watch). */
+static struct {
+  int open_watch;  /* open with open_watch */
+  int64_t timeout; /* µs */
+  sconn *conn;
+  int rc, rc2;     /* watch's, and a call after it on the same connection */
+  int64_t t;       /* true ns when watch returned */
+} W;
+static void *st_watcher(void *unused) {
+  (void)unused;
+  gm_error err = {0};
+  void *c = NULL;
+  if ((W.open_watch ? sb_open_watch : sb_open)(NULL, &c, &err) != GM_OK) {
+    W.rc = -2;
+    return NULL;
+  }
+  W.conn = c;
+  W.rc = sb_watch(c, "a", W.timeout, &err);
+  W.t = T;
+  gm_row o;
+  W.rc2 = sb_observe(c, "a", &o, &err);
+  return NULL;
+}
+static void st_ev_release(void *u, uint64_t g) {
+  (void)u, (void)g;
+  req r = {.op = OP_RELEASE, .p = &procs[0], .holder = -1, .dead = -1};
+  gm_row o;
+  db_apply_one(&r, &o, DB.row.owner, DB.row.instance, DB.row.token, 0);
+}
+static void st_ev_renew(void *u, uint64_t g) {
+  (void)u, (void)g;
+  req r = {.op = OP_RENEW, .p = &procs[0], .holder = -1, .dead = -1};
+  gm_row o;
+  db_apply_one(&r, &o, DB.row.owner, DB.row.instance, DB.row.token, 5000000);
+}
+static void st_ev_interrupt(void *u, uint64_t g) {
+  (void)u, (void)g;
+  if (W.conn) sb_interrupt(W.conn);
+}
+static void st_ev_down(void *u, uint64_t g) {
+  (void)g;
+  f_db_down(NULL, (uint64_t)(intptr_t)u);
+}
+/* One case: a held row, a watcher from T0, what ev does at T0 + at_ns;
+ * runs until nothing is left. Returns T0. */
+static int64_t st_watch_case(int open_watch, int64_t timeout_us, ev_fn ev,
+                             int64_t at_ns, void *arg) {
+  static host h = {.rate_ppm = 1000000};
+  memset(&DB, 0, sizeof DB);
+  DB.rate_ppm = 1000000;
+  DB.row = (dbrow){.exists = 1, .instance = 9, .token = 4, .holder = -1};
+  snprintf(DB.row.owner, sizeof DB.row.owner, "holder");
+  DB.row.expires_at = db_now() + 10000000;
+  n_procs = 1;
+  procs[0] = (proc){.idx = 0, .alive = 1, .pid = 1000, .slot = -1, .h = &h};
+  memset(&W, 0, sizeof W);
+  W.rc = W.rc2 = -9;
+  W.open_watch = open_watch;
+  W.timeout = timeout_us;
+  int64_t t0 = T;
+  co_new(&procs[0], st_watcher, NULL);
+  if (ev) at(t0 + at_ns, ev, arg, 0);
+  while (heap_n) {
+    event e = pop();
+    T = e.t;
+    e.fn(e.p, e.gen);
+  }
+  return t0;
+}
+static void selftest_watch(void) {
+  S.lat_lo = S.lat_hi = 1 * MS;
+  S.p_slow = S.p_lost_req = S.p_lost_rep = 0;
+  S.timeout = 100 * MS;
+  S.watch = 1;
+  S.watch_noisy = 0;
+  S.p_watch_not = S.p_watch_spurious = 0;
+  int64_t t0 = st_watch_case(1, 300000, NULL, 0, NULL);
+  int64_t took = W.t - t0;
+  st_check(W.rc == GM_NOT && took >= 300 * MS && took <= 310 * MS,
+           "watch with nothing changing: GM_NOT at its timeout");
+  t0 = st_watch_case(1, 300000, st_ev_renew, 100 * MS, NULL);
+  st_check(W.rc == GM_NOT && W.t - t0 >= 300 * MS,
+           "watch: a renewal is no change");
+  S.watch_noisy = 1;
+  t0 = st_watch_case(1, 300000, st_ev_renew, 100 * MS, NULL);
+  st_check(W.rc == GM_OK && W.t - t0 <= 102 * MS,
+           "watch on a database that wakes on renewals: GM_OK");
+  S.watch_noisy = 0;
+  t0 = st_watch_case(1, 5000000, st_ev_release, 200 * MS, NULL);
+  st_check(W.rc == GM_OK && W.rc2 == GM_OK && W.t - t0 <= 202 * MS,
+           "watch returns GM_OK within a reply's delay of a release");
+  t0 = st_watch_case(1, 5000000, f_operator, 200 * MS, NULL);
+  st_check(W.rc == GM_OK && W.t - t0 <= 202 * MS,
+           "watch returns GM_OK on an operator's release --force");
+  DB.row.owner[0] = '\0';
+  t0 = st_watch_case(1, 5000000, st_ev_release, 0, NULL);
+  st_check(W.rc == GM_OK && W.t - t0 <= 5 * MS,
+           "watch of a released row: GM_OK at once");
+  t0 = st_watch_case(1, 5000000, st_ev_interrupt, 200 * MS, NULL);
+  st_check(W.rc == GM_ERR && W.t - t0 == 200 * MS,
+           "interrupt ends a watch at once (GM_ERR)");
+  st_check(W.rc2 == GM_ERR, "a call on an interrupted connection: GM_ERR");
+  /* on the election connection (open, not open_watch): the wait is cut to
+   * what its reads outlast; interrupt ends it at once too */
+  t0 = st_watch_case(0, 5000000, NULL, 0, NULL);
+  st_check(W.rc == GM_NOT && W.t - t0 <= S.timeout,
+           "watch on the election connection: GM_NOT within its reads' time");
+  t0 = st_watch_case(0, 5000000, st_ev_interrupt, 20 * MS, NULL);
+  st_check(W.rc == GM_ERR && W.t - t0 == 20 * MS,
+           "interrupt ends a watch on the election connection at once");
+  t0 = st_watch_case(1, 1000000, st_ev_down, 100 * MS, NULL);
+  st_check(W.rc == GM_ERR && W.t - t0 <= 1000 * MS + S.timeout + 2 * MS,
+           "a watch whose database went down fails at its timeout");
+  S.p_watch_not = 1;
+  t0 = st_watch_case(1, 5000000, NULL, 0, NULL);
+  st_check(W.rc == GM_NOT && W.t - t0 <= 2 * MS,
+           "a backend that cannot watch: GM_NOT at once");
+  S.p_watch_not = 0;
+  S.watch = 0;
+  n_procs = 0;
+}
+
 static int selftest(void) {
   static proc p;
   req r = {0};
@@ -1683,6 +1867,8 @@ static int selftest(void) {
   st_check(db_apply_one(&r, &o, "", 0, 0, 0) == GM_OK && o.exists &&
                o.now == db_now() && o.holder == -1,
            "observe fills the row and the database's now");
+  selftest_liveness();
+  selftest_watch();
   printf("database contract: %d failed\n", st_fail);
   return st_fail != 0;
 }
