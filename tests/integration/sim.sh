@@ -2,7 +2,8 @@
 # The deterministic simulator (tests/sim/, docs/design.md "Simulation"):
 # a short `make sim` must find no violation, the seeds of bugs it found
 # must stay fixed, and each deliberately broken core (BREAK=deadline,
-# ownclock, token) must be caught. Ends with one line "N passed, N failed".
+# ownclock, token, fork) must be caught. Ends with one line
+# "N passed, N failed".
 #
 #   SIM_SEEDS=50000    schedules of the clean run (about a minute on 2 cores)
 #   SIM_BREAK_SEEDS=3000  schedules of each broken build
@@ -70,7 +71,7 @@ else
   not_ok "seed 2956 gave two different traces"
 fi
 
-for b in deadline ownclock token; do
+for b in deadline ownclock token fork; do
   make -s sim BREAK=$b SEEDS="$BREAK_SEEDS" >"$T/$b.out" 2>&1
   rc=$?
   v=$(violations "$T/$b.out")

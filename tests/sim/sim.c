@@ -77,6 +77,9 @@ static double rnd2_u(void) {
   return (double)(rnd2() >> 11) / 9007199254740992.0;
 }
 static int chance2(double p) { return rnd2_u() < p; }
+static int64_t rnd2_in(int64_t lo, int64_t hi) {
+  return hi <= lo ? lo : lo + (int64_t)(rnd2() % (uint64_t)(hi - lo + 1));
+}
 
 /* ---- trace and verdicts -------------------------------------------------- */
 
@@ -172,6 +175,19 @@ typedef struct host {
   int64_t base_local, base_t;
 } host;
 
+/* The core's process-wide state (src/elector.c's statics, made global in
+ * the simulator's copy of elector.o by objcopy: see the Makefile): each
+ * simulated process has its own, swapped in when one of its coroutines
+ * runs. */
+extern gm_backend *g_backends;
+extern pthread_mutex_t g_mu;
+extern pthread_once_t g_once;
+typedef struct {
+  gm_backend *backends;
+  pthread_mutex_t mu;
+  pthread_once_t once;
+} core_globals;
+
 typedef struct co co;
 typedef struct proc {
   int idx;
@@ -204,6 +220,9 @@ typedef struct proc {
   unsigned nstarts;      /* start() calls */
   int64_t slot;          /* its byte of the lock file (liveness), or -1 */
   struct sconn *conns;   /* every connection it opened */
+  core_globals gl;       /* its core's process-wide state, while not loaded */
+  int fork_pending;      /* the application forks at its next turn */
+  int parent;            /* the process it was forked from, or -1 */
 } proc;
 
 static host hosts[MAX_HOSTS];
@@ -244,9 +263,27 @@ struct co {
 static ucontext_t sched_ctx;
 static co *cur; /* running coroutine; NULL: the scheduler */
 
+/* Loads p's process-wide core state (NULL: none is loaded). */
+static proc *gl_loaded;
+static void globals_switch(proc *p) {
+  if (gl_loaded == p) return;
+  if (gl_loaded) {
+    gl_loaded->gl.backends = g_backends;
+    gl_loaded->gl.mu = g_mu;
+    gl_loaded->gl.once = g_once;
+  }
+  if (p) {
+    g_backends = p->gl.backends;
+    g_mu = p->gl.mu;
+    g_once = p->gl.once;
+  }
+  gl_loaded = p;
+}
+
 static void co_resume(co *c) {
   co *was = cur;
   proc *pw = cur_proc;
+  globals_switch(c->p);
   cur = c;
   cur_proc = c->p;
   c->blocked = 0;
@@ -463,10 +500,128 @@ int sim_once(pthread_once_t *o, void (*fn)(void)) {
   }
   return 0;
 }
+static void (*at_prepare)(void), (*at_parent)(void), (*at_child)(void);
 int sim_atfork(void (*prepare)(void), void (*parent)(void),
                void (*child)(void)) {
-  (void)prepare, (void)parent, (void)child;
-  return 0; /* forks are not simulated */
+  at_prepare = prepare; /* the same functions in every process */
+  at_parent = parent;
+  at_child = child;
+  return 0;
+}
+
+/* The core's memory: every block with the process that made it. */
+typedef struct {
+  void *p;
+  size_t n;
+  proc *owner;
+} block;
+static block *blocks;
+static size_t nblocks, capblocks;
+static void track(void *p, size_t n, proc *owner) {
+  if (nblocks == capblocks) {
+    capblocks = capblocks ? 2 * capblocks : 256;
+    blocks = realloc(blocks, capblocks * sizeof *blocks);
+    if (!blocks) abort();
+  }
+  blocks[nblocks++] = (block){p, n, owner};
+}
+static block *find_block(const void *p) {
+  for (size_t i = nblocks; i-- > 0;)
+    if (blocks[i].p == p) return &blocks[i];
+  return NULL;
+}
+void *sim_malloc(size_t n) {
+  void *p = malloc(n ? n : 1);
+  if (!p) abort();
+  track(p, n, cur_proc);
+  return p;
+}
+void *sim_calloc(size_t n, size_t size) {
+  void *p = calloc(n ? n : 1, size ? size : 1);
+  if (!p) abort();
+  track(p, n * size, cur_proc);
+  return p;
+}
+void *sim_realloc(void *p, size_t n) {
+  if (!p) return sim_malloc(n);
+  block *b = find_block(p);
+  void *q = realloc(p, n ? n : 1);
+  if (!q) abort();
+  if (b) {
+    b->p = q;
+    b->n = n;
+  } else {
+    track(q, n, cur_proc);
+  }
+  return q;
+}
+void sim_free(void *p) {
+  if (!p) return;
+  block *b = find_block(p);
+  if (b) *b = blocks[--nblocks];
+  free(p);
+}
+char *sim_strdup(const char *s) {
+  return sim_strndup(s, strlen(s));
+}
+char *sim_strndup(const char *s, size_t n) {
+  size_t len = strnlen(s, n);
+  char *d = sim_malloc(len + 1);
+  memcpy(d, s, len);
+  d[len] = '\0';
+  return d;
+}
+
+/* A fork's copy of the parent's memory: each block of the parent copied
+ * for the child, and every word of the copies that points into a block of
+ * the parent pointed at the child's copy instead. */
+typedef struct {
+  uintptr_t old;
+  size_t n;
+  char *neu;
+} moved;
+static int moved_cmp(const void *a, const void *b) {
+  uintptr_t x = ((const moved *)a)->old, y = ((const moved *)b)->old;
+  return x < y ? -1 : x > y;
+}
+static moved *g_moved;
+static size_t g_nmoved;
+static void *relocate(const void *v) {
+  uintptr_t a = (uintptr_t)v;
+  size_t lo = 0, hi = g_nmoved;
+  while (lo < hi) {
+    size_t mid = (lo + hi) / 2;
+    if (a < g_moved[mid].old) hi = mid;
+    else if (a >= g_moved[mid].old + (g_moved[mid].n ? g_moved[mid].n : 1))
+      lo = mid + 1;
+    else
+      return g_moved[mid].neu + (a - g_moved[mid].old);
+  }
+  return (void *)v;
+}
+static void copy_memory(proc *from, proc *to) {
+  g_nmoved = 0;
+  g_moved = calloc(nblocks + 1, sizeof *g_moved);
+  if (!g_moved) abort();
+  size_t n0 = nblocks; /* the copies are added below */
+  for (size_t i = 0; i < n0; i++)
+    if (blocks[i].owner == from) {
+      char *q = malloc(blocks[i].n ? blocks[i].n : 1);
+      if (!q) abort();
+      memcpy(q, blocks[i].p, blocks[i].n);
+      g_moved[g_nmoved++] = (moved){(uintptr_t)blocks[i].p, blocks[i].n, q};
+    }
+  qsort(g_moved, g_nmoved, sizeof *g_moved, moved_cmp);
+  for (size_t i = 0; i < g_nmoved; i++) {
+    track(g_moved[i].neu, g_moved[i].n, to);
+    for (size_t off = 0; off + sizeof(void *) <= g_moved[i].n;
+         off += sizeof(void *)) {
+      void *w;
+      memcpy(&w, g_moved[i].neu + off, sizeof w);
+      w = relocate(w);
+      memcpy(g_moved[i].neu + off, &w, sizeof w);
+    }
+  }
 }
 int sim_clock_gettime(clockid_t id, struct timespec *ts) {
   proc *p = cur_proc;
@@ -1190,6 +1345,9 @@ static void drain(proc *p) {
       trace("p%d: stop(%s)", p->idx, gm_stop_reason_name(ev.reason));
 }
 
+static void *app_loop(proc *p);
+static void do_fork(proc *p);
+static void *app_loop_main(void *arg) { return app_loop(arg); }
 static void *app_main(void *arg) {
   proc *p = arg;
   gm_error err = {0};
@@ -1209,7 +1367,72 @@ static void *app_main(void *arg) {
     return NULL;
   }
   snprintf(p->id, sizeof p->id, "%s", gm_elector_id(p->e));
+  return app_loop(p);
+}
+
+static void spawn(int hidx);
+static proc *new_proc(int hidx) {
+  if (n_procs == MAX_PROCS) return NULL;
+  proc *p = &procs[n_procs];
+  memset(p, 0, sizeof *p);
+  p->idx = n_procs++;
+  p->hidx = hidx;
+  p->h = &hosts[hidx];
+  p->alive = 1;
+  p->pid = 1000 + p->idx;
+  p->want_running = 1;
+  p->last_start_local = INT64_MIN;
+  p->slot = -1;
+  p->parent = -1;
+  return p;
+}
+
+/* fork() in the application: the prepare handlers in the parent, the
+ * parent's memory and process-wide state copied for the child, the parent
+ * handlers in the parent, the child handlers in the child (before anyone
+ * can ask the child anything, as fork() returns there only after them).
+ * The child is a process of its own on the same host: a new pid, no
+ * thread, its own byte of the lock file once it opens a connection; its
+ * application goes on with the copy of the parent's elector. */
+static void do_fork(proc *p) {
+  if (!at_child || n_procs == MAX_PROCS) return;
+  if (at_prepare) at_prepare(); /* takes the core's locks: may wait */
+  proc *c = new_proc(p->hidx);
+  c->parent = p->idx;
+  c->seen_max = p->seen_max;
+  c->want_running = chance2(0.8);
+  copy_memory(p, c);
+  c->gl.backends = relocate(g_backends); /* p's, loaded */
+  c->gl.mu = g_mu;
+  c->gl.once = g_once;
+  c->b = relocate(p->b);
+  c->e = relocate(p->e);
+  free(g_moved);
+  g_moved = NULL;
+  if (at_parent) at_parent();
+  proc *was = cur_proc;
+  globals_switch(c);
+  cur_proc = c;
+  at_child();
+  int is = gm_elector_is_master(c->e);
+  cur_proc = was;
+  globals_switch(p);
+  snprintf(c->id, sizeof c->id, "%s", gm_elector_id(c->e));
+  trace("p%d: fork: child p%d (%s)", p->idx, c->idx, c->id);
+  if (is) violation("p%d's forked child p%d believes it is master", p->idx,
+                    c->idx);
+  if (gm_elector_instance(c->e) == gm_elector_instance(p->e))
+    violation("p%d's forked child p%d has its instance key", p->idx, c->idx);
+  co_new(c, app_loop_main, c);
+}
+
+static void *app_loop(proc *p) {
+  gm_error err = {0};
   for (;;) {
+    if (p->fork_pending) {
+      p->fork_pending = 0;
+      do_fork(p);
+    }
     if (p->want_running && !p->started) {
       p->last_start_local = local_of(p->h, T);
       if (gm_elector_start(p->e, &err) != GM_OK)
@@ -1230,17 +1453,8 @@ static void *app_main(void *arg) {
 }
 
 static void spawn(int hidx) {
-  if (n_procs == MAX_PROCS) return;
-  proc *p = &procs[n_procs];
-  memset(p, 0, sizeof *p);
-  p->idx = n_procs++;
-  p->hidx = hidx;
-  p->h = &hosts[hidx];
-  p->alive = 1;
-  p->pid = 1000 + p->idx;
-  p->want_running = 1;
-  p->last_start_local = INT64_MIN;
-  p->slot = -1;
+  proc *p = new_proc(hidx);
+  if (!p) return;
   trace("p%d: process starts on host %d", p->idx, hidx);
   co_new(p, app_main, p);
 }
@@ -1282,6 +1496,11 @@ static void f_stop(void *ph, uint64_t len) {
   if (!p) return;
   p->want_running = 0;
   (void)len;
+}
+static void f_fork(void *ph, uint64_t gen) {
+  (void)gen;
+  proc *p = live_on((int)(intptr_t)ph);
+  if (p) p->fork_pending = 1;
 }
 static void f_start(void *ph, uint64_t gen) {
   (void)gen;
@@ -1490,6 +1709,11 @@ static void draw_schedule(void) {
     at(t, f_restart, (void *)(intptr_t)i, 0);
   }
 
+  /* forks of the application's process, in a fifth of the schedules */
+  int nforks = chance2(0.2) ? (int)rnd2_in(1, 3) : 0;
+  for (int i = 0; i < nforks; i++)
+    at(rnd2_in(0, S.fault_end - 1), f_fork,
+       (void *)(intptr_t)rnd2_in(0, n_hosts - 1), 0);
   int64_t heal = S.fault_end, back_total = 0, last_step = 0;
   int nf = (int)rnd_in(0, 8);
   for (int f = 0; f < nf; f++) {
