@@ -210,9 +210,8 @@ typedef struct proc {
   int want_running;  /* the app should be campaigning */
   uint64_t seen_version; /* DB.version at its last changed() */
   int64_t woken_at;      /* true ns of its last wake-up */
-  int watch_woke;        /* a watch said "may have changed": the next read
-                          * is a read on a wake-up */
-  int64_t watch_woke_at; /* true ns it said so */
+  int watch_woke;        /* a watch said "may have changed": the next
+                          * reads (this many) may be reads on a wake-up */
   uint64_t nreads;       /* observes that got a reply */
   uint64_t rewatch_after;  /* no new watch until nreads passes this: set
                             * by a watch that woke (or said "cannot") */
@@ -222,6 +221,10 @@ typedef struct proc {
   struct sconn *conns;   /* every connection it opened */
   core_globals gl;       /* its core's process-wide state, while not loaded */
   int fork_pending;      /* the application forks at its next turn */
+  int reopen_pending;    /* ... frees its elector and backend, makes new */
+  int closing;           /* inside free() and unref() */
+  unsigned epoch;        /* grows with every such reopening: the checks
+                          * follow the coroutines of the current backend */
   int parent;            /* the process it was forked from, or -1 */
 } proc;
 
@@ -258,6 +261,7 @@ struct co {
   co *joiner;
   co *wnext; /* in a mutex's or condition's wait list */
   int woken; /* cond: woken by a broadcast (not the timeout) */
+  unsigned epoch; /* its process's epoch when it was made */
 };
 
 static ucontext_t sched_ctx;
@@ -325,6 +329,7 @@ static co *co_new(proc *p, void *(*fn)(void *), void *arg) {
   c->stack = malloc(STACK_SIZE);
   if (!c || !c->stack) abort();
   c->p = p;
+  c->epoch = p->epoch;
   c->fn = fn;
   c->arg = arg;
   getcontext(&c->ctx);
@@ -783,8 +788,6 @@ typedef struct sconn {
   int watch;          /* opened by open_watch: reads outlast a long watch */
   int shut;           /* interrupted */
   int fresh;          /* no watch on it yet */
-  int64_t open_sent;  /* true ns its open was sent */
-  unsigned ncalls;    /* calls made on it, the open included */
   uint64_t reads_mark; /* its proc's nreads when it was opened */
   int closed;
   struct req *busy;   /* the call running on it */
@@ -1027,15 +1030,15 @@ static int call(sconn *cn, req *r, gm_error *err) {
   proc *p = cur->p;
   r->p = p;
   r->c = cur;
-  r->seen_max = p->seen_max;
-  /* a read right after an open, where the watch woke during the open,
-   * was due anyway (the election thread had not yet seen the wake-up): the
-   * read on the wake-up comes next; neither sets a window */
-  int due_anyway = cn->ncalls == 1 && p->watch_woke_at > cn->open_sent;
+  /* the checks follow the current backend's coroutines: a freed one's
+   * thread may still release in the background */
+  int ours = cur->epoch == p->epoch;
+  r->seen_max = ours ? p->seen_max : 0;
+  /* after a watch woke, the read on the wake-up may come second (after
+   * a read that was due anyway: the election thread was in a call, or
+   * had no connection, when the wake-up came): neither sets a window */
   r->woken = p->woken_at == T || (r->op == OP_OBSERVE && p->watch_woke);
-  if (r->op == OP_OBSERVE && !due_anyway) p->watch_woke = 0;
-  if (r->op == OP_OPEN) cn->open_sent = T;
-  cn->ncalls++;
+  if (r->op == OP_OBSERVE && p->watch_woke && ours) p->watch_woke--;
   if (cn->closed) violation("p%d: %s on a closed connection", p->idx,
                             op_names[r->op]);
   if (cn->p != p) violation("p%d: %s on p%d's connection", p->idx,
@@ -1046,7 +1049,8 @@ static int call(sconn *cn, req *r, gm_error *err) {
               op_names[r->op]);
     return GM_ERR;
   }
-  if (r->op == OP_WATCH) {
+  if (!ours) {
+  } else if (r->op == OP_WATCH) {
     if (p->rewatch_set && p->nreads <= p->rewatch_after)
       violation("p%d watched again with no read since its last watch woke",
                 p->idx);
@@ -1066,19 +1070,20 @@ static int call(sconn *cn, req *r, gm_error *err) {
   cn->busy = r;
   block_now();
   cn->busy = NULL;
+  ours = cur->epoch == p->epoch; /* (the application may have reopened) */
   if (!r->done) {
     gm_seterr(err, r->interrupted ? GM_E_CONNECT : GM_E_DB, "%s: %s",
               op_names[r->op], r->interrupted ? "interrupted" : "timed out");
-    if (r->op == OP_WATCH) return GM_ERR;
+    if (r->op == OP_WATCH || !ours) return GM_ERR;
     /* a failed call: the core's backoff paces what follows, the counts
      * start again */
     p->last_start_local = local_of(p->h, T);
     return GM_ERR;
   }
+  if (!ours) return r->rc;
   if (r->op == OP_WATCH) {
     if (r->rc == GM_OK) { /* a wake-up: the followers read at once */
-      p->watch_woke = 1;
-      p->watch_woke_at = T;
+      p->watch_woke = 2;
       p->last_start_local = local_of(p->h, T);
     }
     return r->rc;
@@ -1279,7 +1284,7 @@ static int sb_changed(void *conn, gm_error *err) {
   proc *p = cur->p;
   if (p->seen_version == DB.version) return GM_NOT;
   p->seen_version = DB.version;
-  p->last_start_local = local_of(p->h, T);
+  if (cur->epoch == p->epoch) p->last_start_local = local_of(p->h, T);
   p->woken_at = T;
   return GM_OK;
 }
@@ -1310,7 +1315,7 @@ static int sb_watch(void *conn, const char *name, int64_t timeout_us,
   if (!cn->watch && wait > S.timeout / 2) wait = S.timeout / 2;
   r->wait = wait;
   int rc = call(cn, r, err);
-  if (rc == GM_OK && starts == p->nstarts) {
+  if (rc == GM_OK && starts == p->nstarts && cur->epoch == p->epoch) {
     p->rewatch_set = 1;
     p->rewatch_after = mark;
   }
@@ -1348,13 +1353,13 @@ static void drain(proc *p) {
 static void *app_loop(proc *p);
 static void do_fork(proc *p);
 static void *app_loop_main(void *arg) { return app_loop(arg); }
-static void *app_main(void *arg) {
-  proc *p = arg;
+/* The application's backend and elector. */
+static int app_open(proc *p) {
   gm_error err = {0};
   p->b = gm_backend_new_ops(&sim_ops, NULL, 0, &err);
   if (!p->b) {
     violation("gm_backend_new_ops: %s", err.msg);
-    return NULL;
+    return -1;
   }
   gm_config cfg = {.lease = (double)S.L / SEC,
                    .heartbeat = (double)S.H / SEC,
@@ -1364,10 +1369,39 @@ static void *app_main(void *arg) {
   p->e = gm_elector_new(p->b, &cfg, &err);
   if (!p->e) {
     violation("gm_elector_new: %s", err.msg);
-    return NULL;
+    return -1;
   }
   snprintf(p->id, sizeof p->id, "%s", gm_elector_id(p->e));
-  return app_loop(p);
+  return 0;
+}
+static void *app_main(void *arg) {
+  proc *p = arg;
+  return app_open(p) ? NULL : app_loop(p);
+}
+
+/* The application frees its elector and its backend (gm_elector_free, the
+ * last gm_backend_unref: a thread still in a call is cut short with
+ * interrupt) and makes new ones. From here on the checks follow the new
+ * elector (a new node as point 7 sees it: its own tokens seen). */
+static int app_reopen(proc *p) {
+  gm_elector *e = p->e;
+  gm_backend *b = p->b;
+  trace("p%d: free() and unref(): a new backend and elector", p->idx);
+  p->e = NULL; /* asked nothing while free() runs */
+  p->b = NULL;
+  p->closing = 1;
+  gm_elector_free(e);
+  gm_backend_unref(b);
+  p->closing = 0;
+  p->epoch++;
+  p->seen_max = 0;
+  p->started = 0;
+  p->watch_woke = 0;
+  p->rewatch_set = 0;
+  p->nfsent = 0;
+  p->quiet_until = INT64_MIN;
+  p->last_start_local = local_of(p->h, T);
+  return app_open(p);
 }
 
 static void spawn(int hidx);
@@ -1432,6 +1466,10 @@ static void *app_loop(proc *p) {
     if (p->fork_pending) {
       p->fork_pending = 0;
       do_fork(p);
+    }
+    if (p->reopen_pending) {
+      p->reopen_pending = 0;
+      if (app_reopen(p)) return NULL;
     }
     if (p->want_running && !p->started) {
       p->last_start_local = local_of(p->h, T);
@@ -1501,6 +1539,11 @@ static void f_fork(void *ph, uint64_t gen) {
   (void)gen;
   proc *p = live_on((int)(intptr_t)ph);
   if (p) p->fork_pending = 1;
+}
+static void f_reopen(void *ph, uint64_t gen) {
+  (void)gen;
+  proc *p = live_on((int)(intptr_t)ph);
+  if (p) p->reopen_pending = 1;
 }
 static void f_start(void *ph, uint64_t gen) {
   (void)gen;
@@ -1572,9 +1615,12 @@ static void f_operator(void *unused, uint64_t what) {
     break;
   }
 }
+/* Processes that are master, or freeing an elector that may be. */
 static int any_master(void) {
   int n = 0;
   proc *was = cur_proc;
+  for (int i = 0; i < n_procs; i++)
+    n += procs[i].alive && procs[i].closing;
   for (int i = 0; i < n_procs; i++)
     if (procs[i].alive && procs[i].e) {
       cur_proc = &procs[i];
@@ -1714,6 +1760,12 @@ static void draw_schedule(void) {
   for (int i = 0; i < nforks; i++)
     at(rnd2_in(0, S.fault_end - 1), f_fork,
        (void *)(intptr_t)rnd2_in(0, n_hosts - 1), 0);
+  /* the application frees its elector and backend and makes new ones, in
+   * a fifth */
+  int nreopen = chance2(0.2) ? (int)rnd2_in(1, 3) : 0;
+  for (int i = 0; i < nreopen; i++)
+    at(rnd2_in(0, S.fault_end - 1), f_reopen,
+       (void *)(intptr_t)rnd2_in(0, n_hosts - 1), 0);
   int64_t heal = S.fault_end, back_total = 0, last_step = 0;
   int nf = (int)rnd_in(0, 8);
   for (int f = 0; f < nf; f++) {
@@ -1798,10 +1850,10 @@ static void ev_heal(void *unused, uint64_t gen) {
 static int run_schedule(uint64_t seed) {
   g_seed = seed;
   g_rng = seed * 0x9E3779B97F4A7C15ULL + 1;
-  /* (+ 22: none of the regression seeds of tests/integration/sim.sh
-   * draws watch or liveness, so they name the schedules they were found
-   * with) */
-  g_rng2 = seed * 0xD1B54A32D192ED03ULL + 22;
+  /* (+ 79: none of the regression seeds of tests/integration/sim.sh
+   * draws watch, liveness, forks or reopenings, so they name the
+   * schedules they were found with) */
+  g_rng2 = seed * 0xD1B54A32D192ED03ULL + 79;
   T = 0;
   memset(&DB, 0, sizeof DB);
   draw_schedule();
