@@ -71,6 +71,21 @@ else
   not_ok "seed 2956 gave two different traces"
 fi
 
+# the schedules exercise what the simulated database and application
+# offer the core: the wake-up thread's watch, interrupt of a call under way
+# (at the last unref), fork, holder_gone/acquire_dead (the traces of the
+# first 200 seeds)
+for s in $(seq 1 200); do build/sim/sim --seed="$s"; done >"$T/traces.out" 2>&1
+for m in "watch sent" "watch woken" "interrupt ends a call" "fork: child" \
+  "its holder gone" "free() and unref()"; do
+  n=$(grep -c "$m" "$T/traces.out")
+  if [ "$n" -gt 0 ]; then
+    ok "seeds 1-200 exercise '$m' ($n times)"
+  else
+    not_ok "seeds 1-200 never exercise '$m'"
+  fi
+done
+
 for b in deadline ownclock token fork; do
   make -s sim BREAK=$b SEEDS="$BREAK_SEEDS" >"$T/$b.out" 2>&1
   rc=$?
