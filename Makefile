@@ -7,7 +7,7 @@
 #   make install    PREFIX=/usr/local DESTDIR=
 #   make chaos      DURATION=60 BACKEND=sqlite|mysql|mongo|postgres|redis [HOSTILE=1]: faults, then the checker
 #   make fuzz       SECONDS=60: each libFuzzer harness of tests/fuzz/
-#   make sim        SEEDS=100000 [FIRST=1] | SEED=S (a trace) [BREAK=deadline|ownclock|token]
+#   make sim        SEEDS=100000 [FIRST=1] | SEED=S (a trace) [BREAK=deadline|ownclock|token|fork]
 #                   [BEYOND=1: print failures beyond the guarantee too]:
 #                   the core in the deterministic simulator (tests/sim/)
 
@@ -276,7 +276,7 @@ clean:
 
 # The deterministic simulator (tests/sim/, docs/design.md "Simulation"): the
 # core built with tests/sim/shim.h force-included. BREAK=deadline|ownclock|
-# token builds a deliberately wrong copy of src/elector.c (one line changed
+# token|fork builds a deliberately wrong copy of src/elector.c (one line changed
 # by sed; the build fails when the line is not found) that make sim must
 # catch.
 SEEDS      ?= 100000
@@ -288,13 +288,14 @@ SIM_CFLAGS := $(CSTD) $(WARN) -O2 -g -Isrc -Itests/sim
 SIM_SED_deadline := s/e->dl_ns = (int64_t)(c.renew_deadline \* NS);/e->dl_ns = (int64_t)(c.lease * NS);/
 SIM_SED_ownclock := s/int64_t watched = t1 - e->v_first_t1;/return 0; int64_t watched = t1 - e->v_first_t1;/
 SIM_SED_token    := s/\.min_token = e->max_token,/.min_token = 0,/
+SIM_SED_fork     := s/^      e->instance = new_instance();/      ;/
 
 $(SIM_DIR)/elector.c: src/elector.c Makefile
 	@mkdir -p $(@D)
 ifeq ($(BREAK),)
 	@cp src/elector.c $@
 else
-	@test -n '$(SIM_SED_$(BREAK))' || { echo "BREAK=$(BREAK): deadline, ownclock or token" >&2; exit 2; }
+	@test -n '$(SIM_SED_$(BREAK))' || { echo "BREAK=$(BREAK): deadline, ownclock, token or fork" >&2; exit 2; }
 	@sed -e '$(SIM_SED_$(BREAK))' src/elector.c > $@
 	@! cmp -s src/elector.c $@ || { echo "BREAK=$(BREAK): the line to change is not in src/elector.c" >&2; rm -f $@; exit 2; }
 endif
@@ -302,8 +303,12 @@ endif
 # Every source of the core goes through the shim (a time module too, when
 # there is one); only elector.c is copied, for BREAK.
 SIM_LIBSRC := src/util.c src/url.c $(wildcard src/timeutil.c src/time.c)
+# The core's process-wide statics, made global in the simulator's copy of
+# elector.o: each simulated process has its own (a fork copies them).
+SIM_GLOBALS := g_backends g_mu g_once
 $(SIM_BIN): $(SIM_DIR)/elector.c tests/sim/sim.c tests/sim/shim.h $(SIM_LIBSRC) $(HEADERS)
 	$(CC) $(SIM_CFLAGS) -include tests/sim/shim.h -c $(SIM_DIR)/elector.c -o $(SIM_DIR)/elector.o
+	objcopy $(addprefix --globalize-symbol=,$(SIM_GLOBALS)) $(SIM_DIR)/elector.o
 	@for f in $(SIM_LIBSRC); do \
 	  $(CC) $(SIM_CFLAGS) -include tests/sim/shim.h -c $$f -o $(SIM_DIR)/$$(basename $$f .c).o || exit 1; done
 	$(CC) $(SIM_CFLAGS) -o $@ tests/sim/sim.c $(SIM_DIR)/elector.o $(patsubst src/%.c,$(SIM_DIR)/%.o,$(SIM_LIBSRC)) -lm

@@ -2,7 +2,8 @@
 # The deterministic simulator (tests/sim/, docs/design.md "Simulation"):
 # a short `make sim` must find no violation, the seeds of bugs it found
 # must stay fixed, and each deliberately broken core (BREAK=deadline,
-# ownclock, token) must be caught. Ends with one line "N passed, N failed".
+# ownclock, token, fork) must be caught. Ends with one line
+# "N passed, N failed".
 #
 #   SIM_SEEDS=50000    schedules of the clean run (about a minute on 2 cores)
 #   SIM_BREAK_SEEDS=3000  schedules of each broken build
@@ -61,16 +62,34 @@ for s in $REGRESSIONS; do
   fi
 done
 
-# a seed replays exactly: the same trace twice
-build/sim/sim --seed=2956 >"$T/r1.out" 2>&1
-build/sim/sim --seed=2956 >"$T/r2.out" 2>&1
-if [ -s "$T/r1.out" ] && cmp -s "$T/r1.out" "$T/r2.out"; then
-  ok "a seed replays the same trace ($(wc -l <"$T/r1.out") lines)"
-else
-  not_ok "seed 2956 gave two different traces"
-fi
+# a seed replays exactly: the same trace twice (164: with watch, fork
+# and an interrupt, in this version of tests/sim/sim.c)
+for s in 2956 164; do
+  build/sim/sim --seed=$s >"$T/r1.out" 2>&1
+  build/sim/sim --seed=$s >"$T/r2.out" 2>&1
+  if [ -s "$T/r1.out" ] && cmp -s "$T/r1.out" "$T/r2.out"; then
+    ok "seed $s replays the same trace ($(wc -l <"$T/r1.out") lines)"
+  else
+    not_ok "seed $s gave two different traces"
+  fi
+done
 
-for b in deadline ownclock token; do
+# the schedules exercise what the simulated database and application
+# offer the core: the wake-up thread's watch, interrupt of a call under way
+# (at the last unref), fork, holder_gone/acquire_dead (the traces of the
+# first 200 seeds)
+for s in $(seq 1 200); do build/sim/sim --seed="$s"; done >"$T/traces.out" 2>&1
+for m in "watch sent" "watch woken" "interrupt ends a call" "fork: child" \
+  "its holder gone" "free() and unref()"; do
+  n=$(grep -c "$m" "$T/traces.out")
+  if [ "$n" -gt 0 ]; then
+    ok "seeds 1-200 exercise '$m' ($n times)"
+  else
+    not_ok "seeds 1-200 never exercise '$m'"
+  fi
+done
+
+for b in deadline ownclock token fork; do
   make -s sim BREAK=$b SEEDS="$BREAK_SEEDS" >"$T/$b.out" 2>&1
   rc=$?
   v=$(violations "$T/$b.out")

@@ -4,8 +4,11 @@
  * meets threads, time, randomness or the process goes to the simulator
  * instead: threads are coroutines it schedules, clocks are its simulated
  * clocks (one per simulated host), randomness comes from the schedule's
- * seed. The system headers come first, so their declarations keep their
- * names; the macros below only rename the core's calls.
+ * seed. The core's memory is allocated through the simulator too, which
+ * knows each block's process: a simulated fork() copies the parent's
+ * blocks for the child. The system headers come first, so their
+ * declarations keep their names; the macros below only rename the core's
+ * calls.
  */
 #ifndef GM_SIM_SHIM_H
 #define GM_SIM_SHIM_H
@@ -15,6 +18,8 @@
 #include <poll.h>
 #include <pthread.h>
 #include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
 #include <sys/eventfd.h>
 #include <sys/random.h>
 #include <sys/types.h>
@@ -47,6 +52,12 @@ int sim_eventfd(unsigned init, int flags);
 int sim_nanosleep(const struct timespec *req, struct timespec *rem);
 int sim_usleep(useconds_t us);
 pid_t sim_fork(void);
+void *sim_malloc(size_t n);
+void *sim_calloc(size_t n, size_t size);
+void *sim_realloc(void *p, size_t n);
+void sim_free(void *p);
+char *sim_strdup(const char *s);
+char *sim_strndup(const char *s, size_t n);
 
 #ifndef GM_SIM_NO_MACROS
 #define pthread_mutex_init sim_mutex_init
@@ -72,6 +83,12 @@ pid_t sim_fork(void);
 #define nanosleep sim_nanosleep
 #define usleep sim_usleep
 #define fork sim_fork
+#define malloc sim_malloc
+#define calloc sim_calloc
+#define realloc sim_realloc
+#define free sim_free
+#define strdup sim_strdup
+#define strndup sim_strndup
 #endif
 
 #endif

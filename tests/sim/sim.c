@@ -60,6 +60,27 @@ static int64_t rnd_in(int64_t lo, int64_t hi) { /* [lo, hi] */
 static double rnd_u(void) { return (double)(rnd() >> 11) / 9007199254740992.0; }
 static int chance(double p) { return rnd_u() < p; }
 
+/* A second generator for the schedule-wide draws added since the first
+ * version (watch, liveness, forks): a schedule that draws none of them
+ * draws the same from rnd() as before, so its seed names the same
+ * schedule (the regression seeds of tests/integration/sim.sh). */
+static uint64_t g_rng2;
+static uint64_t rnd2(void) {
+  uint64_t keep = g_rng, z;
+  g_rng = g_rng2;
+  z = rnd();
+  g_rng2 = g_rng;
+  g_rng = keep;
+  return z;
+}
+static double rnd2_u(void) {
+  return (double)(rnd2() >> 11) / 9007199254740992.0;
+}
+static int chance2(double p) { return rnd2_u() < p; }
+static int64_t rnd2_in(int64_t lo, int64_t hi) {
+  return hi <= lo ? lo : lo + (int64_t)(rnd2() % (uint64_t)(hi - lo + 1));
+}
+
 /* ---- trace and verdicts -------------------------------------------------- */
 
 static int g_trace;
@@ -154,6 +175,19 @@ typedef struct host {
   int64_t base_local, base_t;
 } host;
 
+/* The core's process-wide state (src/elector.c's statics, made global in
+ * the simulator's copy of elector.o by objcopy: see the Makefile): each
+ * simulated process has its own, swapped in when one of its coroutines
+ * runs. */
+extern gm_backend *g_backends;
+extern pthread_mutex_t g_mu;
+extern pthread_once_t g_once;
+typedef struct {
+  gm_backend *backends;
+  pthread_mutex_t mu;
+  pthread_once_t once;
+} core_globals;
+
 typedef struct co co;
 typedef struct proc {
   int idx;
@@ -170,11 +204,28 @@ typedef struct proc {
   int64_t fsent[16];
   unsigned nfsent;
   int64_t quiet_from, quiet_until, quiet_left; /* local ns */
+  int64_t quiet_sent; /* local ns when that read was sent */
   int64_t last_start_local; /* local ns of the last start() or failed call */
   uint64_t seen_max; /* largest token in any reply this process got */
   int want_running;  /* the app should be campaigning */
   uint64_t seen_version; /* DB.version at its last changed() */
   int64_t woken_at;      /* true ns of its last wake-up */
+  int watch_woke;        /* a watch said "may have changed": the next
+                          * reads (this many) may be reads on a wake-up */
+  uint64_t nreads;       /* observes that got a reply */
+  uint64_t rewatch_after;  /* no new watch until nreads passes this: set
+                            * by a watch that woke (or said "cannot") */
+  int rewatch_set;
+  unsigned nstarts;      /* start() calls */
+  int64_t slot;          /* its byte of the lock file (liveness), or -1 */
+  struct sconn *conns;   /* every connection it opened */
+  core_globals gl;       /* its core's process-wide state, while not loaded */
+  int fork_pending;      /* the application forks at its next turn */
+  int reopen_pending;    /* ... frees its elector and backend, makes new */
+  int closing;           /* inside free() and unref() */
+  unsigned epoch;        /* grows with every such reopening: the checks
+                          * follow the coroutines of the current backend */
+  int parent;            /* the process it was forked from, or -1 */
 } proc;
 
 static host hosts[MAX_HOSTS];
@@ -210,14 +261,33 @@ struct co {
   co *joiner;
   co *wnext; /* in a mutex's or condition's wait list */
   int woken; /* cond: woken by a broadcast (not the timeout) */
+  unsigned epoch; /* its process's epoch when it was made */
 };
 
 static ucontext_t sched_ctx;
 static co *cur; /* running coroutine; NULL: the scheduler */
 
+/* Loads p's process-wide core state (NULL: none is loaded). */
+static proc *gl_loaded;
+static void globals_switch(proc *p) {
+  if (gl_loaded == p) return;
+  if (gl_loaded) {
+    gl_loaded->gl.backends = g_backends;
+    gl_loaded->gl.mu = g_mu;
+    gl_loaded->gl.once = g_once;
+  }
+  if (p) {
+    g_backends = p->gl.backends;
+    g_mu = p->gl.mu;
+    g_once = p->gl.once;
+  }
+  gl_loaded = p;
+}
+
 static void co_resume(co *c) {
   co *was = cur;
   proc *pw = cur_proc;
+  globals_switch(c->p);
   cur = c;
   cur_proc = c->p;
   c->blocked = 0;
@@ -259,6 +329,7 @@ static co *co_new(proc *p, void *(*fn)(void *), void *arg) {
   c->stack = malloc(STACK_SIZE);
   if (!c || !c->stack) abort();
   c->p = p;
+  c->epoch = p->epoch;
   c->fn = fn;
   c->arg = arg;
   getcontext(&c->ctx);
@@ -434,10 +505,128 @@ int sim_once(pthread_once_t *o, void (*fn)(void)) {
   }
   return 0;
 }
+static void (*at_prepare)(void), (*at_parent)(void), (*at_child)(void);
 int sim_atfork(void (*prepare)(void), void (*parent)(void),
                void (*child)(void)) {
-  (void)prepare, (void)parent, (void)child;
-  return 0; /* forks are not simulated */
+  at_prepare = prepare; /* the same functions in every process */
+  at_parent = parent;
+  at_child = child;
+  return 0;
+}
+
+/* The core's memory: every block with the process that made it. */
+typedef struct {
+  void *p;
+  size_t n;
+  proc *owner;
+} block;
+static block *blocks;
+static size_t nblocks, capblocks;
+static void track(void *p, size_t n, proc *owner) {
+  if (nblocks == capblocks) {
+    capblocks = capblocks ? 2 * capblocks : 256;
+    blocks = realloc(blocks, capblocks * sizeof *blocks);
+    if (!blocks) abort();
+  }
+  blocks[nblocks++] = (block){p, n, owner};
+}
+static block *find_block(const void *p) {
+  for (size_t i = nblocks; i-- > 0;)
+    if (blocks[i].p == p) return &blocks[i];
+  return NULL;
+}
+void *sim_malloc(size_t n) {
+  void *p = malloc(n ? n : 1);
+  if (!p) abort();
+  track(p, n, cur_proc);
+  return p;
+}
+void *sim_calloc(size_t n, size_t size) {
+  void *p = calloc(n ? n : 1, size ? size : 1);
+  if (!p) abort();
+  track(p, n * size, cur_proc);
+  return p;
+}
+void *sim_realloc(void *p, size_t n) {
+  if (!p) return sim_malloc(n);
+  block *b = find_block(p);
+  void *q = realloc(p, n ? n : 1);
+  if (!q) abort();
+  if (b) {
+    b->p = q;
+    b->n = n;
+  } else {
+    track(q, n, cur_proc);
+  }
+  return q;
+}
+void sim_free(void *p) {
+  if (!p) return;
+  block *b = find_block(p);
+  if (b) *b = blocks[--nblocks];
+  free(p);
+}
+char *sim_strdup(const char *s) {
+  return sim_strndup(s, strlen(s));
+}
+char *sim_strndup(const char *s, size_t n) {
+  size_t len = strnlen(s, n);
+  char *d = sim_malloc(len + 1);
+  memcpy(d, s, len);
+  d[len] = '\0';
+  return d;
+}
+
+/* A fork's copy of the parent's memory: each block of the parent copied
+ * for the child, and every word of the copies that points into a block of
+ * the parent pointed at the child's copy instead. */
+typedef struct {
+  uintptr_t old;
+  size_t n;
+  char *neu;
+} moved;
+static int moved_cmp(const void *a, const void *b) {
+  uintptr_t x = ((const moved *)a)->old, y = ((const moved *)b)->old;
+  return x < y ? -1 : x > y;
+}
+static moved *g_moved;
+static size_t g_nmoved;
+static void *relocate(const void *v) {
+  uintptr_t a = (uintptr_t)v;
+  size_t lo = 0, hi = g_nmoved;
+  while (lo < hi) {
+    size_t mid = (lo + hi) / 2;
+    if (a < g_moved[mid].old) hi = mid;
+    else if (a >= g_moved[mid].old + (g_moved[mid].n ? g_moved[mid].n : 1))
+      lo = mid + 1;
+    else
+      return g_moved[mid].neu + (a - g_moved[mid].old);
+  }
+  return (void *)v;
+}
+static void copy_memory(proc *from, proc *to) {
+  g_nmoved = 0;
+  g_moved = calloc(nblocks + 1, sizeof *g_moved);
+  if (!g_moved) abort();
+  size_t n0 = nblocks; /* the copies are added below */
+  for (size_t i = 0; i < n0; i++)
+    if (blocks[i].owner == from) {
+      char *q = malloc(blocks[i].n ? blocks[i].n : 1);
+      if (!q) abort();
+      memcpy(q, blocks[i].p, blocks[i].n);
+      g_moved[g_nmoved++] = (moved){(uintptr_t)blocks[i].p, blocks[i].n, q};
+    }
+  qsort(g_moved, g_nmoved, sizeof *g_moved, moved_cmp);
+  for (size_t i = 0; i < g_nmoved; i++) {
+    track(g_moved[i].neu, g_moved[i].n, to);
+    for (size_t off = 0; off + sizeof(void *) <= g_moved[i].n;
+         off += sizeof(void *)) {
+      void *w;
+      memcpy(&w, g_moved[i].neu + off, sizeof w);
+      w = relocate(w);
+      memcpy(g_moved[i].neu + off, &w, sizeof w);
+    }
+  }
 }
 int sim_clock_gettime(clockid_t id, struct timespec *ts) {
   proc *p = cur_proc;
@@ -505,6 +694,11 @@ static struct {
   int64_t end;
   int batch;          /* the backend has renew_many */
   int wake;           /* the backend has changed/poll_us (wake-ups) */
+  int watch;          /* the backend has watch/open_watch/interrupt */
+  int watch_noisy;    /* a renewal wakes a watch too */
+  double p_watch_not; /* a watch says "cannot watch this lock" at once */
+  double p_watch_spurious; /* a watch wakes at once with nothing changed */
+  int liveness;       /* holder_gone/acquire_dead (SQLite's lock file) */
 } S;
 
 /* ---- the database -------------------------------------------------------- */
@@ -515,6 +709,7 @@ typedef struct {
   uint64_t instance, token;
   int64_t acquired_at, renewed_at, expires_at;
   int64_t t_renewed; /* true time of the last grant or renewal */
+  int64_t holder;    /* the granted process's liveness handle, or -1 */
 } dbrow;
 
 enum { W_GRANT, W_RENEW, W_RELEASE, W_OPERATOR };
@@ -535,6 +730,8 @@ static struct {
   int far_future;       /* an operator set a far-future expiry */
   int64_t last_grant_t; /* true time of the last grant */
   uint64_t version;     /* grows with every write (PRAGMA data_version) */
+  struct req *watchers[64]; /* watches waiting for the row to change */
+  int nwatchers;
 } DB;
 
 static int64_t db_now(void) {
@@ -542,8 +739,10 @@ static int64_t db_now(void) {
          (int64_t)((__int128)(T - DB.base_t) * DB.rate_ppm / 1000000 / 1000);
 }
 
+static void watch_fire(int changed);
 static void db_record(int kind) {
   DB.version++;
+  watch_fire(kind != W_RENEW);
   if (DB.nhist == HIST) {
     memmove(&DB.hist[0], &DB.hist[1], (HIST - 1) * sizeof DB.hist[0]);
     DB.nhist--;
@@ -559,6 +758,7 @@ static void row_out(gm_row *o, int64_t now) {
   o->now = now;
   o->holder = -1;
   if (!DB.row.exists) return;
+  if (S.liveness) o->holder = DB.row.holder;
   snprintf(o->owner, sizeof o->owner, "%s", DB.row.owner);
   o->token = DB.row.token;
   o->instance = DB.row.instance;
@@ -569,9 +769,30 @@ static void row_out(gm_row *o, int64_t now) {
 
 /* ---- the simulated backend: one generic request/reply path -------------- */
 
-enum { OP_OPEN, OP_OBSERVE, OP_ACQUIRE, OP_RENEW, OP_RELEASE, OP_RENEW_MANY };
-static const char *op_names[] = {"open",  "observe", "acquire",
-                                 "renew", "release", "renew_many"};
+enum {
+  OP_OPEN,
+  OP_OBSERVE,
+  OP_ACQUIRE,
+  OP_RENEW,
+  OP_RELEASE,
+  OP_RENEW_MANY,
+  OP_WATCH
+};
+static const char *op_names[] = {"open",  "observe",    "acquire", "renew",
+                                 "release", "renew_many", "watch"};
+
+/* A connection: interrupt() shuts it down (as shutdown(2) of a socket):
+ * the call running on it fails at once, and every later one too. */
+typedef struct sconn {
+  proc *p;
+  int watch;          /* opened by open_watch: reads outlast a long watch */
+  int shut;           /* interrupted */
+  int fresh;          /* no watch on it yet */
+  uint64_t reads_mark; /* its proc's nreads when it was opened */
+  int closed;
+  struct req *busy;   /* the call running on it */
+  struct sconn *next; /* in p->conns */
+} sconn;
 
 typedef struct req {
   int op;
@@ -579,6 +800,11 @@ typedef struct req {
   co *c;
   uint64_t gen;
   int done;
+  int interrupted;
+  int64_t wait;   /* watch: how long the database waits, true ns */
+  int waiting;    /* watch: registered with the database */
+  int64_t holder; /* acquire: the requester's liveness handle, or -1 */
+  int64_t dead;   /* acquire_dead: the holder reported gone, else -1 */
   /* input */
   char owner[GM_ID_MAX];
   uint64_t instance, token, expect_token, min_token, seen_max;
@@ -618,8 +844,12 @@ static int db_apply_one(req *r, gm_row *out, const char *owner,
       if (DB.row.exists) return GM_NOT;
       nt = r->min_token + 1;
     } else {
-      if (!DB.row.exists || DB.row.token != r->expect_token ||
-          DB.row.expires_at > now || DB.row.token >= (uint64_t)INT64_MAX)
+      /* acquire_dead (SQLite's take_dead): a live lease too, where the
+       * row's holder is still the one reported gone */
+      int free_row = r->dead >= 0 ? DB.row.holder == r->dead
+                                  : DB.row.expires_at <= now;
+      if (!DB.row.exists || DB.row.token != r->expect_token || !free_row ||
+          DB.row.token >= (uint64_t)INT64_MAX)
         return GM_NOT;
       nt = (DB.row.token > r->min_token ? DB.row.token : r->min_token) + 1;
     }
@@ -641,9 +871,11 @@ static int db_apply_one(req *r, gm_row *out, const char *owner,
     DB.row.acquired_at = DB.row.renewed_at = now;
     DB.row.t_renewed = T;
     DB.row.expires_at = now + lease_us;
+    DB.row.holder = r->holder;
     if (nt > DB.max_token) DB.max_token = nt;
     DB.last_grant_t = T;
-    trace("db: granted token %" PRIu64 " to p%d (%s)", nt, r->p->idx, owner);
+    trace("db: granted token %" PRIu64 " to p%d (%s)%s", nt, r->p->idx, owner,
+          r->dead >= 0 ? ", its holder gone" : "");
     row_out(out, now);
     return GM_OK;
   }
@@ -672,11 +904,72 @@ static void ev_reply(void *pr, uint64_t gen) {
   (void)gen;
   if (r->c->gen != r->gen || !r->c->blocked) return; /* timed out */
   r->done = 1;
-  trace("p%d: %s replied %d: row %s owner '%s' token %" PRIu64
-        " expires in %.3f s", r->p->idx, op_names[r->op], r->rc,
-        r->row.exists ? "exists" : "absent", r->row.owner, r->row.token,
-        (double)(r->row.expires_at - r->row.now) / 1e6);
+  if (r->op == OP_WATCH)
+    trace("p%d: watch replied %d", r->p->idx, r->rc);
+  else
+    trace("p%d: %s replied %d: row %s owner '%s' token %" PRIu64
+          " expires in %.3f s", r->p->idx, op_names[r->op], r->rc,
+          r->row.exists ? "exists" : "absent", r->row.owner, r->row.token,
+          (double)(r->row.expires_at - r->row.now) / 1e6);
   ev_wake(r->c, r->gen);
+}
+
+/* The database's reply: after a drawn delay, or lost. */
+static void reply(req *r) {
+  if (chance(S.p_lost_rep) && r->op != OP_OPEN) {
+    trace("db: reply to p%d's %s lost (rc %d)", r->p->idx, op_names[r->op],
+          r->rc);
+    return;
+  }
+  at(T + delay(), ev_reply, r, 0);
+}
+
+/* ---- watch: the database holds the request until the row changes ------- */
+
+static void watch_end(req *r, int rc) {
+  for (int i = 0; i < DB.nwatchers; i++)
+    if (DB.watchers[i] == r) {
+      DB.watchers[i] = DB.watchers[--DB.nwatchers];
+      break;
+    }
+  r->waiting = 0;
+  r->rc = rc;
+  reply(r);
+}
+
+/* The row was written: every watch returns GM_OK, where the write changed
+ * the grant (a grant, a release, an operator's edit, a deletion, a
+ * failover, a crashed holder's session ended) or the database also wakes on
+ * renewals. */
+static void watch_fire(int changed) {
+  if (!changed && !S.watch_noisy) return;
+  while (DB.nwatchers) {
+    trace("db: p%d's watch woken", DB.watchers[0]->p->idx);
+    watch_end(DB.watchers[0], GM_OK);
+  }
+}
+
+/* Its wait ran out with the row unchanged: GM_NOT. */
+static void ev_watch_timeout(void *pr, uint64_t gen) {
+  req *r = pr;
+  (void)gen;
+  if (r->waiting) watch_end(r, GM_NOT);
+}
+
+/* A watch delivered: GM_OK at once when the lock is not held (as MySQL's
+ * IS_FREE_LOCK), or, drawn, with nothing changed; else it waits. */
+static void watch_begin(req *r) {
+  int64_t now = db_now();
+  int held = DB.row.exists && DB.row.owner[0] && DB.row.expires_at > now;
+  if (!held || chance(S.p_watch_spurious) ||
+      DB.nwatchers == (int)(sizeof DB.watchers / sizeof DB.watchers[0])) {
+    r->rc = GM_OK;
+    reply(r);
+    return;
+  }
+  r->waiting = 1;
+  DB.watchers[DB.nwatchers++] = r;
+  at(T + r->wait, ev_watch_timeout, r, 0);
 }
 
 static void ev_deliver(void *pr, uint64_t gen) {
@@ -684,6 +977,10 @@ static void ev_deliver(void *pr, uint64_t gen) {
   (void)gen;
   if (DB.down) {
     trace("db: down, p%d's %s lost", r->p->idx, op_names[r->op]);
+    return;
+  }
+  if (r->op == OP_WATCH) {
+    watch_begin(r);
     return;
   }
   if (r->op == OP_RENEW_MANY) {
@@ -700,44 +997,67 @@ static void ev_deliver(void *pr, uint64_t gen) {
     r->rc = db_apply_one(r, &r->row, r->owner, r->instance, r->token,
                          r->lease_us);
   }
-  if (chance(S.p_lost_rep) && r->op != OP_OPEN) {
-    trace("db: reply to p%d's %s lost (rc %d)", r->p->idx, op_names[r->op],
-          r->rc);
-    return;
+  reply(r);
+}
+
+/* A follower's statements: after a read that showed another node's live
+ * lease, nothing for min(retry, what is left of that lease) unless a
+ * wake-up or start() came since (point 6), and never many in a row. */
+static void check_follower_pace(proc *p, const req *r) {
+  int64_t now = local_of(p->h, T);
+  if (now < p->quiet_until - 1000 && p->quiet_sent > p->last_start_local)
+    violation("p%d sent %s %.3f s after reading a live lease that had "
+              "%.3f s left (retry %.3f s)",
+              p->idx, op_names[r->op], (double)(now - p->quiet_from) / SEC,
+              (double)p->quiet_left / SEC, (double)S.P / SEC);
+  p->fsent[p->nfsent++ % 16] = now;
+  if (p->nfsent >= 16) {
+    int64_t first = p->fsent[p->nfsent % 16];
+    int64_t span = S.P > 100 * MS ? S.P : 100 * MS;
+    if (now - first < span && first > p->last_start_local)
+      violation("p%d sent 16 statements in %.3f s as a follower (retry "
+                "%.3f s)",
+                p->idx, (double)(now - first) / SEC, (double)S.P / SEC);
   }
-  at(T + delay(), ev_reply, r, 0);
 }
 
 /* Every call: a request after a delay, a reply after another, or GM_ERR at
- * the timeout (on the caller's clock). Statements a follower sends are
- * counted against the retry interval. */
-static int call(req *r, gm_error *err) {
+ * the timeout (on the caller's clock), or at once when the connection is
+ * interrupted. Statements a follower sends are counted against the retry
+ * interval; a watch is not such a statement (it waits), but a watch that
+ * woke (or could not watch) is not followed by another before a read. */
+static int call(sconn *cn, req *r, gm_error *err) {
   proc *p = cur->p;
   r->p = p;
   r->c = cur;
-  r->seen_max = p->seen_max;
-  r->woken = p->woken_at == T;
-  if (r->op != OP_OPEN && p->e && gm_elector_deadline(p->e) == 0) {
-    /* point 6: after a read that showed another node's live lease, a
-     * follower sends nothing for min(retry, what is left of that lease),
-     * unless start() came since */
-    int64_t now = local_of(p->h, T);
-    if (now < p->quiet_until - 1000 && p->quiet_from > p->last_start_local)
-      violation("p%d sent %s %.3f s after reading a live lease that had "
-                "%.3f s left (retry %.3f s)",
-                p->idx, op_names[r->op], (double)(now - p->quiet_from) / SEC,
-                (double)p->quiet_left / SEC, (double)S.P / SEC);
-    /* and never many statements in a row: a busy loop */
-    p->fsent[p->nfsent++ % 16] = now;
-    if (p->nfsent >= 16) {
-      int64_t first = p->fsent[p->nfsent % 16];
-      int64_t span = S.P > 100 * MS ? S.P : 100 * MS;
-      if (now - first < span && first > p->last_start_local)
-        violation("p%d sent 16 statements in %.3f s as a follower (retry "
-                  "%.3f s)",
-                  p->idx, (double)(now - first) / SEC, (double)S.P / SEC);
-    }
+  /* the checks follow the current backend's coroutines: a freed one's
+   * thread may still release in the background */
+  int ours = cur->epoch == p->epoch;
+  r->seen_max = ours ? p->seen_max : 0;
+  /* after a watch woke, the read on the wake-up may come second (after
+   * a read that was due anyway: the election thread was in a call, or
+   * had no connection, when the wake-up came): neither sets a window */
+  r->woken = p->woken_at == T || (r->op == OP_OBSERVE && p->watch_woke);
+  if (r->op == OP_OBSERVE && p->watch_woke && ours) p->watch_woke--;
+  if (cn->closed) violation("p%d: %s on a closed connection", p->idx,
+                            op_names[r->op]);
+  if (cn->p != p) violation("p%d: %s on p%d's connection", p->idx,
+                            op_names[r->op], cn->p->idx);
+  if (cn->shut) {
+    trace("p%d: %s on an interrupted connection", p->idx, op_names[r->op]);
+    gm_seterr(err, GM_E_CONNECT, "%s: the connection was interrupted",
+              op_names[r->op]);
+    return GM_ERR;
   }
+  if (!ours) {
+  } else if (r->op == OP_WATCH) {
+    if (p->rewatch_set && p->nreads <= p->rewatch_after)
+      violation("p%d watched again with no read since its last watch woke",
+                p->idx);
+  } else if (r->op != OP_OPEN && p->e && gm_elector_deadline(p->e) == 0) {
+    check_follower_pace(p, r);
+  }
+  int64_t sent_local = local_of(p->h, T);
   r->gen = block_prepare();
   trace("p%d: %s sent%s", p->idx, op_names[r->op],
         p->e && gm_elector_deadline(p->e) ? " (master)" : "");
@@ -745,15 +1065,30 @@ static int call(req *r, gm_error *err) {
     trace("p%d: %s request lost", p->idx, op_names[r->op]);
   else
     at(T + delay(), ev_deliver, r, 0);
-  at(true_of(p->h, local_of(p->h, T) + S.timeout), ev_wake, cur, r->gen);
+  int64_t limit = S.timeout + (r->op == OP_WATCH ? r->wait : 0);
+  at(true_of(p->h, local_of(p->h, T) + limit), ev_wake, cur, r->gen);
+  cn->busy = r;
   block_now();
+  cn->busy = NULL;
+  ours = cur->epoch == p->epoch; /* (the application may have reopened) */
   if (!r->done) {
+    gm_seterr(err, r->interrupted ? GM_E_CONNECT : GM_E_DB, "%s: %s",
+              op_names[r->op], r->interrupted ? "interrupted" : "timed out");
+    if (r->op == OP_WATCH || !ours) return GM_ERR;
     /* a failed call: the core's backoff paces what follows, the counts
      * start again */
     p->last_start_local = local_of(p->h, T);
-    gm_seterr(err, GM_E_DB, "%s: timed out", op_names[r->op]);
     return GM_ERR;
   }
+  if (!ours) return r->rc;
+  if (r->op == OP_WATCH) {
+    if (r->rc == GM_OK) { /* a wake-up: the followers read at once */
+      p->watch_woke = 2;
+      p->last_start_local = local_of(p->h, T);
+    }
+    return r->rc;
+  }
+  if (r->op == OP_OBSERVE && r->rc == GM_OK) p->nreads++;
   if (r->op != OP_OPEN && r->row.token > p->seen_max)
     p->seen_max = r->row.token;
   /* a read on a wake-up may be followed by the read that was due anyway
@@ -765,7 +1100,10 @@ static int call(req *r, gm_error *err) {
     double bound = (double)(S.L - S.D) / (double)S.L;
     int64_t left = (r->row.expires_at - r->row.now) * 1000;
     left = (int64_t)((double)left * (1 - bound));
+    /* (a wake-up that came while the read was under way makes the core
+     * read again at once: the window counts from the read's start) */
     p->quiet_from = local_of(p->h, T);
+    p->quiet_sent = sent_local;
     p->quiet_left = left < S.P ? left : S.P;
     p->quiet_until = p->quiet_from + p->quiet_left;
   }
@@ -780,6 +1118,7 @@ static req *req_new(int op) {
   req *r = calloc(1, sizeof *r); /* freed with the process */
   if (!r) abort();
   r->op = op;
+  r->holder = r->dead = -1;
   return r;
 }
 
@@ -793,26 +1132,79 @@ static void sb_describe(const void *cfg, char *buf, size_t len) {
   (void)cfg;
   snprintf(buf, len, "sim");
 }
-static int conn_token;
-static int sb_open(const void *cfg, void **conn, gm_error *err) {
-  (void)cfg;
+/* SQLite's liveness handle: a byte of the lock file that the process
+ * keeps locked from its first open on; the kernel frees it when the
+ * process dies (not when it pauses). A few bytes, so a new process may
+ * take a dead one's. */
+#define SLOTS 8
+static int slot_taken(int64_t slot) {
+  for (int i = 0; i < n_procs; i++)
+    if (procs[i].alive && procs[i].slot == slot) return 1;
+  return 0;
+}
+static void take_slot(proc *p) {
+  if (!S.liveness || p->slot >= 0) return;
+  unsigned start = (unsigned)p->pid * 2654435761u;
+  for (unsigned i = 0; i < SLOTS; i++)
+    if (!slot_taken((start + i) % SLOTS)) {
+      p->slot = (start + i) % SLOTS;
+      return;
+    }
+}
+
+static int open_conn(int watch, void **conn, gm_error *err) {
+  proc *p = cur->p;
+  sconn *cn = calloc(1, sizeof *cn); /* freed with the process */
+  if (!cn) abort();
+  cn->p = p;
+  cn->watch = watch;
+  cn->fresh = 1;
+  cn->reads_mark = p->nreads;
+  cn->next = p->conns;
+  p->conns = cn;
+  take_slot(p);
   req *r = req_new(OP_OPEN);
-  int rc = call(r, err);
-  *conn = rc == GM_OK ? &conn_token : NULL;
+  int rc = call(cn, r, err);
+  if (rc != GM_OK) cn->closed = 1;
+  *conn = rc == GM_OK ? cn : NULL;
   return rc == GM_OK ? GM_OK : GM_ERR;
 }
-static void sb_close(void *conn) { (void)conn; }
+static int sb_open(const void *cfg, void **conn, gm_error *err) {
+  (void)cfg;
+  return open_conn(0, conn, err);
+}
+static int sb_open_watch(const void *cfg, void **conn, gm_error *err) {
+  (void)cfg;
+  return open_conn(1, conn, err);
+}
+static void sb_close(void *conn) {
+  sconn *cn = conn;
+  if (cn->closed) violation("p%d: a connection closed twice", cn->p->idx);
+  cn->closed = 1;
+}
+/* From another thread (the core's lock held): the call running on conn
+ * fails at once; so does every later one. */
+static void sb_interrupt(void *conn) {
+  sconn *cn = conn;
+  if (cn->closed) violation("p%d: interrupt of a closed connection",
+                            cn->p->idx);
+  trace("p%d: interrupt%s", cn->p->idx, cn->busy ? " ends a call" : "");
+  cn->shut = 1;
+  if (cn->busy && !cn->busy->done) {
+    cn->busy->interrupted = 1;
+    at(T, ev_wake, cn->busy->c, cn->busy->gen);
+  }
+}
 static int sb_observe(void *conn, const char *name, gm_row *out,
                       gm_error *err) {
-  (void)conn, (void)name;
+  (void)name;
   req *r = req_new(OP_OBSERVE);
-  int rc = call(r, err);
+  int rc = call(conn, r, err);
   if (rc == GM_OK) *out = r->row;
   return rc;
 }
-static int sb_acquire(void *conn, const gm_acquire_req *a, gm_row *out,
-                      gm_error *err) {
-  (void)conn;
+static int acquire_with(void *conn, const gm_acquire_req *a, int64_t dead,
+                        gm_row *out, gm_error *err) {
   req *r = req_new(OP_ACQUIRE);
   snprintf(r->owner, sizeof r->owner, "%s", a->owner);
   r->instance = a->instance;
@@ -820,41 +1212,66 @@ static int sb_acquire(void *conn, const gm_acquire_req *a, gm_row *out,
   r->expect_token = a->expect_token;
   r->min_token = a->min_token;
   r->lease_us = a->lease_us;
-  int rc = call(r, err);
+  r->holder = cur->p->slot;
+  r->dead = dead;
+  int rc = call(conn, r, err);
   if (rc == GM_OK) *out = r->row;
   return rc;
+}
+static int sb_acquire(void *conn, const gm_acquire_req *a, gm_row *out,
+                      gm_error *err) {
+  return acquire_with(conn, a, -1, out, err);
+}
+/* As SQLite's: only an update, and only of the holder reported gone. */
+static int sb_acquire_dead(void *conn, const gm_acquire_req *a,
+                           int64_t holder, gm_row *out, gm_error *err) {
+  if (!a->expect_exists || holder < 0) return GM_NOT;
+  return acquire_with(conn, a, holder, out, err);
+}
+/* A local check, no statement: the byte is free when no live process
+ * holds it. Our own byte, or none: nobody can tell. */
+static int holder_gone(proc *p, int64_t holder) {
+  if (holder < 0 || p->slot < 0 || holder == p->slot) return GM_NOT;
+  if (slot_taken(holder)) return GM_NOT;
+  /* a wake-up: the follower reads (and takes the lock) at once */
+  p->last_start_local = local_of(p->h, T);
+  p->woken_at = T;
+  return GM_OK;
+}
+static int sb_holder_gone(void *conn, int64_t holder, gm_error *err) {
+  (void)conn, (void)err;
+  return holder_gone(cur->p, holder);
 }
 static int sb_renew(void *conn, const char *name, const char *owner,
                     uint64_t instance, uint64_t token, int64_t lease_us,
                     gm_row *out, gm_error *err) {
-  (void)conn, (void)name;
+  (void)name;
   req *r = req_new(OP_RENEW);
   snprintf(r->owner, sizeof r->owner, "%s", owner);
   r->instance = instance;
   r->token = token;
   r->lease_us = lease_us;
-  int rc = call(r, err);
+  int rc = call(conn, r, err);
   if (rc == GM_OK) *out = r->row;
   return rc;
 }
 static int sb_release(void *conn, const char *name, const char *owner,
                       uint64_t instance, uint64_t token, gm_error *err) {
-  (void)conn, (void)name;
+  (void)name;
   req *r = req_new(OP_RELEASE);
   snprintf(r->owner, sizeof r->owner, "%s", owner);
   r->instance = instance;
   r->token = token;
-  return call(r, err);
+  return call(conn, r, err);
 }
 static int sb_renew_many(void *conn, gm_renew_req *reqs, size_t n,
                          gm_error *err) {
-  (void)conn;
   req *r = req_new(OP_RENEW_MANY);
   r->reqs = calloc(n, sizeof *reqs);
   if (!r->reqs) abort();
   memcpy(r->reqs, reqs, n * sizeof *reqs);
   r->n = n;
-  int rc = call(r, err);
+  int rc = call(conn, r, err);
   if (rc == GM_OK) memcpy(reqs, r->reqs, n * sizeof *reqs);
   return rc;
 }
@@ -867,9 +1284,42 @@ static int sb_changed(void *conn, gm_error *err) {
   proc *p = cur->p;
   if (p->seen_version == DB.version) return GM_NOT;
   p->seen_version = DB.version;
-  p->last_start_local = local_of(p->h, T);
+  if (cur->epoch == p->epoch) p->last_start_local = local_of(p->h, T);
   p->woken_at = T;
   return GM_OK;
+}
+
+/* A watch as MySQL's GET_LOCK: the database holds the request until the
+ * lock's row changes or its wait runs out. On a connection from open (not
+ * open_watch) the wait is cut to half the call's timeout, which the
+ * connection's reads must outlast. Drawn: "cannot watch this lock from
+ * here" at once, with no statement (MySQL under Galera). */
+static int sb_watch(void *conn, const char *name, int64_t timeout_us,
+                    gm_error *err) {
+  (void)name;
+  sconn *cn = conn;
+  proc *p = cur->p;
+  /* the reads the core had seen when it chose what to watch: before it
+   * opened the connection, for the first watch on it */
+  uint64_t mark = cn->fresh ? cn->reads_mark : p->nreads;
+  cn->fresh = 0;
+  unsigned starts = p->nstarts;
+  if (chance(S.p_watch_not)) {
+    trace("p%d: watch: cannot watch from here", p->idx);
+    p->rewatch_set = 1;
+    p->rewatch_after = mark;
+    return GM_NOT;
+  }
+  req *r = req_new(OP_WATCH);
+  int64_t wait = timeout_us < 0 ? 0 : timeout_us * 1000;
+  if (!cn->watch && wait > S.timeout / 2) wait = S.timeout / 2;
+  r->wait = wait;
+  int rc = call(cn, r, err);
+  if (rc == GM_OK && starts == p->nstarts && cur->epoch == p->epoch) {
+    p->rewatch_set = 1;
+    p->rewatch_after = mark;
+  }
+  return rc;
 }
 
 static gm_backend_ops sim_ops = {
@@ -886,6 +1336,7 @@ static gm_backend_ops sim_ops = {
     .release = sb_release,
 };
 
+
 /* ---- processes: the application -------------------------------------------- */
 
 static const char *shared_id; /* colliding ids: every process uses it */
@@ -899,13 +1350,16 @@ static void drain(proc *p) {
       trace("p%d: stop(%s)", p->idx, gm_stop_reason_name(ev.reason));
 }
 
-static void *app_main(void *arg) {
-  proc *p = arg;
+static void *app_loop(proc *p);
+static void do_fork(proc *p);
+static void *app_loop_main(void *arg) { return app_loop(arg); }
+/* The application's backend and elector. */
+static int app_open(proc *p) {
   gm_error err = {0};
   p->b = gm_backend_new_ops(&sim_ops, NULL, 0, &err);
   if (!p->b) {
     violation("gm_backend_new_ops: %s", err.msg);
-    return NULL;
+    return -1;
   }
   gm_config cfg = {.lease = (double)S.L / SEC,
                    .heartbeat = (double)S.H / SEC,
@@ -915,15 +1369,115 @@ static void *app_main(void *arg) {
   p->e = gm_elector_new(p->b, &cfg, &err);
   if (!p->e) {
     violation("gm_elector_new: %s", err.msg);
-    return NULL;
+    return -1;
   }
   snprintf(p->id, sizeof p->id, "%s", gm_elector_id(p->e));
+  return 0;
+}
+static void *app_main(void *arg) {
+  proc *p = arg;
+  return app_open(p) ? NULL : app_loop(p);
+}
+
+/* The application frees its elector and its backend (gm_elector_free, the
+ * last gm_backend_unref: a thread still in a call is cut short with
+ * interrupt) and makes new ones. From here on the checks follow the new
+ * elector (a new node as point 7 sees it: its own tokens seen). */
+static int app_reopen(proc *p) {
+  gm_elector *e = p->e;
+  gm_backend *b = p->b;
+  trace("p%d: free() and unref(): a new backend and elector", p->idx);
+  p->e = NULL; /* asked nothing while free() runs */
+  p->b = NULL;
+  p->closing = 1;
+  gm_elector_free(e);
+  gm_backend_unref(b);
+  p->closing = 0;
+  p->epoch++;
+  p->seen_max = 0;
+  p->started = 0;
+  p->watch_woke = 0;
+  p->rewatch_set = 0;
+  p->nfsent = 0;
+  p->quiet_until = INT64_MIN;
+  p->last_start_local = local_of(p->h, T);
+  return app_open(p);
+}
+
+static void spawn(int hidx);
+static proc *new_proc(int hidx) {
+  if (n_procs == MAX_PROCS) return NULL;
+  proc *p = &procs[n_procs];
+  memset(p, 0, sizeof *p);
+  p->idx = n_procs++;
+  p->hidx = hidx;
+  p->h = &hosts[hidx];
+  p->alive = 1;
+  p->pid = 1000 + p->idx;
+  p->want_running = 1;
+  p->last_start_local = INT64_MIN;
+  p->slot = -1;
+  p->parent = -1;
+  return p;
+}
+
+/* fork() in the application: the prepare handlers in the parent, the
+ * parent's memory and process-wide state copied for the child, the parent
+ * handlers in the parent, the child handlers in the child (before anyone
+ * can ask the child anything, as fork() returns there only after them).
+ * The child is a process of its own on the same host: a new pid, no
+ * thread, its own byte of the lock file once it opens a connection; its
+ * application goes on with the copy of the parent's elector. */
+static void do_fork(proc *p) {
+  if (!at_child || n_procs == MAX_PROCS) return;
+  if (at_prepare) at_prepare(); /* takes the core's locks: may wait */
+  proc *c = new_proc(p->hidx);
+  c->parent = p->idx;
+  c->seen_max = p->seen_max;
+  c->want_running = chance2(0.8);
+  copy_memory(p, c);
+  c->gl.backends = relocate(g_backends); /* p's, loaded */
+  c->gl.mu = g_mu;
+  c->gl.once = g_once;
+  c->b = relocate(p->b);
+  c->e = relocate(p->e);
+  free(g_moved);
+  g_moved = NULL;
+  if (at_parent) at_parent();
+  proc *was = cur_proc;
+  globals_switch(c);
+  cur_proc = c;
+  at_child();
+  int is = gm_elector_is_master(c->e);
+  cur_proc = was;
+  globals_switch(p);
+  snprintf(c->id, sizeof c->id, "%s", gm_elector_id(c->e));
+  trace("p%d: fork: child p%d (%s)", p->idx, c->idx, c->id);
+  if (is) violation("p%d's forked child p%d believes it is master", p->idx,
+                    c->idx);
+  if (gm_elector_instance(c->e) == gm_elector_instance(p->e))
+    violation("p%d's forked child p%d has its instance key", p->idx, c->idx);
+  co_new(c, app_loop_main, c);
+}
+
+static void *app_loop(proc *p) {
+  gm_error err = {0};
   for (;;) {
+    if (p->fork_pending) {
+      p->fork_pending = 0;
+      do_fork(p);
+    }
+    if (p->reopen_pending) {
+      p->reopen_pending = 0;
+      if (app_reopen(p)) return NULL;
+    }
     if (p->want_running && !p->started) {
       p->last_start_local = local_of(p->h, T);
       if (gm_elector_start(p->e, &err) != GM_OK)
         violation("start: %s", err.msg);
       p->started = 1;
+      p->rewatch_set = 0; /* the core may watch on what it read before */
+      p->nstarts++;
       trace("p%d: start() as %s", p->idx, p->id);
     } else if (!p->want_running && p->started) {
       trace("p%d: stop()", p->idx);
@@ -937,16 +1491,8 @@ static void *app_main(void *arg) {
 }
 
 static void spawn(int hidx) {
-  if (n_procs == MAX_PROCS) return;
-  proc *p = &procs[n_procs];
-  memset(p, 0, sizeof *p);
-  p->idx = n_procs++;
-  p->hidx = hidx;
-  p->h = &hosts[hidx];
-  p->alive = 1;
-  p->pid = 1000 + p->idx;
-  p->want_running = 1;
-  p->last_start_local = INT64_MIN;
+  proc *p = new_proc(hidx);
+  if (!p) return;
   trace("p%d: process starts on host %d", p->idx, hidx);
   co_new(p, app_main, p);
 }
@@ -965,6 +1511,11 @@ static void f_crash(void *ph, uint64_t gen) {
   if (p) {
     p->alive = 0;
     trace("p%d: crashed", p->idx);
+    /* the holder's session ends: a watch of its lock wakes (MySQL's user
+     * lock is freed with the connection) */
+    if (p->e && DB.row.exists && DB.row.owner[0] &&
+        DB.row.instance == gm_elector_instance(p->e))
+      watch_fire(1);
   }
 }
 static void f_restart(void *ph, uint64_t gen) {
@@ -984,6 +1535,16 @@ static void f_stop(void *ph, uint64_t len) {
   p->want_running = 0;
   (void)len;
 }
+static void f_fork(void *ph, uint64_t gen) {
+  (void)gen;
+  proc *p = live_on((int)(intptr_t)ph);
+  if (p) p->fork_pending = 1;
+}
+static void f_reopen(void *ph, uint64_t gen) {
+  (void)gen;
+  proc *p = live_on((int)(intptr_t)ph);
+  if (p) p->reopen_pending = 1;
+}
 static void f_start(void *ph, uint64_t gen) {
   (void)gen;
   proc *p = live_on((int)(intptr_t)ph);
@@ -1000,6 +1561,8 @@ static void f_db_down(void *unused, uint64_t up) {
   (void)unused;
   DB.down = !up;
   trace("db: %s", up ? "up" : "down");
+  while (!up && DB.nwatchers) /* their replies never come */
+    DB.watchers[--DB.nwatchers]->waiting = 0;
 }
 static int any_master(void);
 static int64_t master_seen_after_heal = -1;
@@ -1043,6 +1606,7 @@ static void f_operator(void *unused, uint64_t what) {
     }
     DB.nhist = 0;
     DB.version++;
+    watch_fire(1);
     DB.row.exists = 0;
     DB.deleted = 1;
     DB.far_future = 0;
@@ -1051,9 +1615,12 @@ static void f_operator(void *unused, uint64_t what) {
     break;
   }
 }
+/* Processes that are master, or freeing an elector that may be. */
 static int any_master(void) {
   int n = 0;
   proc *was = cur_proc;
+  for (int i = 0; i < n_procs; i++)
+    n += procs[i].alive && procs[i].closing;
   for (int i = 0; i < n_procs; i++)
     if (procs[i].alive && procs[i].e) {
       cur_proc = &procs[i];
@@ -1086,6 +1653,7 @@ static void f_lose_writes(void *unused, uint64_t k) {
   DB.row = *back;
   DB.nhist -= (int)k;
   DB.version++;
+  watch_fire(1);
   trace("db: failover lost the last %d writes", (int)k);
 }
 
@@ -1144,6 +1712,19 @@ static void draw_schedule(void) {
   sim_ops.changed = S.wake ? sb_changed : NULL;
   sim_ops.poll_us = S.wake ? 20000 : 0;
   S.fault_end = rnd_in(3, 8) * S.L;
+  /* from the second generator: a watch (MySQL's GET_LOCK) in a third of
+   * the schedules, SQLite's liveness check in a quarter */
+  S.watch = chance2(0.35);
+  S.watch_noisy = chance2(0.3);
+  S.p_watch_not = chance2(0.1) ? 1 : chance2(0.5) ? 0 : rnd2_u() * 0.2;
+  S.p_watch_spurious = chance2(0.5) ? 0 : rnd2_u() * 0.1;
+  S.liveness = chance2(0.25);
+  sim_ops.watch = S.watch ? sb_watch : NULL;
+  sim_ops.open_watch = S.watch && chance2(0.8) ? sb_open_watch : NULL;
+  sim_ops.interrupt = S.watch || chance2(0.5) ? sb_interrupt : NULL;
+  sim_ops.holder_gone = S.liveness ? sb_holder_gone : NULL;
+  sim_ops.acquire_dead = S.liveness ? sb_acquire_dead : NULL;
+  if (S.liveness) sim_ops.poll_us = 20000;
 
   /* clocks: within the bound (rates differ by less than (L - D) / L), or,
    * in one schedule in ten, one host beyond it */
@@ -1174,6 +1755,17 @@ static void draw_schedule(void) {
     at(t, f_restart, (void *)(intptr_t)i, 0);
   }
 
+  /* forks of the application's process, in a fifth of the schedules */
+  int nforks = chance2(0.2) ? (int)rnd2_in(1, 3) : 0;
+  for (int i = 0; i < nforks; i++)
+    at(rnd2_in(0, S.fault_end - 1), f_fork,
+       (void *)(intptr_t)rnd2_in(0, n_hosts - 1), 0);
+  /* the application frees its elector and backend and makes new ones, in
+   * a fifth */
+  int nreopen = chance2(0.2) ? (int)rnd2_in(1, 3) : 0;
+  for (int i = 0; i < nreopen; i++)
+    at(rnd2_in(0, S.fault_end - 1), f_reopen,
+       (void *)(intptr_t)rnd2_in(0, n_hosts - 1), 0);
   int64_t heal = S.fault_end, back_total = 0, last_step = 0;
   int nf = (int)rnd_in(0, 8);
   for (int f = 0; f < nf; f++) {
@@ -1258,6 +1850,10 @@ static void ev_heal(void *unused, uint64_t gen) {
 static int run_schedule(uint64_t seed) {
   g_seed = seed;
   g_rng = seed * 0x9E3779B97F4A7C15ULL + 1;
+  /* (+ 79: none of the regression seeds of tests/integration/sim.sh
+   * draws watch, liveness, forks or reopenings, so they name the
+   * schedules they were found with) */
+  g_rng2 = seed * 0xD1B54A32D192ED03ULL + 79;
   T = 0;
   memset(&DB, 0, sizeof DB);
   draw_schedule();
@@ -1268,6 +1864,14 @@ static int run_schedule(uint64_t seed) {
            (double)S.D / SEC, (double)S.P / SEC, (double)S.fault_end / SEC,
            (double)S.heal / SEC, g_beyond[0] ? ", clocks beyond the bound" : "",
            S.batch ? ", batch renewals" : "", S.wake ? ", wake-ups" : "");
+  if (g_trace && (S.watch || S.liveness))
+    printf("  %s%s%s\n",
+           S.watch ? (S.p_watch_not >= 1 ? "watch (cannot watch)"
+                      : S.watch_noisy ? "watch (woken by renewals too)"
+                                      : "watch")
+                   : "",
+           S.watch && S.liveness ? ", " : "",
+           S.liveness ? "liveness (holder_gone)" : "");
   at(S.heal, ev_heal, NULL, 0);
   while (heap_n && g_violations == 0) {
     event ev = pop();
@@ -1304,9 +1908,192 @@ static int st_acq(req *r, int exists, uint64_t expect, uint64_t min,
   r->seen_max = 0;
   return db_apply_one(r, &r->row, "a", inst, 0, 1000000);
 }
+/* holder_gone and acquire_dead, as SQLite's: the byte of a dead process
+ * is free, a paused one's is not; acquire_dead takes a live lease only
+ * where the row's holder is still the one reported gone. */
+static void selftest_liveness(void) {
+  static host h = {.rate_ppm = 1000000};
+  S.liveness = 1;
+  n_procs = 2;
+  procs[0] = (proc){.idx = 0, .alive = 1, .pid = 1000, .slot = -1, .h = &h};
+  procs[1] = (proc){.idx = 1, .alive = 1, .pid = 1001, .slot = -1, .h = &h};
+  take_slot(&procs[0]);
+  take_slot(&procs[1]);
+  int64_t mine = procs[0].slot, other = procs[1].slot;
+  st_check(mine >= 0 && other >= 0 && mine != other,
+           "two live processes hold two bytes");
+  procs[1].paused_until = T + SEC;
+  st_check(holder_gone(&procs[0], other) == GM_NOT,
+           "holder_gone: a live (paused) holder is not gone");
+  st_check(holder_gone(&procs[0], mine) == GM_NOT &&
+               holder_gone(&procs[0], -1) == GM_NOT,
+           "holder_gone: our own byte, or none: nobody can tell");
+  req r = {0};
+  r.p = &procs[1];
+  r.dead = -1;
+  r.holder = other;
+  memset(&DB, 0, sizeof DB);
+  DB.rate_ppm = 1000000;
+  st_check(st_acq(&r, 0, 0, 0, 5) == GM_OK && DB.row.holder == other,
+           "a grant writes the holder's handle");
+  gm_row o;
+  r.op = OP_OBSERVE;
+  st_check(db_apply_one(&r, &o, "", 0, 0, 0) == GM_OK && o.holder == other,
+           "observe reads the holder's handle");
+  uint64_t tok = DB.row.token;
+  r.p = &procs[0];
+  r.holder = mine;
+  r.dead = other;
+  st_check(st_acq(&r, 1, tok - 1, 0, 6) == GM_NOT,
+           "acquire_dead: refused where the row's token moved on");
+  procs[1].alive = 0;
+  st_check(holder_gone(&procs[0], other) == GM_OK,
+           "holder_gone: a crashed holder's byte is free");
+  r.dead = mine;
+  st_check(st_acq(&r, 1, tok, 0, 6) == GM_NOT,
+           "acquire_dead: refused where the row's holder is another");
+  r.dead = other;
+  st_check(st_acq(&r, 1, tok, 0, 6) == GM_OK && r.row.token == tok + 1 &&
+               DB.row.holder == mine,
+           "acquire_dead: takes a live lease of the holder reported gone");
+  st_check(st_acq(&r, 1, tok + 1, 0, 7) == GM_NOT,
+           "acquire_dead: not a lease whose holder lives");
+  procs[2] = (proc){.idx = 2, .alive = 1, .pid = 1001, .slot = -1, .h = &h};
+  n_procs = 3;
+  take_slot(&procs[2]);
+  st_check(procs[2].slot == other && holder_gone(&procs[0], other) == GM_NOT,
+           "a new process may take a dead one's byte: then it is not gone");
+  S.liveness = 0;
+  n_procs = 0;
+}
+
+/* watch and interrupt, through the backend's ops on a coroutine, in
+ * simulated time (the cases of tests/c/test_backend.c's case_watch). */
+static struct {
+  int open_watch;  /* open with open_watch */
+  int64_t timeout; /* µs */
+  sconn *conn;
+  int rc, rc2;     /* watch's, and a call after it on the same connection */
+  int64_t t;       /* true ns when watch returned */
+} W;
+static void *st_watcher(void *unused) {
+  (void)unused;
+  gm_error err = {0};
+  void *c = NULL;
+  if ((W.open_watch ? sb_open_watch : sb_open)(NULL, &c, &err) != GM_OK) {
+    W.rc = -2;
+    return NULL;
+  }
+  W.conn = c;
+  W.rc = sb_watch(c, "a", W.timeout, &err);
+  W.t = T;
+  gm_row o;
+  W.rc2 = sb_observe(c, "a", &o, &err);
+  return NULL;
+}
+static void st_ev_release(void *u, uint64_t g) {
+  (void)u, (void)g;
+  req r = {.op = OP_RELEASE, .p = &procs[0], .holder = -1, .dead = -1};
+  gm_row o;
+  db_apply_one(&r, &o, DB.row.owner, DB.row.instance, DB.row.token, 0);
+}
+static void st_ev_renew(void *u, uint64_t g) {
+  (void)u, (void)g;
+  req r = {.op = OP_RENEW, .p = &procs[0], .holder = -1, .dead = -1};
+  gm_row o;
+  db_apply_one(&r, &o, DB.row.owner, DB.row.instance, DB.row.token, 5000000);
+}
+static void st_ev_interrupt(void *u, uint64_t g) {
+  (void)u, (void)g;
+  if (W.conn) sb_interrupt(W.conn);
+}
+static void st_ev_down(void *u, uint64_t g) {
+  (void)g;
+  f_db_down(NULL, (uint64_t)(intptr_t)u);
+}
+/* One case: a held row, a watcher from T0, what ev does at T0 + at_ns;
+ * runs until nothing is left. Returns T0. */
+static int64_t st_watch_case(int open_watch, int64_t timeout_us, ev_fn ev,
+                             int64_t at_ns, void *arg) {
+  static host h = {.rate_ppm = 1000000};
+  memset(&DB, 0, sizeof DB);
+  DB.rate_ppm = 1000000;
+  DB.row = (dbrow){.exists = 1, .instance = 9, .token = 4, .holder = -1};
+  snprintf(DB.row.owner, sizeof DB.row.owner, "holder");
+  DB.row.expires_at = db_now() + 10000000;
+  n_procs = 1;
+  procs[0] = (proc){.idx = 0, .alive = 1, .pid = 1000, .slot = -1, .h = &h};
+  memset(&W, 0, sizeof W);
+  W.rc = W.rc2 = -9;
+  W.open_watch = open_watch;
+  W.timeout = timeout_us;
+  int64_t t0 = T;
+  co_new(&procs[0], st_watcher, NULL);
+  if (ev) at(t0 + at_ns, ev, arg, 0);
+  while (heap_n) {
+    event e = pop();
+    T = e.t;
+    e.fn(e.p, e.gen);
+  }
+  return t0;
+}
+static void selftest_watch(void) {
+  S.lat_lo = S.lat_hi = 1 * MS;
+  S.p_slow = S.p_lost_req = S.p_lost_rep = 0;
+  S.timeout = 100 * MS;
+  S.watch = 1;
+  S.watch_noisy = 0;
+  S.p_watch_not = S.p_watch_spurious = 0;
+  int64_t t0 = st_watch_case(1, 300000, NULL, 0, NULL);
+  int64_t took = W.t - t0;
+  st_check(W.rc == GM_NOT && took >= 300 * MS && took <= 310 * MS,
+           "watch with nothing changing: GM_NOT at its timeout");
+  t0 = st_watch_case(1, 300000, st_ev_renew, 100 * MS, NULL);
+  st_check(W.rc == GM_NOT && W.t - t0 >= 300 * MS,
+           "watch: a renewal is no change");
+  S.watch_noisy = 1;
+  t0 = st_watch_case(1, 300000, st_ev_renew, 100 * MS, NULL);
+  st_check(W.rc == GM_OK && W.t - t0 <= 102 * MS,
+           "watch on a database that wakes on renewals: GM_OK");
+  S.watch_noisy = 0;
+  t0 = st_watch_case(1, 5000000, st_ev_release, 200 * MS, NULL);
+  st_check(W.rc == GM_OK && W.rc2 == GM_OK && W.t - t0 <= 202 * MS,
+           "watch returns GM_OK within a reply's delay of a release");
+  t0 = st_watch_case(1, 5000000, f_operator, 200 * MS, NULL);
+  st_check(W.rc == GM_OK && W.t - t0 <= 202 * MS,
+           "watch returns GM_OK on an operator's release --force");
+  DB.row.owner[0] = '\0';
+  t0 = st_watch_case(1, 5000000, st_ev_release, 0, NULL);
+  st_check(W.rc == GM_OK && W.t - t0 <= 5 * MS,
+           "watch of a released row: GM_OK at once");
+  t0 = st_watch_case(1, 5000000, st_ev_interrupt, 200 * MS, NULL);
+  st_check(W.rc == GM_ERR && W.t - t0 == 200 * MS,
+           "interrupt ends a watch at once (GM_ERR)");
+  st_check(W.rc2 == GM_ERR, "a call on an interrupted connection: GM_ERR");
+  /* on the election connection (open, not open_watch): the wait is cut to
+   * what its reads outlast; interrupt ends it at once too */
+  t0 = st_watch_case(0, 5000000, NULL, 0, NULL);
+  st_check(W.rc == GM_NOT && W.t - t0 <= S.timeout,
+           "watch on the election connection: GM_NOT within its reads' time");
+  t0 = st_watch_case(0, 5000000, st_ev_interrupt, 20 * MS, NULL);
+  st_check(W.rc == GM_ERR && W.t - t0 == 20 * MS,
+           "interrupt ends a watch on the election connection at once");
+  t0 = st_watch_case(1, 1000000, st_ev_down, 100 * MS, NULL);
+  st_check(W.rc == GM_ERR && W.t - t0 <= 1000 * MS + S.timeout + 2 * MS,
+           "a watch whose database went down fails at its timeout");
+  S.p_watch_not = 1;
+  t0 = st_watch_case(1, 5000000, NULL, 0, NULL);
+  st_check(W.rc == GM_NOT && W.t - t0 <= 2 * MS,
+           "a backend that cannot watch: GM_NOT at once");
+  S.p_watch_not = 0;
+  S.watch = 0;
+  n_procs = 0;
+}
+
 static int selftest(void) {
   static proc p;
   req r = {0};
+  r.holder = r.dead = -1;
   r.p = &p;
   memset(&DB, 0, sizeof DB);
   DB.rate_ppm = 1000000;
@@ -1356,6 +2143,8 @@ static int selftest(void) {
   st_check(db_apply_one(&r, &o, "", 0, 0, 0) == GM_OK && o.exists &&
                o.now == db_now() && o.holder == -1,
            "observe fills the row and the database's now");
+  selftest_liveness();
+  selftest_watch();
   printf("database contract: %d failed\n", st_fail);
   return st_fail != 0;
 }
