@@ -23,12 +23,18 @@
  * TLS key password: every message from libmongoc is scrubbed of them.
  */
 #include <ctype.h>
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
 #include <pthread.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
 
 #include <mongoc/mongoc.h>
 
@@ -41,15 +47,12 @@
 #define DEFAULT_TIMEOUT_US 2000000 /* well under the default renew deadline */
 #define NOW_FIELD "gomaster_server_now"
 #define BATCH_FIELD "gomaster_batch" /* the marker of the last batch renewal */
-/* The wake-up: a capped collection "<collection>_events" and a waiter
- * thread tailing it (see "Fast handover" in docs/mongo.md). */
+/* The wake-up: a capped collection "<collection>_events" that watch tails
+ * (see "Fast handover" in docs/mongo.md). */
 #define EVENTS_SUFFIX "_events"
 #define EVENTS_SIZE 65536 /* bytes */
-#define EVENTS_MAX 64     /* documents: the first batch holds them all */
-#define AWAIT_MS 1000     /* a getMore waits this long for a new event */
-#define CHANGED_POLL_US 10000
-#define AGAIN_MS 100      /* a cursor that ended well: tail again after */
-#define REFUSED_MS 60000  /* the server refused the collection: ask rarely */
+#define EVENTS_MAX 64     /* documents */
+#define WATCH_AWAIT_MS 5000 /* the longest await of a wake-up connection */
 #define NSECRETS 4
 
 typedef struct mongo_cfg {
@@ -62,37 +65,24 @@ typedef struct mongo_cfg {
   char describe[256];
 } mongo_cfg;
 
-/* The waiter thread's state. Shared with the connection's own thread: the
- * atomics, and note[] under mu (mu and cv also time the waiter's naps, so
- * that close() cuts one short). Everything else belongs to one side: the
- * waiter's client lives on its stack; uri and events are written before the
- * thread starts and only read after. */
-typedef struct waiter {
-  const mongo_cfg *cfg;
-  mongoc_uri_t *uri;        /* cfg's, socket timeout above AWAIT_MS */
-  char events[80];          /* the events collection's name */
-  pthread_t thread;
-  int started;
-  atomic_int stop;          /* close() asks the waiter to end */
-  atomic_int event;         /* an event came; taken by changed() */
-  atomic_int ready;         /* the events collection exists: announce */
-  atomic_int noted;         /* a note waits in note[] for changed() */
-  pthread_mutex_t mu;
-  pthread_cond_t cv;
-  char note[256];
-} waiter;
+typedef struct sock sock;
 
 typedef struct mongo_conn {
   const mongo_cfg *cfg; /* the backend's config outlives its connections */
   mongoc_client_t *client;
   mongoc_collection_t *coll;
-  uint64_t marker_base; /* random per connection: batch markers never repeat */
-  uint64_t batches;
+  mongoc_collection_t *events; /* NULL: no events collection (see watch) */
+  int watchable;        /* watch can block here (no TLS, events there) */
+  int64_t await_ms;     /* the longest await of one getMore */
+  mongoc_cursor_t *tail; /* watch's cursor on the events, kept across calls */
+  uint64_t marker_base; /* random per connection: ids never repeat */
+  uint64_t batches, announced;
   size_t *order;        /* renew_many: request indexes sorted by name */
   size_t order_cap;
-  mongoc_collection_t *events; /* where release announces itself */
-  uint64_t announced;
-  waiter w;
+  /* What interrupt reaches, from any thread: under mu. */
+  pthread_mutex_t mu;
+  sock *socks;          /* the connection's open sockets */
+  int interrupted;      /* no new socket once interrupted */
 } mongo_conn;
 
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
@@ -499,26 +489,252 @@ static void mongo_describe(const void *p, char *buf, size_t len) {
   snprintf(buf, len, "%s", cfg->describe);
 }
 
-/* ---- connection -------------------------------------------------------- */
+/* ---- sockets that another thread can end -----------------------------
+ *
+ * interrupt must end a blocking call (watch's getMore above all) at once,
+ * from another thread, without blocking; libmongoc has no such call. So a
+ * client without TLS connects through a stream initiator of ours: a plain
+ * socket stream whose descriptors the connection lists under its mutex, and
+ * interrupt shuts them down (shutdown(2), as the MySQL backend does). A TLS
+ * client keeps libmongoc's own streams: nothing of it blocks long (its watch
+ * says at once that it cannot watch, and the followers poll). */
 
-static void waiter_start(mongo_conn *c);
-static void waiter_stop(waiter *w);
+#define SOCK_STREAM_TYPE 0x474d /* none of libmongoc's MONGOC_STREAM_* */
+
+struct sock {
+  mongoc_stream_t s;   /* first: libmongoc holds a mongoc_stream_t * */
+  int fd;              /* -1 once closed; written under conn->mu */
+  int timed_out;
+  mongo_conn *conn;
+  sock *next;          /* conn->socks, under conn->mu */
+};
+
+static int64_t deadline(int32_t ms) {
+  return ms < 0 ? -1 : gm_mono_ns() + (int64_t)ms * GM_NS_PER_MS;
+}
+
+/* Waits until fd is ready for ev or until end (-1: never): 0, or -1 with
+ * errno (ETIMEDOUT, timed_out set). */
+static int sock_wait(sock *k, short ev, int64_t end) {
+  for (;;) {
+    struct pollfd p = {k->fd, ev, 0};
+    int64_t left = end < 0 ? -1 : (end - gm_mono_ns()) / GM_NS_PER_MS;
+    int rc = poll(&p, 1, left < 0 ? (end < 0 ? -1 : 0) : (int)left);
+    if (rc > 0) return 0;
+    if (rc == 0) {
+      k->timed_out = 1;
+      errno = ETIMEDOUT;
+      return -1;
+    }
+    if (errno != EINTR) return -1;
+  }
+}
+
+/* Moves through iov: reads (at least min bytes, 1 when min is 0) or
+ * writes (all) within ms. */
+static ssize_t sock_io(sock *k, mongoc_iovec_t *iov, size_t n, size_t min,
+                       int32_t ms, int rd) {
+  int64_t end = deadline(ms);
+  size_t done = 0, off = 0, need = min ? min : 1;
+  k->timed_out = 0;
+  for (size_t i = 0; i < n && (!rd || done < need);) {
+    if (off == iov[i].iov_len) {
+      i++, off = 0;
+      continue;
+    }
+    char *at = (char *)iov[i].iov_base + off;
+    ssize_t r = rd ? recv(k->fd, at, iov[i].iov_len - off, 0)
+                   : send(k->fd, at, iov[i].iov_len - off, MSG_NOSIGNAL);
+    if (r > 0) {
+      done += (size_t)r, off += (size_t)r;
+    } else if (r == 0) {
+      errno = ECONNRESET; /* the server hung up, or interrupt */
+      return -1;
+    } else if (errno != EINTR && ((errno != EAGAIN && errno != EWOULDBLOCK) ||
+                                  sock_wait(k, rd ? POLLIN : POLLOUT, end))) {
+      return -1;
+    }
+  }
+  return (ssize_t)done;
+}
+
+static ssize_t sock_readv(mongoc_stream_t *s, mongoc_iovec_t *iov, size_t n,
+                          size_t min, int32_t ms) {
+  return sock_io((sock *)s, iov, n, min, ms, 1);
+}
+
+static ssize_t sock_writev(mongoc_stream_t *s, mongoc_iovec_t *iov, size_t n,
+                           int32_t ms) {
+  return sock_io((sock *)s, iov, n, 0, ms, 0);
+}
+
+static int sock_close(mongoc_stream_t *s) {
+  sock *k = (sock *)s;
+  pthread_mutex_lock(&k->conn->mu);
+  int fd = k->fd;
+  k->fd = -1; /* interrupt never reaches a reused descriptor */
+  pthread_mutex_unlock(&k->conn->mu);
+  return fd >= 0 ? close(fd) : 0;
+}
+
+static void sock_destroy(mongoc_stream_t *s) {
+  sock *k = (sock *)s;
+  sock_close(s);
+  pthread_mutex_lock(&k->conn->mu);
+  for (sock **p = &k->conn->socks; *p; p = &(*p)->next)
+    if (*p == k) {
+      *p = k->next;
+      break;
+    }
+  pthread_mutex_unlock(&k->conn->mu);
+  free(k);
+}
+
+static int sock_flush(mongoc_stream_t *s) { return (void)s, 0; }
+
+static int sock_setsockopt(mongoc_stream_t *s, int level, int name, void *v,
+                           mongoc_socklen_t len) {
+  return setsockopt(((sock *)s)->fd, level, name, v, len);
+}
+
+/* Whether the server hung up an idle socket. */
+static bool sock_check_closed(mongoc_stream_t *s) {
+  sock *k = (sock *)s;
+  struct pollfd p = {k->fd, POLLIN, 0};
+  char ch;
+  if (k->fd < 0) return true;
+  if (poll(&p, 1, 0) == 0) return false;
+  return recv(k->fd, &ch, 1, MSG_PEEK | MSG_DONTWAIT) <= 0;
+}
+
+static ssize_t sock_poll(mongoc_stream_poll_t *ss, size_t n, int32_t ms) {
+  struct pollfd *p = calloc(n ? n : 1, sizeof *p);
+  if (!p) return -1;
+  for (size_t i = 0; i < n; i++)
+    p[i] = (struct pollfd){((sock *)ss[i].stream)->fd, (short)ss[i].events, 0};
+  int rc = poll(p, n, ms);
+  for (size_t i = 0; i < n; i++) ss[i].revents = p[i].revents;
+  free(p);
+  return rc;
+}
+
+static bool sock_timed_out(mongoc_stream_t *s) {
+  return ((sock *)s)->timed_out;
+}
+
+static bool sock_should_retry(mongoc_stream_t *s) { return (void)s, false; }
+
+/* A connected non-blocking socket to a, or -1. */
+static int dial_addr(int family, const struct sockaddr *a, socklen_t len,
+                     int32_t ms) {
+  int fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  int e = 0, one = 1;
+  socklen_t elen = sizeof e;
+  struct pollfd p = {fd, POLLOUT, 0};
+  if (fd < 0) return -1;
+  if (connect(fd, a, len) != 0 &&
+      (errno != EINPROGRESS || poll(&p, 1, ms) != 1 ||
+       getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &elen) != 0 || e != 0)) {
+    close(fd);
+    return -1;
+  }
+  if (family != AF_UNIX) {
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
+  }
+  return fd;
+}
+
+static int dial(const mongoc_host_list_t *h, int32_t ms) {
+  if (h->family == AF_UNIX) {
+    struct sockaddr_un un = {.sun_family = AF_UNIX};
+    if (gm_strlcpy(un.sun_path, h->host, sizeof un.sun_path)) return -1;
+    return dial_addr(AF_UNIX, (struct sockaddr *)&un, sizeof un, ms);
+  }
+  struct addrinfo hints = {.ai_family = h->family, .ai_socktype = SOCK_STREAM};
+  struct addrinfo *ai = NULL;
+  char port[8];
+  snprintf(port, sizeof port, "%u", (unsigned)h->port);
+  if (getaddrinfo(h->host, port, &hints, &ai) != 0) return -1;
+  int fd = -1;
+  for (struct addrinfo *a = ai; a && fd < 0; a = a->ai_next)
+    fd = dial_addr(a->ai_family, a->ai_addr, a->ai_addrlen, ms);
+  freeaddrinfo(ai);
+  return fd;
+}
+
+/* libmongoc's stream initiator, for every socket of conn's client. */
+static mongoc_stream_t *initiator(const mongoc_uri_t *uri,
+                                  const mongoc_host_list_t *h, void *conn,
+                                  bson_error_t *e) {
+  mongo_conn *c = conn;
+  sock *k = calloc(1, sizeof *k);
+  int fd = k ? dial(h, mongoc_uri_get_option_as_int32(
+                           uri, MONGOC_URI_CONNECTTIMEOUTMS, 10000))
+             : -1;
+  if (fd >= 0) {
+    k->s = (mongoc_stream_t){
+        .type = SOCK_STREAM_TYPE, .destroy = sock_destroy,
+        .close = sock_close, .flush = sock_flush, .writev = sock_writev,
+        .readv = sock_readv, .setsockopt = sock_setsockopt,
+        .check_closed = sock_check_closed, .poll = sock_poll,
+        .failed = sock_destroy, .timed_out = sock_timed_out,
+        .should_retry = sock_should_retry};
+    k->fd = fd;
+    k->conn = c;
+    pthread_mutex_lock(&c->mu);
+    int ok = !c->interrupted;
+    if (ok) k->next = c->socks, c->socks = k;
+    pthread_mutex_unlock(&c->mu);
+    if (ok) return &k->s;
+    close(fd);
+  }
+  free(k);
+  bson_set_error(e, MONGOC_ERROR_STREAM, MONGOC_ERROR_STREAM_CONNECT,
+                 "Failed to connect to target host: %s", h->host_and_port);
+  return NULL;
+}
+
+/* From another thread: every socket of conn fails at once, and no new one
+ * opens; the call under way returns GM_ERR and the core closes conn. */
+static void mongo_interrupt(void *p) {
+  mongo_conn *c = p;
+  pthread_mutex_lock(&c->mu);
+  c->interrupted = 1;
+  for (sock *k = c->socks; k; k = k->next)
+    if (k->fd >= 0) shutdown(k->fd, SHUT_RDWR);
+  pthread_mutex_unlock(&c->mu);
+}
+
+/* ---- connection -------------------------------------------------------- */
 
 static void mongo_close(void *p) {
   mongo_conn *c = p;
   if (!c) return;
-  waiter_stop(&c->w);
+  if (c->tail) mongoc_cursor_destroy(c->tail);
   if (c->events) mongoc_collection_destroy(c->events);
   if (c->coll) mongoc_collection_destroy(c->coll);
   if (c->client) mongoc_client_destroy(c->client);
+  pthread_mutex_destroy(&c->mu);
   free(c->order);
   free(c);
 }
 
-static int mongo_open(const void *p, void **out, gm_error *err) {
-  const mongo_cfg *cfg = p;
-  bson_error_t e;
+/* Runs cmd on the database; GM_OK, or GM_ERR with *e filled. */
+static int command(mongo_conn *c, bson_t *cmd, bson_error_t *e) {
   bson_t reply;
+  bool ok = mongoc_client_command_simple(c->client, c->cfg->database, cmd,
+                                         NULL, &reply, e);
+  bson_destroy(cmd);
+  bson_destroy(&reply);
+  return ok ? GM_OK : GM_ERR;
+}
+
+/* A connection whose getMores await at most await_ms, with reads that
+ * outlast that (uri: cfg's, or a copy with a longer socket timeout). */
+static int open_conn(const mongo_cfg *cfg, const mongoc_uri_t *uri,
+                     int64_t await_ms, void **out, gm_error *err) {
+  bson_error_t e;
   pthread_once(&init_once, init_mongoc);
   mongo_conn *c = calloc(1, sizeof *c);
   if (!c) {
@@ -526,37 +742,69 @@ static int mongo_open(const void *p, void **out, gm_error *err) {
     return GM_ERR;
   }
   c->cfg = cfg;
+  c->await_ms = await_ms;
+  pthread_mutex_init(&c->mu, NULL);
   c->marker_base = gm_seed64();
-  c->client = mongoc_client_new_from_uri_with_error(cfg->uri, &e);
+  c->client = mongoc_client_new_from_uri_with_error(uri, &e);
   if (!c->client) {
     fail(cfg, err, "connecting", &e);
     goto fail;
   }
   mongoc_client_set_error_api(c->client, MONGOC_ERROR_API_VERSION_2);
+  int tls = mongoc_uri_get_tls(uri);
+  if (!tls) mongoc_client_set_stream_initiator(c->client, initiator, c);
   c->coll = mongoc_client_get_collection(c->client, cfg->database,
                                          cfg->collection);
   /* Selects the primary, connects and authenticates now, so that open
    * reports what is wrong. MongoDB creates the collection on first write. */
-  bson_t *ping = BCON_NEW("ping", BCON_INT32(1));
-  bool ok = mongoc_client_command_simple(c->client, cfg->database, ping, NULL,
-                                         &reply, &e);
-  bson_destroy(ping);
-  bson_destroy(&reply);
-  if (!ok) {
+  if (command(c, BCON_NEW("ping", BCON_INT32(1)), &e)) {
     char what[sizeof cfg->describe + 32];
     snprintf(what, sizeof what, "connecting to %s", cfg->describe);
     fail(cfg, err, what, &e);
     goto fail;
   }
-  char events[sizeof c->w.events];
+  /* The events collection; refused (no right to create it, or not capped
+   * where it exists): no wake-up, the followers poll. */
+  char events[96];
   snprintf(events, sizeof events, "%s" EVENTS_SUFFIX, cfg->collection);
-  c->events = mongoc_client_get_collection(c->client, cfg->database, events);
-  waiter_start(c);
+  if (!command(c, BCON_NEW("create", BCON_UTF8(events), "capped",
+                           BCON_BOOL(true), "size", BCON_INT64(EVENTS_SIZE),
+                           "max", BCON_INT64(EVENTS_MAX)), &e) ||
+      e.code == 48 /* NamespaceExists */) {
+    c->events = mongoc_client_get_collection(c->client, cfg->database,
+                                             events);
+    c->watchable = !tls;
+  }
   *out = c;
   return GM_OK;
 fail:
   mongo_close(c);
   return GM_ERR;
+}
+
+static int mongo_open(const void *cfg, void **out, gm_error *err) {
+  const mongo_cfg *f = cfg;
+  int32_t st = mongoc_uri_get_option_as_int32(f->uri,
+                                              MONGOC_URI_SOCKETTIMEOUTMS, 0);
+  return open_conn(f, f->uri, st / 2 > 0 ? st / 2 : 1, out, err);
+}
+
+/* The core's wake-up connection: reads that outlast an await of
+ * WATCH_AWAIT_MS. */
+static int mongo_open_watch(const void *cfg, void **out, gm_error *err) {
+  const mongo_cfg *f = cfg;
+  mongoc_uri_t *uri = mongoc_uri_copy(f->uri);
+  if (!uri) {
+    gm_seterr(err, GM_E_NOMEM, "out of memory");
+    return GM_ERR;
+  }
+  int32_t st = mongoc_uri_get_option_as_int32(uri,
+                                              MONGOC_URI_SOCKETTIMEOUTMS, 0);
+  mongoc_uri_set_option_as_int32(uri, MONGOC_URI_SOCKETTIMEOUTMS,
+                                 st + WATCH_AWAIT_MS);
+  int rc = open_conn(f, uri, WATCH_AWAIT_MS, out, err);
+  mongoc_uri_destroy(uri);
+  return rc;
 }
 
 /* ---- documents --------------------------------------------------------- */
@@ -1029,8 +1277,8 @@ static int mongo_renew_many(void *p, gm_renew_req *q, size_t n,
   return rc;
 }
 
-static void announce(mongo_conn *c, const char *name, uint64_t token,
-                     int64_t at_us);
+static void put_event(mongo_conn *c, const char *name, uint64_t token,
+                      int64_t at_us);
 
 static int mongo_release(void *p, const char *name, const char *owner,
                          uint64_t instance, uint64_t token, gm_error *err) {
@@ -1045,7 +1293,7 @@ static int mongo_release(void *p, const char *name, const char *owner,
                            pipeline, 0, &found, &row, err);
   if (rc != GM_OK) return rc;
   if (!found) return GM_NOT;
-  announce(c, name, token, row.expires_at);
+  if (c->events) put_event(c, name, token, row.expires_at);
   return GM_OK;
 }
 
@@ -1150,235 +1398,86 @@ static int mongo_observe(void *p, const char *name, gm_row *out,
   return rc;
 }
 
-/* ---- fast handover: release events and the waiter --------------------------
+/* ---- wake-up: release events and watch ----------------------------------
  *
- * A release, once the lease document says so, inserts {name, token, at} into
- * the capped collection "<collection>_events". Each connection's waiter
- * thread, with a client of its own (a client is not thread-safe), keeps a
- * tailable awaitData cursor on it, starting after the newest event; every
- * new event raises w->event, and changed() (an atomic exchange, no command)
- * tells the core, whose followers then observe at once. The wake-up is only
- * a hint: the lease document stays the only truth, and when anything about
- * it fails the election goes on as before, at the retry's pace. */
+ * A release, once the lease document says so, inserts {name, token, at}
+ * into the capped collection "<collection>_events" (open creates it). watch
+ * tails it with a tailable awaitData cursor of the wake-up connection, kept
+ * across calls so that no event between two calls is lost, and returns
+ * GM_OK on an event for its lock. An event is only a hint: the lease
+ * document stays the only truth, and a lost one costs the followers only
+ * the wait to the lease end they saw. */
 
-/* After the release took effect: one insert, w:1, errors ignored (a lost
- * event only costs the followers their retry). */
-static void announce(mongo_conn *c, const char *name, uint64_t token,
-                     int64_t at_us) {
-  if (!atomic_load(&c->w.ready)) return; /* no capped collection (yet) */
+/* One event, w:1, errors ignored (a lost event only costs the followers
+ * their wait): a release's (name) or a cursor's first (name NULL). */
+static void put_event(mongo_conn *c, const char *name, uint64_t token,
+                      int64_t at_us) {
   char id[48];
-  snprintf(id, sizeof id, "%016llx-r%llu", (unsigned long long)c->marker_base,
+  snprintf(id, sizeof id, "%016llx-e%llu", (unsigned long long)c->marker_base,
            (unsigned long long)++c->announced);
-  bson_t *doc = BCON_NEW("_id", BCON_UTF8(id), "name", BCON_UTF8(name),
-                         "token", BCON_INT64((int64_t)token), "at",
+  bson_t *doc = BCON_NEW("_id", BCON_UTF8(id), "at",
                          BCON_DATE_TIME(at_us / 1000));
+  if (name) BCON_APPEND(doc, "name", BCON_UTF8(name), "token",
+                        BCON_INT64((int64_t)token));
   bson_t *opts = BCON_NEW("writeConcern", "{", "w", BCON_INT32(1), "}");
-  bson_error_t e;
   bson_t reply;
-  mongoc_collection_insert_one(c->events, doc, opts, &reply, &e);
+  mongoc_collection_insert_one(c->events, doc, opts, &reply, NULL);
   bson_destroy(&reply);
   bson_destroy(opts);
   bson_destroy(doc);
 }
 
-/* Sleeps ns, or less when close() asks the waiter to stop. */
-static void nap(waiter *w, int64_t ns) {
-  int64_t until = gm_mono_ns() + ns;
-  pthread_mutex_lock(&w->mu);
-  while (!atomic_load(&w->stop) &&
-         gm_cond_wait_until(&w->cv, &w->mu, until) == 0) {
-  }
-  pthread_mutex_unlock(&w->mu);
-}
-
-/* Once per process: why there is no fast wake-up, for changed() to report
- * (the core takes it as a change; nothing fails). */
-static void note_once(waiter *w, const char *what, const bson_error_t *e) {
-  static atomic_int once;
-  if (atomic_exchange(&once, 1)) return;
-  pthread_mutex_lock(&w->mu);
-  snprintf(w->note, sizeof w->note, "mongodb backend: no fast wake-up on "
-           "release: %s failed: %.100s", what, e->message);
-  scrub(w->cfg, w->note, sizeof w->note);
-  pthread_mutex_unlock(&w->mu);
-  atomic_store(&w->noted, 1);
-}
-
-/* Whether the _id under it is the string id. */
-static int id_is(const bson_t *doc, const char *id) {
-  bson_iter_t it;
-  return bson_iter_init_find(&it, doc, "_id") && BSON_ITER_HOLDS_UTF8(&it) &&
-         strcmp(bson_iter_utf8(&it, NULL), id) == 0;
-}
-
-/* The newest event's _id into id ("" when it is not a string), making the
- * collection non-empty first (a tailable cursor on an empty one is dead at
- * once). 0 on failure. */
-static int newest_event(mongoc_collection_t *coll, char *id,
-                        size_t len, bson_error_t *e) {
-  for (int round = 0; round < 2; round++) {
-    bson_t filter = BSON_INITIALIZER;
-    bson_t *opts = BCON_NEW("sort", "{", "$natural", BCON_INT32(-1), "}",
-                            "limit", BCON_INT64(1));
-    mongoc_cursor_t *cur =
-        mongoc_collection_find_with_opts(coll, &filter, opts, NULL);
-    bson_destroy(opts);
-    const bson_t *doc;
-    int found = mongoc_cursor_next(cur, &doc);
-    bson_iter_t it;
-    if (found) {
-      id[0] = '\0';
-      if (bson_iter_init_find(&it, doc, "_id") && BSON_ITER_HOLDS_UTF8(&it))
-        snprintf(id, len, "%s", bson_iter_utf8(&it, NULL));
-    }
-    int bad = mongoc_cursor_error(cur, e);
-    mongoc_cursor_destroy(cur);
-    if (bad) return 0;
-    if (found) return 1;
-    /* Empty: a first document that wakes nobody (it has no name). */
-    uint64_t r = gm_seed64();
-    char seed[40];
-    snprintf(seed, sizeof seed, "%016llx-seed", (unsigned long long)r);
-    bson_t *doc2 = BCON_NEW("_id", BCON_UTF8(seed));
-    bson_t reply;
-    mongoc_collection_insert_one(coll, doc2, NULL, &reply, NULL);
-    bson_destroy(&reply);
-    bson_destroy(doc2);
-  }
-  bson_set_error(e, MONGOC_ERROR_CURSOR, 0, "the events collection stays "
-                 "empty");
-  return 0;
-}
-
-/* One life of the waiter's client: creates the capped collection if it is
- * missing, then tails it until close(), an error or a dead cursor. Returns
- * how long to wait before the next life. */
-static int64_t waiter_life(waiter *w) {
-  const mongo_cfg *cfg = w->cfg;
-  bson_error_t e;
-  bson_t reply;
-  int64_t again = AGAIN_MS;
-  mongoc_client_t *client = mongoc_client_new_from_uri_with_error(w->uri, &e);
-  if (!client) return -1;
-  mongoc_client_set_error_api(client, MONGOC_ERROR_API_VERSION_2);
-  bson_t *create = BCON_NEW("create", BCON_UTF8(w->events), "capped",
-                            BCON_BOOL(true), "size", BCON_INT64(EVENTS_SIZE),
-                            "max", BCON_INT64(EVENTS_MAX));
-  bool ok = mongoc_client_command_simple(client, cfg->database, create, NULL,
-                                         &reply, &e);
-  bson_destroy(create);
-  bson_destroy(&reply);
-  mongoc_collection_t *coll = NULL;
-  mongoc_cursor_t *cur = NULL;
-  if (!ok && e.code != 48 /* NamespaceExists: there already */) {
-    if (e.domain != MONGOC_ERROR_SERVER) goto out; /* not reached: later */
-    note_once(w, "creating the capped collection", &e);
-    again = REFUSED_MS;
-    goto out;
-  }
-  atomic_store(&w->ready, 1);
-  coll = mongoc_client_get_collection(client, cfg->database, w->events);
-  char newest[48];
-  if (!newest_event(coll, newest, sizeof newest, &e)) goto out;
-  bson_t filter = BSON_INITIALIZER;
+/* The tail's start: GM_OK when lock name is free already (a release
+ * before the cursor could see it), else GM_NOT with c->tail open on the
+ * events from the server's now on. A first event of its own makes the
+ * cursor live (one that matches nothing is dead at once). */
+static int start_tail(mongo_conn *c, const char *name, gm_error *err) {
+  gm_row row;
+  int rc = mongo_observe(c, name, &row, err);
+  if (rc != GM_OK) return rc;
+  if (!row.exists || !row.owner[0] || row.expires_at <= row.now) return GM_OK;
+  put_event(c, NULL, 0, row.now);
+  bson_t *filter = BCON_NEW("at", "{", "$gte",
+                            BCON_DATE_TIME(row.now / 1000), "}");
   bson_t *opts = BCON_NEW("tailable", BCON_BOOL(true), "awaitData",
-                          BCON_BOOL(true), "maxAwaitTimeMS",
-                          BCON_INT64(AWAIT_MS), "batchSize",
-                          BCON_INT64(EVENTS_MAX + 1));
-  cur = mongoc_collection_find_with_opts(coll, &filter, opts, NULL);
+                          BCON_BOOL(true));
+  c->tail = mongoc_collection_find_with_opts(c->events, filter, opts, NULL);
   bson_destroy(opts);
-  int skipping = newest[0] != '\0'; /* events up to the newest are old */
-  while (!atomic_load(&w->stop)) {
+  bson_destroy(filter);
+  return GM_NOT;
+}
+
+static int mongo_watch(void *p, const char *name, int64_t timeout_us,
+                       gm_error *err) {
+  mongo_conn *c = p;
+  if (!c->watchable) return GM_NOT; /* cannot watch from here: poll */
+  int64_t end = gm_mono_ns() + timeout_us * 1000;
+  if (!c->tail) {
+    int rc = start_tail(c, name, err);
+    if (rc != GM_NOT) return rc;
+  }
+  for (;;) {
+    int64_t left = (end - gm_mono_ns()) / GM_NS_PER_MS;
+    if (left <= 0) return GM_NOT;
+    mongoc_cursor_set_max_await_time_ms(
+        c->tail, (uint32_t)(left < c->await_ms ? left : c->await_ms));
     const bson_t *doc;
-    if (mongoc_cursor_next(cur, &doc)) {
-      bson_iter_t it;
-      if (skipping)
-        skipping = !id_is(doc, newest);
-      else if (bson_iter_init_find(&it, doc, "name"))
-        atomic_store(&w->event, 1);
+    bson_iter_t it;
+    if (mongoc_cursor_next(c->tail, &doc)) {
+      if (bson_iter_init_find(&it, doc, "name") && BSON_ITER_HOLDS_UTF8(&it) &&
+          strcmp(bson_iter_utf8(&it, NULL), name) == 0)
+        return GM_OK;
       continue;
     }
-    if (mongoc_cursor_error(cur, &e) || !mongoc_cursor_more(cur)) break;
-    if (skipping) { /* the newest rolled out meanwhile: events came */
-      skipping = 0;
-      atomic_store(&w->event, 1);
-    }
+    bson_error_t e = {0};
+    if (!mongoc_cursor_error(c->tail, &e) && mongoc_cursor_more(c->tail))
+      continue; /* the await ended with nothing */
+    if (!e.code && !e.domain)
+      bson_set_error(&e, MONGOC_ERROR_CURSOR, 0, "the events cursor ended");
+    mongoc_cursor_destroy(c->tail);
+    c->tail = NULL;
+    return fail(c->cfg, err, "watch", &e);
   }
-  if (!mongoc_cursor_error(cur, &e)) again = AGAIN_MS;
-  else if (e.domain == MONGOC_ERROR_SERVER && e.code != 136 &&
-           e.code != 43 && e.code != 175)
-    /* e.g. not capped: someone made the collection otherwise */
-    note_once(w, "tailing the events", &e), again = REFUSED_MS;
-  else
-    again = -1;
-out:
-  if (cur) mongoc_cursor_destroy(cur);
-  if (coll) mongoc_collection_destroy(coll);
-  mongoc_client_destroy(client);
-  return again;
-}
-
-static void *waiter_main(void *arg) {
-  waiter *w = arg;
-  gm_backoff backoff = {0};
-  while (!atomic_load(&w->stop)) {
-    int64_t again = waiter_life(w);
-    if (again < 0) { /* a connection failure: back off (timeutil.h) */
-      again = gm_backoff_next(&backoff);
-    } else {
-      gm_backoff_reset(&backoff);
-      again *= GM_NS_PER_MS;
-    }
-    nap(w, again);
-  }
-  return NULL;
-}
-
-/* Starts c's waiter; without one (no memory, no thread) there is only no
- * fast wake-up. */
-static void waiter_start(mongo_conn *c) {
-  waiter *w = &c->w;
-  w->cfg = c->cfg;
-  snprintf(w->events, sizeof w->events, "%s" EVENTS_SUFFIX,
-           c->cfg->collection);
-  pthread_mutex_init(&w->mu, NULL);
-  gm_cond_init_mono(&w->cv);
-  w->uri = mongoc_uri_copy(c->cfg->uri);
-  if (!w->uri) return;
-  int32_t st = mongoc_uri_get_option_as_int32(
-      w->uri, MONGOC_URI_SOCKETTIMEOUTMS, 0);
-  if (st < AWAIT_MS + DEFAULT_TIMEOUT_US / 1000)
-    mongoc_uri_set_option_as_int32(w->uri, MONGOC_URI_SOCKETTIMEOUTMS,
-                                   AWAIT_MS + DEFAULT_TIMEOUT_US / 1000);
-  w->started = pthread_create(&w->thread, NULL, waiter_main, w) == 0;
-}
-
-/* Stops the waiter: at most one getMore's wait (AWAIT_MS) later. */
-static void waiter_stop(waiter *w) {
-  if (!w->cfg) return; /* never started */
-  if (w->started) {
-    pthread_mutex_lock(&w->mu);
-    atomic_store(&w->stop, 1);
-    pthread_cond_broadcast(&w->cv);
-    pthread_mutex_unlock(&w->mu);
-    pthread_join(w->thread, NULL);
-  }
-  if (w->uri) mongoc_uri_destroy(w->uri);
-  pthread_cond_destroy(&w->cv);
-  pthread_mutex_destroy(&w->mu);
-}
-
-/* Between observes: whether a release event came (or, once, why none can
- * come). No command. */
-static int mongo_changed(void *p, gm_error *err) {
-  mongo_conn *c = p;
-  if (atomic_exchange(&c->w.noted, 0)) {
-    pthread_mutex_lock(&c->w.mu);
-    gm_seterr(err, GM_E_DB, "%s", c->w.note);
-    pthread_mutex_unlock(&c->w.mu);
-    return GM_ERR;
-  }
-  return atomic_exchange(&c->w.event, 0) ? GM_OK : GM_NOT;
 }
 
 const gm_backend_ops gm_mongo_ops = {
@@ -1397,6 +1496,7 @@ const gm_backend_ops gm_mongo_ops = {
     .complete = mongo_complete,
     .force_release = mongo_force_release,
     .renew_many = mongo_renew_many,
-    .changed = mongo_changed,
-    .poll_us = CHANGED_POLL_US,
+    .interrupt = mongo_interrupt,
+    .watch = mongo_watch,
+    .open_watch = mongo_open_watch,
 };
