@@ -150,7 +150,7 @@ $(MODULE): $(CORE_OBJ) $(REG_MOD) $(LUA_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) -shared -pthread $(SAN_FLAGS) -Wl,-z,nodelete -o $@ $^ $(BACKEND_LIBS) -ldl $(LDFLAGS)
 
-$(MONGO_MODULE): $(MONGO_OBJ) $(BUILD)/obj/src/util.o $(BUILD)/obj/src/timeutil.o
+$(MONGO_MODULE): $(MONGO_OBJ) $(BUILD)/obj/src/util.o $(BUILD)/obj/src/timeutil.o $(BUILD)/obj/src/url.o
 	@mkdir -p $(dir $@)
 	$(CC) -shared -pthread $(SAN_FLAGS) -Wl,-z,nodelete -o $@ $^ $(MONGO_LIBS) $(LDFLAGS)
 

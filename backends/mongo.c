@@ -140,32 +140,6 @@ static int fail(const mongo_cfg *cfg, gm_error *err, const char *what,
 
 /* ---- parse ------------------------------------------------------------- */
 
-static int hexval(int c) {
-  return isdigit(c) ? c - '0' : isxdigit(c) ? (tolower(c) - 'a' + 10) : -1;
-}
-
-/* A percent-decoded copy of s[0..len); NULL on a bad escape. */
-static char *decode(const char *s, size_t len) {
-  char *out = malloc(len + 1), *o = out;
-  if (!out) return NULL;
-  for (size_t i = 0; i < len; i++) {
-    if (s[i] != '%') {
-      *o++ = s[i];
-      continue;
-    }
-    int h = i + 2 < len ? hexval((unsigned char)s[i + 1]) : -1;
-    int l = h >= 0 ? hexval((unsigned char)s[i + 2]) : -1;
-    if (l < 0 || (h == 0 && l == 0)) {
-      free(out);
-      return NULL;
-    }
-    *o++ = (char)(h * 16 + l);
-    i += 2;
-  }
-  *o = '\0';
-  return out;
-}
-
 static int is_ours(const char *key) {
   for (const char *const *k = our_keys; *k; k++)
     if (strcmp(*k, key) == 0) return 1;
@@ -186,96 +160,26 @@ static int is_mongo_option(const char *key) {
   return 0;
 }
 
-/* Our options, as found in the URL's query or the option table. */
-typedef struct ours {
-  char *val[5]; /* indexed as our_keys */
-} ours;
-
-static int set_ours(ours *o, const char *key, const char *val, gm_error *err) {
-  for (int i = 0; our_keys[i]; i++) {
-    if (strcmp(our_keys[i], key) != 0) continue;
-    if (o->val[i]) {
-      if (strcmp(o->val[i], val) == 0) return GM_OK;
-      gm_seterr(err, GM_E_ARG, "mongodb backend: option '%s' given twice",
-                key);
-      return GM_ERR;
-    }
-    if (!(o->val[i] = strdup(val))) {
-      gm_seterr(err, GM_E_NOMEM, "out of memory");
-      return GM_ERR;
-    }
-    return GM_OK;
-  }
-  return GM_ERR;
-}
-
-/* Copies url into out without our options, collecting them into o, and
- * refusing query keys that are neither ours nor libmongoc's. The TLS key
- * password, as written, joins the secrets. */
-static int split_url(mongo_cfg *cfg, const char *url, char *out, ours *o,
-                     gm_error *err) {
-  const char *q = strchr(url, '?');
-  size_t base = q ? (size_t)(q - url) : strlen(url);
-  memcpy(out, url, base);
-  out[base] = '\0';
-  if (!q) return GM_OK;
-  char *w = out + base;
-  int first = 1;
-  for (const char *p = q + 1; *p;) {
-    size_t len = strcspn(p, "&");
-    const char *eq = memchr(p, '=', len);
-    if (len) {
-      size_t klen = eq ? (size_t)(eq - p) : len;
-      char *key = decode(p, klen);
-      char *val = eq ? decode(eq + 1, len - klen - 1) : NULL;
-      int rc = GM_OK;
-      if (!key || (eq && !val)) {
-        gm_seterr(err, GM_E_URL, "mongodb backend: bad URL: invalid "
-                                 "percent-encoding in the query");
-        rc = GM_ERR;
-      } else if (is_ours(key)) {
-        rc = eq ? set_ours(o, key, val, err) : GM_ERR;
-        if (!eq)
-          gm_seterr(err, GM_E_URL, "mongodb backend: bad URL: option '%.64s' "
-                                   "needs a value", key);
-      } else if (is_mongo_option(key)) {
-        if (eq && !cfg->secrets[3] &&
-            (!strcasecmp(key, MONGOC_URI_TLSCERTIFICATEKEYFILEPASSWORD) ||
-             !strcasecmp(key, MONGOC_URI_SSLCLIENTCERTIFICATEKEYPASSWORD)))
-          cfg->secrets[3] = strndup(eq + 1, len - klen - 1);
-        *w++ = first ? '?' : '&';
-        memcpy(w, p, len);
-        w += len;
-        *w = '\0';
-        first = 0;
-      } else {
-        gm_seterr(err, GM_E_ARG, "mongodb backend: unknown option '%.64s'",
-                  key);
-        rc = GM_ERR;
-      }
-      free(key);
-      free(val);
-      if (rc) return GM_ERR;
-    }
-    p += len;
-    if (*p == '&') p++;
-  }
-  return GM_OK;
-}
-
-/* Whether the URL's query has key (percent-decoded). */
-static int in_query(const char *url, const char *key) {
-  const char *q = strchr(url, '?');
-  int found = 0;
-  for (const char *p = q ? q + 1 : ""; *p && !found;) {
+/* url without the query parameters that are ours, for libmongoc (which
+ * warns of options it does not know); NULL when out of memory. */
+static char *strip_ours(const char *url) {
+  char *out = strdup(url), *w = out ? strchr(out, '?') : NULL;
+  if (!w) return out;
+  char *q = w;
+  for (const char *p = url + (w - out) + 1; *p;) {
     size_t len = strcspn(p, "&"), klen = strcspn(p, "&=");
-    char *k = decode(p, klen);
-    found = k && strcmp(k, key) == 0;
-    free(k);
-    p += len;
-    if (*p == '&') p++;
+    char key[16] = "";
+    if (klen < sizeof key) memcpy(key, p, klen), key[klen] = '\0';
+    if (len && !is_ours(key)) {
+      char sep = w == q ? '?' : '&';
+      *w++ = sep;
+      memcpy(w, p, len);
+      w += len;
+    }
+    p += len + (p[len] == '&');
   }
-  return found;
+  *w = '\0';
+  return out;
 }
 
 /* MongoDB database names: no "/\. \"$*<>:|?", under 64 bytes. */
@@ -289,29 +193,25 @@ static int check_database(const char *db, gm_error *err) {
   return GM_OK;
 }
 
+/* v NULL: the URI's own (as for read_concern). */
 static int parse_write_concern(mongo_cfg *cfg, const char *v, gm_error *err) {
   char *end;
-  long w = 0;
-  if (strcmp(v, "majority") != 0) {
-    w = strtol(v, &end, 10);
-    if (end == v || *end || w < 1 || w > 50) {
-      gm_seterr(err, GM_E_ARG, "option 'write_concern': expected 'majority' "
-                               "or a number of members 1-50");
-      return GM_ERR;
-    }
+  if (!v) return GM_OK;
+  long w = strcmp(v, "majority") ? strtol(v, &end, 10) : 0;
+  if (w && (*end || w < 1 || w > 50)) w = -1;
+  if (w < 0 || (w == 0 && strcmp(v, "majority"))) {
+    gm_seterr(err, GM_E_ARG, "option 'write_concern': expected 'majority' "
+                             "or a number of members 1-50");
+    return GM_ERR;
   }
-  cfg->write_concern = bson_new();
-  bson_t wc;
-  BSON_APPEND_DOCUMENT_BEGIN(cfg->write_concern, "writeConcern", &wc);
-  if (w)
-    BSON_APPEND_INT32(&wc, "w", (int32_t)w);
-  else
-    BSON_APPEND_UTF8(&wc, "w", "majority");
-  bson_append_document_end(cfg->write_concern, &wc);
+  cfg->write_concern =
+      w ? BCON_NEW("writeConcern", "{", "w", BCON_INT32((int32_t)w), "}")
+        : BCON_NEW("writeConcern", "{", "w", BCON_UTF8("majority"), "}");
   return GM_OK;
 }
 
 static int parse_read_concern(mongo_cfg *cfg, const char *v, gm_error *err) {
+  if (!v) return GM_OK;
   if (strcmp(v, "majority") && strcmp(v, "local") &&
       strcmp(v, "linearizable")) {
     gm_seterr(err, GM_E_ARG, "option 'read_concern': expected 'majority', "
@@ -355,7 +255,7 @@ static void mongo_free_cfg(void *p) {
   if (cfg->uri) mongoc_uri_destroy(cfg->uri);
   if (cfg->write_concern) bson_destroy(cfg->write_concern);
   if (cfg->read_concern) bson_destroy(cfg->read_concern);
-  for (int i = 0; i < NSECRETS; i++) free(cfg->secrets[i]);
+  for (int i = 0; i < NSECRETS; i++) gm_free_secret(cfg->secrets[i]);
   free(cfg->database);
   free(cfg->collection);
   free(cfg);
@@ -386,12 +286,45 @@ static int check_acknowledged(const mongoc_uri_t *uri, gm_error *err) {
   return GM_ERR;
 }
 
+/* Checks the keys of kv (the URL's query when in_url, else the option
+ * table with the URL's keys again) against ours and libmongoc's, and
+ * collects ours into val. The TLS key password joins the secrets. */
+static int check_keys(mongo_cfg *cfg, const gm_kv *kv, size_t n,
+                      const gm_url *u, const char **val, gm_error *err) {
+  for (size_t i = 0; i < n; i++) {
+    const char *k = kv[i].key, *v = kv[i].value, *in = gm_kv_get(u->kv, u->n, k);
+    if (strcmp(k, "url") == 0) continue;
+    if (!is_ours(k) && (!is_mongo_option(k) || !in)) {
+      gm_seterr(err, GM_E_ARG, "mongodb backend: unknown option '%.64s'%s", k,
+                is_mongo_option(k) ? " (put MongoDB options in the url)" : "");
+      return GM_ERR;
+    }
+    for (int j = 0; our_keys[j]; j++)
+      if (strcmp(our_keys[j], k) == 0) {
+        if (val[j] && strcmp(val[j], v) != 0) {
+          gm_seterr(err, GM_E_ARG, "mongodb backend: option '%s' given twice",
+                    k);
+          return GM_ERR;
+        }
+        val[j] = v;
+      }
+    if (!cfg->secrets[3] && v &&
+        (!strcasecmp(k, MONGOC_URI_TLSCERTIFICATEKEYFILEPASSWORD) ||
+         !strcasecmp(k, MONGOC_URI_SSLCLIENTCERTIFICATEKEYPASSWORD)) &&
+        !(cfg->secrets[3] = strdup(v))) {
+      gm_seterr(err, GM_E_NOMEM, "out of memory");
+      return GM_ERR;
+    }
+  }
+  return GM_OK;
+}
+
 static int mongo_parse(const gm_kv *opts, size_t n, void **out,
                        gm_error *err) {
-  const char *url = gm_kv_get(opts, n, "url");
-  ours o = {{0}};
+  const char *url = gm_kv_get(opts, n, "url"), *val[5] = {0};
   char *stripped = NULL;
   bson_error_t e;
+  gm_url u = {0};
   mongo_cfg *cfg = calloc(1, sizeof *cfg);
   if (!cfg) goto nomem;
   pthread_once(&init_once, init_mongoc);
@@ -400,27 +333,13 @@ static int mongo_parse(const gm_kv *opts, size_t n, void **out,
                              "(mongodb://host[:port]/[database][?options])");
     goto fail;
   }
-  if (gm_url_raw_at(url)) {
-    gm_seterr(err, GM_E_URL, "mongodb backend: %s", GM_URL_AT_MSG);
+  if (gm_url_parse(url, 1, &u, err)) goto fail; /* the query, decoded */
+  if ((cfg->secrets[0] = raw_password(url)))
+    cfg->secrets[1] = gm_url_decode(cfg->secrets[0], strlen(cfg->secrets[0]));
+  if (check_keys(cfg, u.kv, u.n, &u, val, err) ||
+      check_keys(cfg, opts, n, &u, val, err))
     goto fail;
-  }
-  cfg->secrets[0] = raw_password(url);
-  if (cfg->secrets[0]) cfg->secrets[1] = decode(cfg->secrets[0],
-                                                strlen(cfg->secrets[0]));
-  if (!(stripped = malloc(strlen(url) + 1))) goto nomem;
-  if (split_url(cfg, url, stripped, &o, err)) goto fail;
-  /* Table keys: the URL's query keys come again here; others must be ours. */
-  for (size_t i = 0; i < n; i++) {
-    const char *k = opts[i].key;
-    if (strcmp(k, "url") == 0) continue;
-    if (is_ours(k)) {
-      if (set_ours(&o, k, opts[i].value, err)) goto fail;
-    } else if (!is_mongo_option(k) || !in_query(url, k)) {
-      gm_seterr(err, GM_E_ARG, "mongodb backend: unknown option '%.64s'%s", k,
-                is_mongo_option(k) ? " (put MongoDB options in the url)" : "");
-      goto fail;
-    }
-  }
+  if (!(stripped = strip_ours(url))) goto nomem;
   cfg->uri = mongoc_uri_new_with_error(stripped, &e);
   if (!cfg->uri) {
     gm_seterr(err, GM_E_URL, "mongodb backend: bad URL: %s", e.message);
@@ -432,30 +351,32 @@ static int mongo_parse(const gm_kv *opts, size_t n, void **out,
       cfg->uri, MONGOC_URI_TLSCERTIFICATEKEYFILEPASSWORD, NULL);
   if (kp && !(cfg->secrets[2] = strdup(kp))) goto nomem;
 
-  const char *db = o.val[0]   ? o.val[0]
+  const char *db = val[0]   ? val[0]
                    : mongoc_uri_get_database(cfg->uri)
                        ? mongoc_uri_get_database(cfg->uri)
                        : DEFAULT_DATABASE;
-  if (check_database(db, err)) goto fail;
-  const char *coll = o.val[1] ? o.val[1] : DEFAULT_COLLECTION;
-  if (gm_check_identifier("collection", coll, err)) goto fail;
+  const char *coll = val[1] ? val[1] : DEFAULT_COLLECTION;
+  if (check_database(db, err) ||
+      gm_check_identifier("collection", coll, err))
+    goto fail;
   if (!(cfg->database = strdup(db)) || !(cfg->collection = strdup(coll)))
     goto nomem;
-
-  if (o.val[2] ? parse_write_concern(cfg, o.val[2], err)
-               : mongoc_write_concern_is_default(
-                     mongoc_uri_get_write_concern(cfg->uri)) &&
-                     parse_write_concern(cfg, "majority", err))
-    goto fail;
-  if (o.val[3] ? parse_read_concern(cfg, o.val[3], err)
-               : mongoc_read_concern_is_default(
-                     mongoc_uri_get_read_concern(cfg->uri)) &&
-                     parse_read_concern(cfg, "majority", err))
+  const mongoc_uri_t *uri = cfg->uri;
+  if (parse_write_concern(cfg, val[2]  ? val[2]
+                               : mongoc_write_concern_is_default(
+                                     mongoc_uri_get_write_concern(uri))
+                                   ? "majority"
+                                   : NULL, err) ||
+      parse_read_concern(cfg, val[3]  ? val[3]
+                              : mongoc_read_concern_is_default(
+                                    mongoc_uri_get_read_concern(uri))
+                                  ? "majority"
+                                  : NULL, err))
     goto fail;
 
   int64_t timeout_us;
-  gm_kv t = {"timeout", o.val[4]};
-  if (gm_kv_seconds(&t, o.val[4] ? 1 : 0, "timeout", DEFAULT_TIMEOUT_US,
+  gm_kv t = {"timeout", val[4]};
+  if (gm_kv_seconds(&t, val[4] ? 1 : 0, "timeout", DEFAULT_TIMEOUT_US,
                     &timeout_us, err))
     goto fail;
   int32_t ms = timeout_us / 1000 > INT32_MAX ? INT32_MAX
@@ -471,14 +392,14 @@ static int mongo_parse(const gm_kv *opts, size_t n, void **out,
     mongoc_uri_set_appname(cfg->uri, "gomaster");
 
   set_describe(cfg, url);
-  for (int i = 0; i < 5; i++) free(o.val[i]);
+  gm_url_free(&u);
   free(stripped);
   *out = cfg;
   return GM_OK;
 nomem:
   gm_seterr(err, GM_E_NOMEM, "out of memory");
 fail:
-  for (int i = 0; i < 5; i++) free(o.val[i]);
+  gm_url_free(&u);
   free(stripped);
   mongo_free_cfg(cfg);
   return GM_ERR;
