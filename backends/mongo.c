@@ -77,8 +77,6 @@ typedef struct mongo_conn {
   mongoc_cursor_t *tail; /* watch's cursor on the events, kept across calls */
   uint64_t marker_base; /* random per connection: ids never repeat */
   uint64_t batches, announced;
-  size_t *order;        /* renew_many: request indexes sorted by name */
-  size_t order_cap;
   /* What interrupt reaches, from any thread: under mu. */
   pthread_mutex_t mu;
   sock *socks;          /* the connection's open sockets */
@@ -637,7 +635,6 @@ static void mongo_close(void *p) {
   if (c->coll) mongoc_collection_destroy(c->coll);
   if (c->client) mongoc_client_destroy(c->client);
   pthread_mutex_destroy(&c->mu);
-  free(c->order);
   free(c);
 }
 
@@ -974,169 +971,93 @@ static int mongo_renew(void *p, const char *name, const char *owner,
 
 /* ---- batch renewal --------------------------------------------------------
  *
- * Two commands however many locks: one `update` whose multi-update matches
- * {_id, owner, token} of each lock (one statement per distinct lease) and
- * renews them with $$NOW, stamping BATCH_FIELD with a marker no earlier
- * batch used; then one `find` of those _ids on the primary. A lock was
- * renewed by this batch iff its document carries the marker and is still
- * ours; its times are then the server's, as written. (An update reports only
- * how many documents matched, not which.) */
+ * Two commands however many locks: one bulk of multi-updates (one per
+ * distinct lease) matching {_id, owner, instance, token} of each lock,
+ * renewing with $$NOW and stamping BATCH_FIELD with a marker no earlier
+ * batch used; then one find of those _ids on the primary. A lock was renewed
+ * by this batch iff its document carries the marker and is still ours; its
+ * times are then the server's, as written. (An update reports only how many
+ * documents matched, not which.) */
 
-/* Sorts c->order (0..n-1) by reqs[i].name, for lookups by name. Called only
- * on the connection's thread; the comparator's table is per call. */
-static _Thread_local const gm_renew_req *tl_reqs;
-static int by_name_tl(const void *a, const void *b) {
-  return strcmp(tl_reqs[*(const size_t *)a].name,
-                tl_reqs[*(const size_t *)b].name);
-}
-
-static int sort_order(mongo_conn *c, const gm_renew_req *q, size_t n) {
-  if (n > c->order_cap) {
-    size_t *o = realloc(c->order, n * sizeof *o);
-    if (!o) return GM_ERR;
-    c->order = o;
-    c->order_cap = n;
-  }
-  for (size_t i = 0; i < n; i++) c->order[i] = i;
-  tl_reqs = q;
-  qsort(c->order, n, sizeof *c->order, by_name_tl);
-  return GM_OK;
-}
-
-/* The first index in c->order whose request has this name, or n. */
-static size_t find_name(const mongo_conn *c, const gm_renew_req *q, size_t n,
-                        const char *name) {
-  size_t lo = 0, hi = n;
-  while (lo < hi) {
-    size_t mid = lo + (hi - lo) / 2;
-    if (strcmp(q[c->order[mid]].name, name) < 0)
-      lo = mid + 1;
-    else
-      hi = mid;
-  }
-  return lo < n && strcmp(q[c->order[lo]].name, name) == 0 ? lo : n;
-}
-
-/* The update command: one multi-update per distinct lease. */
-static bson_t *batch_update(mongo_conn *c, const gm_renew_req *q, size_t n,
-                            const char *marker) {
-  bson_t *cmd = bson_new(), ups, up, ors, one, pipe, stage, set, add, args;
+/* The multi-update of the locks of q whose lease is q[i]'s, into bulk. */
+static void batch_add(mongoc_bulk_operation_t *bulk, const gm_renew_req *q,
+                      size_t i, size_t n, const char *marker) {
+  int64_t ms = lease_ms(q[i].lease_us);
+  bson_t *sel = bson_new(), ors;
   char key[24];
-  uint32_t nu = 0;
-  BSON_APPEND_UTF8(cmd, "update", c->cfg->collection);
-  BSON_APPEND_ARRAY_BEGIN(cmd, "updates", &ups);
-  for (size_t i = 0; i < n; i++) {
-    int64_t ms = lease_ms(q[i].lease_us);
-    int seen = 0;
-    for (size_t j = 0; j < i && !seen; j++)
-      seen = lease_ms(q[j].lease_us) == ms;
-    if (seen) continue;
-    snprintf(key, sizeof key, "%u", nu++);
-    BSON_APPEND_DOCUMENT_BEGIN(&ups, key, &up);
-    bson_t qd;
-    BSON_APPEND_DOCUMENT_BEGIN(&up, "q", &qd);
-    BSON_APPEND_ARRAY_BEGIN(&qd, "$or", &ors);
-    uint32_t no = 0;
-    for (size_t j = i; j < n; j++) {
-      if (lease_ms(q[j].lease_us) != ms) continue;
-      snprintf(key, sizeof key, "%u", no++);
-      BSON_APPEND_DOCUMENT_BEGIN(&ors, key, &one);
-      BSON_APPEND_UTF8(&one, "_id", q[j].name);
-      BSON_APPEND_UTF8(&one, "owner", q[j].owner);
-      BSON_APPEND_INT64(&one, "instance", (int64_t)q[j].instance);
-      BSON_APPEND_INT64(&one, "token", (int64_t)q[j].token);
-      bson_append_document_end(&ors, &one);
-    }
-    bson_append_array_end(&qd, &ors);
-    bson_append_document_end(&up, &qd);
-    BSON_APPEND_ARRAY_BEGIN(&up, "u", &pipe);
-    BSON_APPEND_DOCUMENT_BEGIN(&pipe, "0", &stage);
-    BSON_APPEND_DOCUMENT_BEGIN(&stage, "$set", &set);
-    BSON_APPEND_UTF8(&set, "renewed_at", "$$NOW");
-    BSON_APPEND_DOCUMENT_BEGIN(&set, "expires_at", &add);
-    BSON_APPEND_ARRAY_BEGIN(&add, "$add", &args);
-    BSON_APPEND_UTF8(&args, "0", "$$NOW");
-    BSON_APPEND_INT64(&args, "1", ms);
-    bson_append_array_end(&add, &args);
-    bson_append_document_end(&set, &add);
-    BSON_APPEND_DOCUMENT_BEGIN(&set, BATCH_FIELD, &add);
-    BSON_APPEND_UTF8(&add, "$literal", marker);
-    bson_append_document_end(&set, &add);
-    bson_append_document_end(&stage, &set);
-    bson_append_document_end(&pipe, &stage);
-    bson_append_array_end(&up, &pipe);
-    BSON_APPEND_BOOL(&up, "multi", true);
-    bson_append_document_end(&ups, &up);
+  BSON_APPEND_ARRAY_BEGIN(sel, "$or", &ors);
+  for (uint32_t j = (uint32_t)i, k = 0; j < n; j++) {
+    if (lease_ms(q[j].lease_us) != ms) continue;
+    snprintf(key, sizeof key, "%u", k++);
+    BCON_APPEND(&ors, key, "{", "_id", BCON_UTF8(q[j].name), "owner",
+                BCON_UTF8(q[j].owner), "instance",
+                BCON_INT64((int64_t)q[j].instance), "token",
+                BCON_INT64((int64_t)q[j].token), "}");
   }
-  bson_append_array_end(cmd, &ups);
-  BSON_APPEND_BOOL(cmd, "ordered", false);
-  return cmd;
+  bson_append_array_end(sel, &ors);
+  bson_t *pipe = BCON_NEW(
+      "0", "{", "$set", "{", "renewed_at", BCON_UTF8("$$NOW"), "expires_at",
+      "{", "$add", "[", BCON_UTF8("$$NOW"), BCON_INT64(ms), "]", "}",
+      BATCH_FIELD, "{", "$literal", BCON_UTF8(marker), "}", "}", "}");
+  mongoc_bulk_operation_update_many_with_opts(bulk, sel, pipe, NULL, NULL);
+  bson_destroy(pipe);
+  bson_destroy(sel);
 }
 
-/* The first write error or write concern error of a write reply, if any. */
-static int write_reply_error(const bson_t *reply, bson_error_t *e) {
-  bson_iter_t it, sub;
-  const char *keys[] = {"writeErrors", "writeConcernError"};
-  for (int k = 0; k < 2; k++) {
-    if (!bson_iter_init_find(&it, reply, keys[k])) continue;
-    if (k == 0 && BSON_ITER_HOLDS_ARRAY(&it) &&
-        !bson_iter_recurse(&it, &sub))
-      continue;
-    if (k == 0 && (!bson_iter_next(&sub) || !BSON_ITER_HOLDS_DOCUMENT(&sub)))
-      continue;
-    bson_iter_t err = k == 0 ? sub : it, f;
-    const char *msg = "write error";
-    int32_t code = 0;
-    if (bson_iter_recurse(&err, &f))
-      while (bson_iter_next(&f)) {
-        if (!strcmp(bson_iter_key(&f), "errmsg") && BSON_ITER_HOLDS_UTF8(&f))
-          msg = bson_iter_utf8(&f, NULL);
-        else if (!strcmp(bson_iter_key(&f), "code") &&
-                 BSON_ITER_HOLDS_NUMBER(&f))
-          code = (int32_t)bson_iter_as_int64(&f);
-      }
-    bson_set_error(e, MONGOC_ERROR_SERVER, (uint32_t)code, "%s", msg);
-    return 1;
+/* Marks the request that doc (as the batch's find returned it) renewed. */
+static void batch_mark(gm_renew_req *q, size_t n, size_t *hint,
+                       const bson_t *doc, const char *marker) {
+  bson_iter_t it;
+  char mark[40];
+  gm_row r;
+  copy_utf8(doc, BATCH_FIELD, mark, sizeof mark);
+  if (strcmp(mark, marker) != 0 || !bson_iter_init_find(&it, doc, "_id") ||
+      !BSON_ITER_HOLDS_UTF8(&it))
+    return;
+  read_row(doc, &r);
+  /* the find mostly answers in the order asked: start after the last */
+  for (size_t k = 0; k < n; k++) {
+    gm_renew_req *x = &q[(*hint + k) % n];
+    if (x->token == r.token && x->instance == r.instance &&
+        !strcmp(x->name, bson_iter_utf8(&it, NULL)) &&
+        !strcmp(x->owner, r.owner)) {
+      x->rc = GM_OK;
+      x->renewed_at = x->now = r.renewed_at;
+      x->expires_at = r.expires_at;
+      *hint = (size_t)(x - q) + 1;
+    }
   }
-  return 0;
 }
 
 static int mongo_renew_many(void *p, gm_renew_req *q, size_t n,
                             gm_error *err) {
   mongo_conn *c = p;
-  if (n == 1) { /* one lock: one findAndModify already tells all */
-    gm_row r;
-    q[0].rc = mongo_renew(p, q[0].name, q[0].owner, q[0].instance,
-                          q[0].token, q[0].lease_us, &r, err);
-    if (q[0].rc == GM_ERR) return GM_ERR;
-    q[0].renewed_at = r.renewed_at;
-    q[0].expires_at = r.expires_at;
-    q[0].now = r.now;
-    return GM_OK;
-  }
-  if (sort_order(c, q, n) != GM_OK) {
-    gm_seterr(err, GM_E_NOMEM, "out of memory");
-    return GM_ERR;
-  }
-  for (size_t i = 0; i < n; i++) q[i].rc = GM_NOT;
+  bson_error_t e;
+  bson_t reply;
+  bson_iter_t it;
   char marker[40];
   snprintf(marker, sizeof marker, "%016llx-%llu",
            (unsigned long long)c->marker_base,
            (unsigned long long)++c->batches);
-
-  bson_error_t e;
-  bson_t reply;
-  bson_t *cmd = batch_update(c, q, n, marker);
-  bool ok = mongoc_collection_write_command_with_opts(
-      c->coll, cmd, c->cfg->write_concern, &reply, &e);
-  bson_destroy(cmd);
-  if (ok && write_reply_error(&reply, &e)) ok = false;
-  bson_iter_t it;
-  int64_t matched = ok && bson_iter_init_find(&it, &reply, "n") &&
+  bson_t *opts = BCON_NEW("ordered", BCON_BOOL(false));
+  if (c->cfg->write_concern) bson_concat(opts, c->cfg->write_concern);
+  mongoc_bulk_operation_t *bulk =
+      mongoc_collection_create_bulk_operation_with_opts(c->coll, opts);
+  bson_destroy(opts);
+  for (size_t i = 0; i < n; i++) {
+    q[i].rc = GM_NOT;
+    int seen = 0; /* a lease of an earlier request: in its update */
+    for (size_t j = 0; j < i && !seen; j++)
+      seen = lease_ms(q[j].lease_us) == lease_ms(q[i].lease_us);
+    if (!seen) batch_add(bulk, q, i, n, marker);
+  }
+  bool ok = mongoc_bulk_operation_execute(bulk, &reply, &e) != 0;
+  int64_t matched = bson_iter_init_find(&it, &reply, "nMatched") &&
                             BSON_ITER_HOLDS_NUMBER(&it)
                         ? bson_iter_as_int64(&it)
                         : -1;
   bson_destroy(&reply);
+  mongoc_bulk_operation_destroy(bulk);
   if (!ok) return fail(c->cfg, err, "renew", &e);
   if (matched == 0) return GM_OK; /* none is ours any more */
 
@@ -1151,13 +1072,8 @@ static int mongo_renew_many(void *p, gm_renew_req *q, size_t n,
   }
   bson_append_array_end(&in, &ids);
   bson_append_document_end(filter, &in);
-  bson_t *opts = BCON_NEW("projection", "{", "owner", BCON_INT32(1), "token",
-                          BCON_INT32(1), "instance", BCON_INT32(1),
-                          "renewed_at", BCON_INT32(1),
-                          "expires_at", BCON_INT32(1), BATCH_FIELD,
-                          BCON_INT32(1), "}", "batchSize",
-                          BCON_INT64((int64_t)n), "readConcern", "{", "level",
-                          BCON_UTF8("local"), "}");
+  opts = BCON_NEW("batchSize", BCON_INT64((int64_t)n), "readConcern", "{",
+                  "level", BCON_UTF8("local"), "}");
   mongoc_read_prefs_t *primary = mongoc_read_prefs_new(MONGOC_READ_PRIMARY);
   mongoc_cursor_t *cur =
       mongoc_collection_find_with_opts(c->coll, filter, opts, primary);
@@ -1165,33 +1081,8 @@ static int mongo_renew_many(void *p, gm_renew_req *q, size_t n,
   bson_destroy(filter);
   bson_destroy(opts);
   const bson_t *doc;
-  while (mongoc_cursor_next(cur, &doc)) {
-    bson_iter_t f;
-    if (!bson_iter_init_find(&f, doc, "_id") || !BSON_ITER_HOLDS_UTF8(&f))
-      continue;
-    const char *name = bson_iter_utf8(&f, NULL);
-    char owner[GM_ID_MAX], mark[sizeof marker];
-    copy_utf8(doc, "owner", owner, sizeof owner);
-    copy_utf8(doc, BATCH_FIELD, mark, sizeof mark);
-    uint64_t token = 0, instance = 0;
-    if (bson_iter_init_find(&f, doc, "token") && BSON_ITER_HOLDS_NUMBER(&f))
-      token = (uint64_t)bson_iter_as_int64(&f);
-    if (bson_iter_init_find(&f, doc, "instance") && BSON_ITER_HOLDS_INT64(&f))
-      instance = (uint64_t)bson_iter_int64(&f);
-    if (strcmp(mark, marker) != 0) continue;
-    int64_t renewed = date_us(doc, "renewed_at");
-    int64_t expires = date_us(doc, "expires_at");
-    for (size_t k = find_name(c, q, n, name);
-         k < n && strcmp(q[c->order[k]].name, name) == 0; k++) {
-      gm_renew_req *r = &q[c->order[k]];
-      if (r->token != token || r->instance != instance ||
-          strcmp(r->owner, owner) != 0)
-        continue;
-      r->rc = GM_OK;
-      r->renewed_at = r->now = renewed;
-      r->expires_at = expires;
-    }
-  }
+  size_t hint = 0;
+  while (mongoc_cursor_next(cur, &doc)) batch_mark(q, n, &hint, doc, marker);
   int rc = GM_OK;
   if (mongoc_cursor_error(cur, &e)) rc = fail(c->cfg, err, "renew (find)", &e);
   mongoc_cursor_destroy(cur);
