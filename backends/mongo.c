@@ -806,15 +806,17 @@ static int check_doc(const bson_t *doc, const char *name, gm_error *err) {
   return GM_ERR;
 }
 
-/* Runs findAndModify(query, pipeline) returning the new document. GM_OK with
- * *found set when a document came back (copied into row), GM_NOT on a
- * duplicate key error, GM_ERR on failure. Takes query and pipeline. */
+/* Runs findAndModify(query, pipeline) returning the new document (taking
+ * both): GM_OK with the document in row, GM_NOT when none matched or a
+ * racing insert came first (duplicate key), GM_ERR on failure. */
 static int find_and_modify(mongo_conn *c, const char *what, bson_t *query,
-                           bson_t *pipeline, int upsert, int *found,
-                           gm_row *row, gm_error *err) {
+                           bson_t *pipeline, int upsert, gm_row *row,
+                           gm_error *err) {
   bson_error_t e;
-  bson_t reply;
+  bson_t reply, doc;
   bson_iter_t it;
+  const uint8_t *data;
+  uint32_t len;
   mongoc_find_and_modify_opts_t *opts = mongoc_find_and_modify_opts_new();
   mongoc_find_and_modify_opts_set_update(opts, pipeline);
   mongoc_find_and_modify_opts_set_flags(
@@ -827,116 +829,64 @@ static int find_and_modify(mongo_conn *c, const char *what, bson_t *query,
   mongoc_find_and_modify_opts_destroy(opts);
   bson_destroy(query);
   bson_destroy(pipeline);
-  int rc = GM_OK;
-  *found = 0;
-  if (!ok) {
-    if (e.code == 11000) /* a racing insert: a lost race */
-      gm_seterr(err, GM_E_CONFLICT, "%s: another node's insert came first",
-                what);
-    rc = e.code == 11000 ? GM_NOT : fail(c->cfg, err, what, &e);
-  } else if (bson_iter_init_find(&it, &reply, "value") &&
-             BSON_ITER_HOLDS_DOCUMENT(&it)) {
-    const uint8_t *data;
-    uint32_t len;
-    bson_t doc;
+  int rc = GM_NOT;
+  if (!ok && e.code == 11000) /* a racing insert: a lost race */
+    gm_seterr(err, GM_E_CONFLICT, "%s: another node's insert came first",
+              what);
+  else if (!ok)
+    rc = fail(c->cfg, err, what, &e);
+  else if (bson_iter_init_find(&it, &reply, "value") &&
+           BSON_ITER_HOLDS_DOCUMENT(&it)) {
     bson_iter_document(&it, &len, &data);
-    if (bson_init_static(&doc, data, len)) {
-      read_row(&doc, row);
-      *found = 1;
-    }
+    if (bson_init_static(&doc, data, len)) read_row(&doc, row), rc = GM_OK;
   }
   bson_destroy(&reply);
   return rc;
 }
 
-/* The completion record's fields, kept across grants. */
-static const char *const done_fields[] = {"done_at", "done_by", "done_token",
-                                          "result", NULL};
-
 /* Server-side milliseconds, rounded up: a lease never comes out shorter. */
 static int64_t lease_ms(int64_t lease_us) { return (lease_us + 999) / 1000; }
 
-/* The fields of a new grant, each from the server's $$NOW. */
-static void append_grant(bson_t *doc, const gm_acquire_req *r,
-                         uint64_t token) {
-  bson_t lit, add, args;
-  BSON_APPEND_DOCUMENT_BEGIN(doc, "owner", &lit);
-  BSON_APPEND_UTF8(&lit, "$literal", r->owner);
-  bson_append_document_end(doc, &lit);
-  BSON_APPEND_INT64(doc, "token", (int64_t)token);
-  BSON_APPEND_INT64(doc, "instance", (int64_t)r->instance);
-  BSON_APPEND_DOCUMENT_BEGIN(doc, "version", &lit);
-  BSON_APPEND_UTF8(&lit, "$literal", r->version ? r->version : "");
-  bson_append_document_end(doc, &lit);
-  BSON_APPEND_UTF8(doc, "acquired_at", "$$NOW");
-  BSON_APPEND_UTF8(doc, "renewed_at", "$$NOW");
-  BSON_APPEND_DOCUMENT_BEGIN(doc, "expires_at", &add);
-  BSON_APPEND_ARRAY_BEGIN(&add, "$add", &args);
-  BSON_APPEND_UTF8(&args, "0", "$$NOW");
-  BSON_APPEND_INT64(&args, "1", lease_ms(r->lease_us));
-  bson_append_array_end(&add, &args);
-  bson_append_document_end(doc, &add);
-}
-
 static int mongo_acquire(void *p, const gm_acquire_req *r, gm_row *out,
                          gm_error *err) {
-  mongo_conn *c = p;
   uint64_t token = gm_new_token(r);
-  bson_t *query = BCON_NEW("_id", BCON_UTF8(r->name));
-  bson_t *pipeline = bson_new();
-  bson_t stage, body, root, cond, then;
-  BSON_APPEND_DOCUMENT_BEGIN(pipeline, "0", &stage);
+  /* the fields of the grant, each time from the server's $$NOW */
+  bson_t *g = BCON_NEW(
+      "owner", "{", "$literal", BCON_UTF8(r->owner), "}", "token",
+      BCON_INT64((int64_t)token), "instance", BCON_INT64((int64_t)r->instance),
+      "version", "{", "$literal", BCON_UTF8(r->version ? r->version : ""), "}",
+      "acquired_at", BCON_UTF8("$$NOW"), "renewed_at", BCON_UTF8("$$NOW"),
+      "expires_at", "{", "$add", "[", BCON_UTF8("$$NOW"),
+      BCON_INT64(lease_ms(r->lease_us)), "]", "}");
+  bson_t *query = BCON_NEW("_id", BCON_UTF8(r->name)), *pipeline;
   if (!r->expect_exists) {
     /* Only a document with no token (the upsert's new one) gets the
      * grant; when one exists the upsert collides on _id: GM_NOT. */
     BCON_APPEND(query, "token", "{", "$exists", BCON_BOOL(false), "}");
-    BSON_APPEND_DOCUMENT_BEGIN(&stage, "$set", &body);
-    append_grant(&body, r, token);
-    bson_append_document_end(&stage, &body);
+    pipeline = BCON_NEW("0", "{", "$set", BCON_DOCUMENT(g), "}");
   } else {
     /* Granted only where expired on the server's clock (a release sets
-     * expires_at to its now). */
+     * expires_at to its now; a force release may keep the old expiry). A
+     * new root keeps only what it names: carry the completion record (a
+     * path to a missing field leaves the field out). */
     BSON_APPEND_INT64(query, "token", (int64_t)r->expect_token);
-    BSON_APPEND_DOCUMENT_BEGIN(&stage, "$replaceRoot", &body);
-    BSON_APPEND_DOCUMENT_BEGIN(&body, "newRoot", &root);
-    BSON_APPEND_DOCUMENT_BEGIN(&root, "$cond", &cond);
-    /* A released row too: a force release keeps the old expiry. */
-    bson_t *test = BCON_NEW("$lte", "[", BCON_UTF8("$expires_at"),
-                            BCON_UTF8("$$NOW"), "]");
-    BSON_APPEND_DOCUMENT(&cond, "if", test);
-    bson_destroy(test);
-    BSON_APPEND_DOCUMENT_BEGIN(&cond, "then", &then);
-    BSON_APPEND_UTF8(&then, "_id", "$_id");
-    append_grant(&then, r, token);
-    /* A new root keeps only what it names: carry the completion record
-     * (a path to a missing field leaves the field out). */
-    for (const char *const *f = done_fields; *f; f++) {
-      char path[32];
-      snprintf(path, sizeof path, "$%s", *f);
-      BSON_APPEND_UTF8(&then, *f, path);
-    }
-    bson_append_document_end(&cond, &then);
-    BSON_APPEND_UTF8(&cond, "else", "$$ROOT");
-    bson_append_document_end(&root, &cond);
-    bson_append_document_end(&body, &root);
-    bson_append_document_end(&stage, &body);
+    BCON_APPEND(g, "_id", "$_id", "done_at", "$done_at", "done_by",
+                "$done_by", "done_token", "$done_token", "result", "$result");
+    pipeline = BCON_NEW("0", "{", "$replaceRoot", "{", "newRoot", "{",
+                        "$cond", "{", "if", "{", "$lte", "[", "$expires_at",
+                        "$$NOW", "]", "}", "then", BCON_DOCUMENT(g), "else",
+                        "$$ROOT", "}", "}", "}", "}");
   }
-  bson_append_document_end(pipeline, &stage);
-
-  int found;
-  gm_row row;
-  int rc = find_and_modify(c, "acquire", query, pipeline, !r->expect_exists,
-                           &found, &row, err);
+  bson_destroy(g);
+  int rc = find_and_modify(p, "acquire", query, pipeline, !r->expect_exists,
+                           out, err);
   if (rc != GM_OK) return rc;
-  if (!found) return GM_NOT;
-  row.now = row.renewed_at;
-  *out = row;
-  if (row.token != token || row.instance != r->instance ||
-      strcmp(row.owner, r->owner) != 0) {
-    out->now = 0; /* not ours: the server's now is not known */
-    return GM_NOT;
-  }
-  return GM_OK;
+  out->now = out->renewed_at;
+  if (out->token == token && out->instance == r->instance &&
+      strcmp(out->owner, r->owner) == 0)
+    return GM_OK;
+  out->now = 0; /* not ours: the server's now is not known */
+  return GM_NOT;
 }
 
 /* Query {_id: name, owner, instance, token}: the document is ours
@@ -952,21 +902,14 @@ static bson_t *ours_query(const char *name, const char *owner,
 static int mongo_renew(void *p, const char *name, const char *owner,
                        uint64_t instance, uint64_t token, int64_t lease_us,
                        gm_row *out, gm_error *err) {
-  mongo_conn *c = p;
   bson_t *pipeline = BCON_NEW(
       "0", "{", "$set", "{", "renewed_at", BCON_UTF8("$$NOW"), "expires_at",
       "{", "$add", "[", BCON_UTF8("$$NOW"), BCON_INT64(lease_ms(lease_us)),
       "]", "}", "}", "}");
-  int found;
-  gm_row row;
-  int rc = find_and_modify(c, "renew",
-                           ours_query(name, owner, instance, token),
-                           pipeline, 0, &found, &row, err);
-  if (rc != GM_OK) return rc;
-  if (!found) return GM_NOT;
-  row.now = row.renewed_at;
-  *out = row;
-  return GM_OK;
+  int rc = find_and_modify(p, "renew", ours_query(name, owner, instance, token),
+                           pipeline, 0, out, err);
+  if (rc == GM_OK) out->now = out->renewed_at;
+  return rc;
 }
 
 /* ---- batch renewal --------------------------------------------------------
@@ -1032,6 +975,14 @@ static void batch_mark(gm_renew_req *q, size_t n, size_t *hint,
 static int mongo_renew_many(void *p, gm_renew_req *q, size_t n,
                             gm_error *err) {
   mongo_conn *c = p;
+  if (n == 1) { /* one lock: one findAndModify already tells all */
+    gm_row r = {0};
+    q->rc = mongo_renew(p, q->name, q->owner, q->instance, q->token,
+                        q->lease_us, &r, err);
+    q->renewed_at = q->now = r.renewed_at;
+    q->expires_at = r.expires_at;
+    return q->rc == GM_ERR ? GM_ERR : GM_OK;
+  }
   bson_error_t e;
   bson_t reply;
   bson_iter_t it;
@@ -1095,18 +1046,15 @@ static void put_event(mongo_conn *c, const char *name, uint64_t token,
 static int mongo_release(void *p, const char *name, const char *owner,
                          uint64_t instance, uint64_t token, gm_error *err) {
   mongo_conn *c = p;
-  bson_t *pipeline =
-      BCON_NEW("0", "{", "$set", "{", "owner", BCON_UTF8(""), "expires_at",
-               BCON_UTF8("$$NOW"), "}", "}");
-  int found;
   gm_row row;
   int rc = find_and_modify(c, "release",
                            ours_query(name, owner, instance, token),
-                           pipeline, 0, &found, &row, err);
-  if (rc != GM_OK) return rc;
-  if (!found) return GM_NOT;
-  if (c->events) put_event(c, name, token, row.expires_at);
-  return GM_OK;
+                           BCON_NEW("0", "{", "$set", "{", "owner",
+                                    BCON_UTF8(""), "expires_at",
+                                    BCON_UTF8("$$NOW"), "}", "}"),
+                           0, &row, err);
+  if (rc == GM_OK && c->events) put_event(c, name, token, row.expires_at);
+  return rc;
 }
 
 /* Where owner and token are ours: the completion record, done_at from the
@@ -1114,19 +1062,14 @@ static int mongo_release(void *p, const char *name, const char *owner,
 static int mongo_complete(void *p, const char *name, const char *owner,
                           uint64_t instance, uint64_t token,
                           const char *result, gm_error *err) {
-  mongo_conn *c = p;
-  bson_t *pipeline = BCON_NEW(
-      "0", "{", "$set", "{", "done_at", BCON_UTF8("$$NOW"), "done_by", "{",
-      "$literal", BCON_UTF8(owner), "}", "done_token",
-      BCON_INT64((int64_t)token), "result", "{", "$literal",
-      BCON_UTF8(result), "}", "}", "}");
-  int found;
   gm_row row;
-  int rc = find_and_modify(c, "complete",
-                           ours_query(name, owner, instance, token),
-                           pipeline, 0, &found, &row, err);
-  if (rc != GM_OK) return rc;
-  return found ? GM_OK : GM_NOT;
+  return find_and_modify(
+      p, "complete", ours_query(name, owner, instance, token),
+      BCON_NEW("0", "{", "$set", "{", "done_at", BCON_UTF8("$$NOW"),
+               "done_by", "{", "$literal", BCON_UTF8(owner), "}",
+               "done_token", BCON_INT64((int64_t)token), "result", "{",
+               "$literal", BCON_UTF8(result), "}", "}", "}"),
+      0, &row, err);
 }
 
 static int mongo_observe(void *p, const char *name, gm_row *out,
@@ -1137,30 +1080,17 @@ static int mongo_observe(void *p, const char *name, gm_row *out,
  * after it, with the server's now. */
 static int mongo_force_release(void *p, const char *name, int now,
                                gm_row *out, gm_error *err) {
-  mongo_conn *c = p;
-  bson_t *expiry =
-      now ? BCON_NEW("e", BCON_UTF8("$$NOW"))
-          : BCON_NEW("e", "{", "$cond", "[", "{", "$lte", "[",
-                     BCON_UTF8("$expires_at"), BCON_UTF8("$$NOW"), "]", "}",
-                     BCON_UTF8("$$NOW"), BCON_UTF8("$expires_at"), "]", "}");
-  bson_iter_t e;
-  bson_iter_init_find(&e, expiry, "e");
+  const char *kept = now ? "$$NOW" : "$expires_at";
   bson_t *pipeline = BCON_NEW(
       "0", "{", "$set", "{", "owner", BCON_UTF8(""), "token", "{", "$add",
-      "[", BCON_UTF8("$token"), BCON_INT64(1), "]", "}", "instance",
-      BCON_INT64(0), "expires_at",
-      BCON_ITER(&e), "}", "}");
-  bson_destroy(expiry);
-  int found;
-  gm_row row;
-  int rc = find_and_modify(
-      c, "force release",
-      BCON_NEW("_id", BCON_UTF8(name), "token", "{", "$lt",
-               BCON_INT64(INT64_MAX), "}"),
-      pipeline, 0, &found, &row, err);
-  if (rc != GM_OK) return rc;
-  if (!found) return GM_NOT;
-  return mongo_observe(p, name, out, err); /* for the server's now */
+      "[", "$token", BCON_INT64(1), "]", "}", "instance", BCON_INT64(0),
+      "expires_at", "{", "$cond", "[", "{", "$lte", "[", "$expires_at",
+      "$$NOW", "]", "}", "$$NOW", BCON_UTF8(kept), "]", "}", "}", "}");
+  int rc = find_and_modify(p, "force release",
+                           BCON_NEW("_id", BCON_UTF8(name), "token", "{",
+                                    "$lt", BCON_INT64(INT64_MAX), "}"),
+                           pipeline, 0, out, err);
+  return rc == GM_OK ? mongo_observe(p, name, out, err) : rc;
 }
 
 /* The server's clock from isMaster's localTime (for a lock with no
