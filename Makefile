@@ -86,7 +86,7 @@ endif
 # object, gomaster/mongo.so, loaded by src/registry.c on first use (with the
 # counters off). The C library links it in (GM_WITH_MONGO).
 ifeq ($(WITH_MONGO),1)
-  MONGO_SRC    := backends/mongo.c
+  MONGO_SRC    := backends/mongo.c src/mongo_stream.c
   BACKEND_CFLAGS += $(shell $(PKG_CONFIG) --cflags libmongoc-1.0)
   MONGO_LIBS   := $(shell $(PKG_CONFIG) --libs libmongoc-1.0)
   MONGO_MODULE := $(BUILD)/gomaster/mongo.so

@@ -22,23 +22,16 @@
  * read_concern, timeout). Error messages never contain the password nor the
  * TLS key password: every message from libmongoc is scrubbed of them.
  */
-#include <ctype.h>
-#include <errno.h>
-#include <netdb.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/un.h>
-#include <unistd.h>
+#include <strings.h>
 
 #include <mongoc/mongoc.h>
 
 #include "backend.h"
+#include "mongo_stream.h"
 #include "timeutil.h"
 #include "url.h"
 
@@ -65,8 +58,6 @@ typedef struct mongo_cfg {
   char describe[256];
 } mongo_cfg;
 
-typedef struct sock sock;
-
 typedef struct mongo_conn {
   const mongo_cfg *cfg; /* the backend's config outlives its connections */
   mongoc_client_t *client;
@@ -77,10 +68,7 @@ typedef struct mongo_conn {
   mongoc_cursor_t *tail; /* watch's cursor on the events, kept across calls */
   uint64_t marker_base; /* random per connection: ids never repeat */
   uint64_t batches, announced;
-  /* What interrupt reaches, from any thread: under mu. */
-  pthread_mutex_t mu;
-  sock *socks;          /* the connection's open sockets */
-  int interrupted;      /* no new socket once interrupted */
+  gm_msocks *socks;     /* its sockets, for interrupt; NULL with TLS */
 } mongo_conn;
 
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
@@ -408,221 +396,12 @@ static void mongo_describe(const void *p, char *buf, size_t len) {
   snprintf(buf, len, "%s", cfg->describe);
 }
 
-/* ---- sockets that another thread can end -----------------------------
- *
- * interrupt must end a blocking call (watch's getMore above all) at once,
- * from another thread, without blocking; libmongoc has no such call. So a
- * client without TLS connects through a stream initiator of ours: a plain
- * socket stream whose descriptors the connection lists under its mutex, and
- * interrupt shuts them down (shutdown(2), as the MySQL backend does). A TLS
- * client keeps libmongoc's own streams: nothing of it blocks long (its watch
- * says at once that it cannot watch, and the followers poll). */
-
-#define SOCK_STREAM_TYPE 0x474d /* none of libmongoc's MONGOC_STREAM_* */
-
-struct sock {
-  mongoc_stream_t s;   /* first: libmongoc holds a mongoc_stream_t * */
-  int fd;              /* -1 once closed; written under conn->mu */
-  int timed_out;
-  mongo_conn *conn;
-  sock *next;          /* conn->socks, under conn->mu */
-};
-
-static int64_t deadline(int32_t ms) {
-  return ms < 0 ? -1 : gm_mono_ns() + (int64_t)ms * GM_NS_PER_MS;
-}
-
-/* Waits until fd is ready for ev or until end (-1: never): 0, or -1 with
- * errno (ETIMEDOUT, timed_out set). */
-static int sock_wait(sock *k, short ev, int64_t end) {
-  for (;;) {
-    struct pollfd p = {k->fd, ev, 0};
-    int64_t left = end < 0 ? -1 : (end - gm_mono_ns()) / GM_NS_PER_MS;
-    int rc = poll(&p, 1, left < 0 ? (end < 0 ? -1 : 0) : (int)left);
-    if (rc > 0) return 0;
-    if (rc == 0) {
-      k->timed_out = 1;
-      errno = ETIMEDOUT;
-      return -1;
-    }
-    if (errno != EINTR) return -1;
-  }
-}
-
-/* Moves through iov: reads (at least min bytes, 1 when min is 0) or
- * writes (all) within ms. */
-static ssize_t sock_io(sock *k, mongoc_iovec_t *iov, size_t n, size_t min,
-                       int32_t ms, int rd) {
-  int64_t end = deadline(ms);
-  size_t done = 0, off = 0, need = min ? min : 1;
-  k->timed_out = 0;
-  for (size_t i = 0; i < n && (!rd || done < need);) {
-    if (off == iov[i].iov_len) {
-      i++, off = 0;
-      continue;
-    }
-    char *at = (char *)iov[i].iov_base + off;
-    ssize_t r = rd ? recv(k->fd, at, iov[i].iov_len - off, 0)
-                   : send(k->fd, at, iov[i].iov_len - off, MSG_NOSIGNAL);
-    if (r > 0) {
-      done += (size_t)r, off += (size_t)r;
-    } else if (r == 0) {
-      errno = ECONNRESET; /* the server hung up, or interrupt */
-      return -1;
-    } else if (errno != EINTR && ((errno != EAGAIN && errno != EWOULDBLOCK) ||
-                                  sock_wait(k, rd ? POLLIN : POLLOUT, end))) {
-      return -1;
-    }
-  }
-  return (ssize_t)done;
-}
-
-static ssize_t sock_readv(mongoc_stream_t *s, mongoc_iovec_t *iov, size_t n,
-                          size_t min, int32_t ms) {
-  return sock_io((sock *)s, iov, n, min, ms, 1);
-}
-
-static ssize_t sock_writev(mongoc_stream_t *s, mongoc_iovec_t *iov, size_t n,
-                           int32_t ms) {
-  return sock_io((sock *)s, iov, n, 0, ms, 0);
-}
-
-static int sock_close(mongoc_stream_t *s) {
-  sock *k = (sock *)s;
-  pthread_mutex_lock(&k->conn->mu);
-  int fd = k->fd;
-  k->fd = -1; /* interrupt never reaches a reused descriptor */
-  pthread_mutex_unlock(&k->conn->mu);
-  return fd >= 0 ? close(fd) : 0;
-}
-
-static void sock_destroy(mongoc_stream_t *s) {
-  sock *k = (sock *)s;
-  sock_close(s);
-  pthread_mutex_lock(&k->conn->mu);
-  for (sock **p = &k->conn->socks; *p; p = &(*p)->next)
-    if (*p == k) {
-      *p = k->next;
-      break;
-    }
-  pthread_mutex_unlock(&k->conn->mu);
-  free(k);
-}
-
-static int sock_flush(mongoc_stream_t *s) { return (void)s, 0; }
-
-static int sock_setsockopt(mongoc_stream_t *s, int level, int name, void *v,
-                           mongoc_socklen_t len) {
-  return setsockopt(((sock *)s)->fd, level, name, v, len);
-}
-
-/* Whether the server hung up an idle socket. */
-static bool sock_check_closed(mongoc_stream_t *s) {
-  sock *k = (sock *)s;
-  struct pollfd p = {k->fd, POLLIN, 0};
-  char ch;
-  if (k->fd < 0) return true;
-  if (poll(&p, 1, 0) == 0) return false;
-  return recv(k->fd, &ch, 1, MSG_PEEK | MSG_DONTWAIT) <= 0;
-}
-
-static ssize_t sock_poll(mongoc_stream_poll_t *ss, size_t n, int32_t ms) {
-  struct pollfd *p = calloc(n ? n : 1, sizeof *p);
-  if (!p) return -1;
-  for (size_t i = 0; i < n; i++)
-    p[i] = (struct pollfd){((sock *)ss[i].stream)->fd, (short)ss[i].events, 0};
-  int rc = poll(p, n, ms);
-  for (size_t i = 0; i < n; i++) ss[i].revents = p[i].revents;
-  free(p);
-  return rc;
-}
-
-static bool sock_timed_out(mongoc_stream_t *s) {
-  return ((sock *)s)->timed_out;
-}
-
-static bool sock_should_retry(mongoc_stream_t *s) { return (void)s, false; }
-
-/* A connected non-blocking socket to a, or -1. */
-static int dial_addr(int family, const struct sockaddr *a, socklen_t len,
-                     int32_t ms) {
-  int fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  int e = 0, one = 1;
-  socklen_t elen = sizeof e;
-  struct pollfd p = {fd, POLLOUT, 0};
-  if (fd < 0) return -1;
-  if (connect(fd, a, len) != 0 &&
-      (errno != EINPROGRESS || poll(&p, 1, ms) != 1 ||
-       getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &elen) != 0 || e != 0)) {
-    close(fd);
-    return -1;
-  }
-  if (family != AF_UNIX) {
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
-  }
-  return fd;
-}
-
-static int dial(const mongoc_host_list_t *h, int32_t ms) {
-  if (h->family == AF_UNIX) {
-    struct sockaddr_un un = {.sun_family = AF_UNIX};
-    if (gm_strlcpy(un.sun_path, h->host, sizeof un.sun_path)) return -1;
-    return dial_addr(AF_UNIX, (struct sockaddr *)&un, sizeof un, ms);
-  }
-  struct addrinfo hints = {.ai_family = h->family, .ai_socktype = SOCK_STREAM};
-  struct addrinfo *ai = NULL;
-  char port[8];
-  snprintf(port, sizeof port, "%u", (unsigned)h->port);
-  if (getaddrinfo(h->host, port, &hints, &ai) != 0) return -1;
-  int fd = -1;
-  for (struct addrinfo *a = ai; a && fd < 0; a = a->ai_next)
-    fd = dial_addr(a->ai_family, a->ai_addr, a->ai_addrlen, ms);
-  freeaddrinfo(ai);
-  return fd;
-}
-
-/* libmongoc's stream initiator, for every socket of conn's client. */
-static mongoc_stream_t *initiator(const mongoc_uri_t *uri,
-                                  const mongoc_host_list_t *h, void *conn,
-                                  bson_error_t *e) {
-  mongo_conn *c = conn;
-  sock *k = calloc(1, sizeof *k);
-  int fd = k ? dial(h, mongoc_uri_get_option_as_int32(
-                           uri, MONGOC_URI_CONNECTTIMEOUTMS, 10000))
-             : -1;
-  if (fd >= 0) {
-    k->s = (mongoc_stream_t){
-        .type = SOCK_STREAM_TYPE, .destroy = sock_destroy,
-        .close = sock_close, .flush = sock_flush, .writev = sock_writev,
-        .readv = sock_readv, .setsockopt = sock_setsockopt,
-        .check_closed = sock_check_closed, .poll = sock_poll,
-        .failed = sock_destroy, .timed_out = sock_timed_out,
-        .should_retry = sock_should_retry};
-    k->fd = fd;
-    k->conn = c;
-    pthread_mutex_lock(&c->mu);
-    int ok = !c->interrupted;
-    if (ok) k->next = c->socks, c->socks = k;
-    pthread_mutex_unlock(&c->mu);
-    if (ok) return &k->s;
-    close(fd);
-  }
-  free(k);
-  bson_set_error(e, MONGOC_ERROR_STREAM, MONGOC_ERROR_STREAM_CONNECT,
-                 "Failed to connect to target host: %s", h->host_and_port);
-  return NULL;
-}
-
 /* From another thread: every socket of conn fails at once, and no new one
- * opens; the call under way returns GM_ERR and the core closes conn. */
+ * opens; the call under way returns GM_ERR and the core closes conn. A TLS
+ * client has none (watch does not block there). */
 static void mongo_interrupt(void *p) {
   mongo_conn *c = p;
-  pthread_mutex_lock(&c->mu);
-  c->interrupted = 1;
-  for (sock *k = c->socks; k; k = k->next)
-    if (k->fd >= 0) shutdown(k->fd, SHUT_RDWR);
-  pthread_mutex_unlock(&c->mu);
+  if (c->socks) gm_msocks_interrupt(c->socks);
 }
 
 /* ---- connection -------------------------------------------------------- */
@@ -634,7 +413,7 @@ static void mongo_close(void *p) {
   if (c->events) mongoc_collection_destroy(c->events);
   if (c->coll) mongoc_collection_destroy(c->coll);
   if (c->client) mongoc_client_destroy(c->client);
-  pthread_mutex_destroy(&c->mu);
+  gm_msocks_free(c->socks);
   free(c);
 }
 
@@ -661,7 +440,6 @@ static int open_conn(const mongo_cfg *cfg, const mongoc_uri_t *uri,
   }
   c->cfg = cfg;
   c->await_ms = await_ms;
-  pthread_mutex_init(&c->mu, NULL);
   c->marker_base = gm_seed64();
   c->client = mongoc_client_new_from_uri_with_error(uri, &e);
   if (!c->client) {
@@ -670,7 +448,11 @@ static int open_conn(const mongo_cfg *cfg, const mongoc_uri_t *uri,
   }
   mongoc_client_set_error_api(c->client, MONGOC_ERROR_API_VERSION_2);
   int tls = mongoc_uri_get_tls(uri);
-  if (!tls) mongoc_client_set_stream_initiator(c->client, initiator, c);
+  if (!tls && !(c->socks = gm_msocks_new())) {
+    gm_seterr(err, GM_E_NOMEM, "out of memory");
+    goto fail;
+  }
+  if (c->socks) gm_msocks_attach(c->socks, c->client);
   c->coll = mongoc_client_get_collection(c->client, cfg->database,
                                          cfg->collection);
   /* Selects the primary, connects and authenticates now, so that open
