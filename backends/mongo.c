@@ -46,7 +46,7 @@
 #define EVENTS_SIZE 65536 /* bytes */
 #define EVENTS_MAX 64     /* documents */
 #define WATCH_AWAIT_MS 5000 /* the longest await of a wake-up connection */
-#define NSECRETS 4
+#define NSECRETS 3
 
 typedef struct mongo_cfg {
   mongoc_uri_t *uri;     /* our options removed, timeouts and appname set */
@@ -54,7 +54,8 @@ typedef struct mongo_cfg {
   char *collection;
   bson_t *write_concern; /* {writeConcern: ...}, NULL: the URI's own */
   bson_t *read_concern;  /* {readConcern: ...}, NULL: the URI's own */
-  char *secrets[NSECRETS]; /* strings no message may show */
+  char *secrets[NSECRETS]; /* no message may show them: the password as
+                            * written and decoded, the TLS key password */
   char describe[256];
 } mongo_cfg;
 
@@ -73,20 +74,12 @@ typedef struct mongo_conn {
 
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
 
-/* libmongoc's default handler prints to stdout and stderr (debug lines on
- * every failed authentication, the reason a URL is bad), where a command
- * line's output goes. Every failure that matters comes back to the core as
- * an error message instead. */
-static void log_handler(mongoc_log_level_t level, const char *domain,
-                        const char *message, void *data) {
-  (void)level, (void)domain, (void)message, (void)data;
-}
-
-/* libmongoc wants mongoc_init once per process, before any client. It is
- * never undone: the application may use libmongoc itself (and may set its
- * own log handler after this). */
+/* Once per process, before any client, never undone (the application may
+ * use libmongoc itself, and set its own log handler after this). libmongoc's
+ * default handler prints to stdout and stderr, where a command line's output
+ * goes; every failure that matters comes back as an error message instead. */
 static void init_mongoc(void) {
-  mongoc_log_set_handler(log_handler, NULL);
+  mongoc_log_set_handler(NULL, NULL);
   mongoc_init();
 }
 
@@ -294,10 +287,10 @@ static int check_keys(mongo_cfg *cfg, const gm_kv *kv, size_t n,
         }
         val[j] = v;
       }
-    if (!cfg->secrets[3] && v &&
+    if (!cfg->secrets[2] && v &&
         (!strcasecmp(k, MONGOC_URI_TLSCERTIFICATEKEYFILEPASSWORD) ||
          !strcasecmp(k, MONGOC_URI_SSLCLIENTCERTIFICATEKEYPASSWORD)) &&
-        !(cfg->secrets[3] = strdup(v))) {
+        !(cfg->secrets[2] = strdup(v))) {
       gm_seterr(err, GM_E_NOMEM, "out of memory");
       return GM_ERR;
     }
@@ -333,9 +326,6 @@ static int mongo_parse(const gm_kv *opts, size_t n, void **out,
     goto fail;
   }
   if (check_acknowledged(cfg->uri, err)) goto fail;
-  const char *kp = mongoc_uri_get_option_as_utf8(
-      cfg->uri, MONGOC_URI_TLSCERTIFICATEKEYFILEPASSWORD, NULL);
-  if (kp && !(cfg->secrets[2] = strdup(kp))) goto nomem;
 
   const char *db = val[0]   ? val[0]
                    : mongoc_uri_get_database(cfg->uri)
@@ -532,25 +522,29 @@ static void copy_utf8(const bson_t *doc, const char *key, char *dst,
     gm_strlcpy(dst, bson_iter_utf8(&it, NULL), n);
 }
 
+/* A number field as int64 (0 when missing or not a number). */
+static int64_t num(const bson_t *doc, const char *key) {
+  bson_iter_t it;
+  return bson_iter_init_find(&it, doc, key) && BSON_ITER_HOLDS_NUMBER(&it)
+             ? bson_iter_as_int64(&it)
+             : 0;
+}
+
 static void read_row(const bson_t *doc, gm_row *out) {
   bson_iter_t it;
   memset(out, 0, sizeof *out);
   out->exists = 1;
   copy_utf8(doc, "owner", out->owner, sizeof out->owner);
   copy_utf8(doc, "version", out->version, sizeof out->version);
-  if (bson_iter_init_find(&it, doc, "token") && BSON_ITER_HOLDS_NUMBER(&it))
-    out->token = (uint64_t)bson_iter_as_int64(&it);
+  copy_utf8(doc, "done_by", out->done_by, sizeof out->done_by);
+  copy_utf8(doc, "result", out->result, sizeof out->result);
+  out->token = (uint64_t)num(doc, "token");
+  out->done_token = (uint64_t)num(doc, "done_token");
   out->acquired_at = date_us(doc, "acquired_at");
   out->renewed_at = date_us(doc, "renewed_at");
   out->expires_at = date_us(doc, "expires_at");
   out->done_at = date_us(doc, "done_at");
-  copy_utf8(doc, "done_by", out->done_by, sizeof out->done_by);
-  if (bson_iter_init_find(&it, doc, "done_token") &&
-      BSON_ITER_HOLDS_NUMBER(&it))
-    out->done_token = (uint64_t)bson_iter_as_int64(&it);
-  copy_utf8(doc, "result", out->result, sizeof out->result);
-  if (bson_iter_init_find(&it, doc, "instance") &&
-      BSON_ITER_HOLDS_INT64(&it))
+  if (bson_iter_init_find(&it, doc, "instance") && BSON_ITER_HOLDS_INT64(&it))
     out->instance = (uint64_t)bson_iter_int64(&it);
 }
 
@@ -558,34 +552,28 @@ static void read_row(const bson_t *doc, gm_row *out) {
  * edited by hand (owner missing or null, a token that is a double, a
  * string or negative, a date that is text) is refused naming the field. */
 static int check_doc(const bson_t *doc, const char *name, gm_error *err) {
-  static const char *const dates[] = {"acquired_at", "renewed_at",
+  static const char *const field[] = {"owner", "token", "instance",
+                                      "acquired_at", "renewed_at",
                                       "expires_at"};
+  static const char *const want[] = {"a string",
+                                     "a non-negative 64-bit integer",
+                                     "a 64-bit integer", "a date"};
   bson_iter_t it;
-  const char *bad = NULL, *want = NULL;
-  if (!bson_iter_init_find(&it, doc, "owner") || !BSON_ITER_HOLDS_UTF8(&it)) {
-    bad = "owner";
-    want = "a string";
-  } else if (!bson_iter_init_find(&it, doc, "token") ||
-             !(BSON_ITER_HOLDS_INT64(&it) || BSON_ITER_HOLDS_INT32(&it)) ||
-             bson_iter_as_int64(&it) < 0) {
-    bad = "token";
-    want = "a non-negative 64-bit integer";
-  } else if (bson_iter_init_find(&it, doc, "instance") &&
-             !BSON_ITER_HOLDS_INT64(&it)) {
-    bad = "instance";
-    want = "a 64-bit integer";
-  }
-  for (int i = 0; !bad && i < 3; i++)
-    if (!bson_iter_init_find(&it, doc, dates[i]) ||
-        !BSON_ITER_HOLDS_DATE_TIME(&it)) {
-      bad = dates[i];
-      want = "a date";
+  for (int i = 0; i < 6; i++) {
+    int has = bson_iter_init_find(&it, doc, field[i]);
+    int ok = i == 0   ? has && BSON_ITER_HOLDS_UTF8(&it)
+             : i == 1 ? has && (BSON_ITER_HOLDS_INT64(&it) ||
+                                BSON_ITER_HOLDS_INT32(&it)) &&
+                            bson_iter_as_int64(&it) >= 0
+             : i == 2 ? !has || BSON_ITER_HOLDS_INT64(&it)
+                      : has && BSON_ITER_HOLDS_DATE_TIME(&it);
+    if (!ok) {
+      gm_seterr(err, GM_E_ROW, "mongodb backend: lock '%.64s': field '%s' "
+                "is missing or not %s", name, field[i], want[i < 3 ? i : 3]);
+      return GM_ERR;
     }
-  if (!bad) return GM_OK;
-  gm_seterr(err, GM_E_ROW,
-            "mongodb backend: lock '%.64s': field '%s' is missing or not %s",
-            name, bad, want);
-  return GM_ERR;
+  }
+  return GM_OK;
 }
 
 /* Runs findAndModify(query, pipeline) returning the new document (taking
