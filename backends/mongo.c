@@ -50,6 +50,7 @@
 
 typedef struct mongo_cfg {
   mongoc_uri_t *uri;     /* our options removed, timeouts and appname set */
+  mongoc_uri_t *watch_uri; /* the same, reads that outlast WATCH_AWAIT_MS */
   char *database;
   char *collection;
   bson_t *write_concern; /* {writeConcern: ...}, NULL: the URI's own */
@@ -232,6 +233,7 @@ static void mongo_free_cfg(void *p) {
   mongo_cfg *cfg = p;
   if (!cfg) return;
   if (cfg->uri) mongoc_uri_destroy(cfg->uri);
+  if (cfg->watch_uri) mongoc_uri_destroy(cfg->watch_uri);
   if (cfg->write_concern) bson_destroy(cfg->write_concern);
   if (cfg->read_concern) bson_destroy(cfg->read_concern);
   for (int i = 0; i < NSECRETS; i++) gm_free_secret(cfg->secrets[i]);
@@ -366,6 +368,11 @@ static int mongo_parse(const gm_kv *opts, size_t n, void **out,
       mongoc_uri_set_option_as_int32(cfg->uri, tkeys[i], ms);
   if (!mongoc_uri_get_appname(cfg->uri))
     mongoc_uri_set_appname(cfg->uri, "gomaster");
+  if (!(cfg->watch_uri = mongoc_uri_copy(cfg->uri))) goto nomem;
+  mongoc_uri_set_option_as_int32(
+      cfg->watch_uri, MONGOC_URI_SOCKETTIMEOUTMS,
+      mongoc_uri_get_option_as_int32(cfg->uri, MONGOC_URI_SOCKETTIMEOUTMS, 0) +
+          WATCH_AWAIT_MS);
 
   set_describe(cfg, url);
   gm_url_free(&u);
@@ -384,117 +391,6 @@ fail:
 static void mongo_describe(const void *p, char *buf, size_t len) {
   const mongo_cfg *cfg = p;
   snprintf(buf, len, "%s", cfg->describe);
-}
-
-/* From another thread: every socket of conn fails at once, and no new one
- * opens; the call under way returns GM_ERR and the core closes conn. A TLS
- * client has none (watch does not block there). */
-static void mongo_interrupt(void *p) {
-  mongo_conn *c = p;
-  if (c->socks) gm_msocks_interrupt(c->socks);
-}
-
-/* ---- connection -------------------------------------------------------- */
-
-static void mongo_close(void *p) {
-  mongo_conn *c = p;
-  if (!c) return;
-  if (c->tail) mongoc_cursor_destroy(c->tail);
-  if (c->events) mongoc_collection_destroy(c->events);
-  if (c->coll) mongoc_collection_destroy(c->coll);
-  if (c->client) mongoc_client_destroy(c->client);
-  gm_msocks_free(c->socks);
-  free(c);
-}
-
-/* Runs cmd on the database; GM_OK, or GM_ERR with *e filled. */
-static int command(mongo_conn *c, bson_t *cmd, bson_error_t *e) {
-  bson_t reply;
-  bool ok = mongoc_client_command_simple(c->client, c->cfg->database, cmd,
-                                         NULL, &reply, e);
-  bson_destroy(cmd);
-  bson_destroy(&reply);
-  return ok ? GM_OK : GM_ERR;
-}
-
-/* A connection whose getMores await at most await_ms, with reads that
- * outlast that (uri: cfg's, or a copy with a longer socket timeout). */
-static int open_conn(const mongo_cfg *cfg, const mongoc_uri_t *uri,
-                     int64_t await_ms, void **out, gm_error *err) {
-  bson_error_t e;
-  pthread_once(&init_once, init_mongoc);
-  mongo_conn *c = calloc(1, sizeof *c);
-  if (!c) {
-    gm_seterr(err, GM_E_NOMEM, "out of memory");
-    return GM_ERR;
-  }
-  c->cfg = cfg;
-  c->await_ms = await_ms;
-  c->marker_base = gm_seed64();
-  c->client = mongoc_client_new_from_uri_with_error(uri, &e);
-  if (!c->client) {
-    fail(cfg, err, "connecting", &e);
-    goto fail;
-  }
-  mongoc_client_set_error_api(c->client, MONGOC_ERROR_API_VERSION_2);
-  int tls = mongoc_uri_get_tls(uri);
-  if (!tls && !(c->socks = gm_msocks_new())) {
-    gm_seterr(err, GM_E_NOMEM, "out of memory");
-    goto fail;
-  }
-  if (c->socks) gm_msocks_attach(c->socks, c->client);
-  c->coll = mongoc_client_get_collection(c->client, cfg->database,
-                                         cfg->collection);
-  /* Selects the primary, connects and authenticates now, so that open
-   * reports what is wrong. MongoDB creates the collection on first write. */
-  if (command(c, BCON_NEW("ping", BCON_INT32(1)), &e)) {
-    char what[sizeof cfg->describe + 32];
-    snprintf(what, sizeof what, "connecting to %s", cfg->describe);
-    fail(cfg, err, what, &e);
-    goto fail;
-  }
-  /* The events collection; refused (no right to create it, or not capped
-   * where it exists): no wake-up, the followers poll. */
-  char events[96];
-  snprintf(events, sizeof events, "%s" EVENTS_SUFFIX, cfg->collection);
-  if (!command(c, BCON_NEW("create", BCON_UTF8(events), "capped",
-                           BCON_BOOL(true), "size", BCON_INT64(EVENTS_SIZE),
-                           "max", BCON_INT64(EVENTS_MAX)), &e) ||
-      e.code == 48 /* NamespaceExists */) {
-    c->events = mongoc_client_get_collection(c->client, cfg->database,
-                                             events);
-    c->watchable = !tls;
-  }
-  *out = c;
-  return GM_OK;
-fail:
-  mongo_close(c);
-  return GM_ERR;
-}
-
-static int mongo_open(const void *cfg, void **out, gm_error *err) {
-  const mongo_cfg *f = cfg;
-  int32_t st = mongoc_uri_get_option_as_int32(f->uri,
-                                              MONGOC_URI_SOCKETTIMEOUTMS, 0);
-  return open_conn(f, f->uri, st / 2 > 0 ? st / 2 : 1, out, err);
-}
-
-/* The core's wake-up connection: reads that outlast an await of
- * WATCH_AWAIT_MS. */
-static int mongo_open_watch(const void *cfg, void **out, gm_error *err) {
-  const mongo_cfg *f = cfg;
-  mongoc_uri_t *uri = mongoc_uri_copy(f->uri);
-  if (!uri) {
-    gm_seterr(err, GM_E_NOMEM, "out of memory");
-    return GM_ERR;
-  }
-  int32_t st = mongoc_uri_get_option_as_int32(uri,
-                                              MONGOC_URI_SOCKETTIMEOUTMS, 0);
-  mongoc_uri_set_option_as_int32(uri, MONGOC_URI_SOCKETTIMEOUTMS,
-                                 st + WATCH_AWAIT_MS);
-  int rc = open_conn(f, uri, WATCH_AWAIT_MS, out, err);
-  mongoc_uri_destroy(uri);
-  return rc;
 }
 
 /* ---- documents --------------------------------------------------------- */
@@ -575,6 +471,108 @@ static int check_doc(const bson_t *doc, const char *name, gm_error *err) {
   }
   return GM_OK;
 }
+
+/* From another thread: every socket of conn fails at once, and no new one
+ * opens; the call under way returns GM_ERR and the core closes conn. A TLS
+ * client has none (watch does not block there). */
+static void mongo_interrupt(void *p) {
+  mongo_conn *c = p;
+  if (c->socks) gm_msocks_interrupt(c->socks);
+}
+
+/* ---- connection -------------------------------------------------------- */
+
+static void mongo_close(void *p) {
+  mongo_conn *c = p;
+  if (!c) return;
+  if (c->tail) mongoc_cursor_destroy(c->tail);
+  if (c->events) mongoc_collection_destroy(c->events);
+  if (c->coll) mongoc_collection_destroy(c->coll);
+  if (c->client) mongoc_client_destroy(c->client);
+  gm_msocks_free(c->socks);
+  free(c);
+}
+
+/* Runs cmd (taken) on the database; GM_OK with *now the reply's localTime
+ * (now may be NULL), or GM_ERR with *e filled. */
+static int command(mongo_conn *c, bson_t *cmd, int64_t *now,
+                   bson_error_t *e) {
+  bson_t reply;
+  bool ok = mongoc_client_command_simple(c->client, c->cfg->database, cmd,
+                                         NULL, &reply, e);
+  if (ok && now) *now = date_us(&reply, "localTime");
+  bson_destroy(cmd);
+  bson_destroy(&reply);
+  return ok ? GM_OK : GM_ERR;
+}
+
+/* A connection (watch: the core's wake-up connection, whose reads outlast
+ * an await of WATCH_AWAIT_MS). */
+static int open_conn(const mongo_cfg *cfg, int watch, void **out,
+                     gm_error *err) {
+  const mongoc_uri_t *uri = watch ? cfg->watch_uri : cfg->uri;
+  bson_error_t e;
+  pthread_once(&init_once, init_mongoc);
+  mongo_conn *c = calloc(1, sizeof *c);
+  if (!c) {
+    gm_seterr(err, GM_E_NOMEM, "out of memory");
+    return GM_ERR;
+  }
+  c->cfg = cfg;
+  c->await_ms = watch ? WATCH_AWAIT_MS
+                      : mongoc_uri_get_option_as_int32(
+                            uri, MONGOC_URI_SOCKETTIMEOUTMS, 2000) / 2 + 1;
+  c->marker_base = gm_seed64();
+  c->client = mongoc_client_new_from_uri_with_error(uri, &e);
+  if (!c->client) {
+    fail(cfg, err, "connecting", &e);
+    goto fail;
+  }
+  mongoc_client_set_error_api(c->client, MONGOC_ERROR_API_VERSION_2);
+  int tls = mongoc_uri_get_tls(uri);
+  if (!tls && !(c->socks = gm_msocks_new())) {
+    gm_seterr(err, GM_E_NOMEM, "out of memory");
+    goto fail;
+  }
+  if (c->socks) gm_msocks_attach(c->socks, c->client);
+  c->coll = mongoc_client_get_collection(c->client, cfg->database,
+                                         cfg->collection);
+  /* Selects the primary, connects and authenticates now, so that open
+   * reports what is wrong. MongoDB creates the collection on first write. */
+  if (command(c, BCON_NEW("ping", BCON_INT32(1)), NULL, &e)) {
+    char what[sizeof cfg->describe + 32];
+    snprintf(what, sizeof what, "connecting to %s", cfg->describe);
+    fail(cfg, err, what, &e);
+    goto fail;
+  }
+  /* The events collection; refused (no right to create it, or not capped
+   * where it exists): no wake-up, the followers poll. */
+  char events[96];
+  snprintf(events, sizeof events, "%s" EVENTS_SUFFIX, cfg->collection);
+  if (!command(c, BCON_NEW("create", BCON_UTF8(events), "capped",
+                           BCON_BOOL(true), "size", BCON_INT64(EVENTS_SIZE),
+                           "max", BCON_INT64(EVENTS_MAX)), NULL, &e) ||
+      e.code == 48 /* NamespaceExists */) {
+    c->events = mongoc_client_get_collection(c->client, cfg->database,
+                                             events);
+    c->watchable = !tls;
+  }
+  *out = c;
+  return GM_OK;
+fail:
+  mongo_close(c);
+  return GM_ERR;
+}
+
+static int mongo_open(const void *cfg, void **out, gm_error *err) {
+  return open_conn(cfg, 0, out, err);
+}
+
+static int mongo_open_watch(const void *cfg, void **out, gm_error *err) {
+  return open_conn(cfg, 1, out, err);
+}
+
+/* ---- writes ------------------------------------------------------------ */
 
 /* Runs findAndModify(query, pipeline) returning the new document (taking
  * both): GM_OK with the document in row, GM_NOT when none matched or a
@@ -863,27 +861,6 @@ static int mongo_force_release(void *p, const char *name, int now,
   return rc == GM_OK ? mongo_observe(p, name, out, err) : rc;
 }
 
-/* The server's clock from isMaster's localTime (for a lock with no
- * document; MongoDB 4.2 has no "hello"). */
-static int server_now(mongo_conn *c, int64_t *now, gm_error *err) {
-  bson_error_t e;
-  bson_t reply;
-  bson_t *cmd = BCON_NEW("isMaster", BCON_INT32(1));
-  bool ok = mongoc_client_command_simple(c->client, "admin", cmd, NULL,
-                                         &reply, &e);
-  bson_destroy(cmd);
-  int rc = GM_OK;
-  if (!ok) {
-    rc = fail(c->cfg, err, "observe (isMaster)", &e);
-  } else if (!(*now = date_us(&reply, "localTime"))) {
-    gm_seterr(err, GM_E_DB, "mongodb backend: observe: the server's "
-                            "isMaster reply has no localTime");
-    rc = GM_ERR;
-  }
-  bson_destroy(&reply);
-  return rc;
-}
-
 static int mongo_observe(void *p, const char *name, gm_row *out,
                          gm_error *err) {
   mongo_conn *c = p;
@@ -906,7 +883,13 @@ static int mongo_observe(void *p, const char *name, gm_row *out,
   if (rc == GM_OK && mongoc_cursor_error(cur, &e))
     rc = fail(c->cfg, err, "observe", &e);
   mongoc_cursor_destroy(cur);
-  if (rc == GM_OK && !out->exists) rc = server_now(c, &out->now, err);
+  /* no document: the server's clock from isMaster (4.2 has no hello) */
+  if (rc == GM_OK && !out->exists &&
+      command(c, BCON_NEW("isMaster", BCON_INT32(1)), &out->now, &e))
+    rc = fail(c->cfg, err, "observe (isMaster)", &e);
+  else if (rc == GM_OK && !out->now)
+    gm_seterr(err, GM_E_DB, "mongodb backend: observe: no localTime"),
+        rc = GM_ERR;
   return rc;
 }
 
