@@ -31,6 +31,7 @@
 #include <mongoc/mongoc.h>
 
 #include "backend.h"
+#include "mongo_doc.h"
 #include "mongo_stream.h"
 #include "timeutil.h"
 #include "url.h"
@@ -393,85 +394,6 @@ static void mongo_describe(const void *p, char *buf, size_t len) {
   snprintf(buf, len, "%s", cfg->describe);
 }
 
-/* ---- documents --------------------------------------------------------- */
-
-/* A stored date far outside any lease (a damaged document) is clamped to
- * +-2^62 us, so neither this conversion nor a difference of two such times
- * overflows. */
-#define DATE_US_LIMIT ((int64_t)1 << 62)
-static int64_t date_us(const bson_t *doc, const char *key) {
-  bson_iter_t it;
-  if (bson_iter_init_find(&it, doc, key) && BSON_ITER_HOLDS_DATE_TIME(&it)) {
-    int64_t ms = bson_iter_date_time(&it);
-    if (ms > DATE_US_LIMIT / 1000) return DATE_US_LIMIT;
-    if (ms < -DATE_US_LIMIT / 1000) return -DATE_US_LIMIT;
-    return ms * 1000;
-  }
-  return 0;
-}
-
-static void copy_utf8(const bson_t *doc, const char *key, char *dst,
-                      size_t n) {
-  bson_iter_t it;
-  dst[0] = '\0';
-  if (bson_iter_init_find(&it, doc, key) && BSON_ITER_HOLDS_UTF8(&it))
-    gm_strlcpy(dst, bson_iter_utf8(&it, NULL), n);
-}
-
-/* A number field as int64 (0 when missing or not a number). */
-static int64_t num(const bson_t *doc, const char *key) {
-  bson_iter_t it;
-  return bson_iter_init_find(&it, doc, key) && BSON_ITER_HOLDS_NUMBER(&it)
-             ? bson_iter_as_int64(&it)
-             : 0;
-}
-
-static void read_row(const bson_t *doc, gm_row *out) {
-  bson_iter_t it;
-  memset(out, 0, sizeof *out);
-  out->exists = 1;
-  copy_utf8(doc, "owner", out->owner, sizeof out->owner);
-  copy_utf8(doc, "version", out->version, sizeof out->version);
-  copy_utf8(doc, "done_by", out->done_by, sizeof out->done_by);
-  copy_utf8(doc, "result", out->result, sizeof out->result);
-  out->token = (uint64_t)num(doc, "token");
-  out->done_token = (uint64_t)num(doc, "done_token");
-  out->acquired_at = date_us(doc, "acquired_at");
-  out->renewed_at = date_us(doc, "renewed_at");
-  out->expires_at = date_us(doc, "expires_at");
-  out->done_at = date_us(doc, "done_at");
-  if (bson_iter_init_find(&it, doc, "instance") && BSON_ITER_HOLDS_INT64(&it))
-    out->instance = (uint64_t)bson_iter_int64(&it);
-}
-
-/* The fields the election reads, each of the type it must hold: a document
- * edited by hand (owner missing or null, a token that is a double, a
- * string or negative, a date that is text) is refused naming the field. */
-static int check_doc(const bson_t *doc, const char *name, gm_error *err) {
-  static const char *const field[] = {"owner", "token", "instance",
-                                      "acquired_at", "renewed_at",
-                                      "expires_at"};
-  static const char *const want[] = {"a string",
-                                     "a non-negative 64-bit integer",
-                                     "a 64-bit integer", "a date"};
-  bson_iter_t it;
-  for (int i = 0; i < 6; i++) {
-    int has = bson_iter_init_find(&it, doc, field[i]);
-    int ok = i == 0   ? has && BSON_ITER_HOLDS_UTF8(&it)
-             : i == 1 ? has && (BSON_ITER_HOLDS_INT64(&it) ||
-                                BSON_ITER_HOLDS_INT32(&it)) &&
-                            bson_iter_as_int64(&it) >= 0
-             : i == 2 ? !has || BSON_ITER_HOLDS_INT64(&it)
-                      : has && BSON_ITER_HOLDS_DATE_TIME(&it);
-    if (!ok) {
-      gm_seterr(err, GM_E_ROW, "mongodb backend: lock '%.64s': field '%s' "
-                "is missing or not %s", name, field[i], want[i < 3 ? i : 3]);
-      return GM_ERR;
-    }
-  }
-  return GM_OK;
-}
-
 /* From another thread: every socket of conn fails at once, and no new one
  * opens; the call under way returns GM_ERR and the core closes conn. A TLS
  * client has none (watch does not block there). */
@@ -500,7 +422,7 @@ static int command(mongo_conn *c, bson_t *cmd, int64_t *now,
   bson_t reply;
   bool ok = mongoc_client_command_simple(c->client, c->cfg->database, cmd,
                                          NULL, &reply, e);
-  if (ok && now) *now = date_us(&reply, "localTime");
+  if (ok && now) *now = gm_mdoc_date_us(&reply, "localTime");
   bson_destroy(cmd);
   bson_destroy(&reply);
   return ok ? GM_OK : GM_ERR;
@@ -606,7 +528,7 @@ static int find_and_modify(mongo_conn *c, const char *what, bson_t *query,
   else if (bson_iter_init_find(&it, &reply, "value") &&
            BSON_ITER_HOLDS_DOCUMENT(&it)) {
     bson_iter_document(&it, &len, &data);
-    if (bson_init_static(&doc, data, len)) read_row(&doc, row), rc = GM_OK;
+    if (bson_init_static(&doc, data, len)) gm_mdoc_read(&doc, row), rc = GM_OK;
   }
   bson_destroy(&reply);
   return rc;
@@ -721,11 +643,11 @@ static void batch_mark(gm_renew_req *q, size_t n, size_t *hint,
   bson_iter_t it;
   char mark[40];
   gm_row r;
-  copy_utf8(doc, BATCH_FIELD, mark, sizeof mark);
+  gm_mdoc_utf8(doc, BATCH_FIELD, mark, sizeof mark);
   if (strcmp(mark, marker) != 0 || !bson_iter_init_find(&it, doc, "_id") ||
       !BSON_ITER_HOLDS_UTF8(&it))
     return;
-  read_row(doc, &r);
+  gm_mdoc_read(doc, &r);
   /* the find mostly answers in the order asked: start after the last */
   for (size_t k = 0; k < n; k++) {
     gm_renew_req *x = &q[(*hint + k) % n];
@@ -808,8 +730,56 @@ static int mongo_renew_many(void *p, gm_renew_req *q, size_t n,
   return rc;
 }
 
+static int mongo_observe(void *p, const char *name, gm_row *out,
+                         gm_error *err) {
+  mongo_conn *c = p;
+  bson_error_t e;
+  const bson_t *doc;
+  /* One round trip: the document with $$NOW beside it. */
+  bson_t *pipeline = BCON_NEW("0", "{", "$match", "{", "_id", BCON_UTF8(name),
+                              "}", "}", "1", "{", "$set", "{", NOW_FIELD,
+                              BCON_UTF8("$$NOW"), "}", "}");
+  mongoc_cursor_t *cur = mongoc_collection_aggregate(
+      c->coll, MONGOC_QUERY_NONE, pipeline, c->cfg->read_concern, NULL);
+  bson_destroy(pipeline);
+  memset(out, 0, sizeof *out);
+  int rc = GM_OK;
+  if (mongoc_cursor_next(cur, &doc)) {
+    rc = gm_mdoc_check(doc, name, err);
+    gm_mdoc_read(doc, out);
+    out->now = gm_mdoc_date_us(doc, NOW_FIELD);
+  }
+  if (rc == GM_OK && mongoc_cursor_error(cur, &e))
+    rc = fail(c->cfg, err, "observe", &e);
+  mongoc_cursor_destroy(cur);
+  /* no document: the server's clock from isMaster (4.2 has no hello) */
+  if (rc == GM_OK && !out->exists &&
+      command(c, BCON_NEW("isMaster", BCON_INT32(1)), &out->now, &e))
+    rc = fail(c->cfg, err, "observe (isMaster)", &e);
+  else if (rc == GM_OK && !out->now)
+    gm_seterr(err, GM_E_DB, "mongodb backend: observe: no localTime"),
+        rc = GM_ERR;
+  return rc;
+}
+
+/* One event, w:1, errors ignored (a lost event only costs the followers
+ * their wait): a release's (name) or a cursor's first (name NULL). */
 static void put_event(mongo_conn *c, const char *name, uint64_t token,
-                      int64_t at_us);
+                      int64_t at_us) {
+  char id[48];
+  snprintf(id, sizeof id, "%016llx-e%llu", (unsigned long long)c->marker_base,
+           (unsigned long long)++c->announced);
+  bson_t *doc = BCON_NEW("_id", BCON_UTF8(id), "at",
+                         BCON_DATE_TIME(at_us / 1000));
+  if (name) BCON_APPEND(doc, "name", BCON_UTF8(name), "token",
+                        BCON_INT64((int64_t)token));
+  bson_t *opts = BCON_NEW("writeConcern", "{", "w", BCON_INT32(1), "}");
+  bson_t reply;
+  mongoc_collection_insert_one(c->events, doc, opts, &reply, NULL);
+  bson_destroy(&reply);
+  bson_destroy(opts);
+  bson_destroy(doc);
+}
 
 static int mongo_release(void *p, const char *name, const char *owner,
                          uint64_t instance, uint64_t token, gm_error *err) {
@@ -840,9 +810,6 @@ static int mongo_complete(void *p, const char *name, const char *owner,
       0, &row, err);
 }
 
-static int mongo_observe(void *p, const char *name, gm_row *out,
-                         gm_error *err);
-
 /* Whoever holds it: owner '', token + 1 (fencing off the holder), the old
  * lease kept unless now (see backend.h). *out is the document as read
  * after it, with the server's now. */
@@ -861,38 +828,6 @@ static int mongo_force_release(void *p, const char *name, int now,
   return rc == GM_OK ? mongo_observe(p, name, out, err) : rc;
 }
 
-static int mongo_observe(void *p, const char *name, gm_row *out,
-                         gm_error *err) {
-  mongo_conn *c = p;
-  bson_error_t e;
-  const bson_t *doc;
-  /* One round trip: the document with $$NOW beside it. */
-  bson_t *pipeline = BCON_NEW("0", "{", "$match", "{", "_id", BCON_UTF8(name),
-                              "}", "}", "1", "{", "$set", "{", NOW_FIELD,
-                              BCON_UTF8("$$NOW"), "}", "}");
-  mongoc_cursor_t *cur = mongoc_collection_aggregate(
-      c->coll, MONGOC_QUERY_NONE, pipeline, c->cfg->read_concern, NULL);
-  bson_destroy(pipeline);
-  memset(out, 0, sizeof *out);
-  int rc = GM_OK;
-  if (mongoc_cursor_next(cur, &doc)) {
-    rc = check_doc(doc, name, err);
-    read_row(doc, out);
-    out->now = date_us(doc, NOW_FIELD);
-  }
-  if (rc == GM_OK && mongoc_cursor_error(cur, &e))
-    rc = fail(c->cfg, err, "observe", &e);
-  mongoc_cursor_destroy(cur);
-  /* no document: the server's clock from isMaster (4.2 has no hello) */
-  if (rc == GM_OK && !out->exists &&
-      command(c, BCON_NEW("isMaster", BCON_INT32(1)), &out->now, &e))
-    rc = fail(c->cfg, err, "observe (isMaster)", &e);
-  else if (rc == GM_OK && !out->now)
-    gm_seterr(err, GM_E_DB, "mongodb backend: observe: no localTime"),
-        rc = GM_ERR;
-  return rc;
-}
-
 /* ---- wake-up: release events and watch ----------------------------------
  *
  * A release, once the lease document says so, inserts {name, token, at}
@@ -902,25 +837,6 @@ static int mongo_observe(void *p, const char *name, gm_row *out,
  * GM_OK on an event for its lock. An event is only a hint: the lease
  * document stays the only truth, and a lost one costs the followers only
  * the wait to the lease end they saw. */
-
-/* One event, w:1, errors ignored (a lost event only costs the followers
- * their wait): a release's (name) or a cursor's first (name NULL). */
-static void put_event(mongo_conn *c, const char *name, uint64_t token,
-                      int64_t at_us) {
-  char id[48];
-  snprintf(id, sizeof id, "%016llx-e%llu", (unsigned long long)c->marker_base,
-           (unsigned long long)++c->announced);
-  bson_t *doc = BCON_NEW("_id", BCON_UTF8(id), "at",
-                         BCON_DATE_TIME(at_us / 1000));
-  if (name) BCON_APPEND(doc, "name", BCON_UTF8(name), "token",
-                        BCON_INT64((int64_t)token));
-  bson_t *opts = BCON_NEW("writeConcern", "{", "w", BCON_INT32(1), "}");
-  bson_t reply;
-  mongoc_collection_insert_one(c->events, doc, opts, &reply, NULL);
-  bson_destroy(&reply);
-  bson_destroy(opts);
-  bson_destroy(doc);
-}
 
 /* The tail's start: GM_OK when lock name is free already (a release
  * before the cursor could see it), else GM_NOT with c->tail open on the
