@@ -21,6 +21,10 @@
  * minus the options that are ours (database, collection, write_concern,
  * read_concern, timeout). Error messages never contain the password nor the
  * TLS key password: every message from libmongoc is scrubbed of them.
+ *
+ * No thread: the core's wake-up connection tails release events (watch,
+ * below), and interrupt ends its wait through sockets of our own
+ * (src/mongo_stream.c). Documents become rows in src/mongo_doc.c.
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -144,22 +148,16 @@ static int is_mongo_option(const char *key) {
 /* url without the query parameters that are ours, for libmongoc (which
  * warns of options it does not know); NULL when out of memory. */
 static char *strip_ours(const char *url) {
-  char *out = strdup(url), *w = out ? strchr(out, '?') : NULL;
-  if (!w) return out;
-  char *q = w;
-  for (const char *p = url + (w - out) + 1; *p;) {
+  char *out = strdup(url), *w = out ? strchr(out, '?') : NULL, *q = w;
+  for (const char *p = w ? url + (w - out) + 1 : ""; *p;
+       p += strcspn(p, "&"), p += *p == '&') {
     size_t len = strcspn(p, "&"), klen = strcspn(p, "&=");
     char key[16] = "";
-    if (klen < sizeof key) memcpy(key, p, klen), key[klen] = '\0';
-    if (len && !is_ours(key)) {
-      char sep = w == q ? '?' : '&';
-      *w++ = sep;
-      memcpy(w, p, len);
-      w += len;
-    }
-    p += len + (p[len] == '&');
+    if (klen < sizeof key) memcpy(key, p, klen);
+    if (len && !is_ours(key))
+      w += sprintf(w, "%c%.*s", w == q ? '?' : '&', (int)len, p);
   }
-  *w = '\0';
+  if (w) *w = '\0';
   return out;
 }
 
@@ -174,32 +172,36 @@ static int check_database(const char *db, gm_error *err) {
   return GM_OK;
 }
 
-/* v NULL: the URI's own (as for read_concern). */
-static int parse_write_concern(mongo_cfg *cfg, const char *v, gm_error *err) {
-  char *end;
-  if (!v) return GM_OK;
-  long w = strcmp(v, "majority") ? strtol(v, &end, 10) : 0;
-  if (w && (*end || w < 1 || w > 50)) w = -1;
-  if (w < 0 || (w == 0 && strcmp(v, "majority"))) {
+/* write_concern and read_concern (NULL: "majority" where the URI gives
+ * none, else the URI's own). */
+static int parse_concerns(mongo_cfg *cfg, const char *wc, const char *rc,
+                          gm_error *err) {
+  char *end = "";
+  if (!wc && mongoc_write_concern_is_default(
+                 mongoc_uri_get_write_concern(cfg->uri)))
+    wc = "majority";
+  if (!rc && mongoc_read_concern_is_default(
+                 mongoc_uri_get_read_concern(cfg->uri)))
+    rc = "majority";
+  long w = wc && strcmp(wc, "majority") ? strtol(wc, &end, 10) : 0;
+  if (wc && (*end || w < 0 || w > 50 || (!w && strcmp(wc, "majority")))) {
     gm_seterr(err, GM_E_ARG, "option 'write_concern': expected 'majority' "
                              "or a number of members 1-50");
     return GM_ERR;
   }
-  cfg->write_concern =
-      w ? BCON_NEW("writeConcern", "{", "w", BCON_INT32((int32_t)w), "}")
-        : BCON_NEW("writeConcern", "{", "w", BCON_UTF8("majority"), "}");
-  return GM_OK;
-}
-
-static int parse_read_concern(mongo_cfg *cfg, const char *v, gm_error *err) {
-  if (!v) return GM_OK;
-  if (strcmp(v, "majority") && strcmp(v, "local") &&
-      strcmp(v, "linearizable")) {
+  if (rc && strcmp(rc, "majority") && strcmp(rc, "local") &&
+      strcmp(rc, "linearizable")) {
     gm_seterr(err, GM_E_ARG, "option 'read_concern': expected 'majority', "
                              "'local' or 'linearizable'");
     return GM_ERR;
   }
-  cfg->read_concern = BCON_NEW("readConcern", "{", "level", BCON_UTF8(v), "}");
+  if (wc)
+    cfg->write_concern =
+        w ? BCON_NEW("writeConcern", "{", "w", BCON_INT32((int32_t)w), "}")
+          : BCON_NEW("writeConcern", "{", "w", BCON_UTF8("majority"), "}");
+  if (rc)
+    cfg->read_concern =
+        BCON_NEW("readConcern", "{", "level", BCON_UTF8(rc), "}");
   return GM_OK;
 }
 
@@ -268,9 +270,9 @@ static int check_acknowledged(const mongoc_uri_t *uri, gm_error *err) {
   return GM_ERR;
 }
 
-/* Checks the keys of kv (the URL's query when in_url, else the option
- * table with the URL's keys again) against ours and libmongoc's, and
- * collects ours into val. The TLS key password joins the secrets. */
+/* Checks the keys of kv (the URL's query u, or the option table, which
+ * holds u's keys again) against ours and libmongoc's (those only in the
+ * URL), and collects ours into val. The TLS key password joins the secrets. */
 static int check_keys(mongo_cfg *cfg, const gm_kv *kv, size_t n,
                       const gm_url *u, const char **val, gm_error *err) {
   for (size_t i = 0; i < n; i++) {
@@ -340,27 +342,15 @@ static int mongo_parse(const gm_kv *opts, size_t n, void **out,
     goto fail;
   if (!(cfg->database = strdup(db)) || !(cfg->collection = strdup(coll)))
     goto nomem;
-  const mongoc_uri_t *uri = cfg->uri;
-  if (parse_write_concern(cfg, val[2]  ? val[2]
-                               : mongoc_write_concern_is_default(
-                                     mongoc_uri_get_write_concern(uri))
-                                   ? "majority"
-                                   : NULL, err) ||
-      parse_read_concern(cfg, val[3]  ? val[3]
-                              : mongoc_read_concern_is_default(
-                                    mongoc_uri_get_read_concern(uri))
-                                  ? "majority"
-                                  : NULL, err))
-    goto fail;
-
+  if (parse_concerns(cfg, val[2], val[3], err)) goto fail;
   int64_t timeout_us;
   gm_kv t = {"timeout", val[4]};
   if (gm_kv_seconds(&t, val[4] ? 1 : 0, "timeout", DEFAULT_TIMEOUT_US,
                     &timeout_us, err))
     goto fail;
-  int32_t ms = timeout_us / 1000 > INT32_MAX ? INT32_MAX
-               : timeout_us < 1000         ? 1
-                                           : (int32_t)(timeout_us / 1000);
+  int32_t ms = (int32_t)(timeout_us < 1000 ? 1
+                         : timeout_us / 1000 > INT32_MAX ? INT32_MAX
+                                                         : timeout_us / 1000);
   const char *tkeys[] = {MONGOC_URI_CONNECTTIMEOUTMS,
                          MONGOC_URI_SERVERSELECTIONTIMEOUTMS,
                          MONGOC_URI_SOCKETTIMEOUTMS};
@@ -395,8 +385,7 @@ static void mongo_describe(const void *p, char *buf, size_t len) {
 }
 
 /* From another thread: every socket of conn fails at once, and no new one
- * opens; the call under way returns GM_ERR and the core closes conn. A TLS
- * client has none (watch does not block there). */
+ * opens. A TLS client has none (watch does not block there). */
 static void mongo_interrupt(void *p) {
   mongo_conn *c = p;
   if (c->socks) gm_msocks_interrupt(c->socks);
@@ -445,11 +434,9 @@ static int open_conn(const mongo_cfg *cfg, int watch, void **out,
                       : mongoc_uri_get_option_as_int32(
                             uri, MONGOC_URI_SOCKETTIMEOUTMS, 2000) / 2 + 1;
   c->marker_base = gm_seed64();
-  c->client = mongoc_client_new_from_uri_with_error(uri, &e);
-  if (!c->client) {
-    fail(cfg, err, "connecting", &e);
-    goto fail;
-  }
+  char what[sizeof cfg->describe + 32] = "connecting";
+  if (!(c->client = mongoc_client_new_from_uri_with_error(uri, &e)))
+    goto failed;
   mongoc_client_set_error_api(c->client, MONGOC_ERROR_API_VERSION_2);
   int tls = mongoc_uri_get_tls(uri);
   if (!tls && !(c->socks = gm_msocks_new())) {
@@ -461,12 +448,8 @@ static int open_conn(const mongo_cfg *cfg, int watch, void **out,
                                          cfg->collection);
   /* Selects the primary, connects and authenticates now, so that open
    * reports what is wrong. MongoDB creates the collection on first write. */
-  if (command(c, BCON_NEW("ping", BCON_INT32(1)), NULL, &e)) {
-    char what[sizeof cfg->describe + 32];
-    snprintf(what, sizeof what, "connecting to %s", cfg->describe);
-    fail(cfg, err, what, &e);
-    goto fail;
-  }
+  snprintf(what, sizeof what, "connecting to %s", cfg->describe);
+  if (command(c, BCON_NEW("ping", BCON_INT32(1)), NULL, &e)) goto failed;
   /* The events collection; refused (no right to create it, or not capped
    * where it exists): no wake-up, the followers poll. */
   char events[96];
@@ -481,6 +464,8 @@ static int open_conn(const mongo_cfg *cfg, int watch, void **out,
   }
   *out = c;
   return GM_OK;
+failed:
+  fail(cfg, err, what, &e);
 fail:
   mongo_close(c);
   return GM_ERR;
@@ -762,6 +747,16 @@ static int mongo_observe(void *p, const char *name, gm_row *out,
   return rc;
 }
 
+/* ---- wake-up: release events and watch ----------------------------------
+ *
+ * A release, once the lease document says so, inserts {name, token, at}
+ * into the capped collection "<collection>_events" (open creates it). watch
+ * tails it with a tailable awaitData cursor of the wake-up connection, kept
+ * across calls so that no event between two calls is lost, and returns
+ * GM_OK on an event for its lock. An event is only a hint: the lease
+ * document stays the only truth, and a lost one costs the followers only
+ * the wait to the lease end they saw. */
+
 /* One event, w:1, errors ignored (a lost event only costs the followers
  * their wait): a release's (name) or a cursor's first (name NULL). */
 static void put_event(mongo_conn *c, const char *name, uint64_t token,
@@ -774,69 +769,10 @@ static void put_event(mongo_conn *c, const char *name, uint64_t token,
   if (name) BCON_APPEND(doc, "name", BCON_UTF8(name), "token",
                         BCON_INT64((int64_t)token));
   bson_t *opts = BCON_NEW("writeConcern", "{", "w", BCON_INT32(1), "}");
-  bson_t reply;
-  mongoc_collection_insert_one(c->events, doc, opts, &reply, NULL);
-  bson_destroy(&reply);
+  mongoc_collection_insert_one(c->events, doc, opts, NULL, NULL);
   bson_destroy(opts);
   bson_destroy(doc);
 }
-
-static int mongo_release(void *p, const char *name, const char *owner,
-                         uint64_t instance, uint64_t token, gm_error *err) {
-  mongo_conn *c = p;
-  gm_row row;
-  int rc = find_and_modify(c, "release",
-                           ours_query(name, owner, instance, token),
-                           BCON_NEW("0", "{", "$set", "{", "owner",
-                                    BCON_UTF8(""), "expires_at",
-                                    BCON_UTF8("$$NOW"), "}", "}"),
-                           0, &row, err);
-  if (rc == GM_OK && c->events) put_event(c, name, token, row.expires_at);
-  return rc;
-}
-
-/* Where owner and token are ours: the completion record, done_at from the
- * server's clock. The lease is left as it is. */
-static int mongo_complete(void *p, const char *name, const char *owner,
-                          uint64_t instance, uint64_t token,
-                          const char *result, gm_error *err) {
-  gm_row row;
-  return find_and_modify(
-      p, "complete", ours_query(name, owner, instance, token),
-      BCON_NEW("0", "{", "$set", "{", "done_at", BCON_UTF8("$$NOW"),
-               "done_by", "{", "$literal", BCON_UTF8(owner), "}",
-               "done_token", BCON_INT64((int64_t)token), "result", "{",
-               "$literal", BCON_UTF8(result), "}", "}", "}"),
-      0, &row, err);
-}
-
-/* Whoever holds it: owner '', token + 1 (fencing off the holder), the old
- * lease kept unless now (see backend.h). *out is the document as read
- * after it, with the server's now. */
-static int mongo_force_release(void *p, const char *name, int now,
-                               gm_row *out, gm_error *err) {
-  const char *kept = now ? "$$NOW" : "$expires_at";
-  bson_t *pipeline = BCON_NEW(
-      "0", "{", "$set", "{", "owner", BCON_UTF8(""), "token", "{", "$add",
-      "[", "$token", BCON_INT64(1), "]", "}", "instance", BCON_INT64(0),
-      "expires_at", "{", "$cond", "[", "{", "$lte", "[", "$expires_at",
-      "$$NOW", "]", "}", "$$NOW", BCON_UTF8(kept), "]", "}", "}", "}");
-  int rc = find_and_modify(p, "force release",
-                           BCON_NEW("_id", BCON_UTF8(name), "token", "{",
-                                    "$lt", BCON_INT64(INT64_MAX), "}"),
-                           pipeline, 0, out, err);
-  return rc == GM_OK ? mongo_observe(p, name, out, err) : rc;
-}
-
-/* ---- wake-up: release events and watch ----------------------------------
- *
- * A release, once the lease document says so, inserts {name, token, at}
- * into the capped collection "<collection>_events" (open creates it). watch
- * tails it with a tailable awaitData cursor of the wake-up connection, kept
- * across calls so that no event between two calls is lost, and returns
- * GM_OK on an event for its lock. An event is only a hint: the lease
- * document stays the only truth, and a lost one costs the followers only
- * the wait to the lease end they saw. */
 
 /* The tail's start: GM_OK when lock name is free already (a release
  * before the cursor could see it), else GM_NOT with c->tail open on the
@@ -889,6 +825,55 @@ static int mongo_watch(void *p, const char *name, int64_t timeout_us,
     c->tail = NULL;
     return fail(c->cfg, err, "watch", &e);
   }
+}
+
+/* ---- release, and the operators' writes ------------------------------- */
+
+static int mongo_release(void *p, const char *name, const char *owner,
+                         uint64_t instance, uint64_t token, gm_error *err) {
+  mongo_conn *c = p;
+  gm_row row;
+  int rc = find_and_modify(c, "release",
+                           ours_query(name, owner, instance, token),
+                           BCON_NEW("0", "{", "$set", "{", "owner",
+                                    BCON_UTF8(""), "expires_at",
+                                    BCON_UTF8("$$NOW"), "}", "}"),
+                           0, &row, err);
+  if (rc == GM_OK && c->events) put_event(c, name, token, row.expires_at);
+  return rc;
+}
+
+/* Where owner and token are ours: the completion record, done_at from the
+ * server's clock. The lease is left as it is. */
+static int mongo_complete(void *p, const char *name, const char *owner,
+                          uint64_t instance, uint64_t token,
+                          const char *result, gm_error *err) {
+  gm_row row;
+  return find_and_modify(
+      p, "complete", ours_query(name, owner, instance, token),
+      BCON_NEW("0", "{", "$set", "{", "done_at", BCON_UTF8("$$NOW"),
+               "done_by", "{", "$literal", BCON_UTF8(owner), "}",
+               "done_token", BCON_INT64((int64_t)token), "result", "{",
+               "$literal", BCON_UTF8(result), "}", "}", "}"),
+      0, &row, err);
+}
+
+/* Whoever holds it: owner '', token + 1 (fencing off the holder), the old
+ * lease kept unless now (see backend.h). *out is the document as read
+ * after it, with the server's now. */
+static int mongo_force_release(void *p, const char *name, int now,
+                               gm_row *out, gm_error *err) {
+  const char *kept = now ? "$$NOW" : "$expires_at";
+  bson_t *pipeline = BCON_NEW(
+      "0", "{", "$set", "{", "owner", BCON_UTF8(""), "token", "{", "$add",
+      "[", "$token", BCON_INT64(1), "]", "}", "instance", BCON_INT64(0),
+      "expires_at", "{", "$cond", "[", "{", "$lte", "[", "$expires_at",
+      "$$NOW", "]", "}", "$$NOW", BCON_UTF8(kept), "]", "}", "}", "}");
+  int rc = find_and_modify(p, "force release",
+                           BCON_NEW("_id", BCON_UTF8(name), "token", "{",
+                                    "$lt", BCON_INT64(INT64_MAX), "}"),
+                           pipeline, 0, out, err);
+  return rc == GM_OK ? mongo_observe(p, name, out, err) : rc;
 }
 
 const gm_backend_ops gm_mongo_ops = {
