@@ -45,9 +45,7 @@
 #define DEFAULT_TIMEOUT_US 2000000 /* well under the default renew deadline */
 #define NOW_FIELD "gomaster_server_now"
 #define BATCH_FIELD "gomaster_batch" /* the marker of the last batch renewal */
-/* The wake-up: a capped collection "<collection>_events" that watch tails
- * (see "Fast handover" in docs/mongo.md). */
-#define EVENTS_SUFFIX "_events"
+#define EVENTS_SUFFIX "_events" /* the capped collection watch tails */
 #define EVENTS_SIZE 65536 /* bytes */
 #define EVENTS_MAX 64     /* documents */
 #define WATCH_AWAIT_MS 5000 /* the longest await of a wake-up connection */
@@ -125,10 +123,11 @@ static int fail(const mongo_cfg *cfg, gm_error *err, const char *what,
 
 /* ---- parse ------------------------------------------------------------- */
 
-static int is_ours(const char *key) {
-  for (const char *const *k = our_keys; *k; k++)
-    if (strcmp(*k, key) == 0) return 1;
-  return 0;
+/* The index of key in our_keys, or -1. */
+static int ours(const char *key) {
+  for (int i = 0; our_keys[i]; i++)
+    if (strcmp(our_keys[i], key) == 0) return i;
+  return -1;
 }
 
 /* A connection-string option libmongoc knows (names are case-insensitive). */
@@ -154,7 +153,7 @@ static char *strip_ours(const char *url) {
     size_t len = strcspn(p, "&"), klen = strcspn(p, "&=");
     char key[16] = "";
     if (klen < sizeof key) memcpy(key, p, klen);
-    if (len && !is_ours(key))
+    if (len && ours(key) < 0)
       w += sprintf(w, "%c%.*s", w == q ? '?' : '&', (int)len, p);
   }
   if (w) *w = '\0';
@@ -276,22 +275,19 @@ static int check_acknowledged(const mongoc_uri_t *uri, gm_error *err) {
 static int check_keys(mongo_cfg *cfg, const gm_kv *kv, size_t n,
                       const gm_url *u, const char **val, gm_error *err) {
   for (size_t i = 0; i < n; i++) {
-    const char *k = kv[i].key, *v = kv[i].value, *in = gm_kv_get(u->kv, u->n, k);
+    const char *k = kv[i].key, *v = kv[i].value;
+    int j = ours(k);
     if (strcmp(k, "url") == 0) continue;
-    if (!is_ours(k) && (!is_mongo_option(k) || !in)) {
+    if (j < 0 && (!is_mongo_option(k) || !gm_kv_get(u->kv, u->n, k))) {
       gm_seterr(err, GM_E_ARG, "mongodb backend: unknown option '%.64s'%s", k,
                 is_mongo_option(k) ? " (put MongoDB options in the url)" : "");
       return GM_ERR;
     }
-    for (int j = 0; our_keys[j]; j++)
-      if (strcmp(our_keys[j], k) == 0) {
-        if (val[j] && strcmp(val[j], v) != 0) {
-          gm_seterr(err, GM_E_ARG, "mongodb backend: option '%s' given twice",
-                    k);
-          return GM_ERR;
-        }
-        val[j] = v;
-      }
+    if (j >= 0 && val[j] && strcmp(val[j], v) != 0) {
+      gm_seterr(err, GM_E_ARG, "mongodb backend: option '%s' given twice", k);
+      return GM_ERR;
+    }
+    if (j >= 0) val[j] = v;
     if (!cfg->secrets[2] && v &&
         (!strcasecmp(k, MONGOC_URI_TLSCERTIFICATEKEYFILEPASSWORD) ||
          !strcasecmp(k, MONGOC_URI_SSLCLIENTCERTIFICATEKEYPASSWORD)) &&
@@ -817,12 +813,17 @@ static int mongo_watch(void *p, const char *name, int64_t timeout_us,
       continue;
     }
     bson_error_t e = {0};
-    if (!mongoc_cursor_error(c->tail, &e) && mongoc_cursor_more(c->tail))
-      continue; /* the await ended with nothing */
-    if (!e.code && !e.domain)
-      bson_set_error(&e, MONGOC_ERROR_CURSOR, 0, "the events cursor ended");
+    int bad = mongoc_cursor_error(c->tail, &e);
+    if (!bad && mongoc_cursor_more(c->tail)) continue; /* nothing came */
     mongoc_cursor_destroy(c->tail);
     c->tail = NULL;
+    int srv = bad && e.domain == MONGOC_ERROR_SERVER;
+    /* ended, or fell behind (136 CappedPositionLost, 43, 175): events may
+     * be lost, so a change; refused (2: the collection is not capped):
+     * watch no more here, the followers poll */
+    if (!bad || (srv && (e.code == 136 || e.code == 43 || e.code == 175)))
+      return GM_OK;
+    if (srv && e.code == 2) return c->watchable = 0, GM_NOT;
     return fail(c->cfg, err, "watch", &e);
   }
 }

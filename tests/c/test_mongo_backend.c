@@ -752,6 +752,58 @@ static void test_watch(void *cfg, void *a) {
   ops->release(a, name, "node-a", 0, row.token, &err);
 }
 
+/* An events collection that someone made without "capped": the server
+ * refuses the tail, and watch says at once that it cannot watch (the
+ * followers poll), without an error and keeping the connection. */
+static void test_watch_refused(void) {
+  char coll[64], events[80];
+  snprintf(coll, sizeof coll, "gomaster_nocap%d", (int)getpid());
+  snprintf(events, sizeof events, "%s_events", coll);
+  mongoc_client_t *cl = mongoc_client_new(base_url);
+  mongoc_uri_t *uri = mongoc_uri_new(base_url);
+  bson_t *doc = BCON_NEW("_id", BCON_UTF8("not-capped"));
+  mongoc_collection_t *ev =
+      cl && uri ? mongoc_client_get_collection(
+                      cl, mongoc_uri_get_database(uri), events)
+                : NULL;
+  int put = ev && mongoc_collection_insert_one(ev, doc, NULL, NULL, NULL);
+  char opt[96];
+  snprintf(opt, sizeof opt, "collection=%s", coll);
+  void *cfg = NULL, *a = NULL, *b = NULL;
+  gm_error err = {0};
+  int rc = put ? parse_url(url_with(opt), &cfg, &err) : GM_ERR;
+  rc = rc == GM_OK ? ops->open(cfg, &a, &err) : rc;
+  rc = rc == GM_OK ? ops->open_watch(cfg, &b, &err) : rc;
+  check(rc == GM_OK, "a collection whose events are not capped opens (%s)",
+        err.msg);
+  if (rc == GM_OK) {
+    gm_row row;
+    const char *name = new_lock();
+    gm_acquire_req r = req(name, "node-a", 0, 0, 0, 20000000);
+    rc = ops->acquire(a, &r, &row, &err);
+    double t0 = mono();
+    int w1 = ops->watch(b, name, 5000000, &err);
+    double t1 = mono();
+    int w2 = ops->watch(b, name, 5000000, &err);
+    double t2 = mono();
+    gm_row seen;
+    int obs = ops->observe(b, name, &seen, &err);
+    check(rc == GM_OK && w1 == GM_NOT && t1 - t0 < 1 && w2 == GM_NOT &&
+              t2 - t1 < 0.05 && obs == GM_OK && seen.exists,
+          "not capped: watch GM_NOT at once (%.1f ms, then %.1f ms), the "
+          "connection kept (%d %d %d) %s", (t1 - t0) * 1000, (t2 - t1) * 1000,
+          w1, w2, obs, err.msg);
+    ops->release(a, name, "node-a", 0, row.token, &err);
+  }
+  if (b) ops->close(b);
+  if (a) ops->close(a);
+  if (cfg) ops->free_cfg(cfg);
+  bson_destroy(doc);
+  if (ev) mongoc_collection_destroy(ev);
+  if (uri) mongoc_uri_destroy(uri);
+  if (cl) mongoc_client_destroy(cl);
+}
+
 static void test_standin_only(void *c) {
   gm_error err = {0};
   gm_row r1, r2;
@@ -871,6 +923,7 @@ int main(void) {
       test_complete(conn);
       test_renew_many(conn);
       test_watch(cfg, conn);
+      test_watch_refused();
       test_standin_only(conn);
       test_unreadable(conn);
       ops->close(conn);
