@@ -86,7 +86,7 @@ endif
 # object, gomaster/mongo.so, loaded by src/registry.c on first use (with the
 # counters off). The C library links it in (GM_WITH_MONGO).
 ifeq ($(WITH_MONGO),1)
-  MONGO_SRC    := backends/mongo.c
+  MONGO_SRC    := backends/mongo.c src/mongo_doc.c src/mongo_stream.c
   BACKEND_CFLAGS += $(shell $(PKG_CONFIG) --cflags libmongoc-1.0)
   MONGO_LIBS   := $(shell $(PKG_CONFIG) --libs libmongoc-1.0)
   MONGO_MODULE := $(BUILD)/gomaster/mongo.so
@@ -150,7 +150,7 @@ $(MODULE): $(CORE_OBJ) $(REG_MOD) $(LUA_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) -shared -pthread $(SAN_FLAGS) -Wl,-z,nodelete -o $@ $^ $(BACKEND_LIBS) -ldl $(LDFLAGS)
 
-$(MONGO_MODULE): $(MONGO_OBJ) $(BUILD)/obj/src/util.o $(BUILD)/obj/src/timeutil.o
+$(MONGO_MODULE): $(MONGO_OBJ) $(BUILD)/obj/src/util.o $(BUILD)/obj/src/timeutil.o $(BUILD)/obj/src/url.o
 	@mkdir -p $(dir $@)
 	$(CC) -shared -pthread $(SAN_FLAGS) -Wl,-z,nodelete -o $@ $^ $(MONGO_LIBS) $(LDFLAGS)
 
@@ -221,7 +221,7 @@ chaos: deps
 # UBSan into build/fuzz/. make fuzz SECONDS=60 runs each for SECONDS, starting
 # from tests/fuzz/corpus/<harness>/ and keeping what it finds new in
 # build/fuzz/corpus-<harness>/; tests/integration/fuzz_replay.sh replays the
-# kept corpus in make test. fuzz_mongo_doc includes backends/mongo.c itself.
+# kept corpus in make test.
 SECONDS    ?= 60
 FUZZ_CC    ?= clang
 FUZZ_FLAGS := -g -O1 -std=c11 -D_GNU_SOURCE -pthread \
@@ -234,7 +234,7 @@ build/fuzz/fuzz_url build/fuzz/fuzz_options: build/fuzz/%: tests/fuzz/%.c $(FUZZ
 	$(FUZZ_CC) $(FUZZ_FLAGS) $(BACKEND_CFLAGS) $(if $(MONGO_SRC),-DGM_WITH_MONGO) -Isrc -o $@ $< $(FUZZ_SRC) $(BACKEND_LIBS) $(MONGO_LIBS) -lm
 build/fuzz/fuzz_mongo_doc: tests/fuzz/fuzz_mongo_doc.c $(FUZZ_SRC) $(HEADERS)
 	@mkdir -p $(dir $@)
-	$(FUZZ_CC) $(FUZZ_FLAGS) $(BACKEND_CFLAGS) -DGM_WITH_MONGO -Isrc -o $@ $< $(filter-out backends/mongo.c,$(FUZZ_SRC)) $(BACKEND_LIBS) $(MONGO_LIBS) -lm
+	$(FUZZ_CC) $(FUZZ_FLAGS) $(BACKEND_CFLAGS) -DGM_WITH_MONGO -Isrc -o $@ $< $(FUZZ_SRC) $(BACKEND_LIBS) $(MONGO_LIBS) -lm
 fuzzers: $(FUZZERS)
 fuzz: deps
 	@$(MAKE) -s fuzzers

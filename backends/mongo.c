@@ -21,18 +21,22 @@
  * minus the options that are ours (database, collection, write_concern,
  * read_concern, timeout). Error messages never contain the password nor the
  * TLS key password: every message from libmongoc is scrubbed of them.
+ *
+ * No thread: the core's wake-up connection tails release events (watch,
+ * below), and interrupt ends its wait through sockets of our own
+ * (src/mongo_stream.c). Documents become rows in src/mongo_doc.c.
  */
-#include <ctype.h>
 #include <pthread.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
+#include <strings.h>
 
 #include <mongoc/mongoc.h>
 
 #include "backend.h"
+#include "mongo_doc.h"
+#include "mongo_stream.h"
 #include "timeutil.h"
 #include "url.h"
 
@@ -41,76 +45,45 @@
 #define DEFAULT_TIMEOUT_US 2000000 /* well under the default renew deadline */
 #define NOW_FIELD "gomaster_server_now"
 #define BATCH_FIELD "gomaster_batch" /* the marker of the last batch renewal */
-/* The wake-up: a capped collection "<collection>_events" and a waiter
- * thread tailing it (see "Fast handover" in docs/mongo.md). */
-#define EVENTS_SUFFIX "_events"
+#define EVENTS_SUFFIX "_events" /* the capped collection watch tails */
 #define EVENTS_SIZE 65536 /* bytes */
-#define EVENTS_MAX 64     /* documents: the first batch holds them all */
-#define AWAIT_MS 1000     /* a getMore waits this long for a new event */
-#define CHANGED_POLL_US 10000
-#define AGAIN_MS 100      /* a cursor that ended well: tail again after */
-#define REFUSED_MS 60000  /* the server refused the collection: ask rarely */
-#define NSECRETS 4
+#define EVENTS_MAX 64     /* documents */
+#define WATCH_AWAIT_MS 5000 /* the longest await of a wake-up connection */
+#define NSECRETS 3
 
 typedef struct mongo_cfg {
   mongoc_uri_t *uri;     /* our options removed, timeouts and appname set */
+  mongoc_uri_t *watch_uri; /* the same, reads that outlast WATCH_AWAIT_MS */
   char *database;
   char *collection;
   bson_t *write_concern; /* {writeConcern: ...}, NULL: the URI's own */
   bson_t *read_concern;  /* {readConcern: ...}, NULL: the URI's own */
-  char *secrets[NSECRETS]; /* strings no message may show */
+  char *secrets[NSECRETS]; /* no message may show them: the password as
+                            * written and decoded, the TLS key password */
   char describe[256];
 } mongo_cfg;
-
-/* The waiter thread's state. Shared with the connection's own thread: the
- * atomics, and note[] under mu (mu and cv also time the waiter's naps, so
- * that close() cuts one short). Everything else belongs to one side: the
- * waiter's client lives on its stack; uri and events are written before the
- * thread starts and only read after. */
-typedef struct waiter {
-  const mongo_cfg *cfg;
-  mongoc_uri_t *uri;        /* cfg's, socket timeout above AWAIT_MS */
-  char events[80];          /* the events collection's name */
-  pthread_t thread;
-  int started;
-  atomic_int stop;          /* close() asks the waiter to end */
-  atomic_int event;         /* an event came; taken by changed() */
-  atomic_int ready;         /* the events collection exists: announce */
-  atomic_int noted;         /* a note waits in note[] for changed() */
-  pthread_mutex_t mu;
-  pthread_cond_t cv;
-  char note[256];
-} waiter;
 
 typedef struct mongo_conn {
   const mongo_cfg *cfg; /* the backend's config outlives its connections */
   mongoc_client_t *client;
   mongoc_collection_t *coll;
-  uint64_t marker_base; /* random per connection: batch markers never repeat */
-  uint64_t batches;
-  size_t *order;        /* renew_many: request indexes sorted by name */
-  size_t order_cap;
-  mongoc_collection_t *events; /* where release announces itself */
-  uint64_t announced;
-  waiter w;
+  mongoc_collection_t *events; /* NULL: no events collection (see watch) */
+  int watchable;        /* watch can block here (no TLS, events there) */
+  int64_t await_ms;     /* the longest await of one getMore */
+  mongoc_cursor_t *tail; /* watch's cursor on the events, kept across calls */
+  uint64_t marker_base; /* random per connection: ids never repeat */
+  uint64_t batches, announced;
+  gm_msocks *socks;     /* its sockets, for interrupt; NULL with TLS */
 } mongo_conn;
 
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
 
-/* libmongoc's default handler prints to stdout and stderr (debug lines on
- * every failed authentication, the reason a URL is bad), where a command
- * line's output goes. Every failure that matters comes back to the core as
- * an error message instead. */
-static void log_handler(mongoc_log_level_t level, const char *domain,
-                        const char *message, void *data) {
-  (void)level, (void)domain, (void)message, (void)data;
-}
-
-/* libmongoc wants mongoc_init once per process, before any client. It is
- * never undone: the application may use libmongoc itself (and may set its
- * own log handler after this). */
+/* Once per process, before any client, never undone (the application may
+ * use libmongoc itself, and set its own log handler after this). libmongoc's
+ * default handler prints to stdout and stderr, where a command line's output
+ * goes; every failure that matters comes back as an error message instead. */
 static void init_mongoc(void) {
-  mongoc_log_set_handler(log_handler, NULL);
+  mongoc_log_set_handler(NULL, NULL);
   mongoc_init();
 }
 
@@ -150,36 +123,11 @@ static int fail(const mongo_cfg *cfg, gm_error *err, const char *what,
 
 /* ---- parse ------------------------------------------------------------- */
 
-static int hexval(int c) {
-  return isdigit(c) ? c - '0' : isxdigit(c) ? (tolower(c) - 'a' + 10) : -1;
-}
-
-/* A percent-decoded copy of s[0..len); NULL on a bad escape. */
-static char *decode(const char *s, size_t len) {
-  char *out = malloc(len + 1), *o = out;
-  if (!out) return NULL;
-  for (size_t i = 0; i < len; i++) {
-    if (s[i] != '%') {
-      *o++ = s[i];
-      continue;
-    }
-    int h = i + 2 < len ? hexval((unsigned char)s[i + 1]) : -1;
-    int l = h >= 0 ? hexval((unsigned char)s[i + 2]) : -1;
-    if (l < 0 || (h == 0 && l == 0)) {
-      free(out);
-      return NULL;
-    }
-    *o++ = (char)(h * 16 + l);
-    i += 2;
-  }
-  *o = '\0';
-  return out;
-}
-
-static int is_ours(const char *key) {
-  for (const char *const *k = our_keys; *k; k++)
-    if (strcmp(*k, key) == 0) return 1;
-  return 0;
+/* The index of key in our_keys, or -1. */
+static int ours(const char *key) {
+  for (int i = 0; our_keys[i]; i++)
+    if (strcmp(our_keys[i], key) == 0) return i;
+  return -1;
 }
 
 /* A connection-string option libmongoc knows (names are case-insensitive). */
@@ -196,96 +144,20 @@ static int is_mongo_option(const char *key) {
   return 0;
 }
 
-/* Our options, as found in the URL's query or the option table. */
-typedef struct ours {
-  char *val[5]; /* indexed as our_keys */
-} ours;
-
-static int set_ours(ours *o, const char *key, const char *val, gm_error *err) {
-  for (int i = 0; our_keys[i]; i++) {
-    if (strcmp(our_keys[i], key) != 0) continue;
-    if (o->val[i]) {
-      if (strcmp(o->val[i], val) == 0) return GM_OK;
-      gm_seterr(err, GM_E_ARG, "mongodb backend: option '%s' given twice",
-                key);
-      return GM_ERR;
-    }
-    if (!(o->val[i] = strdup(val))) {
-      gm_seterr(err, GM_E_NOMEM, "out of memory");
-      return GM_ERR;
-    }
-    return GM_OK;
-  }
-  return GM_ERR;
-}
-
-/* Copies url into out without our options, collecting them into o, and
- * refusing query keys that are neither ours nor libmongoc's. The TLS key
- * password, as written, joins the secrets. */
-static int split_url(mongo_cfg *cfg, const char *url, char *out, ours *o,
-                     gm_error *err) {
-  const char *q = strchr(url, '?');
-  size_t base = q ? (size_t)(q - url) : strlen(url);
-  memcpy(out, url, base);
-  out[base] = '\0';
-  if (!q) return GM_OK;
-  char *w = out + base;
-  int first = 1;
-  for (const char *p = q + 1; *p;) {
-    size_t len = strcspn(p, "&");
-    const char *eq = memchr(p, '=', len);
-    if (len) {
-      size_t klen = eq ? (size_t)(eq - p) : len;
-      char *key = decode(p, klen);
-      char *val = eq ? decode(eq + 1, len - klen - 1) : NULL;
-      int rc = GM_OK;
-      if (!key || (eq && !val)) {
-        gm_seterr(err, GM_E_URL, "mongodb backend: bad URL: invalid "
-                                 "percent-encoding in the query");
-        rc = GM_ERR;
-      } else if (is_ours(key)) {
-        rc = eq ? set_ours(o, key, val, err) : GM_ERR;
-        if (!eq)
-          gm_seterr(err, GM_E_URL, "mongodb backend: bad URL: option '%.64s' "
-                                   "needs a value", key);
-      } else if (is_mongo_option(key)) {
-        if (eq && !cfg->secrets[3] &&
-            (!strcasecmp(key, MONGOC_URI_TLSCERTIFICATEKEYFILEPASSWORD) ||
-             !strcasecmp(key, MONGOC_URI_SSLCLIENTCERTIFICATEKEYPASSWORD)))
-          cfg->secrets[3] = strndup(eq + 1, len - klen - 1);
-        *w++ = first ? '?' : '&';
-        memcpy(w, p, len);
-        w += len;
-        *w = '\0';
-        first = 0;
-      } else {
-        gm_seterr(err, GM_E_ARG, "mongodb backend: unknown option '%.64s'",
-                  key);
-        rc = GM_ERR;
-      }
-      free(key);
-      free(val);
-      if (rc) return GM_ERR;
-    }
-    p += len;
-    if (*p == '&') p++;
-  }
-  return GM_OK;
-}
-
-/* Whether the URL's query has key (percent-decoded). */
-static int in_query(const char *url, const char *key) {
-  const char *q = strchr(url, '?');
-  int found = 0;
-  for (const char *p = q ? q + 1 : ""; *p && !found;) {
+/* url without the query parameters that are ours, for libmongoc (which
+ * warns of options it does not know); NULL when out of memory. */
+static char *strip_ours(const char *url) {
+  char *out = strdup(url), *w = out ? strchr(out, '?') : NULL, *q = w;
+  for (const char *p = w ? url + (w - out) + 1 : ""; *p;
+       p += strcspn(p, "&"), p += *p == '&') {
     size_t len = strcspn(p, "&"), klen = strcspn(p, "&=");
-    char *k = decode(p, klen);
-    found = k && strcmp(k, key) == 0;
-    free(k);
-    p += len;
-    if (*p == '&') p++;
+    char key[16] = "";
+    if (klen < sizeof key) memcpy(key, p, klen);
+    if (len && ours(key) < 0)
+      w += sprintf(w, "%c%.*s", w == q ? '?' : '&', (int)len, p);
   }
-  return found;
+  if (w) *w = '\0';
+  return out;
 }
 
 /* MongoDB database names: no "/\. \"$*<>:|?", under 64 bytes. */
@@ -299,36 +171,36 @@ static int check_database(const char *db, gm_error *err) {
   return GM_OK;
 }
 
-static int parse_write_concern(mongo_cfg *cfg, const char *v, gm_error *err) {
-  char *end;
-  long w = 0;
-  if (strcmp(v, "majority") != 0) {
-    w = strtol(v, &end, 10);
-    if (end == v || *end || w < 1 || w > 50) {
-      gm_seterr(err, GM_E_ARG, "option 'write_concern': expected 'majority' "
-                               "or a number of members 1-50");
-      return GM_ERR;
-    }
+/* write_concern and read_concern (NULL: "majority" where the URI gives
+ * none, else the URI's own). */
+static int parse_concerns(mongo_cfg *cfg, const char *wc, const char *rc,
+                          gm_error *err) {
+  char *end = "";
+  if (!wc && mongoc_write_concern_is_default(
+                 mongoc_uri_get_write_concern(cfg->uri)))
+    wc = "majority";
+  if (!rc && mongoc_read_concern_is_default(
+                 mongoc_uri_get_read_concern(cfg->uri)))
+    rc = "majority";
+  long w = wc && strcmp(wc, "majority") ? strtol(wc, &end, 10) : 0;
+  if (wc && (*end || w < 0 || w > 50 || (!w && strcmp(wc, "majority")))) {
+    gm_seterr(err, GM_E_ARG, "option 'write_concern': expected 'majority' "
+                             "or a number of members 1-50");
+    return GM_ERR;
   }
-  cfg->write_concern = bson_new();
-  bson_t wc;
-  BSON_APPEND_DOCUMENT_BEGIN(cfg->write_concern, "writeConcern", &wc);
-  if (w)
-    BSON_APPEND_INT32(&wc, "w", (int32_t)w);
-  else
-    BSON_APPEND_UTF8(&wc, "w", "majority");
-  bson_append_document_end(cfg->write_concern, &wc);
-  return GM_OK;
-}
-
-static int parse_read_concern(mongo_cfg *cfg, const char *v, gm_error *err) {
-  if (strcmp(v, "majority") && strcmp(v, "local") &&
-      strcmp(v, "linearizable")) {
+  if (rc && strcmp(rc, "majority") && strcmp(rc, "local") &&
+      strcmp(rc, "linearizable")) {
     gm_seterr(err, GM_E_ARG, "option 'read_concern': expected 'majority', "
                              "'local' or 'linearizable'");
     return GM_ERR;
   }
-  cfg->read_concern = BCON_NEW("readConcern", "{", "level", BCON_UTF8(v), "}");
+  if (wc)
+    cfg->write_concern =
+        w ? BCON_NEW("writeConcern", "{", "w", BCON_INT32((int32_t)w), "}")
+          : BCON_NEW("writeConcern", "{", "w", BCON_UTF8("majority"), "}");
+  if (rc)
+    cfg->read_concern =
+        BCON_NEW("readConcern", "{", "level", BCON_UTF8(rc), "}");
   return GM_OK;
 }
 
@@ -363,9 +235,10 @@ static void mongo_free_cfg(void *p) {
   mongo_cfg *cfg = p;
   if (!cfg) return;
   if (cfg->uri) mongoc_uri_destroy(cfg->uri);
+  if (cfg->watch_uri) mongoc_uri_destroy(cfg->watch_uri);
   if (cfg->write_concern) bson_destroy(cfg->write_concern);
   if (cfg->read_concern) bson_destroy(cfg->read_concern);
-  for (int i = 0; i < NSECRETS; i++) free(cfg->secrets[i]);
+  for (int i = 0; i < NSECRETS; i++) gm_free_secret(cfg->secrets[i]);
   free(cfg->database);
   free(cfg->collection);
   free(cfg);
@@ -396,12 +269,42 @@ static int check_acknowledged(const mongoc_uri_t *uri, gm_error *err) {
   return GM_ERR;
 }
 
+/* Checks the keys of kv (the URL's query u, or the option table, which
+ * holds u's keys again) against ours and libmongoc's (those only in the
+ * URL), and collects ours into val. The TLS key password joins the secrets. */
+static int check_keys(mongo_cfg *cfg, const gm_kv *kv, size_t n,
+                      const gm_url *u, const char **val, gm_error *err) {
+  for (size_t i = 0; i < n; i++) {
+    const char *k = kv[i].key, *v = kv[i].value;
+    int j = ours(k);
+    if (strcmp(k, "url") == 0) continue;
+    if (j < 0 && (!is_mongo_option(k) || !gm_kv_get(u->kv, u->n, k))) {
+      gm_seterr(err, GM_E_ARG, "mongodb backend: unknown option '%.64s'%s", k,
+                is_mongo_option(k) ? " (put MongoDB options in the url)" : "");
+      return GM_ERR;
+    }
+    if (j >= 0 && val[j] && strcmp(val[j], v) != 0) {
+      gm_seterr(err, GM_E_ARG, "mongodb backend: option '%s' given twice", k);
+      return GM_ERR;
+    }
+    if (j >= 0) val[j] = v;
+    if (!cfg->secrets[2] && v &&
+        (!strcasecmp(k, MONGOC_URI_TLSCERTIFICATEKEYFILEPASSWORD) ||
+         !strcasecmp(k, MONGOC_URI_SSLCLIENTCERTIFICATEKEYPASSWORD)) &&
+        !(cfg->secrets[2] = strdup(v))) {
+      gm_seterr(err, GM_E_NOMEM, "out of memory");
+      return GM_ERR;
+    }
+  }
+  return GM_OK;
+}
+
 static int mongo_parse(const gm_kv *opts, size_t n, void **out,
                        gm_error *err) {
-  const char *url = gm_kv_get(opts, n, "url");
-  ours o = {{0}};
+  const char *url = gm_kv_get(opts, n, "url"), *val[5] = {0};
   char *stripped = NULL;
   bson_error_t e;
+  gm_url u = {0};
   mongo_cfg *cfg = calloc(1, sizeof *cfg);
   if (!cfg) goto nomem;
   pthread_once(&init_once, init_mongoc);
@@ -410,27 +313,13 @@ static int mongo_parse(const gm_kv *opts, size_t n, void **out,
                              "(mongodb://host[:port]/[database][?options])");
     goto fail;
   }
-  if (gm_url_raw_at(url)) {
-    gm_seterr(err, GM_E_URL, "mongodb backend: %s", GM_URL_AT_MSG);
+  if (gm_url_parse(url, 1, &u, err)) goto fail; /* the query, decoded */
+  if ((cfg->secrets[0] = raw_password(url)))
+    cfg->secrets[1] = gm_url_decode(cfg->secrets[0], strlen(cfg->secrets[0]));
+  if (check_keys(cfg, u.kv, u.n, &u, val, err) ||
+      check_keys(cfg, opts, n, &u, val, err))
     goto fail;
-  }
-  cfg->secrets[0] = raw_password(url);
-  if (cfg->secrets[0]) cfg->secrets[1] = decode(cfg->secrets[0],
-                                                strlen(cfg->secrets[0]));
-  if (!(stripped = malloc(strlen(url) + 1))) goto nomem;
-  if (split_url(cfg, url, stripped, &o, err)) goto fail;
-  /* Table keys: the URL's query keys come again here; others must be ours. */
-  for (size_t i = 0; i < n; i++) {
-    const char *k = opts[i].key;
-    if (strcmp(k, "url") == 0) continue;
-    if (is_ours(k)) {
-      if (set_ours(&o, k, opts[i].value, err)) goto fail;
-    } else if (!is_mongo_option(k) || !in_query(url, k)) {
-      gm_seterr(err, GM_E_ARG, "mongodb backend: unknown option '%.64s'%s", k,
-                is_mongo_option(k) ? " (put MongoDB options in the url)" : "");
-      goto fail;
-    }
-  }
+  if (!(stripped = strip_ours(url))) goto nomem;
   cfg->uri = mongoc_uri_new_with_error(stripped, &e);
   if (!cfg->uri) {
     gm_seterr(err, GM_E_URL, "mongodb backend: bad URL: %s", e.message);
@@ -438,39 +327,26 @@ static int mongo_parse(const gm_kv *opts, size_t n, void **out,
     goto fail;
   }
   if (check_acknowledged(cfg->uri, err)) goto fail;
-  const char *kp = mongoc_uri_get_option_as_utf8(
-      cfg->uri, MONGOC_URI_TLSCERTIFICATEKEYFILEPASSWORD, NULL);
-  if (kp && !(cfg->secrets[2] = strdup(kp))) goto nomem;
 
-  const char *db = o.val[0]   ? o.val[0]
+  const char *db = val[0]   ? val[0]
                    : mongoc_uri_get_database(cfg->uri)
                        ? mongoc_uri_get_database(cfg->uri)
                        : DEFAULT_DATABASE;
-  if (check_database(db, err)) goto fail;
-  const char *coll = o.val[1] ? o.val[1] : DEFAULT_COLLECTION;
-  if (gm_check_identifier("collection", coll, err)) goto fail;
+  const char *coll = val[1] ? val[1] : DEFAULT_COLLECTION;
+  if (check_database(db, err) ||
+      gm_check_identifier("collection", coll, err))
+    goto fail;
   if (!(cfg->database = strdup(db)) || !(cfg->collection = strdup(coll)))
     goto nomem;
-
-  if (o.val[2] ? parse_write_concern(cfg, o.val[2], err)
-               : mongoc_write_concern_is_default(
-                     mongoc_uri_get_write_concern(cfg->uri)) &&
-                     parse_write_concern(cfg, "majority", err))
-    goto fail;
-  if (o.val[3] ? parse_read_concern(cfg, o.val[3], err)
-               : mongoc_read_concern_is_default(
-                     mongoc_uri_get_read_concern(cfg->uri)) &&
-                     parse_read_concern(cfg, "majority", err))
-    goto fail;
-
+  if (parse_concerns(cfg, val[2], val[3], err)) goto fail;
   int64_t timeout_us;
-  gm_kv t = {"timeout", o.val[4]};
-  if (gm_kv_seconds(&t, o.val[4] ? 1 : 0, "timeout", DEFAULT_TIMEOUT_US,
+  gm_kv t = {"timeout", val[4]};
+  if (gm_kv_seconds(&t, val[4] ? 1 : 0, "timeout", DEFAULT_TIMEOUT_US,
                     &timeout_us, err))
     goto fail;
-  int32_t ms = timeout_us / 1000 > INT32_MAX ? INT32_MAX
-               : timeout_us < 1000         ? 1
-                                           : (int32_t)(timeout_us / 1000);
+  int32_t ms = (int32_t)(timeout_us < 1000 ? 1
+                         : timeout_us / 1000 > INT32_MAX ? INT32_MAX
+                                                         : timeout_us / 1000);
   const char *tkeys[] = {MONGOC_URI_CONNECTTIMEOUTMS,
                          MONGOC_URI_SERVERSELECTIONTIMEOUTMS,
                          MONGOC_URI_SOCKETTIMEOUTMS};
@@ -479,16 +355,21 @@ static int mongo_parse(const gm_kv *opts, size_t n, void **out,
       mongoc_uri_set_option_as_int32(cfg->uri, tkeys[i], ms);
   if (!mongoc_uri_get_appname(cfg->uri))
     mongoc_uri_set_appname(cfg->uri, "gomaster");
+  if (!(cfg->watch_uri = mongoc_uri_copy(cfg->uri))) goto nomem;
+  mongoc_uri_set_option_as_int32(
+      cfg->watch_uri, MONGOC_URI_SOCKETTIMEOUTMS,
+      mongoc_uri_get_option_as_int32(cfg->uri, MONGOC_URI_SOCKETTIMEOUTMS, 0) +
+          WATCH_AWAIT_MS);
 
   set_describe(cfg, url);
-  for (int i = 0; i < 5; i++) free(o.val[i]);
+  gm_url_free(&u);
   free(stripped);
   *out = cfg;
   return GM_OK;
 nomem:
   gm_seterr(err, GM_E_NOMEM, "out of memory");
 fail:
-  for (int i = 0; i < 5; i++) free(o.val[i]);
+  gm_url_free(&u);
   free(stripped);
   mongo_free_cfg(cfg);
   return GM_ERR;
@@ -499,26 +380,45 @@ static void mongo_describe(const void *p, char *buf, size_t len) {
   snprintf(buf, len, "%s", cfg->describe);
 }
 
-/* ---- connection -------------------------------------------------------- */
+/* From another thread: every socket of conn fails at once, and no new one
+ * opens. A TLS client has none (watch does not block there). */
+static void mongo_interrupt(void *p) {
+  mongo_conn *c = p;
+  if (c->socks) gm_msocks_interrupt(c->socks);
+}
 
-static void waiter_start(mongo_conn *c);
-static void waiter_stop(waiter *w);
+/* ---- connection -------------------------------------------------------- */
 
 static void mongo_close(void *p) {
   mongo_conn *c = p;
   if (!c) return;
-  waiter_stop(&c->w);
+  if (c->tail) mongoc_cursor_destroy(c->tail);
   if (c->events) mongoc_collection_destroy(c->events);
   if (c->coll) mongoc_collection_destroy(c->coll);
   if (c->client) mongoc_client_destroy(c->client);
-  free(c->order);
+  gm_msocks_free(c->socks);
   free(c);
 }
 
-static int mongo_open(const void *p, void **out, gm_error *err) {
-  const mongo_cfg *cfg = p;
-  bson_error_t e;
+/* Runs cmd (taken) on the database; GM_OK with *now the reply's localTime
+ * (now may be NULL), or GM_ERR with *e filled. */
+static int command(mongo_conn *c, bson_t *cmd, int64_t *now,
+                   bson_error_t *e) {
   bson_t reply;
+  bool ok = mongoc_client_command_simple(c->client, c->cfg->database, cmd,
+                                         NULL, &reply, e);
+  if (ok && now) *now = gm_mdoc_date_us(&reply, "localTime");
+  bson_destroy(cmd);
+  bson_destroy(&reply);
+  return ok ? GM_OK : GM_ERR;
+}
+
+/* A connection (watch: the core's wake-up connection, whose reads outlast
+ * an await of WATCH_AWAIT_MS). */
+static int open_conn(const mongo_cfg *cfg, int watch, void **out,
+                     gm_error *err) {
+  const mongoc_uri_t *uri = watch ? cfg->watch_uri : cfg->uri;
+  bson_error_t e;
   pthread_once(&init_once, init_mongoc);
   mongo_conn *c = calloc(1, sizeof *c);
   if (!c) {
@@ -526,129 +426,68 @@ static int mongo_open(const void *p, void **out, gm_error *err) {
     return GM_ERR;
   }
   c->cfg = cfg;
+  c->await_ms = watch ? WATCH_AWAIT_MS
+                      : mongoc_uri_get_option_as_int32(
+                            uri, MONGOC_URI_SOCKETTIMEOUTMS, 2000) / 2 + 1;
   c->marker_base = gm_seed64();
-  c->client = mongoc_client_new_from_uri_with_error(cfg->uri, &e);
-  if (!c->client) {
-    fail(cfg, err, "connecting", &e);
+  char what[sizeof cfg->describe + 32] = "connecting";
+  if (!(c->client = mongoc_client_new_from_uri_with_error(uri, &e)))
+    goto failed;
+  mongoc_client_set_error_api(c->client, MONGOC_ERROR_API_VERSION_2);
+  int tls = mongoc_uri_get_tls(uri);
+  if (!tls && !(c->socks = gm_msocks_new())) {
+    gm_seterr(err, GM_E_NOMEM, "out of memory");
     goto fail;
   }
-  mongoc_client_set_error_api(c->client, MONGOC_ERROR_API_VERSION_2);
+  if (c->socks) gm_msocks_attach(c->socks, c->client);
   c->coll = mongoc_client_get_collection(c->client, cfg->database,
                                          cfg->collection);
   /* Selects the primary, connects and authenticates now, so that open
    * reports what is wrong. MongoDB creates the collection on first write. */
-  bson_t *ping = BCON_NEW("ping", BCON_INT32(1));
-  bool ok = mongoc_client_command_simple(c->client, cfg->database, ping, NULL,
-                                         &reply, &e);
-  bson_destroy(ping);
-  bson_destroy(&reply);
-  if (!ok) {
-    char what[sizeof cfg->describe + 32];
-    snprintf(what, sizeof what, "connecting to %s", cfg->describe);
-    fail(cfg, err, what, &e);
-    goto fail;
-  }
-  char events[sizeof c->w.events];
+  snprintf(what, sizeof what, "connecting to %s", cfg->describe);
+  if (command(c, BCON_NEW("ping", BCON_INT32(1)), NULL, &e)) goto failed;
+  /* The events collection; refused (no right to create it, or not capped
+   * where it exists): no wake-up, the followers poll. */
+  char events[96];
   snprintf(events, sizeof events, "%s" EVENTS_SUFFIX, cfg->collection);
-  c->events = mongoc_client_get_collection(c->client, cfg->database, events);
-  waiter_start(c);
+  if (!command(c, BCON_NEW("create", BCON_UTF8(events), "capped",
+                           BCON_BOOL(true), "size", BCON_INT64(EVENTS_SIZE),
+                           "max", BCON_INT64(EVENTS_MAX)), NULL, &e) ||
+      e.code == 48 /* NamespaceExists */) {
+    c->events = mongoc_client_get_collection(c->client, cfg->database,
+                                             events);
+    c->watchable = !tls;
+  }
   *out = c;
   return GM_OK;
+failed:
+  fail(cfg, err, what, &e);
 fail:
   mongo_close(c);
   return GM_ERR;
 }
 
-/* ---- documents --------------------------------------------------------- */
-
-/* A stored date far outside any lease (a damaged document) is clamped to
- * +-2^62 us, so neither this conversion nor a difference of two such times
- * overflows. */
-#define DATE_US_LIMIT ((int64_t)1 << 62)
-static int64_t date_us(const bson_t *doc, const char *key) {
-  bson_iter_t it;
-  if (bson_iter_init_find(&it, doc, key) && BSON_ITER_HOLDS_DATE_TIME(&it)) {
-    int64_t ms = bson_iter_date_time(&it);
-    if (ms > DATE_US_LIMIT / 1000) return DATE_US_LIMIT;
-    if (ms < -DATE_US_LIMIT / 1000) return -DATE_US_LIMIT;
-    return ms * 1000;
-  }
-  return 0;
+static int mongo_open(const void *cfg, void **out, gm_error *err) {
+  return open_conn(cfg, 0, out, err);
 }
 
-static void copy_utf8(const bson_t *doc, const char *key, char *dst,
-                      size_t n) {
-  bson_iter_t it;
-  dst[0] = '\0';
-  if (bson_iter_init_find(&it, doc, key) && BSON_ITER_HOLDS_UTF8(&it))
-    gm_strlcpy(dst, bson_iter_utf8(&it, NULL), n);
+static int mongo_open_watch(const void *cfg, void **out, gm_error *err) {
+  return open_conn(cfg, 1, out, err);
 }
 
-static void read_row(const bson_t *doc, gm_row *out) {
-  bson_iter_t it;
-  memset(out, 0, sizeof *out);
-  out->exists = 1;
-  copy_utf8(doc, "owner", out->owner, sizeof out->owner);
-  copy_utf8(doc, "version", out->version, sizeof out->version);
-  if (bson_iter_init_find(&it, doc, "token") && BSON_ITER_HOLDS_NUMBER(&it))
-    out->token = (uint64_t)bson_iter_as_int64(&it);
-  out->acquired_at = date_us(doc, "acquired_at");
-  out->renewed_at = date_us(doc, "renewed_at");
-  out->expires_at = date_us(doc, "expires_at");
-  out->done_at = date_us(doc, "done_at");
-  copy_utf8(doc, "done_by", out->done_by, sizeof out->done_by);
-  if (bson_iter_init_find(&it, doc, "done_token") &&
-      BSON_ITER_HOLDS_NUMBER(&it))
-    out->done_token = (uint64_t)bson_iter_as_int64(&it);
-  copy_utf8(doc, "result", out->result, sizeof out->result);
-  if (bson_iter_init_find(&it, doc, "instance") &&
-      BSON_ITER_HOLDS_INT64(&it))
-    out->instance = (uint64_t)bson_iter_int64(&it);
-}
+/* ---- writes ------------------------------------------------------------ */
 
-/* The fields the election reads, each of the type it must hold: a document
- * edited by hand (owner missing or null, a token that is a double, a
- * string or negative, a date that is text) is refused naming the field. */
-static int check_doc(const bson_t *doc, const char *name, gm_error *err) {
-  static const char *const dates[] = {"acquired_at", "renewed_at",
-                                      "expires_at"};
-  bson_iter_t it;
-  const char *bad = NULL, *want = NULL;
-  if (!bson_iter_init_find(&it, doc, "owner") || !BSON_ITER_HOLDS_UTF8(&it)) {
-    bad = "owner";
-    want = "a string";
-  } else if (!bson_iter_init_find(&it, doc, "token") ||
-             !(BSON_ITER_HOLDS_INT64(&it) || BSON_ITER_HOLDS_INT32(&it)) ||
-             bson_iter_as_int64(&it) < 0) {
-    bad = "token";
-    want = "a non-negative 64-bit integer";
-  } else if (bson_iter_init_find(&it, doc, "instance") &&
-             !BSON_ITER_HOLDS_INT64(&it)) {
-    bad = "instance";
-    want = "a 64-bit integer";
-  }
-  for (int i = 0; !bad && i < 3; i++)
-    if (!bson_iter_init_find(&it, doc, dates[i]) ||
-        !BSON_ITER_HOLDS_DATE_TIME(&it)) {
-      bad = dates[i];
-      want = "a date";
-    }
-  if (!bad) return GM_OK;
-  gm_seterr(err, GM_E_ROW,
-            "mongodb backend: lock '%.64s': field '%s' is missing or not %s",
-            name, bad, want);
-  return GM_ERR;
-}
-
-/* Runs findAndModify(query, pipeline) returning the new document. GM_OK with
- * *found set when a document came back (copied into row), GM_NOT on a
- * duplicate key error, GM_ERR on failure. Takes query and pipeline. */
+/* Runs findAndModify(query, pipeline) returning the new document (taking
+ * both): GM_OK with the document in row, GM_NOT when none matched or a
+ * racing insert came first (duplicate key), GM_ERR on failure. */
 static int find_and_modify(mongo_conn *c, const char *what, bson_t *query,
-                           bson_t *pipeline, int upsert, int *found,
-                           gm_row *row, gm_error *err) {
+                           bson_t *pipeline, int upsert, gm_row *row,
+                           gm_error *err) {
   bson_error_t e;
-  bson_t reply;
+  bson_t reply, doc;
   bson_iter_t it;
+  const uint8_t *data;
+  uint32_t len;
   mongoc_find_and_modify_opts_t *opts = mongoc_find_and_modify_opts_new();
   mongoc_find_and_modify_opts_set_update(opts, pipeline);
   mongoc_find_and_modify_opts_set_flags(
@@ -661,116 +500,64 @@ static int find_and_modify(mongo_conn *c, const char *what, bson_t *query,
   mongoc_find_and_modify_opts_destroy(opts);
   bson_destroy(query);
   bson_destroy(pipeline);
-  int rc = GM_OK;
-  *found = 0;
-  if (!ok) {
-    if (e.code == 11000) /* a racing insert: a lost race */
-      gm_seterr(err, GM_E_CONFLICT, "%s: another node's insert came first",
-                what);
-    rc = e.code == 11000 ? GM_NOT : fail(c->cfg, err, what, &e);
-  } else if (bson_iter_init_find(&it, &reply, "value") &&
-             BSON_ITER_HOLDS_DOCUMENT(&it)) {
-    const uint8_t *data;
-    uint32_t len;
-    bson_t doc;
+  int rc = GM_NOT;
+  if (!ok && e.code == 11000) /* a racing insert: a lost race */
+    gm_seterr(err, GM_E_CONFLICT, "%s: another node's insert came first",
+              what);
+  else if (!ok)
+    rc = fail(c->cfg, err, what, &e);
+  else if (bson_iter_init_find(&it, &reply, "value") &&
+           BSON_ITER_HOLDS_DOCUMENT(&it)) {
     bson_iter_document(&it, &len, &data);
-    if (bson_init_static(&doc, data, len)) {
-      read_row(&doc, row);
-      *found = 1;
-    }
+    if (bson_init_static(&doc, data, len)) gm_mdoc_read(&doc, row), rc = GM_OK;
   }
   bson_destroy(&reply);
   return rc;
 }
 
-/* The completion record's fields, kept across grants. */
-static const char *const done_fields[] = {"done_at", "done_by", "done_token",
-                                          "result", NULL};
-
 /* Server-side milliseconds, rounded up: a lease never comes out shorter. */
 static int64_t lease_ms(int64_t lease_us) { return (lease_us + 999) / 1000; }
 
-/* The fields of a new grant, each from the server's $$NOW. */
-static void append_grant(bson_t *doc, const gm_acquire_req *r,
-                         uint64_t token) {
-  bson_t lit, add, args;
-  BSON_APPEND_DOCUMENT_BEGIN(doc, "owner", &lit);
-  BSON_APPEND_UTF8(&lit, "$literal", r->owner);
-  bson_append_document_end(doc, &lit);
-  BSON_APPEND_INT64(doc, "token", (int64_t)token);
-  BSON_APPEND_INT64(doc, "instance", (int64_t)r->instance);
-  BSON_APPEND_DOCUMENT_BEGIN(doc, "version", &lit);
-  BSON_APPEND_UTF8(&lit, "$literal", r->version ? r->version : "");
-  bson_append_document_end(doc, &lit);
-  BSON_APPEND_UTF8(doc, "acquired_at", "$$NOW");
-  BSON_APPEND_UTF8(doc, "renewed_at", "$$NOW");
-  BSON_APPEND_DOCUMENT_BEGIN(doc, "expires_at", &add);
-  BSON_APPEND_ARRAY_BEGIN(&add, "$add", &args);
-  BSON_APPEND_UTF8(&args, "0", "$$NOW");
-  BSON_APPEND_INT64(&args, "1", lease_ms(r->lease_us));
-  bson_append_array_end(&add, &args);
-  bson_append_document_end(doc, &add);
-}
-
 static int mongo_acquire(void *p, const gm_acquire_req *r, gm_row *out,
                          gm_error *err) {
-  mongo_conn *c = p;
   uint64_t token = gm_new_token(r);
-  bson_t *query = BCON_NEW("_id", BCON_UTF8(r->name));
-  bson_t *pipeline = bson_new();
-  bson_t stage, body, root, cond, then;
-  BSON_APPEND_DOCUMENT_BEGIN(pipeline, "0", &stage);
+  /* the fields of the grant, each time from the server's $$NOW */
+  bson_t *g = BCON_NEW(
+      "owner", "{", "$literal", BCON_UTF8(r->owner), "}", "token",
+      BCON_INT64((int64_t)token), "instance", BCON_INT64((int64_t)r->instance),
+      "version", "{", "$literal", BCON_UTF8(r->version ? r->version : ""), "}",
+      "acquired_at", BCON_UTF8("$$NOW"), "renewed_at", BCON_UTF8("$$NOW"),
+      "expires_at", "{", "$add", "[", BCON_UTF8("$$NOW"),
+      BCON_INT64(lease_ms(r->lease_us)), "]", "}");
+  bson_t *query = BCON_NEW("_id", BCON_UTF8(r->name)), *pipeline;
   if (!r->expect_exists) {
     /* Only a document with no token (the upsert's new one) gets the
      * grant; when one exists the upsert collides on _id: GM_NOT. */
     BCON_APPEND(query, "token", "{", "$exists", BCON_BOOL(false), "}");
-    BSON_APPEND_DOCUMENT_BEGIN(&stage, "$set", &body);
-    append_grant(&body, r, token);
-    bson_append_document_end(&stage, &body);
+    pipeline = BCON_NEW("0", "{", "$set", BCON_DOCUMENT(g), "}");
   } else {
     /* Granted only where expired on the server's clock (a release sets
-     * expires_at to its now). */
+     * expires_at to its now; a force release may keep the old expiry). A
+     * new root keeps only what it names: carry the completion record (a
+     * path to a missing field leaves the field out). */
     BSON_APPEND_INT64(query, "token", (int64_t)r->expect_token);
-    BSON_APPEND_DOCUMENT_BEGIN(&stage, "$replaceRoot", &body);
-    BSON_APPEND_DOCUMENT_BEGIN(&body, "newRoot", &root);
-    BSON_APPEND_DOCUMENT_BEGIN(&root, "$cond", &cond);
-    /* A released row too: a force release keeps the old expiry. */
-    bson_t *test = BCON_NEW("$lte", "[", BCON_UTF8("$expires_at"),
-                            BCON_UTF8("$$NOW"), "]");
-    BSON_APPEND_DOCUMENT(&cond, "if", test);
-    bson_destroy(test);
-    BSON_APPEND_DOCUMENT_BEGIN(&cond, "then", &then);
-    BSON_APPEND_UTF8(&then, "_id", "$_id");
-    append_grant(&then, r, token);
-    /* A new root keeps only what it names: carry the completion record
-     * (a path to a missing field leaves the field out). */
-    for (const char *const *f = done_fields; *f; f++) {
-      char path[32];
-      snprintf(path, sizeof path, "$%s", *f);
-      BSON_APPEND_UTF8(&then, *f, path);
-    }
-    bson_append_document_end(&cond, &then);
-    BSON_APPEND_UTF8(&cond, "else", "$$ROOT");
-    bson_append_document_end(&root, &cond);
-    bson_append_document_end(&body, &root);
-    bson_append_document_end(&stage, &body);
+    BCON_APPEND(g, "_id", "$_id", "done_at", "$done_at", "done_by",
+                "$done_by", "done_token", "$done_token", "result", "$result");
+    pipeline = BCON_NEW("0", "{", "$replaceRoot", "{", "newRoot", "{",
+                        "$cond", "{", "if", "{", "$lte", "[", "$expires_at",
+                        "$$NOW", "]", "}", "then", BCON_DOCUMENT(g), "else",
+                        "$$ROOT", "}", "}", "}", "}");
   }
-  bson_append_document_end(pipeline, &stage);
-
-  int found;
-  gm_row row;
-  int rc = find_and_modify(c, "acquire", query, pipeline, !r->expect_exists,
-                           &found, &row, err);
+  bson_destroy(g);
+  int rc = find_and_modify(p, "acquire", query, pipeline, !r->expect_exists,
+                           out, err);
   if (rc != GM_OK) return rc;
-  if (!found) return GM_NOT;
-  row.now = row.renewed_at;
-  *out = row;
-  if (row.token != token || row.instance != r->instance ||
-      strcmp(row.owner, r->owner) != 0) {
-    out->now = 0; /* not ours: the server's now is not known */
-    return GM_NOT;
-  }
-  return GM_OK;
+  out->now = out->renewed_at;
+  if (out->token == token && out->instance == r->instance &&
+      strcmp(out->owner, r->owner) == 0)
+    return GM_OK;
+  out->now = 0; /* not ours: the server's now is not known */
+  return GM_NOT;
 }
 
 /* Query {_id: name, owner, instance, token}: the document is ours
@@ -786,188 +573,113 @@ static bson_t *ours_query(const char *name, const char *owner,
 static int mongo_renew(void *p, const char *name, const char *owner,
                        uint64_t instance, uint64_t token, int64_t lease_us,
                        gm_row *out, gm_error *err) {
-  mongo_conn *c = p;
   bson_t *pipeline = BCON_NEW(
       "0", "{", "$set", "{", "renewed_at", BCON_UTF8("$$NOW"), "expires_at",
       "{", "$add", "[", BCON_UTF8("$$NOW"), BCON_INT64(lease_ms(lease_us)),
       "]", "}", "}", "}");
-  int found;
-  gm_row row;
-  int rc = find_and_modify(c, "renew",
-                           ours_query(name, owner, instance, token),
-                           pipeline, 0, &found, &row, err);
-  if (rc != GM_OK) return rc;
-  if (!found) return GM_NOT;
-  row.now = row.renewed_at;
-  *out = row;
-  return GM_OK;
+  int rc = find_and_modify(p, "renew", ours_query(name, owner, instance, token),
+                           pipeline, 0, out, err);
+  if (rc == GM_OK) out->now = out->renewed_at;
+  return rc;
 }
 
 /* ---- batch renewal --------------------------------------------------------
  *
- * Two commands however many locks: one `update` whose multi-update matches
- * {_id, owner, token} of each lock (one statement per distinct lease) and
- * renews them with $$NOW, stamping BATCH_FIELD with a marker no earlier
- * batch used; then one `find` of those _ids on the primary. A lock was
- * renewed by this batch iff its document carries the marker and is still
- * ours; its times are then the server's, as written. (An update reports only
- * how many documents matched, not which.) */
+ * Two commands however many locks: one bulk of multi-updates (one per
+ * distinct lease) matching {_id, owner, instance, token} of each lock,
+ * renewing with $$NOW and stamping BATCH_FIELD with a marker no earlier
+ * batch used; then one find of those _ids on the primary. A lock was renewed
+ * by this batch iff its document carries the marker and is still ours; its
+ * times are then the server's, as written. (An update reports only how many
+ * documents matched, not which.) */
 
-/* Sorts c->order (0..n-1) by reqs[i].name, for lookups by name. Called only
- * on the connection's thread; the comparator's table is per call. */
-static _Thread_local const gm_renew_req *tl_reqs;
-static int by_name_tl(const void *a, const void *b) {
-  return strcmp(tl_reqs[*(const size_t *)a].name,
-                tl_reqs[*(const size_t *)b].name);
-}
-
-static int sort_order(mongo_conn *c, const gm_renew_req *q, size_t n) {
-  if (n > c->order_cap) {
-    size_t *o = realloc(c->order, n * sizeof *o);
-    if (!o) return GM_ERR;
-    c->order = o;
-    c->order_cap = n;
-  }
-  for (size_t i = 0; i < n; i++) c->order[i] = i;
-  tl_reqs = q;
-  qsort(c->order, n, sizeof *c->order, by_name_tl);
-  return GM_OK;
-}
-
-/* The first index in c->order whose request has this name, or n. */
-static size_t find_name(const mongo_conn *c, const gm_renew_req *q, size_t n,
-                        const char *name) {
-  size_t lo = 0, hi = n;
-  while (lo < hi) {
-    size_t mid = lo + (hi - lo) / 2;
-    if (strcmp(q[c->order[mid]].name, name) < 0)
-      lo = mid + 1;
-    else
-      hi = mid;
-  }
-  return lo < n && strcmp(q[c->order[lo]].name, name) == 0 ? lo : n;
-}
-
-/* The update command: one multi-update per distinct lease. */
-static bson_t *batch_update(mongo_conn *c, const gm_renew_req *q, size_t n,
-                            const char *marker) {
-  bson_t *cmd = bson_new(), ups, up, ors, one, pipe, stage, set, add, args;
+/* The multi-update of the locks of q whose lease is q[i]'s, into bulk. */
+static void batch_add(mongoc_bulk_operation_t *bulk, const gm_renew_req *q,
+                      size_t i, size_t n, const char *marker) {
+  int64_t ms = lease_ms(q[i].lease_us);
+  bson_t *sel = bson_new(), ors;
   char key[24];
-  uint32_t nu = 0;
-  BSON_APPEND_UTF8(cmd, "update", c->cfg->collection);
-  BSON_APPEND_ARRAY_BEGIN(cmd, "updates", &ups);
-  for (size_t i = 0; i < n; i++) {
-    int64_t ms = lease_ms(q[i].lease_us);
-    int seen = 0;
-    for (size_t j = 0; j < i && !seen; j++)
-      seen = lease_ms(q[j].lease_us) == ms;
-    if (seen) continue;
-    snprintf(key, sizeof key, "%u", nu++);
-    BSON_APPEND_DOCUMENT_BEGIN(&ups, key, &up);
-    bson_t qd;
-    BSON_APPEND_DOCUMENT_BEGIN(&up, "q", &qd);
-    BSON_APPEND_ARRAY_BEGIN(&qd, "$or", &ors);
-    uint32_t no = 0;
-    for (size_t j = i; j < n; j++) {
-      if (lease_ms(q[j].lease_us) != ms) continue;
-      snprintf(key, sizeof key, "%u", no++);
-      BSON_APPEND_DOCUMENT_BEGIN(&ors, key, &one);
-      BSON_APPEND_UTF8(&one, "_id", q[j].name);
-      BSON_APPEND_UTF8(&one, "owner", q[j].owner);
-      BSON_APPEND_INT64(&one, "instance", (int64_t)q[j].instance);
-      BSON_APPEND_INT64(&one, "token", (int64_t)q[j].token);
-      bson_append_document_end(&ors, &one);
-    }
-    bson_append_array_end(&qd, &ors);
-    bson_append_document_end(&up, &qd);
-    BSON_APPEND_ARRAY_BEGIN(&up, "u", &pipe);
-    BSON_APPEND_DOCUMENT_BEGIN(&pipe, "0", &stage);
-    BSON_APPEND_DOCUMENT_BEGIN(&stage, "$set", &set);
-    BSON_APPEND_UTF8(&set, "renewed_at", "$$NOW");
-    BSON_APPEND_DOCUMENT_BEGIN(&set, "expires_at", &add);
-    BSON_APPEND_ARRAY_BEGIN(&add, "$add", &args);
-    BSON_APPEND_UTF8(&args, "0", "$$NOW");
-    BSON_APPEND_INT64(&args, "1", ms);
-    bson_append_array_end(&add, &args);
-    bson_append_document_end(&set, &add);
-    BSON_APPEND_DOCUMENT_BEGIN(&set, BATCH_FIELD, &add);
-    BSON_APPEND_UTF8(&add, "$literal", marker);
-    bson_append_document_end(&set, &add);
-    bson_append_document_end(&stage, &set);
-    bson_append_document_end(&pipe, &stage);
-    bson_append_array_end(&up, &pipe);
-    BSON_APPEND_BOOL(&up, "multi", true);
-    bson_append_document_end(&ups, &up);
+  BSON_APPEND_ARRAY_BEGIN(sel, "$or", &ors);
+  for (uint32_t j = (uint32_t)i, k = 0; j < n; j++) {
+    if (lease_ms(q[j].lease_us) != ms) continue;
+    snprintf(key, sizeof key, "%u", k++);
+    BCON_APPEND(&ors, key, "{", "_id", BCON_UTF8(q[j].name), "owner",
+                BCON_UTF8(q[j].owner), "instance",
+                BCON_INT64((int64_t)q[j].instance), "token",
+                BCON_INT64((int64_t)q[j].token), "}");
   }
-  bson_append_array_end(cmd, &ups);
-  BSON_APPEND_BOOL(cmd, "ordered", false);
-  return cmd;
+  bson_append_array_end(sel, &ors);
+  bson_t *pipe = BCON_NEW(
+      "0", "{", "$set", "{", "renewed_at", BCON_UTF8("$$NOW"), "expires_at",
+      "{", "$add", "[", BCON_UTF8("$$NOW"), BCON_INT64(ms), "]", "}",
+      BATCH_FIELD, "{", "$literal", BCON_UTF8(marker), "}", "}", "}");
+  mongoc_bulk_operation_update_many_with_opts(bulk, sel, pipe, NULL, NULL);
+  bson_destroy(pipe);
+  bson_destroy(sel);
 }
 
-/* The first write error or write concern error of a write reply, if any. */
-static int write_reply_error(const bson_t *reply, bson_error_t *e) {
-  bson_iter_t it, sub;
-  const char *keys[] = {"writeErrors", "writeConcernError"};
-  for (int k = 0; k < 2; k++) {
-    if (!bson_iter_init_find(&it, reply, keys[k])) continue;
-    if (k == 0 && BSON_ITER_HOLDS_ARRAY(&it) &&
-        !bson_iter_recurse(&it, &sub))
-      continue;
-    if (k == 0 && (!bson_iter_next(&sub) || !BSON_ITER_HOLDS_DOCUMENT(&sub)))
-      continue;
-    bson_iter_t err = k == 0 ? sub : it, f;
-    const char *msg = "write error";
-    int32_t code = 0;
-    if (bson_iter_recurse(&err, &f))
-      while (bson_iter_next(&f)) {
-        if (!strcmp(bson_iter_key(&f), "errmsg") && BSON_ITER_HOLDS_UTF8(&f))
-          msg = bson_iter_utf8(&f, NULL);
-        else if (!strcmp(bson_iter_key(&f), "code") &&
-                 BSON_ITER_HOLDS_NUMBER(&f))
-          code = (int32_t)bson_iter_as_int64(&f);
-      }
-    bson_set_error(e, MONGOC_ERROR_SERVER, (uint32_t)code, "%s", msg);
-    return 1;
+/* Marks the request that doc (as the batch's find returned it) renewed. */
+static void batch_mark(gm_renew_req *q, size_t n, size_t *hint,
+                       const bson_t *doc, const char *marker) {
+  bson_iter_t it;
+  char mark[40];
+  gm_row r;
+  gm_mdoc_utf8(doc, BATCH_FIELD, mark, sizeof mark);
+  if (strcmp(mark, marker) != 0 || !bson_iter_init_find(&it, doc, "_id") ||
+      !BSON_ITER_HOLDS_UTF8(&it))
+    return;
+  gm_mdoc_read(doc, &r);
+  /* the find mostly answers in the order asked: start after the last */
+  for (size_t k = 0; k < n; k++) {
+    gm_renew_req *x = &q[(*hint + k) % n];
+    if (x->token == r.token && x->instance == r.instance &&
+        !strcmp(x->name, bson_iter_utf8(&it, NULL)) &&
+        !strcmp(x->owner, r.owner)) {
+      x->rc = GM_OK;
+      x->renewed_at = x->now = r.renewed_at;
+      x->expires_at = r.expires_at;
+      *hint = (size_t)(x - q) + 1;
+    }
   }
-  return 0;
 }
 
 static int mongo_renew_many(void *p, gm_renew_req *q, size_t n,
                             gm_error *err) {
   mongo_conn *c = p;
   if (n == 1) { /* one lock: one findAndModify already tells all */
-    gm_row r;
-    q[0].rc = mongo_renew(p, q[0].name, q[0].owner, q[0].instance,
-                          q[0].token, q[0].lease_us, &r, err);
-    if (q[0].rc == GM_ERR) return GM_ERR;
-    q[0].renewed_at = r.renewed_at;
-    q[0].expires_at = r.expires_at;
-    q[0].now = r.now;
-    return GM_OK;
+    gm_row r = {0};
+    q->rc = mongo_renew(p, q->name, q->owner, q->instance, q->token,
+                        q->lease_us, &r, err);
+    q->renewed_at = q->now = r.renewed_at;
+    q->expires_at = r.expires_at;
+    return q->rc == GM_ERR ? GM_ERR : GM_OK;
   }
-  if (sort_order(c, q, n) != GM_OK) {
-    gm_seterr(err, GM_E_NOMEM, "out of memory");
-    return GM_ERR;
-  }
-  for (size_t i = 0; i < n; i++) q[i].rc = GM_NOT;
+  bson_error_t e;
+  bson_t reply;
+  bson_iter_t it;
   char marker[40];
   snprintf(marker, sizeof marker, "%016llx-%llu",
            (unsigned long long)c->marker_base,
            (unsigned long long)++c->batches);
-
-  bson_error_t e;
-  bson_t reply;
-  bson_t *cmd = batch_update(c, q, n, marker);
-  bool ok = mongoc_collection_write_command_with_opts(
-      c->coll, cmd, c->cfg->write_concern, &reply, &e);
-  bson_destroy(cmd);
-  if (ok && write_reply_error(&reply, &e)) ok = false;
-  bson_iter_t it;
-  int64_t matched = ok && bson_iter_init_find(&it, &reply, "n") &&
+  bson_t *opts = BCON_NEW("ordered", BCON_BOOL(false));
+  if (c->cfg->write_concern) bson_concat(opts, c->cfg->write_concern);
+  mongoc_bulk_operation_t *bulk =
+      mongoc_collection_create_bulk_operation_with_opts(c->coll, opts);
+  bson_destroy(opts);
+  for (size_t i = 0; i < n; i++) {
+    q[i].rc = GM_NOT;
+    int seen = 0; /* a lease of an earlier request: in its update */
+    for (size_t j = 0; j < i && !seen; j++)
+      seen = lease_ms(q[j].lease_us) == lease_ms(q[i].lease_us);
+    if (!seen) batch_add(bulk, q, i, n, marker);
+  }
+  bool ok = mongoc_bulk_operation_execute(bulk, &reply, &e) != 0;
+  int64_t matched = bson_iter_init_find(&it, &reply, "nMatched") &&
                             BSON_ITER_HOLDS_NUMBER(&it)
                         ? bson_iter_as_int64(&it)
                         : -1;
   bson_destroy(&reply);
+  mongoc_bulk_operation_destroy(bulk);
   if (!ok) return fail(c->cfg, err, "renew", &e);
   if (matched == 0) return GM_OK; /* none is ours any more */
 
@@ -982,13 +694,8 @@ static int mongo_renew_many(void *p, gm_renew_req *q, size_t n,
   }
   bson_append_array_end(&in, &ids);
   bson_append_document_end(filter, &in);
-  bson_t *opts = BCON_NEW("projection", "{", "owner", BCON_INT32(1), "token",
-                          BCON_INT32(1), "instance", BCON_INT32(1),
-                          "renewed_at", BCON_INT32(1),
-                          "expires_at", BCON_INT32(1), BATCH_FIELD,
-                          BCON_INT32(1), "}", "batchSize",
-                          BCON_INT64((int64_t)n), "readConcern", "{", "level",
-                          BCON_UTF8("local"), "}");
+  opts = BCON_NEW("batchSize", BCON_INT64((int64_t)n), "readConcern", "{",
+                  "level", BCON_UTF8("local"), "}");
   mongoc_read_prefs_t *primary = mongoc_read_prefs_new(MONGOC_READ_PRIMARY);
   mongoc_cursor_t *cur =
       mongoc_collection_find_with_opts(c->coll, filter, opts, primary);
@@ -996,131 +703,11 @@ static int mongo_renew_many(void *p, gm_renew_req *q, size_t n,
   bson_destroy(filter);
   bson_destroy(opts);
   const bson_t *doc;
-  while (mongoc_cursor_next(cur, &doc)) {
-    bson_iter_t f;
-    if (!bson_iter_init_find(&f, doc, "_id") || !BSON_ITER_HOLDS_UTF8(&f))
-      continue;
-    const char *name = bson_iter_utf8(&f, NULL);
-    char owner[GM_ID_MAX], mark[sizeof marker];
-    copy_utf8(doc, "owner", owner, sizeof owner);
-    copy_utf8(doc, BATCH_FIELD, mark, sizeof mark);
-    uint64_t token = 0, instance = 0;
-    if (bson_iter_init_find(&f, doc, "token") && BSON_ITER_HOLDS_NUMBER(&f))
-      token = (uint64_t)bson_iter_as_int64(&f);
-    if (bson_iter_init_find(&f, doc, "instance") && BSON_ITER_HOLDS_INT64(&f))
-      instance = (uint64_t)bson_iter_int64(&f);
-    if (strcmp(mark, marker) != 0) continue;
-    int64_t renewed = date_us(doc, "renewed_at");
-    int64_t expires = date_us(doc, "expires_at");
-    for (size_t k = find_name(c, q, n, name);
-         k < n && strcmp(q[c->order[k]].name, name) == 0; k++) {
-      gm_renew_req *r = &q[c->order[k]];
-      if (r->token != token || r->instance != instance ||
-          strcmp(r->owner, owner) != 0)
-        continue;
-      r->rc = GM_OK;
-      r->renewed_at = r->now = renewed;
-      r->expires_at = expires;
-    }
-  }
+  size_t hint = 0;
+  while (mongoc_cursor_next(cur, &doc)) batch_mark(q, n, &hint, doc, marker);
   int rc = GM_OK;
   if (mongoc_cursor_error(cur, &e)) rc = fail(c->cfg, err, "renew (find)", &e);
   mongoc_cursor_destroy(cur);
-  return rc;
-}
-
-static void announce(mongo_conn *c, const char *name, uint64_t token,
-                     int64_t at_us);
-
-static int mongo_release(void *p, const char *name, const char *owner,
-                         uint64_t instance, uint64_t token, gm_error *err) {
-  mongo_conn *c = p;
-  bson_t *pipeline =
-      BCON_NEW("0", "{", "$set", "{", "owner", BCON_UTF8(""), "expires_at",
-               BCON_UTF8("$$NOW"), "}", "}");
-  int found;
-  gm_row row;
-  int rc = find_and_modify(c, "release",
-                           ours_query(name, owner, instance, token),
-                           pipeline, 0, &found, &row, err);
-  if (rc != GM_OK) return rc;
-  if (!found) return GM_NOT;
-  announce(c, name, token, row.expires_at);
-  return GM_OK;
-}
-
-/* Where owner and token are ours: the completion record, done_at from the
- * server's clock. The lease is left as it is. */
-static int mongo_complete(void *p, const char *name, const char *owner,
-                          uint64_t instance, uint64_t token,
-                          const char *result, gm_error *err) {
-  mongo_conn *c = p;
-  bson_t *pipeline = BCON_NEW(
-      "0", "{", "$set", "{", "done_at", BCON_UTF8("$$NOW"), "done_by", "{",
-      "$literal", BCON_UTF8(owner), "}", "done_token",
-      BCON_INT64((int64_t)token), "result", "{", "$literal",
-      BCON_UTF8(result), "}", "}", "}");
-  int found;
-  gm_row row;
-  int rc = find_and_modify(c, "complete",
-                           ours_query(name, owner, instance, token),
-                           pipeline, 0, &found, &row, err);
-  if (rc != GM_OK) return rc;
-  return found ? GM_OK : GM_NOT;
-}
-
-static int mongo_observe(void *p, const char *name, gm_row *out,
-                         gm_error *err);
-
-/* Whoever holds it: owner '', token + 1 (fencing off the holder), the old
- * lease kept unless now (see backend.h). *out is the document as read
- * after it, with the server's now. */
-static int mongo_force_release(void *p, const char *name, int now,
-                               gm_row *out, gm_error *err) {
-  mongo_conn *c = p;
-  bson_t *expiry =
-      now ? BCON_NEW("e", BCON_UTF8("$$NOW"))
-          : BCON_NEW("e", "{", "$cond", "[", "{", "$lte", "[",
-                     BCON_UTF8("$expires_at"), BCON_UTF8("$$NOW"), "]", "}",
-                     BCON_UTF8("$$NOW"), BCON_UTF8("$expires_at"), "]", "}");
-  bson_iter_t e;
-  bson_iter_init_find(&e, expiry, "e");
-  bson_t *pipeline = BCON_NEW(
-      "0", "{", "$set", "{", "owner", BCON_UTF8(""), "token", "{", "$add",
-      "[", BCON_UTF8("$token"), BCON_INT64(1), "]", "}", "instance",
-      BCON_INT64(0), "expires_at",
-      BCON_ITER(&e), "}", "}");
-  bson_destroy(expiry);
-  int found;
-  gm_row row;
-  int rc = find_and_modify(
-      c, "force release",
-      BCON_NEW("_id", BCON_UTF8(name), "token", "{", "$lt",
-               BCON_INT64(INT64_MAX), "}"),
-      pipeline, 0, &found, &row, err);
-  if (rc != GM_OK) return rc;
-  if (!found) return GM_NOT;
-  return mongo_observe(p, name, out, err); /* for the server's now */
-}
-
-/* The server's clock from isMaster's localTime (for a lock with no
- * document; MongoDB 4.2 has no "hello"). */
-static int server_now(mongo_conn *c, int64_t *now, gm_error *err) {
-  bson_error_t e;
-  bson_t reply;
-  bson_t *cmd = BCON_NEW("isMaster", BCON_INT32(1));
-  bool ok = mongoc_client_command_simple(c->client, "admin", cmd, NULL,
-                                         &reply, &e);
-  bson_destroy(cmd);
-  int rc = GM_OK;
-  if (!ok) {
-    rc = fail(c->cfg, err, "observe (isMaster)", &e);
-  } else if (!(*now = date_us(&reply, "localTime"))) {
-    gm_seterr(err, GM_E_DB, "mongodb backend: observe: the server's "
-                            "isMaster reply has no localTime");
-    rc = GM_ERR;
-  }
-  bson_destroy(&reply);
   return rc;
 }
 
@@ -1139,246 +726,155 @@ static int mongo_observe(void *p, const char *name, gm_row *out,
   memset(out, 0, sizeof *out);
   int rc = GM_OK;
   if (mongoc_cursor_next(cur, &doc)) {
-    rc = check_doc(doc, name, err);
-    read_row(doc, out);
-    out->now = date_us(doc, NOW_FIELD);
+    rc = gm_mdoc_check(doc, name, err);
+    gm_mdoc_read(doc, out);
+    out->now = gm_mdoc_date_us(doc, NOW_FIELD);
   }
   if (rc == GM_OK && mongoc_cursor_error(cur, &e))
     rc = fail(c->cfg, err, "observe", &e);
   mongoc_cursor_destroy(cur);
-  if (rc == GM_OK && !out->exists) rc = server_now(c, &out->now, err);
+  /* no document: the server's clock from isMaster (4.2 has no hello) */
+  if (rc == GM_OK && !out->exists &&
+      command(c, BCON_NEW("isMaster", BCON_INT32(1)), &out->now, &e))
+    rc = fail(c->cfg, err, "observe (isMaster)", &e);
+  else if (rc == GM_OK && !out->now)
+    gm_seterr(err, GM_E_DB, "mongodb backend: observe: no localTime"),
+        rc = GM_ERR;
   return rc;
 }
 
-/* ---- fast handover: release events and the waiter --------------------------
+/* ---- wake-up: release events and watch ----------------------------------
  *
- * A release, once the lease document says so, inserts {name, token, at} into
- * the capped collection "<collection>_events". Each connection's waiter
- * thread, with a client of its own (a client is not thread-safe), keeps a
- * tailable awaitData cursor on it, starting after the newest event; every
- * new event raises w->event, and changed() (an atomic exchange, no command)
- * tells the core, whose followers then observe at once. The wake-up is only
- * a hint: the lease document stays the only truth, and when anything about
- * it fails the election goes on as before, at the retry's pace. */
+ * A release, once the lease document says so, inserts {name, token, at}
+ * into the capped collection "<collection>_events" (open creates it). watch
+ * tails it with a tailable awaitData cursor of the wake-up connection, kept
+ * across calls so that no event between two calls is lost, and returns
+ * GM_OK on an event for its lock. An event is only a hint: the lease
+ * document stays the only truth, and a lost one costs the followers only
+ * the wait to the lease end they saw. */
 
-/* After the release took effect: one insert, w:1, errors ignored (a lost
- * event only costs the followers their retry). */
-static void announce(mongo_conn *c, const char *name, uint64_t token,
-                     int64_t at_us) {
-  if (!atomic_load(&c->w.ready)) return; /* no capped collection (yet) */
+/* One event, w:1, errors ignored (a lost event only costs the followers
+ * their wait): a release's (name) or a cursor's first (name NULL). */
+static void put_event(mongo_conn *c, const char *name, uint64_t token,
+                      int64_t at_us) {
   char id[48];
-  snprintf(id, sizeof id, "%016llx-r%llu", (unsigned long long)c->marker_base,
+  snprintf(id, sizeof id, "%016llx-e%llu", (unsigned long long)c->marker_base,
            (unsigned long long)++c->announced);
-  bson_t *doc = BCON_NEW("_id", BCON_UTF8(id), "name", BCON_UTF8(name),
-                         "token", BCON_INT64((int64_t)token), "at",
+  bson_t *doc = BCON_NEW("_id", BCON_UTF8(id), "at",
                          BCON_DATE_TIME(at_us / 1000));
+  if (name) BCON_APPEND(doc, "name", BCON_UTF8(name), "token",
+                        BCON_INT64((int64_t)token));
   bson_t *opts = BCON_NEW("writeConcern", "{", "w", BCON_INT32(1), "}");
-  bson_error_t e;
-  bson_t reply;
-  mongoc_collection_insert_one(c->events, doc, opts, &reply, &e);
-  bson_destroy(&reply);
+  mongoc_collection_insert_one(c->events, doc, opts, NULL, NULL);
   bson_destroy(opts);
   bson_destroy(doc);
 }
 
-/* Sleeps ns, or less when close() asks the waiter to stop. */
-static void nap(waiter *w, int64_t ns) {
-  int64_t until = gm_mono_ns() + ns;
-  pthread_mutex_lock(&w->mu);
-  while (!atomic_load(&w->stop) &&
-         gm_cond_wait_until(&w->cv, &w->mu, until) == 0) {
-  }
-  pthread_mutex_unlock(&w->mu);
-}
-
-/* Once per process: why there is no fast wake-up, for changed() to report
- * (the core takes it as a change; nothing fails). */
-static void note_once(waiter *w, const char *what, const bson_error_t *e) {
-  static atomic_int once;
-  if (atomic_exchange(&once, 1)) return;
-  pthread_mutex_lock(&w->mu);
-  snprintf(w->note, sizeof w->note, "mongodb backend: no fast wake-up on "
-           "release: %s failed: %.100s", what, e->message);
-  scrub(w->cfg, w->note, sizeof w->note);
-  pthread_mutex_unlock(&w->mu);
-  atomic_store(&w->noted, 1);
-}
-
-/* Whether the _id under it is the string id. */
-static int id_is(const bson_t *doc, const char *id) {
-  bson_iter_t it;
-  return bson_iter_init_find(&it, doc, "_id") && BSON_ITER_HOLDS_UTF8(&it) &&
-         strcmp(bson_iter_utf8(&it, NULL), id) == 0;
-}
-
-/* The newest event's _id into id ("" when it is not a string), making the
- * collection non-empty first (a tailable cursor on an empty one is dead at
- * once). 0 on failure. */
-static int newest_event(mongoc_collection_t *coll, char *id,
-                        size_t len, bson_error_t *e) {
-  for (int round = 0; round < 2; round++) {
-    bson_t filter = BSON_INITIALIZER;
-    bson_t *opts = BCON_NEW("sort", "{", "$natural", BCON_INT32(-1), "}",
-                            "limit", BCON_INT64(1));
-    mongoc_cursor_t *cur =
-        mongoc_collection_find_with_opts(coll, &filter, opts, NULL);
-    bson_destroy(opts);
-    const bson_t *doc;
-    int found = mongoc_cursor_next(cur, &doc);
-    bson_iter_t it;
-    if (found) {
-      id[0] = '\0';
-      if (bson_iter_init_find(&it, doc, "_id") && BSON_ITER_HOLDS_UTF8(&it))
-        snprintf(id, len, "%s", bson_iter_utf8(&it, NULL));
-    }
-    int bad = mongoc_cursor_error(cur, e);
-    mongoc_cursor_destroy(cur);
-    if (bad) return 0;
-    if (found) return 1;
-    /* Empty: a first document that wakes nobody (it has no name). */
-    uint64_t r = gm_seed64();
-    char seed[40];
-    snprintf(seed, sizeof seed, "%016llx-seed", (unsigned long long)r);
-    bson_t *doc2 = BCON_NEW("_id", BCON_UTF8(seed));
-    bson_t reply;
-    mongoc_collection_insert_one(coll, doc2, NULL, &reply, NULL);
-    bson_destroy(&reply);
-    bson_destroy(doc2);
-  }
-  bson_set_error(e, MONGOC_ERROR_CURSOR, 0, "the events collection stays "
-                 "empty");
-  return 0;
-}
-
-/* One life of the waiter's client: creates the capped collection if it is
- * missing, then tails it until close(), an error or a dead cursor. Returns
- * how long to wait before the next life. */
-static int64_t waiter_life(waiter *w) {
-  const mongo_cfg *cfg = w->cfg;
-  bson_error_t e;
-  bson_t reply;
-  int64_t again = AGAIN_MS;
-  mongoc_client_t *client = mongoc_client_new_from_uri_with_error(w->uri, &e);
-  if (!client) return -1;
-  mongoc_client_set_error_api(client, MONGOC_ERROR_API_VERSION_2);
-  bson_t *create = BCON_NEW("create", BCON_UTF8(w->events), "capped",
-                            BCON_BOOL(true), "size", BCON_INT64(EVENTS_SIZE),
-                            "max", BCON_INT64(EVENTS_MAX));
-  bool ok = mongoc_client_command_simple(client, cfg->database, create, NULL,
-                                         &reply, &e);
-  bson_destroy(create);
-  bson_destroy(&reply);
-  mongoc_collection_t *coll = NULL;
-  mongoc_cursor_t *cur = NULL;
-  if (!ok && e.code != 48 /* NamespaceExists: there already */) {
-    if (e.domain != MONGOC_ERROR_SERVER) goto out; /* not reached: later */
-    note_once(w, "creating the capped collection", &e);
-    again = REFUSED_MS;
-    goto out;
-  }
-  atomic_store(&w->ready, 1);
-  coll = mongoc_client_get_collection(client, cfg->database, w->events);
-  char newest[48];
-  if (!newest_event(coll, newest, sizeof newest, &e)) goto out;
-  bson_t filter = BSON_INITIALIZER;
+/* The tail's start: GM_OK when lock name is free already (a release
+ * before the cursor could see it), else GM_NOT with c->tail open on the
+ * events from the server's now on. A first event of its own makes the
+ * cursor live (one that matches nothing is dead at once). */
+static int start_tail(mongo_conn *c, const char *name, gm_error *err) {
+  gm_row row;
+  int rc = mongo_observe(c, name, &row, err);
+  if (rc != GM_OK) return rc;
+  if (!row.exists || !row.owner[0] || row.expires_at <= row.now) return GM_OK;
+  put_event(c, NULL, 0, row.now);
+  bson_t *filter = BCON_NEW("at", "{", "$gte",
+                            BCON_DATE_TIME(row.now / 1000), "}");
   bson_t *opts = BCON_NEW("tailable", BCON_BOOL(true), "awaitData",
-                          BCON_BOOL(true), "maxAwaitTimeMS",
-                          BCON_INT64(AWAIT_MS), "batchSize",
-                          BCON_INT64(EVENTS_MAX + 1));
-  cur = mongoc_collection_find_with_opts(coll, &filter, opts, NULL);
+                          BCON_BOOL(true));
+  c->tail = mongoc_collection_find_with_opts(c->events, filter, opts, NULL);
   bson_destroy(opts);
-  int skipping = newest[0] != '\0'; /* events up to the newest are old */
-  while (!atomic_load(&w->stop)) {
+  bson_destroy(filter);
+  return GM_NOT;
+}
+
+static int mongo_watch(void *p, const char *name, int64_t timeout_us,
+                       gm_error *err) {
+  mongo_conn *c = p;
+  if (!c->watchable) return GM_NOT; /* cannot watch from here: poll */
+  int64_t end = gm_mono_ns() + timeout_us * 1000;
+  if (!c->tail) {
+    int rc = start_tail(c, name, err);
+    if (rc != GM_NOT) return rc;
+  }
+  for (;;) {
+    int64_t left = (end - gm_mono_ns()) / GM_NS_PER_MS;
+    if (left <= 0) return GM_NOT;
+    mongoc_cursor_set_max_await_time_ms(
+        c->tail, (uint32_t)(left < c->await_ms ? left : c->await_ms));
     const bson_t *doc;
-    if (mongoc_cursor_next(cur, &doc)) {
-      bson_iter_t it;
-      if (skipping)
-        skipping = !id_is(doc, newest);
-      else if (bson_iter_init_find(&it, doc, "name"))
-        atomic_store(&w->event, 1);
+    bson_iter_t it;
+    if (mongoc_cursor_next(c->tail, &doc)) {
+      if (bson_iter_init_find(&it, doc, "name") && BSON_ITER_HOLDS_UTF8(&it) &&
+          strcmp(bson_iter_utf8(&it, NULL), name) == 0)
+        return GM_OK;
       continue;
     }
-    if (mongoc_cursor_error(cur, &e) || !mongoc_cursor_more(cur)) break;
-    if (skipping) { /* the newest rolled out meanwhile: events came */
-      skipping = 0;
-      atomic_store(&w->event, 1);
-    }
+    bson_error_t e = {0};
+    int bad = mongoc_cursor_error(c->tail, &e);
+    if (!bad && mongoc_cursor_more(c->tail)) continue; /* nothing came */
+    mongoc_cursor_destroy(c->tail);
+    c->tail = NULL;
+    int srv = bad && e.domain == MONGOC_ERROR_SERVER;
+    /* ended, or fell behind (136 CappedPositionLost, 43, 175): events may
+     * be lost, so a change; refused (2: the collection is not capped):
+     * watch no more here, the followers poll */
+    if (!bad || (srv && (e.code == 136 || e.code == 43 || e.code == 175)))
+      return GM_OK;
+    if (srv && e.code == 2) return c->watchable = 0, GM_NOT;
+    return fail(c->cfg, err, "watch", &e);
   }
-  if (!mongoc_cursor_error(cur, &e)) again = AGAIN_MS;
-  else if (e.domain == MONGOC_ERROR_SERVER && e.code != 136 &&
-           e.code != 43 && e.code != 175)
-    /* e.g. not capped: someone made the collection otherwise */
-    note_once(w, "tailing the events", &e), again = REFUSED_MS;
-  else
-    again = -1;
-out:
-  if (cur) mongoc_cursor_destroy(cur);
-  if (coll) mongoc_collection_destroy(coll);
-  mongoc_client_destroy(client);
-  return again;
 }
 
-static void *waiter_main(void *arg) {
-  waiter *w = arg;
-  gm_backoff backoff = {0};
-  while (!atomic_load(&w->stop)) {
-    int64_t again = waiter_life(w);
-    if (again < 0) { /* a connection failure: back off (timeutil.h) */
-      again = gm_backoff_next(&backoff);
-    } else {
-      gm_backoff_reset(&backoff);
-      again *= GM_NS_PER_MS;
-    }
-    nap(w, again);
-  }
-  return NULL;
-}
+/* ---- release, and the operators' writes ------------------------------- */
 
-/* Starts c's waiter; without one (no memory, no thread) there is only no
- * fast wake-up. */
-static void waiter_start(mongo_conn *c) {
-  waiter *w = &c->w;
-  w->cfg = c->cfg;
-  snprintf(w->events, sizeof w->events, "%s" EVENTS_SUFFIX,
-           c->cfg->collection);
-  pthread_mutex_init(&w->mu, NULL);
-  gm_cond_init_mono(&w->cv);
-  w->uri = mongoc_uri_copy(c->cfg->uri);
-  if (!w->uri) return;
-  int32_t st = mongoc_uri_get_option_as_int32(
-      w->uri, MONGOC_URI_SOCKETTIMEOUTMS, 0);
-  if (st < AWAIT_MS + DEFAULT_TIMEOUT_US / 1000)
-    mongoc_uri_set_option_as_int32(w->uri, MONGOC_URI_SOCKETTIMEOUTMS,
-                                   AWAIT_MS + DEFAULT_TIMEOUT_US / 1000);
-  w->started = pthread_create(&w->thread, NULL, waiter_main, w) == 0;
-}
-
-/* Stops the waiter: at most one getMore's wait (AWAIT_MS) later. */
-static void waiter_stop(waiter *w) {
-  if (!w->cfg) return; /* never started */
-  if (w->started) {
-    pthread_mutex_lock(&w->mu);
-    atomic_store(&w->stop, 1);
-    pthread_cond_broadcast(&w->cv);
-    pthread_mutex_unlock(&w->mu);
-    pthread_join(w->thread, NULL);
-  }
-  if (w->uri) mongoc_uri_destroy(w->uri);
-  pthread_cond_destroy(&w->cv);
-  pthread_mutex_destroy(&w->mu);
-}
-
-/* Between observes: whether a release event came (or, once, why none can
- * come). No command. */
-static int mongo_changed(void *p, gm_error *err) {
+static int mongo_release(void *p, const char *name, const char *owner,
+                         uint64_t instance, uint64_t token, gm_error *err) {
   mongo_conn *c = p;
-  if (atomic_exchange(&c->w.noted, 0)) {
-    pthread_mutex_lock(&c->w.mu);
-    gm_seterr(err, GM_E_DB, "%s", c->w.note);
-    pthread_mutex_unlock(&c->w.mu);
-    return GM_ERR;
-  }
-  return atomic_exchange(&c->w.event, 0) ? GM_OK : GM_NOT;
+  gm_row row;
+  int rc = find_and_modify(c, "release",
+                           ours_query(name, owner, instance, token),
+                           BCON_NEW("0", "{", "$set", "{", "owner",
+                                    BCON_UTF8(""), "expires_at",
+                                    BCON_UTF8("$$NOW"), "}", "}"),
+                           0, &row, err);
+  if (rc == GM_OK && c->events) put_event(c, name, token, row.expires_at);
+  return rc;
+}
+
+/* Where owner and token are ours: the completion record, done_at from the
+ * server's clock. The lease is left as it is. */
+static int mongo_complete(void *p, const char *name, const char *owner,
+                          uint64_t instance, uint64_t token,
+                          const char *result, gm_error *err) {
+  gm_row row;
+  return find_and_modify(
+      p, "complete", ours_query(name, owner, instance, token),
+      BCON_NEW("0", "{", "$set", "{", "done_at", BCON_UTF8("$$NOW"),
+               "done_by", "{", "$literal", BCON_UTF8(owner), "}",
+               "done_token", BCON_INT64((int64_t)token), "result", "{",
+               "$literal", BCON_UTF8(result), "}", "}", "}"),
+      0, &row, err);
+}
+
+/* Whoever holds it: owner '', token + 1 (fencing off the holder), the old
+ * lease kept unless now (see backend.h). *out is the document as read
+ * after it, with the server's now. */
+static int mongo_force_release(void *p, const char *name, int now,
+                               gm_row *out, gm_error *err) {
+  const char *kept = now ? "$$NOW" : "$expires_at";
+  bson_t *pipeline = BCON_NEW(
+      "0", "{", "$set", "{", "owner", BCON_UTF8(""), "token", "{", "$add",
+      "[", "$token", BCON_INT64(1), "]", "}", "instance", BCON_INT64(0),
+      "expires_at", "{", "$cond", "[", "{", "$lte", "[", "$expires_at",
+      "$$NOW", "]", "}", "$$NOW", BCON_UTF8(kept), "]", "}", "}", "}");
+  int rc = find_and_modify(p, "force release",
+                           BCON_NEW("_id", BCON_UTF8(name), "token", "{",
+                                    "$lt", BCON_INT64(INT64_MAX), "}"),
+                           pipeline, 0, out, err);
+  return rc == GM_OK ? mongo_observe(p, name, out, err) : rc;
 }
 
 const gm_backend_ops gm_mongo_ops = {
@@ -1397,6 +893,7 @@ const gm_backend_ops gm_mongo_ops = {
     .complete = mongo_complete,
     .force_release = mongo_force_release,
     .renew_many = mongo_renew_many,
-    .changed = mongo_changed,
-    .poll_us = CHANGED_POLL_US,
+    .interrupt = mongo_interrupt,
+    .watch = mongo_watch,
+    .open_watch = mongo_open_watch,
 };

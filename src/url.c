@@ -50,6 +50,10 @@ bad:
   return NULL;
 }
 
+char *gm_url_decode(const char *s, size_t len) {
+  return pct_decode(s, len, 0);
+}
+
 void gm_url_free(gm_url *u) {
   if (!u) return;
   for (size_t i = 0; i < u->n; i++) {

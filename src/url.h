@@ -33,4 +33,7 @@ static inline int gm_url_raw_at(const char *url) {
 /* raw != 0: only "url" and the query's keys. sqlite: no user-info. */
 int gm_url_parse(const char *url, int raw, gm_url *u, gm_error *err);
 void gm_url_free(gm_url *u);
+/* s[0..len) percent-decoded ('+' kept), freed by the caller; NULL on a bad
+ * escape, a NUL or no memory. */
+char *gm_url_decode(const char *s, size_t len);
 #endif

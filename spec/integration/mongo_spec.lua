@@ -156,7 +156,7 @@ describe("mongodb backend #mongo", function()
     c = Cluster.new{ url = url, lease = 20, retry = 10 }
     for _ = 1, 3 do c:spawn() end
     local m = c:wait_for(function() return c:master() end, 10, "a master")
-    c:run_for(1.5) -- the followers' waiters tail the events by now
+    c:run_for(1.5) -- the followers' wake-up watches the events by now
     local t = core.now()
     c:stop_node(m)
     local stopped = c:wait_for(function() return c:first_of(m, "stopped", t) end, 10, "stop() to return")
@@ -165,5 +165,56 @@ describe("mongodb backend #mongo", function()
       :format(e.t - stopped.t))
     assert.is_true(e.t - stopped.t < 2, ("handover took %.3f s (retry 10 s)"):format(e.t - stopped.t))
     assert.is_nil(c:overlap())
+  end)
+
+  standin_it("close() of a follower returns at once while its wake-up watches", function()
+    local BOUND = 0.2 -- the target is 50 ms; room for a loaded machine
+    local name = "close-watch-" .. tostring(math.random(1, 1e9))
+    local m = assert(gomaster.new{ backend = url, name = name, lease = 20 })
+    assert(m:start())
+    local t0 = core.now()
+    while not m:is_master() do
+      assert(core.now() - t0 < 10, "a master")
+      m:wait(0.02)
+    end
+    local function getmores()
+      local p = io.popen(("bash %q/tests/servers/mongo.sh counts %q"):format(root, server_dir))
+      local out = p:read("*a")
+      p:close()
+      return tonumber(out:match('"getMore"%s*:%s*(%d+)') or 0)
+    end
+    -- the process's threads (Linux): a close that gives up on a thread
+    -- (core: after 20 ms it detaches it and returns) leaves it running
+    local function threads()
+      local st = assert(io.open("/proc/self/status"))
+      local n = tonumber(st:read("*a"):match("Threads:%s*(%d+)"))
+      st:close()
+      return n
+    end
+    local before, n0 = getmores(), threads()
+    local f = assert(gomaster.new{ backend = url, name = name, lease = 20 })
+    assert(f:start())
+    -- the follower's wake-up thread waits in a getMore once the count rises
+    t0 = core.now()
+    while getmores() == before do
+      assert(core.now() - t0 < 10, "the follower's watch began")
+      f:wait(0.05)
+    end
+    f:wait(0.2) -- the next getMore, past the first (a watch's start)
+    -- close() and the free of its backend (the wake-up's join, the
+    -- connections' close) together
+    local t = core.now()
+    f:close()
+    local d_close = core.now() - t
+    f = nil
+    collectgarbage()
+    collectgarbage()
+    local d = core.now() - t
+    local n1 = threads()
+    m:close()
+    print(("  follower mid-watch: close() %.1f ms, with the free of its backend %.1f ms")
+      :format(d_close * 1e3, d * 1e3))
+    assert.is_true(d < BOUND, ("close() and free took %.3f s"):format(d))
+    assert.are.equal(n0, n1, "every thread of the follower joined, none left running")
   end)
 end)

@@ -6,6 +6,7 @@
  * counting commands) are skipped on a real MongoDB.
  */
 #include <arpa/inet.h>
+#include <pthread.h>
 #include <netinet/in.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -637,91 +638,170 @@ static void test_renew_many(void *c) {
 }
 
 
-/* Polls b's changed() for up to secs: 1 as soon as it says GM_OK. */
-static int changed_within(void *b, double secs) {
-  gm_error err = {0};
-  double until = mono() + secs;
-  do {
-    if (ops->changed(b, &err) == GM_OK) return 1;
-    sleep_us(ops->poll_us);
-  } while (mono() < until);
-  return 0;
+/* watch on a wake-up connection, on a thread of its own. */
+typedef struct watcher {
+  void *conn;
+  const char *name;
+  int64_t timeout_us;
+  int rc;
+  double returned;
+  gm_error err;
+} watcher;
+
+static void *watch_main(void *arg) {
+  watcher *w = arg;
+  w->rc = ops->watch(w->conn, w->name, w->timeout_us, &w->err);
+  w->returned = mono();
+  return NULL;
 }
 
-/* The fast handover: a release on one connection wakes another's followers
- * through changed(), which itself sends nothing. */
-static void test_wakeup(void *cfg, void *a) {
+/* Starts w on th and returns once its getMore waits on the stand-in (its
+ * count of getMores rose), or after 2 s on a real server. */
+static void watch_start(pthread_t *th, watcher *w) {
+  int more = standin_count("getMore");
+  w->rc = -9;
+  pthread_create(th, NULL, watch_main, w);
+  double t0 = mono();
+  while (mono() - t0 < 2 && (more < 0 || standin_count("getMore") == more))
+    sleep_us(5000);
+}
+
+/* The wake-up (watch): no thread of the backend's own; renewals and another
+ * lock's release do not wake it, its lock's release does, a release before
+ * the watch began returns at once, and the connection closes at once while
+ * a getMore waits (interrupt, then close, as the core's wake-up does). */
+static void test_watch(void *cfg, void *a) {
   gm_error err = {0};
-  gm_row row;
+  gm_row row, other;
   void *b = NULL;
   const int64_t L = 20000000;
-  check(ops->changed != NULL && ops->poll_us > 0 && ops->poll_us <= 20000,
-        "the mongodb backend has changed(), polled every %lld us",
-        (long long)ops->poll_us);
-  if (!ops->changed || ops->open(cfg, &b, &err) != GM_OK) {
-    check(0, "a second connection (%s)", err.msg);
+  check(ops->watch && ops->interrupt && ops->open_watch && !ops->changed &&
+            !ops->poll_us,
+        "the mongodb backend has watch, interrupt and open_watch, and no "
+        "changed()");
+  if (!ops->open_watch || ops->open_watch(cfg, &b, &err) != GM_OK) {
+    check(0, "a wake-up connection (%s)", err.msg);
     return;
   }
-  const char *name = new_lock();
-  /* The waiter of b tails the events once it is up: until then a release
-   * may go unseen (the election is unaffected), so warm up first. */
-  int seen = 0, tries = 0;
-  uint64_t token = 0;
-  double t0 = mono();
-  while (!seen && mono() - t0 < 10) {
-    gm_acquire_req r = req(name, "node-a", token != 0, token, 0, L);
-    if (ops->acquire(a, &r, &row, &err) != GM_OK) break;
-    token = row.token;
-    ops->release(a, name, "node-a", 0, token, &err);
-    tries++;
-    seen = changed_within(b, 0.5);
-  }
-  check(seen, "another connection's release turns changed() GM_OK (after %d "
-        "release(s), %.2f s)", tries, mono() - t0);
-
-  /* Now measured: release on a, changed on b. */
-  gm_acquire_req r = req(name, "node-a", 1, token, 0, L);
+  char name[64], name2[64];
+  snprintf(name, sizeof name, "%s", new_lock());
+  snprintf(name2, sizeof name2, "%s", new_lock());
+  gm_acquire_req r = req(name, "node-a", 0, 0, 0, L);
   int rc = ops->acquire(a, &r, &row, &err);
-  token = row.token;
-  while (ops->changed(b, &err) == GM_OK) {
-  }
-  int finds = standin_count("find"), more = standin_count("getMore");
-  double w0 = mono();
-  int quiet = !changed_within(b, 1.5); /* renewals only: no wake-up */
-  for (int i = 0; i < 3 && rc == GM_OK; i++) {
-    rc = ops->renew(a, name, "node-a", 0, token, L, &row, &err);
-    quiet = quiet && !changed_within(b, 0.2);
-  }
-  gm_renew_req q[2] = {{name, "node-a", token, L, GM_ERR, 0, 0, 0, 0},
-                       {"no-such-lock", "node-a", 1, L, GM_ERR, 0, 0, 0, 0}};
-  ops->renew_many(a, q, 2, &err);
-  quiet = quiet && !changed_within(b, 0.3);
-  check(rc == GM_OK && quiet, "changed() stays GM_NOT while the master only "
-        "renews (%.1f s)", mono() - w0);
-  if (finds >= 0) {
-    int n = standin_count("find") + standin_count("getMore") - finds - more;
-    double per_s = n / (mono() - w0);
-    check(per_s < 2.5, "... while the waiter sends about one getMore per "
-          "second (%d find/getMore in %.1f s, of which 1 is renew_many's)",
-          n, mono() - w0);
-  }
-  double r0 = mono();
-  ops->release(a, name, "node-a", 0, token, &err);
-  double r1 = mono();
-  int woke = changed_within(b, 2);
-  double r2 = mono();
-  check(woke && r2 - r1 < 0.5, "release: changed() on the other connection "
-        "GM_OK %.0f ms after the release returned (release took %.0f ms)",
-        (r2 - r1) * 1000, (r1 - r0) * 1000);
-  check(ops->changed(b, &err) == GM_NOT, "... once: then GM_NOT again");
+  r = req(name2, "node-a", 0, 0, 0, L);
+  rc = rc == GM_OK ? ops->acquire(a, &r, &other, &err) : rc;
+  check(rc == GM_OK, "two locks held (%s)", err.msg);
 
-  /* close while b's waiter is blocked in a getMore. */
-  sleep_us(200000);
+  pthread_t th;
+  watcher w = {.conn = b, .name = name, .timeout_us = 1500000};
+  double t0 = mono();
+  watch_start(&th, &w);
+  for (int i = 0; i < 3 && rc == GM_OK; i++)
+    rc = ops->renew(a, name, "node-a", 0, row.token, L, &row, &err);
+  rc = rc == GM_OK ? ops->release(a, name2, "node-a", 0, other.token, &err)
+                   : rc;
+  pthread_join(th, NULL);
+  check(rc == GM_OK && w.rc == GM_NOT && w.returned - t0 >= 1.45,
+        "renewals and another lock's release do not end a watch (rc %d "
+        "after %.0f ms of 1500) %s", w.rc, (w.returned - t0) * 1000,
+        w.err.msg);
+
+  w = (watcher){.conn = b, .name = name, .timeout_us = 5000000};
+  watch_start(&th, &w);
+  double r0 = mono();
+  rc = ops->release(a, name, "node-a", 0, row.token, &err);
+  pthread_join(th, NULL);
+  check(rc == GM_OK && w.rc == GM_OK && w.returned - r0 < 0.05,
+        "its lock's release ends the watch: %.1f ms after release began",
+        (w.returned - r0) * 1000);
+
+  /* A release that came before the watch's first call (a new wake-up
+   * connection): seen from the document, at once. */
+  void *b2 = NULL;
+  r = req(name, "node-a", 1, row.token, 0, L);
+  rc = ops->acquire(a, &r, &row, &err);
+  rc = rc == GM_OK ? ops->open_watch(cfg, &b2, &err) : rc;
+  rc = rc == GM_OK ? ops->release(a, name, "node-a", 0, row.token, &err) : rc;
+  t0 = mono();
+  int wr = rc == GM_OK ? ops->watch(b2, name, 5000000, &err) : GM_ERR;
+  check(wr == GM_OK && mono() - t0 < 0.05,
+        "a lock released before the watch began: GM_OK at once (%.1f ms) %s",
+        (mono() - t0) * 1000, err.msg);
+  if (b2) ops->close(b2);
+
+  /* close while a getMore waits: interrupt, the watch's return, close.
+   * First the events b has not seen yet (the release above): each a
+   * GM_OK at once, which the core pays with one read. */
+  r = req(name, "node-a", 1, row.token, 0, L);
+  rc = ops->acquire(a, &r, &row, &err);
+  for (int i = 0; i < 10 && ops->watch(b, name, 100000, &err) == GM_OK; i++) {
+  }
+  w = (watcher){.conn = b, .name = name, .timeout_us = 5000000};
+  watch_start(&th, &w);
   double c0 = mono();
-  ops->close(b);
+  ops->interrupt(b);
+  pthread_join(th, NULL);
   double c1 = mono();
-  check(c1 - c0 < 1.6, "close() returns while its waiter waits for events "
-        "(%.0f ms; a getMore waits 1 s at most)", (c1 - c0) * 1000);
+  ops->close(b);
+  double c2 = mono();
+  printf("# close mid-watch: interrupt to return %.2f ms, close %.2f ms\n",
+         (c1 - c0) * 1000, (c2 - c1) * 1000);
+  check(rc == GM_OK && w.rc == GM_ERR && c2 - c0 < 0.2,
+        "a wake-up connection closes mid-watch in %.1f ms (target 50; watch "
+        "rc %d)", (c2 - c0) * 1000, w.rc);
+  ops->release(a, name, "node-a", 0, row.token, &err);
+}
+
+/* An events collection that someone made without "capped": the server
+ * refuses the tail, and watch says at once that it cannot watch (the
+ * followers poll), without an error and keeping the connection. */
+static void test_watch_refused(void) {
+  char coll[64], events[80];
+  snprintf(coll, sizeof coll, "gomaster_nocap%d", (int)getpid());
+  snprintf(events, sizeof events, "%s_events", coll);
+  mongoc_client_t *cl = mongoc_client_new(base_url);
+  mongoc_uri_t *uri = mongoc_uri_new(base_url);
+  bson_t *doc = BCON_NEW("_id", BCON_UTF8("not-capped"));
+  mongoc_collection_t *ev =
+      cl && uri ? mongoc_client_get_collection(
+                      cl, mongoc_uri_get_database(uri), events)
+                : NULL;
+  int put = ev && mongoc_collection_insert_one(ev, doc, NULL, NULL, NULL);
+  char opt[96];
+  snprintf(opt, sizeof opt, "collection=%s", coll);
+  void *cfg = NULL, *a = NULL, *b = NULL;
+  gm_error err = {0};
+  int rc = put ? parse_url(url_with(opt), &cfg, &err) : GM_ERR;
+  rc = rc == GM_OK ? ops->open(cfg, &a, &err) : rc;
+  rc = rc == GM_OK ? ops->open_watch(cfg, &b, &err) : rc;
+  check(rc == GM_OK, "a collection whose events are not capped opens (%s)",
+        err.msg);
+  if (rc == GM_OK) {
+    gm_row row;
+    const char *name = new_lock();
+    gm_acquire_req r = req(name, "node-a", 0, 0, 0, 20000000);
+    rc = ops->acquire(a, &r, &row, &err);
+    double t0 = mono();
+    int w1 = ops->watch(b, name, 5000000, &err);
+    double t1 = mono();
+    int w2 = ops->watch(b, name, 5000000, &err);
+    double t2 = mono();
+    gm_row seen;
+    int obs = ops->observe(b, name, &seen, &err);
+    check(rc == GM_OK && w1 == GM_NOT && t1 - t0 < 1 && w2 == GM_NOT &&
+              t2 - t1 < 0.05 && obs == GM_OK && seen.exists,
+          "not capped: watch GM_NOT at once (%.1f ms, then %.1f ms), the "
+          "connection kept (%d %d %d) %s", (t1 - t0) * 1000, (t2 - t1) * 1000,
+          w1, w2, obs, err.msg);
+    ops->release(a, name, "node-a", 0, row.token, &err);
+  }
+  if (b) ops->close(b);
+  if (a) ops->close(a);
+  if (cfg) ops->free_cfg(cfg);
+  bson_destroy(doc);
+  if (ev) mongoc_collection_destroy(ev);
+  if (uri) mongoc_uri_destroy(uri);
+  if (cl) mongoc_client_destroy(cl);
 }
 
 static void test_standin_only(void *c) {
@@ -842,7 +922,8 @@ int main(void) {
       test_lease(conn);
       test_complete(conn);
       test_renew_many(conn);
-      test_wakeup(cfg, conn);
+      test_watch(cfg, conn);
+      test_watch_refused();
       test_standin_only(conn);
       test_unreadable(conn);
       ops->close(conn);
