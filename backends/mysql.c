@@ -44,6 +44,7 @@
 #include <mysqld_error.h>
 
 #include "backend.h"
+#include "hosts.h"
 #include "timeutil.h"
 
 #ifndef MARIADB_PACKAGE_VERSION
@@ -78,34 +79,13 @@ static const struct {
                  {"verify_ca", SSL_VERIFY_CA},
                  {"verify_identity", SSL_VERIFY_IDENTITY}};
 
-/* ---- host lists ----------------------------------------------------------
- *
- * host = "h1:3306,h2:3306,[::1]:3307" (or a URL's authority so, or
- * hosts = {...} in the table form): open connects to the first host that
- * answers, in order from where the list stands. A lost connection (or a
- * Galera node outside the primary component, 1047) moves the list on, so
- * the next open starts at the next host; HEAD_AGAIN_NS after the list left
- * its head, an open starts at the head again (the first host is the
- * preferred one, such as the node's own database node). The position is
- * the backend's, shared by its connections: atomics in hoststate. */
-#define HOSTS_MAX 16
-#define HEAD_AGAIN_NS 60000000000LL /* 60 s */
+/* Host lists (src/hosts.c): a lost connection (or a Galera node outside
+ * the primary component, 1047) moves the list on. */
 
-typedef struct hoststate {
-  atomic_uint next;    /* the host the next open tries first */
-  atomic_uint in_use;  /* 1 + the host of the last open that worked; 0 */
-  atomic_llong head_at; /* monotonic ns: from then on, start at the head */
-} hoststate;
-
-/* Made by my_parse, freed by my_free_cfg. host and port are the first
- * host's; hosts[i]:ports[i] every host's (nhosts >= 1). */
+/* Made by my_parse, freed by my_free_cfg. */
 typedef struct mycfg {
-  char *user, *password, *host, *database, *table, *ssl_ca;
-  unsigned port;
-  char *hosts[HOSTS_MAX];
-  unsigned ports[HOSTS_MAX];
-  unsigned nhosts;
-  hoststate *hs; /* written through the const config: see above */
+  char *user, *password, *database, *table, *ssl_ca;
+  gm_hosts h; /* its position is shared by the connections: atomics */
   unsigned connect_timeout, read_timeout, write_timeout; /* whole seconds */
   enum ssl_mode ssl;
 } mycfg;
@@ -121,9 +101,7 @@ static void my_free_cfg(void *p) {
   if (!c) return;
   free(c->user);
   gm_free_secret(c->password);
-  free(c->host);
-  for (unsigned i = 0; i < c->nhosts; i++) free(c->hosts[i]);
-  free(c->hs);
+  gm_hosts_free(&c->h);
   free(c->database);
   free(c->table);
   free(c->ssl_ca);
@@ -174,76 +152,21 @@ static int opt_ssl_mode(const gm_kv *opts, size_t n, enum ssl_mode *mode,
   return GM_ERR;
 }
 
-/* Splits the host list (c->host) into c->hosts and c->ports; a host
- * without a port takes c->port. Errors name the option and the item. */
-static int parse_hosts(mycfg *c, const char *opt, gm_error *err) {
-  const char *s = c->host;
-  for (unsigned i = 0;; i++) {
-    size_t len = strcspn(s, ",");
-    const char *h = s, *pc = NULL, *end = s + len;
-    size_t hl = len;
-    if (i == HOSTS_MAX) {
-      gm_seterr(err, GM_E_ARG, "mysql backend: option '%s': more than %d "
-                "hosts", opt, HOSTS_MAX);
-      return GM_ERR;
-    }
-    if (len && *s == '[') { /* [v6] or [v6]:port */
-      const char *close = memchr(s, ']', len);
-      if (!close || (close + 1 < end && close[1] != ':')) goto bad;
-      h = s + 1;
-      hl = (size_t)(close - s - 1);
-      if (close + 1 < end) pc = close + 1;
-    } else {
-      pc = memchr(s, ':', len);
-      if (pc) hl = (size_t)(pc - s);
-      if (pc && memchr(pc + 1, ':', (size_t)(end - pc - 1))) goto bad;
-    }
-    if (hl == 0 || memchr(h, ' ', hl)) goto bad;
-    unsigned port = c->port;
-    if (pc) {
-      long p = 0;
-      size_t pl = (size_t)(end - pc - 1);
-      if (pl == 0 || pl > 5) goto bad;
-      for (size_t k = 0; k < pl; k++) {
-        if (!isdigit((unsigned char)pc[1 + k])) goto bad;
-        p = p * 10 + (pc[1 + k] - '0');
-      }
-      if (p < 1 || p > 65535) goto bad;
-      port = (unsigned)p;
-    }
-    c->hosts[i] = strndup(h, hl);
-    if (!c->hosts[i]) {
-      gm_seterr(err, GM_E_NOMEM, "out of memory");
-      return GM_ERR;
-    }
-    c->ports[i] = port;
-    c->nhosts = i + 1;
-    if (!s[len]) return GM_OK;
-    s += len + 1;
-    continue;
-  bad:
-    gm_seterr(err, GM_E_ARG, "mysql backend: option '%s': item %u is not "
-              "host, host:port or [v6]:port (got '%.*s')", opt, i + 1,
-              (int)(len > 64 ? 64 : len), s);
-    return GM_ERR;
-  }
-}
-
 static int my_parse(const gm_kv *opts, size_t n, void **out, gm_error *err) {
   *out = NULL;
   if (gm_kv_check_keys(opts, n, known_keys, "mysql", err)) return GM_ERR;
   mycfg *c = calloc(1, sizeof *c);
+  unsigned port;
   if (!c) {
     gm_seterr(err, GM_E_NOMEM, "out of memory");
     return GM_ERR;
   }
   if (gm_kv_dup(opts, n, "user", NULL, &c->user, err) ||
       gm_kv_dup(opts, n, "password", NULL, &c->password, err) ||
-      gm_kv_dup(opts, n, "host", DEFAULT_HOST, &c->host, err) ||
       gm_kv_dup(opts, n, "database", NULL, &c->database, err) ||
       gm_kv_dup(opts, n, "table", DEFAULT_TABLE, &c->table, err) ||
       gm_kv_dup(opts, n, "ssl_ca", NULL, &c->ssl_ca, err) ||
-      opt_port(opts, n, &c->port, err) ||
+      opt_port(opts, n, &port, err) ||
       opt_timeout(opts, n, "connect_timeout", &c->connect_timeout, err) ||
       opt_timeout(opts, n, "read_timeout", &c->read_timeout, err) ||
       opt_timeout(opts, n, "write_timeout", &c->write_timeout, err) ||
@@ -258,48 +181,8 @@ static int my_parse(const gm_kv *opts, size_t n, void **out, gm_error *err) {
   if (gm_check_identifier("database", c->database, err) ||
       gm_check_identifier("table", c->table, err))
     goto fail;
-  const char *hopt = gm_kv_get(opts, n, "hosts") ? "hosts" : "host";
-  if (gm_kv_get(opts, n, "hosts")) {
-    if (gm_kv_get(opts, n, "host")) {
-      gm_seterr(err, GM_E_ARG, "mysql backend: options 'host' and 'hosts' "
-                               "both given: use one");
-      goto fail;
-    }
-    free(c->host);
-    c->host = NULL;
-    if (gm_kv_dup(opts, n, "hosts", NULL, &c->host, err)) goto fail;
-  }
-  if (!*c->host) {
-    gm_seterr(err, GM_E_ARG, "mysql backend: option '%s' is empty", hopt);
+  if (gm_hosts_parse(&c->h, opts, n, "mysql", DEFAULT_HOST, port, err))
     goto fail;
-  }
-  if (strcmp(hopt, "hosts") == 0 || strchr(c->host, ',') ||
-      (*c->host == '[' && strchr(c->host, ']'))) {
-    /* a list (or one bracketed host, as a URL spells a v6 host with a port):
-     * host and port become the first item's */
-    if (parse_hosts(c, hopt, err)) goto fail;
-    char *first = strdup(c->hosts[0]);
-    if (!first) {
-      gm_seterr(err, GM_E_NOMEM, "out of memory");
-      goto fail;
-    }
-    free(c->host);
-    c->host = first;
-    c->port = c->ports[0];
-  } else {
-    c->hosts[0] = strdup(c->host);
-    if (!c->hosts[0]) {
-      gm_seterr(err, GM_E_NOMEM, "out of memory");
-      goto fail;
-    }
-    c->ports[0] = c->port;
-    c->nhosts = 1;
-  }
-  c->hs = calloc(1, sizeof *c->hs);
-  if (!c->hs) {
-    gm_seterr(err, GM_E_NOMEM, "out of memory");
-    goto fail;
-  }
   if (c->ssl == SSL_UNSET && c->ssl_ca) c->ssl = SSL_VERIFY_CA;
   *out = c;
   return GM_OK;
@@ -308,32 +191,15 @@ fail:
   return GM_ERR;
 }
 
-/* One host, its port and the text after, as a URL spells them. */
-static int put_host(char *buf, size_t len, const char *host, unsigned port,
-                    const char *after) {
-  int v6 = strchr(host, ':') != NULL;
-  return snprintf(buf, len, "%s%s%s:%u%s", v6 ? "[" : "", host, v6 ? "]" : "",
-                  port, after);
-}
-
 /* The URL without its password; with a host list, every host and then,
  * once an open worked, "(on HOST:PORT)": the host of the last one. */
 static void my_describe(const void *p, char *buf, size_t len) {
   const mycfg *c = p;
+  char after[160];
   size_t o = (size_t)snprintf(buf, len, "mysql://%s%s",
                               c->user ? c->user : "", c->user ? "@" : "");
-  for (unsigned i = 0; i < c->nhosts && o < len; i++)
-    o += (size_t)put_host(buf + o, len - o, c->hosts[i], c->ports[i],
-                          i + 1 < c->nhosts ? "," : "");
-  if (o < len)
-    o += (size_t)snprintf(buf + o, len - o, "/%s?table=%s", c->database,
-                          c->table);
-  unsigned u = atomic_load(&c->hs->in_use);
-  if (c->nhosts > 1 && u-- > 0 && o + 5 < len) {
-    o += (size_t)snprintf(buf + o, len - o, " (on ");
-    if (o < len) o += (size_t)put_host(buf + o, len - o, c->hosts[u],
-                                       c->ports[u], ")");
-  }
+  snprintf(after, sizeof after, "/%s?table=%s", c->database, c->table);
+  if (o < len) gm_hosts_put(&c->h, buf + o, len - o, after);
 }
 
 /* ---- connection -------------------------------------------------------- */
@@ -386,7 +252,7 @@ typedef struct ulock {
  * last). */
 typedef struct myconn {
   const mycfg *cfg;
-  unsigned hi; /* cfg->hosts[hi] is this connection's server */
+  unsigned hi; /* cfg->h.hosts[hi] is this connection's server */
   int galera;  /* @@wsrep_on: user locks are node-local, so none is used */
   MYSQL *db;
   MYSQL_STMT *st[NSTMT];
@@ -488,16 +354,6 @@ static int lost_connection(unsigned e) {
  * yet): "WSREP has not yet prepared node for application use". */
 #define ER_WSREP_NOT_PREPARED ER_UNKNOWN_COM_ERROR /* 1047 */
 
-/* A failure that says this server cannot serve us now: the next open
- * starts at the next host of the list (see "host lists"). */
-static void host_failed(const mycfg *cfg, unsigned hi) {
-  if (cfg->nhosts < 2) return;
-  unsigned want = hi;
-  if (atomic_compare_exchange_strong(&cfg->hs->next, &want,
-                                     (hi + 1) % cfg->nhosts) &&
-      hi == 0)
-    atomic_store(&cfg->hs->head_at, gm_mono_ns() + HEAD_AGAIN_NS);
-}
 
 /* err for a failed call on the connection or one statement of it. */
 static int fail(myconn *c, MYSQL_STMT *st, const char *what, gm_error *err) {
@@ -506,18 +362,18 @@ static int fail(myconn *c, MYSQL_STMT *st, const char *what, gm_error *err) {
   char msg[GM_ERRMSG_MAX];
   gm_scrub(msg, sizeof msg, st ? mysql_stmt_error(st) : mysql_error(c->db),
         c->cfg->password);
-  if (gone) host_failed(c->cfg, c->hi);
+  if (gone) gm_hosts_failed(&c->cfg->h, c->hi);
   gm_seterr(err, gone ? GM_E_CONNECT : GM_E_DB,
-            "mysql: %s failed on %s:%u: %s (%u)", what, c->cfg->hosts[c->hi],
-            c->cfg->ports[c->hi], msg, e);
+            "mysql: %s failed on %s:%u: %s (%u)", what, c->cfg->h.hosts[c->hi],
+            c->cfg->h.ports[c->hi], msg, e);
   return GM_ERR;
 }
 
 static int connect_error(const mycfg *cfg, unsigned hi, MYSQL *db,
                          gm_error *err) {
   const char *user = cfg->user ? cfg->user : "";
-  const char *host = cfg->hosts[hi];
-  unsigned port = cfg->ports[hi];
+  const char *host = cfg->h.hosts[hi];
+  unsigned port = cfg->h.ports[hi];
   unsigned e = mysql_errno(db);
   char msg[GM_ERRMSG_MAX];
   gm_scrub(msg, sizeof msg, mysql_error(db), cfg->password);
@@ -770,8 +626,8 @@ static MYSQL *connect_db(const mycfg *cfg, unsigned hi, unsigned read_timeout,
     return NULL;
   }
   if (set_options(cfg, db, read_timeout, err)) goto fail;
-  if (!mysql_real_connect(db, cfg->hosts[hi], cfg->user, cfg->password,
-                          cfg->database, cfg->ports[hi], NULL,
+  if (!mysql_real_connect(db, cfg->h.hosts[hi], cfg->user, cfg->password,
+                          cfg->database, cfg->h.ports[hi], NULL,
                           CLIENT_FOUND_ROWS)) {
     connect_error(cfg, hi, db, err);
     goto fail;
@@ -780,7 +636,7 @@ static MYSQL *connect_db(const mycfg *cfg, unsigned hi, unsigned read_timeout,
     gm_seterr(err, GM_E_CONNECT,
               "mysql: cannot connect to %s:%u: ssl_mode requires TLS and the "
               "server did not encrypt the connection",
-              cfg->hosts[hi], cfg->ports[hi]);
+              cfg->h.hosts[hi], cfg->h.ports[hi]);
     goto fail;
   }
   return db;
@@ -800,39 +656,20 @@ static int is_galera(MYSQL *db) {
   return on;
 }
 
-/* Connects c to the first host of the list that answers and sets its
- * session up, starting where the list stands (see "host lists"); the
- * error of the last host tried when none does. */
-static int open_first(myconn *c, unsigned read_timeout, gm_error *err) {
-  const mycfg *cfg = c->cfg;
-  hoststate *hs = cfg->hs;
-  int64_t now = gm_mono_ns();
-  unsigned start = atomic_load(&hs->next) % cfg->nhosts;
-  if (start != 0 && now >= atomic_load(&hs->head_at)) start = 0;
-  for (unsigned k = 0; k < cfg->nhosts; k++) {
-    c->hi = (start + k) % cfg->nhosts;
-    c->db = connect_db(cfg, c->hi, read_timeout, err);
-    if (c->db) {
-      c->galera = is_galera(c->db);
-      if (setup_session(c, err) == GM_OK) break;
-      if (err->code == GM_E_AUTH || err->code == GM_E_ROW ||
-          err->code == GM_E_ARG)
-        return GM_ERR; /* the same on every host */
-      for (int i = 0; i < NSTMT; i++)
-        if (c->st[i]) mysql_stmt_close(c->st[i]);
-      memset(c->st, 0, sizeof c->st);
-      mysql_close(c->db);
-      c->db = NULL;
-    } else if (err->code == GM_E_AUTH) {
-      return GM_ERR;
-    }
-  }
-  if (!c->db) return GM_ERR;
-  unsigned was = atomic_exchange(&hs->next, c->hi);
-  if (c->hi != 0 && (was == 0 || now >= atomic_load(&hs->head_at)))
-    atomic_store(&hs->head_at, now + HEAD_AGAIN_NS);
-  atomic_store(&hs->in_use, c->hi + 1);
-  return GM_OK;
+/* Connects c to host hi and sets its session up (gm_hosts_open tries
+ * each host in turn). */
+static int open_host(void *p, unsigned hi, gm_error *err) {
+  myconn *c = p;
+  c->hi = hi;
+  if (!(c->db = connect_db(c->cfg, hi, c->read_timeout, err))) return GM_ERR;
+  c->galera = is_galera(c->db);
+  if (setup_session(c, err) == GM_OK) return GM_OK;
+  for (int i = 0; i < NSTMT; i++)
+    if (c->st[i]) mysql_stmt_close(c->st[i]);
+  memset(c->st, 0, sizeof c->st);
+  mysql_close(c->db);
+  c->db = NULL;
+  return GM_ERR;
 }
 
 /* A connection whose reads time out after read_timeout whole seconds. */
@@ -855,7 +692,7 @@ static int open_conn(const mycfg *cfg, unsigned read_timeout, void **out,
    * mysql_thread_end to pair with this. */
   mysql_thread_init();
   c->read_timeout = read_timeout;
-  if (open_first(c, read_timeout, err)) goto fail;
+  if (gm_hosts_open(&cfg->h, open_host, c, err)) goto fail;
   *out = c;
   return GM_OK;
 fail:
