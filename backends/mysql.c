@@ -45,6 +45,7 @@
 
 #include "backend.h"
 #include "hosts.h"
+#include "schema.h"
 #include "timeutil.h"
 
 #ifndef MARIADB_PACKAGE_VERSION
@@ -459,39 +460,8 @@ static int set_options(const mycfg *cfg, MYSQL *db, unsigned read_timeout,
 
 /* ---- the table's columns ------------------------------------------------
  *
- * A table made beforehand (by hand, by another tool, by an old version)
- * must keep the guarantee: whole-second times would round renewals (two
- * masters for up to a second), a narrow token would wrap. After the
- * statements prepared (so every column is there), open reads the columns
- * from information_schema and refuses a table whose column cannot hold
- * what the backend writes, naming the column and the type expected.
- * Columns beyond these are someone else's: accepted. A new column is one
- * line here. */
-
-enum col_kind {
-  COL_TIME, /* DATETIME(6) or TIMESTAMP(6): microseconds */
-  COL_U64,  /* BIGINT [UNSIGNED]: 64 bits */
-  COL_TEXT, /* bytes or characters: at least len of them */
-};
-
-static const struct col_want {
-  const char *name;
-  enum col_kind kind;
-  unsigned len;
-} table_columns[] = {
-    {"name", COL_TEXT, LOCK_NAME_LEN},
-    {"owner", COL_TEXT, LOCK_ID_LEN},
-    {"token", COL_U64, 0},
-    {"version", COL_TEXT, LOCK_ID_LEN},
-    {"acquired_at", COL_TIME, 0},
-    {"renewed_at", COL_TIME, 0},
-    {"expires_at", COL_TIME, 0},
-    {"done_at", COL_TIME, 0},
-    {"done_by", COL_TEXT, GM_ID_MAX - 1},
-    {"done_token", COL_U64, 0},
-    {"result", COL_TEXT, GM_RESULT_MAX - 1},
-    {"instance", COL_U64, 0},
-};
+ * A table made beforehand is checked after the statements prepared (so
+ * every column is there) against information_schema (src/schema.c). */
 
 static const char columns_sql[] =
     "SELECT COLUMN_NAME, DATA_TYPE, COALESCE(DATETIME_PRECISION, 0),"
@@ -500,72 +470,57 @@ static const char columns_sql[] =
     " WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = '%s'"
     " ORDER BY ORDINAL_POSITION";
 
-/* 0 when a column of type (data_type, precision, length, extra) keeps what
- * `w` needs; else 1 and the type expected in want. */
-static int col_misfit(const struct col_want *w, const char *type,
-                      unsigned long long prec, unsigned long long len,
-                      const char *extra, char *want, size_t wlen) {
+static int my_fits(const gm_col *w, const gm_col_seen *s, char *want,
+                   size_t wlen) {
   static const char *const texts[] = {
       "varbinary", "varchar",    "char",     "blob",     "text", "tinyblob",
       "tinytext",  "mediumblob", "mediumtext", "longblob", "longtext", NULL};
   int ok = 0;
   switch (w->kind) {
-  case COL_TIME:
-    ok = (strcasecmp(type, "datetime") == 0 ||
-          strcasecmp(type, "timestamp") == 0) &&
-         prec >= 6 && !strstr(extra, "on update");
+  case GM_COL_TIME:
+    ok = s && (strcasecmp(s->type, "datetime") == 0 ||
+               strcasecmp(s->type, "timestamp") == 0) &&
+         s->prec >= 6 && !strstr(s->extra, "on update");
     snprintf(want, wlen, "DATETIME(6) or TIMESTAMP(6) (microseconds, no ON "
                          "UPDATE)");
     break;
-  case COL_U64:
-    ok = strcasecmp(type, "bigint") == 0;
+  case GM_COL_U64:
+    ok = s && strcasecmp(s->type, "bigint") == 0;
     snprintf(want, wlen, "BIGINT UNSIGNED");
     break;
-  case COL_TEXT: /* not BINARY(n): it pads with zero bytes */
-    for (int i = 0; texts[i]; i++) ok |= strcasecmp(type, texts[i]) == 0;
-    ok = ok && len >= w->len;
+  case GM_COL_TEXT: /* not BINARY(n): it pads with zero bytes */
+    for (int i = 0; s && texts[i]; i++) ok |= strcasecmp(s->type, texts[i]) == 0;
+    ok = ok && s->len >= w->len;
     snprintf(want, wlen, "VARBINARY(%u) or text at least that wide", w->len);
     break;
   }
-  return !ok;
+  return ok;
 }
 
 static int check_columns(myconn *c, gm_error *err) {
+  const gm_schema schema = {
+      c->cfg->table, gm_lock_columns, my_fits,
+      "mysql: table '%s' cannot keep the lease: column '%s' is %.64s; "
+      "expected %s",
+      "mysql: table '%s' has no column '%s'", 0};
   char q[512];
   snprintf(q, sizeof q, columns_sql, c->cfg->table); /* a checked name */
   if (mysql_query(c->db, q)) return fail(c, NULL, "reading the columns", err);
   MYSQL_RES *res = mysql_store_result(c->db);
   if (!res) return fail(c, NULL, "reading the columns", err);
-  const size_t n = sizeof table_columns / sizeof table_columns[0];
-  int seen[sizeof table_columns / sizeof table_columns[0]] = {0};
-  int rc = GM_OK, any = 0;
+  gm_colcheck k;
+  int rc = GM_OK;
   MYSQL_ROW row;
+  gm_cols_begin(&k, &schema);
   while (rc == GM_OK && (row = mysql_fetch_row(res))) {
-    any = 1;
-    for (size_t i = 0; i < n; i++) {
-      if (!row[0] || strcasecmp(row[0], table_columns[i].name) != 0) continue;
-      seen[i] = 1;
-      char want[96];
-      if (col_misfit(&table_columns[i], row[1] ? row[1] : "",
-                     row[2] ? strtoull(row[2], NULL, 10) : 0,
-                     row[3] ? strtoull(row[3], NULL, 10) : 0,
-                     row[5] ? row[5] : "", want, sizeof want)) {
-        gm_seterr(err, GM_E_DB,
-                  "mysql: table '%s' cannot keep the lease: column '%s' is "
-                  "%.64s; expected %s",
-                  c->cfg->table, row[0], row[4] ? row[4] : "?", want);
-        rc = GM_ERR;
-      }
-    }
+    gm_col_seen col = {row[0], row[1] ? row[1] : "", row[4],
+                       row[5] ? row[5] : "",
+                       row[2] ? strtoll(row[2], NULL, 10) : 0,
+                       row[3] ? strtoll(row[3], NULL, 10) : 0};
+    rc = gm_cols_see(&k, &col, err);
   }
   mysql_free_result(res);
-  for (size_t i = 0; rc == GM_OK && any && i < n; i++)
-    if (!seen[i]) {
-      gm_seterr(err, GM_E_DB, "mysql: table '%s' has no column '%s'",
-                c->cfg->table, table_columns[i].name);
-      rc = GM_ERR;
-    }
-  return rc;
+  return rc == GM_OK ? gm_cols_end(&k, err) : rc;
 }
 
 /* Everything a fresh connection needs, so that a reconnect after a server

@@ -38,6 +38,7 @@
 #include <libpq-fe.h>
 
 #include "backend.h"
+#include "schema.h"
 #include "timeutil.h"
 
 #define LOCK_NAME_LEN (GM_NAME_MAX - 1)
@@ -492,8 +493,6 @@ static const char *dec(char b[24], int64_t v) {
 
 /* ---- schema ------------------------------------------------------------ */
 
-_Static_assert(GM_ID_MAX == 128 && GM_RESULT_MAX == 256 && GM_NAME_MAX == 192,
-               "the lengths below are checked by check_len");
 static const char create_sql[] =
     "CREATE TABLE IF NOT EXISTS \"%s\" ("
     " name text COLLATE \"C\" NOT NULL PRIMARY KEY,"
@@ -509,18 +508,6 @@ static const char create_sql[] =
     " result text NOT NULL DEFAULT '',"
     " instance bigint NOT NULL DEFAULT 0)";
 
-/* What each column must be: a text, a bigint, or a timestamp with time zone
- * of microseconds (typmod -1 or 6). */
-static const struct {
-  const char *name, *type;
-} columns[] = {
-    {"name", "text"},           {"owner", "text"},
-    {"token", "bigint"},        {"version", "text"},
-    {"acquired_at", "timestamptz"}, {"renewed_at", "timestamptz"},
-    {"expires_at", "timestamptz"},  {"done_at", "timestamptz"},
-    {"done_by", "text"},        {"done_token", "bigint"},
-    {"result", "text"},         {"instance", "bigint"}};
-
 /* The table's columns (none when it is missing) and, in the same statement,
  * the server's own pid, which libpq reports too unless a pooler stands
  * between. */
@@ -530,16 +517,29 @@ static const char columns_sql[] =
     "FROM (SELECT 1) AS d LEFT JOIN pg_attribute AS a ON "
     "a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped";
 
-static int type_ok(const char *want, const char *type, int typmod) {
-  if (strcmp(want, "text") == 0)
-    return strcmp(type, "text") == 0 || strcmp(type, "character varying") == 0;
-  if (strcmp(want, "bigint") == 0) return strcmp(type, "bigint") == 0;
-  return strcmp(type, "timestamp with time zone") == 0 &&
-         (typmod == -1 || typmod == 6);
+/* A text, a bigint, or a timestamp with time zone of microseconds
+ * (typmod -1 or 6). */
+static int pg_fits(const gm_col *w, const gm_col_seen *s, char *want,
+                   size_t len) {
+  static const char *const types[] = {"timestamptz", "bigint", "text"};
+  snprintf(want, len, "%s%s", types[w->kind],
+           s && w->kind == GM_COL_TIME ? " (with microseconds)" : "");
+  if (!s) return 0;
+  if (w->kind == GM_COL_TEXT)
+    return strcmp(s->type, "text") == 0 ||
+           strcmp(s->type, "character varying") == 0;
+  if (w->kind == GM_COL_U64) return strcmp(s->type, "bigint") == 0;
+  return strcmp(s->type, "timestamp with time zone") == 0 &&
+         (s->prec == -1 || s->prec == 6);
 }
 
 /* GM_OK: the table is there and fit; GM_NOT: missing; GM_ERR. */
 static int check_table(pgconn *c, gm_error *err) {
+  const gm_schema schema = {
+      c->cfg->table, gm_lock_columns, pg_fits,
+      "postgres: table '%s': column %s is %s; expected %s "
+      "(drop or alter the table)",
+      "postgres: table '%s' has no column %s (expected %s)", 1};
   char quoted[80];
   snprintf(quoted, sizeof quoted, "\"%s\"", c->cfg->table);
   const char *v[1] = {quoted};
@@ -550,34 +550,16 @@ static int check_table(pgconn *c, gm_error *err) {
   if (rows > 0)
     c->pooled = atoi(PQgetvalue(r, 0, 4)) != PQbackendPID(c->db);
   if (rows == 0 || PQgetisnull(r, 0, 0)) rc = GM_NOT;
-  for (size_t k = 0; rc == GM_OK && k < sizeof columns / sizeof *columns;
-       k++) {
-    int found = 0;
-    for (int i = 0; i < rows && !found; i++) {
-      if (strcmp(PQgetvalue(r, i, 0), columns[k].name) != 0) continue;
-      found = 1;
-      if (!type_ok(columns[k].type, PQgetvalue(r, i, 2),
-                   atoi(PQgetvalue(r, i, 3)))) {
-        gm_seterr(err, GM_E_DB,
-                  "postgres: table '%s': column %s is %s; expected %s%s "
-                  "(drop or alter the table)",
-                  c->cfg->table, columns[k].name, PQgetvalue(r, i, 1),
-                  columns[k].type,
-                  strcmp(columns[k].type, "timestamptz") == 0
-                      ? " (with microseconds)"
-                      : "");
-        rc = GM_ERR;
-      }
-    }
-    if (!found) {
-      gm_seterr(err, GM_E_DB,
-                "postgres: table '%s' has no column %s (expected %s)",
-                c->cfg->table, columns[k].name, columns[k].type);
-      rc = GM_ERR;
-    }
+  gm_colcheck k;
+  gm_cols_begin(&k, &schema);
+  for (int i = 0; rc == GM_OK && i < rows; i++) {
+    gm_col_seen col = {PQgetvalue(r, i, 0), PQgetvalue(r, i, 2),
+                       PQgetvalue(r, i, 1), NULL,
+                       atoi(PQgetvalue(r, i, 3)), 0};
+    rc = gm_cols_see(&k, &col, err);
   }
   PQclear(r);
-  return rc;
+  return rc == GM_OK ? gm_cols_end(&k, err) : rc;
 }
 
 /* Creates the table if missing; a table made beforehand is checked. Two
