@@ -54,6 +54,8 @@
 
 #define LOCK_NAME_LEN (GM_NAME_MAX - 1) /* bytes of a lock name */
 #define LOCK_ID_LEN (GM_ID_MAX - 1)     /* bytes of an owner or a version */
+/* Lengths the columns hold; longer values would be cut or refused. */
+#define check_len(what, s, max, err) gm_check_len("mysql", what, s, max, err)
 
 #define DEFAULT_TABLE "gomaster_locks"
 #define DEFAULT_HOST "localhost"
@@ -64,21 +66,15 @@
 
 enum ssl_mode {
   SSL_UNSET,     /* ssl_ca given: verify_ca; otherwise the library's default */
-  SSL_DISABLED,
+  SSL_DISABLED,  /* ssl_modes[mode - 1] from here on */
   SSL_PREFERRED, /* TLS when the server offers it */
   SSL_REQUIRED,  /* TLS or no connection, certificate not checked */
   SSL_VERIFY_CA, /* TLS, certificate checked against ssl_ca */
   SSL_VERIFY_IDENTITY
 };
 
-static const struct {
-  const char *name;
-  enum ssl_mode mode;
-} ssl_modes[] = {{"disabled", SSL_DISABLED},
-                 {"preferred", SSL_PREFERRED},
-                 {"required", SSL_REQUIRED},
-                 {"verify_ca", SSL_VERIFY_CA},
-                 {"verify_identity", SSL_VERIFY_IDENTITY}};
+static const char *const ssl_modes[] = {
+    "disabled", "preferred", "required", "verify_ca", "verify_identity", NULL};
 
 /* Host lists (src/hosts.c): a lost connection (or a Galera node outside
  * the primary component, 1047) moves the list on. */
@@ -119,45 +115,11 @@ static int opt_timeout(const gm_kv *opts, size_t n, const char *key,
   return GM_OK;
 }
 
-static int opt_port(const gm_kv *opts, size_t n, unsigned *port,
-                    gm_error *err) {
-  const char *v = gm_kv_get(opts, n, "port");
-  *port = DEFAULT_PORT;
-  if (!v) return GM_OK;
-  char *end;
-  long p = strtol(v, &end, 10);
-  if (end == v || *end || p < 1 || p > 65535 || !isdigit((unsigned char)*v)) {
-    gm_seterr(err, GM_E_ARG,
-              "mysql backend: option 'port': expected 1-65535, got '%.32s'",
-              v);
-    return GM_ERR;
-  }
-  *port = (unsigned)p;
-  return GM_OK;
-}
-
-static int opt_ssl_mode(const gm_kv *opts, size_t n, enum ssl_mode *mode,
-                        gm_error *err) {
-  const char *v = gm_kv_get(opts, n, "ssl_mode");
-  *mode = SSL_UNSET;
-  if (!v) return GM_OK;
-  for (size_t i = 0; i < sizeof ssl_modes / sizeof ssl_modes[0]; i++)
-    if (strcasecmp(v, ssl_modes[i].name) == 0) {
-      *mode = ssl_modes[i].mode;
-      return GM_OK;
-    }
-  gm_seterr(err, GM_E_ARG,
-            "mysql backend: option 'ssl_mode': expected disabled, preferred, "
-            "required, verify_ca or verify_identity, got '%.32s'",
-            v);
-  return GM_ERR;
-}
-
 static int my_parse(const gm_kv *opts, size_t n, void **out, gm_error *err) {
   *out = NULL;
   if (gm_kv_check_keys(opts, n, known_keys, "mysql", err)) return GM_ERR;
   mycfg *c = calloc(1, sizeof *c);
-  unsigned port;
+  int port, ssl;
   if (!c) {
     gm_seterr(err, GM_E_NOMEM, "out of memory");
     return GM_ERR;
@@ -167,11 +129,12 @@ static int my_parse(const gm_kv *opts, size_t n, void **out, gm_error *err) {
       gm_kv_dup(opts, n, "database", NULL, &c->database, err) ||
       gm_kv_dup(opts, n, "table", DEFAULT_TABLE, &c->table, err) ||
       gm_kv_dup(opts, n, "ssl_ca", NULL, &c->ssl_ca, err) ||
-      opt_port(opts, n, &port, err) ||
+      gm_kv_int(opts, n, "port", 1, 65535, DEFAULT_PORT, &port, "mysql",
+                err) ||
       opt_timeout(opts, n, "connect_timeout", &c->connect_timeout, err) ||
       opt_timeout(opts, n, "read_timeout", &c->read_timeout, err) ||
       opt_timeout(opts, n, "write_timeout", &c->write_timeout, err) ||
-      opt_ssl_mode(opts, n, &c->ssl, err))
+      gm_kv_choice(opts, n, "ssl_mode", ssl_modes, -1, &ssl, "mysql", err))
     goto fail;
   if (!c->database) {
     gm_seterr(err, GM_E_ARG,
@@ -182,8 +145,10 @@ static int my_parse(const gm_kv *opts, size_t n, void **out, gm_error *err) {
   if (gm_check_identifier("database", c->database, err) ||
       gm_check_identifier("table", c->table, err))
     goto fail;
-  if (gm_hosts_parse(&c->h, opts, n, "mysql", DEFAULT_HOST, port, err))
+  if (gm_hosts_parse(&c->h, opts, n, "mysql", DEFAULT_HOST, (unsigned)port,
+                     err))
     goto fail;
+  c->ssl = (enum ssl_mode)(ssl + 1);
   if (c->ssl == SSL_UNSET && c->ssl_ca) c->ssl = SSL_VERIFY_CA;
   *out = c;
   return GM_OK;
@@ -718,14 +683,6 @@ static int run_write(myconn *c, int which, params *p, const char *what,
     return GM_ERR;
   }
   return GM_OK;
-}
-
-/* Lengths the columns hold; longer values would be cut or refused. */
-static int check_len(const char *what, const char *s, size_t max,
-                     gm_error *err) {
-  if (strlen(s) <= max) return GM_OK;
-  gm_seterr(err, GM_E_ARG, "mysql: %s longer than %zu bytes", what, max);
-  return GM_ERR;
 }
 
 #define MAX_COLS 13

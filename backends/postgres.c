@@ -43,6 +43,7 @@
 
 #define LOCK_NAME_LEN (GM_NAME_MAX - 1)
 #define LOCK_ID_LEN (GM_ID_MAX - 1)
+#define check_len(what, s, max, err) gm_check_len("postgres", what, s, max, err)
 #define DEFAULT_TABLE "gomaster_locks"
 #define DEFAULT_TIMEOUT_US 2000000 /* each statement: under D = 3 s */
 #define CHANNEL "gomaster"
@@ -221,7 +222,6 @@ static int pg_parse(const gm_kv *opts, size_t n, void **out, gm_error *err) {
   }
   const char *url = gm_kv_get(opts, n, "url");
   const char *table = gm_kv_get(opts, n, "table");
-  const char *listen = gm_kv_get(opts, n, "listen");
   if ((url ? parse_url(c, url, err) : parse_table(c, opts, n, err)) ||
       gm_kv_seconds(opts, n, "statement_timeout", DEFAULT_TIMEOUT_US,
                     &c->timeout_us, err))
@@ -232,14 +232,9 @@ static int pg_parse(const gm_kv *opts, size_t n, void **out, gm_error *err) {
     goto fail;
   }
   if (gm_check_identifier("table", c->table, err)) goto fail;
-  if (listen && strcmp(listen, "0") != 0 && strcmp(listen, "1") != 0) {
-    gm_seterr(err, GM_E_ARG,
-              "postgres backend: option 'listen': expected 0 or 1, got "
-              "'%.16s'",
-              listen);
+  static const char *const bits[] = {"0", "1", NULL};
+  if (gm_kv_choice(opts, n, "listen", bits, 1, &c->listen, "postgres", err))
     goto fail;
-  }
-  c->listen = !listen || strcmp(listen, "1") == 0;
   /* Always bounded, whatever the URL leaves out: the connect (per host), a
    * silent peer (tcp_user_timeout, keepalives). The URL's own values win. */
   char ms[32], s[32];
@@ -465,13 +460,6 @@ static int write_row(pgconn *c, const char *fmt, int n,
   int rc = PQntuples(r) == 0 ? GM_NOT : read_row(c, r, vals[0], out, err);
   PQclear(r);
   return rc;
-}
-
-static int check_len(const char *what, const char *s, size_t max,
-                     gm_error *err) {
-  if (strlen(s) <= max) return GM_OK;
-  gm_seterr(err, GM_E_ARG, "postgres: %s longer than %zu bytes", what, max);
-  return GM_ERR;
 }
 
 /* Tokens are bigint: the largest is INT64_MAX, and none is granted past it. */
