@@ -30,6 +30,7 @@
  */
 #include <ctype.h>
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -454,7 +455,8 @@ static int my_fits(const gm_col *w, const gm_col_seen *s, char *want,
     snprintf(want, wlen, "BIGINT UNSIGNED");
     break;
   case GM_COL_TEXT: /* not BINARY(n): it pads with zero bytes */
-    for (int i = 0; s && texts[i]; i++) ok |= strcasecmp(s->type, texts[i]) == 0;
+    for (int i = 0; s && texts[i]; i++)
+      ok |= strcasecmp(s->type, texts[i]) == 0;
     ok = ok && s->len >= w->len;
     snprintf(want, wlen, "VARBINARY(%u) or text at least that wide", w->len);
     break;
@@ -622,34 +624,38 @@ fail:
 
 /* ---- statements -------------------------------------------------------- */
 
+/* Binds and runs st with the parameters that follow fmt, one letter each:
+ * 's' a string, 'u' a uint64_t, 'i' an int64_t. Nonzero: it failed
+ * (mysql_stmt_errno). */
 #define MAX_PARAMS 7
-typedef struct params {
-  MYSQL_BIND b[MAX_PARAMS];
+static int vexec(MYSQL_STMT *st, const char *fmt, va_list ap) {
+  MYSQL_BIND b[MAX_PARAMS] = {0};
   unsigned long len[MAX_PARAMS];
-  int n;
-} params;
-
-static void p_str(params *p, const char *s) {
-  MYSQL_BIND *b = &p->b[p->n];
-  p->len[p->n] = (unsigned long)strlen(s);
-  b->buffer_type = MYSQL_TYPE_STRING;
-  b->buffer = (void *)s; /* the library only reads parameters */
-  b->buffer_length = p->len[p->n];
-  b->length = &p->len[p->n];
-  p->n++;
+  uint64_t v[MAX_PARAMS];
+  for (int i = 0; fmt[i]; i++) {
+    if (fmt[i] == 's') {
+      const char *str = va_arg(ap, const char *);
+      len[i] = (unsigned long)strlen(str);
+      b[i].buffer_type = MYSQL_TYPE_STRING;
+      b[i].buffer = (void *)str; /* the library only reads parameters */
+      b[i].buffer_length = len[i];
+      b[i].length = &len[i];
+      continue;
+    }
+    v[i] = fmt[i] == 'u' ? va_arg(ap, uint64_t) : (uint64_t)va_arg(ap, int64_t);
+    b[i].buffer_type = MYSQL_TYPE_LONGLONG;
+    b[i].buffer = &v[i];
+    b[i].is_unsigned = fmt[i] == 'u';
+  }
+  return mysql_stmt_bind_param(st, b) || mysql_stmt_execute(st);
 }
 
-static void p_u64(params *p, const uint64_t *v) {
-  MYSQL_BIND *b = &p->b[p->n++];
-  b->buffer_type = MYSQL_TYPE_LONGLONG;
-  b->buffer = (void *)v;
-  b->is_unsigned = 1;
-}
-
-static void p_i64(params *p, const int64_t *v) {
-  MYSQL_BIND *b = &p->b[p->n++];
-  b->buffer_type = MYSQL_TYPE_LONGLONG;
-  b->buffer = (void *)v;
+static int exec(MYSQL_STMT *st, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  int rc = vexec(st, fmt, ap);
+  va_end(ap);
+  return rc;
 }
 
 /* A write that lost a race, not a failure: a duplicate key (another node
@@ -660,13 +666,18 @@ static int lost_race(unsigned e) {
   return e == ER_DUP_ENTRY || e == ER_LOCK_DEADLOCK;
 }
 
-/* Runs a prepared write. GM_OK with *affected and, unless now is NULL, the
- * statement's time (the insert id, see NOW_REPORTED); GM_NOT for a lost
- * race (lost_race); GM_ERR. */
-static int run_write(myconn *c, int which, params *p, const char *what,
-                     uint64_t *affected, int64_t *now, gm_error *err) {
+/* Runs a prepared write with the parameters of fmt (see exec). GM_OK
+ * with *affected and, unless now is NULL, the statement's time (the insert
+ * id, see NOW_REPORTED); GM_NOT for a lost race (lost_race); GM_ERR. */
+static int run_write(myconn *c, int which, const char *what,
+                     uint64_t *affected, int64_t *now, gm_error *err,
+                     const char *fmt, ...) {
   MYSQL_STMT *st = c->st[which];
-  if (mysql_stmt_bind_param(st, p->b) || mysql_stmt_execute(st)) {
+  va_list ap;
+  va_start(ap, fmt);
+  int failed = vexec(st, fmt, ap);
+  va_end(ap);
+  if (failed) {
     if (lost_race(mysql_stmt_errno(st))) { /* a duplicate key, a certification conflict */
       gm_seterr(err, GM_E_CONFLICT, "%s: another node's write came first (%u)",
                 what, mysql_stmt_errno(st));
@@ -726,10 +737,8 @@ static const char *const row_cols[MAX_COLS] = {
 static int fetch_row(myconn *c, const char *name, gm_row *row,
                      gm_error *err) {
   MYSQL_STMT *st = c->st[S_OBSERVE];
-  params in = {0};
   results r = {0};
   memset(row, 0, sizeof *row);
-  p_str(&in, name);
   r_int(&r, &row->now, 0);
   r_str(&r, row->owner, sizeof row->owner);
   r_str(&r, row->version, sizeof row->version);
@@ -745,8 +754,8 @@ static int fetch_row(myconn *c, const char *name, gm_row *row,
   long long exists = 0;
   r_int(&r, &exists, 0);
 
-  if (mysql_stmt_bind_param(st, in.b) || mysql_stmt_execute(st) ||
-      mysql_stmt_bind_result(st, r.b) || mysql_stmt_store_result(st))
+  if (exec(st, "s", name) || mysql_stmt_bind_result(st, r.b) ||
+      mysql_stmt_store_result(st))
     return fail(c, st, "observe", err);
   int rc = mysql_stmt_fetch(st);
   if (rc == 1) fail(c, st, "observe", err);
@@ -804,15 +813,15 @@ static void lock_key(uint64_t hash, char key[ULOCK_KEY_MAX]) {
   snprintf(key, ULOCK_KEY_MAX, "gomaster:%016" PRIx64, hash);
 }
 
-/* Runs a prepared SELECT of one integer (NULL: -1). Silent: the user locks
+/* After exec (failed, its result) of a prepared SELECT of one integer
+ * (NULL: -1). Silent: the user locks
  * only speed things up, and a lost connection shows in the election's next
  * statement anyway. */
-static int select_int(MYSQL_STMT *st, params *in, long long *v) {
+static int select_int(MYSQL_STMT *st, int failed, long long *v) {
   results r = {0};
   long long x = 0;
   r_int(&r, &x, 0);
-  if (mysql_stmt_bind_param(st, in->b) || mysql_stmt_execute(st) ||
-      mysql_stmt_bind_result(st, r.b) || mysql_stmt_store_result(st))
+  if (failed || mysql_stmt_bind_result(st, r.b) || mysql_stmt_store_result(st))
     return GM_ERR;
   int rc = mysql_stmt_fetch(st);
   mysql_stmt_free_result(st);
@@ -834,10 +843,9 @@ static void ulock_flush(myconn *c) {
   for (size_t i = c->nul; i-- > 0 && c->owed > 0;) {
     /* 0 or NULL: not ours (any more) either */
     if (c->ul[i].wanted) continue;
-    params in = {0};
+    MYSQL_STMT *st = c->st[S_UNLOCK];
     long long v;
-    p_str(&in, c->ul[i].key);
-    if (select_int(c->st[S_UNLOCK], &in, &v) != GM_OK) continue;
+    if (select_int(st, exec(st, "s", c->ul[i].key), &v) != GM_OK) continue;
     c->ul[i] = c->ul[--c->nul];
     c->owed--;
   }
@@ -864,10 +872,9 @@ static void ulock_take(myconn *c, const char *name, uint64_t token) {
   }
   u = &c->ul[c->nul];
   lock_key(h, u->key);
-  params in = {0};
+  MYSQL_STMT *st = c->st[S_ULOCK];
   long long v;
-  p_str(&in, u->key);
-  if (select_int(c->st[S_ULOCK], &in, &v) != GM_OK || v != 1) return;
+  if (select_int(st, exec(st, "s", u->key), &v) != GM_OK || v != 1) return;
   u->hash = h;
   u->token = token;
   u->wanted = 1;
@@ -926,7 +933,6 @@ static int my_acquire(void *p, const gm_acquire_req *req, gm_row *out,
                       gm_error *err) {
   myconn *c = p;
   const char *version = req->version ? req->version : "";
-  params in = {0};
   uint64_t affected, token;
   int64_t now;
   int rc;
@@ -936,24 +942,14 @@ static int my_acquire(void *p, const gm_acquire_req *req, gm_row *out,
       check_len("version", version, LOCK_ID_LEN, err))
     return GM_ERR;
   token = gm_new_token(req);
-  if (!req->expect_exists) {
-    p_str(&in, req->name);
-    p_str(&in, req->owner);
-    p_str(&in, version);
-    p_u64(&in, &token);
-    p_i64(&in, &req->lease_us);
-    p_u64(&in, &req->instance);
-    rc = run_write(c, S_INSERT, &in, "acquire", &affected, &now, err);
-  } else {
-    p_str(&in, req->owner);
-    p_u64(&in, &req->instance);
-    p_str(&in, version);
-    p_u64(&in, &token);
-    p_i64(&in, &req->lease_us);
-    p_str(&in, req->name);
-    p_u64(&in, &req->expect_token);
-    rc = run_write(c, S_TAKE, &in, "acquire", &affected, &now, err);
-  }
+  if (!req->expect_exists)
+    rc = run_write(c, S_INSERT, "acquire", &affected, &now, err, "sssuiu",
+                   req->name, req->owner, version, token, req->lease_us,
+                   req->instance);
+  else
+    rc = run_write(c, S_TAKE, "acquire", &affected, &now, err, "susuisu",
+                   req->owner, req->instance, version, token, req->lease_us,
+                   req->name, req->expect_token);
   if (rc != GM_OK) return rc;
   if (affected != 1) return GM_NOT;
   gm_row_written(out, req->owner, version, token, now, now, req->lease_us);
@@ -967,17 +963,12 @@ static int my_renew(void *p, const char *name, const char *owner,
                     uint64_t instance, uint64_t token, int64_t lease_us,
                     gm_row *out, gm_error *err) {
   myconn *c = p;
-  params in = {0};
   uint64_t affected;
   int64_t now;
 
   if (check_len("lock name", name, LOCK_NAME_LEN, err)) return GM_ERR;
-  p_i64(&in, &lease_us);
-  p_str(&in, name);
-  p_str(&in, owner);
-  p_u64(&in, &token);
-  p_u64(&in, &instance);
-  int rc = run_write(c, S_RENEW, &in, "renew", &affected, &now, err);
+  int rc = run_write(c, S_RENEW, "renew", &affected, &now, err, "issuu",
+                     lease_us, name, owner, token, instance);
   if (rc != GM_OK) return rc;
   if (affected != 1) {
     ulock_drop(c, name);
@@ -1008,15 +999,11 @@ static int my_renew(void *p, const char *name, const char *owner,
 static int my_release(void *p, const char *name, const char *owner,
                       uint64_t instance, uint64_t token, gm_error *err) {
   myconn *c = p;
-  params in = {0};
   uint64_t affected;
 
   if (check_len("lock name", name, LOCK_NAME_LEN, err)) return GM_ERR;
-  p_str(&in, name);
-  p_str(&in, owner);
-  p_u64(&in, &token);
-  p_u64(&in, &instance);
-  int rc = run_write(c, S_RELEASE, &in, "release", &affected, NULL, err);
+  int rc = run_write(c, S_RELEASE, "release", &affected, NULL, err, "ssuu",
+                     name, owner, token, instance);
   if (rc != GM_OK) return rc;
   /* first the row, then the user lock: a follower it wakes finds it free */
   ulock_drop(c, name);
@@ -1030,19 +1017,13 @@ static int my_complete(void *p, const char *name, const char *owner,
                        uint64_t instance, uint64_t token, const char *result,
                        gm_error *err) {
   myconn *c = p;
-  params in = {0};
   uint64_t affected;
 
   if (check_len("lock name", name, LOCK_NAME_LEN, err) ||
       check_len("result", result, GM_RESULT_MAX - 1, err))
     return GM_ERR;
-  p_str(&in, result);
-  p_str(&in, name);
-  p_str(&in, owner);
-  p_u64(&in, &token);
-  p_u64(&in, &instance);
-  p_u64(&in, &instance);
-  int rc = run_write(c, S_COMPLETE, &in, "complete", &affected, NULL, err);
+  int rc = run_write(c, S_COMPLETE, "complete", &affected, NULL, err,
+                     "sssuuu", result, name, owner, token, instance, instance);
   if (rc != GM_OK) return rc;
   return affected == 1 ? GM_OK : GM_NOT;
 }
@@ -1050,14 +1031,11 @@ static int my_complete(void *p, const char *name, const char *owner,
 static int my_force_release(void *p, const char *name, int now, gm_row *out,
                             gm_error *err) {
   myconn *c = p;
-  params in = {0};
   uint64_t affected;
-  int64_t at_once = now != 0;
 
   if (check_len("lock name", name, LOCK_NAME_LEN, err)) return GM_ERR;
-  p_i64(&in, &at_once);
-  p_str(&in, name);
-  int rc = run_write(c, S_FORCE, &in, "force release", &affected, NULL, err);
+  int rc = run_write(c, S_FORCE, "force release", &affected, NULL, err, "is",
+                     (int64_t)(now != 0), name);
   if (rc != GM_OK) return rc;
   if (affected != 1) return GM_NOT;
   held *h = held_find(c, name);
@@ -1200,13 +1178,8 @@ static int my_watch(void *p, const char *name, int64_t timeout_us,
   if (wait_us < 0) wait_us = 0;
   char key[ULOCK_KEY_MAX];
   lock_key(lock_hash(c->cfg, name), key);
-  params in = {0};
   long long v;
-  p_str(&in, key);
-  p_str(&in, key);
-  p_i64(&in, &wait_us);
-  p_str(&in, key);
-  if (select_int(c->wst, &in, &v) != GM_OK)
+  if (select_int(c->wst, exec(c->wst, "ssis", key, key, wait_us, key), &v))
     return fail(c, c->wst, "watch", err);
   return v == 1 || v == 2 ? GM_OK : GM_NOT;
 }
