@@ -771,13 +771,10 @@ static int fetch_row(myconn *c, const char *name, gm_row *row,
      * fit: a row edited by hand; named, never guessed at */
     int needed = i == 1 || (i >= 3 && i <= 6);
     if (!(r.cut[i] || (needed && r.nul[i]))) continue;
-    gm_seterr(err, GM_E_ROW,
-              "mysql: lock '%.64s' in table '%s': column '%s' %s", name,
-              c->cfg->table, row_cols[i],
-              r.nul[i] ? "is NULL"
-                       : "holds a value this library cannot read (too long "
-                         "or out of range)");
-    return GM_ERR;
+    return gm_bad_column(err, "mysql", name, c->cfg->table, row_cols[i],
+                         r.nul[i] ? "is NULL"
+                                  : "holds a value this library cannot read "
+                                    "(too long or out of range)");
   }
   for (int i = 0; i < r.n; i++)
     if (r.str[i]) r.str[i][r.nul[i] ? 0 : r.len[i]] = '\0';

@@ -78,10 +78,8 @@ static void pg_free_cfg(void *p) {
   pgcfg *c = p;
   if (!c) return;
   for (int i = 0; i < c->n; i++) {
-    if (strcmp(c->keys[i], "password") == 0) /* not left in freed memory */
-      memset(c->vals[i], 0, strlen(c->vals[i]));
     free((char *)c->keys[i]);
-    free(c->vals[i]);
+    gm_free_secret(c->vals[i]); /* the password among them */
   }
   free(c->table);
   free(c);
@@ -119,25 +117,16 @@ static char *strip_url(const char *url) {
   size_t base = q ? (size_t)(q - url) : strlen(url);
   memcpy(w, url, base);
   w += base;
-  char sep = '?';
-  while (q && *q) {
-    q++;
-    size_t len = strcspn(q, "&");
-    size_t klen = strcspn(q, "=&");
-    char key[32];
-    int own = klen < sizeof key;
-    if (own) {
-      memcpy(key, q, klen);
-      key[klen] = '\0';
-      own = is_own(key);
-    }
-    if (!own && len > 0) {
+  for (char sep = '?'; q && *q; q += strcspn(q, "&")) {
+    size_t len = strcspn(++q, "&"), klen = strcspn(q, "=&");
+    char key[32] = "";
+    if (klen < sizeof key) memcpy(key, q, klen);
+    if (len > 0 && !(klen < sizeof key && is_own(key))) {
       *w++ = sep;
+      sep = '&';
       memcpy(w, q, len);
       w += len;
-      sep = '&';
     }
-    q += len;
   }
   *w = '\0';
   return out;
@@ -221,17 +210,12 @@ static int pg_parse(const gm_kv *opts, size_t n, void **out, gm_error *err) {
     return GM_ERR;
   }
   const char *url = gm_kv_get(opts, n, "url");
-  const char *table = gm_kv_get(opts, n, "table");
   if ((url ? parse_url(c, url, err) : parse_table(c, opts, n, err)) ||
       gm_kv_seconds(opts, n, "statement_timeout", DEFAULT_TIMEOUT_US,
-                    &c->timeout_us, err))
+                    &c->timeout_us, err) ||
+      gm_kv_dup(opts, n, "table", DEFAULT_TABLE, &c->table, err) ||
+      gm_check_identifier("table", c->table, err))
     goto fail;
-  c->table = strdup(table ? table : DEFAULT_TABLE);
-  if (!c->table) {
-    gm_seterr(err, GM_E_NOMEM, "out of memory");
-    goto fail;
-  }
-  if (gm_check_identifier("table", c->table, err)) goto fail;
   static const char *const bits[] = {"0", "1", NULL};
   if (gm_kv_choice(opts, n, "listen", bits, 1, &c->listen, "postgres", err))
     goto fail;
@@ -280,15 +264,14 @@ typedef struct pgconn {
   char server[96]; /* host:port for messages */
 } pgconn;
 
-static int64_t mono_us(void) { return gm_mono_ns() / GM_NS_PER_US; }
-
-/* Waits until the socket is ready for ev, or the deadline: 0 when ready. */
+/* Waits until the socket is ready for ev, or the deadline (monotonic ns):
+ * 0 when ready. */
 static int wait_sock(PGconn *db, short ev, int64_t deadline) {
   for (;;) {
-    int64_t left = deadline - mono_us();
+    int64_t left = deadline - gm_mono_ns();
     if (left <= 0) return -1;
     struct pollfd pfd = {.fd = PQsocket(db), .events = ev};
-    int r = poll(&pfd, 1, (int)((left + 999) / 1000));
+    int r = poll(&pfd, 1, (int)((left + GM_NS_PER_MS - 1) / GM_NS_PER_MS));
     if (r > 0) return 0;
     if (r < 0 && errno != EINTR) return -1;
   }
@@ -316,7 +299,7 @@ static int run(pgconn *c, const char *sql, int n, const char *const *vals,
                const char *what, const char *overflow, PGresult **res,
                gm_error *err) {
   PGconn *db = c->db;
-  int64_t deadline = mono_us() + c->cfg->timeout_us;
+  int64_t deadline = gm_mono_ns() + c->cfg->timeout_us * GM_NS_PER_US;
   *res = NULL;
   if (!PQsendQueryParams(db, sql, n, NULL, vals, NULL, NULL, 0))
     return fail_msg(c, GM_E_CONNECT, what, PQerrorMessage(db), err);
@@ -365,14 +348,9 @@ timeout:
 
 /* ---- reading rows ------------------------------------------------------ */
 
-/* A row edited by hand that the election cannot read: GM_E_ROW (the
- * connection is fine), naming the lock, the table and the column. */
-static int bad_row(pgconn *c, PGresult *r, int j, const char *name,
-                   const char *what, gm_error *err) {
-  gm_seterr(err, GM_E_ROW, "postgres: lock '%.64s' in table '%s': column "
-            "'%s' %s", name, c->cfg->table, PQfname(r, j), what);
-  return GM_ERR;
-}
+/* A row edited by hand that the election cannot read (gm_bad_column). */
+#define bad_row(c, r, j, name, what, err)                                     \
+  gm_bad_column(err, "postgres", name, (c)->cfg->table, PQfname(r, j), what)
 
 /* Column j of row 0 as an integer: GM_E_ROW naming the column when NULL
  * (unless null_ok), not a number or out of range (below lo). */
@@ -425,26 +403,22 @@ static int read_row(pgconn *c, PGresult *r, const char *name, gm_row *out,
               PQntuples(r));
     return GM_ERR;
   }
-  int64_t tok = 0, dtok = 0, inst = 0;
   if (col_i64(c, r, 0, name, 0, INT64_MIN, &out->now, err)) return GM_ERR;
   out->exists = strcmp(PQgetvalue(r, 0, 1), "t") == 0;
   if (!out->exists) return GM_OK;
   if (col_str(c, r, 2, name, out->owner, sizeof out->owner, err) ||
       col_str(c, r, 3, name, out->version, sizeof out->version, err) ||
-      col_i64(c, r, 4, name, 0, 0, &tok, err) ||
+      col_i64(c, r, 4, name, 0, 0, (int64_t *)&out->token, err) ||
       col_i64(c, r, 5, name, 0, INT64_MIN, &out->acquired_at, err) ||
       col_i64(c, r, 6, name, 0, INT64_MIN, &out->renewed_at, err) ||
       col_i64(c, r, 7, name, 0, INT64_MIN, &out->expires_at, err) ||
       col_i64(c, r, 8, name, 1, INT64_MIN, &out->done_at, err) ||
       col_str(c, r, 9, name, out->done_by, sizeof out->done_by, err) ||
-      col_i64(c, r, 10, name, 0, 0, &dtok, err) ||
+      col_i64(c, r, 10, name, 0, 0, (int64_t *)&out->done_token, err) ||
       col_str(c, r, 11, name, out->result, sizeof out->result, err) ||
-      col_i64(c, r, 12, name, 0, 0, &inst, err))
+      col_i64(c, r, 12, name, 0, 0, (int64_t *)&out->instance, err))
     return GM_ERR;
-  out->instance = (uint64_t)inst;
-  out->token = (uint64_t)tok;
-  out->done_token = (uint64_t)dtok;
-  return GM_OK;
+  return GM_OK; /* the unsigned fields above hold values >= 0 */
 }
 
 /* Runs a conditional write that RETURNs ROW_COLS: GM_OK with *out when it
@@ -588,15 +562,12 @@ static PGconn *connect_db(const pgcfg *cfg, int without_options) {
       keys[n] = cfg->keys[i];
       vals[n++] = cfg->vals[i];
     }
-  if (!without_options) {
-    snprintf(options, sizeof options, "-c statement_timeout=%lld%s%s",
-             (long long)(cfg->timeout_us / 1000), user_opts ? " " : "",
-             user_opts ? user_opts : "");
+  snprintf(options, sizeof options, "-c statement_timeout=%lld%s%s",
+           (long long)(cfg->timeout_us / 1000), user_opts ? " " : "",
+           user_opts ? user_opts : "");
+  if (!without_options || user_opts) {
     keys[n] = "options";
-    vals[n++] = options;
-  } else if (user_opts) {
-    keys[n] = "options";
-    vals[n++] = user_opts;
+    vals[n++] = without_options ? user_opts : options;
   }
   keys[n] = vals[n] = NULL;
   return PQconnectdbParams(keys, vals, 0);
@@ -604,10 +575,7 @@ static PGconn *connect_db(const pgcfg *cfg, int without_options) {
 
 /* A library prints nothing: notices (and a FATAL that comes between
  * statements) reach the caller as the next call's error. */
-static void quiet(void *arg, const char *msg) {
-  (void)arg;
-  (void)msg;
-}
+static void quiet(void *arg, const char *msg) { (void)arg, (void)msg; }
 
 static int pg_open(const void *cfgp, void **out, gm_error *err) {
   const pgcfg *cfg = cfgp;

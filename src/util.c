@@ -191,3 +191,10 @@ int gm_kv_choice(const gm_kv *opts, size_t n, const char *key,
             backend, key, list, v);
   return GM_ERR;
 }
+
+int gm_bad_column(gm_error *err, const char *backend, const char *lock,
+                  const char *table, const char *column, const char *what) {
+  gm_seterr(err, GM_E_ROW, "%s: lock '%.64s' in table '%s': column '%s' %s",
+            backend, lock, table, column, what);
+  return GM_ERR;
+}
