@@ -702,29 +702,28 @@ typedef struct results {
   unsigned long len[MAX_COLS];
   my_bool nul[MAX_COLS];
   my_bool cut[MAX_COLS]; /* the value did not fit (or convert) */
-  char *str[MAX_COLS]; /* string columns, terminated after the fetch */
   int n;
 } results;
 
-/* A NULL leaves the buffer as it was: zeroed by the caller. */
-static void r_int(results *r, void *v, int is_unsigned) {
-  MYSQL_BIND *b = &r->b[r->n];
-  b->buffer_type = MYSQL_TYPE_LONGLONG;
-  b->buffer = v;
-  b->is_unsigned = (my_bool)is_unsigned;
-  b->error = &r->cut[r->n];
-  b->is_null = &r->nul[r->n++];
-}
-
-static void r_str(results *r, char *buf, size_t size) {
-  MYSQL_BIND *b = &r->b[r->n];
-  b->buffer_type = MYSQL_TYPE_STRING;
-  b->buffer = buf;
-  b->buffer_length = size - 1;
-  b->length = &r->len[r->n];
-  b->is_null = &r->nul[r->n];
-  b->error = &r->cut[r->n];
-  r->str[r->n++] = buf;
+/* Binds r to the buffers that follow fmt, one letter each: 'i' an int64_t
+ * *, 'u' a uint64_t *, 's' a char * and its size_t size (terminated by
+ * fetch_row). A NULL leaves a buffer as it was: zeroed by the caller. */
+static void bind_out(results *r, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  for (r->n = 0; fmt[r->n]; r->n++) {
+    MYSQL_BIND *b = &r->b[r->n];
+    b->buffer = va_arg(ap, void *);
+    b->is_null = &r->nul[r->n];
+    b->error = &r->cut[r->n];
+    b->buffer_type = fmt[r->n] == 's' ? MYSQL_TYPE_STRING : MYSQL_TYPE_LONGLONG;
+    b->is_unsigned = fmt[r->n] == 'u';
+    if (fmt[r->n] == 's') {
+      b->buffer_length = va_arg(ap, size_t) - 1;
+      b->length = &r->len[r->n];
+    }
+  }
+  va_end(ap);
 }
 
 /* The observe statement's columns, in order, as errors name them. */
@@ -739,20 +738,12 @@ static int fetch_row(myconn *c, const char *name, gm_row *row,
   MYSQL_STMT *st = c->st[S_OBSERVE];
   results r = {0};
   memset(row, 0, sizeof *row);
-  r_int(&r, &row->now, 0);
-  r_str(&r, row->owner, sizeof row->owner);
-  r_str(&r, row->version, sizeof row->version);
-  r_int(&r, &row->token, 1);
-  r_int(&r, &row->acquired_at, 0);
-  r_int(&r, &row->renewed_at, 0);
-  r_int(&r, &row->expires_at, 0);
-  r_int(&r, &row->done_at, 0);
-  r_str(&r, row->done_by, sizeof row->done_by);
-  r_int(&r, &row->done_token, 1);
-  r_str(&r, row->result, sizeof row->result);
-  r_int(&r, &row->instance, 1);
-  long long exists = 0;
-  r_int(&r, &exists, 0);
+  int64_t exists = 0;
+  bind_out(&r, "issuiiiisusui", &row->now, row->owner, sizeof row->owner,
+           row->version, sizeof row->version, &row->token, &row->acquired_at,
+           &row->renewed_at, &row->expires_at, &row->done_at, row->done_by,
+           sizeof row->done_by, &row->done_token, row->result,
+           sizeof row->result, &row->instance, &exists);
 
   if (exec(st, "s", name) || mysql_stmt_bind_result(st, r.b) ||
       mysql_stmt_store_result(st))
@@ -777,7 +768,8 @@ static int fetch_row(myconn *c, const char *name, gm_row *row,
                                     "(too long or out of range)");
   }
   for (int i = 0; i < r.n; i++)
-    if (r.str[i]) r.str[i][r.nul[i] ? 0 : r.len[i]] = '\0';
+    if (r.b[i].buffer_type == MYSQL_TYPE_STRING)
+      ((char *)r.b[i].buffer)[r.nul[i] ? 0 : r.len[i]] = '\0';
   if (row->exists && row->token > (uint64_t)INT64_MAX) {
     gm_seterr(err, GM_E_ROW,
               "mysql: lock '%.64s' in table '%s': column 'token' holds "
@@ -816,8 +808,8 @@ static void lock_key(uint64_t hash, char key[ULOCK_KEY_MAX]) {
  * statement anyway. */
 static int select_int(MYSQL_STMT *st, int failed, long long *v) {
   results r = {0};
-  long long x = 0;
-  r_int(&r, &x, 0);
+  int64_t x = 0;
+  bind_out(&r, "i", &x);
   if (failed || mysql_stmt_bind_result(st, r.b) || mysql_stmt_store_result(st))
     return GM_ERR;
   int rc = mysql_stmt_fetch(st);
