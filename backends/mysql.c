@@ -28,17 +28,14 @@
  * master holds (see "wake-up" below and docs/mysql.md); the row stays the
  * only truth.
  */
-#include <ctype.h>
 #include <inttypes.h>
 #include <stdarg.h>
-#include <stdatomic.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
-#include <time.h>
 
 #include <errmsg.h>
 #include <mysql.h>
@@ -207,7 +204,6 @@ typedef struct held {
 
 /* A user lock the main connection holds. */
 typedef struct ulock {
-  uint64_t hash;
   uint64_t token; /* of the grant it was taken for */
   int wanted; /* 0: the row is no longer ours; RELEASE_LOCK is still owed */
   char name[GM_NAME_MAX];
@@ -802,13 +798,16 @@ static void lock_key(uint64_t hash, char key[ULOCK_KEY_MAX]) {
   snprintf(key, ULOCK_KEY_MAX, "gomaster:%016" PRIx64, hash);
 }
 
-/* After exec (failed, its result) of a prepared SELECT of one integer
- * (NULL: -1). Silent: the user locks
- * only speed things up, and a lost connection shows in the election's next
- * statement anyway. */
-static int select_int(MYSQL_STMT *st, int failed, long long *v) {
+/* Runs a prepared SELECT of one integer (NULL: -1) with the parameters of
+ * fmt (see exec). Silent: the user locks only speed things up, and a lost
+ * connection shows in the election's next statement anyway. */
+static int select_int(MYSQL_STMT *st, long long *v, const char *fmt, ...) {
   results r = {0};
   int64_t x = 0;
+  va_list ap;
+  va_start(ap, fmt);
+  int failed = vexec(st, fmt, ap);
+  va_end(ap);
   bind_out(&r, "i", &x);
   if (failed || mysql_stmt_bind_result(st, r.b) || mysql_stmt_store_result(st))
     return GM_ERR;
@@ -819,9 +818,9 @@ static int select_int(MYSQL_STMT *st, int failed, long long *v) {
   return GM_OK;
 }
 
-static ulock *ulock_find(myconn *c, uint64_t hash, const char *name) {
+static ulock *ulock_find(myconn *c, const char *name) {
   for (size_t i = 0; i < c->nul; i++)
-    if (c->ul[i].hash == hash && strcmp(c->ul[i].name, name) == 0)
+    if (strcmp(c->ul[i].name, name) == 0)
       return &c->ul[i];
   return NULL;
 }
@@ -832,9 +831,8 @@ static void ulock_flush(myconn *c) {
   for (size_t i = c->nul; i-- > 0 && c->owed > 0;) {
     /* 0 or NULL: not ours (any more) either */
     if (c->ul[i].wanted) continue;
-    MYSQL_STMT *st = c->st[S_UNLOCK];
     long long v;
-    if (select_int(st, exec(st, "s", c->ul[i].key), &v) != GM_OK) continue;
+    if (select_int(c->st[S_UNLOCK], &v, "s", c->ul[i].key) != GM_OK) continue;
     c->ul[i] = c->ul[--c->nul];
     c->owed--;
   }
@@ -844,8 +842,7 @@ static void ulock_flush(myconn *c) {
  * watch holds it this instant (then the next renewal tries again). */
 static void ulock_take(myconn *c, const char *name, uint64_t token) {
   if (c->galera) return; /* node-local there: it would wake nobody */
-  uint64_t h = lock_hash(c->cfg, name);
-  ulock *u = ulock_find(c, h, name);
+  ulock *u = ulock_find(c, name);
   if (u) {
     if (!u->wanted) c->owed--;
     u->wanted = 1;
@@ -860,11 +857,9 @@ static void ulock_take(myconn *c, const char *name, uint64_t token) {
     c->capul = cap;
   }
   u = &c->ul[c->nul];
-  lock_key(h, u->key);
-  MYSQL_STMT *st = c->st[S_ULOCK];
+  lock_key(lock_hash(c->cfg, name), u->key);
   long long v;
-  if (select_int(st, exec(st, "s", u->key), &v) != GM_OK || v != 1) return;
-  u->hash = h;
+  if (select_int(c->st[S_ULOCK], &v, "s", u->key) != GM_OK || v != 1) return;
   u->token = token;
   u->wanted = 1;
   gm_strlcpy(u->name, name, sizeof u->name);
@@ -875,7 +870,7 @@ static void ulock_take(myconn *c, const char *name, uint64_t token) {
  * frees its user lock, so that a waiting follower wakes and finds the row
  * as it is now. */
 static void ulock_drop(myconn *c, const char *name) {
-  ulock *u = ulock_find(c, lock_hash(c->cfg, name), name);
+  ulock *u = ulock_find(c, name);
   if (u && u->wanted) {
     u->wanted = 0;
     c->owed++;
@@ -887,7 +882,7 @@ static void ulock_drop(myconn *c, const char *name) {
  * grant goes (a master that stepped down at its deadline, paused, and
  * found its lease taken over never renews or releases that grant again). */
 static void ulock_check(myconn *c, const char *name, const gm_row *r) {
-  ulock *u = c->nul ? ulock_find(c, lock_hash(c->cfg, name), name) : NULL;
+  ulock *u = ulock_find(c, name);
   if (u && u->wanted && (!r->exists || r->token != u->token))
     ulock_drop(c, name);
 }
@@ -1168,7 +1163,7 @@ static int my_watch(void *p, const char *name, int64_t timeout_us,
   char key[ULOCK_KEY_MAX];
   lock_key(lock_hash(c->cfg, name), key);
   long long v;
-  if (select_int(c->wst, exec(c->wst, "ssis", key, key, wait_us, key), &v))
+  if (select_int(c->wst, &v, "ssis", key, key, wait_us, key))
     return fail(c, c->wst, "watch", err);
   return v == 1 || v == 2 ? GM_OK : GM_NOT;
 }
