@@ -6,15 +6,14 @@
  * renewed_at, expires_at timestamptz (microseconds) holding the server's
  * clock_timestamp(); the completion record of a one-time task: done_at,
  * done_by, done_token, result; and instance bigint, the key of the elector
- * instance granted it. An existing table whose columns cannot keep
- * the guarantee (a timestamp without time zone or below microseconds, a token
- * narrower than 64 bits) is refused, naming the column.
+ * instance granted it. A table made beforehand whose columns cannot keep
+ * the guarantee is refused, naming the column (src/schema.c, pg_fits).
  *
  * Each acquire, renew, release, complete and force_release is one statement
- * that decides by itself (a WHERE on owner, instance and token) and RETURNs the row it
- * wrote, with the statement's own clock_timestamp(): no row back means it did
- * not take effect. The batch renewal is one UPDATE ... FROM unnest(...) for
- * any number of locks. Statements are unnamed (PQsendQueryParams), so a
+ * that decides by itself (a WHERE on owner, instance and token) and RETURNs
+ * the row it wrote, with the statement's own clock_timestamp(): no row back
+ * means it did not take effect. The batch renewal is one UPDATE ... FROM
+ * unnest(...) for any number of locks. Statements are unnamed (PQsendQueryParams), so a
  * pooler in transaction mode (PgBouncer) passes them through.
  *
  * No thread: every call runs on the core's thread with a deadline of its own
@@ -483,7 +482,9 @@ static const char columns_sql[] =
  * (typmod -1 or 6). */
 static int pg_fits(const gm_col *w, const gm_col_seen *s, char *want,
                    size_t len) {
-  static const char *const types[] = {"timestamptz", "bigint", "text"};
+  static const char *const types[] = {
+      [GM_COL_TIME] = "timestamptz", [GM_COL_U64] = "bigint",
+      [GM_COL_TEXT] = "text"};
   snprintf(want, len, "%s%s", types[w->kind],
            s && w->kind == GM_COL_TIME ? " (with microseconds)" : "");
   if (!s) return 0;
@@ -667,31 +668,28 @@ static int pg_acquire(void *p, const gm_acquire_req *req, gm_row *out,
   /* tokens were checked; keys are below 2^63: bigints as they are */
   const char *v[7] = {req->name, req->owner, version,
                       dec(b[0], (int64_t)gm_new_token(req)),
-                      dec(b[1], req->lease_us), dec(b[2], (int64_t)req->instance),
+                      dec(b[1], req->lease_us),
+                      dec(b[2], (int64_t)req->instance),
                       dec(b[3], (int64_t)req->expect_token)};
   if (!req->expect_exists) /* only where there is no row: a racing insert
                             * that loses is not taken */
     return write_row(
-        c,
-        "INSERT INTO \"%s\" AS l (name, owner, version, token, acquired_at, "
+        c, "INSERT INTO \"%s\" AS l (name, owner, version, token, acquired_at, "
         "renewed_at, expires_at, instance) SELECT $1::text, $2::text, "
         "$3::text, $4::int8, n.now, n.now, " LEASE("$5") ", $6::int8 FROM "
-        CLOCK
-        " ON CONFLICT (name) DO NOTHING RETURNING " ROW_COLS("l.",
-                                                               "l.acquired_at"),
-        6, v, "acquire", token_limit, out, err);
+        CLOCK " ON CONFLICT (name) DO NOTHING RETURNING "
+        ROW_COLS("l.", "l.acquired_at"), 6, v, "acquire", token_limit, out,
+        err);
   /* the row's token is still the one seen, below the largest, and its
    * lease is over (a released row's ends at the release; an operator's
    * edit may have left it running: it is waited out) */
   return write_row(
-      c,
-      "UPDATE \"%s\" AS l SET owner = $2, instance = $6::int8, version = $3, "
-      "token = $4::int8, acquired_at = n.now, "
+      c, "UPDATE \"%s\" AS l SET owner = $2, instance = $6::int8, "
+      "version = $3, token = $4::int8, acquired_at = n.now, "
       "renewed_at = n.now, expires_at = " LEASE("$5") " FROM " CLOCK
-      " WHERE l.name = $1 AND l.token = $7::int8 AND "
-      "l.token < 9223372036854775807 AND l.expires_at <= n.now RETURNING " ROW_COLS("l.",
-                                                                    "n.now"),
-      7, v, "acquire", token_limit, out, err);
+      " WHERE l.name = $1 AND l.token = $7::int8 AND l.token < "
+      "9223372036854775807 AND l.expires_at <= n.now RETURNING "
+      ROW_COLS("l.", "n.now"), 7, v, "acquire", token_limit, out, err);
 }
 
 static int pg_renew(void *p, const char *name, const char *owner,
@@ -703,13 +701,11 @@ static int pg_renew(void *p, const char *name, const char *owner,
   if (token > (uint64_t)INT64_MAX) return GM_NOT;
   const char *v[5] = {name, owner, dec(b[0], (int64_t)token),
                       dec(b[1], lease_us), dec(b[2], (int64_t)instance)};
-  return write_row(c,
-                   "UPDATE \"%s\" AS l SET renewed_at = n.now, expires_at = "
-                   LEASE("$4") " FROM " CLOCK
-                   " WHERE l.name = $1 AND l.owner = $2 AND l.token = $3::int8"
-                   " AND l.instance = $5::int8 RETURNING " ROW_COLS("l.",
-                                                                   "n.now"),
-                   5, v, "renew", NULL, out, err);
+  return write_row(
+      c, "UPDATE \"%s\" AS l SET renewed_at = n.now, expires_at = "
+      LEASE("$4") " FROM " CLOCK " WHERE l.name = $1 AND l.owner = $2 AND "
+      "l.token = $3::int8 AND l.instance = $5::int8 RETURNING "
+      ROW_COLS("l.", "n.now"), 5, v, "renew", NULL, out, err);
 }
 
 static int pg_release(void *p, const char *name, const char *owner,
@@ -722,14 +718,12 @@ static int pg_release(void *p, const char *name, const char *owner,
   const char *v[4] = {name, owner, dec(b[0], (int64_t)token),
                       dec(b[1], (int64_t)instance)};
   /* the notification leaves with the commit of this very statement */
-  return write_row(c,
-                   "WITH w AS (UPDATE \"%s\" AS l SET owner = '', expires_at = "
-                   "LEAST(l.expires_at, n.now) FROM " CLOCK
-                   " WHERE l.name = $1 AND l.owner = $2 AND l.token = $3::int8"
-                   " AND l.instance = $4::int8 RETURNING " ROW_COLS("l.",
-                                                                   "n.now")
-                   ") SELECT w.*, pg_notify('" CHANNEL "', $1) FROM w",
-                   4, v, "release", NULL, &r, err);
+  return write_row(
+      c, "WITH w AS (UPDATE \"%s\" AS l SET owner = '', expires_at = "
+      "LEAST(l.expires_at, n.now) FROM " CLOCK " WHERE l.name = $1 AND "
+      "l.owner = $2 AND l.token = $3::int8 AND l.instance = $4::int8 "
+      "RETURNING " ROW_COLS("l.", "n.now") ") SELECT w.*, pg_notify('" CHANNEL
+      "', $1) FROM w", 4, v, "release", NULL, &r, err);
 }
 
 static int pg_complete(void *p, const char *name, const char *owner,
@@ -760,13 +754,12 @@ static int pg_force_release(void *p, const char *name, int now, gm_row *out,
   pgconn *c = p;
   const char *v[2] = {name, now ? "1" : "0"};
   if (check_len("lock name", name, LOCK_NAME_LEN, err)) return GM_ERR;
-  return write_row(c,
-                   "WITH w AS (UPDATE \"%s\" AS l SET owner = '', "
-                   "token = l.token + 1, instance = 0, expires_at = CASE WHEN $2::int4 <> 0 "
-                   "THEN n.now ELSE GREATEST(l.expires_at, n.now) END FROM " CLOCK
-                   " WHERE l.name = $1 RETURNING " ROW_COLS("l.", "n.now")
-                   ") SELECT w.*, pg_notify('" CHANNEL "', $1) FROM w",
-                   2, v, "force release", token_limit, out, err);
+  return write_row(
+      c, "WITH w AS (UPDATE \"%s\" AS l SET owner = '', token = l.token + 1, "
+      "instance = 0, expires_at = CASE WHEN $2::int4 <> 0 THEN n.now ELSE "
+      "GREATEST(l.expires_at, n.now) END FROM " CLOCK " WHERE l.name = $1 "
+      "RETURNING " ROW_COLS("l.", "n.now") ") SELECT w.*, pg_notify('" CHANNEL
+      "', $1) FROM w", 2, v, "force release", token_limit, out, err);
 }
 
 /* Appends s to a text[] literal as one quoted element. */
