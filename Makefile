@@ -92,7 +92,7 @@ ifeq ($(WITH_MONGO),1)
   MONGO_MODULE := $(BUILD)/gomaster/mongo.so
 endif
 
-CORE_SRC := src/elector.c src/clock.c src/url.c src/util.c src/timeutil.c $(BACKEND_SRC)
+CORE_SRC := src/elector.c src/clock.c src/url.c src/util.c src/timeutil.c src/hosts.c src/schema.c $(BACKEND_SRC)
 CORE_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(CORE_SRC))
 MONGO_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(MONGO_SRC))
 REG_LIB  := $(BUILD)/obj/src/registry-lib.o

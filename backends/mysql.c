@@ -28,22 +28,22 @@
  * master holds (see "wake-up" below and docs/mysql.md); the row stays the
  * only truth.
  */
-#include <ctype.h>
 #include <inttypes.h>
-#include <stdatomic.h>
+#include <stdarg.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
-#include <time.h>
 
 #include <errmsg.h>
 #include <mysql.h>
 #include <mysqld_error.h>
 
 #include "backend.h"
+#include "hosts.h"
+#include "schema.h"
 #include "timeutil.h"
 
 #ifndef MARIADB_PACKAGE_VERSION
@@ -52,6 +52,8 @@
 
 #define LOCK_NAME_LEN (GM_NAME_MAX - 1) /* bytes of a lock name */
 #define LOCK_ID_LEN (GM_ID_MAX - 1)     /* bytes of an owner or a version */
+/* Lengths the columns hold; longer values would be cut or refused. */
+#define check_len(what, s, max, err) gm_check_len("mysql", what, s, max, err)
 
 #define DEFAULT_TABLE "gomaster_locks"
 #define DEFAULT_HOST "localhost"
@@ -62,50 +64,23 @@
 
 enum ssl_mode {
   SSL_UNSET,     /* ssl_ca given: verify_ca; otherwise the library's default */
-  SSL_DISABLED,
+  SSL_DISABLED,  /* ssl_modes[mode - 1] from here on */
   SSL_PREFERRED, /* TLS when the server offers it */
   SSL_REQUIRED,  /* TLS or no connection, certificate not checked */
   SSL_VERIFY_CA, /* TLS, certificate checked against ssl_ca */
   SSL_VERIFY_IDENTITY
 };
 
-static const struct {
-  const char *name;
-  enum ssl_mode mode;
-} ssl_modes[] = {{"disabled", SSL_DISABLED},
-                 {"preferred", SSL_PREFERRED},
-                 {"required", SSL_REQUIRED},
-                 {"verify_ca", SSL_VERIFY_CA},
-                 {"verify_identity", SSL_VERIFY_IDENTITY}};
+static const char *const ssl_modes[] = {
+    "disabled", "preferred", "required", "verify_ca", "verify_identity", NULL};
 
-/* ---- host lists ----------------------------------------------------------
- *
- * host = "h1:3306,h2:3306,[::1]:3307" (or a URL's authority so, or
- * hosts = {...} in the table form): open connects to the first host that
- * answers, in order from where the list stands. A lost connection (or a
- * Galera node outside the primary component, 1047) moves the list on, so
- * the next open starts at the next host; HEAD_AGAIN_NS after the list left
- * its head, an open starts at the head again (the first host is the
- * preferred one, such as the node's own database node). The position is
- * the backend's, shared by its connections: atomics in hoststate. */
-#define HOSTS_MAX 16
-#define HEAD_AGAIN_NS 60000000000LL /* 60 s */
+/* Host lists (src/hosts.c): a lost connection (or a Galera node outside
+ * the primary component, 1047) moves the list on. */
 
-typedef struct hoststate {
-  atomic_uint next;    /* the host the next open tries first */
-  atomic_uint in_use;  /* 1 + the host of the last open that worked; 0 */
-  atomic_llong head_at; /* monotonic ns: from then on, start at the head */
-} hoststate;
-
-/* Made by my_parse, freed by my_free_cfg. host and port are the first
- * host's; hosts[i]:ports[i] every host's (nhosts >= 1). */
+/* Made by my_parse, freed by my_free_cfg. */
 typedef struct mycfg {
-  char *user, *password, *host, *database, *table, *ssl_ca;
-  unsigned port;
-  char *hosts[HOSTS_MAX];
-  unsigned ports[HOSTS_MAX];
-  unsigned nhosts;
-  hoststate *hs; /* written through the const config: see above */
+  char *user, *password, *database, *table, *ssl_ca;
+  gm_hosts h; /* its position is shared by the connections: atomics */
   unsigned connect_timeout, read_timeout, write_timeout; /* whole seconds */
   enum ssl_mode ssl;
 } mycfg;
@@ -121,9 +96,7 @@ static void my_free_cfg(void *p) {
   if (!c) return;
   free(c->user);
   gm_free_secret(c->password);
-  free(c->host);
-  for (unsigned i = 0; i < c->nhosts; i++) free(c->hosts[i]);
-  free(c->hs);
+  gm_hosts_free(&c->h);
   free(c->database);
   free(c->table);
   free(c->ssl_ca);
@@ -140,114 +113,26 @@ static int opt_timeout(const gm_kv *opts, size_t n, const char *key,
   return GM_OK;
 }
 
-static int opt_port(const gm_kv *opts, size_t n, unsigned *port,
-                    gm_error *err) {
-  const char *v = gm_kv_get(opts, n, "port");
-  *port = DEFAULT_PORT;
-  if (!v) return GM_OK;
-  char *end;
-  long p = strtol(v, &end, 10);
-  if (end == v || *end || p < 1 || p > 65535 || !isdigit((unsigned char)*v)) {
-    gm_seterr(err, GM_E_ARG,
-              "mysql backend: option 'port': expected 1-65535, got '%.32s'",
-              v);
-    return GM_ERR;
-  }
-  *port = (unsigned)p;
-  return GM_OK;
-}
-
-static int opt_ssl_mode(const gm_kv *opts, size_t n, enum ssl_mode *mode,
-                        gm_error *err) {
-  const char *v = gm_kv_get(opts, n, "ssl_mode");
-  *mode = SSL_UNSET;
-  if (!v) return GM_OK;
-  for (size_t i = 0; i < sizeof ssl_modes / sizeof ssl_modes[0]; i++)
-    if (strcasecmp(v, ssl_modes[i].name) == 0) {
-      *mode = ssl_modes[i].mode;
-      return GM_OK;
-    }
-  gm_seterr(err, GM_E_ARG,
-            "mysql backend: option 'ssl_mode': expected disabled, preferred, "
-            "required, verify_ca or verify_identity, got '%.32s'",
-            v);
-  return GM_ERR;
-}
-
-/* Splits the host list (c->host) into c->hosts and c->ports; a host
- * without a port takes c->port. Errors name the option and the item. */
-static int parse_hosts(mycfg *c, const char *opt, gm_error *err) {
-  const char *s = c->host;
-  for (unsigned i = 0;; i++) {
-    size_t len = strcspn(s, ",");
-    const char *h = s, *pc = NULL, *end = s + len;
-    size_t hl = len;
-    if (i == HOSTS_MAX) {
-      gm_seterr(err, GM_E_ARG, "mysql backend: option '%s': more than %d "
-                "hosts", opt, HOSTS_MAX);
-      return GM_ERR;
-    }
-    if (len && *s == '[') { /* [v6] or [v6]:port */
-      const char *close = memchr(s, ']', len);
-      if (!close || (close + 1 < end && close[1] != ':')) goto bad;
-      h = s + 1;
-      hl = (size_t)(close - s - 1);
-      if (close + 1 < end) pc = close + 1;
-    } else {
-      pc = memchr(s, ':', len);
-      if (pc) hl = (size_t)(pc - s);
-      if (pc && memchr(pc + 1, ':', (size_t)(end - pc - 1))) goto bad;
-    }
-    if (hl == 0 || memchr(h, ' ', hl)) goto bad;
-    unsigned port = c->port;
-    if (pc) {
-      long p = 0;
-      size_t pl = (size_t)(end - pc - 1);
-      if (pl == 0 || pl > 5) goto bad;
-      for (size_t k = 0; k < pl; k++) {
-        if (!isdigit((unsigned char)pc[1 + k])) goto bad;
-        p = p * 10 + (pc[1 + k] - '0');
-      }
-      if (p < 1 || p > 65535) goto bad;
-      port = (unsigned)p;
-    }
-    c->hosts[i] = strndup(h, hl);
-    if (!c->hosts[i]) {
-      gm_seterr(err, GM_E_NOMEM, "out of memory");
-      return GM_ERR;
-    }
-    c->ports[i] = port;
-    c->nhosts = i + 1;
-    if (!s[len]) return GM_OK;
-    s += len + 1;
-    continue;
-  bad:
-    gm_seterr(err, GM_E_ARG, "mysql backend: option '%s': item %u is not "
-              "host, host:port or [v6]:port (got '%.*s')", opt, i + 1,
-              (int)(len > 64 ? 64 : len), s);
-    return GM_ERR;
-  }
-}
-
 static int my_parse(const gm_kv *opts, size_t n, void **out, gm_error *err) {
   *out = NULL;
   if (gm_kv_check_keys(opts, n, known_keys, "mysql", err)) return GM_ERR;
   mycfg *c = calloc(1, sizeof *c);
+  int port, ssl;
   if (!c) {
     gm_seterr(err, GM_E_NOMEM, "out of memory");
     return GM_ERR;
   }
   if (gm_kv_dup(opts, n, "user", NULL, &c->user, err) ||
       gm_kv_dup(opts, n, "password", NULL, &c->password, err) ||
-      gm_kv_dup(opts, n, "host", DEFAULT_HOST, &c->host, err) ||
       gm_kv_dup(opts, n, "database", NULL, &c->database, err) ||
       gm_kv_dup(opts, n, "table", DEFAULT_TABLE, &c->table, err) ||
       gm_kv_dup(opts, n, "ssl_ca", NULL, &c->ssl_ca, err) ||
-      opt_port(opts, n, &c->port, err) ||
+      gm_kv_int(opts, n, "port", 1, 65535, DEFAULT_PORT, &port, "mysql",
+                err) ||
       opt_timeout(opts, n, "connect_timeout", &c->connect_timeout, err) ||
       opt_timeout(opts, n, "read_timeout", &c->read_timeout, err) ||
       opt_timeout(opts, n, "write_timeout", &c->write_timeout, err) ||
-      opt_ssl_mode(opts, n, &c->ssl, err))
+      gm_kv_choice(opts, n, "ssl_mode", ssl_modes, -1, &ssl, "mysql", err))
     goto fail;
   if (!c->database) {
     gm_seterr(err, GM_E_ARG,
@@ -258,48 +143,10 @@ static int my_parse(const gm_kv *opts, size_t n, void **out, gm_error *err) {
   if (gm_check_identifier("database", c->database, err) ||
       gm_check_identifier("table", c->table, err))
     goto fail;
-  const char *hopt = gm_kv_get(opts, n, "hosts") ? "hosts" : "host";
-  if (gm_kv_get(opts, n, "hosts")) {
-    if (gm_kv_get(opts, n, "host")) {
-      gm_seterr(err, GM_E_ARG, "mysql backend: options 'host' and 'hosts' "
-                               "both given: use one");
-      goto fail;
-    }
-    free(c->host);
-    c->host = NULL;
-    if (gm_kv_dup(opts, n, "hosts", NULL, &c->host, err)) goto fail;
-  }
-  if (!*c->host) {
-    gm_seterr(err, GM_E_ARG, "mysql backend: option '%s' is empty", hopt);
+  if (gm_hosts_parse(&c->h, opts, n, "mysql", DEFAULT_HOST, (unsigned)port,
+                     err))
     goto fail;
-  }
-  if (strcmp(hopt, "hosts") == 0 || strchr(c->host, ',') ||
-      (*c->host == '[' && strchr(c->host, ']'))) {
-    /* a list (or one bracketed host, as a URL spells a v6 host with a port):
-     * host and port become the first item's */
-    if (parse_hosts(c, hopt, err)) goto fail;
-    char *first = strdup(c->hosts[0]);
-    if (!first) {
-      gm_seterr(err, GM_E_NOMEM, "out of memory");
-      goto fail;
-    }
-    free(c->host);
-    c->host = first;
-    c->port = c->ports[0];
-  } else {
-    c->hosts[0] = strdup(c->host);
-    if (!c->hosts[0]) {
-      gm_seterr(err, GM_E_NOMEM, "out of memory");
-      goto fail;
-    }
-    c->ports[0] = c->port;
-    c->nhosts = 1;
-  }
-  c->hs = calloc(1, sizeof *c->hs);
-  if (!c->hs) {
-    gm_seterr(err, GM_E_NOMEM, "out of memory");
-    goto fail;
-  }
+  c->ssl = (enum ssl_mode)(ssl + 1);
   if (c->ssl == SSL_UNSET && c->ssl_ca) c->ssl = SSL_VERIFY_CA;
   *out = c;
   return GM_OK;
@@ -308,32 +155,15 @@ fail:
   return GM_ERR;
 }
 
-/* One host, its port and the text after, as a URL spells them. */
-static int put_host(char *buf, size_t len, const char *host, unsigned port,
-                    const char *after) {
-  int v6 = strchr(host, ':') != NULL;
-  return snprintf(buf, len, "%s%s%s:%u%s", v6 ? "[" : "", host, v6 ? "]" : "",
-                  port, after);
-}
-
 /* The URL without its password; with a host list, every host and then,
  * once an open worked, "(on HOST:PORT)": the host of the last one. */
 static void my_describe(const void *p, char *buf, size_t len) {
   const mycfg *c = p;
+  char after[160];
   size_t o = (size_t)snprintf(buf, len, "mysql://%s%s",
                               c->user ? c->user : "", c->user ? "@" : "");
-  for (unsigned i = 0; i < c->nhosts && o < len; i++)
-    o += (size_t)put_host(buf + o, len - o, c->hosts[i], c->ports[i],
-                          i + 1 < c->nhosts ? "," : "");
-  if (o < len)
-    o += (size_t)snprintf(buf + o, len - o, "/%s?table=%s", c->database,
-                          c->table);
-  unsigned u = atomic_load(&c->hs->in_use);
-  if (c->nhosts > 1 && u-- > 0 && o + 5 < len) {
-    o += (size_t)snprintf(buf + o, len - o, " (on ");
-    if (o < len) o += (size_t)put_host(buf + o, len - o, c->hosts[u],
-                                       c->ports[u], ")");
-  }
+  snprintf(after, sizeof after, "/%s?table=%s", c->database, c->table);
+  if (o < len) gm_hosts_put(&c->h, buf + o, len - o, after);
 }
 
 /* ---- connection -------------------------------------------------------- */
@@ -374,7 +204,6 @@ typedef struct held {
 
 /* A user lock the main connection holds. */
 typedef struct ulock {
-  uint64_t hash;
   uint64_t token; /* of the grant it was taken for */
   int wanted; /* 0: the row is no longer ours; RELEASE_LOCK is still owed */
   char name[GM_NAME_MAX];
@@ -386,7 +215,7 @@ typedef struct ulock {
  * last). */
 typedef struct myconn {
   const mycfg *cfg;
-  unsigned hi; /* cfg->hosts[hi] is this connection's server */
+  unsigned hi; /* cfg->h.hosts[hi] is this connection's server */
   int galera;  /* @@wsrep_on: user locks are node-local, so none is used */
   MYSQL *db;
   MYSQL_STMT *st[NSTMT];
@@ -488,16 +317,6 @@ static int lost_connection(unsigned e) {
  * yet): "WSREP has not yet prepared node for application use". */
 #define ER_WSREP_NOT_PREPARED ER_UNKNOWN_COM_ERROR /* 1047 */
 
-/* A failure that says this server cannot serve us now: the next open
- * starts at the next host of the list (see "host lists"). */
-static void host_failed(const mycfg *cfg, unsigned hi) {
-  if (cfg->nhosts < 2) return;
-  unsigned want = hi;
-  if (atomic_compare_exchange_strong(&cfg->hs->next, &want,
-                                     (hi + 1) % cfg->nhosts) &&
-      hi == 0)
-    atomic_store(&cfg->hs->head_at, gm_mono_ns() + HEAD_AGAIN_NS);
-}
 
 /* err for a failed call on the connection or one statement of it. */
 static int fail(myconn *c, MYSQL_STMT *st, const char *what, gm_error *err) {
@@ -506,18 +325,18 @@ static int fail(myconn *c, MYSQL_STMT *st, const char *what, gm_error *err) {
   char msg[GM_ERRMSG_MAX];
   gm_scrub(msg, sizeof msg, st ? mysql_stmt_error(st) : mysql_error(c->db),
         c->cfg->password);
-  if (gone) host_failed(c->cfg, c->hi);
+  if (gone) gm_hosts_failed(&c->cfg->h, c->hi);
   gm_seterr(err, gone ? GM_E_CONNECT : GM_E_DB,
-            "mysql: %s failed on %s:%u: %s (%u)", what, c->cfg->hosts[c->hi],
-            c->cfg->ports[c->hi], msg, e);
+            "mysql: %s failed on %s:%u: %s (%u)", what, c->cfg->h.hosts[c->hi],
+            c->cfg->h.ports[c->hi], msg, e);
   return GM_ERR;
 }
 
 static int connect_error(const mycfg *cfg, unsigned hi, MYSQL *db,
                          gm_error *err) {
   const char *user = cfg->user ? cfg->user : "";
-  const char *host = cfg->hosts[hi];
-  unsigned port = cfg->ports[hi];
+  const char *host = cfg->h.hosts[hi];
+  unsigned port = cfg->h.ports[hi];
   unsigned e = mysql_errno(db);
   char msg[GM_ERRMSG_MAX];
   gm_scrub(msg, sizeof msg, mysql_error(db), cfg->password);
@@ -603,39 +422,8 @@ static int set_options(const mycfg *cfg, MYSQL *db, unsigned read_timeout,
 
 /* ---- the table's columns ------------------------------------------------
  *
- * A table made beforehand (by hand, by another tool, by an old version)
- * must keep the guarantee: whole-second times would round renewals (two
- * masters for up to a second), a narrow token would wrap. After the
- * statements prepared (so every column is there), open reads the columns
- * from information_schema and refuses a table whose column cannot hold
- * what the backend writes, naming the column and the type expected.
- * Columns beyond these are someone else's: accepted. A new column is one
- * line here. */
-
-enum col_kind {
-  COL_TIME, /* DATETIME(6) or TIMESTAMP(6): microseconds */
-  COL_U64,  /* BIGINT [UNSIGNED]: 64 bits */
-  COL_TEXT, /* bytes or characters: at least len of them */
-};
-
-static const struct col_want {
-  const char *name;
-  enum col_kind kind;
-  unsigned len;
-} table_columns[] = {
-    {"name", COL_TEXT, LOCK_NAME_LEN},
-    {"owner", COL_TEXT, LOCK_ID_LEN},
-    {"token", COL_U64, 0},
-    {"version", COL_TEXT, LOCK_ID_LEN},
-    {"acquired_at", COL_TIME, 0},
-    {"renewed_at", COL_TIME, 0},
-    {"expires_at", COL_TIME, 0},
-    {"done_at", COL_TIME, 0},
-    {"done_by", COL_TEXT, GM_ID_MAX - 1},
-    {"done_token", COL_U64, 0},
-    {"result", COL_TEXT, GM_RESULT_MAX - 1},
-    {"instance", COL_U64, 0},
-};
+ * A table made beforehand is checked after the statements prepared (so
+ * every column is there) against information_schema (src/schema.c). */
 
 static const char columns_sql[] =
     "SELECT COLUMN_NAME, DATA_TYPE, COALESCE(DATETIME_PRECISION, 0),"
@@ -644,72 +432,58 @@ static const char columns_sql[] =
     " WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = '%s'"
     " ORDER BY ORDINAL_POSITION";
 
-/* 0 when a column of type (data_type, precision, length, extra) keeps what
- * `w` needs; else 1 and the type expected in want. */
-static int col_misfit(const struct col_want *w, const char *type,
-                      unsigned long long prec, unsigned long long len,
-                      const char *extra, char *want, size_t wlen) {
+static int my_fits(const gm_col *w, const gm_col_seen *s, char *want,
+                   size_t wlen) {
   static const char *const texts[] = {
       "varbinary", "varchar",    "char",     "blob",     "text", "tinyblob",
       "tinytext",  "mediumblob", "mediumtext", "longblob", "longtext", NULL};
   int ok = 0;
   switch (w->kind) {
-  case COL_TIME:
-    ok = (strcasecmp(type, "datetime") == 0 ||
-          strcasecmp(type, "timestamp") == 0) &&
-         prec >= 6 && !strstr(extra, "on update");
+  case GM_COL_TIME:
+    ok = s && (strcasecmp(s->type, "datetime") == 0 ||
+               strcasecmp(s->type, "timestamp") == 0) &&
+         s->prec >= 6 && !strstr(s->extra, "on update");
     snprintf(want, wlen, "DATETIME(6) or TIMESTAMP(6) (microseconds, no ON "
                          "UPDATE)");
     break;
-  case COL_U64:
-    ok = strcasecmp(type, "bigint") == 0;
+  case GM_COL_U64:
+    ok = s && strcasecmp(s->type, "bigint") == 0;
     snprintf(want, wlen, "BIGINT UNSIGNED");
     break;
-  case COL_TEXT: /* not BINARY(n): it pads with zero bytes */
-    for (int i = 0; texts[i]; i++) ok |= strcasecmp(type, texts[i]) == 0;
-    ok = ok && len >= w->len;
+  case GM_COL_TEXT: /* not BINARY(n): it pads with zero bytes */
+    for (int i = 0; s && texts[i]; i++)
+      ok |= strcasecmp(s->type, texts[i]) == 0;
+    ok = ok && s->len >= w->len;
     snprintf(want, wlen, "VARBINARY(%u) or text at least that wide", w->len);
     break;
   }
-  return !ok;
+  return ok;
 }
 
 static int check_columns(myconn *c, gm_error *err) {
+  const gm_schema schema = {
+      c->cfg->table, gm_lock_columns, my_fits,
+      "mysql: table '%s' cannot keep the lease: column '%s' is %.64s; "
+      "expected %s",
+      "mysql: table '%s' has no column '%s'", 0};
   char q[512];
   snprintf(q, sizeof q, columns_sql, c->cfg->table); /* a checked name */
   if (mysql_query(c->db, q)) return fail(c, NULL, "reading the columns", err);
   MYSQL_RES *res = mysql_store_result(c->db);
   if (!res) return fail(c, NULL, "reading the columns", err);
-  const size_t n = sizeof table_columns / sizeof table_columns[0];
-  int seen[sizeof table_columns / sizeof table_columns[0]] = {0};
-  int rc = GM_OK, any = 0;
+  gm_colcheck k;
+  int rc = GM_OK;
   MYSQL_ROW row;
+  gm_cols_begin(&k, &schema);
   while (rc == GM_OK && (row = mysql_fetch_row(res))) {
-    any = 1;
-    for (size_t i = 0; i < n; i++) {
-      if (!row[0] || strcasecmp(row[0], table_columns[i].name) != 0) continue;
-      seen[i] = 1;
-      char want[96];
-      if (col_misfit(&table_columns[i], row[1] ? row[1] : "",
-                     row[2] ? strtoull(row[2], NULL, 10) : 0,
-                     row[3] ? strtoull(row[3], NULL, 10) : 0,
-                     row[5] ? row[5] : "", want, sizeof want)) {
-        gm_seterr(err, GM_E_DB,
-                  "mysql: table '%s' cannot keep the lease: column '%s' is "
-                  "%.64s; expected %s",
-                  c->cfg->table, row[0], row[4] ? row[4] : "?", want);
-        rc = GM_ERR;
-      }
-    }
+    gm_col_seen col = {row[0], row[1] ? row[1] : "", row[4],
+                       row[5] ? row[5] : "",
+                       row[2] ? strtoll(row[2], NULL, 10) : 0,
+                       row[3] ? strtoll(row[3], NULL, 10) : 0};
+    rc = gm_cols_see(&k, &col, err);
   }
   mysql_free_result(res);
-  for (size_t i = 0; rc == GM_OK && any && i < n; i++)
-    if (!seen[i]) {
-      gm_seterr(err, GM_E_DB, "mysql: table '%s' has no column '%s'",
-                c->cfg->table, table_columns[i].name);
-      rc = GM_ERR;
-    }
-  return rc;
+  return rc == GM_OK ? gm_cols_end(&k, err) : rc;
 }
 
 /* Everything a fresh connection needs, so that a reconnect after a server
@@ -770,8 +544,8 @@ static MYSQL *connect_db(const mycfg *cfg, unsigned hi, unsigned read_timeout,
     return NULL;
   }
   if (set_options(cfg, db, read_timeout, err)) goto fail;
-  if (!mysql_real_connect(db, cfg->hosts[hi], cfg->user, cfg->password,
-                          cfg->database, cfg->ports[hi], NULL,
+  if (!mysql_real_connect(db, cfg->h.hosts[hi], cfg->user, cfg->password,
+                          cfg->database, cfg->h.ports[hi], NULL,
                           CLIENT_FOUND_ROWS)) {
     connect_error(cfg, hi, db, err);
     goto fail;
@@ -780,7 +554,7 @@ static MYSQL *connect_db(const mycfg *cfg, unsigned hi, unsigned read_timeout,
     gm_seterr(err, GM_E_CONNECT,
               "mysql: cannot connect to %s:%u: ssl_mode requires TLS and the "
               "server did not encrypt the connection",
-              cfg->hosts[hi], cfg->ports[hi]);
+              cfg->h.hosts[hi], cfg->h.ports[hi]);
     goto fail;
   }
   return db;
@@ -800,39 +574,20 @@ static int is_galera(MYSQL *db) {
   return on;
 }
 
-/* Connects c to the first host of the list that answers and sets its
- * session up, starting where the list stands (see "host lists"); the
- * error of the last host tried when none does. */
-static int open_first(myconn *c, unsigned read_timeout, gm_error *err) {
-  const mycfg *cfg = c->cfg;
-  hoststate *hs = cfg->hs;
-  int64_t now = gm_mono_ns();
-  unsigned start = atomic_load(&hs->next) % cfg->nhosts;
-  if (start != 0 && now >= atomic_load(&hs->head_at)) start = 0;
-  for (unsigned k = 0; k < cfg->nhosts; k++) {
-    c->hi = (start + k) % cfg->nhosts;
-    c->db = connect_db(cfg, c->hi, read_timeout, err);
-    if (c->db) {
-      c->galera = is_galera(c->db);
-      if (setup_session(c, err) == GM_OK) break;
-      if (err->code == GM_E_AUTH || err->code == GM_E_ROW ||
-          err->code == GM_E_ARG)
-        return GM_ERR; /* the same on every host */
-      for (int i = 0; i < NSTMT; i++)
-        if (c->st[i]) mysql_stmt_close(c->st[i]);
-      memset(c->st, 0, sizeof c->st);
-      mysql_close(c->db);
-      c->db = NULL;
-    } else if (err->code == GM_E_AUTH) {
-      return GM_ERR;
-    }
-  }
-  if (!c->db) return GM_ERR;
-  unsigned was = atomic_exchange(&hs->next, c->hi);
-  if (c->hi != 0 && (was == 0 || now >= atomic_load(&hs->head_at)))
-    atomic_store(&hs->head_at, now + HEAD_AGAIN_NS);
-  atomic_store(&hs->in_use, c->hi + 1);
-  return GM_OK;
+/* Connects c to host hi and sets its session up (gm_hosts_open tries
+ * each host in turn). */
+static int open_host(void *p, unsigned hi, gm_error *err) {
+  myconn *c = p;
+  c->hi = hi;
+  if (!(c->db = connect_db(c->cfg, hi, c->read_timeout, err))) return GM_ERR;
+  c->galera = is_galera(c->db);
+  if (setup_session(c, err) == GM_OK) return GM_OK;
+  for (int i = 0; i < NSTMT; i++)
+    if (c->st[i]) mysql_stmt_close(c->st[i]);
+  memset(c->st, 0, sizeof c->st);
+  mysql_close(c->db);
+  c->db = NULL;
+  return GM_ERR;
 }
 
 /* A connection whose reads time out after read_timeout whole seconds. */
@@ -855,7 +610,7 @@ static int open_conn(const mycfg *cfg, unsigned read_timeout, void **out,
    * mysql_thread_end to pair with this. */
   mysql_thread_init();
   c->read_timeout = read_timeout;
-  if (open_first(c, read_timeout, err)) goto fail;
+  if (gm_hosts_open(&cfg->h, open_host, c, err)) goto fail;
   *out = c;
   return GM_OK;
 fail:
@@ -865,34 +620,38 @@ fail:
 
 /* ---- statements -------------------------------------------------------- */
 
+/* Binds and runs st with the parameters that follow fmt, one letter each:
+ * 's' a string, 'u' a uint64_t, 'i' an int64_t. Nonzero: it failed
+ * (mysql_stmt_errno). */
 #define MAX_PARAMS 7
-typedef struct params {
-  MYSQL_BIND b[MAX_PARAMS];
+static int vexec(MYSQL_STMT *st, const char *fmt, va_list ap) {
+  MYSQL_BIND b[MAX_PARAMS] = {0};
   unsigned long len[MAX_PARAMS];
-  int n;
-} params;
-
-static void p_str(params *p, const char *s) {
-  MYSQL_BIND *b = &p->b[p->n];
-  p->len[p->n] = (unsigned long)strlen(s);
-  b->buffer_type = MYSQL_TYPE_STRING;
-  b->buffer = (void *)s; /* the library only reads parameters */
-  b->buffer_length = p->len[p->n];
-  b->length = &p->len[p->n];
-  p->n++;
+  uint64_t v[MAX_PARAMS];
+  for (int i = 0; fmt[i]; i++) {
+    if (fmt[i] == 's') {
+      const char *str = va_arg(ap, const char *);
+      len[i] = (unsigned long)strlen(str);
+      b[i].buffer_type = MYSQL_TYPE_STRING;
+      b[i].buffer = (void *)str; /* the library only reads parameters */
+      b[i].buffer_length = len[i];
+      b[i].length = &len[i];
+      continue;
+    }
+    v[i] = fmt[i] == 'u' ? va_arg(ap, uint64_t) : (uint64_t)va_arg(ap, int64_t);
+    b[i].buffer_type = MYSQL_TYPE_LONGLONG;
+    b[i].buffer = &v[i];
+    b[i].is_unsigned = fmt[i] == 'u';
+  }
+  return mysql_stmt_bind_param(st, b) || mysql_stmt_execute(st);
 }
 
-static void p_u64(params *p, const uint64_t *v) {
-  MYSQL_BIND *b = &p->b[p->n++];
-  b->buffer_type = MYSQL_TYPE_LONGLONG;
-  b->buffer = (void *)v;
-  b->is_unsigned = 1;
-}
-
-static void p_i64(params *p, const int64_t *v) {
-  MYSQL_BIND *b = &p->b[p->n++];
-  b->buffer_type = MYSQL_TYPE_LONGLONG;
-  b->buffer = (void *)v;
+static int exec(MYSQL_STMT *st, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  int rc = vexec(st, fmt, ap);
+  va_end(ap);
+  return rc;
 }
 
 /* A write that lost a race, not a failure: a duplicate key (another node
@@ -903,13 +662,18 @@ static int lost_race(unsigned e) {
   return e == ER_DUP_ENTRY || e == ER_LOCK_DEADLOCK;
 }
 
-/* Runs a prepared write. GM_OK with *affected and, unless now is NULL, the
- * statement's time (the insert id, see NOW_REPORTED); GM_NOT for a lost
- * race (lost_race); GM_ERR. */
-static int run_write(myconn *c, int which, params *p, const char *what,
-                     uint64_t *affected, int64_t *now, gm_error *err) {
+/* Runs a prepared write with the parameters of fmt (see exec). GM_OK
+ * with *affected and, unless now is NULL, the statement's time (the insert
+ * id, see NOW_REPORTED); GM_NOT for a lost race (lost_race); GM_ERR. */
+static int run_write(myconn *c, int which, const char *what,
+                     uint64_t *affected, int64_t *now, gm_error *err,
+                     const char *fmt, ...) {
   MYSQL_STMT *st = c->st[which];
-  if (mysql_stmt_bind_param(st, p->b) || mysql_stmt_execute(st)) {
+  va_list ap;
+  va_start(ap, fmt);
+  int failed = vexec(st, fmt, ap);
+  va_end(ap);
+  if (failed) {
     if (lost_race(mysql_stmt_errno(st))) { /* a duplicate key, a certification conflict */
       gm_seterr(err, GM_E_CONFLICT, "%s: another node's write came first (%u)",
                 what, mysql_stmt_errno(st));
@@ -928,43 +692,34 @@ static int run_write(myconn *c, int which, params *p, const char *what,
   return GM_OK;
 }
 
-/* Lengths the columns hold; longer values would be cut or refused. */
-static int check_len(const char *what, const char *s, size_t max,
-                     gm_error *err) {
-  if (strlen(s) <= max) return GM_OK;
-  gm_seterr(err, GM_E_ARG, "mysql: %s longer than %zu bytes", what, max);
-  return GM_ERR;
-}
-
 #define MAX_COLS 13
 typedef struct results {
   MYSQL_BIND b[MAX_COLS];
   unsigned long len[MAX_COLS];
   my_bool nul[MAX_COLS];
   my_bool cut[MAX_COLS]; /* the value did not fit (or convert) */
-  char *str[MAX_COLS]; /* string columns, terminated after the fetch */
   int n;
 } results;
 
-/* A NULL leaves the buffer as it was: zeroed by the caller. */
-static void r_int(results *r, void *v, int is_unsigned) {
-  MYSQL_BIND *b = &r->b[r->n];
-  b->buffer_type = MYSQL_TYPE_LONGLONG;
-  b->buffer = v;
-  b->is_unsigned = (my_bool)is_unsigned;
-  b->error = &r->cut[r->n];
-  b->is_null = &r->nul[r->n++];
-}
-
-static void r_str(results *r, char *buf, size_t size) {
-  MYSQL_BIND *b = &r->b[r->n];
-  b->buffer_type = MYSQL_TYPE_STRING;
-  b->buffer = buf;
-  b->buffer_length = size - 1;
-  b->length = &r->len[r->n];
-  b->is_null = &r->nul[r->n];
-  b->error = &r->cut[r->n];
-  r->str[r->n++] = buf;
+/* Binds r to the buffers that follow fmt, one letter each: 'i' an int64_t
+ * *, 'u' a uint64_t *, 's' a char * and its size_t size (terminated by
+ * fetch_row). A NULL leaves a buffer as it was: zeroed by the caller. */
+static void bind_out(results *r, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  for (r->n = 0; fmt[r->n]; r->n++) {
+    MYSQL_BIND *b = &r->b[r->n];
+    b->buffer = va_arg(ap, void *);
+    b->is_null = &r->nul[r->n];
+    b->error = &r->cut[r->n];
+    b->buffer_type = fmt[r->n] == 's' ? MYSQL_TYPE_STRING : MYSQL_TYPE_LONGLONG;
+    b->is_unsigned = fmt[r->n] == 'u';
+    if (fmt[r->n] == 's') {
+      b->buffer_length = va_arg(ap, size_t) - 1;
+      b->length = &r->len[r->n];
+    }
+  }
+  va_end(ap);
 }
 
 /* The observe statement's columns, in order, as errors name them. */
@@ -977,27 +732,17 @@ static const char *const row_cols[MAX_COLS] = {
 static int fetch_row(myconn *c, const char *name, gm_row *row,
                      gm_error *err) {
   MYSQL_STMT *st = c->st[S_OBSERVE];
-  params in = {0};
   results r = {0};
   memset(row, 0, sizeof *row);
-  p_str(&in, name);
-  r_int(&r, &row->now, 0);
-  r_str(&r, row->owner, sizeof row->owner);
-  r_str(&r, row->version, sizeof row->version);
-  r_int(&r, &row->token, 1);
-  r_int(&r, &row->acquired_at, 0);
-  r_int(&r, &row->renewed_at, 0);
-  r_int(&r, &row->expires_at, 0);
-  r_int(&r, &row->done_at, 0);
-  r_str(&r, row->done_by, sizeof row->done_by);
-  r_int(&r, &row->done_token, 1);
-  r_str(&r, row->result, sizeof row->result);
-  r_int(&r, &row->instance, 1);
-  long long exists = 0;
-  r_int(&r, &exists, 0);
+  int64_t exists = 0;
+  bind_out(&r, "issuiiiisusui", &row->now, row->owner, sizeof row->owner,
+           row->version, sizeof row->version, &row->token, &row->acquired_at,
+           &row->renewed_at, &row->expires_at, &row->done_at, row->done_by,
+           sizeof row->done_by, &row->done_token, row->result,
+           sizeof row->result, &row->instance, &exists);
 
-  if (mysql_stmt_bind_param(st, in.b) || mysql_stmt_execute(st) ||
-      mysql_stmt_bind_result(st, r.b) || mysql_stmt_store_result(st))
+  if (exec(st, "s", name) || mysql_stmt_bind_result(st, r.b) ||
+      mysql_stmt_store_result(st))
     return fail(c, st, "observe", err);
   int rc = mysql_stmt_fetch(st);
   if (rc == 1) fail(c, st, "observe", err);
@@ -1013,16 +758,14 @@ static int fetch_row(myconn *c, const char *name, gm_row *row,
      * fit: a row edited by hand; named, never guessed at */
     int needed = i == 1 || (i >= 3 && i <= 6);
     if (!(r.cut[i] || (needed && r.nul[i]))) continue;
-    gm_seterr(err, GM_E_ROW,
-              "mysql: lock '%.64s' in table '%s': column '%s' %s", name,
-              c->cfg->table, row_cols[i],
-              r.nul[i] ? "is NULL"
-                       : "holds a value this library cannot read (too long "
-                         "or out of range)");
-    return GM_ERR;
+    return gm_bad_column(err, "mysql", name, c->cfg->table, row_cols[i],
+                         r.nul[i] ? "is NULL"
+                                  : "holds a value this library cannot read "
+                                    "(too long or out of range)");
   }
   for (int i = 0; i < r.n; i++)
-    if (r.str[i]) r.str[i][r.nul[i] ? 0 : r.len[i]] = '\0';
+    if (r.b[i].buffer_type == MYSQL_TYPE_STRING)
+      ((char *)r.b[i].buffer)[r.nul[i] ? 0 : r.len[i]] = '\0';
   if (row->exists && row->token > (uint64_t)INT64_MAX) {
     gm_seterr(err, GM_E_ROW,
               "mysql: lock '%.64s' in table '%s': column 'token' holds "
@@ -1055,15 +798,18 @@ static void lock_key(uint64_t hash, char key[ULOCK_KEY_MAX]) {
   snprintf(key, ULOCK_KEY_MAX, "gomaster:%016" PRIx64, hash);
 }
 
-/* Runs a prepared SELECT of one integer (NULL: -1). Silent: the user locks
- * only speed things up, and a lost connection shows in the election's next
- * statement anyway. */
-static int select_int(MYSQL_STMT *st, params *in, long long *v) {
+/* Runs a prepared SELECT of one integer (NULL: -1) with the parameters of
+ * fmt (see exec). Silent: the user locks only speed things up, and a lost
+ * connection shows in the election's next statement anyway. */
+static int select_int(MYSQL_STMT *st, long long *v, const char *fmt, ...) {
   results r = {0};
-  long long x = 0;
-  r_int(&r, &x, 0);
-  if (mysql_stmt_bind_param(st, in->b) || mysql_stmt_execute(st) ||
-      mysql_stmt_bind_result(st, r.b) || mysql_stmt_store_result(st))
+  int64_t x = 0;
+  va_list ap;
+  va_start(ap, fmt);
+  int failed = vexec(st, fmt, ap);
+  va_end(ap);
+  bind_out(&r, "i", &x);
+  if (failed || mysql_stmt_bind_result(st, r.b) || mysql_stmt_store_result(st))
     return GM_ERR;
   int rc = mysql_stmt_fetch(st);
   mysql_stmt_free_result(st);
@@ -1072,9 +818,9 @@ static int select_int(MYSQL_STMT *st, params *in, long long *v) {
   return GM_OK;
 }
 
-static ulock *ulock_find(myconn *c, uint64_t hash, const char *name) {
+static ulock *ulock_find(myconn *c, const char *name) {
   for (size_t i = 0; i < c->nul; i++)
-    if (c->ul[i].hash == hash && strcmp(c->ul[i].name, name) == 0)
+    if (strcmp(c->ul[i].name, name) == 0)
       return &c->ul[i];
   return NULL;
 }
@@ -1085,10 +831,8 @@ static void ulock_flush(myconn *c) {
   for (size_t i = c->nul; i-- > 0 && c->owed > 0;) {
     /* 0 or NULL: not ours (any more) either */
     if (c->ul[i].wanted) continue;
-    params in = {0};
     long long v;
-    p_str(&in, c->ul[i].key);
-    if (select_int(c->st[S_UNLOCK], &in, &v) != GM_OK) continue;
+    if (select_int(c->st[S_UNLOCK], &v, "s", c->ul[i].key) != GM_OK) continue;
     c->ul[i] = c->ul[--c->nul];
     c->owed--;
   }
@@ -1098,8 +842,7 @@ static void ulock_flush(myconn *c) {
  * watch holds it this instant (then the next renewal tries again). */
 static void ulock_take(myconn *c, const char *name, uint64_t token) {
   if (c->galera) return; /* node-local there: it would wake nobody */
-  uint64_t h = lock_hash(c->cfg, name);
-  ulock *u = ulock_find(c, h, name);
+  ulock *u = ulock_find(c, name);
   if (u) {
     if (!u->wanted) c->owed--;
     u->wanted = 1;
@@ -1114,12 +857,9 @@ static void ulock_take(myconn *c, const char *name, uint64_t token) {
     c->capul = cap;
   }
   u = &c->ul[c->nul];
-  lock_key(h, u->key);
-  params in = {0};
+  lock_key(lock_hash(c->cfg, name), u->key);
   long long v;
-  p_str(&in, u->key);
-  if (select_int(c->st[S_ULOCK], &in, &v) != GM_OK || v != 1) return;
-  u->hash = h;
+  if (select_int(c->st[S_ULOCK], &v, "s", u->key) != GM_OK || v != 1) return;
   u->token = token;
   u->wanted = 1;
   gm_strlcpy(u->name, name, sizeof u->name);
@@ -1130,7 +870,7 @@ static void ulock_take(myconn *c, const char *name, uint64_t token) {
  * frees its user lock, so that a waiting follower wakes and finds the row
  * as it is now. */
 static void ulock_drop(myconn *c, const char *name) {
-  ulock *u = ulock_find(c, lock_hash(c->cfg, name), name);
+  ulock *u = ulock_find(c, name);
   if (u && u->wanted) {
     u->wanted = 0;
     c->owed++;
@@ -1142,7 +882,7 @@ static void ulock_drop(myconn *c, const char *name) {
  * grant goes (a master that stepped down at its deadline, paused, and
  * found its lease taken over never renews or releases that grant again). */
 static void ulock_check(myconn *c, const char *name, const gm_row *r) {
-  ulock *u = c->nul ? ulock_find(c, lock_hash(c->cfg, name), name) : NULL;
+  ulock *u = ulock_find(c, name);
   if (u && u->wanted && (!r->exists || r->token != u->token))
     ulock_drop(c, name);
 }
@@ -1177,7 +917,6 @@ static int my_acquire(void *p, const gm_acquire_req *req, gm_row *out,
                       gm_error *err) {
   myconn *c = p;
   const char *version = req->version ? req->version : "";
-  params in = {0};
   uint64_t affected, token;
   int64_t now;
   int rc;
@@ -1187,24 +926,14 @@ static int my_acquire(void *p, const gm_acquire_req *req, gm_row *out,
       check_len("version", version, LOCK_ID_LEN, err))
     return GM_ERR;
   token = gm_new_token(req);
-  if (!req->expect_exists) {
-    p_str(&in, req->name);
-    p_str(&in, req->owner);
-    p_str(&in, version);
-    p_u64(&in, &token);
-    p_i64(&in, &req->lease_us);
-    p_u64(&in, &req->instance);
-    rc = run_write(c, S_INSERT, &in, "acquire", &affected, &now, err);
-  } else {
-    p_str(&in, req->owner);
-    p_u64(&in, &req->instance);
-    p_str(&in, version);
-    p_u64(&in, &token);
-    p_i64(&in, &req->lease_us);
-    p_str(&in, req->name);
-    p_u64(&in, &req->expect_token);
-    rc = run_write(c, S_TAKE, &in, "acquire", &affected, &now, err);
-  }
+  if (!req->expect_exists)
+    rc = run_write(c, S_INSERT, "acquire", &affected, &now, err, "sssuiu",
+                   req->name, req->owner, version, token, req->lease_us,
+                   req->instance);
+  else
+    rc = run_write(c, S_TAKE, "acquire", &affected, &now, err, "susuisu",
+                   req->owner, req->instance, version, token, req->lease_us,
+                   req->name, req->expect_token);
   if (rc != GM_OK) return rc;
   if (affected != 1) return GM_NOT;
   gm_row_written(out, req->owner, version, token, now, now, req->lease_us);
@@ -1218,17 +947,12 @@ static int my_renew(void *p, const char *name, const char *owner,
                     uint64_t instance, uint64_t token, int64_t lease_us,
                     gm_row *out, gm_error *err) {
   myconn *c = p;
-  params in = {0};
   uint64_t affected;
   int64_t now;
 
   if (check_len("lock name", name, LOCK_NAME_LEN, err)) return GM_ERR;
-  p_i64(&in, &lease_us);
-  p_str(&in, name);
-  p_str(&in, owner);
-  p_u64(&in, &token);
-  p_u64(&in, &instance);
-  int rc = run_write(c, S_RENEW, &in, "renew", &affected, &now, err);
+  int rc = run_write(c, S_RENEW, "renew", &affected, &now, err, "issuu",
+                     lease_us, name, owner, token, instance);
   if (rc != GM_OK) return rc;
   if (affected != 1) {
     ulock_drop(c, name);
@@ -1259,15 +983,11 @@ static int my_renew(void *p, const char *name, const char *owner,
 static int my_release(void *p, const char *name, const char *owner,
                       uint64_t instance, uint64_t token, gm_error *err) {
   myconn *c = p;
-  params in = {0};
   uint64_t affected;
 
   if (check_len("lock name", name, LOCK_NAME_LEN, err)) return GM_ERR;
-  p_str(&in, name);
-  p_str(&in, owner);
-  p_u64(&in, &token);
-  p_u64(&in, &instance);
-  int rc = run_write(c, S_RELEASE, &in, "release", &affected, NULL, err);
+  int rc = run_write(c, S_RELEASE, "release", &affected, NULL, err, "ssuu",
+                     name, owner, token, instance);
   if (rc != GM_OK) return rc;
   /* first the row, then the user lock: a follower it wakes finds it free */
   ulock_drop(c, name);
@@ -1281,19 +1001,13 @@ static int my_complete(void *p, const char *name, const char *owner,
                        uint64_t instance, uint64_t token, const char *result,
                        gm_error *err) {
   myconn *c = p;
-  params in = {0};
   uint64_t affected;
 
   if (check_len("lock name", name, LOCK_NAME_LEN, err) ||
       check_len("result", result, GM_RESULT_MAX - 1, err))
     return GM_ERR;
-  p_str(&in, result);
-  p_str(&in, name);
-  p_str(&in, owner);
-  p_u64(&in, &token);
-  p_u64(&in, &instance);
-  p_u64(&in, &instance);
-  int rc = run_write(c, S_COMPLETE, &in, "complete", &affected, NULL, err);
+  int rc = run_write(c, S_COMPLETE, "complete", &affected, NULL, err,
+                     "sssuuu", result, name, owner, token, instance, instance);
   if (rc != GM_OK) return rc;
   return affected == 1 ? GM_OK : GM_NOT;
 }
@@ -1301,14 +1015,11 @@ static int my_complete(void *p, const char *name, const char *owner,
 static int my_force_release(void *p, const char *name, int now, gm_row *out,
                             gm_error *err) {
   myconn *c = p;
-  params in = {0};
   uint64_t affected;
-  int64_t at_once = now != 0;
 
   if (check_len("lock name", name, LOCK_NAME_LEN, err)) return GM_ERR;
-  p_i64(&in, &at_once);
-  p_str(&in, name);
-  int rc = run_write(c, S_FORCE, &in, "force release", &affected, NULL, err);
+  int rc = run_write(c, S_FORCE, "force release", &affected, NULL, err, "is",
+                     (int64_t)(now != 0), name);
   if (rc != GM_OK) return rc;
   if (affected != 1) return GM_NOT;
   held *h = held_find(c, name);
@@ -1451,13 +1162,8 @@ static int my_watch(void *p, const char *name, int64_t timeout_us,
   if (wait_us < 0) wait_us = 0;
   char key[ULOCK_KEY_MAX];
   lock_key(lock_hash(c->cfg, name), key);
-  params in = {0};
   long long v;
-  p_str(&in, key);
-  p_str(&in, key);
-  p_i64(&in, &wait_us);
-  p_str(&in, key);
-  if (select_int(c->wst, &in, &v) != GM_OK)
+  if (select_int(c->wst, &v, "ssis", key, key, wait_us, key))
     return fail(c, c->wst, "watch", err);
   return v == 1 || v == 2 ? GM_OK : GM_NOT;
 }

@@ -6,15 +6,14 @@
  * renewed_at, expires_at timestamptz (microseconds) holding the server's
  * clock_timestamp(); the completion record of a one-time task: done_at,
  * done_by, done_token, result; and instance bigint, the key of the elector
- * instance granted it. An existing table whose columns cannot keep
- * the guarantee (a timestamp without time zone or below microseconds, a token
- * narrower than 64 bits) is refused, naming the column.
+ * instance granted it. A table made beforehand whose columns cannot keep
+ * the guarantee is refused, naming the column (src/schema.c, pg_fits).
  *
  * Each acquire, renew, release, complete and force_release is one statement
- * that decides by itself (a WHERE on owner, instance and token) and RETURNs the row it
- * wrote, with the statement's own clock_timestamp(): no row back means it did
- * not take effect. The batch renewal is one UPDATE ... FROM unnest(...) for
- * any number of locks. Statements are unnamed (PQsendQueryParams), so a
+ * that decides by itself (a WHERE on owner, instance and token) and RETURNs
+ * the row it wrote, with the statement's own clock_timestamp(): no row back
+ * means it did not take effect. The batch renewal is one UPDATE ... FROM
+ * unnest(...) for any number of locks. Statements are unnamed (PQsendQueryParams), so a
  * pooler in transaction mode (PgBouncer) passes them through.
  *
  * No thread: every call runs on the core's thread with a deadline of its own
@@ -38,10 +37,12 @@
 #include <libpq-fe.h>
 
 #include "backend.h"
+#include "schema.h"
 #include "timeutil.h"
 
 #define LOCK_NAME_LEN (GM_NAME_MAX - 1)
 #define LOCK_ID_LEN (GM_ID_MAX - 1)
+#define check_len(what, s, max, err) gm_check_len("postgres", what, s, max, err)
 #define DEFAULT_TABLE "gomaster_locks"
 #define DEFAULT_TIMEOUT_US 2000000 /* each statement: under D = 3 s */
 #define CHANNEL "gomaster"
@@ -76,10 +77,8 @@ static void pg_free_cfg(void *p) {
   pgcfg *c = p;
   if (!c) return;
   for (int i = 0; i < c->n; i++) {
-    if (strcmp(c->keys[i], "password") == 0) /* not left in freed memory */
-      memset(c->vals[i], 0, strlen(c->vals[i]));
     free((char *)c->keys[i]);
-    free(c->vals[i]);
+    gm_free_secret(c->vals[i]); /* the password among them */
   }
   free(c->table);
   free(c);
@@ -117,25 +116,16 @@ static char *strip_url(const char *url) {
   size_t base = q ? (size_t)(q - url) : strlen(url);
   memcpy(w, url, base);
   w += base;
-  char sep = '?';
-  while (q && *q) {
-    q++;
-    size_t len = strcspn(q, "&");
-    size_t klen = strcspn(q, "=&");
-    char key[32];
-    int own = klen < sizeof key;
-    if (own) {
-      memcpy(key, q, klen);
-      key[klen] = '\0';
-      own = is_own(key);
-    }
-    if (!own && len > 0) {
+  for (char sep = '?'; q && *q; q += strcspn(q, "&")) {
+    size_t len = strcspn(++q, "&"), klen = strcspn(q, "=&");
+    char key[32] = "";
+    if (klen < sizeof key) memcpy(key, q, klen);
+    if (len > 0 && !(klen < sizeof key && is_own(key))) {
       *w++ = sep;
+      sep = '&';
       memcpy(w, q, len);
       w += len;
-      sep = '&';
     }
-    q += len;
   }
   *w = '\0';
   return out;
@@ -219,26 +209,15 @@ static int pg_parse(const gm_kv *opts, size_t n, void **out, gm_error *err) {
     return GM_ERR;
   }
   const char *url = gm_kv_get(opts, n, "url");
-  const char *table = gm_kv_get(opts, n, "table");
-  const char *listen = gm_kv_get(opts, n, "listen");
   if ((url ? parse_url(c, url, err) : parse_table(c, opts, n, err)) ||
       gm_kv_seconds(opts, n, "statement_timeout", DEFAULT_TIMEOUT_US,
-                    &c->timeout_us, err))
+                    &c->timeout_us, err) ||
+      gm_kv_dup(opts, n, "table", DEFAULT_TABLE, &c->table, err) ||
+      gm_check_identifier("table", c->table, err))
     goto fail;
-  c->table = strdup(table ? table : DEFAULT_TABLE);
-  if (!c->table) {
-    gm_seterr(err, GM_E_NOMEM, "out of memory");
+  static const char *const bits[] = {"0", "1", NULL};
+  if (gm_kv_choice(opts, n, "listen", bits, 1, &c->listen, "postgres", err))
     goto fail;
-  }
-  if (gm_check_identifier("table", c->table, err)) goto fail;
-  if (listen && strcmp(listen, "0") != 0 && strcmp(listen, "1") != 0) {
-    gm_seterr(err, GM_E_ARG,
-              "postgres backend: option 'listen': expected 0 or 1, got "
-              "'%.16s'",
-              listen);
-    goto fail;
-  }
-  c->listen = !listen || strcmp(listen, "1") == 0;
   /* Always bounded, whatever the URL leaves out: the connect (per host), a
    * silent peer (tcp_user_timeout, keepalives). The URL's own values win. */
   char ms[32], s[32];
@@ -284,15 +263,14 @@ typedef struct pgconn {
   char server[96]; /* host:port for messages */
 } pgconn;
 
-static int64_t mono_us(void) { return gm_mono_ns() / GM_NS_PER_US; }
-
-/* Waits until the socket is ready for ev, or the deadline: 0 when ready. */
+/* Waits until the socket is ready for ev, or the deadline (monotonic ns):
+ * 0 when ready. */
 static int wait_sock(PGconn *db, short ev, int64_t deadline) {
   for (;;) {
-    int64_t left = deadline - mono_us();
+    int64_t left = deadline - gm_mono_ns();
     if (left <= 0) return -1;
     struct pollfd pfd = {.fd = PQsocket(db), .events = ev};
-    int r = poll(&pfd, 1, (int)((left + 999) / 1000));
+    int r = poll(&pfd, 1, (int)((left + GM_NS_PER_MS - 1) / GM_NS_PER_MS));
     if (r > 0) return 0;
     if (r < 0 && errno != EINTR) return -1;
   }
@@ -320,7 +298,7 @@ static int run(pgconn *c, const char *sql, int n, const char *const *vals,
                const char *what, const char *overflow, PGresult **res,
                gm_error *err) {
   PGconn *db = c->db;
-  int64_t deadline = mono_us() + c->cfg->timeout_us;
+  int64_t deadline = gm_mono_ns() + c->cfg->timeout_us * GM_NS_PER_US;
   *res = NULL;
   if (!PQsendQueryParams(db, sql, n, NULL, vals, NULL, NULL, 0))
     return fail_msg(c, GM_E_CONNECT, what, PQerrorMessage(db), err);
@@ -369,14 +347,9 @@ timeout:
 
 /* ---- reading rows ------------------------------------------------------ */
 
-/* A row edited by hand that the election cannot read: GM_E_ROW (the
- * connection is fine), naming the lock, the table and the column. */
-static int bad_row(pgconn *c, PGresult *r, int j, const char *name,
-                   const char *what, gm_error *err) {
-  gm_seterr(err, GM_E_ROW, "postgres: lock '%.64s' in table '%s': column "
-            "'%s' %s", name, c->cfg->table, PQfname(r, j), what);
-  return GM_ERR;
-}
+/* A row edited by hand that the election cannot read (gm_bad_column). */
+#define bad_row(c, r, j, name, what, err)                                     \
+  gm_bad_column(err, "postgres", name, (c)->cfg->table, PQfname(r, j), what)
 
 /* Column j of row 0 as an integer: GM_E_ROW naming the column when NULL
  * (unless null_ok), not a number or out of range (below lo). */
@@ -429,26 +402,22 @@ static int read_row(pgconn *c, PGresult *r, const char *name, gm_row *out,
               PQntuples(r));
     return GM_ERR;
   }
-  int64_t tok = 0, dtok = 0, inst = 0;
   if (col_i64(c, r, 0, name, 0, INT64_MIN, &out->now, err)) return GM_ERR;
   out->exists = strcmp(PQgetvalue(r, 0, 1), "t") == 0;
   if (!out->exists) return GM_OK;
   if (col_str(c, r, 2, name, out->owner, sizeof out->owner, err) ||
       col_str(c, r, 3, name, out->version, sizeof out->version, err) ||
-      col_i64(c, r, 4, name, 0, 0, &tok, err) ||
+      col_i64(c, r, 4, name, 0, 0, (int64_t *)&out->token, err) ||
       col_i64(c, r, 5, name, 0, INT64_MIN, &out->acquired_at, err) ||
       col_i64(c, r, 6, name, 0, INT64_MIN, &out->renewed_at, err) ||
       col_i64(c, r, 7, name, 0, INT64_MIN, &out->expires_at, err) ||
       col_i64(c, r, 8, name, 1, INT64_MIN, &out->done_at, err) ||
       col_str(c, r, 9, name, out->done_by, sizeof out->done_by, err) ||
-      col_i64(c, r, 10, name, 0, 0, &dtok, err) ||
+      col_i64(c, r, 10, name, 0, 0, (int64_t *)&out->done_token, err) ||
       col_str(c, r, 11, name, out->result, sizeof out->result, err) ||
-      col_i64(c, r, 12, name, 0, 0, &inst, err))
+      col_i64(c, r, 12, name, 0, 0, (int64_t *)&out->instance, err))
     return GM_ERR;
-  out->instance = (uint64_t)inst;
-  out->token = (uint64_t)tok;
-  out->done_token = (uint64_t)dtok;
-  return GM_OK;
+  return GM_OK; /* the unsigned fields above hold values >= 0 */
 }
 
 /* Runs a conditional write that RETURNs ROW_COLS: GM_OK with *out when it
@@ -464,13 +433,6 @@ static int write_row(pgconn *c, const char *fmt, int n,
   int rc = PQntuples(r) == 0 ? GM_NOT : read_row(c, r, vals[0], out, err);
   PQclear(r);
   return rc;
-}
-
-static int check_len(const char *what, const char *s, size_t max,
-                     gm_error *err) {
-  if (strlen(s) <= max) return GM_OK;
-  gm_seterr(err, GM_E_ARG, "postgres: %s longer than %zu bytes", what, max);
-  return GM_ERR;
 }
 
 /* Tokens are bigint: the largest is INT64_MAX, and none is granted past it. */
@@ -492,8 +454,6 @@ static const char *dec(char b[24], int64_t v) {
 
 /* ---- schema ------------------------------------------------------------ */
 
-_Static_assert(GM_ID_MAX == 128 && GM_RESULT_MAX == 256 && GM_NAME_MAX == 192,
-               "the lengths below are checked by check_len");
 static const char create_sql[] =
     "CREATE TABLE IF NOT EXISTS \"%s\" ("
     " name text COLLATE \"C\" NOT NULL PRIMARY KEY,"
@@ -509,18 +469,6 @@ static const char create_sql[] =
     " result text NOT NULL DEFAULT '',"
     " instance bigint NOT NULL DEFAULT 0)";
 
-/* What each column must be: a text, a bigint, or a timestamp with time zone
- * of microseconds (typmod -1 or 6). */
-static const struct {
-  const char *name, *type;
-} columns[] = {
-    {"name", "text"},           {"owner", "text"},
-    {"token", "bigint"},        {"version", "text"},
-    {"acquired_at", "timestamptz"}, {"renewed_at", "timestamptz"},
-    {"expires_at", "timestamptz"},  {"done_at", "timestamptz"},
-    {"done_by", "text"},        {"done_token", "bigint"},
-    {"result", "text"},         {"instance", "bigint"}};
-
 /* The table's columns (none when it is missing) and, in the same statement,
  * the server's own pid, which libpq reports too unless a pooler stands
  * between. */
@@ -530,16 +478,31 @@ static const char columns_sql[] =
     "FROM (SELECT 1) AS d LEFT JOIN pg_attribute AS a ON "
     "a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped";
 
-static int type_ok(const char *want, const char *type, int typmod) {
-  if (strcmp(want, "text") == 0)
-    return strcmp(type, "text") == 0 || strcmp(type, "character varying") == 0;
-  if (strcmp(want, "bigint") == 0) return strcmp(type, "bigint") == 0;
-  return strcmp(type, "timestamp with time zone") == 0 &&
-         (typmod == -1 || typmod == 6);
+/* A text, a bigint, or a timestamp with time zone of microseconds
+ * (typmod -1 or 6). */
+static int pg_fits(const gm_col *w, const gm_col_seen *s, char *want,
+                   size_t len) {
+  static const char *const types[] = {
+      [GM_COL_TIME] = "timestamptz", [GM_COL_U64] = "bigint",
+      [GM_COL_TEXT] = "text"};
+  snprintf(want, len, "%s%s", types[w->kind],
+           s && w->kind == GM_COL_TIME ? " (with microseconds)" : "");
+  if (!s) return 0;
+  if (w->kind == GM_COL_TEXT)
+    return strcmp(s->type, "text") == 0 ||
+           strcmp(s->type, "character varying") == 0;
+  if (w->kind == GM_COL_U64) return strcmp(s->type, "bigint") == 0;
+  return strcmp(s->type, "timestamp with time zone") == 0 &&
+         (s->prec == -1 || s->prec == 6);
 }
 
 /* GM_OK: the table is there and fit; GM_NOT: missing; GM_ERR. */
 static int check_table(pgconn *c, gm_error *err) {
+  const gm_schema schema = {
+      c->cfg->table, gm_lock_columns, pg_fits,
+      "postgres: table '%s': column %s is %s; expected %s "
+      "(drop or alter the table)",
+      "postgres: table '%s' has no column %s (expected %s)", 1};
   char quoted[80];
   snprintf(quoted, sizeof quoted, "\"%s\"", c->cfg->table);
   const char *v[1] = {quoted};
@@ -550,34 +513,16 @@ static int check_table(pgconn *c, gm_error *err) {
   if (rows > 0)
     c->pooled = atoi(PQgetvalue(r, 0, 4)) != PQbackendPID(c->db);
   if (rows == 0 || PQgetisnull(r, 0, 0)) rc = GM_NOT;
-  for (size_t k = 0; rc == GM_OK && k < sizeof columns / sizeof *columns;
-       k++) {
-    int found = 0;
-    for (int i = 0; i < rows && !found; i++) {
-      if (strcmp(PQgetvalue(r, i, 0), columns[k].name) != 0) continue;
-      found = 1;
-      if (!type_ok(columns[k].type, PQgetvalue(r, i, 2),
-                   atoi(PQgetvalue(r, i, 3)))) {
-        gm_seterr(err, GM_E_DB,
-                  "postgres: table '%s': column %s is %s; expected %s%s "
-                  "(drop or alter the table)",
-                  c->cfg->table, columns[k].name, PQgetvalue(r, i, 1),
-                  columns[k].type,
-                  strcmp(columns[k].type, "timestamptz") == 0
-                      ? " (with microseconds)"
-                      : "");
-        rc = GM_ERR;
-      }
-    }
-    if (!found) {
-      gm_seterr(err, GM_E_DB,
-                "postgres: table '%s' has no column %s (expected %s)",
-                c->cfg->table, columns[k].name, columns[k].type);
-      rc = GM_ERR;
-    }
+  gm_colcheck k;
+  gm_cols_begin(&k, &schema);
+  for (int i = 0; rc == GM_OK && i < rows; i++) {
+    gm_col_seen col = {PQgetvalue(r, i, 0), PQgetvalue(r, i, 2),
+                       PQgetvalue(r, i, 1), NULL,
+                       atoi(PQgetvalue(r, i, 3)), 0};
+    rc = gm_cols_see(&k, &col, err);
   }
   PQclear(r);
-  return rc;
+  return rc == GM_OK ? gm_cols_end(&k, err) : rc;
 }
 
 /* Creates the table if missing; a table made beforehand is checked. Two
@@ -618,15 +563,12 @@ static PGconn *connect_db(const pgcfg *cfg, int without_options) {
       keys[n] = cfg->keys[i];
       vals[n++] = cfg->vals[i];
     }
-  if (!without_options) {
-    snprintf(options, sizeof options, "-c statement_timeout=%lld%s%s",
-             (long long)(cfg->timeout_us / 1000), user_opts ? " " : "",
-             user_opts ? user_opts : "");
+  snprintf(options, sizeof options, "-c statement_timeout=%lld%s%s",
+           (long long)(cfg->timeout_us / 1000), user_opts ? " " : "",
+           user_opts ? user_opts : "");
+  if (!without_options || user_opts) {
     keys[n] = "options";
-    vals[n++] = options;
-  } else if (user_opts) {
-    keys[n] = "options";
-    vals[n++] = user_opts;
+    vals[n++] = without_options ? user_opts : options;
   }
   keys[n] = vals[n] = NULL;
   return PQconnectdbParams(keys, vals, 0);
@@ -634,10 +576,7 @@ static PGconn *connect_db(const pgcfg *cfg, int without_options) {
 
 /* A library prints nothing: notices (and a FATAL that comes between
  * statements) reach the caller as the next call's error. */
-static void quiet(void *arg, const char *msg) {
-  (void)arg;
-  (void)msg;
-}
+static void quiet(void *arg, const char *msg) { (void)arg, (void)msg; }
 
 static int pg_open(const void *cfgp, void **out, gm_error *err) {
   const pgcfg *cfg = cfgp;
@@ -729,31 +668,28 @@ static int pg_acquire(void *p, const gm_acquire_req *req, gm_row *out,
   /* tokens were checked; keys are below 2^63: bigints as they are */
   const char *v[7] = {req->name, req->owner, version,
                       dec(b[0], (int64_t)gm_new_token(req)),
-                      dec(b[1], req->lease_us), dec(b[2], (int64_t)req->instance),
+                      dec(b[1], req->lease_us),
+                      dec(b[2], (int64_t)req->instance),
                       dec(b[3], (int64_t)req->expect_token)};
   if (!req->expect_exists) /* only where there is no row: a racing insert
                             * that loses is not taken */
     return write_row(
-        c,
-        "INSERT INTO \"%s\" AS l (name, owner, version, token, acquired_at, "
+        c, "INSERT INTO \"%s\" AS l (name, owner, version, token, acquired_at, "
         "renewed_at, expires_at, instance) SELECT $1::text, $2::text, "
         "$3::text, $4::int8, n.now, n.now, " LEASE("$5") ", $6::int8 FROM "
-        CLOCK
-        " ON CONFLICT (name) DO NOTHING RETURNING " ROW_COLS("l.",
-                                                               "l.acquired_at"),
-        6, v, "acquire", token_limit, out, err);
+        CLOCK " ON CONFLICT (name) DO NOTHING RETURNING "
+        ROW_COLS("l.", "l.acquired_at"), 6, v, "acquire", token_limit, out,
+        err);
   /* the row's token is still the one seen, below the largest, and its
    * lease is over (a released row's ends at the release; an operator's
    * edit may have left it running: it is waited out) */
   return write_row(
-      c,
-      "UPDATE \"%s\" AS l SET owner = $2, instance = $6::int8, version = $3, "
-      "token = $4::int8, acquired_at = n.now, "
+      c, "UPDATE \"%s\" AS l SET owner = $2, instance = $6::int8, "
+      "version = $3, token = $4::int8, acquired_at = n.now, "
       "renewed_at = n.now, expires_at = " LEASE("$5") " FROM " CLOCK
-      " WHERE l.name = $1 AND l.token = $7::int8 AND "
-      "l.token < 9223372036854775807 AND l.expires_at <= n.now RETURNING " ROW_COLS("l.",
-                                                                    "n.now"),
-      7, v, "acquire", token_limit, out, err);
+      " WHERE l.name = $1 AND l.token = $7::int8 AND l.token < "
+      "9223372036854775807 AND l.expires_at <= n.now RETURNING "
+      ROW_COLS("l.", "n.now"), 7, v, "acquire", token_limit, out, err);
 }
 
 static int pg_renew(void *p, const char *name, const char *owner,
@@ -765,13 +701,11 @@ static int pg_renew(void *p, const char *name, const char *owner,
   if (token > (uint64_t)INT64_MAX) return GM_NOT;
   const char *v[5] = {name, owner, dec(b[0], (int64_t)token),
                       dec(b[1], lease_us), dec(b[2], (int64_t)instance)};
-  return write_row(c,
-                   "UPDATE \"%s\" AS l SET renewed_at = n.now, expires_at = "
-                   LEASE("$4") " FROM " CLOCK
-                   " WHERE l.name = $1 AND l.owner = $2 AND l.token = $3::int8"
-                   " AND l.instance = $5::int8 RETURNING " ROW_COLS("l.",
-                                                                   "n.now"),
-                   5, v, "renew", NULL, out, err);
+  return write_row(
+      c, "UPDATE \"%s\" AS l SET renewed_at = n.now, expires_at = "
+      LEASE("$4") " FROM " CLOCK " WHERE l.name = $1 AND l.owner = $2 AND "
+      "l.token = $3::int8 AND l.instance = $5::int8 RETURNING "
+      ROW_COLS("l.", "n.now"), 5, v, "renew", NULL, out, err);
 }
 
 static int pg_release(void *p, const char *name, const char *owner,
@@ -784,14 +718,12 @@ static int pg_release(void *p, const char *name, const char *owner,
   const char *v[4] = {name, owner, dec(b[0], (int64_t)token),
                       dec(b[1], (int64_t)instance)};
   /* the notification leaves with the commit of this very statement */
-  return write_row(c,
-                   "WITH w AS (UPDATE \"%s\" AS l SET owner = '', expires_at = "
-                   "LEAST(l.expires_at, n.now) FROM " CLOCK
-                   " WHERE l.name = $1 AND l.owner = $2 AND l.token = $3::int8"
-                   " AND l.instance = $4::int8 RETURNING " ROW_COLS("l.",
-                                                                   "n.now")
-                   ") SELECT w.*, pg_notify('" CHANNEL "', $1) FROM w",
-                   4, v, "release", NULL, &r, err);
+  return write_row(
+      c, "WITH w AS (UPDATE \"%s\" AS l SET owner = '', expires_at = "
+      "LEAST(l.expires_at, n.now) FROM " CLOCK " WHERE l.name = $1 AND "
+      "l.owner = $2 AND l.token = $3::int8 AND l.instance = $4::int8 "
+      "RETURNING " ROW_COLS("l.", "n.now") ") SELECT w.*, pg_notify('" CHANNEL
+      "', $1) FROM w", 4, v, "release", NULL, &r, err);
 }
 
 static int pg_complete(void *p, const char *name, const char *owner,
@@ -822,13 +754,12 @@ static int pg_force_release(void *p, const char *name, int now, gm_row *out,
   pgconn *c = p;
   const char *v[2] = {name, now ? "1" : "0"};
   if (check_len("lock name", name, LOCK_NAME_LEN, err)) return GM_ERR;
-  return write_row(c,
-                   "WITH w AS (UPDATE \"%s\" AS l SET owner = '', "
-                   "token = l.token + 1, instance = 0, expires_at = CASE WHEN $2::int4 <> 0 "
-                   "THEN n.now ELSE GREATEST(l.expires_at, n.now) END FROM " CLOCK
-                   " WHERE l.name = $1 RETURNING " ROW_COLS("l.", "n.now")
-                   ") SELECT w.*, pg_notify('" CHANNEL "', $1) FROM w",
-                   2, v, "force release", token_limit, out, err);
+  return write_row(
+      c, "WITH w AS (UPDATE \"%s\" AS l SET owner = '', token = l.token + 1, "
+      "instance = 0, expires_at = CASE WHEN $2::int4 <> 0 THEN n.now ELSE "
+      "GREATEST(l.expires_at, n.now) END FROM " CLOCK " WHERE l.name = $1 "
+      "RETURNING " ROW_COLS("l.", "n.now") ") SELECT w.*, pg_notify('" CHANNEL
+      "', $1) FROM w", 2, v, "force release", token_limit, out, err);
 }
 
 /* Appends s to a text[] literal as one quoted element. */

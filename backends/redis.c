@@ -54,6 +54,7 @@
 #include <hiredis/hiredis.h>
 
 #include "backend.h"
+#include "hosts.h"
 
 #define DEFAULT_HOST "localhost"
 #define DEFAULT_PORT 6379
@@ -193,25 +194,6 @@ static void rd_free_cfg(void *p) {
   free(c);
 }
 
-/* A whole number in [lo, hi] from opts[key], or dflt when absent. */
-static int opt_int(const gm_kv *opts, size_t n, const char *key, long lo,
-                   long hi, int dflt, int *out, gm_error *err) {
-  const char *v = gm_kv_get(opts, n, key);
-  *out = dflt;
-  if (!v) return GM_OK;
-  char *end;
-  long x = strtol(v, &end, 10);
-  if (!isdigit((unsigned char)*v) || *end || x < lo || x > hi) {
-    gm_seterr(err, GM_E_ARG,
-              "redis backend: option '%s': expected a whole number %ld-%ld, "
-              "got '%.32s'",
-              key, lo, hi, v);
-    return GM_ERR;
-  }
-  *out = (int)x;
-  return GM_OK;
-}
-
 static int rd_parse(const gm_kv *opts, size_t n, void **out, gm_error *err) {
   *out = NULL;
   const char *url = gm_kv_get(opts, n, "url");
@@ -232,9 +214,10 @@ static int rd_parse(const gm_kv *opts, size_t n, void **out, gm_error *err) {
       gm_kv_dup(opts, n, "password", NULL, &c->password, err) ||
       gm_kv_dup(opts, n, "host", DEFAULT_HOST, &c->host, err) ||
       gm_kv_dup(opts, n, "prefix", DEFAULT_PREFIX, &c->prefix, err) ||
-      opt_int(opts, n, "port", 1, 65535, DEFAULT_PORT, &c->port, err) ||
-      opt_int(opts, n, "database", 0, 1 << 20, 0, &c->db, err) ||
-      opt_int(opts, n, "wait", 0, 1000, 0, &c->wait, err) ||
+      gm_kv_int(opts, n, "port", 1, 65535, DEFAULT_PORT, &c->port, "redis",
+                err) ||
+      gm_kv_int(opts, n, "database", 0, 1 << 20, 0, &c->db, "redis", err) ||
+      gm_kv_int(opts, n, "wait", 0, 1000, 0, &c->wait, "redis", err) ||
       gm_kv_seconds(opts, n, "timeout", DEFAULT_TIMEOUT_US, &c->timeout_us,
                     err))
     goto fail;
@@ -264,12 +247,13 @@ fail:
 
 static void rd_describe(const void *p, char *buf, size_t len) {
   const rcfg *c = p;
-  int v6 = strchr(c->host, ':') != NULL;
-  char wait[32] = "";
+  char wait[32] = "", after[PREFIX_MAX + 64];
   if (c->wait) snprintf(wait, sizeof wait, "&wait=%d", c->wait);
-  snprintf(buf, len, "redis://%s%s%s%s%s:%d/%d?prefix=%s%s",
-           c->user ? c->user : "", c->user ? "@" : "", v6 ? "[" : "", c->host,
-           v6 ? "]" : "", c->port, c->db, c->prefix, wait);
+  snprintf(after, sizeof after, "/%d?prefix=%s%s", c->db, c->prefix, wait);
+  int o = snprintf(buf, len, "redis://%s%s", c->user ? c->user : "",
+                   c->user ? "@" : "");
+  if (o >= 0 && (size_t)o < len)
+    gm_put_host(buf + o, len - (size_t)o, c->host, (unsigned)c->port, after);
 }
 
 /* ---- connections ---------------------------------------------------------- */

@@ -39,6 +39,7 @@
 #include <unistd.h>
 
 #include "backend.h"
+#include "schema.h"
 
 #define SLOT_BITS 20
 #define SLOTS 65536 /* bytes of the lock file a backend object may take */
@@ -437,29 +438,35 @@ static int files_before_grant(sq_conn *s, const gm_acquire_req *q,
  * "INT"), or SQLite would keep tokens and times as REAL or TEXT. Missing
  * columns fail the statements' prepare, naming them; other and extra
  * columns are not checked. A new integer column is one line here. */
-static const char *const int_columns[] = {
-    "token",   "acquired_at", "renewed_at", "expires_at",
-    "done_at", "done_token",  "holder",     "instance", NULL};
+static const gm_col int_columns[] = {
+    {"token", 0, 0},   {"acquired_at", 0, 0}, {"renewed_at", 0, 0},
+    {"expires_at", 0, 0}, {"done_at", 0, 0},  {"done_token", 0, 0},
+    {"holder", 0, 0},  {"instance", 0, 0},    {NULL, 0, 0}};
+
+static int sq_fits(const gm_col *w, const gm_col_seen *s, char *want,
+                   size_t len) {
+  (void)w;
+  snprintf(want, len, "INTEGER");
+  return s && sqlite3_strlike("%INT%", s->type, 0) == 0;
+}
 
 static int check_columns(sq_conn *s, gm_error *err) {
+  const gm_schema schema = {s->cfg->table, int_columns, sq_fits,
+                            "sqlite: table '%s' cannot keep the lease: column "
+                            "'%s' is declared '%.32s'; expected %s", NULL, 0};
+  gm_colcheck k;
   sqlite3_stmt *st;
   char sql[128];
+  int rc = GM_OK;
   snprintf(sql, sizeof sql, "PRAGMA table_info(%s)", s->cfg->table);
   if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK)
     return db_err(s, "reading the columns", err);
-  int rc = GM_OK;
+  gm_cols_begin(&k, &schema);
   while (rc == GM_OK && sqlite3_step(st) == SQLITE_ROW) {
-    const char *name = (const char *)sqlite3_column_text(st, 1);
-    const char *type = (const char *)sqlite3_column_text(st, 2);
-    for (int i = 0; name && int_columns[i]; i++)
-      if (sqlite3_stricmp(name, int_columns[i]) == 0 &&
-          !(type && sqlite3_strlike("%INT%", type, 0) == 0)) {
-        gm_seterr(err, GM_E_DB,
-                  "sqlite: table '%s' cannot keep the lease: column '%s' is "
-                  "declared '%.32s'; expected INTEGER",
-                  s->cfg->table, name, type ? type : "");
-        rc = GM_ERR;
-      }
+    const char *t = (const char *)sqlite3_column_text(st, 2);
+    gm_col_seen col = {.name = (const char *)sqlite3_column_text(st, 1),
+                       .type = t ? t : "", .shown = t ? t : ""};
+    rc = gm_cols_see(&k, &col, err);
   }
   sqlite3_finalize(st);
   return rc;

@@ -283,6 +283,19 @@ int gm_kv_dup(const gm_kv *opts, size_t n, const char *key, const char *dflt,
               char **dst, gm_error *err);
 /* Frees a string holding a password (NULL: nothing), zeroed first. */
 void gm_free_secret(char *s);
+/* A whole number in [lo, hi] from opts[key] into *out, dflt when absent;
+ * GM_ERR names the backend and the key. */
+int gm_kv_int(const gm_kv *opts, size_t n, const char *key, long lo, long hi,
+              int dflt, int *out, const char *backend, gm_error *err);
+/* A row edited by hand that cannot be read: GM_ERR with GM_E_ROW (the
+ * connection is fine), naming the lock, the table and the column. */
+int gm_bad_column(gm_error *err, const char *backend, const char *lock,
+                  const char *table, const char *column, const char *what);
+/* The index in names (NULL-ended, any case) of opts[key] into *out, dflt
+ * when absent; GM_ERR lists the names. */
+int gm_kv_choice(const gm_kv *opts, size_t n, const char *key,
+                 const char *const *names, int dflt, int *out,
+                 const char *backend, gm_error *err);
 /* GM_ERR (GM_E_ARG, "<backend>: <what> longer than max bytes") when s is. */
 int gm_check_len(const char *backend, const char *what, const char *s,
                  size_t max, gm_error *err);

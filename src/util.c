@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "backend.h"
 #include "timeutil.h"
@@ -147,4 +148,53 @@ void gm_free_secret(char *s) {
   /* do not leave it in freed memory */
   for (volatile char *p = s; *p; p++) *p = 0;
   free(s);
+}
+
+int gm_kv_int(const gm_kv *opts, size_t n, const char *key, long lo, long hi,
+              int dflt, int *out, const char *backend, gm_error *err) {
+  const char *v = gm_kv_get(opts, n, key);
+  *out = dflt;
+  if (!v) return GM_OK;
+  char *end;
+  errno = 0;
+  long x = strtol(v, &end, 10);
+  if (!isdigit((unsigned char)*v) || *end || errno || x < lo || x > hi) {
+    gm_seterr(err, GM_E_ARG,
+              "%s backend: option '%s': expected a whole number %ld-%ld, "
+              "got '%.32s'",
+              backend, key, lo, hi, v);
+    return GM_ERR;
+  }
+  *out = (int)x;
+  return GM_OK;
+}
+
+int gm_kv_choice(const gm_kv *opts, size_t n, const char *key,
+                 const char *const *names, int dflt, int *out,
+                 const char *backend, gm_error *err) {
+  const char *v = gm_kv_get(opts, n, key);
+  char list[256];
+  size_t o = 0;
+  *out = dflt;
+  if (!v) return GM_OK;
+  for (int i = 0; names[i]; i++) {
+    if (strcasecmp(v, names[i]) == 0) {
+      *out = i;
+      return GM_OK;
+    }
+    if (o < sizeof list)
+      o += (size_t)snprintf(list + o, sizeof list - o, "%s%s",
+                            i == 0 ? "" : names[i + 1] ? ", " : " or ",
+                            names[i]);
+  }
+  gm_seterr(err, GM_E_ARG, "%s backend: option '%s': expected %s, got '%.32s'",
+            backend, key, list, v);
+  return GM_ERR;
+}
+
+int gm_bad_column(gm_error *err, const char *backend, const char *lock,
+                  const char *table, const char *column, const char *what) {
+  gm_seterr(err, GM_E_ROW, "%s: lock '%.64s' in table '%s': column '%s' %s",
+            backend, lock, table, column, what);
+  return GM_ERR;
 }
