@@ -243,7 +243,8 @@ do_restart() {
     eval "peers=\$peers\${peers:+,}127.0.0.1:\$gm$i"
   done
   launch "$node" "gcomm://$peers"
-  wait_synced "$node" 1200 && wait_cluster 600 || die "node $node did not rejoin (see $d/error.log)"
+  wait_synced "$node" 1200 || die "node $node did not rejoin (see $d/error.log)"
+  wait_cluster 600 || die "the cluster is not whole after node $node rejoined"
 }
 
 check_node() {
