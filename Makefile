@@ -5,7 +5,7 @@
 #   make openresty-demo  the same with three nginx instances of two workers each
 #   make env        PREFIX=/usr/local: the LUA_PATH and LUA_CPATH of scripts
 #   make install    PREFIX=/usr/local DESTDIR=
-#   make chaos      DURATION=60 BACKEND=sqlite|mysql|mongo|postgres|redis [HOSTILE=1]: faults, then the checker
+#   make chaos      DURATION=60 BACKEND=sqlite|mysql|mongo|postgres|redis|galera [HOSTILE=1]: faults, then the checker
 #   make fuzz       SECONDS=60: each libFuzzer harness of tests/fuzz/
 #   make sim        SEEDS=100000 [FIRST=1] | SEED=S (a trace) [BREAK=deadline|ownclock|token|fork]
 #                   [BEYOND=1: print failures beyond the guarantee too]:

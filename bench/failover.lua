@@ -2,8 +2,20 @@
 --   lua failover.lua URL TRIALS
 -- prints "kill <ms to the next start> <remaining lease at the kill, ms>" and
 -- "stop <ms from m:stop() to the next start>" lines, one per trial.
+--   lua failover.lua galera "URL1 URL2 URL3" TRIALS
+-- (GOMASTER_TEST_GALERA_URLS, GOMASTER_TEST_GALERA_DIR of
+-- tests/servers/galera.sh) prints "dbkill <ms from the SIGKILL of the
+-- Galera node under the master to the next start on any node> <the node
+-- that won: same|other>", one per trial: three fresh nodes, node i on URL i
+-- (Galera node i first); the master's Galera node is killed, then restarted
+-- and rejoined before the next trial.
 local lib = dofile((arg[0]:match("^(.*)/[^/]*$") or ".") .. "/lib.lua")
 local core = lib.core
+if arg[1] == "galera" then
+  local galera = dofile(lib.root .. "/bench/failover_galera.lua")
+  galera(lib, arg[2], tonumber(arg[3] or 10))
+  os.exit(0)
+end
 local url, trials = arg[1], tonumber(arg[2] or 20)
 local dir = (lib.sh("mktemp -d /tmp/gomaster-bench.XXXXXX"):gsub("%s+$", ""))
 url = url:gsub("%%DIR%%", dir)
@@ -32,14 +44,7 @@ local function events(node, kind, after)
   return list
 end
 
-local function wait_for(pred, timeout)
-  local t0 = core.now()
-  while core.now() - t0 < timeout do
-    local v = pred()
-    if v then return v end
-    lib.sleep(0.01)
-  end
-end
+local wait_for = lib.wait_for
 
 -- The node whose last "start" is the latest, if the row names a holder.
 local function master()

@@ -23,6 +23,16 @@ function M.exists(path)
   return f ~= nil
 end
 
+--- pred()'s first true value, polled every 10 ms for up to timeout seconds.
+function M.wait_for(pred, timeout)
+  local t0 = core.now()
+  while core.now() - t0 < timeout do
+    local v = pred()
+    if v then return v end
+    M.sleep(0.01)
+  end
+end
+
 function M.touch(path) assert(io.open(path, "w")):close() end
 
 --- Sorted copy; median and 95th percentile (nearest rank).
@@ -36,10 +46,20 @@ end
 
 --- Statements the server has served so far: MySQL's Questions, the
 -- stand-in's own count of commands, PostgreSQL's transactions (flushed to
--- pg_stat_database within a second), the commands Redis got from clients;
--- nil for SQLite.
+-- pg_stat_database within a second), the commands Redis got from clients,
+-- Questions summed over the three Galera nodes; nil for SQLite.
 function M.server_count(kind)
-  if kind == "mysql" then
+  if kind == "galera" then
+    local total = 0
+    for i = 1, 3 do
+      local s = M.sh(("mariadb --no-defaults --socket=%q -uroot -N -e \"SHOW GLOBAL STATUS LIKE 'Questions'\" 2>/dev/null")
+        :format(("%s/galera/n%d/sock"):format(os.getenv("GOMASTER_TEST_GALERA_DIR"), i)))
+      local n = tonumber(s:match("(%d+)%s*$"))
+      if not n then return nil end
+      total = total + n
+    end
+    return total
+  elseif kind == "mysql" then
     local s = M.sh(("mariadb --socket=%q -uroot -N -e \"SHOW GLOBAL STATUS LIKE 'Questions'\" 2>/dev/null")
       :format(os.getenv("GOMASTER_TEST_MARIADB_DIR") .. "/mariadb/mysqld.sock"))
     return tonumber(s:match("(%d+)%s*$"))

@@ -5,18 +5,23 @@
 -- elector's own counters (acquires + renewals + observes + releases); the
 -- server figure from the server itself (MySQL Questions, the stand-in's
 -- command count), which also counts driver traffic such as monitoring.
+-- KIND galera: URL is three URLs separated by spaces
+-- (GOMASTER_TEST_GALERA_URLS), node i on URL (i-1) % 3 + 1, and the server
+-- figure is the sum over the three Galera nodes.
 local lib = dofile((arg[0]:match("^(.*)/[^/]*$") or ".") .. "/lib.lua")
 local core = lib.core
 local kind, url, count, window = arg[1], arg[2], tonumber(arg[3]), tonumber(arg[4] or 10)
 local dir = (lib.sh("mktemp -d /tmp/gomaster-bench.XXXXXX"):gsub("%s+$", ""))
 url = url:gsub("%%DIR%%", dir)
+local urls = {}
+for u in url:gmatch("%S+") do urls[#urls + 1] = u end
 local name = "load-" .. tostring(math.random(1, 1e9)) .. tostring(os.time())
 
 local nodes = {}
 for i = 1, count do
   local log = ("%s/node%d.log"):format(dir, i)
   local pid = tonumber(lib.sh(("%s %s/bench/node.lua %q %q %q >/dev/null 2>&1 & echo $!")
-    :format(lib.interp, lib.root, log, url, name)))
+    :format(lib.interp, lib.root, log, urls[(i - 1) % #urls + 1], name)))
   nodes[i] = { pid = pid, log = log }
 end
 
@@ -59,7 +64,9 @@ for _, nd in ipairs(nodes) do
 end
 local sum, max = 0, 0
 for _, r in ipairs(frates) do sum, max = sum + r, math.max(max, r) end
-local server = s0 and s1 and ("%.1f"):format((s1 - s0 - ((kind == "mysql" or kind == "postgres" or kind == "redis") and 1 or 0)) / (t1 - t0)) or "-"
+-- the counting statement itself (one per Galera node)
+local own = ({ mysql = 1, postgres = 1, redis = 1, galera = 3 })[kind] or 0
+local server = s0 and s1 and ("%.1f"):format((s1 - s0 - own) / (t1 - t0)) or "-"
 print(("load %d %.2f %.2f %.2f %s %.2f"):format(count, master_rate or -1, sum / #frates, max, server, failed))
 for _, nd in ipairs(nodes) do lib.touch(nd.log .. ".exit") end
 lib.sleep(1)

@@ -3,7 +3,8 @@
 --
 --   lua node.lua LOGFILE URL NAME [LEASE]
 --
--- Log lines: "<time> start <token>", "<time> stopping" (just before
+-- Log lines: "<time> start <token>", "<time> end" (on_stop), "<time>
+-- stopping" (just before
 -- m:stop()), "<time> c <acquires> <renewals> <observes> <releases> <grants>
 -- <errors>" once a second. It calls m:stop() when LOGFILE.stop appears and
 -- exits when LOGFILE.exit appears.
@@ -22,6 +23,7 @@ local function log(...) out:write(("%.6f "):format(core.now()), table.concat({ .
 local m = assert(gomaster.new{
   backend = url, name = name, lease = lease,
   on_start = function(_, token) log("start", tostring(token)) end,
+  on_stop = function() log("end") end,
   on_error = function() end,
 })
 assert(m:start())

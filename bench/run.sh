@@ -1,17 +1,23 @@
 #!/bin/sh
 # make bench: builds for Lua 5.4 and LuaJIT, starts MariaDB, the MongoDB
-# stand-in, PostgreSQL and Redis on loopback in a temporary directory
-# (tests/servers/*.sh), runs every benchmark against SQLite and each of them,
-# prints one markdown table per backend, and stops the servers.
+# stand-in, PostgreSQL, Redis and a 3-node MariaDB Galera cluster on loopback
+# in a temporary directory (tests/servers/*.sh), runs every benchmark against
+# SQLite and each of them, prints one markdown table per backend, and stops
+# the servers. Galera gets its own table: the load on the whole cluster
+# against one MariaDB server with the same nodes, and failover when the
+# Galera node under the master dies.
 #
 #   GOMASTER_BENCH_TRIALS=20   failover and handover trials per backend
-#   GOMASTER_BENCH_ONLY="sqlite mysql mongo postgres redis"   backends to run
+#   GOMASTER_BENCH_GALERA_TRIALS=10   Galera failover trials (each restarts
+#                                     the killed Galera node: 15-30 s)
+#   GOMASTER_BENCH_ONLY="sqlite mysql mongo postgres redis galera"   backends to run
 set -u
 cd "$(dirname "$0")/.." || exit 2
 ROOT=$(pwd)
 export GOMASTER_ROOT="$ROOT"
 TRIALS=${GOMASTER_BENCH_TRIALS:-20}
-ONLY=${GOMASTER_BENCH_ONLY:-sqlite mysql mongo postgres redis}
+GTRIALS=${GOMASTER_BENCH_GALERA_TRIALS:-10}
+ONLY=${GOMASTER_BENCH_ONLY:-sqlite mysql mongo postgres redis galera}
 MAKE=${MAKE:-make}
 TMP=$(mktemp -d /tmp/gomaster-bench-run.XXXXXX)
 servers=""
@@ -27,7 +33,8 @@ for lua in 5.4 luajit; do
   $MAKE -s LUA=$lua all >"$TMP/build-$lua.log" 2>&1 || { cat "$TMP/build-$lua.log"; exit 1; }
 done
 
-start_server() { # $1: mariadb | mongo | postgres | redis
+start_server() { # $1: mariadb | mongo | postgres | redis | galera
+  case " $servers " in *" $1 "*) return 0 ;; esac
   if bash "tests/servers/$1.sh" start "$TMP" >"$TMP/$1.env" 2>"$TMP/$1.err"; then
     servers="$servers $1"
     . "$TMP/$1.env"
@@ -95,12 +102,40 @@ bench_backend() { # $1: tag (sqlite|mysql|mongo|redis), $2: URL, $3: title
   echo "| RSS added per elector / per backend connection, bytes | ${2:--} / ${3:--} |"
 }
 
+# The same election nodes on one MariaDB server and on the Galera cluster
+# (node i on Galera node (i-1) % 3 + 1 first), then the Galera failover.
+bench_galera() {
+  out="$TMP/galera.out"
+  : >"$out"
+  echo "running: Galera" >&2
+  for n in 3 10; do
+    lua5.4 bench/load.lua mysql "$GOMASTER_TEST_MYSQL_URL" $n 10 | sed 's/^load/single/' >>"$out"
+    lua5.4 bench/load.lua galera "$GOMASTER_TEST_GALERA_URLS" $n 10 >>"$out"
+  done
+  lua5.4 bench/failover.lua galera "$GOMASTER_TEST_GALERA_URLS" "$GTRIALS" >>"$out" || echo "galera failover failed" >&2
+  set -- $(stat "$out" dbkill 2); kmed=$1 kp95=$2
+  echo
+  echo "### MariaDB Galera, 3 nodes on 127.0.0.1 ($(mariadbd --version 2>/dev/null | awk '{print $3}'), galera-4, evs.suspect_timeout 5 s)"
+  echo
+  echo "| measure | result |"
+  echo "| --- | --- |"
+  for n in 3 10; do
+    g=$(awk -v n=$n '$1 == "load" && $2 == n { print $6 }' "$out")
+    one=$(awk -v n=$n '$1 == "single" && $2 == n { print $6 }' "$out")
+    r=$(awk -v a="$g" -v b="$one" 'BEGIN { if (b > 0) printf "%.2f", a / b }')
+    echo "| $n nodes: client statements/s summed over the three Galera nodes / on one MariaDB server; ratio | ${g:--} / ${one:--}; ${r:--}x |"
+  done
+  echo "| failover when the Galera node under the master dies (SIGKILL, $(grep -c '^dbkill' "$out") trials): ms from the kill to on_start on any node, median / p95 | $kmed / $kp95 |"
+  echo "| ... won by the old master (on another Galera node) / by another node | $(grep -c '^dbkill .* same' "$out") / $(grep -c '^dbkill .* other' "$out") |"
+}
+
 for b in $ONLY; do
   case $b in
     sqlite) bench_backend sqlite "sqlite://%DIR%/gomaster.db" "SQLite (file in /tmp)" ;;
     mysql) start_server mariadb && bench_backend mysql "$GOMASTER_TEST_MYSQL_URL" "MariaDB $(mariadbd --version 2>/dev/null | awk '{print $3}') on 127.0.0.1" ;;
     mongo) start_server mongo && bench_backend mongo "$GOMASTER_TEST_MONGO_URL" "MongoDB wire-protocol stand-in (tests/mongo_standin) on 127.0.0.1" ;;
     postgres) start_server postgres && bench_backend postgres "$GOMASTER_TEST_POSTGRES_URL" "PostgreSQL $(psql --version | awk '{print $3}') on 127.0.0.1" ;;
+    galera) start_server mariadb && start_server galera && bench_galera ;;
     redis) start_server redis && bench_backend redis "$GOMASTER_TEST_REDIS_URL" "Redis $(redis-server --version | sed -n 's/.* v=\([^ ]*\).*/\1/p') on 127.0.0.1, no persistence" ;;
   esac
 done

@@ -5,7 +5,8 @@
 # verdict.
 #
 #   tests/chaos/chaos.sh BACKEND DURATION [NODES LEASE RETRY SEED]
-#     BACKEND   sqlite | mysql | mongo | postgres | redis
+#     BACKEND   sqlite | mysql | mongo | postgres | redis | galera (a 3-node
+#               cluster; each node's URL names all three, see run.lua)
 #   GOMASTER_CHAOS_HOSTILE=1 adds the user's hand (see tests/chaos/run.lua).
 #     DURATION  seconds
 #   GOMASTER_KEEP=1 keeps the logs (their directory is printed).
@@ -16,7 +17,7 @@ set -u
 cd "$(dirname "$0")/../.." || exit 2
 ROOT=$(pwd)
 export GOMASTER_ROOT="$ROOT"
-backend=${1:?usage: chaos.sh sqlite|mysql|mongo|postgres|redis DURATION [NODES LEASE RETRY SEED]}
+backend=${1:?usage: chaos.sh sqlite|mysql|mongo|postgres|redis|galera DURATION [NODES LEASE RETRY SEED]}
 duration=${2:?usage: chaos.sh BACKEND DURATION}
 shift 2
 dir=$(mktemp -d /tmp/gomaster-chaos.XXXXXX)
@@ -31,7 +32,7 @@ trap 'exit 130' INT TERM
 
 case $backend in
 sqlite) url="sqlite://$dir/chaos.db" ;;
-mysql | mongo | postgres | redis)
+mysql | mongo | postgres | redis | galera)
   case $backend in mysql) server=mariadb ;; *) server=$backend ;; esac
   # A real MongoDB (GOMASTER_TEST_MONGO_URI) cannot be paused or restarted
   # from here: the chaos run always uses the stand-in.
@@ -47,9 +48,10 @@ mysql | mongo | postgres | redis)
   mongo) url=$GOMASTER_TEST_MONGO_URL ;;
   postgres) url=$GOMASTER_TEST_POSTGRES_URL ;;
   redis) url=$GOMASTER_TEST_REDIS_URL ;;
+  galera) url=${GOMASTER_TEST_GALERA_URLS%% *} ;;
   esac
   ;;
-*) echo "chaos: unknown backend $backend (sqlite, mysql, mongo, postgres, redis)" >&2; exit 2 ;;
+*) echo "chaos: unknown backend $backend (sqlite, mysql, mongo, postgres, redis, galera)" >&2; exit 2 ;;
 esac
 
 export GOMASTER_CHAOS_SERVER_DIR="$dir"

@@ -195,7 +195,7 @@ row("backend", info.backend)
 row("nodes, lease, retry", ("%d, %g s, %g s"):format(info.nodes, info.lease, info.retry))
 row("run time", ("%.0f s"):format(info["end"] - info.start))
 local order = { "kill", "pause_node", "pause_db", "lock_db", "restart_db", "wipe_db", "partition", "reset",
-                "terminate", "same_id", "edit_future", "edit_owner", "edit_delete", "force_release", "rm_files" }
+                "terminate", "kill_galera", "pause_galera", "partition_galera", "same_id", "edit_future", "edit_owner", "edit_delete", "force_release", "rm_files" }
 for _, k in ipairs(order) do if kinds[k] then row("faults: " .. k, kinds[k]) end end
 row("faults: total", nfaults)
 row("master intervals", #iv)

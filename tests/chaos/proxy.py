@@ -16,6 +16,9 @@ Commands, one per line on stdin:
     reset SLOT     close every connection of the slot on both sides with RST
     quit
 
+SLOT "all" applies a command to every slot (the target cut off from every
+node: one Galera node partitioned away).
+
 Each command is answered "ok" on stdout once it took effect.
 """
 import os
@@ -99,24 +102,27 @@ def main():
             return True
         if words[0] == "quit":
             return False
-        i = int(words[1])
+        for i in (slots if words[1] == "all" else [int(words[1])]):
+            apply(words[0], i)
+        sys.stdout.write("ok\n")
+        sys.stdout.flush()
+        return True
+
+    def apply(cmd, i):
         slot = slots[i]
-        if words[0] == "block" and not slot["blocked"]:
+        if cmd == "block" and not slot["blocked"]:
             slot["blocked"] = True
             sel.unregister(slot["listener"])
             for pair in slot["pairs"]:
                 unwatch(pair)
-        elif words[0] == "unblock" and slot["blocked"]:
+        elif cmd == "unblock" and slot["blocked"]:
             slot["blocked"] = False
             sel.register(slot["listener"], selectors.EVENT_READ, ("accept", i))
             for pair in slot["pairs"]:
                 watch(pair)
-        elif words[0] == "reset":
+        elif cmd == "reset":
             for pair in list(slot["pairs"]):
                 close(pair, True)
-        sys.stdout.write("ok\n")
-        sys.stdout.flush()
-        return True
 
     running = True
     while running:

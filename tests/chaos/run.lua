@@ -5,15 +5,18 @@
 --   lua5.4 tests/chaos/run.lua DIR BACKEND URL DURATION [NODES LEASE RETRY SEED]
 --
 -- DIR is an empty directory for the logs (node<k>.log, faults.log, proxy);
--- BACKEND is sqlite, mysql, mongo, postgres or redis; URL the database's (for the servers
--- every node reaches it through its own port of tests/chaos/proxy.py). The
--- server of mysql/mongo was started by tests/servers/<x>.sh with state in
--- GOMASTER_CHAOS_SERVER_DIR; this runner pauses and restarts it there.
+-- BACKEND is sqlite, mysql, mongo, postgres, redis or galera; URL the
+-- database's (for the servers every node reaches each host of the URL
+-- through its own port of that host's tests/chaos/proxy.py; galera: a MySQL
+-- URL naming the three Galera nodes). The server was started by
+-- tests/servers/<x>.sh with state in GOMASTER_CHAOS_SERVER_DIR; this runner
+-- pauses and restarts it (or one Galera node) there.
 --
 -- faults.log: one line per fault, "<start> <healed> <kind> <target>", times
 -- on CLOCK_MONOTONIC like the node logs. A fault is healed when the thing it
 -- broke works again: the killed node's lease can be taken (the kill itself),
--- the paused process runs, the server answers, the proxy forwards again.
+-- the paused process runs, the server answers, the proxy forwards again,
+-- the Galera cluster is whole again.
 local root = os.getenv("GOMASTER_ROOT") or "."
 package.path = root .. "/lua/?.lua;" .. root .. "/spec/?.lua;" .. package.path
 package.cpath = root .. "/build/5.4/?.so;" .. package.cpath
@@ -40,43 +43,70 @@ local function exists(path)
   return f ~= nil
 end
 
--- ---- the proxy (mysql, mongo) ------------------------------------------
+-- ---- the proxies ---------------------------------------------------------
+-- One proxy per database host, each with one port per node slot. On Galera
+-- (backend galera: URL names the three Galera nodes) slot k's URL lists
+-- every proxy, the one of Galera node (k-1) % 3 + 1 first, the others after
+-- it in order, as an application gives each node its nearest database first.
 
-local proxy, proxy_out, slot_url = nil, nil, {}
-if backend ~= "sqlite" then
-  local host, port = url:match("^%a+://[^/]-@?([%d%.]+):(%d+)")
-  if not host then host, port = url:match("^%a+://([%d%.]+):(%d+)") end
-  assert(host, "no 127.0.0.1:port in the URL")
-  local portfile = dir .. "/proxy.ports"
-  proxy_out = dir .. "/proxy.out"
-  proxy = assert(io.popen(("exec /usr/bin/python3 %s/tests/chaos/proxy.py %s %s %d %q >%q 2>&1")
-    :format(root, host, port, nodes, portfile, proxy_out), "w"))
+local proxies, slot_url = {}, {}
+
+local function start_proxy(host, port)
+  local px = { acks = 0, out = ("%s/proxy%d.out"):format(dir, #proxies + 1) }
+  local portfile = ("%s/proxy%d.ports"):format(dir, #proxies + 1)
+  px.pipe = assert(io.popen(("exec /usr/bin/python3 %s/tests/chaos/proxy.py %s %s %d %q >%q 2>&1")
+    :format(root, host, port, nodes, portfile, px.out), "w"))
   local t0 = core.now()
   while not exists(portfile .. ".ready") do
     assert(core.now() - t0 < 10, "the proxy did not start")
     sleep(0.02)
   end
+  px.port = {}
   for line in io.lines(portfile) do
     local slot, p = line:match("^(%d+) (%d+)$")
-    -- Only the port changes: user, password, database and options stay.
-    slot_url[tonumber(slot)] = url:gsub(host:gsub("%.", "%%.") .. ":" .. port, host .. ":" .. p, 1)
+    px.port[tonumber(slot)] = p
+  end
+  proxies[#proxies + 1] = px
+end
+
+if backend ~= "sqlite" then
+  -- user, password, database and options stay; only host:port change
+  local pre, hostlist, post = url:match("^(%a+://[^/]-@)([^/@]+)(/.*)$")
+  if not pre then pre, hostlist, post = url:match("^(%a+://)([^/@]+)(/?.*)$") end
+  assert(hostlist, "no host in the URL")
+  local hosts = {}
+  for host, port in hostlist:gmatch("([%d%.]+):(%d+)") do hosts[#hosts + 1] = { host, port } end
+  assert(#hosts > 0, "no 127.0.0.1:port in the URL")
+  for _, h in ipairs(hosts) do start_proxy(h[1], h[2]) end
+  for k = 1, nodes do
+    local list, own = {}, (k - 1) % #hosts
+    for j = 0, #hosts - 1 do
+      local g = (own + j) % #hosts + 1
+      list[#list + 1] = hosts[g][1] .. ":" .. proxies[g].port[k]
+    end
+    slot_url[k] = pre .. table.concat(list, ",") .. post
   end
 end
 
-local acks = 0
-local function proxy_cmd(cmd, slot)
-  proxy:write(cmd, " ", slot, "\n")
-  proxy:flush()
-  acks = acks + 1
-  -- Waits for the proxy's "ok": the fault is in place when we log it.
+-- Sends a command to proxy px and waits for its "ok": the fault is in
+-- place when we log it. slot: a node slot or "all".
+local function proxy_send(px, cmd, slot)
+  px.pipe:write(cmd, " ", slot, "\n")
+  px.pipe:flush()
+  px.acks = px.acks + 1
   local t0 = core.now()
   while true do
     local n = 0
-    for _ in io.lines(proxy_out) do n = n + 1 end
-    if n >= acks then return end
+    for _ in io.lines(px.out) do n = n + 1 end
+    if n >= px.acks then return end
     assert(core.now() - t0 < 5, "the proxy did not answer " .. cmd)
     sleep(0.01)
   end
+end
+
+-- A node slot's connections to every database host.
+local function proxy_cmd(cmd, slot)
+  for _, px in ipairs(proxies) do proxy_send(px, cmd, slot) end
 end
 
 -- ---- nodes --------------------------------------------------------------
@@ -131,6 +161,30 @@ local function server_pid()
   return pid
 end
 
+-- tests/servers/galera.sh CMD N (kill, pause, resume)
+local function galera(cmd, node)
+  local ok = os.execute(("bash %s/tests/servers/galera.sh %s %d %q >>%q 2>&1")
+    :format(root, cmd, node, server_dir, dir .. "/server.out"))
+  assert(ok, "tests/servers/galera.sh " .. cmd .. " failed: see server.out")
+end
+
+-- tests/servers/galera.sh CMD in the background: a function that is false
+-- until it finished (and asserts that it succeeded).
+local function galera_async(cmd, node)
+  local done = ("%s/galera-%s.done"):format(dir, cmd)
+  os.remove(done)
+  os.execute(("(bash %s/tests/servers/galera.sh %s %s %q >>%q 2>&1; echo $? >%q.tmp; mv %q.tmp %q) &")
+    :format(root, cmd, node or "", server_dir, dir .. "/server.out", done, done, done))
+  return function()
+    local f = io.open(done)
+    if not f then return false end
+    local rc = f:read("n")
+    f:close()
+    assert(rc == 0, "tests/servers/galera.sh " .. cmd .. " failed: see server.out")
+    return true
+  end
+end
+
 -- A process that holds SQLite's write lock: a stuck database for writers.
 local function sqlite_lock(seconds)
   local path = url:gsub("^sqlite://", "")
@@ -160,14 +214,25 @@ local restart_kind = backend == "redis" and "wipe_db" or "restart_db"
 local kinds = backend == "sqlite"
   and { "kill", "pause_node", "lock_db" }
   or { "kill", "pause_node", "pause_db", restart_kind, "partition", "reset" }
+-- Galera: the database faults strike one Galera node at a time (the other
+-- two keep a primary component): SIGKILL and a restart that rejoins by state
+-- transfer, SIGSTOP/SIGCONT (past evs.suspect_timeout, 5 s, the node is
+-- evicted and rejoins), and a partition of the node from every election
+-- node (its proxy blackholes every slot). Each heals when the cluster is
+-- whole again: every node Synced in a primary component of three.
+if backend == "galera" then
+  kinds = { "kill", "pause_node", "partition", "reset", "kill_galera", "pause_galera", "partition_galera" }
+end
 -- PostgreSQL: an operator's pg_terminate_backend of every session as well
 if backend == "postgres" then kinds[#kinds + 1] = "terminate" end
-local db_kind = { lock_db = true, pause_db = true, restart_db = true, wipe_db = true, terminate = true }
+local db_kind = { lock_db = true, pause_db = true, restart_db = true, wipe_db = true, terminate = true,
+                  kill_galera = true, pause_galera = true, partition_galera = true }
 
 -- The user's hand (GOMASTER_CHAOS_HOSTILE=1): electors whose ids collide
 -- with the master's, an operator's edits of the row and releases, and (on
 -- SQLite) the database's files deleted under the nodes.
 local hostile = os.getenv("GOMASTER_CHAOS_HOSTILE") == "1"
+assert(not (hostile and backend == "galera"), "no hostile run on Galera (tests/chaos/edit.py edits one server)")
 if hostile then
   -- No deleted row here: a node that starts while the row is gone has never
   -- seen the lock, and a lock never seen is free at once (docs/design.md,
@@ -233,6 +298,10 @@ local function inject(kind)
   if db_kind[kind] then
     if db_busy then return nil end
     f.target = "db"
+    if backend == "galera" then
+      f.galera = math.random(3)
+      f.target = "galera" .. f.galera
+    end
   else
     f.slot = pick_slot()
     if not f.slot then return nil end
@@ -294,6 +363,38 @@ local function inject(kind)
   elseif kind == "reset" then
     proxy_cmd("reset", f.slot)
     f.healed = core.now()
+  elseif kind == "kill_galera" then
+    galera("kill", f.galera)
+    -- down for a while, then restarted; healed once it is Synced again
+    f.heal_at = core.now() + rand(0.5, 4) * lease
+    local finished
+    f.heal = function()
+      finished = finished or galera_async("restart", f.galera)
+      if not finished() then return false end
+      f.healed = core.now()
+    end
+  elseif kind == "pause_galera" then
+    galera("pause", f.galera)
+    -- below and beyond evs.suspect_timeout (5 s)
+    f.heal_at = core.now() + rand(1, 8)
+    local finished
+    f.heal = function()
+      if not finished then
+        galera("resume", f.galera)
+        finished = galera_async("wait")
+      end
+      if not finished() then return false end
+      f.healed = core.now()
+    end
+  elseif kind == "partition_galera" then
+    proxy_send(proxies[f.galera], "block", "all")
+    f.heal_at = core.now() + rand(0.5, 3) * lease
+    local rst = math.random() < 0.5
+    f.heal = function()
+      if rst then proxy_send(proxies[f.galera], "reset", "all") end
+      proxy_send(proxies[f.galera], "unblock", "all")
+      f.healed = core.now()
+    end
   elseif kind == "same_id" then
     if extra_nodes >= max_extra then return nil end
     local m = master_slot()
@@ -335,13 +436,15 @@ end
 
 local t_start = core.now()
 local quiet = lease + retry + 3 -- no fault starts in the last `quiet` seconds
+local galera_quiet = 20
+local galera_kind = { kill_galera = true, pause_galera = true, partition_galera = true }
 local next_fault = t_start + rand(1, 2) * lease
 while core.now() - t_start < duration do
   local now = core.now()
   for i = #active, 1, -1 do
     local f = active[i]
-    if now >= f.heal_at then
-      f.heal()
+    -- a heal that returns false has begun and is not over yet
+    if now >= f.heal_at and f.heal() ~= false then
       table.remove(active, i)
       if f.slot then busy_slot[f.slot] = nil end
       if db_kind[f.kind] then db_busy = false end
@@ -349,7 +452,10 @@ while core.now() - t_start < duration do
     end
   end
   if now >= next_fault and now - t_start < duration - quiet and #active < 3 then
-    local f = inject(kinds[math.random(#kinds)])
+    local kind = kinds[math.random(#kinds)]
+    -- a Galera node's restart or rejoin takes 5-20 s: none starts in the
+    -- last galera_quiet seconds, so the run ends about on time, healed
+    local f = not (galera_kind[kind] and now - t_start >= duration - galera_quiet) and inject(kind) or nil
     if f then
       if f.heal then
         active[#active + 1] = f
@@ -363,7 +469,10 @@ while core.now() - t_start < duration do
   end
   sleep(0.05)
 end
-for _, f in ipairs(active) do f.heal(); record(f) end
+for _, f in ipairs(active) do
+  while f.heal() == false do sleep(0.1) end
+  record(f)
+end
 local t_end = core.now()
 faultlog:close()
 
@@ -373,7 +482,7 @@ meta:write(("backend %s\nnodes %d\nlease %g\nretry %g\nstart %.6f\nend %.6f\nsee
 meta:close()
 
 c:exit_all()
-if proxy then
-  proxy:write("quit\n")
-  proxy:close()
+for _, px in ipairs(proxies) do
+  px.pipe:write("quit\n")
+  px.pipe:close()
 end

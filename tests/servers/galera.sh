@@ -12,6 +12,18 @@
 #   tests/servers/galera.sh kill N DIR       SIGKILL node N (1-3)
 #   tests/servers/galera.sh pause N DIR      SIGSTOP node N
 #   tests/servers/galera.sh resume N DIR     SIGCONT node N
+#   tests/servers/galera.sh restart N DIR    start node N again after a kill
+#                                            and wait until it is Synced (it
+#                                            rejoins by incremental state
+#                                            transfer when the donor's cache
+#                                            holds what it missed, else by
+#                                            rsync)
+#   tests/servers/galera.sh wait DIR         wait until every node is Synced
+#                                            in one primary component of 3
+#                                            (after a resume: a node paused
+#                                            past evs.suspect_timeout was
+#                                            evicted and must notice, then
+#                                            rejoin)
 #   tests/servers/galera.sh url DIR          print the export lines again
 #
 # Export lines: GOMASTER_TEST_GALERA_URLS, three URLs separated by spaces;
@@ -22,10 +34,10 @@
 set -eu
 
 die() { echo "galera.sh: $*" >&2; exit 1; }
-usage="usage: $0 start|stop|url DIR, or $0 kill|pause|resume N DIR"
+usage="usage: $0 start|stop|url|wait DIR, or $0 kill|pause|resume|restart N DIR"
 
 case ${1:-} in
-kill | pause | resume) [ $# -eq 3 ] || die "$usage"; node=$2; dir=$3 ;;
+kill | pause | resume | restart) [ $# -eq 3 ] || die "$usage"; node=$2; dir=$3 ;;
 *) [ $# -eq 2 ] || die "$usage"; node=""; dir=$2 ;;
 esac
 cmd=$1
@@ -103,6 +115,24 @@ wait_synced() { # node, tenths of a second
   return 1
 }
 
+# Every node Synced and seeing all three (a node that was paused may still
+# believe in the old view for a few seconds: its peers' view counts too).
+cluster_whole() {
+  for i in 1 2 3; do
+    v=$(sql "$i" "SHOW STATUS WHERE Variable_name IN ('wsrep_local_state_comment', 'wsrep_cluster_size', 'wsrep_cluster_status')" |
+      sort | cut -f2 | tr '\n' ' ')
+    [ "$v" = "3 Primary Synced " ] || return 1
+  done
+}
+
+wait_cluster() { # tenths of a second
+  for _ in $(seq 1 "$1"); do
+    cluster_whole && return 0
+    sleep 0.1
+  done
+  return 1
+}
+
 stop_node() {
   pid=$(read_pid "$1")
   if pid_alive "$pid"; then
@@ -139,6 +169,7 @@ do_start() {
   chmod 755 "$G"
   # shellcheck disable=SC2046
   set -- $(pick_ports)
+  echo "$*" >"$G/ports"
   for i in 1 2 3; do
     eval "sql$i=$1 gm$i=$2 ist$i=$3 sst$i=$4"
     shift 4
@@ -186,8 +217,42 @@ do_start() {
   cat "$G/env"
 }
 
-signal() {
+load_ports() {
+  [ -f "$G/ports" ] || die "no cluster in $G"
+  # shellcheck disable=SC2046
+  set -- $(cat "$G/ports")
+  for i in 1 2 3; do
+    eval "sql$i=$1 gm$i=$2 ist$i=$3 sst$i=$4"
+    shift 4
+  done
+}
+
+# A killed node back into the cluster. Its state transfer script reads the
+# last committed position from InnoDB first, so that a donor sends only what
+# it missed (IST) when its cache still holds it, instead of a whole copy (an
+# rsync state transfer, which blocks the donor's writes while it runs).
+do_restart() {
+  check_node
+  pid_alive "$(read_pid "$node")" && die "node $node is running"
+  load_ports
+  d=$G/n$node
+  rm -f "$d/pid" "$d/mariadbd.pid"
+  peers=""
+  for i in 1 2 3; do
+    [ "$i" = "$node" ] && continue
+    eval "peers=\$peers\${peers:+,}127.0.0.1:\$gm$i"
+  done
+  launch "$node" "gcomm://$peers"
+  wait_synced "$node" 1200 || die "node $node did not rejoin (see $d/error.log)"
+  wait_cluster 600 || die "the cluster is not whole after node $node rejoined"
+}
+
+check_node() {
   case $node in 1 | 2 | 3) ;; *) die "node must be 1, 2 or 3" ;; esac
+}
+
+signal() {
+  check_node
   pid=$(read_pid "$node")
   pid_alive "$pid" || die "node $node is not running in $G"
   kill "-$1" "$pid"
@@ -199,6 +264,8 @@ stop) do_stop ;;
 kill) signal KILL ;;
 pause) signal STOP ;;
 resume) signal CONT ;;
+restart) do_restart ;;
+wait) wait_cluster 1200 || die "the cluster is not whole after 120 s (see $G/n*/error.log)" ;;
 url) cat "$G/env" ;;
 *) die "unknown command: $cmd" ;;
 esac
