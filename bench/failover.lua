@@ -15,9 +15,7 @@ local nodes, n = {}, 0
 local function spawn()
   n = n + 1
   local log = ("%s/node%d.log"):format(dir, n)
-  local pid = tonumber(lib.sh(("%s %s/bench/node.lua %q %q %q >/dev/null 2>&1 & echo $!")
-    :format(lib.interp, lib.root, log, url, name)))
-  nodes[#nodes + 1] = { pid = pid, log = log }
+  nodes[#nodes + 1] = { pid = lib.spawn_node(log, url, name), log = log }
 end
 
 local function events(node, kind, after)
@@ -32,14 +30,7 @@ local function events(node, kind, after)
   return list
 end
 
-local function wait_for(pred, timeout)
-  local t0 = core.now()
-  while core.now() - t0 < timeout do
-    local v = pred()
-    if v then return v end
-    lib.sleep(0.01)
-  end
-end
+local function wait_for(pred, timeout) return lib.wait_for(pred, timeout, 0.01) end
 
 -- The node whose last "start" is the latest, if the row names a holder.
 local function master()
