@@ -25,14 +25,14 @@ end
 
 function M.touch(path) assert(io.open(path, "w")):close() end
 
---- Calls pred() every `step` seconds until it returns a value (returned),
--- or nil after `timeout` seconds.
+--- Calls pred() every `step` seconds (nil: again at once, pred waits)
+-- until it returns a value (returned), or nil after `timeout` seconds.
 function M.wait_for(pred, timeout, step)
   local t0 = M.core.now()
   while M.core.now() - t0 < timeout do
     local v = pred()
     if v then return v end
-    M.sleep(step)
+    if step then M.sleep(step) end
   end
 end
 
