@@ -152,5 +152,5 @@ for _, n in ipairs(c.nodes) do
   end
 end
 print("refused " .. refused)
-if not os.getenv("GOMASTER_KEEP") then os.execute(("rm -rf %q"):format(dir)) end
+if (os.getenv("GOMASTER_KEEP") or "") == "" then os.execute(("rm -rf %q"):format(dir)) end
 if not ok then io.stderr:write("scale.lua: ", tostring(err), "\n") os.exit(1) end

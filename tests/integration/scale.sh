@@ -49,7 +49,7 @@ fi
 . "$T/env"
 
 t0=$(now)
-GOMASTER_KEEP=${GOMASTER_KEEP:-} lua5.4 bench/scale.lua mysql "$GOMASTER_TEST_MYSQL_URL" \
+lua5.4 bench/scale.lua mysql "$GOMASTER_TEST_MYSQL_URL" \
   "$NODES" "$WINDOW" "$CRASHES" >"$T/out" 2>"$T/stderr"
 rc=$?
 cat "$T/stderr"
