@@ -3,7 +3,11 @@
 -- its own backend (connection), waits until one is master, lets the other
 -- follow for a random 0.5-2 s (in its wait for the lease's end or a
 -- wake-up), then closes the follower and then the master. Prints
--- "close follower <ms>" and "close master <ms>", one of each per trial.
+-- "close follower <ms>" and "close master <ms>", one of each per trial, the
+-- time m:close() took, and "free follower <ms>" / "free master <ms>", the
+-- time a full garbage collection took right after it, which drops the
+-- last reference to the elector's backend: its thread joined (or left to
+-- end alone when inside a call), its connections closed.
 local lib = dofile((arg[0]:match("^(.*)/[^/]*$") or ".") .. "/lib.lua")
 local core = lib.core
 local gomaster = require("gomaster")
@@ -12,11 +16,7 @@ local dir = (lib.sh("mktemp -d /tmp/gomaster-bench.XXXXXX"):gsub("%s+$", ""))
 url = url:gsub("%%DIR%%", dir)
 math.randomseed(os.time())
 
-local function timed_close(m)
-  local t0 = core.now()
-  m:close()
-  return (core.now() - t0) * 1000
-end
+local function ms(t0) return ("%.1f"):format((core.now() - t0) * 1000) end
 
 for k = 1, trials do
   local name = ("close-%d-%d-%d"):format(math.random(1, 1e9), os.time(), k)
@@ -28,8 +28,14 @@ for k = 1, trials do
   local until_t = core.now() + 0.5 + 1.5 * math.random()
   while core.now() < until_t do a:wait(0.02) b:wait(0.02) end
   assert(a:is_master() and not b:is_master(), "the master changed")
-  print(("close follower %.1f"):format(timed_close(b)))
-  print(("close master %.1f"):format(timed_close(a)))
+  for _, who in ipairs{ "follower", "master" } do
+    local t0 = core.now()
+    if who == "follower" then b:close() b = nil else a:close() a = nil end
+    print("close " .. who .. " " .. ms(t0))
+    t0 = core.now()
+    collectgarbage("collect")
+    print("free " .. who .. " " .. ms(t0))
+  end
   io.stdout:flush()
 end
 os.execute(("rm -rf %q"):format(dir))

@@ -116,9 +116,16 @@ bench_backend() { # $1: tag (sqlite|mysql|mongo|redis), $2: URL, $3: title
   done
   set -- $(grep '^memory' "$out")
   echo "| RSS added per elector / per backend connection, bytes | ${2:--} / ${3:--} |"
-  awk '$1 == "close" { print $2, $3 }' "$out" >"$out.close"
-  set -- $(stat "$out.close" follower 2) $(stat "$out.close" master 2)
-  echo "| close() of a follower / of the master ($(grep -c '^follower' "$out.close") trials each), ms median / p95 | ${1:--} / ${2:--}; ${3:--} / ${4:--} |"
+  for k in close free; do
+    awk -v k=$k '$1 == k { print $2, $3 }' "$out" >"$out.$k"
+    set -- $(stat "$out.$k" follower 2) $(stat "$out.$k" master 2)
+    n=$(grep -c '^follower' "$out.$k")
+    if [ $k = close ]; then
+      echo "| close() of a follower / of the master ($n trials each), ms median / p95 | ${1:--} / ${2:--}; ${3:--} / ${4:--} |"
+    else
+      echo "| ... then collecting its backend (threads joined, connections closed), ms median / p95 | ${1:--} / ${2:--}; ${3:--} / ${4:--} |"
+    fi
+  done
 }
 
 # The scale table's rows of one backend: bench/scale.lua for each count of
