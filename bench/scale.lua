@@ -146,7 +146,8 @@ local refused = 0
 for _, n in ipairs(c.nodes) do
   for _, e in ipairs(n.ev) do
     if e.kind == "exit" then print("close " .. e.f[1]) end
-    if e.kind == "error" and (e.line:find("[Tt]oo_many") or e.line:find("max_?clients")) then
+    if e.kind == "error" and (e.line:find("[Tt]oo_many") or e.line:find("max_?clients")
+      or e.line:find("connection_slots_are_reserved")) then
       refused = refused + 1
     end
   end
