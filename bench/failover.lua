@@ -27,9 +27,7 @@ local nodes, n = {}, 0
 local function spawn()
   n = n + 1
   local log = ("%s/node%d.log"):format(dir, n)
-  local pid = tonumber(lib.sh(("%s %s/bench/node.lua %q %q %q >/dev/null 2>&1 & echo $!")
-    :format(lib.interp, lib.root, log, url, name)))
-  nodes[#nodes + 1] = { pid = pid, log = log }
+  nodes[#nodes + 1] = { pid = lib.spawn_node(log, url, name), log = log }
 end
 
 local function events(node, kind, after)

@@ -23,17 +23,20 @@ function M.exists(path)
   return f ~= nil
 end
 
---- pred()'s first true value, polled every 10 ms for up to timeout seconds.
-function M.wait_for(pred, timeout)
-  local t0 = core.now()
-  while core.now() - t0 < timeout do
+function M.touch(path) assert(io.open(path, "w")):close() end
+
+--- Calls pred() every `step` seconds (default 0.01; 0: again at once, for a
+-- pred that waits itself) until it returns a value (returned), or nil after
+-- `timeout` seconds.
+function M.wait_for(pred, timeout, step)
+  step = step or 0.01
+  local t0 = M.core.now()
+  while M.core.now() - t0 < timeout do
     local v = pred()
     if v then return v end
-    M.sleep(0.01)
+    if step > 0 then M.sleep(step) end
   end
 end
-
-function M.touch(path) assert(io.open(path, "w")):close() end
 
 --- Sorted copy; median and 95th percentile (nearest rank).
 function M.stats(xs)
@@ -78,16 +81,87 @@ function M.server_count(kind)
   elseif kind == "redis" then
     -- commands the clients sent: those the scripts run inside count too in
     -- Redis's own totals, and are left out here
-    local s = M.sh(("bash %q/tests/servers/redis.sh cli %q INFO commandstats 2>/dev/null")
-      :format(root, os.getenv("GOMASTER_TEST_REDIS_DIR")))
-    local inner = { time = true, exists = true, hmget = true, hget = true, hset = true,
-                    publish = true, info = true }
-    local total = 0
-    for name, n in s:gmatch("cmdstat_([%w|]+):calls=(%d+)") do
-      if not inner[name] then total = total + tonumber(n) end
-    end
-    return total
+    return M.redis_client_commands(M.sh(("bash %q/tests/servers/redis.sh cli %q INFO commandstats 2>/dev/null")
+      :format(root, os.getenv("GOMASTER_TEST_REDIS_DIR"))))
   end
+end
+
+--- Commands the clients sent, from Redis's INFO commandstats: those the
+-- scripts run inside count too in Redis's own totals, and are left out.
+function M.redis_client_commands(info)
+  local inner = { time = true, exists = true, hmget = true, hget = true, hset = true,
+                  publish = true, info = true }
+  local total = 0
+  for name, n in info:gmatch("cmdstat_([%w|]+):calls=(%d+)") do
+    if not inner[name] then total = total + tonumber(n) end
+  end
+  return total
+end
+
+--- The server's own counts, read over one connection of the server's
+-- superuser that is not counted: { conns = client connections open now,
+-- stmts = statements served so far, opened = connections accepted so far }
+-- (MariaDB Threads_connected, Questions, Connections; PostgreSQL
+-- pg_stat_activity, xact_commit + xact_rollback and sessions of the test
+-- database in pg_stat_database; Redis connected_clients, the clients'
+-- commands of INFO commandstats, total_connections_received). The
+-- statements and connections of this function's readings so far are taken
+-- away where the server counts them (MariaDB, Redis). nil when the server
+-- did not answer.
+local reads = 0
+function M.server_stats(kind, url)
+  local v = {}
+  reads = reads + 1
+  if kind == "mysql" then
+    local s = M.sh(("mariadb --socket=%q -uroot -N -e %q 2>/dev/null")
+      :format(os.getenv("GOMASTER_TEST_MARIADB_DIR") .. "/mariadb/mysqld.sock",
+        "SHOW GLOBAL STATUS WHERE Variable_name IN ('Questions','Connections','Threads_connected')"))
+    for k, n in s:gmatch("(%S+)%s+(%d+)") do v[k] = tonumber(n) end
+    if not v.Questions then return nil end
+    return { conns = v.Threads_connected - 1, stmts = v.Questions - reads, opened = v.Connections - reads }
+  elseif kind == "postgres" then
+    local d = os.getenv("GOMASTER_TEST_POSTGRES_DIR") .. "/postgres"
+    local db = url:match("/([%w_]+)%??[^/]*$")
+    local s = M.sh(("runuser -u postgres -- psql -X -At -F ' ' -h %q -p %s -U postgres -d postgres -c %q 2>/dev/null")
+      :format(d, M.sh(("cat %q/port"):format(d)):match("%d+"),
+        ("SELECT (SELECT count(*) FROM pg_stat_activity WHERE datname = '%s'), xact_commit + xact_rollback, sessions"
+          .. " FROM pg_stat_database WHERE datname = '%s'"):format(db, db)))
+    local c, x, n = s:match("(%d+) (%d+) (%d+)")
+    if not c then return nil end
+    return { conns = tonumber(c), stmts = tonumber(x), opened = tonumber(n) }
+  elseif kind == "redis" then
+    local s = M.sh(("bash %q/tests/servers/redis.sh cli %q INFO everything 2>/dev/null")
+      :format(root, os.getenv("GOMASTER_TEST_REDIS_DIR")))
+    local c, n = s:match("connected_clients:(%d+)"), s:match("total_connections_received:(%d+)")
+    if not c then return nil end
+    return { conns = tonumber(c) - 1, stmts = M.redis_client_commands(s), opened = tonumber(n) - reads }
+  end
+end
+
+--- Starts a node process (bench/node.lua) logging to `log`; returns its pid.
+function M.spawn_node(log, url, name)
+  return tonumber(M.sh(("%s %s/bench/node.lua %q %q %q >/dev/null 2>&1 & echo $!")
+    :format(M.interp, M.root, log, url, name)))
+end
+
+--- The last counter line ("c") of a node's log at or before time t, and
+-- whether the node was master then (a "start" line before t).
+function M.sample(log, t)
+  local c, master
+  for line in io.lines(log) do
+    local ts, k, rest = line:match("^(%S+) (%S+) ?(.*)$")
+    ts = tonumber(ts)
+    if ts and ts <= t then
+      if k == "c" then
+        local v = {}
+        for w in rest:gmatch("%S+") do v[#v + 1] = tonumber(w) end
+        c = { t = ts, acq = v[1], ren = v[2], obs = v[3], rel = v[4], grants = v[5], err = v[6] }
+      elseif k == "start" then
+        master = true
+      end
+    end
+  end
+  return c, master
 end
 
 --- CPU seconds (user + system) of this process so far.

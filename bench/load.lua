@@ -20,29 +20,7 @@ local name = "load-" .. tostring(math.random(1, 1e9)) .. tostring(os.time())
 local nodes = {}
 for i = 1, count do
   local log = ("%s/node%d.log"):format(dir, i)
-  local pid = tonumber(lib.sh(("%s %s/bench/node.lua %q %q %q >/dev/null 2>&1 & echo $!")
-    :format(lib.interp, lib.root, log, urls[(i - 1) % #urls + 1], name)))
-  nodes[i] = { pid = pid, log = log }
-end
-
--- The last counter line of a node at or before time t, and whether it was
--- master (a "start" line before t).
-local function sample(node, t)
-  local c, master
-  for line in io.lines(node.log) do
-    local ts, k, rest = line:match("^(%S+) (%S+) ?(.*)$")
-    ts = tonumber(ts)
-    if ts and ts <= t then
-      if k == "c" then
-        local v = {}
-        for w in rest:gmatch("%S+") do v[#v + 1] = tonumber(w) end
-        c = { t = ts, acq = v[1], ren = v[2], obs = v[3], rel = v[4], grants = v[5], err = v[6] }
-      elseif k == "start" then
-        master = true
-      end
-    end
-  end
-  return c, master
+  nodes[i] = { pid = lib.spawn_node(log, urls[(i - 1) % #urls + 1], name), log = log }
 end
 
 lib.sleep(3 + count * 0.05) -- elected, followers settled
@@ -55,8 +33,8 @@ lib.sleep(1.2) -- every node logged a sample after t1
 
 local master_rate, frates, failed = nil, {}, 0
 for _, nd in ipairs(nodes) do
-  local a, is_master = sample(nd, t0 + 1)
-  local b = sample(nd, t1 + 1)
+  local a, is_master = lib.sample(nd.log, t0 + 1)
+  local b = lib.sample(nd.log, t1 + 1)
   local dt = b.t - a.t
   local rate = ((b.acq - a.acq) + (b.ren - a.ren) + (b.obs - a.obs) + (b.rel - a.rel)) / dt
   failed = failed + ((b.acq - a.acq) - (b.grants - a.grants) + (b.err - a.err)) / dt

@@ -11,6 +11,11 @@
 #   GOMASTER_BENCH_GALERA_TRIALS=10   Galera failover trials (each restarts
 #                                     the killed Galera node: 15-30 s)
 #   GOMASTER_BENCH_ONLY="sqlite mysql mongo postgres redis galera"   backends to run
+#   GOMASTER_BENCH_PARTS="failover ismaster load many memory close scale"
+#                              the benchmarks to run (rows of the others: -)
+#   GOMASTER_BENCH_SCALE="10 100 200"   node processes of the scale table
+#                              (MariaDB, PostgreSQL, Redis)
+#   GOMASTER_BENCH_CRASHES=5   crash failovers per row of the scale table
 set -u
 cd "$(dirname "$0")/.." || exit 2
 ROOT=$(pwd)
@@ -18,6 +23,9 @@ export GOMASTER_ROOT="$ROOT"
 TRIALS=${GOMASTER_BENCH_TRIALS:-20}
 GTRIALS=${GOMASTER_BENCH_GALERA_TRIALS:-10}
 ONLY=${GOMASTER_BENCH_ONLY:-sqlite mysql mongo postgres redis galera}
+PARTS=${GOMASTER_BENCH_PARTS:-failover ismaster load many memory close scale}
+SCALE=${GOMASTER_BENCH_SCALE:-10 100 200}
+CRASHES=${GOMASTER_BENCH_CRASHES:-5}
 MAKE=${MAKE:-make}
 TMP=$(mktemp -d /tmp/gomaster-bench-run.XXXXXX)
 servers=""
@@ -56,20 +64,34 @@ stat() {
           printf "%.0f %.0f\n", v[m], v[p] }'
 }
 
+part() { case " $PARTS " in *" $1 "*) return 0 ;; esac; return 1; }
+
 bench_backend() { # $1: tag (sqlite|mysql|mongo|redis), $2: URL, $3: title
   tag=$1 url=$2 title=$3 out="$TMP/$1.out"
   : >"$out"
   echo "running: $title" >&2
-  lua5.4 bench/failover.lua "$url" "$TRIALS" >>"$out" || echo "failover failed" >&2
+  if part failover; then
+    lua5.4 bench/failover.lua "$url" "$TRIALS" >>"$out" || echo "failover failed" >&2
+  fi
   # the part the library adds: time to the new master minus the lease left
   awk '$1 == "kill" { printf "added %.3f\n", $2 - $3 }' "$out" >"$out.added"
   cat "$out.added" >>"$out"
-  for lua in lua5.4 luajit; do
-    $lua bench/ismaster.lua "$url" | sed "s/^ismaster/ismaster-$lua/" >>"$out"
-  done
-  for n in 3 10 50; do lua5.4 bench/load.lua "$tag" "$url" $n 10 >>"$out"; done
-  for k in 1 100 1000; do lua5.4 bench/many.lua "$tag" "$url" $k 10 >>"$out"; done
-  lua5.4 bench/memory.lua "$url" >>"$out"
+  if part ismaster; then
+    for lua in lua5.4 luajit; do
+      $lua bench/ismaster.lua "$url" | sed "s/^ismaster/ismaster-$lua/" >>"$out"
+    done
+  fi
+  if part load; then
+    for n in 3 10 50; do lua5.4 bench/load.lua "$tag" "$url" $n 10 >>"$out"; done
+  fi
+  if part many; then
+    for k in 1 100 1000; do lua5.4 bench/many.lua "$tag" "$url" $k 10 >>"$out"; done
+  fi
+  if part memory; then lua5.4 bench/memory.lua "$url" >>"$out"; fi
+  if part close; then lua5.4 bench/close.lua "$url" "$TRIALS" >>"$out"; fi
+  if part scale; then
+    case $tag in mysql | postgres | redis) bench_scale "$tag" "$url" ;; esac
+  fi
 
   set -- $(stat "$out" kill 2); kmed=$1 kp95=$2
   set -- $(stat "$out" added 2); amed=$1 ap95=$2
@@ -86,7 +108,8 @@ bench_backend() { # $1: tag (sqlite|mysql|mongo|redis), $2: URL, $3: title
   for lua in lua5.4 luajit; do
     f=$(col "$out" ismaster-$lua 2) i=$(col "$out" ismaster-$lua 3)
     r=$(awk -v a="$i" -v b="$f" 'BEGIN { if (b > 0) printf "%.2f", a / b }')
-    echo "| is_master() from $lua, ns per call (floor: a C function returning true) | $i (floor $f, ${r}x) |"
+    [ -n "$i" ] && i="$i (floor $f, ${r}x)"
+    echo "| is_master() from $lua, ns per call (floor: a C function returning true) | ${i:--} |"
   done
   for n in 3 10 50; do
     line=$(grep "^load $n " "$out")
@@ -100,6 +123,16 @@ bench_backend() { # $1: tag (sqlite|mysql|mongo|redis), $2: URL, $3: title
   done
   set -- $(grep '^memory' "$out")
   echo "| RSS added per elector / per backend connection, bytes | ${2:--} / ${3:--} |"
+  for k in close free; do
+    awk -v k=$k '$1 == k { print $2, $3 }' "$out" >"$out.$k"
+    set -- $(stat "$out.$k" follower 2) $(stat "$out.$k" master 2)
+    n=$(grep -c '^follower' "$out.$k")
+    if [ $k = close ]; then
+      echo "| close() of a follower / of the master ($n trials each), ms median / p95 | ${1:--} / ${2:--}; ${3:--} / ${4:--} |"
+    else
+      echo "| ... then collecting its backend (threads joined, connections closed), ms median / p95 | ${1:--} / ${2:--}; ${3:--} / ${4:--} |"
+    fi
+  done
 }
 
 # The same election nodes on one MariaDB server and on the Galera cluster
@@ -129,6 +162,36 @@ bench_galera() {
   echo "| ... won by the old master (on another Galera node) / by another node | $(grep -c '^dbkill .* same' "$out") / $(grep -c '^dbkill .* other' "$out") |"
 }
 
+# The scale table's rows of one backend: bench/scale.lua for each count of
+# $SCALE. MariaDB's max_connections (151 by default) becomes 500 for counts
+# over 100, and 151 again after.
+bench_scale() { # $1: tag, $2: URL
+  stag=$1 surl=$2
+  for n in $SCALE; do
+    raised=""
+    if [ "$stag" = mysql ] && [ "$n" -gt 100 ]; then
+      mariadb --socket="$GOMASTER_TEST_MARIADB_DIR/mariadb/mysqld.sock" -uroot \
+        -e "SET GLOBAL max_connections = 500" && raised=" (max_connections 500)"
+    fi
+    echo "running: scale $stag $n nodes" >&2
+    o="$TMP/scale-$stag-$n.out"
+    lua5.4 bench/scale.lua "$stag" "$surl" "$n" 10 "$CRASHES" >"$o" || echo "scale $stag $n failed" >&2
+    if [ -n "$raised" ]; then
+      mariadb --socket="$GOMASTER_TEST_MARIADB_DIR/mariadb/mysqld.sock" -uroot \
+        -e "SET GLOBAL max_connections = 151"
+    fi
+    awk '$1 == "crash" && $3 != "-" { printf "added %.3f\n", $2 - $3 }' "$o" >"$o.added"
+    cat "$o.added" >>"$o"
+    # scale <nodes> <connections> <statements/s> <new connections/s> <node errors/s> <masters>
+    set -- $(grep '^scale ' "$o") - - - - - - -
+    row="${3} | ${4} | ${5} | ${6}; $(col "$o" refused 2)"
+    masters=$7
+    set -- $(stat "$o" crash 2) $(stat "$o" added 2)
+    echo "| $(scale_name "$stag") | $n$raised | $row | $(grep -c '^crash' "$o"): $1 / $2; $3 / $4 | $(col "$o" overlap 2) | $masters |" >>"$TMP/scale.rows"
+  done
+}
+scale_name() { case $1 in mysql) echo MariaDB ;; postgres) echo PostgreSQL ;; redis) echo Redis ;; esac; }
+
 for b in $ONLY; do
   case $b in
     sqlite) bench_backend sqlite "sqlite://%DIR%/gomaster.db" "SQLite (file in /tmp)" ;;
@@ -139,5 +202,15 @@ for b in $ONLY; do
     redis) start_server redis && bench_backend redis "$GOMASTER_TEST_REDIS_URL" "Redis $(redis-server --version | sed -n 's/.* v=\([^ ]*\).*/\1/p') on 127.0.0.1, no persistence" ;;
   esac
 done
+if [ -s "$TMP/scale.rows" ]; then
+  echo
+  echo "### Scale: node processes on one lock, one server"
+  echo
+  echo "Each node a process of bench/node.lua (one elector, default timings). At steady state, over 10 s, the server's own counts: connections open (MariaDB Threads_connected, PostgreSQL pg_stat_activity, Redis connected_clients), statements/s (MariaDB Questions, PostgreSQL xact_commit + xact_rollback, Redis the clients' commands of INFO commandstats), new connections/s (MariaDB Connections, which counts refused attempts too; PostgreSQL pg_stat_database.sessions; Redis total_connections_received); node errors/s from the nodes' counters, and refused: errors naming a refused connection over the whole run. Crash: SIGKILL of the master to on_start elsewhere, ms median / p95, then minus the lease left at the kill (- when the reading connection was refused). Overlap: 1 when two nodes' belief intervals overlapped. Servers: MariaDB max_connections 151 (its default), raised to 500 where the row says so; PostgreSQL max_connections 200 (tests/servers/postgres.sh); Redis maxclients 10000 (its default)."
+  echo
+  echo "| server | nodes | connections | statements/s | new connections/s | node errors/s; refused | crash failover: n: ms median / p95; minus lease left | overlap | masters in the window |"
+  echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+  cat "$TMP/scale.rows"
+fi
 echo
 echo "machine: $(nproc) cores, $(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo), $(uname -sr); default timings (lease 5 s, heartbeat 1 s, deadline 3 s, retry 1 s)"
