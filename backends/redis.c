@@ -31,11 +31,14 @@
  * restart is over by then on its holder's clock. Tokens then start again
  * at the largest the taker has seen, plus one (docs/redis.md).
  *
- * Wake-up, without a thread: the release script PUBLISHes the lock's name on
- * the channel "<prefix>@<db>". changed(), which the core polls, opens a
- * second connection the first time, SUBSCRIBEs there, and afterwards only
- * polls its socket with a zero timeout and reads what has arrived: no
- * command is sent. The hash stays the only truth.
+ * Wake-up, without a thread or a connection of its own: the release and
+ * force_release scripts XADD the lock's name to the stream
+ * "<prefix>@events" (capped, MAXLEN ~ EVENTS_MAX). watch() blocks in
+ * XREAD BLOCK on whatever connection the core gives it (its election
+ * connection or its wake-up one), from the last entry id it saw on that
+ * connection, so no release between two calls is missed; the read timeout
+ * is stretched for that one command (timeout_us + timeout), and
+ * interrupt() ends it by shutdown(SHUT_RD). The hash stays the only truth.
  *
  * Messages never carry the password: the server does not echo it, and each
  * message is scrubbed of it all the same.
@@ -43,7 +46,7 @@
 #include <ctype.h>
 #include <inttypes.h>
 #include <limits.h>
-#include <poll.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,13 +57,16 @@
 #include <hiredis/hiredis.h>
 
 #include "backend.h"
+#include "timeutil.h"
 
 #define DEFAULT_HOST "localhost"
 #define DEFAULT_PORT 6379
 #define DEFAULT_PREFIX "gomaster:"
 #define PREFIX_MAX 128
 #define DEFAULT_TIMEOUT_US 2000000 /* connect, read, write: under D = 3 s */
-#define RESUBSCRIBE_NS 1000000000LL /* at most one subscribe attempt per s */
+#define EVENTS_KEY "@events" /* after the prefix: the wake-up stream */
+#define EVENTS_MAX "1000"    /* its length, about (MAXLEN ~) */
+#define WATCH_MOST_US (3600LL * 1000000) /* the longest single watch */
 #define TOKEN_MAX "9223372036854775807"
 
 /* ---- the script ---------------------------------------------------------- */
@@ -101,8 +107,21 @@ static const char script[] =
     "    'expires_at', s(now + tonumber(ARGV[a + 3])))\n"
     "  return 1\n"
     "end\n"
+    /* a release's event on the wake-up stream, KEYS[2] */
+    "local function event(name)\n"
+    "  redis.call('XADD', KEYS[2], 'MAXLEN', '~', '" EVENTS_MAX "', '*',\n"
+    "    'name', name)\n"
+    "end\n"
     "local k = KEYS[1]\n"
     "if op == 'observe' then return reply(1, k)\n"
+    /* {1 when the lock is free (or its hash gone or unreadable), the id of
+     * the stream's last entry} */
+    "elseif op == 'watch' then\n"
+    "  local h = redis.call('HMGET', k, 'owner', 'expires_at')\n"
+    "  local e = time(h[2])\n"
+    "  local l = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)\n"
+    "  return {(not h[1] or h[1] == '' or not e or e <= now) and 1 or 0,\n"
+    "    l[1] and l[1][1] or '0-0'}\n"
     "elseif op == 'acquire' then\n"
     /* owner, instance, version, lease, expect_exists, expect_token, token */
     "  if ARGV[6] == '0' then\n"
@@ -131,12 +150,12 @@ static const char script[] =
     "  for j = 1, #KEYS do out[j + 1] = renew(KEYS[j], 4 * j - 2) end\n"
     "  return out\n"
     "elseif op == 'release' then\n"
-    /* owner, instance, token, channel, name */
+    /* owner, instance, token, name */
     "  if not ours(k, ARGV[2], ARGV[3], ARGV[4]) then return reply(0, k) end\n"
     "  local e = time(redis.call('HGET', k, 'expires_at'))\n"
     "  if not e or e > now then e = now end\n"
     "  redis.call('HSET', k, 'owner', '', 'expires_at', s(e))\n"
-    "  redis.call('PUBLISH', ARGV[5], ARGV[6])\n"
+    "  event(ARGV[5])\n"
     "  return reply(1, k)\n"
     "elseif op == 'complete' then\n"
     /* owner, instance, token, result */
@@ -146,7 +165,7 @@ static const char script[] =
     "    'done_token', ARGV[4], 'result', ARGV[5])\n"
     "  return reply(1, k)\n"
     "elseif op == 'force_release' then\n"
-    /* channel, name, now */
+    /* name, now */
     "  if redis.call('EXISTS', k) == 0 then return reply(0, k) end\n"
     "  local tk = redis.call('HGET', k, 'token')\n"
     "  if type(tk) ~= 'string' or not (tk == '0' or\n"
@@ -158,12 +177,12 @@ static const char script[] =
     "  if i == 0 then tk = '1' .. string.rep('0', #tk)\n"
     "  else tk = string.sub(tk, 1, i - 1) ..\n"
     "    string.char(string.byte(tk, i) + 1) .. string.rep('0', #tk - i) end\n"
-    /* the old lease stays (held until it ends) unless ARGV[4] is '1' */
+    /* the old lease stays (held until it ends) unless ARGV[3] is '1' */
     "  local e = time(redis.call('HGET', k, 'expires_at'))\n"
-    "  if ARGV[4] == '1' or not e or e < now then e = now end\n"
+    "  if ARGV[3] == '1' or not e or e < now then e = now end\n"
     "  redis.call('HSET', k, 'owner', '', 'instance', '0', 'token', tk,\n"
     "    'expires_at', s(e))\n"
-    "  redis.call('PUBLISH', ARGV[2], ARGV[3])\n"
+    "  event(ARGV[2])\n"
     "  return reply(1, k)\n"
     "end\n"
     "return redis.error_reply('gomaster: unknown operation')\n";
@@ -173,7 +192,7 @@ static const char script[] =
 /* Made by rd_parse, freed by rd_free_cfg. */
 typedef struct rcfg {
   char *user, *password, *host, *prefix;
-  char channel[PREFIX_MAX + 16]; /* "<prefix>@<db>" */
+  char events[PREFIX_MAX + 16]; /* "<prefix>@events": the wake-up stream */
   int port, db, wait;
   int64_t timeout_us;
 } rcfg;
@@ -254,7 +273,7 @@ static int rd_parse(const gm_kv *opts, size_t n, void **out, gm_error *err) {
               "redis://user:password@host:6379/0");
     goto fail;
   }
-  snprintf(c->channel, sizeof c->channel, "%s@%d", c->prefix, c->db);
+  snprintf(c->events, sizeof c->events, "%s" EVENTS_KEY, c->prefix);
   *out = c;
   return GM_OK;
 fail:
@@ -278,19 +297,16 @@ static void rd_describe(const void *p, char *buf, size_t len) {
  * config outlives its connections. */
 typedef struct rconn {
   const rcfg *cfg;
-  redisContext *rc;      /* the election's connection */
-  redisContext *sub;     /* the wake-up subscription, or NULL */
-  int64_t sub_retry_ns;  /* mono: no new subscription attempt before */
+  redisContext *rc;      /* the connection */
+  atomic_int cut;        /* interrupt() was called: the socket is shut */
   char sha[48];          /* the script's SHA1, from SCRIPT LOAD */
+  /* watch: the last entry id of the wake-up stream seen on this
+   * connection ("" before the first watch) and the lock last watched */
+  char last_id[48];
+  char watched[GM_NAME_MAX];
   char key[PREFIX_MAX + GM_NAME_MAX];
   size_t keylen;
 } rconn;
-
-static int64_t mono_ns(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
 
 /* The error class of a server's error reply. */
 static int classify(const char *msg) {
@@ -339,11 +355,14 @@ static redisReply *command(const rcfg *cfg, redisContext *rc, int argc,
   return NULL;
 }
 
+static struct timeval tv_of(int64_t us) {
+  return (struct timeval){.tv_sec = us / 1000000, .tv_usec = us % 1000000};
+}
+
 /* A connection with its timeouts set, authenticated, on cfg's database:
- * NULL with err filled when it failed. Both connections are made here. */
+ * NULL with err filled when it failed. */
 static redisContext *connect_one(const rcfg *cfg, gm_error *err) {
-  struct timeval tv = {.tv_sec = cfg->timeout_us / 1000000,
-                       .tv_usec = cfg->timeout_us % 1000000};
+  struct timeval tv = tv_of(cfg->timeout_us);
   redisContext *rc = redisConnectWithTimeout(cfg->host, cfg->port, tv);
   if (!rc || rc->err) {
     fail(cfg, rc, NULL, "connect", err);
@@ -404,7 +423,6 @@ static void rd_close(void *p) {
   rconn *c = p;
   if (!c) return;
   if (c->rc) redisFree(c->rc);
-  if (c->sub) redisFree(c->sub);
   free(c);
 }
 
@@ -478,9 +496,21 @@ static void cmd_eval(cmd *m, size_t nkeys) {
   cmd_u64(m, nkeys);
 }
 
-static int make_key(rconn *c, const char *name, gm_error *err) {
+/* GM_ERR for a lock name whose key cannot be made: too long, or the
+ * wake-up stream's. */
+static int check_name(const rcfg *cfg, const char *name, gm_error *err) {
   if (gm_check_len("redis", "lock name", name, GM_NAME_MAX - 1, err))
     return GM_ERR;
+  if (strcmp(name, EVENTS_KEY) != 0) return GM_OK;
+  gm_seterr(err, GM_E_ARG,
+            "redis: lock name '" EVENTS_KEY "' is reserved: '%s' is the "
+            "wake-up stream",
+            cfg->events);
+  return GM_ERR;
+}
+
+static int make_key(rconn *c, const char *name, gm_error *err) {
+  if (check_name(c->cfg, name, err)) return GM_ERR;
   c->keylen = (size_t)snprintf(c->key, sizeof c->key, "%s%s", c->cfg->prefix,
                                name);
   return GM_OK;
@@ -646,12 +676,14 @@ static int run(rconn *c, cmd *m, const char *name, const char *what,
 
 /* ---- the operations ------------------------------------------------------- */
 
-/* A one-key script: EVALSHA sha 1 key op, plus room for `extra` ARGV. */
-static int start(rconn *c, cmd *m, const char *name, const char *op,
+/* A script on lock name's key (and the wake-up stream's, as KEYS[2], when
+ * ev): EVALSHA sha nkeys keys op, plus room for `extra` ARGV. */
+static int start(rconn *c, cmd *m, const char *name, const char *op, int ev,
                  size_t extra, gm_error *err) {
-  if (make_key(c, name, err) || cmd_init(m, 5 + extra, err)) return GM_ERR;
-  cmd_eval(m, 1);
+  if (make_key(c, name, err) || cmd_init(m, 6 + extra, err)) return GM_ERR;
+  cmd_eval(m, ev ? 2 : 1);
   cmd_str(m, c->key, c->keylen);
+  if (ev) cmd_s(m, c->cfg->events);
   cmd_s(m, op);
   return GM_OK;
 }
@@ -667,7 +699,7 @@ static void cmd_grant(cmd *m, const char *owner, uint64_t instance,
 static int rd_observe(void *p, const char *name, gm_row *out, gm_error *err) {
   rconn *c = p;
   cmd m;
-  if (start(c, &m, name, "observe", 0, err)) return GM_ERR;
+  if (start(c, &m, name, "observe", 0, 0, err)) return GM_ERR;
   int rc = run(c, &m, name, "observe", 0, out, err);
   return rc == GM_ERR ? GM_ERR : GM_OK;
 }
@@ -688,7 +720,7 @@ static int rd_acquire(void *p, const gm_acquire_req *q, gm_row *out,
               q->name, base);
     return GM_ERR;
   }
-  if (start(c, &m, q->name, "acquire", 7, err)) return GM_ERR;
+  if (start(c, &m, q->name, "acquire", 0, 7, err)) return GM_ERR;
   cmd_s(&m, q->owner);
   cmd_u64(&m, q->instance);
   cmd_s(&m, version);
@@ -704,7 +736,7 @@ static int rd_renew(void *p, const char *name, const char *owner,
                     gm_row *out, gm_error *err) {
   rconn *c = p;
   cmd m;
-  if (start(c, &m, name, "renew", 4, err)) return GM_ERR;
+  if (start(c, &m, name, "renew", 0, 4, err)) return GM_ERR;
   cmd_grant(&m, owner, instance, token);
   cmd_i64(&m, lease_us);
   return run(c, &m, name, "renew", 1, out, err);
@@ -714,9 +746,8 @@ static int rd_release(void *p, const char *name, const char *owner,
                       uint64_t instance, uint64_t token, gm_error *err) {
   rconn *c = p;
   cmd m;
-  if (start(c, &m, name, "release", 5, err)) return GM_ERR;
+  if (start(c, &m, name, "release", 1, 4, err)) return GM_ERR;
   cmd_grant(&m, owner, instance, token);
-  cmd_s(&m, c->cfg->channel);
   cmd_s(&m, name);
   return run(c, &m, name, "release", 1, NULL, err);
 }
@@ -727,7 +758,7 @@ static int rd_complete(void *p, const char *name, const char *owner,
   rconn *c = p;
   cmd m;
   if (gm_check_len("redis", "result", result, GM_RESULT_MAX - 1, err) ||
-      start(c, &m, name, "complete", 4, err))
+      start(c, &m, name, "complete", 0, 4, err))
     return GM_ERR;
   cmd_grant(&m, owner, instance, token); /* instance 0: any */
   cmd_s(&m, result);
@@ -738,8 +769,7 @@ static int rd_force_release(void *p, const char *name, int now, gm_row *out,
                             gm_error *err) {
   rconn *c = p;
   cmd m;
-  if (start(c, &m, name, "force_release", 3, err)) return GM_ERR;
-  cmd_s(&m, c->cfg->channel);
+  if (start(c, &m, name, "force_release", 1, 2, err)) return GM_ERR;
   cmd_s(&m, name);
   cmd_s(&m, now ? "1" : "0");
   return run(c, &m, name, "force release", 1, out, err);
@@ -759,7 +789,7 @@ static int rd_renew_many(void *p, gm_renew_req *q, size_t n, gm_error *err) {
   cmd_eval(&m, n);
   for (size_t i = 0; i < n; i++) {
     char *k = keys + i * (klen + GM_NAME_MAX);
-    if (gm_check_len("redis", "lock name", q[i].name, GM_NAME_MAX - 1, err)) {
+    if (check_name(c->cfg, q[i].name, err)) {
       free(keys);
       cmd_free(&m);
       return GM_ERR;
@@ -796,72 +826,131 @@ static int rd_renew_many(void *p, gm_renew_req *q, size_t n, gm_error *err) {
   return any ? replicated(c, "renew", err) : GM_OK;
 }
 
-/* Ends a command in progress on the election's connection at once: called
- * from another thread, it only shuts the socket down (the connection then
- * fails, and the core closes it). */
+/* Ends a command in progress on this connection at once: called from
+ * another thread, it only marks the connection and shuts the socket's
+ * reading side (a read under way returns at once, the next one at once
+ * too; SHUT_RD, not SHUT_RDWR, so that a command written after it cannot
+ * raise SIGPIPE). The call then fails and the core closes the
+ * connection. */
 static void rd_interrupt(void *p) {
   rconn *c = p;
-  if (c && c->rc && c->rc->fd >= 0) shutdown(c->rc->fd, SHUT_RDWR);
+  if (!c) return;
+  atomic_store(&c->cut, 1);
+  if (c->rc && c->rc->fd >= 0) shutdown(c->rc->fd, SHUT_RD);
 }
 
 /* ---- wake-up -------------------------------------------------------------- */
 
-static int subscribe(rconn *c, gm_error *err) {
-  gm_error e = {0};
-  c->sub = connect_one(c->cfg, &e);
-  const char *argv[2] = {"SUBSCRIBE", c->cfg->channel};
-  redisReply *r =
-      c->sub ? command(c->cfg, c->sub, 2, argv, NULL, "SUBSCRIBE", &e) : NULL;
-  if (r) {
-    freeReplyObject(r);
-    return GM_OK;
+/* The first watch of lock `name` on this connection: GM_OK when the lock
+ * is free (its release may have come before the watch), else GM_NOT; the
+ * stream's last id becomes the connection's when it had none (a
+ * connection that watched another lock before keeps its own: the events
+ * since then are read). */
+static int watch_first(rconn *c, const char *name, gm_error *err) {
+  cmd m;
+  if (start(c, &m, name, "watch", 1, 0, err)) return GM_ERR;
+  redisReply *r = eval(c, &m, "watch", err);
+  cmd_free(&m);
+  if (!r) return GM_ERR;
+  int ok = r->elements == 2 && r->element[0]->type == REDIS_REPLY_INTEGER &&
+           r->element[1]->type == REDIS_REPLY_STRING &&
+           r->element[1]->len < sizeof c->last_id;
+  int rc = ok && r->element[0]->integer == 1 ? GM_OK : GM_NOT;
+  if (ok && !c->last_id[0])
+    memcpy(c->last_id, r->element[1]->str, r->element[1]->len + 1);
+  freeReplyObject(r);
+  if (!ok) {
+    gm_seterr(err, GM_E_DB, "redis: the watch script's reply is not as "
+              "expected");
+    return GM_ERR;
   }
-  if (c->sub) redisFree(c->sub);
-  c->sub = NULL;
-  gm_seterr(err, e.code,
-            "redis: the wake-up subscription is down (followers read at "
-            "their own pace until it is back): %s",
-            e.msg);
-  return GM_ERR;
+  gm_strlcpy(c->watched, name, sizeof c->watched);
+  return rc;
 }
 
-/* GM_OK when a release was published since the last call (or the
- * subscription was just made: one may have come before it). No command is
- * sent: the subscription's socket is polled with a zero timeout and what
- * has arrived is read. A broken subscription is GM_ERR once; the next
- * attempt comes at most once a second, on a later call. */
-static int rd_changed(void *p, gm_error *err) {
-  rconn *c = p;
-  if (!c->sub) {
-    int64_t now = mono_ns();
-    if (now < c->sub_retry_ns) return GM_NOT;
-    c->sub_retry_ns = now + RESUBSCRIBE_NS;
-    return subscribe(c, err) ? GM_ERR : GM_OK;
+/* One XREAD of the wake-up stream from the connection's last id, blocking
+ * up to ms (0: not at all): GM_OK when an entry names lock `name`, GM_NOT
+ * when none did (the last id moves past every entry read; *more says
+ * whether any came). */
+static int watch_read(rconn *c, const char *name, int64_t ms, int *more,
+                      gm_error *err) {
+  char sms[24];
+  snprintf(sms, sizeof sms, "%" PRId64, ms);
+  const char *argv[9] = {"XREAD", "COUNT", "100", "BLOCK", sms, "STREAMS",
+                         c->cfg->events, c->last_id};
+  int argc = 8;
+  if (ms <= 0) { /* no BLOCK: BLOCK 0 would wait for ever */
+    argv[3] = argv[5], argv[4] = argv[6], argv[5] = argv[7];
+    argc = 6;
   }
-  int got = 0;
-  for (int i = 0; i < 64; i++) {
-    void *r = NULL;
-    while (redisGetReplyFromReader(c->sub, &r) == REDIS_OK && r) {
-      const redisReply *x = r;
-      got = got || (x->type == REDIS_REPLY_ARRAY && x->elements == 3 &&
-                    x->element[0]->type == REDIS_REPLY_STRING &&
-                    strcmp(x->element[0]->str, "message") == 0);
-      freeReplyObject(r);
-      r = NULL;
+  redisReply *r = command(c->cfg, c->rc, argc, argv, NULL, "watch (XREAD)",
+                          err);
+  if (!r) return GM_ERR;
+  int found = 0, ok = r->type == REDIS_REPLY_NIL; /* nil: nothing came */
+  if (r->type == REDIS_REPLY_ARRAY && r->elements == 1 &&
+      r->element[0]->type == REDIS_REPLY_ARRAY &&
+      r->element[0]->elements == 2 &&
+      r->element[0]->element[1]->type == REDIS_REPLY_ARRAY) {
+    const redisReply *list = r->element[0]->element[1];
+    ok = 1;
+    *more = list->elements > 0;
+    for (size_t i = 0; ok && i < list->elements; i++) {
+      const redisReply *e = list->element[i];
+      ok = e->type == REDIS_REPLY_ARRAY && e->elements == 2 &&
+           e->element[0]->type == REDIS_REPLY_STRING &&
+           e->element[0]->len < sizeof c->last_id &&
+           e->element[1]->type == REDIS_REPLY_ARRAY;
+      if (!ok) break;
+      memcpy(c->last_id, e->element[0]->str, e->element[0]->len + 1);
+      const redisReply *f = e->element[1];
+      for (size_t k = 0; k + 1 < f->elements; k += 2)
+        found |= f->element[k]->type == REDIS_REPLY_STRING &&
+                 f->element[k + 1]->type == REDIS_REPLY_STRING &&
+                 strcmp(f->element[k]->str, "name") == 0 &&
+                 strcmp(f->element[k + 1]->str, name) == 0;
     }
-    struct pollfd pfd = {.fd = c->sub->fd, .events = POLLIN};
-    if (c->sub->err || poll(&pfd, 1, 0) != 1) break;
-    if (redisBufferRead(c->sub) != REDIS_OK) break;
   }
-  if (!c->sub->err) return got ? GM_OK : GM_NOT;
-  char msg[GM_ERRMSG_MAX];
-  gm_scrub(msg, sizeof msg, c->sub->errstr, c->cfg->password);
-  gm_seterr(err, GM_E_CONNECT,
-            "redis: the wake-up subscription on %s:%d broke (%s); followers "
-            "read at their own pace until it is back",
-            c->cfg->host, c->cfg->port, msg);
-  redisFree(c->sub);
-  c->sub = NULL;
+  freeReplyObject(r);
+  if (!ok) {
+    gm_seterr(err, GM_E_DB, "redis: the reply of XREAD on '%.64s' is not as "
+              "expected", c->cfg->events);
+    return GM_ERR;
+  }
+  return found ? GM_OK : GM_NOT;
+}
+
+/* Blocks until lock `name` may have changed (a release or force_release
+ * event for it on the stream, or, on the first watch of it here, found
+ * free), or timeout_us passed (GM_NOT). Events for other locks are read
+ * past. Works on any connection from open: this connection's reads time
+ * out timeout_us + timeout from now for as long as it waits, and are set
+ * back to timeout after it. */
+static int rd_watch(void *p, const char *name, int64_t timeout_us,
+                    gm_error *err) {
+  rconn *c = p;
+  if (timeout_us < 0) timeout_us = 0;
+  if (timeout_us > WATCH_MOST_US) timeout_us = WATCH_MOST_US;
+  int64_t end = gm_mono_ns() + timeout_us * 1000;
+  int rc = GM_NOT;
+  if (atomic_load(&c->cut)) goto cut;
+  if (redisSetTimeout(c->rc, tv_of(timeout_us + c->cfg->timeout_us)) !=
+      REDIS_OK)
+    return fail(c->cfg, c->rc, NULL, "setting the timeout", err);
+  if (!c->last_id[0] || strcmp(c->watched, name) != 0)
+    rc = watch_first(c, name, err);
+  for (int more = 1; rc == GM_NOT && more;) {
+    int64_t ms = (end - gm_mono_ns()) / 1000000;
+    more = 0;
+    rc = watch_read(c, name, ms > 0 ? ms : 0, &more, err);
+    more = more && ms > 0; /* entries for other locks: wait on */
+  }
+  if (rc != GM_ERR && redisSetTimeout(c->rc, tv_of(c->cfg->timeout_us)) !=
+                          REDIS_OK)
+    rc = fail(c->cfg, c->rc, NULL, "setting the timeout", err);
+  if (!atomic_load(&c->cut)) return rc;
+cut:
+  gm_seterr(err, GM_E_CONNECT, "redis: watch on %s:%d interrupted",
+            c->cfg->host, c->cfg->port);
   return GM_ERR;
 }
 
@@ -881,7 +970,6 @@ const gm_backend_ops gm_redis_ops = {
     .complete = rd_complete,
     .force_release = rd_force_release,
     .renew_many = rd_renew_many,
-    .changed = rd_changed,
-    .poll_us = 10000, /* changed() is one poll(2) with a zero timeout */
     .interrupt = rd_interrupt,
+    .watch = rd_watch, /* open_watch NULL: watch works on any connection */
 };
