@@ -1,58 +1,36 @@
 /*
  * redis.c: the Redis backend (and Valkey), on hiredis 0.14.
  *
- * One hash per lock, key <prefix><name> (prefix "gomaster:" by default):
+ * One hash per lock, key <prefix><name>: owner, instance, token, version,
+ * acquired_at, renewed_at, expires_at (µs on the server's clock, TIME) and
+ * a one-time task's done_at, done_by, done_token, result. No key ever gets
+ * a TTL: the server's expiry would delete the evidence (docs/redis.md).
  *
- *   owner, instance, token, version, acquired_at, renewed_at, expires_at
- *   and, once a one-time task run under the lock is done, done_at, done_by,
- *   done_token, result.
+ * Every access is one Lua script run on the server (EVALSHA, loaded again
+ * on NOSCRIPT): it reads TIME, compares owner, instance and token, writes,
+ * and returns whether it took effect and the hash as it now is: one atomic
+ * conditional write. Times (< 2^53 µs) are numbers there; tokens stay
+ * strings (the new one is computed here). No new hash while the server has
+ * been up for less than the lease asked: a restart that kept nothing
+ * cannot make two masters (docs/redis.md, "Restart").
  *
- * Times are µs since 1970 on the server's clock (TIME), as decimal strings.
- * No key ever gets a TTL (PX, EXPIRE): an expiry run by the server on its
- * wall clock would delete the evidence, and the core's two-clock rule could
- * not apply.
- *
- * Every access is one Lua script run on the server (EVALSHA of the script
- * below, loaded again on NOSCRIPT): it reads TIME, compares owner, instance
- * (the elector instance's key, docs/design.md "Ownership") and token, writes, and returns whether it took effect and the hash as it
- * now is. Redis runs a script alone, so each is one atomic conditional
- * write; one script renews K locks.
- *
- * Redis Lua numbers are doubles: times (< 2^53 µs until the year 2255) are
- * numbers there, but tokens stay strings. The new token of a grant is
- * computed here (the script only compares the row's token with the one the
- * core saw), and force_release adds one to the decimal string.
- *
- * A restart that kept nothing (no RDB, no AOF) loses every hash. A node
- * that saw one treats it as held for a lease (the core's vanished-row rule);
- * one that never saw it cannot tell a wiped hash from a new lock, so the
- * script makes no new hash while the server has been up for less than the
- * lease asked (INFO's uptime_in_seconds): every grant made before the
- * restart is over by then on its holder's clock. Tokens then start again
- * at the largest the taker has seen, plus one (docs/redis.md).
- *
- * Wake-up, without a thread or a connection of its own: the release and
- * force_release scripts XADD the lock's name to the stream
- * "<prefix>@events" (capped, MAXLEN ~ EVENTS_MAX). watch() blocks in
- * XREAD BLOCK on whatever connection the core gives it (its election
- * connection or its wake-up one), from the last entry id it saw on that
- * connection, so no release between two calls is missed; the read timeout
- * is stretched for that one command (timeout_us + timeout), and
- * interrupt() ends it by shutdown(SHUT_RD). The hash stays the only truth.
+ * Wake-up, with no thread or connection of its own: the release scripts
+ * XADD the lock's name to the capped stream "<prefix>@events"; watch() is
+ * XREAD BLOCK from the last id seen on its connection (any connection: the
+ * read timeout is stretched for that command), ended by interrupt()'s
+ * shutdown(SHUT_RD). The hash stays the only truth.
  *
  * Messages never carry the password: the server does not echo it, and each
  * message is scrubbed of it all the same.
  */
 #include <ctype.h>
 #include <inttypes.h>
-#include <limits.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
-#include <time.h>
 
 #include <hiredis/hiredis.h>
 
@@ -66,7 +44,6 @@
 #define DEFAULT_TIMEOUT_US 2000000 /* connect, read, write: under D = 3 s */
 #define EVENTS_KEY "@events" /* after the prefix: the wake-up stream */
 #define EVENTS_MAX "1000"    /* its length, about (MAXLEN ~) */
-#define WATCH_MOST_US (3600LL * 1000000) /* the longest single watch */
 #define TOKEN_MAX "9223372036854775807"
 
 /* ---- the script ---------------------------------------------------------- */
@@ -197,10 +174,9 @@ typedef struct rcfg {
   int64_t timeout_us;
 } rcfg;
 
-static const char *const known_keys[] = {"url",      "user",   "password",
-                                         "host",     "port",   "database",
-                                         "prefix",   "timeout", "wait",
-                                         NULL};
+static const char *const known_keys[] = {
+    "url", "user", "password", "host", "port", "database", "prefix",
+    "timeout", "wait", NULL};
 
 static void rd_free_cfg(void *p) {
   rcfg *c = p;
@@ -300,10 +276,8 @@ typedef struct rconn {
   redisContext *rc;      /* the connection */
   atomic_int cut;        /* interrupt() was called: the socket is shut */
   char sha[48];          /* the script's SHA1, from SCRIPT LOAD */
-  /* watch: the last entry id of the wake-up stream seen on this
-   * connection ("" before the first watch) and the lock last watched */
-  char last_id[48];
-  char watched[GM_NAME_MAX];
+  char last_id[48];      /* watch: the stream's last id seen here, or "" */
+  char watched[GM_NAME_MAX]; /* ... and the lock it last watched */
   char key[PREFIX_MAX + GM_NAME_MAX];
   size_t keylen;
 } rconn;
@@ -344,11 +318,10 @@ static int fail(const rcfg *cfg, redisContext *rc, const redisReply *r,
   return GM_ERR;
 }
 
-/* Runs one command; NULL with err filled on any failure or error reply. */
-static redisReply *command(const rcfg *cfg, redisContext *rc, int argc,
-                           const char **argv, const size_t *len,
+/* The reply r of command `what` on rc; NULL with err filled (and r freed)
+ * on any failure or error reply. */
+static redisReply *replied(const rcfg *cfg, redisContext *rc, redisReply *r,
                            const char *what, gm_error *err) {
-  redisReply *r = redisCommandArgv(rc, argc, argv, len);
   if (r && r->type != REDIS_REPLY_ERROR) return r;
   fail(cfg, rc, r, what, err);
   if (r) freeReplyObject(r);
@@ -376,10 +349,8 @@ static redisContext *connect_one(const rcfg *cfg, gm_error *err) {
   }
   redisReply *r = NULL;
   if (cfg->password) {
-    const char *argv[3] = {"AUTH", cfg->user, cfg->password};
-    int argc = cfg->user ? 3 : 2;
-    if (!cfg->user) argv[1] = cfg->password;
-    r = redisCommandArgv(rc, argc, argv, NULL);
+    r = cfg->user ? redisCommand(rc, "AUTH %s %s", cfg->user, cfg->password)
+                  : redisCommand(rc, "AUTH %s", cfg->password);
     if (r && r->type == REDIS_REPLY_ERROR) {
       char msg[GM_ERRMSG_MAX];
       gm_scrub(msg, sizeof msg, r->str, cfg->password);
@@ -394,22 +365,21 @@ static redisContext *connect_one(const rcfg *cfg, gm_error *err) {
     }
     freeReplyObject(r);
   }
-  char db[16];
-  snprintf(db, sizeof db, "%d", cfg->db);
-  const char *sel[2] = {"SELECT", db};
-  if (!(r = command(cfg, rc, 2, sel, NULL, "SELECT", err))) goto fail_nr;
-  freeReplyObject(r);
-  return rc;
+  r = replied(cfg, rc, redisCommand(rc, "SELECT %d", cfg->db), "SELECT", err);
+  if (r) {
+    freeReplyObject(r);
+    return rc;
+  }
 fail:
   if (r) freeReplyObject(r);
-fail_nr:
   redisFree(rc);
   return NULL;
 }
 
 static int load_script(rconn *c, gm_error *err) {
-  const char *argv[3] = {"SCRIPT", "LOAD", script};
-  redisReply *r = command(c->cfg, c->rc, 3, argv, NULL, "SCRIPT LOAD", err);
+  redisReply *r = replied(c->cfg, c->rc,
+                          redisCommand(c->rc, "SCRIPT LOAD %s", script),
+                          "SCRIPT LOAD", err);
   if (!r) return GM_ERR;
   int ok = r->type == REDIS_REPLY_STRING && r->len < sizeof c->sha;
   if (ok) memcpy(c->sha, r->str, r->len + 1);
@@ -421,8 +391,7 @@ static int load_script(rconn *c, gm_error *err) {
 
 static void rd_close(void *p) {
   rconn *c = p;
-  if (!c) return;
-  if (c->rc) redisFree(c->rc);
+  if (c && c->rc) redisFree(c->rc);
   free(c);
 }
 
@@ -449,28 +418,22 @@ typedef struct cmd {
   const char **v;
   size_t *len;
   char (*num)[24]; /* storage of numbers turned into text */
-  size_t n, nnum, cap;
+  size_t n, nnum;
 } cmd;
 
+/* Room for cap arguments, in one block (v, then len, then num). */
 static int cmd_init(cmd *m, size_t cap, gm_error *err) {
-  m->v = malloc(cap * sizeof *m->v);
-  m->len = malloc(cap * sizeof *m->len);
-  m->num = malloc(cap * sizeof *m->num);
+  char *b = malloc(cap * (sizeof *m->v + sizeof *m->len + sizeof *m->num));
+  m->v = (const char **)(void *)b;
+  m->len = (size_t *)(void *)(b + cap * sizeof *m->v);
+  m->num = (char(*)[24])(b + cap * (sizeof *m->v + sizeof *m->len));
   m->n = m->nnum = 0;
-  m->cap = cap;
-  if (m->v && m->len && m->num) return GM_OK;
-  free(m->v);
-  free(m->len);
-  free(m->num);
+  if (b) return GM_OK;
   gm_seterr(err, GM_E_NOMEM, "out of memory");
   return GM_ERR;
 }
 
-static void cmd_free(cmd *m) {
-  free(m->v);
-  free(m->len);
-  free(m->num);
-}
+static void cmd_free(cmd *m) { free(m->v); }
 
 static void cmd_str(cmd *m, const char *s, size_t len) {
   m->v[m->n] = s;
@@ -484,29 +447,20 @@ static void cmd_u64(cmd *m, uint64_t x) {
   cmd_str(m, b, (size_t)snprintf(b, 24, "%" PRIu64, x));
 }
 
-static void cmd_i64(cmd *m, int64_t x) {
-  char *b = m->num[m->nnum++];
-  cmd_str(m, b, (size_t)snprintf(b, 24, "%" PRId64, x));
-}
-
-/* Starts an EVALSHA of nkeys keys. */
-static void cmd_eval(cmd *m, size_t nkeys) {
+static void cmd_eval(cmd *m, size_t nkeys) { /* EVALSHA (sha) nkeys */
   cmd_s(m, "EVALSHA");
   cmd_s(m, ""); /* the SHA, set by eval() */
   cmd_u64(m, nkeys);
 }
 
-/* GM_ERR for a lock name whose key cannot be made: too long, or the
- * wake-up stream's. */
+/* GM_ERR for a lock name too long, or the wake-up stream's. */
 static int check_name(const rcfg *cfg, const char *name, gm_error *err) {
   if (gm_check_len("redis", "lock name", name, GM_NAME_MAX - 1, err))
     return GM_ERR;
-  if (strcmp(name, EVENTS_KEY) != 0) return GM_OK;
-  gm_seterr(err, GM_E_ARG,
-            "redis: lock name '" EVENTS_KEY "' is reserved: '%s' is the "
-            "wake-up stream",
-            cfg->events);
-  return GM_ERR;
+  if (strcmp(name, EVENTS_KEY) == 0)
+    gm_seterr(err, GM_E_ARG, "redis: lock name '" EVENTS_KEY "' is reserved: "
+              "'%s' is the wake-up stream", cfg->events);
+  return strcmp(name, EVENTS_KEY) == 0 ? GM_ERR : GM_OK;
 }
 
 static int make_key(rconn *c, const char *name, gm_error *err) {
@@ -520,21 +474,24 @@ static int make_key(rconn *c, const char *name, gm_error *err) {
  * replicas have it. */
 static int replicated(rconn *c, const char *what, gm_error *err) {
   int n = c->cfg->wait;
+  long long ms = c->cfg->timeout_us / 2000 > 0 ? c->cfg->timeout_us / 2000 : 1;
   if (n == 0) return GM_OK;
-  char sn[16], ms[24];
-  int64_t wait_ms = c->cfg->timeout_us / 2000;
-  snprintf(sn, sizeof sn, "%d", n);
-  snprintf(ms, sizeof ms, "%" PRId64, wait_ms > 0 ? wait_ms : 1);
-  const char *argv[3] = {"WAIT", sn, ms};
-  redisReply *r = command(c->cfg, c->rc, 3, argv, NULL, "WAIT", err);
+  redisReply *r = replied(c->cfg, c->rc,
+                          redisCommand(c->rc, "WAIT %d %lld", n, ms), "WAIT",
+                          err);
   if (!r) return GM_ERR;
   long long got = r->type == REDIS_REPLY_INTEGER ? r->integer : -1;
   freeReplyObject(r);
   if (got >= n) return GM_OK;
   gm_seterr(err, GM_E_DB,
             "redis: %s not replicated: WAIT saw %lld of %d replicas within "
-            "%s ms on %s:%d",
+            "%lld ms on %s:%d",
             what, got, n, ms, c->cfg->host, c->cfg->port);
+  return GM_ERR;
+}
+
+static int unexpected(const char *what, gm_error *err) {
+  gm_seterr(err, GM_E_DB, "redis: the reply of %s is not as expected", what);
   return GM_ERR;
 }
 
@@ -608,10 +565,8 @@ static int parse_row(rconn *c, const char *name, const redisReply *r,
   if (r->elements != 3 + NFIELDS || r->element[0]->type != REDIS_REPLY_INTEGER ||
       r->element[1]->type != REDIS_REPLY_STRING ||
       r->element[2]->type != REDIS_REPLY_INTEGER ||
-      parse_i64(r->element[1]->str, &out->now)) {
-    gm_seterr(err, GM_E_DB, "redis: the script's reply is not as expected");
-    return GM_ERR;
-  }
+      parse_i64(r->element[1]->str, &out->now))
+    return unexpected("the script", err);
   *code = (int)r->element[0]->integer;
   out->exists = r->element[2]->integer == 1;
   if (!out->exists) return GM_OK;
@@ -724,7 +679,7 @@ static int rd_acquire(void *p, const gm_acquire_req *q, gm_row *out,
   cmd_s(&m, q->owner);
   cmd_u64(&m, q->instance);
   cmd_s(&m, version);
-  cmd_i64(&m, q->lease_us);
+  cmd_u64(&m, (uint64_t)q->lease_us); /* > 0: the core checks */
   cmd_u64(&m, q->expect_exists ? 1 : 0);
   cmd_u64(&m, q->expect_token);
   cmd_u64(&m, base + 1);
@@ -738,7 +693,7 @@ static int rd_renew(void *p, const char *name, const char *owner,
   cmd m;
   if (start(c, &m, name, "renew", 0, 4, err)) return GM_ERR;
   cmd_grant(&m, owner, instance, token);
-  cmd_i64(&m, lease_us);
+  cmd_u64(&m, (uint64_t)lease_us);
   return run(c, &m, name, "renew", 1, out, err);
 }
 
@@ -779,6 +734,8 @@ static int rd_force_release(void *p, const char *name, int now, gm_row *out,
 static int rd_renew_many(void *p, gm_renew_req *q, size_t n, gm_error *err) {
   rconn *c = p;
   size_t klen = strlen(c->cfg->prefix);
+  for (size_t i = 0; i < n; i++)
+    if (check_name(c->cfg, q[i].name, err)) return GM_ERR;
   char *keys = malloc(n * (klen + GM_NAME_MAX));
   cmd m;
   if (!keys || cmd_init(&m, 4 + 5 * n, err)) {
@@ -789,17 +746,12 @@ static int rd_renew_many(void *p, gm_renew_req *q, size_t n, gm_error *err) {
   cmd_eval(&m, n);
   for (size_t i = 0; i < n; i++) {
     char *k = keys + i * (klen + GM_NAME_MAX);
-    if (check_name(c->cfg, q[i].name, err)) {
-      free(keys);
-      cmd_free(&m);
-      return GM_ERR;
-    }
     cmd_str(&m, k, (size_t)sprintf(k, "%s%s", c->cfg->prefix, q[i].name));
   }
   cmd_s(&m, "renew_many");
   for (size_t i = 0; i < n; i++) {
     cmd_grant(&m, q[i].owner, q[i].instance, q[i].token);
-    cmd_i64(&m, q[i].lease_us);
+    cmd_u64(&m, (uint64_t)q[i].lease_us);
   }
   redisReply *r = eval(c, &m, "renew", err);
   cmd_free(&m);
@@ -819,19 +771,13 @@ static int rd_renew_many(void *p, gm_renew_req *q, size_t n, gm_error *err) {
     any = any || q[i].rc == GM_OK;
   }
   freeReplyObject(r);
-  if (!ok) {
-    gm_seterr(err, GM_E_DB, "redis: the script's reply is not as expected");
-    return GM_ERR;
-  }
+  if (!ok) return unexpected("the script", err);
   return any ? replicated(c, "renew", err) : GM_OK;
 }
 
-/* Ends a command in progress on this connection at once: called from
- * another thread, it only marks the connection and shuts the socket's
- * reading side (a read under way returns at once, the next one at once
- * too; SHUT_RD, not SHUT_RDWR, so that a command written after it cannot
- * raise SIGPIPE). The call then fails and the core closes the
- * connection. */
+/* Ends a command in progress at once (called from another thread): marks
+ * the connection and shuts the socket's reading side, so that reads end
+ * and a later write cannot raise SIGPIPE. The core then closes it. */
 static void rd_interrupt(void *p) {
   rconn *c = p;
   if (!c) return;
@@ -841,11 +787,9 @@ static void rd_interrupt(void *p) {
 
 /* ---- wake-up -------------------------------------------------------------- */
 
-/* The first watch of lock `name` on this connection: GM_OK when the lock
- * is free (its release may have come before the watch), else GM_NOT; the
- * stream's last id becomes the connection's when it had none (a
- * connection that watched another lock before keeps its own: the events
- * since then are read). */
+/* The first watch of lock `name` here: GM_OK when it is free (its release
+ * may have come before), else GM_NOT; the stream's last id becomes the
+ * connection's if it had none (else the events since are read). */
 static int watch_first(rconn *c, const char *name, gm_error *err) {
   cmd m;
   if (start(c, &m, name, "watch", 1, 0, err)) return GM_ERR;
@@ -859,63 +803,46 @@ static int watch_first(rconn *c, const char *name, gm_error *err) {
   if (ok && !c->last_id[0])
     memcpy(c->last_id, r->element[1]->str, r->element[1]->len + 1);
   freeReplyObject(r);
-  if (!ok) {
-    gm_seterr(err, GM_E_DB, "redis: the watch script's reply is not as "
-              "expected");
-    return GM_ERR;
-  }
+  if (!ok) return unexpected("the watch script", err);
   gm_strlcpy(c->watched, name, sizeof c->watched);
   return rc;
 }
 
 /* One XREAD of the wake-up stream from the connection's last id, blocking
- * up to ms (0: not at all): GM_OK when an entry names lock `name`, GM_NOT
- * when none did (the last id moves past every entry read; *more says
- * whether any came). */
+ * up to ms (0: not at all; BLOCK 0 would wait for ever): GM_OK when an
+ * entry names lock `name`, GM_NOT when none did (the last id moves past
+ * every entry read; *more says whether any came). */
 static int watch_read(rconn *c, const char *name, int64_t ms, int *more,
                       gm_error *err) {
-  char sms[24];
-  snprintf(sms, sizeof sms, "%" PRId64, ms);
-  const char *argv[9] = {"XREAD", "COUNT", "100", "BLOCK", sms, "STREAMS",
-                         c->cfg->events, c->last_id};
-  int argc = 8;
-  if (ms <= 0) { /* no BLOCK: BLOCK 0 would wait for ever */
-    argv[3] = argv[5], argv[4] = argv[6], argv[5] = argv[7];
-    argc = 6;
-  }
-  redisReply *r = command(c->cfg, c->rc, argc, argv, NULL, "watch (XREAD)",
-                          err);
+  const char *ev = c->cfg->events, *id = c->last_id;
+  redisReply *r = replied(
+      c->cfg, c->rc,
+      ms > 0 ? redisCommand(c->rc, "XREAD COUNT 100 BLOCK %lld STREAMS %s %s",
+                            (long long)ms, ev, id)
+             : redisCommand(c->rc, "XREAD COUNT 100 STREAMS %s %s", ev, id),
+      "watch (XREAD)", err);
   if (!r) return GM_ERR;
-  int found = 0, ok = r->type == REDIS_REPLY_NIL; /* nil: nothing came */
-  if (r->type == REDIS_REPLY_ARRAY && r->elements == 1 &&
-      r->element[0]->type == REDIS_REPLY_ARRAY &&
-      r->element[0]->elements == 2 &&
-      r->element[0]->element[1]->type == REDIS_REPLY_ARRAY) {
-    const redisReply *list = r->element[0]->element[1];
-    ok = 1;
-    *more = list->elements > 0;
-    for (size_t i = 0; ok && i < list->elements; i++) {
-      const redisReply *e = list->element[i];
-      ok = e->type == REDIS_REPLY_ARRAY && e->elements == 2 &&
-           e->element[0]->type == REDIS_REPLY_STRING &&
-           e->element[0]->len < sizeof c->last_id &&
-           e->element[1]->type == REDIS_REPLY_ARRAY;
-      if (!ok) break;
-      memcpy(c->last_id, e->element[0]->str, e->element[0]->len + 1);
-      const redisReply *f = e->element[1];
-      for (size_t k = 0; k + 1 < f->elements; k += 2)
-        found |= f->element[k]->type == REDIS_REPLY_STRING &&
-                 f->element[k + 1]->type == REDIS_REPLY_STRING &&
-                 strcmp(f->element[k]->str, "name") == 0 &&
-                 strcmp(f->element[k + 1]->str, name) == 0;
-    }
+  /* nil: nothing came; else {{key, {{id, {field, value...}}...}}} */
+  const redisReply *list = r->type == REDIS_REPLY_ARRAY && r->elements == 1 &&
+                                   r->element[0]->type == REDIS_REPLY_ARRAY &&
+                                   r->element[0]->elements == 2
+                               ? r->element[0]->element[1] : NULL;
+  int found = 0, ok = r->type == REDIS_REPLY_NIL ||
+                      (list && list->type == REDIS_REPLY_ARRAY);
+  for (size_t i = 0; ok && list && i < list->elements; i++) {
+    const redisReply *e = list->element[i], *f;
+    ok = e->type == REDIS_REPLY_ARRAY && e->elements == 2 &&
+         e->element[0]->type == REDIS_REPLY_STRING &&
+         e->element[0]->len < sizeof c->last_id &&
+         (f = e->element[1])->type == REDIS_REPLY_ARRAY;
+    if (ok) memcpy(c->last_id, e->element[0]->str, e->element[0]->len + 1);
+    for (size_t k = 0; ok && k + 1 < f->elements; k += 2)
+      found |= f->element[k + 1]->type == REDIS_REPLY_STRING &&
+               strcmp(f->element[k + 1]->str, name) == 0;
+    *more = 1;
   }
   freeReplyObject(r);
-  if (!ok) {
-    gm_seterr(err, GM_E_DB, "redis: the reply of XREAD on '%.64s' is not as "
-              "expected", c->cfg->events);
-    return GM_ERR;
-  }
+  if (!ok) return unexpected("XREAD", err);
   return found ? GM_OK : GM_NOT;
 }
 
@@ -928,15 +855,14 @@ static int watch_read(rconn *c, const char *name, int64_t ms, int *more,
 static int rd_watch(void *p, const char *name, int64_t timeout_us,
                     gm_error *err) {
   rconn *c = p;
-  if (timeout_us < 0) timeout_us = 0;
-  if (timeout_us > WATCH_MOST_US) timeout_us = WATCH_MOST_US;
+  if (timeout_us < 0 || timeout_us > 3600 * GM_US_PER_S) /* an hour */
+    timeout_us = timeout_us < 0 ? 0 : 3600 * GM_US_PER_S;
   int64_t end = gm_mono_ns() + timeout_us * 1000;
-  int rc = GM_NOT;
-  if (atomic_load(&c->cut)) goto cut;
-  if (redisSetTimeout(c->rc, tv_of(timeout_us + c->cfg->timeout_us)) !=
-      REDIS_OK)
+  int rc = atomic_load(&c->cut) ? GM_ERR : GM_NOT; /* cut: said below */
+  if (rc == GM_NOT && redisSetTimeout(c->rc, tv_of(timeout_us +
+                                                   c->cfg->timeout_us)))
     return fail(c->cfg, c->rc, NULL, "setting the timeout", err);
-  if (!c->last_id[0] || strcmp(c->watched, name) != 0)
+  if (rc == GM_NOT && (!c->last_id[0] || strcmp(c->watched, name) != 0))
     rc = watch_first(c, name, err);
   for (int more = 1; rc == GM_NOT && more;) {
     int64_t ms = (end - gm_mono_ns()) / 1000000;
@@ -948,7 +874,6 @@ static int rd_watch(void *p, const char *name, int64_t timeout_us,
                           REDIS_OK)
     rc = fail(c->cfg, c->rc, NULL, "setting the timeout", err);
   if (!atomic_load(&c->cut)) return rc;
-cut:
   gm_seterr(err, GM_E_CONNECT, "redis: watch on %s:%d interrupted",
             c->cfg->host, c->cfg->port);
   return GM_ERR;
