@@ -204,7 +204,7 @@ static void test_connect_errors(void) {
   char user[64], upw[64];
   snprintf(user, sizeof user, "gm-%s", run);
   snprintf(upw, sizeof upw, "pw-%s", run);
-  int made = admin("ACL SETUSER %s on >%s ~gomaster:* &gomaster:* +@all",
+  int made = admin("ACL SETUSER %s on >%s ~gomaster:* resetchannels +@all",
                    user, upw);
   gm_kv kv[] = {{"host", "127.0.0.1"},
                 {"port", gm_kv_get(url.kv, url.n, "port")},
@@ -216,8 +216,11 @@ static void test_connect_errors(void) {
   gm_row o;
   check(made && rc == GM_OK && ops->observe(conn, "acl", &o, &err) == GM_OK,
         "an ACL user connects and reads (%s)", rc ? err.msg : "");
-  check(ops->watch(conn, "acl", 0, &err) == GM_OK,
-        "... and watches the wake-up stream %s", err.msg);
+  int w1 = ops->watch(conn, "acl", 0, &err); /* free: at once */
+  int w2 = ops->watch(conn, "acl", 0, &err); /* XREAD: nothing new */
+  check(w1 == GM_OK && w2 == GM_NOT,
+        "... and watches the wake-up stream, with no channel (%d %d) %s", w1,
+        w2, w2 == GM_ERR ? err.msg : "");
   close_conn(cfg, conn);
   kv[3].value = "not-it";
   rc = ops->parse(kv, 4, &cfg, &err);
