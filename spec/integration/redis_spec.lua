@@ -121,7 +121,8 @@ describe("redis backend #redis", function()
     -- release's event on the stream, read by watch, hands over sooner.
     c = Cluster.new{ url = url, lease = 20, retry = 10 }
     for _ = 1, 3 do c:spawn() end
-    local m = c:wait_for(function() return c:master() end, 10, "a master")
+    -- (a server restarted just before grants nothing for 20 s: "Restart")
+    local m = c:wait_for(function() return c:master() end, 25, "a master")
     c:run_for(0.5)
     -- a follower process's connections to the server while it waits: the
     -- election's and the core's wake-up (on the election connection once
