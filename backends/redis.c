@@ -1,67 +1,50 @@
 /*
  * redis.c: the Redis backend (and Valkey), on hiredis 0.14.
  *
- * One hash per lock, key <prefix><name> (prefix "gomaster:" by default):
+ * One hash per lock, key <prefix><name>: owner, instance, token, version,
+ * acquired_at, renewed_at, expires_at (µs on the server's clock, TIME) and
+ * a one-time task's done_at, done_by, done_token, result. No key ever gets
+ * a TTL: the server's expiry would delete the evidence (docs/redis.md).
  *
- *   owner, instance, token, version, acquired_at, renewed_at, expires_at
- *   and, once a one-time task run under the lock is done, done_at, done_by,
- *   done_token, result.
+ * Every access is one Lua script run on the server (EVALSHA, loaded again
+ * on NOSCRIPT): it reads TIME, compares owner, instance and token, writes,
+ * and returns whether it took effect and the hash as it now is: one atomic
+ * conditional write. Times (< 2^53 µs) are numbers there; tokens stay
+ * strings (the new one is computed here). No new hash while the server has
+ * been up for less than the lease asked: a restart that kept nothing
+ * cannot make two masters (docs/redis.md, "Restart").
  *
- * Times are µs since 1970 on the server's clock (TIME), as decimal strings.
- * No key ever gets a TTL (PX, EXPIRE): an expiry run by the server on its
- * wall clock would delete the evidence, and the core's two-clock rule could
- * not apply.
- *
- * Every access is one Lua script run on the server (EVALSHA of the script
- * below, loaded again on NOSCRIPT): it reads TIME, compares owner, instance
- * (the elector instance's key, docs/design.md "Ownership") and token, writes, and returns whether it took effect and the hash as it
- * now is. Redis runs a script alone, so each is one atomic conditional
- * write; one script renews K locks.
- *
- * Redis Lua numbers are doubles: times (< 2^53 µs until the year 2255) are
- * numbers there, but tokens stay strings. The new token of a grant is
- * computed here (the script only compares the row's token with the one the
- * core saw), and force_release adds one to the decimal string.
- *
- * A restart that kept nothing (no RDB, no AOF) loses every hash. A node
- * that saw one treats it as held for a lease (the core's vanished-row rule);
- * one that never saw it cannot tell a wiped hash from a new lock, so the
- * script makes no new hash while the server has been up for less than the
- * lease asked (INFO's uptime_in_seconds): every grant made before the
- * restart is over by then on its holder's clock. Tokens then start again
- * at the largest the taker has seen, plus one (docs/redis.md).
- *
- * Wake-up, without a thread: the release script PUBLISHes the lock's name on
- * the channel "<prefix>@<db>". changed(), which the core polls, opens a
- * second connection the first time, SUBSCRIBEs there, and afterwards only
- * polls its socket with a zero timeout and reads what has arrived: no
- * command is sent. The hash stays the only truth.
+ * Wake-up, with no thread or connection of its own: the release scripts
+ * XADD the lock's name to the capped stream "<prefix>@events"; watch() is
+ * XREAD BLOCK from the last id seen on its connection (any connection: the
+ * read timeout is stretched for that command), ended by interrupt()'s
+ * shutdown(SHUT_RD). The hash stays the only truth.
  *
  * Messages never carry the password: the server does not echo it, and each
  * message is scrubbed of it all the same.
  */
 #include <ctype.h>
 #include <inttypes.h>
-#include <limits.h>
-#include <poll.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
-#include <time.h>
 
 #include <hiredis/hiredis.h>
 
 #include "backend.h"
 #include "hosts.h"
+#include "timeutil.h"
 
 #define DEFAULT_HOST "localhost"
 #define DEFAULT_PORT 6379
 #define DEFAULT_PREFIX "gomaster:"
 #define PREFIX_MAX 128
 #define DEFAULT_TIMEOUT_US 2000000 /* connect, read, write: under D = 3 s */
-#define RESUBSCRIBE_NS 1000000000LL /* at most one subscribe attempt per s */
+#define EVENTS_KEY "@events" /* after the prefix: the wake-up stream */
+#define EVENTS_MAX "1000"    /* its length, about (MAXLEN ~) */
 #define TOKEN_MAX "9223372036854775807"
 
 /* ---- the script ---------------------------------------------------------- */
@@ -102,8 +85,21 @@ static const char script[] =
     "    'expires_at', s(now + tonumber(ARGV[a + 3])))\n"
     "  return 1\n"
     "end\n"
+    /* a release's event on the wake-up stream, KEYS[2] */
+    "local function event(name)\n"
+    "  redis.call('XADD', KEYS[2], 'MAXLEN', '~', '" EVENTS_MAX "', '*',\n"
+    "    'name', name)\n"
+    "end\n"
     "local k = KEYS[1]\n"
     "if op == 'observe' then return reply(1, k)\n"
+    /* {1 when the lock is free (or its hash gone or unreadable), the id of
+     * the stream's last entry} */
+    "elseif op == 'watch' then\n"
+    "  local h = redis.call('HMGET', k, 'owner', 'expires_at')\n"
+    "  local e = time(h[2])\n"
+    "  local l = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)\n"
+    "  return {(not h[1] or h[1] == '' or not e or e <= now) and 1 or 0,\n"
+    "    l[1] and l[1][1] or '0-0'}\n"
     "elseif op == 'acquire' then\n"
     /* owner, instance, version, lease, expect_exists, expect_token, token */
     "  if ARGV[6] == '0' then\n"
@@ -132,12 +128,12 @@ static const char script[] =
     "  for j = 1, #KEYS do out[j + 1] = renew(KEYS[j], 4 * j - 2) end\n"
     "  return out\n"
     "elseif op == 'release' then\n"
-    /* owner, instance, token, channel, name */
+    /* owner, instance, token, name */
     "  if not ours(k, ARGV[2], ARGV[3], ARGV[4]) then return reply(0, k) end\n"
     "  local e = time(redis.call('HGET', k, 'expires_at'))\n"
     "  if not e or e > now then e = now end\n"
     "  redis.call('HSET', k, 'owner', '', 'expires_at', s(e))\n"
-    "  redis.call('PUBLISH', ARGV[5], ARGV[6])\n"
+    "  event(ARGV[5])\n"
     "  return reply(1, k)\n"
     "elseif op == 'complete' then\n"
     /* owner, instance, token, result */
@@ -147,7 +143,7 @@ static const char script[] =
     "    'done_token', ARGV[4], 'result', ARGV[5])\n"
     "  return reply(1, k)\n"
     "elseif op == 'force_release' then\n"
-    /* channel, name, now */
+    /* name, now */
     "  if redis.call('EXISTS', k) == 0 then return reply(0, k) end\n"
     "  local tk = redis.call('HGET', k, 'token')\n"
     "  if type(tk) ~= 'string' or not (tk == '0' or\n"
@@ -159,12 +155,12 @@ static const char script[] =
     "  if i == 0 then tk = '1' .. string.rep('0', #tk)\n"
     "  else tk = string.sub(tk, 1, i - 1) ..\n"
     "    string.char(string.byte(tk, i) + 1) .. string.rep('0', #tk - i) end\n"
-    /* the old lease stays (held until it ends) unless ARGV[4] is '1' */
+    /* the old lease stays (held until it ends) unless ARGV[3] is '1' */
     "  local e = time(redis.call('HGET', k, 'expires_at'))\n"
-    "  if ARGV[4] == '1' or not e or e < now then e = now end\n"
+    "  if ARGV[3] == '1' or not e or e < now then e = now end\n"
     "  redis.call('HSET', k, 'owner', '', 'instance', '0', 'token', tk,\n"
     "    'expires_at', s(e))\n"
-    "  redis.call('PUBLISH', ARGV[2], ARGV[3])\n"
+    "  event(ARGV[2])\n"
     "  return reply(1, k)\n"
     "end\n"
     "return redis.error_reply('gomaster: unknown operation')\n";
@@ -174,15 +170,14 @@ static const char script[] =
 /* Made by rd_parse, freed by rd_free_cfg. */
 typedef struct rcfg {
   char *user, *password, *host, *prefix;
-  char channel[PREFIX_MAX + 16]; /* "<prefix>@<db>" */
+  char events[PREFIX_MAX + 16]; /* "<prefix>@events": the wake-up stream */
   int port, db, wait;
   int64_t timeout_us;
 } rcfg;
 
-static const char *const known_keys[] = {"url",      "user",   "password",
-                                         "host",     "port",   "database",
-                                         "prefix",   "timeout", "wait",
-                                         NULL};
+static const char *const known_keys[] = {
+    "url", "user", "password", "host", "port", "database", "prefix",
+    "timeout", "wait", NULL};
 
 static void rd_free_cfg(void *p) {
   rcfg *c = p;
@@ -237,7 +232,7 @@ static int rd_parse(const gm_kv *opts, size_t n, void **out, gm_error *err) {
               "redis://user:password@host:6379/0");
     goto fail;
   }
-  snprintf(c->channel, sizeof c->channel, "%s@%d", c->prefix, c->db);
+  snprintf(c->events, sizeof c->events, "%s" EVENTS_KEY, c->prefix);
   *out = c;
   return GM_OK;
 fail:
@@ -262,19 +257,14 @@ static void rd_describe(const void *p, char *buf, size_t len) {
  * config outlives its connections. */
 typedef struct rconn {
   const rcfg *cfg;
-  redisContext *rc;      /* the election's connection */
-  redisContext *sub;     /* the wake-up subscription, or NULL */
-  int64_t sub_retry_ns;  /* mono: no new subscription attempt before */
+  redisContext *rc;      /* the connection */
+  atomic_int cut;        /* interrupt() was called: the socket is shut */
   char sha[48];          /* the script's SHA1, from SCRIPT LOAD */
+  char last_id[48];      /* watch: the stream's last id seen here, or "" */
+  char watched[GM_NAME_MAX]; /* ... and the lock it last watched */
   char key[PREFIX_MAX + GM_NAME_MAX];
   size_t keylen;
 } rconn;
-
-static int64_t mono_ns(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
 
 /* The error class of a server's error reply. */
 static int classify(const char *msg) {
@@ -312,22 +302,24 @@ static int fail(const rcfg *cfg, redisContext *rc, const redisReply *r,
   return GM_ERR;
 }
 
-/* Runs one command; NULL with err filled on any failure or error reply. */
-static redisReply *command(const rcfg *cfg, redisContext *rc, int argc,
-                           const char **argv, const size_t *len,
+/* The reply r of command `what` on rc; NULL with err filled (and r freed)
+ * on any failure or error reply. */
+static redisReply *replied(const rcfg *cfg, redisContext *rc, redisReply *r,
                            const char *what, gm_error *err) {
-  redisReply *r = redisCommandArgv(rc, argc, argv, len);
   if (r && r->type != REDIS_REPLY_ERROR) return r;
   fail(cfg, rc, r, what, err);
   if (r) freeReplyObject(r);
   return NULL;
 }
 
+static struct timeval tv_of(int64_t us) {
+  return (struct timeval){.tv_sec = us / 1000000, .tv_usec = us % 1000000};
+}
+
 /* A connection with its timeouts set, authenticated, on cfg's database:
- * NULL with err filled when it failed. Both connections are made here. */
+ * NULL with err filled when it failed. */
 static redisContext *connect_one(const rcfg *cfg, gm_error *err) {
-  struct timeval tv = {.tv_sec = cfg->timeout_us / 1000000,
-                       .tv_usec = cfg->timeout_us % 1000000};
+  struct timeval tv = tv_of(cfg->timeout_us);
   redisContext *rc = redisConnectWithTimeout(cfg->host, cfg->port, tv);
   if (!rc || rc->err) {
     fail(cfg, rc, NULL, "connect", err);
@@ -341,10 +333,8 @@ static redisContext *connect_one(const rcfg *cfg, gm_error *err) {
   }
   redisReply *r = NULL;
   if (cfg->password) {
-    const char *argv[3] = {"AUTH", cfg->user, cfg->password};
-    int argc = cfg->user ? 3 : 2;
-    if (!cfg->user) argv[1] = cfg->password;
-    r = redisCommandArgv(rc, argc, argv, NULL);
+    r = cfg->user ? redisCommand(rc, "AUTH %s %s", cfg->user, cfg->password)
+                  : redisCommand(rc, "AUTH %s", cfg->password);
     if (r && r->type == REDIS_REPLY_ERROR) {
       char msg[GM_ERRMSG_MAX];
       gm_scrub(msg, sizeof msg, r->str, cfg->password);
@@ -359,22 +349,21 @@ static redisContext *connect_one(const rcfg *cfg, gm_error *err) {
     }
     freeReplyObject(r);
   }
-  char db[16];
-  snprintf(db, sizeof db, "%d", cfg->db);
-  const char *sel[2] = {"SELECT", db};
-  if (!(r = command(cfg, rc, 2, sel, NULL, "SELECT", err))) goto fail_nr;
-  freeReplyObject(r);
-  return rc;
+  r = replied(cfg, rc, redisCommand(rc, "SELECT %d", cfg->db), "SELECT", err);
+  if (r) {
+    freeReplyObject(r);
+    return rc;
+  }
 fail:
   if (r) freeReplyObject(r);
-fail_nr:
   redisFree(rc);
   return NULL;
 }
 
 static int load_script(rconn *c, gm_error *err) {
-  const char *argv[3] = {"SCRIPT", "LOAD", script};
-  redisReply *r = command(c->cfg, c->rc, 3, argv, NULL, "SCRIPT LOAD", err);
+  redisReply *r = replied(c->cfg, c->rc,
+                          redisCommand(c->rc, "SCRIPT LOAD %s", script),
+                          "SCRIPT LOAD", err);
   if (!r) return GM_ERR;
   int ok = r->type == REDIS_REPLY_STRING && r->len < sizeof c->sha;
   if (ok) memcpy(c->sha, r->str, r->len + 1);
@@ -386,9 +375,7 @@ static int load_script(rconn *c, gm_error *err) {
 
 static void rd_close(void *p) {
   rconn *c = p;
-  if (!c) return;
-  if (c->rc) redisFree(c->rc);
-  if (c->sub) redisFree(c->sub);
+  if (c && c->rc) redisFree(c->rc);
   free(c);
 }
 
@@ -415,28 +402,22 @@ typedef struct cmd {
   const char **v;
   size_t *len;
   char (*num)[24]; /* storage of numbers turned into text */
-  size_t n, nnum, cap;
+  size_t n, nnum;
 } cmd;
 
+/* Room for cap arguments, in one block (v, then len, then num). */
 static int cmd_init(cmd *m, size_t cap, gm_error *err) {
-  m->v = malloc(cap * sizeof *m->v);
-  m->len = malloc(cap * sizeof *m->len);
-  m->num = malloc(cap * sizeof *m->num);
+  char *b = malloc(cap * (sizeof *m->v + sizeof *m->len + sizeof *m->num));
+  m->v = (const char **)(void *)b;
+  m->len = (size_t *)(void *)(b + cap * sizeof *m->v);
+  m->num = (char(*)[24])(b + cap * (sizeof *m->v + sizeof *m->len));
   m->n = m->nnum = 0;
-  m->cap = cap;
-  if (m->v && m->len && m->num) return GM_OK;
-  free(m->v);
-  free(m->len);
-  free(m->num);
+  if (b) return GM_OK;
   gm_seterr(err, GM_E_NOMEM, "out of memory");
   return GM_ERR;
 }
 
-static void cmd_free(cmd *m) {
-  free(m->v);
-  free(m->len);
-  free(m->num);
-}
+static void cmd_free(cmd *m) { free(m->v); }
 
 static void cmd_str(cmd *m, const char *s, size_t len) {
   m->v[m->n] = s;
@@ -450,21 +431,24 @@ static void cmd_u64(cmd *m, uint64_t x) {
   cmd_str(m, b, (size_t)snprintf(b, 24, "%" PRIu64, x));
 }
 
-static void cmd_i64(cmd *m, int64_t x) {
-  char *b = m->num[m->nnum++];
-  cmd_str(m, b, (size_t)snprintf(b, 24, "%" PRId64, x));
-}
-
-/* Starts an EVALSHA of nkeys keys. */
-static void cmd_eval(cmd *m, size_t nkeys) {
+static void cmd_eval(cmd *m, size_t nkeys) { /* EVALSHA (sha) nkeys */
   cmd_s(m, "EVALSHA");
   cmd_s(m, ""); /* the SHA, set by eval() */
   cmd_u64(m, nkeys);
 }
 
-static int make_key(rconn *c, const char *name, gm_error *err) {
+/* GM_ERR for a lock name too long, or the wake-up stream's. */
+static int check_name(const rcfg *cfg, const char *name, gm_error *err) {
   if (gm_check_len("redis", "lock name", name, GM_NAME_MAX - 1, err))
     return GM_ERR;
+  if (strcmp(name, EVENTS_KEY) == 0)
+    gm_seterr(err, GM_E_ARG, "redis: lock name '" EVENTS_KEY "' is reserved: "
+              "'%s' is the wake-up stream", cfg->events);
+  return strcmp(name, EVENTS_KEY) == 0 ? GM_ERR : GM_OK;
+}
+
+static int make_key(rconn *c, const char *name, gm_error *err) {
+  if (check_name(c->cfg, name, err)) return GM_ERR;
   c->keylen = (size_t)snprintf(c->key, sizeof c->key, "%s%s", c->cfg->prefix,
                                name);
   return GM_OK;
@@ -474,21 +458,24 @@ static int make_key(rconn *c, const char *name, gm_error *err) {
  * replicas have it. */
 static int replicated(rconn *c, const char *what, gm_error *err) {
   int n = c->cfg->wait;
+  long long ms = c->cfg->timeout_us / 2000 > 0 ? c->cfg->timeout_us / 2000 : 1;
   if (n == 0) return GM_OK;
-  char sn[16], ms[24];
-  int64_t wait_ms = c->cfg->timeout_us / 2000;
-  snprintf(sn, sizeof sn, "%d", n);
-  snprintf(ms, sizeof ms, "%" PRId64, wait_ms > 0 ? wait_ms : 1);
-  const char *argv[3] = {"WAIT", sn, ms};
-  redisReply *r = command(c->cfg, c->rc, 3, argv, NULL, "WAIT", err);
+  redisReply *r = replied(c->cfg, c->rc,
+                          redisCommand(c->rc, "WAIT %d %lld", n, ms), "WAIT",
+                          err);
   if (!r) return GM_ERR;
   long long got = r->type == REDIS_REPLY_INTEGER ? r->integer : -1;
   freeReplyObject(r);
   if (got >= n) return GM_OK;
   gm_seterr(err, GM_E_DB,
             "redis: %s not replicated: WAIT saw %lld of %d replicas within "
-            "%s ms on %s:%d",
+            "%lld ms on %s:%d",
             what, got, n, ms, c->cfg->host, c->cfg->port);
+  return GM_ERR;
+}
+
+static int unexpected(const char *what, gm_error *err) {
+  gm_seterr(err, GM_E_DB, "redis: the reply of %s is not as expected", what);
   return GM_ERR;
 }
 
@@ -562,10 +549,8 @@ static int parse_row(rconn *c, const char *name, const redisReply *r,
   if (r->elements != 3 + NFIELDS || r->element[0]->type != REDIS_REPLY_INTEGER ||
       r->element[1]->type != REDIS_REPLY_STRING ||
       r->element[2]->type != REDIS_REPLY_INTEGER ||
-      parse_i64(r->element[1]->str, &out->now)) {
-    gm_seterr(err, GM_E_DB, "redis: the script's reply is not as expected");
-    return GM_ERR;
-  }
+      parse_i64(r->element[1]->str, &out->now))
+    return unexpected("the script", err);
   *code = (int)r->element[0]->integer;
   out->exists = r->element[2]->integer == 1;
   if (!out->exists) return GM_OK;
@@ -630,12 +615,14 @@ static int run(rconn *c, cmd *m, const char *name, const char *what,
 
 /* ---- the operations ------------------------------------------------------- */
 
-/* A one-key script: EVALSHA sha 1 key op, plus room for `extra` ARGV. */
-static int start(rconn *c, cmd *m, const char *name, const char *op,
+/* A script on lock name's key (and the wake-up stream's, as KEYS[2], when
+ * ev): EVALSHA sha nkeys keys op, plus room for `extra` ARGV. */
+static int start(rconn *c, cmd *m, const char *name, const char *op, int ev,
                  size_t extra, gm_error *err) {
-  if (make_key(c, name, err) || cmd_init(m, 5 + extra, err)) return GM_ERR;
-  cmd_eval(m, 1);
+  if (make_key(c, name, err) || cmd_init(m, 6 + extra, err)) return GM_ERR;
+  cmd_eval(m, ev ? 2 : 1);
   cmd_str(m, c->key, c->keylen);
+  if (ev) cmd_s(m, c->cfg->events);
   cmd_s(m, op);
   return GM_OK;
 }
@@ -651,7 +638,7 @@ static void cmd_grant(cmd *m, const char *owner, uint64_t instance,
 static int rd_observe(void *p, const char *name, gm_row *out, gm_error *err) {
   rconn *c = p;
   cmd m;
-  if (start(c, &m, name, "observe", 0, err)) return GM_ERR;
+  if (start(c, &m, name, "observe", 0, 0, err)) return GM_ERR;
   int rc = run(c, &m, name, "observe", 0, out, err);
   return rc == GM_ERR ? GM_ERR : GM_OK;
 }
@@ -672,11 +659,11 @@ static int rd_acquire(void *p, const gm_acquire_req *q, gm_row *out,
               q->name, base);
     return GM_ERR;
   }
-  if (start(c, &m, q->name, "acquire", 7, err)) return GM_ERR;
+  if (start(c, &m, q->name, "acquire", 0, 7, err)) return GM_ERR;
   cmd_s(&m, q->owner);
   cmd_u64(&m, q->instance);
   cmd_s(&m, version);
-  cmd_i64(&m, q->lease_us);
+  cmd_u64(&m, (uint64_t)q->lease_us); /* > 0: the core checks */
   cmd_u64(&m, q->expect_exists ? 1 : 0);
   cmd_u64(&m, q->expect_token);
   cmd_u64(&m, base + 1);
@@ -688,9 +675,9 @@ static int rd_renew(void *p, const char *name, const char *owner,
                     gm_row *out, gm_error *err) {
   rconn *c = p;
   cmd m;
-  if (start(c, &m, name, "renew", 4, err)) return GM_ERR;
+  if (start(c, &m, name, "renew", 0, 4, err)) return GM_ERR;
   cmd_grant(&m, owner, instance, token);
-  cmd_i64(&m, lease_us);
+  cmd_u64(&m, (uint64_t)lease_us);
   return run(c, &m, name, "renew", 1, out, err);
 }
 
@@ -698,9 +685,8 @@ static int rd_release(void *p, const char *name, const char *owner,
                       uint64_t instance, uint64_t token, gm_error *err) {
   rconn *c = p;
   cmd m;
-  if (start(c, &m, name, "release", 5, err)) return GM_ERR;
+  if (start(c, &m, name, "release", 1, 4, err)) return GM_ERR;
   cmd_grant(&m, owner, instance, token);
-  cmd_s(&m, c->cfg->channel);
   cmd_s(&m, name);
   return run(c, &m, name, "release", 1, NULL, err);
 }
@@ -711,7 +697,7 @@ static int rd_complete(void *p, const char *name, const char *owner,
   rconn *c = p;
   cmd m;
   if (gm_check_len("redis", "result", result, GM_RESULT_MAX - 1, err) ||
-      start(c, &m, name, "complete", 4, err))
+      start(c, &m, name, "complete", 0, 4, err))
     return GM_ERR;
   cmd_grant(&m, owner, instance, token); /* instance 0: any */
   cmd_s(&m, result);
@@ -722,8 +708,7 @@ static int rd_force_release(void *p, const char *name, int now, gm_row *out,
                             gm_error *err) {
   rconn *c = p;
   cmd m;
-  if (start(c, &m, name, "force_release", 3, err)) return GM_ERR;
-  cmd_s(&m, c->cfg->channel);
+  if (start(c, &m, name, "force_release", 1, 2, err)) return GM_ERR;
   cmd_s(&m, name);
   cmd_s(&m, now ? "1" : "0");
   return run(c, &m, name, "force release", 1, out, err);
@@ -733,6 +718,8 @@ static int rd_force_release(void *p, const char *name, int now, gm_row *out,
 static int rd_renew_many(void *p, gm_renew_req *q, size_t n, gm_error *err) {
   rconn *c = p;
   size_t klen = strlen(c->cfg->prefix);
+  for (size_t i = 0; i < n; i++)
+    if (check_name(c->cfg, q[i].name, err)) return GM_ERR;
   char *keys = malloc(n * (klen + GM_NAME_MAX));
   cmd m;
   if (!keys || cmd_init(&m, 4 + 5 * n, err)) {
@@ -743,17 +730,12 @@ static int rd_renew_many(void *p, gm_renew_req *q, size_t n, gm_error *err) {
   cmd_eval(&m, n);
   for (size_t i = 0; i < n; i++) {
     char *k = keys + i * (klen + GM_NAME_MAX);
-    if (gm_check_len("redis", "lock name", q[i].name, GM_NAME_MAX - 1, err)) {
-      free(keys);
-      cmd_free(&m);
-      return GM_ERR;
-    }
     cmd_str(&m, k, (size_t)sprintf(k, "%s%s", c->cfg->prefix, q[i].name));
   }
   cmd_s(&m, "renew_many");
   for (size_t i = 0; i < n; i++) {
     cmd_grant(&m, q[i].owner, q[i].instance, q[i].token);
-    cmd_i64(&m, q[i].lease_us);
+    cmd_u64(&m, (uint64_t)q[i].lease_us);
   }
   redisReply *r = eval(c, &m, "renew", err);
   cmd_free(&m);
@@ -773,79 +755,111 @@ static int rd_renew_many(void *p, gm_renew_req *q, size_t n, gm_error *err) {
     any = any || q[i].rc == GM_OK;
   }
   freeReplyObject(r);
-  if (!ok) {
-    gm_seterr(err, GM_E_DB, "redis: the script's reply is not as expected");
-    return GM_ERR;
-  }
+  if (!ok) return unexpected("the script", err);
   return any ? replicated(c, "renew", err) : GM_OK;
 }
 
-/* Ends a command in progress on the election's connection at once: called
- * from another thread, it only shuts the socket down (the connection then
- * fails, and the core closes it). */
+/* Ends a command in progress at once (called from another thread): marks
+ * the connection and shuts the socket's reading side, so that reads end
+ * and a later write cannot raise SIGPIPE. The core then closes it. */
 static void rd_interrupt(void *p) {
   rconn *c = p;
-  if (c && c->rc && c->rc->fd >= 0) shutdown(c->rc->fd, SHUT_RDWR);
+  if (!c) return;
+  atomic_store(&c->cut, 1);
+  if (c->rc && c->rc->fd >= 0) shutdown(c->rc->fd, SHUT_RD);
 }
 
 /* ---- wake-up -------------------------------------------------------------- */
 
-static int subscribe(rconn *c, gm_error *err) {
-  gm_error e = {0};
-  c->sub = connect_one(c->cfg, &e);
-  const char *argv[2] = {"SUBSCRIBE", c->cfg->channel};
-  redisReply *r =
-      c->sub ? command(c->cfg, c->sub, 2, argv, NULL, "SUBSCRIBE", &e) : NULL;
-  if (r) {
-    freeReplyObject(r);
-    return GM_OK;
-  }
-  if (c->sub) redisFree(c->sub);
-  c->sub = NULL;
-  gm_seterr(err, e.code,
-            "redis: the wake-up subscription is down (followers read at "
-            "their own pace until it is back): %s",
-            e.msg);
-  return GM_ERR;
+/* The first watch of lock `name` here: GM_OK when it is free (its release
+ * may have come before), else GM_NOT; the stream's last id becomes the
+ * connection's if it had none (else the events since are read). */
+static int watch_first(rconn *c, const char *name, gm_error *err) {
+  cmd m;
+  if (start(c, &m, name, "watch", 1, 0, err)) return GM_ERR;
+  redisReply *r = eval(c, &m, "watch", err);
+  cmd_free(&m);
+  if (!r) return GM_ERR;
+  int ok = r->elements == 2 && r->element[0]->type == REDIS_REPLY_INTEGER &&
+           r->element[1]->type == REDIS_REPLY_STRING &&
+           r->element[1]->len < sizeof c->last_id;
+  int rc = ok && r->element[0]->integer == 1 ? GM_OK : GM_NOT;
+  if (ok && !c->last_id[0])
+    memcpy(c->last_id, r->element[1]->str, r->element[1]->len + 1);
+  freeReplyObject(r);
+  if (!ok) return unexpected("the watch script", err);
+  gm_strlcpy(c->watched, name, sizeof c->watched);
+  return rc;
 }
 
-/* GM_OK when a release was published since the last call (or the
- * subscription was just made: one may have come before it). No command is
- * sent: the subscription's socket is polled with a zero timeout and what
- * has arrived is read. A broken subscription is GM_ERR once; the next
- * attempt comes at most once a second, on a later call. */
-static int rd_changed(void *p, gm_error *err) {
+/* One XREAD of the wake-up stream from the connection's last id, blocking
+ * up to ms (0: not at all; BLOCK 0 would wait for ever): GM_OK when an
+ * entry names lock `name`, GM_NOT when none did (the last id moves past
+ * every entry read; *more says whether any came). */
+static int watch_read(rconn *c, const char *name, int64_t ms, int *more,
+                      gm_error *err) {
+  const char *ev = c->cfg->events, *id = c->last_id;
+  redisReply *r = replied(
+      c->cfg, c->rc,
+      ms > 0 ? redisCommand(c->rc, "XREAD COUNT 100 BLOCK %lld STREAMS %s %s",
+                            (long long)ms, ev, id)
+             : redisCommand(c->rc, "XREAD COUNT 100 STREAMS %s %s", ev, id),
+      "watch (XREAD)", err);
+  if (!r) return GM_ERR;
+  /* nil: nothing came; else {{key, {{id, {field, value...}}...}}} */
+  const redisReply *list = r->type == REDIS_REPLY_ARRAY && r->elements == 1 &&
+                                   r->element[0]->type == REDIS_REPLY_ARRAY &&
+                                   r->element[0]->elements == 2
+                               ? r->element[0]->element[1] : NULL;
+  int found = 0, ok = r->type == REDIS_REPLY_NIL ||
+                      (list && list->type == REDIS_REPLY_ARRAY);
+  for (size_t i = 0; ok && list && i < list->elements; i++) {
+    const redisReply *e = list->element[i], *f;
+    ok = e->type == REDIS_REPLY_ARRAY && e->elements == 2 &&
+         e->element[0]->type == REDIS_REPLY_STRING &&
+         e->element[0]->len < sizeof c->last_id &&
+         (f = e->element[1])->type == REDIS_REPLY_ARRAY;
+    if (ok) memcpy(c->last_id, e->element[0]->str, e->element[0]->len + 1);
+    for (size_t k = 0; ok && k + 1 < f->elements; k += 2)
+      found |= f->element[k + 1]->type == REDIS_REPLY_STRING &&
+               strcmp(f->element[k + 1]->str, name) == 0;
+    *more = 1;
+  }
+  freeReplyObject(r);
+  if (!ok) return unexpected("XREAD", err);
+  return found ? GM_OK : GM_NOT;
+}
+
+/* Blocks until lock `name` may have changed (a release or force_release
+ * event for it on the stream, or, on the first watch of it here, found
+ * free), or timeout_us passed (GM_NOT). Events for other locks are read
+ * past. Works on any connection from open: this connection's reads time
+ * out timeout_us + timeout from now for as long as it waits, and are set
+ * back to timeout after it. */
+static int rd_watch(void *p, const char *name, int64_t timeout_us,
+                    gm_error *err) {
   rconn *c = p;
-  if (!c->sub) {
-    int64_t now = mono_ns();
-    if (now < c->sub_retry_ns) return GM_NOT;
-    c->sub_retry_ns = now + RESUBSCRIBE_NS;
-    return subscribe(c, err) ? GM_ERR : GM_OK;
+  if (timeout_us < 0 || timeout_us > 3600 * GM_US_PER_S) /* an hour */
+    timeout_us = timeout_us < 0 ? 0 : 3600 * GM_US_PER_S;
+  int64_t end = gm_mono_ns() + timeout_us * 1000;
+  int rc = atomic_load(&c->cut) ? GM_ERR : GM_NOT; /* cut: said below */
+  if (rc == GM_NOT && redisSetTimeout(c->rc, tv_of(timeout_us +
+                                                   c->cfg->timeout_us)))
+    return fail(c->cfg, c->rc, NULL, "setting the timeout", err);
+  if (rc == GM_NOT && (!c->last_id[0] || strcmp(c->watched, name) != 0))
+    rc = watch_first(c, name, err);
+  for (int more = 1; rc == GM_NOT && more;) {
+    int64_t ms = (end - gm_mono_ns()) / 1000000;
+    more = 0;
+    rc = watch_read(c, name, ms > 0 ? ms : 0, &more, err);
+    more = more && ms > 0; /* entries for other locks: wait on */
   }
-  int got = 0;
-  for (int i = 0; i < 64; i++) {
-    void *r = NULL;
-    while (redisGetReplyFromReader(c->sub, &r) == REDIS_OK && r) {
-      const redisReply *x = r;
-      got = got || (x->type == REDIS_REPLY_ARRAY && x->elements == 3 &&
-                    x->element[0]->type == REDIS_REPLY_STRING &&
-                    strcmp(x->element[0]->str, "message") == 0);
-      freeReplyObject(r);
-      r = NULL;
-    }
-    struct pollfd pfd = {.fd = c->sub->fd, .events = POLLIN};
-    if (c->sub->err || poll(&pfd, 1, 0) != 1) break;
-    if (redisBufferRead(c->sub) != REDIS_OK) break;
-  }
-  if (!c->sub->err) return got ? GM_OK : GM_NOT;
-  char msg[GM_ERRMSG_MAX];
-  gm_scrub(msg, sizeof msg, c->sub->errstr, c->cfg->password);
-  gm_seterr(err, GM_E_CONNECT,
-            "redis: the wake-up subscription on %s:%d broke (%s); followers "
-            "read at their own pace until it is back",
-            c->cfg->host, c->cfg->port, msg);
-  redisFree(c->sub);
-  c->sub = NULL;
+  if (rc != GM_ERR && redisSetTimeout(c->rc, tv_of(c->cfg->timeout_us)) !=
+                          REDIS_OK)
+    rc = fail(c->cfg, c->rc, NULL, "setting the timeout", err);
+  if (!atomic_load(&c->cut)) return rc;
+  gm_seterr(err, GM_E_CONNECT, "redis: watch on %s:%d interrupted",
+            c->cfg->host, c->cfg->port);
   return GM_ERR;
 }
 
@@ -865,7 +879,6 @@ const gm_backend_ops gm_redis_ops = {
     .complete = rd_complete,
     .force_release = rd_force_release,
     .renew_many = rd_renew_many,
-    .changed = rd_changed,
-    .poll_us = 10000, /* changed() is one poll(2) with a zero timeout */
     .interrupt = rd_interrupt,
+    .watch = rd_watch, /* open_watch NULL: watch works on any connection */
 };

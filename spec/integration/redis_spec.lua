@@ -57,6 +57,26 @@ local function master_once(m, timeout, what)
   m:close()
 end
 
+-- How many TCP connections process pid holds to the server (its sockets'
+-- inodes in /proc/net/tcp, established, remote port the server's).
+local function conns(pid)
+  local fds = Cluster.sh(("ls -l /proc/%d/fd 2>/dev/null"):format(pid))
+  local mine = {}
+  for inode in fds:gmatch("socket:%[(%d+)%]") do mine[inode] = true end
+  local n = 0
+  for _, file in ipairs{ "/proc/net/tcp", "/proc/net/tcp6" } do
+    local fh = io.open(file)
+    for line in fh and fh:lines() or function() end do
+      local rport, st, inode = line:match("^%s*%d+:%s+%x+:%x+%s+%x+:(%x+)%s+(%x+)%s+%S+%s+%S+%s+%S+%s+%S+%s+%S+%s+(%d+)")
+      if rport and tonumber(rport, 16) == tonumber(port) and st == "01" and mine[inode] then
+        n = n + 1
+      end
+    end
+    if fh then fh:close() end
+  end
+  return n
+end
+
 describe("redis backend #redis", function()
   local c
 
@@ -94,6 +114,43 @@ describe("redis backend #redis", function()
     assert_no_password(s)
     master_once(assert(gomaster.new{ backend = b, name = "table-form", lease = L }), 5,
                 "no grant through the table form")
+  end)
+
+  it("wakes a follower within 50 ms of a release through the stream, with no SUBSCRIBE connection", function()
+    -- Followers of a live lease read once a retry (10 s here): only the
+    -- release's event on the stream, read by watch, hands over sooner.
+    c = Cluster.new{ url = url, lease = 20, retry = 10 }
+    for _ = 1, 3 do c:spawn() end
+    -- (a server restarted just before grants nothing for 20 s: "Restart")
+    local m = c:wait_for(function() return c:master() end, 25, "a master")
+    c:run_for(0.5)
+    -- a follower process's connections to the server while it waits: the
+    -- election's and the core's wake-up (on the election connection once
+    -- the core watches there); no subscription besides
+    local f = c.nodes[m.i % #c.nodes + 1]
+    local n = conns(f.pid)
+    print(("  a follower process holds %d connection(s) to the server"):format(n))
+    assert.is_true(n >= 1 and n <= 2, ("%d connections"):format(n))
+    for round = 1, 3 do
+      local t = core.now()
+      c:stop_node(m)
+      local e = c:wait_for(function() return c:first("start", t, m) end, 5, "a new master")
+      local stopped = c:first_of(m, "stopped", t)
+      local after = e.t - (stopped and stopped.t or t)
+      print(("  handover %d: on_start %.1f ms after the old master's stop() returned, "
+        .. "%.1f ms after stop was asked (retry 10 s)"):format(round, after * 1000, (e.t - t) * 1000))
+      assert.is_true(after <= 0.05, ("handover took %.1f ms"):format(after * 1000))
+      assert.is_true(e.t - t < 1, ("handover took %.2f s"):format(e.t - t))
+      assert.is_nil(c:overlap())
+      m = c.nodes[e.node]
+      c:spawn() -- the old master's process ended its election: one more follower
+      c:run_for(0.5)
+    end
+    local errs = {} -- but the first lease's refusal of a just-restarted server
+    for _, e in ipairs(errors(c)) do
+      if not e:find("the row looks free", 1, true) then errs[#errs + 1] = e end
+    end
+    assert.same({}, errs)
   end)
 
   server_it("stop(), close() and __gc return at once with the server paused", function()

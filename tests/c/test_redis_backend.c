@@ -22,6 +22,8 @@
 extern const gm_backend_ops gm_redis_ops;
 static const gm_backend_ops *ops = &gm_redis_ops;
 
+#define EVENTS_NAME "@events" /* after the prefix: the wake-up stream */
+
 static gm_url url;
 static char run[32]; /* makes this run's lock names unique on the server */
 static redisContext *adm; /* the test's own connection */
@@ -123,16 +125,18 @@ static int admin(const char *fmt, ...) {
   return 0;
 }
 
-/* Seconds the server has been up (INFO), or -1. */
-static long uptime(void) {
-  redisReply *r = adm ? redisCommand(adm, "INFO server") : NULL;
-  const char *u = r && r->type == REDIS_REPLY_STRING
-                      ? strstr(r->str, "uptime_in_seconds:")
-                      : NULL;
-  long v = u ? atol(u + 18) : -1;
+/* The number `field` of INFO `section`, or -1. */
+static long info(const char *section, const char *field) {
+  redisReply *r = adm ? redisCommand(adm, "INFO %s", section) : NULL;
+  const char *u = r && r->type == REDIS_REPLY_STRING ? strstr(r->str, field)
+                                                     : NULL;
+  long v = u && u[strlen(field)] == ':' ? atol(u + strlen(field) + 1) : -1;
   if (r) freeReplyObject(r);
   return v;
 }
+
+/* Seconds the server has been up, or -1. */
+static long uptime(void) { return info("server", "uptime_in_seconds"); }
 
 static void test_options(void) {
   void *cfg;
@@ -200,7 +204,7 @@ static void test_connect_errors(void) {
   char user[64], upw[64];
   snprintf(user, sizeof user, "gm-%s", run);
   snprintf(upw, sizeof upw, "pw-%s", run);
-  int made = admin("ACL SETUSER %s on >%s ~gomaster:* &gomaster:* +@all",
+  int made = admin("ACL SETUSER %s on >%s ~gomaster:* resetchannels +@all",
                    user, upw);
   gm_kv kv[] = {{"host", "127.0.0.1"},
                 {"port", gm_kv_get(url.kv, url.n, "port")},
@@ -212,8 +216,11 @@ static void test_connect_errors(void) {
   gm_row o;
   check(made && rc == GM_OK && ops->observe(conn, "acl", &o, &err) == GM_OK,
         "an ACL user connects and reads (%s)", rc ? err.msg : "");
-  check(ops->changed(conn, &err) == GM_OK,
-        "... and subscribes to the wake-up channel");
+  int w1 = ops->watch(conn, "acl", 0, &err); /* free: at once */
+  int w2 = ops->watch(conn, "acl", 0, &err); /* XREAD: nothing new */
+  check(w1 == GM_OK && w2 == GM_NOT,
+        "... and watches the wake-up stream, with no channel (%d %d) %s", w1,
+        w2, w2 == GM_ERR ? err.msg : "");
   close_conn(cfg, conn);
   kv[3].value = "not-it";
   rc = ops->parse(kv, 4, &cfg, &err);
@@ -580,75 +587,120 @@ static void test_noscript(void *conn) {
   check(rc == GM_OK && q.rc == GM_OK, "renew_many after SCRIPT FLUSH");
 }
 
-static double wait_changed(void *conn, double secs) {
+static long clients(void) { return info("clients", "connected_clients"); }
+
+typedef struct watch_call {
+  void *conn;
+  const char *name;
+  int64_t timeout_us;
+  int rc;
+  double returned; /* mono() when watch returned */
   gm_error err;
-  double t0 = mono();
-  while (mono() - t0 < secs) {
-    if (ops->changed(conn, &err) == GM_OK) return mono() - t0;
-    usleep(2000);
-  }
-  return -1;
+} watch_call;
+
+static void *watch_main(void *arg) {
+  watch_call *w = arg;
+  w->rc = ops->watch(w->conn, w->name, w->timeout_us, &w->err);
+  w->returned = mono();
+  return NULL;
 }
 
+/* Starts a watch on another thread and waits until the server shows it
+ * blocked (INFO clients: blocked_clients). */
+static int watch_start(watch_call *w, pthread_t *th) {
+  long before = info("clients", "blocked_clients");
+  pthread_create(th, NULL, watch_main, w);
+  for (double t0 = mono(); mono() - t0 < 5; usleep(1000))
+    if (before >= 0 && info("clients", "blocked_clients") > before) return 1;
+  return 0;
+}
+
+/* The wake-up: watch on the follower's one connection (no second one), a
+ * release seen within 50 ms, events of other locks read past. */
 static void test_wakeup(void *conn, void *conn2) {
   gm_error err;
   gm_row r, o;
-  char name[128];
+  char name[128], other[128];
   lock_name(name, sizeof name, "wake");
-  check(ops->changed && ops->poll_us > 0 && ops->poll_us <= 20000,
-        "changed() is there, polled every %lld µs", (long long)ops->poll_us);
+  lock_name(other, sizeof other, "wake-other");
+  check(ops->watch && ops->interrupt && !ops->changed && !ops->poll_us,
+        "watch and interrupt, no changed() to poll");
+  /* new hashes: a lease within the server's uptime (6 s) */
   gm_acquire_req a = req(name, "node-a", 0, 0, 0, 5000000);
   int rc = ops->acquire(conn, &a, &r, &err);
-  check(ops->changed(conn2, &err) == GM_OK,
-        "the first changed() subscribes and says GM_OK once");
-  int wakes = 0;
-  for (int i = 0; i < 10; i++) {
-    wakes += ops->changed(conn2, &err) == GM_OK;
-    ops->renew(conn, name, "node-a", inst("node-a"), 1, 60000000, &r, &err);
-    usleep(20000);
-  }
-  check(rc == GM_OK && wakes == 0, "GM_NOT while the master renews (%d)",
-        wakes);
+  gm_acquire_req b = req(other, "node-a", 0, 0, 0, 5000000);
+  rc = rc == GM_OK ? ops->acquire(conn, &b, &o, &err) : rc;
+  check(rc == GM_OK, "two locks taken %s", rc ? err.msg : "");
+  /* the follower's wake-up is its one connection: the server sees as many
+   * connections while it waits as before it (the subscription of old was
+   * one more) */
+  long c0 = clients();
+  watch_call w = {.conn = conn2, .name = name, .timeout_us = 5000000,
+                  .rc = -9};
+  pthread_t th;
+  int blocked = watch_start(&w, &th);
+  long c1 = clients();
+  check(blocked && c0 > 0 && c1 == c0,
+        "a watching follower holds no connection but its own (%ld clients "
+        "before, %ld while it waits)", c0, c1);
+  /* a release of another lock: read past, the watch goes on */
+  rc = ops->release(conn, other, "node-a", inst("node-a"), o.token, &err);
+  usleep(100000);
+  check(rc == GM_OK && w.rc == -9, "a release of another lock does not end "
+        "the watch");
   double t0 = mono();
-  rc = ops->release(conn, name, "node-a", inst("node-a"), 1, &err);
-  double d = wait_changed(conn2, 3);
-  check(rc == GM_OK && d >= 0 && d < 0.05,
-        "GM_OK %.1f ms after the release (PUBLISH seen, no command sent)",
-        (mono() - t0) * 1000);
-  check(ops->changed(conn2, &err) == GM_NOT, "GM_OK only once");
+  rc = ops->release(conn, name, "node-a", inst("node-a"), r.token, &err);
+  pthread_join(th, NULL);
+  check(rc == GM_OK && w.rc == GM_OK && w.returned - t0 < 0.05,
+        "watch returns %.1f ms after the release (<= 50)",
+        (w.returned - t0) * 1000);
   rc = ops->observe(conn2, name, &o, &err);
   check(rc == GM_OK && o.owner[0] == '\0', "the follower reads it free");
-  rc = ops->force_release(conn, name, 0, &o, &err);
-  check(rc == GM_OK && wait_changed(conn2, 3) >= 0,
-        "force_release wakes followers too");
-  /* a subscription killed by the server: GM_ERR once, then back */
-  admin("CLIENT KILL TYPE pubsub");
-  int n_err = 0, n_ok = 0;
-  gm_error e2 = {0};
+  void *cfg3, *c3;
+  rc = open_with("timeout", "1", &cfg3, &c3, &err);
   t0 = mono();
-  while (mono() - t0 < 2.5 && n_ok == 0) {
-    rc = ops->changed(conn2, &err);
-    if (rc == GM_ERR) {
-      n_err++;
-      e2 = err;
-    }
-    n_ok += rc == GM_OK;
-    usleep(5000);
-  }
-  check(n_err == 1 && strstr(e2.msg, "wake-up subscription") &&
-            !strstr(e2.msg, password()),
-        "a killed subscription: GM_ERR once: %s", e2.msg);
-  check(n_ok == 1, "... then subscribed again within a second or so "
-                   "(%.2f s)", mono() - t0);
-  rc = ops->acquire(conn, &(gm_acquire_req){.name = name, .owner = "node-c",
-                                            .version = "", .lease_us = 60000000,
-                                            .expect_exists = 1,
-                                            .expect_token = o.token,
-                                            .instance = inst("node-c")},
-                    &r, &err);
-  rc = rc == GM_OK ? ops->release(conn, name, "node-c", inst("node-c"), r.token, &err) : rc;
-  check(rc == GM_OK && wait_changed(conn2, 3) >= 0,
-        "after the new subscription a release wakes again");
+  rc = rc == GM_OK ? ops->watch(c3, name, 2000000, &err) : rc;
+  check(rc == GM_OK && mono() - t0 < 0.05,
+        "the first watch of a free lock returns at once (%.1f ms)",
+        (mono() - t0) * 1000);
+  close_conn(cfg3, c3);
+  /* no event lost between two watches: a release while the follower
+   * reads (not in watch) ends the next watch at once */
+  a = req(name, "node-b", 1, o.token, 0, 60000000);
+  rc = ops->acquire(conn, &a, &r, &err);
+  rc = rc == GM_OK ? ops->watch(conn2, name, 200000, &err) : rc;
+  check(rc == GM_NOT, "held again: the watch times out (%d)", rc);
+  rc = ops->force_release(conn, name, 1, &o, &err);
+  t0 = mono();
+  check(rc == GM_OK && ops->watch(conn2, name, 2000000, &err) == GM_OK &&
+            mono() - t0 < 0.05,
+        "a force_release between two watches ends the next at once "
+        "(%.1f ms)", (mono() - t0) * 1000);
+  /* on the election connection: a watch outlasts the read timeout (1 s
+   * here), leaves the connection as it was, and an interrupt that came
+   * before it ends it at once */
+  a = req(name, "node-c", 1, o.token, 0, 60000000);
+  rc = ops->acquire(conn, &a, &r, &err);
+  rc = rc == GM_OK ? open_with("timeout", "1", &cfg3, &c3, &err) : rc;
+  t0 = mono();
+  rc = rc == GM_OK ? ops->watch(c3, name, 1600000, &err) : rc;
+  double took = mono() - t0;
+  check(rc == GM_NOT && took > 1.55 && took < 1.9,
+        "a 1.6 s watch with a 1 s read timeout times out on time (%.2f s) "
+        "%s", took, rc == GM_ERR ? err.msg : "");
+  check(ops->observe(c3, name, &o, &err) == GM_OK,
+        "... and the connection still reads");
+  ops->interrupt(c3);
+  t0 = mono();
+  rc = ops->watch(c3, name, 3000000, &err);
+  check(rc == GM_ERR && mono() - t0 < 0.05 && strstr(err.msg, "interrupted"),
+        "an interrupt before the watch ends it at once (%.1f ms): %s",
+        (mono() - t0) * 1000, err.msg);
+  close_conn(cfg3, c3);
+  check(ops->observe(conn, EVENTS_NAME, &o, &err) == GM_ERR &&
+            err.code == GM_E_ARG && strstr(err.msg, "reserved"),
+        "the stream's name is no lock name: %s", err.msg);
+  ops->release(conn, name, "node-c", inst("node-c"), r.token, &err);
 }
 
 typedef struct renew_call {
@@ -685,18 +737,22 @@ static void test_server_events(const char *dir) {
   if (parse_with("timeout", "1", &cfg, &err)) return;
   int rc = ops->open(cfg, &conn, &err);
   gm_acquire_req a = req(name, "node-a", 0, 0, 0, 5000000);
-  check(rc == GM_OK && ops->acquire(conn, &a, &r, &err) == GM_OK &&
-            ops->changed(conn, &err) == GM_OK,
-        "lock taken and subscribed before the pause");
+  check(rc == GM_OK && ops->acquire(conn, &a, &r, &err) == GM_OK,
+        "lock taken before the pause");
   check(server(dir, "pause") == 0, "server paused (SIGSTOP)");
   double t0 = mono();
-  rc = ops->changed(conn, &err);
-  check(rc == GM_NOT && mono() - t0 < 0.01,
-        "changed() on a paused server: GM_NOT at once (%.1f ms)",
-        (mono() - t0) * 1000);
+  rc = ops->watch(conn, name, 300000, &err);
+  double took = mono() - t0;
+  check(rc == GM_ERR && err.code == GM_E_CONNECT && took > 1.2 && took < 2,
+        "a 0.3 s watch on a paused server fails after it and the timeout of "
+        "1 s (%.2f s): %s", took, err.msg);
+  ops->close(conn);
+  check(server(dir, "resume") == 0 && ops->open(cfg, &conn, &err) == GM_OK &&
+            server(dir, "pause") == 0,
+        "connected, then paused again");
   t0 = mono();
   rc = ops->renew(conn, name, "node-a", inst("node-a"), 1, 60000000, &r, &err);
-  double took = mono() - t0;
+  took = mono() - t0;
   check(rc == GM_ERR && err.code == GM_E_CONNECT && strstr(err.msg, "timeout"),
         "renew on a paused server fails: %s", err.msg);
   check(took > 0.5 && took < 2, "... after the timeout of 1 s (%.2f s)", took);
@@ -735,13 +791,12 @@ static void test_server_events(const char *dir) {
   ops->force_release(conn, name, 1, &o, &err); /* token 2, free now */
   a = req(name, "node-b", 1, 2, 0, 60000000);
   rc = ops->acquire(conn, &a, &r, &err);
-  check(rc == GM_OK && r.token == 3 && ops->changed(conn, &err) == GM_OK,
-        "token 3 granted, subscribed");
+  check(rc == GM_OK && r.token == 3, "token 3 granted");
 
   check(server(dir, "restart") == 0, "server restarted without persistence");
-  rc = ops->changed(conn, &err);
-  check(rc == GM_ERR && strstr(err.msg, "subscription"),
-        "changed() reports the broken subscription: %s", err.msg);
+  rc = ops->watch(conn, name, 100000, &err);
+  check(rc == GM_ERR && err.code == GM_E_CONNECT,
+        "a watch on the old connection fails: %s", err.msg);
   rc = ops->observe(conn, name, &o, &err);
   check(rc == GM_ERR && err.code == GM_E_CONNECT,
         "the old connection reports the restart: %s", err.msg);
