@@ -41,6 +41,7 @@
 
 #include <errmsg.h>
 #include <mysql.h>
+#include <ma_pvio.h> /* a statement's own read timeout (watch) */
 #include <mysqld_error.h>
 
 #include "backend.h"
@@ -1401,17 +1402,18 @@ static void my_interrupt(void *p) {
 
 /* ---- wake-up: watch ---------------------------------------------------- */
 
-#define WAIT_S 5 /* the longest GET_LOCK wait; a watch connection's reads
-                  * outlast it */
+#define WAIT_S 60 /* the longest GET_LOCK wait */
 
 static int my_open(const void *cfg, void **out, gm_error *err) {
   return open_conn(cfg, ((const mycfg *)cfg)->read_timeout, out, err);
 }
 
-/* The core's wake-up connection: reads that outlast a whole wait. */
-static int my_open_watch(const void *cfg, void **out, gm_error *err) {
-  return open_conn(cfg, ((const mycfg *)cfg)->read_timeout + WAIT_S, out,
-                   err);
+/* The connection's read timeout, whole seconds (Connector/C's pvio: the
+ * one place it is kept after the connect). */
+static void read_timeout(myconn *c, unsigned s) {
+  MARIADB_PVIO *pv = c->db ? c->db->net.pvio : NULL;
+  if (pv && pv->methods && pv->methods->set_timeout)
+    pv->methods->set_timeout(pv, PVIO_READ_TIMEOUT, (int)s);
 }
 
 /* 2: the user lock was free at once (nobody holds it: the master let go,
@@ -1423,7 +1425,9 @@ static const char wait_sql[] =
     "RELEASE_LOCK(?), 0))";
 
 /* Blocks in GET_LOCK on lock name's user lock, on this connection (the
- * core's wake-up connection), for at most timeout_us and WAIT_S. */
+ * election connection or the core's wake-up one), for at most timeout_us
+ * and WAIT_S: the statement's reads time out read_timeout after the wait,
+ * every other statement's after read_timeout, as set. */
 static int my_watch(void *p, const char *name, int64_t timeout_us,
                     gm_error *err) {
   myconn *c = p;
@@ -1443,10 +1447,7 @@ static int my_watch(void *p, const char *name, int64_t timeout_us,
       return rc;
     }
   }
-  /* the wait ends a second before the connection's reads time out (half
-   * their time when that is shorter) */
-  int64_t rt = (int64_t)c->read_timeout * GM_US_PER_S;
-  int64_t most = rt - (rt / 2 < GM_US_PER_S ? rt / 2 : GM_US_PER_S);
+  int64_t most = WAIT_S * GM_US_PER_S;
   int64_t wait_us = timeout_us < most ? timeout_us : most;
   if (wait_us < 0) wait_us = 0;
   char key[ULOCK_KEY_MAX];
@@ -1457,8 +1458,10 @@ static int my_watch(void *p, const char *name, int64_t timeout_us,
   p_str(&in, key);
   p_i64(&in, &wait_us);
   p_str(&in, key);
-  if (select_int(c->wst, &in, &v) != GM_OK)
-    return fail(c, c->wst, "watch", err);
+  read_timeout(c, c->read_timeout + (unsigned)(wait_us / GM_US_PER_S) + 1);
+  int rc = select_int(c->wst, &in, &v);
+  read_timeout(c, c->read_timeout);
+  if (rc != GM_OK) return fail(c, c->wst, "watch", err);
   return v == 1 || v == 2 ? GM_OK : GM_NOT;
 }
 
@@ -1480,5 +1483,5 @@ const gm_backend_ops gm_mysql_ops = {
     .renew_many = my_renew_many,
     .interrupt = my_interrupt,
     .watch = my_watch,
-    .open_watch = my_open_watch,
+    .watch_shared = 1,
 };

@@ -238,6 +238,18 @@ typedef struct gm_backend_ops {
   /* Opens the wake-up connection: as open, but with reads that outlast a
    * long watch. NULL: open. */
   int (*open_watch)(const void *cfg, void **conn, gm_error *err);
+  /* 1: watch may also block on the election connection (from open), for
+   * as long as timeout_us says (the backend stretches that one
+   * statement's read timeout, or bounds the wait below it and returns
+   * GM_NOT: the core calls again). Then a process whose followers all
+   * wait on one lock, and that holds none, uses that one connection: no
+   * wake-up thread, no second connection. interrupt must then also end a
+   * watch that has not begun yet (a flag or a shut socket that the watch
+   * finds), since the core may poke just before the watch blocks; the
+   * watch it ends may fail (GM_ERR: the core reopens the connection at
+   * once, with no backoff and nothing reported). 0: the wake-up thread
+   * and its own connection, as above. */
+  int watch_shared;
 } gm_backend_ops;
 
 /* Makes a backend object from an ops table of the caller's own (a backend

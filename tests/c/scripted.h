@@ -222,7 +222,8 @@ SC_FN int sc_enter(sc_node *n, int op, const char *what, gm_error *err) {
       pthread_cond_wait(&n->db->cv, &n->db->mu);
     n->hanging[op]--;
   }
-  if (n->mode[op] == SC_FAIL || n->interrupted) {
+  /* an interrupt ends the connection it came on, not the next one */
+  if (n->mode[op] == SC_FAIL || (n->interrupted && op != SC_OPEN)) {
     pthread_mutex_unlock(&n->db->mu);
     gm_seterr(err, GM_E_DB, "scripted: %s failed", what);
     return GM_ERR;
@@ -553,18 +554,26 @@ SC_FN int sc_watch(void *conn, const char *name, int64_t timeout_us,
 }
 
 /* A backend object for node n with the ops of the core's wake-up thread:
- * watch and interrupt, no changed() polling. */
-SC_FN gm_backend *sc_backend_watch(sc_node *n, gm_error *err) {
-  static gm_backend_ops w; /* sc_ops plus these: made on first use */
-  if (!w.name) {
-    w = sc_ops;
-    w.renew_many = sc_renew_many;
-    w.interrupt = sc_interrupt;
-    w.watch = sc_watch;
-    w.name = "scripted-watch";
+ * watch and interrupt, no changed() polling; shared: watch allowed on the
+ * election connection too (watch_shared), so that a node whose followers
+ * wait on one lock keeps one connection. */
+SC_FN gm_backend *sc_backend_watch_as(sc_node *n, int shared, gm_error *err) {
+  static gm_backend_ops w[2]; /* sc_ops plus these: made on first use */
+  gm_backend_ops *o = &w[shared != 0];
+  if (!o->name) {
+    *o = sc_ops;
+    o->renew_many = sc_renew_many;
+    o->interrupt = sc_interrupt;
+    o->watch = sc_watch;
+    o->watch_shared = shared != 0;
+    o->name = shared ? "scripted-shared" : "scripted-watch";
   }
   gm_kv kv = {"node", n->opt};
-  return gm_backend_new_ops(&w, &kv, 1, err);
+  return gm_backend_new_ops(o, &kv, 1, err);
+}
+
+SC_FN gm_backend *sc_backend_watch(sc_node *n, gm_error *err) {
+  return sc_backend_watch_as(n, 0, err);
 }
 
 /* A backend object for node n with the ABI 3 ops. */
