@@ -537,6 +537,12 @@ static int connect_error(const mycfg *cfg, unsigned hi, MYSQL *db,
     gm_seterr(err, GM_E_CONNECT, "mysql: unknown database '%s' on %s:%u",
               cfg->database, host, port);
     break;
+  case ER_CON_COUNT_ERROR: /* too many connections: the core backs off */
+  case ER_TOO_MANY_USER_CONNECTIONS:
+  case ER_USER_LIMIT_REACHED:
+    gm_seterr(err, GM_E_BUSY, "mysql: %s:%u refuses connections: %s (%u)",
+              host, port, msg, e);
+    break;
   default:
     gm_seterr(err, GM_E_CONNECT, "mysql: cannot connect to %s:%u: %s (%u)",
               host, port, msg, e);

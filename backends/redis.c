@@ -299,6 +299,7 @@ static int classify(const char *msg) {
                                      "ERR AUTH", "ERR Client sent AUTH"};
   for (size_t i = 0; i < sizeof auth / sizeof auth[0]; i++)
     if (strncmp(msg, auth[i], strlen(auth[i])) == 0) return GM_E_AUTH;
+  if (strstr(msg, "max number of clients")) return GM_E_BUSY; /* maxclients */
   /* a lock's key holding another type: an operator's edit */
   return strncmp(msg, "WRONGTYPE", 9) == 0 ? GM_E_ROW : GM_E_DB;
 }

@@ -89,6 +89,7 @@ struct gm_elector {
   char last_error[GM_ERRMSG_MAX]; /* "" again after the next success */
   double last_error_at;  /* CLOCK_REALTIME s of the last error, 0: none */
   char said[GM_ERRMSG_MAX]; /* the last message queued, until a success */
+  int said_busy;      /* a refused connection was said, until a success */
   uint64_t n_acquires, n_renewals, n_observes, n_releases, n_errors, n_grants,
       n_losses;
 
@@ -390,6 +391,10 @@ static void push_error(gm_elector *e, const gm_error *err) {
   e->last_error_at = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
   e->n_errors++;
   if (strcmp(err->msg, e->said) == 0) return;
+  if (err->code == GM_E_BUSY) { /* once, whatever each refusal says */
+    if (e->said_busy) return;
+    e->said_busy = 1;
+  }
   snprintf(e->said, sizeof e->said, "%s", err->msg);
   gm_event ev = {.type = GM_EV_ERROR, .code = err->code};
   snprintf(ev.message, sizeof ev.message, "%s", err->msg);
@@ -400,6 +405,7 @@ static void push_error(gm_elector *e, const gm_error *err) {
 static void note_success(gm_elector *e) {
   e->last_error[0] = '\0';
   e->said[0] = '\0';
+  e->said_busy = 0;
 }
 
 /* ---- config ------------------------------------------------------------- */
@@ -682,11 +688,18 @@ static void close_conn(gm_backend *b) {
   b->conn = NULL;
 }
 
+/* The delay before the next open after a failure of class code. */
+static int64_t backoff(gm_backoff *bo, int code, int64_t retry_ns) {
+  if (code != GM_E_BUSY) return gm_backoff_next(bo);
+  return gm_backoff_next_in(bo, GM_BUSY_MIN_NS,
+                            max64(GM_BUSY_MAX_NS, GM_BUSY_RETRIES * retry_ns));
+}
+
 /* Records a backend failure: the connection is dropped and reopened later. */
 static void fail(gm_backend *b, gm_elector *e, const gm_error *err) {
   close_conn(b);
   int64_t now = gm_mono_ns();
-  b->reconnect_at = now + gm_backoff_next(&b->backoff);
+  b->reconnect_at = now + backoff(&b->backoff, err->code, e->retry_ns);
   pthread_mutex_lock(&b->mu);
   push_error(e, err);
   pthread_mutex_unlock(&b->mu);
@@ -1382,7 +1395,7 @@ static void wk_woke(gm_backend *b) {
 static void *wk_main(void *arg) {
   gm_backend *b = arg;
   void *conn = NULL;
-  gm_backoff backoff = {0};
+  gm_backoff wk_bo = {0};
   int64_t retry_at = 0;
   char name[GM_NAME_MAX];
   pthread_mutex_lock(&b->mu);
@@ -1414,7 +1427,7 @@ static void *wk_main(void *arg) {
       /* quietly: the election goes on at retry speed meanwhile */
       conn = NULL;
       pthread_mutex_lock(&b->mu);
-      retry_at = gm_mono_ns() + gm_backoff_next(&backoff);
+      retry_at = gm_mono_ns() + backoff(&wk_bo, err.code, GM_NS_PER_S);
       continue;
     }
     pthread_mutex_lock(&b->mu);
@@ -1432,10 +1445,10 @@ static void *wk_main(void *arg) {
       b->ops->close(conn);
       conn = NULL;
       pthread_mutex_lock(&b->mu);
-      retry_at = gm_mono_ns() + gm_backoff_next(&backoff);
+      retry_at = gm_mono_ns() + gm_backoff_next(&wk_bo);
       continue;
     }
-    gm_backoff_reset(&backoff);
+    gm_backoff_reset(&wk_bo);
     if (rc == GM_NOT && took_ns < gm_us_to_ns(WATCH_MAX_US) / 2 &&
         gen == b->wk_gen && strcmp(name, b->wk_name) == 0) {
       /* nothing, and at once: the backend cannot watch this lock from

@@ -43,7 +43,7 @@ enum {
   SC_WATCH,
   SC_NOPS
 };
-enum { SC_NORMAL = 0, SC_HANG, SC_FAIL, SC_CONFLICT };
+enum { SC_NORMAL = 0, SC_HANG, SC_FAIL, SC_CONFLICT, SC_BUSY };
 
 typedef struct sc_row {
   struct sc_row *next;
@@ -226,6 +226,12 @@ SC_FN int sc_enter(sc_node *n, int op, const char *what, gm_error *err) {
   if (n->mode[op] == SC_FAIL || (n->interrupted && op != SC_OPEN)) {
     pthread_mutex_unlock(&n->db->mu);
     gm_seterr(err, GM_E_DB, "scripted: %s failed", what);
+    return GM_ERR;
+  }
+  if (n->mode[op] == SC_BUSY) { /* the server refuses connections */
+    pthread_mutex_unlock(&n->db->mu);
+    gm_seterr(err, GM_E_BUSY, "scripted: %s refused (%u)", what,
+              n->calls[op]);
     return GM_ERR;
   }
   if (n->mode[op] == SC_CONFLICT) {

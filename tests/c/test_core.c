@@ -1757,6 +1757,49 @@ out:
   pair_free(&p);
 }
 
+/* A server that refuses connections (GM_E_BUSY, each refusal worded
+ * anew): said once until a success, opens at most once a second, backing
+ * off; the node connected meanwhile is master; once the server takes the
+ * refused node again, it follows. */
+static void test_busy(void) {
+  pair p;
+  pair_init(&p, "busy", 2, 0.4, 1.2, 0.4);
+  sc_set(&p.n[1], SC_OPEN, SC_BUSY);
+  start(p.e[0]);
+  start(p.e[1]);
+  gm_event ev;
+  int master = wait_ev(p.e[0], GM_EV_START, 2000, &ev);
+  uint64_t tok = master ? ev.token : 0;
+  int said = wait_ev(p.e[1], GM_EV_ERROR, 2000, &ev) && ev.code == GM_E_BUSY;
+  unsigned opens = sc_calls(&p.n[1], SC_OPEN);
+  int64_t t = mono_ns();
+  sleep_ms(4500);
+  double s = (double)(mono_ns() - t) / NS_;
+  opens = sc_calls(&p.n[1], SC_OPEN) - opens;
+  int again = count_ev(p.e[1], GM_EV_ERROR);
+  printf("# busy: %u opens in %.1f s (retry 0.4 s), %d more reports\n", opens,
+         s, again);
+  check(master && said && again == 0 && opens >= 1 && opens <= 3 &&
+            !gm_elector_is_master(p.e[1]) && gm_elector_is_master(p.e[0]),
+        "busy: a refused node says it once (%s), opens %u times in %.1f s "
+        "(at most once a second, backing off), the connected node is master",
+        said ? "said" : "not said", opens, s);
+  sc_set(&p.n[1], SC_OPEN, SC_NORMAL);
+  int follows = wait_leader(p.e[1], "node-0", tok, 40000, &ev);
+  check(follows, "busy: once the server takes it, the node follows");
+  /* said again after a success: a failed read drops the connection */
+  sc_set(&p.n[1], SC_OPEN, SC_BUSY);
+  sc_set(&p.n[1], SC_OBSERVE, SC_FAIL);
+  int again_said = 0;
+  for (int i = 0; i < 10 && !again_said; i++)
+    again_said = wait_ev(p.e[1], GM_EV_ERROR, 2000, &ev) &&
+                 ev.code == GM_E_BUSY;
+  check(again_said, "busy: a refusal after a success is said again");
+  sc_set(&p.n[1], SC_OPEN, SC_NORMAL);
+  sc_set(&p.n[1], SC_OBSERVE, SC_NORMAL);
+  pair_free(&p);
+}
+
 /* A watch that says "may have changed" at once, every time (a backend that
  * cannot tell: MariaDB when the master holds no user lock) costs a read,
  * then no more until the grant changes or a lease passed: no spin. */
@@ -1873,6 +1916,7 @@ int main(void) {
   test_watch_wakeup();
   test_watch_no_spin();
   test_watch_shared();
+  test_busy();
   test_batch_untold();
   printf("%d passed, %d failed\n", passed, failed);
   return failed ? 1 : 0;
