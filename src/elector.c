@@ -1267,6 +1267,18 @@ static void master_batch(gm_backend *b, gm_elector *due) {
   }
 }
 
+/* A wake-up (changed(), a watch) has follower e read soon: within a
+ * random part of a twentieth of min(retry, lease) (50 ms by default), so
+ * that the followers of many nodes woken by one release do not all read
+ * the free row at once and all write (one grant, N-1 refused writes): the
+ * first read takes it and most later ones read the new holder. Keeps the
+ * time the read was due for (woken_from). */
+static void wake_at(gm_backend *b, gm_elector *e, int64_t now) {
+  if (!e->woken_from) e->woken_from = e->next_at;
+  e->next_at =
+      min64(e->next_at, now + jitter(b, min64(e->retry_ns, e->lease_ns) / 20));
+}
+
 /* Between observes: asks the backend whether anything changed (then every
  * follower observes now) and whether a holder a follower waits on is gone
  * (then that follower observes now). */
@@ -1299,8 +1311,7 @@ static void poll_step(gm_backend *b) {
     if (e->role != ROLE_FOLLOWER || e->next_at <= now || e->row_said[0])
       continue;
     if (ch != GM_NOT) {
-      if (!e->woken_from) e->woken_from = e->next_at;
-      e->next_at = now;
+      wake_at(b, e, now);
     } else if (e->holder >= 0 && b->ops->holder_gone) {
       if (e->holder != checked) {
         checked = e->holder;
@@ -1522,10 +1533,8 @@ static void wk_target(gm_backend *b, gm_elector *t) {
 static void wake_followers(gm_backend *b, int64_t now) {
   for (gm_elector *e = b->active; e; e = e->next)
     if (e->want && e->role == ROLE_FOLLOWER && e->next_at > now &&
-        !e->row_said[0]) {
-      if (!e->woken_from) e->woken_from = e->next_at;
-      e->next_at = now;
-    }
+        !e->row_said[0])
+      wake_at(b, e, now);
 }
 
 static void wk_take(gm_backend *b, int64_t now) {

@@ -83,6 +83,7 @@ typedef struct sc_node {
   int watch_at_once;       /* (db->mu) watch says "may have changed" at once,
                             * as a backend that cannot tell */
   char opt[32];            /* the "node" option: this struct's address */
+  int latency_us;          /* each call's round trip (set before start) */
 } sc_node;
 
 SC_FN int64_t sc_mono_us(void) {
@@ -214,6 +215,7 @@ SC_FN int sc_hanging(sc_node *n, int op) {
 /* Entry of every operation (db->mu taken and left held): counts the call,
  * blocks while the switch says hang, then GM_ERR if it says fail. */
 SC_FN int sc_enter(sc_node *n, int op, const char *what, gm_error *err) {
+  if (n->latency_us && op != SC_WATCH) usleep((useconds_t)n->latency_us);
   pthread_mutex_lock(&n->db->mu);
   n->calls[op]++;
   if (n->mode[op] == SC_HANG) {

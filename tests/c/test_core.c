@@ -1757,6 +1757,62 @@ out:
   pair_free(&p);
 }
 
+/* A thundering herd: 20 nodes, each a follower woken by the master's
+ * release at once (its watch on its one connection). They read within a spread, so the first
+ * read takes the lock and most of the others read the new holder: a few
+ * acquires, not 19, and the handover still within 150 ms. */
+static void test_herd(void) {
+  enum { N = 20 };
+  static sc_node n[N];
+  gm_backend *b[N];
+  gm_elector *e[N];
+  sc_db db;
+  sc_db_init(&db);
+  gm_error err = {0};
+  for (int i = 0; i < N; i++) {
+    char id[32];
+    snprintf(id, sizeof id, "herd-%d", i);
+    sc_node_init(&n[i], &db);
+    n[i].latency_us = 2000; /* a database's round trip */
+    b[i] = sc_backend_watch_as(&n[i], 1, &err);
+    e[i] = mk(b[i], conf("herd", id, 5, 1, 3, 1));
+  }
+  gm_event ev;
+  start(e[0]);
+  int ok = wait_ev(e[0], GM_EV_START, 2000, &ev);
+  uint64_t tok = ok ? ev.token : 0;
+  for (int i = 1; i < N; i++) start(e[i]);
+  for (int i = 1; i < N && ok; i++) ok = wait_leader(e[i], "herd-0", tok, 3000, &ev);
+  check(ok, "herd: herd-0 master, %d followers", N - 1);
+  sleep_ms(200);
+  unsigned acq = 0;
+  for (int i = 1; i < N; i++) acq += sc_calls(&n[i], SC_ACQUIRE);
+  int64_t t = mono_ns();
+  gm_elector_stop(e[0]);
+  int who = -1;
+  while (who < 0 && mono_ns() - t < 3000 * MS) {
+    for (int i = 1; i < N && who < 0; i++)
+      if (gm_elector_is_master(e[i])) who = i;
+    if (who < 0) sleep_ms(1);
+  }
+  double ms = (double)(mono_ns() - t) / MS;
+  sleep_ms(300); /* every follower has read by now */
+  unsigned after = 0;
+  for (int i = 1; i < N; i++) after += sc_calls(&n[i], SC_ACQUIRE);
+  after -= acq;
+  printf("# herd: %u acquires by %d woken followers, handover %.1f ms\n",
+         after, N - 1, ms);
+  check(who > 0 && ms < 150 && after <= N / 4,
+        "herd: one release wakes %d followers: %u acquires (<= %d), the "
+        "handover in %.1f ms (< 150)", N - 1, after, N / 4, ms);
+  for (int i = 0; i < N; i++) {
+    free_el(e[i]);
+    gm_backend_unref(b[i]);
+  }
+  for (int i = 0; i < N; i++) wait_cond(no_conns, &n[i], 5000);
+  sc_db_destroy(&db);
+}
+
 /* A server that refuses connections (GM_E_BUSY, each refusal worded
  * anew): said once until a success, opens at most once a second, backing
  * off; the node connected meanwhile is master; once the server takes the
@@ -1917,6 +1973,7 @@ int main(void) {
   test_watch_no_spin();
   test_watch_shared();
   test_busy();
+  test_herd();
   test_batch_untold();
   printf("%d passed, %d failed\n", passed, failed);
   return failed ? 1 : 0;
