@@ -716,7 +716,10 @@ static int call(req *r, gm_error *err) {
   r->p = p;
   r->c = cur;
   r->seen_max = p->seen_max;
-  r->woken = p->woken_at == T;
+  /* a read the core sends on a wake-up, within its spread (elector.c,
+   * wake_at: min(retry, lease)/20 on the node's clock; twice that here) */
+  r->woken = p->woken_at > 0 &&
+             T - p->woken_at <= (S.P < S.L ? S.P : S.L) / 10;
   if (r->op != OP_OPEN && p->e && gm_elector_deadline(p->e) == 0) {
     /* point 6: after a read that showed another node's live lease, a
      * follower sends nothing for min(retry, what is left of that lease),
