@@ -223,7 +223,8 @@ typedef struct gm_backend_ops {
    * its row was written: GM_OK), or timeout_us passed with no sign of a
    * change (GM_NOT), or the connection failed (GM_ERR: the core closes it
    * and opens another later, with its backoff; nothing is reported). conn
-   * is a connection of its own that the core opens for this alone, lazily
+   * is the election connection where watch_shared allows (below), else a
+   * connection of its own that the core opens for this alone, lazily
    * (when a follower waits on a lock another node holds), and closes when
    * no follower waits; the core runs the thread, chooses the lock, and
    * ends a watch at once with interrupt (required with watch). A GM_OK
