@@ -716,7 +716,8 @@ static int ensure_conn(gm_backend *b, gm_elector *e) {
   }
   pthread_mutex_lock(&b->mu);
   b->live_conn = b->conn;
-  if (b->ops->watch_shared) b->watch_blind = 0; /* may watch from here */
+  if (b->ops->watch_shared || b->ops->changed)
+    b->watch_blind = 0; /* may watch (or be told) from here */
   if (b->quit && b->ops->interrupt) b->ops->interrupt(b->conn);
   pthread_mutex_unlock(&b->mu);
   gm_backoff_reset(&b->backoff);
@@ -1267,6 +1268,8 @@ static void master_batch(gm_backend *b, gm_elector *due) {
   }
 }
 
+static void wake_followers(gm_backend *b, int64_t now);
+
 /* A wake-up (changed(), a watch) has follower e read soon: within a
  * random part of a twentieth of min(retry, lease) (50 ms by default), so
  * that the followers of many nodes woken by one release do not all read
@@ -1288,6 +1291,13 @@ static void poll_step(gm_backend *b) {
   if (!b->conn) return;
   gm_error err = {0};
   int ch = b->ops->changed ? b->ops->changed(b->conn, &err) : GM_NOT;
+  if (ch == GM_NOT && err.code == GM_E_BACKEND) {
+    /* cannot tell from here: followers back on retry (once per connection) */
+    pthread_mutex_lock(&b->mu);
+    if (!b->watch_blind) wake_followers(b, now);
+    b->watch_blind = 1;
+    pthread_mutex_unlock(&b->mu);
+  }
   /* A changed() error is no reason to drop the connection (the wake-up is
    * only a hint; the followers observe as after a change): its message goes
    * to the first follower's on_error once, until another one comes. */
@@ -1551,7 +1561,7 @@ static void stretch(gm_backend *b, const gm_elector *t) {
     if (!e->stretch) continue;
     e->stretch = 0;
     if (e->row_said[0]) continue; /* a row that reads wrong: each retry */
-    int told = b->ops->changed && b->ops->poll_us > 0;
+    int told = b->ops->changed && b->ops->poll_us > 0 && !b->watch_blind;
     if (t && !b->watch_blind && strcmp(e->name, t->name) == 0)
       told |= here ? !t->watch_done : b->wk_done_gen != b->wk_gen;
     if (told && e->next_at < e->watch_until) e->next_at = e->watch_until;

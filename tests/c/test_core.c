@@ -1813,6 +1813,37 @@ static void test_herd(void) {
   sc_db_destroy(&db);
 }
 
+/* Followers nearly free: with changed() telling of a release, a follower
+ * reads once per lease (when the lease it read ends), not each retry; a
+ * connection whose changed() cannot tell (GM_E_BACKEND) reads each retry. */
+static void test_follower_reads(void) {
+  for (int blind = 0; blind < 2; blind++) {
+    pair p;
+    fast_init(&p, blind ? "reads-blind" : "reads", 5, 1, 3, 1);
+    p.n[1].changed_blind = blind; /* before any thread runs */
+    if (!pair_elect(&p, "follower reads")) goto out;
+    /* the row stops changing (each write would wake the follower, as
+     * SQLite's data_version does) while its lease runs 4 s and more */
+    sc_set(&p.n[0], SC_RENEW_MANY, SC_HANG);
+    sc_set(&p.n[0], SC_RENEW, SC_HANG);
+    sleep_ms(300);
+    unsigned reads = sc_calls(&p.n[1], SC_OBSERVE);
+    sleep_ms(3500);
+    reads = sc_calls(&p.n[1], SC_OBSERVE) - reads;
+    printf("# follower reads: %u in 3.5 s (lease 5 s, retry 1 s)%s\n", reads,
+           blind ? ", changed() cannot tell" : "");
+    if (blind)
+      check(reads >= 2, "follower reads: changed() cannot tell: a read each "
+            "retry (%u in 3.5 s)", reads);
+    else
+      check(reads <= 1, "follower reads: at most one a lease (%u in 3.5 s, "
+            "retry 1 s)", reads);
+  out:
+    sc_set(&p.n[0], SC_RENEW, SC_NORMAL);
+    fast_free(&p);
+  }
+}
+
 /* A server that refuses connections (GM_E_BUSY, each refusal worded
  * anew): said once until a success, opens at most once a second, backing
  * off; the node connected meanwhile is master; once the server takes the
@@ -1973,6 +2004,7 @@ int main(void) {
   test_watch_no_spin();
   test_watch_shared();
   test_busy();
+  test_follower_reads();
   test_herd();
   test_batch_untold();
   printf("%d passed, %d failed\n", passed, failed);
