@@ -362,6 +362,10 @@ static redisContext *connect_one(const rcfg *cfg, gm_error *err) {
     int argc = cfg->user ? 3 : 2;
     if (!cfg->user) argv[1] = cfg->password;
     r = redisCommandArgv(rc, argc, argv, NULL);
+    if (r && r->type == REDIS_REPLY_ERROR && classify(r->str) == GM_E_BUSY) {
+      fail(cfg, rc, r, "connect", err); /* maxclients: not the password */
+      goto fail;
+    }
     if (r && r->type == REDIS_REPLY_ERROR) {
       char msg[GM_ERRMSG_MAX];
       gm_scrub(msg, sizeof msg, r->str, cfg->password);
