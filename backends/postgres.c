@@ -922,7 +922,6 @@ static void pg_interrupt(void *p) {
 static int pg_changed(void *p, gm_error *err) {
   pgconn *c = p;
   if (!c->listening) {
-    gm_seterr(err, GM_E_BACKEND, "%s", ""); /* cannot tell: followers poll */
     if (!c->pooled || !c->cfg->listen || c->said) return GM_NOT;
     c->said = 1;
     gm_seterr(err, GM_E_DB,

@@ -202,10 +202,7 @@ typedef struct gm_backend_ops {
    * changed since the last call on this connection (the core then has its
    * followers observe at once), GM_NOT when none did, GM_ERR as GM_OK,
    * except that err's message goes to a follower's on_error (once, until
-   * the message differs) and the connection is kept. GM_NOT with
-   * err->code GM_E_BACKEND: this connection cannot tell (PostgreSQL
-   * through a pooler, no LISTEN): its followers read each retry instead of
-   * at the lease's end. */
+   * the message differs) and the connection is kept. */
   int (*changed)(void *conn, gm_error *err);
 
   /* How often (µs) the core calls changed and holder_gone while the thread

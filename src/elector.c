@@ -716,8 +716,7 @@ static int ensure_conn(gm_backend *b, gm_elector *e) {
   }
   pthread_mutex_lock(&b->mu);
   b->live_conn = b->conn;
-  if (b->ops->watch_shared || b->ops->changed)
-    b->watch_blind = 0; /* may watch (or be told) from here */
+  if (b->ops->watch_shared) b->watch_blind = 0; /* may watch from here */
   if (b->quit && b->ops->interrupt) b->ops->interrupt(b->conn);
   pthread_mutex_unlock(&b->mu);
   gm_backoff_reset(&b->backoff);
@@ -1084,8 +1083,8 @@ static void follower_step(gm_backend *b, gm_elector *e) {
     int64_t left = sat_add(gm_us_to_ns(ahead_us), STEP_TOL_US * US_PER_NS);
     e->next_at = t1 + min64(e->retry_ns, sat_add(left, jit));
     /* Read again a retry from now, or (point 6) only when the lease ends
-     * where a watch or changed() tells of a release meanwhile: the
-     * thread's loop decides (stretch), once it knows what it watches. */
+     * where a watch tells of a release or a crash meanwhile: the thread's
+     * loop decides (stretch), once it knows what it watches. */
     e->watch_until = sat_add(t1, sat_add(left, jit));
     e->stretch = e->watch;
     /* A wake-up that found the version it had already seen (a crashed
@@ -1291,13 +1290,6 @@ static void poll_step(gm_backend *b) {
   if (!b->conn) return;
   gm_error err = {0};
   int ch = b->ops->changed ? b->ops->changed(b->conn, &err) : GM_NOT;
-  if (ch == GM_NOT && err.code == GM_E_BACKEND) {
-    /* cannot tell from here: followers back on retry (once per connection) */
-    pthread_mutex_lock(&b->mu);
-    if (!b->watch_blind) wake_followers(b, now);
-    b->watch_blind = 1;
-    pthread_mutex_unlock(&b->mu);
-  }
   /* A changed() error is no reason to drop the connection (the wake-up is
    * only a hint; the followers observe as after a change): its message goes
    * to the first follower's on_error once, until another one comes. */
@@ -1552,18 +1544,19 @@ static void wk_take(gm_backend *b, int64_t now) {
 }
 
 /* Under mu: moves each follower that has just read (stretch) to the end of
- * the lease it saw where something tells it of a release before then: a
- * watch of its lock that can still tell (on the election connection or
- * the wake-up's), or changed(). Elsewhere it reads again a retry on. */
+ * the lease it saw where a watch of its lock can still tell it of a
+ * release, or of the holder's session ending (a crash), before then: on
+ * the election connection or the wake-up's. Elsewhere (changed() tells
+ * of releases only; a silent holder must be seen in reads less than L - D
+ * apart for the short way of point 2) it reads again a retry on. */
 static void stretch(gm_backend *b, const gm_elector *t) {
   int here = watch_here(b, t);
   for (gm_elector *e = b->active; e; e = e->next) {
     if (!e->stretch) continue;
     e->stretch = 0;
     if (e->row_said[0]) continue; /* a row that reads wrong: each retry */
-    int told = b->ops->changed && b->ops->poll_us > 0 && !b->watch_blind;
-    if (t && !b->watch_blind && strcmp(e->name, t->name) == 0)
-      told |= here ? !t->watch_done : b->wk_done_gen != b->wk_gen;
+    int told = t && !b->watch_blind && strcmp(e->name, t->name) == 0 &&
+               (here ? !t->watch_done : b->wk_done_gen != b->wk_gen);
     if (told && e->next_at < e->watch_until) e->next_at = e->watch_until;
   }
 }

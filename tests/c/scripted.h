@@ -84,8 +84,6 @@ typedef struct sc_node {
                             * as a backend that cannot tell */
   char opt[32];            /* the "node" option: this struct's address */
   int latency_us;          /* each call's round trip (set before start) */
-  int changed_blind;       /* (db->mu) changed() cannot tell (GM_NOT with
-                            * GM_E_BACKEND), as PostgreSQL through a pooler */
 } sc_node;
 
 SC_FN int64_t sc_mono_us(void) {
@@ -524,11 +522,6 @@ SC_FN void sc_interrupt(void *conn) {
 SC_FN int sc_changed(void *conn, gm_error *err) {
   sc_node *n = conn;
   if (sc_enter(n, SC_CHANGED, "changed", err) != GM_OK) return GM_ERR;
-  if (n->changed_blind) {
-    pthread_mutex_unlock(&n->db->mu);
-    gm_seterr(err, GM_E_BACKEND, "%s", "");
-    return GM_NOT;
-  }
   int changed = n->seen_version != n->db->version;
   n->seen_version = n->db->version;
   pthread_mutex_unlock(&n->db->mu);
