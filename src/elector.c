@@ -21,6 +21,12 @@
  * by the thread when no elector is left. A database call is therefore
  * never made on memory the API freed.
  *
+ * Waiting. With nothing due, the thread sleeps on b->wake until its next
+ * step, or (ops->watch_shared, its followers waiting on one lock, no
+ * master) blocks in ops->watch on its own connection until then
+ * (watch_step; b->watching). Every API call that gives it work goes
+ * through kick(), which also interrupts such a watch at once.
+ *
  * Time. Local times are CLOCK_MONOTONIC nanoseconds ("mono"); database times
  * are microseconds on the database's clock ("db"). The two are only ever
  * compared through differences measured on each.
