@@ -247,9 +247,9 @@ typedef struct gm_backend_ops {
    * wake-up thread, no second connection. interrupt must then also end a
    * watch that has not begun yet (a flag or a shut socket that the watch
    * finds), since the core may poke just before the watch blocks; the
-   * watch it ends may fail (GM_ERR: the core reopens the connection at
-   * once, with no backoff and nothing reported). 0: the wake-up thread
-   * and its own connection, as above. */
+   * core then closes that connection and opens another at once, with no
+   * backoff and nothing reported (an interrupt may leave it unusable).
+   * 0: the wake-up thread and its own connection, as above. */
   int watch_shared;
 } gm_backend_ops;
 

@@ -1602,9 +1602,10 @@ static int watch_step(gm_backend *b, gm_elector *t, int64_t until) {
   b->watching = b->idle = b->watch_cut = 0;
   /* t is still active: only this thread unlinks electors */
   int same = t->watch_gen == gen;
-  if (rc == GM_ERR) {
-    /* the connection is gone (cut on purpose: reopened at once, no
-     * backoff); nothing is reported: the next read says what is wrong */
+  if (rc == GM_ERR || cut) {
+    /* the connection is gone, or was poked (an interrupt may have shut
+     * it just as the watch returned): reopened, at once when cut on
+     * purpose; nothing is reported: the next read says what is wrong */
     pthread_mutex_unlock(&b->mu);
     close_conn(b);
     b->reconnect_at = cut ? t1 : t1 + gm_backoff_next(&b->backoff);
@@ -1614,7 +1615,7 @@ static int watch_step(gm_backend *b, gm_elector *t, int64_t until) {
   } else if (rc == GM_OK) {
     if (same) t->watch_done = 1; /* not again until a follower read it */
     wake_followers(b, t1);
-  } else if (!cut && t1 - now < gm_us_to_ns(span_us) / 2) {
+  } else if (t1 - now < gm_us_to_ns(span_us) / 2) {
     /* nothing, at once: cannot watch from here (MySQL under Galera) */
     if (same) t->watch_done = 1;
     b->watch_blind = 1;
