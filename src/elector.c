@@ -1275,8 +1275,11 @@ static void master_batch(gm_backend *b, gm_elector *due) {
 
 static void wake_followers(gm_backend *b, int64_t now);
 
+/* The most a wake-up spreads its followers' reads (wake_at). */
+#define WAKE_SPREAD_NS (50 * GM_NS_PER_MS)
+
 /* A wake-up (changed(), a watch) has follower e read soon: within a
- * random part of a twentieth of min(retry, lease) (50 ms by default), so
+ * random part of a twentieth of min(retry, lease), at most 50 ms, so
  * that the followers of many nodes woken by one release do not all read
  * the free row at once and all write (one grant, N-1 refused writes): the
  * first read takes it and most later ones read the new holder. Keeps the
@@ -1284,7 +1287,9 @@ static void wake_followers(gm_backend *b, int64_t now);
 static void wake_at(gm_backend *b, gm_elector *e, int64_t now) {
   if (!e->woken_from) e->woken_from = e->next_at;
   e->next_at =
-      min64(e->next_at, now + jitter(b, min64(e->retry_ns, e->lease_ns) / 20));
+      min64(e->next_at, now + jitter(b, min64(WAKE_SPREAD_NS,
+                                             min64(e->retry_ns, e->lease_ns) /
+                                                 20)));
 }
 
 /* Between observes: asks the backend whether anything changed (then every
