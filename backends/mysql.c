@@ -39,6 +39,7 @@
 
 #include <errmsg.h>
 #include <mysql.h>
+#include <ma_pvio.h> /* a statement's own read timeout (watch) */
 #include <mysqld_error.h>
 
 #include "backend.h"
@@ -354,6 +355,12 @@ static int connect_error(const mycfg *cfg, unsigned hi, MYSQL *db,
   case ER_BAD_DB_ERROR:
     gm_seterr(err, GM_E_CONNECT, "mysql: unknown database '%s' on %s:%u",
               cfg->database, host, port);
+    break;
+  case ER_CON_COUNT_ERROR: /* too many connections: the core backs off */
+  case ER_TOO_MANY_USER_CONNECTIONS:
+  case ER_USER_LIMIT_REACHED:
+    gm_seterr(err, GM_E_BUSY, "mysql: %s:%u refuses connections: %s (%u)",
+              host, port, msg, e);
     break;
   default:
     gm_seterr(err, GM_E_CONNECT, "mysql: cannot connect to %s:%u: %s (%u)",
@@ -1112,17 +1119,18 @@ static void my_interrupt(void *p) {
 
 /* ---- wake-up: watch ---------------------------------------------------- */
 
-#define WAIT_S 5 /* the longest GET_LOCK wait; a watch connection's reads
-                  * outlast it */
+#define WAIT_S 60 /* the longest GET_LOCK wait */
 
 static int my_open(const void *cfg, void **out, gm_error *err) {
   return open_conn(cfg, ((const mycfg *)cfg)->read_timeout, out, err);
 }
 
-/* The core's wake-up connection: reads that outlast a whole wait. */
-static int my_open_watch(const void *cfg, void **out, gm_error *err) {
-  return open_conn(cfg, ((const mycfg *)cfg)->read_timeout + WAIT_S, out,
-                   err);
+/* The connection's read timeout, whole seconds (Connector/C's pvio: the
+ * one place it is kept after the connect). */
+static void read_timeout(myconn *c, unsigned s) {
+  MARIADB_PVIO *pv = c->db ? c->db->net.pvio : NULL;
+  if (pv && pv->methods && pv->methods->set_timeout)
+    pv->methods->set_timeout(pv, PVIO_READ_TIMEOUT, (int)s);
 }
 
 /* 2: the user lock was free at once (nobody holds it: the master let go,
@@ -1134,7 +1142,9 @@ static const char wait_sql[] =
     "RELEASE_LOCK(?), 0))";
 
 /* Blocks in GET_LOCK on lock name's user lock, on this connection (the
- * core's wake-up connection), for at most timeout_us and WAIT_S. */
+ * election connection or the core's wake-up one), for at most timeout_us
+ * and WAIT_S: the statement's reads time out read_timeout after the wait,
+ * every other statement's after read_timeout, as set. */
 static int my_watch(void *p, const char *name, int64_t timeout_us,
                     gm_error *err) {
   myconn *c = p;
@@ -1154,17 +1164,16 @@ static int my_watch(void *p, const char *name, int64_t timeout_us,
       return rc;
     }
   }
-  /* the wait ends a second before the connection's reads time out (half
-   * their time when that is shorter) */
-  int64_t rt = (int64_t)c->read_timeout * GM_US_PER_S;
-  int64_t most = rt - (rt / 2 < GM_US_PER_S ? rt / 2 : GM_US_PER_S);
+  int64_t most = WAIT_S * GM_US_PER_S;
   int64_t wait_us = timeout_us < most ? timeout_us : most;
   if (wait_us < 0) wait_us = 0;
   char key[ULOCK_KEY_MAX];
   lock_key(lock_hash(c->cfg, name), key);
   long long v;
-  if (select_int(c->wst, &v, "ssis", key, key, wait_us, key))
-    return fail(c, c->wst, "watch", err);
+  read_timeout(c, c->read_timeout + (unsigned)(wait_us / GM_US_PER_S) + 1);
+  int rc = select_int(c->wst, &v, "ssis", key, key, wait_us, key);
+  read_timeout(c, c->read_timeout);
+  if (rc != GM_OK) return fail(c, c->wst, "watch", err);
   return v == 1 || v == 2 ? GM_OK : GM_NOT;
 }
 
@@ -1186,5 +1195,5 @@ const gm_backend_ops gm_mysql_ops = {
     .renew_many = my_renew_many,
     .interrupt = my_interrupt,
     .watch = my_watch,
-    .open_watch = my_open_watch,
+    .watch_shared = 1,
 };

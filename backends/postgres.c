@@ -608,6 +608,10 @@ static int pg_open(const void *cfgp, void **out, gm_error *err) {
     gm_seterr(err,
               strstr(m, "authentication failed") || strstr(m, "no password")
                   ? GM_E_AUTH
+              : strstr(m, "too many clients") ||
+                      strstr(m, "connection slots are reserved") ||
+                      strstr(m, "too many connections for")
+                  ? GM_E_BUSY /* 53300: the core backs off */
                   : GM_E_CONNECT,
               "postgres: cannot connect to %s: %s", c->server, s);
     goto fail;

@@ -273,6 +273,7 @@ static int classify(const char *msg) {
                                      "ERR AUTH", "ERR Client sent AUTH"};
   for (size_t i = 0; i < sizeof auth / sizeof auth[0]; i++)
     if (strncmp(msg, auth[i], strlen(auth[i])) == 0) return GM_E_AUTH;
+  if (strstr(msg, "max number of clients")) return GM_E_BUSY; /* maxclients */
   /* a lock's key holding another type: an operator's edit */
   return strncmp(msg, "WRONGTYPE", 9) == 0 ? GM_E_ROW : GM_E_DB;
 }
@@ -335,6 +336,10 @@ static redisContext *connect_one(const rcfg *cfg, gm_error *err) {
   if (cfg->password) {
     r = cfg->user ? redisCommand(rc, "AUTH %s %s", cfg->user, cfg->password)
                   : redisCommand(rc, "AUTH %s", cfg->password);
+    if (r && r->type == REDIS_REPLY_ERROR && classify(r->str) == GM_E_BUSY) {
+      fail(cfg, rc, r, "connect", err); /* maxclients: not the password */
+      goto fail;
+    }
     if (r && r->type == REDIS_REPLY_ERROR) {
       char msg[GM_ERRMSG_MAX];
       gm_scrub(msg, sizeof msg, r->str, cfg->password);
@@ -881,4 +886,5 @@ const gm_backend_ops gm_redis_ops = {
     .renew_many = rd_renew_many,
     .interrupt = rd_interrupt,
     .watch = rd_watch, /* open_watch NULL: watch works on any connection */
+    .watch_shared = 1,
 };

@@ -66,7 +66,10 @@ end
 -- several electors of this process. `spec` is a URL
 -- ("sqlite:///var/lib/app/gm.db", "mysql://user:pass@host/db?table=t",
 -- "mongodb://host/db") or a table { type = "mysql", host = ..., ... }.
--- Connects once to check it, and creates the table if missing.
+-- Connects once to check it, and creates the table if missing. A server
+-- that refuses connections now (class "busy": too many) passes: the
+-- election thread connects later, backing off, and says so through
+-- on_error.
 function _M.backend(spec)
   local t = type(spec)
   if t ~= "string" and t ~= "table" then
@@ -76,7 +79,7 @@ function _M.backend(spec)
   local b, err, code = core.backend(spec)
   if not b then return nil, err, code end
   local ok, cerr, ccode = b:check()
-  if not ok then return nil, cerr, ccode end
+  if not ok and ccode ~= "busy" then return nil, cerr, ccode end
   return b
 end
 

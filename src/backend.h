@@ -223,7 +223,8 @@ typedef struct gm_backend_ops {
    * its row was written: GM_OK), or timeout_us passed with no sign of a
    * change (GM_NOT), or the connection failed (GM_ERR: the core closes it
    * and opens another later, with its backoff; nothing is reported). conn
-   * is a connection of its own that the core opens for this alone, lazily
+   * is the election connection where watch_shared allows (below), else a
+   * connection of its own that the core opens for this alone, lazily
    * (when a follower waits on a lock another node holds), and closes when
    * no follower waits; the core runs the thread, chooses the lock, and
    * ends a watch at once with interrupt (required with watch). A GM_OK
@@ -238,6 +239,18 @@ typedef struct gm_backend_ops {
   /* Opens the wake-up connection: as open, but with reads that outlast a
    * long watch. NULL: open. */
   int (*open_watch)(const void *cfg, void **conn, gm_error *err);
+  /* 1: watch may also block on the election connection (from open), for
+   * as long as timeout_us says (the backend stretches that one
+   * statement's read timeout, or bounds the wait below it and returns
+   * GM_NOT: the core calls again). Then a process whose followers all
+   * wait on one lock, and that holds none, uses that one connection: no
+   * wake-up thread, no second connection. interrupt must then also end a
+   * watch that has not begun yet (a flag or a shut socket that the watch
+   * finds), since the core may poke just before the watch blocks; the
+   * core then closes that connection and opens another at once, with no
+   * backoff and nothing reported (an interrupt may leave it unusable).
+   * 0: the wake-up thread and its own connection, as above. */
+  int watch_shared;
 } gm_backend_ops;
 
 /* Makes a backend object from an ops table of the caller's own (a backend

@@ -21,6 +21,12 @@
  * by the thread when no elector is left. A database call is therefore
  * never made on memory the API freed.
  *
+ * Waiting. With nothing due, the thread sleeps on b->wake until its next
+ * step, or (ops->watch_shared, its followers waiting on one lock, no
+ * master) blocks in ops->watch on its own connection until then
+ * (watch_step; b->watching). Every API call that gives it work goes
+ * through kick(), which also interrupts such a watch at once.
+ *
  * Time. Local times are CLOCK_MONOTONIC nanoseconds ("mono"); database times
  * are microseconds on the database's clock ("db"). The two are only ever
  * compared through differences measured on each.
@@ -89,6 +95,7 @@ struct gm_elector {
   char last_error[GM_ERRMSG_MAX]; /* "" again after the next success */
   double last_error_at;  /* CLOCK_REALTIME s of the last error, 0: none */
   char said[GM_ERRMSG_MAX]; /* the last message queued, until a success */
+  int said_busy;      /* a refused connection was said, until a success */
   uint64_t n_acquires, n_renewals, n_observes, n_releases, n_errors, n_grants,
       n_losses;
 
@@ -141,6 +148,14 @@ struct gm_elector {
   char watch_owner[GM_ID_MAX]; /* the grant watched: owner and token */
   uint64_t watch_token;
   int64_t watch_since;    /* mono ns when watch_gen last grew */
+  int watch_done;         /* an election-connection watch of this
+                           * watch_gen ended without telling more: not
+                           * watched again until watch_gen grows */
+  int64_t watch_until;    /* mono ns: the end of the lease the last read
+                           * saw (plus jitter): the next read, when a
+                           * watch covers the lock */
+  int stretch;            /* a read just set next_at: the loop moves it to
+                           * watch_until if a watch covers the lock */
 };
 
 struct gm_backend {
@@ -160,6 +175,12 @@ struct gm_backend {
                        * it when no elector is left */
   int thread_done;    /* the thread has finished with b */
   int idle;           /* the thread waits for work: no call is under way */
+  int watching;       /* the thread blocks in watch on its election
+                       * connection (ops->watch_shared) */
+  int watch_cut;      /* ... and kick() interrupted it */
+  int watch_blind;    /* a watch said at once that it cannot watch here
+                       * (MySQL under Galera): followers read each retry
+                       * until a new connection */
   void *live_conn;    /* the thread's connection while open, for interrupt */
   pthread_t thread;
   gm_elector *active;
@@ -188,6 +209,7 @@ struct gm_backend {
   pthread_cond_t wk_cv; /* a new target, or quit */
   char wk_name[GM_NAME_MAX]; /* "" when no follower waits */
   uint64_t wk_gen;    /* grows with every new target or read of it */
+  uint64_t wk_done_gen; /* the wk_gen a watch already ended on */
   const gm_elector *wk_for; /* the follower it watches for (identity only) */
   uint64_t wk_for_gen;      /* and its watch_gen then */
   void *wk_live;      /* the wake-up connection while open, for interrupt */
@@ -261,6 +283,7 @@ static void atfork_child(void) {
     b->quit = 0;
     b->conn = NULL;
     b->live_conn = NULL;
+    b->watching = b->watch_cut = 0;
     b->wk_running = 0; /* no wake-up thread here; its connection is the
                         * parent's, left alone */
     b->wk_quit = 0;
@@ -374,6 +397,10 @@ static void push_error(gm_elector *e, const gm_error *err) {
   e->last_error_at = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
   e->n_errors++;
   if (strcmp(err->msg, e->said) == 0) return;
+  if (err->code == GM_E_BUSY) { /* once, whatever each refusal says */
+    if (e->said_busy) return;
+    e->said_busy = 1;
+  }
   snprintf(e->said, sizeof e->said, "%s", err->msg);
   gm_event ev = {.type = GM_EV_ERROR, .code = err->code};
   snprintf(ev.message, sizeof ev.message, "%s", err->msg);
@@ -384,6 +411,7 @@ static void push_error(gm_elector *e, const gm_error *err) {
 static void note_success(gm_elector *e) {
   e->last_error[0] = '\0';
   e->said[0] = '\0';
+  e->said_busy = 0;
 }
 
 /* ---- config ------------------------------------------------------------- */
@@ -601,6 +629,7 @@ int gm_backend_force_release_now(gm_backend *b, const char *name,
 }
 
 static void backend_free(gm_backend *b);
+static void kick(gm_backend *b);
 
 static void timed_wait_on(pthread_cond_t *cv, gm_backend *b, int64_t until) {
   gm_cond_wait_until(cv, &b->mu, until);
@@ -620,7 +649,7 @@ void gm_backend_unref(gm_backend *b) {
   pthread_mutex_lock(&b->mu);
   int running = b->thread_running;
   b->quit = 1;
-  pthread_cond_broadcast(&b->wake);
+  kick(b);
   /* A thread that ends soon (the common case) is joined; one still inside
    * a call after STOP_WAIT_NS (a hung database) is cut short and frees b
    * itself. */
@@ -665,11 +694,18 @@ static void close_conn(gm_backend *b) {
   b->conn = NULL;
 }
 
+/* The delay before the next open after a failure of class code. */
+static int64_t backoff(gm_backoff *bo, int code, int64_t retry_ns) {
+  if (code != GM_E_BUSY) return gm_backoff_next(bo);
+  return gm_backoff_next_in(bo, GM_BUSY_MIN_NS,
+                            max64(GM_BUSY_MAX_NS, GM_BUSY_RETRIES * retry_ns));
+}
+
 /* Records a backend failure: the connection is dropped and reopened later. */
 static void fail(gm_backend *b, gm_elector *e, const gm_error *err) {
   close_conn(b);
   int64_t now = gm_mono_ns();
-  b->reconnect_at = now + gm_backoff_next(&b->backoff);
+  b->reconnect_at = now + backoff(&b->backoff, err->code, e->retry_ns);
   pthread_mutex_lock(&b->mu);
   push_error(e, err);
   pthread_mutex_unlock(&b->mu);
@@ -686,6 +722,7 @@ static int ensure_conn(gm_backend *b, gm_elector *e) {
   }
   pthread_mutex_lock(&b->mu);
   b->live_conn = b->conn;
+  if (b->ops->watch_shared) b->watch_blind = 0; /* may watch from here */
   if (b->quit && b->ops->interrupt) b->ops->interrupt(b->conn);
   pthread_mutex_unlock(&b->mu);
   gm_backoff_reset(&b->backoff);
@@ -1045,11 +1082,17 @@ static void follower_step(gm_backend *b, gm_elector *e) {
     if (!resume || !same || t1 - e->watch_since >= e->lease_ns) {
       e->watch_gen++;
       e->watch_since = t1;
+      e->watch_done = 0;
     }
     e->watch_token = r.token;
     gm_strlcpy(e->watch_owner, r.owner, sizeof e->watch_owner);
     int64_t left = sat_add(gm_us_to_ns(ahead_us), STEP_TOL_US * US_PER_NS);
     e->next_at = t1 + min64(e->retry_ns, sat_add(left, jit));
+    /* Read again a retry from now, or (point 6) only when the lease ends
+     * where a watch tells of a release or a crash meanwhile: the thread's
+     * loop decides (stretch), once it knows what it watches. */
+    e->watch_until = sat_add(t1, sat_add(left, jit));
+    e->stretch = e->watch;
     /* A wake-up that found the version it had already seen (a crashed
      * holder's session ended, say) keeps the reads where they were due:
      * reads in step with the holder's last renewal would meet the expiry
@@ -1058,8 +1101,10 @@ static void follower_step(gm_backend *b, gm_elector *e) {
      * change): the schedule moves by less than two polls then, and keeping
      * it would only add reads. */
     if (resume > t1 && e->v_first_t1 != t1 &&
-        e->next_at - resume > 2 * b->ops->poll_us * US_PER_NS)
+        e->next_at - resume > 2 * b->ops->poll_us * US_PER_NS) {
       e->next_at = min64(e->next_at, resume);
+      e->watch_until = min64(e->watch_until, resume);
+    }
     goto done;
   }
   int64_t wait = takeover_wait(e, t1, &r);
@@ -1228,6 +1273,25 @@ static void master_batch(gm_backend *b, gm_elector *due) {
   }
 }
 
+static void wake_followers(gm_backend *b, int64_t now);
+
+/* The most a wake-up spreads its followers' reads (wake_at). */
+#define WAKE_SPREAD_NS (50 * GM_NS_PER_MS)
+
+/* A wake-up (changed(), a watch) has follower e read soon: within a
+ * random part of a twentieth of min(retry, lease), at most 50 ms, so
+ * that the followers of many nodes woken by one release do not all read
+ * the free row at once and all write (one grant, N-1 refused writes): the
+ * first read takes it and most later ones read the new holder. Keeps the
+ * time the read was due for (woken_from). */
+static void wake_at(gm_backend *b, gm_elector *e, int64_t now) {
+  if (!e->woken_from) e->woken_from = e->next_at;
+  e->next_at =
+      min64(e->next_at, now + jitter(b, min64(WAKE_SPREAD_NS,
+                                             min64(e->retry_ns, e->lease_ns) /
+                                                 20)));
+}
+
 /* Between observes: asks the backend whether anything changed (then every
  * follower observes now) and whether a holder a follower waits on is gone
  * (then that follower observes now). */
@@ -1260,8 +1324,7 @@ static void poll_step(gm_backend *b) {
     if (e->role != ROLE_FOLLOWER || e->next_at <= now || e->row_said[0])
       continue;
     if (ch != GM_NOT) {
-      if (!e->woken_from) e->woken_from = e->next_at;
-      e->next_at = now;
+      wake_at(b, e, now);
     } else if (e->holder >= 0 && b->ops->holder_gone) {
       if (e->holder != checked) {
         checked = e->holder;
@@ -1337,9 +1400,13 @@ static void timed_wait(gm_backend *b, int64_t until) {
 
 /* ---- the wake-up thread (ops->watch) ------------------------------------ */
 
-/* How long one watch() may block: the thread comes back this often to see
- * whether the target moved (a target change does not interrupt it). */
+/* How long one watch() may block on the wake-up's connection: the thread
+ * comes back this often to see whether the target moved (a target change
+ * does not interrupt it). On the election connection a watch lasts until
+ * the thread's next step, at most this long when nothing else is due. */
 #define WATCH_MAX_US (5 * GM_US_PER_S)
+/* The shortest watch worth a statement on the election connection. */
+#define WATCH_MIN_NS (20 * GM_NS_PER_MS)
 
 /* Under mu: the wake-up found the lock may have changed: the election
  * thread's followers read at once. */
@@ -1352,13 +1419,12 @@ static void wk_woke(gm_backend *b) {
 static void *wk_main(void *arg) {
   gm_backend *b = arg;
   void *conn = NULL;
-  gm_backoff backoff = {0};
+  gm_backoff wk_bo = {0};
   int64_t retry_at = 0;
-  uint64_t done_gen = 0; /* the target generation a watch already woke on */
   char name[GM_NAME_MAX];
   pthread_mutex_lock(&b->mu);
   while (!b->wk_quit) {
-    if (!b->wk_name[0] || b->wk_gen == done_gen) {
+    if (!b->wk_name[0] || b->wk_gen == b->wk_done_gen) {
       if (!b->wk_name[0] && conn) { /* nobody waits: give it back */
         b->wk_live = NULL;
         pthread_mutex_unlock(&b->mu);
@@ -1385,10 +1451,11 @@ static void *wk_main(void *arg) {
       /* quietly: the election goes on at retry speed meanwhile */
       conn = NULL;
       pthread_mutex_lock(&b->mu);
-      retry_at = gm_mono_ns() + gm_backoff_next(&backoff);
+      retry_at = gm_mono_ns() + backoff(&wk_bo, err.code, GM_NS_PER_S);
       continue;
     }
     pthread_mutex_lock(&b->mu);
+    if (b->wk_live != conn) b->watch_blind = 0; /* a new connection */
     b->wk_live = conn;
     if (b->wk_quit) break;
     pthread_mutex_unlock(&b->mu);
@@ -1402,18 +1469,22 @@ static void *wk_main(void *arg) {
       b->ops->close(conn);
       conn = NULL;
       pthread_mutex_lock(&b->mu);
-      retry_at = gm_mono_ns() + gm_backoff_next(&backoff);
+      retry_at = gm_mono_ns() + gm_backoff_next(&wk_bo);
       continue;
     }
-    gm_backoff_reset(&backoff);
+    gm_backoff_reset(&wk_bo);
     if (rc == GM_NOT && took_ns < gm_us_to_ns(WATCH_MAX_US) / 2 &&
         gen == b->wk_gen && strcmp(name, b->wk_name) == 0) {
       /* nothing, and at once: the backend cannot watch this lock from
-       * here (MySQL under Galera); not again until a follower read it */
-      done_gen = gen;
+       * here (MySQL under Galera); not again until a follower read it,
+       * and the followers read each retry meanwhile */
+      b->wk_done_gen = gen;
+      if (!b->watch_blind) wk_woke(b); /* off their lease-end schedule */
+      b->watch_blind = 1;
     } else if (rc == GM_OK) {
       /* no new watch of this lock until a follower read it again */
-      if (gen == b->wk_gen && strcmp(name, b->wk_name) == 0) done_gen = gen;
+      if (gen == b->wk_gen && strcmp(name, b->wk_name) == 0)
+        b->wk_done_gen = gen;
       wk_woke(b);
     }
   }
@@ -1423,17 +1494,37 @@ static void *wk_main(void *arg) {
   return NULL;
 }
 
+/* Under mu: the first follower that waits on another node's live lease
+ * (the lock to watch), or NULL. */
+static gm_elector *watch_target(gm_backend *b) {
+  for (gm_elector *e = b->active; e; e = e->next)
+    if (e->want && e->role == ROLE_FOLLOWER && e->watch) return e;
+  return NULL;
+}
+
+/* Under mu: whether the election thread watches t's lock itself, on its
+ * own connection: the backend can (watch_shared), nothing of this backend
+ * object is master, and every follower that waits on a live lease waits
+ * on t's lock. Then a node holds one connection. */
+static int watch_here(gm_backend *b, const gm_elector *t) {
+  if (!t || !b->ops->watch_shared) return 0;
+  for (gm_elector *e = b->active; e; e = e->next)
+    if (e->role != ROLE_FOLLOWER ||
+        (e->watch && strcmp(e->name, t->name) != 0))
+      return 0;
+  return 1;
+}
+
 /* Under mu, on the election thread: points the wake-up at the lock of the
  * first follower that waits on another node's live lease (a new read of it
- * makes a new generation), or at none; starts the thread on first need. */
-static void wk_target(gm_backend *b) {
+ * makes a new generation), or at none (also when the election thread
+ * watches it itself); starts the thread on first need. */
+static void wk_target(gm_backend *b, gm_elector *t) {
   if (!b->ops->watch) return;
-  gm_elector *t = NULL;
-  for (gm_elector *e = b->active; e && !t; e = e->next)
-    if (e->want && e->role == ROLE_FOLLOWER && e->watch) t = e;
-  if (!t) {
-    if (b->wk_name[0]) {
+  if (!t || watch_here(b, t)) {
+    if (b->wk_name[0]) { /* its connection closes now */
       b->wk_name[0] = '\0';
+      if (b->wk_live) b->ops->interrupt(b->wk_live);
       pthread_cond_signal(&b->wk_cv);
     }
     return;
@@ -1450,16 +1541,92 @@ static void wk_target(gm_backend *b) {
   pthread_cond_signal(&b->wk_cv);
 }
 
-/* Under mu: the wake-up said a lock may have changed: every follower reads
+/* Under mu: a watch said a lock may have changed: every follower reads
  * now (as after changed()). */
-static void wk_take(gm_backend *b, int64_t now) {
-  if (!atomic_exchange(&b->woke, 0)) return;
+static void wake_followers(gm_backend *b, int64_t now) {
   for (gm_elector *e = b->active; e; e = e->next)
     if (e->want && e->role == ROLE_FOLLOWER && e->next_at > now &&
-        !e->row_said[0]) {
-      if (!e->woken_from) e->woken_from = e->next_at;
-      e->next_at = now;
-    }
+        !e->row_said[0])
+      wake_at(b, e, now);
+}
+
+static void wk_take(gm_backend *b, int64_t now) {
+  if (atomic_exchange(&b->woke, 0)) wake_followers(b, now);
+}
+
+/* Under mu: moves each follower that has just read (stretch) to the end of
+ * the lease it saw where a watch of its lock can still tell it of a
+ * release, or of the holder's session ending (a crash), before then: on
+ * the election connection or the wake-up's. Elsewhere (changed() tells
+ * of releases only; a silent holder must be seen in reads less than L - D
+ * apart for the short way of point 2) it reads again a retry on. */
+static void stretch(gm_backend *b, const gm_elector *t) {
+  int here = watch_here(b, t);
+  for (gm_elector *e = b->active; e; e = e->next) {
+    if (!e->stretch) continue;
+    e->stretch = 0;
+    if (e->row_said[0]) continue; /* a row that reads wrong: each retry */
+    int told = t && !b->watch_blind && strcmp(e->name, t->name) == 0 &&
+               (here ? !t->watch_done : b->wk_done_gen != b->wk_gen);
+    if (told && e->next_at < e->watch_until) e->next_at = e->watch_until;
+  }
+}
+
+/* Under mu: the thread has work from the API: wake it, and end at once a
+ * watch it blocks in on its election connection. */
+static void kick(gm_backend *b) {
+  b->kicks++;
+  pthread_cond_broadcast(&b->wake);
+  if (b->watching && !b->watch_cut && b->live_conn) {
+    b->watch_cut = 1;
+    b->ops->interrupt(b->live_conn);
+  }
+}
+
+/* Under mu, on the election thread with nothing due before `until`: blocks
+ * in watch on its own connection on t's lock (watch_here) until then, a
+ * change, or kick(). Returns 0 when there is nothing to watch (the caller
+ * waits as usual). */
+static int watch_step(gm_backend *b, gm_elector *t, int64_t until) {
+  int64_t now = gm_mono_ns();
+  if (!watch_here(b, t) || t->watch_done || b->watch_blind || !b->conn ||
+      b->quit || until - now < WATCH_MIN_NS)
+    return 0;
+  char name[GM_NAME_MAX];
+  memcpy(name, t->name, sizeof name);
+  uint64_t gen = t->watch_gen;
+  int64_t span_us = until == INT64_MAX ? WATCH_MAX_US
+                                       : (until - now) / US_PER_NS;
+  b->watching = b->idle = 1;
+  pthread_mutex_unlock(&b->mu);
+  gm_error err = {0};
+  int rc = b->ops->watch(b->conn, name, span_us, &err);
+  int64_t t1 = gm_mono_ns();
+  pthread_mutex_lock(&b->mu);
+  int cut = b->watch_cut;
+  b->watching = b->idle = b->watch_cut = 0;
+  /* t is still active: only this thread unlinks electors */
+  int same = t->watch_gen == gen;
+  if (rc == GM_ERR || cut) {
+    /* the connection is gone, or was poked (an interrupt may have shut
+     * it just as the watch returned): reopened, at once when cut on
+     * purpose; nothing is reported: the next read says what is wrong */
+    pthread_mutex_unlock(&b->mu);
+    close_conn(b);
+    b->reconnect_at = cut ? t1 : t1 + gm_backoff_next(&b->backoff);
+    pthread_mutex_lock(&b->mu);
+    /* a read on the new connection then, and the watch again */
+    wake_followers(b, b->reconnect_at);
+  } else if (rc == GM_OK) {
+    if (same) t->watch_done = 1; /* not again until a follower read it */
+    wake_followers(b, t1);
+  } else if (t1 - now < gm_us_to_ns(span_us) / 2) {
+    /* nothing, at once: cannot watch from here (MySQL under Galera) */
+    if (same) t->watch_done = 1;
+    b->watch_blind = 1;
+    wake_followers(b, t1);
+  }
+  return 1;
 }
 
 /* Under mu, as the election thread ends: stops and joins the wake-up (a
@@ -1483,8 +1650,10 @@ static void *thread_main(void *arg) {
     int64_t now = gm_mono_ns(), next = INT64_MAX;
     gm_elector *due = NULL;
     int followers = 0;
-    wk_target(b);
+    gm_elector *target = watch_target(b);
+    wk_target(b, target);
     wk_take(b, now);
+    stretch(b, target);
     for (gm_elector *e = b->active; e; e = e->next) {
       if (!e->want || e->next_at <= now) {
         due = e;
@@ -1513,6 +1682,7 @@ static void *thread_main(void *arg) {
         continue;
       }
       if (b->quit) break;
+      if (watch_step(b, target, next)) continue;
       unsigned k = b->kicks;
       b->idle = 1;
       if (next == INT64_MAX) {
@@ -1634,8 +1804,7 @@ int gm_elector_start(gm_elector *e, gm_error *err) {
   e->next_at = 0;
   e->next = b->active;
   b->active = e;
-  b->kicks++;
-  pthread_cond_broadcast(&b->wake);
+  kick(b);
   pthread_mutex_unlock(&b->mu);
   return GM_OK;
 }
@@ -1652,8 +1821,7 @@ static void stop_as(gm_elector *e, gm_stop_reason why) {
     e->want = 0;
     e->stop_reason = why;
     push_stop(e, why);
-    b->kicks++;
-    pthread_cond_broadcast(&b->wake);
+    kick(b);
     /* Waited for only when the thread was idle: then the release starts
      * now and is usually done within the wait. A thread inside a call may
      * be stuck in it for a whole read timeout. */

@@ -38,9 +38,12 @@ enum {
   GM_E_ROW,       /* a lock's row that cannot be read or granted (a bad
                    * value, an operator's edit): the message names the
                    * column and the lock; the connection is fine */
-  GM_E_CONFLICT   /* a lost race: another node's write came first (a
+  GM_E_CONFLICT,  /* a lost race: another node's write came first (a
                    * duplicate key, a certification failure). Never an
                    * error to report: the core takes it as GM_NOT */
+  GM_E_BUSY       /* the server refuses connections: too many (MySQL
+                   * 1040, PostgreSQL 53300, Redis maxclients). Said once
+                   * until a success; the node backs off (timeutil.h) */
 };
 
 /* The defaults, exported once (the Lua binding gives them as

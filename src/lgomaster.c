@@ -59,6 +59,7 @@ static const char *const error_class[] = {
     [GM_E_CONNECT] = "connect",  [GM_E_AUTH] = "auth",
     [GM_E_DB] = "db",            [GM_E_STATE] = "state",
     [GM_E_NOMEM] = "nomem",      [GM_E_ROW] = "row",
+    [GM_E_BUSY] = "busy",
 };
 
 static const char *class_of(int code) {

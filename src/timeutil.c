@@ -63,12 +63,13 @@ uint64_t gm_seed64(void) {
 }
 
 int64_t gm_backoff_next(gm_backoff *b) {
+  return gm_backoff_next_in(b, GM_BACKOFF_MIN_NS, GM_BACKOFF_MAX_NS);
+}
+
+int64_t gm_backoff_next_in(gm_backoff *b, int64_t min_ns, int64_t max_ns) {
   if (!b->rng) b->rng = gm_seed64();
-  if (!b->cur_ns)
-    b->cur_ns = GM_BACKOFF_MIN_NS;
-  else if (b->cur_ns < GM_BACKOFF_MAX_NS)
-    b->cur_ns = b->cur_ns * 2 < GM_BACKOFF_MAX_NS ? b->cur_ns * 2
-                                                  : GM_BACKOFF_MAX_NS;
+  int64_t c = b->cur_ns ? b->cur_ns * 2 : min_ns;
+  b->cur_ns = c < min_ns ? min_ns : c > max_ns ? max_ns : c;
   return b->cur_ns + (int64_t)(gm_rng_next(&b->rng) %
                                (uint64_t)(b->cur_ns / 2 + 1));
 }

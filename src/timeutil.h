@@ -55,6 +55,14 @@ typedef struct gm_backoff {
 
 /* After a failure: the delay (ns) before the next try. */
 int64_t gm_backoff_next(gm_backoff *b);
+/* The same between min_ns and max_ns (the delay before the jitter): a
+ * refused connection (GM_E_BUSY) backs off from GM_BUSY_MIN_NS up to
+ * GM_BUSY_MAX_NS or GM_BUSY_RETRIES retries, whichever is longer, so a
+ * full server sees each node at most once a second, and ever less often. */
+int64_t gm_backoff_next_in(gm_backoff *b, int64_t min_ns, int64_t max_ns);
+#define GM_BUSY_MIN_NS (1 * GM_NS_PER_S)
+#define GM_BUSY_MAX_NS (30 * GM_NS_PER_S)
+#define GM_BUSY_RETRIES 10
 /* After a success. */
 static inline void gm_backoff_reset(gm_backoff *b) { b->cur_ns = 0; }
 

@@ -43,7 +43,7 @@ enum {
   SC_WATCH,
   SC_NOPS
 };
-enum { SC_NORMAL = 0, SC_HANG, SC_FAIL, SC_CONFLICT };
+enum { SC_NORMAL = 0, SC_HANG, SC_FAIL, SC_CONFLICT, SC_BUSY };
 
 typedef struct sc_row {
   struct sc_row *next;
@@ -83,6 +83,7 @@ typedef struct sc_node {
   int watch_at_once;       /* (db->mu) watch says "may have changed" at once,
                             * as a backend that cannot tell */
   char opt[32];            /* the "node" option: this struct's address */
+  int latency_us;          /* each call's round trip (set before start) */
 } sc_node;
 
 SC_FN int64_t sc_mono_us(void) {
@@ -214,6 +215,7 @@ SC_FN int sc_hanging(sc_node *n, int op) {
 /* Entry of every operation (db->mu taken and left held): counts the call,
  * blocks while the switch says hang, then GM_ERR if it says fail. */
 SC_FN int sc_enter(sc_node *n, int op, const char *what, gm_error *err) {
+  if (n->latency_us && op != SC_WATCH) usleep((useconds_t)n->latency_us);
   pthread_mutex_lock(&n->db->mu);
   n->calls[op]++;
   if (n->mode[op] == SC_HANG) {
@@ -222,9 +224,16 @@ SC_FN int sc_enter(sc_node *n, int op, const char *what, gm_error *err) {
       pthread_cond_wait(&n->db->cv, &n->db->mu);
     n->hanging[op]--;
   }
-  if (n->mode[op] == SC_FAIL || n->interrupted) {
+  /* an interrupt ends the connection it came on, not the next one */
+  if (n->mode[op] == SC_FAIL || (n->interrupted && op != SC_OPEN)) {
     pthread_mutex_unlock(&n->db->mu);
     gm_seterr(err, GM_E_DB, "scripted: %s failed", what);
+    return GM_ERR;
+  }
+  if (n->mode[op] == SC_BUSY) { /* the server refuses connections */
+    pthread_mutex_unlock(&n->db->mu);
+    gm_seterr(err, GM_E_BUSY, "scripted: %s refused (%u)", what,
+              n->calls[op]);
     return GM_ERR;
   }
   if (n->mode[op] == SC_CONFLICT) {
@@ -553,18 +562,26 @@ SC_FN int sc_watch(void *conn, const char *name, int64_t timeout_us,
 }
 
 /* A backend object for node n with the ops of the core's wake-up thread:
- * watch and interrupt, no changed() polling. */
-SC_FN gm_backend *sc_backend_watch(sc_node *n, gm_error *err) {
-  static gm_backend_ops w; /* sc_ops plus these: made on first use */
-  if (!w.name) {
-    w = sc_ops;
-    w.renew_many = sc_renew_many;
-    w.interrupt = sc_interrupt;
-    w.watch = sc_watch;
-    w.name = "scripted-watch";
+ * watch and interrupt, no changed() polling; shared: watch allowed on the
+ * election connection too (watch_shared), so that a node whose followers
+ * wait on one lock keeps one connection. */
+SC_FN gm_backend *sc_backend_watch_as(sc_node *n, int shared, gm_error *err) {
+  static gm_backend_ops w[2]; /* sc_ops plus these: made on first use */
+  gm_backend_ops *o = &w[shared != 0];
+  if (!o->name) {
+    *o = sc_ops;
+    o->renew_many = sc_renew_many;
+    o->interrupt = sc_interrupt;
+    o->watch = sc_watch;
+    o->watch_shared = shared != 0;
+    o->name = shared ? "scripted-shared" : "scripted-watch";
   }
   gm_kv kv = {"node", n->opt};
-  return gm_backend_new_ops(&w, &kv, 1, err);
+  return gm_backend_new_ops(o, &kv, 1, err);
+}
+
+SC_FN gm_backend *sc_backend_watch(sc_node *n, gm_error *err) {
+  return sc_backend_watch_as(n, 0, err);
 }
 
 /* A backend object for node n with the ABI 3 ops. */

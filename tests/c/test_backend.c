@@ -563,6 +563,45 @@ static void case_watch(void *a) {
   o->release(a, n, "node-a", 91, r.token, &err);
 }
 
+/* watch_shared: watch on an election connection (from open) may outlast
+ * the connection's read timeout (2 s by default) and leaves the
+ * connection usable; an interrupt that came before the watch began ends
+ * it at once (the core may poke just before the watch blocks). */
+static void case_watch_shared(void *a) {
+  const gm_backend_ops *o = T->ops;
+  if (!o->watch || !o->watch_shared) {
+    printf("skipped: %s: no watch on the election connection\n", T->label);
+    return;
+  }
+  const char *n = lname("wshared");
+  gm_error err = {0};
+  gm_row r;
+  void *w = NULL;
+  if (!check(o->open(T->cfg, &w, &err) == GM_OK,
+             "%s: an election connection opens %s", T->label, err.msg))
+    return;
+  gm_acquire_req q = req(n, "node-a", 0, 0, 0, 93);
+  int rc = o->acquire(a, &q, &r, &err);
+  double t0 = mono_ms();
+  int wr = o->watch(w, n, 3500000, &err);
+  double took = mono_ms() - t0;
+  gm_row seen;
+  int obs = o->observe(w, n, &seen, &err);
+  check(rc == GM_OK && wr == GM_NOT && took >= 3400 && took < 4500 &&
+            obs == GM_OK && seen.token == r.token,
+        "%s: a 3.5 s watch on an election connection times out on time "
+        "(%.1f ms, rc %d) and the connection still reads (rc %d) %s",
+        T->label, took, wr, obs, err.msg);
+  o->interrupt(w);
+  t0 = mono_ms();
+  wr = o->watch(w, n, 3000000, &err);
+  took = mono_ms() - t0;
+  check(took < 50, "%s: an interrupt before the watch ends it at once "
+        "(%.1f ms, rc %d)", T->label, took, wr);
+  o->close(w);
+  o->release(a, n, "node-a", 93, r.token, &err);
+}
+
 static void run_target(target *t) {
   gm_error err = {0};
   T = t;
@@ -597,6 +636,7 @@ static void run_target(target *t) {
     case_race(a, b);
     case_wakeup(a);
     case_watch(a);
+    case_watch_shared(a);
   }
   double t0 = mono_ms();
   if (a) t->ops->close(a);

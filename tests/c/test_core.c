@@ -388,7 +388,8 @@ typedef struct pair {
 } pair;
 
 /* fast: 1, the backend has the speed ops (sc_backend_fast); 2, the core's
- * wake-up thread's watch (sc_backend_watch). */
+ * wake-up thread's watch (sc_backend_watch); 3, watch on the election
+ * connection (sc_backend_shared). */
 static void pair_init_as(pair *p, int fast, const char *lock, double L,
                          double H, double D, double P) {
   gm_error err = {0};
@@ -396,7 +397,7 @@ static void pair_init_as(pair *p, int fast, const char *lock, double L,
   static const char *ids[2] = {"node-0", "node-1"};
   for (int i = 0; i < 2; i++) {
     sc_node_init(&p->n[i], &p->db);
-    p->b[i] = fast == 2 ? sc_backend_watch(&p->n[i], &err)
+    p->b[i] = fast >= 2 ? sc_backend_watch_as(&p->n[i], fast == 3, &err)
               : fast   ? sc_backend_fast(&p->n[i], &err)
                        : sc_backend(&p->n[i], &err);
     p->e[i] = mk(p->b[i], conf(lock, ids[i], L, H, D, P));
@@ -1034,6 +1035,11 @@ static void fast_free(pair *p) {
 }
 
 static int watch_hangs(void *n) { return sc_hanging(n, SC_WATCH) > 0; }
+static int watch_not_hangs(void *n) { return sc_hanging(n, SC_WATCH) == 0; }
+static int conns_of(sc_node *n);
+static int one_conn_watching(void *n) {
+  return watch_hangs(n) && conns_of(n) == 1;
+}
 
 static int renew_many_hangs(void *n) {
   return sc_hanging(n, SC_RENEW_MANY) > 0;
@@ -1624,6 +1630,20 @@ static int conns_of(sc_node *n) {
 static int two_conns(void *p) { return conns_of(p) == 2; }
 static int one_conn(void *p) { return conns_of(p) == 1; }
 
+/* Closes node 0 of p, which blocks in watch (follows): at once, and every
+ * connection of it closed. */
+static void close_node0(pair *p, int follows, const char *what) {
+  int64_t t = mono_ns();
+  free_el(p->e[0]);
+  gm_backend_unref(p->b[0]);
+  double ms = (double)(mono_ns() - t) / MS;
+  p->e[0] = NULL;
+  p->b[0] = NULL;
+  check(follows && ms < 50 && wait_cond(no_conns, &p->n[0], 2000),
+        "%s: closing a node in watch takes %.1f ms (< 50), every "
+        "connection closed", what, ms);
+}
+
 /* The core's wake-up thread (ops->watch): a follower's node opens a second
  * connection and blocks in watch on the lock it waits on; a release wakes
  * it at once (no changed() poll); a node with no follower closes it; and
@@ -1656,16 +1676,7 @@ static void test_watch_wakeup(void) {
   start(p.e[0]);
   int follows = wait_cond(two_conns, &p.n[0], 3000) &&
                 wait_cond(watch_hangs, &p.n[0], 2000);
-  t = mono_ns();
-  free_el(p.e[0]);
-  gm_backend_unref(p.b[0]);
-  ms = (double)(mono_ns() - t) / MS;
-  p.e[0] = NULL;
-  p.b[0] = NULL;
-  check(follows && ms < 50 && wait_cond(no_conns, &p.n[0], 2000),
-        "watch: closing a node in watch takes %.1f ms (< 50), both "
-        "connections closed",
-        ms);
+  close_node0(&p, follows, "watch");
   gm_backend_ops bad = sc_ops;
   bad.watch = sc_watch;
   gm_error err = {0};
@@ -1676,6 +1687,166 @@ static void test_watch_wakeup(void) {
         err.msg);
   gm_backend_unref(nb);
 out:
+  pair_free(&p);
+}
+
+/* One connection per node (watch_shared): the follower's election thread
+ * blocks in watch on its own connection until the lease it saw ends; it
+ * reads once per lease; a release wakes it at once; stop(), a new elector
+ * and the last unref end the watch at once. */
+static void test_watch_shared(void) {
+  pair p;
+  pair_init_as(&p, 3, "shared", 5, 1, 3, 1);
+  uint64_t tok = pair_elect(&p, "shared");
+  if (!tok) goto out;
+  int waiting = wait_cond(watch_hangs, &p.n[1], 2000);
+  sleep_ms(100);
+  check(waiting && conns_of(&p.n[1]) == 1 && conns_of(&p.n[0]) == 1 &&
+            sc_calls(&p.n[0], SC_WATCH) == 0,
+        "shared: the follower blocks in watch on its one connection (%d "
+        "connections; the master's node %d, no watch)",
+        conns_of(&p.n[1]), conns_of(&p.n[0]));
+  unsigned reads = sc_calls(&p.n[1], SC_OBSERVE);
+  unsigned watches = sc_calls(&p.n[1], SC_WATCH);
+  sleep_ms(5000);
+  reads = sc_calls(&p.n[1], SC_OBSERVE) - reads;
+  watches = sc_calls(&p.n[1], SC_WATCH) - watches;
+  printf("# shared: a follower's calls in one lease (5 s, retry 1 s): %u "
+         "reads, %u watches\n", reads, watches);
+  check(reads <= 2 && watches <= 2,
+        "shared: at most a read and a watch per lease (%u reads, %u "
+        "watches in 5 s; retry 1 s)", reads, watches);
+  /* a second lock on the follower's node: the watch ends at once */
+  gm_elector *e2 = mk(p.b[1], conf("shared-2", "node-1b", 5, 1, 3, 1));
+  int64_t t = mono_ns();
+  start(e2);
+  gm_event ev;
+  int got = wait_ev(e2, GM_EV_START, 2000, &ev);
+  double ms = (double)(mono_ns() - t) / MS;
+  check(got && ms < 100,
+        "shared: a new elector on a node in watch runs %.1f ms after "
+        "start() (< 100)", ms);
+  free_el(e2);
+  check(wait_cond(one_conn_watching, &p.n[1], 8000),
+        "shared: ... then the follower watches again, one connection");
+  t = mono_ns();
+  gm_elector_stop(p.e[0]);
+  got = wait_ev(p.e[1], GM_EV_START, 3000, &ev);
+  ms = (double)(mono_ns() - t) / MS;
+  check(got && ev.token == tok + 1 && ms < 150,
+        "shared: the follower took over %.1f ms after stop() (retry 1000 "
+        "ms)", ms);
+  start(p.e[0]);
+  int follows = wait_cond(watch_hangs, &p.n[0], 3000);
+  t = mono_ns();
+  gm_elector_stop(p.e[0]);
+  int ended = wait_cond(watch_not_hangs, &p.n[0], 1000);
+  ms = (double)(mono_ns() - t) / MS;
+  check(follows && ended && ms < 50,
+        "shared: stop() of a follower in watch ends it in %.1f ms (< 50)", ms);
+  start(p.e[0]);
+  follows = wait_cond(watch_hangs, &p.n[0], 3000);
+  close_node0(&p, follows, "shared");
+out:
+  pair_free(&p);
+}
+
+/* A thundering herd: 20 nodes, each a follower woken by the master's
+ * release at once (its watch on its one connection). They read within a spread, so the first
+ * read takes the lock and most of the others read the new holder: a few
+ * acquires, not 19, and the handover still within 150 ms. */
+static void test_herd(void) {
+  enum { N = 20 };
+  static sc_node n[N];
+  gm_backend *b[N];
+  gm_elector *e[N];
+  sc_db db;
+  sc_db_init(&db);
+  gm_error err = {0};
+  for (int i = 0; i < N; i++) {
+    char id[32];
+    snprintf(id, sizeof id, "herd-%d", i);
+    sc_node_init(&n[i], &db);
+    n[i].latency_us = 2000; /* a database's round trip */
+    b[i] = sc_backend_watch_as(&n[i], 1, &err);
+    e[i] = mk(b[i], conf("herd", id, 5, 1, 3, 1));
+  }
+  gm_event ev;
+  start(e[0]);
+  int ok = wait_ev(e[0], GM_EV_START, 2000, &ev);
+  uint64_t tok = ok ? ev.token : 0;
+  for (int i = 1; i < N; i++) start(e[i]);
+  for (int i = 1; i < N && ok; i++) ok = wait_leader(e[i], "herd-0", tok, 3000, &ev);
+  check(ok, "herd: herd-0 master, %d followers", N - 1);
+  sleep_ms(200);
+  unsigned acq = 0;
+  for (int i = 1; i < N; i++) acq += sc_calls(&n[i], SC_ACQUIRE);
+  int64_t t = mono_ns();
+  gm_elector_stop(e[0]);
+  int who = -1;
+  while (who < 0 && mono_ns() - t < 3000 * MS) {
+    for (int i = 1; i < N && who < 0; i++)
+      if (gm_elector_is_master(e[i])) who = i;
+    if (who < 0) sleep_ms(1);
+  }
+  double ms = (double)(mono_ns() - t) / MS;
+  sleep_ms(300); /* every follower has read by now */
+  unsigned after = 0;
+  for (int i = 1; i < N; i++) after += sc_calls(&n[i], SC_ACQUIRE);
+  after -= acq;
+  printf("# herd: %u acquires by %d woken followers, handover %.1f ms\n",
+         after, N - 1, ms);
+  check(who > 0 && ms < 150 && after <= N / 4,
+        "herd: one release wakes %d followers: %u acquires (<= %d), the "
+        "handover in %.1f ms (< 150)", N - 1, after, N / 4, ms);
+  for (int i = 0; i < N; i++) {
+    free_el(e[i]);
+    gm_backend_unref(b[i]);
+  }
+  for (int i = 0; i < N; i++) wait_cond(no_conns, &n[i], 5000);
+  sc_db_destroy(&db);
+}
+
+/* A server that refuses connections (GM_E_BUSY, each refusal worded
+ * anew): said once until a success, opens at most once a second, backing
+ * off; the node connected meanwhile is master; once the server takes the
+ * refused node again, it follows. */
+static void test_busy(void) {
+  pair p;
+  pair_init(&p, "busy", 2, 0.4, 1.2, 0.4);
+  sc_set(&p.n[1], SC_OPEN, SC_BUSY);
+  start(p.e[0]);
+  start(p.e[1]);
+  gm_event ev;
+  int master = wait_ev(p.e[0], GM_EV_START, 2000, &ev);
+  uint64_t tok = master ? ev.token : 0;
+  int said = wait_ev(p.e[1], GM_EV_ERROR, 2000, &ev) && ev.code == GM_E_BUSY;
+  unsigned opens = sc_calls(&p.n[1], SC_OPEN);
+  int64_t t = mono_ns();
+  sleep_ms(4500);
+  double s = (double)(mono_ns() - t) / NS_;
+  opens = sc_calls(&p.n[1], SC_OPEN) - opens;
+  int again = count_ev(p.e[1], GM_EV_ERROR);
+  printf("# busy: %u opens in %.1f s (retry 0.4 s), %d more reports\n", opens,
+         s, again);
+  check(master && said && again == 0 && opens >= 1 && opens <= 3 &&
+            !gm_elector_is_master(p.e[1]) && gm_elector_is_master(p.e[0]),
+        "busy: a refused node says it once (%s), opens %u times in %.1f s "
+        "(at most once a second, backing off), the connected node is master",
+        said ? "said" : "not said", opens, s);
+  sc_set(&p.n[1], SC_OPEN, SC_NORMAL);
+  int follows = wait_leader(p.e[1], "node-0", tok, 40000, &ev);
+  check(follows, "busy: once the server takes it, the node follows");
+  /* said again after a success: a failed read drops the connection */
+  sc_set(&p.n[1], SC_OPEN, SC_BUSY);
+  sc_set(&p.n[1], SC_OBSERVE, SC_FAIL);
+  int again_said = 0;
+  for (int i = 0; i < 10 && !again_said; i++)
+    again_said = wait_ev(p.e[1], GM_EV_ERROR, 2000, &ev) &&
+                 ev.code == GM_E_BUSY;
+  check(again_said, "busy: a refusal after a success is said again");
+  sc_set(&p.n[1], SC_OPEN, SC_NORMAL);
+  sc_set(&p.n[1], SC_OBSERVE, SC_NORMAL);
   pair_free(&p);
 }
 
@@ -1794,6 +1965,9 @@ int main(void) {
   test_conflict();
   test_watch_wakeup();
   test_watch_no_spin();
+  test_watch_shared();
+  test_busy();
+  test_herd();
   test_batch_untold();
   printf("%d passed, %d failed\n", passed, failed);
   return failed ? 1 : 0;

@@ -12,6 +12,8 @@
 #   tests/servers/mariadb.sh resume DIR   SIGCONT
 #   tests/servers/mariadb.sh url DIR      print the export lines again
 #
+# GOMASTER_MARIADB_MAX_CONNECTIONS (default 151, the server's own) sets
+# max_connections (a refused-connections test; a run of many nodes).
 # POSIX sh (tests/run.sh runs it with sh). It installs nothing
 # (scripts/deps.sh does). Functions share globals: sh has no `local`. Only the export lines go to
 # stdout, so a runner can `eval "$(tests/servers/mariadb.sh start "$dir")"`;
@@ -77,6 +79,7 @@ launch() {
     --skip-name-resolve --pid-file="$M/mariadbd.pid" \
     --log-error="$M/error.log" --innodb-buffer-pool-size=32M \
     --innodb-log-file-size=16M --innodb-flush-log-at-trx-commit=2 \
+    --max-connections="${GOMASTER_MARIADB_MAX_CONNECTIONS:-151}" \
     </dev/null >>"$M/error.log" 2>&1 &
   lpid=$!
   echo "$lpid" >"$M/pid"

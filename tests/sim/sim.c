@@ -1037,7 +1037,11 @@ static int call(sconn *cn, req *r, gm_error *err) {
   /* after a watch woke, the read on the wake-up may come second (after
    * a read that was due anyway: the election thread was in a call, or
    * had no connection, when the wake-up came): neither sets a window */
-  r->woken = p->woken_at == T || (r->op == OP_OBSERVE && p->watch_woke);
+  /* a read the core sends on a wake-up, within its spread (elector.c,
+   * wake_at: min(retry, lease)/20 on the node's clock; twice that here) */
+  r->woken = (p->woken_at > 0 &&
+              T - p->woken_at <= (S.P < S.L ? S.P : S.L) / 10) ||
+             (r->op == OP_OBSERVE && p->watch_woke);
   if (r->op == OP_OBSERVE && p->watch_woke && ours) p->watch_woke--;
   if (cn->closed) violation("p%d: %s on a closed connection", p->idx,
                             op_names[r->op]);
