@@ -156,6 +156,10 @@ struct gm_elector {
                            * watch covers the lock */
   int stretch;            /* a read just set next_at: the loop moves it to
                            * watch_until if a watch covers the lock */
+  int64_t unstretched;    /* the next_at a stretch moved, or 0: where the
+                           * read goes back to when the watch stops
+                           * covering the lock (it cannot watch, or
+                           * failed) */
 };
 
 struct gm_backend {
@@ -214,6 +218,8 @@ struct gm_backend {
   uint64_t wk_for_gen;      /* and its watch_gen then */
   void *wk_live;      /* the wake-up connection while open, for interrupt */
   atomic_int woke;    /* set by the wake-up, taken by the election thread */
+  atomic_int blinded; /* set by the wake-up when it cannot watch: the
+                       * followers' reads go back to each retry */
 };
 
 /* ---- process-wide: fork safety ------------------------------------------ */
@@ -290,6 +296,7 @@ static void atfork_child(void) {
     b->wk_live = NULL;
     b->wk_name[0] = '\0';
     atomic_store(&b->woke, 0);
+    atomic_store(&b->blinded, 0);
     init_sync(b);
   }
   pthread_mutex_init(&g_mu, NULL);
@@ -1093,6 +1100,7 @@ static void follower_step(gm_backend *b, gm_elector *e) {
      * loop decides (stretch), once it knows what it watches. */
     e->watch_until = sat_add(t1, sat_add(left, jit));
     e->stretch = e->watch;
+    e->unstretched = 0; /* this read sets the schedule anew */
     /* A wake-up that found the version it had already seen (a crashed
      * holder's session ended, say) keeps the reads where they were due:
      * reads in step with the holder's last renewal would meet the expiry
@@ -1465,6 +1473,8 @@ static void *wk_main(void *arg) {
     pthread_mutex_lock(&b->mu);
     if (rc == GM_ERR) {
       b->wk_live = NULL;
+      atomic_store(&b->blinded, 1); /* uncovered until it watches again */
+      pthread_cond_signal(&b->wake);
       pthread_mutex_unlock(&b->mu);
       b->ops->close(conn);
       conn = NULL;
@@ -1479,7 +1489,10 @@ static void *wk_main(void *arg) {
        * here (MySQL under Galera); not again until a follower read it,
        * and the followers read each retry meanwhile */
       b->wk_done_gen = gen;
-      if (!b->watch_blind) wk_woke(b); /* off their lease-end schedule */
+      if (!b->watch_blind) { /* off their lease-end schedule */
+        atomic_store(&b->blinded, 1);
+        pthread_cond_signal(&b->wake);
+      }
       b->watch_blind = 1;
     } else if (rc == GM_OK) {
       /* no new watch of this lock until a follower read it again */
@@ -1550,7 +1563,10 @@ static void wake_followers(gm_backend *b, int64_t now) {
       wake_at(b, e, now);
 }
 
+static void unstretch(gm_backend *b);
+
 static void wk_take(gm_backend *b, int64_t now) {
+  if (atomic_exchange(&b->blinded, 0)) unstretch(b);
   if (atomic_exchange(&b->woke, 0)) wake_followers(b, now);
 }
 
@@ -1565,10 +1581,27 @@ static void stretch(gm_backend *b, const gm_elector *t) {
   for (gm_elector *e = b->active; e; e = e->next) {
     if (!e->stretch) continue;
     e->stretch = 0;
+    e->unstretched = 0;
     if (e->row_said[0]) continue; /* a row that reads wrong: each retry */
     int told = t && !b->watch_blind && strcmp(e->name, t->name) == 0 &&
                (here ? !t->watch_done : b->wk_done_gen != b->wk_gen);
-    if (told && e->next_at < e->watch_until) e->next_at = e->watch_until;
+    if (told && e->next_at < e->watch_until) {
+      e->unstretched = e->next_at;
+      e->next_at = e->watch_until;
+    }
+  }
+}
+
+/* Under mu: the watch no longer covers its lock (it cannot watch from
+ * here, or its connection failed): each follower that a stretch moved to
+ * the lease's end reads when it was due before (a retry after its last
+ * read), not at once: a watch that says nothing costs no read. */
+static void unstretch(gm_backend *b) {
+  for (gm_elector *e = b->active; e; e = e->next) {
+    if (e->unstretched && e->role == ROLE_FOLLOWER &&
+        e->unstretched < e->next_at)
+      e->next_at = e->unstretched;
+    e->unstretched = 0;
   }
 }
 
@@ -1615,8 +1648,8 @@ static int watch_step(gm_backend *b, gm_elector *t, int64_t until) {
     close_conn(b);
     b->reconnect_at = cut ? t1 : t1 + gm_backoff_next(&b->backoff);
     pthread_mutex_lock(&b->mu);
-    /* a read on the new connection then, and the watch again */
-    wake_followers(b, b->reconnect_at);
+    /* the reads a retry after the last, the watch again once reopened */
+    unstretch(b);
   } else if (rc == GM_OK) {
     if (same) t->watch_done = 1; /* not again until a follower read it */
     wake_followers(b, t1);
@@ -1624,7 +1657,7 @@ static int watch_step(gm_backend *b, gm_elector *t, int64_t until) {
     /* nothing, at once: cannot watch from here (MySQL under Galera) */
     if (same) t->watch_done = 1;
     b->watch_blind = 1;
-    wake_followers(b, t1);
+    unstretch(b);
   }
   return 1;
 }

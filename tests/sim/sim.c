@@ -1296,8 +1296,12 @@ static int sb_changed(void *conn, gm_error *err) {
 /* A watch as MySQL's GET_LOCK: the database holds the request until the
  * lock's row changes or its wait runs out. On a connection from open (not
  * open_watch) the wait is cut to half the call's timeout, which the
- * connection's reads must outlast. Drawn: "cannot watch this lock from
+ * connection's reads must outlast, unless the backend says watch_shared
+ * (it stretches that call's read timeout, as MySQL and Redis do; the
+ * core then watches on the election connection). Drawn: "cannot watch this lock from
  * here" at once, with no statement (MySQL under Galera). */
+static gm_backend_ops sim_ops; /* below */
+
 static int sb_watch(void *conn, const char *name, int64_t timeout_us,
                     gm_error *err) {
   (void)name;
@@ -1316,7 +1320,8 @@ static int sb_watch(void *conn, const char *name, int64_t timeout_us,
   }
   req *r = req_new(OP_WATCH);
   int64_t wait = timeout_us < 0 ? 0 : timeout_us * 1000;
-  if (!cn->watch && wait > S.timeout / 2) wait = S.timeout / 2;
+  if (!cn->watch && !sim_ops.watch_shared && wait > S.timeout / 2)
+    wait = S.timeout / 2;
   r->wait = wait;
   int rc = call(cn, r, err);
   if (rc == GM_OK && starts == p->nstarts && cur->epoch == p->epoch) {
@@ -1726,6 +1731,7 @@ static void draw_schedule(void) {
   sim_ops.watch = S.watch ? sb_watch : NULL;
   sim_ops.open_watch = S.watch && chance2(0.8) ? sb_open_watch : NULL;
   sim_ops.interrupt = S.watch || chance2(0.5) ? sb_interrupt : NULL;
+  sim_ops.watch_shared = S.watch && chance2(0.5);
   sim_ops.holder_gone = S.liveness ? sb_holder_gone : NULL;
   sim_ops.acquire_dead = S.liveness ? sb_acquire_dead : NULL;
   if (S.liveness) sim_ops.poll_us = 20000;
@@ -1869,11 +1875,12 @@ static int run_schedule(uint64_t seed) {
            (double)S.heal / SEC, g_beyond[0] ? ", clocks beyond the bound" : "",
            S.batch ? ", batch renewals" : "", S.wake ? ", wake-ups" : "");
   if (g_trace && (S.watch || S.liveness))
-    printf("  %s%s%s\n",
+    printf("  %s%s%s%s\n",
            S.watch ? (S.p_watch_not >= 1 ? "watch (cannot watch)"
                       : S.watch_noisy ? "watch (woken by renewals too)"
                                       : "watch")
                    : "",
+           sim_ops.watch_shared ? " on the election connection" : "",
            S.watch && S.liveness ? ", " : "",
            S.liveness ? "liveness (holder_gone)" : "");
   at(S.heal, ev_heal, NULL, 0);
