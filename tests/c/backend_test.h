@@ -106,6 +106,53 @@ BT_FN void close_conn(void *cfg, void *conn) {
   if (cfg) ops->free_cfg(cfg);
 }
 
+/* The test URL parses, and describe() shows it from prefix on, with rest
+ * in it and no password. */
+BT_FN void bt_describe(const char *prefix, const char *rest) {
+  void *cfg;
+  gm_error err;
+  char buf[512];
+  check(parse_with(NULL, NULL, &cfg, &err) == GM_OK, "parse the test URL");
+  ops->describe(cfg, buf, sizeof buf);
+  check(strncmp(buf, prefix, strlen(prefix)) == 0 && strstr(buf, rest) != NULL,
+        "describe: %s", buf);
+  check(strstr(buf, password()) == NULL, "describe: no password");
+  ops->free_cfg(cfg);
+}
+
+/* The test URL with key = value is refused, naming key. */
+BT_FN void bt_refused(const char *key, const char *value) {
+  void *cfg = NULL;
+  gm_error err;
+  char quoted[64];
+  snprintf(quoted, sizeof quoted, "'%s'", key);
+  int rc = parse_with(key, value, &cfg, &err);
+  check(rc == GM_ERR && strstr(err.msg, quoted),
+        "%s = %s refused naming it: %s", key, value, err.msg);
+  if (rc == GM_OK) ops->free_cfg(cfg);
+}
+
+/* Opens a connection on the test URL as it is (a test may point it
+ * elsewhere). */
+BT_FN int bt_open_plain(void **cfg, void **conn, gm_error *err) {
+  return open_with(NULL, NULL, cfg, conn, err);
+}
+static int (*bt_open)(void **cfg, void **conn, gm_error *err) = bt_open_plain;
+
+/* Two connections on the test URL (two nodes'), each checked; GM_OK when
+ * both opened. */
+BT_FN int bt_open_pair(void **cfg, void **conn, void **cfg2, void **conn2) {
+  gm_error err;
+  double t0 = mono();
+  *cfg = *conn = *cfg2 = *conn2 = NULL;
+  int rc = bt_open(cfg, conn, &err);
+  check(rc == GM_OK, "open (%.1f ms) %s", (mono() - t0) * 1000,
+        rc ? err.msg : "");
+  int rc2 = bt_open(cfg2, conn2, &err);
+  check(rc2 == GM_OK, "open a second connection %s", rc2 ? err.msg : "");
+  return rc == GM_OK && rc2 == GM_OK ? GM_OK : GM_ERR;
+}
+
 /* An error that names its cause and keeps the password out. */
 BT_FN void check_error(const char *what, int rc, const gm_error *err,
                         int code, const char *needle) {

@@ -16,34 +16,19 @@ extern const gm_backend_ops gm_mysql_ops;
 static void test_options(void) {
   void *cfg;
   gm_error err;
-  char buf[512];
 
-  check(parse_with(NULL, NULL, &cfg, &err) == GM_OK, "parse the test URL");
-  ops->describe(cfg, buf, sizeof buf);
-  check(strncmp(buf, "mysql://gomaster@127.0.0.1:", 27) == 0 &&
-            strstr(buf, "/gomaster_test?table=gomaster_locks") != NULL,
-        "describe: %s", buf);
-  check(strstr(buf, password()) == NULL, "describe: no password");
-  ops->free_cfg(cfg);
-
-  int rc = parse_with("colour", "blue", &cfg, &err);
-  check(rc == GM_ERR && strstr(err.msg, "'colour'"),
-        "unknown option refused naming it: %s", err.msg);
-  rc = parse_with("table", "x`; DROP TABLE y; --", &cfg, &err);
+  bt_describe("mysql://gomaster@127.0.0.1:",
+              "/gomaster_test?table=gomaster_locks");
+  bt_refused("colour", "blue");
+  int rc = parse_with("table", "x`; DROP TABLE y; --", &cfg, &err);
   check_error("table name x`; DROP TABLE y; --", rc, &err, GM_E_ARG,
               "'table'");
   rc = parse_with("database", "gomaster_test`; --", &cfg, &err);
   check_error("database name with a backquote", rc, &err, GM_E_ARG,
               "'database'");
-  rc = parse_with("read_timeout", "soon", &cfg, &err);
-  check(rc == GM_ERR && strstr(err.msg, "'read_timeout'"),
-        "bad read_timeout refused: %s", err.msg);
-  rc = parse_with("ssl_mode", "sometimes", &cfg, &err);
-  check(rc == GM_ERR && strstr(err.msg, "'ssl_mode'"),
-        "bad ssl_mode refused: %s", err.msg);
-  rc = parse_with("port", "70000", &cfg, &err);
-  check(rc == GM_ERR && strstr(err.msg, "'port'"), "bad port refused: %s",
-        err.msg);
+  bt_refused("read_timeout", "soon");
+  bt_refused("ssl_mode", "sometimes");
+  bt_refused("port", "70000");
 }
 
 /* The URL's options with its host replaced by key = value. */
@@ -808,14 +793,7 @@ int main(void) {
   test_host_list();
 
   void *cfg, *conn, *cfg2, *conn2;
-  gm_error err;
-  double t0 = mono();
-  int rc = open_with(NULL, NULL, &cfg, &conn, &err);
-  check(rc == GM_OK, "open (%.1f ms) %s", (mono() - t0) * 1000,
-        rc ? err.msg : "");
-  int rc2 = open_with(NULL, NULL, &cfg2, &conn2, &err);
-  check(rc2 == GM_OK, "open a second connection %s", rc2 ? err.msg : "");
-  if (rc == GM_OK && rc2 == GM_OK) {
+  if (bt_open_pair(&cfg, &conn, &cfg2, &conn2) == GM_OK) {
     test_renewals(conn, conn2);
     test_names(conn, conn2);
     bt_complete_and_force(conn, conn2, "migrated to 'v2' \\ ok");

@@ -65,30 +65,14 @@ static long uptime(void) {
 static void test_options(void) {
   void *cfg;
   gm_error err;
-  char buf[512];
 
-  check(parse_with(NULL, NULL, &cfg, &err) == GM_OK, "parse the test URL");
-  ops->describe(cfg, buf, sizeof buf);
-  check(strncmp(buf, "redis://127.0.0.1:", 18) == 0 &&
-            strstr(buf, "/0?prefix=gomaster:") != NULL,
-        "describe: %s", buf);
-  check(strstr(buf, password()) == NULL, "describe: no password");
-  ops->free_cfg(cfg);
-
-  int rc = parse_with("colour", "blue", &cfg, &err);
-  check(rc == GM_ERR && strstr(err.msg, "'colour'"),
-        "unknown option refused naming it: %s", err.msg);
-  rc = parse_with("port", "70000", &cfg, &err);
-  check(rc == GM_ERR && strstr(err.msg, "'port'"), "bad port: %s", err.msg);
-  rc = parse_with("database", "zero", &cfg, &err);
-  check(rc == GM_ERR && strstr(err.msg, "'database'"), "bad database: %s",
-        err.msg);
-  rc = parse_with("wait", "-1", &cfg, &err);
-  check(rc == GM_ERR && strstr(err.msg, "'wait'"), "bad wait: %s", err.msg);
-  rc = parse_with("timeout", "0", &cfg, &err);
-  check(rc == GM_ERR && strstr(err.msg, "'timeout'"), "bad timeout: %s",
-        err.msg);
-  rc = parse_with("user", "alice", &cfg, &err);
+  bt_describe("redis://127.0.0.1:", "/0?prefix=gomaster:");
+  bt_refused("colour", "blue");
+  bt_refused("port", "70000");
+  bt_refused("database", "zero");
+  bt_refused("wait", "-1");
+  bt_refused("timeout", "0");
+  int rc = parse_with("user", "alice", &cfg, &err);
   if (rc == GM_OK) ops->free_cfg(cfg);
   check(rc == GM_OK, "user with the URL's password accepted");
 
@@ -155,8 +139,8 @@ static void test_connect_errors(void) {
 }
 
 /* What a grant is in Redis (the rest of acquire, renew, release,
- * takeover, tokens and instance keys is test_backend.c's): a hash with no
- * TTL, whose times are the script's server time. */
+ * takeover, tokens, instance keys and the grant's times is
+ * test_backend.c's): a hash with no TTL. */
 static void test_hash(void *conn) {
   gm_error err;
   gm_row r;
@@ -166,11 +150,9 @@ static void test_hash(void *conn) {
 
   gm_acquire_req a = req(name, "node-a", 0, 0, 0, lease);
   int rc = ops->acquire(conn, &a, &r, &err);
-  check(rc == GM_OK && r.token == 1 && r.acquired_at == r.now &&
-            r.renewed_at == r.now && r.expires_at == r.now + lease,
-        "acquire reports the script's server time, expiry = now + lease "
-        "exactly (rc %d %s)", rc, rc == GM_ERR ? err.msg : "");
-  check(admin("PTTL gomaster:%s", name), "the hash is readable by PTTL");
+  check(rc == GM_OK && admin("PTTL gomaster:%s", name),
+        "the hash is readable by PTTL (rc %d %s)", rc,
+        rc == GM_ERR ? err.msg : "");
   redisReply *ttl = redisCommand(adm, "PTTL gomaster:%s", name);
   check(ttl && ttl->type == REDIS_REPLY_INTEGER && ttl->integer == -1,
         "the hash has no TTL (PTTL %lld)", ttl ? ttl->integer : 0);
@@ -535,12 +517,7 @@ int main(void) {
   test_options();
   test_connect_errors();
   void *cfg, *conn, *cfg2, *conn2;
-  gm_error err;
-  int rc = open_with(NULL, NULL, &cfg, &conn, &err);
-  check(rc == GM_OK, "open %s", rc ? err.msg : "");
-  int rc2 = open_with(NULL, NULL, &cfg2, &conn2, &err);
-  check(rc2 == GM_OK, "open a second connection %s", rc2 ? err.msg : "");
-  if (rc == GM_OK && rc2 == GM_OK) {
+  if (bt_open_pair(&cfg, &conn, &cfg2, &conn2) == GM_OK) {
     test_hash(conn);
     test_token_limit(conn, conn2);
     bt_renew_many(conn, conn2, "script", 1);
