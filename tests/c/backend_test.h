@@ -174,6 +174,21 @@ BT_FN int server(const char *dir, const char *cmd) {
   return system(buf);
 }
 
+/* While the server is paused: open fails as a connection error, without
+ * the password, within bound seconds (what: the timeouts that bound it). */
+BT_FN void bt_open_paused(void *cfg, double bound, const char *what) {
+  void *conn = NULL;
+  gm_error err;
+  double t0 = mono();
+  int rc = ops->open(cfg, &conn, &err);
+  double took = mono() - t0;
+  check(rc == GM_ERR && err.code == GM_E_CONNECT &&
+            !strstr(err.msg, password()),
+        "open on a paused server fails: %s", err.msg);
+  check(took < bound, "... within %s (%.2f s)", what, took);
+  if (conn) ops->close(conn);
+}
+
 /* Reads the test URL from env and splits it (raw: as gm_url_parse takes
  * it). -1: go on; otherwise the test's exit status (0: skipped, no URL). */
 BT_FN int bt_init(const gm_backend_ops *o, const char *env, int raw,
