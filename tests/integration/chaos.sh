@@ -9,17 +9,5 @@
 #   GOMASTER_CHAOS_SECONDS=60   length of each run
 set -u
 cd "$(dirname "$0")/../.." || exit 2
-seconds=${GOMASTER_CHAOS_SECONDS:-60}
-passed=0
-failed=0
-for backend in sqlite mysql mongo postgres redis; do
-  echo "-- chaos $backend, $seconds s"
-  if bash tests/chaos/chaos.sh "$backend" "$seconds"; then
-    passed=$((passed + 1))
-  else
-    echo "not ok: chaos $backend"
-    failed=$((failed + 1))
-  fi
-done
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+. tests/integration/lib/tap.sh
+chaos_runs chaos "${GOMASTER_CHAOS_SECONDS:-60}" sqlite mysql mongo postgres redis
