@@ -80,12 +80,23 @@ do_start() {
   if pid_alive "$(read_pid)"; then die "already running (pid $(read_pid))"; fi
   mkdir -p "$M"
   if [ ! -d "$M/data/mysql" ]; then
-    # shellcheck disable=SC2086
-    mariadb-install-db --no-defaults $as_root --datadir="$M/data" \
-      --auth-root-authentication-method=normal --skip-test-db \
-      >"$M/install.log" 2>&1 || {
-      tail -n 20 "$M/install.log" >&2
-      die "mariadb-install-db failed"
+    # Tried twice: its bootstrap server has been seen failing once on a
+    # loaded machine, with nothing wrong in the data directory after.
+    ok=""
+    for _ in 1 2; do
+      rm -rf "$M/data"
+      # shellcheck disable=SC2086
+      if mariadb-install-db --no-defaults $as_root --datadir="$M/data" \
+        --auth-root-authentication-method=normal --skip-test-db \
+        >"$M/install.log" 2>&1; then
+        ok=1
+        break
+      fi
+    done
+    [ -n "$ok" ] || {
+      grep -iE "error|fail|\[ERROR\]" "$M/install.log" | head -n 20 >&2
+      tail -n 5 "$M/install.log" >&2
+      die "mariadb-install-db failed twice (log: $M/install.log)"
     }
   fi
   launch_spare launch "mariadbd (see $M/error.log)"
