@@ -1410,6 +1410,7 @@ static void run_step(gm_backend *b, gm_elector *e) {
     e->next_at = e->role == ROLE_MASTER
                      ? min64(b->reconnect_at, e->master_until_t)
                      : b->reconnect_at;
+    e->woken_from = 0; /* the read it was woken for did not happen */
     return;
   }
   if (e->role == ROLE_MASTER && b->ops->renew_many)

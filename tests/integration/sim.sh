@@ -18,7 +18,10 @@ BREAK_SEEDS=${SIM_BREAK_SEEDS:-3000}
 #                the row re-created after a deletion repeated its token
 #   2956, 4508   a release --force near a forward step of the database
 #                clock was taken at once, beside the old master
-REGRESSIONS="7781 49265 2956 4508"
+#   45868, 47110 a follower woken while its connection was down read at
+#                the reconnect, then again at the time the wake-up had
+#                moved (two reads within a retry)
+REGRESSIONS="7781 49265 2956 4508 45868 47110"
 T=$(mktemp -d /tmp/gomaster-sim.XXXXXX)
 trap 'rm -rf "$T"' EXIT
 passed=0

@@ -1290,6 +1290,7 @@ static int sb_changed(void *conn, gm_error *err) {
   p->seen_version = DB.version;
   if (cur->epoch == p->epoch) p->last_start_local = local_of(p->h, T);
   p->woken_at = T;
+  trace("p%d: changed says yes", p->idx);
   return GM_OK;
 }
 
@@ -1319,6 +1320,7 @@ static int sb_watch(void *conn, const char *name, int64_t timeout_us,
     return GM_NOT;
   }
   req *r = req_new(OP_WATCH);
+  trace("p%d: watch for %.3f s", p->idx, timeout_us / 1e6);
   int64_t wait = timeout_us < 0 ? 0 : timeout_us * 1000;
   if (!cn->watch && !sim_ops.watch_shared && wait > S.timeout / 2)
     wait = S.timeout / 2;
