@@ -281,32 +281,23 @@ static const char *const sql[NSTMT] = {
     [S_UNLOCK] = "SELECT RELEASE_LOCK(?)",
 };
 
-/* The completion record of a one-time task (ABI 2); NULL done_at: not done. */
-_Static_assert(GM_ID_MAX == 128 && GM_RESULT_MAX == 256,
-               "DONE_COLUMNS spells out done_by and result sizes");
-#define DONE_COLUMNS(add)                                                     \
-  add "done_at DATETIME(6) NULL DEFAULT NULL," add                            \
-      "done_by VARBINARY(127) NOT NULL DEFAULT ''," add                       \
-      "done_token BIGINT UNSIGNED NOT NULL DEFAULT 0," add                    \
-      "result VARBINARY(255) NOT NULL DEFAULT ''," add                       \
-      "instance BIGINT UNSIGNED NOT NULL DEFAULT 0"
-
+_Static_assert(GM_NAME_MAX == 192 && GM_ID_MAX == 128 && GM_RESULT_MAX == 256,
+               "create_sql spells out the column sizes");
 static const char create_sql[] =
     "CREATE TABLE IF NOT EXISTS `%s` ("
-    " name VARBINARY(%d) NOT NULL PRIMARY KEY,"
-    " owner VARBINARY(%d) NOT NULL DEFAULT '',"
+    " name VARBINARY(191) NOT NULL PRIMARY KEY,"
+    " owner VARBINARY(127) NOT NULL DEFAULT '',"
     " token BIGINT UNSIGNED NOT NULL,"
-    " version VARBINARY(%d) NOT NULL DEFAULT '',"
+    " version VARBINARY(127) NOT NULL DEFAULT '',"
     " acquired_at DATETIME(6) NOT NULL,"
     " renewed_at DATETIME(6) NOT NULL,"
-    " expires_at DATETIME(6) NOT NULL," DONE_COLUMNS(" ")
+    " expires_at DATETIME(6) NOT NULL,"
+    " done_at DATETIME(6) NULL DEFAULT NULL," /* NULL: the task is not done */
+    " done_by VARBINARY(127) NOT NULL DEFAULT '',"
+    " done_token BIGINT UNSIGNED NOT NULL DEFAULT 0,"
+    " result VARBINARY(255) NOT NULL DEFAULT '',"
+    " instance BIGINT UNSIGNED NOT NULL DEFAULT 0"
     ") ENGINE=InnoDB";
-
-/* Adds the completion record and the instance key to a table made before
- * they existed, in one ALTER run only when a statement names a column the
- * table lacks (MariaDB syntax; elsewhere the prepare error stands). */
-static const char upgrade_sql[] =
-    "ALTER TABLE `%s`" DONE_COLUMNS(" ADD COLUMN IF NOT EXISTS ");
 
 static int lost_connection(unsigned e) {
   return e == CR_SERVER_GONE_ERROR || e == CR_SERVER_LOST ||
@@ -429,8 +420,8 @@ static int set_options(const mycfg *cfg, MYSQL *db, unsigned read_timeout,
 
 /* ---- the table's columns ------------------------------------------------
  *
- * A table made beforehand is checked after the statements prepared (so
- * every column is there) against information_schema (src/schema.c). */
+ * A table made beforehand is checked against information_schema
+ * (src/schema.c), also when a statement names a column it lacks. */
 
 static const char columns_sql[] =
     "SELECT COLUMN_NAME, DATA_TYPE, COALESCE(DATETIME_PRECISION, 0),"
@@ -503,8 +494,7 @@ static int setup_session(myconn *c, gm_error *err) {
            "SET SESSION innodb_lock_wait_timeout = %u, time_zone = '+00:00'",
            c->cfg->read_timeout);
   if (mysql_query(c->db, q)) return fail(c, NULL, "session setup", err);
-  snprintf(q, sizeof q, create_sql, c->cfg->table, LOCK_NAME_LEN, LOCK_ID_LEN,
-           LOCK_ID_LEN);
+  snprintf(q, sizeof q, create_sql, c->cfg->table);
   /* A user without CREATE may still use a table that exists: if the
    * statements below prepare, the table is there. A table that is there
    * needs no DDL (under Galera each one is a cluster-wide step that waits
@@ -516,26 +506,20 @@ static int setup_session(myconn *c, gm_error *err) {
   int create_failed = !exists && mysql_query(c->db, q) != 0;
   gm_error create_err;
   if (create_failed) fail(c, NULL, "create table", &create_err);
-  int upgraded = 0;
   for (int i = 0; i < NSTMT; i++) {
     c->st[i] = mysql_stmt_init(c->db);
     if (!c->st[i]) return fail(c, NULL, "statement init", err);
     snprintf(q, sizeof q, sql[i], c->cfg->table);
-    int rc = mysql_stmt_prepare(c->st[i], q, strlen(q));
-    if (rc && mysql_stmt_errno(c->st[i]) == ER_BAD_FIELD_ERROR && !upgraded) {
-      char alter[1024];
-      snprintf(alter, sizeof alter, upgrade_sql, c->cfg->table);
-      upgraded = 1;
-      if (mysql_query(c->db, alter) == 0)
-        rc = mysql_stmt_prepare(c->st[i], q, strlen(q));
+    if (mysql_stmt_prepare(c->st[i], q, strlen(q)) == 0) continue;
+    if (create_failed) {
+      *err = create_err;
+      return GM_ERR;
     }
-    if (rc) {
-      if (create_failed) {
-        *err = create_err;
-        return GM_ERR;
-      }
+    /* a column missing (a table made by hand): check_columns names it */
+    if (mysql_stmt_errno(c->st[i]) != ER_BAD_FIELD_ERROR ||
+        check_columns(c, err) == GM_OK)
       return fail(c, c->st[i], "prepare", err);
-    }
+    return GM_ERR;
   }
   return check_columns(c, err);
 }

@@ -927,6 +927,10 @@ static void test_force_token_limit(void) {
   " NOT NULL DEFAULT '', token " token " NOT NULL,"                           \
   " version VARCHAR(127) NOT NULL DEFAULT '', acquired_at " times             \
   " NOT NULL, renewed_at " times " NOT NULL, expires_at " times " NOT NULL"
+#define PREMADE_DONE                                                          \
+  ", done_at DATETIME(6) NULL, done_by VARBINARY(127) NOT NULL DEFAULT '',"  \
+  " done_token BIGINT NOT NULL DEFAULT 0, result TEXT NULL,"                 \
+  " instance BIGINT UNSIGNED NOT NULL DEFAULT 0"
 
 /* Opens table (made by sql_text first); GM_OK or GM_ERR with err. */
 static int open_premade(const char *table, const char *sql_text,
@@ -979,16 +983,22 @@ static void test_premade_tables(void) {
           "a table with %s is refused naming the column and the type: %s",
           refused[i].what, err.msg);
   }
-  int rc = open_premade("gm_ctest_premade",
-                        PREMADE_COLUMNS("TIMESTAMP(6)", "BIGINT",
-                                        "VARCHAR(200)") ")",
-                        &err);
+  /* no upgrade path: a table without the completion record or the
+   * instance key (made before they existed) is refused, naming one */
+  int rc = open_premade("gm_ctest_old", PREMADE_COLUMNS("DATETIME(6)",
+                        "BIGINT UNSIGNED", "VARBINARY(127)") ")", &err);
+  check(rc == GM_ERR && strstr(err.msg, "has no column 'done_at'"),
+        "a table without done_* and instance is refused naming the column: "
+        "%s", err.msg);
+  rc = open_premade("gm_ctest_premade",
+                    PREMADE_COLUMNS("TIMESTAMP(6)", "BIGINT", "VARCHAR(200)")
+                    PREMADE_DONE ")", &err);
   check(rc == GM_OK, "a right table made beforehand (TIMESTAMP(6), BIGINT, "
                      "VARCHAR) is used: %s",
         rc == GM_OK ? "" : err.msg);
   rc = open_premade("gm_ctest_extra",
                     PREMADE_COLUMNS("DATETIME(6)", "BIGINT UNSIGNED",
-                                    "VARBINARY(127)")
+                                    "VARBINARY(127)") PREMADE_DONE
                     ", note TEXT NULL, created DATETIME NULL,"
                     " hits INT NOT NULL DEFAULT 0)",
                     &err);
