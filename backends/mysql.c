@@ -182,16 +182,6 @@ enum {
   NSTMT
 };
 
-/* A lock this connection acquired: renew reports acquired_at from here, since
- * its one statement returns only the server's now. */
-#define HELD_MAX 16
-typedef struct held {
-  char name[GM_NAME_MAX]; /* "" when the slot is free */
-  char version[GM_ID_MAX];
-  uint64_t token;
-  int64_t acquired_at;
-} held;
-
 /* ---- wake-up: the types (the code is in the "wake-up" sections below) --
  *
  * A master holds a MariaDB user lock per election lock on its connection
@@ -220,8 +210,6 @@ typedef struct myconn {
   int galera;  /* @@wsrep_on: user locks are node-local, so none is used */
   MYSQL *db;
   MYSQL_STMT *st[NSTMT];
-  held held[HELD_MAX];
-  unsigned next_held;
   ulock *ul; /* the user locks this connection holds */
   size_t nul, capul;
   int owed;  /* how many of them are no longer wanted */
@@ -886,23 +874,6 @@ static int my_observe(void *p, const char *name, gm_row *out, gm_error *err) {
   return rc;
 }
 
-static held *held_find(myconn *c, const char *name) {
-  for (int i = 0; i < HELD_MAX; i++)
-    if (c->held[i].name[0] && strcmp(c->held[i].name, name) == 0)
-      return &c->held[i];
-  return NULL;
-}
-
-static void held_put(myconn *c, const char *name, const char *version,
-                     uint64_t token, int64_t acquired_at) {
-  held *h = held_find(c, name);
-  if (!h) h = &c->held[c->next_held++ % HELD_MAX];
-  gm_strlcpy(h->name, name, sizeof h->name);
-  gm_strlcpy(h->version, version, sizeof h->version);
-  h->token = token;
-  h->acquired_at = acquired_at;
-}
-
 /* The row as a successful write of this connection left it. */
 static int my_acquire(void *p, const gm_acquire_req *req, gm_row *out,
                       gm_error *err) {
@@ -929,7 +900,6 @@ static int my_acquire(void *p, const gm_acquire_req *req, gm_row *out,
   if (affected != 1) return GM_NOT;
   gm_row_written(out, req->owner, version, token, now, now, req->lease_us);
   out->instance = req->instance;
-  held_put(c, req->name, version, token, now);
   ulock_take(c, req->name, token);
   return GM_OK;
 }
@@ -950,24 +920,7 @@ static int my_renew(void *p, const char *name, const char *owner,
     return GM_NOT;
   }
   ulock_take(c, name, token);
-
-  /* Known unless this connection did not make the grant (a reconnect since):
-   * then read it once; the lease is ours, so the row is as we wrote it. */
-  held *h = held_find(c, name);
-  if (!h || h->token != token) {
-    gm_row row;
-    if (fetch_row(c, name, &row, err)) return GM_ERR;
-    if (row.exists && row.token == token && row.instance == instance &&
-        strcmp(row.owner, owner) == 0)
-      held_put(c, name, row.version, token, row.acquired_at);
-    h = held_find(c, name);
-  }
-  if (h && h->token == token)
-    gm_row_written(out, owner, h->version, token, h->acquired_at, now, lease_us);
-  else /* taken over between the two statements: a lease shorter than a
-        * round trip; the next renew reports the loss */
-    gm_row_written(out, owner, "", token, 0, now, lease_us);
-  out->instance = instance;
+  gm_row_written(out, owner, "", token, 0, now, lease_us); /* the times */
   return GM_OK;
 }
 
@@ -982,10 +935,7 @@ static int my_release(void *p, const char *name, const char *owner,
   if (rc != GM_OK) return rc;
   /* first the row, then the user lock: a follower it wakes finds it free */
   ulock_drop(c, name);
-  if (affected != 1) return GM_NOT;
-  held *h = held_find(c, name);
-  if (h && h->token == token) h->name[0] = '\0';
-  return GM_OK;
+  return affected == 1 ? GM_OK : GM_NOT;
 }
 
 static int my_complete(void *p, const char *name, const char *owner,
@@ -1013,8 +963,6 @@ static int my_force_release(void *p, const char *name, int now, gm_row *out,
                      (int64_t)(now != 0), name);
   if (rc != GM_OK) return rc;
   if (affected != 1) return GM_NOT;
-  held *h = held_find(c, name);
-  if (h) h->name[0] = '\0';
   ulock_drop(c, name);
   /* the decision was the write's; this read only reports the row */
   return fetch_row(c, name, out, err);
