@@ -192,13 +192,15 @@ enum {
  * the only truth. */
 
 #define ULOCK_KEY_MAX 32 /* "gomaster:" and 16 hex digits */
+/* The longest a master waits for its user lock, held by a watch for one
+ * statement: a master that misses it leaves the followers without a
+ * wake-up until its next renewal. */
+#define ULOCK_WAIT_US 20000
 
 /* A user lock the main connection holds. */
 typedef struct ulock {
-  uint64_t token; /* of the grant it was taken for */
-  int wanted; /* 0: the row is no longer ours; RELEASE_LOCK is still owed */
   char name[GM_NAME_MAX];
-  char key[ULOCK_KEY_MAX];
+  uint64_t token; /* of the grant it is held for; 0: an acquire under way */
 } ulock;
 
 /* Made by my_open, freed by my_close, used by one thread at a time. The
@@ -212,7 +214,6 @@ typedef struct myconn {
   MYSQL_STMT *st[NSTMT];
   ulock *ul; /* the user locks this connection holds */
   size_t nul, capul;
-  int owed;  /* how many of them are no longer wanted */
   MYSQL_STMT *wst; /* watch's statement, prepared on first use */
   unsigned read_timeout; /* whole seconds, as connected */
 } myconn;
@@ -261,11 +262,8 @@ static const char *const sql[NSTMT] = {
     [S_FORCE] = "UPDATE `%s` SET owner = '', token = token + 1, instance = 0, "
                 "expires_at = IF(? <> 0, " NOW ", GREATEST(expires_at, " NOW
                 ")) WHERE name = ? AND token < 9223372036854775807",
-    /* the user lock's name: waits 20 ms at most, for a watch that holds
-     * it for one statement (it takes and frees it in one), so that a new
-     * master does not miss it (followers would then fall back to reads
-     * until its next renewal) */
-    [S_ULOCK] = "SELECT GET_LOCK(?, 0.02)",
+    /* the user lock's name, the wait in µs (see ulock_take) */
+    [S_ULOCK] = "SELECT GET_LOCK(?, ? / 1000000)",
     [S_UNLOCK] = "SELECT RELEASE_LOCK(?)",
 };
 
@@ -799,78 +797,71 @@ static int select_int(MYSQL_STMT *st, long long *v, const char *fmt, ...) {
 
 static ulock *ulock_find(myconn *c, const char *name) {
   for (size_t i = 0; i < c->nul; i++)
-    if (strcmp(c->ul[i].name, name) == 0)
-      return &c->ul[i];
+    if (strcmp(c->ul[i].name, name) == 0) return &c->ul[i];
   return NULL;
 }
 
-/* Frees the user locks owed (their rows are no longer ours). One that does
- * not go stays owed and is tried again; a closed connection frees all. */
-static void ulock_flush(myconn *c) {
-  for (size_t i = c->nul; i-- > 0 && c->owed > 0;) {
-    /* 0 or NULL: not ours (any more) either */
-    if (c->ul[i].wanted) continue;
-    long long v;
-    if (select_int(c->st[S_UNLOCK], &v, "s", c->ul[i].key) != GM_OK) continue;
-    c->ul[i] = c->ul[--c->nul];
-    c->owed--;
-  }
+/* Runs GET_LOCK (waiting wait_us at most) or RELEASE_LOCK (wait_us < 0)
+ * on lock name's user lock: its value (1: taken or freed), or -1 when the
+ * statement failed. */
+static long long ulock_run(myconn *c, const char *name, int64_t wait_us) {
+  char key[ULOCK_KEY_MAX];
+  long long v;
+  lock_key(lock_hash(c->cfg, name), key);
+  int rc = wait_us < 0 ? select_int(c->st[S_UNLOCK], &v, "s", key)
+                       : select_int(c->st[S_ULOCK], &v, "si", key, wait_us);
+  return rc == GM_OK ? v : -1;
 }
 
-/* After a grant or a renewal of lock name: holds its user lock, unless a
- * watch holds it this instant (then the next renewal tries again). */
-static void ulock_take(myconn *c, const char *name, uint64_t token) {
-  if (c->galera) return; /* node-local there: it would wake nobody */
+/* Holds lock name's user lock (a statement only where not held yet):
+ * NULL when another session held it for wait_us (a watch holds it for
+ * one statement; a master paused past its lease keeps it) or under
+ * Galera (node-local there: it would wake nobody). */
+static ulock *ulock_take(myconn *c, const char *name, int64_t wait_us) {
   ulock *u = ulock_find(c, name);
-  if (u) {
-    if (!u->wanted) c->owed--;
-    u->wanted = 1;
-    u->token = token;
-    return;
-  }
+  if (u || c->galera) return u;
   if (c->nul == c->capul) {
     size_t cap = c->capul ? 2 * c->capul : 4;
     ulock *ul = realloc(c->ul, cap * sizeof *ul);
-    if (!ul) return;
+    if (!ul) return NULL;
     c->ul = ul;
     c->capul = cap;
   }
-  u = &c->ul[c->nul];
-  lock_key(lock_hash(c->cfg, name), u->key);
-  long long v;
-  if (select_int(c->st[S_ULOCK], &v, "s", u->key) != GM_OK || v != 1) return;
-  u->token = token;
-  u->wanted = 1;
+  if (ulock_run(c, name, wait_us) != 1) return NULL;
+  u = &c->ul[c->nul++];
   gm_strlcpy(u->name, name, sizeof u->name);
-  c->nul++;
+  u->token = 0;
+  return u;
 }
 
-/* After the row of lock name stopped being ours (released, lost, forced):
- * frees its user lock, so that a waiting follower wakes and finds the row
- * as it is now. */
+/* After a grant's renewal: holds its user lock (when a watch or a paused
+ * session kept it from the grant, this renewal tries again). */
+static void ulock_hold(myconn *c, const char *name, uint64_t token) {
+  ulock *u = ulock_take(c, name, ULOCK_WAIT_US);
+  if (u) u->token = token;
+}
+
+static void my_interrupt(void *p);
+
+/* Lock name's row is not ours (any more): frees its user lock, so that a
+ * waiting follower wakes and reads the row as it is now. A RELEASE_LOCK
+ * that fails ends the session, which frees it (the core then reconnects). */
 static void ulock_drop(myconn *c, const char *name) {
   ulock *u = ulock_find(c, name);
-  if (u && u->wanted) {
-    u->wanted = 0;
-    c->owed++;
-  }
-  if (c->owed) ulock_flush(c);
+  if (!u) return;
+  if (ulock_run(c, name, -1) < 0) my_interrupt(c);
+  *u = c->ul[--c->nul];
 }
-
-/* A follower here read lock name as r: a user lock still held for another
- * grant goes (a master that stepped down at its deadline, paused, and
- * found its lease taken over never renews or releases that grant again). */
-static void ulock_check(myconn *c, const char *name, const gm_row *r) {
-  ulock *u = ulock_find(c, name);
-  if (u && u->wanted && (!r->exists || r->token != u->token))
-    ulock_drop(c, name);
-}
-
 
 static int my_observe(void *p, const char *name, gm_row *out, gm_error *err) {
   if (check_len("lock name", name, LOCK_NAME_LEN, err)) return GM_ERR;
   int rc = fetch_row(p, name, out, err);
-  if (rc == GM_OK) ulock_check(p, name, out);
+  /* a user lock still held for another grant goes (a master that stepped
+   * down at its deadline, paused, and found its lease taken over never
+   * renews or releases that grant again) */
+  ulock *u = rc == GM_OK ? ulock_find(p, name) : NULL;
+  if (u && u->token && (!out->exists || out->token != u->token))
+    ulock_drop(p, name);
   return rc;
 }
 
@@ -888,6 +879,9 @@ static int my_acquire(void *p, const gm_acquire_req *req, gm_row *out,
       check_len("version", version, LOCK_ID_LEN, err))
     return GM_ERR;
   token = gm_new_token(req);
+  /* the user lock before the row (not waiting: that would delay the
+   * grant): a follower that reads the grant finds it held, and waits */
+  ulock *u = ulock_take(c, req->name, 0);
   if (!req->expect_exists)
     rc = run_write(c, S_INSERT, "acquire", &affected, &now, err, "sssuiu",
                    req->name, req->owner, version, token, req->lease_us,
@@ -896,11 +890,13 @@ static int my_acquire(void *p, const gm_acquire_req *req, gm_row *out,
     rc = run_write(c, S_TAKE, "acquire", &affected, &now, err, "susuisu",
                    req->owner, req->instance, version, token, req->lease_us,
                    req->name, req->expect_token);
+  if (rc == GM_OK && affected != 1) rc = GM_NOT;
+  if (!u && rc == GM_OK) u = ulock_take(c, req->name, ULOCK_WAIT_US);
+  if (u && rc == GM_OK) u->token = token;
+  else if (u && !u->token) ulock_drop(c, req->name); /* taken for this try */
   if (rc != GM_OK) return rc;
-  if (affected != 1) return GM_NOT;
   gm_row_written(out, req->owner, version, token, now, now, req->lease_us);
   out->instance = req->instance;
-  ulock_take(c, req->name, token);
   return GM_OK;
 }
 
@@ -919,7 +915,7 @@ static int my_renew(void *p, const char *name, const char *owner,
     ulock_drop(c, name);
     return GM_NOT;
   }
-  ulock_take(c, name, token);
+  ulock_hold(c, name, token);
   gm_row_written(out, owner, "", token, 0, now, lease_us); /* the times */
   return GM_OK;
 }
@@ -963,7 +959,6 @@ static int my_force_release(void *p, const char *name, int now, gm_row *out,
                      (int64_t)(now != 0), name);
   if (rc != GM_OK) return rc;
   if (affected != 1) return GM_NOT;
-  ulock_drop(c, name);
   /* the decision was the write's; this read only reports the row */
   return fetch_row(c, name, out, err);
 }
@@ -1033,7 +1028,7 @@ static int my_renew_many(void *p, gm_renew_req *q, size_t n, gm_error *err) {
         q[i].rc = GM_OK;
         q[i].renewed_at = q[i].now = now;
         q[i].expires_at = now + q[i].lease_us;
-        ulock_take(c, q[i].name, q[i].token); /* a statement where not held */
+        ulock_hold(c, q[i].name, q[i].token);
       }
       return GM_OK;
     }

@@ -837,6 +837,77 @@ static void test_wakeup(void) {
 /* A master that does not hold the user lock (it lost it with a
  * connection): watch says "may have changed" at once, which the core takes
  * as one read (it watches that lock again only after a new read). */
+/* The new master takes its user lock before it writes the grant, so a
+ * follower that reads the grant finds the user lock held and its watch
+ * waits (a watch that found it free would return at once, and the
+ * follower would miss the handover's wake-up until its retry). A
+ * transaction of the test holds the row's lock, so that the acquire's
+ * write waits: meanwhile the user lock is already the new master's. */
+typedef struct acquirer {
+  void *conn;
+  gm_acquire_req q;
+  gm_row r;
+  int rc, done;
+} acquirer;
+
+static void *acquire_main(void *arg) {
+  acquirer *a = arg;
+  gm_error err;
+  a->rc = ops->acquire(a->conn, &a->q, &a->r, &err);
+  __atomic_store_n(&a->done, 1, __ATOMIC_SEQ_CST);
+  return NULL;
+}
+
+static void *sql_main(void *q) {
+  sql(q, NULL, 0);
+  return NULL;
+}
+
+static void test_wakeup_before_row(void) {
+  void *cfg, *conn;
+  gm_error err;
+  gm_row r;
+  char name[128], key[64], marker[64], q[512];
+  lock_name(name, sizeof name, "order");
+  user_lock(key, sizeof key, name);
+  snprintf(marker, sizeof marker, "%s-rowlock", run);
+  if (open_with(NULL, NULL, &cfg, &conn, &err) != GM_OK) {
+    check(0, "user lock first: open (%s)", err.msg);
+    return;
+  }
+  gm_acquire_req a0 = req(name, "node-a", 0, 0, 0, 60000000);
+  int rc = ops->acquire(conn, &a0, &r, &err);
+  if (rc == GM_OK) rc = ops->release(conn, name, "node-a", 0, r.token, &err);
+  check(rc == GM_OK && !used(key), "user lock first: a free row");
+  snprintf(q, sizeof q,
+           "BEGIN; SELECT 1 FROM gomaster_locks WHERE name = '%s' FOR UPDATE;"
+           " DO GET_LOCK('%s', 0); DO SLEEP(1); COMMIT",
+           name, marker);
+  pthread_t th, ta;
+  pthread_create(&th, NULL, sql_main, q);
+  double t0 = mono();
+  while (!used(marker) && mono() - t0 < 5) {
+  }
+  acquirer ac = {.conn = conn, .q = req(name, "node-b", 1, r.token, 0,
+                                        60000000)};
+  pthread_create(&ta, NULL, acquire_main, &ac);
+  int held = 0;
+  t0 = mono();
+  while (!held && !__atomic_load_n(&ac.done, __ATOMIC_SEQ_CST) &&
+         mono() - t0 < 0.8)
+    held = used(key);
+  int early = !__atomic_load_n(&ac.done, __ATOMIC_SEQ_CST);
+  pthread_join(ta, NULL);
+  pthread_join(th, NULL);
+  check(held && early,
+        "user lock first: the new master holds it while its write waits "
+        "for the row (held %d, write still waiting %d)", held, early);
+  check(ac.rc == GM_OK && used(key), "user lock first: then the grant");
+  ops->release(conn, name, "node-b", 0, ac.r.token, &err);
+  check(!used(key), "user lock first: freed with the release");
+  close_conn(cfg, conn);
+}
+
 static void test_wakeup_free(void) {
   void *cfg, *cfg2, *conn, *conn2;
   gm_error err;
@@ -1095,6 +1166,7 @@ int main(void) {
   test_unreadable();
   test_thread();
   test_wakeup();
+  test_wakeup_before_row();
   test_wakeup_free();
   test_wakeup_reconnect();
   /* set by a runner that started the server with tests/servers/mariadb.sh */
