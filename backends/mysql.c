@@ -179,6 +179,7 @@ enum {
   S_FORCE,
   S_ULOCK,   /* the wake-up lock, see "wake-up" below */
   S_UNLOCK,
+  S_WAIT,    /* watch */
   NSTMT
 };
 
@@ -214,7 +215,6 @@ typedef struct myconn {
   MYSQL_STMT *st[NSTMT];
   ulock *ul; /* the user locks this connection holds */
   size_t nul, capul;
-  MYSQL_STMT *wst; /* watch's statement, prepared on first use */
   unsigned read_timeout; /* whole seconds, as connected */
 } myconn;
 
@@ -265,6 +265,12 @@ static const char *const sql[NSTMT] = {
     /* the user lock's name, the wait in µs (see ulock_take) */
     [S_ULOCK] = "SELECT GET_LOCK(?, ? / 1000000)",
     [S_UNLOCK] = "SELECT RELEASE_LOCK(?)",
+    /* 2: the user lock was free at once (nobody holds it: the master let
+     * go, or holds none); 1: it was held, then ours (and freed in the
+     * same statement, so the next watcher or the new master gets it at
+     * once); 0: still held after the wait (µs) */
+    [S_WAIT] = "SELECT IF(IS_FREE_LOCK(?), 2, IF(GET_LOCK(?, ? / 1000000), "
+               "RELEASE_LOCK(?), 0))",
 };
 
 _Static_assert(GM_NAME_MAX == 192 && GM_ID_MAX == 128 && GM_RESULT_MAX == 256,
@@ -354,7 +360,6 @@ static void my_close(void *p) {
   myconn *c = p;
   if (!c) return;
   free(c->ul);
-  if (c->wst) mysql_stmt_close(c->wst);
   for (int i = 0; i < NSTMT; i++)
     if (c->st[i]) mysql_stmt_close(c->st[i]);
   if (c->db) mysql_close(c->db);
@@ -1060,14 +1065,6 @@ static void read_timeout(myconn *c, unsigned s) {
     pv->methods->set_timeout(pv, PVIO_READ_TIMEOUT, (int)s);
 }
 
-/* 2: the user lock was free at once (nobody holds it: the master let go,
- * or holds none); 1: it was held, then ours (and freed in the same
- * statement, so the next watcher or the new master gets it at once); 0:
- * still held after the wait (µs, fractional seconds). */
-static const char wait_sql[] =
-    "SELECT IF(IS_FREE_LOCK(?), 2, IF(GET_LOCK(?, ? / 1000000), "
-    "RELEASE_LOCK(?), 0))";
-
 /* Blocks in GET_LOCK on lock name's user lock, on this connection (the
  * election connection or the core's wake-up one), for at most timeout_us
  * and WAIT_S: the statement's reads time out read_timeout after the wait,
@@ -1081,16 +1078,6 @@ static int my_watch(void *p, const char *name, int64_t timeout_us,
    * core does not watch the lock again until a follower read it, so the
    * followers poll (docs/galera.md) */
   if (c->galera) return GM_NOT;
-  if (!c->wst) {
-    c->wst = mysql_stmt_init(c->db);
-    if (!c->wst) return fail(c, NULL, "watch: statement init", err);
-    if (mysql_stmt_prepare(c->wst, wait_sql, strlen(wait_sql))) {
-      int rc = fail(c, c->wst, "watch: prepare", err);
-      mysql_stmt_close(c->wst);
-      c->wst = NULL;
-      return rc;
-    }
-  }
   int64_t most = WAIT_S * GM_US_PER_S;
   int64_t wait_us = timeout_us < most ? timeout_us : most;
   if (wait_us < 0) wait_us = 0;
@@ -1098,9 +1085,9 @@ static int my_watch(void *p, const char *name, int64_t timeout_us,
   lock_key(lock_hash(c->cfg, name), key);
   long long v;
   read_timeout(c, c->read_timeout + (unsigned)(wait_us / GM_US_PER_S) + 1);
-  int rc = select_int(c->wst, &v, "ssis", key, key, wait_us, key);
+  int rc = select_int(c->st[S_WAIT], &v, "ssis", key, key, wait_us, key);
   read_timeout(c, c->read_timeout);
-  if (rc != GM_OK) return fail(c, c->wst, "watch", err);
+  if (rc != GM_OK) return fail(c, c->st[S_WAIT], "watch", err);
   return v == 1 || v == 2 ? GM_OK : GM_NOT;
 }
 
