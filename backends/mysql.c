@@ -366,14 +366,12 @@ static void my_close(void *p) {
   free(c);
 }
 
-/* Sets cfg's options on db, with read_timeout in whole seconds (the waiter's
- * connection waits longer than cfg's). */
-static int set_options(const mycfg *cfg, MYSQL *db, unsigned read_timeout,
-                       gm_error *err) {
+/* Sets cfg's options on db. */
+static int set_options(const mycfg *cfg, MYSQL *db, gm_error *err) {
   my_bool off = 0, on = 1;
   int rc = mysql_optionsv(db, MYSQL_OPT_CONNECT_TIMEOUT,
                           &cfg->connect_timeout) ||
-           mysql_optionsv(db, MYSQL_OPT_READ_TIMEOUT, &read_timeout) ||
+           mysql_optionsv(db, MYSQL_OPT_READ_TIMEOUT, &cfg->read_timeout) ||
            mysql_optionsv(db, MYSQL_OPT_WRITE_TIMEOUT,
                           &cfg->write_timeout) ||
            /* the core reopens after any failure: a silent reconnect would
@@ -515,36 +513,6 @@ static int setup_session(myconn *c, gm_error *err) {
   return check_columns(c, err);
 }
 
-/* A connection to cfg's host hi and database with its options (timeouts,
- * TLS, credentials), read_timeout in whole seconds: NULL with err filled
- * when it failed. Both connections of a backend are made here. */
-static MYSQL *connect_db(const mycfg *cfg, unsigned hi, unsigned read_timeout,
-                         gm_error *err) {
-  MYSQL *db = mysql_init(NULL);
-  if (!db) {
-    gm_seterr(err, GM_E_NOMEM, "out of memory");
-    return NULL;
-  }
-  if (set_options(cfg, db, read_timeout, err)) goto fail;
-  if (!mysql_real_connect(db, cfg->h.hosts[hi], cfg->user, cfg->password,
-                          cfg->database, cfg->h.ports[hi], NULL,
-                          CLIENT_FOUND_ROWS)) {
-    connect_error(cfg, hi, db, err);
-    goto fail;
-  }
-  if (cfg->ssl >= SSL_REQUIRED && !mysql_get_ssl_cipher(db)) {
-    gm_seterr(err, GM_E_CONNECT,
-              "mysql: cannot connect to %s:%u: ssl_mode requires TLS and the "
-              "server did not encrypt the connection",
-              cfg->h.hosts[hi], cfg->h.ports[hi]);
-    goto fail;
-  }
-  return db;
-fail:
-  mysql_close(db);
-  return NULL;
-}
-
 /* Galera: @@wsrep_on (an error: a server without the variable, so no). */
 static int is_galera(MYSQL *db) {
   if (mysql_query(db, "SELECT @@wsrep_on")) return 0;
@@ -556,14 +524,33 @@ static int is_galera(MYSQL *db) {
   return on;
 }
 
-/* Connects c to host hi and sets its session up (gm_hosts_open tries
- * each host in turn). */
+/* Connects c to host hi with cfg's options (timeouts, TLS, credentials)
+ * and sets its session up (gm_hosts_open tries each host in turn). */
 static int open_host(void *p, unsigned hi, gm_error *err) {
   myconn *c = p;
+  const mycfg *cfg = c->cfg;
   c->hi = hi;
-  if (!(c->db = connect_db(c->cfg, hi, c->read_timeout, err))) return GM_ERR;
+  if (!(c->db = mysql_init(NULL))) {
+    gm_seterr(err, GM_E_NOMEM, "out of memory");
+    return GM_ERR;
+  }
+  if (set_options(cfg, c->db, err)) goto fail;
+  if (!mysql_real_connect(c->db, cfg->h.hosts[hi], cfg->user, cfg->password,
+                          cfg->database, cfg->h.ports[hi], NULL,
+                          CLIENT_FOUND_ROWS)) {
+    connect_error(cfg, hi, c->db, err);
+    goto fail;
+  }
+  if (cfg->ssl >= SSL_REQUIRED && !mysql_get_ssl_cipher(c->db)) {
+    gm_seterr(err, GM_E_CONNECT,
+              "mysql: cannot connect to %s:%u: ssl_mode requires TLS and the "
+              "server did not encrypt the connection",
+              cfg->h.hosts[hi], cfg->h.ports[hi]);
+    goto fail;
+  }
   c->galera = is_galera(c->db);
   if (setup_session(c, err) == GM_OK) return GM_OK;
+fail:
   for (int i = 0; i < NSTMT; i++)
     if (c->st[i]) mysql_stmt_close(c->st[i]);
   memset(c->st, 0, sizeof c->st);
@@ -572,9 +559,8 @@ static int open_host(void *p, unsigned hi, gm_error *err) {
   return GM_ERR;
 }
 
-/* A connection whose reads time out after read_timeout whole seconds. */
-static int open_conn(const mycfg *cfg, unsigned read_timeout, void **out,
-                     gm_error *err) {
+static int my_open(const void *p, void **out, gm_error *err) {
+  const mycfg *cfg = p;
   *out = NULL;
   pthread_once(&library_once, library_init);
   if (library_failed) {
@@ -591,11 +577,11 @@ static int open_conn(const mycfg *cfg, unsigned read_timeout, void **out,
    * close may run on the thread that drops the backend, so there is no
    * mysql_thread_end to pair with this. */
   mysql_thread_init();
-  c->read_timeout = read_timeout;
-  if (gm_hosts_open(&cfg->h, open_host, c, err)) goto fail;
-  *out = c;
-  return GM_OK;
-fail:
+  c->read_timeout = cfg->read_timeout;
+  if (gm_hosts_open(&cfg->h, open_host, c, err) == GM_OK) {
+    *out = c;
+    return GM_OK;
+  }
   my_close(c);
   return GM_ERR;
 }
@@ -1052,10 +1038,6 @@ static void my_interrupt(void *p) {
 /* ---- wake-up: watch ---------------------------------------------------- */
 
 #define WAIT_S 60 /* the longest GET_LOCK wait */
-
-static int my_open(const void *cfg, void **out, gm_error *err) {
-  return open_conn(cfg, ((const mycfg *)cfg)->read_timeout, out, err);
-}
 
 /* The connection's read timeout, whole seconds (Connector/C's pvio: the
  * one place it is kept after the connect). */
