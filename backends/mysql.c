@@ -2,13 +2,8 @@
  * mysql.c: the MySQL/MariaDB backend, on the MySQL C API (MariaDB
  * Connector/C on Debian).
  *
- * One row per lock in a table (default gomaster_locks, created if missing):
- *
- *   name VARBINARY(191) PRIMARY KEY, owner VARBINARY(127), token BIGINT
- *   UNSIGNED, version VARBINARY(127), acquired_at, renewed_at, expires_at
- *   DATETIME(6) holding UTC_TIMESTAMP(6) of the server; the completion
- *   record of a one-time task: done_at, done_by, done_token, result; and
- *   instance BIGINT UNSIGNED, the key of the elector instance granted it.
+ * One row per lock in a table (default gomaster_locks, created if missing
+ * as create_sql says), its times UTC_TIMESTAMP(6) of the server.
  *
  * Binary strings compare byte for byte: no collation folds case, pads spaces
  * or mangles quotes, backslashes or UTF-8 in lock names.
@@ -74,9 +69,6 @@ enum ssl_mode {
 
 static const char *const ssl_modes[] = {
     "disabled", "preferred", "required", "verify_ca", "verify_identity", NULL};
-
-/* Host lists (src/hosts.c): a lost connection (or a Galera node outside
- * the primary component, 1047) moves the list on. */
 
 /* Made by my_parse, freed by my_free_cfg. */
 typedef struct mycfg {
@@ -302,7 +294,9 @@ static int lost_connection(unsigned e) {
 #define ER_WSREP_NOT_PREPARED ER_UNKNOWN_COM_ERROR /* 1047 */
 
 
-/* err for a failed call on the connection or one statement of it. */
+/* err for a failed call on the connection or one statement of it; a lost
+ * connection (or a Galera node outside the primary component) moves the
+ * host list on (src/hosts.c). */
 static int fail(myconn *c, MYSQL_STMT *st, const char *what, gm_error *err) {
   unsigned e = st ? mysql_stmt_errno(st) : mysql_errno(c->db);
   int gone = lost_connection(e) || e == ER_WSREP_NOT_PREPARED;
