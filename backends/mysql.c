@@ -740,10 +740,13 @@ static int fetch_row(myconn *c, const char *name, gm_row *row,
 
 /* ---- wake-up: the master's user locks ----------------------------------- */
 
-/* FNV-1a (64 bits) of database, table and lock name, NUL between them (no
+/* The user lock's name, 25 bytes whatever the lock's name (MySQL takes at
+ * most 64), bound as a parameter like every value: "gomaster:" and the
+ * FNV-1a (64 bits) of database, table and lock name, NUL between them (no
  * part can hold a NUL): the user-lock namespace is the whole server's. A
  * collision only makes two locks share a wake-up. */
-static uint64_t lock_hash(const mycfg *cfg, const char *name) {
+static void lock_key(const mycfg *cfg, const char *name,
+                     char key[ULOCK_KEY_MAX]) {
   const char *parts[3] = {cfg->database, cfg->table, name};
   uint64_t h = 0xcbf29ce484222325u;
   for (int i = 0; i < 3; i++)
@@ -751,13 +754,7 @@ static uint64_t lock_hash(const mycfg *cfg, const char *name) {
       h = (h ^ *p) * 0x100000001b3u;
       if (!*p) break;
     }
-  return h;
-}
-
-/* The user lock's name, 25 bytes whatever the lock's name (MySQL takes
- * at most 64); bound as a parameter like every value. */
-static void lock_key(uint64_t hash, char key[ULOCK_KEY_MAX]) {
-  snprintf(key, ULOCK_KEY_MAX, "gomaster:%016" PRIx64, hash);
+  snprintf(key, ULOCK_KEY_MAX, "gomaster:%016" PRIx64, h);
 }
 
 /* Runs a prepared SELECT of one integer (NULL: -1) with the parameters of
@@ -792,7 +789,7 @@ static ulock *ulock_find(myconn *c, const char *name) {
 static long long ulock_run(myconn *c, const char *name, int64_t wait_us) {
   char key[ULOCK_KEY_MAX];
   long long v;
-  lock_key(lock_hash(c->cfg, name), key);
+  lock_key(c->cfg, name, key);
   int rc = wait_us < 0 ? select_int(c->st[S_UNLOCK], &v, "s", key)
                        : select_int(c->st[S_ULOCK], &v, "si", key, wait_us);
   return rc == GM_OK ? v : -1;
@@ -1058,7 +1055,7 @@ static int my_watch(void *p, const char *name, int64_t timeout_us,
   int64_t wait_us = timeout_us < most ? timeout_us : most;
   if (wait_us < 0) wait_us = 0;
   char key[ULOCK_KEY_MAX];
-  lock_key(lock_hash(c->cfg, name), key);
+  lock_key(c->cfg, name, key);
   long long v;
   read_timeout(c, c->read_timeout + (unsigned)(wait_us / GM_US_PER_S) + 1);
   int rc = select_int(c->st[S_WAIT], &v, "ssis", key, key, wait_us, key);
