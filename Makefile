@@ -158,7 +158,7 @@ $(CORELIB): $(CORE_OBJ) $(REG_LIB) $(MONGO_OBJ)
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^
 
-$(BUILD)/tests/%: tests/c/%.c tests/c/scripted.h tests/c/check.h $(CORELIB)
+$(BUILD)/tests/%: tests/c/%.c tests/c/scripted.h tests/c/check.h tests/c/backend_test.h $(CORELIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) $(BACKEND_CFLAGS) -Isrc -Itests/c -o $@ $< $(CORELIB) $(BACKEND_LIBS) $(MONGO_LIBS) -lm $(LDFLAGS)
 

@@ -514,14 +514,14 @@ static int sq_open(const void *p, void **out, gm_error *err) {
            c->table);
   /* Several processes opening a new file at once: switching it to WAL
    * needs a lock that SQLite may refuse at once, without its busy handler.
-   * Retry for as long as the busy timeout allows. */
-  int made;
-  int64_t give_up = boot_us() + (int64_t)c->busy_ms * 1000;
-  while ((made = exec(s, sql, err)) != GM_OK &&
-         (sqlite3_errcode(s->db) & 0xff) == SQLITE_BUSY &&
-         boot_us() < give_up) {
-    struct timespec nap = {0, 10 * 1000000L};
-    nanosleep(&nap, NULL);
+   * That is a lost race (GM_E_CONFLICT): the core opens again soon. */
+  int made = exec(s, sql, err);
+  if (made != GM_OK && (sqlite3_errcode(s->db) & 0xff) == SQLITE_BUSY) {
+    char msg[GM_ERRMSG_MAX];
+    snprintf(msg, sizeof msg, "%s", err->msg);
+    gm_seterr(err, GM_E_CONFLICT, "%s (database '%s')", msg, c->path);
+    sq_close(s);
+    return GM_ERR;
   }
   /* A table made before `holder` or `instance` gets them; "duplicate
    * column" is the common answer and fine. */

@@ -12,12 +12,12 @@ DEMO="gcc make pkg-config libsqlite3-dev lua5.4 liblua5.4-dev"
 OPENRESTY="$DEMO luajit2 libluajit2-5.1-dev nginx-light libnginx-mod-http-lua
 lua-resty-core lua-resty-lrucache curl"
 # make test (also chaos, fuzz, bench): every backend, both interpreters, the
-# servers, the tools of the integration tests, luarocks and Lua 5.1 for the
-# rockspec.
+# servers (galera-4 and rsync for the 3-node Galera cluster), the tools of
+# the integration tests, luarocks and Lua 5.1 for the rockspec.
 TEST="$OPENRESTY sqlite3 lua-busted lua-dkjson default-libmysqlclient-dev
 mariadb-server libmongoc-dev libbson-dev python3-mockupdb valgrind clang
 luarocks lua5.1 liblua5.1-0-dev python3-prometheus-client postgresql pgbouncer
-libpq-dev util-linux bsdutils redis-server libhiredis-dev"
+libpq-dev util-linux bsdutils redis-server libhiredis-dev galera-4 rsync"
 
 list=0
 if [ "${1:-}" = "--list" ]; then

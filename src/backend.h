@@ -29,7 +29,10 @@
  *   Conflict: a lost race (a racing insert's duplicate key, a cluster's
  *           certification failure) is GM_NOT, or GM_ERR with code
  *           GM_E_CONFLICT, which the core takes as GM_NOT: never reported
- *           through on_error, the connection kept.
+ *           through on_error, the connection kept. From open, GM_E_CONFLICT
+ *           is a set-up that lost a race with another process (SQLite
+ *           switching a new file to WAL): the core opens again 10 ms later,
+ *           for up to 5 s, so no backend sleeps.
  */
 #ifndef GOMASTER_BACKEND_H
 #define GOMASTER_BACKEND_H

@@ -544,9 +544,27 @@ gm_backend *gm_backend_new_url(const char *url, gm_error *err) {
 
 const char *gm_backend_describe(const gm_backend *b) { return b->desc; }
 
+/* How long a connection is tried again while its set-up loses races. */
+#define OPEN_RACE_NS (5 * GM_NS_PER_S)
+
+/* Opens a connection. A set-up that lost a race (GM_E_CONFLICT: SQLite
+ * switching a new file to WAL while another process does the same) is
+ * tried again every 10 ms for up to OPEN_RACE_NS, here, since backends
+ * never sleep; any other failure returns at once. */
+static int open_conn(gm_backend *b, void **conn, gm_error *err) {
+  int64_t until = gm_mono_ns() + OPEN_RACE_NS;
+  for (;;) {
+    int rc = b->ops->open(b->cfg, conn, err);
+    if (rc == GM_OK || err->code != GM_E_CONFLICT || gm_mono_ns() >= until)
+      return rc;
+    struct timespec nap = {0, 10 * GM_NS_PER_MS};
+    nanosleep(&nap, NULL);
+  }
+}
+
 int gm_backend_check(gm_backend *b, gm_error *err) {
   void *conn = NULL;
-  if (b->ops->open(b->cfg, &conn, err) != GM_OK) return GM_ERR;
+  if (open_conn(b, &conn, err) != GM_OK) return GM_ERR;
   b->ops->close(conn);
   return GM_OK;
 }
@@ -576,7 +594,7 @@ static int open_once(gm_backend *b, void **conn, int need, gm_error *err) {
               b->ops->name);
     return GM_ERR;
   }
-  return b->ops->open(b->cfg, conn, err);
+  return open_conn(b, conn, err);
 }
 
 int gm_backend_read(gm_backend *b, const char *name, gm_lock_info *out,
@@ -722,7 +740,7 @@ static int ensure_conn(gm_backend *b, gm_elector *e) {
   if (b->conn) return GM_OK;
   if (gm_mono_ns() < b->reconnect_at) return GM_ERR;
   gm_error err = {0};
-  if (b->ops->open(b->cfg, &b->conn, &err) != GM_OK) {
+  if (open_conn(b, &b->conn, &err) != GM_OK) {
     b->conn = NULL;
     fail(b, e, &err);
     return GM_ERR;

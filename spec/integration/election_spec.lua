@@ -16,10 +16,7 @@ for _, be in ipairs(backends) do
       return c:start(n)
     end
 
-    after_each(function()
-      if c then c:shutdown() end
-      c = nil
-    end)
+    after_each(Cluster.shutdown_all)
 
     it("has exactly one master among three processes at any time", function()
       start_cluster(3)

@@ -10,14 +10,16 @@
 local gomaster = require("gomaster")
 local core = require("gomaster.core")
 local Cluster = require("support.cluster")
+local S = require("support.servers")
 
 local url, why = require("support.backends").url_for("GOMASTER_TEST_MONGO_URL", "mongodb")
 if not url then
   describe("mongodb backend #mongo", function() pending(why) end)
   return
 end
-local server_dir = os.getenv("GOMASTER_TEST_MONGO_DIR")
-local root = os.getenv("GOMASTER_ROOT") or "."
+-- tests/servers/mongo.sh restart|stepclock on the stand-in.
+local server, server_dir = S.script("mongo", "GOMASTER_TEST_MONGO_DIR", "bash")
+local standin_it = server_dir and it or pending
 
 local L = 1.5 -- lease; the other timings follow it
 local H, P = L / 5, L / 5
@@ -35,21 +37,7 @@ local function mkurl(o)
   return scheme .. (o.user and (o.user .. ":" .. PASSWORD_ENC .. "@") or "") .. h .. p
 end
 
-local function assert_no_password(s)
-  assert.is_nil(s:find(PASSWORD, 1, true), "password in: " .. s)
-  assert.is_nil(s:find(PASSWORD_ENC, 1, true), "encoded password in: " .. s)
-  assert.is_nil(s:find("s3cr3t", 1, true), "part of the password in: " .. s)
-end
-
--- tests/servers/mongo.sh restart|stepclock on the stand-in.
-local function server(...)
-  local args = {}
-  for i, a in ipairs{ ... } do args[i] = ("%q"):format(tostring(a)) end
-  local r = os.execute(("bash %q/tests/servers/mongo.sh %s %q %s >/dev/null")
-    :format(root, args[1], server_dir, table.concat(args, " ", 2)))
-  return r == true or r == 0
-end
-local standin_it = (server_dir and server_dir ~= "") and it or pending
+local assert_no_password = S.no_password(PASSWORD, PASSWORD_ENC, "s3cr3t")
 
 describe("mongodb backend #mongo", function()
   local c
@@ -59,10 +47,7 @@ describe("mongodb backend #mongo", function()
     return c:start(n)
   end
 
-  after_each(function()
-    if c then c:shutdown() end
-    c = nil
-  end)
+  after_each(Cluster.shutdown_all)
 
   it("refuses a bad URL, an unreachable server and wrong credentials clearly", function()
     local cases = {
@@ -74,15 +59,7 @@ describe("mongodb backend #mongo", function()
       { "closed port", mkurl{ user = "gm", port = 1, query = "timeout=0.5" }, ":1" },
       { "wrong credentials", mkurl{ user = "gm_nobody" }, "Authentication failed" },
     }
-    for _, case in ipairs(cases) do
-      local t0 = core.now()
-      local m, err = gomaster.new{ backend = case[2], name = "errors" }
-      assert.is_nil(m, case[1])
-      assert.is_string(err, case[1])
-      assert.is_truthy(err:find(case[3], 1, true), case[1] .. ": " .. err)
-      assert.is_true(core.now() - t0 < 3, case[1] .. " took too long")
-      assert_no_password(err)
-    end
+    S.refused(cases, assert_no_password, 3)
     -- a good one describes itself without the password
     local b = assert(gomaster.backend(mkurl{ query = "collection=gomaster_spec" }))
     local s = tostring(b)
@@ -138,16 +115,7 @@ describe("mongodb backend #mongo", function()
       c:run_for(L)
     end
     c:run_for(L)
-    local now_m, now_token = c:master()
-    assert.equal(m, now_m, "the master changed")
-    assert.equal(token, now_token)
-    for _, n in ipairs(c.nodes) do
-      local s = c:first_of(n, "stop", t)
-      assert.is_nil(s, s and ("node%d: %s"):format(n.i, s.line))
-      local e = c:first_of(n, "start", t)
-      assert.is_nil(e, e and ("node%d: %s"):format(n.i, e.line))
-    end
-    assert.is_nil(c:overlap())
+    c:assert_steady(m, token, t)
   end)
 
   it("hands over at once after stop(), long before the retry (the release event)", function()

@@ -9,14 +9,16 @@
 local gomaster = require("gomaster")
 local core = require("gomaster.core")
 local Cluster = require("support.cluster")
+local S = require("support.servers")
 
 local url, why = require("support.backends").url_for("GOMASTER_TEST_MYSQL_URL", "mysql")
 if not url then
   describe("mysql backend #mysql", function() pending(why) end)
   return
 end
-local server_dir = os.getenv("GOMASTER_TEST_MARIADB_DIR")
-local root = os.getenv("GOMASTER_ROOT") or "."
+-- tests/servers/mariadb.sh restart|pause|resume on the test server.
+local server, server_dir = S.script("mariadb", "GOMASTER_TEST_MARIADB_DIR")
+local server_it = server_dir and it or pending
 
 local L = 1.5 -- lease; the other timings follow it
 local H, D, P = L / 5, 3 * L / 5, L / 5
@@ -24,36 +26,15 @@ local H, D, P = L / 5, 3 * L / 5, L / 5
 local user, pw_enc, host, port, db =
   url:match("^mysql://([^:/@]+):([^@]*)@([^:/]+):(%d+)/([%w_]+)$")
 assert(user, "GOMASTER_TEST_MYSQL_URL: expected mysql://user:password@host:port/db")
-local password = pw_enc:gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end)
+local password = S.unescape(pw_enc)
 
 local function mkurl(o)
   return ("mysql://%s:%s@%s:%s/%s%s"):format(user, o.pw or pw_enc, host,
     o.port or port, o.db or db, o.query or "")
 end
 
-local function assert_no_password(s)
-  assert.is_nil(s:find(password, 1, true), "password in: " .. s)
-  assert.is_nil(s:find(pw_enc, 1, true), "encoded password in: " .. s)
-end
-
--- tests/servers/mariadb.sh restart|pause|resume on the test server.
-local function server(cmd)
-  local r = os.execute(("sh %q/tests/servers/mariadb.sh %s %q >/dev/null")
-    :format(root, cmd, server_dir))
-  return r == true or r == 0
-end
-local server_it = (server_dir and server_dir ~= "") and it or pending
-
--- Every "error" line the nodes logged (on_error messages).
-local function errors(c)
-  local list = {}
-  for _, n in ipairs(c.nodes) do
-    for _, e in ipairs(c:events(n)) do
-      if e.kind == "error" then list[#list + 1] = e.line end
-    end
-  end
-  return list
-end
+local assert_no_password = S.no_password(password, pw_enc)
+local errors = S.errors
 
 -- Waits in this process until pred() or the timeout, dispatching m's events.
 local function wait_until(m, pred, timeout, what)
@@ -72,10 +53,7 @@ describe("mysql backend #mysql", function()
     return c:start(n)
   end
 
-  after_each(function()
-    if c then c:shutdown() end
-    c = nil
-  end)
+  after_each(Cluster.shutdown_all)
 
   it("refuses a wrong password, database, port or table name with a clear error", function()
     local cases = {
@@ -85,13 +63,7 @@ describe("mysql backend #mysql", function()
       { "table name", mkurl{ query = "?table=x%60%3B%20DROP%20TABLE%20y%3B%20--" }, "option 'table'" },
       { "unknown option", mkurl{ query = "?colour=blue" }, "unknown option 'colour'" },
     }
-    for _, case in ipairs(cases) do
-      local m, err = gomaster.new{ backend = case[2], name = "errors" }
-      assert.is_nil(m, case[1])
-      assert.is_string(err, case[1])
-      assert.is_truthy(err:find(case[3], 1, true), case[1] .. ": " .. err)
-      assert_no_password(err)
-    end
+    S.refused(cases, assert_no_password)
     -- the same from a table of options
     local b, err = gomaster.backend{ type = "mysql", host = host, port = tonumber(port),
                                      user = user, password = password .. "x", database = db }
@@ -191,16 +163,7 @@ describe("mysql backend #mysql", function()
     token = select(2, c:master())
     local t = core.now()
     c:run_for(seconds)
-    local now_m, now_token = c:master()
-    assert.equal(m, now_m, "the master changed")
-    assert.equal(token, now_token)
-    for _, n in ipairs(c.nodes) do
-      local s = c:first_of(n, "stop", t)
-      assert.is_nil(s, s and ("node%d: %s"):format(n.i, s.line))
-      local e = c:first_of(n, "start", t)
-      assert.is_nil(e, e and ("node%d: %s"):format(n.i, e.line))
-    end
-    assert.is_nil(c:overlap())
+    c:assert_steady(m, token, t)
   end)
 
   it("runs one statement per heartbeat on the master and per retry on a follower", function()
@@ -238,24 +201,7 @@ describe("mysql backend #mysql", function()
   it("hands over at stop() long before the retry: the user lock wakes followers", function()
     -- Followers of a live lease read the row once a retry (10 s here); the
     -- master's user lock, freed after its release, wakes them at once.
-    c = Cluster.new{ url = url, lease = 20, retry = 10 }
-    for _ = 1, 3 do c:spawn() end
-    local m = c:wait_for(function() return c:master() end, 10, "a master")
-    for round = 1, 2 do
-      c:run_for(0.5) -- the followers have read the row and wait on its user lock
-      local t = core.now()
-      c:stop_node(m)
-      local e = c:wait_for(function() return c:first("start", t, m) end, 5, "a new master")
-      local took = e.t - t
-      print(("  handover %d: on_start %.0f ms after stop() was asked (retry 10 s)")
-        :format(round, took * 1000))
-      assert.is_true(took < 2, ("handover took %.2f s"):format(took))
-      assert.is_nil(c:overlap())
-      m = c.nodes[e.node]
-    end
-    for _, n in ipairs(c.nodes) do
-      for _, e in ipairs(c:events(n)) do assert.is_true(e.kind ~= "error", e.line) end
-    end
+    c = Cluster.handover(url, 2)
   end)
 
   it("m:stop() on a follower: it never becomes master afterwards", function()

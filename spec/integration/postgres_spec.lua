@@ -8,6 +8,7 @@
 local core = require("gomaster.core")
 local Cluster = require("support.cluster")
 local backends = require("support.backends")
+local errors = require("support.servers").errors
 
 local url, why = backends.url_for("GOMASTER_TEST_POSTGRES_URL", "postgres")
 if not url then
@@ -18,23 +19,10 @@ local bouncer = os.getenv("GOMASTER_TEST_PGBOUNCER_URL")
 local bouncer_it = (bouncer and bouncer ~= "") and it or pending
 local password = url:match("^postgres[%a]*://[^:]+:([^@]+)@")
 
-local function errors(c)
-  local list = {}
-  for _, n in ipairs(c.nodes) do
-    for _, e in ipairs(c:events(n)) do
-      if e.kind == "error" then list[#list + 1] = e.line end
-    end
-  end
-  return list
-end
-
 describe("postgres backend #postgres", function()
   local c
 
-  after_each(function()
-    if c then c:shutdown() end
-    c = nil
-  end)
+  after_each(Cluster.shutdown_all)
 
   it("is listed, and made from either scheme or a table", function()
     local gomaster = require("gomaster")
@@ -101,21 +89,7 @@ describe("postgres backend #postgres", function()
   it("hands over at stop() long before the retry: the release's notify wakes followers", function()
     -- Followers of a live lease read the row once a retry (10 s here); the
     -- release notifies in the same statement, and their LISTEN wakes them.
-    c = Cluster.new{ url = url, lease = 20, retry = 10 }
-    for _ = 1, 3 do c:spawn() end
-    local m = c:wait_for(function() return c:master() end, 10, "a master")
-    for round = 1, 2 do
-      c:run_for(0.5)
-      local t = core.now()
-      c:stop_node(m)
-      local e = c:wait_for(function() return c:first("start", t, m) end, 5, "a new master")
-      print(("  handover %d: on_start %.0f ms after stop() was asked (retry 10 s)")
-        :format(round, (e.t - t) * 1000))
-      assert.is_true(e.t - t < 2, ("handover took %.2f s"):format(e.t - t))
-      assert.is_nil(c:overlap())
-      m = c.nodes[e.node]
-    end
-    assert.same({}, errors(c))
+    c = Cluster.handover(url, 2)
   end)
 
   bouncer_it("elects and hands over through PgBouncer in transaction mode, polling", function()

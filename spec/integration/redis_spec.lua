@@ -9,53 +9,25 @@
 local gomaster = require("gomaster")
 local core = require("gomaster.core")
 local Cluster = require("support.cluster")
+local S = require("support.servers")
 
 local url, why = require("support.backends").url_for("GOMASTER_TEST_REDIS_URL", "redis")
 if not url then
   describe("redis backend #redis", function() pending(why) end)
   return
 end
-local server_dir = os.getenv("GOMASTER_TEST_REDIS_DIR")
+local server, server_dir = S.script("redis", "GOMASTER_TEST_REDIS_DIR")
+local server_it = server_dir and it or pending
 local root = os.getenv("GOMASTER_ROOT") or "."
 
 local L = 1.5 -- lease; the other timings follow it
 
 local pw_enc, host, port, db = url:match("^redis://:([^@]*)@([^:/]+):(%d+)/(%d+)$")
 assert(pw_enc, "GOMASTER_TEST_REDIS_URL: expected redis://:password@host:port/db")
-local password = pw_enc:gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end)
+local password = S.unescape(pw_enc)
 
-local function assert_no_password(s)
-  assert.is_nil(s:find(password, 1, true), "password in: " .. s)
-  assert.is_nil(s:find(pw_enc, 1, true), "encoded password in: " .. s)
-end
-
-local function server(cmd)
-  local r = os.execute(("sh %q/tests/servers/redis.sh %s %q >/dev/null")
-    :format(root, cmd, server_dir))
-  return r == true or r == 0
-end
-local server_it = (server_dir and server_dir ~= "") and it or pending
-
-local function errors(c)
-  local list = {}
-  for _, n in ipairs(c.nodes) do
-    for _, e in ipairs(c:events(n)) do
-      if e.kind == "error" then list[#list + 1] = e.line end
-    end
-  end
-  return list
-end
-
--- Starts m and waits (dispatching) until it is master, then closes it.
-local function master_once(m, timeout, what)
-  assert(m:start())
-  local t0 = core.now()
-  while not m:is_master() do
-    assert(core.now() - t0 < timeout, what)
-    m:wait(0.02)
-  end
-  m:close()
-end
+local assert_no_password = S.no_password(password, pw_enc)
+local errors, master_once = S.errors, S.master_once
 
 -- How many TCP connections process pid holds to the server (its sockets'
 -- inodes in /proc/net/tcp, established, remote port the server's).
@@ -80,10 +52,7 @@ end
 describe("redis backend #redis", function()
   local c
 
-  after_each(function()
-    if c then c:shutdown() end
-    c = nil
-  end)
+  after_each(Cluster.shutdown_all)
 
   it("refuses rediss://, a wrong password, a closed port and unknown options clearly", function()
     local cases = {
@@ -93,13 +62,7 @@ describe("redis backend #redis", function()
       { "closed port", ("redis://:%s@%s:1/%s"):format(pw_enc, host, db), host .. ":1" },
       { "unknown option", url .. "?colour=blue", "unknown option 'colour'" },
     }
-    for _, case in ipairs(cases) do
-      local m, err = gomaster.new{ backend = case[2], name = "errors" }
-      assert.is_nil(m, case[1])
-      assert.is_string(err, case[1])
-      assert.is_truthy(err:find(case[3], 1, true), case[1] .. ": " .. err)
-      assert_no_password(err)
-    end
+    S.refused(cases, assert_no_password)
     local b, err = gomaster.backend{ type = "redis", host = host, port = tonumber(port),
                                      password = password .. "x" }
     assert.is_nil(b)
@@ -154,45 +117,7 @@ describe("redis backend #redis", function()
   end)
 
   server_it("stop(), close() and __gc return at once with the server paused", function()
-    local BOUND = 0.2 -- the target is 50 ms; room for a loaded machine
-    local hung = url .. "?timeout=20"
-    local name = "stop-hung-" .. tostring(math.random(1, 1e9))
-    local ms = {}
-    for i = 1, 3 do
-      ms[i] = assert(gomaster.new{ backend = hung, name = name .. "-" .. i, lease = L })
-      assert(ms[i]:start())
-    end
-    local t0 = core.now()
-    for i = 1, 3 do
-      while not ms[i]:is_master() do
-        assert(core.now() - t0 < 10, "each elector became master of its lock")
-        ms[i]:wait(0.02)
-      end
-    end
-    assert.is_true(server("pause"), "SIGSTOP the server")
-    finally(function() server("resume") end)
-    os.execute("sleep 0.7") -- two heartbeats: every thread hangs in a renewal
-    local t = core.now()
-    ms[1]:stop()
-    local d_stop = core.now() - t
-    assert.is_false(ms[1]:is_master(), "is_master() false once stop() returned")
-    t = core.now()
-    ms[2]:close()
-    local d_close = core.now() - t
-    ms[3] = nil
-    t = core.now()
-    collectgarbage()
-    collectgarbage()
-    local d_gc = core.now() - t
-    t = core.now()
-    ms[1]:close()
-    local d_close1 = core.now() - t
-    print(("  paused server, timeout 20 s: stop() %.1f ms, close() %.1f ms, __gc %.1f ms, "
-      .. "close() after stop() %.1f ms"):format(d_stop * 1e3, d_close * 1e3, d_gc * 1e3, d_close1 * 1e3))
-    for what, d in pairs{ ["stop()"] = d_stop, ["close()"] = d_close, __gc = d_gc,
-                          ["close() after stop()"] = d_close1 } do
-      assert.is_true(d < BOUND, ("%s took %.3f s"):format(what, d))
-    end
+    S.stop_hung(url .. "?timeout=20", server, L, "timeout 20 s")
   end)
 
   server_it("keeps tokens growing through a restart that keeps nothing", function()
@@ -253,17 +178,8 @@ describe("redis backend #redis", function()
     return Cluster.sh(("sh %q/tests/servers/redis.sh cli %q %s 2>&1")
       :format(root, server_dir, table.concat(args, " ")))
   end
-  local function elector(name)
-    local log = { errors = {}, starts = 0 }
-    local m = assert(gomaster.new{ backend = url, name = name, lease = L, retry = RETRY,
-      on_error = function(_, e) log.errors[#log.errors + 1] = e end,
-      on_start = function() log.starts = log.starts + 1 end })
-    return m, log
-  end
-  local function run(m, seconds)
-    local t0 = core.now()
-    while core.now() - t0 < seconds do m:wait(0.05) end
-  end
+  local function elector(name) return S.elector(url, name, L, RETRY) end
+  local run = S.run
   local function make_hash(name) master_once(elector(name), 10, "became master") end
   local cases = {
     { "a far-future expiry", { "owner", "ghost", "expires_at", "253402214400000000" }, "ends more than one lease" },

@@ -4,8 +4,8 @@
 -- retry at most, and never becomes master on a row it cannot trust. The
 -- rows are edited with the database's own command-line client.
 local gomaster = require("gomaster")
-local core = require("gomaster.core")
 local Cluster = require("support.cluster")
+local S = require("support.servers")
 
 local LEASE, RETRY = 1.5, 0.3
 local INT64_MAX = "9223372036854775807"
@@ -56,32 +56,11 @@ if purl then
 end
 
 -- An elector in this process, logging its errors.
-local function elector(t, name)
-  local log = { errors = {}, starts = 0 }
-  local m = assert(gomaster.new{
-    backend = t.url, name = name, lease = LEASE, retry = RETRY,
-    on_error = function(_, e) log.errors[#log.errors + 1] = e end,
-    on_start = function() log.starts = log.starts + 1 end,
-  })
-  return m, log
-end
-
-local function run(m, seconds)
-  local t0 = core.now()
-  while core.now() - t0 < seconds do m:wait(0.05) end
-end
+local function elector(t, name) return S.elector(t.url, name, LEASE, RETRY) end
+local run = S.run
 
 -- A lock taken and released by an elector, so that its row exists.
-local function make_row(t, name)
-  local m = elector(t, name)
-  assert(m:start())
-  local t0 = core.now()
-  while not m:is_master() do
-    assert(core.now() - t0 < 10, "became master")
-    m:wait(0.02)
-  end
-  m:close()
-end
+local function make_row(t, name) S.master_once(elector(t, name), 10, "became master") end
 
 local function count_matching(list, pat)
   local n = 0

@@ -2,9 +2,11 @@
 -- reads back what each believed. Times are CLOCK_MONOTONIC seconds
 -- (core.now()), the same clock in every process of the host.
 local core = require("gomaster.core")
+local assert = require("luassert") -- busted's, which a module does not see
 
 local Cluster = {}
 Cluster.__index = Cluster
+local live = {} -- made and not yet shut down by shutdown_all
 
 local root = os.getenv("GOMASTER_ROOT") or "."
 local interp = jit and "luajit" or ("lua" .. _VERSION:match("%d+%.%d+"))
@@ -35,6 +37,7 @@ function Cluster.new(o)
   self.name = o.name or ("spec-" .. tostring(math.random(1, 1e9)))
   self.lease, self.retry = o.lease or 1.5, o.retry
   self.id = o.id
+  live[#live + 1] = self
   return self
 end
 
@@ -97,6 +100,15 @@ function Cluster:shutdown()
   if not os.getenv("GOMASTER_KEEP") then os.execute(("rm -rf %q"):format(self.dir)) end
 end
 
+--- Shuts down every cluster made since the last call: a describe block's
+-- after_each(Cluster.shutdown_all).
+function Cluster.shutdown_all()
+  for i = #live, 1, -1 do
+    live[i]:shutdown()
+    live[i] = nil
+  end
+end
+
 --- The parsed log of one node: a list of { t = time, kind = ..., ... }.
 function Cluster:events(node)
   local list = {}
@@ -122,6 +134,47 @@ function Cluster:start(n)
   local m = self:wait_for(function() return self:master() end, 10, "a master")
   self:run_for(3 * self.lease / 5)
   return m
+end
+
+--- Asserts that node m is still master with token, that no node stopped or
+-- started being master since t, and that no two beliefs overlapped.
+function Cluster:assert_steady(m, token, t)
+  local now_m, now_token = self:master()
+  assert.equal(m, now_m, "the master changed")
+  assert.equal(token, now_token)
+  for _, n in ipairs(self.nodes) do
+    local s = self:first_of(n, "stop", t)
+    assert.is_nil(s, s and ("node%d: %s"):format(n.i, s.line))
+    local e = self:first_of(n, "start", t)
+    assert.is_nil(e, e and ("node%d: %s"):format(n.i, e.line))
+  end
+  assert.is_nil(self:overlap())
+end
+
+--- Three nodes on url with lease 20 s and retry 10 s (a follower of a live
+-- lease reads the row once a retry): each of `rounds` stop()s of the master
+-- hands over within 2 s, with no overlap and no error logged. Returns the
+-- cluster (for its shutdown).
+function Cluster.handover(url, rounds)
+  local c = Cluster.new{ url = url, lease = 20, retry = 10 }
+  for _ = 1, 3 do c:spawn() end
+  local m = c:wait_for(function() return c:master() end, 10, "a master")
+  for round = 1, rounds do
+    c:run_for(0.5) -- the followers have read the row and wait on its wake-up
+    local t = core.now()
+    c:stop_node(m)
+    local e = c:wait_for(function() return c:first("start", t, m) end, 5, "a new master")
+    local took = e.t - t
+    print(("  handover %d: on_start %.0f ms after stop() was asked (retry 10 s)")
+      :format(round, took * 1000))
+    assert.is_true(took < 2, ("handover took %.2f s"):format(took))
+    assert.is_nil(c:overlap())
+    m = c.nodes[e.node]
+  end
+  for _, n in ipairs(c.nodes) do
+    for _, e in ipairs(c:events(n)) do assert.is_true(e.kind ~= "error", e.line) end
+  end
+  return c
 end
 
 --- Lets time pass while the nodes run, for the properties that hold over a

@@ -66,6 +66,12 @@ static double mono_ms(void) {
   return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
 }
 
+static int64_t wall_us(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
 static void nap_ms(double ms) {
   struct timespec ts = {.tv_sec = (time_t)(ms / 1000),
                         .tv_nsec = (long)((ms - (time_t)(ms / 1000) * 1000) *
@@ -167,14 +173,19 @@ static void case_basic(void *a, void *b) {
   check(rc == GM_OK && !r.exists && r.now > 0,
         "%s: observe of a lock without a row: exists 0, now %" PRId64,
         T->label, r.now);
+  int64_t wall = wall_us(); /* a server's now is its wall clock */
+  if (T->env)
+    check(r.now > wall - 60000000 && r.now < wall + 60000000,
+          "%s: now is the server's, within a minute of this host's clock "
+          "(%" PRId64 " us apart)", T->label, r.now - wall);
   gm_acquire_req q = req(n, "node-a", 0, 0, 0, 11);
   rc = o->acquire(a, &q, &r, &err);
   check(rc == GM_OK && r.exists && r.token == 1 &&
             strcmp(r.owner, "node-a") == 0 && strcmp(r.version, "1.0") == 0 &&
             r.expires_at - r.renewed_at == L_US && r.acquired_at ==
-            r.renewed_at && r.now >= r.renewed_at && r.instance == 11,
-        "%s: acquire creates the row as written: token %" PRIu64
-        ", lease %" PRId64 " us, instance %" PRIu64 " %s",
+            r.renewed_at && r.now == r.renewed_at && r.instance == 11,
+        "%s: acquire creates the row as written, at the write's now: "
+        "token %" PRIu64 ", lease %" PRId64 " us, instance %" PRIu64 " %s",
         T->label, r.token, r.expires_at - r.renewed_at, r.instance, err.msg);
   rc = o->observe(b, n, &s, &err);
   check(rc == GM_OK && s.exists && s.token == r.token &&
@@ -195,8 +206,15 @@ static void case_basic(void *a, void *b) {
             t.expires_at == s.expires_at && t.renewed_at == s.renewed_at,
         "%s: after renew the row keeps token, acquired_at, version and "
         "instance, with the times renew reported %s", T->label, err.msg);
+  rc = o->renew(b, n, "node-a", 11, 1, L_US, &s, &err);
+  check(rc == GM_OK && s.expires_at - s.renewed_at == L_US,
+        "%s: the owner's renew on another connection than the grant's %s",
+        T->label, err.msg);
   rc = o->renew(b, n, "node-b", 11, 1, L_US, &s, &err);
   check(rc == GM_NOT, "%s: another owner's renew: GM_NOT", T->label);
+  rc = o->renew(a, n, "node-a", 11, 2, L_US, &s, &err);
+  check(rc == GM_NOT, "%s: renew with a token that is not the row's: GM_NOT",
+        T->label);
   rc = o->release(b, n, "node-b", 11, 1, &err);
   check(rc == GM_NOT, "%s: another owner's release: GM_NOT", T->label);
   rc = o->release(a, n, "node-a", 11, 1, &err);
@@ -254,6 +272,14 @@ static void case_takeover(void *a, void *b) {
         T->label);
   rc = o->release(a, n, "node-a", 21, 1, &err);
   check(rc == GM_NOT, "%s: nor its release", T->label);
+  rc = o->release(b, n, "node-b", 22, s.token - 1, &err);
+  check(rc == GM_NOT, "%s: the new holder's release with the old token: "
+        "GM_NOT", T->label);
+  gm_row t;
+  rc = o->observe(a, n, &t, &err);
+  check(rc == GM_OK && strcmp(t.owner, "node-b") == 0 &&
+            t.token == s.token && t.expires_at > t.now,
+        "%s: the new holder still holds the lock", T->label);
   o->release(b, n, "node-b", 22, s.token, &err);
 }
 
@@ -280,6 +306,10 @@ static void case_tokens(void *a, void *b) {
   check(rc == GM_OK && r.token == 101,
         "%s: min_token above the row's: min_token + 1 = %" PRIu64, T->label,
         r.token);
+  gm_row s;
+  rc = o->observe(b, n, &s, &err);
+  check(rc == GM_OK && s.token == 101 && strcmp(s.owner, "node-a") == 0,
+        "%s: token 101 stored", T->label);
   o->release(a, n, "node-a", 31, r.token, &err);
   q = req(n, "node-b", 1, 42, 0, 32);
   rc = o->acquire(b, &q, &r, &err);
@@ -306,6 +336,9 @@ static void case_instance(void *a, void *b) {
   if (o->complete) {
     rc = o->complete(b, n, "node", 1002, r.token, "x", &err);
     check(rc == GM_NOT, "%s: complete by another instance: GM_NOT", T->label);
+    rc = o->complete(b, n, "node", 0, r.token, "", &err);
+    check(rc == GM_OK, "%s: complete with instance 0 (a tool that knows only "
+          "the id) %s", T->label, err.msg);
   }
   rc = o->observe(b, n, &s, &err);
   check(rc == GM_OK && s.instance == 1001 && strcmp(s.owner, "node") == 0 &&

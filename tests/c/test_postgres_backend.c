@@ -9,42 +9,18 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
-#include "backend.h"
-#include "check.h"
-#include "url.h"
+#include "backend_test.h"
 
 extern const gm_backend_ops gm_postgres_ops;
-static const gm_backend_ops *ops = &gm_postgres_ops;
-
-static const char *test_url;
-static gm_url parts; /* the test URL split: user, password, host, port */
-static char run[32]; /* makes this run's lock names unique in the table */
-
-static const char *password(void) {
-  const char *pw = gm_kv_get(parts.kv, parts.n, "password");
-  return pw ? pw : "\x01 no password \x01";
-}
-
-static double mono(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-static void nap_ms(int ms) {
-  struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-  nanosleep(&ts, NULL);
-}
 
 /* url with "&extra" (or "?extra") appended; extra NULL: as it is. */
-static int open_url(const char *url, const char *extra, void **cfg,
+static int open_url(const char *base, const char *extra, void **cfg,
                     void **conn, gm_error *err) {
   char buf[1024];
-  snprintf(buf, sizeof buf, "%s%s%s", url, !extra ? "" : strchr(url, '?') ? "&" : "?",
-           extra ? extra : "");
+  snprintf(buf, sizeof buf, "%s%s%s", base,
+           !extra ? "" : strchr(base, '?') ? "&" : "?", extra ? extra : "");
   gm_url u;
   *cfg = *conn = NULL;
   memset(err, 0, sizeof *err);
@@ -55,11 +31,6 @@ static int open_url(const char *url, const char *extra, void **cfg,
   return ops->open(*cfg, conn, err);
 }
 
-static void close_conn(void *cfg, void *conn) {
-  if (conn) ops->close(conn);
-  if (cfg) ops->free_cfg(cfg);
-}
-
 /* The table form with the test server's parts, key set to value. */
 static int parse_table(const char *key, const char *value, void **cfg,
                        gm_error *err) {
@@ -68,7 +39,7 @@ static int parse_table(const char *key, const char *value, void **cfg,
   gm_kv kv[8];
   size_t n = 0;
   for (size_t i = 0; i < 5; i++) {
-    const char *v = gm_kv_get(parts.kv, parts.n, from[i]);
+    const char *v = gm_kv_get(url.kv, url.n, from[i]);
     if (v && !(key && strcmp(key, from[i]) == 0)) kv[n++] = (gm_kv){from[i], v};
   }
   if (key) kv[n++] = (gm_kv){key, value};
@@ -88,34 +59,8 @@ static int psql(const char *sql) {
   return pclose(f);
 }
 
-static void lock_name(char *buf, size_t len, const char *what) {
-  snprintf(buf, len, "%s-%s", run, what);
-}
-
-/* Each owner's instance key (the core draws a random one per elector). */
-static uint64_t key(const char *owner) {
-  uint64_t h = 0xcbf29ce484222325u;
-  for (const unsigned char *p = (const unsigned char *)owner; *p; p++)
-    h = (h ^ *p) * 0x100000001b3u;
-  return (h & (uint64_t)INT64_MAX) | 1;
-}
-
-static gm_acquire_req req(const char *name, const char *owner, int exists,
-                          uint64_t expect, uint64_t min, int64_t lease_us) {
-  return (gm_acquire_req){.name = name, .owner = owner, .version = "1.0",
-                          .lease_us = lease_us, .expect_exists = exists,
-                          .expect_token = expect, .min_token = min,
-                          .instance = key(owner)};
-}
-
-static void check_error(const char *what, int rc, const gm_error *err,
-                        int code, const char *needle) {
-  check(rc == GM_ERR, "%s: refused", what);
-  check(err->code == code, "%s: code %d (got %d)", what, code, err->code);
-  check(strstr(err->msg, needle) != NULL, "%s: message names the cause: %s",
-        what, err->msg);
-  check(strstr(err->msg, password()) == NULL, "%s: no password in message",
-        what);
+static int open_test_url(void **cfg, void **conn, gm_error *err) {
+  return open_url(test_url, NULL, cfg, conn, err);
 }
 
 static void test_options(void) {
@@ -193,136 +138,50 @@ static void test_connect_errors(void) {
   close_conn(cfg, conn);
 }
 
-static void test_acquire_renew_release(void *conn, void *conn2) {
+/* What PostgreSQL's grant does of its own (the rest of acquire, renew,
+ * release, takeover, tokens, instance keys and the grant's times is
+ * test_backend.c's): renewals kept to the microsecond. */
+static void test_times(void *conn, void *conn2) {
   gm_error err;
   gm_row r, o;
   char name[128];
   const int64_t lease = 5000000;
   lock_name(name, sizeof name, "basic");
 
-  int rc = ops->observe(conn, name, &o, &err);
-  check(rc == GM_OK && !o.exists && o.now > 0, "observe of a new lock: no row");
   gm_acquire_req a = req(name, "node-a", 0, 0, 0, lease);
-  rc = ops->acquire(conn, &a, &r, &err);
-  check(rc == GM_OK && r.token == 1 && strcmp(r.owner, "node-a") == 0 &&
-            strcmp(r.version, "1.0") == 0,
-        "insert-if-absent takes a new lock with token 1 (rc %d %s)", rc,
-        rc == GM_ERR ? err.msg : "");
-  check(r.acquired_at == r.now && r.renewed_at == r.now &&
-            r.expires_at == r.now + lease && r.now >= o.now,
-        "acquire reports the statement's server time, expiry = now + lease");
-  int64_t acquired = r.acquired_at;
-
-  gm_acquire_req b = req(name, "node-b", 0, 0, 0, lease);
-  rc = ops->acquire(conn2, &b, &r, &err);
-  check(rc == GM_NOT, "a second insert of the same lock is GM_NOT");
-  rc = ops->observe(conn2, name, &o, &err);
-  check(rc == GM_OK && o.exists && strcmp(o.owner, "node-a") == 0 &&
-            o.token == 1 && o.acquired_at == acquired &&
-            o.expires_at == acquired + lease && o.now >= acquired,
-        "observe reads the row as written");
-
-  rc = ops->renew(conn2, name, "node-a", key("node-a"), 1, lease, &r, &err);
-  check(rc == GM_OK && r.acquired_at == acquired && r.token == 1 &&
-            r.renewed_at > acquired && r.expires_at == r.renewed_at + lease &&
-            strcmp(r.version, "1.0") == 0,
-        "renew (any connection) returns the row: %s", rc ? err.msg : "");
-  int64_t first = r.renewed_at;
-  rc = ops->observe(conn2, name, &o, &err);
-  check(rc == GM_OK && o.instance == key("node-a") && r.instance == o.instance,
-        "the row carries the grant's instance key");
-  /* the same id, another elector instance: another node */
-  check(ops->renew(conn2, name, "node-a", key("node-a") ^ 2, 1, lease, &r,
-                   &err) == GM_NOT,
-        "renew with the id but another instance key: GM_NOT");
-  check(ops->release(conn2, name, "node-a", key("node-a") ^ 2, 1, &err) ==
-            GM_NOT,
-        "release with the id but another instance key: GM_NOT");
-  check(ops->complete(conn2, name, "node-a", key("node-a") ^ 2, 1, "x",
-                      &err) == GM_NOT,
-        "complete with the id but another instance key: GM_NOT");
-  check(ops->complete(conn2, name, "node-a", 0, 1, "", &err) == GM_OK,
-        "complete with instance 0 (a tool that knows only the id): any key");
-  rc = ops->renew(conn, name, "node-a", key("node-a"), 1, lease, &r, &err);
-  check(rc == GM_OK && r.renewed_at > first,
+  int rc = ops->acquire(conn, &a, &r, &err);
+  rc = rc == GM_OK
+           ? ops->renew(conn2, name, "node-a", inst("node-a"), 1, lease, &o,
+                        &err)
+           : rc;
+  rc = rc == GM_OK
+           ? ops->renew(conn, name, "node-a", inst("node-a"), 1, lease, &r,
+                        &err)
+           : rc;
+  check(rc == GM_OK && r.renewed_at > o.renewed_at,
         "renewals keep microseconds (%lld µs apart)",
-        (long long)(r.renewed_at - first));
-  check(ops->renew(conn, name, "node-a", key("node-a"), 2, lease, &r, &err) == GM_NOT,
-        "renew with a token that is not the row's: GM_NOT");
-  check(ops->renew(conn, name, "node-b", key("node-b"), 1, lease, &r, &err) == GM_NOT,
-        "renew by another owner: GM_NOT");
-  b = req(name, "node-b", 1, 1, 0, lease);
-  check(ops->acquire(conn2, &b, &r, &err) == GM_NOT,
-        "update-acquire of a live lease: GM_NOT (never before expiry)");
-  b = req(name, "node-b", 1, 7, 0, lease);
-  check(ops->acquire(conn2, &b, &r, &err) == GM_NOT,
-        "update-acquire expecting a wrong token: GM_NOT");
-
-  check(ops->release(conn, name, "node-b", key("node-b"), 1, &err) == GM_NOT,
-        "release by another owner: GM_NOT");
-  rc = ops->release(conn, name, "node-a", key("node-a"), 1, &err);
-  check(rc == GM_OK, "release by the owner: %s", rc ? err.msg : "");
-  rc = ops->observe(conn2, name, &o, &err);
-  check(rc == GM_OK && o.exists && o.owner[0] == '\0' && o.token == 1 &&
-            o.expires_at <= o.now,
-        "release keeps the row: owner '', token 1, expired");
-  check(ops->release(conn, name, "node-a", key("node-a"), 1, &err) == GM_NOT,
-        "a second release: GM_NOT");
-  b = req(name, "node-b", 1, 1, 0, lease);
-  rc = ops->acquire(conn2, &b, &r, &err);
-  check(rc == GM_OK && r.token == 2 && strcmp(r.owner, "node-b") == 0,
-        "update-acquire of a released row: token 2");
-  check(ops->release(conn, name, "node-a", key("node-a"), 1, &err) == GM_NOT,
-        "the old holder's late release does not free it");
+        (long long)(r.renewed_at - o.renewed_at));
+  ops->release(conn, name, "node-a", inst("node-a"), 1, &err);
 }
 
-static void test_expiry_and_tokens(void *conn, void *conn2) {
+/* The largest token: never wrapped, never a float. */
+static void test_token_limit(void *conn, void *conn2) {
   gm_error err;
   gm_row r, o;
   char name[128], sql[512];
-  lock_name(name, sizeof name, "expiry");
-
-  gm_acquire_req a = req(name, "node-a", 0, 0, 0, 300000); /* 300 ms */
-  int rc = ops->acquire(conn, &a, &r, &err);
-  check(rc == GM_OK && r.token == 1, "short lease taken");
-  gm_acquire_req b = req(name, "node-b", 1, 1, 0, 5000000);
-  int early = 0, polls = 0;
-  do { /* on the server's clock, not ours */
-    rc = ops->observe(conn2, name, &o, &err);
-    if (rc == GM_OK && o.now < o.expires_at - 50000)
-      early |= ops->acquire(conn2, &b, &r, &err) != GM_NOT;
-    polls++;
-  } while (rc == GM_OK && o.now < o.expires_at && polls < 100000);
-  check(!early, "never taken over before the server says it expired");
-  rc = ops->acquire(conn2, &b, &r, &err);
-  check(rc == GM_OK && r.token == 2,
-        "taken over once expired on the server's clock (%d polls)", polls);
-  check(ops->renew(conn, name, "node-a", key("node-a"), 1, 5000000, &r, &err) == GM_NOT,
-        "the old holder's renew after the takeover: GM_NOT");
-
-  lock_name(name, sizeof name, "min-token");
-  a = req(name, "node-a", 0, 0, 41, 5000000);
-  rc = ops->acquire(conn, &a, &r, &err);
-  check(rc == GM_OK && r.token == 42, "insert with min_token 41: token 42");
-  ops->release(conn, name, "node-a", key("node-a"), 42, &err);
-  b = req(name, "node-b", 1, 42, 100, 5000000);
-  rc = ops->acquire(conn2, &b, &r, &err);
-  check(rc == GM_OK && r.token == 101, "update with min_token 100: token 101");
-
-  /* the largest token: never wrapped, never a float */
   lock_name(name, sizeof name, "limit");
-  a = req(name, "node-a", 0, 0, 0, 5000000);
+  gm_acquire_req a = req(name, "node-a", 0, 0, 0, 5000000);
   ops->acquire(conn, &a, &r, &err);
   snprintf(sql, sizeof sql,
            "UPDATE gomaster_locks SET owner = '', token = 9223372036854775806, "
            "expires_at = clock_timestamp() "
            "WHERE name = '%s'", name);
   check(psql(sql) == 0, "token set to INT64_MAX - 1 by hand");
-  b = req(name, "node-b", 1, 9223372036854775806u, 0, 5000000);
-  rc = ops->acquire(conn2, &b, &r, &err);
+  gm_acquire_req b = req(name, "node-b", 1, 9223372036854775806u, 0, 5000000);
+  int rc = ops->acquire(conn2, &b, &r, &err);
   check(rc == GM_OK && r.token == 9223372036854775807u,
         "granted with token INT64_MAX: %llu", (unsigned long long)r.token);
-  ops->release(conn2, name, "node-b", key("node-b"), r.token, &err);
+  ops->release(conn2, name, "node-b", inst("node-b"), r.token, &err);
   b = req(name, "node-a", 1, 9223372036854775807u, 0, 5000000);
   rc = ops->acquire(conn, &b, &r, &err);
   check_error("grant past INT64_MAX", rc, &err, GM_E_DB, "largest");
@@ -360,42 +219,6 @@ static void test_running_release(void *conn, void *conn2) {
   check(rc == GM_OK && r.token == 2, "... until it ends on the server's clock");
 }
 
-static void test_complete_and_force(void *conn, void *conn2) {
-  gm_error err;
-  gm_row r, o;
-  char name[128];
-  lock_name(name, sizeof name, "once");
-
-  gm_acquire_req a = req(name, "node-a", 0, 0, 0, 5000000);
-  ops->acquire(conn, &a, &r, &err);
-  check(ops->complete(conn2, name, "node-b", key("node-b"), 1, "nope", &err) == GM_NOT,
-        "complete by another owner: GM_NOT");
-  int rc = ops->complete(conn, name, "node-a", key("node-a"), 1, "it's \"done\" \\ ok", &err);
-  check(rc == GM_OK, "complete by the holder: %s", rc ? err.msg : "");
-  rc = ops->observe(conn2, name, &o, &err);
-  check(rc == GM_OK && o.done_at > 0 && o.done_at <= o.now &&
-            strcmp(o.done_by, "node-a") == 0 && o.done_token == 1 &&
-            strcmp(o.result, "it's \"done\" \\ ok") == 0 &&
-            strcmp(o.owner, "node-a") == 0,
-        "the record is stored and the lock is unchanged");
-  int64_t lease_end = o.expires_at;
-  rc = ops->force_release(conn2, name, 0, &r, &err);
-  check(rc == GM_OK && r.exists && r.owner[0] == '\0' && r.token == 2 &&
-            r.expires_at == lease_end && r.expires_at > r.now,
-        "force_release frees the lock, fences the holder (token %llu) and "
-        "keeps its lease (%lld us left)",
-        (unsigned long long)r.token, (long long)(r.expires_at - r.now));
-  check(ops->renew(conn, name, "node-a", key("node-a"), 1, 5000000, &r, &err) == GM_NOT,
-        "the old holder's renew after force_release: GM_NOT");
-  rc = ops->force_release(conn2, name, 1, &r, &err);
-  check(rc == GM_OK && r.token == 3 && r.expires_at <= r.now,
-        "force_release now: the lease ends at once (token %llu)",
-        (unsigned long long)r.token);
-  lock_name(name, sizeof name, "never-held");
-  check(ops->force_release(conn, name, 0, &r, &err) == GM_NOT,
-        "force_release without a row: GM_NOT");
-}
-
 static void test_names(void *conn) {
   static const char *const odd[] = {"it's a \"quoted\" {name}", "back\\slash",
                                     "ünïcødé 锁", "Case", "case", "trail ",
@@ -415,7 +238,7 @@ static void test_names(void *conn) {
   for (size_t i = 0; i < 7; i++) {
     lock_name(names[i], sizeof names[i], odd[i]);
     q[i] = (gm_renew_req){.name = names[i], .owner = "node-a", .token = 1,
-                          .instance = key("node-a"),
+                          .instance = inst("node-a"),
                           .lease_us = 5000000};
   }
   int rc = ops->renew_many(conn, q, 7, &err);
@@ -427,44 +250,6 @@ static void test_names(void *conn) {
   name[GM_NAME_MAX] = '\0';
   rc = ops->observe(conn, name, &r, &err);
   check(rc == GM_ERR && err.code == GM_E_ARG, "a name too long: %s", err.msg);
-}
-
-static void test_renew_many(void *conn, void *conn2) {
-  gm_error err;
-  gm_row r;
-  enum { K = 1000 };
-  static char names[K][64];
-  static gm_renew_req q[K];
-  int ok = 1;
-  for (int i = 0; i < K; i++) {
-    snprintf(names[i], sizeof names[i], "%s-many-%d", run, i);
-    gm_acquire_req a = req(names[i], "node-a", 0, 0, 0, 5000000);
-    ok = ok && ops->acquire(conn, &a, &r, &err) == GM_OK;
-    q[i] = (gm_renew_req){.name = names[i], .owner = "node-a", .token = 1,
-                          .instance = key("node-a"),
-                          .lease_us = 5000000 + i};
-  }
-  check(ok, "%d locks taken", K);
-  /* two are no longer ours */
-  ops->release(conn, names[7], "node-a", key("node-a"), 1, &err);
-  ops->force_release(conn2, names[500], 0, &r, &err);
-  double t0 = mono();
-  int rc = ops->renew_many(conn, q, K, &err);
-  double took = mono() - t0;
-  int good = rc == GM_OK, lost = 0;
-  for (int i = 0; i < K; i++) {
-    if (q[i].rc == GM_NOT) lost++;
-    if (i == 7 || i == 500) good = good && q[i].rc == GM_NOT;
-    else
-      good = good && q[i].rc == GM_OK && q[i].now > 0 &&
-             q[i].expires_at == q[i].renewed_at + 5000000 + i;
-  }
-  check(good && lost == 2,
-        "renew_many of %d locks in one statement: each its own result, "
-        "the 2 lost ones GM_NOT (%.1f ms)", K, took * 1000);
-  rc = ops->observe(conn2, names[999], &r, &err);
-  check(rc == GM_OK && r.expires_at == q[999].expires_at,
-        "the batch wrote each lock's own lease");
 }
 
 /* changed() on conn within bound seconds: polled as the core does. */
@@ -486,22 +271,22 @@ static void test_wakeup(void *conn, void *conn2) {
   while (ops->changed(conn2, &err) == GM_OK) {} /* what came before */
   gm_acquire_req a = req(name, "node-a", 0, 0, 0, 60000000);
   ops->acquire(conn, &a, &r, &err);
-  ops->renew(conn, name, "node-a", key("node-a"), 1, 60000000, &r, &err);
+  ops->renew(conn, name, "node-a", inst("node-a"), 1, 60000000, &r, &err);
   check(changed_within(conn2, 0.2, &err) == GM_NOT,
         "no wake-up for a grant or a renewal");
   double t0 = mono();
-  ops->release(conn, name, "node-a", key("node-a"), 1, &err);
+  ops->release(conn, name, "node-a", inst("node-a"), 1, &err);
   int rc = changed_within(conn2, 2, &err);
   check(rc == GM_OK, "a release wakes the other connection (%.1f ms)",
         (mono() - t0) * 1000);
   check(ops->changed(conn2, &err) == GM_NOT, "... once");
-  check(ops->release(conn, name, "node-a", key("node-a"), 1, &err) == GM_NOT &&
+  check(ops->release(conn, name, "node-a", inst("node-a"), 1, &err) == GM_NOT &&
             changed_within(conn2, 0.2, &err) == GM_NOT,
         "a release that did not take effect wakes nobody");
   ops->acquire(conn, &(gm_acquire_req){.name = name, .owner = "node-a",
                                        .version = "", .lease_us = 60000000,
                                        .expect_exists = 1, .expect_token = 1,
-                                       .instance = key("node-a")},
+                                       .instance = inst("node-a")},
                &r, &err);
   ops->force_release(conn, name, 0, &r, &err);
   check(changed_within(conn2, 2, &err) == GM_OK,
@@ -580,14 +365,6 @@ static void test_wrong_table(void) {
   close_conn(cfg, conn);
 }
 
-static int server(const char *dir, const char *cmd) {
-  const char *root = getenv("GOMASTER_ROOT");
-  char buf[2048];
-  snprintf(buf, sizeof buf, "sh '%s/tests/servers/postgres.sh' %s '%s' >/dev/null",
-           root && *root ? root : ".", cmd, dir);
-  return system(buf);
-}
-
 /* The core's stop(): another thread pokes the call in progress. */
 static void *interrupter(void *conn) {
   nap_ms(200);
@@ -608,7 +385,7 @@ static void test_server_events(const char *dir) {
         "lock taken before the pause");
   check(server(dir, "pause") == 0, "every server process paused (SIGSTOP)");
   double t0 = mono();
-  rc = ops->renew(conn, name, "node-a", key("node-a"), 1, 60000000, &r, &err);
+  rc = ops->renew(conn, name, "node-a", inst("node-a"), 1, 60000000, &r, &err);
   double took = mono() - t0;
   check(rc == GM_ERR && err.code == GM_E_CONNECT &&
             strstr(err.msg, "statement_timeout"),
@@ -623,7 +400,7 @@ static void test_server_events(const char *dir) {
   pthread_t th;
   pthread_create(&th, NULL, interrupter, conn);
   t0 = mono();
-  rc = ops->renew(conn, name, "node-a", key("node-a"), 1, 60000000, &r, &err);
+  rc = ops->renew(conn, name, "node-a", inst("node-a"), 1, 60000000, &r, &err);
   took = mono() - t0;
   pthread_join(th, NULL);
   check(rc == GM_ERR && took < 0.6,
@@ -631,15 +408,10 @@ static void test_server_events(const char *dir) {
         took, err.msg);
   ops->close(conn);
   conn = NULL;
-  t0 = mono();
-  rc = ops->open(cfg, &conn, &err);
-  took = mono() - t0;
-  check(rc == GM_ERR && err.code == GM_E_CONNECT,
-        "open on a paused server fails: %s", err.msg);
-  check(took < 3.5, "... within connect_timeout (%.2f s)", took);
+  bt_open_paused(cfg, 3.5, "connect_timeout");
   check(server(dir, "resume") == 0, "server resumed (SIGCONT)");
   rc = ops->open(cfg, &conn, &err);
-  check(rc == GM_OK && ops->renew(conn, name, "node-a", key("node-a"), 1, 60000000, &r,
+  check(rc == GM_OK && ops->renew(conn, name, "node-a", inst("node-a"), 1, 60000000, &r,
                                   &err) == GM_OK,
         "after resume: reconnect and renew");
 
@@ -648,7 +420,7 @@ static void test_server_events(const char *dir) {
   check(psql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE "
              "datname = 'gomaster_test' AND pid <> pg_backend_pid()") == 0,
         "pg_terminate_backend of every connection");
-  rc = ops->renew(conn, name, "node-a", key("node-a"), 1, 60000000, &r, &err);
+  rc = ops->renew(conn, name, "node-a", inst("node-a"), 1, 60000000, &r, &err);
   check(rc == GM_ERR && err.code == GM_E_CONNECT,
         "the killed session's renew fails as a connection error: %s", err.msg);
   check(changed_within(conn2, 2, &err) == GM_ERR,
@@ -656,7 +428,7 @@ static void test_server_events(const char *dir) {
   close_conn(cfg2, conn2);
   ops->close(conn);
   rc = ops->open(cfg, &conn, &err);
-  check(rc == GM_OK && ops->renew(conn, name, "node-a", key("node-a"), 1, 60000000, &r,
+  check(rc == GM_OK && ops->renew(conn, name, "node-a", inst("node-a"), 1, 60000000, &r,
                                   &err) == GM_OK,
         "reconnect and renew after the sessions were killed");
 
@@ -669,7 +441,7 @@ static void test_server_events(const char *dir) {
   check(rc == GM_OK && ops->observe(conn, name, &o, &err) == GM_OK &&
             o.token == 1 && strcmp(o.owner, "node-a") == 0,
         "a new connection finds the lock as it was");
-  ops->release(conn, name, "node-a", key("node-a"), 1, &err);
+  ops->release(conn, name, "node-a", inst("node-a"), 1, &err);
   close_conn(cfg, conn);
 }
 
@@ -687,9 +459,9 @@ static void test_pgbouncer(const char *bouncer) {
   gm_acquire_req a = req(name, "node-a", 0, 0, 0, 5000000);
   int ok = ops->acquire(conn, &a, &r, &err) == GM_OK;
   for (int i = 0; i < 20 && ok; i++)
-    ok = ops->renew(conn, name, "node-a", key("node-a"), 1, 5000000, &r, &err) == GM_OK &&
+    ok = ops->renew(conn, name, "node-a", inst("node-a"), 1, 5000000, &r, &err) == GM_OK &&
          ops->observe(conn2, name, &r, &err) == GM_OK && r.token == 1;
-  ok = ok && ops->release(conn, name, "node-a", key("node-a"), 1, &err) == GM_OK;
+  ok = ok && ops->release(conn, name, "node-a", inst("node-a"), 1, &err) == GM_OK;
   gm_acquire_req b = req(name, "node-b", 1, 1, 0, 5000000);
   ok = ok && ops->acquire(conn2, &b, &r, &err) == GM_OK && r.token == 2;
   check(ok, "acquire, renew, observe, release, takeover through PgBouncer: %s",
@@ -708,33 +480,22 @@ static void test_pgbouncer(const char *bouncer) {
 }
 
 int main(void) {
-  gm_error err;
-  test_url = getenv("GOMASTER_TEST_POSTGRES_URL");
-  if (!test_url || !*test_url) {
-    printf("skipped: GOMASTER_TEST_POSTGRES_URL not set\n");
-    return 0;
-  }
-  if (gm_url_parse(test_url, 0, &parts, &err)) {
-    printf("FAIL - GOMASTER_TEST_POSTGRES_URL: %s\n0 passed, 1 failed\n",
-           err.msg);
-    return 1;
-  }
-  snprintf(run, sizeof run, "t%ld.%ld", (long)time(NULL), (long)getpid());
+  /* split as libpq would not: user, password, host, port, database */
+  int st = bt_init(&gm_postgres_ops, "GOMASTER_TEST_POSTGRES_URL", 0,
+                   "postgres");
+  if (st >= 0) return st;
 
   test_options();
   test_connect_errors();
   void *cfg, *conn, *cfg2, *conn2;
-  int rc = open_url(test_url, NULL, &cfg, &conn, &err);
-  check(rc == GM_OK, "open %s", rc ? err.msg : "");
-  int rc2 = open_url(test_url, NULL, &cfg2, &conn2, &err);
-  check(rc2 == GM_OK, "open a second connection %s", rc2 ? err.msg : "");
-  if (rc == GM_OK && rc2 == GM_OK) {
-    test_acquire_renew_release(conn, conn2);
-    test_expiry_and_tokens(conn, conn2);
-    test_complete_and_force(conn, conn2);
+  bt_open = open_test_url;
+  if (bt_open_pair(&cfg, &conn, &cfg2, &conn2) == GM_OK) {
+    test_times(conn, conn2);
+    test_token_limit(conn, conn2);
+    bt_complete_and_force(conn, conn2, "it's \"done\" \\ ok");
     test_running_release(conn, conn2);
     test_names(conn);
-    test_renew_many(conn, conn2);
+    bt_renew_many(conn, conn2, "statement", 0);
     test_wakeup(conn, conn2);
     test_unreadable(conn);
   }
@@ -746,12 +507,6 @@ int main(void) {
     test_pgbouncer(bouncer);
   else
     printf("skipped: PgBouncer (GOMASTER_TEST_PGBOUNCER_URL not set)\n");
-  const char *dir = getenv("GOMASTER_TEST_POSTGRES_DIR");
-  if (dir && *dir)
-    test_server_events(dir);
-  else
-    printf("skipped: pause and restart (GOMASTER_TEST_POSTGRES_DIR not set)\n");
-  gm_url_free(&parts);
-  printf("%d passed, %d failed\n", passed, failed);
-  return failed ? 1 : 0;
+  bt_with_dir("GOMASTER_TEST_POSTGRES_DIR", test_server_events);
+  return bt_done();
 }

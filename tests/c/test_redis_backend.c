@@ -5,93 +5,21 @@
  * ACL users go through a hiredis connection of the test's own. One line per
  * check, then "N passed, N failed".
  */
-#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <hiredis/hiredis.h>
 
-#include "backend.h"
-#include "check.h"
-#include "url.h"
+#include "backend_test.h"
 
 extern const gm_backend_ops gm_redis_ops;
-static const gm_backend_ops *ops = &gm_redis_ops;
 
 #define EVENTS_NAME "@events" /* after the prefix: the wake-up stream */
 
-static gm_url url;
-static char run[32]; /* makes this run's lock names unique on the server */
 static redisContext *adm; /* the test's own connection */
-
-static const char *password(void) {
-  const char *pw = gm_kv_get(url.kv, url.n, "password");
-  return pw ? pw : "\x01 no password \x01";
-}
-
-/* The URL's options with key set to value (value NULL: key removed). */
-static int parse_with(const char *key, const char *value, void **cfg,
-                      gm_error *err) {
-  gm_kv kv[GM_URL_MAX_KV + 1];
-  size_t n = 0;
-  for (size_t i = 0; i < url.n; i++)
-    if (!key || strcmp(url.kv[i].key, key) != 0) kv[n++] = url.kv[i];
-  if (key && value) kv[n++] = (gm_kv){key, value};
-  memset(err, 0, sizeof *err);
-  return ops->parse(kv, n, cfg, err);
-}
-
-static int open_with(const char *key, const char *value, void **cfg,
-                     void **conn, gm_error *err) {
-  *conn = NULL;
-  if (parse_with(key, value, cfg, err)) return GM_ERR;
-  return ops->open(*cfg, conn, err);
-}
-
-static void close_conn(void *cfg, void *conn) {
-  if (conn) ops->close(conn);
-  if (cfg) ops->free_cfg(cfg);
-}
-
-static void lock_name(char *buf, size_t len, const char *what) {
-  snprintf(buf, len, "%s-%s", run, what);
-}
-
-static double mono(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-/* The instance key of the test's elector named owner (FNV-1a, 63 bits). */
-static uint64_t inst(const char *owner) {
-  uint64_t h = 14695981039346656037u;
-  for (const unsigned char *p = (const unsigned char *)owner; *p; p++)
-    h = (h ^ *p) * 1099511628211u;
-  return (h >> 1) | 1;
-}
-
-static gm_acquire_req req(const char *name, const char *owner, int exists,
-                          uint64_t expect, uint64_t min, int64_t lease_us) {
-  return (gm_acquire_req){.name = name, .owner = owner, .version = "1.0",
-                          .lease_us = lease_us, .expect_exists = exists,
-                          .expect_token = expect, .min_token = min,
-                          .instance = inst(owner)};
-}
-
-static void check_error(const char *what, int rc, const gm_error *err,
-                        int code, const char *needle) {
-  check(rc == GM_ERR, "%s: refused", what);
-  check(err->code == code, "%s: code %d (got %d)", what, code, err->code);
-  check(strstr(err->msg, needle) != NULL, "%s: message names the cause: %s",
-        what, err->msg);
-  check(strstr(err->msg, password()) == NULL, "%s: no password in message",
-        what);
-}
 
 /* The admin connection: authenticated with the URL's password. */
 static int admin_open(void) {
@@ -141,30 +69,14 @@ static long uptime(void) { return info("server", "uptime_in_seconds"); }
 static void test_options(void) {
   void *cfg;
   gm_error err;
-  char buf[512];
 
-  check(parse_with(NULL, NULL, &cfg, &err) == GM_OK, "parse the test URL");
-  ops->describe(cfg, buf, sizeof buf);
-  check(strncmp(buf, "redis://127.0.0.1:", 18) == 0 &&
-            strstr(buf, "/0?prefix=gomaster:") != NULL,
-        "describe: %s", buf);
-  check(strstr(buf, password()) == NULL, "describe: no password");
-  ops->free_cfg(cfg);
-
-  int rc = parse_with("colour", "blue", &cfg, &err);
-  check(rc == GM_ERR && strstr(err.msg, "'colour'"),
-        "unknown option refused naming it: %s", err.msg);
-  rc = parse_with("port", "70000", &cfg, &err);
-  check(rc == GM_ERR && strstr(err.msg, "'port'"), "bad port: %s", err.msg);
-  rc = parse_with("database", "zero", &cfg, &err);
-  check(rc == GM_ERR && strstr(err.msg, "'database'"), "bad database: %s",
-        err.msg);
-  rc = parse_with("wait", "-1", &cfg, &err);
-  check(rc == GM_ERR && strstr(err.msg, "'wait'"), "bad wait: %s", err.msg);
-  rc = parse_with("timeout", "0", &cfg, &err);
-  check(rc == GM_ERR && strstr(err.msg, "'timeout'"), "bad timeout: %s",
-        err.msg);
-  rc = parse_with("user", "alice", &cfg, &err);
+  bt_describe("redis://127.0.0.1:", "/0?prefix=gomaster:");
+  bt_refused("colour", "blue");
+  bt_refused("port", "70000");
+  bt_refused("database", "zero");
+  bt_refused("wait", "-1");
+  bt_refused("timeout", "0");
+  int rc = parse_with("user", "alice", &cfg, &err);
   if (rc == GM_OK) ops->free_cfg(cfg);
   check(rc == GM_OK, "user with the URL's password accepted");
 
@@ -233,158 +145,38 @@ static void test_connect_errors(void) {
   admin("ACL DELUSER %s", user);
 }
 
-static void test_acquire_renew_release(void *conn, void *conn2) {
+/* What a grant is in Redis (the rest of acquire, renew, release,
+ * takeover, tokens, instance keys and the grant's times is
+ * test_backend.c's): a hash with no TTL. */
+static void test_hash(void *conn) {
   gm_error err;
-  gm_row r, o;
+  gm_row r;
   char name[128];
   const int64_t lease = 5000000;
   lock_name(name, sizeof name, "basic");
 
-  int rc = ops->observe(conn, name, &o, &err);
-  check(rc == GM_OK && !o.exists, "observe of a new lock: no row");
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  int64_t wall = (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-  check(o.now > wall - 60000000 && o.now < wall + 60000000,
-        "observe returns the server's now (%lld µs from this host's clock)",
-        (long long)(o.now - wall));
-
   gm_acquire_req a = req(name, "node-a", 0, 0, 0, lease);
-  rc = ops->acquire(conn, &a, &r, &err);
-  check(rc == GM_OK && r.token == 1 && strcmp(r.owner, "node-a") == 0,
-        "insert-if-absent takes a new lock with token 1 (rc %d %s)", rc,
+  int rc = ops->acquire(conn, &a, &r, &err);
+  check(rc == GM_OK && admin("PTTL gomaster:%s", name),
+        "the hash is readable by PTTL (rc %d %s)", rc,
         rc == GM_ERR ? err.msg : "");
-  check(r.acquired_at == r.now && r.renewed_at == r.now &&
-            r.expires_at == r.now + lease && r.now >= o.now,
-        "acquire reports the script's server time, expiry = now + lease "
-        "exactly");
-  int64_t acquired = r.acquired_at;
-  check(admin("PTTL gomaster:%s", name), "the hash is readable by PTTL");
   redisReply *ttl = redisCommand(adm, "PTTL gomaster:%s", name);
   check(ttl && ttl->type == REDIS_REPLY_INTEGER && ttl->integer == -1,
         "the hash has no TTL (PTTL %lld)", ttl ? ttl->integer : 0);
   if (ttl) freeReplyObject(ttl);
-
-  gm_acquire_req b = req(name, "node-b", 0, 0, 0, lease);
-  rc = ops->acquire(conn2, &b, &r, &err);
-  check(rc == GM_NOT, "a second insert of the same lock is GM_NOT");
-  rc = ops->observe(conn2, name, &o, &err);
-  check(rc == GM_OK && o.exists && strcmp(o.owner, "node-a") == 0 &&
-            strcmp(o.version, "1.0") == 0 && o.token == 1 &&
-            o.acquired_at == acquired && o.expires_at == acquired + lease,
-        "observe reads the row as written");
-
-  rc = ops->renew(conn2, name, "node-a", inst("node-a"), 1, lease, &r, &err);
-  check(rc == GM_OK && r.renewed_at >= acquired &&
-            r.expires_at == r.renewed_at + lease && r.acquired_at == acquired &&
-            r.token == 1 && strcmp(r.version, "1.0") == 0,
-        "renew by the owner (any connection) reports the grant's row");
-  rc = ops->renew(conn, name, "node-a", inst("node-a"), 2, lease, &r, &err);
-  check(rc == GM_NOT, "renew with a token that is not the row's: GM_NOT");
-  rc = ops->renew(conn, name, "node-b", inst("node-b"), 1, lease, &r, &err);
-  check(rc == GM_NOT, "renew by another owner: GM_NOT");
-
-  b = req(name, "node-b", 1, 1, 0, lease);
-  rc = ops->acquire(conn2, &b, &r, &err);
-  check(rc == GM_NOT, "update-acquire of a live lease: GM_NOT");
-  b = req(name, "node-b", 1, 7, 0, lease);
-  rc = ops->acquire(conn2, &b, &r, &err);
-  check(rc == GM_NOT, "update-acquire expecting a wrong token: GM_NOT");
-
-  rc = ops->release(conn, name, "node-a", inst("node-a"), 1, &err);
-  check(rc == GM_OK, "release by the owner");
-  rc = ops->observe(conn2, name, &o, &err);
-  check(rc == GM_OK && o.exists && o.owner[0] == '\0' && o.token == 1 &&
-            o.expires_at <= o.now,
-        "release keeps the row: owner '', token 1, expired");
-  rc = ops->release(conn, name, "node-a", inst("node-a"), 1, &err);
-  check(rc == GM_NOT, "a second release: GM_NOT");
-
-  b = req(name, "node-b", 1, 1, 0, lease);
-  rc = ops->acquire(conn2, &b, &r, &err);
-  check(rc == GM_OK && r.token == 2 && strcmp(r.owner, "node-b") == 0,
-        "update-acquire of a released row: token 2");
-  rc = ops->release(conn, name, "node-a", inst("node-a"), 1, &err);
-  check(rc == GM_NOT, "release with a stale token and owner: GM_NOT");
-  rc = ops->release(conn, name, "node-b", inst("node-b"), 1, &err);
-  check(rc == GM_NOT, "release by the owner with a stale token: GM_NOT");
-  rc = ops->observe(conn, name, &o, &err);
-  check(rc == GM_OK && strcmp(o.owner, "node-b") == 0 && o.token == 2 &&
-            o.expires_at > o.now,
-        "the new holder still holds the lock");
+  ops->release(conn, name, "node-a", inst("node-a"), 1, &err);
 }
 
-/* Two electors with the same id are two owners: the instance key decides. */
-static void test_instance(void *conn) {
+/* Tokens above 2^53 are exact (strings, not Lua's doubles), up to the
+ * largest, and never wrap. */
+static void test_token_limit(void *conn, void *conn2) {
   gm_error err;
   gm_row r, o;
   char name[128];
-  lock_name(name, sizeof name, "instance");
-  gm_acquire_req a = req(name, "host-1", 0, 0, 0, 5000000);
-  uint64_t mine = a.instance, twin = mine ^ 0x5555;
-  int rc = ops->acquire(conn, &a, &r, &err);
-  check(rc == GM_OK && r.instance == mine, "the grant carries the instance");
-  rc = ops->observe(conn, name, &o, &err);
-  check(rc == GM_OK && o.instance == mine, "observe reads it back (%llu)",
-        (unsigned long long)o.instance);
-  check(ops->renew(conn, name, "host-1", twin, 1, 5000000, &r, &err) ==
-            GM_NOT,
-        "renew by the same id with another instance: GM_NOT");
-  check(ops->complete(conn, name, "host-1", twin, 1, "x", &err) == GM_NOT,
-        "complete by the same id with another instance: GM_NOT");
-  check(ops->release(conn, name, "host-1", twin, 1, &err) == GM_NOT,
-        "release by the same id with another instance: GM_NOT");
-  check(ops->complete(conn, name, "host-1", 0, 1, "by id", &err) == GM_OK,
-        "complete with instance 0 (a tool that knows only the id)");
-  check(ops->renew(conn, name, "host-1", mine, 1, 5000000, &r, &err) ==
-                GM_OK &&
-            ops->release(conn, name, "host-1", mine, 1, &err) == GM_OK,
-        "the granted instance renews and releases");
-}
-
-static void test_expiry_and_tokens(void *conn, void *conn2) {
-  gm_error err;
-  gm_row r, o;
-  char name[128];
-  lock_name(name, sizeof name, "expiry");
-
-  gm_acquire_req a = req(name, "node-a", 0, 0, 0, 20000); /* 20 ms */
-  int rc = ops->acquire(conn, &a, &r, &err);
-  check(rc == GM_OK && r.token == 1, "short lease taken");
-  gm_acquire_req b = req(name, "node-b", 1, 1, 0, 5000000);
-  rc = ops->acquire(conn2, &b, &r, &err);
-  check(rc == GM_NOT, "not taken over before the server says it expired");
-  int polls = 0;
-  do {
-    rc = ops->observe(conn2, name, &o, &err);
-    polls++;
-  } while (rc == GM_OK && o.now < o.expires_at && polls < 100000);
-  rc = ops->acquire(conn2, &b, &r, &err);
-  check(rc == GM_OK && r.token == 2,
-        "taken over once expired on the server's clock (after %d polls)",
-        polls);
-  rc = ops->renew(conn, name, "node-a", inst("node-a"), 1, 5000000, &r, &err);
-  check(rc == GM_NOT, "the old holder's renew after the takeover: GM_NOT");
-
-  lock_name(name, sizeof name, "min-token");
-  a = req(name, "node-a", 0, 0, 41, 5000000);
-  rc = ops->acquire(conn, &a, &r, &err);
-  check(rc == GM_OK && r.token == 42, "insert with min_token 41: token 42");
-  ops->release(conn, name, "node-a", inst("node-a"), 42, &err);
-  b = req(name, "node-b", 1, 42, 100, 5000000);
-  rc = ops->acquire(conn2, &b, &r, &err);
-  check(rc == GM_OK && r.token == 101, "update with min_token 100: 101");
-  ops->release(conn2, name, "node-b", inst("node-b"), 101, &err);
-  a = req(name, "node-a", 1, 101, 5, 5000000);
-  rc = ops->acquire(conn, &a, &r, &err);
-  check(rc == GM_OK && r.token == 102, "a min_token below the row's: + 1");
-
-  /* Tokens above 2^53 are exact (strings, not Lua's doubles), up to the
-   * largest, and never wrap. */
   lock_name(name, sizeof name, "limit");
   const uint64_t big = 9223372036854775805u; /* INT64_MAX - 2 */
-  a = req(name, "node-a", 0, 0, big, 5000000);
-  rc = ops->acquire(conn, &a, &r, &err);
+  gm_acquire_req a = req(name, "node-a", 0, 0, big, 5000000);
+  int rc = ops->acquire(conn, &a, &r, &err);
   check(rc == GM_OK && r.token == big + 1, "token %llu granted exactly",
         (unsigned long long)r.token);
   rc = ops->renew(conn, name, "node-a", inst("node-a"), big + 1, 5000000, &r, &err);
@@ -396,7 +188,7 @@ static void test_expiry_and_tokens(void *conn, void *conn2) {
   rc = ops->observe(conn, name, &o, &err);
   check(rc == GM_OK && o.token == 9223372036854775807u,
         "a row at INT64_MAX reads exactly");
-  b = req(name, "node-b", 1, o.token, 0, 5000000);
+  gm_acquire_req b = req(name, "node-b", 1, o.token, 0, 5000000);
   rc = ops->acquire(conn2, &b, &r, &err);
   check(rc == GM_ERR && err.code == GM_E_ROW && strstr(err.msg, "limit") &&
             strstr(err.msg, "wrap"),
@@ -407,84 +199,6 @@ static void test_expiry_and_tokens(void *conn, void *conn2) {
   rc = ops->observe(conn, name, &o, &err);
   check(rc == GM_OK && o.token == 9223372036854775807u,
         "... and the row is left as it was");
-}
-
-static void test_renew_many(void *conn, void *conn2) {
-  gm_error err;
-  gm_row r;
-  enum { K = 1000 };
-  static char names[K][64];
-  static gm_renew_req q[K];
-  int ok = 1;
-  for (int i = 0; i < K; i++) {
-    snprintf(names[i], sizeof names[i], "%s-many-%d", run, i);
-    gm_acquire_req a = req(names[i], "node-a", 0, 0, 0, 5000000);
-    ok = ok && ops->acquire(conn, &a, &r, &err) == GM_OK;
-    q[i] = (gm_renew_req){.name = names[i], .owner = "node-a",
-                          .instance = inst("node-a"), .token = 1,
-                          .lease_us = 5000000 + i, .rc = GM_ERR};
-  }
-  check(ok, "%d locks taken", K);
-  /* one of them taken over meanwhile, one asked with a wrong token */
-  ops->force_release(conn2, names[1], 0, &r, &err);
-  q[2].token = 5;
-  double t0 = mono();
-  int rc = ops->renew_many(conn, q, K, &err);
-  double took = mono() - t0;
-  int good = rc == GM_OK && q[1].rc == GM_NOT && q[2].rc == GM_NOT;
-  for (int i = 0; i < K && good; i++)
-    good = i == 1 || i == 2 ||
-           (q[i].rc == GM_OK && q[i].expires_at == q[i].now + 5000000 + i &&
-            q[i].renewed_at == q[i].now);
-  check(good, "renew_many of %d locks in one script (%.1f ms): each its own "
-        "result and lease (rc %d %s)", K, took * 1000, rc,
-        rc == GM_ERR ? err.msg : "");
-  gm_row o;
-  ops->observe(conn2, names[K - 1], &o, &err);
-  check(o.renewed_at == q[K - 1].now, "the last one is renewed in the hash");
-}
-
-static void test_complete_and_force(void *conn, void *conn2) {
-  gm_error err;
-  gm_row r, o;
-  char name[128];
-  lock_name(name, sizeof name, "once");
-
-  gm_acquire_req a = req(name, "node-a", 0, 0, 0, 5000000);
-  int rc = ops->acquire(conn, &a, &r, &err);
-  rc = rc == GM_OK ? ops->observe(conn2, name, &o, &err) : rc;
-  check(rc == GM_OK && o.done_at == 0 && o.done_by[0] == '\0',
-        "no completion record yet");
-  check(ops->complete(conn2, name, "node-b", inst("node-b"), 1, "nope", &err) == GM_NOT,
-        "complete by another owner: GM_NOT");
-  check(ops->complete(conn, name, "node-a", inst("node-a"), 2, "nope", &err) == GM_NOT,
-        "complete with another token: GM_NOT");
-  rc = ops->complete(conn, name, "node-a", inst("node-a"), 1, "migrated to 'v2' \\ ok", &err);
-  check(rc == GM_OK, "complete by the holder");
-  rc = ops->observe(conn2, name, &o, &err);
-  check(rc == GM_OK && o.done_at > 0 && o.done_at <= o.now &&
-            strcmp(o.done_by, "node-a") == 0 && o.done_token == 1 &&
-            strcmp(o.result, "migrated to 'v2' \\ ok") == 0 &&
-            strcmp(o.owner, "node-a") == 0 && o.expires_at > o.now,
-        "the record is stored and the lock is unchanged");
-  int64_t lease_end = o.expires_at;
-  rc = ops->force_release(conn2, name, 0, &r, &err);
-  check(rc == GM_OK && r.exists && r.owner[0] == '\0' && r.token == 2 &&
-            r.expires_at == lease_end && r.expires_at > r.now,
-        "force_release frees the lock, fences the holder (token %llu) and "
-        "keeps its lease (%lld us left)",
-        (unsigned long long)r.token, (long long)(r.expires_at - r.now));
-  check(r.instance == 0, "force_release writes no holder's key (instance %llu)",
-        (unsigned long long)r.instance);
-  check(ops->renew(conn, name, "node-a", inst("node-a"), 1, 5000000, &r, &err) == GM_NOT,
-        "the old holder's renew after force_release: GM_NOT");
-  rc = ops->force_release(conn2, name, 1, &r, &err);
-  check(rc == GM_OK && r.token == 3 && r.expires_at <= r.now,
-        "force_release now: the lease ends at once (token %llu)",
-        (unsigned long long)r.token);
-  lock_name(name, sizeof name, "never-held");
-  check(ops->force_release(conn, name, 0, &r, &err) == GM_NOT,
-        "force_release of a lock without a hash: GM_NOT");
 }
 
 static void test_names(void *conn) {
@@ -718,14 +432,6 @@ static void *renew_main(void *arg) {
   return NULL;
 }
 
-static int server(const char *dir, const char *cmd) {
-  const char *root = getenv("GOMASTER_ROOT");
-  char buf[2048];
-  snprintf(buf, sizeof buf, "sh '%s/tests/servers/redis.sh' %s '%s' >/dev/null",
-           root && *root ? root : ".", cmd, dir);
-  return system(buf);
-}
-
 /* A hung server costs at most the timeout; a restart that kept nothing
  * leaves no hash, and the next grant starts above the token seen. */
 static void test_server_events(const char *dir) {
@@ -777,12 +483,7 @@ static void test_server_events(const char *dir) {
         took * 1000, call.err.msg);
   ops->close(conn);
   conn = NULL;
-  t0 = mono();
-  rc = ops->open(cfg, &conn, &err);
-  took = mono() - t0;
-  check(rc == GM_ERR && err.code == GM_E_CONNECT && !strstr(err.msg, password()),
-        "open on a paused server fails: %s", err.msg);
-  check(took < 2.5, "... within the timeouts (%.2f s)", took);
+  bt_open_paused(cfg, 2.5, "the timeouts");
   check(server(dir, "resume") == 0, "server resumed (SIGCONT)");
   rc = ops->open(cfg, &conn, &err);
   check(rc == GM_OK && ops->renew(conn, name, "node-a", inst("node-a"), 1, 60000000, &r,
@@ -852,18 +553,9 @@ static void test_wait(void) {
 }
 
 int main(void) {
-  const char *u = getenv("GOMASTER_TEST_REDIS_URL");
-  gm_error err;
-  if (!u || !*u) {
-    printf("skipped: GOMASTER_TEST_REDIS_URL not set\n");
-    return 0;
-  }
-  if (gm_url_parse(u, ops->url_raw, &url, &err)) {
-    printf("FAIL - GOMASTER_TEST_REDIS_URL: %s\n0 passed, 1 failed\n",
-           err.msg);
-    return 1;
-  }
-  snprintf(run, sizeof run, "t%ld.%ld", (long)time(NULL), (long)getpid());
+  int st = bt_init(&gm_redis_ops, "GOMASTER_TEST_REDIS_URL",
+                   gm_redis_ops.url_raw, "redis");
+  if (st >= 0) return st;
   check(admin_open() == GM_OK, "the test's own connection");
   /* No lock is created within the server's first lease (5 s here): a
    * server started just now makes the first grants wait. */
@@ -875,16 +567,11 @@ int main(void) {
   test_options();
   test_connect_errors();
   void *cfg, *conn, *cfg2, *conn2;
-  int rc = open_with(NULL, NULL, &cfg, &conn, &err);
-  check(rc == GM_OK, "open %s", rc ? err.msg : "");
-  int rc2 = open_with(NULL, NULL, &cfg2, &conn2, &err);
-  check(rc2 == GM_OK, "open a second connection %s", rc2 ? err.msg : "");
-  if (rc == GM_OK && rc2 == GM_OK) {
-    test_acquire_renew_release(conn, conn2);
-    test_instance(conn);
-    test_expiry_and_tokens(conn, conn2);
-    test_renew_many(conn, conn2);
-    test_complete_and_force(conn, conn2);
+  if (bt_open_pair(&cfg, &conn, &cfg2, &conn2) == GM_OK) {
+    test_hash(conn);
+    test_token_limit(conn, conn2);
+    bt_renew_many(conn, conn2, "script", 1);
+    bt_complete_and_force(conn, conn2, "migrated to 'v2' \\ ok");
     test_names(conn);
     test_hand_edits(conn);
     test_noscript(conn);
@@ -893,13 +580,7 @@ int main(void) {
   close_conn(cfg, conn);
   close_conn(cfg2, conn2);
   test_wait();
-  const char *dir = getenv("GOMASTER_TEST_REDIS_DIR");
-  if (dir && *dir)
-    test_server_events(dir);
-  else
-    printf("skipped: pause and restart (GOMASTER_TEST_REDIS_DIR not set)\n");
+  bt_with_dir("GOMASTER_TEST_REDIS_DIR", test_server_events);
   if (adm) redisFree(adm);
-  gm_url_free(&url);
-  printf("%d passed, %d failed\n", passed, failed);
-  return failed ? 1 : 0;
+  return bt_done();
 }

@@ -11,25 +11,13 @@
 #   GOMASTER_CHAOS_GALERA_SECONDS=60   length of the Galera run
 set -u
 cd "$(dirname "$0")/../.." || exit 2
-passed=0
-failed=0
-backends="sqlite mysql mongo postgres redis"
+. tests/integration/lib/tap.sh
+runs="sqlite mysql mongo postgres redis"
 if [ -f /usr/lib/galera/libgalera_smm.so ] && command -v rsync >/dev/null &&
   id mysql >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
-  backends="$backends galera"
+  runs="$runs galera:${GOMASTER_CHAOS_GALERA_SECONDS:-60}"
 else
   echo "# chaos galera skipped: needs galera-4, rsync, the mysql user and root"
 fi
-for backend in $backends; do
-  seconds=${GOMASTER_CHAOS_SECONDS:-44}
-  [ "$backend" = galera ] && seconds=${GOMASTER_CHAOS_GALERA_SECONDS:-60}
-  echo "-- chaos $backend, $seconds s"
-  if bash tests/chaos/chaos.sh "$backend" "$seconds"; then
-    passed=$((passed + 1))
-  else
-    echo "not ok: chaos $backend"
-    failed=$((failed + 1))
-  fi
-done
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+# shellcheck disable=SC2086
+chaos_runs chaos "${GOMASTER_CHAOS_SECONDS:-44}" $runs

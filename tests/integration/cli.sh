@@ -12,24 +12,8 @@
 #
 #   GOMASTER_KEEP=1    keep the temporary directory
 set -u
-cd "$(dirname "$0")/../.." || exit 2
-ROOT=$(pwd)
-GM="$ROOT/bin/gomaster"
-LEASE=1.5 # heartbeat 0.3, renew deadline 0.9, retry 0.3
-[ -f build/5.4/gomaster/core.so ] || make -s LUA=5.4 >/dev/null || {
-  echo "# build failed"; echo "0 passed, 1 failed"; exit 1; }
-T=$(mktemp -d /tmp/gomaster-cli.XXXXXX)
-passed=0
-failed=0
-bg_pids=""
-
-cleanup() {
-  for p in $bg_pids; do kill -KILL "$p" 2>/dev/null; done
-  [ -n "${GOMASTER_KEEP:-}" ] || rm -rf "$T"
-}
-trap cleanup EXIT
-
-. tests/integration/lib/tap.sh
+. "$(dirname "$0")/lib/gm.sh"
+gm_setup cli
 
 count() {
   local c

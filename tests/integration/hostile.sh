@@ -11,17 +11,6 @@
 #   GOMASTER_HOSTILE_SECONDS=60   length of each run
 set -u
 cd "$(dirname "$0")/../.." || exit 2
-seconds=${GOMASTER_HOSTILE_SECONDS:-60}
-passed=0
-failed=0
-for backend in sqlite mysql mongo; do
-  echo "-- hostile chaos $backend, $seconds s"
-  if GOMASTER_CHAOS_HOSTILE=1 bash tests/chaos/chaos.sh "$backend" "$seconds"; then
-    passed=$((passed + 1))
-  else
-    echo "not ok: hostile chaos $backend"
-    failed=$((failed + 1))
-  fi
-done
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+. tests/integration/lib/tap.sh
+export GOMASTER_CHAOS_HOSTILE=1
+chaos_runs "hostile chaos" "${GOMASTER_HOSTILE_SECONDS:-60}" sqlite mysql mongo

@@ -21,12 +21,10 @@
 # mysqld.sock, port, pid, env (the export lines) and error.log.
 set -eu
 
-die() { echo "mariadb.sh: $*" >&2; exit 1; }
+NAME=mariadb
+. "$(dirname "$0")/lib.sh"
 
-[ $# -eq 2 ] || die "usage: $0 start|stop|restart|pause|resume|url DIR"
-cmd=$1
-top=$(cd "$2" 2>/dev/null && pwd) || die "no such directory: $2"
-case $top in *\'*) die "DIR must not contain a single quote: $top" ;; esac
+server_args 2 "$0 start|stop|restart|pause|resume|url DIR" "$@"
 M=$top/mariadb
 SOCK=$M/mysqld.sock
 # The socket path must fit in sun_path (108 bytes).
@@ -41,7 +39,6 @@ MARIADBD=$(command -v mariadbd 2>/dev/null || echo /usr/sbin/mariadbd)
 as_root=""
 [ "$(id -u)" = 0 ] && as_root=--user=root
 
-pid_alive() { [ -n "${1:-}" ] && kill -0 "$1" 2>/dev/null; }
 read_pid() { cat "$M/pid" 2>/dev/null || true; }
 
 ping_server() {
@@ -50,23 +47,6 @@ ping_server() {
 }
 
 root_sql() { mariadb --no-defaults --socket="$SOCK" -uroot -e "$1"; }
-
-random_hex() { od -An -N"$1" -tx1 /dev/urandom | tr -d ' \n'; }
-
-# A port nobody listens on now (per /proc/net/tcp*); mariadbd's bind is the
-# real test (see launch).
-pick_port() {
-  for _ in $(seq 1 50); do
-    p=$((20000 + $(od -An -N2 -tu2 /dev/urandom | tr -d ' ') % 40000))
-    hex=$(printf '%04X' "$p")
-    if ! cat /proc/net/tcp /proc/net/tcp6 2>/dev/null |
-      grep -Eq ":$hex [0-9A-F]+:[0-9A-F]+ 0A "; then
-      echo "$p"
-      return 0
-    fi
-  done
-  die "no spare port found"
-}
 
 # Starts mariadbd on port $1 and waits until it answers. Returns 2 when the
 # port was taken (the caller picks another), 1 on any other failure.
@@ -84,38 +64,15 @@ launch() {
   lpid=$!
   echo "$lpid" >"$M/pid"
   echo "$lport" >"$M/port"
-  for _ in $(seq 1 600); do # 60 s
-    if ! pid_alive "$lpid"; then
-      wait "$lpid" 2>/dev/null || true
-      rm -f "$M/pid"
-      grep -qi "bind on tcp/ip port\|address already in use" "$M/error.log" &&
-        return 2
-      tail -n 20 "$M/error.log" >&2
-      return 1
-    fi
-    ping_server && return 0
-    sleep 0.1
-  done
-  tail -n 20 "$M/error.log" >&2
-  kill -KILL "$lpid" 2>/dev/null || true
-  return 1
+  lrc=0
+  await_up "$lpid" "$M/error.log" "bind on tcp/ip port\|address already in use" \
+    600 ping_server || lrc=$? # 60 s
+  pid_alive "$lpid" || rm -f "$M/pid"
+  return $lrc
 }
 
 do_stop() {
-  pid=$(read_pid)
-  if pid_alive "$pid"; then
-    kill -CONT "$pid" 2>/dev/null || true # a paused server cannot shut down
-    kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 1 300); do # 30 s
-      pid_alive "$pid" || break
-      sleep 0.1
-    done
-    if pid_alive "$pid"; then
-      echo "mariadb.sh: mariadbd $pid did not stop; killing it" >&2
-      kill -KILL "$pid" 2>/dev/null || true
-      while pid_alive "$pid"; do sleep 0.1; done
-    fi
-  fi
+  stop_pid "$(read_pid)" 300 # 30 s
   rm -f "$M/pid"
 }
 
@@ -131,14 +88,8 @@ do_start() {
       die "mariadb-install-db failed"
     }
   fi
-  rc=2
-  for _ in 1 2 3 4 5; do
-    port=$(pick_port)
-    rc=0
-    launch "$port" || rc=$?
-    [ $rc = 2 ] || break
-  done
-  [ $rc = 0 ] || die "mariadbd did not start (see $M/error.log)"
+  launch_spare launch "mariadbd (see $M/error.log)"
+  port=$(cat "$M/port")
 
   # The password needs percent-encoding in a URL: the tests check decoding.
   # Rights on gomaster* databases, so that a missing one is "unknown
@@ -151,10 +102,10 @@ do_start() {
     GRANT ALL ON \`gomaster%\`.* TO 'gomaster'@'%';" ||
     { do_stop; die "could not create the test database and user"; }
   {
-    printf "export GOMASTER_TEST_MYSQL_URL='mysql://gomaster:%s@127.0.0.1:%s/gomaster_test'\n" \
-      "$enc" "$port"
+    export_line GOMASTER_TEST_MYSQL_URL \
+      "mysql://gomaster:$enc@127.0.0.1:$port/gomaster_test"
     # for the tests that restart or pause the server with this script
-    printf "export GOMASTER_TEST_MARIADB_DIR='%s'\n" "$top"
+    export_line GOMASTER_TEST_MARIADB_DIR "$top"
   } >"$M/env"
   echo "mariadb.sh: mariadbd pid $(read_pid) on 127.0.0.1:$port, data in $M" >&2
   cat "$M/env"
@@ -166,27 +117,15 @@ do_restart() {
   fi
   port=$(cat "$M/port")
   do_stop
-  # The kernel may hold the port a moment after the old server's exit.
-  for _ in $(seq 1 50); do
-    launch "$port" && { cat "$M/env"; return 0; }
-    [ $? = 2 ] || die "mariadbd did not restart (see $M/error.log)"
-    sleep 0.2
-  done
-  die "port $port stayed busy"
-}
-
-signal() {
-  pid=$(read_pid)
-  pid_alive "$pid" || die "mariadbd is not running in $top"
-  kill "-$1" "$pid"
+  relaunch launch "$port" "$M/env" "mariadbd (see $M/error.log)"
 }
 
 case $cmd in
 start) do_start ;;
 stop) do_stop ;;
 restart) do_restart ;;
-pause) signal STOP ;;
-resume) signal CONT ;;
+pause) signal_pid "$(read_pid)" STOP mariadbd ;;
+resume) signal_pid "$(read_pid)" CONT mariadbd ;;
 url) cat "$M/env" ;;
 *) die "unknown command: $cmd" ;;
 esac

@@ -27,12 +27,10 @@
 # to stderr. State lives in DIR/mongo: port, pid, env, standin.log.
 set -eu
 
-die() { echo "mongo.sh: $*" >&2; exit 1; }
+NAME=mongo
+. "$(dirname "$0")/lib.sh"
 
-[ $# -ge 2 ] || die "usage: $0 start|stop|restart|stepclock|counts|url DIR [SECONDS]"
-cmd=$1
-top=$(cd "$2" 2>/dev/null && pwd) || die "no such directory: $2"
-case $top in *\'*) die "DIR must not contain a single quote: $top" ;; esac
+server_args 0 "$0 start|stop|restart|stepclock|counts|url DIR [SECONDS]" "$@"
 M=$top/mongo
 HERE=$(cd "$(dirname "$0")/../.." && pwd)
 STANDIN=$HERE/tests/mongo_standin/standin.py
@@ -83,8 +81,8 @@ do_start() {
   local port
   port=$(cat "$M/port")
   {
-    printf "export GOMASTER_TEST_MONGO_URL='mongodb://127.0.0.1:%s/gomaster_test'\n" "$port"
-    printf "export GOMASTER_TEST_MONGO_DIR='%s'\n" "$top"
+    export_line GOMASTER_TEST_MONGO_URL "mongodb://127.0.0.1:$port/gomaster_test"
+    export_line GOMASTER_TEST_MONGO_DIR "$top"
   } >"$M/env"
   echo "mongo.sh: stand-in pid $(cat "$M/pid") on 127.0.0.1:$port" >&2
   cat "$M/env"

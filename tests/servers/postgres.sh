@@ -24,11 +24,10 @@
 # pgbouncer.ini, pgbouncer.pid, pgbouncer.log.
 set -eu
 
-die() { echo "postgres.sh: $*" >&2; exit 1; }
+NAME=postgres
+. "$(dirname "$0")/lib.sh"
 
-[ $# -eq 2 ] || die "usage: $0 start|stop|restart|pause|resume|url DIR"
-cmd=$1
-top=$(cd "$2" 2>/dev/null && pwd) || die "no such directory: $2"
+server_args 2 "$0 start|stop|restart|pause|resume|url DIR" "$@"
 case $top in *\'* | *\ *) die "DIR must not contain quotes or spaces: $top" ;; esac
 P=$top/postgres
 [ ${#P} -lt 80 ] || die "DIR is too long for a unix socket path: $top"
@@ -53,21 +52,6 @@ pid_alive() {
 server_pid() { head -n 1 "$P/data/postmaster.pid" 2>/dev/null || true; }
 bouncer_pid() { cat "$P/pgbouncer.pid" 2>/dev/null || true; }
 sql() { as_pg "$BIN/psql" -X -q -v ON_ERROR_STOP=1 -h "$P" -p "$(cat "$P/port")" -U postgres -d postgres -c "$1"; }
-
-random_hex() { od -An -N"$1" -tx1 /dev/urandom | tr -d ' \n'; }
-
-pick_port() {
-  for _ in $(seq 1 50); do
-    p=$((20000 + $(od -An -N2 -tu2 /dev/urandom | tr -d ' ') % 40000))
-    hex=$(printf '%04X' "$p")
-    if ! cat /proc/net/tcp /proc/net/tcp6 2>/dev/null |
-      grep -Eq ":$hex [0-9A-F]+:[0-9A-F]+ 0A "; then
-      echo "$p"
-      return 0
-    fi
-  done
-  die "no spare port found"
-}
 
 # Starts postgres on port $1 and waits until it answers. 2: the port was
 # taken (the caller picks another); 1: any other failure.
@@ -100,18 +84,8 @@ stop_server() {
   pid=$(server_pid)
   if pid_alive "$pid"; then
     pkill -CONT -P "$pid" 2>/dev/null || true # a paused one cannot stop
-    kill -CONT "$pid" 2>/dev/null || true
-    kill -INT "$pid" 2>/dev/null || true # fast shutdown
-    for _ in $(seq 1 300); do
-      pid_alive "$pid" || break
-      sleep 0.1
-    done
-    if pid_alive "$pid"; then
-      echo "postgres.sh: postgres $pid did not stop; killing it" >&2
-      kill -KILL "$pid" 2>/dev/null || true
-      while pid_alive "$pid"; do sleep 0.1; done
-    fi
   fi
+  stop_pid "$pid" 300 INT # fast shutdown
 }
 
 stop_bouncer() {
@@ -168,13 +142,7 @@ do_start() {
       die "initdb failed"
     }
   fi
-  rc=2
-  for _ in 1 2 3 4 5; do
-    rc=0
-    launch "$(pick_port)" || rc=$?
-    [ $rc = 2 ] || break
-  done
-  [ $rc = 0 ] || die "postgres did not start (see $P/server.log)"
+  launch_spare launch "postgres (see $P/server.log)"
   port=$(cat "$P/port")
 
   # The password needs percent-encoding in a URL: the tests check decoding.
@@ -198,9 +166,9 @@ do_start() {
   [ $rc = 0 ] || { stop_server; die "pgbouncer did not start (see $P/pgbouncer.log)"; }
   echo "$bport" >"$P/bport"
   {
-    printf "export GOMASTER_TEST_POSTGRES_URL='postgresql://gomaster:%s@127.0.0.1:%s/gomaster_test'\n" "$enc" "$port"
-    printf "export GOMASTER_TEST_PGBOUNCER_URL='postgresql://gomaster:%s@127.0.0.1:%s/gomaster_test'\n" "$enc" "$bport"
-    printf "export GOMASTER_TEST_POSTGRES_DIR='%s'\n" "$top"
+    export_line GOMASTER_TEST_POSTGRES_URL "postgresql://gomaster:$enc@127.0.0.1:$port/gomaster_test"
+    export_line GOMASTER_TEST_PGBOUNCER_URL "postgresql://gomaster:$enc@127.0.0.1:$bport/gomaster_test"
+    export_line GOMASTER_TEST_POSTGRES_DIR "$top"
   } >"$P/env"
   echo "postgres.sh: postgres pid $(server_pid) on 127.0.0.1:$port, pgbouncer on $bport, data in $P" >&2
   cat "$P/env"
@@ -215,12 +183,7 @@ do_restart() {
   [ -f "$P/port" ] && [ -f "$P/data/PG_VERSION" ] || die "not started in $top"
   port=$(cat "$P/port")
   stop_server
-  for _ in $(seq 1 50); do
-    launch "$port" && { cat "$P/env"; return 0; }
-    [ $? = 2 ] || die "postgres did not restart (see $P/server.log)"
-    sleep 0.2
-  done
-  die "port $port stayed busy"
+  relaunch launch "$port" "$P/env" "postgres (see $P/server.log)"
 }
 
 # Every process of the server (postmaster and backends): a hung machine.

@@ -19,13 +19,11 @@
 # password, env (the export lines) and redis.log.
 set -eu
 
-die() { echo "redis.sh: $*" >&2; exit 1; }
+NAME=redis
+. "$(dirname "$0")/lib.sh"
 
-[ $# -ge 2 ] || die "usage: $0 start|stop|restart|pause|resume|url|cli DIR"
-cmd=$1
-top=$(cd "$2" 2>/dev/null && pwd) || die "no such directory: $2"
+server_args 0 "$0 start|stop|restart|pause|resume|url|cli DIR" "$@"
 shift 2
-case $top in *\'*) die "DIR must not contain a single quote: $top" ;; esac
 R=$top/redis
 
 for tool in redis-server redis-cli; do
@@ -33,28 +31,11 @@ for tool in redis-server redis-cli; do
     die "$tool not found: install redis-server (sh scripts/deps.sh)"
 done
 
-pid_alive() { [ -n "${1:-}" ] && kill -0 "$1" 2>/dev/null; }
 read_pid() { cat "$R/pid" 2>/dev/null || true; }
-random_hex() { od -An -N"$1" -tx1 /dev/urandom | tr -d ' \n'; }
 
 cli() {
   REDISCLI_AUTH=$(cat "$R/password") redis-cli -h 127.0.0.1 \
     -p "$(cat "$R/port")" --no-auth-warning "$@"
-}
-
-# A port nobody listens on now (per /proc/net/tcp*); the bind is the real
-# test (see launch).
-pick_port() {
-  for _ in $(seq 1 50); do
-    p=$((20000 + $(od -An -N2 -tu2 /dev/urandom | tr -d ' ') % 40000))
-    hex=$(printf '%04X' "$p")
-    if ! cat /proc/net/tcp /proc/net/tcp6 2>/dev/null |
-      grep -Eq ":$hex [0-9A-F]+:[0-9A-F]+ 0A "; then
-      echo "$p"
-      return 0
-    fi
-  done
-  die "no spare port found"
 }
 
 # Starts redis-server on port $1 and waits until it answers. Returns 2 when
@@ -70,36 +51,16 @@ launch() {
       --protected-mode yes >>"$R/redis.log" 2>&1 &
   lpid=$!
   echo "$lpid" >"$R/pid"
-  for _ in $(seq 1 300); do # 30 s
-    if ! pid_alive "$lpid"; then
-      wait "$lpid" 2>/dev/null || true
-      rm -f "$R/pid"
-      grep -qi "address already in use" "$R/redis.log" && return 2
-      tail -n 20 "$R/redis.log" >&2
-      return 1
-    fi
-    [ "$(cli ping 2>/dev/null)" = PONG ] && return 0
-    sleep 0.1
-  done
-  tail -n 20 "$R/redis.log" >&2
-  kill -KILL "$lpid" 2>/dev/null || true
-  return 1
+  lrc=0
+  await_up "$lpid" "$R/redis.log" "address already in use" 300 pong || lrc=$? # 30 s
+  pid_alive "$lpid" || rm -f "$R/pid"
+  return $lrc
 }
 
+pong() { [ "$(cli ping 2>/dev/null)" = PONG ]; }
+
 do_stop() {
-  pid=$(read_pid)
-  if pid_alive "$pid"; then
-    kill -CONT "$pid" 2>/dev/null || true # a paused server cannot shut down
-    kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 1 100); do # 10 s
-      pid_alive "$pid" || break
-      sleep 0.1
-    done
-    if pid_alive "$pid"; then
-      kill -KILL "$pid" 2>/dev/null || true
-      while pid_alive "$pid"; do sleep 0.1; done
-    fi
-  fi
+  stop_pid "$(read_pid)" 100 # 10 s
   rm -f "$R/pid"
 }
 
@@ -110,17 +71,11 @@ do_start() {
   hex=$(random_hex 8)
   printf '%s' "gm:p@ss/%$hex" >"$R/password"
   chmod 600 "$R/password"
-  rc=2
-  for _ in 1 2 3 4 5; do
-    rc=0
-    launch "$(pick_port)" || rc=$?
-    [ $rc = 2 ] || break
-  done
-  [ $rc = 0 ] || die "redis-server did not start (see $R/redis.log)"
+  launch_spare launch "redis-server (see $R/redis.log)"
   {
-    printf "export GOMASTER_TEST_REDIS_URL='redis://:gm%%3Ap%%40ss%%2F%%25%s@127.0.0.1:%s/0'\n" \
-      "$hex" "$(cat "$R/port")"
-    printf "export GOMASTER_TEST_REDIS_DIR='%s'\n" "$top"
+    export_line GOMASTER_TEST_REDIS_URL \
+      "redis://:gm%3Ap%40ss%2F%25$hex@127.0.0.1:$(cat "$R/port")/0"
+    export_line GOMASTER_TEST_REDIS_DIR "$top"
   } >"$R/env"
   echo "redis.sh: redis-server pid $(read_pid) on 127.0.0.1:$(cat "$R/port")" >&2
   cat "$R/env"
@@ -130,27 +85,15 @@ do_restart() {
   [ -f "$R/port" ] || die "not started in $top"
   port=$(cat "$R/port")
   do_stop
-  # The kernel may hold the port a moment after the old server's exit.
-  for _ in $(seq 1 50); do
-    launch "$port" && { cat "$R/env"; return 0; }
-    [ $? = 2 ] || die "redis-server did not restart (see $R/redis.log)"
-    sleep 0.2
-  done
-  die "port $port stayed busy"
-}
-
-signal() {
-  pid=$(read_pid)
-  pid_alive "$pid" || die "redis-server is not running in $top"
-  kill "-$1" "$pid"
+  relaunch launch "$port" "$R/env" "redis-server (see $R/redis.log)"
 }
 
 case $cmd in
 start) do_start ;;
 stop) do_stop ;;
 restart) do_restart ;;
-pause) signal STOP ;;
-resume) signal CONT ;;
+pause) signal_pid "$(read_pid)" STOP redis-server ;;
+resume) signal_pid "$(read_pid)" CONT redis-server ;;
 url) cat "$R/env" ;;
 cli) cli "$@" ;;
 *) die "unknown command: $cmd" ;;

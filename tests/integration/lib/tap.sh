@@ -26,3 +26,27 @@ wait_until() {
     sleep 0.02
   done
 }
+
+# chaos_runs WHAT SECONDS BACKEND...: tests/chaos/chaos.sh on each backend
+# for SECONDS (BACKEND:S: for S seconds), one count a run
+# (GOMASTER_CHAOS_HOSTILE as the environment has it), then the closing line
+# "N passed, N failed"; fails when a run did.
+chaos_runs() {
+  local what=$1 seconds=$2 backend s
+  shift 2
+  passed=0
+  failed=0
+  for backend in "$@"; do
+    s=$seconds
+    case $backend in *:*) s=${backend#*:} backend=${backend%%:*} ;; esac
+    echo "-- $what $backend, $s s"
+    if bash tests/chaos/chaos.sh "$backend" "$s"; then
+      passed=$((passed + 1))
+    else
+      echo "not ok: $what $backend"
+      failed=$((failed + 1))
+    fi
+  done
+  echo "$passed passed, $failed failed"
+  [ "$failed" -eq 0 ]
+}
