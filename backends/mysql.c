@@ -2,13 +2,8 @@
  * mysql.c: the MySQL/MariaDB backend, on the MySQL C API (MariaDB
  * Connector/C on Debian).
  *
- * One row per lock in a table (default gomaster_locks, created if missing):
- *
- *   name VARBINARY(191) PRIMARY KEY, owner VARBINARY(127), token BIGINT
- *   UNSIGNED, version VARBINARY(127), acquired_at, renewed_at, expires_at
- *   DATETIME(6) holding UTC_TIMESTAMP(6) of the server; the completion
- *   record of a one-time task: done_at, done_by, done_token, result; and
- *   instance BIGINT UNSIGNED, the key of the elector instance granted it.
+ * One row per lock in a table (default gomaster_locks, created if missing
+ * as create_sql says), its times UTC_TIMESTAMP(6) of the server.
  *
  * Binary strings compare byte for byte: no collation folds case, pads spaces
  * or mangles quotes, backslashes or UTF-8 in lock names.
@@ -74,9 +69,6 @@ enum ssl_mode {
 
 static const char *const ssl_modes[] = {
     "disabled", "preferred", "required", "verify_ca", "verify_identity", NULL};
-
-/* Host lists (src/hosts.c): a lost connection (or a Galera node outside
- * the primary component, 1047) moves the list on. */
 
 /* Made by my_parse, freed by my_free_cfg. */
 typedef struct mycfg {
@@ -179,18 +171,9 @@ enum {
   S_FORCE,
   S_ULOCK,   /* the wake-up lock, see "wake-up" below */
   S_UNLOCK,
+  S_WAIT,    /* watch */
   NSTMT
 };
-
-/* A lock this connection acquired: renew reports acquired_at from here, since
- * its one statement returns only the server's now. */
-#define HELD_MAX 16
-typedef struct held {
-  char name[GM_NAME_MAX]; /* "" when the slot is free */
-  char version[GM_ID_MAX];
-  uint64_t token;
-  int64_t acquired_at;
-} held;
 
 /* ---- wake-up: the types (the code is in the "wake-up" sections below) --
  *
@@ -202,13 +185,15 @@ typedef struct held {
  * the only truth. */
 
 #define ULOCK_KEY_MAX 32 /* "gomaster:" and 16 hex digits */
+/* The longest a master waits for its user lock, held by a watch for one
+ * statement: a master that misses it leaves the followers without a
+ * wake-up until its next renewal. */
+#define ULOCK_WAIT_US 20000
 
 /* A user lock the main connection holds. */
 typedef struct ulock {
-  uint64_t token; /* of the grant it was taken for */
-  int wanted; /* 0: the row is no longer ours; RELEASE_LOCK is still owed */
   char name[GM_NAME_MAX];
-  char key[ULOCK_KEY_MAX];
+  uint64_t token; /* of the grant it is held for; 0: an acquire under way */
 } ulock;
 
 /* Made by my_open, freed by my_close, used by one thread at a time. The
@@ -220,12 +205,8 @@ typedef struct myconn {
   int galera;  /* @@wsrep_on: user locks are node-local, so none is used */
   MYSQL *db;
   MYSQL_STMT *st[NSTMT];
-  held held[HELD_MAX];
-  unsigned next_held;
   ulock *ul; /* the user locks this connection holds */
   size_t nul, capul;
-  int owed;  /* how many of them are no longer wanted */
-  MYSQL_STMT *wst; /* watch's statement, prepared on first use */
   unsigned read_timeout; /* whole seconds, as connected */
 } myconn;
 
@@ -273,40 +254,34 @@ static const char *const sql[NSTMT] = {
     [S_FORCE] = "UPDATE `%s` SET owner = '', token = token + 1, instance = 0, "
                 "expires_at = IF(? <> 0, " NOW ", GREATEST(expires_at, " NOW
                 ")) WHERE name = ? AND token < 9223372036854775807",
-    /* the user lock's name: waits 20 ms at most, for a watch that holds
-     * it for one statement (it takes and frees it in one), so that a new
-     * master does not miss it (followers would then fall back to reads
-     * until its next renewal) */
-    [S_ULOCK] = "SELECT GET_LOCK(?, 0.02)",
+    /* the user lock's name, the wait in µs (see ulock_take) */
+    [S_ULOCK] = "SELECT GET_LOCK(?, ? / 1000000)",
     [S_UNLOCK] = "SELECT RELEASE_LOCK(?)",
+    /* 2: the user lock was free at once (nobody holds it: the master let
+     * go, or holds none); 1: it was held, then ours (and freed in the
+     * same statement, so the next watcher or the new master gets it at
+     * once); 0: still held after the wait (µs) */
+    [S_WAIT] = "SELECT IF(IS_FREE_LOCK(?), 2, IF(GET_LOCK(?, ? / 1000000), "
+               "RELEASE_LOCK(?), 0))",
 };
 
-/* The completion record of a one-time task (ABI 2); NULL done_at: not done. */
-_Static_assert(GM_ID_MAX == 128 && GM_RESULT_MAX == 256,
-               "DONE_COLUMNS spells out done_by and result sizes");
-#define DONE_COLUMNS(add)                                                     \
-  add "done_at DATETIME(6) NULL DEFAULT NULL," add                            \
-      "done_by VARBINARY(127) NOT NULL DEFAULT ''," add                       \
-      "done_token BIGINT UNSIGNED NOT NULL DEFAULT 0," add                    \
-      "result VARBINARY(255) NOT NULL DEFAULT ''," add                       \
-      "instance BIGINT UNSIGNED NOT NULL DEFAULT 0"
-
+_Static_assert(GM_NAME_MAX == 192 && GM_ID_MAX == 128 && GM_RESULT_MAX == 256,
+               "create_sql spells out the column sizes");
 static const char create_sql[] =
     "CREATE TABLE IF NOT EXISTS `%s` ("
-    " name VARBINARY(%d) NOT NULL PRIMARY KEY,"
-    " owner VARBINARY(%d) NOT NULL DEFAULT '',"
+    " name VARBINARY(191) NOT NULL PRIMARY KEY,"
+    " owner VARBINARY(127) NOT NULL DEFAULT '',"
     " token BIGINT UNSIGNED NOT NULL,"
-    " version VARBINARY(%d) NOT NULL DEFAULT '',"
+    " version VARBINARY(127) NOT NULL DEFAULT '',"
     " acquired_at DATETIME(6) NOT NULL,"
     " renewed_at DATETIME(6) NOT NULL,"
-    " expires_at DATETIME(6) NOT NULL," DONE_COLUMNS(" ")
+    " expires_at DATETIME(6) NOT NULL,"
+    " done_at DATETIME(6) NULL DEFAULT NULL," /* NULL: the task is not done */
+    " done_by VARBINARY(127) NOT NULL DEFAULT '',"
+    " done_token BIGINT UNSIGNED NOT NULL DEFAULT 0,"
+    " result VARBINARY(255) NOT NULL DEFAULT '',"
+    " instance BIGINT UNSIGNED NOT NULL DEFAULT 0"
     ") ENGINE=InnoDB";
-
-/* Adds the completion record and the instance key to a table made before
- * they existed, in one ALTER run only when a statement names a column the
- * table lacks (MariaDB syntax; elsewhere the prepare error stands). */
-static const char upgrade_sql[] =
-    "ALTER TABLE `%s`" DONE_COLUMNS(" ADD COLUMN IF NOT EXISTS ");
 
 static int lost_connection(unsigned e) {
   return e == CR_SERVER_GONE_ERROR || e == CR_SERVER_LOST ||
@@ -319,7 +294,9 @@ static int lost_connection(unsigned e) {
 #define ER_WSREP_NOT_PREPARED ER_UNKNOWN_COM_ERROR /* 1047 */
 
 
-/* err for a failed call on the connection or one statement of it. */
+/* err for a failed call on the connection or one statement of it; a lost
+ * connection (or a Galera node outside the primary component) moves the
+ * host list on (src/hosts.c). */
 static int fail(myconn *c, MYSQL_STMT *st, const char *what, gm_error *err) {
   unsigned e = st ? mysql_stmt_errno(st) : mysql_errno(c->db);
   int gone = lost_connection(e) || e == ER_WSREP_NOT_PREPARED;
@@ -377,21 +354,18 @@ static void my_close(void *p) {
   myconn *c = p;
   if (!c) return;
   free(c->ul);
-  if (c->wst) mysql_stmt_close(c->wst);
   for (int i = 0; i < NSTMT; i++)
     if (c->st[i]) mysql_stmt_close(c->st[i]);
   if (c->db) mysql_close(c->db);
   free(c);
 }
 
-/* Sets cfg's options on db, with read_timeout in whole seconds (the waiter's
- * connection waits longer than cfg's). */
-static int set_options(const mycfg *cfg, MYSQL *db, unsigned read_timeout,
-                       gm_error *err) {
+/* Sets cfg's options on db. */
+static int set_options(const mycfg *cfg, MYSQL *db, gm_error *err) {
   my_bool off = 0, on = 1;
   int rc = mysql_optionsv(db, MYSQL_OPT_CONNECT_TIMEOUT,
                           &cfg->connect_timeout) ||
-           mysql_optionsv(db, MYSQL_OPT_READ_TIMEOUT, &read_timeout) ||
+           mysql_optionsv(db, MYSQL_OPT_READ_TIMEOUT, &cfg->read_timeout) ||
            mysql_optionsv(db, MYSQL_OPT_WRITE_TIMEOUT,
                           &cfg->write_timeout) ||
            /* the core reopens after any failure: a silent reconnect would
@@ -429,8 +403,8 @@ static int set_options(const mycfg *cfg, MYSQL *db, unsigned read_timeout,
 
 /* ---- the table's columns ------------------------------------------------
  *
- * A table made beforehand is checked after the statements prepared (so
- * every column is there) against information_schema (src/schema.c). */
+ * A table made beforehand is checked against information_schema
+ * (src/schema.c), also when a statement names a column it lacks. */
 
 static const char columns_sql[] =
     "SELECT COLUMN_NAME, DATA_TYPE, COALESCE(DATETIME_PRECISION, 0),"
@@ -503,8 +477,7 @@ static int setup_session(myconn *c, gm_error *err) {
            "SET SESSION innodb_lock_wait_timeout = %u, time_zone = '+00:00'",
            c->cfg->read_timeout);
   if (mysql_query(c->db, q)) return fail(c, NULL, "session setup", err);
-  snprintf(q, sizeof q, create_sql, c->cfg->table, LOCK_NAME_LEN, LOCK_ID_LEN,
-           LOCK_ID_LEN);
+  snprintf(q, sizeof q, create_sql, c->cfg->table);
   /* A user without CREATE may still use a table that exists: if the
    * statements below prepare, the table is there. A table that is there
    * needs no DDL (under Galera each one is a cluster-wide step that waits
@@ -516,58 +489,22 @@ static int setup_session(myconn *c, gm_error *err) {
   int create_failed = !exists && mysql_query(c->db, q) != 0;
   gm_error create_err;
   if (create_failed) fail(c, NULL, "create table", &create_err);
-  int upgraded = 0;
   for (int i = 0; i < NSTMT; i++) {
     c->st[i] = mysql_stmt_init(c->db);
     if (!c->st[i]) return fail(c, NULL, "statement init", err);
     snprintf(q, sizeof q, sql[i], c->cfg->table);
-    int rc = mysql_stmt_prepare(c->st[i], q, strlen(q));
-    if (rc && mysql_stmt_errno(c->st[i]) == ER_BAD_FIELD_ERROR && !upgraded) {
-      char alter[1024];
-      snprintf(alter, sizeof alter, upgrade_sql, c->cfg->table);
-      upgraded = 1;
-      if (mysql_query(c->db, alter) == 0)
-        rc = mysql_stmt_prepare(c->st[i], q, strlen(q));
+    if (mysql_stmt_prepare(c->st[i], q, strlen(q)) == 0) continue;
+    if (create_failed) {
+      *err = create_err;
+      return GM_ERR;
     }
-    if (rc) {
-      if (create_failed) {
-        *err = create_err;
-        return GM_ERR;
-      }
+    /* a column missing (a table made by hand): check_columns names it */
+    if (mysql_stmt_errno(c->st[i]) != ER_BAD_FIELD_ERROR ||
+        check_columns(c, err) == GM_OK)
       return fail(c, c->st[i], "prepare", err);
-    }
+    return GM_ERR;
   }
   return check_columns(c, err);
-}
-
-/* A connection to cfg's host hi and database with its options (timeouts,
- * TLS, credentials), read_timeout in whole seconds: NULL with err filled
- * when it failed. Both connections of a backend are made here. */
-static MYSQL *connect_db(const mycfg *cfg, unsigned hi, unsigned read_timeout,
-                         gm_error *err) {
-  MYSQL *db = mysql_init(NULL);
-  if (!db) {
-    gm_seterr(err, GM_E_NOMEM, "out of memory");
-    return NULL;
-  }
-  if (set_options(cfg, db, read_timeout, err)) goto fail;
-  if (!mysql_real_connect(db, cfg->h.hosts[hi], cfg->user, cfg->password,
-                          cfg->database, cfg->h.ports[hi], NULL,
-                          CLIENT_FOUND_ROWS)) {
-    connect_error(cfg, hi, db, err);
-    goto fail;
-  }
-  if (cfg->ssl >= SSL_REQUIRED && !mysql_get_ssl_cipher(db)) {
-    gm_seterr(err, GM_E_CONNECT,
-              "mysql: cannot connect to %s:%u: ssl_mode requires TLS and the "
-              "server did not encrypt the connection",
-              cfg->h.hosts[hi], cfg->h.ports[hi]);
-    goto fail;
-  }
-  return db;
-fail:
-  mysql_close(db);
-  return NULL;
 }
 
 /* Galera: @@wsrep_on (an error: a server without the variable, so no). */
@@ -581,14 +518,33 @@ static int is_galera(MYSQL *db) {
   return on;
 }
 
-/* Connects c to host hi and sets its session up (gm_hosts_open tries
- * each host in turn). */
+/* Connects c to host hi with cfg's options (timeouts, TLS, credentials)
+ * and sets its session up (gm_hosts_open tries each host in turn). */
 static int open_host(void *p, unsigned hi, gm_error *err) {
   myconn *c = p;
+  const mycfg *cfg = c->cfg;
   c->hi = hi;
-  if (!(c->db = connect_db(c->cfg, hi, c->read_timeout, err))) return GM_ERR;
+  if (!(c->db = mysql_init(NULL))) {
+    gm_seterr(err, GM_E_NOMEM, "out of memory");
+    return GM_ERR;
+  }
+  if (set_options(cfg, c->db, err)) goto fail;
+  if (!mysql_real_connect(c->db, cfg->h.hosts[hi], cfg->user, cfg->password,
+                          cfg->database, cfg->h.ports[hi], NULL,
+                          CLIENT_FOUND_ROWS)) {
+    connect_error(cfg, hi, c->db, err);
+    goto fail;
+  }
+  if (cfg->ssl >= SSL_REQUIRED && !mysql_get_ssl_cipher(c->db)) {
+    gm_seterr(err, GM_E_CONNECT,
+              "mysql: cannot connect to %s:%u: ssl_mode requires TLS and the "
+              "server did not encrypt the connection",
+              cfg->h.hosts[hi], cfg->h.ports[hi]);
+    goto fail;
+  }
   c->galera = is_galera(c->db);
   if (setup_session(c, err) == GM_OK) return GM_OK;
+fail:
   for (int i = 0; i < NSTMT; i++)
     if (c->st[i]) mysql_stmt_close(c->st[i]);
   memset(c->st, 0, sizeof c->st);
@@ -597,9 +553,8 @@ static int open_host(void *p, unsigned hi, gm_error *err) {
   return GM_ERR;
 }
 
-/* A connection whose reads time out after read_timeout whole seconds. */
-static int open_conn(const mycfg *cfg, unsigned read_timeout, void **out,
-                     gm_error *err) {
+static int my_open(const void *p, void **out, gm_error *err) {
+  const mycfg *cfg = p;
   *out = NULL;
   pthread_once(&library_once, library_init);
   if (library_failed) {
@@ -616,11 +571,11 @@ static int open_conn(const mycfg *cfg, unsigned read_timeout, void **out,
    * close may run on the thread that drops the backend, so there is no
    * mysql_thread_end to pair with this. */
   mysql_thread_init();
-  c->read_timeout = read_timeout;
-  if (gm_hosts_open(&cfg->h, open_host, c, err)) goto fail;
-  *out = c;
-  return GM_OK;
-fail:
+  c->read_timeout = cfg->read_timeout;
+  if (gm_hosts_open(&cfg->h, open_host, c, err) == GM_OK) {
+    *out = c;
+    return GM_OK;
+  }
   my_close(c);
   return GM_ERR;
 }
@@ -785,10 +740,13 @@ static int fetch_row(myconn *c, const char *name, gm_row *row,
 
 /* ---- wake-up: the master's user locks ----------------------------------- */
 
-/* FNV-1a (64 bits) of database, table and lock name, NUL between them (no
+/* The user lock's name, 25 bytes whatever the lock's name (MySQL takes at
+ * most 64), bound as a parameter like every value: "gomaster:" and the
+ * FNV-1a (64 bits) of database, table and lock name, NUL between them (no
  * part can hold a NUL): the user-lock namespace is the whole server's. A
  * collision only makes two locks share a wake-up. */
-static uint64_t lock_hash(const mycfg *cfg, const char *name) {
+static void lock_key(const mycfg *cfg, const char *name,
+                     char key[ULOCK_KEY_MAX]) {
   const char *parts[3] = {cfg->database, cfg->table, name};
   uint64_t h = 0xcbf29ce484222325u;
   for (int i = 0; i < 3; i++)
@@ -796,13 +754,7 @@ static uint64_t lock_hash(const mycfg *cfg, const char *name) {
       h = (h ^ *p) * 0x100000001b3u;
       if (!*p) break;
     }
-  return h;
-}
-
-/* The user lock's name, 25 bytes whatever the lock's name (MySQL takes
- * at most 64); bound as a parameter like every value. */
-static void lock_key(uint64_t hash, char key[ULOCK_KEY_MAX]) {
-  snprintf(key, ULOCK_KEY_MAX, "gomaster:%016" PRIx64, hash);
+  snprintf(key, ULOCK_KEY_MAX, "gomaster:%016" PRIx64, h);
 }
 
 /* Runs a prepared SELECT of one integer (NULL: -1) with the parameters of
@@ -827,96 +779,72 @@ static int select_int(MYSQL_STMT *st, long long *v, const char *fmt, ...) {
 
 static ulock *ulock_find(myconn *c, const char *name) {
   for (size_t i = 0; i < c->nul; i++)
-    if (strcmp(c->ul[i].name, name) == 0)
-      return &c->ul[i];
+    if (strcmp(c->ul[i].name, name) == 0) return &c->ul[i];
   return NULL;
 }
 
-/* Frees the user locks owed (their rows are no longer ours). One that does
- * not go stays owed and is tried again; a closed connection frees all. */
-static void ulock_flush(myconn *c) {
-  for (size_t i = c->nul; i-- > 0 && c->owed > 0;) {
-    /* 0 or NULL: not ours (any more) either */
-    if (c->ul[i].wanted) continue;
-    long long v;
-    if (select_int(c->st[S_UNLOCK], &v, "s", c->ul[i].key) != GM_OK) continue;
-    c->ul[i] = c->ul[--c->nul];
-    c->owed--;
-  }
+/* Runs GET_LOCK (waiting wait_us at most) or RELEASE_LOCK (wait_us < 0)
+ * on lock name's user lock: its value (1: taken or freed), or -1 when the
+ * statement failed. */
+static long long ulock_run(myconn *c, const char *name, int64_t wait_us) {
+  char key[ULOCK_KEY_MAX];
+  long long v;
+  lock_key(c->cfg, name, key);
+  int rc = wait_us < 0 ? select_int(c->st[S_UNLOCK], &v, "s", key)
+                       : select_int(c->st[S_ULOCK], &v, "si", key, wait_us);
+  return rc == GM_OK ? v : -1;
 }
 
-/* After a grant or a renewal of lock name: holds its user lock, unless a
- * watch holds it this instant (then the next renewal tries again). */
-static void ulock_take(myconn *c, const char *name, uint64_t token) {
-  if (c->galera) return; /* node-local there: it would wake nobody */
+/* Holds lock name's user lock (a statement only where not held yet):
+ * NULL when another session held it for wait_us (a watch holds it for
+ * one statement; a master paused past its lease keeps it) or under
+ * Galera (node-local there: it would wake nobody). */
+static ulock *ulock_take(myconn *c, const char *name, int64_t wait_us) {
   ulock *u = ulock_find(c, name);
-  if (u) {
-    if (!u->wanted) c->owed--;
-    u->wanted = 1;
-    u->token = token;
-    return;
-  }
+  if (u || c->galera) return u;
   if (c->nul == c->capul) {
     size_t cap = c->capul ? 2 * c->capul : 4;
     ulock *ul = realloc(c->ul, cap * sizeof *ul);
-    if (!ul) return;
+    if (!ul) return NULL;
     c->ul = ul;
     c->capul = cap;
   }
-  u = &c->ul[c->nul];
-  lock_key(lock_hash(c->cfg, name), u->key);
-  long long v;
-  if (select_int(c->st[S_ULOCK], &v, "s", u->key) != GM_OK || v != 1) return;
-  u->token = token;
-  u->wanted = 1;
+  if (ulock_run(c, name, wait_us) != 1) return NULL;
+  u = &c->ul[c->nul++];
   gm_strlcpy(u->name, name, sizeof u->name);
-  c->nul++;
+  u->token = 0;
+  return u;
 }
 
-/* After the row of lock name stopped being ours (released, lost, forced):
- * frees its user lock, so that a waiting follower wakes and finds the row
- * as it is now. */
+/* After a grant's renewal: holds its user lock (when a watch or a paused
+ * session kept it from the grant, this renewal tries again). */
+static void ulock_hold(myconn *c, const char *name, uint64_t token) {
+  ulock *u = ulock_take(c, name, ULOCK_WAIT_US);
+  if (u) u->token = token;
+}
+
+static void my_interrupt(void *p);
+
+/* Lock name's row is not ours (any more): frees its user lock, so that a
+ * waiting follower wakes and reads the row as it is now. A RELEASE_LOCK
+ * that fails ends the session, which frees it (the core then reconnects). */
 static void ulock_drop(myconn *c, const char *name) {
   ulock *u = ulock_find(c, name);
-  if (u && u->wanted) {
-    u->wanted = 0;
-    c->owed++;
-  }
-  if (c->owed) ulock_flush(c);
+  if (!u) return;
+  if (ulock_run(c, name, -1) < 0) my_interrupt(c);
+  *u = c->ul[--c->nul];
 }
-
-/* A follower here read lock name as r: a user lock still held for another
- * grant goes (a master that stepped down at its deadline, paused, and
- * found its lease taken over never renews or releases that grant again). */
-static void ulock_check(myconn *c, const char *name, const gm_row *r) {
-  ulock *u = ulock_find(c, name);
-  if (u && u->wanted && (!r->exists || r->token != u->token))
-    ulock_drop(c, name);
-}
-
 
 static int my_observe(void *p, const char *name, gm_row *out, gm_error *err) {
   if (check_len("lock name", name, LOCK_NAME_LEN, err)) return GM_ERR;
   int rc = fetch_row(p, name, out, err);
-  if (rc == GM_OK) ulock_check(p, name, out);
+  /* a user lock still held for another grant goes (a master that stepped
+   * down at its deadline, paused, and found its lease taken over never
+   * renews or releases that grant again) */
+  ulock *u = rc == GM_OK ? ulock_find(p, name) : NULL;
+  if (u && u->token && (!out->exists || out->token != u->token))
+    ulock_drop(p, name);
   return rc;
-}
-
-static held *held_find(myconn *c, const char *name) {
-  for (int i = 0; i < HELD_MAX; i++)
-    if (c->held[i].name[0] && strcmp(c->held[i].name, name) == 0)
-      return &c->held[i];
-  return NULL;
-}
-
-static void held_put(myconn *c, const char *name, const char *version,
-                     uint64_t token, int64_t acquired_at) {
-  held *h = held_find(c, name);
-  if (!h) h = &c->held[c->next_held++ % HELD_MAX];
-  gm_strlcpy(h->name, name, sizeof h->name);
-  gm_strlcpy(h->version, version, sizeof h->version);
-  h->token = token;
-  h->acquired_at = acquired_at;
 }
 
 /* The row as a successful write of this connection left it. */
@@ -933,6 +861,9 @@ static int my_acquire(void *p, const gm_acquire_req *req, gm_row *out,
       check_len("version", version, LOCK_ID_LEN, err))
     return GM_ERR;
   token = gm_new_token(req);
+  /* the user lock before the row (not waiting: that would delay the
+   * grant): a follower that reads the grant finds it held, and waits */
+  ulock *u = ulock_take(c, req->name, 0);
   if (!req->expect_exists)
     rc = run_write(c, S_INSERT, "acquire", &affected, &now, err, "sssuiu",
                    req->name, req->owner, version, token, req->lease_us,
@@ -941,12 +872,13 @@ static int my_acquire(void *p, const gm_acquire_req *req, gm_row *out,
     rc = run_write(c, S_TAKE, "acquire", &affected, &now, err, "susuisu",
                    req->owner, req->instance, version, token, req->lease_us,
                    req->name, req->expect_token);
+  if (rc == GM_OK && affected != 1) rc = GM_NOT;
+  if (!u && rc == GM_OK) u = ulock_take(c, req->name, ULOCK_WAIT_US);
+  if (u && rc == GM_OK) u->token = token;
+  else if (u && !u->token) ulock_drop(c, req->name); /* taken for this try */
   if (rc != GM_OK) return rc;
-  if (affected != 1) return GM_NOT;
   gm_row_written(out, req->owner, version, token, now, now, req->lease_us);
   out->instance = req->instance;
-  held_put(c, req->name, version, token, now);
-  ulock_take(c, req->name, token);
   return GM_OK;
 }
 
@@ -965,25 +897,8 @@ static int my_renew(void *p, const char *name, const char *owner,
     ulock_drop(c, name);
     return GM_NOT;
   }
-  ulock_take(c, name, token);
-
-  /* Known unless this connection did not make the grant (a reconnect since):
-   * then read it once; the lease is ours, so the row is as we wrote it. */
-  held *h = held_find(c, name);
-  if (!h || h->token != token) {
-    gm_row row;
-    if (fetch_row(c, name, &row, err)) return GM_ERR;
-    if (row.exists && row.token == token && row.instance == instance &&
-        strcmp(row.owner, owner) == 0)
-      held_put(c, name, row.version, token, row.acquired_at);
-    h = held_find(c, name);
-  }
-  if (h && h->token == token)
-    gm_row_written(out, owner, h->version, token, h->acquired_at, now, lease_us);
-  else /* taken over between the two statements: a lease shorter than a
-        * round trip; the next renew reports the loss */
-    gm_row_written(out, owner, "", token, 0, now, lease_us);
-  out->instance = instance;
+  ulock_hold(c, name, token);
+  gm_row_written(out, owner, "", token, 0, now, lease_us); /* the times */
   return GM_OK;
 }
 
@@ -998,10 +913,7 @@ static int my_release(void *p, const char *name, const char *owner,
   if (rc != GM_OK) return rc;
   /* first the row, then the user lock: a follower it wakes finds it free */
   ulock_drop(c, name);
-  if (affected != 1) return GM_NOT;
-  held *h = held_find(c, name);
-  if (h && h->token == token) h->name[0] = '\0';
-  return GM_OK;
+  return affected == 1 ? GM_OK : GM_NOT;
 }
 
 static int my_complete(void *p, const char *name, const char *owner,
@@ -1029,9 +941,6 @@ static int my_force_release(void *p, const char *name, int now, gm_row *out,
                      (int64_t)(now != 0), name);
   if (rc != GM_OK) return rc;
   if (affected != 1) return GM_NOT;
-  held *h = held_find(c, name);
-  if (h) h->name[0] = '\0';
-  ulock_drop(c, name);
   /* the decision was the write's; this read only reports the row */
   return fetch_row(c, name, out, err);
 }
@@ -1101,7 +1010,7 @@ static int my_renew_many(void *p, gm_renew_req *q, size_t n, gm_error *err) {
         q[i].rc = GM_OK;
         q[i].renewed_at = q[i].now = now;
         q[i].expires_at = now + q[i].lease_us;
-        ulock_take(c, q[i].name, q[i].token); /* a statement where not held */
+        ulock_hold(c, q[i].name, q[i].token);
       }
       return GM_OK;
     }
@@ -1121,10 +1030,6 @@ static void my_interrupt(void *p) {
 
 #define WAIT_S 60 /* the longest GET_LOCK wait */
 
-static int my_open(const void *cfg, void **out, gm_error *err) {
-  return open_conn(cfg, ((const mycfg *)cfg)->read_timeout, out, err);
-}
-
 /* The connection's read timeout, whole seconds (Connector/C's pvio: the
  * one place it is kept after the connect). */
 static void read_timeout(myconn *c, unsigned s) {
@@ -1132,14 +1037,6 @@ static void read_timeout(myconn *c, unsigned s) {
   if (pv && pv->methods && pv->methods->set_timeout)
     pv->methods->set_timeout(pv, PVIO_READ_TIMEOUT, (int)s);
 }
-
-/* 2: the user lock was free at once (nobody holds it: the master let go,
- * or holds none); 1: it was held, then ours (and freed in the same
- * statement, so the next watcher or the new master gets it at once); 0:
- * still held after the wait (µs, fractional seconds). */
-static const char wait_sql[] =
-    "SELECT IF(IS_FREE_LOCK(?), 2, IF(GET_LOCK(?, ? / 1000000), "
-    "RELEASE_LOCK(?), 0))";
 
 /* Blocks in GET_LOCK on lock name's user lock, on this connection (the
  * election connection or the core's wake-up one), for at most timeout_us
@@ -1154,26 +1051,16 @@ static int my_watch(void *p, const char *name, int64_t timeout_us,
    * core does not watch the lock again until a follower read it, so the
    * followers poll (docs/galera.md) */
   if (c->galera) return GM_NOT;
-  if (!c->wst) {
-    c->wst = mysql_stmt_init(c->db);
-    if (!c->wst) return fail(c, NULL, "watch: statement init", err);
-    if (mysql_stmt_prepare(c->wst, wait_sql, strlen(wait_sql))) {
-      int rc = fail(c, c->wst, "watch: prepare", err);
-      mysql_stmt_close(c->wst);
-      c->wst = NULL;
-      return rc;
-    }
-  }
   int64_t most = WAIT_S * GM_US_PER_S;
   int64_t wait_us = timeout_us < most ? timeout_us : most;
   if (wait_us < 0) wait_us = 0;
   char key[ULOCK_KEY_MAX];
-  lock_key(lock_hash(c->cfg, name), key);
+  lock_key(c->cfg, name, key);
   long long v;
   read_timeout(c, c->read_timeout + (unsigned)(wait_us / GM_US_PER_S) + 1);
-  int rc = select_int(c->wst, &v, "ssis", key, key, wait_us, key);
+  int rc = select_int(c->st[S_WAIT], &v, "ssis", key, key, wait_us, key);
   read_timeout(c, c->read_timeout);
-  if (rc != GM_OK) return fail(c, c->wst, "watch", err);
+  if (rc != GM_OK) return fail(c, c->st[S_WAIT], "watch", err);
   return v == 1 || v == 2 ? GM_OK : GM_NOT;
 }
 

@@ -582,7 +582,7 @@ static int sq_open(const void *p, void **out, gm_error *err) {
       prep(s, c->table,
            "UPDATE %s SET renewed_at = ?1, expires_at = ?1 + ?2"
            " WHERE name = ?3 AND owner = ?4 AND token = ?5 AND boot_id = ?6"
-           " AND instance = ?7 RETURNING version, acquired_at",
+           " AND instance = ?7",
            &s->renew, err) ||
       prep(s, c->table,
            "UPDATE %s SET owner = '', expires_at = ?1"
@@ -787,21 +787,11 @@ static int sq_renew(void *p, const char *name, const char *owner,
   sqlite3_bind_int64(st, 5, (sqlite3_int64)token);
   bind_text(st, 6, s->boot_id);
   sqlite3_bind_int64(st, 7, (sqlite3_int64)instance);
-  int rc = sqlite3_step(st), found = 0;
-  if (rc == SQLITE_ROW) {
-    found = 1;
-    text(st, 0, out->version, sizeof out->version);
-    out->acquired_at = sqlite3_column_int64(st, 1);
-    rc = sqlite3_step(st);
-  }
+  int rc = sqlite3_step(st);
   sqlite3_reset(st);
   sqlite3_clear_bindings(st);
   if (rc != SQLITE_DONE) return db_err(s, "renew", err);
-  if (!found) return GM_NOT;
-  out->exists = 1;
-  snprintf(out->owner, sizeof out->owner, "%s", owner);
-  out->token = token;
-  out->instance = instance;
+  if (sqlite3_changes(s->db) != 1) return GM_NOT;
   out->renewed_at = out->now = now;
   out->expires_at = now + lease_us;
   return GM_OK;

@@ -144,7 +144,8 @@ typedef struct gm_backend_ops {
 
   /* Extends the lease to database now + lease_us where owner, instance and
    * token are ours (whether or not it expired meanwhile: nobody else took
-   * it). */
+   * it). On GM_OK out->renewed_at, expires_at and now are filled; the rest
+   * of *out need not be (the core knows its grant), as with renew_many. */
   int (*renew)(void *conn, const char *name, const char *owner,
                uint64_t instance, uint64_t token, int64_t lease_us,
                gm_row *out, gm_error *err);

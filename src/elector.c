@@ -1145,8 +1145,19 @@ done:
   e->last_db = r.now;
 }
 
-/* The outcome of one lock's renewal sent at t0 and answered at t1; r is
- * the row as renewed (GM_OK). */
+/* The row as our renewal left it: the backend reports its times
+ * (renewed_at, expires_at, now); the rest is our grant's. */
+static void renewed_row(const gm_elector *e, const gm_row *times, gm_row *r) {
+  *r = (gm_row){.exists = 1, .token = e->my_token,
+                .acquired_at = e->acquired_at, .renewed_at = times->renewed_at,
+                .expires_at = times->expires_at, .now = times->now,
+                .holder = -1, .instance = e->instance};
+  snprintf(r->owner, sizeof r->owner, "%s", e->id);
+  snprintf(r->version, sizeof r->version, "%s", e->version);
+}
+
+/* The outcome of one lock's renewal sent at t0 and answered at t1; r holds
+ * the renewal's times (GM_OK). */
 static void renew_done(gm_backend *b, gm_elector *e, int rc, int64_t t0,
                        int64_t t1, const gm_row *r, const gm_error *err) {
   note_renew_rtt(e, t1 - t0);
@@ -1162,7 +1173,9 @@ static void renew_done(gm_backend *b, gm_elector *e, int rc, int64_t t0,
       e->master_until_t = t0 + e->dl_ns;
       if (e->want) /* stop() zeroed it and must find it zero */
         atomic_store(&e->master_until, e->master_until_t);
-      fill_leader(&e->leader, r);
+      gm_row own;
+      renewed_row(e, r, &own);
+      fill_leader(&e->leader, &own);
     }
     pthread_mutex_unlock(&b->mu);
     if (late) {
@@ -1278,16 +1291,8 @@ static void master_batch(gm_backend *b, gm_elector *due) {
   for (size_t i = 0; i < k; i++) {
     gm_elector *e = b->batch[i];
     const gm_renew_req *q = &b->reqs[i];
-    gm_row r = {.exists = 1,
-                .token = e->my_token,
-                .acquired_at = e->acquired_at,
-                .renewed_at = q->renewed_at,
-                .expires_at = q->expires_at,
-                .now = q->now,
-                .holder = -1,
-                .instance = e->instance};
-    snprintf(r.owner, sizeof r.owner, "%s", e->id);
-    snprintf(r.version, sizeof r.version, "%s", e->version);
+    gm_row r = {
+        .renewed_at = q->renewed_at, .expires_at = q->expires_at, .now = q->now};
     gm_error none = {GM_E_DB, "renew: the backend set no result"};
     int one = q->rc == GM_OK || q->rc == GM_NOT ? q->rc : GM_ERR;
     renew_done(b, e, one, t0, t1, &r, one == GM_ERR ? &none : NULL);
