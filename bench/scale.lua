@@ -91,7 +91,15 @@ end
 local ok, err = pcall(function()
   for _ = 1, count do spawn() end
   assert(wait_for(master, 60), "no master within 60 s")
-  lib.sleep(LEASE + count * 0.02) -- followers settled, seen a lease's renewals
+  -- every node running (its first counter line), then two leases: each
+  -- follower past its first reads, on its lease-end schedule
+  assert(lib.wait_for(function()
+    for _, n in ipairs(c.nodes) do
+      if not (lib.exists(n.log) and lib.sample(n.log, math.huge)) then return nil end
+    end
+    return true
+  end, 120, 0.2), "not every node started within 120 s")
+  lib.sleep(2 * LEASE)
 
   -- steady state
   local s0, t0 = lib.server_stats(kind, url), core.now()

@@ -1859,6 +1859,8 @@ int gm_elector_start(gm_elector *e, gm_error *err) {
   e->active = 1;
   e->role = ROLE_FOLLOWER;
   e->next_at = 0;
+  e->woken_from = 0; /* a wake-up before a stop() is no reason to read */
+  e->unstretched = 0;
   e->next = b->active;
   b->active = e;
   kick(b);
