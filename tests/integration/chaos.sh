@@ -1,5 +1,5 @@
 #!/bin/bash
-# The short chaos runs of make test: tests/chaos/chaos.sh for about 44 s on
+# The short chaos runs of make test: tests/chaos/chaos.sh for about 30 s on
 # SQLite, MariaDB, the MongoDB stand-in, PostgreSQL and Redis (each on a
 # private server of its own; Redis's restarts keep nothing) and 60 s on a
 # 3-node Galera cluster (skipped without galera-4, rsync, the mysql user and
@@ -7,7 +7,7 @@
 # overlap, no token that failed to grow and no leaderless gap beyond
 # lease + retry + 1 s after a heal.
 #
-#   GOMASTER_CHAOS_SECONDS=44          length of each single-server run
+#   GOMASTER_CHAOS_SECONDS=30          length of each single-server run
 #   GOMASTER_CHAOS_GALERA_SECONDS=60   length of the Galera run
 set -u
 cd "$(dirname "$0")/../.." || exit 2
@@ -20,4 +20,4 @@ else
   echo "# chaos galera skipped: needs galera-4, rsync, the mysql user and root"
 fi
 # shellcheck disable=SC2086
-chaos_runs chaos "${GOMASTER_CHAOS_SECONDS:-44}" $runs
+chaos_runs chaos "${GOMASTER_CHAOS_SECONDS:-30}" $runs
