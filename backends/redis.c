@@ -465,9 +465,18 @@ static int replicated(rconn *c, const char *what, gm_error *err) {
   int n = c->cfg->wait;
   long long ms = c->cfg->timeout_us / 2000 > 0 ? c->cfg->timeout_us / 2000 : 1;
   if (n == 0) return GM_OK;
+  /* the server ends a WAIT on its timer, ten times a second: the read
+   * outlasts the wait by that, and the timeout, for this command */
+  int64_t read_us = c->cfg->timeout_us + ms * 1000 + 100000;
+  if (redisSetTimeout(c->rc, tv_of(read_us)) != REDIS_OK)
+    return fail(c->cfg, c->rc, NULL, "setting the timeout", err);
   redisReply *r = replied(c->cfg, c->rc,
                           redisCommand(c->rc, "WAIT %d %lld", n, ms), "WAIT",
                           err);
+  if (r && redisSetTimeout(c->rc, tv_of(c->cfg->timeout_us)) != REDIS_OK) {
+    freeReplyObject(r);
+    return fail(c->cfg, c->rc, NULL, "setting the timeout", err);
+  }
   if (!r) return GM_ERR;
   long long got = r->type == REDIS_REPLY_INTEGER ? r->integer : -1;
   freeReplyObject(r);
