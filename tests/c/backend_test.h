@@ -1,10 +1,11 @@
 /* backend_test.h: what the per-backend C tests (test_mysql_backend.c,
- * test_postgres_backend.c, test_redis_backend.c) share: the test URL read
- * from the environment, lock names unique to the run, opening a backend
- * with one option changed, errors that must name their cause and hide the
- * password, the server script (pause, resume, restart), and the cases
- * whose checks are the same on each of them (complete and force_release, a
- * batch renewal of 1000 locks).
+ * test_postgres_backend.c, test_redis_backend.c; test_mongo_backend.c
+ * the watch helper) share: the test URL read from the environment, lock
+ * names unique to the run, opening a backend with one option changed,
+ * errors that must name their cause and hide the password, the server
+ * script (pause, resume, restart), a watch on a thread of its own, and the
+ * cases whose checks are the same on each of them (complete and
+ * force_release, a batch renewal of 1000 locks).
  *
  * What every backend must do alike (acquire, renew, release, observe,
  * takeover, tokens, instance keys, a vanished row, the clock, a batch of
@@ -330,5 +331,46 @@ BT_FN void bt_renew_many(void *conn, void *conn2, const char *what,
             r.renewed_at == q[K - 1].renewed_at,
         "the batch wrote each lock's own lease");
 }
+
+/* ---- a watch on a thread of its own, as the core's wake-up runs it ---- */
+
+typedef struct bt_watch {
+  void *conn;
+  const char *name;
+  int64_t timeout_us;
+  int rc;          /* -9 until watch returns */
+  double returned; /* mono() when it returned */
+  gm_error err;
+  pthread_t th;
+} bt_watch;
+
+static void *bt_watch_main(void *arg) {
+  bt_watch *w = arg;
+  w->rc = ops->watch(w->conn, w->name, w->timeout_us, &w->err);
+  w->returned = mono();
+  return NULL;
+}
+
+/* Starts watch(conn, name, timeout_us) on a thread. gauge (NULL: none)
+ * reads what the server shows of a waiting watch (blocked clients, its
+ * count of getMores; < 0: unknown): returns 1 once it rose, 0 after 5 s.
+ * Without it (or unknown) returns 0 after 200 ms. bt_watch_join waits for
+ * the watch's return. */
+BT_FN int bt_watch_start(bt_watch *w, void *conn, const char *name,
+                         int64_t timeout_us, long (*gauge)(void)) {
+  long before = gauge ? gauge() : -1;
+  *w = (bt_watch){.conn = conn, .name = name, .timeout_us = timeout_us,
+                  .rc = -9};
+  pthread_create(&w->th, NULL, bt_watch_main, w);
+  if (before < 0) {
+    nap_ms(200);
+    return 0;
+  }
+  for (double t0 = mono(); mono() - t0 < 5; nap_ms(1))
+    if (gauge() > before) return 1;
+  return 0;
+}
+
+BT_FN void bt_watch_join(bt_watch *w) { pthread_join(w->th, NULL); }
 
 #endif

@@ -18,22 +18,20 @@
 
 #include <mongoc/mongoc.h>
 
-#include "backend.h"
-#include "check.h"
-#include "url.h"
+#define BT_NO_INSTANCE /* its requests carry none, as a tool's */
+#include "backend_test.h"
 
 #define PASSWORD "s3cr3t%2Fpw"
 #define PASSWORD_DECODED "s3cr3t/pw"
 
 
-static const gm_backend_ops *ops;
 static char base_url[1024];
 
 /* Options from a URL, as the core hands them to a url_raw backend. */
-static int parse_url(const char *url, void **cfg, gm_error *err) {
+static int parse_url(const char *s, void **cfg, gm_error *err) {
   gm_url u;
   memset(err, 0, sizeof *err);
-  if (gm_url_parse(url, 1, &u, err)) return GM_ERR;
+  if (gm_url_parse(s, 1, &u, err)) return GM_ERR;
   int rc = ops->parse(u.kv, u.n, cfg, err);
   gm_url_free(&u);
   return rc;
@@ -68,12 +66,6 @@ static const char *url_with_user(const char *user, const char *pass) {
 
 static int no_secret(const char *s) {
   return !strstr(s, "s3cr3t") && !strstr(s, "k3ypw");
-}
-
-static double mono(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
 static void sleep_us(int64_t us) {
@@ -311,10 +303,10 @@ static void test_parse_errors(void) {
 static void test_connect_errors(void) {
   void *cfg = NULL, *conn = NULL;
   gm_error err = {0};
-  char url[256];
-  snprintf(url, sizeof url, "mongodb://gm_nobody:%s@127.0.0.1:%d/db?timeout=0.5",
+  char bad[256];
+  snprintf(bad, sizeof bad, "mongodb://gm_nobody:%s@127.0.0.1:%d/db?timeout=0.5",
            PASSWORD, closed_port());
-  check(parse_url(url, &cfg, &err) == GM_OK, "parse (unreachable)");
+  check(parse_url(bad, &cfg, &err) == GM_OK, "parse (unreachable)");
   double t0 = mono();
   int rc = ops->open(cfg, &conn, &err);
   double took = mono() - t0;
@@ -343,14 +335,6 @@ static const char *new_lock(void) {
   snprintf(lockname, sizeof lockname, "ctest-%d-%d-%ld", (int)getpid(), ++n,
            (long)time(NULL));
   return lockname;
-}
-
-static gm_acquire_req req(const char *name, const char *owner, int exists,
-                          uint64_t expect, uint64_t min_token,
-                          int64_t lease_us) {
-  gm_acquire_req r = {name, owner, "1.0", lease_us, exists, expect, min_token,
-                      0};
-  return r;
 }
 
 static void test_lease(void *c) {
@@ -638,33 +622,9 @@ static void test_renew_many(void *c) {
 }
 
 
-/* watch on a wake-up connection, on a thread of its own. */
-typedef struct watcher {
-  void *conn;
-  const char *name;
-  int64_t timeout_us;
-  int rc;
-  double returned;
-  gm_error err;
-} watcher;
-
-static void *watch_main(void *arg) {
-  watcher *w = arg;
-  w->rc = ops->watch(w->conn, w->name, w->timeout_us, &w->err);
-  w->returned = mono();
-  return NULL;
-}
-
-/* Starts w on th and returns once its getMore waits on the stand-in (its
- * count of getMores rose), or after 2 s on a real server. */
-static void watch_start(pthread_t *th, watcher *w) {
-  int more = standin_count("getMore");
-  w->rc = -9;
-  pthread_create(th, NULL, watch_main, w);
-  double t0 = mono();
-  while (mono() - t0 < 2 && (more < 0 || standin_count("getMore") == more))
-    sleep_us(5000);
-}
+/* What the stand-in shows of a waiting watch: its count of getMores (-1
+ * on a real server). */
+static long getmores(void) { return standin_count("getMore"); }
 
 /* The wake-up (watch): no thread of the backend's own; renewals and another
  * lock's release do not wake it, its lock's release does, a release before
@@ -692,25 +652,23 @@ static void test_watch(void *cfg, void *a) {
   rc = rc == GM_OK ? ops->acquire(a, &r, &other, &err) : rc;
   check(rc == GM_OK, "two locks held (%s)", err.msg);
 
-  pthread_t th;
-  watcher w = {.conn = b, .name = name, .timeout_us = 1500000};
+  bt_watch w;
   double t0 = mono();
-  watch_start(&th, &w);
+  bt_watch_start(&w, b, name, 1500000, getmores);
   for (int i = 0; i < 3 && rc == GM_OK; i++)
     rc = ops->renew(a, name, "node-a", 0, row.token, L, &row, &err);
   rc = rc == GM_OK ? ops->release(a, name2, "node-a", 0, other.token, &err)
                    : rc;
-  pthread_join(th, NULL);
+  bt_watch_join(&w);
   check(rc == GM_OK && w.rc == GM_NOT && w.returned - t0 >= 1.45,
         "renewals and another lock's release do not end a watch (rc %d "
         "after %.0f ms of 1500) %s", w.rc, (w.returned - t0) * 1000,
         w.err.msg);
 
-  w = (watcher){.conn = b, .name = name, .timeout_us = 5000000};
-  watch_start(&th, &w);
+  bt_watch_start(&w, b, name, 5000000, getmores);
   double r0 = mono();
   rc = ops->release(a, name, "node-a", 0, row.token, &err);
-  pthread_join(th, NULL);
+  bt_watch_join(&w);
   check(rc == GM_OK && w.rc == GM_OK && w.returned - r0 < 0.05,
         "its lock's release ends the watch: %.1f ms after release began",
         (w.returned - r0) * 1000);
@@ -736,11 +694,10 @@ static void test_watch(void *cfg, void *a) {
   rc = ops->acquire(a, &r, &row, &err);
   for (int i = 0; i < 10 && ops->watch(b, name, 100000, &err) == GM_OK; i++) {
   }
-  w = (watcher){.conn = b, .name = name, .timeout_us = 5000000};
-  watch_start(&th, &w);
+  bt_watch_start(&w, b, name, 5000000, getmores);
   double c0 = mono();
   ops->interrupt(b);
-  pthread_join(th, NULL);
+  bt_watch_join(&w);
   double c1 = mono();
   ops->close(b);
   double c2 = mono();

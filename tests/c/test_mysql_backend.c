@@ -428,31 +428,6 @@ static int used(const char *key) {
          out[0];
 }
 
-/* A watch on its own thread, as the core's wake-up thread runs it. */
-typedef struct watcher {
-  void *conn;
-  const char *name;
-  double secs;
-  int rc;
-  double ended; /* mono() when it returned */
-  pthread_t t;
-} watcher;
-
-static void *watch_main(void *arg) {
-  watcher *w = arg;
-  gm_error err;
-  w->rc = ops->watch(w->conn, w->name, (int64_t)(w->secs * 1e6), &err);
-  w->ended = mono();
-  return NULL;
-}
-
-static void watch_start(watcher *w, void *conn, const char *name,
-                        double secs) {
-  *w = (watcher){.conn = conn, .name = name, .secs = secs, .rc = -9};
-  pthread_create(&w->t, NULL, watch_main, w);
-  usleep(200000); /* in GET_LOCK by then (nothing to wait on from here) */
-}
-
 /* Two backends on the test URL (a master's and a follower's); on failure
  * a failed check and nothing to close. */
 static int open_two(const char *what, void **cfg, void **conn, void **cfg2,
@@ -488,23 +463,23 @@ static void test_wakeup(void) {
   check(rc == GM_OK, "wake-up: node-a takes the lock");
   check(used(key), "the master holds the user lock (IS_USED_LOCK)");
 
-  watcher wt;
-  watch_start(&wt, w, name, 0.8);
+  bt_watch wt;
+  bt_watch_start(&wt, w, name, 800000, NULL);
   for (int i = 0; i < 8; i++) {
     ops->renew(conn, name, "node-a", 0, r.token, lease, &r, &err);
     usleep(50000);
   }
-  pthread_join(wt.t, NULL);
+  bt_watch_join(&wt);
   check(wt.rc == GM_NOT, "watch: GM_NOT while the master renews (%d)",
         wt.rc);
 
-  watch_start(&wt, w, name, 3);
+  bt_watch_start(&wt, w, name, 3000000, NULL);
   double t0 = mono();
   rc = ops->release(conn, name, "node-a", 0, r.token, &err);
-  pthread_join(wt.t, NULL);
-  check(rc == GM_OK && wt.rc == GM_OK && wt.ended - t0 < 0.05,
+  bt_watch_join(&wt);
+  check(rc == GM_OK && wt.rc == GM_OK && wt.returned - t0 < 0.05,
         "watch: GM_OK %.1f ms after the master's release",
-        (wt.ended - t0) * 1000);
+        (wt.returned - t0) * 1000);
   check(!used(key), "the user lock is free after the release");
   rc = ops->observe(conn2, name, &o, &err);
   check(rc == GM_OK && o.owner[0] == '\0',
@@ -548,10 +523,10 @@ static void test_wakeup(void) {
   /* interrupt() while the watch is blocked in GET_LOCK, then close() */
   a = req(name, "node-a", 1, r.token, 0, lease);
   rc = ops->acquire(conn, &a, &r, &err);
-  watch_start(&wt, w, name, 5);
+  bt_watch_start(&wt, w, name, 5000000, NULL);
   t0 = mono();
   ops->interrupt(w);
-  pthread_join(wt.t, NULL);
+  bt_watch_join(&wt);
   ops->close(w);
   w = NULL;
   double d = mono() - t0;
@@ -671,8 +646,8 @@ static void test_wakeup_reconnect(void) {
   if (open_two("reconnect", &cfg, &conn, &cfg2, &conn2)) return;
   gm_acquire_req a = req(name, "node-a", 0, 0, 0, 60000000);
   int rc = ops->acquire(conn, &a, &r, &err);
-  watcher wt;
-  watch_start(&wt, conn2, name, 5);
+  bt_watch wt;
+  bt_watch_start(&wt, conn2, name, 5000000, NULL);
   /* every session waiting so (a closed backend's may linger up to a wait) */
   char kill[1024];
   rc = rc == GM_OK
@@ -684,7 +659,7 @@ static void test_wakeup_reconnect(void) {
   check(rc == GM_OK && strncmp(kill, "KILL ", 5) == 0 &&
             sql(kill, NULL, 0) == GM_OK,
         "the watch's connection killed (%s)", kill);
-  pthread_join(wt.t, NULL);
+  bt_watch_join(&wt);
   check(wt.rc == GM_ERR, "watch: GM_ERR (%d)", wt.rc);
   rc = ops->observe(conn, name, &o, &err);
   check(rc == GM_OK, "the main connection goes on");

@@ -303,30 +303,9 @@ static void test_noscript(void *conn) {
 
 static long clients(void) { return info("clients", "connected_clients"); }
 
-typedef struct watch_call {
-  void *conn;
-  const char *name;
-  int64_t timeout_us;
-  int rc;
-  double returned; /* mono() when watch returned */
-  gm_error err;
-} watch_call;
-
-static void *watch_main(void *arg) {
-  watch_call *w = arg;
-  w->rc = ops->watch(w->conn, w->name, w->timeout_us, &w->err);
-  w->returned = mono();
-  return NULL;
-}
-
-/* Starts a watch on another thread and waits until the server shows it
- * blocked (INFO clients: blocked_clients). */
-static int watch_start(watch_call *w, pthread_t *th) {
-  long before = info("clients", "blocked_clients");
-  pthread_create(th, NULL, watch_main, w);
-  for (double t0 = mono(); mono() - t0 < 5; usleep(1000))
-    if (before >= 0 && info("clients", "blocked_clients") > before) return 1;
-  return 0;
+/* What the server shows of a waiting watch (INFO clients). */
+static long blocked_clients(void) {
+  return info("clients", "blocked_clients");
 }
 
 /* The wake-up: watch on the follower's one connection (no second one), a
@@ -349,10 +328,8 @@ static void test_wakeup(void *conn, void *conn2) {
    * connections while it waits as before it (the subscription of old was
    * one more) */
   long c0 = clients();
-  watch_call w = {.conn = conn2, .name = name, .timeout_us = 5000000,
-                  .rc = -9};
-  pthread_t th;
-  int blocked = watch_start(&w, &th);
+  bt_watch w;
+  int blocked = bt_watch_start(&w, conn2, name, 5000000, blocked_clients);
   long c1 = clients();
   check(blocked && c0 > 0 && c1 == c0,
         "a watching follower holds no connection but its own (%ld clients "
@@ -364,7 +341,7 @@ static void test_wakeup(void *conn, void *conn2) {
         "the watch");
   double t0 = mono();
   rc = ops->release(conn, name, "node-a", inst("node-a"), r.token, &err);
-  pthread_join(th, NULL);
+  bt_watch_join(&w);
   check(rc == GM_OK && w.rc == GM_OK && w.returned - t0 < 0.05,
         "watch returns %.1f ms after the release (<= 50)",
         (w.returned - t0) * 1000);
