@@ -87,9 +87,8 @@ static void init_mongoc(void) {
   mongoc_init();
 }
 
-static const char *const our_keys[] = {"database", "collection",
-                                       "write_concern", "read_concern",
-                                       "timeout", NULL};
+static const char *const our_keys[] = {
+    "database", "collection", "write_concern", "read_concern", "timeout", NULL};
 
 /* ---- messages without secrets ------------------------------------------ */
 
@@ -99,23 +98,33 @@ static void scrub(const mongo_cfg *cfg, char *msg, size_t size) {
   for (int i = 0; i < NSECRETS; i++) gm_scrub(msg, size, msg, cfg->secrets[i]);
 }
 
-/* Which gm error code a libmongoc failure is. */
+/* Which gm error code a libmongoc failure is. Busy (docs/mongo.md): a
+ * handshake the server ended before any reply (mongod at its connection
+ * limit), 262 ExceededTimeLimit, "too many open connections". */
 static int classify(const bson_error_t *e) {
+  static const char *const busy[] = {
+      "connection closed calling ", "rpc bytes. calling ",
+      "closed connection. calling ", "from server. calling ",
+      "too many open conn"};
+  int srv = e->domain == MONGOC_ERROR_SERVER;
+  for (int i = 0; i < 5; i++)
+    if (strstr(e->message, busy[i])) return GM_E_BUSY;
+  if (srv && e->code == 262) return GM_E_BUSY;
   if (e->domain == MONGOC_ERROR_SERVER_SELECTION ||
       e->domain == MONGOC_ERROR_STREAM)
     return GM_E_CONNECT;
-  if (e->domain == MONGOC_ERROR_CLIENT &&
-      e->code == MONGOC_ERROR_CLIENT_AUTHENTICATE)
-    return GM_E_AUTH;
-  if (e->domain == MONGOC_ERROR_SERVER &&
-      (e->code == 18 /* AuthenticationFailed */ || e->code == 13))
+  if ((e->domain == MONGOC_ERROR_CLIENT &&
+       e->code == MONGOC_ERROR_CLIENT_AUTHENTICATE) ||
+      (srv && (e->code == 18 /* AuthenticationFailed */ || e->code == 13)))
     return GM_E_AUTH;
   return GM_E_DB;
 }
 
 static int fail(const mongo_cfg *cfg, gm_error *err, const char *what,
                 const bson_error_t *e) {
-  gm_seterr(err, classify(e), "mongodb backend: %s failed: %s", what,
+  int code = classify(e);
+  gm_seterr(err, code, "mongodb backend: %s failed%s: %s", what,
+            code == GM_E_BUSY ? " (the server refuses connections)" : "",
             e->message);
   if (err) scrub(cfg, err->msg, sizeof err->msg);
   return GM_ERR;
@@ -328,11 +337,9 @@ static int mongo_parse(const gm_kv *opts, size_t n, void **out,
   }
   if (check_acknowledged(cfg->uri, err)) goto fail;
 
-  const char *db = val[0]   ? val[0]
-                   : mongoc_uri_get_database(cfg->uri)
-                       ? mongoc_uri_get_database(cfg->uri)
-                       : DEFAULT_DATABASE;
+  const char *db = val[0] ? val[0] : mongoc_uri_get_database(cfg->uri);
   const char *coll = val[1] ? val[1] : DEFAULT_COLLECTION;
+  if (!db) db = DEFAULT_DATABASE;
   if (check_database(db, err) ||
       gm_check_identifier("collection", coll, err))
     goto fail;
@@ -344,9 +351,8 @@ static int mongo_parse(const gm_kv *opts, size_t n, void **out,
   if (gm_kv_seconds(&t, val[4] ? 1 : 0, "timeout", DEFAULT_TIMEOUT_US,
                     &timeout_us, err))
     goto fail;
-  int32_t ms = (int32_t)(timeout_us < 1000 ? 1
-                         : timeout_us / 1000 > INT32_MAX ? INT32_MAX
-                                                         : timeout_us / 1000);
+  int32_t ms = (int32_t)(timeout_us < 1000 ? 1 : timeout_us / 1000 > INT32_MAX
+                         ? INT32_MAX : timeout_us / 1000);
   const char *tkeys[] = {MONGOC_URI_CONNECTTIMEOUTMS,
                          MONGOC_URI_SERVERSELECTIONTIMEOUTMS,
                          MONGOC_URI_SOCKETTIMEOUTMS};
@@ -360,7 +366,6 @@ static int mongo_parse(const gm_kv *opts, size_t n, void **out,
       cfg->watch_uri, MONGOC_URI_SOCKETTIMEOUTMS,
       mongoc_uri_get_option_as_int32(cfg->uri, MONGOC_URI_SOCKETTIMEOUTMS, 0) +
           WATCH_AWAIT_MS);
-
   set_describe(cfg, url);
   gm_url_free(&u);
   free(stripped);
@@ -376,8 +381,7 @@ fail:
 }
 
 static void mongo_describe(const void *p, char *buf, size_t len) {
-  const mongo_cfg *cfg = p;
-  snprintf(buf, len, "%s", cfg->describe);
+  snprintf(buf, len, "%s", ((const mongo_cfg *)p)->describe);
 }
 
 /* From another thread: every socket of conn fails at once, and no new one
@@ -420,9 +424,11 @@ static int open_conn(const mongo_cfg *cfg, int watch, void **out,
   const mongoc_uri_t *uri = watch ? cfg->watch_uri : cfg->uri;
   bson_error_t e;
   pthread_once(&init_once, init_mongoc);
+  int tls = mongoc_uri_get_tls(uri);
   mongo_conn *c = calloc(1, sizeof *c);
-  if (!c) {
+  if (!c || (!tls && !(c->socks = gm_msocks_new()))) {
     gm_seterr(err, GM_E_NOMEM, "out of memory");
+    mongo_close(c);
     return GM_ERR;
   }
   c->cfg = cfg;
@@ -434,11 +440,6 @@ static int open_conn(const mongo_cfg *cfg, int watch, void **out,
   if (!(c->client = mongoc_client_new_from_uri_with_error(uri, &e)))
     goto failed;
   mongoc_client_set_error_api(c->client, MONGOC_ERROR_API_VERSION_2);
-  int tls = mongoc_uri_get_tls(uri);
-  if (!tls && !(c->socks = gm_msocks_new())) {
-    gm_seterr(err, GM_E_NOMEM, "out of memory");
-    goto fail;
-  }
   if (c->socks) gm_msocks_attach(c->socks, c->client);
   c->coll = mongoc_client_get_collection(c->client, cfg->database,
                                          cfg->collection);
@@ -462,7 +463,6 @@ static int open_conn(const mongo_cfg *cfg, int watch, void **out,
   return GM_OK;
 failed:
   fail(cfg, err, what, &e);
-fail:
   mongo_close(c);
   return GM_ERR;
 }
@@ -675,9 +675,7 @@ static int mongo_renew_many(void *p, gm_renew_req *q, size_t n,
   }
   bool ok = mongoc_bulk_operation_execute(bulk, &reply, &e) != 0;
   int64_t matched = bson_iter_init_find(&it, &reply, "nMatched") &&
-                            BSON_ITER_HOLDS_NUMBER(&it)
-                        ? bson_iter_as_int64(&it)
-                        : -1;
+      BSON_ITER_HOLDS_NUMBER(&it) ? bson_iter_as_int64(&it) : -1;
   bson_destroy(&reply);
   mongoc_bulk_operation_destroy(bulk);
   if (!ok) return fail(c->cfg, err, "renew", &e);

@@ -42,7 +42,8 @@ enum {
                    * duplicate key, a certification failure). Never an
                    * error to report: the core takes it as GM_NOT */
   GM_E_BUSY       /* the server refuses connections: too many (MySQL
-                   * 1040, PostgreSQL 53300, Redis maxclients). Said once
+                   * 1040, PostgreSQL 53300, Redis maxclients, MongoDB's
+                   * net.maxIncomingConnections). Said once
                    * until a success; the node backs off (timeutil.h) */
 };
 

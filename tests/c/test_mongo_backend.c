@@ -204,6 +204,17 @@ static int standin_step_clock(double seconds) {
          bson_get(reply, "offsetMillis", &v) != 0;
 }
 
+/* Sets the stand-in's connection limit (0: none); how many connections
+ * it counts open, or -1 when not known (a real server). */
+static int standin_max_connections(int n) {
+  uint8_t reply[4096];
+  const uint8_t *v;
+  if (standin_command("gomasterMaxConnections", n, reply, sizeof reply) < 0 ||
+      bson_get(reply, "open", &v) != 0x10)
+    return -1;
+  return get32(v);
+}
+
 /* ---- the checks ----------------------------------------------------------- */
 
 static void test_parse_errors(void) {
@@ -761,6 +772,58 @@ static void test_watch_refused(void) {
   if (cl) mongoc_client_destroy(cl);
 }
 
+/* A server at its connection limit (the stand-in's, as mongod's
+ * net.maxIncomingConnections) closes a new connection before any reply to
+ * its handshake: open fails at once as busy (GM_E_BUSY, which the core
+ * says once and backs off from), while a connection made before goes on.
+ * The limit lifted, open works again. */
+static void test_busy(void *cfg, void *c) {
+  gm_error err = {0};
+  gm_row row;
+  void *conn = NULL;
+  if (standin_max_connections(0) < 0) {
+    printf("# skipped on a real server: the connection limit\n");
+    return;
+  }
+  standin_max_connections(1); /* c's is open: no new one */
+  double t0 = mono();
+  int rc = ops->open(cfg, &conn, &err);
+  double took = mono() - t0;
+  check(rc == GM_ERR && err.code == GM_E_BUSY &&
+            strstr(err.msg, "refuses connections") && took < 0.5,
+        "a server at its connection limit: open is busy (code %d) in %.1f "
+        "ms: %s", err.code, took * 1000, err.msg);
+  if (rc == GM_OK) ops->close(conn);
+  rc = ops->observe(c, new_lock(), &row, &err);
+  check(rc == GM_OK, "a connection opened before goes on (%s)",
+        rc ? err.msg : "");
+  standin_max_connections(0);
+  rc = ops->open(cfg, &conn, &err);
+  check(rc == GM_OK, "the limit lifted, open works again (%s)",
+        rc ? err.msg : "");
+  if (rc == GM_OK) ops->close(conn);
+
+  /* A server that takes the connection and never answers: not busy. */
+  struct sockaddr_in a = {.sin_family = AF_INET};
+  socklen_t len = sizeof a;
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  char mute[128];
+  void *mcfg = NULL;
+  rc = bind(fd, (struct sockaddr *)&a, sizeof a) || listen(fd, 4) ||
+       getsockname(fd, (struct sockaddr *)&a, &len);
+  snprintf(mute, sizeof mute, "mongodb://127.0.0.1:%d/db?timeout=0.3",
+           ntohs(a.sin_port));
+  rc = rc ? GM_ERR : parse_url(mute, &mcfg, &err);
+  rc = rc ? GM_ERR : ops->open(mcfg, &conn, &err) == GM_OK ? GM_OK : GM_NOT;
+  check(rc == GM_NOT && err.code == GM_E_CONNECT,
+        "a server that never answers the handshake is a connect error, not "
+        "busy (code %d): %s", err.code, err.msg);
+  if (rc == GM_OK) ops->close(conn);
+  if (mcfg) ops->free_cfg(mcfg);
+  close(fd);
+}
+
 static void test_standin_only(void *c) {
   gm_error err = {0};
   gm_row r1, r2;
@@ -881,6 +944,7 @@ int main(void) {
       test_renew_many(conn);
       test_watch(cfg, conn);
       test_watch_refused();
+      test_busy(cfg, conn);
       test_standin_only(conn);
       test_unreadable(conn);
       ops->close(conn);

@@ -15,7 +15,15 @@ Limits: docs/mongo.md.
 
 Test-only commands: {gomasterStepClock: seconds} moves the server's clock
 ($$NOW, hello's localTime) by that much; {gomasterCounts: 1} returns how many
-commands of each name were served.
+commands of each name were served and how many connections are open, were
+accepted and were refused (test-only ones aside); {gomasterMaxConnections: n} sets the connection limit
+(0: none) and returns how many connections are open.
+
+--max-connections N is mongod's net.maxIncomingConnections: a connection
+beyond N open ones is closed at once, before any reply, and the log says
+"connection refused because too many open connections". A connection whose
+first command is a test-only one is neither refused nor counted, so that a
+test can lift the limit.
 
 Run with /usr/bin/python3: another python3 on PATH may not see Debian's
 modules.
@@ -661,6 +669,10 @@ class Standin:
         # threads that answer an awaitData getMore once something arrives.
         self.cond = threading.Condition()
         self.offset_ms = 0
+        self.max_connections = 0  # 0: no limit
+        self.open_connections = 0  # counted ones, under self.cond
+        self.refused_connections = 0
+        self.accepted_connections = 0
         self.counts = collections.Counter()
         self.connection_id = 0
         self.commands = {
@@ -675,6 +687,7 @@ class Standin:
             'killCursors': self.cmd_kill_cursors, 'create': self.cmd_create,
             'gomasterStepClock': self.cmd_step_clock,
             'gomasterCounts': self.cmd_counts,
+            'gomasterMaxConnections': self.cmd_max_connections,
         }
 
     # --state: the documents, kept across a restart (one BSON document per
@@ -1256,8 +1269,67 @@ class Standin:
 
     def cmd_counts(self, cmd, name, db):
         check_fields(cmd, name, set())
-        return collections.OrderedDict([('counts', dict(self.counts)),
+        return collections.OrderedDict([
+            ('counts', dict(self.counts)), ('open', self.open_connections),
+            ('accepted', self.accepted_connections),
+            ('refused', self.refused_connections), ('ok', 1.0)])
+
+    def cmd_max_connections(self, cmd, name, db):
+        check_fields(cmd, name, set())
+        n = cmd[name]
+        if not is_number(n) or n < 0:
+            raise MongoError(14, 'TypeMismatch',
+                             'gomasterMaxConnections takes a count >= 0')
+        self.max_connections = int(n)
+        return collections.OrderedDict([('open', self.open_connections),
                                         ('ok', 1.0)])
+
+    # The connection limit, as mongod's (net.maxIncomingConnections).
+    def admit(self, client):
+        """Counts a new connection in, or says it is refused (False)."""
+        try:  # the client speaks first: its first message, left unread
+            client.settimeout(5)
+            first = client.recv(65536, socket.MSG_PEEK)
+        except OSError:
+            first = b''
+        finally:
+            client.settimeout(None)
+        if any(n.encode() in first for n in self.commands
+               if n.startswith('gomaster')):
+            return None  # a test-only command: not counted
+        with self.cond:
+            if self.max_connections and \
+                    self.open_connections >= self.max_connections:
+                sys.stderr.write('connection refused because too many open '
+                                 'connections: %d\n' % self.open_connections)
+                self.refused_connections += 1
+                return False
+            self.open_connections += 1
+            self.accepted_connections += 1
+            return True
+
+    def leave(self):
+        with self.cond:
+            self.open_connections -= 1
+
+
+class LimitedServer(mockupdb.MockupDB):
+    """MockupDB with the stand-in's connection limit (Standin.admit)."""
+
+    def __init__(self, standin, **kw):
+        super().__init__(**kw)
+        self.standin = standin
+
+    def _server_loop(self, client, client_addr):
+        counted = self.standin.admit(client)
+        if counted is False:  # closed before any reply, as mongod does
+            client.close()
+            return
+        try:
+            super()._server_loop(client, client_addr)
+        finally:
+            if counted:
+                self.standin.leave()
 
 
 # ---- command line -----------------------------------------------------------
@@ -1294,7 +1366,9 @@ def serve(args):
     standin = Standin(args.max_wire_version)
     if args.state and os.path.exists(args.state):
         standin.load(args.state)
-    server = mockupdb.MockupDB(port=args.port or None, request_timeout=int(1e6))
+    standin.max_connections = args.max_connections
+    server = LimitedServer(standin, port=args.port or None,
+                           request_timeout=int(1e6))
     server._address = ('127.0.0.1', args.port or None)  # loopback only
     server.autoresponds(standin.handle)
     port = server.run()
@@ -1380,6 +1454,8 @@ def main():
     s.add_argument('--pidfile')
     s.add_argument('--logfile')
     s.add_argument('--max-wire-version', type=int, default=MAX_WIRE_VERSION)
+    s.add_argument('--max-connections', type=int, default=0,
+                   help="mongod's net.maxIncomingConnections (0: none)")
     s.add_argument('--state', help='keep the documents in this file across '
                    'a restart (default: memory only)')
     s = sub.add_parser('stop')

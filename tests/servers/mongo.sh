@@ -20,7 +20,13 @@
 #                                         localTime) by SECONDS (may be < 0)
 #   tests/servers/mongo.sh counts DIR     print how many commands of each name
 #                                         the stand-in served (JSON)
+#   tests/servers/mongo.sh maxconns DIR N set the stand-in's connection limit
+#                                         (mongod's net.maxIncomingConnections;
+#                                         0: none) and print how many are open
 #   tests/servers/mongo.sh url DIR        print the export lines again
+#
+# GOMASTER_MONGO_MAX_CONNECTIONS (default 0: none) starts the stand-in with
+# that connection limit (mongod's net.maxIncomingConnections).
 #
 # Only the export lines go to stdout, so a runner can
 # `eval "$(tests/servers/mongo.sh start "$dir")"`; progress and failures go
@@ -30,7 +36,7 @@ set -eu
 NAME=mongo
 . "$(dirname "$0")/lib.sh"
 
-server_args 0 "$0 start|stop|restart|stepclock|counts|url DIR [SECONDS]" "$@"
+server_args 0 "$0 start|stop|restart|stepclock|counts|maxconns|url DIR [SECONDS|N]" "$@"
 M=$top/mongo
 HERE=$(cd "$(dirname "$0")/../.." && pwd)
 STANDIN=$HERE/tests/mongo_standin/standin.py
@@ -51,6 +57,7 @@ need_standin() {
 launch() {
   local port
   port=$(standin serve --daemon --port "$1" --pidfile "$M/pid" \
+    --max-connections "${GOMASTER_MONGO_MAX_CONNECTIONS:-0}" \
     --logfile "$M/standin.log" --state "$M/state") || {
     tail -n 20 "$M/standin.log" >&2
     die "the stand-in did not start (see $M/standin.log)"
@@ -126,6 +133,10 @@ stop) do_stop ;;
 restart) do_restart "${3:-}" ;;
 stepclock) do_stepclock "${3:-}" ;;
 counts) need_standin; standin call "$(cat "$M/port")" '{"gomasterCounts": 1}' ;;
+maxconns)
+  need_standin
+  printf '%s' "${3:-}" | grep -Eqx '[0-9]+' || die "maxconns needs N, got '${3:-}'"
+  standin call "$(cat "$M/port")" "{\"gomasterMaxConnections\": $3}" ;;
 url) cat "$M/env" ;;
 *) die "unknown command: $cmd" ;;
 esac
