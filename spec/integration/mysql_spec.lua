@@ -34,6 +34,13 @@ local function mkurl(o)
 end
 
 local assert_no_password = S.no_password(password, pw_enc)
+
+-- What the server's command-line client prints for statement q, on the
+-- test database.
+local function sql(q)
+  return Cluster.sh(("MYSQL_PWD=%q mariadb --no-defaults -h %s -P %s -u %s -N -B %s -e %q 2>&1")
+    :format(password, host, port, user, db, q))
+end
 local errors = S.errors
 
 -- Waits in this process until pred() or the timeout, dispatching m's events.
@@ -168,11 +175,7 @@ describe("mysql backend #mysql", function()
 
   it("runs one statement per heartbeat on the master and per retry on a follower", function()
     local function counters()
-      local p = io.popen(("MYSQL_PWD=%q mariadb --no-defaults -h %s -P %s -u %s -N -B -e %q 2>&1")
-        :format(password, host, port, user,
-                "SHOW GLOBAL STATUS WHERE Variable_name IN ('Com_stmt_execute', 'Com_stmt_prepare')"))
-      local out = p:read("*a")
-      p:close()
+      local out = sql("SHOW GLOBAL STATUS WHERE Variable_name IN ('Com_stmt_execute', 'Com_stmt_prepare')")
       local t = {}
       for k, v in out:gmatch("(Com_stmt_%w+)%s+(%d+)") do t[k] = tonumber(v) end
       assert(t.Com_stmt_execute, "SHOW GLOBAL STATUS: " .. out)
@@ -202,6 +205,87 @@ describe("mysql backend #mysql", function()
     -- Followers of a live lease read the row once a retry (10 s here); the
     -- master's user lock, freed after its release, wakes them at once.
     c = Cluster.handover(url, 2)
+  end)
+
+  -- One process, one lock, no master: the follower's election thread
+  -- waits in GET_LOCK on its one connection until the lease end it read.
+  -- The master is paused (SIGSTOP: its session and user lock stay, it
+  -- renews no more) and its row edited by hand; the follower must read the
+  -- edited row by that lease's end and take it as docs/design.md says of
+  -- rows as an operator leaves them.
+  it("reads a row edited by hand while it waits in its one-connection watch, by the lease end", function()
+    local LE, slack = 2, 0.4
+    local cases = {
+      { what = "a far-future expiry", says = "ends more than one lease",
+        edit = "owner = 'ghost', token = token + 1, expires_at = '9999-12-31 00:00:00'" },
+      { what = "a token past 2^63 - 1", says = "column 'token'", edit = "token = 18446744073709551615" },
+      { what = "owner '' and the lease kept", master = true,
+        edit = "owner = '', token = token + 1, instance = 0" },
+      { what = "the row deleted", master = true },
+    }
+    for _, k in ipairs(cases) do
+      k.c = Cluster.new{ url = url, lease = LE }
+      k.node = k.c:spawn()
+    end
+    for _, k in ipairs(cases) do
+      k.c:wait_for(function() return k.c:master() end, 10, "a master of " .. k.what)
+      k.errors = {}
+      k.f = assert(gomaster.new{
+        backend = assert(gomaster.backend(url)), name = k.c.name, lease = LE,
+        on_error = function(_, e) k.errors[#k.errors + 1] = e end,
+        on_start = function() k.started = k.started or core.now() end,
+      })
+      assert(k.f:start())
+    end
+    finally(function() for _, k in ipairs(cases) do k.f:close() end end)
+    local function run(secs, each)
+      local t = core.now()
+      while core.now() - t < secs do
+        for _, k in ipairs(cases) do
+          k.f:dispatch()
+          if each then each(k) end
+        end
+        cases[1].f:wait(0.02)
+      end
+    end
+    local function waiting() -- sessions blocked in a wake-up's GET_LOCK
+      return tonumber(sql("SELECT COUNT(*) FROM information_schema.PROCESSLIST"
+        .. " WHERE INFO LIKE '%GET_LOCK(%' AND INFO NOT LIKE '%PROCESSLIST%'")) or -1
+    end
+    local t0 = core.now()
+    while waiting() < #cases do
+      assert(core.now() - t0 < 10, "every follower waits in GET_LOCK (" .. waiting() .. ")")
+      run(0.05)
+    end
+    for _, k in ipairs(cases) do
+      assert.is_true(k.f:status().leader.held and not k.f:is_master(), k.what)
+      k.c:signal(k.node, "STOP")
+      k.stopped = core.now() -- the lease ends a lease from the last renewal, at the latest
+      local q = k.edit and ("UPDATE gomaster_locks SET %s WHERE name = '%s'"):format(k.edit, k.c.name)
+        or ("DELETE FROM gomaster_locks WHERE name = '%s'"):format(k.c.name)
+      assert.equal("", sql(q), k.what)
+      k.reads = k.f:status().counters.observes
+    end
+    run(2 * LE + 1.5, function(k)
+      if not k.read and k.f:status().counters.observes > k.reads then k.read = core.now() end
+      if k.says then assert.is_false(k.f:is_master(), k.what .. ": master on a row it cannot trust") end
+    end)
+    for _, k in ipairs(cases) do
+      local by = k.read and k.read - k.stopped or -1
+      print(("  [%s] read %.2f s after the pause (lease %.1f)%s; %d error(s)%s"):format(k.what, by, LE,
+        k.started and (", master %.2f s after it"):format(k.started - k.stopped) or "", #k.errors,
+        #k.errors > 0 and ": " .. k.errors[1] or ""))
+      assert.is_true(k.read and by <= LE + slack, ("%s: read %.2f s after the pause"):format(k.what, by))
+      if k.says then
+        assert.is_false(k.f:is_master(), k.what)
+        assert.equal(1, #k.errors, k.what .. ": " .. table.concat(k.errors, " | "))
+        assert.is_truthy(k.errors[1]:find(k.says, 1, true), k.errors[1])
+        assert.equal(k.errors[1], k.f:status().last_error)
+      else
+        assert.is_true(k.f:is_master(), k.what .. ": the follower takes the lock")
+        assert.equal(0, #k.errors, k.what .. ": " .. table.concat(k.errors, " | "))
+      end
+    end
   end)
 
   it("m:stop() on a follower: it never becomes master afterwards", function()
