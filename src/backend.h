@@ -270,6 +270,8 @@ const gm_backend_ops *gm_backend_find(const char *name, gm_error *err);
 /* Helpers for backends (src/util.c). */
 void gm_seterr(gm_error *err, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* err: "out of memory" (GM_E_NOMEM); returns GM_ERR. */
+int gm_nomem(gm_error *err);
 /* Looks up key in opts; NULL if absent. */
 const char *gm_kv_get(const gm_kv *opts, size_t n, const char *key);
 /* GM_ERR naming the first key of opts not in the NULL-terminated list. */

@@ -20,6 +20,11 @@ void gm_seterr(gm_error *err, int code, const char *fmt, ...) {
   va_end(ap);
 }
 
+int gm_nomem(gm_error *err) {
+  gm_seterr(err, GM_E_NOMEM, "out of memory");
+  return GM_ERR;
+}
+
 void gm_scrub(char *dst, size_t len, const char *msg, const char *secret) {
   char tmp[1024];
   size_t sl = secret ? strlen(secret) : 0, o = 0;
