@@ -24,6 +24,7 @@
  * only truth.
  */
 #include <inttypes.h>
+#include <stddef.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -52,8 +53,8 @@
 
 #define DEFAULT_TABLE "gomaster_locks"
 #define DEFAULT_HOST "localhost"
-#define DEFAULT_PORT 3306
-#define DEFAULT_TIMEOUT_US 2000000 /* connect, read, write: under D = 3 s */
+#define DEFAULT_PORT "3306"
+#define DEFAULT_TIMEOUT "2" /* seconds: connect, read, write; under D = 3 s */
 
 /* ---- configuration ----------------------------------------------------- */
 
@@ -71,72 +72,49 @@ static const char *const ssl_modes[] = {
 typedef struct mycfg {
   char *user, *password, *database, *table, *ssl_ca;
   gm_hosts h; /* its position is shared by the connections: atomics */
+  int port, ssl_mode; /* as given: the hosts' default, an index in ssl_modes */
   unsigned connect_timeout, read_timeout, write_timeout; /* whole seconds */
   enum ssl_mode ssl;
 } mycfg;
 
-static const char *const known_keys[] = {
-    "user",         "password",      "host",          "port",
-    "database",     "url",           "table",         "connect_timeout",
-    "read_timeout", "write_timeout", "ssl_mode",      "ssl_ca",
-    "hosts",        NULL};
+/* An option that fills field (a timeout: whole seconds, DEFAULT_TIMEOUT). */
+#define OPT(k, kd, field) .key = k, .kind = kd, .off = offsetof(mycfg, field)
+#define TIMEOUT(k) {OPT(#k, GM_OPT_WHOLE_S, k), .dflt = DEFAULT_TIMEOUT}
+static const gm_opt options[] = {
+    {OPT("user", GM_OPT_STR, user)},
+    {OPT("password", GM_OPT_SECRET, password)},
+    {OPT("database", GM_OPT_NAME, database),
+     .required = "mysql://user:password@host:3306/database"},
+    {OPT("table", GM_OPT_NAME, table), .dflt = DEFAULT_TABLE},
+    {OPT("port", GM_OPT_INT, port), .dflt = DEFAULT_PORT, .lo = 1, .hi = 65535},
+    TIMEOUT(connect_timeout), TIMEOUT(read_timeout), TIMEOUT(write_timeout),
+    {OPT("ssl_mode", GM_OPT_CHOICE, ssl_mode), .names = ssl_modes},
+    {OPT("ssl_ca", GM_OPT_STR, ssl_ca)},
+    {.key = "host"}, {.key = "hosts"}, {.key = "url"}, /* GM_OPT_KNOWN */
+    {.key = NULL}};
 
 static void my_free_cfg(void *p) {
   mycfg *c = p;
   if (!c) return;
-  free(c->user);
-  gm_free_secret(c->password);
+  gm_opts_free(options, c);
   gm_hosts_free(&c->h);
-  free(c->database);
-  free(c->table);
-  free(c->ssl_ca);
   free(c);
-}
-
-/* The client library takes whole seconds: round up, so that "0.5" still
- * means a bound and never "no timeout". */
-static int opt_timeout(const gm_kv *opts, size_t n, const char *key,
-                       unsigned *out, gm_error *err) {
-  int64_t us;
-  if (gm_kv_seconds(opts, n, key, DEFAULT_TIMEOUT_US, &us, err)) return GM_ERR;
-  *out = (unsigned)((us + 999999) / 1000000);
-  return GM_OK;
 }
 
 static int my_parse(const gm_kv *opts, size_t n, void **out, gm_error *err) {
   mycfg *c = calloc(1, sizeof *c);
-  int port, ssl;
   *out = NULL;
   if (!c) return gm_nomem(err);
-  if (gm_kv_check_keys(opts, n, known_keys, "mysql", err) ||
-      gm_kv_dup(opts, n, "user", NULL, &c->user, err) ||
-      gm_kv_dup(opts, n, "password", NULL, &c->password, err) ||
-      gm_kv_dup(opts, n, "database", NULL, &c->database, err) ||
-      gm_kv_dup(opts, n, "table", DEFAULT_TABLE, &c->table, err) ||
-      gm_kv_dup(opts, n, "ssl_ca", NULL, &c->ssl_ca, err) ||
-      gm_kv_int(opts, n, "port", 1, 65535, DEFAULT_PORT, &port, "mysql",
-                err) ||
-      opt_timeout(opts, n, "connect_timeout", &c->connect_timeout, err) ||
-      opt_timeout(opts, n, "read_timeout", &c->read_timeout, err) ||
-      opt_timeout(opts, n, "write_timeout", &c->write_timeout, err) ||
-      gm_kv_choice(opts, n, "ssl_mode", ssl_modes, -1, &ssl, "mysql", err))
-    goto fail;
-  if (!c->database)
-    gm_seterr(err, GM_E_ARG,
-              "mysql backend: option 'database' is required, as in "
-              "mysql://user:password@host:3306/database");
-  if (!c->database || gm_check_identifier("database", c->database, err) ||
-      gm_check_identifier("table", c->table, err) ||
-      gm_hosts_parse(&c->h, opts, n, "mysql", DEFAULT_HOST, (unsigned)port,
-                     err))
-    goto fail;
-  c->ssl = (enum ssl_mode)(ssl + 1);
-  if (c->ssl == SSL_UNSET && c->ssl_ca) c->ssl = SSL_VERIFY_CA;
+  if (gm_opts_read(options, opts, n, c, "mysql", err) ||
+      gm_hosts_parse(&c->h, opts, n, "mysql", DEFAULT_HOST,
+                     (unsigned)c->port, err)) {
+    my_free_cfg(c);
+    return GM_ERR;
+  }
+  c->ssl = c->ssl_mode < 0 && c->ssl_ca ? SSL_VERIFY_CA
+                                        : (enum ssl_mode)(c->ssl_mode + 1);
   *out = c;
   return GM_OK;
-fail:
-  my_free_cfg(c);
-  return GM_ERR;
 }
 
 /* The URL without its password; with a host list, every host and then,
