@@ -362,32 +362,23 @@ static const char columns_sql[] =
     " WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = '%s'"
     " ORDER BY ORDINAL_POSITION";
 
+/* What keeps each kind, as information_schema names it (not BINARY(n): it
+ * pads with zero bytes). */
+static const gm_coltype my_types[] = {
+    [GM_COL_TIME] = {.types = "|datetime|timestamp|", .prec = 6,
+                     .want = "DATETIME(6) or TIMESTAMP(6) (microseconds, no ON "
+                             "UPDATE)",
+                     .banned = "on update"},
+    [GM_COL_U64] = {.types = "|bigint|", .want = "BIGINT UNSIGNED"},
+    [GM_COL_TEXT] = {.types = "|varbinary|varchar|char|blob|text|tinyblob|"
+                              "tinytext|mediumblob|mediumtext|longblob|"
+                              "longtext|",
+                     .want = "VARBINARY(%u) or text at least that wide",
+                     .wide = 1}};
+
 static int my_fits(const gm_col *w, const gm_col_seen *s, char *want,
-                   size_t wlen) {
-  static const char *const texts[] = {
-      "varbinary", "varchar",    "char",     "blob",     "text", "tinyblob",
-      "tinytext",  "mediumblob", "mediumtext", "longblob", "longtext", NULL};
-  int ok = 0;
-  switch (w->kind) {
-  case GM_COL_TIME:
-    ok = s && (strcasecmp(s->type, "datetime") == 0 ||
-               strcasecmp(s->type, "timestamp") == 0) &&
-         s->prec >= 6 && !strstr(s->extra, "on update");
-    snprintf(want, wlen, "DATETIME(6) or TIMESTAMP(6) (microseconds, no ON "
-                         "UPDATE)");
-    break;
-  case GM_COL_U64:
-    ok = s && strcasecmp(s->type, "bigint") == 0;
-    snprintf(want, wlen, "BIGINT UNSIGNED");
-    break;
-  case GM_COL_TEXT: /* not BINARY(n): it pads with zero bytes */
-    for (int i = 0; s && texts[i]; i++)
-      ok |= strcasecmp(s->type, texts[i]) == 0;
-    ok = ok && s->len >= w->len;
-    snprintf(want, wlen, "VARBINARY(%u) or text at least that wide", w->len);
-    break;
-  }
-  return ok;
+                   size_t len) {
+  return gm_fits(my_types, w, s, want, len);
 }
 
 static int check_columns(myconn *c, gm_error *err) {

@@ -480,20 +480,15 @@ static const char columns_sql[] =
 
 /* A text, a bigint, or a timestamp with time zone of microseconds
  * (typmod -1 or 6). */
+static const gm_coltype pg_types[] = {
+    [GM_COL_TIME] = {.types = "|timestamp with time zone|", .prec = 6,
+                     .want = "timestamptz (with microseconds)"},
+    [GM_COL_U64] = {.types = "|bigint|", .want = "bigint"},
+    [GM_COL_TEXT] = {.types = "|text|character varying|", .want = "text"}};
+
 static int pg_fits(const gm_col *w, const gm_col_seen *s, char *want,
                    size_t len) {
-  static const char *const types[] = {
-      [GM_COL_TIME] = "timestamptz", [GM_COL_U64] = "bigint",
-      [GM_COL_TEXT] = "text"};
-  snprintf(want, len, "%s%s", types[w->kind],
-           s && w->kind == GM_COL_TIME ? " (with microseconds)" : "");
-  if (!s) return 0;
-  if (w->kind == GM_COL_TEXT)
-    return strcmp(s->type, "text") == 0 ||
-           strcmp(s->type, "character varying") == 0;
-  if (w->kind == GM_COL_U64) return strcmp(s->type, "bigint") == 0;
-  return strcmp(s->type, "timestamp with time zone") == 0 &&
-         (s->prec == -1 || s->prec == 6);
+  return gm_fits(pg_types, w, s, want, len);
 }
 
 /* GM_OK: the table is there and fit; GM_NOT: missing; GM_ERR. */

@@ -192,6 +192,44 @@ static void test_options(void) {
         "a row edited by hand: %s", err.msg);
 }
 
+/* gm_fits: a kind's types in any case, its precision (a negative one: the
+ * database's default), its width, its banned extra. */
+static void test_fits(void) {
+  static const gm_coltype t[] = {
+      [GM_COL_TIME] = {.types = "|datetime|timestamp|", .prec = 6,
+                       .want = "T6", .banned = "on update"},
+      [GM_COL_U64] = {.types = "|bigint|", .want = "B"},
+      [GM_COL_TEXT] = {.types = "|char|varchar|", .want = "TEXT(%u)",
+                       .wide = 1}};
+  gm_col time = {"t", GM_COL_TIME, 0}, text = {"x", GM_COL_TEXT, 127};
+  gm_col_seen s = {.name = "t", .type = "DATETIME", .extra = "", .prec = 6};
+  char want[32];
+  check(gm_fits(t, &time, &s, want, sizeof want) && strcmp(want, "T6") == 0,
+        "a listed type, any case, precise enough");
+  s.prec = 0;
+  check(!gm_fits(t, &time, &s, want, sizeof want), "whole seconds refused");
+  s.prec = -1;
+  check(gm_fits(t, &time, &s, want, sizeof want),
+        "the database's default precision is taken");
+  s.extra = "on update current_timestamp(6)";
+  check(!gm_fits(t, &time, &s, want, sizeof want), "a banned extra refused");
+  gm_col_seen v = {.name = "x", .type = "varchar", .len = 127};
+  check(gm_fits(t, &text, &v, want, sizeof want) &&
+            strcmp(want, "TEXT(127)") == 0,
+        "wide enough; the width in the type expected: %s", want);
+  v.len = 20;
+  check(!gm_fits(t, &text, &v, want, sizeof want), "too narrow refused");
+  v.len = 200;
+  v.type = "varchar2";
+  check(!gm_fits(t, &text, &v, want, sizeof want),
+        "a name that only starts like a listed one refused");
+  v.type = "";
+  check(!gm_fits(t, &text, &v, want, sizeof want), "no type refused");
+  check(!gm_fits(t, &text, NULL, want, sizeof want) &&
+            strcmp(want, "TEXT(127)") == 0,
+        "a missing column: the type expected only");
+}
+
 /* An option table: each kind read into its field, defaults, the first
  * error named, and what was copied freed after an error too. */
 typedef struct tcfg {
@@ -250,6 +288,7 @@ int main(void) {
   test_host_lists();
   test_host_rotation();
   test_schema();
+  test_fits();
   test_options();
   test_option_table();
   printf("%d passed, %d failed\n", passed, failed);
