@@ -149,10 +149,7 @@ static char *raw_password(const char *url) {
  * key but ours. */
 static int parse_url(pgcfg *c, const char *url, gm_error *err) {
   char *stripped = strip_url(url), *msg = NULL;
-  if (!stripped) {
-    gm_seterr(err, GM_E_NOMEM, "out of memory");
-    return GM_ERR;
-  }
+  if (!stripped) return gm_nomem(err);
   PQconninfoOption *o = PQconninfoParse(stripped, &msg);
   free(stripped);
   if (!o) {
@@ -177,10 +174,7 @@ static int parse_table(pgcfg *c, const gm_kv *opts, size_t n, gm_error *err) {
   char *msg = NULL; /* every keyword, without reading defaults: no I/O */
   PQconninfoOption *d = PQconninfoParse("", &msg);
   PQfreemem(msg);
-  if (!d) {
-    gm_seterr(err, GM_E_NOMEM, "out of memory");
-    return GM_ERR;
-  }
+  if (!d) return gm_nomem(err);
   int rc = GM_OK;
   for (size_t i = 0; i < n && rc == GM_OK; i++) {
     const char *k = opts[i].key;
@@ -204,10 +198,7 @@ static int parse_table(pgcfg *c, const gm_kv *opts, size_t n, gm_error *err) {
 static int pg_parse(const gm_kv *opts, size_t n, void **out, gm_error *err) {
   *out = NULL;
   pgcfg *c = calloc(1, sizeof *c);
-  if (!c) {
-    gm_seterr(err, GM_E_NOMEM, "out of memory");
-    return GM_ERR;
-  }
+  if (!c) return gm_nomem(err);
   const char *url = gm_kv_get(opts, n, "url");
   if ((url ? parse_url(c, url, err) : parse_table(c, opts, n, err)) ||
       gm_kv_seconds(opts, n, "statement_timeout", DEFAULT_TIMEOUT_US,
@@ -577,10 +568,7 @@ static int pg_open(const void *cfgp, void **out, gm_error *err) {
   const pgcfg *cfg = cfgp;
   *out = NULL;
   pgconn *c = calloc(1, sizeof *c);
-  if (!c) {
-    gm_seterr(err, GM_E_NOMEM, "out of memory");
-    return GM_ERR;
-  }
+  if (!c) return gm_nomem(err);
   c->cfg = cfg;
   atomic_init(&c->fd, -1);
   const char *host = cfg_get(cfg, "host"), *port = cfg_get(cfg, "port");
@@ -786,10 +774,7 @@ static int pg_renew_many(void *p, gm_renew_req *q, size_t n, gm_error *err) {
     q[i].rc = GM_NOT;
   }
   char *buf = malloc(cap), *w = buf, *a[5];
-  if (!buf) {
-    gm_seterr(err, GM_E_NOMEM, "out of memory");
-    return GM_ERR;
-  }
+  if (!buf) return gm_nomem(err);
   for (int k = 0; k < 5; k++) { /* {"a","b"} and {1,2}: array literals */
     a[k] = w;
     *w++ = '{';

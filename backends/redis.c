@@ -378,10 +378,7 @@ static void rd_close(void *p) {
 static int rd_open(const void *cfgp, void **out, gm_error *err) {
   rconn *c = calloc(1, sizeof *c);
   *out = NULL;
-  if (!c) {
-    gm_seterr(err, GM_E_NOMEM, "out of memory");
-    return GM_ERR;
-  }
+  if (!c) return gm_nomem(err);
   c->cfg = cfgp;
   if (!(c->rc = connect_one(c->cfg, err)) || load_script(c, err)) {
     rd_close(c);
@@ -408,9 +405,7 @@ static int cmd_init(cmd *m, size_t cap, gm_error *err) {
   m->len = (size_t *)(void *)(b + cap * sizeof *m->v);
   m->num = (char(*)[24])(b + cap * (sizeof *m->v + sizeof *m->len));
   m->n = m->nnum = 0;
-  if (b) return GM_OK;
-  gm_seterr(err, GM_E_NOMEM, "out of memory");
-  return GM_ERR;
+  return b ? GM_OK : gm_nomem(err);
 }
 
 static void cmd_free(cmd *m) { free(m->v); }
@@ -729,8 +724,7 @@ static int rd_renew_many(void *p, gm_renew_req *q, size_t n, gm_error *err) {
   cmd m;
   if (!keys || cmd_init(&m, 4 + 5 * n, err)) {
     free(keys);
-    gm_seterr(err, GM_E_NOMEM, "out of memory");
-    return GM_ERR;
+    return gm_nomem(err);
   }
   cmd_eval(&m, n);
   for (size_t i = 0; i < n; i++) {
