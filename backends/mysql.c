@@ -24,8 +24,8 @@
  * only truth.
  */
 #include <inttypes.h>
+#include <stddef.h>
 #include <stdarg.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,17 +53,15 @@
 
 #define DEFAULT_TABLE "gomaster_locks"
 #define DEFAULT_HOST "localhost"
-#define DEFAULT_PORT 3306
-#define DEFAULT_TIMEOUT_US 2000000 /* connect, read, write: under D = 3 s */
+#define DEFAULT_PORT "3306"
+#define DEFAULT_TIMEOUT "2" /* seconds: connect, read, write; under D = 3 s */
 
 /* ---- configuration ----------------------------------------------------- */
 
+/* ssl_mode: ssl_modes[mode - 1] from SSL_DISABLED on; unset is verify_ca
+ * with ssl_ca, otherwise the library's default (set_options says more). */
 enum ssl_mode {
-  SSL_UNSET,     /* ssl_ca given: verify_ca; otherwise the library's default */
-  SSL_DISABLED,  /* ssl_modes[mode - 1] from here on */
-  SSL_PREFERRED, /* TLS when the server offers it */
-  SSL_REQUIRED,  /* TLS or no connection, certificate not checked */
-  SSL_VERIFY_CA, /* TLS, certificate checked against ssl_ca */
+  SSL_UNSET, SSL_DISABLED, SSL_PREFERRED, SSL_REQUIRED, SSL_VERIFY_CA,
   SSL_VERIFY_IDENTITY
 };
 
@@ -74,78 +72,49 @@ static const char *const ssl_modes[] = {
 typedef struct mycfg {
   char *user, *password, *database, *table, *ssl_ca;
   gm_hosts h; /* its position is shared by the connections: atomics */
+  int port, ssl_mode; /* as given: the hosts' default, an index in ssl_modes */
   unsigned connect_timeout, read_timeout, write_timeout; /* whole seconds */
   enum ssl_mode ssl;
 } mycfg;
 
-static const char *const known_keys[] = {
-    "user",         "password",      "host",          "port",
-    "database",     "url",           "table",         "connect_timeout",
-    "read_timeout", "write_timeout", "ssl_mode",      "ssl_ca",
-    "hosts",        NULL};
+/* An option that fills field (a timeout: whole seconds, DEFAULT_TIMEOUT). */
+#define OPT(k, kd, field) .key = k, .kind = kd, .off = offsetof(mycfg, field)
+#define TIMEOUT(k) {OPT(#k, GM_OPT_WHOLE_S, k), .dflt = DEFAULT_TIMEOUT}
+static const gm_opt options[] = {
+    {OPT("user", GM_OPT_STR, user)},
+    {OPT("password", GM_OPT_SECRET, password)},
+    {OPT("database", GM_OPT_NAME, database),
+     .required = "mysql://user:password@host:3306/database"},
+    {OPT("table", GM_OPT_NAME, table), .dflt = DEFAULT_TABLE},
+    {OPT("port", GM_OPT_INT, port), .dflt = DEFAULT_PORT, .lo = 1, .hi = 65535},
+    TIMEOUT(connect_timeout), TIMEOUT(read_timeout), TIMEOUT(write_timeout),
+    {OPT("ssl_mode", GM_OPT_CHOICE, ssl_mode), .names = ssl_modes},
+    {OPT("ssl_ca", GM_OPT_STR, ssl_ca)},
+    {.key = "host"}, {.key = "hosts"}, {.key = "url"}, /* GM_OPT_KNOWN */
+    {.key = NULL}};
 
 static void my_free_cfg(void *p) {
   mycfg *c = p;
   if (!c) return;
-  free(c->user);
-  gm_free_secret(c->password);
+  gm_opts_free(options, c);
   gm_hosts_free(&c->h);
-  free(c->database);
-  free(c->table);
-  free(c->ssl_ca);
   free(c);
 }
 
-/* The client library takes whole seconds: round up, so that "0.5" still
- * means a bound and never "no timeout". */
-static int opt_timeout(const gm_kv *opts, size_t n, const char *key,
-                       unsigned *out, gm_error *err) {
-  int64_t us;
-  if (gm_kv_seconds(opts, n, key, DEFAULT_TIMEOUT_US, &us, err)) return GM_ERR;
-  *out = (unsigned)((us + 999999) / 1000000);
-  return GM_OK;
-}
-
 static int my_parse(const gm_kv *opts, size_t n, void **out, gm_error *err) {
-  *out = NULL;
-  if (gm_kv_check_keys(opts, n, known_keys, "mysql", err)) return GM_ERR;
   mycfg *c = calloc(1, sizeof *c);
-  int port, ssl;
-  if (!c) {
-    gm_seterr(err, GM_E_NOMEM, "out of memory");
+  *out = NULL;
+  if (!c) return gm_nomem(err);
+  if (gm_opts_read(options, opts, n, c, "mysql", err) ||
+      gm_hosts_parse(&c->h, opts, n, "mysql", DEFAULT_HOST,
+                     (unsigned)c->port, err)) {
+    my_free_cfg(c);
     return GM_ERR;
   }
-  if (gm_kv_dup(opts, n, "user", NULL, &c->user, err) ||
-      gm_kv_dup(opts, n, "password", NULL, &c->password, err) ||
-      gm_kv_dup(opts, n, "database", NULL, &c->database, err) ||
-      gm_kv_dup(opts, n, "table", DEFAULT_TABLE, &c->table, err) ||
-      gm_kv_dup(opts, n, "ssl_ca", NULL, &c->ssl_ca, err) ||
-      gm_kv_int(opts, n, "port", 1, 65535, DEFAULT_PORT, &port, "mysql",
-                err) ||
-      opt_timeout(opts, n, "connect_timeout", &c->connect_timeout, err) ||
-      opt_timeout(opts, n, "read_timeout", &c->read_timeout, err) ||
-      opt_timeout(opts, n, "write_timeout", &c->write_timeout, err) ||
-      gm_kv_choice(opts, n, "ssl_mode", ssl_modes, -1, &ssl, "mysql", err))
-    goto fail;
-  if (!c->database) {
-    gm_seterr(err, GM_E_ARG,
-              "mysql backend: option 'database' is required, as in "
-              "mysql://user:password@host:3306/database");
-    goto fail;
-  }
-  if (gm_check_identifier("database", c->database, err) ||
-      gm_check_identifier("table", c->table, err))
-    goto fail;
-  if (gm_hosts_parse(&c->h, opts, n, "mysql", DEFAULT_HOST, (unsigned)port,
-                     err))
-    goto fail;
-  c->ssl = (enum ssl_mode)(ssl + 1);
-  if (c->ssl == SSL_UNSET && c->ssl_ca) c->ssl = SSL_VERIFY_CA;
+  c->ssl = c->ssl_mode < 0 && c->ssl_ca ? SSL_VERIFY_CA
+                                        : (enum ssl_mode)(c->ssl_mode + 1);
   *out = c;
   return GM_OK;
-fail:
-  my_free_cfg(c);
-  return GM_ERR;
 }
 
 /* The URL without its password; with a host list, every host and then,
@@ -283,26 +252,23 @@ static const char create_sql[] =
     " instance BIGINT UNSIGNED NOT NULL DEFAULT 0"
     ") ENGINE=InnoDB";
 
+/* The server cannot serve now: the connection is lost, or a Galera node is
+ * outside the primary component (ER_UNKNOWN_COM_ERROR, 1047: "WSREP has
+ * not yet prepared node for application use"). */
 static int lost_connection(unsigned e) {
   return e == CR_SERVER_GONE_ERROR || e == CR_SERVER_LOST ||
          e == CR_SERVER_LOST_EXTENDED || e == CR_CONNECTION_ERROR ||
-         e == CR_CONN_HOST_ERROR;
+         e == CR_CONN_HOST_ERROR || e == ER_UNKNOWN_COM_ERROR;
 }
 
-/* Galera: this node is not part of the primary component (or not synced
- * yet): "WSREP has not yet prepared node for application use". */
-#define ER_WSREP_NOT_PREPARED ER_UNKNOWN_COM_ERROR /* 1047 */
-
-
-/* err for a failed call on the connection or one statement of it; a lost
- * connection (or a Galera node outside the primary component) moves the
- * host list on (src/hosts.c). */
+/* err for a failed call on the connection or one statement of it; a
+ * server that cannot serve moves the host list on (src/hosts.c). */
 static int fail(myconn *c, MYSQL_STMT *st, const char *what, gm_error *err) {
   unsigned e = st ? mysql_stmt_errno(st) : mysql_errno(c->db);
-  int gone = lost_connection(e) || e == ER_WSREP_NOT_PREPARED;
+  int gone = lost_connection(e);
   char msg[GM_ERRMSG_MAX];
   gm_scrub(msg, sizeof msg, st ? mysql_stmt_error(st) : mysql_error(c->db),
-        c->cfg->password);
+           c->cfg->password);
   if (gone) gm_hosts_failed(&c->cfg->h, c->hi);
   gm_seterr(err, gone ? GM_E_CONNECT : GM_E_DB,
             "mysql: %s failed on %s:%u: %s (%u)", what, c->cfg->h.hosts[c->hi],
@@ -313,42 +279,29 @@ static int fail(myconn *c, MYSQL_STMT *st, const char *what, gm_error *err) {
 static int connect_error(const mycfg *cfg, unsigned hi, MYSQL *db,
                          gm_error *err) {
   const char *user = cfg->user ? cfg->user : "";
-  const char *host = cfg->h.hosts[hi];
-  unsigned port = cfg->h.ports[hi];
   unsigned e = mysql_errno(db);
-  char msg[GM_ERRMSG_MAX];
+  char at[300], msg[GM_ERRMSG_MAX];
+  gm_put_host(at, sizeof at, cfg->h.hosts[hi], cfg->h.ports[hi], "");
   gm_scrub(msg, sizeof msg, mysql_error(db), cfg->password);
-  switch (e) {
-  case ER_ACCESS_DENIED_ERROR:
-  case ER_ACCESS_DENIED_NO_PASSWORD_ERROR:
-    gm_seterr(err, GM_E_AUTH, "mysql: access denied for user '%.64s' on %s:%u",
-              user, host, port);
-    break;
-  case ER_DBACCESS_DENIED_ERROR:
+  if (e == ER_ACCESS_DENIED_ERROR || e == ER_ACCESS_DENIED_NO_PASSWORD_ERROR)
+    gm_seterr(err, GM_E_AUTH, "mysql: access denied for user '%.64s' on %s",
+              user, at);
+  else if (e == ER_DBACCESS_DENIED_ERROR)
     gm_seterr(err, GM_E_AUTH,
-              "mysql: access denied for user '%.64s' to database '%s' on %s:%u",
-              user, cfg->database, host, port);
-    break;
-  case ER_BAD_DB_ERROR:
-    gm_seterr(err, GM_E_CONNECT, "mysql: unknown database '%s' on %s:%u",
-              cfg->database, host, port);
-    break;
-  case ER_CON_COUNT_ERROR: /* too many connections: the core backs off */
-  case ER_TOO_MANY_USER_CONNECTIONS:
-  case ER_USER_LIMIT_REACHED:
-    gm_seterr(err, GM_E_BUSY, "mysql: %s:%u refuses connections: %s (%u)",
-              host, port, msg, e);
-    break;
-  default:
-    gm_seterr(err, GM_E_CONNECT, "mysql: cannot connect to %s:%u: %s (%u)",
-              host, port, msg, e);
-  }
+              "mysql: access denied for user '%.64s' to database '%s' on %s",
+              user, cfg->database, at);
+  else if (e == ER_BAD_DB_ERROR)
+    gm_seterr(err, GM_E_CONNECT, "mysql: unknown database '%s' on %s",
+              cfg->database, at);
+  else if (e == ER_CON_COUNT_ERROR || e == ER_TOO_MANY_USER_CONNECTIONS ||
+           e == ER_USER_LIMIT_REACHED) /* too many: the core backs off */
+    gm_seterr(err, GM_E_BUSY, "mysql: %s refuses connections: %s (%u)", at,
+              msg, e);
+  else
+    gm_seterr(err, GM_E_CONNECT, "mysql: cannot connect to %s: %s (%u)", at,
+              msg, e);
   return GM_ERR;
 }
-
-static pthread_once_t library_once = PTHREAD_ONCE_INIT;
-static int library_failed;
-static void library_init(void) { library_failed = mysql_library_init(0, 0, 0); }
 
 static void my_close(void *p) {
   myconn *c = p;
@@ -360,9 +313,20 @@ static void my_close(void *p) {
   free(c);
 }
 
+/* ssl_mode as MYSQL_OPT_SSL_ENFORCE and MYSQL_OPT_SSL_VERIFY_SERVER_CERT
+ * (-1: not set). preferred asks for TLS without insisting on it
+ * (mysql_ssl_set); required insists, certificate not checked (Connector/C
+ * 3.3 may still fall back: see open_host); verify_ca checks the
+ * certificate against ssl_ca, and Connector/C the host name as well. */
+static const signed char ssl_opts[][2] = {
+    [SSL_UNSET] = {-1, -1},    [SSL_DISABLED] = {0, 0},
+    [SSL_PREFERRED] = {-1, -1}, [SSL_REQUIRED] = {1, -1},
+    [SSL_VERIFY_CA] = {1, 1},  [SSL_VERIFY_IDENTITY] = {1, 1}};
+
 /* Sets cfg's options on db. */
 static int set_options(const mycfg *cfg, MYSQL *db, gm_error *err) {
-  my_bool off = 0, on = 1;
+  my_bool off = 0, enforce = ssl_opts[cfg->ssl][0] > 0,
+          verify = ssl_opts[cfg->ssl][1] > 0;
   int rc = mysql_optionsv(db, MYSQL_OPT_CONNECT_TIMEOUT,
                           &cfg->connect_timeout) ||
            mysql_optionsv(db, MYSQL_OPT_READ_TIMEOUT, &cfg->read_timeout) ||
@@ -371,34 +335,19 @@ static int set_options(const mycfg *cfg, MYSQL *db, gm_error *err) {
            /* the core reopens after any failure: a silent reconnect would
             * lose the session's setup and hide the failure from it */
            mysql_optionsv(db, MYSQL_OPT_RECONNECT, &off) ||
-           mysql_optionsv(db, MYSQL_SET_CHARSET_NAME, "utf8mb4");
-  if (!rc && cfg->ssl_ca && cfg->ssl != SSL_DISABLED)
-    rc = mysql_optionsv(db, MYSQL_OPT_SSL_CA, cfg->ssl_ca);
-  switch (cfg->ssl) {
-  case SSL_UNSET:
-    break;
-  case SSL_DISABLED:
-    rc = rc || mysql_optionsv(db, MYSQL_OPT_SSL_ENFORCE, &off) ||
-         mysql_optionsv(db, MYSQL_OPT_SSL_VERIFY_SERVER_CERT, &off);
-    break;
-  case SSL_PREFERRED: /* asks for TLS without insisting on it */
-    if (!rc) mysql_ssl_set(db, NULL, NULL, cfg->ssl_ca, NULL, NULL);
-    break;
-  case SSL_REQUIRED: /* Connector/C 3.3 may still fall back: see my_open */
-    rc = rc || mysql_optionsv(db, MYSQL_OPT_SSL_ENFORCE, &on);
-    break;
-  case SSL_VERIFY_CA: /* Connector/C checks the host name as well */
-  case SSL_VERIFY_IDENTITY:
-    rc = rc || mysql_optionsv(db, MYSQL_OPT_SSL_ENFORCE, &on) ||
-         mysql_optionsv(db, MYSQL_OPT_SSL_VERIFY_SERVER_CERT, &on);
-    break;
-  }
-  if (rc) {
-    gm_seterr(err, GM_E_CONNECT,
-              "mysql: the client library refused a connection option");
-    return GM_ERR;
-  }
-  return GM_OK;
+           mysql_optionsv(db, MYSQL_SET_CHARSET_NAME, "utf8mb4") ||
+           (cfg->ssl_ca && cfg->ssl != SSL_DISABLED &&
+            mysql_optionsv(db, MYSQL_OPT_SSL_CA, cfg->ssl_ca)) ||
+           (ssl_opts[cfg->ssl][0] >= 0 &&
+            mysql_optionsv(db, MYSQL_OPT_SSL_ENFORCE, &enforce)) ||
+           (ssl_opts[cfg->ssl][1] >= 0 &&
+            mysql_optionsv(db, MYSQL_OPT_SSL_VERIFY_SERVER_CERT, &verify));
+  if (!rc && cfg->ssl == SSL_PREFERRED)
+    mysql_ssl_set(db, NULL, NULL, cfg->ssl_ca, NULL, NULL);
+  if (!rc) return GM_OK;
+  gm_seterr(err, GM_E_CONNECT,
+            "mysql: the client library refused a connection option");
+  return GM_ERR;
 }
 
 /* ---- the table's columns ------------------------------------------------
@@ -413,32 +362,23 @@ static const char columns_sql[] =
     " WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = '%s'"
     " ORDER BY ORDINAL_POSITION";
 
+/* What keeps each kind, as information_schema names it (not BINARY(n): it
+ * pads with zero bytes). */
+static const gm_coltype my_types[] = {
+    [GM_COL_TIME] = {.types = "|datetime|timestamp|", .prec = 6,
+                     .want = "DATETIME(6) or TIMESTAMP(6) (microseconds, no ON "
+                             "UPDATE)",
+                     .banned = "on update"},
+    [GM_COL_U64] = {.types = "|bigint|", .want = "BIGINT UNSIGNED"},
+    [GM_COL_TEXT] = {.types = "|varbinary|varchar|char|blob|text|tinyblob|"
+                              "tinytext|mediumblob|mediumtext|longblob|"
+                              "longtext|",
+                     .want = "VARBINARY(%u) or text at least that wide",
+                     .wide = 1}};
+
 static int my_fits(const gm_col *w, const gm_col_seen *s, char *want,
-                   size_t wlen) {
-  static const char *const texts[] = {
-      "varbinary", "varchar",    "char",     "blob",     "text", "tinyblob",
-      "tinytext",  "mediumblob", "mediumtext", "longblob", "longtext", NULL};
-  int ok = 0;
-  switch (w->kind) {
-  case GM_COL_TIME:
-    ok = s && (strcasecmp(s->type, "datetime") == 0 ||
-               strcasecmp(s->type, "timestamp") == 0) &&
-         s->prec >= 6 && !strstr(s->extra, "on update");
-    snprintf(want, wlen, "DATETIME(6) or TIMESTAMP(6) (microseconds, no ON "
-                         "UPDATE)");
-    break;
-  case GM_COL_U64:
-    ok = s && strcasecmp(s->type, "bigint") == 0;
-    snprintf(want, wlen, "BIGINT UNSIGNED");
-    break;
-  case GM_COL_TEXT: /* not BINARY(n): it pads with zero bytes */
-    for (int i = 0; s && texts[i]; i++)
-      ok |= strcasecmp(s->type, texts[i]) == 0;
-    ok = ok && s->len >= w->len;
-    snprintf(want, wlen, "VARBINARY(%u) or text at least that wide", w->len);
-    break;
-  }
-  return ok;
+                   size_t len) {
+  return gm_fits(my_types, w, s, want, len);
 }
 
 static int check_columns(myconn *c, gm_error *err) {
@@ -556,8 +496,8 @@ fail:
 static int my_open(const void *p, void **out, gm_error *err) {
   const mycfg *cfg = p;
   *out = NULL;
-  pthread_once(&library_once, library_init);
-  if (library_failed) {
+  /* Connector/C starts once (pthread_once): any thread may call this */
+  if (mysql_library_init(0, NULL, NULL)) {
     gm_seterr(err, GM_E_CONNECT, "mysql: the client library did not start");
     return GM_ERR;
   }
@@ -945,11 +885,11 @@ static int my_force_release(void *p, const char *name, int now, gm_row *out,
   return fetch_row(c, name, out, err);
 }
 
-/* Appends s as a hex literal (X'...'): binary-safe, nothing to escape. */
-static char *put_hex(char *w, const char *s) {
+/* Appends sep and s as a hex literal (X'...'): binary-safe, nothing to
+ * escape. */
+static char *put_hex(char *w, const char *sep, const char *s) {
   static const char hex[] = "0123456789abcdef";
-  *w++ = 'X';
-  *w++ = '\'';
+  w += sprintf(w, "%sX'", sep);
   for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
     *w++ = hex[*p >> 4];
     *w++ = hex[*p & 15];
@@ -965,57 +905,43 @@ static char *put_hex(char *w, const char *s) {
 static int my_renew_many(void *p, gm_renew_req *q, size_t n, gm_error *err) {
   myconn *c = p;
   int same = n > 1;
+  size_t cap = 512 + strlen(c->cfg->table);
   for (size_t i = 0; i < n; i++) {
     if (check_len("lock name", q[i].name, LOCK_NAME_LEN, err) ||
         check_len("node id", q[i].owner, LOCK_ID_LEN, err))
       return GM_ERR;
     same = same && q[i].lease_us == q[0].lease_us;
+    cap += 4 * strlen(q[i].name) + 2 * strlen(q[i].owner) + 96;
   }
-  if (same) {
-    size_t cap = 512 + strlen(c->cfg->table);
-    for (size_t i = 0; i < n; i++)
-      cap += 4 * strlen(q[i].name) + 2 * strlen(q[i].owner) + 96;
-    char *text = malloc(cap), *w = text;
-    if (!text) {
-      gm_seterr(err, GM_E_NOMEM, "out of memory");
-      return GM_ERR;
-    }
-    w += sprintf(w, "UPDATE `%s` SET renewed_at = " NOW_REPORTED
-                    ", expires_at = " NOW " + INTERVAL %lld MICROSECOND "
-                    "WHERE name IN (",
-                 c->cfg->table, (long long)q[0].lease_us);
-    for (size_t i = 0; i < n; i++) {
-      if (i) *w++ = ',';
-      w = put_hex(w, q[i].name);
-    }
-    w += sprintf(w, ") AND (name, owner, instance, token) IN (");
-    for (size_t i = 0; i < n; i++) {
-      w += sprintf(w, "%s(", i ? "," : "");
-      w = put_hex(w, q[i].name);
-      *w++ = ',';
-      w = put_hex(w, q[i].owner);
-      w += sprintf(w, ",%llu,%llu)", (unsigned long long)q[i].instance,
-                   (unsigned long long)q[i].token);
-    }
-    *w++ = ')';
-    int bad = mysql_real_query(c->db, text, (unsigned long)(w - text));
-    free(text);
-    /* a lost race (Galera's conflict): each alone says which were lost */
-    if (bad && !lost_race(mysql_errno(c->db)))
-      return fail(c, NULL, "renew", err);
-    uint64_t affected = bad ? 0 : (uint64_t)mysql_affected_rows(c->db);
-    int64_t now = bad ? 0 : (int64_t)mysql_insert_id(c->db);
-    if (affected == n && now > 0) {
-      for (size_t i = 0; i < n; i++) {
-        q[i].rc = GM_OK;
-        q[i].renewed_at = q[i].now = now;
-        q[i].expires_at = now + q[i].lease_us;
-        ulock_hold(c, q[i].name, q[i].token);
-      }
-      return GM_OK;
-    }
+  if (!same) return GM_NOT;
+  char *text = malloc(cap), *w = text;
+  if (!text) return gm_nomem(err);
+  w += sprintf(w, "UPDATE `%s` SET renewed_at = " NOW_REPORTED
+                  ", expires_at = " NOW " + INTERVAL %lld MICROSECOND "
+                  "WHERE name IN (",
+               c->cfg->table, (long long)q[0].lease_us);
+  for (size_t i = 0; i < n; i++) w = put_hex(w, i ? "," : "", q[i].name);
+  w += sprintf(w, ") AND (name, owner, instance, token) IN (");
+  for (size_t i = 0; i < n; i++) {
+    w = put_hex(put_hex(w, i ? ",(" : "(", q[i].name), ",", q[i].owner);
+    w += sprintf(w, ",%llu,%llu)", (unsigned long long)q[i].instance,
+                 (unsigned long long)q[i].token);
   }
-  return GM_NOT;
+  *w++ = ')';
+  int bad = mysql_real_query(c->db, text, (unsigned long)(w - text));
+  free(text);
+  /* a lost race (Galera's conflict): each alone says which were lost */
+  if (bad && !lost_race(mysql_errno(c->db)))
+    return fail(c, NULL, "renew", err);
+  int64_t now = bad ? 0 : (int64_t)mysql_insert_id(c->db);
+  if (bad || mysql_affected_rows(c->db) != n || now <= 0) return GM_NOT;
+  for (size_t i = 0; i < n; i++) {
+    q[i].rc = GM_OK;
+    q[i].renewed_at = q[i].now = now;
+    q[i].expires_at = now + q[i].lease_us;
+    ulock_hold(c, q[i].name, q[i].token);
+  }
+  return GM_OK;
 }
 
 /* From another thread: a call blocked on the socket (a hung server) fails

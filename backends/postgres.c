@@ -149,10 +149,7 @@ static char *raw_password(const char *url) {
  * key but ours. */
 static int parse_url(pgcfg *c, const char *url, gm_error *err) {
   char *stripped = strip_url(url), *msg = NULL;
-  if (!stripped) {
-    gm_seterr(err, GM_E_NOMEM, "out of memory");
-    return GM_ERR;
-  }
+  if (!stripped) return gm_nomem(err);
   PQconninfoOption *o = PQconninfoParse(stripped, &msg);
   free(stripped);
   if (!o) {
@@ -177,10 +174,7 @@ static int parse_table(pgcfg *c, const gm_kv *opts, size_t n, gm_error *err) {
   char *msg = NULL; /* every keyword, without reading defaults: no I/O */
   PQconninfoOption *d = PQconninfoParse("", &msg);
   PQfreemem(msg);
-  if (!d) {
-    gm_seterr(err, GM_E_NOMEM, "out of memory");
-    return GM_ERR;
-  }
+  if (!d) return gm_nomem(err);
   int rc = GM_OK;
   for (size_t i = 0; i < n && rc == GM_OK; i++) {
     const char *k = opts[i].key;
@@ -204,10 +198,7 @@ static int parse_table(pgcfg *c, const gm_kv *opts, size_t n, gm_error *err) {
 static int pg_parse(const gm_kv *opts, size_t n, void **out, gm_error *err) {
   *out = NULL;
   pgcfg *c = calloc(1, sizeof *c);
-  if (!c) {
-    gm_seterr(err, GM_E_NOMEM, "out of memory");
-    return GM_ERR;
-  }
+  if (!c) return gm_nomem(err);
   const char *url = gm_kv_get(opts, n, "url");
   if ((url ? parse_url(c, url, err) : parse_table(c, opts, n, err)) ||
       gm_kv_seconds(opts, n, "statement_timeout", DEFAULT_TIMEOUT_US,
@@ -480,20 +471,15 @@ static const char columns_sql[] =
 
 /* A text, a bigint, or a timestamp with time zone of microseconds
  * (typmod -1 or 6). */
+static const gm_coltype pg_types[] = {
+    [GM_COL_TIME] = {.types = "|timestamp with time zone|", .prec = 6,
+                     .want = "timestamptz (with microseconds)"},
+    [GM_COL_U64] = {.types = "|bigint|", .want = "bigint"},
+    [GM_COL_TEXT] = {.types = "|text|character varying|", .want = "text"}};
+
 static int pg_fits(const gm_col *w, const gm_col_seen *s, char *want,
                    size_t len) {
-  static const char *const types[] = {
-      [GM_COL_TIME] = "timestamptz", [GM_COL_U64] = "bigint",
-      [GM_COL_TEXT] = "text"};
-  snprintf(want, len, "%s%s", types[w->kind],
-           s && w->kind == GM_COL_TIME ? " (with microseconds)" : "");
-  if (!s) return 0;
-  if (w->kind == GM_COL_TEXT)
-    return strcmp(s->type, "text") == 0 ||
-           strcmp(s->type, "character varying") == 0;
-  if (w->kind == GM_COL_U64) return strcmp(s->type, "bigint") == 0;
-  return strcmp(s->type, "timestamp with time zone") == 0 &&
-         (s->prec == -1 || s->prec == 6);
+  return gm_fits(pg_types, w, s, want, len);
 }
 
 /* GM_OK: the table is there and fit; GM_NOT: missing; GM_ERR. */
@@ -582,10 +568,7 @@ static int pg_open(const void *cfgp, void **out, gm_error *err) {
   const pgcfg *cfg = cfgp;
   *out = NULL;
   pgconn *c = calloc(1, sizeof *c);
-  if (!c) {
-    gm_seterr(err, GM_E_NOMEM, "out of memory");
-    return GM_ERR;
-  }
+  if (!c) return gm_nomem(err);
   c->cfg = cfg;
   atomic_init(&c->fd, -1);
   const char *host = cfg_get(cfg, "host"), *port = cfg_get(cfg, "port");
@@ -791,10 +774,7 @@ static int pg_renew_many(void *p, gm_renew_req *q, size_t n, gm_error *err) {
     q[i].rc = GM_NOT;
   }
   char *buf = malloc(cap), *w = buf, *a[5];
-  if (!buf) {
-    gm_seterr(err, GM_E_NOMEM, "out of memory");
-    return GM_ERR;
-  }
+  if (!buf) return gm_nomem(err);
   for (int k = 0; k < 5; k++) { /* {"a","b"} and {1,2}: array literals */
     a[k] = w;
     *w++ = '{';

@@ -26,6 +26,7 @@
 #include <ctype.h>
 #include <inttypes.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,10 +40,10 @@
 #include "timeutil.h"
 
 #define DEFAULT_HOST "localhost"
-#define DEFAULT_PORT 6379
+#define DEFAULT_PORT "6379"
 #define DEFAULT_PREFIX "gomaster:"
 #define PREFIX_MAX 128
-#define DEFAULT_TIMEOUT_US 2000000 /* connect, read, write: under D = 3 s */
+#define DEFAULT_TIMEOUT "2" /* seconds: connect, read, write; under D = 3 s */
 #define EVENTS_KEY "@events" /* after the prefix: the wake-up stream */
 #define EVENTS_MAX "1000"    /* its length, about (MAXLEN ~) */
 #define TOKEN_MAX "9223372036854775807"
@@ -175,18 +176,22 @@ typedef struct rcfg {
   int64_t timeout_us;
 } rcfg;
 
-static const char *const known_keys[] = {
-    "url", "user", "password", "host", "port", "database", "prefix",
-    "timeout", "wait", NULL};
+#define OPT(k, kd, field) .key = k, .kind = kd, .off = offsetof(rcfg, field)
+static const gm_opt options[] = {
+    {OPT("user", GM_OPT_STR, user)},
+    {OPT("password", GM_OPT_SECRET, password)},
+    {OPT("host", GM_OPT_STR, host), .dflt = DEFAULT_HOST},
+    {OPT("port", GM_OPT_INT, port), .dflt = DEFAULT_PORT, .lo = 1, .hi = 65535},
+    {OPT("database", GM_OPT_INT, db), .dflt = "0", .lo = 0, .hi = 1 << 20},
+    {OPT("prefix", GM_OPT_STR, prefix), .dflt = DEFAULT_PREFIX},
+    {OPT("timeout", GM_OPT_US, timeout_us), .dflt = DEFAULT_TIMEOUT},
+    {OPT("wait", GM_OPT_INT, wait), .dflt = "0", .lo = 0, .hi = 1000},
+    {.key = "url"}, /* GM_OPT_KNOWN: its parts come as the keys above */
+    {.key = NULL}};
 
 static void rd_free_cfg(void *p) {
-  rcfg *c = p;
-  if (!c) return;
-  free(c->user);
-  gm_free_secret(c->password);
-  free(c->host);
-  free(c->prefix);
-  free(c);
+  if (p) gm_opts_free(options, p);
+  free(p);
 }
 
 static int rd_parse(const gm_kv *opts, size_t n, void **out, gm_error *err) {
@@ -199,23 +204,9 @@ static int rd_parse(const gm_kv *opts, size_t n, void **out, gm_error *err) {
               "or through a TLS tunnel (docs/redis.md)");
     return GM_ERR;
   }
-  if (gm_kv_check_keys(opts, n, known_keys, "redis", err)) return GM_ERR;
   rcfg *c = calloc(1, sizeof *c);
-  if (!c) {
-    gm_seterr(err, GM_E_NOMEM, "out of memory");
-    return GM_ERR;
-  }
-  if (gm_kv_dup(opts, n, "user", NULL, &c->user, err) ||
-      gm_kv_dup(opts, n, "password", NULL, &c->password, err) ||
-      gm_kv_dup(opts, n, "host", DEFAULT_HOST, &c->host, err) ||
-      gm_kv_dup(opts, n, "prefix", DEFAULT_PREFIX, &c->prefix, err) ||
-      gm_kv_int(opts, n, "port", 1, 65535, DEFAULT_PORT, &c->port, "redis",
-                err) ||
-      gm_kv_int(opts, n, "database", 0, 1 << 20, 0, &c->db, "redis", err) ||
-      gm_kv_int(opts, n, "wait", 0, 1000, 0, &c->wait, "redis", err) ||
-      gm_kv_seconds(opts, n, "timeout", DEFAULT_TIMEOUT_US, &c->timeout_us,
-                    err))
-    goto fail;
+  if (!c) return gm_nomem(err);
+  if (gm_opts_read(options, opts, n, c, "redis", err)) goto fail;
   if (!*c->host) {
     gm_seterr(err, GM_E_ARG, "redis backend: option 'host' is empty");
     goto fail;
@@ -387,10 +378,7 @@ static void rd_close(void *p) {
 static int rd_open(const void *cfgp, void **out, gm_error *err) {
   rconn *c = calloc(1, sizeof *c);
   *out = NULL;
-  if (!c) {
-    gm_seterr(err, GM_E_NOMEM, "out of memory");
-    return GM_ERR;
-  }
+  if (!c) return gm_nomem(err);
   c->cfg = cfgp;
   if (!(c->rc = connect_one(c->cfg, err)) || load_script(c, err)) {
     rd_close(c);
@@ -417,9 +405,7 @@ static int cmd_init(cmd *m, size_t cap, gm_error *err) {
   m->len = (size_t *)(void *)(b + cap * sizeof *m->v);
   m->num = (char(*)[24])(b + cap * (sizeof *m->v + sizeof *m->len));
   m->n = m->nnum = 0;
-  if (b) return GM_OK;
-  gm_seterr(err, GM_E_NOMEM, "out of memory");
-  return GM_ERR;
+  return b ? GM_OK : gm_nomem(err);
 }
 
 static void cmd_free(cmd *m) { free(m->v); }
@@ -738,8 +724,7 @@ static int rd_renew_many(void *p, gm_renew_req *q, size_t n, gm_error *err) {
   cmd m;
   if (!keys || cmd_init(&m, 4 + 5 * n, err)) {
     free(keys);
-    gm_seterr(err, GM_E_NOMEM, "out of memory");
-    return GM_ERR;
+    return gm_nomem(err);
   }
   cmd_eval(&m, n);
   for (size_t i = 0; i < n; i++) {

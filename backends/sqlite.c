@@ -113,8 +113,7 @@ static int sq_parse(const gm_kv *kv, size_t n, void **out, gm_error *err) {
   sq_cfg *c = calloc(1, sizeof *c);
   if (!c || !(c->path = strdup(path))) {
     free(c);
-    gm_seterr(err, GM_E_NOMEM, "out of memory");
-    return GM_ERR;
+    return gm_nomem(err);
   }
   snprintf(c->table, sizeof c->table, "%s", table);
   c->busy_ms = (int)(busy_us / 1000);
@@ -475,10 +474,7 @@ static int check_columns(sq_conn *s, gm_error *err) {
 static int sq_open(const void *p, void **out, gm_error *err) {
   sq_cfg *c = (sq_cfg *)p; /* only its lock fields change, under c->mu */
   sq_conn *s = calloc(1, sizeof *s);
-  if (!s) {
-    gm_seterr(err, GM_E_NOMEM, "out of memory");
-    return GM_ERR;
-  }
+  if (!s) return gm_nomem(err);
   s->cfg = c;
   s->version = -1;
   read_boot_id(s->boot_id, sizeof s->boot_id);

@@ -270,6 +270,8 @@ const gm_backend_ops *gm_backend_find(const char *name, gm_error *err);
 /* Helpers for backends (src/util.c). */
 void gm_seterr(gm_error *err, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* err: "out of memory" (GM_E_NOMEM); returns GM_ERR. */
+int gm_nomem(gm_error *err);
 /* Looks up key in opts; NULL if absent. */
 const char *gm_kv_get(const gm_kv *opts, size_t n, const char *key);
 /* GM_ERR naming the first key of opts not in the NULL-terminated list. */
@@ -316,5 +318,37 @@ int gm_kv_choice(const gm_kv *opts, size_t n, const char *key,
 /* GM_ERR (GM_E_ARG, "<backend>: <what> longer than max bytes") when s is. */
 int gm_check_len(const char *backend, const char *what, const char *s,
                  size_t max, gm_error *err);
+
+/* A backend's options as a table (luaposix's typed readers): each names
+ * its key, how it is read, and the field of the config struct it fills
+ * (off: offsetof). The value, or dflt when absent, is read by the gm_kv_*
+ * reader of its kind, with its messages. */
+typedef enum gm_opt_kind {
+  GM_OPT_KNOWN,  /* allowed, read by the backend itself (host, url) */
+  GM_OPT_STR,    /* char *: a copy (dflt NULL and absent: NULL) */
+  GM_OPT_SECRET, /* the same, a password: zeroed when freed */
+  GM_OPT_NAME,   /* the same, a table or database (gm_check_identifier) */
+  GM_OPT_INT,    /* int in [lo, hi] */
+  GM_OPT_US,     /* int64_t µs, from seconds (gm_kv_seconds) */
+  GM_OPT_WHOLE_S, /* unsigned seconds rounded up: "0.5" is still a bound */
+  GM_OPT_CHOICE, /* int: the index in names; -1 when absent */
+} gm_opt_kind;
+
+typedef struct gm_opt {
+  const char *key; /* NULL ends a table */
+  gm_opt_kind kind;
+  size_t off;
+  const char *dflt;
+  long lo, hi;               /* GM_OPT_INT */
+  const char *const *names;  /* GM_OPT_CHOICE */
+  const char *required;      /* not NULL: absent is an error, "as in" this */
+} gm_opt;
+
+/* Reads opts into cfg by spec; GM_ERR names the first unknown key, or the
+ * first option (in spec's order) missing or wrong. What it copied is
+ * freed by gm_opts_free, also after GM_ERR. */
+int gm_opts_read(const gm_opt *spec, const gm_kv *opts, size_t n, void *cfg,
+                 const char *backend, gm_error *err);
+void gm_opts_free(const gm_opt *spec, void *cfg);
 
 #endif

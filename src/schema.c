@@ -13,6 +13,7 @@
  *
  * No state is shared: a check lives on its caller's stack.
  */
+#include <stdio.h>
 #include <string.h>
 #include <strings.h>
 
@@ -36,6 +37,23 @@ const gm_col gm_lock_columns[] = {
     {"instance", GM_COL_U64, 0},
     {NULL, GM_COL_U64, 0},
 };
+
+/* 1 when type is one of the '|'-separated names of list, in any case. */
+static int listed(const char *list, const char *type) {
+  size_t len = strlen(type);
+  for (const char *p = list; (p = strchr(p, '|')) && p[1]; p++)
+    if (strncasecmp(p + 1, type, len) == 0 && p[1 + len] == '|') return 1;
+  return 0;
+}
+
+int gm_fits(const gm_coltype *types, const gm_col *w, const gm_col_seen *s,
+            char *buf, size_t len) {
+  const gm_coltype *t = &types[w->kind];
+  snprintf(buf, len, t->want, w->len);
+  return s && listed(t->types, s->type) && (s->prec < 0 || s->prec >= t->prec) &&
+         (!t->wide || s->len >= w->len) &&
+         !(t->banned && s->extra && strstr(s->extra, t->banned));
+}
 
 void gm_cols_begin(gm_colcheck *k, const gm_schema *s) {
   k->s = s;

@@ -46,6 +46,20 @@ typedef struct gm_schema {
   int exact_case;      /* names compare with case (else without) */
 } gm_schema;
 
+/* What a column of one kind may be in one database, for gm_fits. */
+typedef struct gm_coltype {
+  const char *types;  /* the type names that fit, each between '|' (any case) */
+  const char *want;   /* the type as errors name it; %u: the width needed */
+  int prec;           /* the least precision (a negative one seen: the
+                       * database's default, taken as enough) */
+  int wide;           /* the width seen must reach the column's len */
+  const char *banned; /* NULL, or what the type's extra must not hold */
+} gm_coltype;
+
+/* A gm_schema.fits by a table of gm_coltype indexed by kind. */
+int gm_fits(const gm_coltype *types, const gm_col *want,
+            const gm_col_seen *seen, char *buf, size_t len);
+
 /* A check in progress: gm_cols_see for each column the table has (GM_ERR
  * at the first that does not fit, err naming it), then gm_cols_end (GM_ERR
  * for the first column missing, when the table had any). */

@@ -20,6 +20,11 @@ void gm_seterr(gm_error *err, int code, const char *fmt, ...) {
   va_end(ap);
 }
 
+int gm_nomem(gm_error *err) {
+  gm_seterr(err, GM_E_NOMEM, "out of memory");
+  return GM_ERR;
+}
+
 void gm_scrub(char *dst, size_t len, const char *msg, const char *secret) {
   char tmp[1024];
   size_t sl = secret ? strlen(secret) : 0, o = 0;
@@ -197,4 +202,64 @@ int gm_bad_column(gm_error *err, const char *backend, const char *lock,
   gm_seterr(err, GM_E_ROW, "%s: lock '%.64s' in table '%s': column '%s' %s",
             backend, lock, table, column, what);
   return GM_ERR;
+}
+
+int gm_opts_read(const gm_opt *spec, const gm_kv *opts, size_t n, void *cfg,
+                 const char *backend, gm_error *err) {
+  for (size_t i = 0; i < n; i++) {
+    const gm_opt *o = spec;
+    while (o->key && strcmp(o->key, opts[i].key) != 0) o++;
+    if (!o->key) {
+      gm_seterr(err, GM_E_ARG, "%s backend: unknown option '%.64s'", backend,
+                opts[i].key);
+      return GM_ERR;
+    }
+  }
+  for (const gm_opt *o = spec; o->key; o++) {
+    const char *v = gm_kv_get(opts, n, o->key);
+    gm_kv one = {o->key, v ? v : o->dflt}; /* one option, or none */
+    size_t k = one.value != NULL;
+    void *at = (char *)cfg + o->off;
+    int64_t us = 0;
+    int rc = GM_OK;
+    if (!k && o->required) {
+      gm_seterr(err, GM_E_ARG, "%s backend: option '%s' is required, as in %s",
+                backend, o->key, o->required);
+      return GM_ERR;
+    }
+    switch (o->kind) {
+    case GM_OPT_KNOWN:
+      break;
+    case GM_OPT_STR:
+    case GM_OPT_SECRET:
+    case GM_OPT_NAME:
+      rc = gm_kv_dup(&one, k, o->key, NULL, at, err);
+      if (!rc && k && o->kind == GM_OPT_NAME)
+        rc = gm_check_identifier(o->key, one.value, err);
+      break;
+    case GM_OPT_INT:
+      rc = gm_kv_int(&one, k, o->key, o->lo, o->hi, 0, at, backend, err);
+      break;
+    case GM_OPT_US:
+      rc = gm_kv_seconds(&one, k, o->key, 0, at, err);
+      break;
+    case GM_OPT_WHOLE_S:
+      rc = gm_kv_seconds(&one, k, o->key, 0, &us, err);
+      *(unsigned *)at = (unsigned)((us + GM_US_PER_S - 1) / GM_US_PER_S);
+      break;
+    case GM_OPT_CHOICE:
+      rc = gm_kv_choice(&one, k, o->key, o->names, -1, at, backend, err);
+      break;
+    }
+    if (rc) return GM_ERR;
+  }
+  return GM_OK;
+}
+
+void gm_opts_free(const gm_opt *spec, void *cfg) {
+  for (const gm_opt *o = spec; o->key; o++) {
+    char *s = *(char **)(void *)((char *)cfg + o->off);
+    if (o->kind == GM_OPT_SECRET) gm_free_secret(s);
+    else if (o->kind == GM_OPT_STR || o->kind == GM_OPT_NAME) free(s);
+  }
 }

@@ -29,6 +29,9 @@ static void test_options(void) {
   bt_refused("read_timeout", "soon");
   bt_refused("ssl_mode", "sometimes");
   bt_refused("port", "70000");
+  rc = parse_with("database", NULL, &cfg, &err);
+  check_error("no database", rc, &err, GM_E_ARG,
+              "option 'database' is required, as in mysql://");
 }
 
 /* The URL's options with its host replaced by key = value. */

@@ -4,6 +4,8 @@
  * the option readers of src/util.c. One line per check, then "N passed, N
  * failed".
  */
+#include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -190,11 +192,105 @@ static void test_options(void) {
         "a row edited by hand: %s", err.msg);
 }
 
+/* gm_fits: a kind's types in any case, its precision (a negative one: the
+ * database's default), its width, its banned extra. */
+static void test_fits(void) {
+  static const gm_coltype t[] = {
+      [GM_COL_TIME] = {.types = "|datetime|timestamp|", .prec = 6,
+                       .want = "T6", .banned = "on update"},
+      [GM_COL_U64] = {.types = "|bigint|", .want = "B"},
+      [GM_COL_TEXT] = {.types = "|char|varchar|", .want = "TEXT(%u)",
+                       .wide = 1}};
+  gm_col time = {"t", GM_COL_TIME, 0}, text = {"x", GM_COL_TEXT, 127};
+  gm_col_seen s = {.name = "t", .type = "DATETIME", .extra = "", .prec = 6};
+  char want[32];
+  check(gm_fits(t, &time, &s, want, sizeof want) && strcmp(want, "T6") == 0,
+        "a listed type, any case, precise enough");
+  s.prec = 0;
+  check(!gm_fits(t, &time, &s, want, sizeof want), "whole seconds refused");
+  s.prec = -1;
+  check(gm_fits(t, &time, &s, want, sizeof want),
+        "the database's default precision is taken");
+  s.extra = "on update current_timestamp(6)";
+  check(!gm_fits(t, &time, &s, want, sizeof want), "a banned extra refused");
+  gm_col_seen v = {.name = "x", .type = "varchar", .len = 127};
+  check(gm_fits(t, &text, &v, want, sizeof want) &&
+            strcmp(want, "TEXT(127)") == 0,
+        "wide enough; the width in the type expected: %s", want);
+  v.len = 20;
+  check(!gm_fits(t, &text, &v, want, sizeof want), "too narrow refused");
+  v.len = 200;
+  v.type = "varchar2";
+  check(!gm_fits(t, &text, &v, want, sizeof want),
+        "a name that only starts like a listed one refused");
+  v.type = "";
+  check(!gm_fits(t, &text, &v, want, sizeof want), "no type refused");
+  check(!gm_fits(t, &text, NULL, want, sizeof want) &&
+            strcmp(want, "TEXT(127)") == 0,
+        "a missing column: the type expected only");
+}
+
+/* An option table: each kind read into its field, defaults, the first
+ * error named, and what was copied freed after an error too. */
+typedef struct tcfg {
+  char *name, *secret;
+  int port, mode;
+  int64_t wait_us;
+  unsigned whole_s;
+} tcfg;
+
+static void test_option_table(void) {
+  static const char *const modes[] = {"off", "on", NULL};
+#define T(k, kd, f) .key = k, .kind = kd, .off = offsetof(tcfg, f)
+  static const gm_opt spec[] = {
+      {T("table", GM_OPT_NAME, name), .dflt = "locks"},
+      {T("password", GM_OPT_SECRET, secret), .required = "x://u:p@h"},
+      {T("port", GM_OPT_INT, port), .dflt = "3306", .lo = 1, .hi = 65535},
+      {T("mode", GM_OPT_CHOICE, mode), .names = modes},
+      {T("wait", GM_OPT_US, wait_us), .dflt = "2"},
+      {T("timeout", GM_OPT_WHOLE_S, whole_s), .dflt = "2"},
+      {.key = "host"},
+      {.key = NULL}};
+#undef T
+  gm_error err = {0};
+  tcfg c = {0};
+  gm_kv ok[] = {{"password", "pw"}, {"timeout", "0.2"}, {"host", "h"}};
+  check(gm_opts_read(spec, ok, N(ok), &c, "test", &err) == GM_OK &&
+            strcmp(c.name, "locks") == 0 && strcmp(c.secret, "pw") == 0 &&
+            c.port == 3306 && c.mode == -1 && c.wait_us == 2000000 &&
+            c.whole_s == 1,
+        "defaults, and 0.2 s as 1 whole second: %s", err.msg);
+  gm_opts_free(spec, &c);
+  struct {
+    gm_kv kv[2];
+    const char *msg;
+  } bad[] = {
+      {{{"password", "pw"}, {"colour", "blue"}},
+       "test backend: unknown option 'colour'"},
+      {{{"table", "t"}, {"port", "1"}},
+       "test backend: option 'password' is required, as in x://u:p@h"},
+      {{{"password", "pw"}, {"table", "a-b"}}, "option 'table': not a valid"},
+      {{{"password", "pw"}, {"mode", "maybe"}},
+       "test backend: option 'mode': expected off or on, got 'maybe'"},
+      {{{"password", "pw"}, {"timeout", "0"}}, "option 'timeout': expected"},
+  };
+  for (size_t i = 0; i < N(bad); i++) {
+    memset(&c, 0, sizeof c);
+    int rc = gm_opts_read(spec, bad[i].kv, 2, &c, "test", &err);
+    check(rc == GM_ERR && err.code == GM_E_ARG &&
+              strncmp(err.msg, bad[i].msg, strlen(bad[i].msg)) == 0,
+          "refused: %s", err.msg);
+    gm_opts_free(spec, &c);
+  }
+}
+
 int main(void) {
   test_host_lists();
   test_host_rotation();
   test_schema();
+  test_fits();
   test_options();
+  test_option_table();
   printf("%d passed, %d failed\n", passed, failed);
   return failed != 0;
 }
