@@ -7,7 +7,10 @@
  * serve (gm_hosts_failed) moves the list on, so the next open starts at
  * the next host; HEAD_AGAIN_NS after the list left its head, an open
  * starts at the head again (the first host is the preferred one, such as
- * the node's own database node).
+ * the node's own database node). A ranked open (gm_hosts_open_ranked)
+ * lets the hosts say which is preferred instead: nodes of one cluster
+ * ranked in the cluster's own order (MySQL under Galera), so that every
+ * client lands on the same node whatever its list's order.
  *
  * Locking. The list itself is written by gm_hosts_parse alone, before any
  * connection exists, and read-only after. Where it stands is the backend's,
