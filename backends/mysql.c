@@ -521,18 +521,19 @@ static int is_galera(MYSQL *db) {
 /* The rank of c's server among the nodes every election node may use
  * (docs/galera.md, "Wake-ups"): 0 off Galera; under Galera its member
  * index, the cluster's own order (every member reports the same one),
- * when it is ready in the primary component; a node that is not cannot
- * serve: GM_E_CONNECT. */
+ * when it is ready in the primary component, after every Synced node
+ * when it is not Synced (a donor may block writes); a node that is not
+ * ready cannot serve: GM_E_CONNECT. */
 static int galera_rank(myconn *c, unsigned *rank, gm_error *err) {
   *rank = 0;
   if (!is_galera(c->db)) return GM_OK;
   if (mysql_query(c->db, "SHOW GLOBAL STATUS WHERE Variable_name IN "
                          "('wsrep_local_index', 'wsrep_ready', "
-                         "'wsrep_cluster_status')"))
+                         "'wsrep_cluster_status', 'wsrep_local_state')"))
     return fail(c, NULL, "reading the Galera status", err);
   MYSQL_RES *res = mysql_store_result(c->db);
   if (!res) return fail(c, NULL, "reading the Galera status", err);
-  int ready = 0, primary = 0;
+  int ready = 0, primary = 0, synced = 0;
   long index = -1;
   MYSQL_ROW row;
   while ((row = mysql_fetch_row(res)))
@@ -544,6 +545,8 @@ static int galera_rank(myconn *c, unsigned *rank, gm_error *err) {
       ready = strcasecmp(row[1], "ON") == 0;
     else if (strcasecmp(row[0], "wsrep_cluster_status") == 0)
       primary = strcasecmp(row[1], "Primary") == 0;
+    else if (strcasecmp(row[0], "wsrep_local_state") == 0)
+      synced = strcmp(row[1], "4") == 0; /* Synced */
   mysql_free_result(res);
   if (!ready || !primary || index < 0) {
     gm_seterr(err, GM_E_CONNECT,
@@ -553,7 +556,8 @@ static int galera_rank(myconn *c, unsigned *rank, gm_error *err) {
               ready ? "ON" : "OFF", primary ? "Primary" : "not Primary");
     return GM_ERR;
   }
-  *rank = (unsigned)index;
+  if (index > 65535) index = 65535;
+  *rank = (unsigned)index + (synced ? 0 : 65536u);
   return GM_OK;
 }
 

@@ -175,6 +175,34 @@ describe("galera #galera", function()
     assert.are.equal(0, #errs, table.concat(errs, "\n"))
   end)
 
+  it("passes over the node of index 0 while it is not Synced (as a donor is)", function()
+    local function status(i, name)
+      local out = Cluster.sh(("mariadb --no-defaults --socket=%q -uroot -N -B -e "
+        .. "\"SHOW STATUS LIKE '%s'\" 2>/dev/null"):format(("%s/galera/n%d/sock"):format(dir, i), name))
+      return tonumber(out:match("(%d+)%s*$"))
+    end
+    local function desync(i, on)
+      Cluster.sh(("mariadb --no-defaults --socket=%q -uroot -e 'SET GLOBAL wsrep_desync=%s' 2>&1")
+        :format(("%s/galera/n%d/sock"):format(dir, i), on and "ON" or "OFF"))
+    end
+    local k
+    for i = 1, 3 do if status(i, "wsrep_local_index") == 0 then k = i end end
+    assert.is_truthy(k, "a node of index 0")
+    desync(k, true)
+    finally(function()
+      desync(k, false)
+      c:wait_for(function() return status(k, "wsrep_local_state") == 4 end, 20, "node" .. k .. " Synced again")
+    end)
+    assert.are.equal(2, status(k, "wsrep_local_state"), "node" .. k .. " desynced")
+    c = Cluster.new{ url = urls[k], lease = L }
+    local n = c:spawn(urls[k]) -- its own first: the node of index 0
+    local port = c:wait_for(function() return in_use(c, n) end, 10, "an open")
+    assert.are_not.equal(ports[k], port, "on the desynced node")
+    c:wait_for(function() return c:master() end, 10, "a master")
+    local errs = errors(c)
+    assert.are.equal(0, #errs, table.concat(errs, "\n"))
+  end)
+
   it("SIGKILL of the Galera node under the master: never two masters, a master "
     .. "again within lease + retry + failure detection + 2 s, the nodes on the "
     .. "dead node move to one other host, and no follower reads more than each retry", function()
