@@ -170,8 +170,8 @@ typedef struct ulock {
  * last). */
 typedef struct myconn {
   const mycfg *cfg;
-  unsigned hi; /* cfg->h.hosts[hi] is this connection's server */
-  int galera;  /* @@wsrep_on: user locks are node-local, so none is used */
+  unsigned hi; /* cfg->h.hosts[hi] is this connection's server (under
+                * Galera, the one every election node prefers) */
   MYSQL *db;
   MYSQL_STMT *st[NSTMT];
   ulock *ul; /* the user locks this connection holds */
@@ -458,11 +458,58 @@ static int is_galera(MYSQL *db) {
   return on;
 }
 
+/* The rank of c's server among the nodes every election node may use
+ * (docs/galera.md, "Wake-ups"): 0 off Galera; under Galera its member
+ * index, the cluster's own order (every member reports the same one),
+ * when it is ready in the primary component, after every Synced node
+ * when it is not Synced (a donor may block writes); a node that is not
+ * ready cannot serve: GM_E_CONNECT. */
+static int galera_rank(myconn *c, unsigned *rank, gm_error *err) {
+  *rank = 0;
+  if (!is_galera(c->db)) return GM_OK;
+  if (mysql_query(c->db, "SHOW GLOBAL STATUS WHERE Variable_name IN "
+                         "('wsrep_local_index', 'wsrep_ready', "
+                         "'wsrep_cluster_status', 'wsrep_local_state')"))
+    return fail(c, NULL, "reading the Galera status", err);
+  MYSQL_RES *res = mysql_store_result(c->db);
+  if (!res) return fail(c, NULL, "reading the Galera status", err);
+  int ready = 0, primary = 0, synced = 0;
+  long index = -1;
+  MYSQL_ROW row;
+  while ((row = mysql_fetch_row(res)))
+    if (!row[0] || !row[1])
+      continue;
+    else if (strcasecmp(row[0], "wsrep_local_index") == 0)
+      index = strtol(row[1], NULL, 10);
+    else if (strcasecmp(row[0], "wsrep_ready") == 0)
+      ready = strcasecmp(row[1], "ON") == 0;
+    else if (strcasecmp(row[0], "wsrep_cluster_status") == 0)
+      primary = strcasecmp(row[1], "Primary") == 0;
+    else if (strcasecmp(row[0], "wsrep_local_state") == 0)
+      synced = strcmp(row[1], "4") == 0; /* Synced */
+  mysql_free_result(res);
+  if (!ready || !primary || index < 0) {
+    gm_seterr(err, GM_E_CONNECT,
+              "mysql: %s:%u is a Galera node outside the primary component "
+              "(wsrep_ready %s, wsrep_cluster_status %s)",
+              c->cfg->h.hosts[c->hi], c->cfg->h.ports[c->hi],
+              ready ? "ON" : "OFF", primary ? "Primary" : "not Primary");
+    return GM_ERR;
+  }
+  if (index > 65535) index = 65535;
+  *rank = (unsigned)index + (synced ? 0 : 65536u);
+  return GM_OK;
+}
+
 /* Connects c to host hi with cfg's options (timeouts, TLS, credentials)
- * and sets its session up (gm_hosts_open tries each host in turn). */
-static int open_host(void *p, unsigned hi, gm_error *err) {
+ * and sets its session up, when the server's rank is 0 or any is set;
+ * otherwise closes it and returns GM_NOT with *rank
+ * (gm_hosts_open_ranked tries each host in turn). */
+static int open_host(void *p, unsigned hi, int any, unsigned *rank,
+                     gm_error *err) {
   myconn *c = p;
   const mycfg *cfg = c->cfg;
+  int rc = GM_ERR;
   c->hi = hi;
   if (!(c->db = mysql_init(NULL))) {
     gm_seterr(err, GM_E_NOMEM, "out of memory");
@@ -482,7 +529,11 @@ static int open_host(void *p, unsigned hi, gm_error *err) {
               cfg->h.hosts[hi], cfg->h.ports[hi]);
     goto fail;
   }
-  c->galera = is_galera(c->db);
+  if (galera_rank(c, rank, err)) goto fail;
+  if (*rank != 0 && !any) {
+    rc = GM_NOT; /* a node of lower rank may answer */
+    goto fail;
+  }
   if (setup_session(c, err) == GM_OK) return GM_OK;
 fail:
   for (int i = 0; i < NSTMT; i++)
@@ -490,7 +541,7 @@ fail:
   memset(c->st, 0, sizeof c->st);
   mysql_close(c->db);
   c->db = NULL;
-  return GM_ERR;
+  return rc;
 }
 
 static int my_open(const void *p, void **out, gm_error *err) {
@@ -512,7 +563,7 @@ static int my_open(const void *p, void **out, gm_error *err) {
    * mysql_thread_end to pair with this. */
   mysql_thread_init();
   c->read_timeout = cfg->read_timeout;
-  if (gm_hosts_open(&cfg->h, open_host, c, err) == GM_OK) {
+  if (gm_hosts_open_ranked(&cfg->h, open_host, c, err) == GM_OK) {
     *out = c;
     return GM_OK;
   }
@@ -737,11 +788,10 @@ static long long ulock_run(myconn *c, const char *name, int64_t wait_us) {
 
 /* Holds lock name's user lock (a statement only where not held yet):
  * NULL when another session held it for wait_us (a watch holds it for
- * one statement; a master paused past its lease keeps it) or under
- * Galera (node-local there: it would wake nobody). */
+ * one statement; a master paused past its lease keeps it). */
 static ulock *ulock_take(myconn *c, const char *name, int64_t wait_us) {
   ulock *u = ulock_find(c, name);
-  if (u || c->galera) return u;
+  if (u) return u;
   if (c->nul == c->capul) {
     size_t cap = c->capul ? 2 * c->capul : 4;
     ulock *ul = realloc(c->ul, cap * sizeof *ul);
@@ -972,11 +1022,6 @@ static int my_watch(void *p, const char *name, int64_t timeout_us,
                     gm_error *err) {
   myconn *c = p;
   if (check_len("lock name", name, LOCK_NAME_LEN, err)) return GM_ERR;
-  /* Galera: user locks are node-local, the master's may be on another
-   * node: nothing to wait on. "Nothing" at once, with no statement: the
-   * core does not watch the lock again until a follower read it, so the
-   * followers poll (docs/galera.md) */
-  if (c->galera) return GM_NOT;
   int64_t most = WAIT_S * GM_US_PER_S;
   int64_t wait_us = timeout_us < most ? timeout_us : most;
   if (wait_us < 0) wait_us = 0;

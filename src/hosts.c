@@ -7,7 +7,10 @@
  * serve (gm_hosts_failed) moves the list on, so the next open starts at
  * the next host; HEAD_AGAIN_NS after the list left its head, an open
  * starts at the head again (the first host is the preferred one, such as
- * the node's own database node).
+ * the node's own database node). A ranked open (gm_hosts_open_ranked)
+ * lets the hosts say which is preferred instead: nodes of one cluster
+ * ranked in the cluster's own order (MySQL under Galera), so that every
+ * client lands on the same node whatever its list's order.
  *
  * Locking. The list itself is written by gm_hosts_parse alone, before any
  * connection exists, and read-only after. Where it stands is the backend's,
@@ -16,6 +19,7 @@
  * them start one host further.
  */
 #include <ctype.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -121,27 +125,61 @@ void gm_hosts_free(gm_hosts *h) {
   memset(h, 0, sizeof *h);
 }
 
-int gm_hosts_open(const gm_hosts *h, int (*open_one)(void *arg, unsigned i,
-                                                     gm_error *err),
-                  void *arg, gm_error *err) {
+/* Records host i as the one an open reached (the list moves to it). */
+static void opened(const gm_hosts *h, unsigned i, int64_t now) {
   gm_hoststate *st = h->st;
-  int64_t now = gm_mono_ns();
-  unsigned start = atomic_load(&st->next) % h->n, i = 0;
-  int rc = GM_ERR;
-  if (start != 0 && now >= atomic_load(&st->head_at)) start = 0;
-  for (unsigned k = 0; k < h->n && rc != GM_OK; k++) {
-    i = (start + k) % h->n;
-    rc = open_one(arg, i, err);
-    if (rc != GM_OK && (err->code == GM_E_AUTH || err->code == GM_E_ROW ||
-                        err->code == GM_E_ARG))
-      return GM_ERR; /* the same on every host */
-  }
-  if (rc != GM_OK) return GM_ERR;
   unsigned was = atomic_exchange(&st->next, i);
   if (i != 0 && (was == 0 || now >= atomic_load(&st->head_at)))
     atomic_store(&st->head_at, now + HEAD_AGAIN_NS);
   atomic_store(&st->in_use, i + 1);
+}
+
+int gm_hosts_open_ranked(const gm_hosts *h, gm_open_ranked open_one,
+                         void *arg, gm_error *err) {
+  gm_hoststate *st = h->st;
+  int64_t now = gm_mono_ns();
+  unsigned start = atomic_load(&st->next) % h->n, i = 0, best = 0;
+  unsigned best_rank = UINT_MAX, rank = 0;
+  int rc = GM_ERR;
+  if (start != 0 && now >= atomic_load(&st->head_at)) start = 0;
+  for (unsigned k = 0; k < h->n && rc != GM_OK; k++) {
+    i = (start + k) % h->n;
+    rank = UINT_MAX;
+    rc = open_one(arg, i, h->n == 1, &rank, err);
+    if (rc == GM_NOT && rank < best_rank) {
+      best = i;
+      best_rank = rank;
+    }
+    if (rc == GM_ERR && (err->code == GM_E_AUTH || err->code == GM_E_ROW ||
+                         err->code == GM_E_ARG))
+      return GM_ERR; /* the same on every host */
+  }
+  if (rc != GM_OK && best_rank != UINT_MAX)
+    rc = open_one(arg, i = best, 1, &rank, err);
+  if (rc != GM_OK) return GM_ERR;
+  opened(h, i, now);
   return GM_OK;
+}
+
+/* gm_hosts_open's callback under gm_hosts_open_ranked: every host rank 0. */
+typedef struct unranked {
+  int (*open_one)(void *arg, unsigned i, gm_error *err);
+  void *arg;
+} unranked;
+
+static int open_unranked(void *arg, unsigned i, int any, unsigned *rank,
+                         gm_error *err) {
+  const unranked *u = arg;
+  (void)any;
+  *rank = 0;
+  return u->open_one(u->arg, i, err);
+}
+
+int gm_hosts_open(const gm_hosts *h, int (*open_one)(void *arg, unsigned i,
+                                                     gm_error *err),
+                  void *arg, gm_error *err) {
+  unranked u = {open_one, arg};
+  return gm_hosts_open_ranked(h, open_unranked, &u, err);
 }
 
 void gm_hosts_failed(const gm_hosts *h, unsigned i) {

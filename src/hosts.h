@@ -41,6 +41,19 @@ int gm_hosts_open(const gm_hosts *h, int (*open_one)(void *arg, unsigned i,
                                                      gm_error *err),
                   void *arg, gm_error *err);
 
+/* As gm_hosts_open, for a list of nodes of one cluster that rank
+ * themselves in an order every client sees alike (MySQL: Galera's member
+ * index): open_one opens host i and keeps it, GM_OK, when its rank is 0 or
+ * `any` is set (the host then is the best found), or sets *rank, closes it
+ * and returns GM_NOT. A round from where the list stands keeps the first
+ * host of rank 0; when no host has rank 0, the host of the lowest rank
+ * that answered is opened again with `any` (and one host alone is opened
+ * with `any` at once). */
+typedef int (*gm_open_ranked)(void *arg, unsigned i, int any, unsigned *rank,
+                              gm_error *err);
+int gm_hosts_open_ranked(const gm_hosts *h, gm_open_ranked open_one,
+                         void *arg, gm_error *err);
+
 /* Host i cannot serve now (a lost connection, a cluster node out of the
  * primary component): the next open starts at the host after it. */
 void gm_hosts_failed(const gm_hosts *h, unsigned i);

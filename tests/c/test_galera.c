@@ -1,7 +1,8 @@
 /*
  * test_galera.c: gm_mysql_ops on a 3-node Galera cluster
  * (GOMASTER_TEST_GALERA_URLS and _PORTS, from tests/servers/galera.sh; run
- * by tests/integration/galera.sh). Two connections on two Galera nodes race
+ * by tests/integration/galera.sh). Opens of host lists that name the
+ * nodes in different orders all land on one node. Two connections on two Galera nodes race
  * to take the same expired row, many times: each race has exactly one
  * winner, and the loser's certification conflict (1213) is a lost race
  * (GM_NOT), never an error. One line per check, then "N passed, N failed".
@@ -69,8 +70,9 @@ static long long conflicts(const gm_url *u, unsigned port) {
   return n;
 }
 
-/* Opens URL number i (0-based) of the space-separated list. */
-static int open_url(const char *list, int i, gm_url *u, void **cfg,
+/* Opens URL number i (0-based) of the space-separated list; with `one`,
+ * on its first host alone. */
+static int open_url(const char *list, int i, int one, gm_url *u, void **cfg,
                     void **conn) {
   char buf[1024];
   gm_error err = {0};
@@ -80,7 +82,15 @@ static int open_url(const char *list, int i, gm_url *u, void **cfg,
     if (s) s++;
   }
   if (!s) return GM_ERR;
-  snprintf(buf, sizeof buf, "%.*s", (int)strcspn(s, " "), s);
+  int len = (int)strcspn(s, " ");
+  const char *comma = memchr(s, ',', (size_t)len);
+  const char *slash = comma ? memchr(comma, '/', (size_t)(s + len - comma))
+                            : NULL;
+  if (one && slash)
+    snprintf(buf, sizeof buf, "%.*s%.*s", (int)(comma - s), s,
+             (int)(s + len - slash), slash);
+  else
+    snprintf(buf, sizeof buf, "%.*s", len, s);
   if (gm_url_parse(buf, 0, u, &err) || ops->parse(u->kv, u->n, cfg, &err) ||
       ops->open(*cfg, conn, &err)) {
     printf("# url %d: %s\n", i + 1, err.msg);
@@ -101,14 +111,38 @@ int main(void) {
   sscanf(ports, "%u %u", &p1, &p2);
   gm_url u1 = {0}, u2 = {0}; /* gm_url_free takes these as they are */
   void *cfg1 = NULL, *cfg2 = NULL, *c1 = NULL, *c2 = NULL;
-  int ok1 = open_url(urls, 0, &u1, &cfg1, &c1) == GM_OK;
-  int ok2 = open_url(urls, 1, &u2, &cfg2, &c2) == GM_OK;
+  char desc[512], on[64], agreed[64] = "";
+
+  /* URL i names every node, node i first: every open lands on the same
+   * Galera node (the cluster's member index 0), whatever its own first */
+  int same = 1;
+  for (int i = 0; i < 3; i++) {
+    gm_url u = {0};
+    void *cfg = NULL, *conn = NULL;
+    if (open_url(urls, i, 0, &u, &cfg, &conn) != GM_OK) {
+      same = 0;
+    } else {
+      ops->describe(cfg, desc, sizeof desc);
+      const char *at = strstr(desc, "(on ");
+      if (i == 0 && at) snprintf(agreed, sizeof agreed, "%s", at);
+      same = same && at && strcmp(at, agreed) == 0;
+      printf("# url %d: %s\n", i + 1, at ? at : desc);
+    }
+    if (conn) ops->close(conn);
+    if (cfg) ops->free_cfg(cfg);
+    gm_url_free(&u);
+  }
+  check(same && agreed[0], "URLs with every node, each its own first, all "
+        "open on one Galera node %s", agreed);
+
+  /* the race: one connection on node 1 alone, one on node 2 alone */
+  int ok1 = open_url(urls, 0, 1, &u1, &cfg1, &c1) == GM_OK;
+  int ok2 = open_url(urls, 1, 1, &u2, &cfg2, &c2) == GM_OK;
   check(ok1 && ok2, "open on Galera nodes 1 and 2");
   if (!ok1 || !ok2) goto out;
 
-  char desc[512], on[64];
   ops->describe(cfg2, desc, sizeof desc);
-  snprintf(on, sizeof on, "(on 127.0.0.1:%u)", p2);
+  snprintf(on, sizeof on, "127.0.0.1:%u/", p2);
   check(strstr(desc, on) != NULL, "the second connection is on node 2: %s",
         desc);
 

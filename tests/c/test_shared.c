@@ -97,6 +97,61 @@ static void test_host_rotation(void) {
   gm_hosts_free(&h);
 }
 
+/* gm_hosts_open_ranked's callback: host i has rank ranks[i] (-1: it does
+ * not answer); opens are counted. */
+typedef struct ranked {
+  int ranks[3];
+  int opens;
+} ranked;
+
+static int open_rank(void *p, unsigned i, int any, unsigned *rank,
+                     gm_error *err) {
+  ranked *r = p;
+  r->opens++;
+  if (r->ranks[i] < 0) {
+    gm_seterr(err, GM_E_CONNECT, "host %u", i);
+    return GM_ERR;
+  }
+  *rank = (unsigned)r->ranks[i];
+  return *rank == 0 || any ? GM_OK : GM_NOT;
+}
+
+static void test_host_ranks(void) {
+  gm_hosts h;
+  gm_error err;
+  char buf[128];
+  gm_kv list[] = {{"hosts", "a,b,c"}};
+  parse(&h, list, 1, &err);
+  ranked r = {{2, 1, 0}, 0};
+  int rc = gm_hosts_open_ranked(&h, open_rank, &r, &err);
+  check(rc == GM_OK && r.opens == 3, "a ranked open goes down the list to the host of rank 0 (%d opens)",
+        r.opens);
+  gm_hosts_put(&h, buf, sizeof buf, "");
+  check(strstr(buf, " (on c:3306)") != NULL, "and keeps it: %s", buf);
+  r.opens = 0;
+  gm_hosts_open_ranked(&h, open_rank, &r, &err);
+  check(r.opens == 1, "the next open starts there (%d opens)", r.opens);
+  ranked lost = {{2, 1, -1}, 0};
+  rc = gm_hosts_open_ranked(&h, open_rank, &lost, &err);
+  check(rc == GM_OK && lost.opens == 4,
+        "without rank 0, the lowest rank that answered is opened again (%d "
+        "opens)", lost.opens);
+  gm_hosts_put(&h, buf, sizeof buf, "");
+  check(strstr(buf, " (on b:3306)") != NULL, "and kept: %s", buf);
+  ranked none = {{-1, -1, -1}, 0};
+  rc = gm_hosts_open_ranked(&h, open_rank, &none, &err);
+  check(rc == GM_ERR && none.opens == 3 && strncmp(err.msg, "host ", 5) == 0,
+        "no host answers: the last error (%s)", err.msg);
+  gm_hosts_free(&h);
+  gm_kv one[] = {{"host", "a"}};
+  parse(&h, one, 1, &err);
+  ranked solo = {{3, -1, -1}, 0};
+  rc = gm_hosts_open_ranked(&h, open_rank, &solo, &err);
+  check(rc == GM_OK && solo.opens == 1,
+        "one host alone is kept whatever its rank (%d opens)", solo.opens);
+  gm_hosts_free(&h);
+}
+
 /* A predicate for tests: a column fits when its type is the kind's name. */
 static int fits(const gm_col *w, const gm_col_seen *s, char *want,
                 size_t len) {
@@ -287,6 +342,7 @@ static void test_option_table(void) {
 int main(void) {
   test_host_lists();
   test_host_rotation();
+  test_host_ranks();
   test_schema();
   test_fits();
   test_options();

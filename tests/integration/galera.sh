@@ -3,8 +3,9 @@
 # one with tests/servers/galera.sh (unless GOMASTER_TEST_GALERA_URLS is set
 # already), runs spec/integration/galera_spec.lua under Lua 5.4, stops the
 # cluster, and ends with one line "N passed, N failed". Before the spec
-# (whose last case kills a Galera node): build/5.4/tests/test_galera, two
-# connections on two Galera nodes racing for one row. The cluster starts
+# (whose last case kills a Galera node): build/5.4/tests/test_galera, host
+# lists in three orders opening on one Galera node, and two connections on
+# two Galera nodes racing for one row. The cluster starts
 # in 15-25 s here, too slow for tests/run.sh's server loop, so it lives only
 # for this script. Skipped (0 passed, 0 failed) without galera-4 and rsync.
 #
