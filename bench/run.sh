@@ -197,7 +197,7 @@ for b in $ONLY; do
     sqlite) bench_backend sqlite "sqlite://%DIR%/gomaster.db" "SQLite (file in /tmp)" ;;
     mysql) start_server mariadb && bench_backend mysql "$GOMASTER_TEST_MYSQL_URL" "MariaDB $(mariadbd --version 2>/dev/null | awk '{print $3}') on 127.0.0.1" ;;
     mongo) start_server mongo && bench_backend mongo "$GOMASTER_TEST_MONGO_URL" "MongoDB wire-protocol stand-in (tests/mongo_standin) on 127.0.0.1" ;;
-    postgres) start_server postgres && bench_backend postgres "$GOMASTER_TEST_POSTGRES_URL" "PostgreSQL $(psql --version | awk '{print $3}') on 127.0.0.1" ;;
+    postgres) GOMASTER_POSTGRES_MAX_CONNECTIONS=300 start_server postgres && bench_backend postgres "$GOMASTER_TEST_POSTGRES_URL" "PostgreSQL $(psql --version | awk '{print $3}') on 127.0.0.1" ;;
     galera) start_server mariadb && start_server galera && bench_galera ;;
     redis) start_server redis && bench_backend redis "$GOMASTER_TEST_REDIS_URL" "Redis $(redis-server --version | sed -n 's/.* v=\([^ ]*\).*/\1/p') on 127.0.0.1, no persistence" ;;
   esac
@@ -206,7 +206,7 @@ if [ -s "$TMP/scale.rows" ]; then
   echo
   echo "### Scale: node processes on one lock, one server"
   echo
-  echo "Each node a process of bench/node.lua (one elector, default timings). At steady state, over 10 s, the server's own counts: connections open (MariaDB Threads_connected, PostgreSQL pg_stat_activity, Redis connected_clients), statements/s (MariaDB Questions, PostgreSQL xact_commit + xact_rollback, Redis the clients' commands of INFO commandstats), new connections/s (MariaDB Connections, which counts refused attempts too; PostgreSQL pg_stat_database.sessions; Redis total_connections_received); node errors/s from the nodes' counters, and refused: errors naming a refused connection over the whole run. Crash: SIGKILL of the master to on_start elsewhere, ms median / p95, then minus the lease left at the kill (- when the reading connection was refused). Overlap: 1 when two nodes' belief intervals overlapped. Servers: MariaDB max_connections 151 (its default), raised to 500 where the row says so; PostgreSQL max_connections 200 (tests/servers/postgres.sh); Redis maxclients 10000 (its default)."
+  echo "Each node a process of bench/node.lua (one elector, default timings). At steady state, over 10 s, the server's own counts: connections open (MariaDB Threads_connected, PostgreSQL pg_stat_activity, Redis connected_clients), statements/s (MariaDB Questions, PostgreSQL xact_commit + xact_rollback, Redis the clients' commands of INFO commandstats), new connections/s (MariaDB Connections, which counts refused attempts too; PostgreSQL pg_stat_database.sessions; Redis total_connections_received); node errors/s from the nodes' counters, and refused: errors naming a refused connection over the whole run. Crash: SIGKILL of the master to on_start elsewhere, ms median / p95, then minus the lease left at the kill (- when the reading connection was refused). Overlap: 1 when two nodes' belief intervals overlapped. Servers: MariaDB max_connections 151 (its default), raised to 500 where the row says so; PostgreSQL max_connections 300 (200 in make test); Redis maxclients 10000 (its default)."
   echo
   echo "| server | nodes | connections | statements/s | new connections/s | node errors/s; refused | crash failover: n: ms median / p95; minus lease left | overlap | masters in the window |"
   echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"

@@ -16,6 +16,9 @@
 #   tests/servers/postgres.sh resume DIR   SIGCONT
 #   tests/servers/postgres.sh url DIR      print the export lines again
 #
+# GOMASTER_POSTGRES_MAX_CONNECTIONS (default 200) sets max_connections
+# (make bench's scale table raises it for its 200-node row).
+#
 # The server refuses to run as root: both run as the `postgres` user
 # (runuser), which owns DIR/postgres; DIR itself gets o+x so that user can
 # reach it. POSIX sh; installs nothing (scripts/deps.sh does). Only the
@@ -64,7 +67,7 @@ launch() {
   # it on SIGSTOP and never reap it)
   as_pg setsid -f "$BIN/postgres" -D "$P/data" -p "$lport" -k "$P" \
     -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off \
-    -c full_page_writes=off -c shared_buffers=16MB -c max_connections=200 \
+    -c full_page_writes=off -c shared_buffers=16MB -c max_connections="${GOMASTER_POSTGRES_MAX_CONNECTIONS:-200}" \
     </dev/null >>"$P/server.log" 2>&1
   for _ in $(seq 1 600); do # 60 s
     if as_pg "$BIN/pg_isready" -q -h "$P" -p "$lport" 2>/dev/null; then return 0; fi
