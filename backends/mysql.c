@@ -176,18 +176,14 @@ enum {
 };
 
 /* ---- wake-up: the types (the code is in the "wake-up" sections below) --
- *
- * A master holds a MariaDB user lock per election lock on its connection
- * (GET_LOCK), and frees it after it released the row. watch() blocks in
- * GET_LOCK on the user lock of the lock the core watches, on the core's
- * wake-up connection: when it gets it, the holder let go (or its session
- * ended), and the core has its followers read the rows now. The row stays
+ * A master holds a MariaDB user lock per election lock (GET_LOCK), freed
+ * after it released the row. watch() blocks in GET_LOCK on it, then reads
+ * the row: got it, the holder let go (or its session ended). The row stays
  * the only truth. */
 
 #define ULOCK_KEY_MAX 32 /* "gomaster:" and 16 hex digits */
 /* The longest a master waits for its user lock, held by a watch for one
- * statement: a master that misses it leaves the followers without a
- * wake-up until its next renewal. */
+ * statement (missed: no wake-up until its next renewal). */
 #define ULOCK_WAIT_US 20000
 
 /* A user lock the main connection holds. */
@@ -218,13 +214,17 @@ typedef struct myconn {
   "(TIMESTAMP'1970-01-01 00:00:00' + INTERVAL LAST_INSERT_ID(" US(NOW)        \
   ") MICROSECOND)"
 
+/* The row's columns (fetch_row), now read as `now`, from d LEFT JOIN l. */
+#define ROW_OF(now)                                                           \
+  "SELECT " US(now) ", l.owner, l.version, l.token, " US("l.acquired_at")    \
+  ", " US("l.renewed_at") ", " US("l.expires_at") ", " US("l.done_at")       \
+  ", l.done_by, l.done_token, l.result, l.instance, l.name IS NOT NULL, "    \
+  "d.v FROM (SELECT "
+#define ROW_ON ") AS d LEFT JOIN `%s` AS l ON l.name = ?"
+
 /* %s is the table name, validated and quoted. */
 static const char *const sql[NSTMT] = {
-    [S_OBSERVE] = "SELECT " US(NOW) ", l.owner, l.version, l.token, " US(
-        "l.acquired_at") ", " US("l.renewed_at") ", " US("l.expires_at")
-        ", " US("l.done_at") ", l.done_by, l.done_token, l.result, l.instance,"
-        " l.name IS NOT NULL FROM (SELECT 1) AS d LEFT JOIN `%s` AS l"
-        " ON l.name = ?",
+    [S_OBSERVE] = ROW_OF(NOW) "0 AS v" ROW_ON,
     /* name, owner, version, new token, lease_us, instance */
     [S_INSERT] = "INSERT INTO `%s` (name, owner, version, token, acquired_at, "
                  "renewed_at, expires_at, instance) VALUES (?, ?, ?, ?, "
@@ -257,12 +257,13 @@ static const char *const sql[NSTMT] = {
     /* the user lock's name, the wait in µs (see ulock_take) */
     [S_ULOCK] = "SELECT GET_LOCK(?, ? / 1000000)",
     [S_UNLOCK] = "SELECT RELEASE_LOCK(?)",
-    /* 2: the user lock was free at once (nobody holds it: the master let
-     * go, or holds none); 1: it was held, then ours (and freed in the
-     * same statement, so the next watcher or the new master gets it at
-     * once); 0: still held after the wait (µs) */
-    [S_WAIT] = "SELECT IF(IS_FREE_LOCK(?), 2, IF(GET_LOCK(?, ? / 1000000), "
-               "RELEASE_LOCK(?), 0))",
+    /* v: 2 the user lock was free at once (the master let go, or holds
+     * none); 1 held, then ours (freed at once for the next watcher or the
+     * new master); 0 still held after the wait (µs). The row is read after
+     * the wait, SYSDATE(6) its time (UTC: setup_session; with the server's
+     * sysdate-is-now the start: an early now only makes followers wait) */
+    [S_WAIT] = ROW_OF("SYSDATE(6)") "IF(IS_FREE_LOCK(?), 2, IF(GET_LOCK(?, "
+               "? / 1000000), RELEASE_LOCK(?), 0)) AS v" ROW_ON,
 };
 
 _Static_assert(GM_NAME_MAX == 192 && GM_ID_MAX == 128 && GM_RESULT_MAX == 256,
@@ -654,7 +655,7 @@ static int run_write(myconn *c, int which, const char *what,
   return GM_OK;
 }
 
-#define MAX_COLS 13
+#define MAX_COLS 14
 typedef struct results {
   MYSQL_BIND b[MAX_COLS];
   unsigned long len[MAX_COLS];
@@ -690,28 +691,30 @@ static const char *const row_cols[MAX_COLS] = {
     "renewed_at", "expires_at", "done_at", "done_by", "done_token",
     "result",  "instance", "name"};
 
-/* Runs the observe statement into *row (zeroed first). */
-static int fetch_row(myconn *c, const char *name, gm_row *row,
-                     gm_error *err) {
-  MYSQL_STMT *st = c->st[S_OBSERVE];
+/* Runs the observe statement (key NULL) or the watch's on user lock key
+ * (wait_us) into *row (zeroed first) and *v unless NULL (see S_WAIT). */
+static int fetch_row(myconn *c, const char *name, const char *key,
+                     int64_t wait_us, gm_row *row, int64_t *v, gm_error *err) {
+  MYSQL_STMT *st = c->st[key ? S_WAIT : S_OBSERVE];
+  const char *what = key ? "watch" : "observe";
   results r = {0};
   memset(row, 0, sizeof *row);
-  int64_t exists = 0;
-  bind_out(&r, "issuiiiisusui", &row->now, row->owner, sizeof row->owner,
+  int64_t exists = 0, wake = 0;
+  bind_out(&r, "issuiiiisusuii", &row->now, row->owner, sizeof row->owner,
            row->version, sizeof row->version, &row->token, &row->acquired_at,
            &row->renewed_at, &row->expires_at, &row->done_at, row->done_by,
            sizeof row->done_by, &row->done_token, row->result,
-           sizeof row->result, &row->instance, &exists);
-
-  if (exec(st, "s", name) || mysql_stmt_bind_result(st, r.b) ||
-      mysql_stmt_store_result(st))
-    return fail(c, st, "observe", err);
+           sizeof row->result, &row->instance, &exists, v ? v : &wake);
+  if ((key ? exec(st, "ssiss", key, key, wait_us, key, name)
+           : exec(st, "s", name)) ||
+      mysql_stmt_bind_result(st, r.b) || mysql_stmt_store_result(st))
+    return fail(c, st, what, err);
   int rc = mysql_stmt_fetch(st);
-  if (rc == 1) fail(c, st, "observe", err);
+  if (rc == 1) fail(c, st, what, err);
   mysql_stmt_free_result(st);
   if (rc == 1) return GM_ERR;
   if (rc == MYSQL_NO_DATA || r.nul[0]) {
-    gm_seterr(err, GM_E_DB, "mysql: observe: the server returned no row");
+    gm_seterr(err, GM_E_DB, "mysql: %s: the server returned no row", what);
     return GM_ERR;
   }
   row->exists = exists != 0;
@@ -837,10 +840,9 @@ static void ulock_drop(myconn *c, const char *name) {
 
 static int my_observe(void *p, const char *name, gm_row *out, gm_error *err) {
   if (check_len("lock name", name, LOCK_NAME_LEN, err)) return GM_ERR;
-  int rc = fetch_row(p, name, out, err);
-  /* a user lock still held for another grant goes (a master that stepped
-   * down at its deadline, paused, and found its lease taken over never
-   * renews or releases that grant again) */
+  int rc = fetch_row(p, name, NULL, 0, out, NULL, err);
+  /* a user lock still held for another grant goes (a master past its
+   * deadline whose lease was taken never renews or releases it again) */
   ulock *u = rc == GM_OK ? ulock_find(p, name) : NULL;
   if (u && u->token && (!out->exists || out->token != u->token))
     ulock_drop(p, name);
@@ -942,7 +944,7 @@ static int my_force_release(void *p, const char *name, int now, gm_row *out,
   if (rc != GM_OK) return rc;
   if (affected != 1) return GM_NOT;
   /* the decision was the write's; this read only reports the row */
-  return fetch_row(c, name, out, err);
+  return fetch_row(c, name, NULL, 0, out, NULL, err);
 }
 
 /* Appends s as a hex literal (X'...'): binary-safe, nothing to escape. */
@@ -1038,29 +1040,27 @@ static void read_timeout(myconn *c, unsigned s) {
     pv->methods->set_timeout(pv, PVIO_READ_TIMEOUT, (int)s);
 }
 
-/* Blocks in GET_LOCK on lock name's user lock, on this connection (the
- * election connection or the core's wake-up one), for at most timeout_us
- * and WAIT_S: the statement's reads time out read_timeout after the wait,
- * every other statement's after read_timeout, as set. */
+/* Blocks in GET_LOCK on lock name's user lock (election or wake-up
+ * connection) for at most timeout_us and WAIT_S, then reads the row into
+ * *row where given: this statement's reads time out read_timeout after
+ * the wait, every other statement's after read_timeout, as set. */
 static int my_watch(void *p, const char *name, int64_t timeout_us,
-                    gm_error *err) {
+                    gm_row *row, gm_error *err) {
   myconn *c = p;
-  if (check_len("lock name", name, LOCK_NAME_LEN, err)) return GM_ERR;
-  /* Galera: user locks are node-local, the master's may be on another
-   * node: nothing to wait on. "Nothing" at once, with no statement: the
-   * core does not watch the lock again until a follower read it, so the
-   * followers poll (docs/galera.md) */
-  if (c->galera) return GM_NOT;
-  int64_t most = WAIT_S * GM_US_PER_S;
-  int64_t wait_us = timeout_us < most ? timeout_us : most;
-  if (wait_us < 0) wait_us = 0;
+  gm_row mine;
+  int64_t v = 0, most = WAIT_S * GM_US_PER_S;
   char key[ULOCK_KEY_MAX];
+  if (check_len("lock name", name, LOCK_NAME_LEN, err)) return GM_ERR;
+  /* Galera: user locks are node-local: "nothing" at once, no statement,
+   * so the core has the followers poll (docs/galera.md) */
+  if (c->galera) return GM_NOT;
+  int64_t wait_us = timeout_us < 0 ? 0 : timeout_us < most ? timeout_us : most;
   lock_key(c->cfg, name, key);
-  long long v;
   read_timeout(c, c->read_timeout + (unsigned)(wait_us / GM_US_PER_S) + 1);
-  int rc = select_int(c->st[S_WAIT], &v, "ssis", key, key, wait_us, key);
+  int rc = fetch_row(c, name, key, wait_us, row = row ? row : &mine, &v, err);
   read_timeout(c, c->read_timeout);
-  if (rc != GM_OK) return fail(c, c->st[S_WAIT], "watch", err);
+  if (rc != GM_OK && err->code != GM_E_ROW) return GM_ERR;
+  if (rc != GM_OK) row->now = 0; /* unreadable: the next observe says why */
   return v == 1 || v == 2 ? GM_OK : GM_NOT;
 }
 

@@ -237,9 +237,15 @@ typedef struct gm_backend_ops {
    * long before the timeout says "cannot watch this lock from here" (MySQL
    * under Galera): not watched again until a follower read it anew either,
    * so the followers poll. NULL: no wake-up (or changed/poll_us). No
-   * backend starts a thread or sleeps. */
+   * backend starts a thread or sleeps.
+   * row (NULL: not wanted): a backend that reads lock `name`'s row as the
+   * watch ends, in the same statement, fills it as observe would, with
+   * row->now (never 0 then) the database's now after the wait; one that
+   * does not leaves it as it was (the core zeroes it: now == 0 says "not
+   * filled"). A watch that ended by its timeout with a row is then the
+   * follower's read at the lease's end: one statement per lease. */
   int (*watch)(void *conn, const char *name, int64_t timeout_us,
-               gm_error *err);
+               gm_row *row, gm_error *err);
   /* Opens the wake-up connection: as open, but with reads that outlast a
    * long watch. NULL: open. */
   int (*open_watch)(const void *cfg, void **conn, gm_error *err);

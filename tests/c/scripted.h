@@ -82,6 +82,8 @@ typedef struct sc_node {
   int many_untold;         /* (db->mu) renew_many: GM_NOT, cannot tell */
   int watch_at_once;       /* (db->mu) watch says "may have changed" at once,
                             * as a backend that cannot tell */
+  int watch_row;           /* (db->mu) watch fills the row as it ends, as
+                            * MySQL's does */
   char opt[32];            /* the "node" option: this struct's address */
   int latency_us;          /* each call's round trip (set before start) */
 } sc_node;
@@ -529,9 +531,9 @@ SC_FN int sc_changed(void *conn, gm_error *err) {
 }
 
 /* Blocks until lock name's owner or token moves (a release, a grant), the
- * timeout, or interrupt(). */
+ * timeout, or interrupt(); then, with watch_row, fills *row as it is. */
 SC_FN int sc_watch(void *conn, const char *name, int64_t timeout_us,
-                   gm_error *err) {
+                   gm_row *row, gm_error *err) {
   sc_node *n = conn;
   if (sc_enter(n, SC_WATCH, "watch", err) != GM_OK) return GM_ERR;
   sc_db *db = n->db;
@@ -557,6 +559,8 @@ SC_FN int sc_watch(void *conn, const char *name, int64_t timeout_us,
     gm_cond_wait_until(&db->cv, &db->mu, until);
     n->hanging[SC_WATCH]--;
   }
+  if (rc != GM_ERR && row && n->watch_row)
+    sc_fill(row, sc_find(db, name), sc_now_locked(db));
   pthread_mutex_unlock(&db->mu);
   return rc;
 }
