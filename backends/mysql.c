@@ -170,7 +170,6 @@ enum {
   S_COMPLETE,
   S_FORCE,
   S_ULOCK,   /* the wake-up lock, see "wake-up" below */
-  S_UNLOCK,
   S_WAIT,    /* watch */
   NSTMT
 };
@@ -182,14 +181,15 @@ enum {
  * the only truth. */
 
 #define ULOCK_KEY_MAX 32 /* "gomaster:" and 16 hex digits */
-/* The longest a master waits for its user lock, held by a watch for one
- * statement (missed: no wake-up until its next renewal). */
+/* The longest a master waits for its user lock, held by a woken watch
+ * until it acquires or lets go (missed: tried at each renewal). */
 #define ULOCK_WAIT_US 20000
 
 /* A user lock the main connection holds. */
 typedef struct ulock {
   char name[GM_NAME_MAX];
-  uint64_t token; /* of the grant it is held for; 0: an acquire under way */
+  uint64_t token; /* of the grant it is held for; 0: none yet (an acquire
+                   * under way, or kept by a woken watch, see my_watch) */
 } ulock;
 
 /* Made by my_open, freed by my_close, used by one thread at a time. The
@@ -254,16 +254,15 @@ static const char *const sql[NSTMT] = {
     [S_FORCE] = "UPDATE `%s` SET owner = '', token = token + 1, instance = 0, "
                 "expires_at = IF(? <> 0, " NOW ", GREATEST(expires_at, " NOW
                 ")) WHERE name = ? AND token < 9223372036854775807",
-    /* the user lock's name, the wait in µs (see ulock_take) */
-    [S_ULOCK] = "SELECT GET_LOCK(?, ? / 1000000)",
-    [S_UNLOCK] = "SELECT RELEASE_LOCK(?)",
+    /* wait (µs; < 0: RELEASE_LOCK), user lock's name twice, wait */
+    [S_ULOCK] = "SELECT IF(? < 0, RELEASE_LOCK(?), GET_LOCK(?, ? / 1000000))",
     /* v: 2 the user lock was free at once (the master let go, or holds
-     * none); 1 held, then ours (freed at once for the next watcher or the
-     * new master); 0 still held after the wait (µs). The row is read after
-     * the wait, SYSDATE(6) its time (UTC: setup_session; with the server's
-     * sysdate-is-now the start: an early now only makes followers wait) */
-    [S_WAIT] = ROW_OF("SYSDATE(6)") "IF(IS_FREE_LOCK(?), 2, IF(GET_LOCK(?, "
-               "? / 1000000), RELEASE_LOCK(?), 0)) AS v" ROW_ON,
+     * none); 1 held, then ours (see my_watch); 0 still held after the
+     * wait (µs). The row is read after the wait, SYSDATE(6) its time (UTC:
+     * setup_session; with the server's sysdate-is-now the start: an early
+     * now only makes followers wait) */
+    [S_WAIT] = ROW_OF("SYSDATE(6)") "IF(IS_FREE_LOCK(?), 2, GET_LOCK(?, "
+               "? / 1000000)) AS v" ROW_ON,
 };
 
 _Static_assert(GM_NAME_MAX == 192 && GM_ID_MAX == 128 && GM_RESULT_MAX == 256,
@@ -705,7 +704,7 @@ static int fetch_row(myconn *c, const char *name, const char *key,
            &row->renewed_at, &row->expires_at, &row->done_at, row->done_by,
            sizeof row->done_by, &row->done_token, row->result,
            sizeof row->result, &row->instance, &exists, v ? v : &wake);
-  if ((key ? exec(st, "ssiss", key, key, wait_us, key, name)
+  if ((key ? exec(st, "ssis", key, key, wait_us, name)
            : exec(st, "s", name)) ||
       mysql_stmt_bind_result(st, r.b) || mysql_stmt_store_result(st))
     return fail(c, st, what, err);
@@ -793,30 +792,37 @@ static long long ulock_run(myconn *c, const char *name, int64_t wait_us) {
   char key[ULOCK_KEY_MAX];
   long long v;
   lock_key(c->cfg, name, key);
-  int rc = wait_us < 0 ? select_int(c->st[S_UNLOCK], &v, "s", key)
-                       : select_int(c->st[S_ULOCK], &v, "si", key, wait_us);
+  int rc = select_int(c->st[S_ULOCK], &v, "issi", wait_us, key, key, wait_us);
   return rc == GM_OK ? v : -1;
 }
 
-/* Holds lock name's user lock (a statement only where not held yet):
- * NULL when another session held it for wait_us (a watch holds it for
- * one statement; a master paused past its lease keeps it) or under
- * Galera (node-local there: it would wake nobody). */
-static ulock *ulock_take(myconn *c, const char *name, int64_t wait_us) {
-  ulock *u = ulock_find(c, name);
-  if (u || c->galera) return u;
+static void my_interrupt(void *p);
+
+/* Records lock name's user lock, just taken, as held for no grant yet;
+ * NULL, and let go, when there is no room. */
+static ulock *ulock_got(myconn *c, const char *name) {
   if (c->nul == c->capul) {
     size_t cap = c->capul ? 2 * c->capul : 4;
     ulock *ul = realloc(c->ul, cap * sizeof *ul);
+    if (!ul && ulock_run(c, name, -1) < 0) my_interrupt(c);
     if (!ul) return NULL;
     c->ul = ul;
     c->capul = cap;
   }
-  if (ulock_run(c, name, wait_us) != 1) return NULL;
-  u = &c->ul[c->nul++];
+  ulock *u = &c->ul[c->nul++];
   gm_strlcpy(u->name, name, sizeof u->name);
   u->token = 0;
   return u;
+}
+
+/* Holds lock name's user lock (a statement only where not held yet):
+ * NULL when another session held it for wait_us (a woken watch until it
+ * acquires or lets go; a master paused past its lease keeps it) or under
+ * Galera (node-local there: it would wake nobody). */
+static ulock *ulock_take(myconn *c, const char *name, int64_t wait_us) {
+  ulock *u = ulock_find(c, name);
+  if (u || c->galera) return u;
+  return ulock_run(c, name, wait_us) == 1 ? ulock_got(c, name) : NULL;
 }
 
 /* After a grant's renewal: holds its user lock (when a watch or a paused
@@ -825,8 +831,6 @@ static void ulock_hold(myconn *c, const char *name, uint64_t token) {
   ulock *u = ulock_take(c, name, ULOCK_WAIT_US);
   if (u) u->token = token;
 }
-
-static void my_interrupt(void *p);
 
 /* Lock name's row is not ours (any more): frees its user lock, so that a
  * waiting follower wakes and reads the row as it is now. A RELEASE_LOCK
@@ -838,14 +842,21 @@ static void ulock_drop(myconn *c, const char *name) {
   *u = c->ul[--c->nul];
 }
 
+/* Lets go the user locks a woken watch kept and no grant took (a
+ * follower that did not acquire: backend.h, watch_one). */
+static void ulock_settle(myconn *c) {
+  for (size_t i = c->nul; i-- > 0;)
+    if (!c->ul[i].token) ulock_drop(c, c->ul[i].name);
+}
+
 static int my_observe(void *p, const char *name, gm_row *out, gm_error *err) {
   if (check_len("lock name", name, LOCK_NAME_LEN, err)) return GM_ERR;
+  ulock_settle(p);
   int rc = fetch_row(p, name, NULL, 0, out, NULL, err);
   /* a user lock still held for another grant goes (a master past its
    * deadline whose lease was taken never renews or releases it again) */
   ulock *u = rc == GM_OK ? ulock_find(p, name) : NULL;
-  if (u && u->token && (!out->exists || out->token != u->token))
-    ulock_drop(p, name);
+  if (u && (!out->exists || out->token != u->token)) ulock_drop(p, name);
   return rc;
 }
 
@@ -1055,12 +1066,19 @@ static int my_watch(void *p, const char *name, int64_t timeout_us,
    * so the core has the followers poll (docs/galera.md) */
   if (c->galera) return GM_NOT;
   int64_t wait_us = timeout_us < 0 ? 0 : timeout_us < most ? timeout_us : most;
+  int keep = row != NULL;
+  ulock_settle(c); /* else GET_LOCK, re-entrant, would return at once */
   lock_key(c->cfg, name, key);
   read_timeout(c, c->read_timeout + (unsigned)(wait_us / GM_US_PER_S) + 1);
   int rc = fetch_row(c, name, key, wait_us, row = row ? row : &mine, &v, err);
   read_timeout(c, c->read_timeout);
   if (rc != GM_OK && err->code != GM_E_ROW) return GM_ERR;
   if (rc != GM_OK) row->now = 0; /* unreadable: the next observe says why */
+  /* got it: kept for this follower's acquire where the row looks free,
+   * else let go at once, for the next watcher (backend.h, watch_one) */
+  keep = keep && row->now &&
+         (!row->exists || !row->owner[0] || row->expires_at <= row->now);
+  if (v == 1 && ulock_got(c, name) && !keep) ulock_drop(c, name);
   return v == 1 || v == 2 ? GM_OK : GM_NOT;
 }
 
@@ -1083,4 +1101,5 @@ const gm_backend_ops gm_mysql_ops = {
     .interrupt = my_interrupt,
     .watch = my_watch,
     .watch_shared = 1,
+    .watch_one = 1,
 };

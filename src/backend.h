@@ -261,6 +261,17 @@ typedef struct gm_backend_ops {
    * backoff and nothing reported (an interrupt may leave it unusable).
    * 0: the wake-up thread and its own connection, as above. */
   int watch_shared;
+  /* 1: a watch given row (the election connection's, watch_shared) that
+   * ends by a wake-up (GM_OK) and fills the row wakes this watcher alone:
+   * the backend keeps the wake-up for it (MySQL: the user lock) where
+   * the row looks free (no row, no owner, or its lease over), so the
+   * other watchers stay blocked; acquire on that connection turns it
+   * into the new master's (or lets it go when the write is refused), and
+   * the next observe or watch lets it go. A row that does not look free
+   * lets it go at once (the next watcher wakes). The core then judges
+   * that row at once (no spread of the followers' reads: one writes per
+   * handover). 0: a wake-up may wake every watcher. */
+  int watch_one;
 } gm_backend_ops;
 
 /* Makes a backend object from an ops table of the caller's own (a backend

@@ -1679,6 +1679,18 @@ static void kick(gm_backend *b) {
   }
 }
 
+/* Under mu: the row t's watch ended on, read at some local time in [t0,
+ * t1], is t's next read, due now (follower_step): t1 anchors "first
+ * seen", t0 is the read's start (see track_clock). */
+static void keep_row(gm_elector *t, const gm_row *row, int64_t t0,
+                     int64_t t1) {
+  t->wrow = *row;
+  t->wrow_t0 = t0;
+  t->wrow_t1 = t1;
+  t->have_wrow = 1;
+  t->next_at = min64(t->next_at, t1);
+}
+
 /* Under mu, on the election thread with nothing due before `until`: blocks
  * in watch on its own connection on t's lock (watch_here) until then, a
  * change, or kick(). Returns 0 when there is nothing to watch (the caller
@@ -1717,16 +1729,13 @@ static int watch_step(gm_backend *b, gm_elector *t, int64_t until) {
   } else if (rc == GM_OK) {
     if (same) t->watch_done = 1; /* not again until a follower read it */
     wake_followers(b, t1);
+    /* woken alone (watch_one), with the row: read at once, no spread */
+    if (row.now && same && t->want && b->ops->watch_one)
+      keep_row(t, &row, now, t1);
   } else if (row.now && same && t->want && t->next_at - t1 < WATCH_MIN_NS) {
     /* ended by its timeout, at t's next read, with the row as it ended:
-     * that read (follower_step), no second statement. It was read at
-     * some time in [now, t1]: t1 anchors "first seen", now the read's
-     * start (see track_clock) */
-    t->wrow = row;
-    t->wrow_t0 = now;
-    t->wrow_t1 = t1;
-    t->have_wrow = 1;
-    t->next_at = min64(t->next_at, t1);
+     * that read (follower_step), no second statement */
+    keep_row(t, &row, now, t1);
   } else if (!row.now && t1 - now < gm_us_to_ns(span_us) / 2) {
     /* nothing, at once: cannot watch from here (MySQL under Galera) */
     if (same) t->watch_done = 1;
