@@ -699,6 +699,8 @@ static struct {
   double p_watch_not; /* a watch says "cannot watch this lock" at once */
   double p_watch_spurious; /* a watch wakes at once with nothing changed */
   int watch_row;      /* a watch returns the row as it ends (MySQL's) */
+  int watch_one;      /* a change wakes one watcher, which the core then
+                       * has judge its row at once (MySQL's watch_one) */
   int liveness;       /* holder_gone/acquire_dead (SQLite's lock file) */
 } S;
 
@@ -952,6 +954,7 @@ static void watch_fire(int changed) {
   while (DB.nwatchers) {
     trace("db: p%d's watch woken", DB.watchers[0]->p->idx);
     watch_end(DB.watchers[0], GM_OK);
+    if (S.watch_one) break; /* the others wait on, to their timeouts */
   }
 }
 
@@ -1336,6 +1339,8 @@ static int sb_watch(void *conn, const char *name, int64_t timeout_us,
     p->rewatch_after = mark;
   }
   if (rc != GM_ERR && row && r->filled) *row = r->row;
+  /* woken alone, with the row: the core's read of it */
+  if (rc == GM_OK && row && r->filled && sim_ops.watch_one) p->nreads++;
   return rc;
 }
 
@@ -1786,6 +1791,8 @@ static void draw_schedule(void) {
        (void *)(intptr_t)rnd2_in(0, n_hosts - 1), 0);
   /* drawn last: the schedules of the seeds above stay as they were */
   S.watch_row = S.watch && chance2(0.5);
+  S.watch_one = S.watch_row && chance2(0.5);
+  sim_ops.watch_one = S.watch_one;
   int64_t heal = S.fault_end, back_total = 0, last_step = 0;
   int nf = (int)rnd_in(0, 8);
   for (int f = 0; f < nf; f++) {
@@ -1891,7 +1898,8 @@ static int run_schedule(uint64_t seed) {
                                       : "watch")
                    : "",
            sim_ops.watch_shared ? " on the election connection" : "",
-           S.watch_row ? ", returning the row" : "",
+           S.watch_row ? (S.watch_one ? ", returning the row, waking one"
+                                      : ", returning the row") : "",
            S.watch && S.liveness ? ", " : "",
            S.liveness ? "liveness (holder_gone)" : "");
   at(S.heal, ev_heal, NULL, 0);
