@@ -759,26 +759,6 @@ static void lock_key(const mycfg *cfg, const char *name,
   snprintf(key, ULOCK_KEY_MAX, "gomaster:%016" PRIx64, h);
 }
 
-/* Runs a prepared SELECT of one integer (NULL: -1) with the parameters of
- * fmt (see exec). Silent: the user locks only speed things up, and a lost
- * connection shows in the election's next statement anyway. */
-static int select_int(MYSQL_STMT *st, long long *v, const char *fmt, ...) {
-  results r = {0};
-  int64_t x = 0;
-  va_list ap;
-  va_start(ap, fmt);
-  int failed = vexec(st, fmt, ap);
-  va_end(ap);
-  bind_out(&r, "i", &x);
-  if (failed || mysql_stmt_bind_result(st, r.b) || mysql_stmt_store_result(st))
-    return GM_ERR;
-  int rc = mysql_stmt_fetch(st);
-  mysql_stmt_free_result(st);
-  if (rc != 0) return GM_ERR;
-  *v = r.nul[0] ? -1 : x;
-  return GM_OK;
-}
-
 static ulock *ulock_find(myconn *c, const char *name) {
   for (size_t i = 0; i < c->nul; i++)
     if (strcmp(c->ul[i].name, name) == 0) return &c->ul[i];
@@ -786,14 +766,22 @@ static ulock *ulock_find(myconn *c, const char *name) {
 }
 
 /* Runs GET_LOCK (waiting wait_us at most) or RELEASE_LOCK (wait_us < 0)
- * on lock name's user lock: its value (1: taken or freed), or -1 when the
- * statement failed. */
+ * on lock name's user lock: its value (1: taken or freed), or -1 when it
+ * failed. Silent: the user locks only speed things up, and a lost
+ * connection shows in the election's next statement anyway. */
 static long long ulock_run(myconn *c, const char *name, int64_t wait_us) {
+  MYSQL_STMT *st = c->st[S_ULOCK];
   char key[ULOCK_KEY_MAX];
-  long long v;
+  results r = {0};
+  int64_t x = 0;
   lock_key(c->cfg, name, key);
-  int rc = select_int(c->st[S_ULOCK], &v, "issi", wait_us, key, key, wait_us);
-  return rc == GM_OK ? v : -1;
+  bind_out(&r, "i", &x);
+  if (exec(st, "issi", wait_us, key, key, wait_us) ||
+      mysql_stmt_bind_result(st, r.b) || mysql_stmt_store_result(st))
+    return -1;
+  int rc = mysql_stmt_fetch(st);
+  mysql_stmt_free_result(st);
+  return rc == 0 && !r.nul[0] ? x : -1;
 }
 
 static void my_interrupt(void *p);
@@ -832,9 +820,8 @@ static void ulock_hold(myconn *c, const char *name, uint64_t token) {
   if (u) u->token = token;
 }
 
-/* Lock name's row is not ours (any more): frees its user lock, so that a
- * waiting follower wakes and reads the row as it is now. A RELEASE_LOCK
- * that fails ends the session, which frees it (the core then reconnects). */
+/* Lock name's row is not ours (any more): frees its user lock (a waiting
+ * follower wakes); a RELEASE_LOCK that fails ends the session, freeing it. */
 static void ulock_drop(myconn *c, const char *name) {
   ulock *u = ulock_find(c, name);
   if (!u) return;
@@ -1051,10 +1038,9 @@ static void read_timeout(myconn *c, unsigned s) {
     pv->methods->set_timeout(pv, PVIO_READ_TIMEOUT, (int)s);
 }
 
-/* Blocks in GET_LOCK on lock name's user lock (election or wake-up
- * connection) for at most timeout_us and WAIT_S, then reads the row into
- * *row where given: this statement's reads time out read_timeout after
- * the wait, every other statement's after read_timeout, as set. */
+/* Blocks in GET_LOCK on lock name's user lock for at most timeout_us and
+ * WAIT_S, then reads the row into *row where given; this statement's reads
+ * time out read_timeout after the wait, every other one's as set. */
 static int my_watch(void *p, const char *name, int64_t timeout_us,
                     gm_row *row, gm_error *err) {
   myconn *c = p;
@@ -1075,7 +1061,7 @@ static int my_watch(void *p, const char *name, int64_t timeout_us,
   if (rc != GM_OK && err->code != GM_E_ROW) return GM_ERR;
   if (rc != GM_OK) row->now = 0; /* unreadable: the next observe says why */
   /* got it: kept for this follower's acquire where the row looks free,
-   * else let go at once, for the next watcher (backend.h, watch_one) */
+   * else let go at once for the next watcher (backend.h, watch_one) */
   keep = keep && row->now &&
          (!row->exists || !row->owner[0] || row->expires_at <= row->now);
   if (v == 1 && ulock_got(c, name) && !keep) ulock_drop(c, name);
