@@ -1729,8 +1729,10 @@ static int watch_step(gm_backend *b, gm_elector *t, int64_t until) {
   } else if (rc == GM_OK) {
     if (same) t->watch_done = 1; /* not again until a follower read it */
     wake_followers(b, t1);
-    /* woken alone (watch_one), with the row: read at once, no spread */
-    if (row.now && same && t->want && b->ops->watch_one)
+    /* woken alone (watch_one), with the row: read at once, no spread,
+     * where a wake-up has t read (woken_from; not a row that reads
+     * wrong: each retry) */
+    if (row.now && same && t->woken_from && b->ops->watch_one)
       keep_row(t, &row, now, t1);
   } else if (row.now && same && t->want && t->next_at - t1 < WATCH_MIN_NS) {
     /* ended by its timeout, at t's next read, with the row as it ended:
