@@ -789,7 +789,7 @@ static int start_tail(mongo_conn *c, const char *name, gm_error *err) {
 }
 
 static int mongo_watch(void *p, const char *name, int64_t timeout_us,
-                       gm_error *err) {
+                       gm_row *row __attribute__((unused)), gm_error *err) {
   mongo_conn *c = p;
   if (!c->watchable) return GM_NOT; /* cannot watch from here: poll */
   int64_t end = gm_mono_ns() + timeout_us * 1000;

@@ -139,30 +139,26 @@ enum {
   S_COMPLETE,
   S_FORCE,
   S_ULOCK,   /* the wake-up lock, see "wake-up" below */
-  S_UNLOCK,
   S_WAIT,    /* watch */
   NSTMT
 };
 
 /* ---- wake-up: the types (the code is in the "wake-up" sections below) --
- *
- * A master holds a MariaDB user lock per election lock on its connection
- * (GET_LOCK), and frees it after it released the row. watch() blocks in
- * GET_LOCK on the user lock of the lock the core watches, on the core's
- * wake-up connection: when it gets it, the holder let go (or its session
- * ended), and the core has its followers read the rows now. The row stays
+ * A master holds a MariaDB user lock per election lock (GET_LOCK), freed
+ * after it released the row. watch() blocks in GET_LOCK on it, then reads
+ * the row: got it, the holder let go (or its session ended). The row stays
  * the only truth. */
 
 #define ULOCK_KEY_MAX 32 /* "gomaster:" and 16 hex digits */
-/* The longest a master waits for its user lock, held by a watch for one
- * statement: a master that misses it leaves the followers without a
- * wake-up until its next renewal. */
+/* The longest a master waits for its user lock, held by a woken watch
+ * until it acquires or lets go (missed: tried at each renewal). */
 #define ULOCK_WAIT_US 20000
 
 /* A user lock the main connection holds. */
 typedef struct ulock {
   char name[GM_NAME_MAX];
-  uint64_t token; /* of the grant it is held for; 0: an acquire under way */
+  uint64_t token; /* of the grant it is held for; 0: none yet (an acquire
+                   * under way, or kept by a woken watch, see my_watch) */
 } ulock;
 
 /* Made by my_open, freed by my_close, used by one thread at a time. The
@@ -187,13 +183,17 @@ typedef struct myconn {
   "(TIMESTAMP'1970-01-01 00:00:00' + INTERVAL LAST_INSERT_ID(" US(NOW)        \
   ") MICROSECOND)"
 
+/* The row's columns (fetch_row), now read as `now`, from d LEFT JOIN l. */
+#define ROW_OF(now)                                                           \
+  "SELECT " US(now) ", l.owner, l.version, l.token, " US("l.acquired_at")    \
+  ", " US("l.renewed_at") ", " US("l.expires_at") ", " US("l.done_at")       \
+  ", l.done_by, l.done_token, l.result, l.instance, l.name IS NOT NULL, "    \
+  "d.v FROM (SELECT "
+#define ROW_ON ") AS d LEFT JOIN `%s` AS l ON l.name = ?"
+
 /* %s is the table name, validated and quoted. */
 static const char *const sql[NSTMT] = {
-    [S_OBSERVE] = "SELECT " US(NOW) ", l.owner, l.version, l.token, " US(
-        "l.acquired_at") ", " US("l.renewed_at") ", " US("l.expires_at")
-        ", " US("l.done_at") ", l.done_by, l.done_token, l.result, l.instance,"
-        " l.name IS NOT NULL FROM (SELECT 1) AS d LEFT JOIN `%s` AS l"
-        " ON l.name = ?",
+    [S_OBSERVE] = ROW_OF(NOW) "0 AS v" ROW_ON,
     /* name, owner, version, new token, lease_us, instance */
     [S_INSERT] = "INSERT INTO `%s` (name, owner, version, token, acquired_at, "
                  "renewed_at, expires_at, instance) VALUES (?, ?, ?, ?, "
@@ -223,15 +223,15 @@ static const char *const sql[NSTMT] = {
     [S_FORCE] = "UPDATE `%s` SET owner = '', token = token + 1, instance = 0, "
                 "expires_at = IF(? <> 0, " NOW ", GREATEST(expires_at, " NOW
                 ")) WHERE name = ? AND token < 9223372036854775807",
-    /* the user lock's name, the wait in µs (see ulock_take) */
-    [S_ULOCK] = "SELECT GET_LOCK(?, ? / 1000000)",
-    [S_UNLOCK] = "SELECT RELEASE_LOCK(?)",
-    /* 2: the user lock was free at once (nobody holds it: the master let
-     * go, or holds none); 1: it was held, then ours (and freed in the
-     * same statement, so the next watcher or the new master gets it at
-     * once); 0: still held after the wait (µs) */
-    [S_WAIT] = "SELECT IF(IS_FREE_LOCK(?), 2, IF(GET_LOCK(?, ? / 1000000), "
-               "RELEASE_LOCK(?), 0))",
+    /* wait (µs; < 0: RELEASE_LOCK), user lock's name twice, wait */
+    [S_ULOCK] = "SELECT IF(? < 0, RELEASE_LOCK(?), GET_LOCK(?, ? / 1000000))",
+    /* v: 2 the user lock was free at once (the master let go, or holds
+     * none); 1 held, then ours (see my_watch); 0 still held after the
+     * wait (µs). The row is read after the wait, SYSDATE(6) its time (UTC:
+     * setup_session; with the server's sysdate-is-now the start: an early
+     * now only makes followers wait) */
+    [S_WAIT] = ROW_OF("SYSDATE(6)") "IF(IS_FREE_LOCK(?), 2, GET_LOCK(?, "
+               "? / 1000000)) AS v" ROW_ON,
 };
 
 _Static_assert(GM_NAME_MAX == 192 && GM_ID_MAX == 128 && GM_RESULT_MAX == 256,
@@ -645,7 +645,7 @@ static int run_write(myconn *c, int which, const char *what,
   return GM_OK;
 }
 
-#define MAX_COLS 13
+#define MAX_COLS 14
 typedef struct results {
   MYSQL_BIND b[MAX_COLS];
   unsigned long len[MAX_COLS];
@@ -681,28 +681,30 @@ static const char *const row_cols[MAX_COLS] = {
     "renewed_at", "expires_at", "done_at", "done_by", "done_token",
     "result",  "instance", "name"};
 
-/* Runs the observe statement into *row (zeroed first). */
-static int fetch_row(myconn *c, const char *name, gm_row *row,
-                     gm_error *err) {
-  MYSQL_STMT *st = c->st[S_OBSERVE];
+/* Runs the observe statement (key NULL) or the watch's on user lock key
+ * (wait_us) into *row (zeroed first) and *v unless NULL (see S_WAIT). */
+static int fetch_row(myconn *c, const char *name, const char *key,
+                     int64_t wait_us, gm_row *row, int64_t *v, gm_error *err) {
+  MYSQL_STMT *st = c->st[key ? S_WAIT : S_OBSERVE];
+  const char *what = key ? "watch" : "observe";
   results r = {0};
   memset(row, 0, sizeof *row);
-  int64_t exists = 0;
-  bind_out(&r, "issuiiiisusui", &row->now, row->owner, sizeof row->owner,
+  int64_t exists = 0, wake = 0;
+  bind_out(&r, "issuiiiisusuii", &row->now, row->owner, sizeof row->owner,
            row->version, sizeof row->version, &row->token, &row->acquired_at,
            &row->renewed_at, &row->expires_at, &row->done_at, row->done_by,
            sizeof row->done_by, &row->done_token, row->result,
-           sizeof row->result, &row->instance, &exists);
-
-  if (exec(st, "s", name) || mysql_stmt_bind_result(st, r.b) ||
-      mysql_stmt_store_result(st))
-    return fail(c, st, "observe", err);
+           sizeof row->result, &row->instance, &exists, v ? v : &wake);
+  if ((key ? exec(st, "ssis", key, key, wait_us, name)
+           : exec(st, "s", name)) ||
+      mysql_stmt_bind_result(st, r.b) || mysql_stmt_store_result(st))
+    return fail(c, st, what, err);
   int rc = mysql_stmt_fetch(st);
-  if (rc == 1) fail(c, st, "observe", err);
+  if (rc == 1) fail(c, st, what, err);
   mysql_stmt_free_result(st);
   if (rc == 1) return GM_ERR;
   if (rc == MYSQL_NO_DATA || r.nul[0]) {
-    gm_seterr(err, GM_E_DB, "mysql: observe: the server returned no row");
+    gm_seterr(err, GM_E_DB, "mysql: %s: the server returned no row", what);
     return GM_ERR;
   }
   row->exists = exists != 0;
@@ -748,26 +750,6 @@ static void lock_key(const mycfg *cfg, const char *name,
   snprintf(key, ULOCK_KEY_MAX, "gomaster:%016" PRIx64, h);
 }
 
-/* Runs a prepared SELECT of one integer (NULL: -1) with the parameters of
- * fmt (see exec). Silent: the user locks only speed things up, and a lost
- * connection shows in the election's next statement anyway. */
-static int select_int(MYSQL_STMT *st, long long *v, const char *fmt, ...) {
-  results r = {0};
-  int64_t x = 0;
-  va_list ap;
-  va_start(ap, fmt);
-  int failed = vexec(st, fmt, ap);
-  va_end(ap);
-  bind_out(&r, "i", &x);
-  if (failed || mysql_stmt_bind_result(st, r.b) || mysql_stmt_store_result(st))
-    return GM_ERR;
-  int rc = mysql_stmt_fetch(st);
-  mysql_stmt_free_result(st);
-  if (rc != 0) return GM_ERR;
-  *v = r.nul[0] ? -1 : x;
-  return GM_OK;
-}
-
 static ulock *ulock_find(myconn *c, const char *name) {
   for (size_t i = 0; i < c->nul; i++)
     if (strcmp(c->ul[i].name, name) == 0) return &c->ul[i];
@@ -775,35 +757,50 @@ static ulock *ulock_find(myconn *c, const char *name) {
 }
 
 /* Runs GET_LOCK (waiting wait_us at most) or RELEASE_LOCK (wait_us < 0)
- * on lock name's user lock: its value (1: taken or freed), or -1 when the
- * statement failed. */
+ * on lock name's user lock: its value (1: taken or freed), or -1 when it
+ * failed. Silent: the user locks only speed things up, and a lost
+ * connection shows in the election's next statement anyway. */
 static long long ulock_run(myconn *c, const char *name, int64_t wait_us) {
+  MYSQL_STMT *st = c->st[S_ULOCK];
   char key[ULOCK_KEY_MAX];
-  long long v;
+  results r = {0};
+  int64_t x = 0;
   lock_key(c->cfg, name, key);
-  int rc = wait_us < 0 ? select_int(c->st[S_UNLOCK], &v, "s", key)
-                       : select_int(c->st[S_ULOCK], &v, "si", key, wait_us);
-  return rc == GM_OK ? v : -1;
+  bind_out(&r, "i", &x);
+  if (exec(st, "issi", wait_us, key, key, wait_us) ||
+      mysql_stmt_bind_result(st, r.b) || mysql_stmt_store_result(st))
+    return -1;
+  int rc = mysql_stmt_fetch(st);
+  mysql_stmt_free_result(st);
+  return rc == 0 && !r.nul[0] ? x : -1;
 }
 
-/* Holds lock name's user lock (a statement only where not held yet):
- * NULL when another session held it for wait_us (a watch holds it for
- * one statement; a master paused past its lease keeps it). */
-static ulock *ulock_take(myconn *c, const char *name, int64_t wait_us) {
-  ulock *u = ulock_find(c, name);
-  if (u) return u;
+static void my_interrupt(void *p);
+
+/* Records lock name's user lock, just taken, as held for no grant yet;
+ * NULL, and let go, when there is no room. */
+static ulock *ulock_got(myconn *c, const char *name) {
   if (c->nul == c->capul) {
     size_t cap = c->capul ? 2 * c->capul : 4;
     ulock *ul = realloc(c->ul, cap * sizeof *ul);
+    if (!ul && ulock_run(c, name, -1) < 0) my_interrupt(c);
     if (!ul) return NULL;
     c->ul = ul;
     c->capul = cap;
   }
-  if (ulock_run(c, name, wait_us) != 1) return NULL;
-  u = &c->ul[c->nul++];
+  ulock *u = &c->ul[c->nul++];
   gm_strlcpy(u->name, name, sizeof u->name);
   u->token = 0;
   return u;
+}
+
+/* Holds lock name's user lock (a statement only where not held yet):
+ * NULL when another session held it for wait_us (a woken watch until it
+ * acquires or lets go; a master paused past its lease keeps it). */
+static ulock *ulock_take(myconn *c, const char *name, int64_t wait_us) {
+  ulock *u = ulock_find(c, name);
+  if (u) return u;
+  return ulock_run(c, name, wait_us) == 1 ? ulock_got(c, name) : NULL;
 }
 
 /* After a grant's renewal: holds its user lock (when a watch or a paused
@@ -813,11 +810,8 @@ static void ulock_hold(myconn *c, const char *name, uint64_t token) {
   if (u) u->token = token;
 }
 
-static void my_interrupt(void *p);
-
-/* Lock name's row is not ours (any more): frees its user lock, so that a
- * waiting follower wakes and reads the row as it is now. A RELEASE_LOCK
- * that fails ends the session, which frees it (the core then reconnects). */
+/* Lock name's row is not ours (any more): frees its user lock (a waiting
+ * follower wakes); a RELEASE_LOCK that fails ends the session, freeing it. */
 static void ulock_drop(myconn *c, const char *name) {
   ulock *u = ulock_find(c, name);
   if (!u) return;
@@ -825,15 +819,21 @@ static void ulock_drop(myconn *c, const char *name) {
   *u = c->ul[--c->nul];
 }
 
+/* Lets go the user locks a woken watch kept and no grant took (a
+ * follower that did not acquire: backend.h, watch_one). */
+static void ulock_settle(myconn *c) {
+  for (size_t i = c->nul; i-- > 0;)
+    if (!c->ul[i].token) ulock_drop(c, c->ul[i].name);
+}
+
 static int my_observe(void *p, const char *name, gm_row *out, gm_error *err) {
   if (check_len("lock name", name, LOCK_NAME_LEN, err)) return GM_ERR;
-  int rc = fetch_row(p, name, out, err);
-  /* a user lock still held for another grant goes (a master that stepped
-   * down at its deadline, paused, and found its lease taken over never
-   * renews or releases that grant again) */
+  ulock_settle(p);
+  int rc = fetch_row(p, name, NULL, 0, out, NULL, err);
+  /* a user lock still held for another grant goes (a master past its
+   * deadline whose lease was taken never renews or releases it again) */
   ulock *u = rc == GM_OK ? ulock_find(p, name) : NULL;
-  if (u && u->token && (!out->exists || out->token != u->token))
-    ulock_drop(p, name);
+  if (u && (!out->exists || out->token != u->token)) ulock_drop(p, name);
   return rc;
 }
 
@@ -932,7 +932,7 @@ static int my_force_release(void *p, const char *name, int now, gm_row *out,
   if (rc != GM_OK) return rc;
   if (affected != 1) return GM_NOT;
   /* the decision was the write's; this read only reports the row */
-  return fetch_row(c, name, out, err);
+  return fetch_row(c, name, NULL, 0, out, NULL, err);
 }
 
 /* Appends sep and s as a hex literal (X'...'): binary-safe, nothing to
@@ -1014,24 +1014,30 @@ static void read_timeout(myconn *c, unsigned s) {
     pv->methods->set_timeout(pv, PVIO_READ_TIMEOUT, (int)s);
 }
 
-/* Blocks in GET_LOCK on lock name's user lock, on this connection (the
- * election connection or the core's wake-up one), for at most timeout_us
- * and WAIT_S: the statement's reads time out read_timeout after the wait,
- * every other statement's after read_timeout, as set. */
+/* Blocks in GET_LOCK on lock name's user lock for at most timeout_us and
+ * WAIT_S, then reads the row into *row where given; this statement's reads
+ * time out read_timeout after the wait, every other one's as set. */
 static int my_watch(void *p, const char *name, int64_t timeout_us,
-                    gm_error *err) {
+                    gm_row *row, gm_error *err) {
   myconn *c = p;
-  if (check_len("lock name", name, LOCK_NAME_LEN, err)) return GM_ERR;
-  int64_t most = WAIT_S * GM_US_PER_S;
-  int64_t wait_us = timeout_us < most ? timeout_us : most;
-  if (wait_us < 0) wait_us = 0;
+  gm_row mine;
+  int64_t v = 0, most = WAIT_S * GM_US_PER_S;
   char key[ULOCK_KEY_MAX];
+  if (check_len("lock name", name, LOCK_NAME_LEN, err)) return GM_ERR;
+  int64_t wait_us = timeout_us < 0 ? 0 : timeout_us < most ? timeout_us : most;
+  int keep = row != NULL;
+  ulock_settle(c); /* else GET_LOCK, re-entrant, would return at once */
   lock_key(c->cfg, name, key);
-  long long v;
   read_timeout(c, c->read_timeout + (unsigned)(wait_us / GM_US_PER_S) + 1);
-  int rc = select_int(c->st[S_WAIT], &v, "ssis", key, key, wait_us, key);
+  int rc = fetch_row(c, name, key, wait_us, row = row ? row : &mine, &v, err);
   read_timeout(c, c->read_timeout);
-  if (rc != GM_OK) return fail(c, c->st[S_WAIT], "watch", err);
+  if (rc != GM_OK && err->code != GM_E_ROW) return GM_ERR;
+  if (rc != GM_OK) row->now = 0; /* unreadable: the next observe says why */
+  /* got it: kept for this follower's acquire where the row looks free,
+   * else let go at once for the next watcher (backend.h, watch_one) */
+  keep = keep && row->now &&
+         (!row->exists || !row->owner[0] || row->expires_at <= row->now);
+  if (v == 1 && ulock_got(c, name) && !keep) ulock_drop(c, name);
   return v == 1 || v == 2 ? GM_OK : GM_NOT;
 }
 
@@ -1054,4 +1060,5 @@ const gm_backend_ops gm_mysql_ops = {
     .interrupt = my_interrupt,
     .watch = my_watch,
     .watch_shared = 1,
+    .watch_one = 1,
 };

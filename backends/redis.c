@@ -836,7 +836,7 @@ static int watch_read(rconn *c, const char *name, int64_t ms, int *more,
  * out timeout_us + timeout from now for as long as it waits, and are set
  * back to timeout after it. */
 static int rd_watch(void *p, const char *name, int64_t timeout_us,
-                    gm_error *err) {
+                    gm_row *row __attribute__((unused)), gm_error *err) {
   rconn *c = p;
   if (timeout_us < 0 || timeout_us > 3600 * GM_US_PER_S) /* an hour */
     timeout_us = timeout_us < 0 ? 0 : 3600 * GM_US_PER_S;

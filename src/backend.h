@@ -237,9 +237,15 @@ typedef struct gm_backend_ops {
    * long before the timeout says "cannot watch this lock from here" (MySQL
    * under Galera): not watched again until a follower read it anew either,
    * so the followers poll. NULL: no wake-up (or changed/poll_us). No
-   * backend starts a thread or sleeps. */
+   * backend starts a thread or sleeps.
+   * row (NULL: not wanted): a backend that reads lock `name`'s row as the
+   * watch ends, in the same statement, fills it as observe would, with
+   * row->now (never 0 then) the database's now after the wait; one that
+   * does not leaves it as it was (the core zeroes it: now == 0 says "not
+   * filled"). A watch that ended by its timeout with a row is then the
+   * follower's read at the lease's end: one statement per lease. */
   int (*watch)(void *conn, const char *name, int64_t timeout_us,
-               gm_error *err);
+               gm_row *row, gm_error *err);
   /* Opens the wake-up connection: as open, but with reads that outlast a
    * long watch. NULL: open. */
   int (*open_watch)(const void *cfg, void **conn, gm_error *err);
@@ -255,6 +261,17 @@ typedef struct gm_backend_ops {
    * backoff and nothing reported (an interrupt may leave it unusable).
    * 0: the wake-up thread and its own connection, as above. */
   int watch_shared;
+  /* 1: a watch given row (the election connection's, watch_shared) that
+   * ends by a wake-up (GM_OK) and fills the row wakes this watcher alone:
+   * the backend keeps the wake-up for it (MySQL: the user lock) where
+   * the row looks free (no row, no owner, or its lease over), so the
+   * other watchers stay blocked; acquire on that connection turns it
+   * into the new master's (or lets it go when the write is refused), and
+   * the next observe or watch lets it go. A row that does not look free
+   * lets it go at once (the next watcher wakes). The core then judges
+   * that row at once (no spread of the followers' reads: one writes per
+   * handover). 0: a wake-up may wake every watcher. */
+  int watch_one;
 } gm_backend_ops;
 
 /* Makes a backend object from an ops table of the caller's own (a backend

@@ -160,6 +160,12 @@ struct gm_elector {
                            * read goes back to when the watch stops
                            * covering the lock (it cannot watch, or
                            * failed) */
+  int have_wrow;          /* a watch on the election connection ended by
+                           * its timeout, due for the next read, with the
+                           * row as it ended (wrow, read at a local time
+                           * in [wrow_t0, wrow_t1]): that read, no observe */
+  gm_row wrow;
+  int64_t wrow_t0, wrow_t1;
 };
 
 struct gm_backend {
@@ -824,9 +830,12 @@ static int64_t jitter(gm_backend *b, int64_t span_ns) {
 
 /* Tracks how the database clock runs against ours. A read whose database
  * time drifted from the anchor by more than the tolerance (a step of the
- * database clock) starts a new anchor. */
+ * database clock) starts a new anchor, but for a read as wide as a watch
+ * (`wide`: its time anywhere in a long [t0, t1]): it is checked against
+ * the anchor the same way, but never anchors (that would widen the
+ * tolerance of every later check). */
 static void track_clock(gm_elector *e, int64_t t0, int64_t t1,
-                        const gm_row *r) {
+                        const gm_row *r, int wide) {
   int64_t mid = t0 + (t1 - t0) / 2, rtt = t1 - t0;
   if (e->have_anchor) {
     int64_t local_us = (mid - e->anchor_mid) / US_PER_NS;
@@ -835,7 +844,7 @@ static void track_clock(gm_elector *e, int64_t t0, int64_t t1,
     int64_t drift = db_us - local_us;
     if (drift > tol || drift < -tol) e->have_anchor = 0;
   }
-  if (!e->have_anchor) {
+  if (!e->have_anchor && !wide) {
     e->have_anchor = 1;
     e->anchor_mid = mid;
     e->anchor_db = r->now;
@@ -866,12 +875,16 @@ static void track_version(gm_elector *e, int64_t t1, const gm_row *r) {
  * of the previous version) and that read came soon enough before the one
  * showing the renewal that a clock step in between could not hide more
  * than the margin L - D. Returns 0 when yes, else ns to wait. */
-static int64_t takeover_wait(gm_elector *e, int64_t t1, const gm_row *r) {
+static int64_t takeover_wait(gm_elector *e, int64_t t1, const gm_row *r,
+                             int wide) {
   int64_t watched = t1 - e->v_first_t1;
   if (watched >= e->lease_ns) return 0;
   int64_t wait = e->lease_ns - watched;
   int64_t margin_ns = e->lease_ns - e->dl_ns;
-  int instep = e->have_anchor && e->v_prev_t0 && e->anchor_db <= e->v_prev_db &&
+  /* not on a watch's row: a step of the database clock during the wait,
+   * up to its length, would pass track_clock's check unseen */
+  int instep = !wide && e->have_anchor && e->v_prev_t0 &&
+               e->anchor_db <= e->v_prev_db &&
                r->renewed_at >= e->v_prev_db - STEP_TOL_US &&
                (e->v_first_t1 - e->v_prev_t0) + STEP_TOL_US * US_PER_NS <
                    margin_ns;
@@ -993,13 +1006,25 @@ static void try_acquire(gm_backend *b, gm_elector *e, const gm_row *seen,
   }
 }
 
+static void follower_judge(gm_backend *b, gm_elector *e, const gm_row *row,
+                           int64_t t0, int64_t t1, int wide);
+
+/* A follower's read: the row a watch ended on (have_wrow), else observe;
+ * then judged. */
 static void follower_step(gm_backend *b, gm_elector *e) {
   gm_row r = {0};
   gm_error err = {0};
-  int64_t resume = e->woken_from; /* this read came early, on a wake-up */
-  e->woken_from = 0;
   e->warned = 0;
   e->watch = 0;
+  if (e->have_wrow) {
+    e->have_wrow = 0;
+    pthread_mutex_lock(&b->mu);
+    e->n_observes++;
+    note_success(e);
+    pthread_mutex_unlock(&b->mu);
+    follower_judge(b, e, &e->wrow, e->wrow_t0, e->wrow_t1, 1);
+    return;
+  }
   int64_t t0 = gm_mono_ns();
   int rc = b->ops->observe(b->conn, e->name, &r, &err);
   int64_t t1 = gm_mono_ns();
@@ -1011,18 +1036,31 @@ static void follower_step(gm_backend *b, gm_elector *e) {
     pthread_mutex_unlock(&b->mu);
     row_warn(b, e, err.msg);
     e->next_at = t1 + e->retry_ns;
+    e->woken_from = 0;
     return;
   }
   if (rc != GM_OK) {
     fail(b, e, &err);
     e->next_at = b->reconnect_at;
+    e->woken_from = 0;
     return;
   }
   pthread_mutex_lock(&b->mu);
   e->n_observes++;
   note_success(e);
   pthread_mutex_unlock(&b->mu);
-  track_clock(e, t0, t1, &r);
+  follower_judge(b, e, &r, t0, t1, 0);
+}
+
+/* What a follower does with the row it read at a local time in [t0, t1]
+ * (wide: a watch's row, see track_clock). */
+static void follower_judge(gm_backend *b, gm_elector *e, const gm_row *row,
+                           int64_t t0, int64_t t1, int wide) {
+  gm_row r = *row;
+  gm_error err = {0};
+  int64_t resume = e->woken_from; /* this read came early, on a wake-up */
+  e->woken_from = 0;
+  track_clock(e, t0, t1, &r, wide);
   int64_t jit = jitter(b, min64(e->retry_ns, e->lease_ns) / 20);
   e->holder = -1;
 
@@ -1133,7 +1171,7 @@ static void follower_step(gm_backend *b, gm_elector *e) {
     }
     goto done;
   }
-  int64_t wait = takeover_wait(e, t1, &r);
+  int64_t wait = takeover_wait(e, t1, &r, wide);
   if (wait == 0)
     try_acquire(b, e, &r, -1);
   else
@@ -1416,6 +1454,7 @@ static void run_step(gm_backend *b, gm_elector *e) {
                      ? min64(b->reconnect_at, e->master_until_t)
                      : b->reconnect_at;
     e->woken_from = 0; /* the read it was woken for did not happen */
+    e->have_wrow = 0;
     return;
   }
   if (e->role == ROLE_MASTER && b->ops->renew_many)
@@ -1492,7 +1531,7 @@ static void *wk_main(void *arg) {
     if (b->wk_quit) break;
     pthread_mutex_unlock(&b->mu);
     int64_t t_watch = gm_mono_ns();
-    int rc = b->ops->watch(conn, name, WATCH_MAX_US, &err);
+    int rc = b->ops->watch(conn, name, WATCH_MAX_US, NULL, &err);
     int64_t took_ns = gm_mono_ns() - t_watch;
     pthread_mutex_lock(&b->mu);
     if (rc == GM_ERR) {
@@ -1640,6 +1679,18 @@ static void kick(gm_backend *b) {
   }
 }
 
+/* Under mu: the row t's watch ended on, read at some local time in [t0,
+ * t1], is t's next read, due now (follower_step): t1 anchors "first
+ * seen", t0 is the read's start (see track_clock). */
+static void keep_row(gm_elector *t, const gm_row *row, int64_t t0,
+                     int64_t t1) {
+  t->wrow = *row;
+  t->wrow_t0 = t0;
+  t->wrow_t1 = t1;
+  t->have_wrow = 1;
+  t->next_at = min64(t->next_at, t1);
+}
+
 /* Under mu, on the election thread with nothing due before `until`: blocks
  * in watch on its own connection on t's lock (watch_here) until then, a
  * change, or kick(). Returns 0 when there is nothing to watch (the caller
@@ -1657,7 +1708,8 @@ static int watch_step(gm_backend *b, gm_elector *t, int64_t until) {
   b->watching = b->idle = 1;
   pthread_mutex_unlock(&b->mu);
   gm_error err = {0};
-  int rc = b->ops->watch(b->conn, name, span_us, &err);
+  gm_row row = {0};
+  int rc = b->ops->watch(b->conn, name, span_us, &row, &err);
   int64_t t1 = gm_mono_ns();
   pthread_mutex_lock(&b->mu);
   int cut = b->watch_cut;
@@ -1677,7 +1729,16 @@ static int watch_step(gm_backend *b, gm_elector *t, int64_t until) {
   } else if (rc == GM_OK) {
     if (same) t->watch_done = 1; /* not again until a follower read it */
     wake_followers(b, t1);
-  } else if (t1 - now < gm_us_to_ns(span_us) / 2) {
+    /* woken alone (watch_one), with the row: read at once, no spread,
+     * where a wake-up has t read (woken_from; not a row that reads
+     * wrong: each retry) */
+    if (row.now && same && t->woken_from && b->ops->watch_one)
+      keep_row(t, &row, now, t1);
+  } else if (row.now && same && t->want && t->next_at - t1 < WATCH_MIN_NS) {
+    /* ended by its timeout, at t's next read, with the row as it ended:
+     * that read (follower_step), no second statement */
+    keep_row(t, &row, now, t1);
+  } else if (!row.now && t1 - now < gm_us_to_ns(span_us) / 2) {
     /* nothing, at once: cannot watch from here (MySQL under Galera) */
     if (same) t->watch_done = 1;
     b->watch_blind = 1;
@@ -1860,6 +1921,7 @@ int gm_elector_start(gm_elector *e, gm_error *err) {
   e->role = ROLE_FOLLOWER;
   e->next_at = 0;
   e->woken_from = 0; /* a wake-up before a stop() is no reason to read */
+  e->have_wrow = 0;
   e->unstretched = 0;
   e->next = b->active;
   b->active = e;

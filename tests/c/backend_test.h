@@ -346,7 +346,7 @@ typedef struct bt_watch {
 
 static void *bt_watch_main(void *arg) {
   bt_watch *w = arg;
-  w->rc = ops->watch(w->conn, w->name, w->timeout_us, &w->err);
+  w->rc = ops->watch(w->conn, w->name, w->timeout_us, NULL, &w->err);
   w->returned = mono();
   return NULL;
 }

@@ -68,6 +68,9 @@ typedef struct sc_db {
   uint64_t version; /* grows with every write (PRAGMA data_version) */
   int next_handle;
   int gone[64]; /* gone[handle]: that node's process is dead */
+  struct sc_node *keeper; /* a woken watch_one watch kept the wake: other
+                           * watches wait until this node acquires,
+                           * observes, watches or closes */
 } sc_db;
 
 typedef struct sc_node {
@@ -82,6 +85,10 @@ typedef struct sc_node {
   int many_untold;         /* (db->mu) renew_many: GM_NOT, cannot tell */
   int watch_at_once;       /* (db->mu) watch says "may have changed" at once,
                             * as a backend that cannot tell */
+  int watch_row;           /* (db->mu) watch fills the row as it ends, as
+                            * MySQL's does */
+  int watch_one;           /* (db->mu) ... and wakes one watcher (see
+                            * sc_db.keeper; sc_backend_watch_one) */
   char opt[32];            /* the "node" option: this struct's address */
   int latency_us;          /* each call's round trip (set before start) */
 } sc_node;
@@ -275,9 +282,17 @@ SC_FN int sc_open(const void *cfg, void **conn, gm_error *err) {
   return GM_OK;
 }
 
+/* db->mu held: node n lets go the wake its watch kept, if it did. */
+SC_FN void sc_let_go(sc_node *n) {
+  if (n->db->keeper != n) return;
+  n->db->keeper = NULL;
+  pthread_cond_broadcast(&n->db->cv);
+}
+
 SC_FN void sc_close(void *conn) {
   sc_node *n = conn;
   pthread_mutex_lock(&n->db->mu);
+  sc_let_go(n);
   n->calls[SC_CLOSE]++;
   n->conns--;
   pthread_mutex_unlock(&n->db->mu);
@@ -306,6 +321,7 @@ SC_FN int sc_observe(void *conn, const char *name, gm_row *out,
                       gm_error *err) {
   sc_node *n = conn;
   if (sc_enter(n, SC_OBSERVE, "observe", err) != GM_OK) return GM_ERR;
+  sc_let_go(n);
   sc_fill(out, sc_find(n->db, name), sc_now_locked(n->db));
   pthread_mutex_unlock(&n->db->mu);
   return GM_OK;
@@ -351,6 +367,7 @@ SC_FN int sc_acquire(void *conn, const gm_acquire_req *q, gm_row *out,
     rc = GM_OK;
   }
   if (rc == GM_OK) sc_grant(n, r, q, now, out);
+  sc_let_go(n); /* after the write: a watcher it wakes reads the grant */
   pthread_mutex_unlock(&db->mu);
   return rc;
 }
@@ -529,12 +546,13 @@ SC_FN int sc_changed(void *conn, gm_error *err) {
 }
 
 /* Blocks until lock name's owner or token moves (a release, a grant), the
- * timeout, or interrupt(). */
+ * timeout, or interrupt(); then, with watch_row, fills *row as it is. */
 SC_FN int sc_watch(void *conn, const char *name, int64_t timeout_us,
-                   gm_error *err) {
+                   gm_row *row, gm_error *err) {
   sc_node *n = conn;
   if (sc_enter(n, SC_WATCH, "watch", err) != GM_OK) return GM_ERR;
   sc_db *db = n->db;
+  sc_let_go(n);
   int64_t until = gm_mono_ns() + timeout_us * 1000;
   sc_row *r = sc_find(db, name);
   char owner[GM_ID_MAX];
@@ -548,7 +566,8 @@ SC_FN int sc_watch(void *conn, const char *name, int64_t timeout_us,
       rc = GM_ERR;
       break;
     }
-    if (!r || r->token != token || strcmp(r->owner, owner) != 0) {
+    if ((!r || r->token != token || strcmp(r->owner, owner) != 0) &&
+        !db->keeper) {
       rc = GM_OK;
       break;
     }
@@ -557,6 +576,12 @@ SC_FN int sc_watch(void *conn, const char *name, int64_t timeout_us,
     gm_cond_wait_until(&db->cv, &db->mu, until);
     n->hanging[SC_WATCH]--;
   }
+  if (rc != GM_ERR && row && n->watch_row)
+    sc_fill(row, sc_find(db, name), sc_now_locked(db));
+  /* watch_one: woken with a free-looking row, it keeps the wake */
+  if (rc == GM_OK && row && row->now && n->watch_one &&
+      (!row->exists || !row->owner[0] || row->expires_at <= row->now))
+    db->keeper = n;
   pthread_mutex_unlock(&db->mu);
   return rc;
 }
@@ -578,6 +603,23 @@ SC_FN gm_backend *sc_backend_watch_as(sc_node *n, int shared, gm_error *err) {
   }
   gm_kv kv = {"node", n->opt};
   return gm_backend_new_ops(o, &kv, 1, err);
+}
+
+/* As sc_backend_watch_as(n, 1), with watch_one: a release wakes one
+ * watcher, which keeps the wake while its row looks free. */
+SC_FN gm_backend *sc_backend_watch_one(sc_node *n, gm_error *err) {
+  static gm_backend_ops o;
+  if (!o.name) {
+    o = sc_ops;
+    o.renew_many = sc_renew_many;
+    o.interrupt = sc_interrupt;
+    o.watch = sc_watch;
+    o.watch_shared = o.watch_one = 1;
+    o.name = "scripted-one";
+  }
+  n->watch_row = n->watch_one = 1;
+  gm_kv kv = {"node", n->opt};
+  return gm_backend_new_ops(&o, &kv, 1, err);
 }
 
 SC_FN gm_backend *sc_backend_watch(sc_node *n, gm_error *err) {

@@ -543,13 +543,18 @@ typedef struct watcher {
   int64_t timeout_us;
   int rc;
   double returned; /* mono_ms when watch returned */
+  int with_row;    /* given row, as the core on its election connection */
+  gm_row row;      /* as watch left it (zeroed first) */
   gm_error err;
+  int back;        /* (atomic) watch returned */
 } watcher;
 
 static void *watch_thread(void *arg) {
   watcher *w = arg;
-  w->rc = T->ops->watch(w->conn, w->name, w->timeout_us, &w->err);
+  w->rc = T->ops->watch(w->conn, w->name, w->timeout_us,
+                        w->with_row ? &w->row : NULL, &w->err);
   w->returned = mono_ms();
+  __atomic_store_n(&w->back, 1, __ATOMIC_SEQ_CST);
   return NULL;
 }
 
@@ -571,7 +576,7 @@ static void case_watch(void *a) {
   gm_acquire_req q = req(n, "node-a", 0, 0, 0, 91);
   int rc = o->acquire(a, &q, &r, &err);
   double t0 = mono_ms();
-  int wr = o->watch(w, n, 300000, &err);
+  int wr = o->watch(w, n, 300000, NULL, &err);
   double took = mono_ms() - t0;
   check(rc == GM_OK && wr == GM_NOT && took >= 290 && took < 800,
         "%s: watch with nothing changing times out on time (%.1f ms for "
@@ -624,7 +629,7 @@ static void case_watch_shared(void *a) {
   gm_acquire_req q = req(n, "node-a", 0, 0, 0, 93);
   int rc = o->acquire(a, &q, &r, &err);
   double t0 = mono_ms();
-  int wr = o->watch(w, n, 3500000, &err);
+  int wr = o->watch(w, n, 3500000, NULL, &err);
   double took = mono_ms() - t0;
   gm_row seen;
   int obs = o->observe(w, n, &seen, &err);
@@ -635,12 +640,148 @@ static void case_watch_shared(void *a) {
         T->label, took, wr, obs, err.msg);
   o->interrupt(w);
   t0 = mono_ms();
-  wr = o->watch(w, n, 3000000, &err);
+  wr = o->watch(w, n, 3000000, NULL, &err);
   took = mono_ms() - t0;
   check(took < 50, "%s: an interrupt before the watch ends it at once "
         "(%.1f ms, rc %d)", T->label, took, wr);
   o->close(w);
   o->release(a, n, "node-a", 93, r.token, &err);
+}
+
+/* watch's row: a watch that times out fills the row as it is when the
+ * watch ends (a renewal from another connection during the wait shows,
+ * and its now is after the wait), or, in a backend that reads no row,
+ * leaves it as it was (now 0). */
+static void case_watch_row(void *a) {
+  const gm_backend_ops *o = T->ops;
+  if (!o->watch) return; /* case_watch said so */
+  const char *n = lname("wrow");
+  gm_error err = {0};
+  gm_row r, s;
+  watcher w = {.name = n, .timeout_us = 900000, .rc = -9, .with_row = 1};
+  if (!check(o->open(T->cfg, &w.conn, &err) == GM_OK,
+             "%s: a watch connection opens %s", T->label, err.msg))
+    return;
+  gm_acquire_req q = req(n, "node-a", 0, 0, 0, 95);
+  q.lease_us = 5000000; /* runs through the watch */
+  int rc = o->acquire(a, &q, &r, &err);
+  pthread_t th;
+  pthread_create(&th, NULL, watch_thread, &w);
+  nap_ms(300); /* the watch is under way (no event tells it from here) */
+  int rn = o->renew(a, n, "node-a", 95, r.token, 5000000, &s, &err);
+  pthread_join(th, NULL);
+  if (!w.row.now) {
+    check(rc == GM_OK && rn == GM_OK && w.rc != GM_ERR && !w.row.exists,
+          "%s: a watch that times out leaves the row unfilled (rc %d) %s",
+          T->label, w.rc, w.err.msg);
+    printf("skipped: %s: watch reads no row (followers read at the "
+           "lease's end)\n", T->label);
+  } else {
+    check(rc == GM_OK && rn == GM_OK && w.rc == GM_NOT && w.row.exists &&
+              w.row.token == r.token && !strcmp(w.row.owner, "node-a") &&
+              w.row.instance == 95 && w.row.renewed_at == s.renewed_at &&
+              w.row.expires_at == s.expires_at,
+          "%s: a watch that times out returns the row as it ends: the "
+          "renewal made during it (renewed_at %" PRId64 ", renewal's %" PRId64
+          ") rc %d %s",
+          T->label, w.row.renewed_at, s.renewed_at, w.rc, w.err.msg);
+    /* the watch began after the grant and waited 900 ms */
+    check(w.row.now - r.now >= 850000 && w.row.now >= s.now,
+          "%s: the watch's row has the database's now after the wait "
+          "(%.1f ms after the grant, >= 850)",
+          T->label, (w.row.now - r.now) / 1e3);
+  }
+  o->close(w.conn);
+  o->release(a, n, "node-a", 95, r.token, &err);
+}
+
+/* watch_one: of two connections watching (given a row), a release wakes
+ * one alone, with the free row; the other stays blocked while the woken
+ * one acquires and holds the lock, and wakes at its release. A holder
+ * whose session ends (a crash) leaves a live lease: each watcher wakes,
+ * the one before lets the next go at once. */
+static int w_back(const watcher *w) {
+  return __atomic_load_n(&w->back, __ATOMIC_SEQ_CST);
+}
+
+static void case_watch_one(void *a) {
+  const gm_backend_ops *o = T->ops;
+  if (!o->watch || !o->watch_one) {
+    if (o->watch) printf("skipped: %s: a wake-up wakes every watcher\n",
+                         T->label);
+    return;
+  }
+  const char *n = lname("wone");
+  gm_error err = {0};
+  gm_row r, g;
+  void *m = NULL;
+  watcher w[2] = {{.name = n, .timeout_us = 5000000, .rc = -9, .with_row = 1},
+                  {.name = n, .timeout_us = 5000000, .rc = -9, .with_row = 1}};
+  pthread_t th[2];
+  int rc = o->open(T->cfg, &w[0].conn, &err);
+  if (rc == GM_OK) rc = o->open(T->cfg, &w[1].conn, &err);
+  if (rc == GM_OK) rc = o->open(T->cfg, &m, &err);
+  gm_acquire_req q = req(n, "node-a", 0, 0, 0, 97);
+  q.lease_us = 5000000;
+  if (rc == GM_OK) rc = o->acquire(a, &q, &r, &err);
+  if (!check(rc == GM_OK, "%s: watch one: set up %s", T->label, err.msg))
+    goto out;
+  for (int i = 0; i < 2; i++) {
+    pthread_create(&th[i], NULL, watch_thread, &w[i]);
+    nap_ms(150); /* under way (no event tells it from here) */
+  }
+  double t0 = mono_ms();
+  rc = o->release(a, n, "node-a", 97, r.token, &err);
+  while (!w_back(&w[0]) && !w_back(&w[1]) && mono_ms() - t0 < 2000)
+    nap_ms(1);
+  int k = w_back(&w[0]) ? 0 : 1; /* the woken one */
+  nap_ms(300);
+  check(rc == GM_OK && w_back(&w[k]) && w[k].rc == GM_OK &&
+            w[k].returned - t0 <= WAKE_MS && w[k].row.exists &&
+            !w[k].row.owner[0] && !w_back(&w[1 - k]),
+        "%s: watch one: a release wakes one watcher in %.1f ms with the "
+        "free row; the other waits on (rc %d, %d)",
+        T->label, w[k].returned - t0, w[k].rc, w_back(&w[1 - k]));
+  q = req(n, "node-b", 1, w[k].row.token, 0, 98);
+  q.lease_us = 5000000;
+  rc = o->acquire(w[k].conn, &q, &g, &err);
+  nap_ms(200);
+  check(rc == GM_OK && !w_back(&w[1 - k]),
+        "%s: watch one: the woken one acquires; the other still waits %s",
+        T->label, err.msg);
+  t0 = mono_ms();
+  rc = o->release(w[k].conn, n, "node-b", 98, g.token, &err);
+  pthread_join(th[1 - k], NULL);
+  check(rc == GM_OK && w[1 - k].rc == GM_OK &&
+            w[1 - k].returned - t0 <= WAKE_MS,
+        "%s: watch one: its release wakes the other in %.1f ms (<= %d)",
+        T->label, w[1 - k].returned - t0, WAKE_MS);
+  pthread_join(th[k], NULL);
+  o->observe(w[1 - k].conn, n, &g, &err); /* it does not acquire: lets go */
+  /* a crash: a live lease left; both wake, one after the other */
+  q = req(n, "node-c", 1, g.token, 0, 99);
+  q.lease_us = 5000000;
+  rc = o->acquire(m, &q, &g, &err);
+  for (int i = 0; i < 2; i++) {
+    w[i].back = 0;
+    w[i].rc = -9;
+    pthread_create(&th[i], NULL, watch_thread, &w[i]);
+    nap_ms(150);
+  }
+  t0 = mono_ms();
+  o->close(m);
+  m = NULL;
+  for (int i = 0; i < 2; i++) pthread_join(th[i], NULL);
+  double last = w[0].returned > w[1].returned ? w[0].returned : w[1].returned;
+  check(rc == GM_OK && w[0].rc == GM_OK && w[1].rc == GM_OK &&
+            last - t0 <= WAKE_MS && w[0].row.token == g.token &&
+            w[1].row.token == g.token,
+        "%s: watch one: a crashed holder's live lease wakes both watchers "
+        "in %.1f ms (<= %d), with its row", T->label, last - t0, WAKE_MS);
+out:
+  for (int i = 0; i < 2; i++)
+    if (w[i].conn) o->close(w[i].conn);
+  if (m) o->close(m);
 }
 
 static void run_target(target *t) {
@@ -678,6 +819,8 @@ static void run_target(target *t) {
     case_wakeup(a);
     case_watch(a);
     case_watch_shared(a);
+    case_watch_row(a);
+    case_watch_one(a);
   }
   double t0 = mono_ms();
   if (a) t->ops->close(a);

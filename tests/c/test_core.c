@@ -1751,13 +1751,67 @@ out:
   pair_free(&p);
 }
 
+/* A watch that returns the row it ends on (watch_row, as MySQL's): at
+ * steady state the follower's watch, ended by its timeout at the lease's
+ * end, is its read: one statement per lease, no observe. A holder that
+ * pauses (and a database clock stepped forward meanwhile, which makes
+ * the lease look over early) is still taken over only once the follower
+ * watched its last renewal for a whole lease on its own clock. */
+static void test_watch_row(void) {
+  pair p;
+  double L = 1;
+  pair_init_as(&p, 3, "wrow", L, 0.2, 0.6, 0.25);
+  p.n[1].watch_row = 1; /* before its thread runs */
+  uint64_t tok = pair_elect(&p, "watch row");
+  if (!tok) goto out;
+  wait_cond(watch_hangs, &p.n[1], 2000);
+  sleep_ms(1200); /* past the first lease's end: the steady state */
+  unsigned reads = sc_calls(&p.n[1], SC_OBSERVE);
+  unsigned watches = sc_calls(&p.n[1], SC_WATCH);
+  int64_t t = mono_ns();
+  sleep_ms(3000);
+  double leases = (double)(mono_ns() - t) / NS_ / (L - 0.2);
+  reads = sc_calls(&p.n[1], SC_OBSERVE) - reads;
+  watches = sc_calls(&p.n[1], SC_WATCH) - watches;
+  printf("# watch row: a follower's statements in 3 s (lease 1 s, renewed "
+         "every 0.2 s): %u reads, %u watches\n", reads, watches);
+  check(reads == 0 && watches >= 2 && watches <= leases + 1,
+        "watch row: one statement per lease at steady state (%u reads, %u "
+        "watches in %.1f leases)", reads, watches, leases);
+  /* the holder pauses; the database clock steps 0.5 s forward */
+  sc_set(&p.n[0], SC_RENEW_MANY, SC_HANG);
+  int hung = wait_cond(renew_many_hangs, &p.n[0], 1000);
+  sc_row before, after;
+  sc_get(&p.db, "wrow", &before);
+  sc_step_clock(&p.db, 500000);
+  gm_event ev;
+  int got = wait_ev(p.e[1], GM_EV_START, 4000, &ev);
+  check(hung && got && ev.token == tok + 1,
+        "watch row: the follower took over a paused holder with token "
+        "%" PRIu64, got ? ev.token : 0);
+  if (!got) goto out;
+  sc_get(&p.db, "wrow", &after);
+  /* on the local clock (the database's minus its step) */
+  double watched = (double)(after.acquired_at - 500000 - before.renewed_at) /
+                   1000;
+  check(watched >= L * 1000,
+        "watch row: taken %.1f ms after the holder's last renewal on the "
+        "local clock (>= the lease, %.0f ms)", watched, L * 1000);
+out:
+  pair_free(&p);
+}
+
 /* A thundering herd: 20 nodes, each a follower woken by the master's
  * release at once (its watch on its one connection). They read within a spread, so the first
  * read takes the lock and most of the others read the new holder: a few
- * acquires, not 19, and the handover still within 150 ms. */
-static void test_herd(void) {
+ * acquires, not 19, and the handover still within 150 ms. With one
+ * (watch_one: a release wakes one watcher, which keeps the wake while
+ * its row looks free) the woken one judges its row at once and alone
+ * writes: one acquire. */
+static void herd_as(int one) {
   enum { N = 20 };
   static sc_node n[N];
+  const char *what = one ? "herd, one woken" : "herd";
   gm_backend *b[N];
   gm_elector *e[N];
   sc_db db;
@@ -1768,7 +1822,8 @@ static void test_herd(void) {
     snprintf(id, sizeof id, "herd-%d", i);
     sc_node_init(&n[i], &db);
     n[i].latency_us = 2000; /* a database's round trip */
-    b[i] = sc_backend_watch_as(&n[i], 1, &err);
+    b[i] = one ? sc_backend_watch_one(&n[i], &err)
+               : sc_backend_watch_as(&n[i], 1, &err);
     e[i] = mk(b[i], conf("herd", id, 5, 1, 3, 1));
   }
   gm_event ev;
@@ -1777,7 +1832,7 @@ static void test_herd(void) {
   uint64_t tok = ok ? ev.token : 0;
   for (int i = 1; i < N; i++) start(e[i]);
   for (int i = 1; i < N && ok; i++) ok = wait_leader(e[i], "herd-0", tok, 3000, &ev);
-  check(ok, "herd: herd-0 master, %d followers", N - 1);
+  check(ok, "%s: herd-0 master, %d followers", what, N - 1);
   sleep_ms(200);
   unsigned acq = 0;
   for (int i = 1; i < N; i++) acq += sc_calls(&n[i], SC_ACQUIRE);
@@ -1794,17 +1849,24 @@ static void test_herd(void) {
   unsigned after = 0;
   for (int i = 1; i < N; i++) after += sc_calls(&n[i], SC_ACQUIRE);
   after -= acq;
-  printf("# herd: %u acquires by %d woken followers, handover %.1f ms\n",
-         after, N - 1, ms);
-  check(who > 0 && ms < 150 && after <= N / 4,
-        "herd: one release wakes %d followers: %u acquires (<= %d), the "
-        "handover in %.1f ms (< 150)", N - 1, after, N / 4, ms);
+  printf("# %s: %u acquires by %d woken followers, handover %.1f ms\n",
+         what, after, N - 1, ms);
+  /* watch_one: one follower woken, it alone writes */
+  check(who > 0 && ms < 150 && after <= (one ? 1 : N / 4),
+        "%s: one release wakes %d followers: %u acquires (<= %d), the "
+        "handover in %.1f ms (< 150)", what, one ? 1 : N - 1, after,
+        one ? 1 : N / 4, ms);
   for (int i = 0; i < N; i++) {
     free_el(e[i]);
     gm_backend_unref(b[i]);
   }
   for (int i = 0; i < N; i++) wait_cond(no_conns, &n[i], 5000);
   sc_db_destroy(&db);
+}
+
+static void test_herd(void) {
+  herd_as(0);
+  herd_as(1);
 }
 
 /* A server that refuses connections (GM_E_BUSY, each refusal worded
@@ -1966,6 +2028,7 @@ int main(void) {
   test_watch_wakeup();
   test_watch_no_spin();
   test_watch_shared();
+  test_watch_row();
   test_busy();
   test_herd();
   test_batch_untold();

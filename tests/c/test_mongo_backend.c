@@ -692,7 +692,7 @@ static void test_watch(void *cfg, void *a) {
   rc = rc == GM_OK ? ops->open_watch(cfg, &b2, &err) : rc;
   rc = rc == GM_OK ? ops->release(a, name, "node-a", 0, row.token, &err) : rc;
   t0 = mono();
-  int wr = rc == GM_OK ? ops->watch(b2, name, 5000000, &err) : GM_ERR;
+  int wr = rc == GM_OK ? ops->watch(b2, name, 5000000, NULL, &err) : GM_ERR;
   check(wr == GM_OK && mono() - t0 < 0.05,
         "a lock released before the watch began: GM_OK at once (%.1f ms) %s",
         (mono() - t0) * 1000, err.msg);
@@ -703,7 +703,7 @@ static void test_watch(void *cfg, void *a) {
    * GM_OK at once, which the core pays with one read. */
   r = req(name, "node-a", 1, row.token, 0, L);
   rc = ops->acquire(a, &r, &row, &err);
-  for (int i = 0; i < 10 && ops->watch(b, name, 100000, &err) == GM_OK; i++) {
+  for (int i = 0; i < 10 && ops->watch(b, name, 100000, NULL, &err) == GM_OK; i++) {
   }
   bt_watch_start(&w, b, name, 5000000, getmores);
   double c0 = mono();
@@ -750,9 +750,9 @@ static void test_watch_refused(void) {
     gm_acquire_req r = req(name, "node-a", 0, 0, 0, 20000000);
     rc = ops->acquire(a, &r, &row, &err);
     double t0 = mono();
-    int w1 = ops->watch(b, name, 5000000, &err);
+    int w1 = ops->watch(b, name, 5000000, NULL, &err);
     double t1 = mono();
-    int w2 = ops->watch(b, name, 5000000, &err);
+    int w2 = ops->watch(b, name, 5000000, NULL, &err);
     double t2 = mono();
     gm_row seen;
     int obs = ops->observe(b, name, &seen, &err);

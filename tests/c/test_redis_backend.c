@@ -128,8 +128,8 @@ static void test_connect_errors(void) {
   gm_row o;
   check(made && rc == GM_OK && ops->observe(conn, "acl", &o, &err) == GM_OK,
         "an ACL user connects and reads (%s)", rc ? err.msg : "");
-  int w1 = ops->watch(conn, "acl", 0, &err); /* free: at once */
-  int w2 = ops->watch(conn, "acl", 0, &err); /* XREAD: nothing new */
+  int w1 = ops->watch(conn, "acl", 0, NULL, &err); /* free: at once */
+  int w2 = ops->watch(conn, "acl", 0, NULL, &err); /* XREAD: nothing new */
   check(w1 == GM_OK && w2 == GM_NOT,
         "... and watches the wake-up stream, with no channel (%d %d) %s", w1,
         w2, w2 == GM_ERR ? err.msg : "");
@@ -350,7 +350,7 @@ static void test_wakeup(void *conn, void *conn2) {
   void *cfg3, *c3;
   rc = open_with("timeout", "1", &cfg3, &c3, &err);
   t0 = mono();
-  rc = rc == GM_OK ? ops->watch(c3, name, 2000000, &err) : rc;
+  rc = rc == GM_OK ? ops->watch(c3, name, 2000000, NULL, &err) : rc;
   check(rc == GM_OK && mono() - t0 < 0.05,
         "the first watch of a free lock returns at once (%.1f ms)",
         (mono() - t0) * 1000);
@@ -359,11 +359,11 @@ static void test_wakeup(void *conn, void *conn2) {
    * reads (not in watch) ends the next watch at once */
   a = req(name, "node-b", 1, o.token, 0, 60000000);
   rc = ops->acquire(conn, &a, &r, &err);
-  rc = rc == GM_OK ? ops->watch(conn2, name, 200000, &err) : rc;
+  rc = rc == GM_OK ? ops->watch(conn2, name, 200000, NULL, &err) : rc;
   check(rc == GM_NOT, "held again: the watch times out (%d)", rc);
   rc = ops->force_release(conn, name, 1, &o, &err);
   t0 = mono();
-  check(rc == GM_OK && ops->watch(conn2, name, 2000000, &err) == GM_OK &&
+  check(rc == GM_OK && ops->watch(conn2, name, 2000000, NULL, &err) == GM_OK &&
             mono() - t0 < 0.05,
         "a force_release between two watches ends the next at once "
         "(%.1f ms)", (mono() - t0) * 1000);
@@ -374,7 +374,7 @@ static void test_wakeup(void *conn, void *conn2) {
   rc = ops->acquire(conn, &a, &r, &err);
   rc = rc == GM_OK ? open_with("timeout", "1", &cfg3, &c3, &err) : rc;
   t0 = mono();
-  rc = rc == GM_OK ? ops->watch(c3, name, 1600000, &err) : rc;
+  rc = rc == GM_OK ? ops->watch(c3, name, 1600000, NULL, &err) : rc;
   double took = mono() - t0;
   check(rc == GM_NOT && took > 1.55 && took < 1.9,
         "a 1.6 s watch with a 1 s read timeout times out on time (%.2f s) "
@@ -383,7 +383,7 @@ static void test_wakeup(void *conn, void *conn2) {
         "... and the connection still reads");
   ops->interrupt(c3);
   t0 = mono();
-  rc = ops->watch(c3, name, 3000000, &err);
+  rc = ops->watch(c3, name, 3000000, NULL, &err);
   check(rc == GM_ERR && mono() - t0 < 0.05 && strstr(err.msg, "interrupted"),
         "an interrupt before the watch ends it at once (%.1f ms): %s",
         (mono() - t0) * 1000, err.msg);
@@ -424,7 +424,7 @@ static void test_server_events(const char *dir) {
         "lock taken before the pause");
   check(server(dir, "pause") == 0, "server paused (SIGSTOP)");
   double t0 = mono();
-  rc = ops->watch(conn, name, 300000, &err);
+  rc = ops->watch(conn, name, 300000, NULL, &err);
   double took = mono() - t0;
   check(rc == GM_ERR && err.code == GM_E_CONNECT && took > 1.2 && took < 2,
         "a 0.3 s watch on a paused server fails after it and the timeout of "
@@ -472,7 +472,7 @@ static void test_server_events(const char *dir) {
   check(rc == GM_OK && r.token == 3, "token 3 granted");
 
   check(server(dir, "restart") == 0, "server restarted without persistence");
-  rc = ops->watch(conn, name, 100000, &err);
+  rc = ops->watch(conn, name, 100000, NULL, &err);
   check(rc == GM_ERR && err.code == GM_E_CONNECT,
         "a watch on the old connection fails: %s", err.msg);
   rc = ops->observe(conn, name, &o, &err);

@@ -698,6 +698,9 @@ static struct {
   int watch_noisy;    /* a renewal wakes a watch too */
   double p_watch_not; /* a watch says "cannot watch this lock" at once */
   double p_watch_spurious; /* a watch wakes at once with nothing changed */
+  int watch_row;      /* a watch returns the row as it ends (MySQL's) */
+  int watch_one;      /* a change wakes one watcher, which the core then
+                       * has judge its row at once (MySQL's watch_one) */
   int liveness;       /* holder_gone/acquire_dead (SQLite's lock file) */
 } S;
 
@@ -816,6 +819,7 @@ typedef struct req {
   int rc;
   gm_row row;
   int woken; /* sent on a wake-up */
+  int filled; /* watch: row holds the row as the wait ended */
 } req;
 
 static int64_t delay(void) {
@@ -926,6 +930,8 @@ static void reply(req *r) {
 
 /* ---- watch: the database holds the request until the row changes ------- */
 
+/* Ends watch r with rc; with S.watch_row, the row read as it ends, at
+ * the database's now then (MySQL's SYSDATE(6) after the wait). */
 static void watch_end(req *r, int rc) {
   for (int i = 0; i < DB.nwatchers; i++)
     if (DB.watchers[i] == r) {
@@ -934,6 +940,8 @@ static void watch_end(req *r, int rc) {
     }
   r->waiting = 0;
   r->rc = rc;
+  r->filled = S.watch_row;
+  if (r->filled) row_out(&r->row, db_now());
   reply(r);
 }
 
@@ -946,6 +954,7 @@ static void watch_fire(int changed) {
   while (DB.nwatchers) {
     trace("db: p%d's watch woken", DB.watchers[0]->p->idx);
     watch_end(DB.watchers[0], GM_OK);
+    if (S.watch_one) break; /* the others wait on, to their timeouts */
   }
 }
 
@@ -963,8 +972,7 @@ static void watch_begin(req *r) {
   int held = DB.row.exists && DB.row.owner[0] && DB.row.expires_at > now;
   if (!held || chance(S.p_watch_spurious) ||
       DB.nwatchers == (int)(sizeof DB.watchers / sizeof DB.watchers[0])) {
-    r->rc = GM_OK;
-    reply(r);
+    watch_end(r, GM_OK);
     return;
   }
   r->waiting = 1;
@@ -1304,7 +1312,7 @@ static int sb_changed(void *conn, gm_error *err) {
 static gm_backend_ops sim_ops; /* below */
 
 static int sb_watch(void *conn, const char *name, int64_t timeout_us,
-                    gm_error *err) {
+                    gm_row *row, gm_error *err) {
   (void)name;
   sconn *cn = conn;
   proc *p = cur->p;
@@ -1330,6 +1338,9 @@ static int sb_watch(void *conn, const char *name, int64_t timeout_us,
     p->rewatch_set = 1;
     p->rewatch_after = mark;
   }
+  if (rc != GM_ERR && row && r->filled) *row = r->row;
+  /* woken alone, with the row: the core's read of it */
+  if (rc == GM_OK && row && r->filled && sim_ops.watch_one) p->nreads++;
   return rc;
 }
 
@@ -1778,6 +1789,10 @@ static void draw_schedule(void) {
   for (int i = 0; i < nreopen; i++)
     at(rnd2_in(0, S.fault_end - 1), f_reopen,
        (void *)(intptr_t)rnd2_in(0, n_hosts - 1), 0);
+  /* drawn last: the schedules of the seeds above stay as they were */
+  S.watch_row = S.watch && chance2(0.5);
+  S.watch_one = S.watch_row && chance2(0.5);
+  sim_ops.watch_one = S.watch_one;
   int64_t heal = S.fault_end, back_total = 0, last_step = 0;
   int nf = (int)rnd_in(0, 8);
   for (int f = 0; f < nf; f++) {
@@ -1877,12 +1892,14 @@ static int run_schedule(uint64_t seed) {
            (double)S.heal / SEC, g_beyond[0] ? ", clocks beyond the bound" : "",
            S.batch ? ", batch renewals" : "", S.wake ? ", wake-ups" : "");
   if (g_trace && (S.watch || S.liveness))
-    printf("  %s%s%s%s\n",
+    printf("  %s%s%s%s%s\n",
            S.watch ? (S.p_watch_not >= 1 ? "watch (cannot watch)"
                       : S.watch_noisy ? "watch (woken by renewals too)"
                                       : "watch")
                    : "",
            sim_ops.watch_shared ? " on the election connection" : "",
+           S.watch_row ? (S.watch_one ? ", returning the row, waking one"
+                                      : ", returning the row") : "",
            S.watch && S.liveness ? ", " : "",
            S.liveness ? "liveness (holder_gone)" : "");
   at(S.heal, ev_heal, NULL, 0);
@@ -1988,6 +2005,7 @@ static struct {
   sconn *conn;
   int rc, rc2;     /* watch's, and a call after it on the same connection */
   int64_t t;       /* true ns when watch returned */
+  gm_row row;      /* the row watch filled, if it did */
 } W;
 static void *st_watcher(void *unused) {
   (void)unused;
@@ -1998,7 +2016,7 @@ static void *st_watcher(void *unused) {
     return NULL;
   }
   W.conn = c;
-  W.rc = sb_watch(c, "a", W.timeout, &err);
+  W.rc = sb_watch(c, "a", W.timeout, &W.row, &err);
   W.t = T;
   gm_row o;
   W.rc2 = sb_observe(c, "a", &o, &err);
@@ -2062,8 +2080,17 @@ static void selftest_watch(void) {
   st_check(W.rc == GM_NOT && took >= 300 * MS && took <= 310 * MS,
            "watch with nothing changing: GM_NOT at its timeout");
   t0 = st_watch_case(1, 300000, st_ev_renew, 100 * MS, NULL);
-  st_check(W.rc == GM_NOT && W.t - t0 >= 300 * MS,
-           "watch: a renewal is no change");
+  st_check(W.rc == GM_NOT && W.t - t0 >= 300 * MS && W.row.now == 0,
+           "watch: a renewal is no change (and no row where none is "
+           "returned)");
+  S.watch_row = 1;
+  t0 = st_watch_case(1, 300000, st_ev_renew, 100 * MS, NULL);
+  int64_t left = W.row.expires_at - W.row.now;
+  st_check(W.rc == GM_NOT && W.row.exists && W.row.now &&
+               left >= 4790000 && left <= 4810000,
+           "watch that returns the row: the renewal during the wait, at "
+           "the database's now as the wait ended");
+  S.watch_row = 0;
   S.watch_noisy = 1;
   t0 = st_watch_case(1, 300000, st_ev_renew, 100 * MS, NULL);
   st_check(W.rc == GM_OK && W.t - t0 <= 102 * MS,
