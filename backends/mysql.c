@@ -1061,4 +1061,5 @@ const gm_backend_ops gm_mysql_ops = {
     .watch = my_watch,
     .watch_shared = 1,
     .watch_one = 1,
+    .watch_crash = 1,
 };

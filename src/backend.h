@@ -272,6 +272,15 @@ typedef struct gm_backend_ops {
    * that row at once (no spread of the followers' reads: one writes per
    * handover). 0: a wake-up may wake every watcher. */
   int watch_one;
+  /* 1: a watch also ends when the holder's session ends (MySQL: its user
+   * lock goes with its connection), so a crashed holder wakes it: a
+   * follower whose lock it covers reads only when the lease it saw ends,
+   * and when woken. 0: it tells of releases only (Redis's stream,
+   * MongoDB's events): followers still read each retry, so that a holder
+   * that crashed is seen in reads less than L - D apart and taken a lease
+   * after its last renewal (point 2's short way), not a lease after a
+   * follower first saw that renewal at the lease's end. */
+  int watch_crash;
 } gm_backend_ops;
 
 /* Makes a backend object from an ops table of the caller's own (a backend

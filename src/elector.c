@@ -1636,8 +1636,8 @@ static void wk_take(gm_backend *b, int64_t now) {
 /* Under mu: moves each follower that has just read (stretch) to the end of
  * the lease it saw where a watch of its lock can still tell it of a
  * release, or of the holder's session ending (a crash), before then: on
- * the election connection or the wake-up's. Elsewhere (changed() tells
- * of releases only; a silent holder must be seen in reads less than L - D
+ * the election connection or the wake-up's (ops->watch_crash). Elsewhere
+ * (changed() or a watch tells of releases only; a silent holder must be seen in reads less than L - D
  * apart for the short way of point 2) it reads again a retry on. */
 static void stretch(gm_backend *b, const gm_elector *t) {
   int here = watch_here(b, t);
@@ -1646,6 +1646,7 @@ static void stretch(gm_backend *b, const gm_elector *t) {
     e->stretch = 0;
     e->unstretched = 0;
     if (e->row_said[0]) continue; /* a row that reads wrong: each retry */
+    if (!b->ops->watch_crash) continue; /* releases only: each retry */
     int told = t && !b->watch_blind && strcmp(e->name, t->name) == 0 &&
                (here ? !t->watch_done : b->wk_done_gen != b->wk_gen);
     if (told && e->next_at < e->watch_until) {

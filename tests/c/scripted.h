@@ -589,17 +589,21 @@ SC_FN int sc_watch(void *conn, const char *name, int64_t timeout_us,
 /* A backend object for node n with the ops of the core's wake-up thread:
  * watch and interrupt, no changed() polling; shared: watch allowed on the
  * election connection too (watch_shared), so that a node whose followers
- * wait on one lock keeps one connection. */
+ * wait on one lock keeps one connection; shared 2: as 1, but the watch
+ * tells of releases only (watch_crash 0, as Redis's and MongoDB's). */
 SC_FN gm_backend *sc_backend_watch_as(sc_node *n, int shared, gm_error *err) {
-  static gm_backend_ops w[2]; /* sc_ops plus these: made on first use */
-  gm_backend_ops *o = &w[shared != 0];
+  static gm_backend_ops w[3]; /* sc_ops plus these: made on first use */
+  gm_backend_ops *o = &w[shared < 0 ? 0 : shared > 2 ? 2 : shared];
   if (!o->name) {
     *o = sc_ops;
     o->renew_many = sc_renew_many;
     o->interrupt = sc_interrupt;
     o->watch = sc_watch;
     o->watch_shared = shared != 0;
-    o->name = shared ? "scripted-shared" : "scripted-watch";
+    o->watch_crash = shared != 2;
+    o->name = shared == 2 ? "scripted-releases"
+              : shared    ? "scripted-shared"
+                          : "scripted-watch";
   }
   gm_kv kv = {"node", n->opt};
   return gm_backend_new_ops(o, &kv, 1, err);
@@ -614,7 +618,7 @@ SC_FN gm_backend *sc_backend_watch_one(sc_node *n, gm_error *err) {
     o.renew_many = sc_renew_many;
     o.interrupt = sc_interrupt;
     o.watch = sc_watch;
-    o.watch_shared = o.watch_one = 1;
+    o.watch_shared = o.watch_one = o.watch_crash = 1;
     o.name = "scripted-one";
   }
   n->watch_row = n->watch_one = 1;

@@ -397,7 +397,7 @@ static void pair_init_as(pair *p, int fast, const char *lock, double L,
   static const char *ids[2] = {"node-0", "node-1"};
   for (int i = 0; i < 2; i++) {
     sc_node_init(&p->n[i], &p->db);
-    p->b[i] = fast >= 2 ? sc_backend_watch_as(&p->n[i], fast == 3, &err)
+    p->b[i] = fast >= 2 ? sc_backend_watch_as(&p->n[i], fast - 2, &err)
               : fast   ? sc_backend_fast(&p->n[i], &err)
                        : sc_backend(&p->n[i], &err);
     p->e[i] = mk(p->b[i], conf(lock, ids[i], L, H, D, P));
@@ -1801,6 +1801,45 @@ out:
   pair_free(&p);
 }
 
+/* A watch that tells of releases only (watch_crash 0: Redis's stream,
+ * MongoDB's events): a follower still reads each retry beside it, so a
+ * holder that goes silent is taken a lease after its last renewal (the
+ * short way of point 2), not a lease after the follower first read that
+ * renewal at the lease's end; a release still wakes it at once. */
+static void test_watch_releases(void) {
+  pair p;
+  double L = 1, P = 0.25;
+  pair_init_as(&p, 4, "wrel", L, 0.2, 0.6, P);
+  uint64_t tok = pair_elect(&p, "watch releases");
+  if (!tok) goto out;
+  wait_cond(watch_hangs, &p.n[1], 2000);
+  unsigned reads = sc_calls(&p.n[1], SC_OBSERVE);
+  int64_t t = mono_ns();
+  sleep_ms(2000);
+  double retries = (double)(mono_ns() - t) / NS_ / P;
+  reads = sc_calls(&p.n[1], SC_OBSERVE) - reads;
+  check(reads + 2 >= retries && reads <= retries + 2,
+        "watch releases: the follower reads each retry beside its watch "
+        "(%u reads in %.1f retries)", reads, retries);
+  sc_set(&p.n[0], SC_RENEW_MANY, SC_HANG);
+  int hung = wait_cond(renew_many_hangs, &p.n[0], 1000);
+  sc_row before, after;
+  sc_get(&p.db, "wrel", &before);
+  gm_event ev;
+  int got = wait_ev(p.e[1], GM_EV_START, 4000, &ev);
+  check(hung && got && ev.token == tok + 1,
+        "watch releases: the follower took over a silent holder with token "
+        "%" PRIu64, got ? ev.token : 0);
+  if (!got) goto out;
+  sc_get(&p.db, "wrel", &after);
+  double ms = (double)(after.acquired_at - before.renewed_at) / 1000;
+  check(ms >= L * 1000 && ms < (L + P) * 1000 + 150,
+        "watch releases: taken %.1f ms after the holder's last renewal "
+        "(a lease, %.0f ms, plus at most a retry)", ms, L * 1000);
+out:
+  pair_free(&p);
+}
+
 /* A thundering herd: 20 nodes, each a follower woken by the master's
  * release at once (its watch on its one connection). They read within a spread, so the first
  * read takes the lock and most of the others read the new holder: a few
@@ -2028,6 +2067,7 @@ int main(void) {
   test_watch_wakeup();
   test_watch_no_spin();
   test_watch_shared();
+  test_watch_releases();
   test_watch_row();
   test_busy();
   test_herd();

@@ -699,6 +699,7 @@ static struct {
   double p_watch_not; /* a watch says "cannot watch this lock" at once */
   double p_watch_spurious; /* a watch wakes at once with nothing changed */
   int watch_row;      /* a watch returns the row as it ends (MySQL's) */
+  int watch_crash;    /* a crashed holder's session ends the watches */
   int watch_one;      /* a change wakes one watcher, which the core then
                        * has judge its row at once (MySQL's watch_one) */
   int liveness;       /* holder_gone/acquire_dead (SQLite's lock file) */
@@ -1535,7 +1536,7 @@ static void f_crash(void *ph, uint64_t gen) {
     trace("p%d: crashed", p->idx);
     /* the holder's session ends: a watch of its lock wakes (MySQL's user
      * lock is freed with the connection) */
-    if (p->e && DB.row.exists && DB.row.owner[0] &&
+    if (S.watch_crash && p->e && DB.row.exists && DB.row.owner[0] &&
         DB.row.instance == gm_elector_instance(p->e))
       watch_fire(1);
   }
@@ -1793,6 +1794,10 @@ static void draw_schedule(void) {
   S.watch_row = S.watch && chance2(0.5);
   S.watch_one = S.watch_row && chance2(0.5);
   sim_ops.watch_one = S.watch_one;
+  /* a watch that a crashed holder's session wakes (MySQL's), or one that
+   * tells of releases only (Redis's, MongoDB's) */
+  S.watch_crash = S.watch_one || (S.watch && chance2(0.5));
+  sim_ops.watch_crash = S.watch_crash;
   int64_t heal = S.fault_end, back_total = 0, last_step = 0;
   int nf = (int)rnd_in(0, 8);
   for (int f = 0; f < nf; f++) {
@@ -1892,7 +1897,7 @@ static int run_schedule(uint64_t seed) {
            (double)S.heal / SEC, g_beyond[0] ? ", clocks beyond the bound" : "",
            S.batch ? ", batch renewals" : "", S.wake ? ", wake-ups" : "");
   if (g_trace && (S.watch || S.liveness))
-    printf("  %s%s%s%s%s\n",
+    printf("  %s%s%s%s%s%s\n",
            S.watch ? (S.p_watch_not >= 1 ? "watch (cannot watch)"
                       : S.watch_noisy ? "watch (woken by renewals too)"
                                       : "watch")
@@ -1900,6 +1905,7 @@ static int run_schedule(uint64_t seed) {
            sim_ops.watch_shared ? " on the election connection" : "",
            S.watch_row ? (S.watch_one ? ", returning the row, waking one"
                                       : ", returning the row") : "",
+           S.watch && !S.watch_crash ? ", releases only" : "",
            S.watch && S.liveness ? ", " : "",
            S.liveness ? "liveness (holder_gone)" : "");
   at(S.heal, ev_heal, NULL, 0);
@@ -2073,6 +2079,7 @@ static void selftest_watch(void) {
   S.p_slow = S.p_lost_req = S.p_lost_rep = 0;
   S.timeout = 100 * MS;
   S.watch = 1;
+  S.watch_crash = 1;
   S.watch_noisy = 0;
   S.p_watch_not = S.p_watch_spurious = 0;
   int64_t t0 = st_watch_case(1, 300000, NULL, 0, NULL);
