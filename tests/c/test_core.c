@@ -1122,23 +1122,33 @@ out:
   fast_free(&p);
 }
 
+/* Node 0 of p, master of lock with token tok, stops renewing (hangs in
+ * renew_many); node 1 must take over with the next token within ms:
+ * the row before the pause and after the grant; 0 when it did not. */
+static int silent_takeover(pair *p, const char *lock, uint64_t tok, int ms,
+                           const char *what, sc_row *before, sc_row *after) {
+  sc_set(&p->n[0], SC_RENEW_MANY, SC_HANG);
+  int hung = wait_cond(renew_many_hangs, &p->n[0], 1000);
+  sc_get(&p->db, lock, before);
+  gm_event ev;
+  int got = wait_ev(p->e[1], GM_EV_START, ms, &ev);
+  check(hung && got && ev.token == tok + 1,
+        "%s: the follower took over a silent holder with token %" PRIu64,
+        what, got ? ev.token : 0);
+  if (got) sc_get(&p->db, lock, after);
+  return got;
+}
+
 static void test_paused_holder(void) {
   pair p;
   double L = 1;
   fast_init(&p, "paused", L, 0.1, 0.6, 0.2);
   uint64_t tok = pair_elect(&p, "paused holder");
   if (!tok) goto out;
-  sc_set(&p.n[0], SC_RENEW_MANY, SC_HANG);
-  int hung = wait_cond(renew_many_hangs, &p.n[0], 1000);
   sc_row before, after;
-  sc_get(&p.db, "paused", &before);
-  gm_event ev;
-  int got = wait_ev(p.e[1], GM_EV_START, 3000, &ev);
-  check(hung && got && ev.token == tok + 1,
-        "paused holder: the follower took over with token %" PRIu64,
-        got ? ev.token : 0);
-  if (!got) goto out;
-  sc_get(&p.db, "paused", &after);
+  if (!silent_takeover(&p, "paused", tok, 3000, "paused holder", &before,
+                       &after))
+    goto out;
   double late = (double)(after.acquired_at - before.expires_at) / 1000;
   check(late >= 0, "paused holder: not before its lease ended (%.1f ms after)",
         late);
@@ -1821,17 +1831,10 @@ static void test_watch_releases(void) {
   check(reads + 2 >= retries && reads <= retries + 2,
         "watch releases: the follower reads each retry beside its watch "
         "(%u reads in %.1f retries)", reads, retries);
-  sc_set(&p.n[0], SC_RENEW_MANY, SC_HANG);
-  int hung = wait_cond(renew_many_hangs, &p.n[0], 1000);
   sc_row before, after;
-  sc_get(&p.db, "wrel", &before);
-  gm_event ev;
-  int got = wait_ev(p.e[1], GM_EV_START, 4000, &ev);
-  check(hung && got && ev.token == tok + 1,
-        "watch releases: the follower took over a silent holder with token "
-        "%" PRIu64, got ? ev.token : 0);
-  if (!got) goto out;
-  sc_get(&p.db, "wrel", &after);
+  if (!silent_takeover(&p, "wrel", tok, 4000, "watch releases", &before,
+                       &after))
+    goto out;
   double ms = (double)(after.acquired_at - before.renewed_at) / 1000;
   check(ms >= L * 1000 && ms < (L + P) * 1000 + 150,
         "watch releases: taken %.1f ms after the holder's last renewal "
