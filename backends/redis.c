@@ -848,7 +848,9 @@ static int rd_watch(void *p, const char *name, int64_t timeout_us,
   if (rc == GM_NOT && (!c->last_id[0] || strcmp(c->watched, name) != 0))
     rc = watch_first(c, name, err);
   for (int more = 1; rc == GM_NOT && more;) {
-    int64_t ms = (end - gm_mono_ns()) / 1000000;
+    /* the server ends a blocked XREAD at its next timer tick (hz 10: up
+     * to 100 ms late): blocked a tick less, it returns by the end */
+    int64_t ms = (end - gm_mono_ns()) / 1000000 - 100;
     more = 0;
     rc = watch_read(c, name, ms > 0 ? ms : 0, &more, err);
     more = more && ms > 0; /* entries for other locks: wait on */
