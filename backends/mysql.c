@@ -1,27 +1,12 @@
 /*
- * mysql.c: the MySQL/MariaDB backend, on the MySQL C API (MariaDB
- * Connector/C on Debian).
+ * mysql.c: the MySQL/MariaDB backend, on MariaDB Connector/C.
  *
- * One row per lock in a table (default gomaster_locks, created if missing
- * as create_sql says), its times UTC_TIMESTAMP(6) of the server.
- *
- * Binary strings compare byte for byte: no collation folds case, pads spaces
- * or mangles quotes, backslashes or UTF-8 in lock names.
- *
- * Every acquire, renew and release is one prepared statement whose own result
- * decides: affected rows (the connection sets CLIENT_FOUND_ROWS, so a row
- * matched with the same values still counts, and two renewals within one
- * second both succeed) or a duplicate key. The statement's time comes back
- * in the same reply: the column it stores UTC_TIMESTAMP(6) in is written as
- * epoch + LAST_INSERT_ID(now in µs), and the server returns that argument as
- * the statement's insert id. So the master runs one statement per heartbeat
- * and no client clock is written or compared anywhere. Times reach the core
- * as µs since 1970 computed by TIMESTAMPDIFF, which ignores the session
- * time zone (UNIX_TIMESTAMP would not).
- *
- * A graceful handover wakes followers at once through a user lock that the
- * master holds (see "wake-up" below and docs/mysql.md); the row stays the
- * only truth.
+ * One row per lock (table create_sql, binary strings: names compare byte
+ * for byte). Every write is one prepared statement whose own result decides
+ * (affected rows under CLIENT_FOUND_ROWS, or a duplicate key) and whose
+ * reply carries the server's time (NOW_REPORTED): no client clock is written
+ * or compared. A graceful handover wakes followers through a user lock the
+ * master holds ("wake-up" below). docs/mysql.md says why, at length.
  */
 #include <inttypes.h>
 #include <stddef.h>
@@ -130,17 +115,10 @@ static void my_describe(const void *p, char *buf, size_t len) {
 
 /* ---- connection -------------------------------------------------------- */
 
+/* The prepared statements (sql): S_ULOCK and S_WAIT are the wake-up's. */
 enum {
-  S_OBSERVE,
-  S_INSERT,
-  S_TAKE,
-  S_RENEW,
-  S_RELEASE,
-  S_COMPLETE,
-  S_FORCE,
-  S_ULOCK,   /* the wake-up lock, see "wake-up" below */
-  S_WAIT,    /* watch */
-  NSTMT
+  S_OBSERVE, S_INSERT, S_TAKE, S_RENEW, S_RELEASE, S_COMPLETE, S_FORCE,
+  S_ULOCK, S_WAIT, NSTMT
 };
 
 /* ---- wake-up: the types (the code is in the "wake-up" sections below) --
@@ -303,13 +281,20 @@ static int connect_error(const mycfg *cfg, unsigned hi, MYSQL *db,
   return GM_ERR;
 }
 
+/* Closes c's statements and server connection, if any. */
+static void close_db(myconn *c) {
+  for (int i = 0; i < NSTMT; i++)
+    if (c->st[i]) mysql_stmt_close(c->st[i]);
+  memset(c->st, 0, sizeof c->st);
+  if (c->db) mysql_close(c->db);
+  c->db = NULL;
+}
+
 static void my_close(void *p) {
   myconn *c = p;
   if (!c) return;
   free(c->ul);
-  for (int i = 0; i < NSTMT; i++)
-    if (c->st[i]) mysql_stmt_close(c->st[i]);
-  if (c->db) mysql_close(c->db);
+  close_db(c);
   free(c);
 }
 
@@ -511,10 +496,7 @@ static int open_host(void *p, unsigned hi, int any, unsigned *rank,
   const mycfg *cfg = c->cfg;
   int rc = GM_ERR;
   c->hi = hi;
-  if (!(c->db = mysql_init(NULL))) {
-    gm_seterr(err, GM_E_NOMEM, "out of memory");
-    return GM_ERR;
-  }
+  if (!(c->db = mysql_init(NULL))) return gm_nomem(err);
   if (set_options(cfg, c->db, err)) goto fail;
   if (!mysql_real_connect(c->db, cfg->h.hosts[hi], cfg->user, cfg->password,
                           cfg->database, cfg->h.ports[hi], NULL,
@@ -536,11 +518,7 @@ static int open_host(void *p, unsigned hi, int any, unsigned *rank,
   }
   if (setup_session(c, err) == GM_OK) return GM_OK;
 fail:
-  for (int i = 0; i < NSTMT; i++)
-    if (c->st[i]) mysql_stmt_close(c->st[i]);
-  memset(c->st, 0, sizeof c->st);
-  mysql_close(c->db);
-  c->db = NULL;
+  close_db(c);
   return rc;
 }
 
@@ -553,10 +531,7 @@ static int my_open(const void *p, void **out, gm_error *err) {
     return GM_ERR;
   }
   myconn *c = calloc(1, sizeof *c);
-  if (!c) {
-    gm_seterr(err, GM_E_NOMEM, "out of memory");
-    return GM_ERR;
-  }
+  if (!c) return gm_nomem(err);
   c->cfg = cfg;
   /* Connector/C 3 keeps no per-thread state (both calls are no-ops), and
    * close may run on the thread that drops the backend, so there is no
@@ -599,14 +574,6 @@ static int vexec(MYSQL_STMT *st, const char *fmt, va_list ap) {
   return mysql_stmt_bind_param(st, b) || mysql_stmt_execute(st);
 }
 
-static int exec(MYSQL_STMT *st, const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  int rc = vexec(st, fmt, ap);
-  va_end(ap);
-  return rc;
-}
-
 /* A write that lost a race, not a failure: a duplicate key (another node
  * inserted the row first) or a deadlock, which is how Galera reports a
  * certification conflict (another node's write to the row committed first
@@ -615,12 +582,12 @@ static int lost_race(unsigned e) {
   return e == ER_DUP_ENTRY || e == ER_LOCK_DEADLOCK;
 }
 
-/* Runs a prepared write with the parameters of fmt (see exec). GM_OK
- * with *affected and, unless now is NULL, the statement's time (the insert
- * id, see NOW_REPORTED); GM_NOT for a lost race (lost_race); GM_ERR. */
-static int run_write(myconn *c, int which, const char *what,
-                     uint64_t *affected, int64_t *now, gm_error *err,
-                     const char *fmt, ...) {
+/* Runs a prepared write with the parameters of fmt (see vexec). GM_OK
+ * when it changed one row, with, unless now is NULL, the statement's time
+ * (the insert id, see NOW_REPORTED); GM_NOT when it changed none or lost a
+ * race (lost_race); GM_ERR. */
+static int run_write(myconn *c, int which, const char *what, int64_t *now,
+                     gm_error *err, const char *fmt, ...) {
   MYSQL_STMT *st = c->st[which];
   va_list ap;
   va_start(ap, fmt);
@@ -634,10 +601,8 @@ static int run_write(myconn *c, int which, const char *what,
     }
     return fail(c, st, what, err);
   }
-  *affected = (uint64_t)mysql_stmt_affected_rows(st);
-  if (!now) return GM_OK;
-  *now = (int64_t)mysql_stmt_insert_id(st);
-  if (*affected == 1 && *now <= 0) {
+  if (mysql_stmt_affected_rows(st) != 1) return GM_NOT;
+  if (now && (*now = (int64_t)mysql_stmt_insert_id(st)) <= 0) {
     gm_seterr(err, GM_E_DB, "mysql: %s: the server did not report its time",
               what);
     return GM_ERR;
@@ -675,6 +640,23 @@ static void bind_out(results *r, const char *fmt, ...) {
   va_end(ap);
 }
 
+/* Runs st with the parameters of fmt (see vexec) and fetches its first row
+ * into r's buffers: 0 (or MYSQL_DATA_TRUNCATED: r->cut says where),
+ * MYSQL_NO_DATA, or 1 when it failed, with err filled unless NULL. */
+static int fetch_one(myconn *c, MYSQL_STMT *st, results *r, const char *what,
+                     gm_error *err, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  int rc = vexec(st, fmt, ap) || mysql_stmt_bind_result(st, r->b) ||
+                   mysql_stmt_store_result(st)
+               ? 1
+               : mysql_stmt_fetch(st);
+  va_end(ap);
+  if (rc == 1 && err) fail(c, st, what, err); /* before free clears it */
+  mysql_stmt_free_result(st);
+  return rc;
+}
+
 /* The observe statement's columns, in order, as errors name them. */
 static const char *const row_cols[MAX_COLS] = {
     "now",     "owner",   "version",    "token",  "acquired_at",
@@ -695,13 +677,8 @@ static int fetch_row(myconn *c, const char *name, const char *key,
            &row->renewed_at, &row->expires_at, &row->done_at, row->done_by,
            sizeof row->done_by, &row->done_token, row->result,
            sizeof row->result, &row->instance, &exists, v ? v : &wake);
-  if ((key ? exec(st, "ssis", key, key, wait_us, name)
-           : exec(st, "s", name)) ||
-      mysql_stmt_bind_result(st, r.b) || mysql_stmt_store_result(st))
-    return fail(c, st, what, err);
-  int rc = mysql_stmt_fetch(st);
-  if (rc == 1) fail(c, st, what, err);
-  mysql_stmt_free_result(st);
+  int rc = key ? fetch_one(c, st, &r, what, err, "ssis", key, key, wait_us, name)
+               : fetch_one(c, st, &r, what, err, "s", name);
   if (rc == 1) return GM_ERR;
   if (rc == MYSQL_NO_DATA || r.nul[0]) {
     gm_seterr(err, GM_E_DB, "mysql: %s: the server returned no row", what);
@@ -761,18 +738,15 @@ static ulock *ulock_find(myconn *c, const char *name) {
  * failed. Silent: the user locks only speed things up, and a lost
  * connection shows in the election's next statement anyway. */
 static long long ulock_run(myconn *c, const char *name, int64_t wait_us) {
-  MYSQL_STMT *st = c->st[S_ULOCK];
   char key[ULOCK_KEY_MAX];
   results r = {0};
   int64_t x = 0;
   lock_key(c->cfg, name, key);
   bind_out(&r, "i", &x);
-  if (exec(st, "issi", wait_us, key, key, wait_us) ||
-      mysql_stmt_bind_result(st, r.b) || mysql_stmt_store_result(st))
-    return -1;
-  int rc = mysql_stmt_fetch(st);
-  mysql_stmt_free_result(st);
-  return rc == 0 && !r.nul[0] ? x : -1;
+  return fetch_one(c, c->st[S_ULOCK], &r, "user lock", NULL, "issi", wait_us,
+                   key, key, wait_us) == 0 && !r.nul[0]
+             ? x
+             : -1;
 }
 
 static void my_interrupt(void *p);
@@ -842,7 +816,7 @@ static int my_acquire(void *p, const gm_acquire_req *req, gm_row *out,
                       gm_error *err) {
   myconn *c = p;
   const char *version = req->version ? req->version : "";
-  uint64_t affected, token;
+  uint64_t token;
   int64_t now;
   int rc;
 
@@ -855,14 +829,13 @@ static int my_acquire(void *p, const gm_acquire_req *req, gm_row *out,
    * grant): a follower that reads the grant finds it held, and waits */
   ulock *u = ulock_take(c, req->name, 0);
   if (!req->expect_exists)
-    rc = run_write(c, S_INSERT, "acquire", &affected, &now, err, "sssuiu",
+    rc = run_write(c, S_INSERT, "acquire", &now, err, "sssuiu",
                    req->name, req->owner, version, token, req->lease_us,
                    req->instance);
   else
-    rc = run_write(c, S_TAKE, "acquire", &affected, &now, err, "susuisu",
+    rc = run_write(c, S_TAKE, "acquire", &now, err, "susuisu",
                    req->owner, req->instance, version, token, req->lease_us,
                    req->name, req->expect_token);
-  if (rc == GM_OK && affected != 1) rc = GM_NOT;
   if (!u && rc == GM_OK) u = ulock_take(c, req->name, ULOCK_WAIT_US);
   if (u && rc == GM_OK) u->token = token;
   else if (u && !u->token) ulock_drop(c, req->name); /* taken for this try */
@@ -876,17 +849,13 @@ static int my_renew(void *p, const char *name, const char *owner,
                     uint64_t instance, uint64_t token, int64_t lease_us,
                     gm_row *out, gm_error *err) {
   myconn *c = p;
-  uint64_t affected;
   int64_t now;
 
   if (check_len("lock name", name, LOCK_NAME_LEN, err)) return GM_ERR;
-  int rc = run_write(c, S_RENEW, "renew", &affected, &now, err, "issuu",
-                     lease_us, name, owner, token, instance);
+  int rc = run_write(c, S_RENEW, "renew", &now, err, "issuu", lease_us, name,
+                     owner, token, instance);
+  if (rc == GM_NOT) ulock_drop(c, name); /* not ours (any more) */
   if (rc != GM_OK) return rc;
-  if (affected != 1) {
-    ulock_drop(c, name);
-    return GM_NOT;
-  }
   ulock_hold(c, name, token);
   gm_row_written(out, owner, "", token, 0, now, lease_us); /* the times */
   return GM_OK;
@@ -894,45 +863,31 @@ static int my_renew(void *p, const char *name, const char *owner,
 
 static int my_release(void *p, const char *name, const char *owner,
                       uint64_t instance, uint64_t token, gm_error *err) {
-  myconn *c = p;
-  uint64_t affected;
-
   if (check_len("lock name", name, LOCK_NAME_LEN, err)) return GM_ERR;
-  int rc = run_write(c, S_RELEASE, "release", &affected, NULL, err, "ssuu",
-                     name, owner, token, instance);
-  if (rc != GM_OK) return rc;
+  int rc = run_write(p, S_RELEASE, "release", NULL, err, "ssuu", name, owner,
+                     token, instance);
   /* first the row, then the user lock: a follower it wakes finds it free */
-  ulock_drop(c, name);
-  return affected == 1 ? GM_OK : GM_NOT;
+  if (rc != GM_ERR) ulock_drop(p, name);
+  return rc;
 }
 
 static int my_complete(void *p, const char *name, const char *owner,
                        uint64_t instance, uint64_t token, const char *result,
                        gm_error *err) {
-  myconn *c = p;
-  uint64_t affected;
-
   if (check_len("lock name", name, LOCK_NAME_LEN, err) ||
       check_len("result", result, GM_RESULT_MAX - 1, err))
     return GM_ERR;
-  int rc = run_write(c, S_COMPLETE, "complete", &affected, NULL, err,
-                     "sssuuu", result, name, owner, token, instance, instance);
-  if (rc != GM_OK) return rc;
-  return affected == 1 ? GM_OK : GM_NOT;
+  return run_write(p, S_COMPLETE, "complete", NULL, err, "sssuuu", result,
+                   name, owner, token, instance, instance);
 }
 
 static int my_force_release(void *p, const char *name, int now, gm_row *out,
                             gm_error *err) {
-  myconn *c = p;
-  uint64_t affected;
-
   if (check_len("lock name", name, LOCK_NAME_LEN, err)) return GM_ERR;
-  int rc = run_write(c, S_FORCE, "force release", &affected, NULL, err, "is",
+  int rc = run_write(p, S_FORCE, "force release", NULL, err, "is",
                      (int64_t)(now != 0), name);
-  if (rc != GM_OK) return rc;
-  if (affected != 1) return GM_NOT;
   /* the decision was the write's; this read only reports the row */
-  return fetch_row(c, name, NULL, 0, out, NULL, err);
+  return rc != GM_OK ? rc : fetch_row(p, name, NULL, 0, out, NULL, err);
 }
 
 /* Appends sep and s as a hex literal (X'...'): binary-safe, nothing to
