@@ -161,24 +161,27 @@ typedef struct myconn {
   "d.v FROM (SELECT "
 #define ROW_ON ") AS d LEFT JOIN `%s` AS l ON l.name = ?"
 #define MINE "name = ? AND owner = ? AND token = ?" /* the holder's row */
+/* A renewal's times, the lease (µs) a parameter or a number. */
+#define RENEWED(lease)                                                        \
+  "renewed_at = " NOW_REPORTED ", expires_at = " NOW " + INTERVAL " lease    \
+  " MICROSECOND"
+/* A grant: owner, instance, version, new token, lease_us. */
+#define GRANT                                                                 \
+  "owner = ?, instance = ?, version = ?, token = ?, acquired_at = "          \
+  NOW_REPORTED ", renewed_at = " NOW ", expires_at = " NOW                   \
+  " + INTERVAL ? MICROSECOND"
 
 /* %s is the table name, validated and quoted. */
 static const char *const sql[NSTMT] = {
     [S_OBSERVE] = ROW_OF(NOW) "0 AS v" ROW_ON,
-    /* name, owner, version, new token, lease_us, instance */
-    [S_INSERT] = "INSERT INTO `%s` (name, owner, version, token, acquired_at, "
-                 "renewed_at, expires_at, instance) VALUES (?, ?, ?, ?, "
-                 NOW_REPORTED ", " NOW ", " NOW " + INTERVAL ? MICROSECOND, ?)",
-    /* owner, instance, version, new token, lease_us, name, expect_token */
-    [S_TAKE] = "UPDATE `%s` SET owner = ?, instance = ?, version = ?, "
-               "token = ?, acquired_at = " NOW_REPORTED
-               ", renewed_at = " NOW ", expires_at = " NOW
-               " + INTERVAL ? MICROSECOND WHERE name = ? AND token = ? AND "
+    /* GRANT's, name */
+    [S_INSERT] = "INSERT INTO `%s` SET " GRANT ", name = ?",
+    /* GRANT's, name, expect_token */
+    [S_TAKE] = "UPDATE `%s` SET " GRANT " WHERE name = ? AND token = ? AND "
                "token < 9223372036854775807 AND expires_at <= " NOW,
     /* lease_us, name, owner, token, instance */
-    [S_RENEW] = "UPDATE `%s` SET renewed_at = " NOW_REPORTED
-                ", expires_at = " NOW " + INTERVAL ? MICROSECOND "
-                "WHERE " MINE " AND instance = ?",
+    [S_RENEW] = "UPDATE `%s` SET " RENEWED("?") " WHERE " MINE
+                " AND instance = ?",
     /* name, owner, token, instance */
     [S_RELEASE] = "UPDATE `%s` SET owner = '', expires_at = LEAST(expires_at, "
                   NOW ") WHERE " MINE " AND instance = ?",
@@ -217,20 +220,14 @@ static const char create_sql[] =
     " instance BIGINT UNSIGNED NOT NULL DEFAULT 0"
     ") ENGINE=InnoDB";
 
-/* The server cannot serve now: the connection is lost, or a Galera node is
- * outside the primary component (ER_UNKNOWN_COM_ERROR, 1047: "WSREP has
- * not yet prepared node for application use"). */
-static int lost_connection(unsigned e) {
-  return e == CR_SERVER_GONE_ERROR || e == CR_SERVER_LOST ||
-         e == CR_SERVER_LOST_EXTENDED || e == CR_CONNECTION_ERROR ||
-         e == CR_CONN_HOST_ERROR || e == ER_UNKNOWN_COM_ERROR;
-}
-
-/* err for a failed call on the connection or one statement of it; a
- * server that cannot serve moves the host list on (src/hosts.c). */
+/* err for a failed call on the connection or one statement of it. A server
+ * that cannot serve now (the connection lost, or a Galera node outside the
+ * primary component: 1047) moves the host list on (src/hosts.c). */
 static int fail(myconn *c, MYSQL_STMT *st, const char *what, gm_error *err) {
   unsigned e = st ? mysql_stmt_errno(st) : mysql_errno(c->db);
-  int gone = lost_connection(e);
+  int gone = e == CR_SERVER_GONE_ERROR || e == CR_SERVER_LOST ||
+             e == CR_SERVER_LOST_EXTENDED || e == CR_CONNECTION_ERROR ||
+             e == CR_CONN_HOST_ERROR || e == ER_UNKNOWN_COM_ERROR;
   char msg[GM_ERRMSG_MAX];
   gm_scrub(msg, sizeof msg, st ? mysql_stmt_error(st) : mysql_error(c->db),
            c->cfg->password);
@@ -418,11 +415,10 @@ static int setup_session(myconn *c, gm_error *err) {
 
 /* Galera: @@wsrep_on (an error: a server without the variable, so no). */
 static int is_galera(MYSQL *db) {
-  if (mysql_query(db, "SELECT @@wsrep_on")) return 0;
-  MYSQL_RES *res = mysql_store_result(db);
+  MYSQL_RES *res =
+      mysql_query(db, "SELECT @@wsrep_on") ? NULL : mysql_store_result(db);
   MYSQL_ROW row = res ? mysql_fetch_row(res) : NULL;
-  int on = row && row[0] && strcmp(row[0], "0") != 0 &&
-           strcasecmp(row[0], "OFF") != 0;
+  int on = row && row[0] && strcmp(row[0], "0") && strcasecmp(row[0], "OFF");
   if (res) mysql_free_result(res);
   return on;
 }
@@ -741,8 +737,8 @@ static ulock *ulock_take(myconn *c, const char *name, int64_t wait_us) {
   return ulock_run(c, name, wait_us) == 1 ? ulock_got(c, name) : NULL;
 }
 
-/* After a grant's renewal: holds its user lock (when a watch or a paused
- * session kept it from the grant, this renewal tries again). */
+/* After a grant or its renewal: holds its user lock (when a watch or a
+ * paused session kept it from the grant, each renewal tries again). */
 static void ulock_hold(myconn *c, const char *name, uint64_t token) {
   ulock *u = ulock_take(c, name, ULOCK_WAIT_US);
   if (u) u->token = token;
@@ -781,7 +777,6 @@ static int my_acquire(void *p, const gm_acquire_req *req, gm_row *out,
   myconn *c = p;
   const char *version = req->version ? req->version : "";
   int64_t now;
-  int rc;
   if (check_len("lock name", req->name, LOCK_NAME_LEN, err) ||
       check_len("node id", req->owner, LOCK_ID_LEN, err) ||
       check_len("version", version, LOCK_ID_LEN, err))
@@ -790,16 +785,12 @@ static int my_acquire(void *p, const gm_acquire_req *req, gm_row *out,
   /* the user lock before the row (not waiting: that would delay the
    * grant): a follower that reads the grant finds it held, and waits */
   ulock *u = ulock_take(c, req->name, 0);
-  if (!req->expect_exists)
-    rc = run_write(c, S_INSERT, "acquire", &now, err, "sssuiu",
-                   req->name, req->owner, version, token, req->lease_us,
-                   req->instance);
-  else
-    rc = run_write(c, S_TAKE, "acquire", &now, err, "susuisu",
-                   req->owner, req->instance, version, token, req->lease_us,
-                   req->name, req->expect_token);
-  if (!u && rc == GM_OK) u = ulock_take(c, req->name, ULOCK_WAIT_US);
-  if (u && rc == GM_OK) u->token = token;
+  /* the insert's parameters are the update's without expect_token */
+  int rc = run_write(c, req->expect_exists ? S_TAKE : S_INSERT, "acquire",
+                     &now, err, req->expect_exists ? "susuisu" : "susuis",
+                     req->owner, req->instance, version, token, req->lease_us,
+                     req->name, req->expect_token);
+  if (rc == GM_OK) ulock_hold(c, req->name, token); /* u, or tried again */
   else if (u && !u->token) ulock_drop(c, req->name); /* taken for this try */
   if (rc != GM_OK) return rc;
   gm_row_written(out, req->owner, version, token, now, now, req->lease_us);
@@ -880,9 +871,7 @@ static int my_renew_many(void *p, gm_renew_req *q, size_t n, gm_error *err) {
   if (!same) return GM_NOT;
   char *text = malloc(cap), *w = text;
   if (!text) return gm_nomem(err);
-  w += sprintf(w, "UPDATE `%s` SET renewed_at = " NOW_REPORTED
-                  ", expires_at = " NOW " + INTERVAL %lld MICROSECOND "
-                  "WHERE name IN (",
+  w += sprintf(w, "UPDATE `%s` SET " RENEWED("%lld") " WHERE name IN (",
                c->cfg->table, (long long)q[0].lease_us);
   for (size_t i = 0; i < n; i++) w = put_hex(w, i ? "," : "", q[i].name);
   w += sprintf(w, ") AND (name, owner, instance, token) IN (");
