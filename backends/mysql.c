@@ -238,14 +238,20 @@ static int fail(myconn *c, MYSQL_STMT *st, const char *what, gm_error *err) {
   return GM_ERR;
 }
 
-static int connect_error(const mycfg *cfg, unsigned hi, MYSQL *db,
-                         gm_error *err) {
+/* err for a connect that failed, or that is not encrypted as ssl_mode
+ * requires (errno 0: connected). */
+static void connect_error(const mycfg *cfg, unsigned hi, MYSQL *db,
+                          gm_error *err) {
   const char *user = cfg->user ? cfg->user : "";
   unsigned e = mysql_errno(db);
   char at[300], msg[GM_ERRMSG_MAX];
   gm_put_host(at, sizeof at, cfg->h.hosts[hi], cfg->h.ports[hi], "");
   gm_scrub(msg, sizeof msg, mysql_error(db), cfg->password);
-  if (e == ER_ACCESS_DENIED_ERROR || e == ER_ACCESS_DENIED_NO_PASSWORD_ERROR)
+  if (e == 0)
+    gm_seterr(err, GM_E_CONNECT, "mysql: cannot connect to %s: ssl_mode "
+              "requires TLS and the server did not encrypt the connection", at);
+  else if (e == ER_ACCESS_DENIED_ERROR ||
+           e == ER_ACCESS_DENIED_NO_PASSWORD_ERROR)
     gm_seterr(err, GM_E_AUTH, "mysql: access denied for user '%.64s' on %s",
               user, at);
   else if (e == ER_DBACCESS_DENIED_ERROR)
@@ -262,7 +268,6 @@ static int connect_error(const mycfg *cfg, unsigned hi, MYSQL *db,
   else
     gm_seterr(err, GM_E_CONNECT, "mysql: cannot connect to %s: %s (%u)", at,
               msg, e);
-  return GM_ERR;
 }
 
 /* Closes c's statements and server connection, if any. */
@@ -472,23 +477,16 @@ static int open_host(void *p, unsigned hi, int any, unsigned *rank,
   if (set_options(cfg, c->db, err)) goto fail;
   if (!mysql_real_connect(c->db, cfg->h.hosts[hi], cfg->user, cfg->password,
                           cfg->database, cfg->h.ports[hi], NULL,
-                          CLIENT_FOUND_ROWS)) {
+                          CLIENT_FOUND_ROWS) ||
+      (cfg->ssl >= SSL_REQUIRED && !mysql_get_ssl_cipher(c->db))) {
     connect_error(cfg, hi, c->db, err);
     goto fail;
   }
-  if (cfg->ssl >= SSL_REQUIRED && !mysql_get_ssl_cipher(c->db)) {
-    gm_seterr(err, GM_E_CONNECT,
-              "mysql: cannot connect to %s:%u: ssl_mode requires TLS and the "
-              "server did not encrypt the connection",
-              cfg->h.hosts[hi], cfg->h.ports[hi]);
-    goto fail;
-  }
   if (galera_rank(c, rank, err)) goto fail;
-  if (*rank != 0 && !any) {
+  if (*rank != 0 && !any)
     rc = GM_NOT; /* a node of lower rank may answer */
-    goto fail;
-  }
-  if (setup_session(c, err) == GM_OK) return GM_OK;
+  else if (setup_session(c, err) == GM_OK)
+    return GM_OK;
 fail:
   close_db(c);
   return rc;
@@ -660,14 +658,12 @@ static int fetch_row(myconn *c, const char *name, const char *key,
     if (r.b[i].buffer_type == MYSQL_TYPE_STRING)
       ((char *)r.b[i].buffer)[r.nul[i] ? 0 : r.len[i]] = '\0';
   }
-  if (row->exists && row->token > (uint64_t)INT64_MAX) {
-    gm_seterr(err, GM_E_ROW,
-              "mysql: lock '%.64s' in table '%s': column 'token' holds "
-              "%" PRIu64 ", above the largest token (%" PRId64 ")",
-              name, c->cfg->table, row->token, INT64_MAX);
-    return GM_ERR;
-  }
-  return GM_OK;
+  if (!row->exists || row->token <= (uint64_t)INT64_MAX) return GM_OK;
+  char above[96];
+  snprintf(above, sizeof above,
+           "holds %" PRIu64 ", above the largest token (%" PRId64 ")",
+           row->token, INT64_MAX);
+  return gm_bad_column(err, "mysql", name, c->cfg->table, "token", above);
 }
 
 /* ---- wake-up: the master's user locks ----------------------------------- */
