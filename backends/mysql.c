@@ -1,27 +1,12 @@
 /*
- * mysql.c: the MySQL/MariaDB backend, on the MySQL C API (MariaDB
- * Connector/C on Debian).
+ * mysql.c: the MySQL/MariaDB backend, on MariaDB Connector/C.
  *
- * One row per lock in a table (default gomaster_locks, created if missing
- * as create_sql says), its times UTC_TIMESTAMP(6) of the server.
- *
- * Binary strings compare byte for byte: no collation folds case, pads spaces
- * or mangles quotes, backslashes or UTF-8 in lock names.
- *
- * Every acquire, renew and release is one prepared statement whose own result
- * decides: affected rows (the connection sets CLIENT_FOUND_ROWS, so a row
- * matched with the same values still counts, and two renewals within one
- * second both succeed) or a duplicate key. The statement's time comes back
- * in the same reply: the column it stores UTC_TIMESTAMP(6) in is written as
- * epoch + LAST_INSERT_ID(now in µs), and the server returns that argument as
- * the statement's insert id. So the master runs one statement per heartbeat
- * and no client clock is written or compared anywhere. Times reach the core
- * as µs since 1970 computed by TIMESTAMPDIFF, which ignores the session
- * time zone (UNIX_TIMESTAMP would not).
- *
- * A graceful handover wakes followers at once through a user lock that the
- * master holds (see "wake-up" below and docs/mysql.md); the row stays the
- * only truth.
+ * One row per lock (table create_sql, binary strings: names compare byte
+ * for byte). Every write is one prepared statement whose own result decides
+ * (affected rows under CLIENT_FOUND_ROWS, or a duplicate key) and whose
+ * reply carries the server's time (NOW_REPORTED): no client clock is written
+ * or compared. A graceful handover wakes followers through a user lock the
+ * master holds ("wake-up" below). docs/mysql.md says why, at length.
  */
 #include <inttypes.h>
 #include <stddef.h>
@@ -130,31 +115,18 @@ static void my_describe(const void *p, char *buf, size_t len) {
 
 /* ---- connection -------------------------------------------------------- */
 
+/* The prepared statements (sql): S_ULOCK and S_WAIT are the wake-up's. */
 enum {
-  S_OBSERVE,
-  S_INSERT,
-  S_TAKE,
-  S_RENEW,
-  S_RELEASE,
-  S_COMPLETE,
-  S_FORCE,
-  S_ULOCK,   /* the wake-up lock, see "wake-up" below */
-  S_WAIT,    /* watch */
-  NSTMT
+  S_OBSERVE, S_INSERT, S_TAKE, S_RENEW, S_RELEASE, S_COMPLETE, S_FORCE,
+  S_ULOCK, S_WAIT, NSTMT
 };
 
-/* ---- wake-up: the types (the code is in the "wake-up" sections below) --
- * A master holds a MariaDB user lock per election lock (GET_LOCK), freed
- * after it released the row. watch() blocks in GET_LOCK on it, then reads
- * the row: got it, the holder let go (or its session ended). The row stays
- * the only truth. */
-
+/* Wake-up (docs/mysql.md): a master holds a user lock per election lock;
+ * watch blocks in GET_LOCK on it. */
 #define ULOCK_KEY_MAX 32 /* "gomaster:" and 16 hex digits */
-/* The longest a master waits for its user lock, held by a woken watch
- * until it acquires or lets go (missed: tried at each renewal). */
-#define ULOCK_WAIT_US 20000
+#define ULOCK_WAIT_US 20000 /* the longest a master waits for its own */
 
-/* A user lock the main connection holds. */
+/* A user lock the connection holds. */
 typedef struct ulock {
   char name[GM_NAME_MAX];
   uint64_t token; /* of the grant it is held for; 0: none yet (an acquire
@@ -162,8 +134,7 @@ typedef struct ulock {
 } ulock;
 
 /* Made by my_open, freed by my_close, used by one thread at a time. The
- * config outlives its connections (the core frees it
- * last). */
+ * config outlives its connections (the core frees it last). */
 typedef struct myconn {
   const mycfg *cfg;
   unsigned hi; /* cfg->h.hosts[hi] is this connection's server (under
@@ -171,8 +142,7 @@ typedef struct myconn {
   MYSQL *db;
   MYSQL_STMT *st[NSTMT];
   ulock *ul; /* the user locks this connection holds */
-  size_t nul, capul;
-  unsigned read_timeout; /* whole seconds, as connected */
+  size_t nul;
 } myconn;
 
 /* Microseconds since 1970 of a DATETIME(6) holding UTC; exact. */
@@ -190,34 +160,36 @@ typedef struct myconn {
   ", l.done_by, l.done_token, l.result, l.instance, l.name IS NOT NULL, "    \
   "d.v FROM (SELECT "
 #define ROW_ON ") AS d LEFT JOIN `%s` AS l ON l.name = ?"
+#define MINE "name = ? AND owner = ? AND token = ?" /* the holder's row */
+/* A renewal's times, the lease (µs) a parameter or a number. */
+#define RENEWED(lease)                                                        \
+  "renewed_at = " NOW_REPORTED ", expires_at = " NOW " + INTERVAL " lease    \
+  " MICROSECOND"
+/* A grant: owner, instance, version, new token, lease_us. */
+#define GRANT                                                                 \
+  "owner = ?, instance = ?, version = ?, token = ?, acquired_at = "          \
+  NOW_REPORTED ", renewed_at = " NOW ", expires_at = " NOW                   \
+  " + INTERVAL ? MICROSECOND"
 
 /* %s is the table name, validated and quoted. */
 static const char *const sql[NSTMT] = {
     [S_OBSERVE] = ROW_OF(NOW) "0 AS v" ROW_ON,
-    /* name, owner, version, new token, lease_us, instance */
-    [S_INSERT] = "INSERT INTO `%s` (name, owner, version, token, acquired_at, "
-                 "renewed_at, expires_at, instance) VALUES (?, ?, ?, ?, "
-                 NOW_REPORTED ", " NOW ", " NOW " + INTERVAL ? MICROSECOND, ?)",
-    /* owner, instance, version, new token, lease_us, name, expect_token */
-    [S_TAKE] = "UPDATE `%s` SET owner = ?, instance = ?, version = ?, "
-               "token = ?, acquired_at = " NOW_REPORTED
-               ", renewed_at = " NOW ", expires_at = " NOW
-               " + INTERVAL ? MICROSECOND WHERE name = ? AND token = ? AND "
+    /* GRANT's, name */
+    [S_INSERT] = "INSERT INTO `%s` SET " GRANT ", name = ?",
+    /* GRANT's, name, expect_token */
+    [S_TAKE] = "UPDATE `%s` SET " GRANT " WHERE name = ? AND token = ? AND "
                "token < 9223372036854775807 AND expires_at <= " NOW,
     /* lease_us, name, owner, token, instance */
-    [S_RENEW] = "UPDATE `%s` SET renewed_at = " NOW_REPORTED
-                ", expires_at = " NOW " + INTERVAL ? MICROSECOND "
-                "WHERE name = ? AND owner = ? AND token = ? AND instance = ?",
+    [S_RENEW] = "UPDATE `%s` SET " RENEWED("?") " WHERE " MINE
+                " AND instance = ?",
     /* name, owner, token, instance */
     [S_RELEASE] = "UPDATE `%s` SET owner = '', expires_at = LEAST(expires_at, "
-                  NOW ") WHERE name = ? AND owner = ? AND token = ? AND "
-                  "instance = ?",
+                  NOW ") WHERE " MINE " AND instance = ?",
     /* result, name, owner, token, instance (0: any): the lock itself is
      * unchanged */
     [S_COMPLETE] = "UPDATE `%s` SET done_at = " NOW ", done_by = owner, "
                    "done_token = token, result = ? "
-                   "WHERE name = ? AND owner = ? AND token = ? AND "
-                   "instance = IF(? = 0, instance, ?)",
+                   "WHERE " MINE " AND instance = IF(? = 0, instance, ?)",
     /* now, name: whoever holds it; token + 1 fences the old holder off;
      * the old lease stays unless now (see backend.h) */
     [S_FORCE] = "UPDATE `%s` SET owner = '', token = token + 1, instance = 0, "
@@ -225,11 +197,9 @@ static const char *const sql[NSTMT] = {
                 ")) WHERE name = ? AND token < 9223372036854775807",
     /* wait (µs; < 0: RELEASE_LOCK), user lock's name twice, wait */
     [S_ULOCK] = "SELECT IF(? < 0, RELEASE_LOCK(?), GET_LOCK(?, ? / 1000000))",
-    /* v: 2 the user lock was free at once (the master let go, or holds
-     * none); 1 held, then ours (see my_watch); 0 still held after the
-     * wait (µs). The row is read after the wait, SYSDATE(6) its time (UTC:
-     * setup_session; with the server's sysdate-is-now the start: an early
-     * now only makes followers wait) */
+    /* v: 2 the user lock was free at once, 1 held, then ours (my_watch),
+     * 0 still held after the wait (µs); the row is read after the wait,
+     * at SYSDATE(6) (docs/mysql.md, "Follower") */
     [S_WAIT] = ROW_OF("SYSDATE(6)") "IF(IS_FREE_LOCK(?), 2, GET_LOCK(?, "
                "? / 1000000)) AS v" ROW_ON,
 };
@@ -239,11 +209,9 @@ _Static_assert(GM_NAME_MAX == 192 && GM_ID_MAX == 128 && GM_RESULT_MAX == 256,
 static const char create_sql[] =
     "CREATE TABLE IF NOT EXISTS `%s` ("
     " name VARBINARY(191) NOT NULL PRIMARY KEY,"
-    " owner VARBINARY(127) NOT NULL DEFAULT '',"
-    " token BIGINT UNSIGNED NOT NULL,"
+    " owner VARBINARY(127) NOT NULL DEFAULT '', token BIGINT UNSIGNED NOT NULL,"
     " version VARBINARY(127) NOT NULL DEFAULT '',"
-    " acquired_at DATETIME(6) NOT NULL,"
-    " renewed_at DATETIME(6) NOT NULL,"
+    " acquired_at DATETIME(6) NOT NULL, renewed_at DATETIME(6) NOT NULL,"
     " expires_at DATETIME(6) NOT NULL,"
     " done_at DATETIME(6) NULL DEFAULT NULL," /* NULL: the task is not done */
     " done_by VARBINARY(127) NOT NULL DEFAULT '',"
@@ -252,20 +220,14 @@ static const char create_sql[] =
     " instance BIGINT UNSIGNED NOT NULL DEFAULT 0"
     ") ENGINE=InnoDB";
 
-/* The server cannot serve now: the connection is lost, or a Galera node is
- * outside the primary component (ER_UNKNOWN_COM_ERROR, 1047: "WSREP has
- * not yet prepared node for application use"). */
-static int lost_connection(unsigned e) {
-  return e == CR_SERVER_GONE_ERROR || e == CR_SERVER_LOST ||
-         e == CR_SERVER_LOST_EXTENDED || e == CR_CONNECTION_ERROR ||
-         e == CR_CONN_HOST_ERROR || e == ER_UNKNOWN_COM_ERROR;
-}
-
-/* err for a failed call on the connection or one statement of it; a
- * server that cannot serve moves the host list on (src/hosts.c). */
+/* err for a failed call on the connection or one statement of it. A server
+ * that cannot serve now (the connection lost, or a Galera node outside the
+ * primary component: 1047) moves the host list on (src/hosts.c). */
 static int fail(myconn *c, MYSQL_STMT *st, const char *what, gm_error *err) {
   unsigned e = st ? mysql_stmt_errno(st) : mysql_errno(c->db);
-  int gone = lost_connection(e);
+  int gone = e == CR_SERVER_GONE_ERROR || e == CR_SERVER_LOST ||
+             e == CR_SERVER_LOST_EXTENDED || e == CR_CONNECTION_ERROR ||
+             e == CR_CONN_HOST_ERROR || e == ER_UNKNOWN_COM_ERROR;
   char msg[GM_ERRMSG_MAX];
   gm_scrub(msg, sizeof msg, st ? mysql_stmt_error(st) : mysql_error(c->db),
            c->cfg->password);
@@ -276,14 +238,20 @@ static int fail(myconn *c, MYSQL_STMT *st, const char *what, gm_error *err) {
   return GM_ERR;
 }
 
-static int connect_error(const mycfg *cfg, unsigned hi, MYSQL *db,
-                         gm_error *err) {
+/* err for a connect that failed, or that is not encrypted as ssl_mode
+ * requires (errno 0: connected). */
+static void connect_error(const mycfg *cfg, unsigned hi, MYSQL *db,
+                          gm_error *err) {
   const char *user = cfg->user ? cfg->user : "";
   unsigned e = mysql_errno(db);
   char at[300], msg[GM_ERRMSG_MAX];
   gm_put_host(at, sizeof at, cfg->h.hosts[hi], cfg->h.ports[hi], "");
   gm_scrub(msg, sizeof msg, mysql_error(db), cfg->password);
-  if (e == ER_ACCESS_DENIED_ERROR || e == ER_ACCESS_DENIED_NO_PASSWORD_ERROR)
+  if (e == 0)
+    gm_seterr(err, GM_E_CONNECT, "mysql: cannot connect to %s: ssl_mode "
+              "requires TLS and the server did not encrypt the connection", at);
+  else if (e == ER_ACCESS_DENIED_ERROR ||
+           e == ER_ACCESS_DENIED_NO_PASSWORD_ERROR)
     gm_seterr(err, GM_E_AUTH, "mysql: access denied for user '%.64s' on %s",
               user, at);
   else if (e == ER_DBACCESS_DENIED_ERROR)
@@ -300,24 +268,28 @@ static int connect_error(const mycfg *cfg, unsigned hi, MYSQL *db,
   else
     gm_seterr(err, GM_E_CONNECT, "mysql: cannot connect to %s: %s (%u)", at,
               msg, e);
-  return GM_ERR;
+}
+
+/* Closes c's statements and server connection, if any. */
+static void close_db(myconn *c) {
+  for (int i = 0; i < NSTMT; i++)
+    if (c->st[i]) mysql_stmt_close(c->st[i]);
+  memset(c->st, 0, sizeof c->st);
+  if (c->db) mysql_close(c->db);
+  c->db = NULL;
 }
 
 static void my_close(void *p) {
   myconn *c = p;
   if (!c) return;
   free(c->ul);
-  for (int i = 0; i < NSTMT; i++)
-    if (c->st[i]) mysql_stmt_close(c->st[i]);
-  if (c->db) mysql_close(c->db);
+  close_db(c);
   free(c);
 }
 
 /* ssl_mode as MYSQL_OPT_SSL_ENFORCE and MYSQL_OPT_SSL_VERIFY_SERVER_CERT
- * (-1: not set). preferred asks for TLS without insisting on it
- * (mysql_ssl_set); required insists, certificate not checked (Connector/C
- * 3.3 may still fall back: see open_host); verify_ca checks the
- * certificate against ssl_ca, and Connector/C the host name as well. */
+ * (-1: not set; preferred: mysql_ssl_set). required may still fall back to
+ * plain text on Connector/C 3.3: open_host checks. */
 static const signed char ssl_opts[][2] = {
     [SSL_UNSET] = {-1, -1},    [SSL_DISABLED] = {0, 0},
     [SSL_PREFERRED] = {-1, -1}, [SSL_REQUIRED] = {1, -1},
@@ -350,10 +322,7 @@ static int set_options(const mycfg *cfg, MYSQL *db, gm_error *err) {
   return GM_ERR;
 }
 
-/* ---- the table's columns ------------------------------------------------
- *
- * A table made beforehand is checked against information_schema
- * (src/schema.c), also when a statement names a column it lacks. */
+/* ---- the table's columns: a table made beforehand is checked -------- */
 
 static const char columns_sql[] =
     "SELECT COLUMN_NAME, DATA_TYPE, COALESCE(DATETIME_PRECISION, 0),"
@@ -381,6 +350,14 @@ static int my_fits(const gm_col *w, const gm_col_seen *s, char *want,
   return gm_fits(my_types, w, s, want, len);
 }
 
+/* The rows of q (text protocol); NULL with err filled when it failed. */
+static MYSQL_RES *query(myconn *c, const char *q, const char *what,
+                        gm_error *err) {
+  MYSQL_RES *res = mysql_query(c->db, q) ? NULL : mysql_store_result(c->db);
+  if (!res) fail(c, NULL, what, err);
+  return res;
+}
+
 static int check_columns(myconn *c, gm_error *err) {
   const gm_schema schema = {
       c->cfg->table, gm_lock_columns, my_fits,
@@ -389,9 +366,8 @@ static int check_columns(myconn *c, gm_error *err) {
       "mysql: table '%s' has no column '%s'", 0};
   char q[512];
   snprintf(q, sizeof q, columns_sql, c->cfg->table); /* a checked name */
-  if (mysql_query(c->db, q)) return fail(c, NULL, "reading the columns", err);
-  MYSQL_RES *res = mysql_store_result(c->db);
-  if (!res) return fail(c, NULL, "reading the columns", err);
+  MYSQL_RES *res = query(c, q, "reading the columns", err);
+  if (!res) return GM_ERR;
   gm_colcheck k;
   int rc = GM_OK;
   MYSQL_ROW row;
@@ -411,37 +387,32 @@ static int check_columns(myconn *c, gm_error *err) {
  * restart is the same as the first connect. */
 static int setup_session(myconn *c, gm_error *err) {
   char q[1024];
-  if (mysql_autocommit(c->db, 1)) return fail(c, NULL, "autocommit", err);
   /* a row lock never outwaits the read timeout on the server side */
   snprintf(q, sizeof q,
-           "SET SESSION innodb_lock_wait_timeout = %u, time_zone = '+00:00'",
-           c->cfg->read_timeout);
+           "SET SESSION autocommit = 1, innodb_lock_wait_timeout = %u, "
+           "time_zone = '+00:00'", c->cfg->read_timeout);
   if (mysql_query(c->db, q)) return fail(c, NULL, "session setup", err);
-  snprintf(q, sizeof q, create_sql, c->cfg->table);
-  /* A user without CREATE may still use a table that exists: if the
-   * statements below prepare, the table is there. A table that is there
-   * needs no DDL (under Galera each one is a cluster-wide step that waits
-   * out a dead node's failure detection). */
-  char probe[256];
-  snprintf(probe, sizeof probe, "SELECT 1 FROM `%s` LIMIT 0", c->cfg->table);
-  int exists = mysql_query(c->db, probe) == 0;
+  /* No DDL for a table that is there (under Galera each is a cluster-wide
+   * step that waits out a dead node's failure detection); a user without
+   * CREATE may still use one: if the statements prepare, it is there. */
+  snprintf(q, sizeof q, "SELECT 1 FROM `%s` LIMIT 0", c->cfg->table);
+  int exists = mysql_query(c->db, q) == 0;
   if (exists) mysql_free_result(mysql_store_result(c->db));
-  int create_failed = !exists && mysql_query(c->db, q) != 0;
+  snprintf(q, sizeof q, create_sql, c->cfg->table);
   gm_error create_err;
-  if (create_failed) fail(c, NULL, "create table", &create_err);
+  int create_failed = !exists && mysql_query(c->db, q) != 0 &&
+                      fail(c, NULL, "create table", &create_err);
   for (int i = 0; i < NSTMT; i++) {
     c->st[i] = mysql_stmt_init(c->db);
     if (!c->st[i]) return fail(c, NULL, "statement init", err);
     snprintf(q, sizeof q, sql[i], c->cfg->table);
     if (mysql_stmt_prepare(c->st[i], q, strlen(q)) == 0) continue;
-    if (create_failed) {
+    if (create_failed)
       *err = create_err;
-      return GM_ERR;
-    }
     /* a column missing (a table made by hand): check_columns names it */
-    if (mysql_stmt_errno(c->st[i]) != ER_BAD_FIELD_ERROR ||
-        check_columns(c, err) == GM_OK)
-      return fail(c, c->st[i], "prepare", err);
+    else if (mysql_stmt_errno(c->st[i]) != ER_BAD_FIELD_ERROR ||
+             check_columns(c, err) == GM_OK)
+      fail(c, c->st[i], "prepare", err);
     return GM_ERR;
   }
   return check_columns(c, err);
@@ -449,45 +420,38 @@ static int setup_session(myconn *c, gm_error *err) {
 
 /* Galera: @@wsrep_on (an error: a server without the variable, so no). */
 static int is_galera(MYSQL *db) {
-  if (mysql_query(db, "SELECT @@wsrep_on")) return 0;
-  MYSQL_RES *res = mysql_store_result(db);
+  MYSQL_RES *res =
+      mysql_query(db, "SELECT @@wsrep_on") ? NULL : mysql_store_result(db);
   MYSQL_ROW row = res ? mysql_fetch_row(res) : NULL;
-  int on = row && row[0] && strcmp(row[0], "0") != 0 &&
-           strcasecmp(row[0], "OFF") != 0;
+  int on = row && row[0] && strcmp(row[0], "0") && strcasecmp(row[0], "OFF");
   if (res) mysql_free_result(res);
   return on;
 }
 
-/* The rank of c's server among the nodes every election node may use
- * (docs/galera.md, "Wake-ups"): 0 off Galera; under Galera its member
- * index, the cluster's own order (every member reports the same one),
- * when it is ready in the primary component, after every Synced node
- * when it is not Synced (a donor may block writes); a node that is not
- * ready cannot serve: GM_E_CONNECT. */
+/* The rank of c's server (docs/galera.md, "Wake-ups"): 0 off Galera, else
+ * its member index (the cluster's own order), after every Synced node when
+ * it is not Synced; a node not ready in the primary component: GM_ERR. */
 static int galera_rank(myconn *c, unsigned *rank, gm_error *err) {
   *rank = 0;
   if (!is_galera(c->db)) return GM_OK;
-  if (mysql_query(c->db, "SHOW GLOBAL STATUS WHERE Variable_name IN "
-                         "('wsrep_local_index', 'wsrep_ready', "
-                         "'wsrep_cluster_status', 'wsrep_local_state')"))
-    return fail(c, NULL, "reading the Galera status", err);
-  MYSQL_RES *res = mysql_store_result(c->db);
-  if (!res) return fail(c, NULL, "reading the Galera status", err);
-  int ready = 0, primary = 0, synced = 0;
-  long index = -1;
+  MYSQL_RES *res = query(c, "SHOW GLOBAL STATUS WHERE Variable_name IN "
+                           "('wsrep_local_index', 'wsrep_ready', "
+                           "'wsrep_cluster_status', 'wsrep_local_state')",
+                         "reading the Galera status", err);
+  if (!res) return GM_ERR;
+  static const char *const vars[] = {"wsrep_local_index", "wsrep_ready",
+                                     "wsrep_cluster_status",
+                                     "wsrep_local_state"};
+  char v[4][32] = {"-1", "", "", ""}; /* each value, as vars names them */
   MYSQL_ROW row;
   while ((row = mysql_fetch_row(res)))
-    if (!row[0] || !row[1])
-      continue;
-    else if (strcasecmp(row[0], "wsrep_local_index") == 0)
-      index = strtol(row[1], NULL, 10);
-    else if (strcasecmp(row[0], "wsrep_ready") == 0)
-      ready = strcasecmp(row[1], "ON") == 0;
-    else if (strcasecmp(row[0], "wsrep_cluster_status") == 0)
-      primary = strcasecmp(row[1], "Primary") == 0;
-    else if (strcasecmp(row[0], "wsrep_local_state") == 0)
-      synced = strcmp(row[1], "4") == 0; /* Synced */
+    for (int i = 0; i < 4; i++)
+      if (row[0] && row[1] && strcasecmp(row[0], vars[i]) == 0)
+        gm_strlcpy(v[i], row[1], sizeof v[i]);
   mysql_free_result(res);
+  long index = strtol(v[0], NULL, 10);
+  int ready = strcasecmp(v[1], "ON") == 0,
+      primary = strcasecmp(v[2], "Primary") == 0;
   if (!ready || !primary || index < 0) {
     gm_seterr(err, GM_E_CONNECT,
               "mysql: %s:%u is a Galera node outside the primary component "
@@ -497,50 +461,34 @@ static int galera_rank(myconn *c, unsigned *rank, gm_error *err) {
     return GM_ERR;
   }
   if (index > 65535) index = 65535;
-  *rank = (unsigned)index + (synced ? 0 : 65536u);
+  *rank = (unsigned)index + (strcmp(v[3], "4") == 0 ? 0 : 65536u); /* Synced */
   return GM_OK;
 }
 
-/* Connects c to host hi with cfg's options (timeouts, TLS, credentials)
- * and sets its session up, when the server's rank is 0 or any is set;
- * otherwise closes it and returns GM_NOT with *rank
- * (gm_hosts_open_ranked tries each host in turn). */
+/* Connects c to host hi and sets its session up when the server's rank is
+ * 0 or any is set; else GM_NOT with *rank (gm_hosts_open_ranked). */
 static int open_host(void *p, unsigned hi, int any, unsigned *rank,
                      gm_error *err) {
   myconn *c = p;
   const mycfg *cfg = c->cfg;
   int rc = GM_ERR;
   c->hi = hi;
-  if (!(c->db = mysql_init(NULL))) {
-    gm_seterr(err, GM_E_NOMEM, "out of memory");
-    return GM_ERR;
-  }
+  if (!(c->db = mysql_init(NULL))) return gm_nomem(err);
   if (set_options(cfg, c->db, err)) goto fail;
   if (!mysql_real_connect(c->db, cfg->h.hosts[hi], cfg->user, cfg->password,
                           cfg->database, cfg->h.ports[hi], NULL,
-                          CLIENT_FOUND_ROWS)) {
+                          CLIENT_FOUND_ROWS) ||
+      (cfg->ssl >= SSL_REQUIRED && !mysql_get_ssl_cipher(c->db))) {
     connect_error(cfg, hi, c->db, err);
     goto fail;
   }
-  if (cfg->ssl >= SSL_REQUIRED && !mysql_get_ssl_cipher(c->db)) {
-    gm_seterr(err, GM_E_CONNECT,
-              "mysql: cannot connect to %s:%u: ssl_mode requires TLS and the "
-              "server did not encrypt the connection",
-              cfg->h.hosts[hi], cfg->h.ports[hi]);
-    goto fail;
-  }
   if (galera_rank(c, rank, err)) goto fail;
-  if (*rank != 0 && !any) {
+  if (*rank != 0 && !any)
     rc = GM_NOT; /* a node of lower rank may answer */
-    goto fail;
-  }
-  if (setup_session(c, err) == GM_OK) return GM_OK;
+  else if (setup_session(c, err) == GM_OK)
+    return GM_OK;
 fail:
-  for (int i = 0; i < NSTMT; i++)
-    if (c->st[i]) mysql_stmt_close(c->st[i]);
-  memset(c->st, 0, sizeof c->st);
-  mysql_close(c->db);
-  c->db = NULL;
+  close_db(c);
   return rc;
 }
 
@@ -553,16 +501,12 @@ static int my_open(const void *p, void **out, gm_error *err) {
     return GM_ERR;
   }
   myconn *c = calloc(1, sizeof *c);
-  if (!c) {
-    gm_seterr(err, GM_E_NOMEM, "out of memory");
-    return GM_ERR;
-  }
+  if (!c) return gm_nomem(err);
   c->cfg = cfg;
   /* Connector/C 3 keeps no per-thread state (both calls are no-ops), and
    * close may run on the thread that drops the backend, so there is no
    * mysql_thread_end to pair with this. */
   mysql_thread_init();
-  c->read_timeout = cfg->read_timeout;
   if (gm_hosts_open_ranked(&cfg->h, open_host, c, err) == GM_OK) {
     *out = c;
     return GM_OK;
@@ -582,62 +526,47 @@ static int vexec(MYSQL_STMT *st, const char *fmt, va_list ap) {
   unsigned long len[MAX_PARAMS];
   uint64_t v[MAX_PARAMS];
   for (int i = 0; fmt[i]; i++) {
-    if (fmt[i] == 's') {
-      const char *str = va_arg(ap, const char *);
+    if (fmt[i] == 's') { /* the library only reads parameters */
+      char *str = (char *)va_arg(ap, const char *);
       len[i] = (unsigned long)strlen(str);
-      b[i].buffer_type = MYSQL_TYPE_STRING;
-      b[i].buffer = (void *)str; /* the library only reads parameters */
-      b[i].buffer_length = len[i];
-      b[i].length = &len[i];
+      b[i] = (MYSQL_BIND){.buffer_type = MYSQL_TYPE_STRING, .buffer = str,
+                          .buffer_length = len[i], .length = &len[i]};
       continue;
     }
     v[i] = fmt[i] == 'u' ? va_arg(ap, uint64_t) : (uint64_t)va_arg(ap, int64_t);
-    b[i].buffer_type = MYSQL_TYPE_LONGLONG;
-    b[i].buffer = &v[i];
-    b[i].is_unsigned = fmt[i] == 'u';
+    b[i] = (MYSQL_BIND){.buffer_type = MYSQL_TYPE_LONGLONG, .buffer = &v[i],
+                        .is_unsigned = fmt[i] == 'u'};
   }
   return mysql_stmt_bind_param(st, b) || mysql_stmt_execute(st);
 }
 
-static int exec(MYSQL_STMT *st, const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  int rc = vexec(st, fmt, ap);
-  va_end(ap);
-  return rc;
-}
-
-/* A write that lost a race, not a failure: a duplicate key (another node
- * inserted the row first) or a deadlock, which is how Galera reports a
- * certification conflict (another node's write to the row committed first
- * in the cluster's order): nothing of ours took effect. */
+/* A write that lost a race, not a failure: a duplicate key, or a deadlock,
+ * as Galera reports a certification conflict. Nothing of ours took effect. */
 static int lost_race(unsigned e) {
   return e == ER_DUP_ENTRY || e == ER_LOCK_DEADLOCK;
 }
 
-/* Runs a prepared write with the parameters of fmt (see exec). GM_OK
- * with *affected and, unless now is NULL, the statement's time (the insert
- * id, see NOW_REPORTED); GM_NOT for a lost race (lost_race); GM_ERR. */
-static int run_write(myconn *c, int which, const char *what,
-                     uint64_t *affected, int64_t *now, gm_error *err,
-                     const char *fmt, ...) {
+/* Runs a prepared write with the parameters of fmt (see vexec). GM_OK
+ * when it changed one row, with, unless now is NULL, the statement's time
+ * (the insert id, see NOW_REPORTED); GM_NOT when it changed none or lost a
+ * race (lost_race); GM_ERR. */
+static int run_write(myconn *c, int which, const char *what, int64_t *now,
+                     gm_error *err, const char *fmt, ...) {
   MYSQL_STMT *st = c->st[which];
   va_list ap;
   va_start(ap, fmt);
   int failed = vexec(st, fmt, ap);
   va_end(ap);
   if (failed) {
-    if (lost_race(mysql_stmt_errno(st))) { /* a duplicate key, a certification conflict */
+    if (lost_race(mysql_stmt_errno(st))) {
       gm_seterr(err, GM_E_CONFLICT, "%s: another node's write came first (%u)",
                 what, mysql_stmt_errno(st));
       return GM_NOT;
     }
     return fail(c, st, what, err);
   }
-  *affected = (uint64_t)mysql_stmt_affected_rows(st);
-  if (!now) return GM_OK;
-  *now = (int64_t)mysql_stmt_insert_id(st);
-  if (*affected == 1 && *now <= 0) {
+  if (mysql_stmt_affected_rows(st) != 1) return GM_NOT;
+  if (now && (*now = (int64_t)mysql_stmt_insert_id(st)) <= 0) {
     gm_seterr(err, GM_E_DB, "mysql: %s: the server did not report its time",
               what);
     return GM_ERR;
@@ -660,26 +589,39 @@ typedef struct results {
 static void bind_out(results *r, const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
-  for (r->n = 0; fmt[r->n]; r->n++) {
-    MYSQL_BIND *b = &r->b[r->n];
-    b->buffer = va_arg(ap, void *);
-    b->is_null = &r->nul[r->n];
-    b->error = &r->cut[r->n];
-    b->buffer_type = fmt[r->n] == 's' ? MYSQL_TYPE_STRING : MYSQL_TYPE_LONGLONG;
-    b->is_unsigned = fmt[r->n] == 'u';
-    if (fmt[r->n] == 's') {
-      b->buffer_length = va_arg(ap, size_t) - 1;
-      b->length = &r->len[r->n];
-    }
+  for (int i = r->n = 0; fmt[i]; i = ++r->n) {
+    int str = fmt[i] == 's';
+    r->b[i] = (MYSQL_BIND){
+        .buffer = va_arg(ap, void *), .is_null = &r->nul[i],
+        .error = &r->cut[i], .length = &r->len[i], .is_unsigned = fmt[i] == 'u',
+        .buffer_type = str ? MYSQL_TYPE_STRING : MYSQL_TYPE_LONGLONG};
+    if (str) r->b[i].buffer_length = va_arg(ap, size_t) - 1;
   }
   va_end(ap);
 }
 
+/* Runs st with the parameters of fmt (see vexec) and fetches its first row
+ * into r's buffers: 0 (or MYSQL_DATA_TRUNCATED: r->cut says where),
+ * MYSQL_NO_DATA, or 1 when it failed, with err filled unless NULL. */
+static int fetch_one(myconn *c, MYSQL_STMT *st, results *r, const char *what,
+                     gm_error *err, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  int rc = vexec(st, fmt, ap) || mysql_stmt_bind_result(st, r->b) ||
+                   mysql_stmt_store_result(st)
+               ? 1
+               : mysql_stmt_fetch(st);
+  va_end(ap);
+  if (rc == 1 && err) fail(c, st, what, err); /* before free clears it */
+  mysql_stmt_free_result(st);
+  return rc;
+}
+
 /* The observe statement's columns, in order, as errors name them. */
 static const char *const row_cols[MAX_COLS] = {
-    "now",     "owner",   "version",    "token",  "acquired_at",
-    "renewed_at", "expires_at", "done_at", "done_by", "done_token",
-    "result",  "instance", "name"};
+    "now", "owner", "version", "token", "acquired_at", "renewed_at",
+    "expires_at", "done_at", "done_by", "done_token", "result", "instance",
+    "name"};
 
 /* Runs the observe statement (key NULL) or the watch's on user lock key
  * (wait_us) into *row (zeroed first) and *v unless NULL (see S_WAIT). */
@@ -695,49 +637,47 @@ static int fetch_row(myconn *c, const char *name, const char *key,
            &row->renewed_at, &row->expires_at, &row->done_at, row->done_by,
            sizeof row->done_by, &row->done_token, row->result,
            sizeof row->result, &row->instance, &exists, v ? v : &wake);
-  if ((key ? exec(st, "ssis", key, key, wait_us, name)
-           : exec(st, "s", name)) ||
-      mysql_stmt_bind_result(st, r.b) || mysql_stmt_store_result(st))
-    return fail(c, st, what, err);
-  int rc = mysql_stmt_fetch(st);
-  if (rc == 1) fail(c, st, what, err);
-  mysql_stmt_free_result(st);
+  int rc = key ? fetch_one(c, st, &r, what, err, "ssis", key, key, wait_us,
+                           name)
+               : fetch_one(c, st, &r, what, err, "s", name);
   if (rc == 1) return GM_ERR;
   if (rc == MYSQL_NO_DATA || r.nul[0]) {
     gm_seterr(err, GM_E_DB, "mysql: %s: the server returned no row", what);
     return GM_ERR;
   }
   row->exists = exists != 0;
-  for (int i = 1; row->exists && i < r.n; i++) {
+  for (int i = 0; i < r.n; i++) {
     /* NULL where the election needs a value, or a value that does not
      * fit: a row edited by hand; named, never guessed at */
     int needed = i == 1 || (i >= 3 && i <= 6);
-    if (!(r.cut[i] || (needed && r.nul[i]))) continue;
-    return gm_bad_column(err, "mysql", name, c->cfg->table, row_cols[i],
-                         r.nul[i] ? "is NULL"
-                                  : "holds a value this library cannot read "
-                                    "(too long or out of range)");
-  }
-  for (int i = 0; i < r.n; i++)
+    if (i && row->exists && (r.cut[i] || (needed && r.nul[i])))
+      return gm_bad_column(err, "mysql", name, c->cfg->table, row_cols[i],
+                           r.nul[i] ? "is NULL"
+                                    : "holds a value this library cannot "
+                                      "read (too long or out of range)");
     if (r.b[i].buffer_type == MYSQL_TYPE_STRING)
       ((char *)r.b[i].buffer)[r.nul[i] ? 0 : r.len[i]] = '\0';
-  if (row->exists && row->token > (uint64_t)INT64_MAX) {
-    gm_seterr(err, GM_E_ROW,
-              "mysql: lock '%.64s' in table '%s': column 'token' holds "
-              "%" PRIu64 ", above the largest token (%" PRId64 ")",
-              name, c->cfg->table, row->token, INT64_MAX);
-    return GM_ERR;
   }
-  return GM_OK;
+  if (!row->exists || row->token <= (uint64_t)INT64_MAX) return GM_OK;
+  char above[96];
+  snprintf(above, sizeof above,
+           "holds %" PRIu64 ", above the largest token (%" PRId64 ")",
+           row->token, INT64_MAX);
+  return gm_bad_column(err, "mysql", name, c->cfg->table, "token", above);
 }
 
 /* ---- wake-up: the master's user locks ----------------------------------- */
 
-/* The user lock's name, 25 bytes whatever the lock's name (MySQL takes at
- * most 64), bound as a parameter like every value: "gomaster:" and the
- * FNV-1a (64 bits) of database, table and lock name, NUL between them (no
- * part can hold a NUL): the user-lock namespace is the whole server's. A
- * collision only makes two locks share a wake-up. */
+/* From another thread: a call blocked on the socket (a hung server) fails
+ * at once, the connection with it; the core then closes it. */
+static void my_interrupt(void *p) {
+  myconn *c = p;
+  my_socket fd = c->db ? mysql_get_socket(c->db) : MARIADB_INVALID_SOCKET;
+  if (fd != MARIADB_INVALID_SOCKET) shutdown(fd, SHUT_RDWR);
+}
+
+/* The user lock's name: "gomaster:" and the FNV-1a (64 bits) of database,
+ * table and lock name, each with its NUL (docs/mysql.md, "Name"). */
 static void lock_key(const mycfg *cfg, const char *name,
                      char key[ULOCK_KEY_MAX]) {
   const char *parts[3] = {cfg->database, cfg->table, name};
@@ -761,34 +701,24 @@ static ulock *ulock_find(myconn *c, const char *name) {
  * failed. Silent: the user locks only speed things up, and a lost
  * connection shows in the election's next statement anyway. */
 static long long ulock_run(myconn *c, const char *name, int64_t wait_us) {
-  MYSQL_STMT *st = c->st[S_ULOCK];
   char key[ULOCK_KEY_MAX];
   results r = {0};
   int64_t x = 0;
   lock_key(c->cfg, name, key);
   bind_out(&r, "i", &x);
-  if (exec(st, "issi", wait_us, key, key, wait_us) ||
-      mysql_stmt_bind_result(st, r.b) || mysql_stmt_store_result(st))
-    return -1;
-  int rc = mysql_stmt_fetch(st);
-  mysql_stmt_free_result(st);
+  int rc = fetch_one(c, c->st[S_ULOCK], &r, "user lock", NULL, "issi",
+                     wait_us, key, key, wait_us);
   return rc == 0 && !r.nul[0] ? x : -1;
 }
-
-static void my_interrupt(void *p);
 
 /* Records lock name's user lock, just taken, as held for no grant yet;
  * NULL, and let go, when there is no room. */
 static ulock *ulock_got(myconn *c, const char *name) {
-  if (c->nul == c->capul) {
-    size_t cap = c->capul ? 2 * c->capul : 4;
-    ulock *ul = realloc(c->ul, cap * sizeof *ul);
-    if (!ul && ulock_run(c, name, -1) < 0) my_interrupt(c);
-    if (!ul) return NULL;
-    c->ul = ul;
-    c->capul = cap;
-  }
-  ulock *u = &c->ul[c->nul++];
+  ulock *u = realloc(c->ul, (c->nul + 1) * sizeof *u); /* one per grant */
+  if (!u && ulock_run(c, name, -1) < 0) my_interrupt(c);
+  if (!u) return NULL;
+  c->ul = u;
+  u = &c->ul[c->nul++];
   gm_strlcpy(u->name, name, sizeof u->name);
   u->token = 0;
   return u;
@@ -803,8 +733,8 @@ static ulock *ulock_take(myconn *c, const char *name, int64_t wait_us) {
   return ulock_run(c, name, wait_us) == 1 ? ulock_got(c, name) : NULL;
 }
 
-/* After a grant's renewal: holds its user lock (when a watch or a paused
- * session kept it from the grant, this renewal tries again). */
+/* After a grant or its renewal: holds its user lock (when a watch or a
+ * paused session kept it from the grant, each renewal tries again). */
 static void ulock_hold(myconn *c, const char *name, uint64_t token) {
   ulock *u = ulock_take(c, name, ULOCK_WAIT_US);
   if (u) u->token = token;
@@ -842,29 +772,21 @@ static int my_acquire(void *p, const gm_acquire_req *req, gm_row *out,
                       gm_error *err) {
   myconn *c = p;
   const char *version = req->version ? req->version : "";
-  uint64_t affected, token;
   int64_t now;
-  int rc;
-
   if (check_len("lock name", req->name, LOCK_NAME_LEN, err) ||
       check_len("node id", req->owner, LOCK_ID_LEN, err) ||
       check_len("version", version, LOCK_ID_LEN, err))
     return GM_ERR;
-  token = gm_new_token(req);
+  uint64_t token = gm_new_token(req);
   /* the user lock before the row (not waiting: that would delay the
    * grant): a follower that reads the grant finds it held, and waits */
   ulock *u = ulock_take(c, req->name, 0);
-  if (!req->expect_exists)
-    rc = run_write(c, S_INSERT, "acquire", &affected, &now, err, "sssuiu",
-                   req->name, req->owner, version, token, req->lease_us,
-                   req->instance);
-  else
-    rc = run_write(c, S_TAKE, "acquire", &affected, &now, err, "susuisu",
-                   req->owner, req->instance, version, token, req->lease_us,
-                   req->name, req->expect_token);
-  if (rc == GM_OK && affected != 1) rc = GM_NOT;
-  if (!u && rc == GM_OK) u = ulock_take(c, req->name, ULOCK_WAIT_US);
-  if (u && rc == GM_OK) u->token = token;
+  /* the insert's parameters are the update's without expect_token */
+  int rc = run_write(c, req->expect_exists ? S_TAKE : S_INSERT, "acquire",
+                     &now, err, req->expect_exists ? "susuisu" : "susuis",
+                     req->owner, req->instance, version, token, req->lease_us,
+                     req->name, req->expect_token);
+  if (rc == GM_OK) ulock_hold(c, req->name, token); /* u, or tried again */
   else if (u && !u->token) ulock_drop(c, req->name); /* taken for this try */
   if (rc != GM_OK) return rc;
   gm_row_written(out, req->owner, version, token, now, now, req->lease_us);
@@ -876,17 +798,13 @@ static int my_renew(void *p, const char *name, const char *owner,
                     uint64_t instance, uint64_t token, int64_t lease_us,
                     gm_row *out, gm_error *err) {
   myconn *c = p;
-  uint64_t affected;
   int64_t now;
 
   if (check_len("lock name", name, LOCK_NAME_LEN, err)) return GM_ERR;
-  int rc = run_write(c, S_RENEW, "renew", &affected, &now, err, "issuu",
-                     lease_us, name, owner, token, instance);
+  int rc = run_write(c, S_RENEW, "renew", &now, err, "issuu", lease_us, name,
+                     owner, token, instance);
+  if (rc == GM_NOT) ulock_drop(c, name); /* not ours (any more) */
   if (rc != GM_OK) return rc;
-  if (affected != 1) {
-    ulock_drop(c, name);
-    return GM_NOT;
-  }
   ulock_hold(c, name, token);
   gm_row_written(out, owner, "", token, 0, now, lease_us); /* the times */
   return GM_OK;
@@ -894,49 +812,34 @@ static int my_renew(void *p, const char *name, const char *owner,
 
 static int my_release(void *p, const char *name, const char *owner,
                       uint64_t instance, uint64_t token, gm_error *err) {
-  myconn *c = p;
-  uint64_t affected;
-
   if (check_len("lock name", name, LOCK_NAME_LEN, err)) return GM_ERR;
-  int rc = run_write(c, S_RELEASE, "release", &affected, NULL, err, "ssuu",
-                     name, owner, token, instance);
-  if (rc != GM_OK) return rc;
+  int rc = run_write(p, S_RELEASE, "release", NULL, err, "ssuu", name, owner,
+                     token, instance);
   /* first the row, then the user lock: a follower it wakes finds it free */
-  ulock_drop(c, name);
-  return affected == 1 ? GM_OK : GM_NOT;
+  if (rc != GM_ERR) ulock_drop(p, name);
+  return rc;
 }
 
 static int my_complete(void *p, const char *name, const char *owner,
                        uint64_t instance, uint64_t token, const char *result,
                        gm_error *err) {
-  myconn *c = p;
-  uint64_t affected;
-
   if (check_len("lock name", name, LOCK_NAME_LEN, err) ||
       check_len("result", result, GM_RESULT_MAX - 1, err))
     return GM_ERR;
-  int rc = run_write(c, S_COMPLETE, "complete", &affected, NULL, err,
-                     "sssuuu", result, name, owner, token, instance, instance);
-  if (rc != GM_OK) return rc;
-  return affected == 1 ? GM_OK : GM_NOT;
+  return run_write(p, S_COMPLETE, "complete", NULL, err, "sssuuu", result,
+                   name, owner, token, instance, instance);
 }
 
 static int my_force_release(void *p, const char *name, int now, gm_row *out,
                             gm_error *err) {
-  myconn *c = p;
-  uint64_t affected;
-
   if (check_len("lock name", name, LOCK_NAME_LEN, err)) return GM_ERR;
-  int rc = run_write(c, S_FORCE, "force release", &affected, NULL, err, "is",
+  int rc = run_write(p, S_FORCE, "force release", NULL, err, "is",
                      (int64_t)(now != 0), name);
-  if (rc != GM_OK) return rc;
-  if (affected != 1) return GM_NOT;
   /* the decision was the write's; this read only reports the row */
-  return fetch_row(c, name, NULL, 0, out, NULL, err);
+  return rc != GM_OK ? rc : fetch_row(p, name, NULL, 0, out, NULL, err);
 }
 
-/* Appends sep and s as a hex literal (X'...'): binary-safe, nothing to
- * escape. */
+/* Appends sep and s as a hex literal (X'...'): nothing to escape. */
 static char *put_hex(char *w, const char *sep, const char *s) {
   static const char hex[] = "0123456789abcdef";
   w += sprintf(w, "%sX'", sep);
@@ -948,10 +851,8 @@ static char *put_hex(char *w, const char *sep, const char *s) {
   return w;
 }
 
-/* One UPDATE for every lock of the batch, when they share a lease: the
- * server's now comes back as the insert id (NOW_REPORTED), and matched rows
- * (CLIENT_FOUND_ROWS) tell whether all were still ours. Fewer than asked
- * cannot say which: GM_NOT, and the core renews each alone. */
+/* One UPDATE for every lock of the batch, when they share a lease; fewer
+ * rows matched than asked cannot say which: GM_NOT, the core renews each. */
 static int my_renew_many(void *p, gm_renew_req *q, size_t n, gm_error *err) {
   myconn *c = p;
   int same = n > 1;
@@ -966,9 +867,7 @@ static int my_renew_many(void *p, gm_renew_req *q, size_t n, gm_error *err) {
   if (!same) return GM_NOT;
   char *text = malloc(cap), *w = text;
   if (!text) return gm_nomem(err);
-  w += sprintf(w, "UPDATE `%s` SET renewed_at = " NOW_REPORTED
-                  ", expires_at = " NOW " + INTERVAL %lld MICROSECOND "
-                  "WHERE name IN (",
+  w += sprintf(w, "UPDATE `%s` SET " RENEWED("%lld") " WHERE name IN (",
                c->cfg->table, (long long)q[0].lease_us);
   for (size_t i = 0; i < n; i++) w = put_hex(w, i ? "," : "", q[i].name);
   w += sprintf(w, ") AND (name, owner, instance, token) IN (");
@@ -992,14 +891,6 @@ static int my_renew_many(void *p, gm_renew_req *q, size_t n, gm_error *err) {
     ulock_hold(c, q[i].name, q[i].token);
   }
   return GM_OK;
-}
-
-/* From another thread: a call blocked on the socket (a hung server) fails
- * at once, the connection with it; the core then closes it. */
-static void my_interrupt(void *p) {
-  myconn *c = p;
-  my_socket fd = c->db ? mysql_get_socket(c->db) : MARIADB_INVALID_SOCKET;
-  if (fd != MARIADB_INVALID_SOCKET) shutdown(fd, SHUT_RDWR);
 }
 
 /* ---- wake-up: watch ---------------------------------------------------- */
@@ -1028,9 +919,9 @@ static int my_watch(void *p, const char *name, int64_t timeout_us,
   int keep = row != NULL;
   ulock_settle(c); /* else GET_LOCK, re-entrant, would return at once */
   lock_key(c->cfg, name, key);
-  read_timeout(c, c->read_timeout + (unsigned)(wait_us / GM_US_PER_S) + 1);
+  read_timeout(c, c->cfg->read_timeout + (unsigned)(wait_us / GM_US_PER_S) + 1);
   int rc = fetch_row(c, name, key, wait_us, row = row ? row : &mine, &v, err);
-  read_timeout(c, c->read_timeout);
+  read_timeout(c, c->cfg->read_timeout);
   if (rc != GM_OK && err->code != GM_E_ROW) return GM_ERR;
   if (rc != GM_OK) row->now = 0; /* unreadable: the next observe says why */
   /* got it: kept for this follower's acquire where the row looks free,
@@ -1042,24 +933,11 @@ static int my_watch(void *p, const char *name, int64_t timeout_us,
 }
 
 const gm_backend_ops gm_mysql_ops = {
-    .abi = GM_BACKEND_ABI,
-    .name = "mysql",
-    .url_raw = 0,
-    .parse = my_parse,
-    .free_cfg = my_free_cfg,
-    .describe = my_describe,
-    .open = my_open,
-    .close = my_close,
-    .observe = my_observe,
-    .acquire = my_acquire,
-    .renew = my_renew,
-    .release = my_release,
-    .complete = my_complete,
-    .force_release = my_force_release,
-    .renew_many = my_renew_many,
-    .interrupt = my_interrupt,
-    .watch = my_watch,
-    .watch_shared = 1,
-    .watch_one = 1,
-    .watch_crash = 1,
+    .abi = GM_BACKEND_ABI, .name = "mysql", .url_raw = 0,
+    .parse = my_parse, .free_cfg = my_free_cfg, .describe = my_describe,
+    .open = my_open, .close = my_close, .observe = my_observe,
+    .acquire = my_acquire, .renew = my_renew, .release = my_release,
+    .complete = my_complete, .force_release = my_force_release,
+    .renew_many = my_renew_many, .interrupt = my_interrupt, .watch = my_watch,
+    .watch_shared = 1, .watch_one = 1, .watch_crash = 1,
 };
