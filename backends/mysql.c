@@ -287,18 +287,14 @@ static void my_close(void *p) {
   free(c);
 }
 
-/* ssl_mode as MYSQL_OPT_SSL_ENFORCE and MYSQL_OPT_SSL_VERIFY_SERVER_CERT
- * (-1: not set; preferred: mysql_ssl_set). required may still fall back to
- * plain text on Connector/C 3.3: open_host checks. */
-static const signed char ssl_opts[][2] = {
-    [SSL_UNSET] = {-1, -1},    [SSL_DISABLED] = {0, 0},
-    [SSL_PREFERRED] = {-1, -1}, [SSL_REQUIRED] = {1, -1},
-    [SSL_VERIFY_CA] = {1, 1},  [SSL_VERIFY_IDENTITY] = {1, 1}};
-
-/* Sets cfg's options on db. */
+/* Sets cfg's options on db. ssl_mode: disabled sets both TLS options off,
+ * required enforces TLS, verify_* also the certificate; preferred and
+ * unset leave them to the library (preferred: mysql_ssl_set). required
+ * may still fall back to plain text on Connector/C 3.3: open_host checks. */
 static int set_options(const mycfg *cfg, MYSQL *db, gm_error *err) {
-  my_bool off = 0, enforce = ssl_opts[cfg->ssl][0] > 0,
-          verify = ssl_opts[cfg->ssl][1] > 0;
+  int plain = cfg->ssl == SSL_DISABLED;
+  my_bool off = 0, enforce = cfg->ssl >= SSL_REQUIRED,
+          verify = cfg->ssl >= SSL_VERIFY_CA;
   int rc = mysql_optionsv(db, MYSQL_OPT_CONNECT_TIMEOUT,
                           &cfg->connect_timeout) ||
            mysql_optionsv(db, MYSQL_OPT_READ_TIMEOUT, &cfg->read_timeout) ||
@@ -308,11 +304,11 @@ static int set_options(const mycfg *cfg, MYSQL *db, gm_error *err) {
             * lose the session's setup and hide the failure from it */
            mysql_optionsv(db, MYSQL_OPT_RECONNECT, &off) ||
            mysql_optionsv(db, MYSQL_SET_CHARSET_NAME, "utf8mb4") ||
-           (cfg->ssl_ca && cfg->ssl != SSL_DISABLED &&
+           (cfg->ssl_ca && !plain &&
             mysql_optionsv(db, MYSQL_OPT_SSL_CA, cfg->ssl_ca)) ||
-           (ssl_opts[cfg->ssl][0] >= 0 &&
+           ((plain || enforce) &&
             mysql_optionsv(db, MYSQL_OPT_SSL_ENFORCE, &enforce)) ||
-           (ssl_opts[cfg->ssl][1] >= 0 &&
+           ((plain || verify) &&
             mysql_optionsv(db, MYSQL_OPT_SSL_VERIFY_SERVER_CERT, &verify));
   if (!rc && cfg->ssl == SSL_PREFERRED)
     mysql_ssl_set(db, NULL, NULL, cfg->ssl_ca, NULL, NULL);
@@ -345,11 +341,6 @@ static const gm_coltype my_types[] = {
                      .want = "VARBINARY(%u) or text at least that wide",
                      .wide = 1}};
 
-static int my_fits(const gm_col *w, const gm_col_seen *s, char *want,
-                   size_t len) {
-  return gm_fits(my_types, w, s, want, len);
-}
-
 /* The rows of q (text protocol); NULL with err filled when it failed. */
 static MYSQL_RES *query(myconn *c, const char *q, const char *what,
                         gm_error *err) {
@@ -360,10 +351,10 @@ static MYSQL_RES *query(myconn *c, const char *q, const char *what,
 
 static int check_columns(myconn *c, gm_error *err) {
   const gm_schema schema = {
-      c->cfg->table, gm_lock_columns, my_fits,
+      c->cfg->table, gm_lock_columns, NULL,
       "mysql: table '%s' cannot keep the lease: column '%s' is %.64s; "
       "expected %s",
-      "mysql: table '%s' has no column '%s'", 0};
+      "mysql: table '%s' has no column '%s'", 0, my_types};
   char q[512];
   snprintf(q, sizeof q, columns_sql, c->cfg->table); /* a checked name */
   MYSQL_RES *res = query(c, q, "reading the columns", err);
