@@ -409,40 +409,35 @@ static int setup_session(myconn *c, gm_error *err) {
   return check_columns(c, err);
 }
 
-/* Galera: @@wsrep_on (an error: a server without the variable, so no). */
-static int is_galera(MYSQL *db) {
-  MYSQL_RES *res =
-      mysql_query(db, "SELECT @@wsrep_on") ? NULL : mysql_store_result(db);
-  MYSQL_ROW row = res ? mysql_fetch_row(res) : NULL;
-  int on = row && row[0] && strcmp(row[0], "0") && strcasecmp(row[0], "OFF");
-  if (res) mysql_free_result(res);
-  return on;
-}
-
-/* The rank of c's server (docs/galera.md, "Wake-ups"): 0 off Galera, else
- * its member index (the cluster's own order), after every Synced node when
- * it is not Synced; a node not ready in the primary component: GM_ERR. */
+/* The rank of c's server (docs/galera.md, "Wake-ups"): 0 off Galera (a
+ * server without @@wsrep_on too), else its member index (the cluster's own
+ * order), after every Synced node when it is not Synced; a node not ready
+ * in the primary component: GM_ERR. */
 static int galera_rank(myconn *c, unsigned *rank, gm_error *err) {
-  *rank = 0;
-  if (!is_galera(c->db)) return GM_OK;
-  MYSQL_RES *res = query(c, "SHOW GLOBAL STATUS WHERE Variable_name IN "
-                           "('wsrep_local_index', 'wsrep_ready', "
-                           "'wsrep_cluster_status', 'wsrep_local_state')",
-                         "reading the Galera status", err);
-  if (!res) return GM_ERR;
-  static const char *const vars[] = {"wsrep_local_index", "wsrep_ready",
-                                     "wsrep_cluster_status",
+  static const char *const vars[] = {"wsrep_on", "wsrep_local_index",
+                                     "wsrep_ready", "wsrep_cluster_status",
                                      "wsrep_local_state"};
-  char v[4][32] = {"-1", "", "", ""}; /* each value, as vars names them */
+  char v[5][32] = {"0", "-1", "", "", ""}; /* each value, as vars names them */
+  *rank = 0;
+  MYSQL_RES *res = query(c, "SELECT 'wsrep_on', @@wsrep_on UNION ALL SELECT "
+                            "VARIABLE_NAME, VARIABLE_VALUE FROM "
+                            "information_schema.GLOBAL_STATUS WHERE "
+                            "VARIABLE_NAME IN ('wsrep_local_index', "
+                            "'wsrep_ready', 'wsrep_cluster_status', "
+                            "'wsrep_local_state')",
+                         "reading the Galera status", err);
+  if (!res) /* no such variable: not Galera, and err is moot */
+    return mysql_errno(c->db) == ER_UNKNOWN_SYSTEM_VARIABLE ? GM_OK : GM_ERR;
   MYSQL_ROW row;
   while ((row = mysql_fetch_row(res)))
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i < 5; i++)
       if (row[0] && row[1] && strcasecmp(row[0], vars[i]) == 0)
         gm_strlcpy(v[i], row[1], sizeof v[i]);
   mysql_free_result(res);
-  long index = strtol(v[0], NULL, 10);
-  int ready = strcasecmp(v[1], "ON") == 0,
-      primary = strcasecmp(v[2], "Primary") == 0;
+  if (strcmp(v[0], "0") == 0 || strcasecmp(v[0], "OFF") == 0) return GM_OK;
+  long index = strtol(v[1], NULL, 10);
+  int ready = strcasecmp(v[2], "ON") == 0,
+      primary = strcasecmp(v[3], "Primary") == 0;
   if (!ready || !primary || index < 0) {
     gm_seterr(err, GM_E_CONNECT,
               "mysql: %s:%u is a Galera node outside the primary component "
@@ -452,7 +447,7 @@ static int galera_rank(myconn *c, unsigned *rank, gm_error *err) {
     return GM_ERR;
   }
   if (index > 65535) index = 65535;
-  *rank = (unsigned)index + (strcmp(v[3], "4") == 0 ? 0 : 65536u); /* Synced */
+  *rank = (unsigned)index + (strcmp(v[4], "4") == 0 ? 0 : 65536u); /* Synced */
   return GM_OK;
 }
 
