@@ -422,9 +422,7 @@ static int galera_rank(myconn *c, unsigned *rank, gm_error *err) {
   MYSQL_RES *res = query(c, "SELECT 'wsrep_on', @@wsrep_on UNION ALL SELECT "
                             "VARIABLE_NAME, VARIABLE_VALUE FROM "
                             "information_schema.GLOBAL_STATUS WHERE "
-                            "VARIABLE_NAME IN ('wsrep_local_index', "
-                            "'wsrep_ready', 'wsrep_cluster_status', "
-                            "'wsrep_local_state')",
+                            "VARIABLE_NAME LIKE 'wsrep%'",
                          "reading the Galera status", err);
   if (!res) /* no such variable: not Galera, and err is moot */
     return mysql_errno(c->db) == ER_UNKNOWN_SYSTEM_VARIABLE ? GM_OK : GM_ERR;
@@ -715,8 +713,7 @@ static ulock *ulock_got(myconn *c, const char *name) {
  * acquires or lets go; a master paused past its lease keeps it). */
 static ulock *ulock_take(myconn *c, const char *name, int64_t wait_us) {
   ulock *u = ulock_find(c, name);
-  if (u) return u;
-  return ulock_run(c, name, wait_us) == 1 ? ulock_got(c, name) : NULL;
+  return u || ulock_run(c, name, wait_us) != 1 ? u : ulock_got(c, name);
 }
 
 /* After a grant or its renewal: holds its user lock (when a watch or a
@@ -785,7 +782,6 @@ static int my_renew(void *p, const char *name, const char *owner,
                     gm_row *out, gm_error *err) {
   myconn *c = p;
   int64_t now;
-
   if (check_len("lock name", name, LOCK_NAME_LEN, err)) return GM_ERR;
   int rc = run_write(c, S_RENEW, "renew", &now, err, "issuu", lease_us, name,
                      owner, token, instance);
