@@ -43,10 +43,10 @@
 
 /* ---- configuration ----------------------------------------------------- */
 
-/* ssl_mode: ssl_modes[mode - 1] from SSL_DISABLED on; unset is verify_ca
- * with ssl_ca, otherwise the library's default (set_options says more). */
+/* ssl_mode: an index in ssl_modes; unset is verify_ca with ssl_ca,
+ * otherwise the library's default (set_options says more). */
 enum ssl_mode {
-  SSL_UNSET, SSL_DISABLED, SSL_PREFERRED, SSL_REQUIRED, SSL_VERIFY_CA,
+  SSL_UNSET = -1, SSL_DISABLED, SSL_PREFERRED, SSL_REQUIRED, SSL_VERIFY_CA,
   SSL_VERIFY_IDENTITY
 };
 
@@ -57,9 +57,8 @@ static const char *const ssl_modes[] = {
 typedef struct mycfg {
   char *user, *password, *database, *table, *ssl_ca;
   gm_hosts h; /* its position is shared by the connections: atomics */
-  int port, ssl_mode; /* as given: the hosts' default, an index in ssl_modes */
+  int port, ssl_mode; /* the hosts' default; an enum ssl_mode */
   unsigned connect_timeout, read_timeout, write_timeout; /* whole seconds */
-  enum ssl_mode ssl;
 } mycfg;
 
 /* An option that fills field (a timeout: whole seconds, DEFAULT_TIMEOUT). */
@@ -96,8 +95,7 @@ static int my_parse(const gm_kv *opts, size_t n, void **out, gm_error *err) {
     my_free_cfg(c);
     return GM_ERR;
   }
-  c->ssl = c->ssl_mode < 0 && c->ssl_ca ? SSL_VERIFY_CA
-                                        : (enum ssl_mode)(c->ssl_mode + 1);
+  if (c->ssl_mode == SSL_UNSET && c->ssl_ca) c->ssl_mode = SSL_VERIFY_CA;
   *out = c;
   return GM_OK;
 }
@@ -292,9 +290,9 @@ static void my_close(void *p) {
  * unset leave them to the library (preferred: mysql_ssl_set). required
  * may still fall back to plain text on Connector/C 3.3: open_host checks. */
 static int set_options(const mycfg *cfg, MYSQL *db, gm_error *err) {
-  int plain = cfg->ssl == SSL_DISABLED;
-  my_bool off = 0, enforce = cfg->ssl >= SSL_REQUIRED,
-          verify = cfg->ssl >= SSL_VERIFY_CA;
+  int plain = cfg->ssl_mode == SSL_DISABLED;
+  my_bool off = 0, enforce = cfg->ssl_mode >= SSL_REQUIRED,
+          verify = cfg->ssl_mode >= SSL_VERIFY_CA;
   int rc = mysql_optionsv(db, MYSQL_OPT_CONNECT_TIMEOUT,
                           &cfg->connect_timeout) ||
            mysql_optionsv(db, MYSQL_OPT_READ_TIMEOUT, &cfg->read_timeout) ||
@@ -310,7 +308,7 @@ static int set_options(const mycfg *cfg, MYSQL *db, gm_error *err) {
             mysql_optionsv(db, MYSQL_OPT_SSL_ENFORCE, &enforce)) ||
            ((plain || verify) &&
             mysql_optionsv(db, MYSQL_OPT_SSL_VERIFY_SERVER_CERT, &verify));
-  if (!rc && cfg->ssl == SSL_PREFERRED)
+  if (!rc && cfg->ssl_mode == SSL_PREFERRED)
     mysql_ssl_set(db, NULL, NULL, cfg->ssl_ca, NULL, NULL);
   if (!rc) return GM_OK;
   gm_seterr(err, GM_E_CONNECT,
@@ -462,7 +460,7 @@ static int open_host(void *p, unsigned hi, int any, unsigned *rank,
   if (!mysql_real_connect(c->db, cfg->h.hosts[hi], cfg->user, cfg->password,
                           cfg->database, cfg->h.ports[hi], NULL,
                           CLIENT_FOUND_ROWS) ||
-      (cfg->ssl >= SSL_REQUIRED && !mysql_get_ssl_cipher(c->db))) {
+      (cfg->ssl_mode >= SSL_REQUIRED && !mysql_get_ssl_cipher(c->db))) {
     connect_error(cfg, hi, c->db, err);
     goto fail;
   }
