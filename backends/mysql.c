@@ -43,10 +43,10 @@
 
 /* ---- configuration ----------------------------------------------------- */
 
-/* ssl_mode: ssl_modes[mode - 1] from SSL_DISABLED on; unset is verify_ca
- * with ssl_ca, otherwise the library's default (set_options says more). */
+/* ssl_mode: an index in ssl_modes; unset is verify_ca with ssl_ca,
+ * otherwise the library's default (set_options says more). */
 enum ssl_mode {
-  SSL_UNSET, SSL_DISABLED, SSL_PREFERRED, SSL_REQUIRED, SSL_VERIFY_CA,
+  SSL_UNSET = -1, SSL_DISABLED, SSL_PREFERRED, SSL_REQUIRED, SSL_VERIFY_CA,
   SSL_VERIFY_IDENTITY
 };
 
@@ -57,9 +57,8 @@ static const char *const ssl_modes[] = {
 typedef struct mycfg {
   char *user, *password, *database, *table, *ssl_ca;
   gm_hosts h; /* its position is shared by the connections: atomics */
-  int port, ssl_mode; /* as given: the hosts' default, an index in ssl_modes */
+  int port, ssl_mode; /* the hosts' default; an enum ssl_mode */
   unsigned connect_timeout, read_timeout, write_timeout; /* whole seconds */
-  enum ssl_mode ssl;
 } mycfg;
 
 /* An option that fills field (a timeout: whole seconds, DEFAULT_TIMEOUT). */
@@ -96,8 +95,7 @@ static int my_parse(const gm_kv *opts, size_t n, void **out, gm_error *err) {
     my_free_cfg(c);
     return GM_ERR;
   }
-  c->ssl = c->ssl_mode < 0 && c->ssl_ca ? SSL_VERIFY_CA
-                                        : (enum ssl_mode)(c->ssl_mode + 1);
+  if (c->ssl_mode == SSL_UNSET && c->ssl_ca) c->ssl_mode = SSL_VERIFY_CA;
   *out = c;
   return GM_OK;
 }
@@ -287,18 +285,14 @@ static void my_close(void *p) {
   free(c);
 }
 
-/* ssl_mode as MYSQL_OPT_SSL_ENFORCE and MYSQL_OPT_SSL_VERIFY_SERVER_CERT
- * (-1: not set; preferred: mysql_ssl_set). required may still fall back to
- * plain text on Connector/C 3.3: open_host checks. */
-static const signed char ssl_opts[][2] = {
-    [SSL_UNSET] = {-1, -1},    [SSL_DISABLED] = {0, 0},
-    [SSL_PREFERRED] = {-1, -1}, [SSL_REQUIRED] = {1, -1},
-    [SSL_VERIFY_CA] = {1, 1},  [SSL_VERIFY_IDENTITY] = {1, 1}};
-
-/* Sets cfg's options on db. */
+/* Sets cfg's options on db. ssl_mode: disabled sets both TLS options off,
+ * required enforces TLS, verify_* also the certificate; preferred and
+ * unset leave them to the library (preferred: mysql_ssl_set). required
+ * may still fall back to plain text on Connector/C 3.3: open_host checks. */
 static int set_options(const mycfg *cfg, MYSQL *db, gm_error *err) {
-  my_bool off = 0, enforce = ssl_opts[cfg->ssl][0] > 0,
-          verify = ssl_opts[cfg->ssl][1] > 0;
+  int plain = cfg->ssl_mode == SSL_DISABLED;
+  my_bool off = 0, enforce = cfg->ssl_mode >= SSL_REQUIRED,
+          verify = cfg->ssl_mode >= SSL_VERIFY_CA;
   int rc = mysql_optionsv(db, MYSQL_OPT_CONNECT_TIMEOUT,
                           &cfg->connect_timeout) ||
            mysql_optionsv(db, MYSQL_OPT_READ_TIMEOUT, &cfg->read_timeout) ||
@@ -308,13 +302,13 @@ static int set_options(const mycfg *cfg, MYSQL *db, gm_error *err) {
             * lose the session's setup and hide the failure from it */
            mysql_optionsv(db, MYSQL_OPT_RECONNECT, &off) ||
            mysql_optionsv(db, MYSQL_SET_CHARSET_NAME, "utf8mb4") ||
-           (cfg->ssl_ca && cfg->ssl != SSL_DISABLED &&
+           (cfg->ssl_ca && !plain &&
             mysql_optionsv(db, MYSQL_OPT_SSL_CA, cfg->ssl_ca)) ||
-           (ssl_opts[cfg->ssl][0] >= 0 &&
+           ((plain || enforce) &&
             mysql_optionsv(db, MYSQL_OPT_SSL_ENFORCE, &enforce)) ||
-           (ssl_opts[cfg->ssl][1] >= 0 &&
+           ((plain || verify) &&
             mysql_optionsv(db, MYSQL_OPT_SSL_VERIFY_SERVER_CERT, &verify));
-  if (!rc && cfg->ssl == SSL_PREFERRED)
+  if (!rc && cfg->ssl_mode == SSL_PREFERRED)
     mysql_ssl_set(db, NULL, NULL, cfg->ssl_ca, NULL, NULL);
   if (!rc) return GM_OK;
   gm_seterr(err, GM_E_CONNECT,
@@ -345,11 +339,6 @@ static const gm_coltype my_types[] = {
                      .want = "VARBINARY(%u) or text at least that wide",
                      .wide = 1}};
 
-static int my_fits(const gm_col *w, const gm_col_seen *s, char *want,
-                   size_t len) {
-  return gm_fits(my_types, w, s, want, len);
-}
-
 /* The rows of q (text protocol); NULL with err filled when it failed. */
 static MYSQL_RES *query(myconn *c, const char *q, const char *what,
                         gm_error *err) {
@@ -360,10 +349,10 @@ static MYSQL_RES *query(myconn *c, const char *q, const char *what,
 
 static int check_columns(myconn *c, gm_error *err) {
   const gm_schema schema = {
-      c->cfg->table, gm_lock_columns, my_fits,
+      c->cfg->table, gm_lock_columns, NULL,
       "mysql: table '%s' cannot keep the lease: column '%s' is %.64s; "
       "expected %s",
-      "mysql: table '%s' has no column '%s'", 0};
+      "mysql: table '%s' has no column '%s'", 0, my_types};
   char q[512];
   snprintf(q, sizeof q, columns_sql, c->cfg->table); /* a checked name */
   MYSQL_RES *res = query(c, q, "reading the columns", err);
@@ -418,40 +407,33 @@ static int setup_session(myconn *c, gm_error *err) {
   return check_columns(c, err);
 }
 
-/* Galera: @@wsrep_on (an error: a server without the variable, so no). */
-static int is_galera(MYSQL *db) {
-  MYSQL_RES *res =
-      mysql_query(db, "SELECT @@wsrep_on") ? NULL : mysql_store_result(db);
-  MYSQL_ROW row = res ? mysql_fetch_row(res) : NULL;
-  int on = row && row[0] && strcmp(row[0], "0") && strcasecmp(row[0], "OFF");
-  if (res) mysql_free_result(res);
-  return on;
-}
-
-/* The rank of c's server (docs/galera.md, "Wake-ups"): 0 off Galera, else
- * its member index (the cluster's own order), after every Synced node when
- * it is not Synced; a node not ready in the primary component: GM_ERR. */
+/* The rank of c's server (docs/galera.md, "Wake-ups"): 0 off Galera (a
+ * server without @@wsrep_on too), else its member index (the cluster's own
+ * order), after every Synced node when it is not Synced; a node not ready
+ * in the primary component: GM_ERR. */
 static int galera_rank(myconn *c, unsigned *rank, gm_error *err) {
-  *rank = 0;
-  if (!is_galera(c->db)) return GM_OK;
-  MYSQL_RES *res = query(c, "SHOW GLOBAL STATUS WHERE Variable_name IN "
-                           "('wsrep_local_index', 'wsrep_ready', "
-                           "'wsrep_cluster_status', 'wsrep_local_state')",
-                         "reading the Galera status", err);
-  if (!res) return GM_ERR;
-  static const char *const vars[] = {"wsrep_local_index", "wsrep_ready",
-                                     "wsrep_cluster_status",
+  static const char *const vars[] = {"wsrep_on", "wsrep_local_index",
+                                     "wsrep_ready", "wsrep_cluster_status",
                                      "wsrep_local_state"};
-  char v[4][32] = {"-1", "", "", ""}; /* each value, as vars names them */
+  char v[5][32] = {"0", "-1", "", "", ""}; /* each value, as vars names them */
+  *rank = 0;
+  MYSQL_RES *res = query(c, "SELECT 'wsrep_on', @@wsrep_on UNION ALL SELECT "
+                            "VARIABLE_NAME, VARIABLE_VALUE FROM "
+                            "information_schema.GLOBAL_STATUS WHERE "
+                            "VARIABLE_NAME LIKE 'wsrep%'",
+                         "reading the Galera status", err);
+  if (!res) /* no such variable: not Galera, and err is moot */
+    return mysql_errno(c->db) == ER_UNKNOWN_SYSTEM_VARIABLE ? GM_OK : GM_ERR;
   MYSQL_ROW row;
   while ((row = mysql_fetch_row(res)))
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i < 5; i++)
       if (row[0] && row[1] && strcasecmp(row[0], vars[i]) == 0)
         gm_strlcpy(v[i], row[1], sizeof v[i]);
   mysql_free_result(res);
-  long index = strtol(v[0], NULL, 10);
-  int ready = strcasecmp(v[1], "ON") == 0,
-      primary = strcasecmp(v[2], "Primary") == 0;
+  if (strcmp(v[0], "0") == 0 || strcasecmp(v[0], "OFF") == 0) return GM_OK;
+  long index = strtol(v[1], NULL, 10);
+  int ready = strcasecmp(v[2], "ON") == 0,
+      primary = strcasecmp(v[3], "Primary") == 0;
   if (!ready || !primary || index < 0) {
     gm_seterr(err, GM_E_CONNECT,
               "mysql: %s:%u is a Galera node outside the primary component "
@@ -461,7 +443,7 @@ static int galera_rank(myconn *c, unsigned *rank, gm_error *err) {
     return GM_ERR;
   }
   if (index > 65535) index = 65535;
-  *rank = (unsigned)index + (strcmp(v[3], "4") == 0 ? 0 : 65536u); /* Synced */
+  *rank = (unsigned)index + (strcmp(v[4], "4") == 0 ? 0 : 65536u); /* Synced */
   return GM_OK;
 }
 
@@ -478,7 +460,7 @@ static int open_host(void *p, unsigned hi, int any, unsigned *rank,
   if (!mysql_real_connect(c->db, cfg->h.hosts[hi], cfg->user, cfg->password,
                           cfg->database, cfg->h.ports[hi], NULL,
                           CLIENT_FOUND_ROWS) ||
-      (cfg->ssl >= SSL_REQUIRED && !mysql_get_ssl_cipher(c->db))) {
+      (cfg->ssl_mode >= SSL_REQUIRED && !mysql_get_ssl_cipher(c->db))) {
     connect_error(cfg, hi, c->db, err);
     goto fail;
   }
@@ -729,8 +711,7 @@ static ulock *ulock_got(myconn *c, const char *name) {
  * acquires or lets go; a master paused past its lease keeps it). */
 static ulock *ulock_take(myconn *c, const char *name, int64_t wait_us) {
   ulock *u = ulock_find(c, name);
-  if (u) return u;
-  return ulock_run(c, name, wait_us) == 1 ? ulock_got(c, name) : NULL;
+  return u || ulock_run(c, name, wait_us) != 1 ? u : ulock_got(c, name);
 }
 
 /* After a grant or its renewal: holds its user lock (when a watch or a
@@ -799,7 +780,6 @@ static int my_renew(void *p, const char *name, const char *owner,
                     gm_row *out, gm_error *err) {
   myconn *c = p;
   int64_t now;
-
   if (check_len("lock name", name, LOCK_NAME_LEN, err)) return GM_ERR;
   int rc = run_write(c, S_RENEW, "renew", &now, err, "issuu", lease_us, name,
                      owner, token, instance);

@@ -7,7 +7,7 @@
  * clock_timestamp(); the completion record of a one-time task: done_at,
  * done_by, done_token, result; and instance bigint, the key of the elector
  * instance granted it. A table made beforehand whose columns cannot keep
- * the guarantee is refused, naming the column (src/schema.c, pg_fits).
+ * the guarantee is refused, naming the column (src/schema.c, pg_types).
  *
  * Each acquire, renew, release, complete and force_release is one statement
  * that decides by itself (a WHERE on owner, instance and token) and RETURNs
@@ -477,18 +477,13 @@ static const gm_coltype pg_types[] = {
     [GM_COL_U64] = {.types = "|bigint|", .want = "bigint"},
     [GM_COL_TEXT] = {.types = "|text|character varying|", .want = "text"}};
 
-static int pg_fits(const gm_col *w, const gm_col_seen *s, char *want,
-                   size_t len) {
-  return gm_fits(pg_types, w, s, want, len);
-}
-
 /* GM_OK: the table is there and fit; GM_NOT: missing; GM_ERR. */
 static int check_table(pgconn *c, gm_error *err) {
   const gm_schema schema = {
-      c->cfg->table, gm_lock_columns, pg_fits,
+      c->cfg->table, gm_lock_columns, NULL,
       "postgres: table '%s': column %s is %s; expected %s "
       "(drop or alter the table)",
-      "postgres: table '%s' has no column %s (expected %s)", 1};
+      "postgres: table '%s' has no column %s (expected %s)", 1, pg_types};
   char quoted[80];
   snprintf(quoted, sizeof quoted, "\"%s\"", c->cfg->table);
   const char *v[1] = {quoted};

@@ -452,7 +452,8 @@ static int sq_fits(const gm_col *w, const gm_col_seen *s, char *want,
 static int check_columns(sq_conn *s, gm_error *err) {
   const gm_schema schema = {s->cfg->table, int_columns, sq_fits,
                             "sqlite: table '%s' cannot keep the lease: column "
-                            "'%s' is declared '%.32s'; expected %s", NULL, 0};
+                            "'%s' is declared '%.32s'; expected %s", NULL, 0,
+                            NULL};
   gm_colcheck k;
   sqlite3_stmt *st;
   char sql[128];

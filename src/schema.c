@@ -55,6 +55,13 @@ int gm_fits(const gm_coltype *types, const gm_col *w, const gm_col_seen *s,
          !(t->banned && s->extra && strstr(s->extra, t->banned));
 }
 
+/* s's predicate on column i: its own, or gm_fits by its types. */
+static int fit(const gm_schema *s, int i, const gm_col_seen *seen, char *buf,
+               size_t len) {
+  return s->fits ? s->fits(&s->cols[i], seen, buf, len)
+                 : gm_fits(s->types, &s->cols[i], seen, buf, len);
+}
+
 void gm_cols_begin(gm_colcheck *k, const gm_schema *s) {
   k->s = s;
   k->seen = 0;
@@ -70,7 +77,7 @@ int gm_cols_see(gm_colcheck *k, const gm_col_seen *col, gm_error *err) {
       continue;
     char want[96];
     k->seen |= 1ull << i;
-    if (!s->fits(&s->cols[i], col, want, sizeof want)) {
+    if (!fit(s, i, col, want, sizeof want)) {
       gm_seterr(err, GM_E_DB, s->misfit, s->table, col->name,
                 col->shown ? col->shown : "?", want);
       return GM_ERR;
@@ -84,7 +91,7 @@ int gm_cols_end(gm_colcheck *k, gm_error *err) {
   for (int i = 0; s->missing && k->any && s->cols[i].name && i < 64; i++)
     if (!(k->seen & (1ull << i))) {
       char want[96];
-      s->fits(&s->cols[i], NULL, want, sizeof want);
+      fit(s, i, NULL, want, sizeof want);
       gm_seterr(err, GM_E_DB, s->missing, s->table, s->cols[i].name, want);
       return GM_ERR;
     }

@@ -37,13 +37,15 @@ typedef struct gm_schema {
   const char *table;
   const gm_col *cols; /* the columns checked */
   /* 1 when seen keeps what want needs. 0 otherwise, and the type expected
-   * in buf; seen is NULL when the column is missing (buf only). */
+   * in buf; seen is NULL when the column is missing (buf only). NULL:
+   * gm_fits by types. */
   int (*fits)(const gm_col *want, const gm_col_seen *seen, char *buf,
               size_t len);
   const char *misfit;  /* format: table, column, type seen, type expected */
   const char *missing; /* format: table, column, type expected; NULL: a
                         * missing column is left to the statements */
   int exact_case;      /* names compare with case (else without) */
+  const struct gm_coltype *types; /* for gm_fits, when fits is NULL */
 } gm_schema;
 
 /* What a column of one kind may be in one database, for gm_fits. */

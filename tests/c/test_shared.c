@@ -165,7 +165,7 @@ static int check_table(const gm_col_seen *cols, size_t n, int exact,
                        const char *missing, gm_error *err) {
   const gm_schema s = {"t", gm_lock_columns, fits,
                        "table %s: column %s is %s; expected %s", missing,
-                       exact};
+                       exact, NULL};
   gm_colcheck k;
   gm_cols_begin(&k, &s);
   memset(err, 0, sizeof *err);
