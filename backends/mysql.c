@@ -31,11 +31,6 @@
 #error "backends/mysql.c needs MariaDB Connector/C (mysql_optionsv, TLS)"
 #endif
 
-#define LOCK_NAME_LEN (GM_NAME_MAX - 1) /* bytes of a lock name */
-#define LOCK_ID_LEN (GM_ID_MAX - 1)     /* bytes of an owner or a version */
-/* Lengths the columns hold; longer values would be cut or refused. */
-#define check_len(what, s, max, err) gm_check_len("mysql", what, s, max, err)
-
 #define DEFAULT_TABLE "gomaster_locks"
 #define DEFAULT_HOST "localhost"
 #define DEFAULT_PORT "3306"
@@ -485,10 +480,7 @@ static int my_open(const void *p, void **out, gm_error *err) {
   myconn *c = calloc(1, sizeof *c);
   if (!c) return gm_nomem(err);
   c->cfg = cfg;
-  /* Connector/C 3 keeps no per-thread state (both calls are no-ops), and
-   * close may run on the thread that drops the backend, so there is no
-   * mysql_thread_end to pair with this. */
-  mysql_thread_init();
+  mysql_thread_init(); /* a no-op in Connector/C 3: no thread_end needed */
   if (gm_hosts_open_ranked(&cfg->h, open_host, c, err) == GM_OK) {
     *out = c;
     return GM_OK;
@@ -614,7 +606,8 @@ static int fetch_row(myconn *c, const char *name, const char *key,
   results r = {0};
   memset(row, 0, sizeof *row);
   int64_t exists = 0, wake = 0;
-  bind_out(&r, "issuiiiisusuii", &row->now, row->owner, sizeof row->owner,
+  /* token signed: a value past INT64_MAX (no grant goes there) is cut */
+  bind_out(&r, "issiiiiisusuii", &row->now, row->owner, sizeof row->owner,
            row->version, sizeof row->version, &row->token, &row->acquired_at,
            &row->renewed_at, &row->expires_at, &row->done_at, row->done_by,
            sizeof row->done_by, &row->done_token, row->result,
@@ -640,12 +633,7 @@ static int fetch_row(myconn *c, const char *name, const char *key,
     if (r.b[i].buffer_type == MYSQL_TYPE_STRING)
       ((char *)r.b[i].buffer)[r.nul[i] ? 0 : r.len[i]] = '\0';
   }
-  if (!row->exists || row->token <= (uint64_t)INT64_MAX) return GM_OK;
-  char above[96];
-  snprintf(above, sizeof above,
-           "holds %" PRIu64 ", above the largest token (%" PRId64 ")",
-           row->token, INT64_MAX);
-  return gm_bad_column(err, "mysql", name, c->cfg->table, "token", above);
+  return GM_OK;
 }
 
 /* ---- wake-up: the master's user locks ----------------------------------- */
@@ -738,7 +726,6 @@ static void ulock_settle(myconn *c) {
 }
 
 static int my_observe(void *p, const char *name, gm_row *out, gm_error *err) {
-  if (check_len("lock name", name, LOCK_NAME_LEN, err)) return GM_ERR;
   ulock_settle(p);
   int rc = fetch_row(p, name, NULL, 0, out, NULL, err);
   /* a user lock still held for another grant goes (a master past its
@@ -754,10 +741,6 @@ static int my_acquire(void *p, const gm_acquire_req *req, gm_row *out,
   myconn *c = p;
   const char *version = req->version ? req->version : "";
   int64_t now;
-  if (check_len("lock name", req->name, LOCK_NAME_LEN, err) ||
-      check_len("node id", req->owner, LOCK_ID_LEN, err) ||
-      check_len("version", version, LOCK_ID_LEN, err))
-    return GM_ERR;
   uint64_t token = gm_new_token(req);
   /* the user lock before the row (not waiting: that would delay the
    * grant): a follower that reads the grant finds it held, and waits */
@@ -780,7 +763,6 @@ static int my_renew(void *p, const char *name, const char *owner,
                     gm_row *out, gm_error *err) {
   myconn *c = p;
   int64_t now;
-  if (check_len("lock name", name, LOCK_NAME_LEN, err)) return GM_ERR;
   int rc = run_write(c, S_RENEW, "renew", &now, err, "issuu", lease_us, name,
                      owner, token, instance);
   if (rc == GM_NOT) ulock_drop(c, name); /* not ours (any more) */
@@ -792,7 +774,6 @@ static int my_renew(void *p, const char *name, const char *owner,
 
 static int my_release(void *p, const char *name, const char *owner,
                       uint64_t instance, uint64_t token, gm_error *err) {
-  if (check_len("lock name", name, LOCK_NAME_LEN, err)) return GM_ERR;
   int rc = run_write(p, S_RELEASE, "release", NULL, err, "ssuu", name, owner,
                      token, instance);
   /* first the row, then the user lock: a follower it wakes finds it free */
@@ -803,16 +784,12 @@ static int my_release(void *p, const char *name, const char *owner,
 static int my_complete(void *p, const char *name, const char *owner,
                        uint64_t instance, uint64_t token, const char *result,
                        gm_error *err) {
-  if (check_len("lock name", name, LOCK_NAME_LEN, err) ||
-      check_len("result", result, GM_RESULT_MAX - 1, err))
-    return GM_ERR;
   return run_write(p, S_COMPLETE, "complete", NULL, err, "sssuuu", result,
                    name, owner, token, instance, instance);
 }
 
 static int my_force_release(void *p, const char *name, int now, gm_row *out,
                             gm_error *err) {
-  if (check_len("lock name", name, LOCK_NAME_LEN, err)) return GM_ERR;
   int rc = run_write(p, S_FORCE, "force release", NULL, err, "is",
                      (int64_t)(now != 0), name);
   /* the decision was the write's; this read only reports the row */
@@ -838,9 +815,6 @@ static int my_renew_many(void *p, gm_renew_req *q, size_t n, gm_error *err) {
   int same = n > 1;
   size_t cap = 512 + strlen(c->cfg->table);
   for (size_t i = 0; i < n; i++) {
-    if (check_len("lock name", q[i].name, LOCK_NAME_LEN, err) ||
-        check_len("node id", q[i].owner, LOCK_ID_LEN, err))
-      return GM_ERR;
     same = same && q[i].lease_us == q[0].lease_us;
     cap += 4 * strlen(q[i].name) + 2 * strlen(q[i].owner) + 96;
   }
@@ -894,7 +868,6 @@ static int my_watch(void *p, const char *name, int64_t timeout_us,
   gm_row mine;
   int64_t v = 0, most = WAIT_S * GM_US_PER_S;
   char key[ULOCK_KEY_MAX];
-  if (check_len("lock name", name, LOCK_NAME_LEN, err)) return GM_ERR;
   int64_t wait_us = timeout_us < 0 ? 0 : timeout_us < most ? timeout_us : most;
   int keep = row != NULL;
   ulock_settle(c); /* else GET_LOCK, re-entrant, would return at once */

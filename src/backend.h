@@ -133,6 +133,10 @@ typedef struct gm_backend_ops {
   int (*open)(const void *cfg, void **conn, gm_error *err);
   void (*close)(void *conn);
 
+  /* Every string the core passes below fits its field with its NUL, as
+   * the core checked: a lock name GM_NAME_MAX, an owner or version
+   * GM_ID_MAX, a result GM_RESULT_MAX (the columns are that wide). */
+
   /* Reads the row of lock `name` and the database's now. GM_OK always
    * fills out->now; out->exists says whether the row is there. */
   int (*observe)(void *conn, const char *name, gm_row *out, gm_error *err);

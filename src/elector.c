@@ -592,6 +592,19 @@ static void lock_info(gm_lock_info *o, const gm_row *r) {
   snprintf(o->result, sizeof o->result, "%s", r->result);
 }
 
+/* v fits a field of max bytes with its NUL (the columns of every backend
+ * are that wide: backend.h). */
+static int check_text(const char *field, const char *v, size_t max,
+                      int allow_empty, gm_error *err) {
+  size_t len = strlen(v);
+  if ((!allow_empty && len == 0) || len >= max) {
+    gm_seterr(err, GM_E_ARG, "%s: must be %s%zu bytes at most", field,
+              allow_empty ? "" : "1 to ", max - 1);
+    return GM_ERR;
+  }
+  return GM_OK;
+}
+
 /* Opens a connection for one call on the caller's thread. */
 static int open_once(gm_backend *b, void **conn, int need, gm_error *err) {
   if (!need) {
@@ -607,7 +620,9 @@ int gm_backend_read(gm_backend *b, const char *name, gm_lock_info *out,
                     gm_error *err) {
   void *conn;
   gm_row r = {0};
-  if (open_once(b, &conn, 1, err) != GM_OK) return GM_ERR;
+  if (check_text("name", name, GM_NAME_MAX, 0, err) ||
+      open_once(b, &conn, 1, err) != GM_OK)
+    return GM_ERR;
   int rc = b->ops->observe(conn, name, &r, err);
   b->ops->close(conn);
   if (rc == GM_OK) lock_info(out, &r);
@@ -618,12 +633,10 @@ int gm_backend_complete(gm_backend *b, const char *name, const char *owner,
                         uint64_t instance, uint64_t token, const char *result,
                         gm_error *err) {
   void *conn;
-  if (strlen(result) >= GM_RESULT_MAX) {
-    gm_seterr(err, GM_E_ARG, "result: must be %d bytes at most",
-              GM_RESULT_MAX - 1);
-    return GM_ERR;
-  }
-  if (open_once(b, &conn, b->ops->complete != NULL, err) != GM_OK)
+  if (check_text("name", name, GM_NAME_MAX, 0, err) ||
+      check_text("id", owner, GM_ID_MAX, 0, err) ||
+      check_text("result", result, GM_RESULT_MAX, 1, err) ||
+      open_once(b, &conn, b->ops->complete != NULL, err) != GM_OK)
     return GM_ERR;
   int rc = b->ops->complete(conn, name, owner, instance, token, result, err);
   b->ops->close(conn);
@@ -634,7 +647,8 @@ static int force_release(gm_backend *b, const char *name, int now,
                          gm_lock_info *out, gm_error *err) {
   void *conn;
   gm_row r = {0};
-  if (open_once(b, &conn, b->ops->force_release != NULL, err) != GM_OK)
+  if (check_text("name", name, GM_NAME_MAX, 0, err) ||
+      open_once(b, &conn, b->ops->force_release != NULL, err) != GM_OK)
     return GM_ERR;
   int rc = b->ops->force_release(conn, name, now, &r, err);
   if (rc == GM_NOT && b->ops->observe(conn, name, &r, err) == GM_OK &&
@@ -1849,17 +1863,6 @@ static void default_id(char *buf, size_t len) {
   host[sizeof host - 1] = '\0';
   snprintf(buf, len, "%s:%ld:%08x", host, (long)getpid(),
            (unsigned)(gm_seed64() & 0xffffffffu));
-}
-
-static int check_text(const char *field, const char *v, size_t max,
-                      int allow_empty, gm_error *err) {
-  size_t len = strlen(v);
-  if ((!allow_empty && len == 0) || len >= max) {
-    gm_seterr(err, GM_E_ARG, "%s: must be %s%zu bytes at most", field,
-              allow_empty ? "" : "1 to ", max - 1);
-    return GM_ERR;
-  }
-  return GM_OK;
 }
 
 gm_elector *gm_elector_new(gm_backend *b, const gm_config *cfg_in,

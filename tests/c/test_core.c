@@ -894,6 +894,19 @@ static void test_operator(void) {
         "read: shows the holder node-0 with its token, live, not done");
   rc = gm_backend_read(p.b[1], "nosuch", &li, &err);
   check(rc == GM_OK && !li.exists, "read: a lock never made does not exist");
+  /* names no column could keep stop in the core, before any backend */
+  char longer[GM_NAME_MAX + 1];
+  memset(longer, 'n', GM_NAME_MAX);
+  longer[GM_NAME_MAX] = '\0';
+  unsigned reads = sc_calls(&p.n[1], SC_OBSERVE);
+  int r1 = gm_backend_read(p.b[1], longer, &li, &err);
+  int r2 = gm_backend_force_release(p.b[1], longer, &li, &err);
+  int r3 = gm_backend_complete(p.b[1], longer, "node-1", 0, tok, "x", &err);
+  check(r1 == GM_ERR && r2 == GM_ERR && r3 == GM_ERR &&
+            err.code == GM_E_ARG && strstr(err.msg, "name") &&
+            sc_calls(&p.n[1], SC_OBSERVE) == reads,
+        "read, force_release, complete: a %d-byte name is refused in the "
+        "core (%s)", GM_NAME_MAX, err.msg);
 
   rc = gm_backend_complete(p.b[1], "op", "node-1", 0, tok, "x", &err);
   check(rc == GM_NOT, "complete: refused to a node that does not hold it");
