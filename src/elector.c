@@ -634,7 +634,7 @@ int gm_backend_complete(gm_backend *b, const char *name, const char *owner,
                         gm_error *err) {
   void *conn;
   if (check_text("name", name, GM_NAME_MAX, 0, err) ||
-      check_text("id", owner, GM_ID_MAX, 0, err) ||
+      check_text("id", owner, GM_ID_MAX, 1, err) || /* "": a probe */
       check_text("result", result, GM_RESULT_MAX, 1, err) ||
       open_once(b, &conn, b->ops->complete != NULL, err) != GM_OK)
     return GM_ERR;
