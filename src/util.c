@@ -258,8 +258,11 @@ int gm_opts_read(const gm_opt *spec, const gm_kv *opts, size_t n, void *cfg,
 
 void gm_opts_free(const gm_opt *spec, void *cfg) {
   for (const gm_opt *o = spec; o->key; o++) {
+    if (o->kind != GM_OPT_SECRET && o->kind != GM_OPT_STR &&
+        o->kind != GM_OPT_NAME)
+      continue; /* only a string field holds a pointer */
     char *s = *(char **)(void *)((char *)cfg + o->off);
     if (o->kind == GM_OPT_SECRET) gm_free_secret(s);
-    else if (o->kind == GM_OPT_STR || o->kind == GM_OPT_NAME) free(s);
+    else free(s);
   }
 }

@@ -1098,6 +1098,11 @@ static int call(sconn *cn, req *r, gm_error *err) {
     if (r->rc == GM_OK) { /* a wake-up: the followers read at once */
       p->watch_woke = 2;
       p->last_start_local = local_of(p->h, T);
+    } else if (r->woken && !p->watch_woke) {
+      /* begun within a wake-up's spread (the core waits it out in a
+       * watch): the read after it is that wake-up's, however long the
+       * watch's reply took */
+      p->watch_woke = 1;
     }
     return r->rc;
   }
