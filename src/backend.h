@@ -281,9 +281,9 @@ typedef struct gm_backend_ops {
    * follower whose lock it covers reads only when the lease it saw ends,
    * and when woken. 0: it tells of releases only (Redis's stream,
    * MongoDB's events): followers still read each retry, so that a holder
-   * that crashed is seen in reads less than L - D apart and taken a lease
-   * after its last renewal (point 2's short way), not a lease after a
-   * follower first saw that renewal at the lease's end. */
+   * that crashed has its last renewal read less than L - D after it and
+   * is taken a lease after that renewal (point 2's short way), not a
+   * lease after a follower first saw it at the lease's end. */
   int watch_crash;
 } gm_backend_ops;
 

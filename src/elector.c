@@ -122,11 +122,7 @@ struct gm_elector {
   uint64_t v_token;
   int64_t v_renewed_at;
   int64_t v_first_t1;     /* mono ns: end of the read that first showed it */
-  int64_t v_prev_t0;      /* mono ns: start of the read before that one */
-  int64_t v_prev_db;      /* db µs: the database's now at that read */
-  /* the last read, and the anchor of the database clock's steadiness */
-  int have_last;
-  int64_t last_t0, last_db;
+  /* the anchor of the database clock's steadiness */
   int have_anchor;
   int64_t anchor_mid, anchor_db, anchor_rtt;
   uint64_t reported_leader_token;
@@ -878,31 +874,36 @@ static void track_version(gm_elector *e, int64_t t1, const gm_row *r) {
   e->v_token = r->token;
   e->v_renewed_at = r->renewed_at;
   e->v_first_t1 = t1;
-  e->v_prev_t0 = e->have_last ? e->last_t0 : 0;
-  e->v_prev_db = e->have_last ? e->last_db : 0;
 }
 
 /* The design's guarantee, point 2: the database says the lease has ended;
  * may we believe it? Yes when we watched this version unchanged for a whole
- * lease, or when the database clock ran in step with ours from before the
- * renewal until now, the renewal's time is plausible (not before our read
- * of the previous version) and that read came soon enough before the one
- * showing the renewal that a clock step in between could not hide more
- * than the margin L - D. Returns 0 when yes, else ns to wait. */
-static int64_t takeover_wait(gm_elector *e, int64_t t1, const gm_row *r,
-                             int wide) {
+ * lease. Or the short way: this read is in step with the anchor of the
+ * database clock, that anchor was read before the renewal, and on that
+ * anchor the read that first showed the renewal ended less than the
+ * margin L - D after the renewal's time. That
+ * read came after the renewal, so a step of the database clock that made
+ * the renewal's time early, and went back before we looked, hid less than
+ * the margin; and the lease's end on that anchor is then more than D after
+ * that read ended on our clock, past the holder's deadline. Returns 0 when
+ * yes, -1 when a read in step now could say yes (this one is a watch's
+ * row: its database time proves nothing), else ns to wait. */
+static int64_t takeover_wait(gm_elector *e, int64_t t0, int64_t t1,
+                             const gm_row *r, int wide) {
   int64_t watched = t1 - e->v_first_t1;
   if (watched >= e->lease_ns) return 0;
   int64_t wait = e->lease_ns - watched;
-  int64_t margin_ns = e->lease_ns - e->dl_ns;
-  /* not on a watch's row: a step of the database clock during the wait,
-   * up to its length, would pass track_clock's check unseen */
-  int instep = !wide && e->have_anchor && e->v_prev_t0 &&
-               e->anchor_db <= e->v_prev_db &&
-               r->renewed_at >= e->v_prev_db - STEP_TOL_US &&
-               (e->v_first_t1 - e->v_prev_t0) + STEP_TOL_US * US_PER_NS <
-                   margin_ns;
-  if (!instep) return wait;
+  /* the anchor was read before the renewal: a step between the two is
+   * one the anchor saw (a step that stayed, after it, moved the anchor) */
+  if (!e->have_anchor || e->anchor_db > r->renewed_at) return wait;
+  int64_t margin_us = (e->lease_ns - e->dl_ns) / US_PER_NS;
+  int64_t first_db = sat_add(e->anchor_db,
+                             (e->v_first_t1 - e->anchor_mid) / US_PER_NS);
+  int64_t tol_us = STEP_TOL_US +
+                   (e->anchor_rtt + (wide ? 0 : t1 - t0)) / 2 / US_PER_NS;
+  if (sat_add(sat_sub(first_db, r->renewed_at), tol_us) >= margin_us)
+    return wait;
+  if (wide) return -1;
   int64_t past_us = sat_sub(r->now, r->expires_at);
   if (past_us >= STEP_TOL_US) return 0;
   return min64(wait, (STEP_TOL_US - past_us) * US_PER_NS);
@@ -1185,16 +1186,15 @@ static void follower_judge(gm_backend *b, gm_elector *e, const gm_row *row,
     }
     goto done;
   }
-  int64_t wait = takeover_wait(e, t1, &r, wide);
+  int64_t wait = takeover_wait(e, t0, t1, &r, wide);
   if (wait == 0)
     try_acquire(b, e, &r, -1);
+  else if (wait < 0) /* a watch's row: a read in step, at once */
+    e->next_at = t1;
   else
     e->next_at = t1 + min64(e->retry_ns, wait + jit);
 done:
   if (!e->warned) e->row_said[0] = '\0'; /* the row reads as it should */
-  e->have_last = 1;
-  e->last_t0 = t0;
-  e->last_db = r.now;
 }
 
 /* The row as our renewal left it: the backend reports its times
@@ -1654,8 +1654,9 @@ static void wk_take(gm_backend *b, int64_t now) {
  * the lease it saw where a watch of its lock can still tell it of a
  * release, or of the holder's session ending (a crash), before then: on
  * the election connection or the wake-up's (ops->watch_crash). Elsewhere
- * (changed() or a watch tells of releases only; a silent holder must be seen in reads less than L - D
- * apart for the short way of point 2) it reads again a retry on. */
+ * (changed() or a watch tells of releases only; the short way of point 2
+ * needs a silent holder's last renewal read less than L - D after it) it
+ * reads again a retry on. */
 static void stretch(gm_backend *b, const gm_elector *t) {
   int here = watch_here(b, t);
   for (gm_elector *e = b->active; e; e = e->next) {

@@ -68,6 +68,9 @@ typedef struct sc_db {
   uint64_t version; /* grows with every write (PRAGMA data_version) */
   int next_handle;
   int gone[64]; /* gone[handle]: that node's process is dead */
+  unsigned sessions_ended; /* grows when a holder's session ends (a
+                            * crash): every watch wakes, as MySQL's
+                            * GET_LOCK does when the holder's lock goes */
   struct sc_node *keeper; /* a woken watch_one watch kept the wake: other
                            * watches wait until this node acquires,
                            * observes, watches or closes */
@@ -558,6 +561,7 @@ SC_FN int sc_watch(void *conn, const char *name, int64_t timeout_us,
   char owner[GM_ID_MAX];
   uint64_t token = r ? r->token : 0;
   snprintf(owner, sizeof owner, "%s", r ? r->owner : "");
+  unsigned ended = db->sessions_ended;
   int rc = n->watch_at_once ? GM_OK : GM_NOT;
   for (; rc == GM_NOT;) {
     r = sc_find(db, name);
@@ -566,7 +570,8 @@ SC_FN int sc_watch(void *conn, const char *name, int64_t timeout_us,
       rc = GM_ERR;
       break;
     }
-    if ((!r || r->token != token || strcmp(r->owner, owner) != 0) &&
+    if ((!r || r->token != token || strcmp(r->owner, owner) != 0 ||
+         db->sessions_ended != ended) &&
         !db->keeper) {
       rc = GM_OK;
       break;
@@ -584,6 +589,15 @@ SC_FN int sc_watch(void *conn, const char *name, int64_t timeout_us,
     db->keeper = n;
   pthread_mutex_unlock(&db->mu);
   return rc;
+}
+
+/* The holder's session ends (its process crashed): every watch wakes,
+ * the rows stay as they are. */
+SC_FN void sc_end_session(sc_db *db) {
+  pthread_mutex_lock(&db->mu);
+  db->sessions_ended++;
+  pthread_cond_broadcast(&db->cv);
+  pthread_mutex_unlock(&db->mu);
 }
 
 /* A backend object for node n with the ops of the core's wake-up thread:

@@ -1824,6 +1824,58 @@ out:
   pair_free(&p);
 }
 
+/* A crash wakes the watch (watch_crash, MySQL's user lock ending with the
+ * holder's session) and the follower reads the holder's last renewal soon
+ * after it, though its read before came more than the margin L - D
+ * earlier (reads a lease apart): point 2's short way takes the lock just
+ * past that renewal's lease (the crash failover of docs/benchmarks.md),
+ * not a lease after the wake-up, and never before the lease ended. */
+static int watch_began(void *n) {
+  static unsigned seen;
+  unsigned c = sc_calls(n, SC_WATCH);
+  int began = seen && c != seen;
+  seen = c;
+  return began;
+}
+
+static void test_crash_wake(void) {
+  pair p;
+  double L = 2, D = 1.4; /* margin 0.6 s */
+  pair_init_as(&p, 3, "crash", L, 0.2, D, 0.5);
+  p.n[1].watch_row = 1; /* before its thread runs */
+  uint64_t tok = pair_elect(&p, "crash wake");
+  if (!tok) goto out;
+  wait_cond(watch_hangs, &p.n[1], 2000);
+  sleep_ms(2200); /* past the first lease's end: reads a lease apart */
+  watch_began(&p.n[1]);
+  int began = wait_cond(watch_began, &p.n[1], 3000); /* it just read */
+  sleep_ms(700);
+  sc_set(&p.n[0], SC_RENEW_MANY, SC_HANG);
+  sc_set(&p.n[0], SC_RENEW, SC_HANG);
+  int hung = wait_cond(renew_many_hangs, &p.n[0], 1000);
+  sc_row before, after;
+  sc_get(&p.db, "crash", &before);
+  sleep_ms(100); /* the session ends 0.1-0.3 s after the last renewal, */
+  int64_t woke = mono_ns(); /* 0.8-1 s after the follower's last read */
+  sc_end_session(&p.db);
+  gm_event ev;
+  int got = wait_ev(p.e[1], GM_EV_START, 2 * (int)(L * 1000) + 1000, &ev);
+  check(began && hung && got && ev.token == tok + 1,
+        "crash wake: the follower took over with token %" PRIu64,
+        got ? ev.token : 0);
+  if (!got) goto out;
+  double after_wake = (double)(mono_ns() - woke) / MS;
+  sc_get(&p.db, "crash", &after);
+  double past = (double)(after.acquired_at - before.expires_at) / 1000;
+  printf("# crash wake: taken %.1f ms past the lease's end, %.0f ms after "
+         "the wake-up (lease %.0f ms)\n", past, after_wake, L * 1000);
+  check(past >= 0 && past < 100,
+        "crash wake: taken %.1f ms past the last renewal's lease (>= 0, < "
+        "100; a lease after the wake-up is 100 or more)", past);
+out:
+  pair_free(&p);
+}
+
 /* A watch that tells of releases only (watch_crash 0: Redis's stream,
  * MongoDB's events): a follower still reads each retry beside it, so a
  * holder that goes silent is taken a lease after its last renewal (the
@@ -2084,6 +2136,7 @@ int main(void) {
   test_watch_no_spin();
   test_watch_shared();
   test_watch_releases();
+  test_crash_wake();
   test_watch_row();
   test_busy();
   test_herd();

@@ -1858,6 +1858,19 @@ static void draw_schedule(void) {
       break;
     }
   }
+  /* dips, in a third of the schedules (drawn from the second stream, so
+   * the schedules above stay): the database clock steps back and comes
+   * back soon, often between two reads of a follower. A renewal made in a
+   * dip has an early time that no later read shows as a step: what point
+   * 2's short way must bound by the margin L - D. */
+  int ndips = chance2(1.0 / 3) ? (int)rnd2_in(1, 6) : 0;
+  for (int i = 0; i < ndips; i++) {
+    int64_t t = rnd2_in(0, S.fault_end - 1);
+    int64_t depth = rnd2_in(MS, S.L) / 1000; /* µs */
+    int64_t len = rnd2_in(S.H / 4, 2 * S.H);
+    at(t, f_db_step, NULL, (uint64_t)-depth);
+    at(t + len, f_db_step, NULL, (uint64_t)depth);
+  }
   if (back_total && last_step + back_total > heal) heal = last_step + back_total;
   S.heal = heal;
   /* liveness: lease + retry + 1 s after the heal, on the slowest clock */
