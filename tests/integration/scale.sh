@@ -5,7 +5,8 @@
 # 15 s window, SIGKILLs the master twice and ends every node. Checks that
 # no two nodes' belief intervals overlap, that exactly one node was master
 # over the window, that each crash failover came within the lease + 100 ms
-# + a slack for a loaded machine, and the targets for 100 nodes at steady
+# + a slack for a loaded machine and within the lease left at the kill +
+# 100 ms + a slack, and the targets for 100 nodes at steady
 # state: connections, statements/s and new connections/s on the whole
 # server. Prints the figures. Takes about a minute. Ends with one line
 # "N passed, N failed".
@@ -28,6 +29,11 @@ MAX_STATEMENTS=40
 MAX_NEW_CONNECTIONS=0 # new connections/s at steady state (one decimal)
 LEASE_MS=5000        # the default lease
 FAILOVER_SLACK_MS=500 # a loaded 2-core machine running 100 processes
+# a crash failover minus the lease left at the kill: the part the library
+# adds (issue 13's target 100 ms; up to a heartbeat, 1 s, when the crash's
+# wake-up read does not open point 2's short way), plus a slack
+PAST_LEASE_MS=100
+PAST_SLACK_MS=200
 MAX_FAILOVER_MS=$((LEASE_MS + 100 + FAILOVER_SLACK_MS))
 # -------------------------------------------------------------------------
 
@@ -75,6 +81,8 @@ ncrash=$(grep -c '^crash ' "$T/out")
 check "$CRASHES crash failovers measured (got $ncrash)" [ "$ncrash" = "$CRASHES" ]
 over=$(awk -v max="$MAX_FAILOVER_MS" '$1 == "crash" && $2 > max' "$T/out" | wc -l)
 check "every crash failover within ${MAX_FAILOVER_MS} ms (lease + 100 ms + ${FAILOVER_SLACK_MS} ms)" [ "$over" = 0 ]
+past=$(awk -v max="$((PAST_LEASE_MS + PAST_SLACK_MS))" '$1 == "crash" && $3 != "-" && $2 - $3 > max' "$T/out" | wc -l)
+check "every crash failover within the lease left at the kill + ${PAST_LEASE_MS} ms + ${PAST_SLACK_MS} ms" [ "$past" = 0 ]
 le() { [ -n "$1" ] && [ "$1" != - ] && [ "$(calc "$1 <= $2")" = 1 ]; }
 check "connections at steady state ${conns:--} <= $MAX_CONNECTIONS" le "${conns:-}" "$MAX_CONNECTIONS"
 check "statements/s at steady state ${stmts:--} <= $MAX_STATEMENTS" le "${stmts:-}" "$MAX_STATEMENTS"
