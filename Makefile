@@ -7,7 +7,7 @@
 #   make install    PREFIX=/usr/local DESTDIR=
 #   make chaos      DURATION=60 BACKEND=sqlite|mysql|mongo|postgres|redis|galera [HOSTILE=1]: faults, then the checker
 #   make fuzz       SECONDS=60: each libFuzzer harness of tests/fuzz/
-#   make sim        SEEDS=100000 [FIRST=1] | SEED=S (a trace) [BREAK=deadline|ownclock|token|fork|margin|anchor]
+#   make sim        SEEDS=100000 [FIRST=1] | SEED=S (a trace) [BREAK=deadline|ownclock|token|fork|margin|anchor|early]
 #                   [BEYOND=1: print failures beyond the guarantee too]:
 #                   the core in the deterministic simulator (tests/sim/)
 
@@ -276,7 +276,7 @@ clean:
 
 # The deterministic simulator (tests/sim/, docs/design.md "Simulation"): the
 # core built with tests/sim/shim.h force-included. BREAK=deadline|ownclock|
-# token|fork|margin|anchor builds a deliberately wrong copy of src/elector.c (one line changed
+# token|fork|margin|anchor|early builds a deliberately wrong copy of src/elector.c (one line changed
 # by sed; the build fails when the line is not found) that make sim must
 # catch.
 SEEDS      ?= 100000
@@ -291,13 +291,14 @@ SIM_SED_token    := s/\.min_token = e->max_token,/.min_token = 0,/
 SIM_SED_fork     := s/^      e->instance = new_instance();/      ;/
 SIM_SED_margin   := s/int64_t margin_us = (e->lease_ns - e->dl_ns)/int64_t margin_us = 2 * (e->lease_ns - e->dl_ns)/
 SIM_SED_anchor   := s/e->anchor_db > r->renewed_at) return wait;/0) return wait;/
+SIM_SED_early    := s/int64_t early = gm_us_to_ns(b->ops->watch_early_us);/int64_t early = 0;/
 
 $(SIM_DIR)/elector.c: src/elector.c Makefile
 	@mkdir -p $(@D)
 ifeq ($(BREAK),)
 	@cp src/elector.c $@
 else
-	@test -n '$(SIM_SED_$(BREAK))' || { echo "BREAK=$(BREAK): deadline, ownclock, token, fork, margin or anchor" >&2; exit 2; }
+	@test -n '$(SIM_SED_$(BREAK))' || { echo "BREAK=$(BREAK): deadline, ownclock, token, fork, margin, anchor or early" >&2; exit 2; }
 	@sed -e '$(SIM_SED_$(BREAK))' src/elector.c > $@
 	@! cmp -s src/elector.c $@ || { echo "BREAK=$(BREAK): the line to change is not in src/elector.c" >&2; rm -f $@; exit 2; }
 endif

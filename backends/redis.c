@@ -47,6 +47,10 @@
 #define EVENTS_KEY "@events" /* after the prefix: the wake-up stream */
 #define EVENTS_MAX "1000"    /* its length, about (MAXLEN ~) */
 #define TOKEN_MAX "9223372036854775807"
+/* The server's timer tick (hz 10): it ends a blocked XREAD or WAIT on it,
+ * up to a tick late. A watch blocks a tick less than asked, so it may end
+ * a tick early (ops.watch_early_us). */
+#define TICK_US 100000
 
 /* ---- the script ---------------------------------------------------------- */
 
@@ -451,9 +455,9 @@ static int replicated(rconn *c, const char *what, gm_error *err) {
   int n = c->cfg->wait;
   long long ms = c->cfg->timeout_us / 2000 > 0 ? c->cfg->timeout_us / 2000 : 1;
   if (n == 0) return GM_OK;
-  /* the server ends a WAIT on its timer, ten times a second: the read
-   * outlasts the wait by that, and the timeout, for this command */
-  int64_t read_us = c->cfg->timeout_us + ms * 1000 + 100000;
+  /* the server ends a WAIT on its timer tick: the read outlasts the
+   * wait by a tick, and the timeout, for this command */
+  int64_t read_us = c->cfg->timeout_us + ms * 1000 + TICK_US;
   if (redisSetTimeout(c->rc, tv_of(read_us)) != REDIS_OK)
     return fail(c->cfg, c->rc, NULL, "setting the timeout", err);
   redisReply *r = replied(c->cfg, c->rc,
@@ -848,9 +852,9 @@ static int rd_watch(void *p, const char *name, int64_t timeout_us,
   if (rc == GM_NOT && (!c->last_id[0] || strcmp(c->watched, name) != 0))
     rc = watch_first(c, name, err);
   for (int more = 1; rc == GM_NOT && more;) {
-    /* the server ends a blocked XREAD at its next timer tick (hz 10: up
-     * to 100 ms late): blocked a tick less, it returns by the end */
-    int64_t ms = (end - gm_mono_ns()) / 1000000 - 100;
+    /* the server ends a blocked XREAD at its next timer tick (up to a
+     * tick late): blocked a tick less, it returns by the end */
+    int64_t ms = (end - gm_mono_ns()) / 1000000 - TICK_US / 1000;
     more = 0;
     rc = watch_read(c, name, ms > 0 ? ms : 0, &more, err);
     more = more && ms > 0; /* entries for other locks: wait on */
@@ -883,4 +887,5 @@ const gm_backend_ops gm_redis_ops = {
     .interrupt = rd_interrupt,
     .watch = rd_watch, /* open_watch NULL: watch works on any connection */
     .watch_shared = 1,
+    .watch_early_us = TICK_US, /* it blocks a tick less (rd_watch) */
 };

@@ -2,8 +2,9 @@
  * backend.h: the contract between the election core and a database backend.
  *
  * A backend is one file in backends/ that fills a gm_backend_ops and adds one
- * line to the table in src/registry.c. Appended fields go under a new ABI
- * number, as SQLite's VFS does.
+ * line to the table in src/registry.c. Once an ABI was released, appended
+ * fields go under a new ABI number, as SQLite's VFS does; none was yet, so
+ * ABI 1 still takes fields, at the end.
  *
  * Threads: parse/free_cfg run on the caller's thread; every other function
  * runs on one background thread per connection, which owns the connection.
@@ -285,6 +286,21 @@ typedef struct gm_backend_ops {
    * is taken a lease after that renewal (point 2's short way), not a
    * lease after a follower first saw it at the lease's end. */
   int watch_crash;
+  /* Set by a backend whose watch may end by its own time (GM_NOT,
+   * nothing changed) before timeout_us: the most it may end early, in µs
+   * (Redis: its server ends a blocked XREAD on its timer tick, up to a
+   * tick late, so the backend blocks a tick less than asked). 0: a watch
+   * ends at its timeout or after. The core, watching on the election
+   * connection: a watch that ended by its time less than this plus 20 ms
+   * (the shortest watch worth a statement, which also covers the
+   * thread's scheduling) before the read due is that read's: no second
+   * watch for the moments left; it begins no watch shorter than that
+   * either, and takes a watch that ended early within this for no
+   * "cannot watch from here". One that ended earlier than this allows
+   * (at 0 too: no other database's margin applies) is watched again for
+   * the moments left: the backend said its watch lasts, so a release in
+   * them still wakes the follower at once. */
+  int64_t watch_early_us;
 } gm_backend_ops;
 
 /* Makes a backend object from an ops table of the caller's own (a backend

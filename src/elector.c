@@ -1490,11 +1490,10 @@ static void timed_wait(gm_backend *b, int64_t until) {
  * does not interrupt it). On the election connection a watch lasts until
  * the thread's next step, at most this long when nothing else is due. */
 #define WATCH_MAX_US (5 * GM_US_PER_S)
-/* The shortest watch worth a statement on the election connection. */
+/* The shortest watch worth a statement on the election connection: one
+ * that blocks this long beyond the backend's early end (watch_early_us),
+ * which also covers the scheduling of the thread around it. */
 #define WATCH_MIN_NS (20 * GM_NS_PER_MS)
-/* A watch that ended by its time this close to the read due is not
- * begun again before that read. */
-#define WATCH_EARLY_NS (150 * GM_NS_PER_MS)
 
 /* Under mu: the wake-up found the lock may have changed: the election
  * thread's followers read at once. */
@@ -1716,8 +1715,11 @@ static void keep_row(gm_elector *t, const gm_row *row, int64_t t0,
  * waits as usual). */
 static int watch_step(gm_backend *b, gm_elector *t, int64_t until) {
   int64_t now = gm_mono_ns();
+  /* the backend's watch may end this long before its timeout (Redis's
+   * timer tick): a wait that short is no watch */
+  int64_t early = gm_us_to_ns(b->ops->watch_early_us);
   if (!watch_here(b, t) || t->watch_done || b->watch_blind || !b->conn ||
-      b->quit || until - now < WATCH_MIN_NS)
+      b->quit || until - now < WATCH_MIN_NS + early)
     return 0;
   char name[GM_NAME_MAX];
   memcpy(name, t->name, sizeof name);
@@ -1757,15 +1759,17 @@ static int watch_step(gm_backend *b, gm_elector *t, int64_t until) {
     /* ended by its timeout, at t's next read, with the row as it ended:
      * that read (follower_step), no second statement */
     keep_row(t, &row, now, t1);
-  } else if (!row.now && t1 - now < gm_us_to_ns(span_us) / 2) {
+  } else if (!row.now && t1 - now < (gm_us_to_ns(span_us) - early) / 2) {
     /* nothing, at once: cannot watch from here (MySQL under Galera) */
     if (same) t->watch_done = 1;
     b->watch_blind = 1;
     unstretch(b);
-  } else if (same && until - t1 < WATCH_EARLY_NS) {
-    /* ended by its time, a little early (Redis ends a blocked wait on
-     * its timer tick, so its backend blocks a tick less): the read is
-     * due, no second watch for the moments left */
+  } else if (same && until - t1 < WATCH_MIN_NS + early) {
+    /* ended by its time, no earlier than the backend said it may
+     * (watch_early_us: Redis's ends on its server's timer tick): the read
+     * is due, no second watch for the moments left. One that ended
+     * sooner is watched again for the moments left (the backend said its
+     * watch lasts: a release in them still wakes the follower) */
     t->watch_done = 1;
   }
   return 1;

@@ -92,6 +92,10 @@ typedef struct sc_node {
                             * MySQL's does */
   int watch_one;           /* (db->mu) ... and wakes one watcher (see
                             * sc_db.keeper; sc_backend_watch_one) */
+  int64_t watch_early_us;  /* (db->mu) a watch asked for more than twice
+                            * this ends by its time this long before its
+                            * timeout, as on a coarse server timer; a
+                            * shorter one on time */
   char opt[32];            /* the "node" option: this struct's address */
   int latency_us;          /* each call's round trip (set before start) */
 } sc_node;
@@ -556,6 +560,7 @@ SC_FN int sc_watch(void *conn, const char *name, int64_t timeout_us,
   if (sc_enter(n, SC_WATCH, "watch", err) != GM_OK) return GM_ERR;
   sc_db *db = n->db;
   sc_let_go(n);
+  if (timeout_us > 2 * n->watch_early_us) timeout_us -= n->watch_early_us;
   int64_t until = gm_mono_ns() + timeout_us * 1000;
   sc_row *r = sc_find(db, name);
   char owner[GM_ID_MAX];
@@ -604,20 +609,26 @@ SC_FN void sc_end_session(sc_db *db) {
  * watch and interrupt, no changed() polling; shared: watch allowed on the
  * election connection too (watch_shared), so that a node whose followers
  * wait on one lock keeps one connection; shared 2: as 1, but the watch
- * tells of releases only (watch_crash 0, as Redis's and MongoDB's). */
+ * tells of releases only (watch_crash 0, as Redis's and MongoDB's);
+ * shared 3: as 2, and the backend says its watch may end by its time up to
+ * SC_WATCH_EARLY_US before its timeout (watch_early_us: Redis's timer
+ * tick; sc_node.watch_early_us says how early it does). */
+#define SC_WATCH_EARLY_US 100000
 SC_FN gm_backend *sc_backend_watch_as(sc_node *n, int shared, gm_error *err) {
-  static gm_backend_ops w[3]; /* sc_ops plus these: made on first use */
-  gm_backend_ops *o = &w[shared < 0 ? 0 : shared > 2 ? 2 : shared];
+  static gm_backend_ops w[4]; /* sc_ops plus these: made on first use */
+  gm_backend_ops *o = &w[shared < 0 ? 0 : shared > 3 ? 3 : shared];
   if (!o->name) {
     *o = sc_ops;
     o->renew_many = sc_renew_many;
     o->interrupt = sc_interrupt;
     o->watch = sc_watch;
     o->watch_shared = shared != 0;
-    o->watch_crash = shared != 2;
-    o->name = shared == 2 ? "scripted-releases"
-              : shared    ? "scripted-shared"
-                          : "scripted-watch";
+    o->watch_crash = shared < 2;
+    o->watch_early_us = shared == 3 ? SC_WATCH_EARLY_US : 0;
+    o->name = shared == 3   ? "scripted-early"
+              : shared == 2 ? "scripted-releases"
+              : shared      ? "scripted-shared"
+                            : "scripted-watch";
   }
   gm_kv kv = {"node", n->opt};
   return gm_backend_new_ops(o, &kv, 1, err);

@@ -1908,6 +1908,55 @@ out:
   pair_free(&p);
 }
 
+/* A watch that ends by its time early (Redis's ends on its server's timer
+ * tick): the backend says how early it may (watch_early_us). The follower
+ * (releases only: it reads each retry, retry 0.5 s) watches between its
+ * reads on its one connection; over 3 s, how many watches per read. */
+static void early_as(int says, int64_t ends_us, double *reads,
+                     double *watches) {
+  pair p;
+  pair_init_as(&p, says ? 5 : 4, "early", 2, 0.2, 1.2, 0.5);
+  p.n[1].watch_early_us = ends_us; /* before its thread runs */
+  *reads = *watches = 0;
+  if (!pair_elect(&p, "watch early")) goto out;
+  wait_cond(watch_hangs, &p.n[1], 2000);
+  sleep_ms(600); /* a read and a watch or two: the steady state */
+  unsigned r = sc_calls(&p.n[1], SC_OBSERVE), w = sc_calls(&p.n[1], SC_WATCH);
+  sleep_ms(3000);
+  *reads = sc_calls(&p.n[1], SC_OBSERVE) - r;
+  *watches = sc_calls(&p.n[1], SC_WATCH) - w;
+  printf("# watch early: the backend says %lld ms, its watch ends %lld ms "
+         "early: %.0f reads, %.0f watches in 3 s\n",
+         says ? (long long)SC_WATCH_EARLY_US / 1000 : 0LL,
+         (long long)ends_us / 1000, *reads, *watches);
+out:
+  pair_free(&p);
+}
+
+/* A watch that ended by its time within watch_early_us (100 ms) of the
+ * read due is that read's: no second watch for the moments left. One
+ * that ended earlier than the backend allows (200 ms), or any early end
+ * where it says 0 (no margin of another database's applies: 80 ms), is
+ * watched again for the moments left, so a release in them still wakes
+ * the follower at once. */
+static void test_watch_early(void) {
+  double r, w;
+  early_as(1, 80000, &r, &w);
+  check(r >= 4 && w >= r - 1 && w <= r + 1,
+        "watch early: a watch that ends 80 ms early, the backend saying "
+        "100: one watch per read (%.0f reads, %.0f watches)", r, w);
+  early_as(1, 200000, &r, &w);
+  check(r >= 4 && w >= 2 * r - 2 && w <= 2 * r + 2,
+        "watch early: one that ends 200 ms early, the backend saying 100: "
+        "a second watch for the moments left (%.0f reads, %.0f watches)",
+        r, w);
+  early_as(0, 80000, &r, &w);
+  check(r >= 4 && w >= 2 * r - 2 && w <= 2 * r + 2,
+        "watch early: one that ends 80 ms early, the backend saying 0: a "
+        "second watch for the moments left (%.0f reads, %.0f watches)", r,
+        w);
+}
+
 /* A thundering herd: 20 nodes, each a follower woken by the master's
  * release at once (its watch on its one connection). They read within a spread, so the first
  * read takes the lock and most of the others read the new holder: a few
@@ -2136,6 +2185,7 @@ int main(void) {
   test_watch_no_spin();
   test_watch_shared();
   test_watch_releases();
+  test_watch_early();
   test_crash_wake();
   test_watch_row();
   test_busy();

@@ -2,7 +2,7 @@
 # The deterministic simulator (tests/sim/, docs/design.md "Simulation"):
 # a short `make sim` must find no violation, the seeds of bugs it found
 # must stay fixed, and each deliberately broken core (BREAK=deadline,
-# ownclock, token, fork, margin, anchor) must be caught. Ends with one line
+# ownclock, token, fork, early, margin, anchor) must be caught. Ends with one line
 # "N passed, N failed".
 #
 #   SIM_SEEDS=50000    schedules of the clean run (about a minute on 2 cores)
@@ -92,7 +92,9 @@ for m in "watch sent" "watch woken" "interrupt ends a call" "fork: child" \
   fi
 done
 
-for b in deadline ownclock token fork; do
+# early: the core ignores watch_early_us (a watch that ended on the
+# database's tick, within it, is followed by a second watch)
+for b in deadline ownclock token fork early; do
   make -s sim BREAK=$b SEEDS="$BREAK_SEEDS" >"$T/$b.out" 2>&1
   rc=$?
   v=$(violations "$T/$b.out")

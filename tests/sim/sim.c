@@ -702,6 +702,10 @@ static struct {
   int watch_crash;    /* a crashed holder's session ends the watches */
   int watch_one;      /* a change wakes one watcher, which the core then
                        * has judge its row at once (MySQL's watch_one) */
+  int64_t watch_tick; /* 0, or the database ends a watch's wait on its
+                       * timer tick, this often (true ns), and the backend
+                       * asks a tick less: it may end a tick early
+                       * (Redis's XREAD; ops.watch_early_us) */
   int liveness;       /* holder_gone/acquire_dead (SQLite's lock file) */
 } S;
 
@@ -792,6 +796,10 @@ typedef struct sconn {
   int watch;          /* opened by open_watch: reads outlast a long watch */
   int shut;           /* interrupted */
   int fresh;          /* no watch on it yet */
+  int election;       /* a read or write came on it: the election's */
+  int64_t early_left; /* its last call: a watch that ended by its time
+                       * this long (local ns) before its timeout, within
+                       * watch_early_us; -1: none */
   uint64_t reads_mark; /* its proc's nreads when it was opened */
   int closed;
   struct req *busy;   /* the call running on it */
@@ -978,7 +986,9 @@ static void watch_begin(req *r) {
   }
   r->waiting = 1;
   DB.watchers[DB.nwatchers++] = r;
-  at(T + r->wait, ev_watch_timeout, r, 0);
+  int64_t end = T + r->wait;
+  if (S.watch_tick) end += (S.watch_tick - end % S.watch_tick) % S.watch_tick;
+  at(end, ev_watch_timeout, r, 0);
 }
 
 static void ev_deliver(void *pr, uint64_t gen) {
@@ -1062,6 +1072,8 @@ static int call(sconn *cn, req *r, gm_error *err) {
               op_names[r->op]);
     return GM_ERR;
   }
+  if (r->op != OP_WATCH) cn->early_left = -1;
+  if (r->op != OP_WATCH && r->op != OP_OPEN) cn->election = 1;
   if (!ours) {
   } else if (r->op == OP_WATCH) {
     if (p->rewatch_set && p->nreads <= p->rewatch_after)
@@ -1177,6 +1189,7 @@ static int open_conn(int watch, void **conn, gm_error *err) {
   cn->p = p;
   cn->watch = watch;
   cn->fresh = 1;
+  cn->early_left = -1;
   cn->reads_mark = p->nreads;
   cn->next = p->conns;
   p->conns = cn;
@@ -1327,6 +1340,13 @@ static int sb_watch(void *conn, const char *name, int64_t timeout_us,
   uint64_t mark = cn->fresh ? cn->reads_mark : p->nreads;
   cn->fresh = 0;
   unsigned starts = p->nstarts;
+  /* the read was due: no second watch for the moments left (backend.h) */
+  if (cn->election && cn->early_left >= 0 && cur->epoch == p->epoch)
+    violation("p%d watched again with no read, after a watch that ended by "
+              "its time %.3f s early (the backend says it may, by %.3f s)",
+              p->idx, (double)cn->early_left / SEC,
+              (double)sim_ops.watch_early_us / 1e6);
+  cn->early_left = -1;
   if (chance(S.p_watch_not)) {
     trace("p%d: watch: cannot watch from here", p->idx);
     p->rewatch_set = 1;
@@ -1338,8 +1358,15 @@ static int sb_watch(void *conn, const char *name, int64_t timeout_us,
   int64_t wait = timeout_us < 0 ? 0 : timeout_us * 1000;
   if (!cn->watch && !sim_ops.watch_shared && wait > S.timeout / 2)
     wait = S.timeout / 2;
+  /* on a tick: a tick less, as Redis's backend asks (it may end early) */
+  wait = wait > S.watch_tick ? wait - S.watch_tick : 0;
   r->wait = wait;
+  int64_t asked_end = local_of(p->h, T) + timeout_us * 1000;
   int rc = call(cn, r, err);
+  int64_t left = asked_end - local_of(p->h, T);
+  /* (a row it returned may be the core's read: only a watch without) */
+  if (rc == GM_NOT && !r->filled && left > 0 && left < S.watch_tick)
+    cn->early_left = left;
   if (rc == GM_OK && starts == p->nstarts && cur->epoch == p->epoch) {
     p->rewatch_set = 1;
     p->rewatch_after = mark;
@@ -1803,6 +1830,10 @@ static void draw_schedule(void) {
    * tells of releases only (Redis's, MongoDB's) */
   S.watch_crash = S.watch_one || (S.watch && chance2(0.5));
   sim_ops.watch_crash = S.watch_crash;
+  /* a watch that ends on the database's timer tick, up to a tick early
+   * (Redis's), in half the schedules that tell of releases only */
+  S.watch_tick = S.watch && !S.watch_crash && chance2(0.5) ? 100 * MS : 0;
+  sim_ops.watch_early_us = S.watch_tick / 1000;
   int64_t heal = S.fault_end, back_total = 0, last_step = 0;
   int nf = (int)rnd_in(0, 8);
   for (int f = 0; f < nf; f++) {
@@ -1915,7 +1946,7 @@ static int run_schedule(uint64_t seed) {
            (double)S.heal / SEC, g_beyond[0] ? ", clocks beyond the bound" : "",
            S.batch ? ", batch renewals" : "", S.wake ? ", wake-ups" : "");
   if (g_trace && (S.watch || S.liveness))
-    printf("  %s%s%s%s%s%s\n",
+    printf("  %s%s%s%s%s%s%s\n",
            S.watch ? (S.p_watch_not >= 1 ? "watch (cannot watch)"
                       : S.watch_noisy ? "watch (woken by renewals too)"
                                       : "watch")
@@ -1924,6 +1955,7 @@ static int run_schedule(uint64_t seed) {
            S.watch_row ? (S.watch_one ? ", returning the row, waking one"
                                       : ", returning the row") : "",
            S.watch && !S.watch_crash ? ", releases only" : "",
+           S.watch_tick ? ", ending on a 100 ms tick" : "",
            S.watch && S.liveness ? ", " : "",
            S.liveness ? "liveness (holder_gone)" : "");
   at(S.heal, ev_heal, NULL, 0);
