@@ -348,6 +348,43 @@ static void case_instance(void *a, void *b) {
   check(rc == GM_OK, "%s: the instance that holds it releases it", T->label);
 }
 
+/* The widest values the core passes (backend.h: it checked each length)
+ * are kept whole: a name of GM_NAME_MAX - 1 bytes, an owner and a version
+ * of GM_ID_MAX - 1, a result of GM_RESULT_MAX - 1. */
+static void case_widest(void *a, void *b) {
+  const gm_backend_ops *o = T->ops;
+  char n[GM_NAME_MAX], id[GM_ID_MAX], v[GM_ID_MAX], res[GM_RESULT_MAX];
+  int k = snprintf(n, sizeof n, "widest.%s.", run);
+  memset(n + k, 'n', sizeof n - 1 - (size_t)k);
+  memset(id, 'i', sizeof id - 1);
+  memset(v, 'v', sizeof v - 1);
+  memset(res, 'r', sizeof res - 1);
+  n[sizeof n - 1] = id[sizeof id - 1] = v[sizeof v - 1] = '\0';
+  res[sizeof res - 1] = '\0';
+  gm_error err = {0};
+  gm_row r, s;
+  gm_acquire_req q = req(n, id, 0, 0, 0, 51);
+  q.version = v;
+  int rc = o->acquire(a, &q, &r, &err);
+  if (rc == GM_OK) rc = o->renew(b, n, id, 51, r.token, L_US, &s, &err);
+  if (rc == GM_OK && o->complete)
+    rc = o->complete(b, n, id, 51, r.token, res, &err);
+  if (rc == GM_OK) rc = o->observe(b, n, &s, &err);
+  n[sizeof n - 2] = 'm'; /* another lock, by its last byte */
+  gm_row t = {.exists = 1};
+  if (rc == GM_OK) rc = o->observe(b, n, &t, &err);
+  n[sizeof n - 2] = 'n';
+  check(rc == GM_OK && strcmp(s.owner, id) == 0 && strcmp(s.version, v) == 0 &&
+            (!o->complete ||
+             (strcmp(s.done_by, id) == 0 && strcmp(s.result, res) == 0)) &&
+            !t.exists,
+        "%s: a %d-byte name (its last byte its own), %d-byte owner and "
+        "version and %d-byte result are kept whole %s", T->label,
+        GM_NAME_MAX - 1, GM_ID_MAX - 1, GM_RESULT_MAX - 1, err.msg);
+  rc = o->release(a, n, id, 51, r.token, &err);
+  check(rc == GM_OK, "%s: ... and released %s", T->label, err.msg);
+}
+
 /* The row vanishes (an operator deleted it): renew fails, observe sees no
  * row, and the row is made again above the tokens seen. */
 static void case_vanished(void *a, void *b) {
@@ -815,6 +852,7 @@ static void run_target(target *t) {
     case_takeover(a, b);
     case_tokens(a, b);
     case_instance(a, b);
+    case_widest(a, b);
     case_vanished(a, b);
     case_clock(a, b);
     case_renew_many(a, b);

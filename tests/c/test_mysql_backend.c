@@ -266,14 +266,7 @@ static void test_names(void *conn, void *conn2) {
     ok = ok && rc == GM_OK;
   }
   check(ok, "each odd name is its own row (case, trailing space, quotes)");
-
-  memset(name, 'n', GM_NAME_MAX - 1);
-  memcpy(name, run, strlen(run));
-  name[GM_NAME_MAX - 1] = '\0';
-  gm_acquire_req a = req(name, "node-a", 0, 0, 0, 5000000);
-  int rc = ops->acquire(conn, &a, &r, &err);
-  check(rc == GM_OK, "a %d-byte lock name works", GM_NAME_MAX - 1);
-  /* a longer one never gets here: the core refuses it (test_core) */
+  /* the widest name: test_backend; a longer one: test_core */
 }
 
 static void test_custom_table(void) {
