@@ -326,7 +326,8 @@ static void test_wakeup(void *conn, void *conn2) {
    * one more) */
   long c0 = clients();
   bt_watch w;
-  int blocked = bt_watch_start(&w, conn2, name, 5000000, blocked_clients);
+  int blocked =
+      bt_watch_start(&w, conn2, name, 5000000, NULL, blocked_clients);
   long c1 = clients();
   check(blocked && c0 > 0 && c1 == c0,
         "a watching follower holds no connection but its own (%ld clients "
