@@ -40,9 +40,6 @@
 #include "schema.h"
 #include "timeutil.h"
 
-#define LOCK_NAME_LEN (GM_NAME_MAX - 1)
-#define LOCK_ID_LEN (GM_ID_MAX - 1)
-#define check_len(what, s, max, err) gm_check_len("postgres", what, s, max, err)
 #define DEFAULT_TABLE "gomaster_locks"
 #define DEFAULT_TIMEOUT_US 2000000 /* each statement: under D = 3 s */
 #define CHANNEL "gomaster"
@@ -623,7 +620,6 @@ fail:
 static int pg_observe(void *p, const char *name, gm_row *out, gm_error *err) {
   pgconn *c = p;
   const char *v[1] = {name};
-  if (check_len("lock name", name, LOCK_NAME_LEN, err)) return GM_ERR;
   char sql[2048];
   PGresult *r;
   snprintf(sql, sizeof sql,
@@ -641,10 +637,7 @@ static int pg_acquire(void *p, const gm_acquire_req *req, gm_row *out,
   pgconn *c = p;
   const char *version = req->version ? req->version : "";
   char b[4][24];
-  if (check_len("lock name", req->name, LOCK_NAME_LEN, err) ||
-      check_len("node id", req->owner, LOCK_ID_LEN, err) ||
-      check_len("version", version, LOCK_ID_LEN, err) ||
-      check_token(gm_new_token(req) - 1, err) ||
+  if (check_token(gm_new_token(req) - 1, err) ||
       (req->expect_exists && check_token(req->expect_token, err)))
     return GM_ERR;
   /* tokens were checked; keys are below 2^63: bigints as they are */
@@ -679,7 +672,6 @@ static int pg_renew(void *p, const char *name, const char *owner,
                     gm_row *out, gm_error *err) {
   pgconn *c = p;
   char b[3][24];
-  if (check_len("lock name", name, LOCK_NAME_LEN, err)) return GM_ERR;
   if (token > (uint64_t)INT64_MAX) return GM_NOT;
   const char *v[5] = {name, owner, dec(b[0], (int64_t)token),
                       dec(b[1], lease_us), dec(b[2], (int64_t)instance)};
@@ -695,7 +687,6 @@ static int pg_release(void *p, const char *name, const char *owner,
   pgconn *c = p;
   char b[2][24];
   gm_row r;
-  if (check_len("lock name", name, LOCK_NAME_LEN, err)) return GM_ERR;
   if (token > (uint64_t)INT64_MAX) return GM_NOT;
   const char *v[4] = {name, owner, dec(b[0], (int64_t)token),
                       dec(b[1], (int64_t)instance)};
@@ -714,9 +705,6 @@ static int pg_complete(void *p, const char *name, const char *owner,
   pgconn *c = p;
   char b[2][24];
   gm_row r;
-  if (check_len("lock name", name, LOCK_NAME_LEN, err) ||
-      check_len("result", result, GM_RESULT_MAX - 1, err))
-    return GM_ERR;
   if (token > (uint64_t)INT64_MAX) return GM_NOT;
   const char *v[5] = {name, owner, dec(b[0], (int64_t)token), result,
                       dec(b[1], (int64_t)instance)};
@@ -735,7 +723,6 @@ static int pg_force_release(void *p, const char *name, int now, gm_row *out,
                             gm_error *err) {
   pgconn *c = p;
   const char *v[2] = {name, now ? "1" : "0"};
-  if (check_len("lock name", name, LOCK_NAME_LEN, err)) return GM_ERR;
   return write_row(
       c, "WITH w AS (UPDATE \"%s\" AS l SET owner = '', token = l.token + 1, "
       "instance = 0, expires_at = CASE WHEN $2::int4 <> 0 THEN n.now ELSE "
@@ -762,9 +749,6 @@ static int pg_renew_many(void *p, gm_renew_req *q, size_t n, gm_error *err) {
   pgconn *c = p;
   size_t cap = 16;
   for (size_t i = 0; i < n; i++) {
-    if (check_len("lock name", q[i].name, LOCK_NAME_LEN, err) ||
-        check_len("node id", q[i].owner, LOCK_ID_LEN, err))
-      return GM_ERR;
     cap += 2 * (strlen(q[i].name) + strlen(q[i].owner)) + 6 + 3 * 21;
     q[i].rc = GM_NOT;
   }

@@ -432,10 +432,9 @@ static void cmd_eval(cmd *m, size_t nkeys) { /* EVALSHA (sha) nkeys */
   cmd_u64(m, nkeys);
 }
 
-/* GM_ERR for a lock name too long, or the wake-up stream's. */
+/* GM_ERR for the wake-up stream's name (the core checked the length: the
+ * key fits c->key). */
 static int check_name(const rcfg *cfg, const char *name, gm_error *err) {
-  if (gm_check_len("redis", "lock name", name, GM_NAME_MAX - 1, err))
-    return GM_ERR;
   if (strcmp(name, EVENTS_KEY) == 0)
     gm_seterr(err, GM_E_ARG, "redis: lock name '" EVENTS_KEY "' is reserved: "
               "'%s' is the wake-up stream", cfg->events);
@@ -653,9 +652,6 @@ static int rd_acquire(void *p, const gm_acquire_req *q, gm_row *out,
   const char *version = q->version ? q->version : "";
   uint64_t base = gm_new_token(q) - 1; /* the core's rule, written once */
   cmd m;
-  if (gm_check_len("redis", "node id", q->owner, GM_ID_MAX - 1, err) ||
-      gm_check_len("redis", "version", version, GM_ID_MAX - 1, err))
-    return GM_ERR;
   if (base >= (uint64_t)INT64_MAX) {
     gm_seterr(err, GM_E_ROW,
               "redis: acquire of lock '%.64s' refused: the token is at the "
@@ -700,9 +696,7 @@ static int rd_complete(void *p, const char *name, const char *owner,
                        gm_error *err) {
   rconn *c = p;
   cmd m;
-  if (gm_check_len("redis", "result", result, GM_RESULT_MAX - 1, err) ||
-      start(c, &m, name, "complete", 0, 4, err))
-    return GM_ERR;
+  if (start(c, &m, name, "complete", 0, 4, err)) return GM_ERR;
   cmd_grant(&m, owner, instance, token); /* instance 0: any */
   cmd_s(&m, result);
   return run(c, &m, name, "complete", 1, NULL, err);

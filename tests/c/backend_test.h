@@ -1,9 +1,10 @@
 /* backend_test.h: what the per-backend C tests (test_mysql_backend.c,
- * test_postgres_backend.c, test_redis_backend.c; test_mongo_backend.c
- * the watch helper) share: the test URL read from the environment, lock
- * names unique to the run, opening a backend with one option changed,
- * errors that must name their cause and hide the password, the server
- * script (pause, resume, restart), a watch on a thread of its own, and the
+ * test_postgres_backend.c, test_redis_backend.c; test_mongo_backend.c and
+ * the conformance suite test_backend.c the clock, naps and watch helper)
+ * share: the test URL read from the environment, lock names unique to the
+ * run, opening a backend with one option changed, errors that must name
+ * their cause and hide the password, the server script (pause, resume,
+ * restart), a watch on a thread of its own (given a row or not), and the
  * cases whose checks are the same on each of them (complete and
  * force_release, a batch renewal of 1000 locks).
  *
@@ -13,10 +14,10 @@
  * conformance suite: a per-backend test keeps only what is its database's
  * own.
  *
- * A test calls bt_init first and returns bt_done() last. A test whose
- * backend writes no instance key in its requests (MySQL's passes 0, as a
- * tool that knows only the id does) defines BT_NO_INSTANCE before including
- * this. */
+ * A per-backend test calls bt_init first and returns bt_done() last. A
+ * test whose backend writes no instance key in its requests (MySQL's
+ * passes 0, as a tool that knows only the id does) defines BT_NO_INSTANCE
+ * before including this. */
 #ifndef GOMASTER_TEST_BACKEND_TEST_H
 #define GOMASTER_TEST_BACKEND_TEST_H
 
@@ -51,8 +52,10 @@ BT_FN double mono(void) {
   return (double)ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
-BT_FN void nap_ms(int ms) {
-  struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+BT_FN void nap_ms(double ms) {
+  struct timespec ts = {.tv_sec = (time_t)(ms / 1000),
+                        .tv_nsec = (long)((ms - (time_t)(ms / 1000) * 1000) *
+                                          1e6)};
   nanosleep(&ts, NULL);
 }
 
@@ -338,29 +341,35 @@ typedef struct bt_watch {
   void *conn;
   const char *name;
   int64_t timeout_us;
+  gm_row *row;     /* given to watch, or NULL */
   int rc;          /* -9 until watch returns */
   double returned; /* mono() when it returned */
+  int back;        /* (atomic) watch returned: bt_watch_back */
   gm_error err;
   pthread_t th;
 } bt_watch;
 
 static void *bt_watch_main(void *arg) {
   bt_watch *w = arg;
-  w->rc = ops->watch(w->conn, w->name, w->timeout_us, NULL, &w->err);
+  w->rc = ops->watch(w->conn, w->name, w->timeout_us, w->row, &w->err);
   w->returned = mono();
+  __atomic_store_n(&w->back, 1, __ATOMIC_SEQ_CST);
   return NULL;
 }
 
-/* Starts watch(conn, name, timeout_us) on a thread. gauge (NULL: none)
+/* Starts watch(conn, name, timeout_us, row) on a thread; row (NULL: none,
+ * as on a wake-up connection) is zeroed first. gauge (NULL: none)
  * reads what the server shows of a waiting watch (blocked clients, its
  * count of getMores; < 0: unknown): returns 1 once it rose, 0 after 5 s.
  * Without it (or unknown) returns 0 after 200 ms. bt_watch_join waits for
  * the watch's return. */
 BT_FN int bt_watch_start(bt_watch *w, void *conn, const char *name,
-                         int64_t timeout_us, long (*gauge)(void)) {
+                         int64_t timeout_us, gm_row *row,
+                         long (*gauge)(void)) {
   long before = gauge ? gauge() : -1;
   *w = (bt_watch){.conn = conn, .name = name, .timeout_us = timeout_us,
-                  .rc = -9};
+                  .row = row, .rc = -9};
+  if (row) memset(row, 0, sizeof *row);
   pthread_create(&w->th, NULL, bt_watch_main, w);
   if (before < 0) {
     nap_ms(200);
@@ -369,6 +378,11 @@ BT_FN int bt_watch_start(bt_watch *w, void *conn, const char *name,
   for (double t0 = mono(); mono() - t0 < 5; nap_ms(1))
     if (gauge() > before) return 1;
   return 0;
+}
+
+/* Whether the watch returned (read while it may still run). */
+BT_FN int bt_watch_back(const bt_watch *w) {
+  return __atomic_load_n(&w->back, __ATOMIC_SEQ_CST);
 }
 
 BT_FN void bt_watch_join(bt_watch *w) { pthread_join(w->th, NULL); }

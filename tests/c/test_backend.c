@@ -33,9 +33,7 @@
 #define HAVE_MONGOC 1
 #endif
 
-#include "backend.h"
-#include "check.h"
-#include "url.h"
+#include "backend_test.h"
 
 #define L_US 400000 /* a short lease: takeover cases wait it out */
 #define WAKE_MS 50  /* the wake-up: a release seen within this */
@@ -50,8 +48,7 @@ typedef struct target {
   char sqlite_path[256];
 } target;
 
-static target *T;            /* the backend under test */
-static char run[40];         /* unique to this run */
+static target *T; /* the backend under test (ops: its ops) */
 static const char *lname(const char *base) {
   static char buf[8][GM_NAME_MAX];
   static int i;
@@ -60,11 +57,7 @@ static const char *lname(const char *base) {
   return b;
 }
 
-static double mono_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
+static double mono_ms(void) { return mono() * 1e3; }
 
 static int64_t wall_us(void) {
   struct timespec ts;
@@ -72,15 +65,9 @@ static int64_t wall_us(void) {
   return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
-static void nap_ms(double ms) {
-  struct timespec ts = {.tv_sec = (time_t)(ms / 1000),
-                        .tv_nsec = (long)((ms - (time_t)(ms / 1000) * 1000) *
-                                          1e6)};
-  nanosleep(&ts, NULL);
-}
-
-static gm_acquire_req req(const char *name, const char *owner, int exists,
-                          uint64_t expect, uint64_t min, uint64_t instance) {
+/* A request by instance (backend_test.h's req: by owner), lease L_US. */
+static gm_acquire_req ireq(const char *name, const char *owner, int exists,
+                           uint64_t expect, uint64_t min, uint64_t instance) {
   return (gm_acquire_req){.name = name, .owner = owner, .version = "1.0",
                           .lease_us = L_US, .expect_exists = exists,
                           .expect_token = expect, .min_token = min,
@@ -178,7 +165,7 @@ static void case_basic(void *a, void *b) {
     check(r.now > wall - 60000000 && r.now < wall + 60000000,
           "%s: now is the server's, within a minute of this host's clock "
           "(%" PRId64 " us apart)", T->label, r.now - wall);
-  gm_acquire_req q = req(n, "node-a", 0, 0, 0, 11);
+  gm_acquire_req q = ireq(n, "node-a", 0, 0, 0, 11);
   rc = o->acquire(a, &q, &r, &err);
   check(rc == GM_OK && r.exists && r.token == 1 &&
             strcmp(r.owner, "node-a") == 0 && strcmp(r.version, "1.0") == 0 &&
@@ -237,10 +224,10 @@ static void case_takeover(void *a, void *b) {
   const char *n = lname("takeover");
   gm_error err = {0};
   gm_row r, s;
-  gm_acquire_req q = req(n, "node-a", 0, 0, 0, 21);
+  gm_acquire_req q = ireq(n, "node-a", 0, 0, 0, 21);
   int rc = o->acquire(a, &q, &r, &err);
   check(rc == GM_OK, "%s: node-a takes the lock %s", T->label, err.msg);
-  q = req(n, "node-b", 1, r.token, 0, 22);
+  q = ireq(n, "node-b", 1, r.token, 0, 22);
   rc = o->acquire(b, &q, &s, &err);
   rc = o->observe(b, n, &s, &err) == GM_OK && s.now < r.expires_at
            ? rc
@@ -248,7 +235,7 @@ static void case_takeover(void *a, void *b) {
   check(rc == GM_NOT || rc == -1,
         "%s: takeover before the lease ends: GM_NOT%s", T->label,
         rc == -1 ? " (not seen: the lease ended first)" : "");
-  q = req(n, "node-b", 0, 0, 0, 22);
+  q = ireq(n, "node-b", 0, 0, 0, 22);
   rc = o->acquire(b, &q, &s, &err);
   check(rc == GM_NOT, "%s: creating a row that exists: GM_NOT", T->label);
   /* wait on the database's clock for the lease to end */
@@ -261,7 +248,7 @@ static void case_takeover(void *a, void *b) {
                                                     == 0,
         "%s: the lease ends on the database's clock (%.0f ms)", T->label,
         mono_ms() - t0);
-  q = req(n, "node-b", 1, r.token, 0, 22);
+  q = ireq(n, "node-b", 1, r.token, 0, 22);
   rc = o->acquire(b, &q, &s, &err);
   check(rc == GM_OK && s.token == r.token + 1 &&
             strcmp(s.owner, "node-b") == 0 && s.instance == 22,
@@ -289,19 +276,19 @@ static void case_tokens(void *a, void *b) {
   const char *n = lname("tokens");
   gm_error err = {0};
   gm_row r;
-  gm_acquire_req q = req(n, "node-a", 0, 0, 41, 31);
+  gm_acquire_req q = ireq(n, "node-a", 0, 0, 41, 31);
   int rc = o->acquire(a, &q, &r, &err);
   check(rc == GM_OK && r.token == 42,
         "%s: insert with min_token 41: token %" PRIu64 " %s", T->label,
         r.token, err.msg);
   o->release(a, n, "node-a", 31, r.token, &err);
-  q = req(n, "node-b", 1, 42, 7, 32);
+  q = ireq(n, "node-b", 1, 42, 7, 32);
   rc = o->acquire(b, &q, &r, &err);
   check(rc == GM_OK && r.token == 43,
         "%s: min_token below the row's: row token + 1 = %" PRIu64, T->label,
         r.token);
   o->release(b, n, "node-b", 32, 43, &err);
-  q = req(n, "node-a", 1, 43, 100, 31);
+  q = ireq(n, "node-a", 1, 43, 100, 31);
   rc = o->acquire(a, &q, &r, &err);
   check(rc == GM_OK && r.token == 101,
         "%s: min_token above the row's: min_token + 1 = %" PRIu64, T->label,
@@ -311,7 +298,7 @@ static void case_tokens(void *a, void *b) {
   check(rc == GM_OK && s.token == 101 && strcmp(s.owner, "node-a") == 0,
         "%s: token 101 stored", T->label);
   o->release(a, n, "node-a", 31, r.token, &err);
-  q = req(n, "node-b", 1, 42, 0, 32);
+  q = ireq(n, "node-b", 1, 42, 0, 32);
   rc = o->acquire(b, &q, &r, &err);
   check(rc == GM_NOT, "%s: acquire expecting an old token: GM_NOT",
         T->label);
@@ -324,7 +311,7 @@ static void case_instance(void *a, void *b) {
   const char *n = lname("instance");
   gm_error err = {0};
   gm_row r, s;
-  gm_acquire_req q = req(n, "node", 0, 0, 0, 1001);
+  gm_acquire_req q = ireq(n, "node", 0, 0, 0, 1001);
   int rc = o->acquire(a, &q, &r, &err);
   check(rc == GM_OK && r.instance == 1001, "%s: acquired by instance 1001",
         T->label);
@@ -348,6 +335,43 @@ static void case_instance(void *a, void *b) {
   check(rc == GM_OK, "%s: the instance that holds it releases it", T->label);
 }
 
+/* The widest values the core passes (backend.h: it checked each length)
+ * are kept whole: a name of GM_NAME_MAX - 1 bytes, an owner and a version
+ * of GM_ID_MAX - 1, a result of GM_RESULT_MAX - 1. */
+static void case_widest(void *a, void *b) {
+  const gm_backend_ops *o = T->ops;
+  char n[GM_NAME_MAX], id[GM_ID_MAX], v[GM_ID_MAX], res[GM_RESULT_MAX];
+  int k = snprintf(n, sizeof n, "widest.%s.", run);
+  memset(n + k, 'n', sizeof n - 1 - (size_t)k);
+  memset(id, 'i', sizeof id - 1);
+  memset(v, 'v', sizeof v - 1);
+  memset(res, 'r', sizeof res - 1);
+  n[sizeof n - 1] = id[sizeof id - 1] = v[sizeof v - 1] = '\0';
+  res[sizeof res - 1] = '\0';
+  gm_error err = {0};
+  gm_row r, s;
+  gm_acquire_req q = ireq(n, id, 0, 0, 0, 51);
+  q.version = v;
+  int rc = o->acquire(a, &q, &r, &err);
+  if (rc == GM_OK) rc = o->renew(b, n, id, 51, r.token, L_US, &s, &err);
+  if (rc == GM_OK && o->complete)
+    rc = o->complete(b, n, id, 51, r.token, res, &err);
+  if (rc == GM_OK) rc = o->observe(b, n, &s, &err);
+  n[sizeof n - 2] = 'm'; /* another lock, by its last byte */
+  gm_row t = {.exists = 1};
+  if (rc == GM_OK) rc = o->observe(b, n, &t, &err);
+  n[sizeof n - 2] = 'n';
+  check(rc == GM_OK && strcmp(s.owner, id) == 0 && strcmp(s.version, v) == 0 &&
+            (!o->complete ||
+             (strcmp(s.done_by, id) == 0 && strcmp(s.result, res) == 0)) &&
+            !t.exists,
+        "%s: a %d-byte name (its last byte its own), %d-byte owner and "
+        "version and %d-byte result are kept whole %s", T->label,
+        GM_NAME_MAX - 1, GM_ID_MAX - 1, GM_RESULT_MAX - 1, err.msg);
+  rc = o->release(a, n, id, 51, r.token, &err);
+  check(rc == GM_OK, "%s: ... and released %s", T->label, err.msg);
+}
+
 /* The row vanishes (an operator deleted it): renew fails, observe sees no
  * row, and the row is made again above the tokens seen. */
 static void case_vanished(void *a, void *b) {
@@ -355,10 +379,10 @@ static void case_vanished(void *a, void *b) {
   const char *n = lname("vanished");
   gm_error err = {0};
   gm_row r, s;
-  gm_acquire_req q = req(n, "node-a", 0, 0, 0, 51);
+  gm_acquire_req q = ireq(n, "node-a", 0, 0, 0, 51);
   int rc = o->acquire(a, &q, &r, &err);
   o->release(a, n, "node-a", 51, r.token, &err);
-  q = req(n, "node-a", 1, r.token, 0, 51);
+  q = ireq(n, "node-a", 1, r.token, 0, 51);
   rc = o->acquire(a, &q, &r, &err);
   int d = delete_row(n);
   if (d < 0) {
@@ -375,7 +399,7 @@ static void case_vanished(void *a, void *b) {
         "%s: observe: no row, now read", T->label);
   rc = o->release(a, n, "node-a", 51, r.token, &err);
   check(rc == GM_NOT, "%s: release of a vanished row: GM_NOT", T->label);
-  q = req(n, "node-b", 0, 0, r.token, 52);
+  q = ireq(n, "node-b", 0, 0, r.token, 52);
   rc = o->acquire(b, &q, &s, &err);
   check(rc == GM_OK && s.token == r.token + 1,
         "%s: made again above the largest token seen: %" PRIu64, T->label,
@@ -412,7 +436,7 @@ static void case_renew_many(void *a, void *b) {
   gm_row r[3];
   const char *names[3] = {lname("many0"), lname("many1"), lname("many2")};
   for (int i = 0; i < 3; i++) {
-    gm_acquire_req q = req(names[i], "node-a", 0, 0, 0, 61);
+    gm_acquire_req q = ireq(names[i], "node-a", 0, 0, 0, 61);
     o->acquire(a, &q, &r[i], &err);
   }
   /* lock 1 is not ours any more: an operator released it */
@@ -466,8 +490,8 @@ static void case_race(void *a, void *b) {
   const char *n = lname("race");
   gm_error err = {0};
   gm_row r, s;
-  gm_acquire_req qa = req(n, "node-a", 0, 0, 0, 71);
-  gm_acquire_req qb = req(n, "node-b", 0, 0, 0, 72);
+  gm_acquire_req qa = ireq(n, "node-a", 0, 0, 0, 71);
+  gm_acquire_req qb = ireq(n, "node-b", 0, 0, 0, 72);
   int ra = o->acquire(a, &qa, &r, &err);
   memset(&err, 0, sizeof err);
   int rb = o->acquire(b, &qb, &s, &err);
@@ -478,8 +502,8 @@ static void case_race(void *a, void *b) {
         "%s: a lost race is a conflict, not an error (code %d) %s", T->label,
         err.code, err.msg);
   o->release(a, n, "node-a", 71, r.token, &err);
-  qa = req(n, "node-a", 1, r.token, 0, 71);
-  qb = req(n, "node-b", 1, r.token, 0, 72);
+  qa = ireq(n, "node-a", 1, r.token, 0, 71);
+  qb = ireq(n, "node-b", 1, r.token, 0, 72);
   ra = o->acquire(b, &qb, &s, &err);
   rb = o->acquire(a, &qa, &r, &err);
   check(ra == GM_OK && rb == GM_NOT && s.token == 2,
@@ -506,7 +530,7 @@ static void case_wakeup(void *a) {
   const char *n = lname("wake");
   gm_error err = {0};
   gm_row r, s;
-  gm_acquire_req q = req(n, "node-a", 0, 0, 0, 81);
+  gm_acquire_req q = ireq(n, "node-a", 0, 0, 0, 81);
   int rc = o->acquire(a, &q, &r, &err);
   rc = rc == GM_OK ? o->observe(b, n, &s, &err) : rc;
   check(rc == GM_OK && s.exists, "%s: b follows the lock a holds", T->label);
@@ -534,30 +558,10 @@ static void case_wakeup(void *a) {
   o->close(b);
 }
 
-/* watch, on a connection of its own as the core's wake-up thread uses it:
- * times out on time when nothing changes, returns within WAKE_MS of a
- * release, and at once on interrupt. */
-typedef struct watcher {
-  void *conn;
-  const char *name;
-  int64_t timeout_us;
-  int rc;
-  double returned; /* mono_ms when watch returned */
-  int with_row;    /* given row, as the core on its election connection */
-  gm_row row;      /* as watch left it (zeroed first) */
-  gm_error err;
-  int back;        /* (atomic) watch returned */
-} watcher;
-
-static void *watch_thread(void *arg) {
-  watcher *w = arg;
-  w->rc = T->ops->watch(w->conn, w->name, w->timeout_us,
-                        w->with_row ? &w->row : NULL, &w->err);
-  w->returned = mono_ms();
-  __atomic_store_n(&w->back, 1, __ATOMIC_SEQ_CST);
-  return NULL;
-}
-
+/* watch, on a connection of its own as the core's wake-up thread uses it
+ * (bt_watch: on a thread of its own): times out on time when nothing
+ * changes, returns within WAKE_MS of a release, and at once on
+ * interrupt. */
 static void case_watch(void *a) {
   const gm_backend_ops *o = T->ops;
   if (!o->watch) {
@@ -573,7 +577,7 @@ static void case_watch(void *a) {
   if (!check(o->open(T->cfg, &w, &err) == GM_OK,
              "%s: a wake-up connection opens %s", T->label, err.msg))
     return;
-  gm_acquire_req q = req(n, "node-a", 0, 0, 0, 91);
+  gm_acquire_req q = ireq(n, "node-a", 0, 0, 0, 91);
   int rc = o->acquire(a, &q, &r, &err);
   double t0 = mono_ms();
   int wr = o->watch(w, n, 300000, NULL, &err);
@@ -586,29 +590,26 @@ static void case_watch(void *a) {
         "%s: watch with nothing changing times out on time (%.1f ms for "
         "300) rc %d %s",
         T->label, took, wr, err.msg);
-  /* a release while another connection watches */
-  watcher wt = {.conn = w, .name = n, .timeout_us = 5000000, .rc = -9};
-  pthread_t th;
-  pthread_create(&th, NULL, watch_thread, &wt);
-  nap_ms(200); /* the watch is under way (no event tells it from here) */
+  /* a release while another connection watches (under way once started:
+   * no event tells it from here) */
+  bt_watch wt;
+  bt_watch_start(&wt, w, n, 5000000, NULL, NULL);
   double t1 = mono_ms();
   rc = o->release(a, n, "node-a", 91, r.token, &err);
-  pthread_join(th, NULL);
-  check(rc == GM_OK && wt.rc == GM_OK && wt.returned - t1 <= WAKE_MS,
+  bt_watch_join(&wt);
+  check(rc == GM_OK && wt.rc == GM_OK && wt.returned * 1e3 - t1 <= WAKE_MS,
         "%s: watch returns %.1f ms after a release (<= %d) rc %d %s",
-        T->label, wt.returned - t1, WAKE_MS, wt.rc, wt.err.msg);
+        T->label, wt.returned * 1e3 - t1, WAKE_MS, wt.rc, wt.err.msg);
   /* interrupt ends a watch at once */
-  q = req(n, "node-a", 1, r.token, 0, 91);
+  q = ireq(n, "node-a", 1, r.token, 0, 91);
   rc = o->acquire(a, &q, &r, &err);
-  wt = (watcher){.conn = w, .name = n, .timeout_us = 5000000, .rc = -9};
-  pthread_create(&th, NULL, watch_thread, &wt);
-  nap_ms(200);
+  bt_watch_start(&wt, w, n, 5000000, NULL, NULL);
   t1 = mono_ms();
   o->interrupt(w);
-  pthread_join(th, NULL);
-  check(rc == GM_OK && wt.rc != -9 && wt.returned - t1 <= 50,
+  bt_watch_join(&wt);
+  check(rc == GM_OK && wt.rc != -9 && wt.returned * 1e3 - t1 <= 50,
         "%s: interrupt ends a watch in %.1f ms (<= 50)", T->label,
-        wt.returned - t1);
+        wt.returned * 1e3 - t1);
   o->close(w);
   o->release(a, n, "node-a", 91, r.token, &err);
 }
@@ -630,7 +631,7 @@ static void case_watch_shared(void *a) {
   if (!check(o->open(T->cfg, &w, &err) == GM_OK,
              "%s: an election connection opens %s", T->label, err.msg))
     return;
-  gm_acquire_req q = req(n, "node-a", 0, 0, 0, 93);
+  gm_acquire_req q = ireq(n, "node-a", 0, 0, 0, 93);
   int rc = o->acquire(a, &q, &r, &err);
   double t0 = mono_ms();
   int wr = o->watch(w, n, 3500000, NULL, &err);
@@ -661,41 +662,40 @@ static void case_watch_row(void *a) {
   if (!o->watch) return; /* case_watch said so */
   const char *n = lname("wrow");
   gm_error err = {0};
-  gm_row r, s;
-  watcher w = {.name = n, .timeout_us = 900000, .rc = -9, .with_row = 1};
-  if (!check(o->open(T->cfg, &w.conn, &err) == GM_OK,
+  gm_row r, s, row;
+  void *c = NULL;
+  if (!check(o->open(T->cfg, &c, &err) == GM_OK,
              "%s: a watch connection opens %s", T->label, err.msg))
     return;
-  gm_acquire_req q = req(n, "node-a", 0, 0, 0, 95);
+  gm_acquire_req q = ireq(n, "node-a", 0, 0, 0, 95);
   q.lease_us = 5000000; /* runs through the watch */
   int rc = o->acquire(a, &q, &r, &err);
-  pthread_t th;
-  pthread_create(&th, NULL, watch_thread, &w);
-  nap_ms(300); /* the watch is under way (no event tells it from here) */
+  bt_watch w;
+  bt_watch_start(&w, c, n, 900000, &row, NULL); /* under way: 200 ms in */
   int rn = o->renew(a, n, "node-a", 95, r.token, 5000000, &s, &err);
-  pthread_join(th, NULL);
-  if (!w.row.now) {
-    check(rc == GM_OK && rn == GM_OK && w.rc != GM_ERR && !w.row.exists,
+  bt_watch_join(&w);
+  if (!row.now) {
+    check(rc == GM_OK && rn == GM_OK && w.rc != GM_ERR && !row.exists,
           "%s: a watch that times out leaves the row unfilled (rc %d) %s",
           T->label, w.rc, w.err.msg);
     printf("skipped: %s: watch reads no row (followers read at the "
            "lease's end)\n", T->label);
   } else {
-    check(rc == GM_OK && rn == GM_OK && w.rc == GM_NOT && w.row.exists &&
-              w.row.token == r.token && !strcmp(w.row.owner, "node-a") &&
-              w.row.instance == 95 && w.row.renewed_at == s.renewed_at &&
-              w.row.expires_at == s.expires_at,
+    check(rc == GM_OK && rn == GM_OK && w.rc == GM_NOT && row.exists &&
+              row.token == r.token && !strcmp(row.owner, "node-a") &&
+              row.instance == 95 && row.renewed_at == s.renewed_at &&
+              row.expires_at == s.expires_at,
           "%s: a watch that times out returns the row as it ends: the "
           "renewal made during it (renewed_at %" PRId64 ", renewal's %" PRId64
           ") rc %d %s",
-          T->label, w.row.renewed_at, s.renewed_at, w.rc, w.err.msg);
+          T->label, row.renewed_at, s.renewed_at, w.rc, w.err.msg);
     /* the watch began after the grant and waited 900 ms */
-    check(w.row.now - r.now >= 850000 && w.row.now >= s.now,
+    check(row.now - r.now >= 850000 && row.now >= s.now,
           "%s: the watch's row has the database's now after the wait "
           "(%.1f ms after the grant, >= 850)",
-          T->label, (w.row.now - r.now) / 1e3);
+          T->label, (row.now - r.now) / 1e3);
   }
-  o->close(w.conn);
+  o->close(c);
   o->release(a, n, "node-a", 95, r.token, &err);
 }
 
@@ -704,10 +704,6 @@ static void case_watch_row(void *a) {
  * one acquires and holds the lock, and wakes at its release. A holder
  * whose session ends (a crash) leaves a live lease: each watcher wakes,
  * the one before lets the next go at once. */
-static int w_back(const watcher *w) {
-  return __atomic_load_n(&w->back, __ATOMIC_SEQ_CST);
-}
-
 static void case_watch_one(void *a) {
   const gm_backend_ops *o = T->ops;
   if (!o->watch || !o->watch_one) {
@@ -717,81 +713,76 @@ static void case_watch_one(void *a) {
   }
   const char *n = lname("wone");
   gm_error err = {0};
-  gm_row r, g;
-  void *m = NULL;
-  watcher w[2] = {{.name = n, .timeout_us = 5000000, .rc = -9, .with_row = 1},
-                  {.name = n, .timeout_us = 5000000, .rc = -9, .with_row = 1}};
-  pthread_t th[2];
-  int rc = o->open(T->cfg, &w[0].conn, &err);
-  if (rc == GM_OK) rc = o->open(T->cfg, &w[1].conn, &err);
+  gm_row r, g, row[2];
+  void *m = NULL, *c[2] = {NULL, NULL};
+  bt_watch w[2];
+  int rc = o->open(T->cfg, &c[0], &err);
+  if (rc == GM_OK) rc = o->open(T->cfg, &c[1], &err);
   if (rc == GM_OK) rc = o->open(T->cfg, &m, &err);
-  gm_acquire_req q = req(n, "node-a", 0, 0, 0, 97);
+  gm_acquire_req q = ireq(n, "node-a", 0, 0, 0, 97);
   q.lease_us = 5000000;
   if (rc == GM_OK) rc = o->acquire(a, &q, &r, &err);
   if (!check(rc == GM_OK, "%s: watch one: set up %s", T->label, err.msg))
     goto out;
-  for (int i = 0; i < 2; i++) {
-    pthread_create(&th[i], NULL, watch_thread, &w[i]);
-    nap_ms(150); /* under way (no event tells it from here) */
-  }
+  for (int i = 0; i < 2; i++) /* each under way once started */
+    bt_watch_start(&w[i], c[i], n, 5000000, &row[i], NULL);
   double t0 = mono_ms();
   rc = o->release(a, n, "node-a", 97, r.token, &err);
-  while (!w_back(&w[0]) && !w_back(&w[1]) && mono_ms() - t0 < 2000)
+  while (!bt_watch_back(&w[0]) && !bt_watch_back(&w[1]) &&
+         mono_ms() - t0 < 2000)
     nap_ms(1);
-  int k = w_back(&w[0]) ? 0 : 1; /* the woken one */
+  int k = bt_watch_back(&w[0]) ? 0 : 1; /* the woken one */
   nap_ms(300);
-  check(rc == GM_OK && w_back(&w[k]) && w[k].rc == GM_OK &&
-            w[k].returned - t0 <= WAKE_MS && w[k].row.exists &&
-            !w[k].row.owner[0] && !w_back(&w[1 - k]),
+  check(rc == GM_OK && bt_watch_back(&w[k]) && w[k].rc == GM_OK &&
+            w[k].returned * 1e3 - t0 <= WAKE_MS && row[k].exists &&
+            !row[k].owner[0] && !bt_watch_back(&w[1 - k]),
         "%s: watch one: a release wakes one watcher in %.1f ms with the "
         "free row; the other waits on (rc %d, %d)",
-        T->label, w[k].returned - t0, w[k].rc, w_back(&w[1 - k]));
-  q = req(n, "node-b", 1, w[k].row.token, 0, 98);
+        T->label, w[k].returned * 1e3 - t0, w[k].rc,
+        bt_watch_back(&w[1 - k]));
+  q = ireq(n, "node-b", 1, row[k].token, 0, 98);
   q.lease_us = 5000000;
-  rc = o->acquire(w[k].conn, &q, &g, &err);
+  rc = o->acquire(c[k], &q, &g, &err);
   nap_ms(200);
-  check(rc == GM_OK && !w_back(&w[1 - k]),
+  check(rc == GM_OK && !bt_watch_back(&w[1 - k]),
         "%s: watch one: the woken one acquires; the other still waits %s",
         T->label, err.msg);
   t0 = mono_ms();
-  rc = o->release(w[k].conn, n, "node-b", 98, g.token, &err);
-  pthread_join(th[1 - k], NULL);
+  rc = o->release(c[k], n, "node-b", 98, g.token, &err);
+  bt_watch_join(&w[1 - k]);
   check(rc == GM_OK && w[1 - k].rc == GM_OK &&
-            w[1 - k].returned - t0 <= WAKE_MS,
+            w[1 - k].returned * 1e3 - t0 <= WAKE_MS,
         "%s: watch one: its release wakes the other in %.1f ms (<= %d)",
-        T->label, w[1 - k].returned - t0, WAKE_MS);
-  pthread_join(th[k], NULL);
-  o->observe(w[1 - k].conn, n, &g, &err); /* it does not acquire: lets go */
+        T->label, w[1 - k].returned * 1e3 - t0, WAKE_MS);
+  bt_watch_join(&w[k]);
+  o->observe(c[1 - k], n, &g, &err); /* it does not acquire: lets go */
   /* a crash: a live lease left; both wake, one after the other */
-  q = req(n, "node-c", 1, g.token, 0, 99);
+  q = ireq(n, "node-c", 1, g.token, 0, 99);
   q.lease_us = 5000000;
   rc = o->acquire(m, &q, &g, &err);
-  for (int i = 0; i < 2; i++) {
-    w[i].back = 0;
-    w[i].rc = -9;
-    pthread_create(&th[i], NULL, watch_thread, &w[i]);
-    nap_ms(150);
-  }
+  for (int i = 0; i < 2; i++)
+    bt_watch_start(&w[i], c[i], n, 5000000, &row[i], NULL);
   t0 = mono_ms();
   o->close(m);
   m = NULL;
-  for (int i = 0; i < 2; i++) pthread_join(th[i], NULL);
-  double last = w[0].returned > w[1].returned ? w[0].returned : w[1].returned;
+  for (int i = 0; i < 2; i++) bt_watch_join(&w[i]);
+  double last = 1e3 * (w[0].returned > w[1].returned ? w[0].returned
+                                                      : w[1].returned);
   check(rc == GM_OK && w[0].rc == GM_OK && w[1].rc == GM_OK &&
-            last - t0 <= WAKE_MS && w[0].row.token == g.token &&
-            w[1].row.token == g.token,
+            last - t0 <= WAKE_MS && row[0].token == g.token &&
+            row[1].token == g.token,
         "%s: watch one: a crashed holder's live lease wakes both watchers "
         "in %.1f ms (<= %d), with its row", T->label, last - t0, WAKE_MS);
 out:
   for (int i = 0; i < 2; i++)
-    if (w[i].conn) o->close(w[i].conn);
+    if (c[i]) o->close(c[i]);
   if (m) o->close(m);
 }
 
 static void run_target(target *t) {
   gm_error err = {0};
   T = t;
-  t->ops = gm_backend_find(t->scheme, &err);
+  ops = t->ops = gm_backend_find(t->scheme, &err);
   if (!t->ops) {
     printf("skipped: %s: %s\n", t->label, err.msg);
     return;
@@ -816,6 +807,7 @@ static void run_target(target *t) {
     case_takeover(a, b);
     case_tokens(a, b);
     case_instance(a, b);
+    case_widest(a, b);
     case_vanished(a, b);
     case_clock(a, b);
     case_renew_many(a, b);

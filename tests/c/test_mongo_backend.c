@@ -665,7 +665,7 @@ static void test_watch(void *cfg, void *a) {
 
   bt_watch w;
   double t0 = mono();
-  bt_watch_start(&w, b, name, 1500000, getmores);
+  bt_watch_start(&w, b, name, 1500000, NULL, getmores);
   for (int i = 0; i < 3 && rc == GM_OK; i++)
     rc = ops->renew(a, name, "node-a", 0, row.token, L, &row, &err);
   rc = rc == GM_OK ? ops->release(a, name2, "node-a", 0, other.token, &err)
@@ -676,7 +676,7 @@ static void test_watch(void *cfg, void *a) {
         "after %.0f ms of 1500) %s", w.rc, (w.returned - t0) * 1000,
         w.err.msg);
 
-  bt_watch_start(&w, b, name, 5000000, getmores);
+  bt_watch_start(&w, b, name, 5000000, NULL, getmores);
   double r0 = mono();
   rc = ops->release(a, name, "node-a", 0, row.token, &err);
   bt_watch_join(&w);
@@ -705,7 +705,7 @@ static void test_watch(void *cfg, void *a) {
   rc = ops->acquire(a, &r, &row, &err);
   for (int i = 0; i < 10 && ops->watch(b, name, 100000, NULL, &err) == GM_OK; i++) {
   }
-  bt_watch_start(&w, b, name, 5000000, getmores);
+  bt_watch_start(&w, b, name, 5000000, NULL, getmores);
   double c0 = mono();
   ops->interrupt(b);
   bt_watch_join(&w);

@@ -246,10 +246,7 @@ static void test_names(void *conn) {
   for (size_t i = 0; i < 7; i++) ok = ok && q[i].rc == GM_OK;
   check(ok, "renew_many with quotes, braces and commas in names: %s",
         rc ? err.msg : "");
-  memset(name, 'n', GM_NAME_MAX);
-  name[GM_NAME_MAX] = '\0';
-  rc = ops->observe(conn, name, &r, &err);
-  check(rc == GM_ERR && err.code == GM_E_ARG, "a name too long: %s", err.msg);
+  /* the widest name: test_backend; a longer one: test_core */
 }
 
 /* changed() on conn within bound seconds: polled as the core does. */
